@@ -1,0 +1,210 @@
+package config
+
+import (
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole broker configuration, as read from clearance.yaml.
+type Config struct {
+	// NATS is the connection to the NATS cluster carrying transfer requests.
+	NATS NATS `yaml:"nats"`
+	// Store is the SQL database holding the audit log.
+	Store Store `yaml:"store"`
+	// Vault configures the production key service. Exactly one of Vault and
+	// DevKeyring is set.
+	Vault *Vault `yaml:"vault"`
+	// DevKeyring configures the local development key ring (not Vault).
+	DevKeyring *DevKeyring `yaml:"dev_keyring"`
+	// Audit configures the tamper-evident audit log.
+	Audit Audit `yaml:"audit"`
+	// Registry says where the agreements registry is read from.
+	Registry Registry `yaml:"registry"`
+	// HTTP configures the API listener.
+	HTTP HTTP `yaml:"http"`
+	// Connectors are the named delivery targets parties refer to.
+	Connectors map[string]Connector `yaml:"connectors"`
+	// InboundRegion, when set, makes this instance the receiving side of a
+	// regional transfer.
+	InboundRegion *InboundRegion `yaml:"inbound_region"`
+	// Pipeline tunes message processing.
+	Pipeline Pipeline `yaml:"pipeline"`
+	// Logging configures structured logs.
+	Logging Logging `yaml:"logging"`
+}
+
+// NATS is the connection to NATS and the JetStream ingest stream.
+type NATS struct {
+	// URLs of the cluster's servers; the client fails over between them.
+	URLs []string `yaml:"urls"`
+	// CredsFile is a NATS credentials file (JWT + NKey seed).
+	CredsFile string `yaml:"creds_file"`
+	// NKeyFile is a file holding an NKey seed (alternative to CredsFile).
+	NKeyFile string `yaml:"nkey_file"`
+	// TLS configures TLS to the servers.
+	TLS TLS `yaml:"tls"`
+	// Stream is the ingest stream's name.
+	Stream string `yaml:"stream"`
+	// Replicas is the stream's replica count (1, 3 or 5 on a cluster).
+	Replicas int `yaml:"replicas"`
+	// Consumer is the durable pull consumer shared by every instance.
+	Consumer string `yaml:"consumer"`
+	// DuplicateWindow is how long Nats-Msg-Id de-duplication remembers ids.
+	DuplicateWindow time.Duration `yaml:"duplicate_window"`
+	// MaxDeliver is how many times a message is tried before it is
+	// dead-lettered.
+	MaxDeliver int `yaml:"max_deliver"`
+	// AckWait is how long a delivered message stays unacknowledged before
+	// JetStream redelivers it; workers extend it while busy.
+	AckWait time.Duration `yaml:"ack_wait"`
+	// FetchBatch is how many messages an instance pulls ahead.
+	FetchBatch int `yaml:"fetch_batch"`
+}
+
+// TLS is client-side TLS material, all by file path.
+type TLS struct {
+	// CAFile verifies the server certificates.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are the client certificate for mutual TLS.
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is the client certificate's private key.
+	KeyFile string `yaml:"key_file"`
+}
+
+// Enabled reports whether any TLS material is configured.
+func (t TLS) Enabled() bool { return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" }
+
+// Store is the SQL database.
+type Store struct {
+	// DSN is a postgres:// URL (without a password) or a SQLite file path.
+	DSN string `yaml:"dsn"`
+	// Password, for Postgres, is inserted into the DSN at start.
+	Password SecretRef `yaml:"password"`
+}
+
+// Vault configures HashiCorp Vault's transit engine.
+type Vault struct {
+	// Address is Vault's URL.
+	Address string `yaml:"address"`
+	// Token is the Vault token, by reference.
+	Token SecretRef `yaml:"token"`
+	// Namespace is the Vault Enterprise namespace, if any.
+	Namespace string `yaml:"namespace"`
+	// Mount is the transit engine's mount path.
+	Mount string `yaml:"mount"`
+	// DataKey is the transit key that wraps data keys.
+	DataKey string `yaml:"data_key"`
+	// SigningKey is the transit key that signs payloads and checkpoints.
+	SigningKey string `yaml:"signing_key"`
+	// CAFile verifies Vault's certificate.
+	CAFile string `yaml:"ca_file"`
+	// Timeout bounds one Vault round trip.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// DevKeyring configures the development key ring: keys on local disk, for
+// `clearance dev` and tests only.
+type DevKeyring struct {
+	// Dir holds the key ring's key files; created when missing.
+	Dir string `yaml:"dir"`
+}
+
+// Audit configures the audit log.
+type Audit struct {
+	// HMACKey keys the hash of subject ids, by reference.
+	HMACKey SecretRef `yaml:"hmac_key"`
+	// CheckpointEvery signs a checkpoint after this many entries.
+	CheckpointEvery int `yaml:"checkpoint_every"`
+	// CheckpointInterval signs a checkpoint at least this often.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+}
+
+// Registry says where the agreements registry comes from.
+type Registry struct {
+	// Dir is a directory of registry YAML files.
+	Dir string `yaml:"dir"`
+}
+
+// HTTP configures the API listener.
+type HTTP struct {
+	// Listen is the host:port the API listens on.
+	Listen string `yaml:"listen"`
+	// RequestTimeout bounds how long POST /v1/transfers waits for receipts.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// MaxBodyBytes caps a request body.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+}
+
+// Connector is one named delivery target. Parties name it in the registry.
+type Connector struct {
+	// Kind is a connector kind known to the connectors registry
+	// ("webhook", "natsregion").
+	Kind string `yaml:"kind"`
+	// Config is the kind-specific configuration, decoded strictly by the
+	// kind's config type (see DecodeConnectors).
+	Config yaml.Node `yaml:"config"`
+}
+
+// InboundRegion makes this instance receive regional transfers.
+type InboundRegion struct {
+	// Stream is the JetStream stream regional transfers arrive in; it is
+	// created or updated at start.
+	Stream string `yaml:"stream"`
+	// Subject is the subject (wildcards allowed) the stream captures and the
+	// sending region's natsregion connector publishes to.
+	Subject string `yaml:"subject"`
+	// Consumer is the durable pull consumer shared by this region's
+	// instances.
+	Consumer string `yaml:"consumer"`
+	// LocalSubject is where the opened record is republished for the
+	// region's own systems.
+	LocalSubject string `yaml:"local_subject"`
+}
+
+// Pipeline tunes processing.
+type Pipeline struct {
+	// Concurrency is how many messages one instance processes at once.
+	Concurrency int `yaml:"concurrency"`
+	// BackoffBase is the first retry delay after a transient failure.
+	BackoffBase time.Duration `yaml:"backoff_base"`
+	// BackoffMax caps the retry delay.
+	BackoffMax time.Duration `yaml:"backoff_max"`
+	// ShutdownGrace is how long shutdown waits for in-flight messages before
+	// handing them back.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+}
+
+// Logging configures structured logs.
+type Logging struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is json or text.
+	Format string `yaml:"format"`
+}
+
+// Defaults returns a configuration holding every default; Load decodes the
+// file over it.
+func Defaults() *Config {
+	return &Config{
+		NATS: NATS{
+			URLs:            []string{"nats://127.0.0.1:4222"},
+			Stream:          "CLEARANCE_TRANSFERS",
+			Replicas:        1,
+			Consumer:        "clearance",
+			DuplicateWindow: 2 * time.Minute,
+			MaxDeliver:      10,
+			AckWait:         30 * time.Second,
+			FetchBatch:      64,
+		},
+		Audit: Audit{CheckpointEvery: 1000, CheckpointInterval: time.Minute},
+		HTTP:  HTTP{Listen: "127.0.0.1:8080", RequestTimeout: 30 * time.Second, MaxBodyBytes: 8 << 20},
+		Pipeline: Pipeline{
+			Concurrency:   16,
+			BackoffBase:   time.Second,
+			BackoffMax:    5 * time.Minute,
+			ShutdownGrace: 30 * time.Second,
+		},
+		Logging: Logging{Level: "info", Format: "json"},
+	}
+}

@@ -1,0 +1,278 @@
+package config
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clearance-broker/clearance/connectors"
+)
+
+func noEnv(string) (string, bool) { return "", false }
+
+func envMap(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestParseValidFile(t *testing.T) {
+	b, err := os.ReadFile("testdata/valid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse(b, noEnv)
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	if got := cfg.NATS.MaxDeliver; got != 7 {
+		t.Errorf("max_deliver = %d, want 7", got)
+	}
+	if got := cfg.NATS.Stream; got != "CLEARANCE_TRANSFERS" {
+		t.Errorf("stream default = %q", got)
+	}
+	if got := cfg.InboundRegion.Consumer; got != "clearance-inbound" {
+		t.Errorf("inbound consumer default = %q", got)
+	}
+	if got := cfg.Connectors["partner-webhook"].Kind; got != "webhook" {
+		t.Errorf("connector kind = %q", got)
+	}
+}
+
+func TestParseUnknownKeys(t *testing.T) {
+	tests := []struct {
+		name string
+		give string
+		want []string
+	}{
+		{"top level", "natz: {}\n", []string{"natz (line 1): unknown key"}},
+		{"nested", "nats:\n  urls: [nats://a:1]\n  max_delivery: 3\n", []string{"nats.max_delivery (line 3): unknown key"}},
+		{"several at once", "http:\n  port: 1\nstore:\n  path: x\n", []string{"http.port (line 2)", "store.path (line 4)"}},
+		{"secret literal", "audit:\n  hmac_key: {value: s3cret}\n", []string{"audit.hmac_key.value (line 2): unknown key"}},
+		{"connector outer key", "connectors:\n  p:\n    kind: webhook\n    url: x\n", []string{"connectors.p.url (line 4)"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.give), noEnv)
+			if err == nil {
+				t.Fatal("Parse accepted unknown keys")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("error leaks the literal: %q", err)
+			}
+		})
+	}
+}
+
+func TestValidateListsEveryProblem(t *testing.T) {
+	give := `
+nats:
+  urls: [http://user:pw@x:1]
+  stream: "bad name"
+  max_deliver: 0
+  creds_file: /nonexistent/creds
+store:
+  dsn: postgres://u:hunter2@db/x
+audit:
+  hmac_key: {env: "not a name", file: /x}
+http:
+  listen: nope
+connectors:
+  "bad name": {}
+inbound_region:
+  subject: clearance.transfers.>
+pipeline:
+  concurrency: 0
+  backoff_base: 2s
+  backoff_max: 1s
+logging:
+  level: loud
+`
+	cfg, err := Parse([]byte(give), noEnv)
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	err = cfg.Validate()
+	if err == nil {
+		t.Fatal("Validate accepted a bad config")
+	}
+	want := []string{
+		"nats.urls[0]: scheme \"http\"", "nats.urls[0]: credentials in the URL",
+		"nats.stream", "nats.max_deliver", "nats.creds_file",
+		"store.dsn: holds a literal password",
+		"vault: required",
+		"audit.hmac_key: set env or file, not both", "audit.hmac_key.env",
+		"registry.dir: required", "http.listen",
+		"connectors.bad name: name", "connectors.bad name.kind: required",
+		"inbound_region.stream", "inbound_region.subject: must not overlap", "inbound_region.local_subject",
+		"pipeline.concurrency", "pipeline.backoff_max", "logging.level",
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("missing %q in:\n%v", w, err)
+		}
+	}
+	if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "pw@") {
+		t.Errorf("error leaks a secret:\n%v", err)
+	}
+	var fe *FieldError
+	if !errors.As(err, &fe) {
+		t.Errorf("errors are not *FieldError")
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	b, err := os.ReadFile("testdata/valid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := envMap(map[string]string{
+		"CLEARANCE_NATS_URLS":             "nats://a:1, nats://b:2",
+		"CLEARANCE_NATS_ACK_WAIT":         "45s",
+		"CLEARANCE_PIPELINE_CONCURRENCY":  "3",
+		"CLEARANCE_DEV_KEYRING_DIR":       "/tmp/ring",
+		"CLEARANCE_INBOUND_REGION_STREAM": "R2",
+	})
+	cfg, err := Parse(b, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cfg.NATS.URLs, " "); got != "nats://a:1 nats://b:2" {
+		t.Errorf("urls = %q", got)
+	}
+	if cfg.NATS.AckWait != 45*time.Second || cfg.Pipeline.Concurrency != 3 || cfg.InboundRegion.Stream != "R2" {
+		t.Errorf("overrides not applied: %+v %+v", cfg.NATS, cfg.Pipeline)
+	}
+	if cfg.DevKeyring == nil || cfg.DevKeyring.Dir != "/tmp/ring" {
+		t.Errorf("dev_keyring not allocated from env: %+v", cfg.DevKeyring)
+	}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "dev_keyring: set vault or dev_keyring, not both") {
+		t.Errorf("Validate = %v, want vault/dev_keyring conflict", err)
+	}
+
+	_, err = Parse(b, envMap(map[string]string{"CLEARANCE_NATS_MAX_DELIVER": "many"}))
+	if err == nil || !strings.Contains(err.Error(), "nats.max_deliver: from CLEARANCE_NATS_MAX_DELIVER") {
+		t.Errorf("bad env value error = %v", err)
+	}
+}
+
+func TestSecretRefResolve(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "key")
+	if err := os.WriteFile(file, []byte("  k3y\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CLEARANCE_TEST_SECRET", "envk3y")
+	tests := []struct {
+		name    string
+		give    SecretRef
+		want    string
+		wantErr error
+	}{
+		{"env", SecretRef{Env: "CLEARANCE_TEST_SECRET"}, "envk3y", nil},
+		{"file trimmed", SecretRef{File: file}, "k3y", nil},
+		{"unset env", SecretRef{Env: "CLEARANCE_TEST_SECRET_UNSET"}, "", ErrSecretUnset},
+		{"nothing", SecretRef{}, "", ErrSecretUnset},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.give.Resolve()
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if string(got) != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+type testConnConfig struct {
+	URL     string `yaml:"url"`
+	Retries int    `yaml:"retries"`
+}
+
+func (c *testConnConfig) Validate() error {
+	if c.URL == "" {
+		return errors.New("url: required")
+	}
+	return nil
+}
+
+func TestValidateWithConnectors(t *testing.T) {
+	kinds, err := connectors.NewRegistry(connectors.NewKind("hook",
+		func() *testConnConfig { return &testConnConfig{} },
+		func(context.Context, string, *testConnConfig, connectors.Deps) (connectors.Connector, error) {
+			return nil, errors.New("not built in this test")
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := os.ReadFile("testdata/valid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		give string
+		want []string
+	}{
+		{"valid", "connectors:\n  a: {kind: hook, config: {url: https://x}}\n", nil},
+		{"unknown kind", "connectors:\n  a: {kind: ftp}\n", []string{`connectors.a.kind: unknown kind "ftp" (have hook)`}},
+		{"unknown key in kind config", "connectors:\n  a:\n    kind: hook\n    config: {url: x, retry: 1}\n", []string{"connectors.a.config.retry (line 20): unknown key"}},
+		{"kind config invalid", "connectors:\n  a: {kind: hook, config: {retries: 2}}\n  b: {kind: nope}\n", []string{"connectors.a.config: ", "url: required", "connectors.b.kind"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			doc := strings.Replace(string(base), "connectors:\n  partner-webhook:\n    kind: webhook\n    config:\n      default_url: https://partner.example/clearance\n", tt.give, 1)
+			cfg, err := Parse([]byte(doc), noEnv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = cfg.ValidateWith(kinds)
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("ValidateWith: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("ValidateWith accepted a bad connector")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, p := range []string{"testdata/valid.yaml"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("nats: [1, 2]\n"))
+	f.Add([]byte("connectors: {a: {kind: x, config: [1]}}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Parse(data, noEnv)
+		if err != nil {
+			return
+		}
+		_ = cfg.Validate()
+	})
+}

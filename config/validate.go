@@ -1,0 +1,327 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/clearance-broker/clearance/connectors"
+)
+
+// Validate reports every problem of the configuration at once (errors.Join
+// of *FieldError), each with its dotted path. It checks connector kinds and
+// their configs only through ValidateWith.
+func (c *Config) Validate() error {
+	var errs []error
+	errs = append(errs, c.NATS.validate("nats")...)
+	errs = append(errs, c.Store.validate("store")...)
+	switch {
+	case c.Vault == nil && c.DevKeyring == nil:
+		errs = append(errs, fieldErr("vault", "required: configure vault (or dev_keyring for development)"))
+	case c.Vault != nil && c.DevKeyring != nil:
+		errs = append(errs, fieldErr("dev_keyring", "set vault or dev_keyring, not both"))
+	case c.Vault != nil:
+		errs = append(errs, c.Vault.validate("vault")...)
+	default:
+		if c.DevKeyring.Dir == "" {
+			errs = append(errs, fieldErr("dev_keyring.dir", "required"))
+		}
+	}
+	errs = append(errs, c.Audit.validate("audit")...)
+	if c.Registry.Dir == "" {
+		errs = append(errs, fieldErr("registry.dir", "required"))
+	}
+	errs = append(errs, c.HTTP.validate("http")...)
+	for _, name := range c.ConnectorNames() {
+		p := "connectors." + name
+		if !validToken(name) {
+			errs = append(errs, fieldErr(p, "name must be letters, digits, '-' or '_'"))
+		}
+		if c.Connectors[name].Kind == "" {
+			errs = append(errs, fieldErr(p+".kind", "required"))
+		}
+	}
+	if c.InboundRegion != nil {
+		errs = append(errs, c.InboundRegion.validate("inbound_region", c.NATS)...)
+	}
+	errs = append(errs, c.Pipeline.validate("pipeline")...)
+	errs = append(errs, c.Logging.validate("logging")...)
+	return errors.Join(errs...)
+}
+
+// ValidateWith is Validate plus the connectors: each kind must be registered
+// in kinds and each config must decode strictly and validate. Problems are
+// reported at once with paths such as "connectors.partner.config.timeout".
+func (c *Config) ValidateWith(kinds *connectors.Registry) error {
+	errs := []error{c.Validate()}
+	for _, name := range c.ConnectorNames() {
+		conn := c.Connectors[name]
+		if conn.Kind == "" {
+			continue
+		}
+		p := "connectors." + name
+		k, ok := kinds.Lookup(conn.Kind)
+		if !ok {
+			errs = append(errs, fieldErr(p+".kind", fmt.Sprintf("unknown kind %q (have %s)", conn.Kind, strings.Join(kinds.Kinds(), ", "))))
+			continue
+		}
+		node := conn.Config
+		if err := CheckKeys(&node, k.NewConfig(), p+".config"); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if _, err := kinds.Decode(conn.Kind, connectors.YAMLNode(&node)); err != nil {
+			errs = append(errs, fieldErr(p+".config", err.Error()))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ConnectorNames returns the configured connector names, sorted.
+func (c *Config) ConnectorNames() []string {
+	names := make([]string, 0, len(c.Connectors))
+	for n := range c.Connectors {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func (n NATS) validate(p string) []error {
+	var errs []error
+	if len(n.URLs) == 0 {
+		errs = append(errs, fieldErr(p+".urls", "required: at least one server URL"))
+	}
+	for i, raw := range n.URLs {
+		errs = append(errs, checkNATSURL(fmt.Sprintf("%s.urls[%d]", p, i), raw)...)
+	}
+	if n.CredsFile != "" && n.NKeyFile != "" {
+		errs = append(errs, fieldErr(p+".nkey_file", "set creds_file or nkey_file, not both"))
+	}
+	errs = append(errs, checkFile(p+".creds_file", n.CredsFile)...)
+	errs = append(errs, checkFile(p+".nkey_file", n.NKeyFile)...)
+	errs = append(errs, n.TLS.validate(p+".tls")...)
+	if !validToken(n.Stream) {
+		errs = append(errs, fieldErr(p+".stream", "required: a stream name of letters, digits, '-' or '_'"))
+	}
+	if n.Replicas < 1 || n.Replicas > 5 {
+		errs = append(errs, fieldErr(p+".replicas", "must be 1 to 5"))
+	}
+	if !validToken(n.Consumer) {
+		errs = append(errs, fieldErr(p+".consumer", "required: a consumer name of letters, digits, '-' or '_'"))
+	}
+	if n.DuplicateWindow <= 0 {
+		errs = append(errs, fieldErr(p+".duplicate_window", "must be positive"))
+	}
+	if n.MaxDeliver < 1 {
+		errs = append(errs, fieldErr(p+".max_deliver", "must be at least 1"))
+	}
+	if n.AckWait < 1e9 {
+		errs = append(errs, fieldErr(p+".ack_wait", "must be at least 1s"))
+	}
+	if n.FetchBatch < 1 || n.FetchBatch > 10000 {
+		errs = append(errs, fieldErr(p+".fetch_batch", "must be 1 to 10000"))
+	}
+	return errs
+}
+
+func checkNATSURL(p, raw string) []error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return []error{fieldErr(p, "not a URL (want nats://host:port)")}
+	}
+	var errs []error
+	switch u.Scheme {
+	case "nats", "tls", "ws", "wss":
+	default:
+		errs = append(errs, fieldErr(p, fmt.Sprintf("scheme %q: want nats, tls, ws or wss", u.Scheme)))
+	}
+	if u.User != nil {
+		errs = append(errs, fieldErr(p, "credentials in the URL are not allowed; use creds_file or nkey_file"))
+	}
+	return errs
+}
+
+func (t TLS) validate(p string) []error {
+	var errs []error
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		errs = append(errs, fieldErr(p+".cert_file", "cert_file and key_file: give both or neither"))
+	}
+	errs = append(errs, checkFile(p+".ca_file", t.CAFile)...)
+	errs = append(errs, checkFile(p+".cert_file", t.CertFile)...)
+	errs = append(errs, checkFile(p+".key_file", t.KeyFile)...)
+	return errs
+}
+
+func checkFile(p, path string) []error {
+	if path == "" {
+		return nil
+	}
+	if _, err := os.Stat(path); err != nil {
+		return []error{fieldErr(p, "cannot read "+path)}
+	}
+	return nil
+}
+
+// IsPostgres reports whether the DSN names a Postgres database (otherwise it
+// is a SQLite file path).
+func (s Store) IsPostgres() bool {
+	return strings.HasPrefix(s.DSN, "postgres://") || strings.HasPrefix(s.DSN, "postgresql://")
+}
+
+func (s Store) validate(p string) []error {
+	var errs []error
+	if s.DSN == "" {
+		return []error{fieldErr(p+".dsn", "required: a postgres:// URL or a SQLite file path")}
+	}
+	if s.IsPostgres() {
+		u, err := url.Parse(s.DSN)
+		switch {
+		case err != nil:
+			errs = append(errs, fieldErr(p+".dsn", "not a URL"))
+		case u.Host == "":
+			errs = append(errs, fieldErr(p+".dsn", "no host"))
+		}
+		if err == nil && u.User != nil {
+			if _, ok := u.User.Password(); ok {
+				errs = append(errs, fieldErr(p+".dsn", "holds a literal password; give it by reference in store.password"))
+			}
+		}
+		if err == nil && u.Query().Has("password") {
+			errs = append(errs, fieldErr(p+".dsn", "holds a literal password; give it by reference in store.password"))
+		}
+	} else if !s.Password.IsZero() {
+		errs = append(errs, fieldErr(p+".password", "only a postgres:// store takes a password"))
+	}
+	errs = append(errs, s.Password.validate(p+".password", false)...)
+	return errs
+}
+
+func (v *Vault) validate(p string) []error {
+	var errs []error
+	if u, err := url.Parse(v.Address); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		errs = append(errs, fieldErr(p+".address", "required: Vault's http(s):// URL"))
+	}
+	errs = append(errs, v.Token.validate(p+".token", true)...)
+	errs = append(errs, checkFile(p+".ca_file", v.CAFile)...)
+	if v.Timeout < 0 {
+		errs = append(errs, fieldErr(p+".timeout", "must not be negative"))
+	}
+	return errs
+}
+
+func (a Audit) validate(p string) []error {
+	errs := a.HMACKey.validate(p+".hmac_key", true)
+	if a.CheckpointEvery < 1 {
+		errs = append(errs, fieldErr(p+".checkpoint_every", "must be at least 1"))
+	}
+	if a.CheckpointInterval <= 0 {
+		errs = append(errs, fieldErr(p+".checkpoint_interval", "must be positive"))
+	}
+	return errs
+}
+
+func (h HTTP) validate(p string) []error {
+	var errs []error
+	if _, port, err := net.SplitHostPort(h.Listen); err != nil || port == "" {
+		errs = append(errs, fieldErr(p+".listen", "want host:port, e.g. 127.0.0.1:8080 or :8080"))
+	}
+	if h.RequestTimeout <= 0 {
+		errs = append(errs, fieldErr(p+".request_timeout", "must be positive"))
+	}
+	if h.MaxBodyBytes < 1024 {
+		errs = append(errs, fieldErr(p+".max_body_bytes", "must be at least 1024"))
+	}
+	return errs
+}
+
+func (r *InboundRegion) validate(p string, n NATS) []error {
+	var errs []error
+	if !validToken(r.Stream) {
+		errs = append(errs, fieldErr(p+".stream", "required: a stream name of letters, digits, '-' or '_'"))
+	}
+	if r.Stream == n.Stream {
+		errs = append(errs, fieldErr(p+".stream", "must differ from nats.stream"))
+	}
+	if !validSubject(r.Subject, true) {
+		errs = append(errs, fieldErr(p+".subject", "required: a NATS subject such as clearance.region.eu.>"))
+	}
+	if strings.HasPrefix(r.Subject, "clearance.transfers.") || strings.HasPrefix(r.Subject, "clearance.receipts.") || strings.HasPrefix(r.Subject, "clearance.deadletter.") {
+		errs = append(errs, fieldErr(p+".subject", "must not overlap clearance.transfers, receipts or deadletter"))
+	}
+	if !validToken(r.Consumer) {
+		errs = append(errs, fieldErr(p+".consumer", "a consumer name of letters, digits, '-' or '_'"))
+	}
+	if !validSubject(r.LocalSubject, false) {
+		errs = append(errs, fieldErr(p+".local_subject", "required: a NATS subject without wildcards"))
+	}
+	return errs
+}
+
+func (pl Pipeline) validate(p string) []error {
+	var errs []error
+	if pl.Concurrency < 1 || pl.Concurrency > 4096 {
+		errs = append(errs, fieldErr(p+".concurrency", "must be 1 to 4096"))
+	}
+	if pl.BackoffBase <= 0 {
+		errs = append(errs, fieldErr(p+".backoff_base", "must be positive"))
+	}
+	if pl.BackoffMax < pl.BackoffBase {
+		errs = append(errs, fieldErr(p+".backoff_max", "must be at least backoff_base"))
+	}
+	if pl.ShutdownGrace <= 0 {
+		errs = append(errs, fieldErr(p+".shutdown_grace", "must be positive"))
+	}
+	return errs
+}
+
+func (l Logging) validate(p string) []error {
+	var errs []error
+	switch l.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fieldErr(p+".level", fmt.Sprintf("%q: want debug, info, warn or error", l.Level)))
+	}
+	switch l.Format {
+	case "json", "text":
+	default:
+		errs = append(errs, fieldErr(p+".format", fmt.Sprintf("%q: want json or text", l.Format)))
+	}
+	return errs
+}
+
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if !(r == '_' || r == '-' || (r >= 'A' && r <= 'Z') || (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9')) {
+			return false
+		}
+	}
+	return true
+}
+
+func validSubject(s string, wildcards bool) bool {
+	if s == "" || strings.ContainsAny(s, " \t\r\n") {
+		return false
+	}
+	toks := strings.Split(s, ".")
+	for i, t := range toks {
+		switch {
+		case t == "":
+			return false
+		case t == "*" || (t == ">" && i == len(toks)-1):
+			if !wildcards {
+				return false
+			}
+		case strings.ContainsAny(t, "*>"):
+			return false
+		}
+	}
+	return true
+}
