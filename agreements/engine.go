@@ -1,0 +1,266 @@
+package agreements
+
+import (
+	"slices"
+	"sync/atomic"
+	"time"
+)
+
+// Engine decides transfer requests against a Registry. It is a pure
+// function of the request, the time and the registry: it does no I/O and
+// never blocks. An Engine is safe for concurrent use; Update swaps the
+// registry atomically, and each decision uses exactly one registry version.
+type Engine struct {
+	reg atomic.Pointer[Registry]
+}
+
+// NewEngine returns an Engine deciding against r.
+func NewEngine(r *Registry) *Engine {
+	e := &Engine{}
+	e.reg.Store(r)
+	return e
+}
+
+// Registry returns the registry decisions are currently made against.
+func (e *Engine) Registry() *Registry { return e.reg.Load() }
+
+// Update makes r the registry of every later decision.
+func (e *Engine) Update(r *Registry) { e.reg.Store(r) }
+
+// Decide applies the rules of DESIGN section 3 to req at the instant at and
+// returns the decision with every failing reason in rule order. Anything the
+// registry does not know is a denial. The request must come from
+// ParseRequest (or be equally complete); Decide does not modify it.
+func (e *Engine) Decide(req *Request, at time.Time) *Decision {
+	r := e.reg.Load()
+	at = at.UTC()
+	d := &Decision{
+		RequestID:       req.ID,
+		RegistryVersion: r.version,
+		At:              at,
+		Origin:          req.Subject.Jurisdiction,
+		Reasons:         make([]string, 0, 4),
+	}
+
+	// Rule 1: erasure.
+	if r.erased(req.Subject.ID, at) {
+		d.Reasons = append(d.Reasons, ReasonSubjectErased)
+	}
+
+	// Rule 2: everything named must be known.
+	party := r.parties[req.Recipient]
+	if party == nil {
+		d.Reasons = append(d.Reasons, ReasonUnknownRecipient)
+	} else {
+		d.RecipientCountry, d.Connector = party.Country, party.Connector
+	}
+	ds := r.datasets[req.Dataset]
+	if ds == nil {
+		d.Reasons = append(d.Reasons, ReasonUnknownDataset)
+	}
+	purpose := r.purposes[req.Purpose]
+	if purpose == nil {
+		d.Reasons = append(d.Reasons, ReasonUnknownPurpose)
+	} else {
+		d.LegalBasis = purpose.LegalBasis
+	}
+	if ds != nil && !ds.ds.Personal {
+		return finish(d, nonPersonal(d, req.Record))
+	}
+
+	// Rule 3: legal basis.
+	var order *orderIndex
+	if purpose != nil {
+		switch purpose.LegalBasis {
+		case BasisConsent:
+			if reason := r.consentReason(req, at); reason != "" {
+				d.Reasons = append(d.Reasons, reason)
+			}
+		case BasisLegalObligation:
+			if order = r.validOrder(req, at); order == nil {
+				d.Reasons = append(d.Reasons, ReasonLegalOrderRequired)
+			}
+		}
+	}
+
+	// Rule 4: the disclosure agreement, unless a legal order carries it.
+	var sc *scope
+	switch {
+	case order != nil:
+		sc = &order.scope
+		d.LegalOrder = order.o.ID
+	case party != nil && purpose != nil:
+		ai, cand, reason := r.agreementFor(party.ID, purpose.ID, at)
+		if ai != nil {
+			sc = &ai.scope
+			d.RetentionDays = ai.a.RetentionDays
+			cand = ai
+		} else {
+			d.Reasons = append(d.Reasons, reason)
+		}
+		if cand != nil {
+			d.Agreement = &AgreementRef{ID: cand.a.ID, Version: cand.a.Version}
+		}
+	}
+
+	// Rule 5: minimisation.
+	m := minimise(ds, sc, req.Record)
+	d.Fields = Fields{Kept: m.kept, Removed: m.removed}
+	if sc != nil && len(m.kept) == 0 {
+		d.Reasons = append(d.Reasons, ReasonNoPermittedFields)
+	}
+
+	// Rule 6: the Chapter V transfer mechanism.
+	if party != nil && purpose != nil && ds != nil {
+		mech, reason := r.mechanism(req, party, at)
+		d.Mechanism = mech
+		if reason != "" {
+			d.Reasons = append(d.Reasons, reason)
+		}
+	}
+	return finish(d, m)
+}
+
+// finish sets the outcome; only an allowed decision carries a record.
+func finish(d *Decision, m minimised) *Decision {
+	if len(d.Reasons) > 0 {
+		d.Decision = Deny
+		return d
+	}
+	d.Decision = Allow
+	d.Record = m.record
+	d.Categories = m.categories
+	return d
+}
+
+// nonPersonal keeps every field of a record of a non-personal dataset
+// (policy 1.3); the mechanism is "none" once recipient and purpose are known.
+func nonPersonal(d *Decision, rec map[string]any) minimised {
+	m := minimised{record: make(map[string]any, len(rec)), kept: make([]string, 0, len(rec))}
+	for k, v := range rec {
+		m.record[k] = v
+		m.kept = append(m.kept, k)
+	}
+	slices.Sort(m.kept)
+	d.Fields = Fields{Kept: m.kept}
+	if d.RecipientCountry != "" && d.LegalBasis != "" {
+		d.Mechanism = MechanismNone
+	}
+	return m
+}
+
+// erased reports whether the subject has an erasure in effect at at.
+func (r *Registry) erased(subject string, at time.Time) bool {
+	for _, e := range r.erasures[subject] {
+		if !e.At.After(at) {
+			return true
+		}
+	}
+	return false
+}
+
+// consentReason checks rule 3 for a consent purpose and returns the failing
+// reason, or "" when a valid consent covers the recipient.
+func (r *Registry) consentReason(req *Request, at time.Time) string {
+	withdrawn, noParental := false, false
+	for _, c := range r.consents[subjectPurpose{req.Subject.ID, req.Purpose}] {
+		if !c.coversAt(req.Recipient, at) {
+			continue
+		}
+		switch {
+		case c.WithdrawnAt != nil && !c.WithdrawnAt.After(at):
+			withdrawn = true
+		case req.Subject.Minor && !c.Parental:
+			noParental = true
+		default:
+			return ""
+		}
+	}
+	switch {
+	case noParental:
+		return ReasonMinorWithoutParentalConsent
+	case withdrawn:
+		return ReasonConsentWithdrawn
+	}
+	return ReasonNoConsent
+}
+
+// coversAt reports whether the consent was granted by at and names the
+// recipient (or any recipient).
+func (c *Consent) coversAt(recipient string, at time.Time) bool {
+	if c.GrantedAt.After(at) {
+		return false
+	}
+	return len(c.Recipients) == 0 || slices.Contains(c.Recipients, recipient)
+}
+
+// validOrder returns the legal order named by the request when its authority
+// is the recipient, it names the subject and it is valid at at.
+func (r *Registry) validOrder(req *Request, at time.Time) *orderIndex {
+	if req.LegalOrder == "" {
+		return nil
+	}
+	o := r.orders[req.LegalOrder]
+	if o == nil || o.o.Authority != req.Recipient || !o.subjects[req.Subject.ID] || !at.Before(endOfDay(o.o.ValidUntil)) {
+		return nil
+	}
+	return o
+}
+
+// agreementState returns "" for an agreement in force at at, else the reason
+// it is not.
+func agreementState(a *Agreement, at time.Time) string {
+	switch {
+	case a.Status == StatusTerminated, !at.Before(endOfDay(a.ValidUntil)):
+		return ReasonAgreementExpired
+	case a.Status == StatusDraft, at.Before(a.ValidFrom):
+		return ReasonAgreementNotYetValid
+	case a.Status == StatusSuspended:
+		return ReasonAgreementSuspended
+	}
+	return ""
+}
+
+// failureRank orders the agreement reasons from most to least specific.
+var failureRank = map[string]int{ReasonAgreementExpired: 0, ReasonAgreementNotYetValid: 1, ReasonAgreementSuspended: 2}
+
+// agreementFor applies rule 4: it returns the agreement in force for party
+// and purpose, or the candidate and reason that explain why there is none.
+func (r *Registry) agreementFor(party, purpose string, at time.Time) (match, cand *agreementIndex, reason string) {
+	for _, ai := range r.byPartyPurpose[partyPurpose{party, purpose}] {
+		state := agreementState(ai.a, at)
+		if state == "" {
+			if match == nil || preferred(ai.a, match.a) {
+				match = ai
+			}
+			continue
+		}
+		if cand == nil || failureRank[state] < failureRank[reason] {
+			cand, reason = ai, state
+		}
+	}
+	switch {
+	case match != nil:
+		return match, nil, ""
+	case cand != nil:
+		return nil, cand, reason
+	case len(r.byParty[party]) > 0:
+		return nil, nil, ReasonPurposeNotCovered
+	}
+	return nil, nil, ReasonNoAgreement
+}
+
+// preferred reports whether a is a better disclosure agreement than b: a
+// contract about the disclosure itself (dpa, data_sharing, intra_group)
+// before a transfer mechanism (scc, bcr), then the higher version, then the
+// smaller id.
+func preferred(a, b *Agreement) bool {
+	am, bm := a.Kind == KindSCC || a.Kind == KindBCR, b.Kind == KindSCC || b.Kind == KindBCR
+	if am != bm {
+		return !am
+	}
+	if a.Version != b.Version {
+		return a.Version > b.Version
+	}
+	return a.ID < b.ID
+}

@@ -1,0 +1,210 @@
+package agreements
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Request is a transfer request (DESIGN section 4): a producer asks to send
+// Record, a record of Dataset about Subject, to Recipient for Purpose.
+// LegalOrder names a legal order when the transfer answers one.
+type Request struct {
+	ID         string         `json:"id"`
+	Source     string         `json:"source"`
+	Recipient  string         `json:"recipient"`
+	Purpose    string         `json:"purpose"`
+	Dataset    string         `json:"dataset"`
+	Subject    Subject        `json:"subject"`
+	LegalOrder string         `json:"legal_order,omitempty"`
+	Record     map[string]any `json:"record"`
+}
+
+// Subject is the person a record is about: a pseudonymous id, the
+// jurisdiction (ISO 3166-1 alpha-2) the data originates from, and whether
+// the subject is a minor.
+type Subject struct {
+	ID           string `json:"id"`
+	Jurisdiction string `json:"jurisdiction"`
+	Minor        bool   `json:"minor"`
+}
+
+// ParseRequest decodes one transfer request strictly: unknown or duplicate
+// keys, missing required fields and wrong types are errors that name the
+// field and wrap ErrInvalidRequest (as *RequestError values, joined). Numbers
+// in the record are kept exactly as written (json.Number).
+func ParseRequest(data []byte) (*Request, error) {
+	p := &requestParser{}
+	req := p.request(data, "")
+	if len(p.errs) > 0 {
+		return nil, errors.Join(p.errs...)
+	}
+	return req, nil
+}
+
+// ParseRequests decodes either one request or a JSON array of requests.
+// Problems name the element ("[2].subject.id"); every problem of every
+// element is reported.
+func ParseRequests(data []byte) ([]*Request, error) {
+	trimmed := bytes.TrimLeft(data, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '[' {
+		req, err := ParseRequest(data)
+		if err != nil {
+			return nil, err
+		}
+		return []*Request{req}, nil
+	}
+	var raws []json.RawMessage
+	if err := json.Unmarshal(data, &raws); err != nil {
+		return nil, &RequestError{Problem: "not a JSON array of requests: " + syntaxProblem(err)}
+	}
+	if len(raws) == 0 {
+		return nil, &RequestError{Problem: "empty array: no request to decide"}
+	}
+	p := &requestParser{}
+	reqs := make([]*Request, 0, len(raws))
+	for i, raw := range raws {
+		reqs = append(reqs, p.request(raw, fmt.Sprintf("[%d]", i)))
+	}
+	if len(p.errs) > 0 {
+		return nil, errors.Join(p.errs...)
+	}
+	return reqs, nil
+}
+
+type requestParser struct{ errs []error }
+
+func (p *requestParser) fail(field, format string, args ...any) {
+	p.errs = append(p.errs, &RequestError{Field: field, Problem: fmt.Sprintf(format, args...)})
+}
+
+// object splits a JSON object into its members, reporting duplicates and
+// members not in allowed.
+func (p *requestParser) object(data []byte, path string, allowed ...string) map[string]json.RawMessage {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	tok, err := dec.Token()
+	if err != nil {
+		p.fail(path, "not valid JSON: %s", syntaxProblem(err))
+		return nil
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		p.fail(path, "want a JSON object")
+		return nil
+	}
+	out := map[string]json.RawMessage{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			p.fail(path, "not valid JSON: %s", syntaxProblem(err))
+			return nil
+		}
+		key, _ := tok.(string)
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			p.fail(join(path, key), "not valid JSON: %s", syntaxProblem(err))
+			return nil
+		}
+		switch {
+		case !contains(allowed, key):
+			p.fail(join(path, key), "unknown field (want one of %v)", allowed)
+		case out[key] != nil:
+			p.fail(join(path, key), "field given twice")
+		default:
+			out[key] = raw
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		p.fail(path, "not valid JSON: %s", syntaxProblem(err))
+		return nil
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		p.fail(path, "unexpected data after the object")
+	}
+	return out
+}
+
+func (p *requestParser) request(data []byte, prefix string) *Request {
+	m := p.object(data, prefix, "id", "source", "recipient", "purpose", "dataset", "subject", "legal_order", "record")
+	if m == nil {
+		return nil
+	}
+	f := func(name string) string {
+		if prefix == "" {
+			return name
+		}
+		return prefix + "." + name
+	}
+	req := &Request{
+		ID:        p.str(m, f("id"), "id", true),
+		Source:    p.str(m, f("source"), "source", true),
+		Recipient: p.str(m, f("recipient"), "recipient", true),
+		Purpose:   p.str(m, f("purpose"), "purpose", true),
+		Dataset:   p.str(m, f("dataset"), "dataset", true),
+	}
+	req.LegalOrder = p.str(m, f("legal_order"), "legal_order", false)
+	if raw, ok := m["subject"]; !ok || isJSONNull(raw) {
+		p.fail(f("subject"), "required field is missing")
+	} else if sm := p.object(raw, f("subject"), "id", "jurisdiction", "minor"); sm != nil {
+		req.Subject.ID = p.str(sm, f("subject.id"), "id", true)
+		req.Subject.Jurisdiction = p.str(sm, f("subject.jurisdiction"), "jurisdiction", true)
+		if req.Subject.Jurisdiction != "" && !ValidCountry(req.Subject.Jurisdiction) {
+			p.fail(f("subject.jurisdiction"), "not an ISO 3166-1 alpha-2 country code")
+		}
+		if raw, ok := sm["minor"]; ok && !isJSONNull(raw) {
+			if err := json.Unmarshal(raw, &req.Subject.Minor); err != nil {
+				p.fail(f("subject.minor"), "want true or false")
+			}
+		}
+	}
+	if raw, ok := m["record"]; !ok || isJSONNull(raw) {
+		p.fail(f("record"), "required field is missing")
+	} else {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		if err := dec.Decode(&req.Record); err != nil || req.Record == nil {
+			p.fail(f("record"), "want a JSON object")
+		}
+	}
+	return req
+}
+
+// str decodes a string member; required members must be present and
+// non-empty, optional ones may be absent or null.
+func (p *requestParser) str(m map[string]json.RawMessage, path, key string, required bool) string {
+	raw, ok := m[key]
+	if !ok || isJSONNull(raw) {
+		if required {
+			p.fail(path, "required field is missing")
+		}
+		return ""
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		p.fail(path, "want a string")
+		return ""
+	}
+	if s == "" {
+		p.fail(path, "must not be empty")
+	}
+	return s
+}
+
+func isJSONNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
+
+// syntaxProblem describes a JSON syntax error without quoting the input.
+func syntaxProblem(err error) string {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("syntax error at byte %d", se.Offset)
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return "unexpected end of input"
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return "wrong type " + te.Value
+	}
+	return "malformed"
+}

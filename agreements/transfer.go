@@ -1,0 +1,68 @@
+package agreements
+
+import "time"
+
+// mechanism applies rule 6 (GDPR Chapter V) and returns the mechanism that
+// holds, or the reason none does. The origin is the subject's jurisdiction,
+// the destination the recipient's country.
+func (r *Registry) mechanism(req *Request, party *Party, at time.Time) (string, string) {
+	origin, dest := countryIndex(req.Subject.Jurisdiction), countryIndex(party.Country)
+	if origin < 0 || dest < 0 {
+		return "", ReasonNoTransferMechanism
+	}
+	if origin == dest || r.sameZone[pairKey(origin, dest)] {
+		return MechanismDomestic, ""
+	}
+	// Art. 48: a foreign authority's request is never served automatically,
+	// whatever mechanism might otherwise hold.
+	if party.Role == RoleAuthority {
+		return "", ReasonForeignAuthorityRequiresReview
+	}
+	for _, a := range r.adequacy[pairKey(origin, dest)] {
+		if a.Requires == RequiresDPF && !party.DPFCertified {
+			continue
+		}
+		return mechanismAdequacyPrefix + a.ID, ""
+	}
+	tiaOverdue := false
+	for _, ai := range r.byPartyPurpose[partyPurpose{party.ID, req.Purpose}] {
+		a := ai.a
+		if (a.Kind != KindSCC && a.Kind != KindBCR) || !ai.dest.has(dest) || agreementState(a, at) != "" {
+			continue
+		}
+		if a.TIA != nil && !at.Before(endOfDay(a.TIA.ReviewBy)) {
+			tiaOverdue = true
+			continue
+		}
+		if a.Kind == KindSCC {
+			return mechanismSCCPrefix + a.ID, ""
+		}
+		return mechanismBCRPrefix + a.ID, ""
+	}
+	if r.transferConsent(req, at) {
+		return MechanismExplicitConsent, ""
+	}
+	if tiaOverdue {
+		return "", ReasonTIAOverdue
+	}
+	return "", ReasonNoTransferMechanism
+}
+
+// transferConsent reports whether an unwithdrawn explicit consent to the
+// transfer (Art. 49(1)(a)) covers subject, purpose and recipient; a minor's
+// needs a parent's authorisation.
+func (r *Registry) transferConsent(req *Request, at time.Time) bool {
+	for _, c := range r.consents[subjectPurpose{req.Subject.ID, req.Purpose}] {
+		if !c.TransferConsent || !c.coversAt(req.Recipient, at) {
+			continue
+		}
+		if c.WithdrawnAt != nil && !c.WithdrawnAt.After(at) {
+			continue
+		}
+		if req.Subject.Minor && !c.Parental {
+			continue
+		}
+		return true
+	}
+	return false
+}

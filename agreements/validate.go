@@ -1,0 +1,414 @@
+package agreements
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// validator checks a merged Content: required keys, enumerations, country
+// codes, dates, duplicate ids and references between entries. It collects
+// every problem.
+type validator struct {
+	c          *Content
+	errs       []error
+	zones      map[string]*Zone
+	parties    map[string]*Party
+	purposes   map[string]*Purpose
+	categories map[string]bool
+}
+
+func validate(c *Content) []error {
+	v := &validator{c: c, zones: map[string]*Zone{}, parties: map[string]*Party{}, purposes: map[string]*Purpose{}, categories: map[string]bool{}}
+	v.checkZones()
+	v.checkParties()
+	v.checkDatasets()
+	v.checkPurposes()
+	v.checkAdequacy()
+	v.checkAgreements()
+	v.checkConsents()
+	v.checkLegalOrders()
+	v.checkErasures()
+	return v.errs
+}
+
+// fail reports a problem of key in the entry defined at src; fallback is the
+// entry's path when it was built in code.
+func (v *validator) fail(src Source, fallback, key string, class error, format string, args ...any) {
+	path := src.path
+	if path == "" {
+		path = fallback
+	}
+	line := src.Line
+	if key != "" {
+		line = src.line(strings.SplitN(key, "[", 2)[0])
+		path = join(path, key)
+	}
+	v.errs = append(v.errs, &LoadError{File: src.File, Line: line, Key: path, Err: class, Detail: fmt.Sprintf(format, args...)})
+}
+
+// required reports an empty value whose key was not already reported.
+func (v *validator) required(src Source, fallback, key string, empty bool) bool {
+	if !empty {
+		return true
+	}
+	if !src.broken(key) {
+		if _, present := src.keys[key]; present {
+			v.fail(src, fallback, key, ErrMissingKey, "must not be empty")
+		} else {
+			v.fail(src, fallback, key, ErrMissingKey, "%s is required", key)
+		}
+	}
+	return false
+}
+
+// where names a previous definition for duplicate messages.
+func where(src Source) string {
+	if src.File == "" {
+		return "defined before"
+	}
+	return fmt.Sprintf("first defined at %s:%d", src.File, src.Line)
+}
+
+func (v *validator) checkZones() {
+	for i := range v.c.Zones {
+		z := &v.c.Zones[i]
+		fb := fmt.Sprintf("zones.%s", z.ID)
+		if z.ID == "" {
+			v.fail(z.Src, fmt.Sprintf("zones[%d]", i), "", ErrMissingKey, "a zone needs a name")
+			continue
+		}
+		if ValidCountry(z.ID) {
+			v.fail(z.Src, fb, "", ErrInvalidValue, "zone name %q is a country code", z.ID)
+		}
+		if prev, dup := v.zones[z.ID]; dup {
+			v.fail(z.Src, fb, "", ErrDuplicate, "zone %q (%s)", z.ID, where(prev.Src))
+			continue
+		}
+		v.zones[z.ID] = z
+		if len(z.Countries) == 0 {
+			v.fail(z.Src, fb, "", ErrMissingKey, "a zone lists at least one country")
+		}
+		for j, cc := range z.Countries {
+			if !ValidCountry(cc) {
+				v.fail(z.Src, fb, fmt.Sprintf("[%d]", j), ErrInvalidCountry, "%q is not an ISO 3166-1 alpha-2 code", cc)
+			}
+		}
+	}
+}
+
+// places checks a list of zones and countries.
+func (v *validator) places(src Source, fb, key string, list []string) {
+	for j, p := range list {
+		if _, ok := v.zones[p]; ok || ValidCountry(p) {
+			continue
+		}
+		k := fmt.Sprintf("%s[%d]", key, j)
+		if len(p) == 2 && strings.ToUpper(p) == p {
+			v.fail(src, fb, k, ErrInvalidCountry, "%q is not an ISO 3166-1 alpha-2 code", p)
+		} else {
+			v.fail(src, fb, k, ErrDanglingReference, "%q is neither a zone nor an ISO 3166-1 alpha-2 country code", p)
+		}
+	}
+}
+
+func (v *validator) checkAdequacy() {
+	seen := map[string]Source{}
+	for i := range v.c.Adequacy {
+		a := &v.c.Adequacy[i]
+		fb := fmt.Sprintf("adequacy[%d]", i)
+		if v.required(a.Src, fb, "id", a.ID == "") {
+			if prev, dup := seen[a.ID]; dup {
+				v.fail(a.Src, fb, "id", ErrDuplicate, "adequacy id %q (%s)", a.ID, where(prev))
+			}
+			seen[a.ID] = a.Src
+		}
+		if v.required(a.Src, fb, "from", len(a.From) == 0) {
+			v.places(a.Src, fb, "from", a.From)
+		}
+		if v.required(a.Src, fb, "to", len(a.To) == 0) {
+			v.places(a.Src, fb, "to", a.To)
+		}
+		if a.Requires != "" && a.Requires != RequiresDPF {
+			v.fail(a.Src, fb, "requires", ErrInvalidValue, "%q is not %q", a.Requires, RequiresDPF)
+		}
+	}
+}
+
+var roles = []string{string(RoleProcessor), string(RoleSubsidiary), string(RoleController), string(RoleAuthority)}
+
+func (v *validator) checkParties() {
+	for i := range v.c.Parties {
+		p := &v.c.Parties[i]
+		fb := fmt.Sprintf("parties[%d]", i)
+		if v.required(p.Src, fb, "id", p.ID == "") {
+			if prev, dup := v.parties[p.ID]; dup {
+				v.fail(p.Src, fb, "id", ErrDuplicate, "party id %q (%s)", p.ID, where(prev.Src))
+			} else {
+				v.parties[p.ID] = p
+			}
+		}
+		v.required(p.Src, fb, "name", p.Name == "")
+		if v.required(p.Src, fb, "role", p.Role == "") && !contains(roles, string(p.Role)) {
+			v.fail(p.Src, fb, "role", ErrInvalidValue, "%q is not one of %v", p.Role, roles)
+		}
+		if v.required(p.Src, fb, "country", p.Country == "") && !ValidCountry(p.Country) {
+			v.fail(p.Src, fb, "country", ErrInvalidCountry, "%q is not an ISO 3166-1 alpha-2 code", p.Country)
+		}
+		if p.DPFCertified && p.Country != "US" && ValidCountry(p.Country) {
+			v.fail(p.Src, fb, "dpf_certified", ErrInvalidValue, "only US organisations can be certified under the EU-US Data Privacy Framework")
+		}
+		v.required(p.Src, fb, "connector", p.Connector == "")
+		if len(p.PublicKey) > 0 && !p.Src.broken("public_key") {
+			var jwk map[string]any
+			if err := json.Unmarshal(p.PublicKey, &jwk); err != nil || jwk["kty"] == nil {
+				v.fail(p.Src, fb, "public_key", ErrInvalidValue, "not a JWK with kty")
+			}
+		}
+	}
+}
+
+func (v *validator) checkDatasets() {
+	seen := map[string]Source{}
+	for i := range v.c.Datasets {
+		ds := &v.c.Datasets[i]
+		fb := fmt.Sprintf("datasets[%d]", i)
+		if v.required(ds.Src, fb, "id", ds.ID == "") {
+			if prev, dup := seen[ds.ID]; dup {
+				v.fail(ds.Src, fb, "id", ErrDuplicate, "dataset id %q (%s)", ds.ID, where(prev))
+			}
+			seen[ds.ID] = ds.Src
+		}
+		if ds.Src.broken("fields") {
+			continue
+		}
+		if ds.Personal && len(ds.Fields) == 0 {
+			v.required(ds.Src, fb, "fields", true)
+		}
+		for _, path := range sortedKeys(ds.Fields) {
+			cat := ds.Fields[path]
+			key := "fields." + path
+			if !validPath(path) {
+				v.fail(ds.Src, fb, key, ErrInvalidValue, "a field path is dot-separated non-empty names")
+			}
+			if !validCategory(cat) {
+				v.fail(ds.Src, fb, key, ErrInvalidValue, "a category is dot-separated non-empty names without wildcards")
+			}
+			v.categories[cat] = true
+			for p := parentPath(path); p != ""; p = parentPath(p) {
+				if _, ok := ds.Fields[p]; ok {
+					v.fail(ds.Src, fb, key, ErrInvalidValue, "path lies inside the classified field %q: classify either the object or its members", p)
+				}
+			}
+		}
+	}
+}
+
+func validPath(p string) bool {
+	for _, seg := range strings.Split(p, ".") {
+		if seg == "" {
+			return false
+		}
+	}
+	return true
+}
+
+func validCategory(c string) bool { return validPath(c) && !strings.Contains(c, "*") }
+
+func parentPath(p string) string {
+	if i := strings.LastIndexByte(p, '.'); i >= 0 {
+		return p[:i]
+	}
+	return ""
+}
+
+var bases = []string{string(BasisConsent), string(BasisContract), string(BasisLegalObligation), string(BasisVitalInterests), string(BasisPublicTask), string(BasisLegitimateInterests)}
+
+func (v *validator) checkPurposes() {
+	for i := range v.c.Purposes {
+		p := &v.c.Purposes[i]
+		fb := fmt.Sprintf("purposes[%d]", i)
+		if v.required(p.Src, fb, "id", p.ID == "") {
+			if prev, dup := v.purposes[p.ID]; dup {
+				v.fail(p.Src, fb, "id", ErrDuplicate, "purpose id %q (%s)", p.ID, where(prev.Src))
+			} else {
+				v.purposes[p.ID] = p
+			}
+		}
+		if v.required(p.Src, fb, "legal_basis", p.LegalBasis == "") && !contains(bases, string(p.LegalBasis)) {
+			v.fail(p.Src, fb, "legal_basis", ErrInvalidValue, "%q is not one of %v", p.LegalBasis, bases)
+		}
+	}
+}
+
+// refs checks that every id of list names an entry of known.
+func refs[T any](v *validator, src Source, fb, key, what string, list []string, known map[string]*T) {
+	for j, id := range list {
+		if _, ok := known[id]; !ok {
+			v.fail(src, fb, fmt.Sprintf("%s[%d]", key, j), ErrDanglingReference, "no %s %q", what, id)
+		}
+	}
+}
+
+// categoryRefs checks agreement and legal order categories: exact names a
+// dataset uses, or a prefix pattern "contact.*" (or "*") matching at least
+// one; special categories cannot be reached through a pattern.
+func (v *validator) categoryRefs(src Source, fb, key string, list []string) {
+	for j, c := range list {
+		k := fmt.Sprintf("%s[%d]", key, j)
+		switch {
+		case c == "*":
+		case strings.HasSuffix(c, ".*") && validCategory(strings.TrimSuffix(c, ".*")):
+			prefix := strings.TrimSuffix(c, "*")
+			if strings.HasPrefix(prefix, "special.") {
+				v.fail(src, fb, k, ErrInvalidValue, "special categories (Art. 9) must be listed by name, not by %q", c)
+				continue
+			}
+			found := false
+			for known := range v.categories {
+				found = found || strings.HasPrefix(known, prefix)
+			}
+			if !found {
+				v.fail(src, fb, k, ErrDanglingReference, "no dataset uses a category matching %q", c)
+			}
+		case !validCategory(c):
+			v.fail(src, fb, k, ErrInvalidValue, "%q is not a category or a pattern such as contact.*", c)
+		case !v.categories[c]:
+			v.fail(src, fb, k, ErrDanglingReference, "no dataset uses the category %q", c)
+		}
+	}
+}
+
+var (
+	kinds    = []string{string(KindDPA), string(KindDataSharing), string(KindIntraGroup), string(KindSCC), string(KindBCR)}
+	statuses = []string{string(StatusDraft), string(StatusActive), string(StatusSuspended), string(StatusTerminated)}
+	modules  = []string{"C2C", "C2P", "P2P", "P2C"}
+)
+
+func (v *validator) checkAgreements() {
+	seen := map[string]Source{}
+	for i := range v.c.Agreements {
+		a := &v.c.Agreements[i]
+		fb := fmt.Sprintf("agreements[%d]", i)
+		if v.required(a.Src, fb, "id", a.ID == "") {
+			if prev, dup := seen[a.ID]; dup {
+				v.fail(a.Src, fb, "id", ErrDuplicate, "agreement id %q (%s)", a.ID, where(prev))
+			}
+			seen[a.ID] = a.Src
+		}
+		if v.required(a.Src, fb, "version", a.Version == 0) && a.Version < 1 {
+			v.fail(a.Src, fb, "version", ErrInvalidValue, "a version is a positive integer")
+		}
+		mech := a.Kind == KindSCC || a.Kind == KindBCR
+		if v.required(a.Src, fb, "kind", a.Kind == "") && !contains(kinds, string(a.Kind)) {
+			v.fail(a.Src, fb, "kind", ErrInvalidValue, "%q is not one of %v", a.Kind, kinds)
+		}
+		switch {
+		case a.Kind == KindSCC:
+			if v.required(a.Src, fb, "module", a.Module == "") && !contains(modules, a.Module) {
+				v.fail(a.Src, fb, "module", ErrInvalidValue, "%q is not one of %v", a.Module, modules)
+			}
+			if a.TIA == nil && !a.Src.broken("tia") {
+				v.fail(a.Src, fb, "tia", ErrMissingKey, "an SCC agreement needs a transfer impact assessment (tia)")
+			}
+		case a.Module != "":
+			v.fail(a.Src, fb, "module", ErrInvalidValue, "only scc agreements have a module")
+		}
+		if !mech && a.TIA != nil {
+			v.fail(a.Src, fb, "tia", ErrInvalidValue, "only scc and bcr agreements have a tia")
+		}
+		if mech {
+			if v.required(a.Src, fb, "destinations", len(a.Destinations) == 0) {
+				v.places(a.Src, fb, "destinations", a.Destinations)
+			}
+		} else if len(a.Destinations) > 0 {
+			v.fail(a.Src, fb, "destinations", ErrInvalidValue, "only scc and bcr agreements have destinations")
+		}
+		if v.required(a.Src, fb, "parties", len(a.Parties) == 0) {
+			refs(v, a.Src, fb, "parties", "party", a.Parties, v.parties)
+		}
+		if v.required(a.Src, fb, "purposes", len(a.Purposes) == 0) {
+			refs(v, a.Src, fb, "purposes", "purpose", a.Purposes, v.purposes)
+		}
+		if v.required(a.Src, fb, "categories", len(a.Categories) == 0) {
+			v.categoryRefs(a.Src, fb, "categories", a.Categories)
+		}
+		okFrom := v.required(a.Src, fb, "valid_from", a.ValidFrom.IsZero())
+		okUntil := v.required(a.Src, fb, "valid_until", a.ValidUntil.IsZero())
+		if okFrom && okUntil && a.ValidUntil.Before(a.ValidFrom) {
+			v.fail(a.Src, fb, "valid_until", ErrInvalidValue, "ends before valid_from")
+		}
+		if v.required(a.Src, fb, "status", a.Status == "") && !contains(statuses, string(a.Status)) {
+			v.fail(a.Src, fb, "status", ErrInvalidValue, "%q is not one of %v", a.Status, statuses)
+		}
+		if a.RetentionDays < 0 {
+			v.fail(a.Src, fb, "retention_days", ErrInvalidValue, "must not be negative")
+		}
+		if a.DocumentSHA256 != "" {
+			if b, err := hex.DecodeString(a.DocumentSHA256); err != nil || len(b) != 32 {
+				v.fail(a.Src, fb, "document_sha256", ErrInvalidValue, "want 64 hexadecimal digits")
+			}
+		}
+	}
+}
+
+func (v *validator) checkConsents() {
+	for i := range v.c.Consents {
+		c := &v.c.Consents[i]
+		fb := fmt.Sprintf("consents[%d]", i)
+		v.required(c.Src, fb, "subject", c.Subject == "")
+		if v.required(c.Src, fb, "purpose", c.Purpose == "") {
+			refs(v, c.Src, fb, "purpose", "purpose", []string{c.Purpose}, v.purposes)
+		}
+		refs(v, c.Src, fb, "recipients", "party", c.Recipients, v.parties)
+		v.required(c.Src, fb, "granted_at", c.GrantedAt.IsZero())
+		if c.WithdrawnAt != nil && !c.GrantedAt.IsZero() && c.WithdrawnAt.Before(c.GrantedAt) {
+			v.fail(c.Src, fb, "withdrawn_at", ErrInvalidValue, "withdrawn before granted_at")
+		}
+		if c.TransferConsent && c.NoticeVersion == "" {
+			v.fail(c.Src, fb, "notice_version", ErrMissingKey, "an explicit transfer consent (Art. 49(1)(a)) records the risk notice the subject saw")
+		}
+	}
+}
+
+func (v *validator) checkLegalOrders() {
+	seen := map[string]Source{}
+	for i := range v.c.LegalOrders {
+		o := &v.c.LegalOrders[i]
+		fb := fmt.Sprintf("legal_orders[%d]", i)
+		if v.required(o.Src, fb, "id", o.ID == "") {
+			if prev, dup := seen[o.ID]; dup {
+				v.fail(o.Src, fb, "id", ErrDuplicate, "legal order id %q (%s)", o.ID, where(prev))
+			}
+			seen[o.ID] = o.Src
+		}
+		if v.required(o.Src, fb, "authority", o.Authority == "") {
+			if p, ok := v.parties[o.Authority]; !ok {
+				v.fail(o.Src, fb, "authority", ErrDanglingReference, "no party %q", o.Authority)
+			} else if p.Role != RoleAuthority {
+				v.fail(o.Src, fb, "authority", ErrInvalidValue, "party %q has role %q, not authority", o.Authority, p.Role)
+			}
+		}
+		if v.required(o.Src, fb, "subjects", len(o.Subjects) == 0) {
+			for j, s := range o.Subjects {
+				if s == "" {
+					v.fail(o.Src, fb, fmt.Sprintf("subjects[%d]", j), ErrMissingKey, "must not be empty")
+				}
+			}
+		}
+		if v.required(o.Src, fb, "categories", len(o.Categories) == 0) {
+			v.categoryRefs(o.Src, fb, "categories", o.Categories)
+		}
+		v.required(o.Src, fb, "valid_until", o.ValidUntil.IsZero())
+	}
+}
+
+func (v *validator) checkErasures() {
+	for i := range v.c.Erasures {
+		e := &v.c.Erasures[i]
+		fb := fmt.Sprintf("erasures[%d]", i)
+		v.required(e.Src, fb, "subject", e.Subject == "")
+		v.required(e.Src, fb, "at", e.At.IsZero())
+	}
+}
