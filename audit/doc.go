@@ -1,0 +1,55 @@
+// Package audit is Clearance's tamper-evident audit log: one entry per
+// decision, delivery, rejection, receipt, erasure notice and registry change,
+// written before the delivery it records ("no audit, no transfer").
+//
+// The log lives in the SQL store through bun: PostgreSQL in production and
+// SQLite (modernc.org/sqlite) for `clearance dev`, from the same code. The
+// schema is managed by bun/migrate with migrations written in Go; Open runs
+// them. OpenDB opens a *bun.DB from a DSN for either store.
+//
+// # Entries
+//
+// An Entry holds every field of the design's section 5 and nothing personal:
+// the subject id is stored only as a keyed HMAC-SHA256 (the key is given in
+// Options and never written to the database) and no record content is ever
+// accepted. The JSON form of an Entry is a format others depend on and is
+// pinned by a golden file.
+//
+// # Group commit
+//
+// Append is write-ahead: it returns only once its entry is committed. Many
+// concurrent callers are batched by one writer goroutine per Log into a single
+// transaction with a multi-row insert; every caller of a batch learns the
+// batch's outcome, and an error means the entry may not be durable, so the
+// caller must not deliver.
+//
+// # Sequencing across instances
+//
+// There is one chain per database, not one per instance. Each batch
+// transaction first locks the single row of audit_head (SELECT ... FOR UPDATE
+// on PostgreSQL; on SQLite the transaction takes the database write lock by
+// touching that row first), reads the chain head, assigns the next sequence
+// numbers and hashes, inserts the batch and moves the head, all before
+// commit. Writers from any number of broker instances are thereby serialised
+// per batch by the database, so sequence numbers are gap-free and each entry's
+// prev_hash is the hash of the entry before it, whatever instance wrote it.
+// The cost is one short row lock per batch, which group commit amortises.
+//
+// # Hash chain and checkpoints
+//
+// An entry's hash is the SHA-256 of its canonical JSON (with its own hash
+// empty, its sequence and prev_hash included). At intervals (every N entries
+// and every T, see Options) a checkpoint is signed through the Signer as a JWS
+// over {"sequence", "head"} and stored. Verify recomputes the chain, checks
+// every checkpoint signature against a Verifier and names the first entry
+// that was changed, removed or inserted. Entries after the last checkpoint
+// are only chained, not yet sealed; the report says how many.
+//
+// # Retention
+//
+// Archive exports the entries older than a horizon as JSON lines together
+// with a signed manifest (range, anchor hash, digest of the export and the
+// checkpoints covering it), records the manifest in audit_archives and removes
+// the entries in one transaction. Verify then starts from the anchor hash of
+// the latest verified manifest, so what remains still verifies.
+package audit

@@ -1,0 +1,132 @@
+package audit
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Event names what an entry records. The set is open: registry changes and
+// later parts of the broker may add their own events; the constants below are
+// the ones the broker writes today.
+type Event string
+
+// The events the broker records.
+const (
+	// EventDecided records a decision (allow or deny) for one request.
+	EventDecided Event = "decided"
+	// EventDelivered records a delivery the recipient accepted.
+	EventDelivered Event = "delivered"
+	// EventDeliveryFailed records a delivery attempt that failed.
+	EventDeliveryFailed Event = "delivery_failed"
+	// EventRejected records a request that could not be parsed or was incomplete.
+	EventRejected Event = "rejected"
+	// EventReceived records a transfer received from another region.
+	EventReceived Event = "received"
+	// EventErasureNotified records that a recipient was told of an erasure (Art. 19).
+	EventErasureNotified Event = "erasure_notified"
+	// EventRegistryApplied records a registry version loaded into the store.
+	EventRegistryApplied Event = "registry_applied"
+	// EventConsentRecorded records a consent granted or withdrawn at run time.
+	EventConsentRecorded Event = "consent_recorded"
+	// EventErasureRecorded records an erasure request entered at run time.
+	EventErasureRecorded Event = "erasure_recorded"
+)
+
+// genesisHash is the prev_hash of the first entry of a chain.
+var genesisHash = strings.Repeat("0", 64)
+
+// Entry is one audit log entry. It carries every field of the design's
+// section 5 and nothing personal: the subject appears only as a keyed HMAC
+// and no record content is accepted. Sequence, PrevHash and Hash are assigned
+// by Append; callers fill in the rest (Time defaults to the append time).
+type Entry struct {
+	Sequence         int64             `json:"sequence"`
+	Time             time.Time         `json:"time"`
+	Event            Event             `json:"event"`
+	RequestID        string            `json:"request_id"`
+	Source           string            `json:"source"`
+	Recipient        string            `json:"recipient"`
+	RecipientCountry string            `json:"recipient_country"`
+	Origin           string            `json:"origin_jurisdiction"`
+	Purpose          string            `json:"purpose"`
+	Dataset          string            `json:"dataset"`
+	Decision         string            `json:"decision"`
+	Reasons          []string          `json:"reasons"`
+	LegalBasis       string            `json:"legal_basis"`
+	AgreementID      string            `json:"agreement_id"`
+	AgreementVersion int               `json:"agreement_version"`
+	Mechanism        string            `json:"mechanism"`
+	CategoriesSent   []string          `json:"categories_sent"`
+	FieldsRemoved    map[string]string `json:"fields_removed"`
+	KeyRef           string            `json:"key_ref"`
+	PayloadDigest    string            `json:"payload_digest"`
+	RegistryVersion  string            `json:"registry_version"`
+	SubjectHMAC      string            `json:"subject_hmac"`
+	PrevHash         string            `json:"prev_hash"`
+	Hash             string            `json:"hash"`
+
+	// SubjectID is the subject id in clear, given by the caller of Append,
+	// which replaces it with SubjectHMAC. It is never stored, encoded or
+	// returned.
+	SubjectID string `json:"-"`
+}
+
+// clone returns a deep copy of e in canonical form: times in UTC truncated to
+// microseconds (what both stores keep), nil lists and maps made empty, and
+// SubjectID dropped.
+func (e *Entry) clone() Entry {
+	c := *e
+	c.SubjectID = ""
+	c.Time = c.Time.UTC().Truncate(time.Microsecond)
+	c.Reasons = cloneList(e.Reasons)
+	c.CategoriesSent = cloneList(e.CategoriesSent)
+	c.FieldsRemoved = maps.Clone(e.FieldsRemoved)
+	if c.FieldsRemoved == nil {
+		c.FieldsRemoved = map[string]string{}
+	}
+	return c
+}
+
+func cloneList(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return slices.Clone(s)
+}
+
+// computeHash returns the chain hash of e: the hex SHA-256 of its canonical
+// JSON with Hash empty. Sequence and PrevHash are part of the input, so the
+// hash binds the entry to its place in the chain.
+func computeHash(e *Entry) string {
+	c := e.clone()
+	c.Hash = ""
+	b, err := json.Marshal(&c)
+	if err != nil {
+		// Entry holds only strings, ints, a time, string lists and a string
+		// map; encoding cannot fail.
+		panic("audit: encode entry: " + err.Error())
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// SubjectHMAC returns the keyed HMAC-SHA256 of a subject id, hex encoded, as
+// stored in Entry.SubjectHMAC. Query uses it to look a subject up.
+func SubjectHMAC(key []byte, subjectID string) string {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(subjectID))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// Digest returns the digest of a sealed payload in the form stored in
+// Entry.PayloadDigest: "sha256:" and the hex SHA-256.
+func Digest(sealed []byte) string {
+	sum := sha256.Sum256(sealed)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,58 @@
+package audit
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrClosed is returned by Append after Close.
+	ErrClosed = errors.New("audit: log closed")
+	// ErrReadOnly is returned by Append and Archive on a Log opened without a
+	// Signer: such a Log can query, export and verify but not write.
+	ErrReadOnly = errors.New("audit: log opened read-only (no signer)")
+	// ErrInvalidEntry is returned by Append for an entry without an event.
+	ErrInvalidEntry = errors.New("audit: invalid entry")
+	// ErrNoSubjectKey is returned when a subject id must be hashed but
+	// Options.SubjectKey is empty.
+	ErrNoSubjectKey = errors.New("audit: no subject HMAC key configured")
+	// ErrTampered is matched (errors.Is) by every *TamperError.
+	ErrTampered = errors.New("audit: log tampered")
+	// ErrUnsupportedDSN is returned by OpenDB for a DSN it cannot open.
+	ErrUnsupportedDSN = errors.New("audit: unsupported database DSN")
+)
+
+// Finding names the kind of tampering Verify found.
+type Finding string
+
+// The findings Verify reports.
+const (
+	// FindingChanged: the entry's content no longer matches its hash, or its
+	// hash is not the one the next entry or a checkpoint recorded.
+	FindingChanged Finding = "changed"
+	// FindingRemoved: the entry is missing from the chain.
+	FindingRemoved Finding = "removed"
+	// FindingInserted: the entry was not written through the log (it lies
+	// outside the chain head or before the retained anchor).
+	FindingInserted Finding = "inserted"
+	// FindingBadCheckpoint: a checkpoint or archive manifest does not verify
+	// or does not agree with its row.
+	FindingBadCheckpoint Finding = "bad_checkpoint"
+)
+
+// TamperError says what Verify found first: the finding, the sequence number
+// of the entry (or checkpoint) concerned and a short explanation. It holds no
+// entry content.
+type TamperError struct {
+	Finding  Finding
+	Sequence int64
+	Detail   string
+}
+
+// Error implements error.
+func (e *TamperError) Error() string {
+	return fmt.Sprintf("audit: entry %d %s: %s", e.Sequence, e.Finding, e.Detail)
+}
+
+// Unwrap makes errors.Is(err, ErrTampered) hold.
+func (e *TamperError) Unwrap() error { return ErrTampered }

@@ -1,0 +1,209 @@
+package audit
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/uptrace/bun"
+)
+
+// ErrArchiveConflict is returned by Archive when another archive of the same
+// log committed first; the caller may run it again.
+var ErrArchiveConflict = errors.New("audit: another archive committed first")
+
+// Manifest describes one retention archive. It is signed (JWS) and stored in
+// audit_archives; Verify continues the chain from AnchorHash.
+type Manifest struct {
+	FromSequence int64     `json:"from_sequence"`
+	ToSequence   int64     `json:"to_sequence"`
+	Entries      int64     `json:"entries"`
+	PrevHash     string    `json:"prev_hash"`
+	AnchorHash   string    `json:"anchor_hash"`
+	Before       time.Time `json:"before"`
+	CreatedAt    time.Time `json:"created_at"`
+	// SHA256 is the hex digest of the JSON lines export.
+	SHA256 string `json:"sha256"`
+	// Checkpoints are the signed checkpoints that sealed the archived range.
+	Checkpoints []string `json:"checkpoints"`
+}
+
+// Archive writes every entry older than before (the longest run from the
+// start of the retained chain whose times are all before it) to w as JSON
+// lines, signs a Manifest of them, records it and removes the entries and
+// their checkpoints in one transaction. It checks the archived range's chain
+// first and refuses to archive a broken one. It returns the manifest and its
+// JWS, or nil and no error when nothing is older than before. Keep the export
+// and the JWS together: VerifyArchive checks one against the other.
+func (l *Log) Archive(ctx context.Context, before time.Time, w io.Writer) (*Manifest, []byte, error) {
+	if l.opts.Signer == nil {
+		return nil, nil, ErrReadOnly
+	}
+	before = before.UTC().Truncate(time.Microsecond)
+	var last archiveRow
+	start, prev := int64(1), genesisHash
+	switch err := l.db.NewSelect().Model(&last).Order("to_seq DESC").Limit(1).Scan(ctx); {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return nil, nil, fmt.Errorf("audit: archive: read archives: %w", err)
+	default:
+		start, prev = last.ToSeq+1, last.AnchorHash
+	}
+	head, err := l.readHead(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	to := head.Seq
+	var firstKept sql.NullInt64
+	if err := l.db.NewSelect().Model((*entryRow)(nil)).ColumnExpr("MIN(seq)").
+		Where("at >= ?", before).Scan(ctx, &firstKept); err != nil {
+		return nil, nil, fmt.Errorf("audit: archive: find horizon: %w", err)
+	}
+	if firstKept.Valid {
+		to = min(to, firstKept.Int64-1)
+	}
+	if to < start {
+		return nil, nil, nil
+	}
+
+	m := &Manifest{FromSequence: start, ToSequence: to, PrevHash: prev, Before: before,
+		CreatedAt: l.opts.Now().UTC().Truncate(time.Microsecond), Checkpoints: []string{}}
+	var cps []checkpointRow
+	if err := l.db.NewSelect().Model(&cps).Where("seq BETWEEN ? AND ?", start, to).Order("seq").Scan(ctx); err != nil {
+		return nil, nil, fmt.Errorf("audit: archive: read checkpoints: %w", err)
+	}
+	sealed := make(map[int64]string, len(cps))
+	for _, cp := range cps {
+		m.Checkpoints = append(m.Checkpoints, cp.JWS)
+		sealed[cp.Seq] = cp.Head
+	}
+	sum := sha256.New()
+	bw := bufio.NewWriter(io.MultiWriter(w, sum))
+	enc := json.NewEncoder(bw)
+	err = l.Scan(ctx, Filter{AfterSequence: start - 1}, func(e *Entry) error {
+		if e.Sequence > to {
+			return errStopScan
+		}
+		if e.Sequence != start+m.Entries || e.PrevHash != prev || computeHash(e) != e.Hash {
+			return &TamperError{Finding: FindingChanged, Sequence: e.Sequence, Detail: "chain broken in the range to archive"}
+		}
+		if h, ok := sealed[e.Sequence]; ok && h != e.Hash {
+			return &TamperError{Finding: FindingChanged, Sequence: e.Sequence, Detail: "checkpoint does not match"}
+		}
+		prev = e.Hash
+		m.Entries++
+		return enc.Encode(e)
+	})
+	if err != nil && !errors.Is(err, errStopScan) {
+		return nil, nil, fmt.Errorf("audit: archive: %w", err)
+	}
+	if m.Entries != to-start+1 {
+		return nil, nil, fmt.Errorf("audit: archive: %w", &TamperError{Finding: FindingRemoved,
+			Sequence: start + m.Entries, Detail: "entry missing in the range to archive"})
+	}
+	if err := bw.Flush(); err != nil {
+		return nil, nil, fmt.Errorf("audit: archive: write: %w", err)
+	}
+	m.AnchorHash, m.SHA256 = prev, hex.EncodeToString(sum.Sum(nil))
+
+	payload, err := json.Marshal(m)
+	if err != nil {
+		return nil, nil, fmt.Errorf("audit: archive: %w", err)
+	}
+	sigs, err := l.opts.Signer.Sign(ctx, [][]byte{payload})
+	if err != nil || len(sigs) != 1 {
+		return nil, nil, fmt.Errorf("audit: archive: sign manifest: %w", errors.Join(err, errSignCount(len(sigs))))
+	}
+	err = l.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if _, err := lockHead(ctx, tx); err != nil {
+			return err
+		}
+		var latest int64
+		if err := tx.NewSelect().Model((*archiveRow)(nil)).ColumnExpr("COALESCE(MAX(to_seq), 0)").Scan(ctx, &latest); err != nil {
+			return err
+		}
+		if latest != start-1 {
+			return ErrArchiveConflict
+		}
+		row := &archiveRow{ToSeq: to, FromSeq: start, AnchorHash: m.AnchorHash, At: m.CreatedAt, Manifest: string(sigs[0])}
+		if _, err := tx.NewInsert().Model(row).Exec(ctx); err != nil {
+			return err
+		}
+		if _, err := tx.NewDelete().Model((*entryRow)(nil)).Where("seq <= ?", to).Exec(ctx); err != nil {
+			return err
+		}
+		_, err := tx.NewDelete().Model((*checkpointRow)(nil)).Where("seq <= ?", to).Exec(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("audit: archive: commit: %w", err)
+	}
+	l.log.Info("audit entries archived", "from_seq", start, "to_seq", to)
+	return m, sigs[0], nil
+}
+
+var errStopScan = errors.New("stop scan")
+
+func errSignCount(n int) error {
+	if n == 1 {
+		return nil
+	}
+	return fmt.Errorf("signer returned %d signatures for 1 payload", n)
+}
+
+// VerifyArchive checks an archive export r against its manifest JWS: the
+// signature (with v), the digest of the export, and the chain from the
+// manifest's PrevHash to its AnchorHash including every checkpoint it lists.
+func VerifyArchive(ctx context.Context, r io.Reader, manifestJWS []byte, v Verifier) (*Manifest, error) {
+	var m Manifest
+	if err := openSigned(ctx, v, string(manifestJWS), &m); err != nil {
+		return nil, fmt.Errorf("audit: verify archive: manifest: %w", err)
+	}
+	sealed := map[int64]string{}
+	for _, jws := range m.Checkpoints {
+		var c Checkpoint
+		if err := openSigned(ctx, v, jws, &c); err != nil {
+			return &m, fmt.Errorf("audit: verify archive: %w", &TamperError{Finding: FindingBadCheckpoint, Detail: err.Error()})
+		}
+		sealed[c.Sequence] = c.Head
+	}
+	sum := sha256.New()
+	tee := io.TeeReader(r, sum)
+	dec := json.NewDecoder(tee)
+	prev, n := m.PrevHash, int64(0)
+	for dec.More() {
+		var e Entry
+		if err := dec.Decode(&e); err != nil {
+			return &m, fmt.Errorf("audit: verify archive: decode: %w", err)
+		}
+		seq := m.FromSequence + n
+		if e.Sequence != seq {
+			return &m, &TamperError{Finding: FindingRemoved, Sequence: seq, Detail: "entry missing from the archive"}
+		}
+		if e.PrevHash != prev || computeHash(&e) != e.Hash {
+			return &m, &TamperError{Finding: FindingChanged, Sequence: seq, Detail: "archived entry does not match the chain"}
+		}
+		if h, ok := sealed[seq]; ok && h != e.Hash {
+			return &m, &TamperError{Finding: FindingChanged, Sequence: seq, Detail: "checkpoint does not match"}
+		}
+		prev = e.Hash
+		n++
+	}
+	if _, err := io.Copy(io.Discard, tee); err != nil {
+		return &m, fmt.Errorf("audit: verify archive: %w", err)
+	}
+	if n != m.Entries || prev != m.AnchorHash {
+		return &m, &TamperError{Finding: FindingRemoved, Sequence: m.FromSequence + n, Detail: "archive shorter than its manifest"}
+	}
+	if hex.EncodeToString(sum.Sum(nil)) != m.SHA256 {
+		return &m, &TamperError{Finding: FindingChanged, Sequence: m.FromSequence, Detail: "archive digest differs from its manifest"}
+	}
+	return &m, nil
+}

@@ -1,0 +1,207 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Report is what Verify checked. It holds counts and sequence numbers only.
+type Report struct {
+	// Entries is the number of entries whose hash and link were checked.
+	Entries int64 `json:"entries"`
+	// FirstSequence and LastSequence bound the entries checked.
+	FirstSequence int64 `json:"first_sequence"`
+	LastSequence  int64 `json:"last_sequence"`
+	// Anchor is the last sequence removed by retention (0 if none); the
+	// chain was checked from the anchor hash of its signed manifest.
+	Anchor int64 `json:"anchor"`
+	// Checkpoints is the number of checkpoints verified and matched, and
+	// LastCheckpoint the sequence of the last of them.
+	Checkpoints    int   `json:"checkpoints"`
+	LastCheckpoint int64 `json:"last_checkpoint"`
+	// Unsealed counts the entries after the last checkpoint: chained but not
+	// yet covered by a signature.
+	Unsealed int64 `json:"unsealed"`
+	// SignaturesChecked is false when Verify ran without a Verifier: the
+	// checkpoints were then compared with the chain but not authenticated.
+	SignaturesChecked bool `json:"signatures_checked"`
+	// Problem is the first tampering found, nil if none.
+	Problem *TamperError `json:"problem,omitempty"`
+}
+
+// Verify recomputes the hash chain from the retained anchor (or the genesis)
+// to the head, checks every checkpoint and the latest archive manifest
+// against v, and returns a Report. When it finds tampering it stops, sets
+// Report.Problem and returns it as a *TamperError (errors.Is ErrTampered);
+// other errors are the store's. v may be nil to check the chain without
+// authenticating signatures. Appends may continue while Verify runs.
+func (l *Log) Verify(ctx context.Context, v Verifier) (*Report, error) {
+	rep := &Report{SignaturesChecked: v != nil}
+	fail := func(f Finding, seq int64, detail string) (*Report, error) {
+		rep.Problem = &TamperError{Finding: f, Sequence: seq, Detail: detail}
+		return rep, rep.Problem
+	}
+	start, prev := int64(1), genesisHash
+	var arch archiveRow
+	switch err := l.db.NewSelect().Model(&arch).Order("to_seq DESC").Limit(1).Scan(ctx); {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return rep, fmt.Errorf("audit: verify: read archives: %w", err)
+	default:
+		var m Manifest
+		if err := openSigned(ctx, v, arch.Manifest, &m); err != nil {
+			return fail(FindingBadCheckpoint, arch.ToSeq, "archive manifest: "+err.Error())
+		}
+		if m.ToSequence != arch.ToSeq || m.AnchorHash != arch.AnchorHash {
+			return fail(FindingBadCheckpoint, arch.ToSeq, "archive row differs from its signed manifest")
+		}
+		start, prev, rep.Anchor = arch.ToSeq+1, arch.AnchorHash, arch.ToSeq
+	}
+
+	var cps []checkpointRow
+	if err := l.db.NewSelect().Model(&cps).Where("seq >= ?", start).Order("seq").Scan(ctx); err != nil {
+		return rep, fmt.Errorf("audit: verify: read checkpoints: %w", err)
+	}
+	signed := make(map[int64]string, len(cps))
+	for _, cp := range cps {
+		var c Checkpoint
+		if err := openSigned(ctx, v, cp.JWS, &c); err != nil {
+			return fail(FindingBadCheckpoint, cp.Seq, "checkpoint: "+err.Error())
+		}
+		if c.Sequence != cp.Seq || c.Head != cp.Head {
+			return fail(FindingBadCheckpoint, cp.Seq, "checkpoint row differs from its signed payload")
+		}
+		signed[cp.Seq] = c.Head
+	}
+
+	head0, err := l.readHead(ctx)
+	if err != nil {
+		return rep, err
+	}
+	// beyondHead reports whether seq lies past the head as it is now: rows
+	// appended during the walk are legitimate, rows past the current head
+	// were not written through the log.
+	beyondHead := func(seq int64) (bool, error) {
+		if seq <= head0.Seq {
+			return false, nil
+		}
+		h, err := l.readHead(ctx)
+		return seq > h.Seq, err
+	}
+
+	rows, err := l.db.NewSelect().Model((*entryRow)(nil)).Order("seq").Rows(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("audit: verify: read entries: %w", err)
+	}
+	defer rows.Close()
+	expected, lastGood, headHash := start, start-1, ""
+	for rows.Next() {
+		var r entryRow
+		if err := l.db.ScanRow(ctx, rows, &r); err != nil {
+			return rep, fmt.Errorf("audit: verify: scan entry: %w", err)
+		}
+		if r.Seq < start {
+			return fail(FindingInserted, r.Seq, "entry before the start of the chain")
+		}
+		problem := func(f Finding, seq int64, detail string) (*Report, error) {
+			switch out, err := beyondHead(r.Seq); {
+			case err != nil:
+				return rep, err
+			case out:
+				return fail(FindingInserted, r.Seq, "entry past the chain head")
+			}
+			return fail(f, seq, detail)
+		}
+		if r.Seq > expected {
+			return problem(FindingRemoved, expected, "entry missing from the chain")
+		}
+		e, err := r.entry()
+		if err != nil || computeHash(&e) != r.Hash {
+			return problem(FindingChanged, r.Seq, "content does not match the entry's hash")
+		}
+		if r.PrevHash != prev {
+			if r.Seq == start && rep.Anchor > 0 {
+				return problem(FindingChanged, r.Seq, "entry does not continue from the archive anchor")
+			}
+			return problem(FindingChanged, r.Seq-1, "hash is not the one the next entry recorded")
+		}
+		if h, ok := signed[r.Seq]; ok {
+			if h != r.Hash {
+				return problem(FindingChanged, lastGood+1,
+					fmt.Sprintf("chain rewritten between checkpoints %d and %d", lastGood, r.Seq))
+			}
+			rep.Checkpoints++
+			rep.LastCheckpoint, lastGood = r.Seq, r.Seq
+		}
+		if r.Seq == head0.Seq {
+			headHash = r.Hash
+		}
+		if rep.Entries == 0 {
+			rep.FirstSequence = r.Seq
+		}
+		rep.Entries++
+		rep.LastSequence = r.Seq
+		prev = r.Hash
+		expected++
+	}
+	if err := rows.Err(); err != nil {
+		return rep, fmt.Errorf("audit: verify: read entries: %w", err)
+	}
+	if expected <= head0.Seq {
+		return fail(FindingRemoved, expected, "entries missing before the chain head")
+	}
+	if head0.Seq >= start && headHash != head0.Hash {
+		return fail(FindingChanged, head0.Seq, "hash differs from the recorded chain head")
+	}
+	for _, cp := range cps {
+		if cp.Seq >= expected {
+			return fail(FindingRemoved, expected, fmt.Sprintf("entries sealed by checkpoint %d are missing", cp.Seq))
+		}
+	}
+	if rep.LastSequence > lastGood {
+		rep.Unsealed = rep.LastSequence - lastGood
+	}
+	return rep, nil
+}
+
+func (l *Log) readHead(ctx context.Context) (headRow, error) {
+	var h headRow
+	if err := l.db.NewSelect().Model(&h).Where("id = 1").Scan(ctx); err != nil {
+		return h, fmt.Errorf("audit: read chain head: %w", err)
+	}
+	return h, nil
+}
+
+// openSigned verifies a compact JWS with v (or, if v is nil, only decodes
+// it) and unmarshals its payload into dst.
+func openSigned(ctx context.Context, v Verifier, jws string, dst any) error {
+	var payload []byte
+	if v != nil {
+		p, err := v.Verify(ctx, []byte(jws))
+		if err != nil {
+			return fmt.Errorf("signature: %w", err)
+		}
+		payload = p
+	} else {
+		parts := bytes.Split([]byte(jws), []byte("."))
+		if len(parts) != 3 {
+			return errors.New("not a compact JWS")
+		}
+		p, err := base64.RawURLEncoding.DecodeString(string(parts[1]))
+		if err != nil {
+			return fmt.Errorf("payload: %w", err)
+		}
+		payload = p
+	}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return fmt.Errorf("payload: %w", err)
+	}
+	return nil
+}
