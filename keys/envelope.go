@@ -1,0 +1,172 @@
+package keys
+
+import (
+	"bytes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// The sealed format is a compact JWE (RFC 7516) with "alg":"dir" and
+// "enc":"A256GCM". The content encryption key is a data key; it travels
+// wrapped (encrypted by Vault transit) in the protected header:
+//
+//	{"alg":"dir","enc":"A256GCM","kref":"transit:clearance-data:v3","wk":"vault:v3:..."}
+//
+// "kref" names the key that wrapped the data key and its version, "wk" is the
+// wrapped data key. The encrypted-key part is empty (alg dir), the IV is a
+// fresh random 96-bit nonce per message and the additional authenticated data
+// is the encoded protected header, so the header cannot be altered. Any JOSE
+// library that is given the data key can open the message.
+
+const (
+	headerKeyRef  = "kref"
+	headerWrapped = "wk"
+	nonceSize     = 12
+	tagSize       = 16
+	dataKeySize   = 32
+)
+
+var b64 = base64.RawURLEncoding
+
+// envelopeHeader is the protected header of a sealed message.
+type envelopeHeader struct {
+	Alg  string `json:"alg"`
+	Enc  string `json:"enc"`
+	KRef string `json:"kref"`
+	WK   string `json:"wk"`
+}
+
+// encodeHeader returns the base64url protected-header segment for a data key.
+func encodeHeader(kref, wrapped string) (string, error) {
+	raw, err := json.Marshal(envelopeHeader{Alg: "dir", Enc: "A256GCM", KRef: kref, WK: wrapped})
+	if err != nil {
+		return "", fmt.Errorf("keys: encode header: %w", err)
+	}
+	return b64.EncodeToString(raw), nil
+}
+
+// compactParts are the decoded parts of a sealed message. header is the
+// encoded protected-header segment (the AAD); ctTag is ciphertext||tag.
+type compactParts struct {
+	header []byte
+	nonce  []byte
+	ctTag  []byte
+}
+
+// parseCompact splits and decodes a compact JWE with an empty encrypted key.
+func parseCompact(sealed []byte) (compactParts, error) {
+	var p compactParts
+	var segs [5][]byte
+	rest := sealed
+	for i := 0; i < 4; i++ {
+		j := bytes.IndexByte(rest, '.')
+		if j < 0 {
+			return p, fmt.Errorf("%w: want 5 dot-separated parts", ErrMalformed)
+		}
+		segs[i], rest = rest[:j], rest[j+1:]
+	}
+	segs[4] = rest
+	if bytes.IndexByte(rest, '.') >= 0 {
+		return p, fmt.Errorf("%w: want 5 dot-separated parts", ErrMalformed)
+	}
+	if len(segs[0]) == 0 {
+		return p, fmt.Errorf("%w: empty protected header", ErrMalformed)
+	}
+	if len(segs[1]) != 0 {
+		return p, fmt.Errorf("%w: encrypted key must be empty for alg dir", ErrMalformed)
+	}
+	p.header = segs[0]
+	nonce := make([]byte, nonceSize)
+	if b64.DecodedLen(len(segs[2])) != nonceSize {
+		return p, fmt.Errorf("%w: iv must be 96 bits", ErrMalformed)
+	}
+	if _, err := b64.Decode(nonce, segs[2]); err != nil {
+		return p, fmt.Errorf("%w: iv: %w", ErrMalformed, err)
+	}
+	if b64.DecodedLen(len(segs[4])) != tagSize {
+		return p, fmt.Errorf("%w: tag must be 128 bits", ErrMalformed)
+	}
+	ctLen := b64.DecodedLen(len(segs[3]))
+	buf := make([]byte, ctLen+tagSize)
+	n, err := b64.Decode(buf, segs[3])
+	if err != nil {
+		return p, fmt.Errorf("%w: ciphertext: %w", ErrMalformed, err)
+	}
+	m, err := b64.Decode(buf[n:], segs[4])
+	if err != nil || m != tagSize {
+		return p, fmt.Errorf("%w: tag", ErrMalformed)
+	}
+	p.nonce = nonce
+	p.ctTag = buf[:n+tagSize]
+	return p, nil
+}
+
+// parseHeader decodes and checks a protected-header segment.
+func parseHeader(seg []byte) (envelopeHeader, error) {
+	var h envelopeHeader
+	raw := make([]byte, b64.DecodedLen(len(seg)))
+	n, err := b64.Decode(raw, seg)
+	if err != nil {
+		return h, fmt.Errorf("%w: header encoding: %w", ErrMalformed, err)
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw[:n], &fields); err != nil {
+		return h, fmt.Errorf("%w: header is not a JSON object", ErrMalformed)
+	}
+	for name := range fields {
+		switch name {
+		case "alg", "enc", headerKeyRef, headerWrapped, "kid", "typ", "cty":
+		default:
+			// "zip", "crit" and anything else would change how the message
+			// must be processed; refuse rather than ignore.
+			return h, fmt.Errorf("%w: unsupported header %q", ErrMalformed, name)
+		}
+	}
+	if err := json.Unmarshal(raw[:n], &h); err != nil {
+		return h, fmt.Errorf("%w: header fields must be strings", ErrMalformed)
+	}
+	switch {
+	case h.Alg != "dir":
+		return h, fmt.Errorf("%w: alg must be dir", ErrMalformed)
+	case h.Enc != "A256GCM":
+		return h, fmt.Errorf("%w: enc must be A256GCM", ErrMalformed)
+	case h.KRef == "":
+		return h, fmt.Errorf("%w: missing kref header", ErrMalformed)
+	case h.WK == "":
+		return h, fmt.Errorf("%w: missing wk header", ErrMalformed)
+	}
+	return h, nil
+}
+
+// sealWith encrypts plaintext under aead with a fresh random nonce and
+// returns the compact serialization with the given header segment.
+func sealWith(aead cipher.AEAD, header string, plaintext []byte) ([]byte, error) {
+	var nonce [nonceSize]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return nil, fmt.Errorf("keys: nonce: %w", err)
+	}
+	ct := aead.Seal(make([]byte, 0, len(plaintext)+tagSize), nonce[:], plaintext, []byte(header))
+	body, tag := ct[:len(plaintext)], ct[len(plaintext):]
+	out := make([]byte, 0, len(header)+4+b64.EncodedLen(nonceSize)+b64.EncodedLen(len(body))+b64.EncodedLen(tagSize))
+	out = append(out, header...)
+	out = append(out, '.', '.')
+	out = b64.AppendEncode(out, nonce[:])
+	out = append(out, '.')
+	out = b64.AppendEncode(out, body)
+	out = append(out, '.')
+	out = b64.AppendEncode(out, tag)
+	return out, nil
+}
+
+// openWith decrypts parsed parts under aead.
+func openWith(aead cipher.AEAD, p compactParts) ([]byte, error) {
+	pt, err := aead.Open(p.ctTag[:0], p.nonce, p.ctTag, p.header)
+	if err != nil {
+		return nil, newError("open", ErrNotAuthentic, errors.New("authentication failed"))
+	}
+	return pt, nil
+}

@@ -1,0 +1,236 @@
+package keys
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	vault "github.com/hashicorp/vault/api"
+)
+
+// Vault seals, opens and signs with keys held in HashiCorp Vault's transit
+// engine. Sealing uses envelope encryption: a data key from
+// transit/datakey/plaintext/<encryption_key> seals many messages (bounded by
+// data_key_max_uses and data_key_max_age) and travels wrapped in each
+// message; opening unwraps it through transit/decrypt once and caches it.
+// Signing batches payloads into transit/sign requests. All methods are safe
+// for concurrent use; those that may call Vault block for at most the
+// configured timeout and return an error matching ErrUnavailable when Vault
+// is sealed, unreachable or slow, ErrPermissionDenied when its policy refuses.
+type Vault struct {
+	cfg    VaultConfig
+	client *vault.Client
+	log    *slog.Logger
+	trips  atomic.Uint64
+
+	env  *envelope
+	sign *transitSigner
+	auth *authRenewer
+
+	closeOnce sync.Once
+}
+
+// NewVault validates cfg, connects and logs in to Vault, starts token
+// renewal and reads the signing key. It fails if Vault is unreachable
+// (ErrUnavailable), the credentials are refused (ErrPermissionDenied) or the
+// signing key is missing or of an unsupported type. Close stops renewal.
+func NewVault(ctx context.Context, cfg VaultConfig, logger *slog.Logger) (*Vault, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.WithDefaults()
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	v := &Vault{cfg: cfg, log: logger.With("component", "keys")}
+	client, err := v.newClient()
+	if err != nil {
+		return nil, err
+	}
+	v.client = client
+	v.env = newEnvelope(transitSource{v}, cfg.DataKeyMaxUses, cfg.DataKeyMaxAge, cfg.OpenCacheSize, cfg.OpenCacheTTL)
+	v.sign = &transitSigner{v: v}
+	auth, err := startAuth(ctx, v)
+	if err != nil {
+		return nil, err
+	}
+	v.auth = auth
+	if _, err := v.sign.info(ctx, true); err != nil {
+		v.auth.stop()
+		return nil, err
+	}
+	v.log.Info("vault key service ready", "encryption_key", v.KeyRef(), "signing_key", cfg.SigningKey)
+	return v, nil
+}
+
+func (v *Vault) newClient() (*vault.Client, error) {
+	vc := vault.DefaultConfig()
+	if vc.Error != nil {
+		return nil, newError("vault client", nil, vc.Error)
+	}
+	vc.Address = v.cfg.Address
+	vc.Timeout = v.cfg.Timeout
+	vc.MaxRetries = max(v.cfg.MaxRetries, 0)
+	t := v.cfg.TLS
+	if err := vc.ConfigureTLS(&vault.TLSConfig{
+		CACert: t.CAFile, ClientCert: t.ClientCertFile, ClientKey: t.ClientKeyFile,
+		TLSServerName: t.ServerName, Insecure: t.InsecureSkipVerify,
+	}); err != nil {
+		return nil, newError("vault tls", nil, err)
+	}
+	vc.HttpClient.Transport = &countingTransport{base: vc.HttpClient.Transport, n: &v.trips}
+	client, err := vault.NewClient(vc)
+	if err != nil {
+		return nil, newError("vault client", nil, err)
+	}
+	client.ClearToken() // never pick up VAULT_TOKEN implicitly
+	if v.cfg.Namespace != "" {
+		client.SetNamespace(v.cfg.Namespace)
+	}
+	return client, nil
+}
+
+// countingTransport counts HTTP round trips to Vault, retries included.
+type countingTransport struct {
+	base http.RoundTripper
+	n    *atomic.Uint64
+}
+
+func (t *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	t.n.Add(1)
+	return t.base.RoundTrip(r)
+}
+
+// RoundTrips returns the number of HTTP requests sent to Vault since
+// NewVault, including logins, renewals and retries. The broker exports it as
+// a metric; it is the measure of how well data keys and batching work.
+func (v *Vault) RoundTrips() uint64 { return v.trips.Load() }
+
+// KeyRef names the encryption key for the audit log: "<mount>:<key>", e.g.
+// "transit:clearance-data". Sealed messages carry it with the key version.
+func (v *Vault) KeyRef() string { return v.cfg.Mount + ":" + v.cfg.EncryptionKey }
+
+// Seal encrypts plaintext into a compact JWE (alg dir, enc A256GCM) under a
+// cached data key, asking Vault for a new data key only when the cached one
+// is spent or too old. If Vault cannot give one, Seal returns an error
+// matching ErrUnavailable and nothing is sealed.
+func (v *Vault) Seal(ctx context.Context, plaintext []byte) ([]byte, error) {
+	return v.env.seal(ctx, plaintext)
+}
+
+// Open decrypts a message sealed by Seal on any instance sharing the
+// encryption key. Errors: ErrMalformed, ErrNotAuthentic (altered message),
+// ErrKeyRetired (version below min_decryption_version), ErrUnavailable.
+func (v *Vault) Open(ctx context.Context, sealed []byte) ([]byte, error) {
+	return v.env.open(ctx, sealed)
+}
+
+// Close stops token renewal. It is idempotent; the Vault must not be used
+// afterwards.
+func (v *Vault) Close(ctx context.Context) error {
+	v.closeOnce.Do(func() { v.auth.stop() })
+	return nil
+}
+
+func (v *Vault) path(op, key string) string {
+	return v.cfg.Mount + "/" + op + "/" + key
+}
+
+// write sends a transit request and classifies failures.
+func (v *Vault) write(ctx context.Context, op, path string, body map[string]any) (*vault.Secret, error) {
+	ctx, cancel := context.WithTimeout(ctx, v.cfg.Timeout)
+	defer cancel()
+	s, err := v.client.Logical().WriteWithContext(ctx, path, body)
+	if err != nil {
+		return nil, classify(op, err)
+	}
+	if s == nil || s.Data == nil {
+		return nil, newError(op, nil, errors.New("vault returned no data"))
+	}
+	return s, nil
+}
+
+func (v *Vault) read(ctx context.Context, op, path string) (*vault.Secret, error) {
+	ctx, cancel := context.WithTimeout(ctx, v.cfg.Timeout)
+	defer cancel()
+	s, err := v.client.Logical().ReadWithContext(ctx, path)
+	if err != nil {
+		return nil, classify(op, err)
+	}
+	if s == nil || s.Data == nil {
+		return nil, newError(op, nil, errors.New("not found"))
+	}
+	return s, nil
+}
+
+// classify maps a Vault client error to an error class.
+func classify(op string, err error) error {
+	var item *vaultItemError
+	if errors.As(err, &item) {
+		if strings.Contains(item.msg, "disallowed by policy") {
+			return newError(op, ErrKeyRetired, err)
+		}
+		return newError(op, nil, err)
+	}
+	var re *vault.ResponseError
+	if !errors.As(err, &re) {
+		// Transport errors: refused, reset, DNS, TLS handshake, timeouts.
+		return newError(op, ErrUnavailable, err)
+	}
+	msg := strings.Join(re.Errors, "; ")
+	cause := fmt.Errorf("vault status %d: %s", re.StatusCode, msg)
+	switch {
+	case re.StatusCode == http.StatusForbidden:
+		return newError(op, ErrPermissionDenied, cause)
+	case strings.Contains(msg, "disallowed by policy"), strings.Contains(msg, "too old"):
+		return newError(op, ErrKeyRetired, cause)
+	case re.StatusCode == http.StatusTooManyRequests, re.StatusCode == http.StatusPreconditionFailed, re.StatusCode >= 500:
+		return newError(op, ErrUnavailable, cause)
+	default:
+		return newError(op, nil, cause)
+	}
+}
+
+// transitSource makes data keys with transit.
+type transitSource struct{ v *Vault }
+
+func (s transitSource) keyRef() string { return s.v.KeyRef() }
+
+func (s transitSource) newDataKey(ctx context.Context) ([]byte, string, int, error) {
+	v := s.v
+	sec, err := v.write(ctx, "transit datakey", v.path("datakey/plaintext", v.cfg.EncryptionKey), map[string]any{"bits": 256})
+	if err != nil {
+		return nil, "", 0, err
+	}
+	wrapped, _ := sec.Data["ciphertext"].(string)
+	plainB64, _ := sec.Data["plaintext"].(string)
+	plain, err := base64.StdEncoding.DecodeString(plainB64)
+	if err != nil || wrapped == "" {
+		return nil, "", 0, newError("transit datakey", nil, errors.New("unexpected response"))
+	}
+	version, ok := wrappedVersion(wrapped)
+	if !ok {
+		return nil, "", 0, newError("transit datakey", nil, errors.New("unexpected ciphertext format"))
+	}
+	return plain, wrapped, version, nil
+}
+
+func (s transitSource) unwrap(ctx context.Context, wrapped string) ([]byte, error) {
+	v := s.v
+	sec, err := v.write(ctx, "transit decrypt", v.path("decrypt", v.cfg.EncryptionKey), map[string]any{"ciphertext": wrapped})
+	if err != nil {
+		return nil, err
+	}
+	plainB64, _ := sec.Data["plaintext"].(string)
+	plain, err := base64.StdEncoding.DecodeString(plainB64)
+	if err != nil {
+		return nil, newError("transit decrypt", nil, errors.New("unexpected response"))
+	}
+	return plain, nil
+}
