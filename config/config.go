@@ -3,6 +3,8 @@ package config
 import (
 	"time"
 
+	"github.com/clearance-broker/clearance/keys"
+
 	"gopkg.in/yaml.v3"
 )
 
@@ -12,9 +14,9 @@ type Config struct {
 	NATS NATS `yaml:"nats"`
 	// Store is the SQL database holding the audit log.
 	Store Store `yaml:"store"`
-	// Vault configures the production key service. Exactly one of Vault and
-	// DevKeyring is set.
-	Vault *Vault `yaml:"vault"`
+	// Vault configures the production key service (Vault transit), as the
+	// keys package defines it. Exactly one of Vault and DevKeyring is set.
+	Vault *keys.VaultConfig `yaml:"vault"`
 	// DevKeyring configures the local development key ring (not Vault).
 	DevKeyring *DevKeyring `yaml:"dev_keyring"`
 	// Audit configures the tamper-evident audit log.
@@ -81,26 +83,6 @@ type Store struct {
 	DSN string `yaml:"dsn"`
 	// Password, for Postgres, is inserted into the DSN at start.
 	Password SecretRef `yaml:"password"`
-}
-
-// Vault configures HashiCorp Vault's transit engine.
-type Vault struct {
-	// Address is Vault's URL.
-	Address string `yaml:"address"`
-	// Token is the Vault token, by reference.
-	Token SecretRef `yaml:"token"`
-	// Namespace is the Vault Enterprise namespace, if any.
-	Namespace string `yaml:"namespace"`
-	// Mount is the transit engine's mount path.
-	Mount string `yaml:"mount"`
-	// DataKey is the transit key that wraps data keys.
-	DataKey string `yaml:"data_key"`
-	// SigningKey is the transit key that signs payloads and checkpoints.
-	SigningKey string `yaml:"signing_key"`
-	// CAFile verifies Vault's certificate.
-	CAFile string `yaml:"ca_file"`
-	// Timeout bounds one Vault round trip.
-	Timeout time.Duration `yaml:"timeout"`
 }
 
 // DevKeyring configures the development key ring: keys on local disk, for

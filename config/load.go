@@ -262,6 +262,12 @@ func setScalar(v reflect.Value, s string) error {
 			return err
 		}
 		v.SetInt(n)
+	case v.Kind() == reflect.Uint64:
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return err
+		}
+		v.SetUint(n)
 	case v.Kind() == reflect.Bool:
 		b, err := strconv.ParseBool(s)
 		if err != nil {

@@ -25,7 +25,9 @@ func (c *Config) Validate() error {
 	case c.Vault != nil && c.DevKeyring != nil:
 		errs = append(errs, fieldErr("dev_keyring", "set vault or dev_keyring, not both"))
 	case c.Vault != nil:
-		errs = append(errs, c.Vault.validate("vault")...)
+		if err := c.Vault.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	default:
 		if c.DevKeyring.Dir == "" {
 			errs = append(errs, fieldErr("dev_keyring.dir", "required"))
@@ -198,19 +200,6 @@ func (s Store) validate(p string) []error {
 		errs = append(errs, fieldErr(p+".password", "only a postgres:// store takes a password"))
 	}
 	errs = append(errs, s.Password.validate(p+".password", false)...)
-	return errs
-}
-
-func (v *Vault) validate(p string) []error {
-	var errs []error
-	if u, err := url.Parse(v.Address); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		errs = append(errs, fieldErr(p+".address", "required: Vault's http(s):// URL"))
-	}
-	errs = append(errs, v.Token.validate(p+".token", true)...)
-	errs = append(errs, checkFile(p+".ca_file", v.CAFile)...)
-	if v.Timeout < 0 {
-		errs = append(errs, fieldErr(p+".timeout", "must not be negative"))
-	}
 	return errs
 }
 
