@@ -1,0 +1,29 @@
+package vaulttest
+
+import (
+	"testing"
+)
+
+func TestStopStart(t *testing.T) {
+	s := Start(t)
+	c := s.Client()
+	s.Write("transit/keys/k", map[string]any{"type": "aes256-gcm96"})
+	if _, err := c.Sys().Health(); err != nil {
+		t.Fatalf("health: %v", err)
+	}
+	s.Stop()
+	if _, err := c.Sys().Health(); err == nil {
+		t.Fatal("health answered while stopped")
+	}
+	s.Start()
+	if _, err := c.Sys().Health(); err != nil {
+		t.Fatalf("health after restart: %v", err)
+	}
+	mounts, err := c.Sys().ListMounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := mounts["transit/"]; !ok {
+		t.Fatal("transit not enabled after restart")
+	}
+}
