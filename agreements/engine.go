@@ -106,7 +106,7 @@ func (e *Engine) Decide(req *Request, at time.Time) *Decision {
 	// Rule 5: minimisation.
 	m := minimise(ds, sc, req.Record)
 	d.Fields = Fields{Kept: m.kept, Removed: m.removed}
-	if sc != nil && len(m.kept) == 0 {
+	if sc != nil && ds != nil && len(m.kept) == 0 {
 		d.Reasons = append(d.Reasons, ReasonNoPermittedFields)
 	}
 

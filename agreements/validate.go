@@ -43,7 +43,11 @@ func (v *validator) fail(src Source, fallback, key string, class error, format s
 	line := src.Line
 	if key != "" {
 		line = src.line(strings.SplitN(key, "[", 2)[0])
-		path = join(path, key)
+		if strings.HasPrefix(key, "[") {
+			path += key
+		} else {
+			path = join(path, key)
+		}
 	}
 	v.errs = append(v.errs, &LoadError{File: src.File, Line: line, Key: path, Err: class, Detail: fmt.Sprintf(format, args...)})
 }
@@ -106,7 +110,7 @@ func (v *validator) places(src Source, fb, key string, list []string) {
 		}
 		k := fmt.Sprintf("%s[%d]", key, j)
 		if len(p) == 2 && strings.ToUpper(p) == p {
-			v.fail(src, fb, k, ErrInvalidCountry, "%q is not an ISO 3166-1 alpha-2 code", p)
+			v.fail(src, fb, k, ErrInvalidCountry, "%q is neither a zone nor an assigned ISO 3166-1 alpha-2 code", p)
 		} else {
 			v.fail(src, fb, k, ErrDanglingReference, "%q is neither a zone nor an ISO 3166-1 alpha-2 country code", p)
 		}
@@ -297,8 +301,10 @@ func (v *validator) checkAgreements() {
 			}
 			seen[a.ID] = a.Src
 		}
-		if v.required(a.Src, fb, "version", a.Version == 0) && a.Version < 1 {
+		if _, present := a.Src.keys["version"]; a.Version < 1 && (present || a.Version < 0) && !a.Src.broken("version") {
 			v.fail(a.Src, fb, "version", ErrInvalidValue, "a version is a positive integer")
+		} else {
+			v.required(a.Src, fb, "version", a.Version == 0)
 		}
 		mech := a.Kind == KindSCC || a.Kind == KindBCR
 		if v.required(a.Src, fb, "kind", a.Kind == "") && !contains(kinds, string(a.Kind)) {
