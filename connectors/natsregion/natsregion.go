@@ -1,0 +1,227 @@
+package natsregion
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/clearance-broker/clearance/connectors"
+)
+
+// KindName is the name of this connector kind in the broker config.
+const KindName = "natsregion"
+
+// Kind returns the natsregion connector kind for a connectors.Registry.
+func Kind() connectors.Kind {
+	return connectors.NewKind(KindName, DefaultConfig, func(ctx context.Context, name string, cfg *Config, deps connectors.Deps) (connectors.Connector, error) {
+		return New(ctx, name, cfg, deps)
+	})
+}
+
+// Region publishes sealed payloads to a remote region's JetStream. It is safe
+// for concurrent use; all deliveries share one NATS connection.
+type Region struct {
+	name       string
+	cfg        Config
+	nc         *nats.Conn
+	js         jetstream.JetStream
+	pubOpts    []jetstream.PublishOpt
+	log        *slog.Logger
+	gate       connectors.Gate
+	closed     chan struct{} // closed by the connection's closed handler
+	closeOnce  sync.Once
+	closeError error
+}
+
+// New connects to the region and, when cfg.EnsureStream is set, creates the
+// stream if it is missing. ctx bounds the stream check.
+func New(ctx context.Context, name string, cfg *Config, deps connectors.Deps) (*Region, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("natsregion: %s: config: %w", name, err)
+	}
+	r := &Region{
+		name:   name,
+		cfg:    *cfg,
+		log:    deps.Log().With("component", "connector", "connector", name, "kind", KindName),
+		closed: make(chan struct{}),
+	}
+	opts, err := r.options()
+	if err != nil {
+		return nil, fmt.Errorf("natsregion: %s: %w", name, err)
+	}
+	r.nc, err = nats.Connect(strings.Join(cfg.URLs, ","), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("natsregion: %s: connect: %w", name, err)
+	}
+	r.js, err = jetstream.New(r.nc)
+	if err != nil {
+		r.nc.Close()
+		return nil, fmt.Errorf("natsregion: %s: jetstream: %w", name, err)
+	}
+	r.pubOpts = []jetstream.PublishOpt{
+		jetstream.WithRetryAttempts(cfg.NoResponderRetries),
+		jetstream.WithRetryWait(250 * time.Millisecond),
+	}
+	if cfg.Stream != "" {
+		r.pubOpts = append(r.pubOpts, jetstream.WithExpectStream(cfg.Stream))
+	}
+	if cfg.EnsureStream {
+		if err := r.ensureStream(ctx); err != nil {
+			r.nc.Close()
+			return nil, fmt.Errorf("natsregion: %s: %w", name, err)
+		}
+	}
+	return r, nil
+}
+
+func (r *Region) options() ([]nats.Option, error) {
+	c := r.cfg
+	opts := []nats.Option{
+		nats.Name("clearance-" + r.name),
+		nats.Timeout(c.ConnectTimeout.D()),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(c.ReconnectWait.D()),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			r.log.Warn("region disconnected", slog.Any("error", err))
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			r.log.Info("region reconnected", slog.String("server", nc.ConnectedServerId()))
+		}),
+		nats.ClosedHandler(func(*nats.Conn) { close(r.closed) }),
+	}
+	if c.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(c.CredsFile))
+	}
+	if c.NKeySeedFile != "" {
+		o, err := nats.NkeyOptionFromSeed(c.NKeySeedFile)
+		if err != nil {
+			return nil, fmt.Errorf("nkey_seed_file: %w", err)
+		}
+		opts = append(opts, o)
+	}
+	if c.TLS.CAFile != "" {
+		opts = append(opts, nats.RootCAs(c.TLS.CAFile))
+	}
+	if c.TLS.CertFile != "" {
+		opts = append(opts, nats.ClientCert(c.TLS.CertFile, c.TLS.KeyFile))
+	}
+	return opts, nil
+}
+
+func (r *Region) ensureStream(ctx context.Context) error {
+	_, err := r.js.Stream(ctx, r.cfg.Stream)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("stream %s: %w", r.cfg.Stream, err)
+	}
+	_, err = r.js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:       r.cfg.Stream,
+		Subjects:   []string{SubjectFilter(r.cfg.SubjectPrefix)},
+		Storage:    jetstream.FileStorage,
+		Replicas:   r.cfg.Replicas,
+		Duplicates: r.cfg.DuplicateWindow.D(),
+	})
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return fmt.Errorf("create stream %s: %w", r.cfg.Stream, err)
+	}
+	r.log.Info("region stream created", slog.String("stream", r.cfg.Stream))
+	return nil
+}
+
+// Deliver publishes d on the recipient's subject and waits for the stream's
+// acknowledgement, the ack timeout, or the end of ctx (then the error wraps
+// ctx.Err()). A duplicate acknowledged by the stream counts as delivered.
+func (r *Region) Deliver(ctx context.Context, d *connectors.Delivery) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("natsregion: %s: %w", r.name, err)
+	}
+	if err := r.gate.Enter(); err != nil {
+		return fmt.Errorf("natsregion: %s: %w", r.name, err)
+	}
+	defer r.gate.Leave()
+	msg, err := r.message(d)
+	if err != nil {
+		return fmt.Errorf("natsregion: %s: %w: %w", r.name, err, connectors.ErrPermanent)
+	}
+
+	pubCtx, cancel := context.WithTimeout(ctx, r.cfg.AckTimeout.D())
+	defer cancel()
+	start := time.Now()
+	ack, err := r.js.PublishMsg(pubCtx, msg, r.pubOpts...)
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return fmt.Errorf("natsregion: publish to %s: %w", d.Recipient, ctxErr)
+		}
+		return fmt.Errorf("natsregion: publish to %s: %w", d.Recipient, r.classify(err))
+	}
+	r.log.LogAttrs(ctx, slog.LevelDebug, "delivery acknowledged",
+		slog.String("request_id", d.RequestID), slog.String("recipient", d.Recipient),
+		slog.String("stream", ack.Stream), slog.Uint64("seq", ack.Sequence),
+		slog.Bool("duplicate", ack.Duplicate), slog.Duration("took", time.Since(start)))
+	return nil
+}
+
+// message builds the NATS message for d, or says why d is malformed.
+func (r *Region) message(d *connectors.Delivery) (*nats.Msg, error) {
+	switch {
+	case d == nil:
+		return nil, errors.New("nil delivery")
+	case d.RequestID == "":
+		return nil, errors.New("delivery without request id")
+	case d.Recipient == "":
+		return nil, errors.New("delivery without recipient")
+	}
+	subject, err := Subject(r.cfg.SubjectPrefix, d.Recipient)
+	if err != nil {
+		return nil, err
+	}
+	msg := nats.NewMsg(subject)
+	msg.Data = d.Body
+	for k, v := range d.Headers {
+		if strings.HasPrefix(strings.ToLower(k), "nats-") {
+			return nil, fmt.Errorf("header %s: the Nats- prefix is reserved", k)
+		}
+		msg.Header.Set(k, v)
+	}
+	msg.Header.Set(jetstream.MsgIDHeader, d.RequestID)
+	msg.Header.Set(HeaderKind, d.Kind)
+	ct := d.ContentType
+	if ct == "" {
+		ct = "application/jose"
+	}
+	msg.Header.Set(HeaderContentType, ct)
+	return msg, nil
+}
+
+// Close stops new deliveries, waits for those in flight (or ctx), then
+// drains the connection and waits for it to close. It is idempotent.
+func (r *Region) Close(ctx context.Context) error {
+	_, gateErr := r.gate.Close(ctx)
+	r.closeOnce.Do(func() {
+		if err := r.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			r.closeError = fmt.Errorf("natsregion: %s: drain: %w", r.name, err)
+			r.nc.Close()
+		}
+	})
+	if gateErr != nil {
+		return fmt.Errorf("natsregion: %s: close: %w", r.name, gateErr)
+	}
+	select {
+	case <-r.closed:
+	case <-ctx.Done():
+		r.nc.Close()
+		return fmt.Errorf("natsregion: %s: close: %w", r.name, ctx.Err())
+	}
+	return r.closeError
+}
+
+var _ connectors.Connector = (*Region)(nil)

@@ -1,0 +1,66 @@
+package natsregion
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// DefaultSubjectPrefix is the subject prefix deliveries are published under.
+const DefaultSubjectPrefix = "clearance.region"
+
+// Header names set on every published message, besides Nats-Msg-Id.
+const (
+	HeaderKind        = "Clearance-Kind"
+	HeaderContentType = "Content-Type"
+)
+
+// ErrInvalidSubject is wrapped by errors for a prefix or recipient that
+// cannot form a NATS subject.
+var ErrInvalidSubject = errors.New("invalid subject")
+
+// Subject returns the subject a delivery for recipient is published on:
+// prefix + "." + recipient. The recipient must be one subject token.
+func Subject(prefix, recipient string) (string, error) {
+	if err := checkToken(recipient); err != nil {
+		return "", fmt.Errorf("recipient %q: %w", recipient, err)
+	}
+	return prefix + "." + recipient, nil
+}
+
+// SubjectFilter returns the filter that matches every delivery under prefix,
+// for the receiving side's stream or subscription.
+func SubjectFilter(prefix string) string { return prefix + ".>" }
+
+// Recipient returns the recipient of a message published on subject under
+// prefix, or false when subject is not a delivery subject.
+func Recipient(prefix, subject string) (string, bool) {
+	r, ok := strings.CutPrefix(subject, prefix+".")
+	if !ok || checkToken(r) != nil {
+		return "", false
+	}
+	return r, true
+}
+
+// CheckPrefix reports whether prefix is a valid literal subject prefix.
+func CheckPrefix(prefix string) error {
+	if prefix == "" {
+		return fmt.Errorf("empty prefix: %w", ErrInvalidSubject)
+	}
+	for _, tok := range strings.Split(prefix, ".") {
+		if err := checkToken(tok); err != nil {
+			return fmt.Errorf("prefix %q: %w", prefix, err)
+		}
+	}
+	return nil
+}
+
+func checkToken(tok string) error {
+	if tok == "" {
+		return fmt.Errorf("empty token: %w", ErrInvalidSubject)
+	}
+	if strings.ContainsAny(tok, ".*> \t\r\n") {
+		return fmt.Errorf("wildcard, dot or space in token: %w", ErrInvalidSubject)
+	}
+	return nil
+}
