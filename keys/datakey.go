@@ -235,10 +235,10 @@ type keyCache struct {
 	ttl  time.Duration
 	now  func() time.Time
 
-	mu        sync.Mutex
-	order     *list.List // of *cacheEntry, most recently used first
-	byWK      map[string]*list.Element
-	byHdr     map[string]*list.Element
+	mu    sync.Mutex
+	order *list.List // of *cacheEntry, most recently used first
+	byWK  map[string]*list.Element
+	byHdr map[string]*list.Element
 }
 
 type cacheEntry struct {

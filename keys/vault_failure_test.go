@@ -1,0 +1,153 @@
+package keys
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestVaultUnavailableFailsClosed(t *testing.T) {
+	s := startVault(t, "ecdsa-p256")
+	cfg := tokenConfig(t, s, s.Token)
+	cfg.DataKeyMaxUses = 1 // every seal needs Vault
+	cfg.Timeout = 2 * time.Second
+	v := newVault(t, cfg)
+	sealed := mustSeal(t, v, "sealed while vault was up")[0]
+
+	s.Stop()
+	tests := []struct {
+		name string
+		call func() ([]byte, error)
+	}{
+		{"seal", func() ([]byte, error) { return v.Seal(t.Context(), []byte("personal data")) }},
+		{"open with an uncached data key", func() ([]byte, error) {
+			return newVaultOffline(t, v).Open(t.Context(), sealed)
+		}},
+		{"sign", func() ([]byte, error) {
+			out, err := v.Sign(t.Context(), [][]byte{[]byte("personal data")})
+			if len(out) > 0 {
+				return out[0], err
+			}
+			return nil, err
+		}},
+		{"seal for a partner", func() ([]byte, error) {
+			out, err := v.SealFor(t.Context(), []byte(`{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}`), [][]byte{[]byte("personal data")})
+			if len(out) > 0 {
+				return out[0], err
+			}
+			return nil, err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := tt.call()
+			if !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("err = %v, want ErrUnavailable", err)
+			}
+			if out != nil {
+				t.Fatal("output returned while Vault is down")
+			}
+			if strings.Contains(err.Error(), "personal data") {
+				t.Fatal("payload in error message")
+			}
+		})
+	}
+
+	// A sealed Vault answers 503: also transient.
+	s.Start()
+	s.Write("transit/keys/clearance-data", map[string]any{"type": "aes256-gcm96"})
+	if _, err := v.Seal(t.Context(), []byte("x")); err != nil {
+		t.Fatalf("seal after Vault came back: %v", err)
+	}
+	if err := s.Client().Sys().Seal(); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := v.Seal(t.Context(), []byte("x")); !errors.Is(err, ErrUnavailable) || out != nil {
+		t.Fatalf("sealed Vault: err = %v", err)
+	}
+}
+
+// newVaultOffline returns a Vault sharing v's client but with empty caches,
+// so that opening must ask Vault.
+func newVaultOffline(t *testing.T, v *Vault) *Vault {
+	t.Helper()
+	c := &Vault{cfg: v.cfg, client: v.client, log: v.log, sign: v.sign, auth: v.auth}
+	c.env = newEnvelope(transitSource{c}, v.cfg.DataKeyMaxUses, v.cfg.DataKeyMaxAge, v.cfg.OpenCacheSize, v.cfg.OpenCacheTTL)
+	return c
+}
+
+func TestVaultPermissionDenied(t *testing.T) {
+	s := startVault(t, "ecdsa-p256")
+	s.Write("sys/policies/acl/no-sign", map[string]any{"policy": `
+path "transit/datakey/plaintext/clearance-data" { capabilities = ["update"] }
+path "transit/keys/clearance-signing" { capabilities = ["read"] }
+`})
+	sec := s.Write("auth/token/create", map[string]any{"policies": []string{"no-sign"}, "ttl": "1h"})
+	v := newVault(t, tokenConfig(t, s, sec.Auth.ClientToken))
+	if _, err := v.Seal(t.Context(), []byte("x")); err != nil {
+		t.Fatalf("seal: %v", err)
+	}
+	_, err := v.Sign(t.Context(), [][]byte{[]byte("x")})
+	if !errors.Is(err, ErrPermissionDenied) || errors.Is(err, ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrPermissionDenied", err)
+	}
+	if !strings.Contains(err.Error(), "permission denied") {
+		t.Errorf("unclear message: %v", err)
+	}
+	if _, err := NewVault(t.Context(), tokenConfig(t, s, "not-a-token"), nil); !errors.Is(err, ErrPermissionDenied) {
+		t.Fatalf("bad token: %v", err)
+	}
+}
+
+func TestVaultAppRoleWithShippedPolicy(t *testing.T) {
+	s := startVault(t, "ecdsa-p256")
+	policy, err := os.ReadFile(filepath.Join("..", "deploy", "vault", "clearance-policy.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Write("sys/policies/acl/clearance", map[string]any{"policy": string(policy)})
+	s.Write("sys/auth/approle", map[string]any{"type": "approle"})
+	// Short TTLs: the token must be renewed, then replaced by a new login.
+	s.Write("auth/approle/role/clearance", map[string]any{"token_policies": "clearance", "token_ttl": "2s", "token_max_ttl": "4s"})
+	roleID, err := s.Client().Logical().Read("auth/approle/role/clearance/role-id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secretID := s.Write("auth/approle/role/clearance/secret-id", nil)
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secret-id")
+	if err := os.WriteFile(secretFile, []byte(secretID.Data["secret_id"].(string)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := VaultConfig{
+		Address: s.Addr, Timeout: 5 * time.Second, MaxRetries: -1, DataKeyMaxUses: 1,
+		Auth: VaultAuth{AppRole: &AppRoleAuth{RoleID: roleID.Data["role_id"].(string), SecretIDFile: secretFile}},
+	}
+	v := newVault(t, cfg)
+	exercise := func() {
+		t.Helper()
+		sealed := mustSeal(t, v, "approle")
+		if got, err := newVaultOffline(t, v).Open(t.Context(), sealed[0]); err != nil || string(got) != "approle" {
+			t.Fatalf("open: %q %v", got, err)
+		}
+		if _, err := v.Rewrap(t.Context(), sealed); err != nil {
+			t.Fatalf("rewrap: %v", err)
+		}
+		tokens, err := v.Sign(t.Context(), [][]byte{[]byte("p")})
+		if err != nil {
+			t.Fatalf("sign: %v", err)
+		}
+		if _, err := v.Verify(t.Context(), tokens[0]); err != nil {
+			t.Fatalf("verify: %v", err)
+		}
+		if _, err := v.JWKS(t.Context()); err != nil {
+			t.Fatalf("jwks: %v", err)
+		}
+	}
+	exercise()
+	time.Sleep(5 * time.Second) // past token_max_ttl: only a new login keeps Clearance working
+	exercise()
+}
