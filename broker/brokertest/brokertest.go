@@ -1,0 +1,287 @@
+package brokertest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/broker/samplepartner"
+	"github.com/clearance-broker/clearance/connectors"
+	"github.com/clearance-broker/clearance/connectors/webhook"
+	"github.com/clearance-broker/clearance/keys"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/uptrace/bun"
+)
+
+// SubjectKey is the audit HMAC key the helpers use.
+var SubjectKey = []byte("brokertest-subject-hmac-key-0001")
+
+// StartNATS starts an embedded NATS server with JetStream on a random port,
+// storing under a temporary directory; it is shut down in cleanup.
+func StartNATS(tb testing.TB) *server.Server {
+	tb.Helper()
+	s, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: tb.TempDir(),
+		NoLog: true, NoSigs: true,
+	})
+	if err != nil {
+		tb.Fatalf("nats server: %v", err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		tb.Fatal("nats server not ready")
+	}
+	tb.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	return s
+}
+
+// Connect connects to s; the connection is closed in cleanup.
+func Connect(tb testing.TB, s *server.Server) *nats.Conn {
+	tb.Helper()
+	nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(-1))
+	if err != nil {
+		tb.Fatalf("nats connect: %v", err)
+	}
+	tb.Cleanup(nc.Close)
+	return nc
+}
+
+// DevKeys opens (or creates) a development key ring at path.
+func DevKeys(tb testing.TB, path string) *keys.DevKeyRing {
+	tb.Helper()
+	k, err := keys.NewDevKeyRing(keys.DevKeyRingOptions{Path: path, Allow: true})
+	if err != nil {
+		tb.Fatalf("dev key ring: %v", err)
+	}
+	return k
+}
+
+// SQLiteDSN returns the DSN of a fresh SQLite file in a temporary directory.
+func SQLiteDSN(tb testing.TB) string {
+	tb.Helper()
+	return "sqlite://" + filepath.Join(tb.TempDir(), "audit.db")
+}
+
+// PostgresDSN creates a unique schema in the test Postgres (env
+// CLEARANCE_TEST_POSTGRES, default postgres://postgres@127.0.0.1:5432/test),
+// drops it in cleanup and returns a DSN using it. It skips the test when
+// Postgres does not answer.
+func PostgresDSN(tb testing.TB) string {
+	tb.Helper()
+	admin := os.Getenv("CLEARANCE_TEST_POSTGRES")
+	if admin == "" {
+		admin = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	}
+	ctx := context.Background()
+	db, err := audit.OpenDB(ctx, admin)
+	if err != nil {
+		tb.Skipf("postgres unavailable: %v", err)
+	}
+	tb.Cleanup(func() { _ = db.Close() })
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	schema := "broker_t_" + hex.EncodeToString(rnd[:])
+	if _, err := db.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+		tb.Fatalf("create schema: %v", err)
+	}
+	tb.Cleanup(func() {
+		if _, err := db.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			tb.Errorf("drop schema: %v", err)
+		}
+	})
+	sep := "?"
+	if strings.Contains(admin, "?") {
+		sep = "&"
+	}
+	return admin + sep + "search_path=" + schema
+}
+
+// OpenAudit opens the audit log at dsn, signing checkpoints with signer. The
+// log and its database are closed in cleanup.
+func OpenAudit(tb testing.TB, dsn string, signer audit.Signer) (*audit.Log, *bun.DB) {
+	tb.Helper()
+	ctx := context.Background()
+	db, err := audit.OpenDB(ctx, dsn)
+	if err != nil {
+		tb.Fatalf("audit db: %v", err)
+	}
+	l, err := audit.Open(ctx, db, audit.Options{SubjectKey: SubjectKey, Signer: signer})
+	if err != nil {
+		_ = db.Close()
+		tb.Fatalf("audit log: %v", err)
+	}
+	tb.Cleanup(func() {
+		_ = l.Close(context.Background())
+		_ = db.Close()
+	})
+	return l, db
+}
+
+// RepoRoot finds the module root (the directory holding go.mod).
+func RepoRoot(tb testing.TB) string {
+	tb.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			if b, _ := os.ReadFile(filepath.Join(dir, "go.mod")); bytes.Contains(b, []byte("module github.com/clearance-broker/clearance\n")) {
+				return dir
+			}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			tb.Fatal("module root not found")
+		}
+		dir = parent
+	}
+}
+
+// ExampleRegistry loads examples/registry and gives every webhook party the
+// public key pub.
+func ExampleRegistry(tb testing.TB, pub []byte) *agreements.Registry {
+	tb.Helper()
+	reg, err := agreements.Load(filepath.Join(RepoRoot(tb), "examples", "registry"))
+	if err != nil {
+		tb.Fatalf("example registry: %v", err)
+	}
+	reg, err = samplepartner.WithPartyKey(reg, pub)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return reg
+}
+
+// ExampleRequest reads examples/requests/name.
+func ExampleRequest(tb testing.TB, name string) []byte {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join(RepoRoot(tb), "examples", "requests", name))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// Partner is an httptest partner endpoint holding its private key.
+type Partner struct {
+	*httptest.Server
+	Key     *samplepartner.Key
+	handler *samplepartner.Handler
+
+	mu       sync.Mutex
+	received []samplepartner.Received
+	status   int
+	wire     [][]byte
+}
+
+// NewPartner starts a partner that verifies signatures with jwks.
+func NewPartner(tb testing.TB, jwks samplepartner.JWKSFunc) *Partner {
+	tb.Helper()
+	key, err := samplepartner.NewKey("partner-test")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := &Partner{Key: key}
+	p.handler = &samplepartner.Handler{
+		Key:  key,
+		JWKS: jwks,
+		Status: func(*http.Request) int {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			return p.status
+		},
+		OnReceive: func(r samplepartner.Received) {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			p.received = append(p.received, r)
+		},
+	}
+	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := readAll(r)
+		p.mu.Lock()
+		p.wire = append(p.wire, body)
+		p.mu.Unlock()
+		r.Body = nopCloser{bytes.NewReader(body)}
+		p.handler.ServeHTTP(w, r)
+	}))
+	tb.Cleanup(p.Server.Close)
+	return p
+}
+
+// SetStatus makes the partner answer every delivery with code (0: normal).
+func (p *Partner) SetStatus(code int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.status = code
+}
+
+// Received returns the deliveries accepted so far.
+func (p *Partner) Received() []samplepartner.Received {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]samplepartner.Received(nil), p.received...)
+}
+
+// Wire returns every request body the partner was sent, as it travelled.
+func (p *Partner) Wire() [][]byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([][]byte(nil), p.wire...)
+}
+
+// Webhook builds a webhook connector delivering every recipient to url.
+func Webhook(tb testing.TB, url string) connectors.Connector {
+	tb.Helper()
+	cfg := webhook.DefaultConfig()
+	cfg.DefaultURL = url
+	cfg.AllowHTTP = true
+	cfg.Timeout = connectors.Duration(5 * time.Second)
+	c, err := webhook.New("partner-webhook", cfg, connectors.Deps{})
+	if err != nil {
+		tb.Fatalf("webhook: %v", err)
+	}
+	tb.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c
+}
+
+// LogCapture is a concurrency-safe buffer for slog output.
+type LogCapture struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Logger returns a JSON debug logger writing into c.
+func (c *LogCapture) Logger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(c, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// Write implements io.Writer.
+func (c *LogCapture) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.Write(p)
+}
+
+// String returns everything logged so far.
+func (c *LogCapture) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.String()
+}

@@ -1,0 +1,163 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Handler returns the HTTP API:
+//
+//	POST /v1/transfers           one request or a JSON array; answers the receipt(s)
+//	GET  /.well-known/jwks.json  the keys partners verify payload signatures with
+//	GET  /healthz                the process is up
+//	GET  /readyz                 NATS and every ready check (store, key service) answer
+//	GET  /metrics                Prometheus metrics
+func (b *Broker) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/transfers", b.postTransfers)
+	mux.HandleFunc("GET /.well-known/jwks.json", b.getJWKS)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", b.getReady)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(b.opts.Gatherer, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// envelope is the little of a request the API reads to route it; the
+// pipeline parses it strictly.
+type envelope struct {
+	ID     string `json:"id"`
+	Source string `json:"source"`
+}
+
+func (b *Broker) postTransfers(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, b.opts.MaxBodyBytes))
+	if err != nil {
+		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "invalid_request: body too large or unreadable"})
+		return
+	}
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	batch := len(trimmed) > 0 && trimmed[0] == '['
+	var raws []json.RawMessage
+	if batch {
+		if err := json.Unmarshal(body, &raws); err != nil || len(raws) == 0 {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request: body is not a JSON array of requests"})
+			return
+		}
+	} else {
+		if !json.Valid(body) {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request: body is not JSON"})
+			return
+		}
+		raws = []json.RawMessage{body}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), b.opts.RequestTimeout)
+	defer cancel()
+	receipts := make([]Receipt, len(raws))
+	chans := make([]<-chan Receipt, len(raws))
+	for i, raw := range raws {
+		var env envelope
+		_ = json.Unmarshal(raw, &env) // a malformed request is still published, rejected and audited
+		if env.ID == "" {
+			env.ID = "http-" + nuid.Next()
+		}
+		if !validToken(env.Source) {
+			env.Source = "unknown"
+		}
+		receipts[i] = Receipt{RequestID: env.ID, Status: StatusPending, Reasons: []string{}}
+		ch, stop := b.waiters.wait(env.ID)
+		defer stop()
+		msg := nats.NewMsg(TransfersSubject + "." + env.Source)
+		msg.Data = raw
+		msg.Header.Set(jetstream.MsgIDHeader, env.ID)
+		ack, err := b.js.PublishMsg(ctx, msg)
+		if err != nil {
+			b.log.Warn("publish transfer", "request_id", env.ID, "err", err)
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "transfer stream unavailable"})
+			return
+		}
+		if ack.Duplicate {
+			receipts[i].Status = StatusDuplicate
+			continue
+		}
+		chans[i] = ch
+	}
+	status := http.StatusOK
+	for i, ch := range chans {
+		if ch == nil {
+			continue
+		}
+		select {
+		case rc := <-ch:
+			receipts[i] = rc
+		case <-ctx.Done():
+			status = http.StatusAccepted
+		}
+	}
+	if batch {
+		writeJSON(w, status, receipts)
+		return
+	}
+	writeJSON(w, status, receipts[0])
+}
+
+func (b *Broker) getJWKS(w http.ResponseWriter, r *http.Request) {
+	set, err := b.keys.JWKS(r.Context())
+	if err != nil {
+		b.log.Warn("jwks", "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "key service unavailable"})
+		return
+	}
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	w.Header().Set("Cache-Control", "max-age=60")
+	_, _ = w.Write(set)
+}
+
+func (b *Broker) getReady(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	checks := map[string]string{}
+	ready := true
+	if b.opts.NATS.IsConnected() {
+		checks["nats"] = "ok"
+	} else {
+		checks["nats"] = "not connected: " + b.opts.NATS.Status().String()
+		ready = false
+	}
+	for name, check := range b.opts.ReadyChecks {
+		if err := check(ctx); err != nil {
+			checks[name] = "unavailable"
+			b.log.Warn("readiness", "check", name, "err", err)
+			ready = false
+			continue
+		}
+		checks[name] = "ok"
+	}
+	status := http.StatusOK
+	if !ready {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, map[string]any{"ready": ready, "checks": checks})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil && !errors.Is(err, http.ErrHandlerTimeout) {
+		_ = fmt.Errorf("broker: write response: %w", err)
+	}
+}

@@ -1,0 +1,123 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/clearance-broker/clearance/audit"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// InboundOptions makes an instance the receiving side of regional transfers:
+// it consumes sealed envelopes from Stream (capturing Subject, where the
+// sending region's natsregion connector publishes), opens them with its own
+// keys, audits `received` and republishes the payload on LocalSubject.
+type InboundOptions struct {
+	// Stream is created or updated at start.
+	Stream string
+	// Subject is what Stream captures (wildcards allowed).
+	Subject string
+	// Consumer is the durable consumer shared by the region's instances
+	// (default "clearance-inbound").
+	Consumer string
+	// LocalSubject receives the opened payload (JSON of Payload) with
+	// Nats-Msg-Id set to the request id.
+	LocalSubject string
+}
+
+func (o *InboundOptions) defaults() {
+	if o.Consumer == "" {
+		o.Consumer = "clearance-inbound"
+	}
+}
+
+// errNotOpenable marks an inbound envelope this region cannot use.
+var errNotOpenable = errors.New("inbound envelope cannot be opened")
+
+func (b *Broker) handleInbound(ctx context.Context, msg jetstream.Msg) {
+	attempt := uint64(1)
+	if md, err := msg.Metadata(); err == nil {
+		attempt = md.NumDelivered
+	}
+	res := &result{source: "inbound", requestID: msg.Headers().Get(jetstream.MsgIDHeader)}
+	res.outcome, res.err = b.receive(ctx, msg, res)
+	plan := PlanFor(res.outcome, attempt, res.err, b.opts.Retry)
+	if plan.DeadLetter {
+		if res.outcome == OutcomePermanent {
+			res.reasons = []string{"invalid_request: sealed envelope"}
+			if seq, err := b.appendEntry(ctx, b.entry(audit.EventRejected, res)); err == nil {
+				res.seq = seq
+			} else {
+				plan = Plan{Ack: AckNak, Delay: b.opts.Retry.Backoff(attempt)}
+			}
+		}
+		if plan.DeadLetter {
+			// Already sealed: kept as it came.
+			dl := nats.NewMsg(DeadLetterSubject + ".inbound")
+			dl.Data = msg.Data()
+			dl.Header.Set("Clearance-Request-Id", res.requestID)
+			dl.Header.Set("Clearance-Outcome", res.outcome.String())
+			if _, err := b.js.PublishMsg(ctx, dl); err != nil {
+				plan = Plan{Ack: AckNak, Delay: b.opts.Retry.Backoff(attempt)}
+			}
+		}
+	}
+	b.ack(msg, plan, res.outcome)
+	level := b.log.Debug
+	if res.outcome != OutcomeDelivered {
+		level = b.log.Warn
+	}
+	args := []any{"request_id", res.requestID, "outcome", res.outcome.String(), "action", plan.Ack.String(), "attempt", attempt, "audit_sequence", res.seq}
+	if res.err != nil {
+		args = append(args, "err", res.err.Error())
+	}
+	level("inbound transfer", args...)
+}
+
+// receive opens, audits and republishes one inbound envelope.
+func (b *Broker) receive(ctx context.Context, msg jetstream.Msg, res *result) (Outcome, error) {
+	plain, err := b.keys.Open(ctx, msg.Data())
+	if err != nil {
+		return Classify(err), fmt.Errorf("broker: open inbound: %w", err)
+	}
+	defer clear(plain)
+	var p Payload
+	if err := json.Unmarshal(plain, &p); err != nil || p.RequestID == "" {
+		return OutcomePermanent, fmt.Errorf("broker: inbound payload: %w", errNotOpenable)
+	}
+	res.requestID = p.RequestID
+	e := &audit.Entry{
+		Time: b.opts.Now(), Event: audit.EventReceived, RequestID: p.RequestID, Source: p.Source,
+		Recipient: p.Recipient, Purpose: p.Purpose, Dataset: p.Dataset, Decision: "allow",
+		Mechanism: p.Mechanism, KeyRef: b.keys.KeyRef(), PayloadDigest: audit.Digest(msg.Data()),
+	}
+	if p.Agreement != nil {
+		e.AgreementID, e.AgreementVersion = p.Agreement.ID, p.Agreement.Version
+	}
+	seq, err := b.appendEntry(ctx, e)
+	if err != nil {
+		return OutcomeTransient, err
+	}
+	res.seq = seq
+	out := nats.NewMsg(b.opts.Inbound.LocalSubject)
+	out.Data = plain
+	out.Header.Set(jetstream.MsgIDHeader, p.RequestID)
+	out.Header.Set("Clearance-Request-Id", p.RequestID)
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := b.js.PublishMsg(pctx, out); err != nil {
+		if !errors.Is(err, jetstream.ErrNoStreamResponse) {
+			return OutcomeTransient, fmt.Errorf("broker: republish: %w", err)
+		}
+		// No stream captures the local subject: plain NATS subscribers
+		// receive it.
+		if err := b.opts.NATS.PublishMsg(out); err != nil {
+			return OutcomeTransient, fmt.Errorf("broker: republish: %w", err)
+		}
+	}
+	return OutcomeDelivered, nil
+}

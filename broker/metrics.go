@@ -1,0 +1,136 @@
+package broker
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the broker's Prometheus collectors. Each Broker registers its
+// own on the registerer it is given, so tests and several brokers in one
+// process do not collide.
+type Metrics struct {
+	decisions  *prometheus.CounterVec
+	deliveries *prometheus.CounterVec
+	outcomes   *prometheus.CounterVec
+	latency    *prometheus.HistogramVec
+	stage      *prometheus.HistogramVec
+	keyTrips   *prometheus.HistogramVec
+	auditBatch prometheus.Histogram
+	inFlight   prometheus.Gauge
+}
+
+// NewMetrics creates the collectors and registers them on reg (a nil reg
+// leaves them unregistered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "clearance", Name: "decisions_total",
+			Help: "Decisions by outcome (allow, deny, reject) and reason.",
+		}, []string{"outcome", "reason"}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "clearance", Name: "deliveries_total",
+			Help: "Delivery attempts by connector and result (delivered, transient, permanent).",
+		}, []string{"connector", "result"}),
+		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "clearance", Name: "messages_total",
+			Help: "Messages by pipeline outcome and JetStream action.",
+		}, []string{"outcome", "action"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "clearance", Name: "message_duration_seconds",
+			Help:    "Time from receiving a message to acknowledging it, by outcome.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}, []string{"outcome"}),
+		stage: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "clearance", Name: "stage_duration_seconds",
+			Help:    "Time spent per pipeline stage (decide, seal, audit, deliver).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
+		}, []string{"stage"}),
+		keyTrips: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "clearance", Name: "key_service_duration_seconds",
+			Help:    "Key service (Vault) operations by operation and result.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
+		}, []string{"op", "result"}),
+		auditBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "clearance", Name: "audit_batch_size",
+			Help:    "Entries per audit log group commit.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+		}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "clearance", Name: "messages_in_flight",
+			Help: "Messages this instance is processing now.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.decisions, m.deliveries, m.outcomes, m.latency, m.stage, m.keyTrips, m.auditBatch, m.inFlight)
+	}
+	return m
+}
+
+// ObserveAuditBatch records the size of one audit group commit; pass it to
+// the audit log as its batch hook.
+func (m *Metrics) ObserveAuditBatch(n int) { m.auditBatch.Observe(float64(n)) }
+
+func (m *Metrics) decision(outcome string, reasons []string) {
+	if len(reasons) == 0 {
+		m.decisions.WithLabelValues(outcome, "").Inc()
+		return
+	}
+	for _, r := range reasons {
+		m.decisions.WithLabelValues(outcome, reasonLabel(r)).Inc()
+	}
+}
+
+// reasonLabel bounds label cardinality: "invalid_request: subject.id"
+// counts as "invalid_request".
+func reasonLabel(r string) string {
+	for i := 0; i < len(r); i++ {
+		if r[i] == ':' {
+			return r[:i]
+		}
+	}
+	return r
+}
+
+func (m *Metrics) since(stage string, start time.Time) {
+	m.stage.WithLabelValues(stage).Observe(time.Since(start).Seconds())
+}
+
+// keyOp times one key service call.
+func keyOp[T any](m *Metrics, op string, fn func() (T, error)) (T, error) {
+	start := time.Now()
+	v, err := fn()
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.keyTrips.WithLabelValues(op, result).Observe(time.Since(start).Seconds())
+	return v, err
+}
+
+// instrumentedKeys wraps the key service so every call is timed.
+type instrumentedKeys struct {
+	k Keys
+	m *Metrics
+}
+
+func (i instrumentedKeys) Seal(ctx context.Context, p []byte) ([]byte, error) {
+	return keyOp(i.m, "seal", func() ([]byte, error) { return i.k.Seal(ctx, p) })
+}
+
+func (i instrumentedKeys) Open(ctx context.Context, s []byte) ([]byte, error) {
+	return keyOp(i.m, "open", func() ([]byte, error) { return i.k.Open(ctx, s) })
+}
+
+func (i instrumentedKeys) SealFor(ctx context.Context, jwk []byte, p [][]byte) ([][]byte, error) {
+	return keyOp(i.m, "seal_for", func() ([][]byte, error) { return i.k.SealFor(ctx, jwk, p) })
+}
+
+func (i instrumentedKeys) JWKS(ctx context.Context) ([]byte, error) {
+	return keyOp(i.m, "jwks", func() ([]byte, error) { return i.k.JWKS(ctx) })
+}
+
+func (i instrumentedKeys) KeyRef() string { return i.k.KeyRef() }
+
+var _ Keys = instrumentedKeys{}

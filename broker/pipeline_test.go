@@ -1,0 +1,330 @@
+package broker_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/broker"
+	"github.com/clearance-broker/clearance/broker/brokertest"
+	"github.com/clearance-broker/clearance/keys"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// env is one broker on real parts: embedded NATS, SQLite audit, the
+// development key ring and an httptest partner.
+type env struct {
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	keys    *keys.DevKeyRing
+	log     *audit.Log
+	partner *brokertest.Partner
+	broker  *broker.Broker
+	api     *httptest.Server
+	logs    *brokertest.LogCapture
+}
+
+func newEnv(t *testing.T, maxDeliver int) *env {
+	t.Helper()
+	srv := brokertest.StartNATS(t)
+	e := &env{nc: brokertest.Connect(t, srv), logs: &brokertest.LogCapture{}}
+	e.js, _ = jetstream.New(e.nc)
+	e.keys = brokertest.DevKeys(t, filepath.Join(t.TempDir(), "keyring.json"))
+	e.log, _ = brokertest.OpenAudit(t, brokertest.SQLiteDSN(t), e.keys)
+	e.partner = brokertest.NewPartner(t, e.keys.JWKS)
+	engine := agreements.NewEngine(brokertest.ExampleRegistry(t, e.partner.Key.PublicJWK))
+	b, err := broker.New(broker.Options{
+		NATS:           e.nc,
+		Stream:         broker.StreamOptions{AckWait: 5 * time.Second, FetchBatch: 16},
+		Retry:          broker.RetryPolicy{MaxDeliver: maxDeliver, BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond},
+		Concurrency:    8,
+		Decider:        engine,
+		Parties:        broker.PartiesOf(engine),
+		Keys:           e.keys,
+		Audit:          e.log,
+		Connectors:     broker.ConnectorMap{"partner-webhook": brokertest.Webhook(t, e.partner.URL)},
+		Logger:         e.logs.Logger(),
+		RequestTimeout: 10 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Stop(context.Background()) })
+	e.broker = b
+	e.api = httptest.NewServer(b.Handler())
+	t.Cleanup(e.api.Close)
+	return e
+}
+
+func (e *env) post(t *testing.T, body []byte) (int, []byte) {
+	t.Helper()
+	resp, err := http.Post(e.api.URL+"/v1/transfers", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+func (e *env) entries(t *testing.T, requestID string) []audit.Entry {
+	t.Helper()
+	got, err := e.log.Query(context.Background(), audit.Filter{RequestID: requestID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func events(es []audit.Entry) string {
+	var s []string
+	for _, e := range es {
+		s = append(s, string(e.Event))
+	}
+	return strings.Join(s, ",")
+}
+
+func TestAllowedTransferDeliveredMinimised(t *testing.T) {
+	e := newEnv(t, 5)
+	code, body := e.post(t, brokertest.ExampleRequest(t, "01-delivery-eea-allow.json"))
+	var r broker.Receipt
+	if err := json.Unmarshal(body, &r); err != nil || code != http.StatusOK {
+		t.Fatalf("POST = %d %s", code, body)
+	}
+	if r.Status != broker.StatusDelivered || r.Decision != "allow" || r.AuditSequence == 0 {
+		t.Fatalf("receipt = %+v", r)
+	}
+	got := e.partner.Received()
+	if len(got) != 1 {
+		t.Fatalf("partner received %d deliveries, want 1", len(got))
+	}
+	var p broker.Payload
+	if err := json.Unmarshal(got[0].Payload, &p); err != nil {
+		t.Fatal(err)
+	}
+	var keysKept []string
+	for k := range p.Record {
+		keysKept = append(keysKept, k)
+	}
+	if len(p.Record) != 4 || p.Record["name"] != "Ada Lovelace" || p.Record["email"] != nil || p.Record["gift_note"] != nil {
+		t.Errorf("record fields = %v, want exactly address, name, order_id, phone", keysKept)
+	}
+	if p.RequestID != "ord-10023-delivery" || p.Agreement == nil || p.Agreement.ID != "dpa-swiftship-de" || p.Purpose != "delivery" {
+		t.Errorf("payload = %+v", p)
+	}
+	if got[0].IdempotencyKey != "ord-10023-delivery" {
+		t.Errorf("Idempotency-Key = %q", got[0].IdempotencyKey)
+	}
+	if ev := events(e.entries(t, "ord-10023-delivery")); ev != "decided,delivered" {
+		t.Errorf("audit events = %s, want decided,delivered", ev)
+	}
+	for _, w := range e.partner.Wire() {
+		if bytes.Contains(w, []byte("Ada Lovelace")) || bytes.Contains(w, []byte("Munich")) {
+			t.Error("plaintext personal data on the wire to the partner")
+		}
+	}
+}
+
+func TestDeniedTransferNeverReachesPartner(t *testing.T) {
+	e := newEnv(t, 5)
+	code, body := e.post(t, brokertest.ExampleRequest(t, "06-delivery-brazil-no-mechanism.json"))
+	var r broker.Receipt
+	if err := json.Unmarshal(body, &r); err != nil || code != http.StatusOK {
+		t.Fatalf("POST = %d %s", code, body)
+	}
+	if r.Status != broker.StatusDenied || r.Decision != "deny" || len(r.Reasons) == 0 || r.Reasons[0] != "no_transfer_mechanism" {
+		t.Fatalf("receipt = %+v", r)
+	}
+	if n := len(e.partner.Wire()); n != 0 {
+		t.Errorf("partner was sent %d requests for a denied transfer", n)
+	}
+	if ev := events(e.entries(t, r.RequestID)); ev != "decided" {
+		t.Errorf("audit events = %s, want decided", ev)
+	}
+}
+
+func TestBatchPostAnswersEveryReceipt(t *testing.T) {
+	e := newEnv(t, 5)
+	code, body := e.post(t, brokertest.ExampleRequest(t, "24-batch.json"))
+	var rs []broker.Receipt
+	if err := json.Unmarshal(body, &rs); err != nil || code != http.StatusOK {
+		t.Fatalf("POST = %d %s", code, body)
+	}
+	if len(rs) < 2 {
+		t.Fatalf("receipts = %d", len(rs))
+	}
+	for _, r := range rs {
+		if r.Status == broker.StatusPending || r.AuditSequence == 0 {
+			t.Errorf("receipt %+v not final", r)
+		}
+	}
+	// Sending the same batch again is de-duplicated by request id.
+	_, body = e.post(t, brokertest.ExampleRequest(t, "24-batch.json"))
+	if err := json.Unmarshal(body, &rs); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if r.Status != broker.StatusDuplicate {
+			t.Errorf("second send of %s: status %s, want duplicate", r.RequestID, r.Status)
+		}
+	}
+}
+
+func TestInvalidRequestRejectedAndDeadLettered(t *testing.T) {
+	e := newEnv(t, 5)
+	receipts := make(chan *nats.Msg, 4)
+	sub, err := e.nc.ChanSubscribe("clearance.receipts.order-service", receipts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	canary := "Canary Person 7741"
+	bad := fmt.Sprintf(`{"id":"bad-1","source":"order-service","recipient":"swiftship-de","purpose":"delivery","dataset":"order.delivery","record":{"name":%q}}`, canary)
+	msg := nats.NewMsg("clearance.transfers.order-service")
+	msg.Data = []byte(bad)
+	msg.Header.Set(jetstream.MsgIDHeader, "bad-1")
+	if _, err := e.js.PublishMsg(t.Context(), msg); err != nil {
+		t.Fatal(err)
+	}
+	var r broker.Receipt
+	select {
+	case m := <-receipts:
+		_ = json.Unmarshal(m.Data, &r)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no receipt")
+	}
+	if r.Status != broker.StatusRejected || r.Decision != "deny" || len(r.Reasons) != 1 || !strings.HasPrefix(r.Reasons[0], "invalid_request: subject") {
+		t.Fatalf("receipt = %+v", r)
+	}
+	if ev := events(e.entries(t, "bad-1")); ev != "rejected" {
+		t.Errorf("audit events = %s, want rejected", ev)
+	}
+	dl := lastDeadLetter(t, e.js, "clearance.deadletter.order-service")
+	if bytes.Contains(dl.Data, []byte(canary)) {
+		t.Error("dead letter holds the record in clear")
+	}
+	plain, err := e.keys.Open(t.Context(), dl.Data)
+	if err != nil || string(plain) != bad {
+		t.Errorf("dead letter does not open to the request: %v", err)
+	}
+	if dl.Header.Get("Clearance-Request-Id") != "bad-1" {
+		t.Errorf("dead letter headers = %v", dl.Header)
+	}
+	if strings.Contains(e.logs.String(), canary) {
+		t.Error("a log line holds the canary")
+	}
+}
+
+func lastDeadLetter(t *testing.T, js jetstream.JetStream, subject string) *jetstream.RawStreamMsg {
+	t.Helper()
+	var m *jetstream.RawStreamMsg
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		s, err := js.Stream(t.Context(), broker.DeadLetterStream)
+		if err == nil {
+			if m, err = s.GetLastMsgForSubject(t.Context(), subject); err == nil {
+				return m
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("no dead letter on %s", subject)
+	return nil
+}
+
+func TestPartnerOutageThenRecovery(t *testing.T) {
+	e := newEnv(t, 50)
+	e.partner.SetStatus(http.StatusServiceUnavailable)
+	go func() {
+		time.Sleep(400 * time.Millisecond)
+		e.partner.SetStatus(0)
+	}()
+	code, body := e.post(t, brokertest.ExampleRequest(t, "01-delivery-eea-allow.json"))
+	var r broker.Receipt
+	if err := json.Unmarshal(body, &r); err != nil || code != http.StatusOK || r.Status != broker.StatusDelivered {
+		t.Fatalf("POST = %d %s", code, body)
+	}
+	if n := len(e.partner.Received()); n != 1 {
+		t.Errorf("partner received %d, want 1", n)
+	}
+	es := e.entries(t, r.RequestID)
+	if ev := events(es); !strings.HasPrefix(ev, "decided,delivery_failed") || !strings.HasSuffix(ev, "decided,delivered") || strings.Count(ev, "delivered") != 1 {
+		t.Errorf("audit events = %s", ev)
+	}
+}
+
+func TestPartnerRejectsDeadLetters(t *testing.T) {
+	tests := []struct {
+		name       string
+		status     int
+		maxDeliver int
+		wantReason string
+	}{
+		{"permanent 400", http.StatusBadRequest, 5, "delivery_failed: permanent"},
+		{"503 until max deliver", http.StatusServiceUnavailable, 3, "delivery_failed: max_deliver_reached"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, tt.maxDeliver)
+			e.partner.SetStatus(tt.status)
+			code, body := e.post(t, brokertest.ExampleRequest(t, "01-delivery-eea-allow.json"))
+			var r broker.Receipt
+			if err := json.Unmarshal(body, &r); err != nil || code != http.StatusOK {
+				t.Fatalf("POST = %d %s", code, body)
+			}
+			if r.Status != broker.StatusDeadLettered || r.Decision != "allow" || len(r.Reasons) != 1 || r.Reasons[0] != tt.wantReason {
+				t.Fatalf("receipt = %+v", r)
+			}
+			dl := lastDeadLetter(t, e.js, "clearance.deadletter.order-service")
+			if bytes.Contains(dl.Data, []byte("Ada Lovelace")) {
+				t.Error("dead letter in clear")
+			}
+			es := e.entries(t, r.RequestID)
+			last := es[len(es)-1]
+			if last.Event != audit.EventDeliveryFailed || last.Sequence != r.AuditSequence {
+				t.Errorf("last audit entry = %s #%d, receipt #%d", last.Event, last.Sequence, r.AuditSequence)
+			}
+		})
+	}
+}
+
+func TestHealthReadyJWKSMetrics(t *testing.T) {
+	e := newEnv(t, 5)
+	e.post(t, brokertest.ExampleRequest(t, "01-delivery-eea-allow.json"))
+	tests := []struct {
+		path string
+		want string
+	}{
+		{"/healthz", `"ok"`},
+		{"/readyz", `"nats": "ok"`},
+		{"/.well-known/jwks.json", `"keys"`},
+		{"/metrics", `clearance_deliveries_total{connector="partner-webhook",result="delivered"} 1`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			resp, err := http.Get(e.api.URL + tt.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), tt.want) {
+				t.Errorf("GET %s = %d, body lacks %q:\n%s", tt.path, resp.StatusCode, tt.want, b)
+			}
+		})
+	}
+}

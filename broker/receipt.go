@@ -1,0 +1,90 @@
+package broker
+
+import (
+	"encoding/json"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Receipt answers one transfer request (DESIGN section 4). It is published
+// on clearance.receipts.<source> and returned by POST /v1/transfers.
+type Receipt struct {
+	// RequestID is the request's id.
+	RequestID string `json:"request_id"`
+	// Decision is "allow" or "deny" (an invalid request is denied).
+	Decision string `json:"decision"`
+	// Reasons are the denial reasons, or why an allowed transfer was not
+	// delivered; empty for a delivered transfer.
+	Reasons []string `json:"reasons"`
+	// AuditSequence is the sequence number of the audit entry recording
+	// the outcome (0 when none was written, as for a duplicate).
+	AuditSequence int64 `json:"audit_sequence"`
+	// Status is "delivered", "denied", "rejected", "dead_lettered",
+	// or, over HTTP only, "duplicate" or "pending".
+	Status string `json:"status"`
+}
+
+// Receipt statuses.
+const (
+	StatusDelivered    = "delivered"
+	StatusDenied       = "denied"
+	StatusRejected     = "rejected"
+	StatusDeadLettered = "dead_lettered"
+	StatusDuplicate    = "duplicate"
+	StatusPending      = "pending"
+)
+
+// waiters routes receipts arriving on clearance.receipts.> (from any
+// instance) to the HTTP requests waiting for them.
+type waiters struct {
+	mu sync.Mutex
+	m  map[string][]chan Receipt
+}
+
+func newWaiters() *waiters { return &waiters{m: map[string][]chan Receipt{}} }
+
+// wait registers interest in id; the returned channel receives at most one
+// receipt. cancel unregisters it.
+func (w *waiters) wait(id string) (<-chan Receipt, func()) {
+	ch := make(chan Receipt, 1)
+	w.mu.Lock()
+	w.m[id] = append(w.m[id], ch)
+	w.mu.Unlock()
+	return ch, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		list := w.m[id]
+		for i, c := range list {
+			if c == ch {
+				list = append(list[:i], list[i+1:]...)
+				break
+			}
+		}
+		if len(list) == 0 {
+			delete(w.m, id)
+		} else {
+			w.m[id] = list
+		}
+	}
+}
+
+func (w *waiters) onReceipt(msg *nats.Msg) {
+	var r Receipt
+	if err := json.Unmarshal(msg.Data, &r); err != nil || r.RequestID == "" {
+		return
+	}
+	w.mu.Lock()
+	list := w.m[r.RequestID]
+	delete(w.m, r.RequestID)
+	w.mu.Unlock()
+	for _, ch := range list {
+		ch <- r
+	}
+}
+
+func (w *waiters) closeAll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.m = map[string][]chan Receipt{}
+}

@@ -1,0 +1,329 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/connectors"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// result is what processing one transfer message produced. It holds ids and
+// classes only; the record stays in req and is never logged.
+type result struct {
+	outcome   Outcome
+	err       error
+	requestID string
+	source    string
+	req       *agreements.Request
+	dec       *agreements.Decision
+	reasons   []string
+	connector string
+	// attempted: a decided allow was audited and a delivery tried (or
+	// found impossible), so a failure is audited as delivery_failed.
+	attempted bool
+	digest    string
+	seq       int64
+}
+
+func (b *Broker) handleTransfer(ctx context.Context, msg jetstream.Msg) {
+	start := time.Now()
+	attempt := uint64(1)
+	if md, err := msg.Metadata(); err == nil {
+		attempt = md.NumDelivered
+	}
+	res := b.process(ctx, msg, attempt)
+	plan := PlanFor(res.outcome, attempt, res.err, b.opts.Retry)
+	plan = b.finish(ctx, msg, res, plan, attempt)
+	b.ack(msg, plan, res.outcome)
+	b.metrics.latency.WithLabelValues(res.outcome.String()).Observe(time.Since(start).Seconds())
+	level := b.log.Debug
+	if res.outcome != OutcomeDelivered && res.outcome != OutcomeDenied {
+		level = b.log.Warn
+	}
+	args := []any{"request_id", res.requestID, "source", res.source, "outcome", res.outcome.String(),
+		"action", plan.Ack.String(), "attempt", attempt, "audit_sequence", res.seq}
+	if res.connector != "" {
+		args = append(args, "connector", res.connector)
+	}
+	if res.err != nil {
+		args = append(args, "err", res.err.Error())
+	}
+	level("transfer", args...)
+}
+
+// process runs one request through parse, decide, minimise, seal, audit and
+// deliver, stopping at the first step that fails.
+func (b *Broker) process(ctx context.Context, msg jetstream.Msg, attempt uint64) *result {
+	res := &result{source: sourceOf(msg.Subject()), requestID: msg.Headers().Get(jetstream.MsgIDHeader)}
+	req, err := agreements.ParseRequest(msg.Data())
+	if err == nil {
+		err = checkRouting(req, res.source, res.requestID)
+	}
+	if err != nil {
+		res.outcome, res.err, res.reasons = OutcomeInvalid, err, invalidReasons(err)
+		if res.requestID == "" && req != nil {
+			res.requestID = req.ID
+		}
+		if res.requestID == "" {
+			if md, mdErr := msg.Metadata(); mdErr == nil {
+				res.requestID = fmt.Sprintf("stream-seq-%d", md.Sequence.Stream)
+			}
+		}
+		b.metrics.decision("reject", res.reasons)
+		return res
+	}
+	res.requestID, res.req = req.ID, req
+
+	t := time.Now()
+	d := b.opts.Decider.Decide(req, b.opts.Now())
+	b.metrics.since("decide", t)
+	res.dec = d
+	if attempt == 1 {
+		b.metrics.decision(string(d.Decision), d.Reasons)
+	}
+	if !d.Allowed() {
+		res.reasons = d.Reasons
+		seq, err := b.appendEntry(ctx, b.entry(audit.EventDecided, res))
+		if err != nil {
+			res.outcome, res.err = OutcomeTransient, err
+			return res
+		}
+		res.outcome, res.seq = OutcomeDenied, seq
+		return res
+	}
+	return b.deliver(ctx, res)
+}
+
+// deliver seals, audits and delivers an allowed request.
+func (b *Broker) deliver(ctx context.Context, res *result) *result {
+	req, d := res.req, res.dec
+	party, perr := b.opts.Parties.Party(req.Recipient)
+	res.connector = d.Connector
+	if res.connector == "" {
+		res.connector = party.Connector
+	}
+	conn, ok := b.opts.Connectors.Connector(res.connector)
+	if perr != nil || !ok {
+		return b.failBeforeDelivery(ctx, res, fmt.Errorf("broker: recipient %s: no connector %q configured: %w", req.Recipient, res.connector, errPermanent))
+	}
+	payload, err := newPayload(req, d)
+	if err != nil {
+		return b.failBeforeDelivery(ctx, res, fmt.Errorf("broker: encode payload: %w", errPermanent))
+	}
+	t := time.Now()
+	var body []byte
+	if len(party.PublicKey) > 0 {
+		var out [][]byte
+		out, err = b.keys.SealFor(ctx, party.PublicKey, [][]byte{payload})
+		if err == nil && len(out) == 1 {
+			body = out[0]
+		} else if err == nil {
+			err = fmt.Errorf("broker: seal for %s: %d results for 1 payload", req.Recipient, len(out))
+		}
+	} else {
+		body, err = b.keys.Seal(ctx, payload)
+	}
+	b.metrics.since("seal", t)
+	clear(payload)
+	if err != nil {
+		err = fmt.Errorf("broker: seal for %s: %w", req.Recipient, err)
+		if Classify(err) == OutcomePermanent {
+			return b.failBeforeDelivery(ctx, res, err)
+		}
+		res.outcome, res.err = OutcomeTransient, err
+		return res
+	}
+	res.digest = audit.Digest(body)
+	e := b.entry(audit.EventDecided, res)
+	if _, err := b.appendEntry(ctx, e); err != nil {
+		res.outcome, res.err = OutcomeTransient, err
+		return res
+	}
+	res.attempted = true
+	t = time.Now()
+	headers := map[string]string{"Clearance-Key-Ref": b.keys.KeyRef(), "Clearance-Purpose": req.Purpose}
+	if d.Agreement != nil {
+		headers["Clearance-Agreement"] = fmt.Sprintf("%s@%d", d.Agreement.ID, d.Agreement.Version)
+	}
+	err = conn.Deliver(ctx, &connectors.Delivery{
+		RequestID: req.ID, Recipient: req.Recipient, Kind: "transfer",
+		ContentType: "application/jose", Body: body, Headers: headers,
+	})
+	b.metrics.since("deliver", t)
+	outcome := Classify(err)
+	b.metrics.deliveries.WithLabelValues(res.connector, outcome.String()).Inc()
+	if err != nil {
+		res.outcome, res.err = outcome, fmt.Errorf("broker: deliver via %s: %w", res.connector, err)
+		return res
+	}
+	seq, err := b.appendEntry(ctx, b.entry(audit.EventDelivered, res))
+	if err != nil {
+		// Delivered but not recorded: retry, so the record is written; the
+		// recipient de-duplicates by request id.
+		res.attempted = false
+		res.outcome, res.err = OutcomeTransient, err
+		return res
+	}
+	res.outcome, res.seq, res.reasons = OutcomeDelivered, seq, nil
+	return res
+}
+
+// failBeforeDelivery records an allowed request that can never be sealed or
+// delivered: the decision is audited, then finish audits the failure.
+func (b *Broker) failBeforeDelivery(ctx context.Context, res *result, cause error) *result {
+	if _, err := b.appendEntry(ctx, b.entry(audit.EventDecided, res)); err != nil {
+		res.outcome, res.err = OutcomeTransient, err
+		return res
+	}
+	res.attempted = true
+	res.outcome, res.err = OutcomePermanent, cause
+	return res
+}
+
+// finish writes what the plan needs besides the acknowledgement: the audit
+// entry of a failure or rejection, the sealed dead letter and the receipt.
+// When one of these cannot be written the message is handed back instead.
+func (b *Broker) finish(ctx context.Context, msg jetstream.Msg, res *result, plan Plan, attempt uint64) Plan {
+	retry := Plan{Ack: AckNak, Delay: b.opts.Retry.Backoff(attempt)}
+	switch {
+	case res.outcome == OutcomeInvalid:
+		seq, err := b.appendEntry(ctx, b.entry(audit.EventRejected, res))
+		if err != nil {
+			res.err = errors.Join(res.err, err)
+			return retry
+		}
+		res.seq = seq
+	case res.attempted && res.outcome != OutcomeDelivered:
+		reason := "delivery_failed: " + res.outcome.String()
+		if plan.Exhausted {
+			reason = "delivery_failed: max_deliver_reached"
+		}
+		res.reasons = []string{reason}
+		seq, err := b.appendEntry(ctx, b.entry(audit.EventDeliveryFailed, res))
+		if err != nil {
+			res.err = errors.Join(res.err, err)
+			return retry
+		}
+		res.seq = seq
+	}
+	if plan.DeadLetter {
+		if err := b.deadLetter(ctx, msg, res); err != nil {
+			res.err = errors.Join(res.err, err)
+			return retry
+		}
+	}
+	if plan.Final {
+		b.publishReceipt(res, plan)
+	}
+	return plan
+}
+
+// deadLetter keeps the original request, sealed with the broker's keys, on
+// clearance.deadletter.<source>. Headers carry ids and reasons only.
+func (b *Broker) deadLetter(ctx context.Context, msg jetstream.Msg, res *result) error {
+	sealed, err := b.keys.Seal(ctx, msg.Data())
+	if err != nil {
+		return fmt.Errorf("broker: seal dead letter: %w", err)
+	}
+	dl := nats.NewMsg(DeadLetterSubject + "." + res.source)
+	dl.Data = sealed
+	dl.Header.Set("Clearance-Request-Id", res.requestID)
+	dl.Header.Set("Clearance-Key-Ref", b.keys.KeyRef())
+	dl.Header.Set("Clearance-Outcome", res.outcome.String())
+	for _, r := range res.reasons {
+		dl.Header.Add("Clearance-Reason", r)
+	}
+	if _, err := b.js.PublishMsg(ctx, dl); err != nil {
+		return fmt.Errorf("broker: publish dead letter: %w", err)
+	}
+	return nil
+}
+
+func (b *Broker) publishReceipt(res *result, plan Plan) {
+	r := Receipt{RequestID: res.requestID, Decision: string(agreements.Deny), Reasons: res.reasons, AuditSequence: res.seq}
+	if res.dec != nil {
+		r.Decision = string(res.dec.Decision)
+	}
+	switch {
+	case res.outcome == OutcomeDelivered:
+		r.Status = StatusDelivered
+	case res.outcome == OutcomeDenied:
+		r.Status = StatusDenied
+	case res.outcome == OutcomeInvalid:
+		r.Status = StatusRejected
+	case plan.DeadLetter:
+		r.Status = StatusDeadLettered
+	}
+	if r.Reasons == nil {
+		r.Reasons = []string{}
+	}
+	data, err := json.Marshal(r)
+	if err != nil {
+		return
+	}
+	if err := b.opts.NATS.Publish(ReceiptsSubject+"."+res.source, data); err != nil {
+		b.log.Warn("publish receipt", "request_id", res.requestID, "err", err)
+	}
+}
+
+// ack sends the plan's acknowledgement and counts it.
+func (b *Broker) ack(msg jetstream.Msg, plan Plan, o Outcome) {
+	var err error
+	switch plan.Ack {
+	case AckDone:
+		err = msg.Ack()
+	case AckTerm:
+		err = msg.Term()
+	case AckNak:
+		err = msg.NakWithDelay(plan.Delay)
+	case AckInProgress:
+		err = msg.InProgress()
+	}
+	b.metrics.outcomes.WithLabelValues(o.String(), plan.Ack.String()).Inc()
+	if err != nil {
+		b.log.Warn("acknowledge", "action", plan.Ack.String(), "err", err)
+	}
+}
+
+// checkRouting ties a request to how it arrived: the subject's source token
+// must be the request's source, and a Nats-Msg-Id must be its id (the
+// de-duplication key).
+func checkRouting(req *agreements.Request, source, msgID string) error {
+	var errs []error
+	if req.Source != source {
+		errs = append(errs, &agreements.RequestError{Field: "source", Problem: "does not match the subject it was published on"})
+	}
+	if msgID != "" && msgID != req.ID {
+		errs = append(errs, &agreements.RequestError{Field: "id", Problem: "does not match the Nats-Msg-Id header"})
+	}
+	return errors.Join(errs...)
+}
+
+// invalidReasons turns parse problems into receipt reasons
+// ("invalid_request: subject.id: required field is missing").
+func invalidReasons(err error) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, p := range agreements.Problems(err) {
+		r := "invalid_request"
+		var re *agreements.RequestError
+		if errors.As(p, &re) {
+			r = re.Error()
+		}
+		if !seen[r] {
+			seen[r] = true
+			out = append(out, r)
+		}
+	}
+	if len(out) == 0 {
+		out = []string{"invalid_request"}
+	}
+	return out
+}
