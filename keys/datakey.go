@@ -159,11 +159,11 @@ func (e *envelope) open(ctx context.Context, sealed []byte) ([]byte, error) {
 // unwrap returns the AEAD for a wrapped data key, from the cache or the
 // source; concurrent callers for the same key share one request.
 func (e *envelope) unwrap(ctx context.Context, h envelopeHeader, header string) (cipher.AEAD, error) {
-	if aead := e.opened.byWrapped(h.WK); aead != nil {
-		return aead, nil
-	}
 	if err := checkKeyRef(e.src.keyRef(), h.KRef, h.WK); err != nil {
 		return nil, newError("open", nil, err)
+	}
+	if aead := e.opened.byWrapped(h.WK); aead != nil {
+		return aead, nil
 	}
 	return e.flight.do(h.WK, func() (cipher.AEAD, error) {
 		if aead := e.opened.byWrapped(h.WK); aead != nil {

@@ -3,6 +3,7 @@ package keys
 import (
 	"bytes"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -18,6 +19,7 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jwe"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
+	"github.com/lestrrat-go/jwx/v2/x25519"
 )
 
 func newDevRing(t *testing.T, path string) (*DevKeyRing, *bytes.Buffer) {
@@ -105,6 +107,7 @@ func TestDevKeyRingSealFor(t *testing.T) {
 	d, _ := newDevRing(t, filepath.Join(t.TempDir(), "keys.json"))
 	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	rs, _ := rsa.GenerateKey(rand.Reader, 2048)
+	_, xk, _ := x25519.GenerateKey(rand.Reader)
 	tests := []struct {
 		name    string
 		private any
@@ -112,6 +115,7 @@ func TestDevKeyRingSealFor(t *testing.T) {
 	}{
 		{"ec p-256", ec, jwa.ECDH_ES_A256KW},
 		{"rsa", rs, jwa.RSA_OAEP_256},
+		{"x25519", xk, jwa.ECDH_ES_A256KW},
 	}
 	jwksRaw, _ := d.JWKS(t.Context())
 	set, _ := jwk.Parse(jwksRaw)
@@ -138,6 +142,12 @@ func TestDevKeyRingSealFor(t *testing.T) {
 				t.Fatalf("verify: %q %v", got, err)
 			}
 		})
+	}
+	edPub, _, _ := ed25519.GenerateKey(rand.Reader)
+	edKey, _ := jwk.FromRaw(edPub)
+	edJSON, _ := json.Marshal(edKey)
+	if _, err := d.SealFor(t.Context(), edJSON, [][]byte{[]byte("x")}); !errors.Is(err, ErrUnsupportedKey) {
+		t.Fatalf("signing-only recipient key: %v", err)
 	}
 	sym, _ := jwk.FromRaw([]byte("0123456789abcdef0123456789abcdef"))
 	symJSON, _ := json.Marshal(sym)

@@ -2,7 +2,6 @@ package keys
 
 import (
 	"context"
-	"crypto/ecdh"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -110,11 +109,8 @@ func recipientKey(raw []byte) (jwk.Key, jwa.KeyEncryptionAlgorithm, error) {
 	case jwa.RSA:
 		return pub, jwa.RSA_OAEP_256, nil
 	case jwa.OKP:
-		var raw any
-		if err := pub.Raw(&raw); err == nil {
-			if _, ok := raw.(*ecdh.PublicKey); ok {
-				return pub, jwa.ECDH_ES_A256KW, nil
-			}
+		if okp, ok := pub.(jwk.OKPPublicKey); ok && okp.Crv() == jwa.X25519 {
+			return pub, jwa.ECDH_ES_A256KW, nil
 		}
 	}
 	return nil, "", newError("seal for recipient", ErrUnsupportedKey, fmt.Errorf("key type %s cannot receive encrypted data", pub.KeyType()))

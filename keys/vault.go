@@ -184,7 +184,7 @@ func classify(op string, err error) error {
 		return newError(op, ErrUnavailable, err)
 	}
 	msg := strings.Join(re.Errors, "; ")
-	cause := fmt.Errorf("vault status %d: %s", re.StatusCode, msg)
+	cause := &statusError{re: re, msg: msg}
 	switch {
 	case re.StatusCode == http.StatusForbidden:
 		return newError(op, ErrPermissionDenied, cause)
@@ -234,3 +234,14 @@ func (s transitSource) unwrap(ctx context.Context, wrapped string) ([]byte, erro
 	}
 	return plain, nil
 }
+
+// statusError is a Vault response error with a short message (status and
+// Vault's error strings, without the request URL).
+type statusError struct {
+	re  *vault.ResponseError
+	msg string
+}
+
+func (e *statusError) Error() string { return fmt.Sprintf("vault status %d: %s", e.re.StatusCode, e.msg) }
+
+func (e *statusError) Unwrap() error { return e.re }
