@@ -207,7 +207,14 @@ func (r *Region) message(d *connectors.Delivery) (*nats.Msg, error) {
 func (r *Region) Close(ctx context.Context) error {
 	_, gateErr := r.gate.Close(ctx)
 	r.closeOnce.Do(func() {
-		if err := r.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		err := r.nc.Drain()
+		switch {
+		case err == nil, errors.Is(err, nats.ErrConnectionClosed):
+		case errors.Is(err, nats.ErrConnectionReconnecting):
+			// Nothing is in flight (the gate is closed) and nothing can be
+			// flushed to a server we are not connected to.
+			r.nc.Close()
+		default:
 			r.closeError = fmt.Errorf("natsregion: %s: drain: %w", r.name, err)
 			r.nc.Close()
 		}

@@ -1,0 +1,298 @@
+package natsregion_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/clearance-broker/clearance/connectors"
+	"github.com/clearance-broker/clearance/connectors/natsregion"
+)
+
+func TestSubject(t *testing.T) {
+	tests := []struct {
+		name      string
+		prefix    string
+		recipient string
+		want      string
+		wantErr   bool
+	}{
+		{name: "default prefix", prefix: natsregion.DefaultSubjectPrefix, recipient: "dc-eu-west", want: "clearance.region.dc-eu-west"},
+		{name: "custom prefix", prefix: "acme.inbound", recipient: "sg", want: "acme.inbound.sg"},
+		{name: "dot in recipient", prefix: "p", recipient: "a.b", wantErr: true},
+		{name: "wildcard", prefix: "p", recipient: "*", wantErr: true},
+		{name: "full wildcard", prefix: "p", recipient: ">", wantErr: true},
+		{name: "space", prefix: "p", recipient: "a b", wantErr: true},
+		{name: "empty", prefix: "p", recipient: "", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := natsregion.Subject(tt.prefix, tt.recipient)
+			if tt.wantErr {
+				if !errors.Is(err, natsregion.ErrInvalidSubject) {
+					t.Errorf("Subject = %q, %v; want ErrInvalidSubject", got, err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("Subject = %q, %v; want %q", got, err, tt.want)
+			}
+			back, ok := natsregion.Recipient(tt.prefix, got)
+			if !ok || back != tt.recipient {
+				t.Errorf("Recipient(%q) = %q, %v", got, back, ok)
+			}
+		})
+	}
+	if _, ok := natsregion.Recipient("clearance.region", "clearance.regional.x"); ok {
+		t.Error("Recipient accepted a subject outside the prefix")
+	}
+	if got := natsregion.SubjectFilter("clearance.region"); got != "clearance.region.>" {
+		t.Errorf("SubjectFilter = %q", got)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	reg, err := connectors.NewRegistry(natsregion.Kind())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		give    string
+		wantErr []string
+	}{
+		{name: "minimal", give: "urls: [nats://dc-sg.example:4222]\n"},
+		{name: "full", give: `
+urls: [tls://a.example:4222, tls://b.example:4222]
+creds_file: /etc/clearance/region.creds
+tls: {ca_file: /etc/clearance/ca.pem, cert_file: c.pem, key_file: k.pem}
+subject_prefix: acme.inbound
+stream: REGION_INBOUND
+ensure_stream: true
+replicas: 3
+duplicate_window: 10m
+ack_timeout: 2s
+connect_timeout: 3s
+reconnect_wait: 1s
+no_responder_retries: 4
+full_retry_after: 1m
+`},
+		{name: "no urls", give: "stream: S\n", wantErr: []string{"urls: at least one"}},
+		{name: "bad scheme", give: "urls: [http://a:4222]\n", wantErr: []string{"urls[0]", "scheme"}},
+		{name: "password in url", give: "urls: [nats://u:pw@a:4222]\n", wantErr: []string{"credentials in the URL"}},
+		{name: "two credentials", give: "urls: [nats://a]\ncreds_file: a\nnkey_seed_file: b\n", wantErr: []string{"give one, not both"}},
+		{name: "wildcard prefix", give: "urls: [nats://a]\nsubject_prefix: clearance.*\n", wantErr: []string{"subject_prefix"}},
+		{name: "ensure without stream", give: "urls: [nats://a]\nensure_stream: true\n", wantErr: []string{"ensure_stream: needs stream"}},
+		{name: "dotted stream", give: "urls: [nats://a]\nstream: a.b\n", wantErr: []string{"stream:"}},
+		{name: "every problem at once", give: "urls: []\nreplicas: 9\nack_timeout: 0s\ntls: {key_file: k}\n",
+			wantErr: []string{"urls", "replicas", "ack_timeout", "tls.cert_file"}},
+		{name: "unknown key", give: "urls: [nats://a]\npassword: hunter2\n", wantErr: []string{"password"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := reg.Decode(natsregion.KindName, connectors.YAML([]byte(tt.give)))
+			if len(tt.wantErr) == 0 {
+				if err != nil {
+					t.Fatalf("Decode: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("Decode: no error")
+			}
+			for _, w := range tt.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func newRegion(t *testing.T, cfg *natsregion.Config) *natsregion.Region {
+	t.Helper()
+	r, err := natsregion.New(t.Context(), "test-region", cfg, connectors.Deps{})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := r.Close(ctx); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return r
+}
+
+func sealedDelivery(id string) *connectors.Delivery {
+	return &connectors.Delivery{RequestID: id, Recipient: "dc-sg", Kind: "transfer",
+		ContentType: "application/jose", Body: []byte("eyJhbGciOi.x.y.z.w")}
+}
+
+func TestEnsureStream(t *testing.T) {
+	s := startServer(t, t.TempDir(), -1)
+	cfg := natsregion.DefaultConfig()
+	cfg.URLs = []string{s.ClientURL()}
+	cfg.Stream = "REGION_SG"
+	cfg.EnsureStream = true
+	cfg.DuplicateWindow = connectors.Duration(time.Minute)
+	r := newRegion(t, cfg)
+	if err := r.Deliver(t.Context(), sealedDelivery("req-1")); err != nil {
+		t.Fatalf("Deliver into the ensured stream: %v", err)
+	}
+	// A second connector finds the stream and keeps it.
+	newRegion(t, cfg)
+
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	st, err := js.Stream(t.Context(), "REGION_SG")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 || info.Config.Storage != jetstream.FileStorage ||
+		info.Config.Duplicates != time.Minute || info.Config.Subjects[0] != "clearance.region.>" {
+		t.Errorf("stream %+v holding %d messages", info.Config, info.State.Msgs)
+	}
+}
+
+func TestMalformedDeliveriesArePermanent(t *testing.T) {
+	s := startServer(t, t.TempDir(), -1)
+	cfg := natsregion.DefaultConfig()
+	cfg.URLs = []string{s.ClientURL()}
+	cfg.Stream, cfg.EnsureStream = "REGION", true
+	r := newRegion(t, cfg)
+	tests := []struct {
+		name string
+		give func(d *connectors.Delivery)
+	}{
+		{name: "recipient with a dot", give: func(d *connectors.Delivery) { d.Recipient = "dc.sg" }},
+		{name: "recipient wildcard", give: func(d *connectors.Delivery) { d.Recipient = ">" }},
+		{name: "reserved header", give: func(d *connectors.Delivery) { d.Headers = map[string]string{"Nats-Expected-Last-Sequence": "1"} }},
+		{name: "larger than the server allows", give: func(d *connectors.Delivery) { d.Body = make([]byte, 2<<20) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := sealedDelivery("req-" + tt.name)
+			tt.give(d)
+			if err := r.Deliver(t.Context(), d); !connectors.IsPermanent(err) {
+				t.Errorf("Deliver = %v, want ErrPermanent", err)
+			}
+		})
+	}
+}
+
+// TestServerRestart: a region that goes away gives transient errors, and
+// deliveries resume once it is back, with the stream's data intact.
+func TestServerRestart(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, dir, -1)
+	port := s.Addr().(*net.TCPAddr).Port
+	cfg := natsregion.DefaultConfig()
+	cfg.URLs = []string{s.ClientURL()}
+	cfg.Stream, cfg.EnsureStream = "REGION", true
+	cfg.AckTimeout = connectors.Duration(300 * time.Millisecond)
+	cfg.ReconnectWait = connectors.Duration(50 * time.Millisecond)
+	r := newRegion(t, cfg)
+	if err := r.Deliver(t.Context(), sealedDelivery("req-before")); err != nil {
+		t.Fatal(err)
+	}
+
+	s.Shutdown()
+	s.WaitForShutdown()
+	err := r.Deliver(t.Context(), sealedDelivery("req-during"))
+	if err == nil || connectors.IsPermanent(err) {
+		t.Fatalf("Deliver while the region is down = %v, want a transient error", err)
+	}
+
+	startServer(t, dir, port)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err = r.Deliver(t.Context(), sealedDelivery("req-after"))
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("Deliver after the region came back: %v", err)
+	}
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	st, err := js.Stream(t.Context(), "REGION")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(t.Context(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[m.Header.Get(jetstream.MsgIDHeader)] = true
+	}
+	if !ids["req-before"] || !ids["req-after"] {
+		t.Errorf("stream after restart holds %v, want req-before and req-after", ids)
+	}
+}
+
+func TestNKeyAuthentication(t *testing.T) {
+	user, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := user.PublicKey()
+	seed, _ := user.Seed()
+	seedFile := filepath.Join(t.TempDir(), "region.nk")
+	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+		NoLog: true, NoSigs: true, Nkeys: []*server.NkeyUser{{Nkey: pub}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	t.Cleanup(s.Shutdown)
+
+	cfg := natsregion.DefaultConfig()
+	cfg.URLs = []string{s.ClientURL()}
+	cfg.Stream, cfg.EnsureStream = "REGION", true
+	if _, err := natsregion.New(t.Context(), "anonymous", cfg, connectors.Deps{}); err == nil {
+		t.Fatal("connected without credentials to a server that requires an NKey")
+	}
+	cfg.NKeySeedFile = seedFile
+	r := newRegion(t, cfg)
+	if err := r.Deliver(t.Context(), sealedDelivery("req-nkey")); err != nil {
+		t.Fatalf("Deliver with NKey: %v", err)
+	}
+}
