@@ -35,7 +35,7 @@ func (c *testConfig) Validate() error {
 type testConnector struct{ cfg *testConfig }
 
 func (testConnector) Deliver(context.Context, *connectors.Delivery) error { return nil }
-func (testConnector) Close(context.Context) error                       { return nil }
+func (testConnector) Close(context.Context) error                         { return nil }
 
 func testKind(name string) connectors.Kind {
 	return connectors.NewKind(name,
