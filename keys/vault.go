@@ -29,9 +29,10 @@ type Vault struct {
 	log    *slog.Logger
 	trips  atomic.Uint64
 
-	env  *envelope
-	sign *transitSigner
-	auth *authRenewer
+	env     *envelope
+	sign    *transitSigner
+	auth    *authRenewer
+	batcher *signBatcher
 
 	closeOnce sync.Once
 }
@@ -65,6 +66,7 @@ func NewVault(ctx context.Context, cfg VaultConfig, logger *slog.Logger) (*Vault
 		v.auth.stop()
 		return nil, err
 	}
+	v.batcher = startSignBatcher(cfg.SignBatchSize, cfg.Timeout, v.signDirect)
 	v.log.Info("vault key service ready", "encryption_key", v.KeyRef(), "signing_key", cfg.SigningKey)
 	return v, nil
 }
@@ -131,10 +133,13 @@ func (v *Vault) Open(ctx context.Context, sealed []byte) ([]byte, error) {
 	return v.env.open(ctx, sealed)
 }
 
-// Close stops token renewal. It is idempotent; the Vault must not be used
-// afterwards.
+// Close stops token renewal and the signing worker, waiting for both. It
+// is idempotent; the Vault must not be used afterwards.
 func (v *Vault) Close(ctx context.Context) error {
-	v.closeOnce.Do(func() { v.auth.stop() })
+	v.closeOnce.Do(func() {
+		v.batcher.stop()
+		v.auth.stop()
+	})
 	return nil
 }
 
@@ -242,6 +247,8 @@ type statusError struct {
 	msg string
 }
 
-func (e *statusError) Error() string { return fmt.Sprintf("vault status %d: %s", e.re.StatusCode, e.msg) }
+func (e *statusError) Error() string {
+	return fmt.Sprintf("vault status %d: %s", e.re.StatusCode, e.msg)
+}
 
 func (e *statusError) Unwrap() error { return e.re }

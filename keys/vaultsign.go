@@ -119,9 +119,20 @@ func toInt(v any) int {
 }
 
 // Sign signs each payload into a compact JWS with the latest version of the
-// signing key (kid "<signing_key>:v<version>"), sending sign_batch_size
-// payloads per transit request. Errors: ErrUnavailable, ErrPermissionDenied.
+// signing key (kid "<signing_key>:v<version>"), sending up to
+// sign_batch_size payloads per transit request (batch_input). Concurrent
+// calls are coalesced into shared requests, so many callers signing one
+// payload each still cost few round trips. Errors: ErrUnavailable,
+// ErrPermissionDenied.
 func (v *Vault) Sign(ctx context.Context, payloads [][]byte) ([][]byte, error) {
+	if len(payloads) == 0 {
+		return [][]byte{}, nil
+	}
+	return v.batcher.sign(ctx, payloads)
+}
+
+// signDirect signs payloads in chunks of sign_batch_size.
+func (v *Vault) signDirect(ctx context.Context, payloads [][]byte) ([][]byte, error) {
 	si, err := v.sign.info(ctx, false)
 	if err != nil {
 		return nil, err
