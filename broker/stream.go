@@ -105,13 +105,14 @@ func ensureIngest(ctx context.Context, js jetstream.JetStream, o StreamOptions) 
 	return cons, nil
 }
 
-// ensureInbound creates or updates the inbound region's stream and consumer.
+// ensureInbound creates or updates the inbound region's stream (limits
+// retention, as the sending natsregion connector creates it; it holds sealed
+// envelopes only) and its consumer.
 func ensureInbound(ctx context.Context, js jetstream.JetStream, o InboundOptions, replicas int, ackWait time.Duration) (jetstream.Consumer, error) {
 	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        o.Stream,
 		Description: "Clearance sealed transfers from other regions",
 		Subjects:    []string{o.Subject},
-		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
 		Duplicates:  2 * time.Minute,

@@ -88,8 +88,8 @@ type Store struct {
 // DevKeyring configures the development key ring: keys on local disk, for
 // `clearance dev` and tests only.
 type DevKeyring struct {
-	// Dir holds the key ring's key files; created when missing.
-	Dir string `yaml:"dir"`
+	// Path is the key ring file; created (mode 0600) when missing.
+	Path string `yaml:"path"`
 }
 
 // Audit configures the audit log.

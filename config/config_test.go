@@ -140,7 +140,7 @@ func TestEnvOverrides(t *testing.T) {
 		"CLEARANCE_NATS_URLS":             "nats://a:1, nats://b:2",
 		"CLEARANCE_NATS_ACK_WAIT":         "45s",
 		"CLEARANCE_PIPELINE_CONCURRENCY":  "3",
-		"CLEARANCE_DEV_KEYRING_DIR":       "/tmp/ring",
+		"CLEARANCE_DEV_KEYRING_PATH":      "/tmp/ring.json",
 		"CLEARANCE_INBOUND_REGION_STREAM": "R2",
 	})
 	cfg, err := Parse(b, env)
@@ -153,7 +153,7 @@ func TestEnvOverrides(t *testing.T) {
 	if cfg.NATS.AckWait != 45*time.Second || cfg.Pipeline.Concurrency != 3 || cfg.InboundRegion.Stream != "R2" {
 		t.Errorf("overrides not applied: %+v %+v", cfg.NATS, cfg.Pipeline)
 	}
-	if cfg.DevKeyring == nil || cfg.DevKeyring.Dir != "/tmp/ring" {
+	if cfg.DevKeyring == nil || cfg.DevKeyring.Path != "/tmp/ring.json" {
 		t.Errorf("dev_keyring not allocated from env: %+v", cfg.DevKeyring)
 	}
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "dev_keyring: set vault or dev_keyring, not both") {

@@ -29,8 +29,8 @@ func (c *Config) Validate() error {
 			errs = append(errs, err)
 		}
 	default:
-		if c.DevKeyring.Dir == "" {
-			errs = append(errs, fieldErr("dev_keyring.dir", "required"))
+		if c.DevKeyring.Path == "" {
+			errs = append(errs, fieldErr("dev_keyring.path", "required"))
 		}
 	}
 	errs = append(errs, c.Audit.validate("audit")...)

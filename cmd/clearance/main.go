@@ -23,6 +23,8 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		"check":    {"decide one request (or a JSON array of them) offline against a registry", runCheck},
+		"dev":      {"run everything embedded (NATS, SQLite, dev key ring, sample partner) for a first transfer", runDev},
+		"serve":    {"run the broker against external NATS, Postgres and Vault (--config FILE)", runServe},
 		"registry": {"lint or apply a registry directory (policy as code)", runRegistry},
 	}
 }

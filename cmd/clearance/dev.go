@@ -1,0 +1,330 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/broker"
+	"github.com/clearance-broker/clearance/broker/samplepartner"
+	"github.com/clearance-broker/clearance/connectors"
+	"github.com/clearance-broker/clearance/connectors/natsregion"
+	"github.com/clearance-broker/clearance/connectors/webhook"
+	"github.com/clearance-broker/clearance/keys"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Subjects and streams of the embedded regional data centre in dev.
+const (
+	devRegionPrefix  = "clearance.region"
+	devRegionStream  = "CLEARANCE_REGION_INBOUND"
+	devRegionLocal   = "clearance.regional.received"
+	devDefaultListen = "127.0.0.1:8080"
+	devDefaultNATS   = 4222
+)
+
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", ".clearance-dev", "data `DIR`ectory (NATS JetStream store, SQLite audit log, dev key ring)")
+	regDir := fs.String("registry", filepath.Join("examples", "registry"), "registry `DIR`ectory")
+	listen := fs.String("listen", devDefaultListen, "API `address`; another free port is taken when it is busy")
+	natsPort := fs.Int("nats-port", devDefaultNATS, "embedded NATS `port`; another free port is taken when it is busy")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: clearance dev [--dir DIR] [--registry DIR] [--listen ADDR] [--nats-port N]")
+		fmt.Fprintln(stderr, "\nRuns everything embedded: NATS with JetStream, SQLite, the development key ring")
+		fmt.Fprintln(stderr, "(NOT Vault), the example registry, the API and a sample partner that prints what it receives.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return 2
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if err := dev(ctx, devSettings{dir: *dir, registry: *regDir, listen: *listen, natsPort: *natsPort}, stdout, stderr, logger); err != nil {
+		fmt.Fprintln(stderr, "clearance dev:", err)
+		return 1
+	}
+	return 0
+}
+
+type devSettings struct {
+	dir, registry, listen string
+	natsPort              int
+}
+
+func dev(ctx context.Context, s devSettings, stdout, stderr io.Writer, logger *slog.Logger) error {
+	var st stack
+	defer st.close(logger)
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return err
+	}
+	reg, err := agreements.Load(s.registry)
+	if err != nil {
+		return fmt.Errorf("registry %s: %w", s.registry, err)
+	}
+
+	ns, natsURL, moved, err := startDevNATS(s.dir, s.natsPort)
+	if err != nil {
+		return err
+	}
+	st.add(func(context.Context) error { ns.Shutdown(); ns.WaitForShutdown(); return nil })
+	if moved {
+		fmt.Fprintf(stderr, "NOTE: port %d is busy; the embedded NATS server listens on %s instead\n", s.natsPort, natsURL)
+	}
+
+	fmt.Fprintln(stderr, devKeyWarning)
+	ring, err := keys.NewDevKeyRing(keys.DevKeyRingOptions{Path: filepath.Join(s.dir, "dev-keyring.json"), Allow: true, Logger: logger})
+	if err != nil {
+		return err
+	}
+	subjectKey, err := devSubjectKey(filepath.Join(s.dir, "subject-hmac.key"))
+	if err != nil {
+		return err
+	}
+	db, err := audit.OpenDB(ctx, "sqlite://"+filepath.Join(s.dir, "audit.db"))
+	if err != nil {
+		return err
+	}
+	st.add(func(context.Context) error { return db.Close() })
+	auditLog, err := audit.Open(ctx, db, audit.Options{SubjectKey: subjectKey, Signer: ring, Logger: logger})
+	if err != nil {
+		return err
+	}
+	st.add(auditLog.Close)
+
+	apiLn, apiMoved, err := listenOrFree(s.listen)
+	if err != nil {
+		return err
+	}
+	apiURL := "http://" + apiLn.Addr().String()
+	if apiMoved {
+		fmt.Fprintf(stderr, "NOTE: %s is busy; the API listens on %s instead\n", s.listen, apiURL)
+	}
+
+	// The sample partner: its key pair is made now, and every webhook party
+	// of the example registry gets its public key, so that it can read what
+	// is sent to any of them.
+	pkey, err := samplepartner.NewKey("clearance-dev-partner")
+	if err != nil {
+		return err
+	}
+	if reg, err = samplepartner.WithPartyKey(reg, pkey.PublicJWK); err != nil {
+		return err
+	}
+	partnerLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	partnerURL := "http://" + partnerLn.Addr().String() + "/deliveries"
+	partner := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: &samplepartner.Handler{
+		Key:       pkey,
+		JWKS:      samplepartner.FromURL(http.DefaultClient, apiURL+"/.well-known/jwks.json"),
+		OnReceive: partnerPrinter(stdout),
+	}}
+	go func() { _ = partner.Serve(partnerLn) }()
+	st.add(partner.Shutdown)
+
+	conns, err := devConnectors(ctx, reg, partnerURL, natsURL, logger)
+	if err != nil {
+		return err
+	}
+	st.add(conns.Close)
+
+	nc, err := nats.Connect(natsURL, nats.Name("clearance-dev"), nats.MaxReconnects(-1))
+	if err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
+	st.add(func(context.Context) error { return nc.Drain() })
+	engine := agreements.NewEngine(reg)
+	b, err := broker.New(broker.Options{
+		NATS: nc, Decider: engine, Parties: broker.PartiesOf(engine),
+		Keys: ring, Audit: auditLog, Connectors: conns, Logger: logger,
+		Retry:       broker.RetryPolicy{MaxDeliver: 5, BackoffBase: time.Second, BackoffMax: 30 * time.Second},
+		Concurrency: 8, ShutdownGrace: 10 * time.Second, RequestTimeout: 15 * time.Second,
+		Inbound: &broker.InboundOptions{Stream: devRegionStream, Subject: devRegionPrefix + ".>", LocalSubject: devRegionLocal},
+		ReadyChecks: map[string]func(context.Context) error{"store": db.PingContext},
+	})
+	if err != nil {
+		return err
+	}
+	printFirstSteps(stdout, apiURL, natsURL, partnerURL, s)
+	return runBroker(ctx, b, "", apiLn, logger)
+}
+
+const devKeyWarning = `
+################################################################################
+##  WARNING: DEVELOPMENT KEY RING. Keys live in a local file, NOT in Vault.   ##
+##  Never send real personal data through 'clearance dev'.                    ##
+################################################################################`
+
+// startDevNATS starts the embedded NATS server on port, or on a free port
+// when port is busy (moved reports that).
+func startDevNATS(dir string, port int) (*server.Server, string, bool, error) {
+	moved := false
+	if ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err != nil {
+		port, moved = -1, true
+	} else {
+		_ = ln.Close()
+	}
+	ns, err := server.NewServer(&server.Options{
+		ServerName: "clearance-dev", Host: "127.0.0.1", Port: port,
+		JetStream: true, StoreDir: filepath.Join(dir, "jetstream"), NoSigs: true, NoLog: true,
+	})
+	if err != nil {
+		return nil, "", false, fmt.Errorf("nats server: %w", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, "", false, errors.New("nats server did not start")
+	}
+	return ns, ns.ClientURL(), moved, nil
+}
+
+// listenOrFree listens on addr, or on a free port of the same host when addr
+// is busy.
+func listenOrFree(addr string) (net.Listener, bool, error) {
+	if ln, err := net.Listen("tcp", addr); err == nil {
+		return ln, false, nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, false, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return nil, false, err
+	}
+	return ln, true, nil
+}
+
+// devSubjectKey reads the audit HMAC key of the dev data directory, making
+// one on first start.
+func devSubjectKey(path string) ([]byte, error) {
+	if b, err := os.ReadFile(path); err == nil && len(b) >= 64 {
+		return hex.DecodeString(string(bytes.TrimSpace(b)))
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	return key, nil
+}
+
+// devConnectors builds one connector per connector name in the registry:
+// webhook parties (those with a public key) reach the sample partner; the
+// others are regional data centres reached over the embedded NATS.
+func devConnectors(ctx context.Context, reg *agreements.Registry, partnerURL, natsURL string, logger *slog.Logger) (broker.ConnectorMap, error) {
+	kind := map[string]string{}
+	for _, p := range reg.Content().Parties {
+		if p.Connector == "" {
+			continue
+		}
+		if len(p.PublicKey) > 0 || kind[p.Connector] == webhook.KindName {
+			kind[p.Connector] = webhook.KindName
+		} else {
+			kind[p.Connector] = natsregion.KindName
+		}
+	}
+	names := make([]string, 0, len(kind))
+	for n := range kind {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	conns := broker.ConnectorMap{}
+	deps := connectors.Deps{Logger: logger}
+	for _, name := range names {
+		var c connectors.Connector
+		var err error
+		if kind[name] == webhook.KindName {
+			cfg := webhook.DefaultConfig()
+			cfg.DefaultURL, cfg.AllowHTTP = partnerURL, true
+			c, err = webhook.New(name, cfg, deps)
+		} else {
+			cfg := natsregion.DefaultConfig()
+			cfg.URLs, cfg.SubjectPrefix, cfg.Stream = []string{natsURL}, devRegionPrefix, devRegionStream
+			c, err = natsregion.New(ctx, name, cfg, deps)
+		}
+		if err != nil {
+			_ = conns.Close(ctx)
+			return nil, err
+		}
+		conns[name] = c
+	}
+	return conns, nil
+}
+
+// partnerPrinter prints each delivery as the partner sees it. This is the
+// partner's own view, after decrypting with its private key: it goes to
+// stdout, never through the broker's logger.
+func partnerPrinter(w io.Writer) func(samplepartner.Received) {
+	var mu sync.Mutex
+	return func(r samplepartner.Received) {
+		var pretty bytes.Buffer
+		if err := json.Indent(&pretty, r.Payload, "  ", "  "); err != nil {
+			pretty.Write(r.Payload)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(w, "\n--- sample partner: delivery %s (%d bytes sealed on the wire), decrypted with the partner's private key and verified with the broker's JWKS:\n  %s\n",
+			r.IdempotencyKey, len(r.Body), pretty.String())
+	}
+}
+
+func printFirstSteps(w io.Writer, apiURL, natsURL, partnerURL string, s devSettings) {
+	req := filepath.Join("examples", "requests")
+	fmt.Fprintf(w, `
+Clearance dev is running.
+  API             %[1]s   (POST /v1/transfers, GET /.well-known/jwks.json, /healthz, /readyz, /metrics)
+  NATS            %[2]s   (stream CLEARANCE_TRANSFERS on clearance.transfers.>)
+  sample partner  %[3]s
+  data            %[4]s   (JetStream store, SQLite audit log, dev key ring)
+
+A first transfer, allowed (the partner below prints the minimised record it receives):
+  curl -s -X POST %[1]s/v1/transfers -H 'Content-Type: application/json' --data-binary @%[5]s/01-delivery-eea-allow.json
+
+A refused one (the receipt lists the reasons; nothing reaches the partner):
+  curl -s -X POST %[1]s/v1/transfers -H 'Content-Type: application/json' --data-binary @%[5]s/06-delivery-brazil-no-mechanism.json
+
+A batch:
+  curl -s -X POST %[1]s/v1/transfers -H 'Content-Type: application/json' --data-binary @%[5]s/24-batch.json
+
+With the nats CLI (receipts in one terminal, a request in another):
+  nats --server %[2]s sub 'clearance.receipts.>'
+  nats --server %[2]s pub clearance.transfers.order-service -H Nats-Msg-Id:ord-10025-delivery "$(cat %[5]s/04-delivery-us-scc-allow.json)"
+
+A transfer to the Tokyo data centre goes over NATS, sealed; the receiving side republishes it on %[6]s:
+  nats --server %[2]s sub %[6]s
+  curl -s -X POST %[1]s/v1/transfers -H 'Content-Type: application/json' --data-binary @%[5]s/08-hosting-tokyo-adequacy.json
+
+Stop with Ctrl-C; in-flight transfers finish first.
+`, apiURL, natsURL, partnerURL, s.dir, req, devRegionLocal)
+}

@@ -1,0 +1,303 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/broker"
+	"github.com/clearance-broker/clearance/config"
+	"github.com/clearance-broker/clearance/connectors"
+	"github.com/clearance-broker/clearance/connectors/natsregion"
+	"github.com/clearance-broker/clearance/connectors/webhook"
+	"github.com/clearance-broker/clearance/keys"
+	"github.com/nats-io/nats.go"
+)
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "broker configuration `FILE` (YAML; see examples/config/clearance.yaml)")
+	checkOnly := fs.Bool("check-config", false, "validate the configuration, print every problem, and exit")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: clearance serve --config FILE [--check-config]")
+		fmt.Fprintln(stderr, "\nRuns the broker against external NATS, Postgres and Vault. Environment")
+		fmt.Fprintln(stderr, "variables CLEARANCE_<SECTION>_<KEY> override scalar keys of the file.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *cfgPath == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return 2
+	}
+	kinds, err := connectorKinds()
+	if err != nil {
+		fmt.Fprintln(stderr, "clearance serve:", err)
+		return 1
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err == nil {
+		err = cfg.ValidateWith(kinds)
+	}
+	if err == nil && cfg.DevKeyring != nil {
+		err = errors.New("dev_keyring: the development key ring is for `clearance dev` only; configure vault")
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "clearance serve: configuration %s:\n", *cfgPath)
+		for _, p := range agreements.Problems(err) {
+			fmt.Fprintln(stderr, "  -", p)
+		}
+		return 2
+	}
+	if *checkOnly {
+		fmt.Fprintln(stdout, "configuration OK")
+		return 0
+	}
+	logger := cfg.Logging.NewLogger(stderr)
+	if err := serve(ctx, cfg, kinds, logger); err != nil {
+		logger.Error("serve", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// connectorKinds is the explicit registry of connector kinds this binary
+// knows.
+func connectorKinds() (*connectors.Registry, error) {
+	return connectors.NewRegistry(webhook.Kind(), natsregion.Kind())
+}
+
+// serve builds the parts from a validated configuration and runs them until
+// ctx ends.
+func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, logger *slog.Logger) error {
+	var st stack
+	defer st.close(logger)
+
+	vault, err := keys.NewVault(ctx, *cfg.Vault, logger)
+	if err != nil {
+		return err
+	}
+	st.add(vault.Close)
+	subjectKey, err := cfg.Audit.HMACKey.Resolve()
+	if err != nil {
+		return fmt.Errorf("audit.hmac_key: %w", err)
+	}
+	dsn, err := storeDSN(cfg.Store)
+	if err != nil {
+		return err
+	}
+	db, err := audit.OpenDB(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	st.add(func(context.Context) error { return db.Close() })
+	auditLog, err := audit.Open(ctx, db, audit.Options{
+		SubjectKey: subjectKey, Signer: vault, Logger: logger,
+		CheckpointEvery: int64(cfg.Audit.CheckpointEvery), CheckpointInterval: cfg.Audit.CheckpointInterval,
+	})
+	if err != nil {
+		return err
+	}
+	st.add(auditLog.Close)
+	reg, err := agreements.Load(cfg.Registry.Dir)
+	if err != nil {
+		return err
+	}
+	engine := agreements.NewEngine(reg)
+	conns, err := buildConnectors(ctx, cfg, kinds, logger)
+	if err != nil {
+		return err
+	}
+	st.add(conns.Close)
+	nc, err := nats.Connect(joinURLs(cfg.NATS.URLs), natsOptions(cfg.NATS, logger)...)
+	if err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
+	st.add(func(context.Context) error { return nc.Drain() })
+
+	opts := brokerOptions(cfg)
+	opts.NATS, opts.Decider, opts.Parties = nc, engine, broker.PartiesOf(engine)
+	opts.Keys, opts.Audit, opts.Connectors, opts.Logger = vault, auditLog, conns, logger
+	opts.ReadyChecks = map[string]func(context.Context) error{
+		"store": db.PingContext,
+		"vault": func(ctx context.Context) error { _, err := vault.JWKS(ctx); return err },
+	}
+	b, err := broker.New(opts)
+	if err != nil {
+		return err
+	}
+	logger.Info("clearance serve", "component", "main", "registry_version", reg.Version(),
+		"nats", joinURLs(cfg.NATS.URLs), "store", storeKind(cfg.Store), "listen", cfg.HTTP.Listen)
+	return runBroker(ctx, b, cfg.HTTP.Listen, nil, logger)
+}
+
+// brokerOptions maps the configuration's pipeline settings onto broker
+// options; the caller fills in the parts.
+func brokerOptions(cfg *config.Config) broker.Options {
+	o := broker.Options{
+		Stream: broker.StreamOptions{
+			Name: cfg.NATS.Stream, Consumer: cfg.NATS.Consumer, Replicas: cfg.NATS.Replicas,
+			DuplicateWindow: cfg.NATS.DuplicateWindow, AckWait: cfg.NATS.AckWait, FetchBatch: cfg.NATS.FetchBatch,
+		},
+		Retry: broker.RetryPolicy{
+			MaxDeliver: cfg.NATS.MaxDeliver, BackoffBase: cfg.Pipeline.BackoffBase, BackoffMax: cfg.Pipeline.BackoffMax,
+		},
+		Concurrency:    cfg.Pipeline.Concurrency,
+		ShutdownGrace:  cfg.Pipeline.ShutdownGrace,
+		RequestTimeout: cfg.HTTP.RequestTimeout,
+		MaxBodyBytes:   cfg.HTTP.MaxBodyBytes,
+	}
+	if in := cfg.InboundRegion; in != nil {
+		o.Inbound = &broker.InboundOptions{Stream: in.Stream, Subject: in.Subject, Consumer: in.Consumer, LocalSubject: in.LocalSubject}
+	}
+	return o
+}
+
+func buildConnectors(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, logger *slog.Logger) (broker.ConnectorMap, error) {
+	conns := broker.ConnectorMap{}
+	for _, name := range cfg.ConnectorNames() {
+		c := cfg.Connectors[name]
+		node := c.Config
+		conn, err := kinds.New(ctx, name, c.Kind, connectors.YAMLNode(&node), connectors.Deps{Logger: logger})
+		if err != nil {
+			_ = conns.Close(ctx)
+			return nil, err
+		}
+		conns[name] = conn
+	}
+	return conns, nil
+}
+
+func natsOptions(c config.NATS, logger *slog.Logger) []nats.Option {
+	opts := []nats.Option{
+		nats.Name("clearance"),
+		nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			logger.Warn("nats disconnected", "component", "nats", "err", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			logger.Info("nats reconnected", "component", "nats", "server", nc.ConnectedUrlRedacted())
+		}),
+	}
+	if c.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(c.CredsFile))
+	}
+	if c.NKeyFile != "" {
+		if o, err := nats.NkeyOptionFromSeed(c.NKeyFile); err == nil {
+			opts = append(opts, o)
+		} else {
+			logger.Error("nats nkey", "component", "nats", "err", err)
+		}
+	}
+	if c.TLS.CAFile != "" {
+		opts = append(opts, nats.RootCAs(c.TLS.CAFile))
+	}
+	if c.TLS.CertFile != "" {
+		opts = append(opts, nats.ClientCert(c.TLS.CertFile, c.TLS.KeyFile))
+	}
+	return opts
+}
+
+func joinURLs(urls []string) string {
+	out := ""
+	for i, u := range urls {
+		if i > 0 {
+			out += ","
+		}
+		out += u
+	}
+	return out
+}
+
+// storeDSN inserts the referenced password into a Postgres DSN.
+func storeDSN(s config.Store) (string, error) {
+	if !s.IsPostgres() || s.Password.IsZero() {
+		return s.DSN, nil
+	}
+	pw, err := s.Password.Resolve()
+	if err != nil {
+		return "", fmt.Errorf("store.password: %w", err)
+	}
+	u, err := url.Parse(s.DSN)
+	if err != nil {
+		return "", errors.New("store.dsn: not a URL")
+	}
+	user := "postgres"
+	if u.User != nil {
+		user = u.User.Username()
+	}
+	u.User = url.UserPassword(user, string(pw))
+	return u.String(), nil
+}
+
+func storeKind(s config.Store) string {
+	if s.IsPostgres() {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+// runBroker starts b, serves its API on addr (or on ln when given) until ctx
+// ends, then shuts the API down and stops the broker, letting in-flight
+// messages finish.
+func runBroker(ctx context.Context, b *broker.Broker, addr string, ln net.Listener, logger *slog.Logger) error {
+	if err := b.Start(ctx); err != nil {
+		return err
+	}
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			_ = b.Stop(context.WithoutCancel(ctx))
+			return fmt.Errorf("http: %w", err)
+		}
+	}
+	srv := &http.Server{Handler: b.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	logger.Info("api listening", "component", "http", "addr", ln.Addr().String())
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	logger.Info("shutting down", "component", "main")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	if err := b.Stop(context.WithoutCancel(ctx)); err != nil {
+		return err
+	}
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		return nil
+	}
+	return serveErr
+}
+
+// stack closes what was opened, last first.
+type stack struct{ closers []func(context.Context) error }
+
+func (s *stack) add(fn func(context.Context) error) { s.closers = append(s.closers, fn) }
+
+func (s *stack) close(logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		if err := s.closers[i](ctx); err != nil {
+			logger.Warn("close", "component", "main", "err", err)
+		}
+	}
+}
