@@ -31,7 +31,7 @@ type keySource interface {
 type dataKey struct {
 	aead    cipher.AEAD
 	wrapped string
-	header  string // encoded protected header for sealing under this key
+	header  []byte // encoded protected header for sealing under this key
 	expires time.Time
 	uses    uint64 // messages sealed so far; guarded by envelope.mu
 }
@@ -54,7 +54,7 @@ func newDataKeyFrom(plain []byte, wrapped, kref string, expires time.Time) (*dat
 	if err != nil {
 		return nil, err
 	}
-	return &dataKey{aead: aead, wrapped: wrapped, header: header, expires: expires}, nil
+	return &dataKey{aead: aead, wrapped: wrapped, header: []byte(header), expires: expires}, nil
 }
 
 // envelope seals and opens messages with cached data keys from a keySource.
@@ -123,7 +123,7 @@ func (e *envelope) current(ctx context.Context) (*dataKey, error) {
 	k.uses = 1
 	e.cur = k
 	e.mu.Unlock()
-	e.opened.put(k.wrapped, k.header, k.aead)
+	e.opened.put(k.wrapped, string(k.header), k.aead)
 	return k, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 )
 
 // The sealed format is a compact JWE (RFC 7516) with "alg":"dir" and
@@ -53,7 +54,7 @@ func encodeHeader(kref, wrapped string) (string, error) {
 // encoded protected-header segment (the AAD); ctTag is ciphertext||tag.
 type compactParts struct {
 	header []byte
-	nonce  []byte
+	nonce  [nonceSize]byte
 	ctTag  []byte
 }
 
@@ -80,11 +81,10 @@ func parseCompact(sealed []byte) (compactParts, error) {
 		return p, fmt.Errorf("%w: encrypted key must be empty for alg dir", ErrMalformed)
 	}
 	p.header = segs[0]
-	nonce := make([]byte, nonceSize)
 	if b64.DecodedLen(len(segs[2])) != nonceSize {
 		return p, fmt.Errorf("%w: iv must be 96 bits", ErrMalformed)
 	}
-	if _, err := b64.Decode(nonce, segs[2]); err != nil {
+	if _, err := b64.Decode(p.nonce[:], segs[2]); err != nil {
 		return p, fmt.Errorf("%w: iv: %w", ErrMalformed, err)
 	}
 	if b64.DecodedLen(len(segs[4])) != tagSize {
@@ -100,7 +100,6 @@ func parseCompact(sealed []byte) (compactParts, error) {
 	if err != nil || m != tagSize {
 		return p, fmt.Errorf("%w: tag", ErrMalformed)
 	}
-	p.nonce = nonce
 	p.ctTag = buf[:n+tagSize]
 	return p, nil
 }
@@ -142,14 +141,18 @@ func parseHeader(seg []byte) (envelopeHeader, error) {
 	return h, nil
 }
 
+// scratch holds ciphertext between encryption and encoding.
+var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
 // sealWith encrypts plaintext under aead with a fresh random nonce and
-// returns the compact serialization with the given header segment.
-func sealWith(aead cipher.AEAD, header string, plaintext []byte) ([]byte, error) {
+// returns the compact serialization with the given encoded header.
+func sealWith(aead cipher.AEAD, header []byte, plaintext []byte) ([]byte, error) {
 	var nonce [nonceSize]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
 		return nil, fmt.Errorf("keys: nonce: %w", err)
 	}
-	ct := aead.Seal(make([]byte, 0, len(plaintext)+tagSize), nonce[:], plaintext, []byte(header))
+	bp := scratch.Get().(*[]byte)
+	ct := aead.Seal((*bp)[:0], nonce[:], plaintext, header)
 	body, tag := ct[:len(plaintext)], ct[len(plaintext):]
 	out := make([]byte, 0, len(header)+4+b64.EncodedLen(nonceSize)+b64.EncodedLen(len(body))+b64.EncodedLen(tagSize))
 	out = append(out, header...)
@@ -159,12 +162,16 @@ func sealWith(aead cipher.AEAD, header string, plaintext []byte) ([]byte, error)
 	out = b64.AppendEncode(out, body)
 	out = append(out, '.')
 	out = b64.AppendEncode(out, tag)
+	if cap(ct) <= 1<<16 {
+		*bp = ct[:0]
+		scratch.Put(bp)
+	}
 	return out, nil
 }
 
 // openWith decrypts parsed parts under aead.
 func openWith(aead cipher.AEAD, p compactParts) ([]byte, error) {
-	pt, err := aead.Open(p.ctTag[:0], p.nonce, p.ctTag, p.header)
+	pt, err := aead.Open(p.ctTag[:0], p.nonce[:], p.ctTag, p.header)
 	if err != nil {
 		return nil, newError("open", ErrNotAuthentic, errors.New("authentication failed"))
 	}

@@ -207,10 +207,10 @@ func TestNonceUniqueness(t *testing.T) {
 					return
 				}
 				mu.Lock()
-				if seen[string(p.nonce)] {
+				if seen[string(p.nonce[:])] {
 					t.Errorf("worker %d: nonce reused", w)
 				}
-				seen[string(p.nonce)] = true
+				seen[string(p.nonce[:])] = true
 				mu.Unlock()
 			}
 		}()

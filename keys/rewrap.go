@@ -88,7 +88,7 @@ func (v *Vault) Rewrap(ctx context.Context, sealed [][]byte) ([][]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if out[i], err = sealWith(aead, header, pt); err != nil {
+		if out[i], err = sealWith(aead, []byte(header), pt); err != nil {
 			return nil, err
 		}
 		clear(pt)
