@@ -123,13 +123,7 @@ func (r *Region) ensureStream(ctx context.Context) error {
 	if !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return fmt.Errorf("stream %s: %w", r.cfg.Stream, err)
 	}
-	_, err = r.js.CreateStream(ctx, jetstream.StreamConfig{
-		Name:       r.cfg.Stream,
-		Subjects:   []string{SubjectFilter(r.cfg.SubjectPrefix)},
-		Storage:    jetstream.FileStorage,
-		Replicas:   r.cfg.Replicas,
-		Duplicates: r.cfg.DuplicateWindow.D(),
-	})
+	_, err = r.js.CreateStream(ctx, StreamConfig(r.cfg.Stream, r.cfg.SubjectPrefix, r.cfg.Replicas, r.cfg.DuplicateWindow.D()))
 	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		return fmt.Errorf("create stream %s: %w", r.cfg.Stream, err)
 	}

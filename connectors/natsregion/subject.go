@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // DefaultSubjectPrefix is the subject prefix deliveries are published under.
@@ -63,4 +66,19 @@ func checkToken(tok string) error {
 		return fmt.Errorf("wildcard, dot or space in token: %w", ErrInvalidSubject)
 	}
 	return nil
+}
+
+// StreamConfig returns the configuration of a stream that receives every
+// delivery under prefix: file storage, the given replicas, and a duplicate
+// window within which a redelivered request id is stored once. The sending
+// side creates it with ensure_stream; a receiving region can create it the
+// same way.
+func StreamConfig(name, prefix string, replicas int, duplicateWindow time.Duration) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:       name,
+		Subjects:   []string{SubjectFilter(prefix)},
+		Storage:    jetstream.FileStorage,
+		Replicas:   replicas,
+		Duplicates: duplicateWindow,
+	}
 }
