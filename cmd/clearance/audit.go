@@ -1,0 +1,265 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/clearance-broker/clearance/audit"
+)
+
+// Environment variables the audit commands read when the flag is not given.
+// Secrets are given by reference (a file path), never by value.
+const (
+	envAuditDB      = "CLEARANCE_AUDIT_DB"
+	envAuditHMACKey = "CLEARANCE_AUDIT_HMAC_KEY_FILE"
+	envAuditJWKS    = "CLEARANCE_AUDIT_JWKS"
+)
+
+// runAudit implements `clearance audit verify|query|export`. Exit codes: 0
+// success, 1 tampering found or the store failed, 2 bad usage.
+func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	usage := func() {
+		fmt.Fprintln(stderr, "usage: clearance audit verify|query|export [flags]\n\n"+
+			"  verify   recompute the hash chain, check every signed checkpoint, name the first entry changed, removed or inserted\n"+
+			"  query    print matching entries as JSON lines (subject ids are hashed before the query)\n"+
+			"  export   stream matching entries as csv or jsonl\n\n"+
+			"Run 'clearance audit <subcommand> -h' for its flags.")
+	}
+	if len(args) == 0 {
+		usage()
+		return 2
+	}
+	switch args[0] {
+	case "verify":
+		return runAuditVerify(ctx, args[1:], stdout, stderr)
+	case "query":
+		return runAuditSelect(ctx, "query", args[1:], stdout, stderr)
+	case "export":
+		return runAuditSelect(ctx, "export", args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		usage()
+		return 0
+	}
+	fmt.Fprintf(stderr, "clearance audit: unknown subcommand %q\n", args[0])
+	usage()
+	return 2
+}
+
+// auditFlags are the flags every audit subcommand shares.
+type auditFlags struct {
+	db      string
+	hmacKey string
+}
+
+func (a *auditFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&a.db, "db", os.Getenv(envAuditDB),
+		"audit store `DSN`: postgres://user@host/db?sslmode=disable or sqlite:///path/audit.db (env "+envAuditDB+")")
+	fs.StringVar(&a.hmacKey, "hmac-key-file", os.Getenv(envAuditHMACKey),
+		"`FILE` holding the subject HMAC key, needed for --subject (env "+envAuditHMACKey+")")
+}
+
+// open opens the store read-only: the audit commands never write.
+func (a *auditFlags) open(ctx context.Context, name string, stderr io.Writer) (*audit.Log, func(), int) {
+	if a.db == "" {
+		fmt.Fprintf(stderr, "clearance audit %s: --db (or %s) is required\n", name, envAuditDB)
+		return nil, nil, 2
+	}
+	var key []byte
+	if a.hmacKey != "" {
+		b, err := os.ReadFile(a.hmacKey)
+		if err != nil {
+			fmt.Fprintf(stderr, "clearance audit %s: read HMAC key file: %v\n", name, err)
+			return nil, nil, 2
+		}
+		key = bytes.TrimRight(b, "\r\n")
+	}
+	db, err := audit.OpenDB(ctx, a.db)
+	if err != nil {
+		fmt.Fprintf(stderr, "clearance audit %s: %v\n", name, err)
+		return nil, nil, 1
+	}
+	l, err := audit.Open(ctx, db, audit.Options{SubjectKey: key})
+	if err != nil {
+		_ = db.Close()
+		fmt.Fprintf(stderr, "clearance audit %s: %v\n", name, err)
+		return nil, nil, 1
+	}
+	return l, func() { _ = l.Close(context.WithoutCancel(ctx)); _ = db.Close() }, 0
+}
+
+func parseAuditFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		return 2, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "clearance audit %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return 2, false
+	}
+	return 0, true
+}
+
+func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var af auditFlags
+	af.register(fs)
+	jwksPath := fs.String("jwks", os.Getenv(envAuditJWKS),
+		"JWK set `FILE` of the checkpoint verification keys, as served at /.well-known/jwks.json (env "+envAuditJWKS+")")
+	unsigned := fs.Bool("no-signatures", false, "check the chain and checkpoint heads without authenticating signatures")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: clearance audit verify --db DSN --jwks FILE [--json]")
+		fs.PrintDefaults()
+	}
+	if code, ok := parseAuditFlags(fs, args, stderr); !ok {
+		return code
+	}
+	var v audit.Verifier
+	switch {
+	case *jwksPath != "":
+		b, err := os.ReadFile(*jwksPath)
+		if err != nil {
+			fmt.Fprintf(stderr, "clearance audit verify: read --jwks: %v\n", err)
+			return 2
+		}
+		jv, err := audit.NewJWKSVerifier(b)
+		if err != nil {
+			fmt.Fprintf(stderr, "clearance audit verify: %v\n", err)
+			return 2
+		}
+		v = jv
+	case !*unsigned:
+		fmt.Fprintln(stderr, "clearance audit verify: --jwks is required to authenticate checkpoints (or --no-signatures)")
+		return 2
+	}
+	l, done, code := af.open(ctx, "verify", stderr)
+	if l == nil {
+		return code
+	}
+	defer done()
+	rep, err := l.Verify(ctx, v)
+	if err != nil && !errors.Is(err, audit.ErrTampered) {
+		fmt.Fprintf(stderr, "clearance audit verify: %v\n", err)
+		return 1
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(rep)
+	} else {
+		printReport(stdout, rep)
+	}
+	if rep.Problem != nil {
+		return 1
+	}
+	return 0
+}
+
+func printReport(w io.Writer, rep *audit.Report) {
+	if rep.Problem != nil {
+		fmt.Fprintf(w, "TAMPERED: entry %d %s: %s\n", rep.Problem.Sequence, rep.Problem.Finding, rep.Problem.Detail)
+	} else {
+		fmt.Fprintln(w, "OK: the audit chain verifies")
+	}
+	fmt.Fprintf(w, "entries checked:     %d (sequence %d to %d)\n", rep.Entries, rep.FirstSequence, rep.LastSequence)
+	if rep.Anchor > 0 {
+		fmt.Fprintf(w, "retention anchor:    entries up to %d archived (signed manifest checked)\n", rep.Anchor)
+	}
+	fmt.Fprintf(w, "checkpoints checked: %d (last at %d)\n", rep.Checkpoints, rep.LastCheckpoint)
+	fmt.Fprintf(w, "unsealed entries:    %d (after the last checkpoint)\n", rep.Unsealed)
+	if !rep.SignaturesChecked {
+		fmt.Fprintln(w, "WARNING: signatures were not checked (--no-signatures)")
+	}
+}
+
+func runAuditSelect(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var af auditFlags
+	af.register(fs)
+	var f audit.Filter
+	var event, since, until string
+	fs.StringVar(&f.SubjectID, "subject", "", "subject `ID` (hashed with the HMAC key before the query)")
+	fs.StringVar(&f.RequestID, "request", "", "request `ID`")
+	fs.StringVar(&f.Recipient, "recipient", "", "recipient party `ID`")
+	fs.StringVar(&f.Country, "country", "", "recipient `COUNTRY` (ISO 3166 alpha-2)")
+	fs.StringVar(&f.Purpose, "purpose", "", "`PURPOSE` id")
+	fs.StringVar(&f.Decision, "decision", "", "allow or deny")
+	fs.StringVar(&event, "event", "", "`EVENT` (decided, delivered, delivery_failed, rejected, received, erasure_notified, ...)")
+	fs.StringVar(&since, "since", "", "entries at or after this RFC 3339 `TIME`")
+	fs.StringVar(&until, "until", "", "entries before this RFC 3339 `TIME`")
+	fs.Int64Var(&f.AfterSequence, "after", 0, "entries after this `SEQUENCE` (paging)")
+	format, out := "jsonl", ""
+	if name == "query" {
+		fs.IntVar(&f.Limit, "limit", audit.DefaultLimit, "at most `N` entries")
+	} else {
+		fs.StringVar(&format, "format", "jsonl", "csv or jsonl")
+		fs.StringVar(&out, "out", "", "write to `FILE` instead of stdout")
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: clearance audit %s --db DSN [filters]\n", name)
+		fs.PrintDefaults()
+	}
+	if code, ok := parseAuditFlags(fs, args, stderr); !ok {
+		return code
+	}
+	f.Event = audit.Event(event)
+	for _, t := range []struct {
+		flag string
+		src  string
+		dst  *time.Time
+	}{{"since", since, &f.From}, {"until", until, &f.To}} {
+		if t.src == "" {
+			continue
+		}
+		v, err := time.Parse(time.RFC3339Nano, t.src)
+		if err != nil {
+			fmt.Fprintf(stderr, "clearance audit %s: --%s: want an RFC 3339 time such as 2026-11-28T00:00:00Z\n", name, t.flag)
+			return 2
+		}
+		*t.dst = v
+	}
+	if f.SubjectID != "" && af.hmacKey == "" {
+		fmt.Fprintf(stderr, "clearance audit %s: --subject needs --hmac-key-file (or %s)\n", name, envAuditHMACKey)
+		return 2
+	}
+	if format != string(audit.FormatCSV) && format != string(audit.FormatJSONL) {
+		fmt.Fprintf(stderr, "clearance audit %s: --format: want csv or jsonl\n", name)
+		return 2
+	}
+	l, done, code := af.open(ctx, name, stderr)
+	if l == nil {
+		return code
+	}
+	defer done()
+	w := stdout
+	if out != "" {
+		file, err := os.Create(out)
+		if err != nil {
+			fmt.Fprintf(stderr, "clearance audit %s: %v\n", name, err)
+			return 1
+		}
+		defer file.Close()
+		w = file
+	}
+	n, err := l.Export(ctx, w, audit.Format(format), f)
+	if err != nil {
+		fmt.Fprintf(stderr, "clearance audit %s: %v\n", name, strings.TrimPrefix(err.Error(), "audit: "))
+		return 1
+	}
+	if out != "" {
+		fmt.Fprintf(stderr, "clearance audit %s: %d entries written to %s\n", name, n, out)
+	}
+	return 0
+}
