@@ -13,11 +13,12 @@ var ErrClosed = errors.New("connector closed")
 
 // Gate tracks the deliveries in flight on a connector so that Close can stop
 // new ones and wait for the rest. The zero value is open. It is safe for
-// concurrent use.
+// concurrent use and starts no goroutines.
 type Gate struct {
-	mu     sync.Mutex
-	closed bool
-	wg     sync.WaitGroup
+	mu       sync.Mutex
+	closed   bool
+	inFlight int
+	idle     chan struct{} // closed when inFlight drops to zero after Close
 }
 
 // Enter admits one delivery, or returns ErrClosed. Every successful Enter
@@ -28,12 +29,20 @@ func (g *Gate) Enter() error {
 	if g.closed {
 		return ErrClosed
 	}
-	g.wg.Add(1)
+	g.inFlight++
 	return nil
 }
 
 // Leave ends one delivery admitted by Enter.
-func (g *Gate) Leave() { g.wg.Done() }
+func (g *Gate) Leave() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.inFlight--
+	if g.inFlight == 0 && g.idle != nil {
+		close(g.idle)
+		g.idle = nil
+	}
+}
 
 // Close stops admitting deliveries and waits for those in flight, or for ctx
 // to end (then it returns ctx's error). It reports whether this call was the
@@ -42,15 +51,18 @@ func (g *Gate) Close(ctx context.Context) (first bool, err error) {
 	g.mu.Lock()
 	first = !g.closed
 	g.closed = true
+	if g.inFlight == 0 {
+		g.mu.Unlock()
+		return first, nil
+	}
+	if g.idle == nil {
+		g.idle = make(chan struct{})
+	}
+	idle := g.idle
 	g.mu.Unlock()
 
-	done := make(chan struct{})
-	go func() {
-		g.wg.Wait()
-		close(done)
-	}()
 	select {
-	case <-done:
+	case <-idle:
 		return first, nil
 	case <-ctx.Done():
 		return first, ctx.Err()

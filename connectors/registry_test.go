@@ -158,8 +158,21 @@ func TestGate(t *testing.T) {
 	if err := g.Enter(); !errors.Is(err, connectors.ErrClosed) {
 		t.Errorf("Enter after Close = %v, want ErrClosed", err)
 	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := g.Close(t.Context())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("Close returned %v with a delivery still in flight", err)
+	case <-time.After(50 * time.Millisecond):
+	}
 	g.Leave()
+	if err := <-done; err != nil {
+		t.Errorf("Close waiting for the last delivery = %v", err)
+	}
 	if first, err := g.Close(t.Context()); first || err != nil {
-		t.Errorf("second Close = %v, %v; want not first, nil", first, err)
+		t.Errorf("third Close = %v, %v; want not first, nil", first, err)
 	}
 }

@@ -9,7 +9,8 @@
 // server): it builds the connector under test pointed at itself, records what
 // it accepted and every byte it saw, and simulates failures on demand. The
 // suite checks delivery with the idempotency key, ordering where promised,
-// transient, permanent and retry-after failures, cancellation, idempotent
-// close, concurrent use, and that no planted personal value crosses the wire
+// transient, permanent and retry-after failures, malformed deliveries,
+// cancellation and deadlines, idempotent close and close with a delivery in
+// flight, concurrent use, and that no planted personal value crosses the wire
 // in plaintext.
 package connectortest

@@ -37,6 +37,7 @@ func Run(t *testing.T, f Features, newHarness func(t *testing.T) Harness) {
 		{name: "Cancellation", run: s.testCancellation},
 		{name: "Deadline", run: s.testDeadline},
 		{name: "Close", run: s.testClose},
+		{name: "CloseWithDeliveryInFlight", run: s.testCloseInFlight},
 		{name: "Concurrent", run: s.testConcurrent},
 		{name: "NoPlaintextOnWire", run: s.testNoPlaintext},
 	}

@@ -105,6 +105,41 @@ func (s *suite) testClose(t *testing.T) {
 	})
 }
 
+func (s *suite) testCloseInFlight(t *testing.T) {
+	h := s.newHarness(t)
+	c := h.Connector()
+	h.Fail(FailStall)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := deliverAsync(ctx, c, s.delivery(t, RecipientA))
+	time.Sleep(100 * time.Millisecond)
+
+	closeCtx, closeCancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer closeCancel()
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close(closeCtx) }()
+	select {
+	case err := <-closed:
+		if err == nil {
+			t.Error("Close reported a clean close while a delivery was in flight")
+		}
+	case <-time.After(prompt):
+		t.Fatalf("Close did not return within %s of its deadline", prompt)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("stalled delivery reported success")
+		}
+	case <-time.After(prompt):
+		t.Fatalf("in-flight Deliver did not return within %s of cancellation", prompt)
+	}
+	if err := c.Close(t.Context()); err != nil {
+		t.Errorf("Close after the delivery ended: %v", err)
+	}
+}
+
 func (s *suite) testConcurrent(t *testing.T) {
 	h, c := s.setup(t)
 	const workers, each = 16, 8
