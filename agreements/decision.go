@@ -2,6 +2,8 @@ package agreements
 
 import (
 	"encoding/json"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -57,11 +59,53 @@ type AgreementRef struct {
 }
 
 // Fields reports minimisation: Kept lists the kept field paths in order,
-// Removed maps each removed path to FieldCategoryNotPermitted or
-// FieldUnclassified.
+// Removed the removed paths with their reason.
 type Fields struct {
-	Kept    []string          `json:"kept"`
-	Removed map[string]string `json:"removed"`
+	Kept    []string `json:"kept"`
+	Removed Removed  `json:"removed"`
+}
+
+// RemovedField is one removed path and why: FieldCategoryNotPermitted or
+// FieldUnclassified.
+type RemovedField struct {
+	Path   string
+	Reason string
+}
+
+// Removed lists the removed fields in no particular order; its JSON form is
+// an object from path to reason, keys sorted (DESIGN section 3).
+type Removed []RemovedField
+
+// Reason returns the reason path was removed, or "" if it was not.
+func (r Removed) Reason(path string) string {
+	for _, f := range r {
+		if f.Path == path {
+			return f.Reason
+		}
+	}
+	return ""
+}
+
+// MarshalJSON writes the removed fields as a JSON object sorted by path.
+func (r Removed) MarshalJSON() ([]byte, error) {
+	sorted := slices.Clone(r)
+	slices.SortFunc(sorted, func(a, b RemovedField) int { return strings.Compare(a.Path, b.Path) })
+	buf := []byte{'{'}
+	for i, f := range sorted {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		k, err := json.Marshal(f.Path)
+		if err != nil {
+			return nil, err
+		}
+		v, err := json.Marshal(f.Reason)
+		if err != nil {
+			return nil, err
+		}
+		buf = append(append(append(buf, k...), ':'), v...)
+	}
+	return append(buf, '}'), nil
 }
 
 // Decision is the outcome of one request. The exported JSON fields are the
@@ -132,9 +176,6 @@ func (d *Decision) MarshalJSON() ([]byte, error) {
 	}
 	if j.Fields.Kept == nil {
 		j.Fields.Kept = []string{}
-	}
-	if j.Fields.Removed == nil {
-		j.Fields.Removed = map[string]string{}
 	}
 	if d.LegalBasis != "" {
 		j.LegalBasis = &d.LegalBasis

@@ -84,7 +84,7 @@ func (r *Registry) With(ch Change) (*Registry, error) {
 		for i := range ch.LegalOrders {
 			o := ch.LegalOrders[i]
 			n.content.LegalOrders = append(n.content.LegalOrders, o)
-			n.orders[o.ID] = indexOrder(&o)
+			n.orders[o.ID] = n.indexOrder(&o)
 		}
 	}
 	if len(ch.Suspend) > 0 {

@@ -39,7 +39,6 @@ func (e *Engine) Decide(req *Request, at time.Time) *Decision {
 		RegistryVersion: r.version,
 		At:              at,
 		Origin:          req.Subject.Jurisdiction,
-		Reasons:         make([]string, 0, 4),
 	}
 
 	// Rule 1: erasure.
@@ -99,12 +98,12 @@ func (e *Engine) Decide(req *Request, at time.Time) *Decision {
 			d.Reasons = append(d.Reasons, reason)
 		}
 		if cand != nil {
-			d.Agreement = &AgreementRef{ID: cand.a.ID, Version: cand.a.Version}
+			d.Agreement = cand.ref
 		}
 	}
 
 	// Rule 5: minimisation.
-	m := minimise(ds, sc, req.Record)
+	m := r.minimise(ds, sc, req.Record)
 	d.Fields = Fields{Kept: m.kept, Removed: m.removed}
 	if sc != nil && ds != nil && len(m.kept) == 0 {
 		d.Reasons = append(d.Reasons, ReasonNoPermittedFields)
@@ -201,24 +200,10 @@ func (r *Registry) validOrder(req *Request, at time.Time) *orderIndex {
 		return nil
 	}
 	o := r.orders[req.LegalOrder]
-	if o == nil || o.o.Authority != req.Recipient || !o.subjects[req.Subject.ID] || !at.Before(endOfDay(o.o.ValidUntil)) {
+	if o == nil || o.o.Authority != req.Recipient || !o.subjects[req.Subject.ID] || !at.Before(o.end) {
 		return nil
 	}
 	return o
-}
-
-// agreementState returns "" for an agreement in force at at, else the reason
-// it is not.
-func agreementState(a *Agreement, at time.Time) string {
-	switch {
-	case a.Status == StatusTerminated, !at.Before(endOfDay(a.ValidUntil)):
-		return ReasonAgreementExpired
-	case a.Status == StatusDraft, at.Before(a.ValidFrom):
-		return ReasonAgreementNotYetValid
-	case a.Status == StatusSuspended:
-		return ReasonAgreementSuspended
-	}
-	return ""
 }
 
 // failureRank orders the agreement reasons from most to least specific.
@@ -228,7 +213,7 @@ var failureRank = map[string]int{ReasonAgreementExpired: 0, ReasonAgreementNotYe
 // and purpose, or the candidate and reason that explain why there is none.
 func (r *Registry) agreementFor(party, purpose string, at time.Time) (match, cand *agreementIndex, reason string) {
 	for _, ai := range r.byPartyPurpose[partyPurpose{party, purpose}] {
-		state := agreementState(ai.a, at)
+		state := ai.state(at)
 		if state == "" {
 			if match == nil || preferred(ai.a, match.a) {
 				match = ai

@@ -264,8 +264,8 @@ func TestDecideMinimisesRecord(t *testing.T) {
 		t.Errorf("removed = %v, want %v", d.Fields.Removed, wantRemoved)
 	}
 	for k, v := range wantRemoved {
-		if d.Fields.Removed[k] != v {
-			t.Errorf("removed[%s] = %q, want %q", k, d.Fields.Removed[k], v)
+		if got := d.Fields.Removed.Reason(k); got != v {
+			t.Errorf("removed[%s] = %q, want %q", k, got, v)
 		}
 	}
 	if want := []string{"financial.payment", "identity.name", "order.reference"}; !slices.Equal(d.Categories, want) {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 )
 
 // Registry is one immutable version of the policy: the validated Content and
@@ -31,82 +30,16 @@ type Registry struct {
 	orders         map[string]*orderIndex
 	// adequacy maps origin*676+destination to the decisions covering it;
 	// sameZone holds the pairs of countries sharing a zone.
-	adequacy map[int][]*Adequacy
+	adequacy map[int][]adequacyIndex
 	sameZone map[int]bool
+	// categories lists every category the datasets use, sorted; catID
+	// maps a category to its position (scopes are bitsets over it).
+	categories []string
+	catID      map[string]int
 }
 
 type partyPurpose struct{ party, purpose string }
 type subjectPurpose struct{ subject, purpose string }
-
-// datasetIndex holds a dataset's field paths: leaves maps a classified path
-// to its category, inner holds every proper prefix of a classified path.
-type datasetIndex struct {
-	ds     *Dataset
-	leaves map[string]string
-	inner  map[string]bool
-}
-
-// agreementIndex is an agreement with its compiled category scope and, for
-// SCC and BCR agreements, its destinations as a country set.
-type agreementIndex struct {
-	a     *Agreement
-	scope scope
-	dest  countrySet
-}
-
-type orderIndex struct {
-	o        *LegalOrder
-	scope    scope
-	subjects map[string]bool
-}
-
-// countrySet is a set of ISO 3166-1 alpha-2 codes as a 26x26 bitmap.
-type countrySet [11]uint64
-
-func (s *countrySet) add(i int)      { s[i/64] |= 1 << (i % 64) }
-func (s *countrySet) has(i int) bool { return i >= 0 && s[i/64]&(1<<(i%64)) != 0 }
-func pairKey(origin, dest int) int   { return origin*676 + dest }
-
-// scope is a compiled list of categories: exact names, prefix patterns
-// ("contact.*") and "*". Special categories match exact names only.
-type scope struct {
-	exact    map[string]bool
-	prefixes []string
-	all      bool
-}
-
-func compileScope(cats []string) scope {
-	s := scope{exact: make(map[string]bool, len(cats))}
-	for _, c := range cats {
-		switch {
-		case c == "*":
-			s.all = true
-		case strings.HasSuffix(c, ".*"):
-			s.prefixes = append(s.prefixes, strings.TrimSuffix(c, "*"))
-		default:
-			s.exact[c] = true
-		}
-	}
-	return s
-}
-
-func (s *scope) permits(category string) bool {
-	if s.exact[category] {
-		return true
-	}
-	if strings.HasPrefix(category, "special.") {
-		return false
-	}
-	if s.all {
-		return true
-	}
-	for _, p := range s.prefixes {
-		if strings.HasPrefix(category, p) {
-			return true
-		}
-	}
-	return false
-}
 
 // New validates c and builds a Registry from it. Problems are reported as
 // for Load; entries built in code name their key by position
@@ -128,13 +61,14 @@ func New(c Content) (*Registry, error) {
 // index builds every index from r.content.
 func (r *Registry) index() {
 	c := &r.content
+	r.indexCategories()
 	r.parties = make(map[string]*Party, len(c.Parties))
 	for i := range c.Parties {
 		r.parties[c.Parties[i].ID] = &c.Parties[i]
 	}
 	r.datasets = make(map[string]*datasetIndex, len(c.Datasets))
 	for i := range c.Datasets {
-		r.datasets[c.Datasets[i].ID] = indexDataset(&c.Datasets[i])
+		r.datasets[c.Datasets[i].ID] = r.indexDataset(&c.Datasets[i])
 	}
 	r.purposes = make(map[string]*Purpose, len(c.Purposes))
 	for i := range c.Purposes {
@@ -156,7 +90,7 @@ func (r *Registry) index() {
 	}
 	r.orders = make(map[string]*orderIndex, len(c.LegalOrders))
 	for i := range c.LegalOrders {
-		r.orders[c.LegalOrders[i].ID] = indexOrder(&c.LegalOrders[i])
+		r.orders[c.LegalOrders[i].ID] = r.indexOrder(&c.LegalOrders[i])
 	}
 	r.sameZone = map[int]bool{}
 	for _, z := range c.Zones {
@@ -166,43 +100,17 @@ func (r *Registry) index() {
 			}
 		}
 	}
-	r.adequacy = map[int][]*Adequacy{}
+	r.adequacy = map[int][]adequacyIndex{}
 	for i := range c.Adequacy {
 		a := &c.Adequacy[i]
+		ai := adequacyIndex{a: a, mechanism: mechanismAdequacyPrefix + a.ID}
 		for _, from := range r.expand(a.From) {
 			for _, to := range r.expand(a.To) {
 				k := pairKey(countryIndex(from), countryIndex(to))
-				r.adequacy[k] = append(r.adequacy[k], a)
+				r.adequacy[k] = append(r.adequacy[k], ai)
 			}
 		}
 	}
-}
-
-func indexDataset(ds *Dataset) *datasetIndex {
-	di := &datasetIndex{ds: ds, leaves: make(map[string]string, len(ds.Fields)), inner: map[string]bool{}}
-	for path, cat := range ds.Fields {
-		di.leaves[path] = cat
-		for p := parentPath(path); p != ""; p = parentPath(p) {
-			di.inner[p] = true
-		}
-	}
-	return di
-}
-
-func indexOrder(o *LegalOrder) *orderIndex {
-	oi := &orderIndex{o: o, scope: compileScope(o.Categories), subjects: make(map[string]bool, len(o.Subjects))}
-	for _, s := range o.Subjects {
-		oi.subjects[s] = true
-	}
-	return oi
-}
-
-func (r *Registry) indexAgreement(a *Agreement) *agreementIndex {
-	ai := &agreementIndex{a: a, scope: compileScope(a.Categories)}
-	for _, cc := range r.expand(a.Destinations) {
-		ai.dest.add(countryIndex(cc))
-	}
-	return ai
 }
 
 // addAgreement puts ai into the agreement indexes (which the caller owns).

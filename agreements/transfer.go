@@ -18,26 +18,22 @@ func (r *Registry) mechanism(req *Request, party *Party, at time.Time) (string, 
 	if party.Role == RoleAuthority {
 		return "", ReasonForeignAuthorityRequiresReview
 	}
-	for _, a := range r.adequacy[pairKey(origin, dest)] {
-		if a.Requires == RequiresDPF && !party.DPFCertified {
+	for _, ad := range r.adequacy[pairKey(origin, dest)] {
+		if ad.a.Requires == RequiresDPF && !party.DPFCertified {
 			continue
 		}
-		return mechanismAdequacyPrefix + a.ID, ""
+		return ad.mechanism, ""
 	}
 	tiaOverdue := false
 	for _, ai := range r.byPartyPurpose[partyPurpose{party.ID, req.Purpose}] {
-		a := ai.a
-		if (a.Kind != KindSCC && a.Kind != KindBCR) || !ai.dest.has(dest) || agreementState(a, at) != "" {
+		if ai.mechanism == "" || !ai.dest.has(dest) || ai.state(at) != "" {
 			continue
 		}
-		if a.TIA != nil && !at.Before(endOfDay(a.TIA.ReviewBy)) {
+		if ai.a.TIA != nil && !at.Before(ai.tiaEnd) {
 			tiaOverdue = true
 			continue
 		}
-		if a.Kind == KindSCC {
-			return mechanismSCCPrefix + a.ID, ""
-		}
-		return mechanismBCRPrefix + a.ID, ""
+		return ai.mechanism, ""
 	}
 	if r.transferConsent(req, at) {
 		return MechanismExplicitConsent, ""

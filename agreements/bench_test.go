@@ -1,0 +1,103 @@
+package agreements
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// benchRegistry builds a registry of about n agreements for n parties (one
+// delivery DPA each; every tenth party is in the US and also has SCCs, so
+// there are 1.1n agreements), n consents and n/10 erasures.
+func benchRegistry(tb testing.TB, n int) *Registry {
+	tb.Helper()
+	from, until := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2028, 12, 31, 0, 0, 0, 0, time.UTC)
+	c := Content{
+		Zones:    []Zone{{ID: "EEA", Countries: []string{"AT", "BE", "DE", "FR", "NL", "IE", "IT", "ES", "SE", "PL"}}},
+		Adequacy: []Adequacy{{ID: "eu", From: []string{"EEA"}, To: []string{"JP", "GB", "CH"}}},
+		Datasets: []Dataset{{ID: "orders", Personal: true, Fields: map[string]string{
+			"order_id": "order.reference", "name": "identity.name", "address": "contact.address", "phone": "contact.phone",
+			"email": "contact.email", "payment.method": "financial.payment", "payment.card_last4": "financial.card",
+			"device.imei": "device.id", "device.model": "device.model", "note.health": "special.health",
+		}}},
+		Purposes: []Purpose{{ID: "delivery", LegalBasis: BasisContract}, {ID: "marketing", LegalBasis: BasisConsent}},
+	}
+	cats := []string{"order.reference", "identity.name", "contact.address", "contact.phone", "financial.payment", "device.*"}
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("party-%06d", i)
+		country := "DE"
+		if i%10 == 0 {
+			country = "US"
+		}
+		c.Parties = append(c.Parties, Party{ID: id, Name: id, Role: RoleProcessor, Country: country, Connector: "hook"})
+		c.Agreements = append(c.Agreements, Agreement{ID: "dpa-" + id, Version: 1, Kind: KindDPA, Parties: []string{id},
+			Purposes: []string{"delivery"}, Categories: cats, ValidFrom: from, ValidUntil: until, Status: StatusActive})
+		if country == "US" {
+			c.Agreements = append(c.Agreements, Agreement{ID: "scc-" + id, Version: 1, Kind: KindSCC, Module: "C2P", Parties: []string{id},
+				Destinations: []string{"US"}, Purposes: []string{"delivery"}, Categories: cats, ValidFrom: from, ValidUntil: until,
+				Status: StatusActive, TIA: &TIA{Reference: "t", ReviewBy: until}})
+		}
+		c.Consents = append(c.Consents, Consent{Subject: fmt.Sprintf("cust-%d", i), Purpose: "marketing", GrantedAt: from})
+		if i%10 == 0 {
+			c.Erasures = append(c.Erasures, Erasure{Subject: fmt.Sprintf("gone-%d", i), At: from})
+		}
+	}
+	r, err := New(c)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r
+}
+
+// benchRecord is an order record of about 1 KB: kept, removed
+// (category_not_permitted) and unclassified fields, some nested.
+func benchRecord() map[string]any {
+	return map[string]any{
+		"order_id": "100234567", "name": "Ada Lovelace", "address": "12 Example Street, Building C, 3rd floor, 80331 Munich, Germany",
+		"phone": "+49 89 000000000", "email": "ada.lovelace@example.invalid",
+		"payment":   map[string]any{"method": "card", "card_last4": "4242", "authorisation": "A1B2C3D4E5"},
+		"device":    map[string]any{"imei": "350000000000000", "model": "P40 Pro", "serial": "SN-0000-1111-2222"},
+		"note":      map[string]any{"health": "deliver to the door", "driver": "ring twice, the bell is broken"},
+		"gift_note": "Happy birthday! With love from all of us, see you at the weekend for cake and coffee.",
+		"items": []any{
+			map[string]any{"sku": "P40-PRO-256-BLK", "qty": 1, "price": "899.00"},
+			map[string]any{"sku": "CASE-P40-CLR", "qty": 2, "price": "19.90"},
+			map[string]any{"sku": "CHG-65W-USB-C", "qty": 1, "price": "49.00"},
+		},
+		"delivery_window": "2026-11-30T08:00:00Z/2026-11-30T12:00:00Z",
+		"instructions":    "Leave with the neighbour at number 14 if nobody is at home; do not leave at the door.",
+		"loyalty":         map[string]any{"tier": "gold", "points": 12840, "member_since": "2019-04-02"},
+		"marketing_opt":   false,
+		"channel":         "web-shop-de",
+		"currency":        "EUR",
+		"total":           "987.80",
+	}
+}
+
+// BenchmarkDecide measures one decision (a US recipient under SCCs, so
+// every rule runs) with a 1 KB record against registries of 10, 1,000 and
+// 100,000 agreements. Compare the sizes with each other: the cost must not
+// grow with the registry (map lookups, not scans).
+func BenchmarkDecide(b *testing.B) {
+	rec := benchRecord()
+	size, _ := json.Marshal(rec)
+	for _, n := range []int{10, 1_000, 100_000} {
+		b.Run(fmt.Sprintf("agreements=%d", n), func(b *testing.B) {
+			r := benchRegistry(b, n)
+			e := NewEngine(r)
+			req := &Request{ID: "bench", Source: "orders", Recipient: fmt.Sprintf("party-%06d", n/2/10*10), Purpose: "delivery",
+				Dataset: "orders", Subject: Subject{ID: "cust-x", Jurisdiction: "DE"}, Record: rec}
+			at := time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)
+			if d := e.Decide(req, at); !d.Allowed() || d.Mechanism != "scc:scc-"+req.Recipient {
+				b.Fatalf("benchmark request: %s %v %s", d.Decision, d.Reasons, d.Mechanism)
+			}
+			b.SetBytes(int64(len(size)))
+			b.ReportAllocs()
+			for b.Loop() {
+				e.Decide(req, at)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
+		})
+	}
+}

@@ -1,0 +1,72 @@
+package agreements
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+)
+
+// FuzzParse feeds arbitrary bytes to the registry parser: it must never
+// panic, and a registry it accepts must decide requests without panicking.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(base))
+	f.Add([]byte("zones: {EEA: [DE]}\nparties: [{id: a, name: b, role: authority, country: DE, connector: c}]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := Parse(File{Name: "fuzz.yaml", Data: data})
+		if err != nil {
+			if len(Problems(err)) == 0 {
+				t.Fatal("error without problems")
+			}
+			return
+		}
+		e := NewEngine(r)
+		at := time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)
+		for _, p := range r.Content().Parties {
+			for _, pu := range r.Content().Purposes {
+				for _, ds := range r.Content().Datasets {
+					d := e.Decide(&Request{ID: "f", Recipient: p.ID, Purpose: pu.ID, Dataset: ds.ID,
+						Subject: Subject{ID: "s", Jurisdiction: "DE"}, Record: map[string]any{"a": map[string]any{"b": 1}}}, at)
+					if _, err := json.Marshal(d); err != nil {
+						t.Fatalf("marshal decision: %v", err)
+					}
+				}
+			}
+		}
+	})
+}
+
+// FuzzParseRequest feeds arbitrary bytes to the request parser: it must
+// never panic, every error must be an invalid_request, and an accepted
+// request must decide without panicking.
+func FuzzParseRequest(f *testing.F) {
+	f.Add([]byte(goodRequest))
+	f.Add([]byte("[" + goodRequest + "]"))
+	f.Add([]byte(`{"record": {"a.b": {"c": [1, {"d": null}]}}}`))
+	f.Add([]byte(`[]`))
+	reg, err := Load("../examples/registry")
+	if err != nil {
+		f.Fatal(err)
+	}
+	e := NewEngine(reg)
+	at := time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		reqs, err := ParseRequests(data)
+		if err != nil {
+			for _, p := range Problems(err) {
+				if _, ok := p.(*RequestError); !ok {
+					t.Fatalf("problem %T is not a *RequestError: %v", p, p)
+				}
+			}
+			return
+		}
+		for _, req := range reqs {
+			d := e.Decide(req, at)
+			if _, err := json.Marshal(d); err != nil {
+				t.Fatalf("marshal decision: %v", err)
+			}
+			if _, err := json.Marshal(d.Record); err != nil {
+				t.Fatalf("marshal record: %v", err)
+			}
+		}
+	})
+}

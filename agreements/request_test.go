@@ -1,0 +1,88 @@
+package agreements
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+)
+
+const goodRequest = `{"id": "r1", "source": "orders", "recipient": "p1", "purpose": "delivery", "dataset": "ds",
+  "subject": {"id": "cust-1", "jurisdiction": "DE", "minor": true}, "legal_order": null,
+  "record": {"order_id": 12345678901234567890, "name": "n"}}`
+
+func TestParseRequest(t *testing.T) {
+	req, err := ParseRequest([]byte(goodRequest))
+	if err != nil {
+		t.Fatalf("ParseRequest: %v", err)
+	}
+	if req.ID != "r1" || req.Subject.Jurisdiction != "DE" || !req.Subject.Minor || req.LegalOrder != "" {
+		t.Errorf("request = %+v", req)
+	}
+	if n, ok := req.Record["order_id"].(json.Number); !ok || n.String() != "12345678901234567890" {
+		t.Errorf("order_id = %#v, want the exact number", req.Record["order_id"])
+	}
+}
+
+func TestParseRequestErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		give string
+		want string
+	}{
+		{"not json", `{"id": `, "invalid_request: id: not valid JSON"},
+		{"garbage", `nope`, "invalid_request: not valid JSON"},
+		{"not an object", `"hello"`, "invalid_request: want a JSON object"},
+		{"missing id", strings.Replace(goodRequest, `"id": "r1", `, "", 1), "invalid_request: id: required field is missing"},
+		{"empty recipient", strings.Replace(goodRequest, `"recipient": "p1"`, `"recipient": ""`, 1), "invalid_request: recipient: must not be empty"},
+		{"purpose of the wrong type", strings.Replace(goodRequest, `"purpose": "delivery"`, `"purpose": 7`, 1), "invalid_request: purpose: want a string"},
+		{"unknown field", strings.Replace(goodRequest, `"source": "orders"`, `"source": "orders", "priority": 1`, 1), "invalid_request: priority: unknown field"},
+		{"duplicate field", strings.Replace(goodRequest, `"source": "orders"`, `"source": "orders", "recipient": "p2"`, 1), "invalid_request: recipient: field given twice"},
+		{"missing subject", strings.Replace(goodRequest, `"subject": {"id": "cust-1", "jurisdiction": "DE", "minor": true}, `, "", 1), "invalid_request: subject: required field is missing"},
+		{"subject id missing", strings.Replace(goodRequest, `"id": "cust-1", `, "", 1), "invalid_request: subject.id: required field is missing"},
+		{"bad jurisdiction", strings.Replace(goodRequest, `"jurisdiction": "DE"`, `"jurisdiction": "Germany"`, 1), "invalid_request: subject.jurisdiction: not an ISO 3166-1 alpha-2 country code"},
+		{"minor as a string", strings.Replace(goodRequest, `"minor": true`, `"minor": "yes"`, 1), "invalid_request: subject.minor: want true or false"},
+		{"unknown subject field", strings.Replace(goodRequest, `"minor": true`, `"minor": true, "age": 9`, 1), "invalid_request: subject.age: unknown field"},
+		{"record is a list", strings.Replace(goodRequest, `{"order_id": 12345678901234567890, "name": "n"}`, `[1, 2]`, 1), "invalid_request: record: want a JSON object"},
+		{"record missing", strings.Replace(goodRequest, `,
+  "record": {"order_id": 12345678901234567890, "name": "n"}`, "", 1), "invalid_request: record: required field is missing"},
+		{"legal order of the wrong type", strings.Replace(goodRequest, `"legal_order": null`, `"legal_order": 5`, 1), "invalid_request: legal_order: want a string"},
+		{"trailing data", goodRequest + `{}`, "invalid_request: unexpected data after the object"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseRequest([]byte(tt.give))
+			if !errors.Is(err, ErrInvalidRequest) {
+				t.Fatalf("error = %v, want ErrInvalidRequest", err)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error = %q, want it to contain %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "cust-1") {
+				t.Errorf("error quotes the subject id: %q", err)
+			}
+		})
+	}
+}
+
+func TestParseRequests(t *testing.T) {
+	one, err := ParseRequests([]byte(goodRequest))
+	if err != nil || len(one) != 1 {
+		t.Fatalf("single: %d, %v", len(one), err)
+	}
+	two, err := ParseRequests([]byte("[" + goodRequest + "," + goodRequest + "]"))
+	if err != nil || len(two) != 2 {
+		t.Fatalf("array: %d, %v", len(two), err)
+	}
+	bad := strings.Replace(goodRequest, `"dataset": "ds"`, `"dataset": 1`, 1)
+	_, err = ParseRequests([]byte("[" + goodRequest + "," + bad + "]"))
+	if err == nil || !strings.Contains(err.Error(), "invalid_request: [1].dataset: want a string") {
+		t.Errorf("array element error = %v", err)
+	}
+	if _, err := ParseRequests([]byte("[]")); !errors.Is(err, ErrInvalidRequest) {
+		t.Errorf("empty array error = %v", err)
+	}
+	if _, err := ParseRequests([]byte("[1,")); !errors.Is(err, ErrInvalidRequest) {
+		t.Errorf("broken array error = %v", err)
+	}
+}
