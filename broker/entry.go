@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"fmt"
-	"maps"
 	"slices"
 	"time"
 
@@ -44,7 +43,12 @@ func (b *Broker) entry(ev audit.Event, res *result) *audit.Entry {
 		if d.Allowed() {
 			e.CategoriesSent = slices.Clone(d.Categories)
 		}
-		e.FieldsRemoved = maps.Clone(d.Fields.Removed)
+		if len(d.Fields.Removed) > 0 {
+			e.FieldsRemoved = make(map[string]string, len(d.Fields.Removed))
+			for _, f := range d.Fields.Removed {
+				e.FieldsRemoved[f.Path] = f.Reason
+			}
+		}
 	}
 	if res.digest != "" {
 		e.PayloadDigest = res.digest

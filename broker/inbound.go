@@ -107,17 +107,26 @@ func (b *Broker) receive(ctx context.Context, msg jetstream.Msg, res *result) (O
 	out.Data = plain
 	out.Header.Set(jetstream.MsgIDHeader, p.RequestID)
 	out.Header.Set("Clearance-Request-Id", p.RequestID)
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := b.js.PublishMsg(pctx, out); err != nil {
-		if !errors.Is(err, jetstream.ErrNoStreamResponse) {
-			return OutcomeTransient, fmt.Errorf("broker: republish: %w", err)
-		}
-		// No stream captures the local subject: plain NATS subscribers
-		// receive it.
-		if err := b.opts.NATS.PublishMsg(out); err != nil {
-			return OutcomeTransient, fmt.Errorf("broker: republish: %w", err)
-		}
+	if err := b.republish(ctx, out); err != nil {
+		return OutcomeTransient, fmt.Errorf("broker: republish: %w", err)
 	}
 	return OutcomeDelivered, nil
+}
+
+// republish publishes an opened transfer on the local subject: through
+// JetStream (waiting for the stream's acknowledgement) when a stream captures
+// the subject, else as a plain NATS message for the region's subscribers.
+func (b *Broker) republish(ctx context.Context, msg *nats.Msg) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := b.js.StreamNameBySubject(ctx, msg.Subject); err == nil {
+		_, err := b.js.PublishMsg(ctx, msg)
+		return err
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return err
+	}
+	if err := b.opts.NATS.PublishMsg(msg); err != nil {
+		return err
+	}
+	return b.opts.NATS.FlushWithContext(ctx)
 }
