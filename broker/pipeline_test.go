@@ -20,6 +20,7 @@ import (
 	"github.com/clearance-broker/clearance/keys"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/uptrace/bun"
 )
 
 // env is one broker on real parts: embedded NATS, SQLite audit, the
@@ -41,7 +42,8 @@ func newEnv(t *testing.T, maxDeliver int) *env {
 	e := &env{nc: brokertest.Connect(t, srv), logs: &brokertest.LogCapture{}}
 	e.js, _ = jetstream.New(e.nc)
 	e.keys = brokertest.DevKeys(t, filepath.Join(t.TempDir(), "keyring.json"))
-	e.log, _ = brokertest.OpenAudit(t, brokertest.SQLiteDSN(t), e.keys)
+	var db *bun.DB
+	e.log, db = brokertest.OpenAudit(t, brokertest.SQLiteDSN(t), e.keys)
 	e.partner = brokertest.NewPartner(t, e.keys.JWKS)
 	engine := agreements.NewEngine(brokertest.ExampleRegistry(t, e.partner.Key.PublicJWK))
 	b, err := broker.New(broker.Options{
@@ -65,6 +67,7 @@ func newEnv(t *testing.T, maxDeliver int) *env {
 	}
 	t.Cleanup(func() { _ = b.Stop(context.Background()) })
 	e.broker = b
+	db.AddQueryHook(broker.AuditBatchHook(b.Metrics()))
 	e.api = httptest.NewServer(b.Handler())
 	t.Cleanup(e.api.Close)
 	return e
@@ -313,6 +316,9 @@ func TestHealthReadyJWKSMetrics(t *testing.T) {
 		{"/readyz", `"nats": "ok"`},
 		{"/.well-known/jwks.json", `"keys"`},
 		{"/metrics", `clearance_deliveries_total{connector="partner-webhook",result="delivered"} 1`},
+		{"/metrics", `clearance_audit_batch_size_count`},
+		{"/metrics", `clearance_key_service_duration_seconds_count{op="seal_for",result="ok"} 1`},
+		{"/metrics", `clearance_decisions_total{outcome="allow",reason=""} 1`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {

@@ -172,6 +172,7 @@ func dev(ctx context.Context, s devSettings, stdout, stderr io.Writer, logger *s
 	if err != nil {
 		return err
 	}
+	db.AddQueryHook(broker.AuditBatchHook(b.Metrics()))
 	printFirstSteps(stdout, apiURL, natsURL, partnerURL, s)
 	return runBroker(ctx, b, "", apiLn, logger)
 }

@@ -21,6 +21,8 @@ import (
 	"github.com/clearance-broker/clearance/connectors/webhook"
 	"github.com/clearance-broker/clearance/keys"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -136,10 +138,18 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 		"store": db.PingContext,
 		"vault": func(ctx context.Context) error { _, err := vault.JWKS(ctx); return err },
 	}
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "clearance", Name: "vault_round_trips_total",
+			Help: "HTTP requests sent to Vault (logins, renewals, transit operations, retries).",
+		}, func() float64 { return float64(vault.RoundTrips()) }))
+	opts.Registerer, opts.Gatherer = metrics, metrics
 	b, err := broker.New(opts)
 	if err != nil {
 		return err
 	}
+	db.AddQueryHook(broker.AuditBatchHook(b.Metrics()))
 	logger.Info("clearance serve", "component", "main", "registry_version", reg.Version(),
 		"nats", joinURLs(cfg.NATS.URLs), "store", storeKind(cfg.Store), "listen", cfg.HTTP.Listen)
 	return runBroker(ctx, b, cfg.HTTP.Listen, nil, logger)
