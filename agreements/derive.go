@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 )
 
@@ -45,8 +46,21 @@ func (r *Registry) With(ch Change) (*Registry, error) {
 	n.content.Erasures = append([]Erasure(nil), r.content.Erasures...)
 	n.content.LegalOrders = append([]LegalOrder(nil), r.content.LegalOrders...)
 
-	if len(ch.Consents) > 0 || len(ch.Withdrawals) > 0 {
-		n.consents = maps.Clone(r.consents)
+	if len(ch.Consents)+len(ch.Withdrawals)+len(ch.Erasures) > 0 {
+		n.subjects = maps.Clone(r.subjects)
+	}
+	copied := map[string]*subjectIndex{}
+	subject := func(id string) *subjectIndex {
+		if s := copied[id]; s != nil {
+			return s
+		}
+		s := &subjectIndex{}
+		if old := r.subjects[id]; old != nil {
+			s.erasures = slices.Clone(old.erasures)
+			s.consents = slices.Clone(old.consents)
+		}
+		copied[id], n.subjects[id] = s, s
+		return s
 	}
 	for _, w := range ch.Withdrawals {
 		for i := range n.content.Consents {
@@ -54,30 +68,27 @@ func (r *Registry) With(ch Change) (*Registry, error) {
 				withdraw(c, w.At)
 			}
 		}
-		k := subjectPurpose{w.Subject, w.Purpose}
-		list := make([]*Consent, 0, len(n.consents[k]))
-		for _, c := range n.consents[k] {
-			cp := *c
-			if withdraw(&cp, w.At) {
-				c = &cp
+		s := subject(w.Subject)
+		for i, c := range s.consents {
+			if c.Purpose != w.Purpose {
+				continue
 			}
-			list = append(list, c)
+			if cp := *c; withdraw(&cp, w.At) {
+				s.consents[i] = &cp
+			}
 		}
-		n.consents[k] = list
 	}
 	for i := range ch.Consents {
 		c := ch.Consents[i]
 		n.content.Consents = append(n.content.Consents, c)
-		k := subjectPurpose{c.Subject, c.Purpose}
-		n.consents[k] = append(n.consents[k][:len(n.consents[k]):len(n.consents[k])], &c)
+		s := subject(c.Subject)
+		s.consents = append(s.consents, &c)
 	}
-	if len(ch.Erasures) > 0 {
-		n.erasures = maps.Clone(r.erasures)
-		for i := range ch.Erasures {
-			e := ch.Erasures[i]
-			n.content.Erasures = append(n.content.Erasures, e)
-			n.erasures[e.Subject] = append(n.erasures[e.Subject][:len(n.erasures[e.Subject]):len(n.erasures[e.Subject])], &e)
-		}
+	for i := range ch.Erasures {
+		e := ch.Erasures[i]
+		n.content.Erasures = append(n.content.Erasures, e)
+		s := subject(e.Subject)
+		s.erasures = append(s.erasures, &e)
 	}
 	if len(ch.LegalOrders) > 0 {
 		n.orders = maps.Clone(r.orders)
@@ -110,22 +121,15 @@ func withdraw(c *Consent, at time.Time) bool {
 }
 
 // suspend replaces the named agreements by suspended copies in the content
-// and in every agreement index (copied first).
+// and in the index of each of their parties (copied first).
 func (n *Registry) suspend(ids []string) {
-	n.content.Agreements = append([]Agreement(nil), n.content.Agreements...)
+	n.content.Agreements = slices.Clone(n.content.Agreements)
+	n.parties = maps.Clone(n.parties)
 	repl := map[*Agreement]*agreementIndex{}
-	for i := range n.content.Agreements {
-		if contains(ids, n.content.Agreements[i].ID) {
-			n.content.Agreements[i].Status = StatusSuspended
-		}
-	}
-	n.byParty = maps.Clone(n.byParty)
-	n.byPartyPurpose = maps.Clone(n.byPartyPurpose)
 	swap := func(list []*agreementIndex) []*agreementIndex {
-		out := make([]*agreementIndex, len(list))
-		for i, ai := range list {
-			out[i] = ai
-			if !contains(ids, ai.a.ID) {
+		out := slices.Clone(list)
+		for i, ai := range out {
+			if !slices.Contains(ids, ai.a.ID) {
 				continue
 			}
 			if repl[ai.a] == nil {
@@ -139,19 +143,24 @@ func (n *Registry) suspend(ids []string) {
 		}
 		return out
 	}
-	for _, id := range ids {
-		for i := range n.content.Agreements {
-			a := &n.content.Agreements[i]
-			if a.ID != id {
+	done := map[string]bool{}
+	for i := range n.content.Agreements {
+		a := &n.content.Agreements[i]
+		if !slices.Contains(ids, a.ID) {
+			continue
+		}
+		a.Status = StatusSuspended
+		for _, p := range a.Parties {
+			if done[p] {
 				continue
 			}
-			for _, p := range a.Parties {
-				n.byParty[p] = swap(n.byParty[p])
-				for _, pu := range a.Purposes {
-					k := partyPurpose{p, pu}
-					n.byPartyPurpose[k] = swap(n.byPartyPurpose[k])
-				}
+			done[p] = true
+			old := n.parties[p]
+			pi := &partyIndex{p: old.p, agreements: swap(old.agreements), byPurpose: make(map[string][]*agreementIndex, len(old.byPurpose))}
+			for pu, list := range old.byPurpose {
+				pi.byPurpose[pu] = swap(list)
 			}
+			n.parties[p] = pi
 		}
 	}
 }
@@ -162,7 +171,13 @@ func (r *Registry) checkChange(ch *Change) error {
 	c.Consents, c.Erasures, c.LegalOrders = ch.Consents, ch.Erasures, nil
 	c.LegalOrders = append(c.LegalOrders, r.content.LegalOrders...)
 	c.LegalOrders = append(c.LegalOrders, ch.LegalOrders...)
-	v := &validator{c: &c, zones: map[string]*Zone{}, parties: r.parties, purposes: r.purposes, categories: map[string]bool{}}
+	v := &validator{c: &c, zones: map[string]*Zone{}, parties: map[string]*Party{}, purposes: r.purposes, categories: map[string]bool{},
+		lookup: func(id string) *Party {
+			if pi := r.parties[id]; pi != nil {
+				return pi.p
+			}
+			return nil
+		}}
 	for _, ds := range r.content.Datasets {
 		for _, cat := range ds.Fields {
 			v.categories[cat] = true

@@ -42,7 +42,8 @@ func (e *Engine) Decide(req *Request, at time.Time) *Decision {
 	}
 
 	// Rule 1: erasure.
-	if r.erased(req.Subject.ID, at) {
+	subject := r.subject(req.Subject.ID)
+	if subject.erased(at) {
 		d.Reasons = append(d.Reasons, ReasonSubjectErased)
 	}
 
@@ -51,7 +52,7 @@ func (e *Engine) Decide(req *Request, at time.Time) *Decision {
 	if party == nil {
 		d.Reasons = append(d.Reasons, ReasonUnknownRecipient)
 	} else {
-		d.RecipientCountry, d.Connector = party.Country, party.Connector
+		d.RecipientCountry, d.Connector = party.p.Country, party.p.Connector
 	}
 	ds := r.datasets[req.Dataset]
 	if ds == nil {
@@ -72,7 +73,7 @@ func (e *Engine) Decide(req *Request, at time.Time) *Decision {
 	if purpose != nil {
 		switch purpose.LegalBasis {
 		case BasisConsent:
-			if reason := r.consentReason(req, at); reason != "" {
+			if reason := subject.consentReason(req, at); reason != "" {
 				d.Reasons = append(d.Reasons, reason)
 			}
 		case BasisLegalObligation:
@@ -89,7 +90,7 @@ func (e *Engine) Decide(req *Request, at time.Time) *Decision {
 		sc = &order.scope
 		d.LegalOrder = order.o.ID
 	case party != nil && purpose != nil:
-		ai, cand, reason := r.agreementFor(party.ID, purpose.ID, at)
+		ai, cand, reason := party.agreementFor(purpose.ID, at)
 		if ai != nil {
 			sc = &ai.scope
 			d.RetentionDays = ai.a.RetentionDays
@@ -111,7 +112,7 @@ func (e *Engine) Decide(req *Request, at time.Time) *Decision {
 
 	// Rule 6: the Chapter V transfer mechanism.
 	if party != nil && purpose != nil && ds != nil {
-		mech, reason := r.mechanism(req, party, at)
+		mech, reason := r.mechanism(req, party, subject, at)
 		d.Mechanism = mech
 		if reason != "" {
 			d.Reasons = append(d.Reasons, reason)
@@ -149,8 +150,8 @@ func nonPersonal(d *Decision, rec map[string]any) minimised {
 }
 
 // erased reports whether the subject has an erasure in effect at at.
-func (r *Registry) erased(subject string, at time.Time) bool {
-	for _, e := range r.erasures[subject] {
+func (s *subjectIndex) erased(at time.Time) bool {
+	for _, e := range s.erasures {
 		if !e.At.After(at) {
 			return true
 		}
@@ -160,10 +161,10 @@ func (r *Registry) erased(subject string, at time.Time) bool {
 
 // consentReason checks rule 3 for a consent purpose and returns the failing
 // reason, or "" when a valid consent covers the recipient.
-func (r *Registry) consentReason(req *Request, at time.Time) string {
+func (s *subjectIndex) consentReason(req *Request, at time.Time) string {
 	withdrawn, noParental := false, false
-	for _, c := range r.consents[subjectPurpose{req.Subject.ID, req.Purpose}] {
-		if !c.coversAt(req.Recipient, at) {
+	for _, c := range s.consents {
+		if c.Purpose != req.Purpose || !c.coversAt(req.Recipient, at) {
 			continue
 		}
 		switch {
@@ -209,10 +210,10 @@ func (r *Registry) validOrder(req *Request, at time.Time) *orderIndex {
 // failureRank orders the agreement reasons from most to least specific.
 var failureRank = map[string]int{ReasonAgreementExpired: 0, ReasonAgreementNotYetValid: 1, ReasonAgreementSuspended: 2}
 
-// agreementFor applies rule 4: it returns the agreement in force for party
-// and purpose, or the candidate and reason that explain why there is none.
-func (r *Registry) agreementFor(party, purpose string, at time.Time) (match, cand *agreementIndex, reason string) {
-	for _, ai := range r.byPartyPurpose[partyPurpose{party, purpose}] {
+// agreementFor applies rule 4: it returns the agreement in force for the
+// party and purpose, or the candidate and reason that explain why there is none.
+func (pi *partyIndex) agreementFor(purpose string, at time.Time) (match, cand *agreementIndex, reason string) {
+	for _, ai := range pi.byPurpose[purpose] {
 		state := ai.state(at)
 		if state == "" {
 			if match == nil || preferred(ai.a, match.a) {
@@ -229,7 +230,7 @@ func (r *Registry) agreementFor(party, purpose string, at time.Time) (match, can
 		return match, nil, ""
 	case cand != nil:
 		return nil, cand, reason
-	case len(r.byParty[party]) > 0:
+	case len(pi.agreements) > 0:
 		return nil, nil, ReasonPurposeNotCovered
 	}
 	return nil, nil, ReasonNoAgreement

@@ -93,7 +93,7 @@ func (w *walker) walk(children map[string]*fieldNode, prefix string, rec map[str
 				continue
 			}
 			if out == nil {
-				out = make(map[string]any, len(rec))
+				out = make(map[string]any, min(len(rec), len(children)))
 			}
 			out[k] = v
 			w.keep[n.ord] = true
@@ -105,7 +105,7 @@ func (w *walker) walk(children map[string]*fieldNode, prefix string, rec map[str
 			}
 			if subOut := w.walk(n.children, n.path, sub); subOut != nil {
 				if out == nil {
-					out = make(map[string]any, len(rec))
+					out = make(map[string]any, min(len(rec), len(children)))
 				}
 				out[k] = subOut
 			}

@@ -18,28 +18,48 @@ type Registry struct {
 	version string
 	content Content
 
-	parties  map[string]*Party
+	// parties and subjects gather everything a decision needs about a
+	// recipient and a data subject behind one lookup each.
+	parties  map[string]*partyIndex
+	subjects map[string]*subjectIndex
 	datasets map[string]*datasetIndex
 	purposes map[string]*Purpose
-	// byPartyPurpose holds the agreements listing a party and a purpose;
-	// byParty those listing the party at all (for purpose_not_covered).
-	byPartyPurpose map[partyPurpose][]*agreementIndex
-	byParty        map[string][]*agreementIndex
-	consents       map[subjectPurpose][]*Consent
-	erasures       map[string][]*Erasure
-	orders         map[string]*orderIndex
+	orders   map[string]*orderIndex
 	// adequacy maps origin*676+destination to the decisions covering it;
-	// sameZone holds the pairs of countries sharing a zone.
+	// zoneMask holds, per country, a bit for each zone it belongs to.
 	adequacy map[int][]adequacyIndex
-	sameZone map[int]bool
+	zoneMask [676]uint64
 	// categories lists every category the datasets use, sorted; catID
 	// maps a category to its position (scopes are bitsets over it).
 	categories []string
 	catID      map[string]int
 }
 
-type partyPurpose struct{ party, purpose string }
-type subjectPurpose struct{ subject, purpose string }
+// partyIndex is a party with the agreements listing it, all of them and
+// by purpose.
+type partyIndex struct {
+	p          *Party
+	agreements []*agreementIndex
+	byPurpose  map[string][]*agreementIndex
+}
+
+// subjectIndex holds a data subject's erasures and consents (all purposes).
+type subjectIndex struct {
+	erasures []*Erasure
+	consents []*Consent
+}
+
+// subject returns the index entry of id, or an empty one.
+func (r *Registry) subject(id string) *subjectIndex {
+	if s := r.subjects[id]; s != nil {
+		return s
+	}
+	return &noSubject
+}
+
+// noSubject is the entry of a subject without consents or erasures; it is
+// never modified.
+var noSubject subjectIndex
 
 // New validates c and builds a Registry from it. Problems are reported as
 // for Load; entries built in code name their key by position
@@ -62,9 +82,9 @@ func New(c Content) (*Registry, error) {
 func (r *Registry) index() {
 	c := &r.content
 	r.indexCategories()
-	r.parties = make(map[string]*Party, len(c.Parties))
+	r.parties = make(map[string]*partyIndex, len(c.Parties))
 	for i := range c.Parties {
-		r.parties[c.Parties[i].ID] = &c.Parties[i]
+		r.parties[c.Parties[i].ID] = &partyIndex{p: &c.Parties[i], byPurpose: map[string][]*agreementIndex{}}
 	}
 	r.datasets = make(map[string]*datasetIndex, len(c.Datasets))
 	for i := range c.Datasets {
@@ -74,30 +94,33 @@ func (r *Registry) index() {
 	for i := range c.Purposes {
 		r.purposes[c.Purposes[i].ID] = &c.Purposes[i]
 	}
-	r.byPartyPurpose = make(map[partyPurpose][]*agreementIndex, len(c.Agreements))
-	r.byParty = make(map[string][]*agreementIndex, len(c.Agreements))
 	for i := range c.Agreements {
 		r.addAgreement(r.indexAgreement(&c.Agreements[i]))
 	}
-	r.consents = make(map[subjectPurpose][]*Consent, len(c.Consents))
-	for i := range c.Consents {
-		k := subjectPurpose{c.Consents[i].Subject, c.Consents[i].Purpose}
-		r.consents[k] = append(r.consents[k], &c.Consents[i])
+	r.subjects = make(map[string]*subjectIndex, len(c.Consents)+len(c.Erasures))
+	entry := func(id string) *subjectIndex {
+		s := r.subjects[id]
+		if s == nil {
+			s = &subjectIndex{}
+			r.subjects[id] = s
+		}
+		return s
 	}
-	r.erasures = make(map[string][]*Erasure, len(c.Erasures))
+	for i := range c.Consents {
+		s := entry(c.Consents[i].Subject)
+		s.consents = append(s.consents, &c.Consents[i])
+	}
 	for i := range c.Erasures {
-		r.erasures[c.Erasures[i].Subject] = append(r.erasures[c.Erasures[i].Subject], &c.Erasures[i])
+		s := entry(c.Erasures[i].Subject)
+		s.erasures = append(s.erasures, &c.Erasures[i])
 	}
 	r.orders = make(map[string]*orderIndex, len(c.LegalOrders))
 	for i := range c.LegalOrders {
 		r.orders[c.LegalOrders[i].ID] = r.indexOrder(&c.LegalOrders[i])
 	}
-	r.sameZone = map[int]bool{}
-	for _, z := range c.Zones {
-		for _, a := range z.Countries {
-			for _, b := range z.Countries {
-				r.sameZone[pairKey(countryIndex(a), countryIndex(b))] = true
-			}
+	for zi, z := range c.Zones {
+		for _, cc := range z.Countries {
+			r.zoneMask[countryIndex(cc)] |= 1 << zi
 		}
 	}
 	r.adequacy = map[int][]adequacyIndex{}
@@ -113,13 +136,13 @@ func (r *Registry) index() {
 	}
 }
 
-// addAgreement puts ai into the agreement indexes (which the caller owns).
+// addAgreement puts ai into the index of each of its parties.
 func (r *Registry) addAgreement(ai *agreementIndex) {
 	for _, p := range ai.a.Parties {
-		r.byParty[p] = append(r.byParty[p], ai)
+		pi := r.parties[p]
+		pi.agreements = append(pi.agreements, ai)
 		for _, pu := range ai.a.Purposes {
-			k := partyPurpose{p, pu}
-			r.byPartyPurpose[k] = append(r.byPartyPurpose[k], ai)
+			pi.byPurpose[pu] = append(pi.byPurpose[pu], ai)
 		}
 	}
 }
@@ -154,11 +177,11 @@ func (r *Registry) Version() string { return r.version }
 
 // Party returns the party with the given id, or ErrUnknownParty.
 func (r *Registry) Party(id string) (Party, error) {
-	p, ok := r.parties[id]
+	pi, ok := r.parties[id]
 	if !ok {
 		return Party{}, ErrUnknownParty
 	}
-	return *p, nil
+	return *pi.p, nil
 }
 
 // Content returns a copy of the registry's entries, for storing or listing

@@ -5,12 +5,13 @@ import "time"
 // mechanism applies rule 6 (GDPR Chapter V) and returns the mechanism that
 // holds, or the reason none does. The origin is the subject's jurisdiction,
 // the destination the recipient's country.
-func (r *Registry) mechanism(req *Request, party *Party, at time.Time) (string, string) {
+func (r *Registry) mechanism(req *Request, pi *partyIndex, subject *subjectIndex, at time.Time) (string, string) {
+	party := pi.p
 	origin, dest := countryIndex(req.Subject.Jurisdiction), countryIndex(party.Country)
 	if origin < 0 || dest < 0 {
 		return "", ReasonNoTransferMechanism
 	}
-	if origin == dest || r.sameZone[pairKey(origin, dest)] {
+	if origin == dest || r.zoneMask[origin]&r.zoneMask[dest] != 0 {
 		return MechanismDomestic, ""
 	}
 	// Art. 48: a foreign authority's request is never served automatically,
@@ -25,7 +26,7 @@ func (r *Registry) mechanism(req *Request, party *Party, at time.Time) (string, 
 		return ad.mechanism, ""
 	}
 	tiaOverdue := false
-	for _, ai := range r.byPartyPurpose[partyPurpose{party.ID, req.Purpose}] {
+	for _, ai := range pi.byPurpose[req.Purpose] {
 		if ai.mechanism == "" || !ai.dest.has(dest) || ai.state(at) != "" {
 			continue
 		}
@@ -35,7 +36,7 @@ func (r *Registry) mechanism(req *Request, party *Party, at time.Time) (string, 
 		}
 		return ai.mechanism, ""
 	}
-	if r.transferConsent(req, at) {
+	if subject.transferConsent(req, at) {
 		return MechanismExplicitConsent, ""
 	}
 	if tiaOverdue {
@@ -47,9 +48,9 @@ func (r *Registry) mechanism(req *Request, party *Party, at time.Time) (string, 
 // transferConsent reports whether an unwithdrawn explicit consent to the
 // transfer (Art. 49(1)(a)) covers subject, purpose and recipient; a minor's
 // needs a parent's authorisation.
-func (r *Registry) transferConsent(req *Request, at time.Time) bool {
-	for _, c := range r.consents[subjectPurpose{req.Subject.ID, req.Purpose}] {
-		if !c.TransferConsent || !c.coversAt(req.Recipient, at) {
+func (s *subjectIndex) transferConsent(req *Request, at time.Time) bool {
+	for _, c := range s.consents {
+		if !c.TransferConsent || c.Purpose != req.Purpose || !c.coversAt(req.Recipient, at) {
 			continue
 		}
 		if c.WithdrawnAt != nil && !c.WithdrawnAt.After(at) {

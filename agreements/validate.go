@@ -17,7 +17,22 @@ type validator struct {
 	parties    map[string]*Party
 	purposes   map[string]*Purpose
 	categories map[string]bool
+	// lookup, when set, resolves parties the content does not hold (the
+	// registry a Change applies to).
+	lookup func(string) *Party
 }
+
+func (v *validator) party(id string) *Party {
+	if p := v.parties[id]; p != nil {
+		return p
+	}
+	if v.lookup != nil {
+		return v.lookup(id)
+	}
+	return nil
+}
+
+func (v *validator) purpose(id string) *Purpose { return v.purposes[id] }
 
 func validate(c *Content) []error {
 	v := &validator{c: c, zones: map[string]*Zone{}, parties: map[string]*Party{}, purposes: map[string]*Purpose{}, categories: map[string]bool{}}
@@ -75,7 +90,14 @@ func where(src Source) string {
 	return fmt.Sprintf("first defined at %s:%d", src.File, src.Line)
 }
 
+// maxZones bounds the zones of a registry (a country's zones are a bitmask).
+const maxZones = 64
+
 func (v *validator) checkZones() {
+	if len(v.c.Zones) > maxZones {
+		z := v.c.Zones[maxZones]
+		v.fail(z.Src, "zones."+z.ID, "", ErrInvalidValue, "a registry has at most %d zones", maxZones)
+	}
 	for i := range v.c.Zones {
 		z := &v.c.Zones[i]
 		fb := fmt.Sprintf("zones.%s", z.ID)
@@ -247,9 +269,9 @@ func (v *validator) checkPurposes() {
 }
 
 // refs checks that every id of list names an entry of known.
-func refs[T any](v *validator, src Source, fb, key, what string, list []string, known map[string]*T) {
+func refs[T any](v *validator, src Source, fb, key, what string, list []string, known func(string) *T) {
 	for j, id := range list {
-		if _, ok := known[id]; !ok {
+		if known(id) == nil {
 			v.fail(src, fb, fmt.Sprintf("%s[%d]", key, j), ErrDanglingReference, "no %s %q", what, id)
 		}
 	}
@@ -332,10 +354,10 @@ func (v *validator) checkAgreements() {
 			v.fail(a.Src, fb, "destinations", ErrInvalidValue, "only scc and bcr agreements have destinations")
 		}
 		if v.required(a.Src, fb, "parties", len(a.Parties) == 0) {
-			refs(v, a.Src, fb, "parties", "party", a.Parties, v.parties)
+			refs(v, a.Src, fb, "parties", "party", a.Parties, v.party)
 		}
 		if v.required(a.Src, fb, "purposes", len(a.Purposes) == 0) {
-			refs(v, a.Src, fb, "purposes", "purpose", a.Purposes, v.purposes)
+			refs(v, a.Src, fb, "purposes", "purpose", a.Purposes, v.purpose)
 		}
 		if v.required(a.Src, fb, "categories", len(a.Categories) == 0) {
 			v.categoryRefs(a.Src, fb, "categories", a.Categories)
@@ -365,9 +387,9 @@ func (v *validator) checkConsents() {
 		fb := fmt.Sprintf("consents[%d]", i)
 		v.required(c.Src, fb, "subject", c.Subject == "")
 		if v.required(c.Src, fb, "purpose", c.Purpose == "") {
-			refs(v, c.Src, fb, "purpose", "purpose", []string{c.Purpose}, v.purposes)
+			refs(v, c.Src, fb, "purpose", "purpose", []string{c.Purpose}, v.purpose)
 		}
-		refs(v, c.Src, fb, "recipients", "party", c.Recipients, v.parties)
+		refs(v, c.Src, fb, "recipients", "party", c.Recipients, v.party)
 		v.required(c.Src, fb, "granted_at", c.GrantedAt.IsZero())
 		if c.WithdrawnAt != nil && !c.GrantedAt.IsZero() && c.WithdrawnAt.Before(c.GrantedAt) {
 			v.fail(c.Src, fb, "withdrawn_at", ErrInvalidValue, "withdrawn before granted_at")
@@ -390,7 +412,7 @@ func (v *validator) checkLegalOrders() {
 			seen[o.ID] = o.Src
 		}
 		if v.required(o.Src, fb, "authority", o.Authority == "") {
-			if p, ok := v.parties[o.Authority]; !ok {
+			if p := v.party(o.Authority); p == nil {
 				v.fail(o.Src, fb, "authority", ErrDanglingReference, "no party %q", o.Authority)
 			} else if p.Role != RoleAuthority {
 				v.fail(o.Src, fb, "authority", ErrInvalidValue, "party %q has role %q, not authority", o.Authority, p.Role)
