@@ -113,3 +113,16 @@ func mustJSON(v any) string {
 	}
 	return string(b)
 }
+
+// entryColumns and values list the columns of audit_entries in one order, for
+// the hand-built single-statement insert on PostgreSQL (see fastInsert).
+const entryColumns = "seq, at, event, request_id, source, recipient, recipient_country, origin, " +
+	"purpose, dataset, decision, reasons, legal_basis, agreement_id, agreement_version, mechanism, " +
+	"categories_sent, fields_removed, key_ref, payload_digest, registry_version, subject_hmac, prev_hash, hash"
+
+func (r *entryRow) values(seq any) []any {
+	return []any{seq, r.At, r.Event, r.RequestID, r.Source, r.Recipient, r.RecipientCountry, r.Origin,
+		r.Purpose, r.Dataset, r.Decision, r.Reasons, r.LegalBasis, r.AgreementID, r.AgreementVersion,
+		r.Mechanism, r.CategoriesSent, r.FieldsRemoved, r.KeyRef, r.PayloadDigest, r.RegistryVersion,
+		r.SubjectHMAC, r.PrevHash, r.Hash}
+}
