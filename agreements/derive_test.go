@@ -100,3 +100,47 @@ func TestEngineUpdate(t *testing.T) {
 		t.Errorf("after update: %s %v %s", d.Decision, d.Reasons, d.RegistryVersion)
 	}
 }
+
+// TestEngineConcurrentUpdate decides from several goroutines while the
+// registry is swapped; run with -race. Every decision must come from exactly
+// one of the two versions.
+func TestEngineConcurrentUpdate(t *testing.T) {
+	base := engineRegistry(t)
+	next, err := base.With(Change{Suspend: []string{"a-de"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := NewEngine(base)
+	req, at := give{recipient: "p-de", purpose: "delivery"}.request()
+	errs := make(chan string, 4)
+	done := make(chan struct{})
+	for range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for range 2000 {
+				d := e.Decide(req, at)
+				switch {
+				case d.RegistryVersion == base.Version() && d.Allowed():
+				case d.RegistryVersion == next.Version() && !d.Allowed():
+				default:
+					errs <- d.RegistryVersion + " " + string(d.Decision)
+					return
+				}
+			}
+		}()
+	}
+	for i := range 200 {
+		if i%2 == 0 {
+			e.Update(next)
+		} else {
+			e.Update(base)
+		}
+	}
+	for range 4 {
+		<-done
+	}
+	close(errs)
+	for msg := range errs {
+		t.Errorf("decision mixed versions: %s", msg)
+	}
+}

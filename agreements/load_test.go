@@ -2,6 +2,7 @@ package agreements
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -61,6 +62,7 @@ func TestParseLintErrors(t *testing.T) {
 		{"invalid legal basis", strings.Replace(base, "legal_basis: contract", "legal_basis: whim", 1), ErrInvalidValue, `r.yaml:10: purposes[0].legal_basis: invalid value: "whim"`},
 		{"overlapping field paths", strings.Replace(base, "payment.method: financial.payment", "payment.method: financial.payment, payment: financial.all", 1), ErrInvalidValue, "datasets[0].fields.payment.method"},
 		{"personal dataset without fields", strings.Replace(base, "    fields: {name: identity.name, payment.method: financial.payment}\n", "", 1), ErrMissingKey, "datasets[0].fields"},
+		{"too many zones", strings.Replace(base, "[DE, FR]\n", "[DE, FR]\n"+manyZones(64), 1), ErrInvalidValue, "zones.Z63: invalid value: a registry has at most 64 zones"},
 		{"anchors are refused", strings.Replace(base, "EEA: [DE, FR]", "EEA: &e [DE, FR]\n  X1: *e", 1), ErrSyntax, "anchors and aliases"},
 		{"agreement naming an unknown party", base + agreement("parties: [ghost]"), ErrDanglingReference, `r.yaml:12: agreements[0].parties[0]: unknown reference: no party "ghost"`},
 		{"agreement naming an unknown purpose", base + agreement("purposes: [fun]"), ErrDanglingReference, `agreements[0].purposes[0]: unknown reference: no purpose "fun"`},
@@ -132,6 +134,15 @@ func agreement(override string) string {
 		}
 	}
 	return "agreements:\n  - {" + strings.Join(append(fields, extra...), ", ") + "}\n"
+}
+
+// manyZones returns n zone definitions Z0..Z(n-1) for a zones mapping.
+func manyZones(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "  Z%d: [DE]\n", i)
+	}
+	return b.String()
 }
 
 func TestParseReportsEveryProblemAtOnce(t *testing.T) {
