@@ -185,3 +185,8 @@ func (d *Decision) MarshalJSON() ([]byte, error) {
 	}
 	return json.Marshal(&j)
 }
+
+var (
+	_ json.Marshaler = (*Decision)(nil)
+	_ json.Marshaler = Removed(nil)
+)

@@ -50,13 +50,19 @@ func Load(dir string) (*Registry, error) {
 func Parse(files ...File) (*Registry, error) {
 	var c Content
 	var errs []error
+	unreadable := false
 	for _, f := range files {
-		errs = append(errs, decodeFile(&c, f)...)
+		fileErrs, ok := decodeFile(&c, f)
+		errs = append(errs, fileErrs...)
+		unreadable = unreadable || !ok
 	}
 	if len(errs) > 0 {
 		// Still cross-check what could be decoded, so that one run shows
-		// every problem; validate skips keys already reported.
-		errs = append(errs, validate(&c)...)
+		// every problem (validate skips keys already reported), unless a
+		// whole file was unreadable: its entries would all look missing.
+		if !unreadable {
+			errs = append(errs, validate(&c)...)
+		}
 		return nil, errors.Join(errs...)
 	}
 	return New(c)
@@ -65,22 +71,24 @@ func Parse(files ...File) (*Registry, error) {
 // topLevel lists the keys a registry file may have.
 var topLevel = []string{"zones", "adequacy", "parties", "datasets", "purposes", "agreements", "consents", "legal_orders", "erasures"}
 
-func decodeFile(c *Content, f File) []error {
+// decodeFile adds the entries of f to c. It returns the problems found and
+// false when the file is not YAML at all.
+func decodeFile(c *Content, f File) ([]error, bool) {
 	d := &decoder{file: f.Name}
 	dec := yaml.NewDecoder(bytes.NewReader(f.Data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil // an empty file is an empty registry part
+			return nil, true // an empty file is an empty registry part
 		}
-		return []error{&LoadError{File: f.Name, Line: yamlErrLine(err), Err: ErrSyntax, Detail: yamlErrText(err)}}
+		return []error{&LoadError{File: f.Name, Line: yamlErrLine(err), Err: ErrSyntax, Detail: yamlErrText(err)}}, false
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		d.fail(&extra, "", ErrSyntax, "a registry file holds one YAML document")
 	}
 	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
-		return d.errs
+		return d.errs, true
 	}
 	for _, tf := range d.fields(doc.Content[0], "", topLevel...) {
 		switch tf.name {
@@ -120,7 +128,7 @@ func decodeFile(c *Content, f File) []error {
 			}
 		}
 	}
-	return d.errs
+	return d.errs, true
 }
 
 // entry starts decoding one list item: it returns the item's Source and its

@@ -201,3 +201,13 @@ func TestVersionIsAContentHash(t *testing.T) {
 		t.Error("changed content kept its version")
 	}
 }
+
+func TestUnreadableFileDoesNotCascade(t *testing.T) {
+	broken := File{Name: "parties.yaml", Data: []byte("parties: [\n")}
+	agreementsFile := File{Name: "agreements.yaml", Data: []byte(strings.Replace(agreement(""), "parties: [p1]", "parties: [p9]", 1))}
+	_, err := Parse(broken, agreementsFile)
+	problems := Problems(err)
+	if len(problems) != 1 || !errors.Is(problems[0], ErrSyntax) || !strings.HasPrefix(problems[0].Error(), "parties.yaml:") {
+		t.Errorf("problems = %v, want only the syntax error of parties.yaml", problems)
+	}
+}
