@@ -10,7 +10,8 @@ import (
 // AuditBatchHook returns a bun query hook that observes how many entries
 // each audit log group commit writes (the rows of one INSERT into
 // audit_entries) into m's audit batch size histogram. Add it to the audit
-// store's *bun.DB with AddQueryHook.
+// store's *bun.DB with AddQueryHook before the DB is shared (before
+// audit.Open): bun's hook list is not safe to change while queries run.
 func AuditBatchHook(m *Metrics) bun.QueryHook { return auditBatchHook{m} }
 
 type auditBatchHook struct{ m *Metrics }

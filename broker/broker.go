@@ -42,6 +42,10 @@ type Options struct {
 	Inbound *InboundOptions
 	// Logger receives structured logs (ids only, never personal data).
 	Logger *slog.Logger
+	// Metrics are the collectors to update (nil: new ones registered on
+	// Registerer). Pass them, registered on Registerer, when the audit
+	// store's batch hook needs them before the broker exists.
+	Metrics *Metrics
 	// Registerer takes the broker's metrics (nil: a private registry).
 	Registerer prometheus.Registerer
 	// Gatherer serves /metrics (nil: the private registry).
@@ -127,7 +131,10 @@ func New(opts Options) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker: jetstream: %w", err)
 	}
-	m := NewMetrics(opts.Registerer)
+	m := opts.Metrics
+	if m == nil {
+		m = NewMetrics(opts.Registerer)
+	}
 	return &Broker{
 		opts:    opts,
 		log:     opts.Logger.With("component", "broker"),

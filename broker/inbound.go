@@ -47,6 +47,8 @@ func (b *Broker) handleInbound(ctx context.Context, msg jetstream.Msg) {
 	res.outcome, res.err = b.receive(ctx, msg, res)
 	plan := PlanFor(res.outcome, attempt, res.err, b.opts.Retry)
 	if plan.DeadLetter {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
 		if res.outcome == OutcomePermanent {
 			res.reasons = []string{"invalid_request: sealed envelope"}
 			if seq, err := b.appendEntry(ctx, b.entry(audit.EventRejected, res)); err == nil {

@@ -18,9 +18,10 @@ import (
 	"github.com/clearance-broker/clearance/broker"
 	"github.com/clearance-broker/clearance/broker/brokertest"
 	"github.com/clearance-broker/clearance/keys"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/uptrace/bun"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // env is one broker on real parts: embedded NATS, SQLite audit, the
@@ -38,15 +39,21 @@ type env struct {
 
 func newEnv(t *testing.T, maxDeliver int) *env {
 	t.Helper()
-	srv := brokertest.StartNATS(t)
+	return newEnvWith(t, brokertest.StartNATS(t), maxDeliver, nil)
+}
+
+// newEnvWith builds an env on srv; tune adjusts the broker options.
+func newEnvWith(t *testing.T, srv *server.Server, maxDeliver int, tune func(*broker.Options)) *env {
+	t.Helper()
 	e := &env{nc: brokertest.Connect(t, srv), logs: &brokertest.LogCapture{}}
 	e.js, _ = jetstream.New(e.nc)
 	e.keys = brokertest.DevKeys(t, filepath.Join(t.TempDir(), "keyring.json"))
-	var db *bun.DB
-	e.log, db = brokertest.OpenAudit(t, brokertest.SQLiteDSN(t), e.keys)
+	reg := prometheus.NewRegistry()
+	metrics := broker.NewMetrics(reg)
+	e.log, _ = brokertest.OpenAudit(t, brokertest.SQLiteDSN(t), e.keys, broker.AuditBatchHook(metrics))
 	e.partner = brokertest.NewPartner(t, e.keys.JWKS)
 	engine := agreements.NewEngine(brokertest.ExampleRegistry(t, e.partner.Key.PublicJWK))
-	b, err := broker.New(broker.Options{
+	opts := broker.Options{
 		NATS:           e.nc,
 		Stream:         broker.StreamOptions{AckWait: 5 * time.Second, FetchBatch: 16},
 		Retry:          broker.RetryPolicy{MaxDeliver: maxDeliver, BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond},
@@ -58,7 +65,14 @@ func newEnv(t *testing.T, maxDeliver int) *env {
 		Connectors:     broker.ConnectorMap{"partner-webhook": brokertest.Webhook(t, e.partner.URL)},
 		Logger:         e.logs.Logger(),
 		RequestTimeout: 10 * time.Second,
-	})
+		Metrics:        metrics,
+		Registerer:     reg,
+		Gatherer:       reg,
+	}
+	if tune != nil {
+		tune(&opts)
+	}
+	b, err := broker.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +81,6 @@ func newEnv(t *testing.T, maxDeliver int) *env {
 	}
 	t.Cleanup(func() { _ = b.Stop(context.Background()) })
 	e.broker = b
-	db.AddQueryHook(broker.AuditBatchHook(b.Metrics()))
 	e.api = httptest.NewServer(b.Handler())
 	t.Cleanup(e.api.Close)
 	return e

@@ -191,6 +191,10 @@ func (b *Broker) failBeforeDelivery(ctx context.Context, res *result, cause erro
 // entry of a failure or rejection, the sealed dead letter and the receipt.
 // When one of these cannot be written the message is handed back instead.
 func (b *Broker) finish(ctx context.Context, msg jetstream.Msg, res *result, plan Plan, attempt uint64) Plan {
+	// The outcome is recorded even when the work context was cancelled by
+	// a shutdown.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
 	retry := Plan{Ack: AckNak, Delay: b.opts.Retry.Backoff(attempt)}
 	switch {
 	case res.outcome == OutcomeInvalid:

@@ -112,14 +112,18 @@ func PostgresDSN(tb testing.TB) string {
 	return admin + sep + "search_path=" + schema
 }
 
-// OpenAudit opens the audit log at dsn, signing checkpoints with signer. The
-// log and its database are closed in cleanup.
-func OpenAudit(tb testing.TB, dsn string, signer audit.Signer) (*audit.Log, *bun.DB) {
+// OpenAudit opens the audit log at dsn, signing checkpoints with signer,
+// with the query hooks added first. The log and its database are closed in
+// cleanup.
+func OpenAudit(tb testing.TB, dsn string, signer audit.Signer, hooks ...bun.QueryHook) (*audit.Log, *bun.DB) {
 	tb.Helper()
 	ctx := context.Background()
 	db, err := audit.OpenDB(ctx, dsn)
 	if err != nil {
 		tb.Fatalf("audit db: %v", err)
+	}
+	for _, h := range hooks {
+		db.AddQueryHook(h)
 	}
 	l, err := audit.Open(ctx, db, audit.Options{SubjectKey: SubjectKey, Signer: signer})
 	if err != nil {
@@ -188,6 +192,7 @@ type Partner struct {
 	mu       sync.Mutex
 	received []samplepartner.Received
 	status   int
+	delay    time.Duration
 	wire     [][]byte
 }
 
@@ -217,7 +222,15 @@ func NewPartner(tb testing.TB, jwks samplepartner.JWKSFunc) *Partner {
 		body, _ := readAll(r)
 		p.mu.Lock()
 		p.wire = append(p.wire, body)
+		delay := p.delay
 		p.mu.Unlock()
+		if delay > 0 {
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+				return
+			}
+		}
 		r.Body = nopCloser{bytes.NewReader(body)}
 		p.handler.ServeHTTP(w, r)
 	}))
@@ -230,6 +243,13 @@ func (p *Partner) SetStatus(code int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.status = code
+}
+
+// SetDelay makes the partner take d before answering each delivery.
+func (p *Partner) SetDelay(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.delay = d
 }
 
 // Received returns the deliveries accepted so far.

@@ -30,6 +30,7 @@ import (
 	"github.com/clearance-broker/clearance/keys"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Subjects and streams of the embedded regional data centre in dev.
@@ -111,6 +112,9 @@ func dev(ctx context.Context, s devSettings, stdout, stderr io.Writer, logger *s
 		return err
 	}
 	st.add(func(context.Context) error { return db.Close() })
+	promReg := prometheus.NewRegistry()
+	metrics := broker.NewMetrics(promReg)
+	db.AddQueryHook(broker.AuditBatchHook(metrics))
 	auditLog, err := audit.Open(ctx, db, audit.Options{SubjectKey: subjectKey, Signer: ring, Logger: logger})
 	if err != nil {
 		return err
@@ -168,11 +172,11 @@ func dev(ctx context.Context, s devSettings, stdout, stderr io.Writer, logger *s
 		Concurrency: 8, ShutdownGrace: 10 * time.Second, RequestTimeout: 15 * time.Second,
 		Inbound:     &broker.InboundOptions{Stream: devRegionStream, Subject: devRegionPrefix + ".>", LocalSubject: devRegionLocal},
 		ReadyChecks: map[string]func(context.Context) error{"store": db.PingContext},
+		Metrics:     metrics, Registerer: promReg, Gatherer: promReg,
 	})
 	if err != nil {
 		return err
 	}
-	db.AddQueryHook(broker.AuditBatchHook(b.Metrics()))
 	printFirstSteps(stdout, apiURL, natsURL, partnerURL, s)
 	return runBroker(ctx, b, "", apiLn, logger)
 }

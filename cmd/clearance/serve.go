@@ -107,6 +107,9 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 		return err
 	}
 	st.add(func(context.Context) error { return db.Close() })
+	promReg := prometheus.NewRegistry()
+	metrics := broker.NewMetrics(promReg)
+	db.AddQueryHook(broker.AuditBatchHook(metrics))
 	auditLog, err := audit.Open(ctx, db, audit.Options{
 		SubjectKey: subjectKey, Signer: vault, Logger: logger,
 		CheckpointEvery: int64(cfg.Audit.CheckpointEvery), CheckpointInterval: cfg.Audit.CheckpointInterval,
@@ -138,18 +141,16 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 		"store": db.PingContext,
 		"vault": func(ctx context.Context) error { _, err := vault.JWKS(ctx); return err },
 	}
-	metrics := prometheus.NewRegistry()
-	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: "clearance", Name: "vault_round_trips_total",
 			Help: "HTTP requests sent to Vault (logins, renewals, transit operations, retries).",
 		}, func() float64 { return float64(vault.RoundTrips()) }))
-	opts.Registerer, opts.Gatherer = metrics, metrics
+	opts.Metrics, opts.Registerer, opts.Gatherer = metrics, promReg, promReg
 	b, err := broker.New(opts)
 	if err != nil {
 		return err
 	}
-	db.AddQueryHook(broker.AuditBatchHook(b.Metrics()))
 	logger.Info("clearance serve", "component", "main", "registry_version", reg.Version(),
 		"nats", joinURLs(cfg.NATS.URLs), "store", storeKind(cfg.Store), "listen", cfg.HTTP.Listen)
 	return runBroker(ctx, b, cfg.HTTP.Listen, nil, logger)
