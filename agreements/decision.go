@@ -115,8 +115,11 @@ type Decision struct {
 	RequestID  string
 	Decision   Outcome
 	Reasons    []string
-	LegalBasis LegalBasis    // empty when the purpose is unknown
-	Agreement  *AgreementRef // nil when the decision rests on none
+	LegalBasis LegalBasis // empty when the purpose is unknown
+	// Agreement is the agreement the decision rests on (or, for an
+	// agreement_* reason, the one that failed); nil when there is none. It
+	// is shared with the registry and must not be modified.
+	Agreement *AgreementRef
 	// Mechanism is the Chapter V mechanism ("domestic", "none",
 	// "adequacy:<id>", "scc:<id>", "bcr:<id>", "derogation:explicit_consent"),
 	// or empty when none holds.
