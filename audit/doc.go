@@ -25,15 +25,27 @@
 //
 // # Sequencing across instances
 //
-// There is one chain per database, not one per instance. Each batch
-// transaction first locks the single row of audit_head (SELECT ... FOR UPDATE
-// on PostgreSQL; on SQLite the transaction takes the database write lock by
-// touching that row first), reads the chain head, assigns the next sequence
-// numbers and hashes, inserts the batch and moves the head, all before
-// commit. Writers from any number of broker instances are thereby serialised
-// per batch by the database, so sequence numbers are gap-free and each entry's
-// prev_hash is the hash of the entry before it, whatever instance wrote it.
-// The cost is one short row lock per batch, which group commit amortises.
+// There is one chain per database, not one per instance, ordered by the
+// database. The single row of audit_head holds the chain head (last sequence
+// and hash). A batch is written in one of two ways:
+//
+//   - Locked: a transaction locks the head row (SELECT ... FOR UPDATE on
+//     PostgreSQL; on SQLite the transaction takes the database write lock by
+//     touching the row first), reads the head, assigns the next sequence
+//     numbers and hashes, inserts the batch and moves the head.
+//   - Optimistic (PostgreSQL, when the writer committed the previous batch
+//     itself and so knows the head): one statement whose data-modifying CTE
+//     moves the head only if it still is the expected one, and whose first
+//     row takes its sequence from that CTE; if another instance moved the
+//     head, the sequence is NULL, the statement fails as a whole, and the
+//     writer redoes the batch the locked way. The primary key on seq is a
+//     second guard against two entries claiming one place.
+//
+// Either way writers of any number of instances are serialised per batch by
+// the database, so sequence numbers are gap-free and each entry's prev_hash
+// is the hash of the entry before it, whatever instance wrote it. A single
+// instance pays one round trip per batch; concurrent instances pay a retry
+// when they interleave, which group commit amortises.
 //
 // # Hash chain and checkpoints
 //

@@ -1,0 +1,172 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/driver/pgdriver"
+)
+
+// writer is the group-commit loop: it takes the first waiting entry, drains
+// whatever else is queued up to MaxBatch, and commits them in one
+// transaction. While a batch commits, the next one queues up.
+func (l *Log) writer() {
+	defer l.wg.Done()
+	defer close(l.stopCkpt)
+	batch := make([]*pending, 0, l.opts.MaxBatch)
+	for {
+		p, ok := <-l.reqs
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], p)
+	drain:
+		for len(batch) < l.opts.MaxBatch {
+			select {
+			case p, ok := <-l.reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, p)
+			default:
+				break drain
+			}
+		}
+		l.commit(batch)
+	}
+}
+
+func (l *Log) commit(batch []*pending) {
+	ctx, cancel := context.WithTimeout(context.Background(), l.opts.WriteTimeout)
+	defer cancel()
+	head, err := l.writeBatch(ctx, batch)
+	if err != nil {
+		for _, p := range batch {
+			p.e.Sequence = 0
+		}
+		l.log.Error("audit batch not committed", "entries", len(batch), "err", err)
+		err = fmt.Errorf("audit: commit batch: %w", err)
+	}
+	for _, p := range batch {
+		p.res <- result{seq: p.e.Sequence, err: err}
+	}
+	if err == nil && head%l.opts.CheckpointEvery < int64(len(batch)) {
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// writeBatch makes the batch durable and returns the new head sequence. On
+// PostgreSQL, when the writer knows the head it last wrote, it sends the
+// batch as one statement (fastInsert); otherwise, or when another instance
+// moved the head, it takes the head lock (lockedInsert).
+func (l *Log) writeBatch(ctx context.Context, batch []*pending) (int64, error) {
+	if l.head != nil && isPostgres(l.db) {
+		ok, err := l.fastInsert(ctx, batch, *l.head)
+		if ok {
+			return l.head.Seq, nil
+		}
+		l.head = nil
+		if err != nil {
+			return 0, err
+		}
+	}
+	head, err := l.lockedInsert(ctx, batch)
+	if err != nil {
+		return 0, err
+	}
+	l.head = &head
+	return head.Seq, nil
+}
+
+// chain assigns sequences and hashes after head and returns the rows and the
+// new head.
+func chain(batch []*pending, head headRow) ([]entryRow, headRow) {
+	rows := make([]entryRow, len(batch))
+	for i, p := range batch {
+		head.Seq++
+		p.e.Sequence, p.e.PrevHash = head.Seq, head.Hash
+		p.e.Hash = computeHash(&p.e)
+		head.Hash = p.e.Hash
+		rows[i] = toRow(&p.e)
+	}
+	return rows, head
+}
+
+// fastInsert writes the batch after the expected head in a single statement
+// (one round trip, one implicit transaction): a data-modifying CTE moves the
+// head only if it is still the expected one, and the first row's sequence is
+// taken from that CTE, so if the head moved the sequence is NULL and the
+// whole statement fails. The primary key on seq is a second guard. It reports
+// false with a nil error when the head moved; the caller then takes the lock.
+func (l *Log) fastInsert(ctx context.Context, batch []*pending, head headRow) (bool, error) {
+	rows, next := chain(batch, head)
+	vals := make([][]any, len(rows))
+	for i := range rows {
+		vals[i] = rows[i].values(rows[i].Seq)
+	}
+	vals[0][0] = bun.Safe(fmt.Sprintf("(SELECT %d::bigint FROM h)", rows[0].Seq))
+	_, err := l.db.NewRaw("WITH h AS (UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1 AND seq = ? AND hash = ? RETURNING id) "+
+		"INSERT INTO audit_entries ("+entryColumns+") VALUES ?",
+		next.Seq, next.Hash, head.Seq, head.Hash, bun.In(vals)).Exec(ctx)
+	if err == nil {
+		*l.head = next
+		return true, nil
+	}
+	var pgErr pgdriver.Error
+	if errors.As(err, &pgErr) && (pgErr.Field('C') == pgNotNullViolation || pgErr.Field('C') == pgUniqueViolation) {
+		l.log.Debug("audit head moved by another writer", "expected_seq", head.Seq)
+		return false, nil
+	}
+	return false, fmt.Errorf("insert entries: %w", err)
+}
+
+// PostgreSQL error codes fastInsert expects when the head moved.
+const (
+	pgNotNullViolation = "23502"
+	pgUniqueViolation  = "23505"
+)
+
+// lockedInsert reads the head under its lock, chains and inserts the batch
+// and moves the head, in one transaction.
+func (l *Log) lockedInsert(ctx context.Context, batch []*pending) (headRow, error) {
+	var next headRow
+	err := l.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		head, err := lockHead(ctx, tx)
+		if err != nil {
+			return err
+		}
+		var rows []entryRow
+		rows, next = chain(batch, head)
+		if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {
+			return fmt.Errorf("insert entries: %w", err)
+		}
+		if _, err := tx.NewUpdate().Model((*headRow)(nil)).Set("seq = ?", next.Seq).Set("hash = ?", next.Hash).
+			Where("id = 1").Exec(ctx); err != nil {
+			return fmt.Errorf("move head: %w", err)
+		}
+		return nil
+	})
+	return next, err
+}
+
+// lockHead reads the chain head and holds it until the transaction ends:
+// a row lock on PostgreSQL; on SQLite a write to the row, which takes the
+// database write lock, so that the read below cannot be overtaken.
+func lockHead(ctx context.Context, tx bun.Tx) (headRow, error) {
+	var h headRow
+	q := tx.NewSelect().Model(&h).Where("id = 1")
+	if isPostgres(tx) {
+		q = q.For("UPDATE")
+	} else if _, err := tx.NewUpdate().Model((*headRow)(nil)).Set("seq = seq").Where("id = 1").Exec(ctx); err != nil {
+		return h, fmt.Errorf("lock head: %w", err)
+	}
+	if err := q.Scan(ctx); err != nil {
+		return h, fmt.Errorf("read head: %w", err)
+	}
+	return h, nil
+}
