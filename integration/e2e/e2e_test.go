@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"maps"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -51,12 +52,34 @@ func assertNoCanary(t *testing.T, where string, data string) {
 	}
 }
 
-// TestTransferLifecycle runs one broker on embedded NATS, the real Vault dev
-// server and Postgres against an httptest partner that decrypts with its
-// private key and verifies with the JWK set the broker serves.
+// keyService is a key service the broker and the audit log can run on.
+type keyService interface {
+	broker.Keys
+	Sign(ctx context.Context, payloads [][]byte) ([][]byte, error)
+	Verify(ctx context.Context, jws []byte) ([]byte, error)
+}
+
+// TestTransferLifecycle runs one broker on embedded NATS and Postgres
+// against an httptest partner that decrypts with its private key and
+// verifies with the JWK set the broker serves, once on the real Vault dev
+// server and once on the development key ring.
 func TestTransferLifecycle(t *testing.T) {
+	tests := []struct {
+		name string
+		keys func(t *testing.T) keyService
+	}{
+		{"vault", func(t *testing.T) keyService { return vaultKeys(t) }},
+		{"dev key ring", func(t *testing.T) keyService {
+			return brokertest.DevKeys(t, filepath.Join(t.TempDir(), "keyring.json"))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { lifecycle(t, tt.keys(t)) })
+	}
+}
+
+func lifecycle(t *testing.T, vault keyService) {
 	srv := brokertest.StartNATS(t)
-	vault := vaultKeys(t)
 	var jwksURL string
 	partner := brokertest.NewPartner(t, func(ctx context.Context) ([]byte, error) {
 		return samplepartner.FromURL(http.DefaultClient, jwksURL)(ctx)
