@@ -5,10 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Event names what an entry records. The set is open: registry changes and
@@ -75,6 +77,26 @@ type Entry struct {
 	// which replaces it with SubjectHMAC. It is never stored, encoded or
 	// returned.
 	SubjectID string `json:"-"`
+}
+
+// validate rejects text that a store could refuse (invalid UTF-8, NUL
+// bytes), so that one bad entry cannot fail the batch it would share with
+// others.
+func (e *Entry) validate() error {
+	texts := []string{string(e.Event), e.RequestID, e.Source, e.Recipient, e.RecipientCountry,
+		e.Origin, e.Purpose, e.Dataset, e.Decision, e.LegalBasis, e.AgreementID, e.Mechanism,
+		e.KeyRef, e.PayloadDigest, e.RegistryVersion, e.SubjectHMAC}
+	texts = append(texts, e.Reasons...)
+	texts = append(texts, e.CategoriesSent...)
+	for k, v := range e.FieldsRemoved {
+		texts = append(texts, k, v)
+	}
+	for _, s := range texts {
+		if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+			return fmt.Errorf("%w: text that is not valid UTF-8 or holds a NUL byte", ErrInvalidEntry)
+		}
+	}
+	return nil
 }
 
 // clone returns a deep copy of e in canonical form: times in UTC truncated to

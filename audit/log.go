@@ -141,6 +141,9 @@ func (l *Log) Append(ctx context.Context, e *Entry) (int64, error) {
 	if e == nil || e.Event == "" {
 		return 0, fmt.Errorf("%w: no event", ErrInvalidEntry)
 	}
+	if err := e.validate(); err != nil {
+		return 0, err
+	}
 	if l.opts.Signer == nil {
 		return 0, ErrReadOnly
 	}

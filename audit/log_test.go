@@ -93,6 +93,8 @@ func TestAppendErrors(t *testing.T) {
 	}{
 		{"read-only", ro, decidedEntry(1), ErrReadOnly},
 		{"no event", openTestLog(t, db, testOptions(t)), &Entry{RequestID: "r"}, ErrInvalidEntry},
+		{"NUL byte", openTestLog(t, db, testOptions(t)), &Entry{Event: EventRejected, Reasons: []string{"invalid_request: \x00"}}, ErrInvalidEntry},
+		{"invalid UTF-8", openTestLog(t, db, testOptions(t)), &Entry{Event: EventRejected, RequestID: "\xff"}, ErrInvalidEntry},
 		{"nil entry", openTestLog(t, db, testOptions(t)), nil, ErrInvalidEntry},
 		{"subject without key", openTestLog(t, db, nokey), decidedEntry(1), ErrNoSubjectKey},
 		{"closed", closed, decidedEntry(1), ErrClosed},
