@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clearance-broker/clearance/broker/brokertest"
+	"github.com/clearance-broker/clearance/broker/samplepartner"
+	"github.com/clearance-broker/clearance/integration/vaulttest"
+)
+
+// rekeyedRegistry copies examples/registry into a temporary directory with
+// every party public key replaced by jwk.
+func rekeyedRegistry(t *testing.T, root string, jwk []byte) string {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(root, "examples", "registry")
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`(?s)public_key: \{[^}]*\}`)
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = re.ReplaceAll(b, append([]byte("public_key: "), jwk...))
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestServe runs `clearance serve --config` against embedded NATS, Postgres
+// and the real Vault dev server.
+func TestServe(t *testing.T) {
+	root, _ := filepath.Abs(filepath.Join("..", ".."))
+	vs := vaulttest.Start(t)
+	vs.Write("transit/keys/clearance-data", map[string]any{"type": "aes256-gcm96"})
+	vs.Write("transit/keys/clearance-signing", map[string]any{"type": "ecdsa-p256"})
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "vault-token")
+	hmacFile := filepath.Join(dir, "hmac")
+	for path, v := range map[string]string{tokenFile: vs.Token, hmacFile: "serve-test-subject-hmac-key-0001"} {
+		if err := os.WriteFile(path, []byte(v+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ns := brokertest.StartNATS(t)
+	addr := freeAddr(t)
+	api := "http://" + addr
+	partner := brokertest.NewPartner(t, samplepartner.FromURL(http.DefaultClient, api+"/.well-known/jwks.json"))
+	cfgPath := filepath.Join(dir, "clearance.yaml")
+	cfg := fmt.Sprintf(`
+nats: {urls: [%q], replicas: 1, ack_wait: 5s}
+store: {dsn: %q}
+vault: {address: %q, auth: {token_file: %q}}
+audit: {hmac_key: {file: %q}}
+registry: {dir: %q}
+http: {listen: %q}
+connectors:
+  partner-webhook: {kind: webhook, config: {default_url: %q, allow_http: true}}
+pipeline: {backoff_base: 50ms, backoff_max: 1s}
+logging: {format: json, level: debug}
+`, ns.ClientURL(), brokertest.PostgresDSN(t), vs.Addr, tokenFile, hmacFile, rekeyedRegistry(t, root, partner.Key.PublicJWK), addr, partner.URL)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	var out syncBuffer
+	if c := run(t.Context(), []string{"serve", "--config", cfgPath, "--check-config"}, &out, &out); c != 0 {
+		t.Fatalf("--check-config exited %d: %s", c, out.String())
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	var stdout, stderr syncBuffer
+	code := make(chan int, 1)
+	go func() { code <- run(ctx, []string{"serve", "--config", cfgPath}, &stdout, &stderr) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(api + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("never ready:\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	body, _ := os.ReadFile(filepath.Join(root, "examples", "requests", "01-delivery-eea-allow.json"))
+	resp, err := http.Post(api+"/v1/transfers", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	receipt, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(receipt), `"status": "delivered"`) {
+		t.Fatalf("receipt: %s\n%s", receipt, stderr.String())
+	}
+	if got := partner.Received(); len(got) != 1 || !bytes.Contains(got[0].Payload, []byte("Ada Lovelace")) {
+		t.Errorf("partner received %d deliveries", len(got))
+	}
+	resp, err = http.Get(api + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{"clearance_vault_round_trips_total", "clearance_audit_batch_size_count", `clearance_decisions_total{outcome="allow",reason=""} 1`} {
+		if !strings.Contains(string(metrics), m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+	cancel()
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Errorf("serve exited %d:\n%s", c, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	for _, v := range []string{"Ada Lovelace", "Munich", "cust-881", vs.Token} {
+		if strings.Contains(stderr.String(), v) {
+			t.Errorf("the log holds %q", v)
+		}
+	}
+}
+
+func TestServeRejectsBadConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	bad := "nats: {urls: [nats://u:pw@x:4222]}\nstore: {dsn: \"postgres://u:hunter2@db/x\"}\ndev_keyring: {path: /tmp/k}\nlogging: {levl: x}\n"
+	if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	if c := run(t.Context(), []string{"serve", "--config", path}, &out, &out); c != 2 {
+		t.Errorf("exit %d, want 2", c)
+	}
+	if !strings.Contains(out.String(), "logging.levl (line 4): unknown key") {
+		t.Errorf("output:\n%s", out.String())
+	}
+	if strings.Contains(out.String(), "hunter2") {
+		t.Error("the output echoes a password")
+	}
+	good := "nats: {urls: [nats://x:4222]}\nstore: {dsn: /tmp/a.db}\ndev_keyring: {path: /tmp/k}\naudit: {hmac_key: {env: X}}\nregistry: {dir: /tmp}\n"
+	if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out = syncBuffer{}
+	if c := run(t.Context(), []string{"serve", "--config", path}, &out, &out); c != 2 || !strings.Contains(out.String(), "dev_keyring: the development key ring is for `clearance dev` only") {
+		t.Errorf("exit %d, output:\n%s", c, out.String())
+	}
+}
