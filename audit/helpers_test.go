@@ -45,9 +45,14 @@ func sqliteDSN(tb testing.TB) string {
 // DSN whose search_path is that schema and whose application_name lets a
 // test find (and terminate) its backends.
 func postgresDSN(tb testing.TB) string {
+	return postgresDSNWith(tb, "")
+}
+
+// postgresDSNWith is postgresDSN with extra DSN parameters ("k=v&k=v").
+func postgresDSNWith(tb testing.TB, params string) string {
 	tb.Helper()
 	ctx := context.Background()
-	admin, err := OpenDB(ctx, pgAdminDSN())
+	admin, err := OpenDB(ctx, withParams(pgAdminDSN(), "read_timeout=120"))
 	if err != nil {
 		tb.Fatalf("postgres for tests: %v", err)
 	}
@@ -63,11 +68,18 @@ func postgresDSN(tb testing.TB) string {
 			tb.Errorf("drop schema: %v", err)
 		}
 	})
-	sep := "?"
-	if strings.Contains(pgAdminDSN(), "?") {
-		sep = "&"
+	dsn := withParams(pgAdminDSN(), "search_path="+schema+"&application_name="+schema)
+	if params != "" {
+		dsn = withParams(dsn, params)
 	}
-	return pgAdminDSN() + sep + "search_path=" + schema + "&application_name=" + schema
+	return dsn
+}
+
+func withParams(dsn, params string) string {
+	if strings.Contains(dsn, "?") {
+		return dsn + "&" + params
+	}
+	return dsn + "?" + params
 }
 
 func openTestDB(tb testing.TB, dsn string) *bun.DB {
