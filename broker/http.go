@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -42,40 +44,58 @@ type envelope struct {
 	Source string `json:"source"`
 }
 
+// errNotTransfers is the answer to a body that is neither a JSON object nor
+// a non-empty JSON array.
+var errNotTransfers = errors.New("invalid_request: body is not a JSON request or a non-empty array of requests")
+
+// splitTransfers splits a POST body into its requests (one, or the elements
+// of an array); batch reports an array.
+func splitTransfers(body []byte) (raws []json.RawMessage, batch bool, err error) {
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		if err := json.Unmarshal(body, &raws); err != nil || len(raws) == 0 {
+			return nil, true, errNotTransfers
+		}
+		return raws, true, nil
+	}
+	if !json.Valid(body) {
+		return nil, false, errNotTransfers
+	}
+	return []json.RawMessage{body}, false, nil
+}
+
+// routeOf reads the id and source a request is published under. A request
+// without an id gets a generated one; a source that is not a subject token
+// becomes "unknown" (the pipeline then rejects the request, audited).
+func routeOf(raw []byte) envelope {
+	var env envelope
+	_ = json.Unmarshal(raw, &env) // a malformed request is still published, rejected and audited
+	if env.ID == "" || len(env.ID) > 256 || strings.ContainsFunc(env.ID, unicode.IsControl) {
+		env.ID = "http-" + nuid.Next()
+	}
+	if !validToken(env.Source) {
+		env.Source = "unknown"
+	}
+	return env
+}
+
 func (b *Broker) postTransfers(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, b.opts.MaxBodyBytes))
 	if err != nil {
 		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "invalid_request: body too large or unreadable"})
 		return
 	}
-	trimmed := bytes.TrimLeft(body, " \t\r\n")
-	batch := len(trimmed) > 0 && trimmed[0] == '['
-	var raws []json.RawMessage
-	if batch {
-		if err := json.Unmarshal(body, &raws); err != nil || len(raws) == 0 {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request: body is not a JSON array of requests"})
-			return
-		}
-	} else {
-		if !json.Valid(body) {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request: body is not JSON"})
-			return
-		}
-		raws = []json.RawMessage{body}
+	raws, batch, err := splitTransfers(body)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), b.opts.RequestTimeout)
 	defer cancel()
 	receipts := make([]Receipt, len(raws))
 	chans := make([]<-chan Receipt, len(raws))
 	for i, raw := range raws {
-		var env envelope
-		_ = json.Unmarshal(raw, &env) // a malformed request is still published, rejected and audited
-		if env.ID == "" {
-			env.ID = "http-" + nuid.Next()
-		}
-		if !validToken(env.Source) {
-			env.Source = "unknown"
-		}
+		env := routeOf(raw)
 		receipts[i] = Receipt{RequestID: env.ID, Status: StatusPending, Reasons: []string{}}
 		ch, stop := b.waiters.wait(env.ID)
 		defer stop()
