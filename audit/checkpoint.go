@@ -53,11 +53,18 @@ func (l *Log) checkpoint(ctx context.Context, force bool) (int64, error) {
 	if err := l.db.NewSelect().Model(&head).Where("id = 1").Scan(ctx); err != nil {
 		return 0, fmt.Errorf("audit: checkpoint: read head: %w", err)
 	}
-	var lastSeq int64
+	// The last sealed sequence: the last checkpoint, or the retention anchor
+	// (archived entries are sealed by their signed manifest).
+	var lastSeq, anchor int64
 	if err := l.db.NewSelect().Model((*checkpointRow)(nil)).ColumnExpr("COALESCE(MAX(seq), 0)").
 		Scan(ctx, &lastSeq); err != nil {
 		return 0, fmt.Errorf("audit: checkpoint: read last: %w", err)
 	}
+	if err := l.db.NewSelect().Model((*archiveRow)(nil)).ColumnExpr("COALESCE(MAX(to_seq), 0)").
+		Scan(ctx, &anchor); err != nil {
+		return 0, fmt.Errorf("audit: checkpoint: read anchor: %w", err)
+	}
+	lastSeq = max(lastSeq, anchor)
 	if head.Seq <= lastSeq || (!force && head.Seq-lastSeq < l.opts.CheckpointEvery) {
 		return 0, nil
 	}

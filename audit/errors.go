@@ -8,8 +8,9 @@ import (
 var (
 	// ErrClosed is returned by Append after Close.
 	ErrClosed = errors.New("audit: log closed")
-	// ErrReadOnly is returned by Append and Archive on a Log opened without a
-	// Signer: such a Log can query, export and verify but not write.
+	// ErrReadOnly is returned by Append, Checkpoint and Archive (when given no
+	// signer) on a Log opened without a Signer: such a Log can query, export,
+	// verify and, with a signer argument, archive, but not append.
 	ErrReadOnly = errors.New("audit: log opened read-only (no signer)")
 	// ErrInvalidEntry is returned by Append for an entry without an event.
 	ErrInvalidEntry = errors.New("audit: invalid entry")

@@ -19,7 +19,7 @@ func FuzzVerifyArchive(f *testing.F) {
 	l := openTestLog(f, openTestDB(f, sqliteDSN(f)), opts)
 	appendN(f, l, 1, 5)
 	var buf bytes.Buffer
-	_, jws, err := l.Archive(context.Background(), testTime.Add(time.Hour), &buf)
+	_, jws, err := l.Archive(context.Background(), nil, testTime.Add(time.Hour), &buf)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -32,7 +32,8 @@ type Options struct {
 	// SubjectID and to query by subject id.
 	SubjectKey []byte
 	// Signer signs checkpoints and archive manifests. Without it the Log is
-	// read-only: Append and Archive return ErrReadOnly.
+	// read-only: Append and Checkpoint return ErrReadOnly, nothing is
+	// migrated, and Archive needs a signer argument.
 	Signer Signer
 	// CheckpointEvery is how many entries at most go unsealed before a
 	// checkpoint is signed (default 1000).

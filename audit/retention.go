@@ -41,9 +41,14 @@ type Manifest struct {
 // their checkpoints in one transaction. It checks the archived range's chain
 // first and refuses to archive a broken one. It returns the manifest and its
 // JWS, or nil and no error when nothing is older than before. Keep the export
-// and the JWS together: VerifyArchive checks one against the other.
-func (l *Log) Archive(ctx context.Context, before time.Time, w io.Writer) (*Manifest, []byte, error) {
-	if l.opts.Signer == nil {
+// and the JWS together: VerifyArchive checks one against the other. s signs
+// the manifest; nil means the log's Signer (ErrReadOnly if it has none). It
+// must be a key whose public part verifiers hold, like the checkpoints'.
+func (l *Log) Archive(ctx context.Context, s Signer, before time.Time, w io.Writer) (*Manifest, []byte, error) {
+	if s == nil {
+		s = l.opts.Signer
+	}
+	if s == nil {
 		return nil, nil, ErrReadOnly
 	}
 	before = before.UTC().Truncate(time.Microsecond)
@@ -117,7 +122,7 @@ func (l *Log) Archive(ctx context.Context, before time.Time, w io.Writer) (*Mani
 	if err != nil {
 		return nil, nil, fmt.Errorf("audit: archive: %w", err)
 	}
-	sigs, err := l.opts.Signer.Sign(ctx, [][]byte{payload})
+	sigs, err := s.Sign(ctx, [][]byte{payload})
 	if err != nil || len(sigs) != 1 {
 		return nil, nil, fmt.Errorf("audit: archive: sign manifest: %w", errors.Join(err, errSignCount(len(sigs))))
 	}

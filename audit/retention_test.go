@@ -36,7 +36,7 @@ func TestRetention(t *testing.T) {
 				}
 			}
 			var buf bytes.Buffer
-			m, jws, err := l.Archive(ctx, testTime.Add(-24*time.Hour), &buf)
+			m, jws, err := l.Archive(ctx, nil, testTime.Add(-24*time.Hour), &buf)
 			if err != nil {
 				t.Fatalf("archive: %v", err)
 			}
@@ -56,7 +56,7 @@ func TestRetention(t *testing.T) {
 			if err != nil || rep.Anchor != 20 || rep.Entries != 15 || rep.FirstSequence != 21 {
 				t.Fatalf("verify after archiving: %+v, %v", rep, err)
 			}
-			if m, _, err := l.Archive(ctx, testTime.Add(-24*time.Hour), &buf); m != nil || err != nil {
+			if m, _, err := l.Archive(ctx, nil, testTime.Add(-24*time.Hour), &buf); m != nil || err != nil {
 				t.Errorf("second archive of the same horizon: %+v, %v", m, err)
 			}
 

@@ -23,14 +23,16 @@ const (
 	envAuditJWKS    = "CLEARANCE_AUDIT_JWKS"
 )
 
-// runAudit implements `clearance audit verify|query|export`. Exit codes: 0
+// runAudit implements `clearance audit verify|query|export|archive|verify-archive`. Exit codes: 0
 // success, 1 tampering found or the store failed, 2 bad usage.
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	usage := func() {
 		fmt.Fprintln(stderr, "usage: clearance audit verify|query|export [flags]\n\n"+
 			"  verify   recompute the hash chain, check every signed checkpoint, name the first entry changed, removed or inserted\n"+
 			"  query    print matching entries as JSON lines (subject ids are hashed before the query)\n"+
-			"  export   stream matching entries as csv or jsonl\n\n"+
+			"  export   stream matching entries as csv or jsonl\n"+
+			"  archive  export entries older than a horizon with a signed manifest, then remove them\n"+
+			"  verify-archive  check an archive file against its signed manifest\n\n"+
 			"Run 'clearance audit <subcommand> -h' for its flags.")
 	}
 	if len(args) == 0 {
@@ -44,6 +46,10 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return runAuditSelect(ctx, "query", args[1:], stdout, stderr)
 	case "export":
 		return runAuditSelect(ctx, "export", args[1:], stdout, stderr)
+	case "archive":
+		return runAuditArchive(ctx, args[1:], stdout, stderr)
+	case "verify-archive":
+		return runAuditVerifyArchive(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		usage()
 		return 0
@@ -128,15 +134,9 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	var v audit.Verifier
 	switch {
 	case *jwksPath != "":
-		b, err := os.ReadFile(*jwksPath)
-		if err != nil {
-			fmt.Fprintf(stderr, "clearance audit verify: read --jwks: %v\n", err)
-			return 2
-		}
-		jv, err := audit.NewJWKSVerifier(b)
-		if err != nil {
-			fmt.Fprintf(stderr, "clearance audit verify: %v\n", err)
-			return 2
+		jv, code := loadJWKS("verify", *jwksPath, stderr)
+		if jv == nil {
+			return code
 		}
 		v = jv
 	case !*unsigned:
@@ -262,4 +262,18 @@ func runAuditSelect(ctx context.Context, name string, args []string, stdout, std
 		fmt.Fprintf(stderr, "clearance audit %s: %d entries written to %s\n", name, n, out)
 	}
 	return 0
+}
+
+func loadJWKS(name, path string, stderr io.Writer) (*audit.JWKSVerifier, int) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "clearance audit %s: read --jwks: %v\n", name, err)
+		return nil, 2
+	}
+	v, err := audit.NewJWKSVerifier(b)
+	if err != nil {
+		fmt.Fprintf(stderr, "clearance audit %s: %v\n", name, err)
+		return nil, 2
+	}
+	return v, 0
 }

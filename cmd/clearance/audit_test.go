@@ -3,6 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,10 +24,20 @@ func TestAuditCommand(t *testing.T) {
 	dsn := "sqlite://" + filepath.Join(dir, "audit.db")
 	key := []byte("cli-test-subject-key-0123456789ab")
 	keyFile := filepath.Join(dir, "hmac.key")
-	signer, err := audit.GenerateLocalSigner()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
+	signer, err := audit.NewLocalSigner(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signingKey := filepath.Join(dir, "signing.pem")
+	archive := filepath.Join(dir, "archive.jsonl")
 	jwks, err := signer.JWKS(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -32,7 +46,8 @@ func TestAuditCommand(t *testing.T) {
 	otherSigner, _ := audit.GenerateLocalSigner()
 	otherJWKS, _ := otherSigner.JWKS(ctx)
 	otherFile := filepath.Join(dir, "other.json")
-	for name, b := range map[string][]byte{keyFile: append(key, '\n'), jwksFile: jwks, otherFile: otherJWKS} {
+	pemKey := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	for name, b := range map[string][]byte{keyFile: append(key, '\n'), jwksFile: jwks, otherFile: otherJWKS, signingKey: pemKey} {
 		if err := os.WriteFile(name, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -77,6 +92,14 @@ func TestAuditCommand(t *testing.T) {
 			[]string{"sequence,time,event", "3,2026-11-28T02:00:00Z,decided,req-c"}},
 		{"export bad format", []string{"audit", "export", "--db", dsn, "--format", "xml"}, 2, nil},
 		{"no subcommand", []string{"audit"}, 2, nil},
+		{"archive", []string{"audit", "archive", "--db", dsn, "--older-than", "1h", "--out", archive, "--signing-key", signingKey}, 0,
+			[]string{"archived entries 1 to 3 (3)"}},
+		{"verify-archive", []string{"audit", "verify-archive", "--jwks", jwksFile, archive}, 0, []string{"OK"}},
+		{"verify-archive with the wrong keys", []string{"audit", "verify-archive", "--jwks", otherFile, archive}, 1, []string{"TAMPERED"}},
+		{"verify after archiving", []string{"audit", "verify", "--db", dsn, "--jwks", jwksFile}, 0,
+			[]string{"OK", "entries up to 3 archived"}},
+		{"archive again", []string{"audit", "archive", "--db", dsn, "--older-than", "1h", "--out", archive + ".2", "--signing-key", signingKey}, 0,
+			[]string{"nothing to archive"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

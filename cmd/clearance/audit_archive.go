@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/clearance-broker/clearance/audit"
+)
+
+// runAuditArchive implements `clearance audit archive`: retention. It signs
+// the manifest with a local Ed25519 key (PKCS #8 PEM, e.g. from `openssl
+// genpkey -algorithm ed25519`); the broker archives with its Vault key.
+func runAuditArchive(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("archive", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var af auditFlags
+	af.register(fs)
+	olderThan := fs.Duration("older-than", 0, "archive entries older than this `DURATION` (e.g. 2160h for 90 days; required)")
+	out := fs.String("out", "", "archive `FILE` (JSON lines); the signed manifest goes to FILE.manifest.jws (required)")
+	keyPath := fs.String("signing-key", "", "Ed25519 private key `FILE` (PKCS #8 PEM) that signs the manifest (required)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: clearance audit archive --db DSN --older-than DURATION --out FILE --signing-key FILE")
+		fs.PrintDefaults()
+	}
+	if code, ok := parseAuditFlags(fs, args, stderr); !ok {
+		return code
+	}
+	if *olderThan <= 0 || *out == "" || *keyPath == "" || af.db == "" {
+		fmt.Fprintln(stderr, "clearance audit archive: --db, --older-than, --out and --signing-key are required")
+		return 2
+	}
+	signer, err := loadSigningKey(*keyPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "clearance audit archive: %v\n", err)
+		return 2
+	}
+	db, err := audit.OpenDB(ctx, af.db)
+	if err != nil {
+		fmt.Fprintf(stderr, "clearance audit archive: %v\n", err)
+		return 1
+	}
+	defer db.Close()
+	l, err := audit.Open(ctx, db, audit.Options{}) // read-only: no appends, no checkpoints
+	if err != nil {
+		fmt.Fprintf(stderr, "clearance audit archive: %v\n", err)
+		return 1
+	}
+	defer l.Close(context.WithoutCancel(ctx))
+	file, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		fmt.Fprintf(stderr, "clearance audit archive: %v\n", err)
+		return 1
+	}
+	m, jws, err := l.Archive(ctx, signer, time.Now().Add(-*olderThan), file)
+	if cerr := file.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && m != nil {
+		err = os.WriteFile(*out+".manifest.jws", jws, 0o600)
+	}
+	if err != nil || m == nil {
+		_ = os.Remove(*out)
+	}
+	switch {
+	case err != nil:
+		fmt.Fprintf(stderr, "clearance audit archive: %v\n", err)
+		return 1
+	case m == nil:
+		fmt.Fprintln(stdout, "nothing to archive")
+		return 0
+	}
+	fmt.Fprintf(stdout, "archived entries %d to %d (%d) to %s; manifest %s.manifest.jws\n",
+		m.FromSequence, m.ToSequence, m.Entries, *out, *out)
+	return 0
+}
+
+func loadSigningKey(path string) (*audit.LocalSigner, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read --signing-key: %w", err)
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, errors.New("--signing-key: not a PEM file")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("--signing-key: %w", err)
+	}
+	ek, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, errors.New("--signing-key: not an Ed25519 key")
+	}
+	return audit.NewLocalSigner(ek)
+}
+
+// runAuditVerifyArchive implements `clearance audit verify-archive`.
+func runAuditVerifyArchive(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("verify-archive", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	jwksPath := fs.String("jwks", os.Getenv(envAuditJWKS), "JWK set `FILE` of the manifest signing keys (env "+envAuditJWKS+")")
+	manifest := fs.String("manifest", "", "manifest JWS `FILE` (default: ARCHIVE.manifest.jws)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: clearance audit verify-archive --jwks FILE [--manifest FILE] ARCHIVE")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() != 1 || *jwksPath == "" {
+		fs.Usage()
+		return 2
+	}
+	v, code := loadJWKS("verify-archive", *jwksPath, stderr)
+	if v == nil {
+		return code
+	}
+	if *manifest == "" {
+		*manifest = fs.Arg(0) + ".manifest.jws"
+	}
+	jws, err := os.ReadFile(*manifest)
+	if err != nil {
+		fmt.Fprintf(stderr, "clearance audit verify-archive: %v\n", err)
+		return 2
+	}
+	f, err := os.Open(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintf(stderr, "clearance audit verify-archive: %v\n", err)
+		return 2
+	}
+	defer f.Close()
+	m, err := audit.VerifyArchive(ctx, f, jws, v)
+	if err != nil {
+		fmt.Fprintf(stdout, "TAMPERED: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "OK: archive of entries %d to %d (%d entries, %d checkpoints) matches its signed manifest\n",
+		m.FromSequence, m.ToSequence, m.Entries, len(m.Checkpoints))
+	return 0
+}
