@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata")
@@ -55,5 +56,46 @@ func TestEntryGolden(t *testing.T) {
 				t.Error("entry JSON holds the subject id in clear")
 			}
 		})
+	}
+}
+
+// TestManifestGolden pins the JSON of an archive manifest and the checkpoint
+// payloads inside it; a fixed clock and Ed25519's deterministic signatures
+// make them reproducible.
+func TestManifestGolden(t *testing.T) {
+	opts := testOptions(t)
+	opts.Now = func() time.Time { return testTime }
+	l := openTestLog(t, openTestDB(t, sqliteDSN(t)), opts)
+	appendN(t, l, 1, 3)
+	if _, err := l.Checkpoint(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	m, _, err := l.Archive(t.Context(), nil, testTime.Add(time.Hour), &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c Checkpoint
+	if err := openSigned(t.Context(), testSigner(t), m.Checkpoints[0], &c); err != nil {
+		t.Fatal(err)
+	}
+	cb, _ := json.Marshal(c)
+	b = append(append(append(b, '\n'), cb...), '\n')
+	path := filepath.Join("testdata", "manifest.golden.json")
+	if *update {
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if !bytes.Equal(b, want) {
+		t.Errorf("manifest differs from %s:\n%s", path, b)
 	}
 }
