@@ -177,7 +177,9 @@ func printReport(w io.Writer, rep *audit.Report) {
 		fmt.Fprintf(w, "retention anchor:    entries up to %d archived (signed manifest checked)\n", rep.Anchor)
 	}
 	fmt.Fprintf(w, "checkpoints checked: %d (last at %d)\n", rep.Checkpoints, rep.LastCheckpoint)
-	fmt.Fprintf(w, "unsealed entries:    %d (after the last checkpoint)\n", rep.Unsealed)
+	if rep.Problem == nil {
+		fmt.Fprintf(w, "unsealed entries:    %d (after the last checkpoint)\n", rep.Unsealed)
+	}
 	if !rep.SignaturesChecked {
 		fmt.Fprintln(w, "WARNING: signatures were not checked (--no-signatures)")
 	}
