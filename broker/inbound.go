@@ -49,13 +49,14 @@ func (b *Broker) handleInbound(ctx context.Context, msg jetstream.Msg) {
 	if plan.DeadLetter {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if res.outcome == OutcomePermanent {
-			res.reasons = []string{"invalid_request: sealed envelope"}
-			if seq, err := b.appendEntry(ctx, b.entry(audit.EventRejected, res)); err == nil {
-				res.seq = seq
-			} else {
-				plan = Plan{Ack: AckNak, Delay: b.opts.Retry.Backoff(attempt)}
-			}
+		res.reasons = []string{"invalid_request: sealed envelope cannot be opened"}
+		if plan.Exhausted {
+			res.reasons = []string{"receive_failed: max_deliver_reached"}
+		}
+		if seq, err := b.appendEntry(ctx, b.entry(audit.EventRejected, res)); err == nil {
+			res.seq = seq
+		} else {
+			plan = Plan{Ack: AckNak, Delay: b.opts.Retry.Backoff(attempt)}
 		}
 		if plan.DeadLetter {
 			// Already sealed: kept as it came.

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -34,25 +35,49 @@ func regionConnector(t *testing.T, name, url string) connectors.Connector {
 }
 
 // TestCrossRegionDelivery sends from an EU broker over NATS to two regional
-// data centres, each on its own NATS server with its own key ring. Tokyo's
-// key ring holds the same data-key wrapping key as the EU's (as a replicated
-// Vault would), so it opens, audits and republishes the transfer; Singapore's
-// does not, so it cannot open the envelope and dead-letters it.
+// data centres, each on its own NATS server with its own key service.
+// Tokyo's holds the same data-key wrapping key as the EU's (imported into its
+// Vault, as an operator would, or a copy of the key ring), so it opens,
+// audits and republishes the transfer; Singapore's does not, so it cannot
+// open the envelope and dead-letters it. It runs on three Vault dev servers
+// and on three development key rings.
 func TestCrossRegionDelivery(t *testing.T) {
+	tests := []struct {
+		name string
+		keys func(t *testing.T) (eu, jp, sg keyService)
+	}{
+		{"vault", func(t *testing.T) (eu, jp, sg keyService) {
+			shared := make([]byte, 32)
+			if _, err := rand.Read(shared); err != nil {
+				t.Fatal(err)
+			}
+			return regionVault(t, shared), regionVault(t, shared), regionVault(t, nil)
+		}},
+		{"dev key rings", func(t *testing.T) (eu, jp, sg keyService) {
+			dir := t.TempDir()
+			euRing := filepath.Join(dir, "eu-keyring.json")
+			euKeys := brokertest.DevKeys(t, euRing)
+			shared, err := os.ReadFile(euRing)
+			if err != nil {
+				t.Fatal(err)
+			}
+			jpRing := filepath.Join(dir, "jp-keyring.json")
+			if err := os.WriteFile(jpRing, shared, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return euKeys, brokertest.DevKeys(t, jpRing), brokertest.DevKeys(t, filepath.Join(dir, "sg-keyring.json"))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			eu, jp, sg := tt.keys(t)
+			crossRegion(t, eu, jp, sg)
+		})
+	}
+}
+
+func crossRegion(t *testing.T, euKeys, jpKeys, sgKeys keyService) {
 	eu, jp, sg := brokertest.StartNATS(t), brokertest.StartNATS(t), brokertest.StartNATS(t)
-	dir := t.TempDir()
-	euRing := filepath.Join(dir, "eu-keyring.json")
-	euKeys := brokertest.DevKeys(t, euRing)
-	jpRing := filepath.Join(dir, "jp-keyring.json")
-	shared, err := os.ReadFile(euRing)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(jpRing, shared, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	jpKeys := brokertest.DevKeys(t, jpRing)
-	sgKeys := brokertest.DevKeys(t, filepath.Join(dir, "sg-keyring.json"))
 	partner := brokertest.NewPartner(t, euKeys.JWKS)
 	reg := brokertest.ExampleRegistry(t, partner.Key.PublicJWK)
 	inbound := &broker.InboundOptions{Stream: regionStream, Subject: "clearance.region.>", LocalSubject: regionLocal}
