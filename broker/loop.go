@@ -26,7 +26,10 @@ type loop struct {
 }
 
 func (b *Broker) startLoop(name string, cons jetstream.Consumer, h func(ctx context.Context, msg jetstream.Msg)) (*loop, error) {
-	iter, err := cons.Messages(jetstream.PullMaxMessages(b.opts.Stream.FetchBatch))
+	// Pull ahead no more than the workers can start soon: a message waiting
+	// in the buffer longer than AckWait would be given to another instance.
+	ahead := min(b.opts.Stream.FetchBatch, 4*b.opts.Concurrency)
+	iter, err := cons.Messages(jetstream.PullMaxMessages(ahead))
 	if err != nil {
 		return nil, err
 	}

@@ -238,6 +238,10 @@ func (b *Broker) deadLetter(ctx context.Context, msg jetstream.Msg, res *result)
 	}
 	dl := nats.NewMsg(DeadLetterSubject + "." + res.source)
 	dl.Data = sealed
+	if md, err := msg.Metadata(); err == nil {
+		// One dead letter per stream message, even if the Term is retried.
+		dl.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("dl-%s-%d", md.Stream, md.Sequence.Stream))
+	}
 	dl.Header.Set("Clearance-Request-Id", res.requestID)
 	dl.Header.Set("Clearance-Key-Ref", b.keys.KeyRef())
 	dl.Header.Set("Clearance-Outcome", res.outcome.String())

@@ -194,3 +194,5 @@ func WithPartyKey(reg *agreements.Registry, pub []byte) (*agreements.Registry, e
 	}
 	return out, nil
 }
+
+var _ http.Handler = (*Handler)(nil)
