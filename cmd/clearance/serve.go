@@ -128,7 +128,11 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 		return err
 	}
 	st.add(conns.Close)
-	nc, err := nats.Connect(joinURLs(cfg.NATS.URLs), natsOptions(cfg.NATS, logger)...)
+	nopts, err := natsOptions(cfg.NATS, logger)
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(joinURLs(cfg.NATS.URLs), nopts...)
 	if err != nil {
 		return fmt.Errorf("nats: %w", err)
 	}
@@ -193,7 +197,7 @@ func buildConnectors(ctx context.Context, cfg *config.Config, kinds *connectors.
 	return conns, nil
 }
 
-func natsOptions(c config.NATS, logger *slog.Logger) []nats.Option {
+func natsOptions(c config.NATS, logger *slog.Logger) ([]nats.Option, error) {
 	opts := []nats.Option{
 		nats.Name("clearance"),
 		nats.MaxReconnects(-1),
@@ -208,11 +212,11 @@ func natsOptions(c config.NATS, logger *slog.Logger) []nats.Option {
 		opts = append(opts, nats.UserCredentials(c.CredsFile))
 	}
 	if c.NKeyFile != "" {
-		if o, err := nats.NkeyOptionFromSeed(c.NKeyFile); err == nil {
-			opts = append(opts, o)
-		} else {
-			logger.Error("nats nkey", "component", "nats", "err", err)
+		o, err := nats.NkeyOptionFromSeed(c.NKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("nats.nkey_file: %w", err)
 		}
+		opts = append(opts, o)
 	}
 	if c.TLS.CAFile != "" {
 		opts = append(opts, nats.RootCAs(c.TLS.CAFile))
@@ -220,7 +224,7 @@ func natsOptions(c config.NATS, logger *slog.Logger) []nats.Option {
 	if c.TLS.CertFile != "" {
 		opts = append(opts, nats.ClientCert(c.TLS.CertFile, c.TLS.KeyFile))
 	}
-	return opts
+	return opts, nil
 }
 
 func joinURLs(urls []string) string {
