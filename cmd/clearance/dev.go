@@ -170,12 +170,12 @@ func dev(ctx context.Context, s devSettings, stdout, stderr io.Writer, logger *s
 		Keys: ring, Audit: auditLog, Connectors: conns, Logger: logger,
 		Retry:       broker.RetryPolicy{MaxDeliver: 5, BackoffBase: time.Second, BackoffMax: 30 * time.Second},
 		Concurrency: 8, ShutdownGrace: 10 * time.Second, RequestTimeout: 15 * time.Second,
-		Inbound:     &broker.InboundOptions{Stream: devRegionStream, Subject: devRegionPrefix + ".>", LocalSubject: devRegionLocal},
+		Inbound: &broker.InboundOptions{Stream: devRegionStream, Subject: devRegionPrefix + ".>", LocalSubject: devRegionLocal},
 		ReadyChecks: map[string]func(context.Context) error{
 			"store": db.PingContext,
 			"keys":  func(ctx context.Context) error { _, err := ring.JWKS(ctx); return err },
 		},
-		Metrics:     metrics, Registerer: promReg, Gatherer: promReg,
+		Metrics: metrics, Registerer: promReg, Gatherer: promReg,
 	})
 	if err != nil {
 		return err
