@@ -44,6 +44,9 @@ type Options struct {
 	// MaxBatch caps the entries of one group-commit transaction (default 512).
 	// 1 turns group commit off.
 	MaxBatch int
+	// GatherWindow is how long at most the writer waits for a batch to fill
+	// up to the size of the one before (default 1ms; negative: never wait).
+	GatherWindow time.Duration
 	// WriteTimeout bounds one batch transaction (default 10 seconds).
 	WriteTimeout time.Duration
 	// Logger receives operational messages; ids and sequence numbers only.
@@ -61,6 +64,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 512
+	}
+	if o.GatherWindow == 0 {
+		o.GatherWindow = time.Millisecond
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 10 * time.Second

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/driver/pgdriver"
@@ -16,26 +17,55 @@ func (l *Log) writer() {
 	defer l.wg.Done()
 	defer close(l.stopCkpt)
 	batch := make([]*pending, 0, l.opts.MaxBatch)
+	last := 1
 	for {
 		p, ok := <-l.reqs
 		if !ok {
 			return
 		}
 		batch = append(batch[:0], p)
-	drain:
-		for len(batch) < l.opts.MaxBatch {
-			select {
-			case p, ok := <-l.reqs:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, p)
-			default:
-				break drain
-			}
-		}
+		batch = l.gather(batch, last)
+		last = len(batch)
 		l.commit(batch)
 	}
+}
+
+// gather adds to batch whatever is queued, up to MaxBatch. If that is fewer
+// entries than the last batch had, it waits up to GatherWindow for as many:
+// the appenders of the last batch are just coming back with their next
+// entries, and one full batch commits faster than a small one followed by
+// the rest.
+func (l *Log) gather(batch []*pending, last int) []*pending {
+	for len(batch) < l.opts.MaxBatch {
+		select {
+		case p, ok := <-l.reqs:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, p)
+			continue
+		default:
+		}
+		break
+	}
+	target := min(last, l.opts.MaxBatch)
+	if len(batch) >= target || l.opts.GatherWindow <= 0 {
+		return batch
+	}
+	timer := time.NewTimer(l.opts.GatherWindow)
+	defer timer.Stop()
+	for len(batch) < target {
+		select {
+		case p, ok := <-l.reqs:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, p)
+		case <-timer.C:
+			return batch
+		}
+	}
+	return batch
 }
 
 func (l *Log) commit(batch []*pending) {
