@@ -83,6 +83,20 @@ func (m ConnectorMap) Close(ctx context.Context) error {
 	return joinErrs(errs)
 }
 
+// RequiresPartyKey marks c as a connector whose recipients can only read
+// payloads encrypted to their own public key (webhook partners): the broker
+// then refuses, permanently, a recipient without a public key instead of
+// sending it an envelope it cannot open. Main wraps connectors by kind.
+func RequiresPartyKey(c connectors.Connector) connectors.Connector { return partyKeyed{c} }
+
+type partyKeyed struct{ connectors.Connector }
+
+// needsPartyKey reports whether c was wrapped by RequiresPartyKey.
+func needsPartyKey(c connectors.Connector) bool {
+	_, ok := c.(partyKeyed)
+	return ok
+}
+
 // PartiesOf returns the Parties of the engine's current registry, so that a
 // registry update reaches party lookups too.
 func PartiesOf(e *agreements.Engine) Parties { return engineParties{e} }
@@ -92,8 +106,9 @@ type engineParties struct{ e *agreements.Engine }
 func (p engineParties) Party(id string) (agreements.Party, error) { return p.e.Registry().Party(id) }
 
 var (
-	_ Decider      = (*agreements.Engine)(nil)
-	_ AuditLog     = (*audit.Log)(nil)
-	_ ConnectorSet = ConnectorMap(nil)
-	_ Parties      = engineParties{}
+	_ Decider              = (*agreements.Engine)(nil)
+	_ AuditLog             = (*audit.Log)(nil)
+	_ ConnectorSet         = ConnectorMap(nil)
+	_ Parties              = engineParties{}
+	_ connectors.Connector = partyKeyed{}
 )

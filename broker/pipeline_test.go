@@ -54,15 +54,18 @@ func newEnvWith(t *testing.T, srv *server.Server, maxDeliver int, tune func(*bro
 	e.partner = brokertest.NewPartner(t, e.keys.JWKS)
 	engine := agreements.NewEngine(brokertest.ExampleRegistry(t, e.partner.Key.PublicJWK))
 	opts := broker.Options{
-		NATS:           e.nc,
-		Stream:         broker.StreamOptions{AckWait: 5 * time.Second, FetchBatch: 16},
-		Retry:          broker.RetryPolicy{MaxDeliver: maxDeliver, BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond},
-		Concurrency:    8,
-		Decider:        engine,
-		Parties:        broker.PartiesOf(engine),
-		Keys:           e.keys,
-		Audit:          e.log,
-		Connectors:     broker.ConnectorMap{"partner-webhook": brokertest.Webhook(t, e.partner.URL)},
+		NATS:        e.nc,
+		Stream:      broker.StreamOptions{AckWait: 5 * time.Second, FetchBatch: 16},
+		Retry:       broker.RetryPolicy{MaxDeliver: maxDeliver, BackoffBase: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond},
+		Concurrency: 8,
+		Decider:     engine,
+		Parties:     broker.PartiesOf(engine),
+		Keys:        e.keys,
+		Audit:       e.log,
+		Connectors: broker.ConnectorMap{
+			"partner-webhook":   brokertest.Webhook(t, e.partner.URL),
+			"authority-webhook": brokertest.Webhook(t, e.partner.URL),
+		},
 		Logger:         e.logs.Logger(),
 		RequestTimeout: 10 * time.Second,
 		Metrics:        metrics,
@@ -345,5 +348,25 @@ func TestHealthReadyJWKSMetrics(t *testing.T) {
 				t.Errorf("GET %s = %d, body lacks %q:\n%s", tt.path, resp.StatusCode, tt.want, b)
 			}
 		})
+	}
+}
+
+// A webhook recipient without a public key cannot read an envelope sealed
+// with the broker's own keys: the transfer is refused, never sent.
+func TestWebhookRecipientWithoutKeyIsDeadLettered(t *testing.T) {
+	e := newEnv(t, 5)
+	code, body := e.post(t, brokertest.ExampleRequest(t, "15-authority-legal-order.json"))
+	var r broker.Receipt
+	if err := json.Unmarshal(body, &r); err != nil || code != http.StatusOK {
+		t.Fatalf("POST = %d %s", code, body)
+	}
+	if r.Decision != "allow" || r.Status != broker.StatusDeadLettered || r.Reasons[0] != "delivery_failed: permanent" {
+		t.Fatalf("receipt = %+v", r)
+	}
+	if n := len(e.partner.Wire()); n != 0 {
+		t.Errorf("%d requests reached the endpoint", n)
+	}
+	if ev := events(e.entries(t, r.RequestID)); ev != "decided,delivery_failed" {
+		t.Errorf("audit = %s", ev)
 	}
 }

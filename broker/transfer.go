@@ -113,6 +113,9 @@ func (b *Broker) deliver(ctx context.Context, res *result) *result {
 	if perr != nil || !ok {
 		return b.failBeforeDelivery(ctx, res, fmt.Errorf("broker: recipient %s: no connector %q configured: %w", req.Recipient, res.connector, errPermanent))
 	}
+	if len(party.PublicKey) == 0 && needsPartyKey(conn) {
+		return b.failBeforeDelivery(ctx, res, fmt.Errorf("broker: recipient %s has no public key for connector %s: %w", req.Recipient, res.connector, errPermanent))
+	}
 	payload, err := newPayload(req, d)
 	if err != nil {
 		return b.failBeforeDelivery(ctx, res, fmt.Errorf("broker: encode payload: %w", errPermanent))

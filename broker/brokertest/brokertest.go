@@ -17,6 +17,7 @@ import (
 
 	"github.com/clearance-broker/clearance/agreements"
 	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/broker"
 	"github.com/clearance-broker/clearance/broker/samplepartner"
 	"github.com/clearance-broker/clearance/connectors"
 	"github.com/clearance-broker/clearance/connectors/webhook"
@@ -266,7 +267,8 @@ func (p *Partner) Wire() [][]byte {
 	return append([][]byte(nil), p.wire...)
 }
 
-// Webhook builds a webhook connector delivering every recipient to url.
+// Webhook builds a webhook connector delivering every recipient to url,
+// marked as needing the recipients' public keys.
 func Webhook(tb testing.TB, url string) connectors.Connector {
 	tb.Helper()
 	cfg := webhook.DefaultConfig()
@@ -278,7 +280,7 @@ func Webhook(tb testing.TB, url string) connectors.Connector {
 		tb.Fatalf("webhook: %v", err)
 	}
 	tb.Cleanup(func() { _ = c.Close(context.Background()) })
-	return c
+	return broker.RequiresPartyKey(c)
 }
 
 // LogCapture is a concurrency-safe buffer for slog output.

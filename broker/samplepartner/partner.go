@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
+	"os"
 	"sync"
 
 	"github.com/clearance-broker/clearance/agreements"
@@ -40,6 +42,37 @@ func NewKey(kid string) (*Key, error) {
 	if err := priv.Set(jwk.KeyIDKey, kid); err != nil {
 		return nil, fmt.Errorf("samplepartner: key id: %w", err)
 	}
+	return fromPrivate(priv)
+}
+
+// LoadOrCreateKey reads the private JWK at path, or generates a key with
+// the given key id and saves it there (mode 0600), so that a partner keeps
+// its key across restarts.
+func LoadOrCreateKey(path, kid string) (*Key, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		priv, err := jwk.ParseKey(b)
+		if err != nil {
+			return nil, fmt.Errorf("samplepartner: key file %s: %w", path, err)
+		}
+		return fromPrivate(priv)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("samplepartner: %w", err)
+	}
+	k, err := NewKey(kid)
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(k.private)
+	if err != nil {
+		return nil, fmt.Errorf("samplepartner: key: %w", err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("samplepartner: %w", err)
+	}
+	return k, nil
+}
+
+func fromPrivate(priv jwk.Key) (*Key, error) {
 	pub, err := priv.PublicKey()
 	if err != nil {
 		return nil, fmt.Errorf("samplepartner: public key: %w", err)
@@ -179,10 +212,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // public key (a webhook party) has pub instead, so that one sample partner
 // can read what is sent to any of them.
 func WithPartyKey(reg *agreements.Registry, pub []byte) (*agreements.Registry, error) {
+	return WithKeyFor(reg, pub, func(p agreements.Party) bool { return len(p.PublicKey) > 0 })
+}
+
+// WithKeyFor returns a registry like reg in which every party that pick
+// selects has the public key pub.
+func WithKeyFor(reg *agreements.Registry, pub []byte, pick func(agreements.Party) bool) (*agreements.Registry, error) {
 	c := reg.Content()
 	parties := make([]agreements.Party, len(c.Parties))
 	for i, p := range c.Parties {
-		if len(p.PublicKey) > 0 {
+		if pick(p) {
 			p.PublicKey = append(json.RawMessage(nil), pub...)
 		}
 		parties[i] = p

@@ -64,3 +64,21 @@ func TestHandlerOpensWhatIsSealedForIt(t *testing.T) {
 		t.Errorf("received %d payloads, want the one payload once", len(got))
 	}
 }
+
+func TestLoadOrCreateKeyKeepsTheKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "partner.json")
+	a, err := samplepartner.LoadOrCreateKey(path, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := samplepartner.LoadOrCreateKey(path, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.PublicJWK, b.PublicJWK) {
+		t.Error("a second load made another key")
+	}
+	if bytes.Contains(a.PublicJWK, []byte(`"d"`)) {
+		t.Error("the public JWK holds the private part")
+	}
+}

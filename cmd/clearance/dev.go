@@ -130,14 +130,17 @@ func dev(ctx context.Context, s devSettings, stdout, stderr io.Writer, logger *s
 		fmt.Fprintf(stderr, "NOTE: %s is busy; the API listens on %s instead\n", s.listen, apiURL)
 	}
 
-	// The sample partner: its key pair is made now, and every webhook party
-	// of the example registry gets its public key, so that it can read what
-	// is sent to any of them.
-	pkey, err := samplepartner.NewKey("clearance-dev-partner")
+	// The sample partner: its key pair is kept in the data directory, and
+	// every webhook party of the example registry gets its public key, so
+	// that it can read what is sent to any of them.
+	pkey, err := samplepartner.LoadOrCreateKey(filepath.Join(s.dir, "sample-partner-key.json"), "clearance-dev-partner")
 	if err != nil {
 		return err
 	}
-	if reg, err = samplepartner.WithPartyKey(reg, pkey.PublicJWK); err != nil {
+	kinds := devConnectorKinds(reg)
+	if reg, err = samplepartner.WithKeyFor(reg, pkey.PublicJWK, func(p agreements.Party) bool {
+		return kinds[p.Connector] == webhook.KindName
+	}); err != nil {
 		return err
 	}
 	partnerLn, err := net.Listen("tcp", "127.0.0.1:0")
@@ -153,7 +156,7 @@ func dev(ctx context.Context, s devSettings, stdout, stderr io.Writer, logger *s
 	go func() { _ = partner.Serve(partnerLn) }()
 	st.add(partner.Shutdown)
 
-	conns, err := devConnectors(ctx, reg, partnerURL, natsURL, logger)
+	conns, err := devConnectors(ctx, kinds, partnerURL, natsURL, logger)
 	if err != nil {
 		return err
 	}
@@ -247,21 +250,27 @@ func devSubjectKey(path string) ([]byte, error) {
 	return key, nil
 }
 
-// devConnectors builds one connector per connector name in the registry:
-// webhook parties (those with a public key) reach the sample partner; the
-// others are regional data centres reached over the embedded NATS.
-func devConnectors(ctx context.Context, reg *agreements.Registry, partnerURL, natsURL string, logger *slog.Logger) (broker.ConnectorMap, error) {
+// devConnectorKinds chooses a kind for every connector name in the
+// registry: a connector serving a party with a public key, or an authority,
+// is a webhook (to the sample partner); the others lead to regional data
+// centres, reached over the embedded NATS.
+func devConnectorKinds(reg *agreements.Registry) map[string]string {
 	kind := map[string]string{}
 	for _, p := range reg.Content().Parties {
 		if p.Connector == "" {
 			continue
 		}
-		if len(p.PublicKey) > 0 || kind[p.Connector] == webhook.KindName {
+		if len(p.PublicKey) > 0 || p.Role == agreements.RoleAuthority || kind[p.Connector] == webhook.KindName {
 			kind[p.Connector] = webhook.KindName
 		} else {
 			kind[p.Connector] = natsregion.KindName
 		}
 	}
+	return kind
+}
+
+// devConnectors builds the connectors of devConnectorKinds.
+func devConnectors(ctx context.Context, kind map[string]string, partnerURL, natsURL string, logger *slog.Logger) (broker.ConnectorMap, error) {
 	names := make([]string, 0, len(kind))
 	for n := range kind {
 		names = append(names, n)
@@ -275,7 +284,10 @@ func devConnectors(ctx context.Context, reg *agreements.Registry, partnerURL, na
 		if kind[name] == webhook.KindName {
 			cfg := webhook.DefaultConfig()
 			cfg.DefaultURL, cfg.AllowHTTP = partnerURL, true
-			c, err = webhook.New(name, cfg, deps)
+			var w *webhook.Webhook
+			if w, err = webhook.New(name, cfg, deps); err == nil {
+				c = broker.RequiresPartyKey(w)
+			}
 		} else {
 			cfg := natsregion.DefaultConfig()
 			cfg.URLs, cfg.SubjectPrefix, cfg.Stream = []string{natsURL}, devRegionPrefix, devRegionStream

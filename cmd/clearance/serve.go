@@ -192,6 +192,9 @@ func buildConnectors(ctx context.Context, cfg *config.Config, kinds *connectors.
 			_ = conns.Close(ctx)
 			return nil, err
 		}
+		if c.Kind == webhook.KindName {
+			conn = broker.RequiresPartyKey(conn)
+		}
 		conns[name] = conn
 	}
 	return conns, nil
