@@ -226,3 +226,7 @@ func (d *DevKeyRing) JWKS(context.Context) ([]byte, error) {
 func (d *DevKeyRing) SealFor(ctx context.Context, recipientJWK []byte, payloads [][]byte) ([][]byte, error) {
 	return sealFor(ctx, d.Sign, recipientJWK, payloads)
 }
+
+// Close releases nothing and returns nil; it exists so that the key ring and
+// Vault can be closed alike.
+func (d *DevKeyRing) Close(context.Context) error { return nil }

@@ -71,7 +71,10 @@ func (v *Vault) Rewrap(ctx context.Context, sealed [][]byte) ([][]byte, error) {
 	out := make([][]byte, len(sealed))
 	for i, it := range items {
 		nw := newWK[it.hdr.WK]
-		if nw == it.hdr.WK {
+		oldVer, _ := wrappedVersion(it.hdr.WK)
+		if ver, _ := wrappedVersion(nw); ver <= oldVer {
+			// Already at the latest version: transit re-encrypts anyway,
+			// but the stored message stays as it is.
 			out[i] = sealed[i]
 			continue
 		}
