@@ -47,33 +47,64 @@ func (r *Registry) compileScope(list []string) scope {
 // category (and category id); an inner node its children. path is the full
 // dotted path, computed once so that decisions do not build it.
 type fieldNode struct {
+	name     string // the last segment of path
 	path     string
 	category string
 	catID    int
-	ord      int // position of the leaf among the dataset's sorted paths
-	children map[string]*fieldNode
+	ord      int       // position of the leaf among the dataset's sorted paths
+	children *fieldSet // nil for a leaf
+}
+
+// fieldSet holds the children of a node by name. A decision looks up every
+// member of the record in it, mostly names the dataset does not classify,
+// so it groups the names by length and compares strings instead of
+// hashing them: a lookup is usually one length check.
+type fieldSet struct {
+	byLen [][]*fieldNode // byLen[i] lists the children with names of i bytes
+	size  int
+}
+
+// get returns the child called name, or nil.
+func (s *fieldSet) get(name string) *fieldNode {
+	if len(name) >= len(s.byLen) {
+		return nil
+	}
+	for _, n := range s.byLen[len(name)] {
+		if n.name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+func (s *fieldSet) add(n *fieldNode) {
+	if l := len(n.name); l >= len(s.byLen) {
+		s.byLen = append(s.byLen, make([][]*fieldNode, l+1-len(s.byLen))...)
+	}
+	s.byLen[len(n.name)] = append(s.byLen[len(n.name)], n)
+	s.size++
 }
 
 // datasetIndex holds a dataset's field tree, the same leaves by full path
 // (for record members written with dots), and the sorted leaf paths.
 type datasetIndex struct {
 	ds     *Dataset
-	root   map[string]*fieldNode
+	root   *fieldSet
 	flat   map[string]*fieldNode
 	sorted []*fieldNode
 }
 
 func (r *Registry) indexDataset(ds *Dataset) *datasetIndex {
-	di := &datasetIndex{ds: ds, root: map[string]*fieldNode{}, flat: map[string]*fieldNode{}}
+	di := &datasetIndex{ds: ds, root: &fieldSet{}, flat: map[string]*fieldNode{}}
 	paths := sortedKeys(ds.Fields)
 	for ord, path := range paths {
 		children := di.root
 		segs := strings.Split(path, ".")
 		for i, seg := range segs {
-			n := children[seg]
+			n := children.get(seg)
 			if n == nil {
-				n = &fieldNode{path: strings.Join(segs[:i+1], ".")}
-				children[seg] = n
+				n = &fieldNode{name: seg, path: strings.Join(segs[:i+1], ".")}
+				children.add(n)
 				di.flat[n.path] = n
 			}
 			if i == len(segs)-1 {
@@ -82,7 +113,7 @@ func (r *Registry) indexDataset(ds *Dataset) *datasetIndex {
 				break
 			}
 			if n.children == nil {
-				n.children = map[string]*fieldNode{}
+				n.children = &fieldSet{}
 			}
 			children = n.children
 		}

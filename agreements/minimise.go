@@ -78,9 +78,9 @@ type walker struct {
 
 // walk minimises rec, whose members are the children given, and returns
 // the kept members (nil when none is kept).
-func (w *walker) walk(children map[string]*fieldNode, prefix string, rec map[string]any) (out map[string]any) {
+func (w *walker) walk(children *fieldSet, prefix string, rec map[string]any) (out map[string]any) {
 	for k, v := range rec {
-		n := children[k]
+		n := children.get(k)
 		if n == nil && strings.IndexByte(k, '.') >= 0 {
 			n = w.di.flat[joinPath(prefix, k)]
 		}
@@ -93,7 +93,7 @@ func (w *walker) walk(children map[string]*fieldNode, prefix string, rec map[str
 				continue
 			}
 			if out == nil {
-				out = make(map[string]any, min(len(rec), len(children)))
+				out = make(map[string]any, min(len(rec), children.size))
 			}
 			out[k] = v
 			w.keep[n.ord] = true
@@ -105,7 +105,7 @@ func (w *walker) walk(children map[string]*fieldNode, prefix string, rec map[str
 			}
 			if subOut := w.walk(n.children, n.path, sub); subOut != nil {
 				if out == nil {
-					out = make(map[string]any, min(len(rec), len(children)))
+					out = make(map[string]any, min(len(rec), children.size))
 				}
 				out[k] = subOut
 			}
