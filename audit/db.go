@@ -76,7 +76,9 @@ func isPostgres(db bun.IDB) bool { return db.Dialect().Name() == dialect.PG }
 
 // Migrate brings the audit schema of db up to date. It is idempotent and safe
 // to run from several instances at once: a migration lock held by another
-// instance is waited for. Open calls it for writable logs.
+// instance is waited for (up to 30 seconds; a lock left by an instance that
+// died while migrating stays in audit_migration_locks until removed by
+// hand). Open calls it for writable logs.
 func Migrate(ctx context.Context, db *bun.DB) error {
 	ms := migrate.NewMigrations()
 	if err := registerSchemaV1(ms); err != nil {

@@ -45,9 +45,9 @@ const (
 // of the entry (or checkpoint) concerned and a short explanation. It holds no
 // entry content.
 type TamperError struct {
-	Finding  Finding
-	Sequence int64
-	Detail   string
+	Finding  Finding `json:"finding"`
+	Sequence int64   `json:"sequence"`
+	Detail   string  `json:"detail"`
 }
 
 // Error implements error.
