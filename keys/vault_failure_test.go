@@ -148,6 +148,10 @@ func TestVaultAppRoleWithShippedPolicy(t *testing.T) {
 		}
 	}
 	exercise()
+	first := v.client.Token()
 	time.Sleep(5 * time.Second) // past token_max_ttl: only a new login keeps Clearance working
+	if v.client.Token() == first {
+		t.Fatal("no new AppRole login after the token's max TTL")
+	}
 	exercise()
 }
