@@ -36,6 +36,11 @@ var ErrNotAuthentic = errors.New("message not authentic")
 // signing keys: ecdsa-p256 or ed25519). It is permanent.
 var ErrUnsupportedKey = errors.New("unsupported key")
 
+// ErrUntrustedServer means Vault's TLS certificate did not verify against
+// the configured CA (tls.ca_file) or server name. It is a configuration
+// problem, not an outage, and is permanent.
+var ErrUntrustedServer = errors.New("vault certificate not trusted")
+
 // ErrDevKeyRingNotAllowed is returned by NewDevKeyRing unless the caller
 // explicitly allows the development key ring (only `clearance dev` does).
 var ErrDevKeyRingNotAllowed = errors.New("development key ring not allowed here")

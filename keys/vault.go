@@ -2,6 +2,8 @@ package keys
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -182,6 +184,14 @@ func classify(op string, err error) error {
 			return newError(op, ErrKeyRetired, err)
 		}
 		return newError(op, nil, err)
+	}
+	var certErr *tls.CertificateVerificationError
+	var unknownCA x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	if errors.As(err, &certErr) || errors.As(err, &unknownCA) || errors.As(err, &hostErr) {
+		// A certificate Clearance does not trust is a configuration
+		// problem (tls.ca_file, tls.server_name), not an outage.
+		return newError(op, ErrUntrustedServer, err)
 	}
 	var re *vault.ResponseError
 	if !errors.As(err, &re) {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clearance-broker/clearance/integration/vaulttest"
 )
 
 func TestVaultUnavailableFailsClosed(t *testing.T) {
@@ -154,4 +156,41 @@ func TestVaultAppRoleWithShippedPolicy(t *testing.T) {
 		t.Fatal("no new AppRole login after the token's max TTL")
 	}
 	exercise()
+}
+
+func TestVaultTLS(t *testing.T) {
+	s := vaulttest.Start(t, vaulttest.WithTLS())
+	s.Write("transit/keys/clearance-data", map[string]any{"type": "aes256-gcm96"})
+	s.Write("transit/keys/clearance-signing", map[string]any{"type": "ed25519"})
+	tests := []struct {
+		name    string
+		tls     VaultTLS
+		wantErr error
+	}{
+		{"trusted ca", VaultTLS{CAFile: s.CAFile}, nil},
+		{"trusted ca and server name", VaultTLS{CAFile: s.CAFile, ServerName: "localhost"}, nil},
+		{"system roots only", VaultTLS{}, ErrUntrustedServer},
+		{"wrong server name", VaultTLS{CAFile: s.CAFile, ServerName: "vault.example.invalid"}, ErrUntrustedServer},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := tokenConfig(t, s, s.Token)
+			cfg.TLS = tt.tls
+			v, err := NewVault(t.Context(), cfg, nil)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) || errors.Is(err, ErrUnavailable) {
+					t.Fatalf("err = %v, want %v", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close(t.Context())
+			sealed := mustSeal(t, v, "over tls")
+			if got, err := v.Open(t.Context(), sealed[0]); err != nil || string(got) != "over tls" {
+				t.Fatalf("open: %q %v", got, err)
+			}
+		})
+	}
 }

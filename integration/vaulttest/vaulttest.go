@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,10 +49,14 @@ type Server struct {
 	Addr string
 	// Token is the root token.
 	Token string
+	// CAFile is the PEM CA that signs the server's certificate (WithTLS
+	// only; empty for plain HTTP).
+	CAFile string
 
-	t    testing.TB
-	bin  string
-	port int
+	t       testing.TB
+	bin     string
+	port    int
+	certDir string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -61,10 +64,19 @@ type Server struct {
 	out    *syncBuffer
 }
 
+// Option configures Start.
+type Option func(*Server)
+
+// WithTLS serves HTTPS with a certificate from a CA that Vault generates
+// (-dev-tls); the CA's PEM file is Server.CAFile.
+func WithTLS() Option {
+	return func(s *Server) { s.certDir = s.t.TempDir() }
+}
+
 // Start starts a Vault dev server, waits until it serves, enables transit at
 // "transit/" and registers a cleanup that stops it. It fails the test if the
 // binary is missing (naming scripts/vault-binary.sh) or Vault does not start.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	bin, err := Binary()
 	if err != nil {
@@ -86,6 +98,13 @@ func Start(t testing.TB) *Server {
 		Token: "root-" + hex.EncodeToString(tok),
 		t:     t, bin: bin, port: port,
 	}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.certDir != "" {
+		s.Addr = strings.Replace(s.Addr, "http://", "https://", 1)
+		s.CAFile = filepath.Join(s.certDir, "vault-ca.pem")
+	}
 	t.Cleanup(func() {
 		s.Stop()
 		if t.Failed() {
@@ -106,11 +125,15 @@ func (s *Server) Start() {
 		return
 	}
 	s.out = &syncBuffer{}
-	cmd := exec.Command(s.bin, "server", "-dev",
-		"-dev-listen-address=127.0.0.1:"+fmt.Sprint(s.port),
-		"-dev-root-token-id="+s.Token,
+	args := []string{"server", "-dev",
+		"-dev-listen-address=127.0.0.1:" + fmt.Sprint(s.port),
+		"-dev-root-token-id=" + s.Token,
 		"-dev-no-store-token",
-		"-log-level=warn")
+		"-log-level=warn"}
+	if s.certDir != "" {
+		args = append(args, "-dev-tls", "-dev-tls-cert-dir="+s.certDir)
+	}
+	cmd := exec.Command(s.bin, args...)
 	cmd.Env = cleanEnv()
 	cmd.Stdout, cmd.Stderr = s.out, s.out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -163,15 +186,28 @@ func (s *Server) Restart() {
 // Client returns a Vault client for the server with the root token.
 func (s *Server) Client() *vault.Client {
 	s.t.Helper()
+	c, err := s.client()
+	if err != nil {
+		s.t.Fatalf("vaulttest: %v", err)
+	}
+	return c
+}
+
+func (s *Server) client() (*vault.Client, error) {
 	cfg := vault.DefaultConfig()
 	cfg.Address = s.Addr
 	cfg.MaxRetries = 0
+	if s.CAFile != "" {
+		if err := cfg.ConfigureTLS(&vault.TLSConfig{CACert: s.CAFile}); err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+	}
 	c, err := vault.NewClient(cfg)
 	if err != nil {
-		s.t.Fatalf("vaulttest: client: %v", err)
+		return nil, fmt.Errorf("client: %w", err)
 	}
 	c.SetToken(s.Token)
-	return c
+	return c, nil
 }
 
 // Write writes data to path as root, failing the test on error, e.g.
@@ -199,14 +235,13 @@ func (s *Server) Output() string {
 func (s *Server) waitReady(timeout time.Duration, exited <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	url := s.Addr + "/v1/sys/health"
 	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
+		// The CA file appears once Vault has generated it (WithTLS).
+		if s.CAFile == "" || fileExists(s.CAFile) {
+			if c, err := s.client(); err == nil {
+				if h, err := c.Sys().HealthWithContext(ctx); err == nil && h.Initialized && !h.Sealed {
+					return nil
+				}
 			}
 		}
 		select {
@@ -217,6 +252,11 @@ func (s *Server) waitReady(timeout time.Duration, exited <-chan struct{}) error 
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 func freePort() (int, error) {

@@ -27,3 +27,13 @@ func TestStopStart(t *testing.T) {
 		t.Fatal("transit not enabled after restart")
 	}
 }
+
+func TestTLS(t *testing.T) {
+	s := Start(t, WithTLS())
+	if s.CAFile == "" || s.Addr[:8] != "https://" {
+		t.Fatalf("addr %s, ca %q", s.Addr, s.CAFile)
+	}
+	if _, err := s.Client().Sys().Health(); err != nil {
+		t.Fatalf("health over TLS: %v", err)
+	}
+}
