@@ -1,6 +1,9 @@
 package agreements
 
-import "strings"
+import (
+	"math/bits"
+	"strings"
+)
 
 // minimised is the result of rule 5 for one record.
 type minimised struct {
@@ -35,6 +38,7 @@ func (r *Registry) minimise(di *datasetIndex, sc *scope, rec map[string]any) min
 	}
 	w := walker{di: di, sc: sc, m: &m, keep: keep, size: len(rec)}
 	m.record = w.walk(di.root, "", rec)
+	w.joinNested()
 	if sc == nil {
 		return m
 	}
@@ -45,25 +49,30 @@ func (r *Registry) minimise(di *datasetIndex, sc *scope, rec map[string]any) min
 	} else {
 		cats = make(catSet, n)
 	}
-	count := 0
+	count, ncats := 0, 0
 	for ord, k := range keep {
 		if k {
 			count++
 			cats.add(di.sorted[ord].catID)
 		}
 	}
-	m.kept = make([]string, 0, count)
-	m.categories = make([]string, 0, count)
+	for _, word := range cats {
+		ncats += bits.OnesCount64(word)
+	}
+	// One allocation holds both lists; kept is capped so that an append to
+	// it cannot write into categories.
+	lists := make([]string, 0, count+ncats)
 	for ord, k := range keep {
 		if k {
-			m.kept = append(m.kept, di.sorted[ord].path)
+			lists = append(lists, di.sorted[ord].path)
 		}
 	}
 	for id, c := range r.categories {
 		if cats.has(id) {
-			m.categories = append(m.categories, c)
+			lists = append(lists, c)
 		}
 	}
+	m.kept, m.categories = lists[:count:count], lists[count:]
 	return m
 }
 
@@ -74,6 +83,17 @@ type walker struct {
 	m    *minimised
 	keep []bool // by leaf position in di.sorted
 	size int
+	// nested lists the first unclassified members found inside objects:
+	// their paths are joined to their prefixes in one string at the end.
+	nested  [8]nestedRemoval
+	nNested int
+}
+
+// nestedRemoval is an entry of minimised.removed whose Path holds only the
+// member's name, yet to be prefixed.
+type nestedRemoval struct {
+	i      int
+	prefix string
 }
 
 // walk minimises rec, whose members are the children given, and returns
@@ -86,7 +106,7 @@ func (w *walker) walk(children *fieldSet, prefix string, rec map[string]any) (ou
 		}
 		switch {
 		case n == nil:
-			w.m.remove(joinPath(prefix, k), FieldUnclassified, w.size)
+			w.removeUnclassified(prefix, k)
 		case n.children == nil: // a classified leaf
 			if w.sc == nil || !w.sc.cats.has(n.catID) {
 				w.m.remove(n.path, FieldCategoryNotPermitted, w.size)
@@ -112,6 +132,43 @@ func (w *walker) walk(children *fieldSet, prefix string, rec map[string]any) (ou
 		}
 	}
 	return out
+}
+
+// removeUnclassified removes the member k of the object at prefix. The
+// first few paths inside objects are joined later, all in one allocation.
+func (w *walker) removeUnclassified(prefix, k string) {
+	if prefix == "" || w.nNested == len(w.nested) {
+		w.m.remove(joinPath(prefix, k), FieldUnclassified, w.size)
+		return
+	}
+	w.m.remove(k, FieldUnclassified, w.size)
+	w.nested[w.nNested] = nestedRemoval{i: len(w.m.removed) - 1, prefix: prefix}
+	w.nNested++
+}
+
+// joinNested completes the paths left by removeUnclassified.
+func (w *walker) joinNested() {
+	nested := w.nested[:w.nNested]
+	if len(nested) == 0 {
+		return
+	}
+	size := 0
+	for _, nr := range nested {
+		size += len(nr.prefix) + 1 + len(w.m.removed[nr.i].Path)
+	}
+	var b strings.Builder
+	b.Grow(size)
+	for _, nr := range nested {
+		b.WriteString(nr.prefix)
+		b.WriteByte('.')
+		b.WriteString(w.m.removed[nr.i].Path)
+	}
+	joined := b.String()
+	for _, nr := range nested {
+		f := &w.m.removed[nr.i]
+		n := len(nr.prefix) + 1 + len(f.Path)
+		f.Path, joined = joined[:n], joined[n:]
+	}
 }
 
 func joinPath(prefix, k string) string {
