@@ -45,7 +45,9 @@
 // When Vault cannot give a key (sealed, unreachable, timing out, rate
 // limiting) the methods return an error matching ErrUnavailable and nothing
 // is sealed, opened or signed with anything else; the broker retries later.
-// ErrPermissionDenied means the token's policy is missing a capability.
+// ErrPermissionDenied means the token's policy is missing a capability;
+// ErrUntrustedServer that Vault's certificate does not verify (tls.ca_file,
+// tls.server_name); ErrKeyRetired that a key version has been retired.
 // Error messages never contain payloads.
 //
 // # Setting up Vault
