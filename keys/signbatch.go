@@ -3,6 +3,7 @@ package keys
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -81,14 +82,22 @@ func (b *signBatcher) run() {
 			return
 		}
 		n := len(batch[0].payloads)
-	drain:
-		for n < b.max {
-			select {
-			case r := <-b.reqs:
-				batch = append(batch, r)
-				n += len(r.payloads)
-			default:
-				break drain
+		// Drain what is queued; while that finds callers, let the ones
+		// woken by the previous batch queue again (a turn of the
+		// scheduler, no timer) and drain once more.
+		for grew := true; grew && n < b.max; {
+			runtime.Gosched()
+			grew = false
+		drain:
+			for n < b.max {
+				select {
+				case r := <-b.reqs:
+					batch = append(batch, r)
+					n += len(r.payloads)
+					grew = true
+				default:
+					break drain
+				}
 			}
 		}
 		b.signAll(batch, n)
