@@ -1,0 +1,148 @@
+package policy
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/clearance-broker/clearance/agreements"
+)
+
+// Kind is the kind of a registry event.
+type Kind string
+
+// The kinds of registry event.
+const (
+	// KindApply: a registry directory was applied (a new base version).
+	KindApply Kind = "apply"
+	// KindChange: a run-time change (consents, withdrawals, erasures, legal
+	// orders, suspensions).
+	KindChange Kind = "change"
+)
+
+// Event is one numbered change of the registry, as stored and as published
+// on the KV bucket. It holds ids and versions and, for a run-time change,
+// the change itself; the bucket is as confidential as the store.
+type Event struct {
+	// Seq numbers the events of a store from 1, without gaps.
+	Seq int64 `json:"seq"`
+	// Kind says whether Base or Change is set.
+	Kind Kind `json:"kind"`
+	// Base is the applied content's version (KindApply).
+	Base string `json:"base,omitempty"`
+	// Change is the run-time change (KindChange).
+	Change *agreements.Change `json:"change,omitempty"`
+	// Suspended holds, for every agreement the change suspends, the version
+	// it had: a later apply of another version lifts the suspension.
+	Suspended map[string]int `json:"suspended,omitempty"`
+	// Version is the registry version in force after the event.
+	Version string `json:"version"`
+	// At is when the event was stored.
+	At time.Time `json:"at"`
+}
+
+func (ev *Event) row() (*eventRow, error) {
+	r := &eventRow{Seq: ev.Seq, Kind: string(ev.Kind), Base: ev.Base, Version: ev.Version, At: ev.At.UTC()}
+	if ev.Kind == KindChange {
+		data, err := json.Marshal(struct {
+			Change    *agreements.Change `json:"change"`
+			Suspended map[string]int     `json:"suspended,omitempty"`
+		}{ev.Change, ev.Suspended})
+		if err != nil {
+			return nil, fmt.Errorf("policy: encode event %d: %w", ev.Seq, err)
+		}
+		r.Change = string(data)
+	}
+	return r, nil
+}
+
+func (r *eventRow) event() (Event, error) {
+	ev := Event{Seq: r.Seq, Kind: Kind(r.Kind), Base: r.Base, Version: r.Version, At: r.At.UTC()}
+	if ev.Kind == KindChange {
+		var body struct {
+			Change    *agreements.Change `json:"change"`
+			Suspended map[string]int     `json:"suspended,omitempty"`
+		}
+		if err := json.Unmarshal([]byte(r.Change), &body); err != nil || body.Change == nil {
+			return Event{}, fmt.Errorf("policy: decode event %d: %w", r.Seq, ErrCorruptEvent)
+		}
+		ev.Change, ev.Suspended = body.Change, body.Suspended
+	}
+	return ev, nil
+}
+
+// state is a registry derived from the events up to seq.
+type state struct {
+	seq     int64
+	base    string
+	reg     *agreements.Registry
+	changes []Event // every run-time change so far, carried over a new apply
+}
+
+// next returns the state after ev, which must be the event after s. content
+// gives the content of a base version.
+func (s *state) next(ev Event, content func(version string) (agreements.Content, error)) (*state, error) {
+	if ev.Seq != s.seq+1 {
+		return nil, fmt.Errorf("policy: event %d after %d: %w", ev.Seq, s.seq, ErrGap)
+	}
+	n := &state{seq: ev.Seq, base: s.base, reg: s.reg, changes: s.changes}
+	switch ev.Kind {
+	case KindApply:
+		c, err := content(ev.Base)
+		if err != nil {
+			return nil, err
+		}
+		reg, err := agreements.New(c)
+		if err != nil {
+			return nil, fmt.Errorf("policy: base %s: %w", ev.Base, err)
+		}
+		for _, ch := range s.changes {
+			reg = carry(reg, ch)
+		}
+		n.base, n.reg = ev.Base, reg
+	case KindChange:
+		if s.reg == nil {
+			return nil, fmt.Errorf("policy: event %d: %w", ev.Seq, ErrNotApplied)
+		}
+		reg, err := s.reg.With(*ev.Change)
+		if err != nil {
+			return nil, fmt.Errorf("policy: event %d: %w", ev.Seq, err)
+		}
+		n.reg = reg
+		n.changes = append(slices.Clip(s.changes), ev)
+	default:
+		return nil, fmt.Errorf("policy: event %d kind %q: %w", ev.Seq, ev.Kind, ErrCorruptEvent)
+	}
+	return n, nil
+}
+
+// carry applies an earlier run-time change to a newly applied base. A
+// suspension holds only while the base keeps the suspended version of the
+// agreement; a change that no longer fits the base (a purpose removed) is
+// left out, the same way on every instance.
+func carry(reg *agreements.Registry, ev Event) *agreements.Registry {
+	ch := *ev.Change
+	if len(ch.Suspend) > 0 {
+		current := agreementVersions(reg)
+		ch.Suspend = slices.DeleteFunc(slices.Clone(ch.Suspend), func(id string) bool {
+			v, ok := ev.Suspended[id]
+			return !ok || current[id] != v
+		})
+	}
+	n, err := reg.With(ch)
+	if err != nil {
+		return reg
+	}
+	return n
+}
+
+// agreementVersions maps every agreement id of reg to its version.
+func agreementVersions(reg *agreements.Registry) map[string]int {
+	c := reg.Content()
+	out := make(map[string]int, len(c.Agreements))
+	for _, a := range c.Agreements {
+		out[a.ID] = a.Version
+	}
+	return out
+}

@@ -1,0 +1,145 @@
+package policy_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/broker/brokertest"
+	"github.com/clearance-broker/clearance/policy"
+	"github.com/nats-io/nats.go"
+	"github.com/uptrace/bun"
+)
+
+// env is a store (and its audit log) shared by the instances of a test.
+type env struct {
+	dsn   string
+	db    *bun.DB
+	store *policy.Store
+	audit *audit.Log
+}
+
+func newEnv(t *testing.T, dsn string) *env {
+	t.Helper()
+	keys := brokertest.DevKeys(t, filepath.Join(t.TempDir(), "keys.json"))
+	l, db := brokertest.OpenAudit(t, dsn, keys)
+	s, err := policy.OpenStore(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{dsn: dsn, db: db, store: s, audit: l}
+}
+
+// node is one instance's live registry.
+type node struct {
+	live   *policy.Live
+	engine *agreements.Engine
+
+	mu    sync.Mutex
+	swaps []policy.Event
+}
+
+func (e *env) start(t *testing.T, nc *nats.Conn, initial *agreements.Registry) *node {
+	t.Helper()
+	n := &node{engine: agreements.NewEngine(initial)}
+	live, err := policy.Start(t.Context(), policy.Options{
+		Store: e.store, Engine: n.engine, NATS: nc, Audit: e.audit, Resync: time.Hour,
+		OnSwap: func(ev policy.Event) {
+			n.mu.Lock()
+			n.swaps = append(n.swaps, ev)
+			n.mu.Unlock()
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(live.Stop)
+	n.live = live
+	return n
+}
+
+// waitVersion waits until n's engine decides with version v.
+func (n *node) waitVersion(t *testing.T, v string) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for n.engine.Registry().Version() != v {
+		if time.Now().After(deadline) {
+			t.Fatalf("registry version %s never reached (at %s)", v, n.engine.Registry().Version())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// registryDir copies examples/registry to a temporary directory.
+func registryDir(t *testing.T) string {
+	t.Helper()
+	src := filepath.Join(brokertest.RepoRoot(t), "examples", "registry")
+	dst := t.TempDir()
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
+}
+
+// edit replaces old by new in file name of dir.
+func edit(t *testing.T, dir, name, old, new string) {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), old) {
+		t.Fatalf("%s does not hold %q", name, old)
+	}
+	if err := os.WriteFile(p, []byte(strings.Replace(string(b), old, new, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func load(t *testing.T, dir string) *agreements.Registry {
+	t.Helper()
+	reg, err := agreements.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+// marketing is a request that needs cust-7's consent to marketing.
+func marketing(t *testing.T) *agreements.Request {
+	t.Helper()
+	req, err := agreements.ParseRequest(brokertest.ExampleRequest(t, "10-marketing-consent-allow.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+// at is the instant decisions in these tests are made at.
+var at = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+
+func events(t *testing.T, l *audit.Log, ev audit.Event) []audit.Entry {
+	t.Helper()
+	es, err := l.Query(context.Background(), audit.Filter{Event: ev, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return es
+}

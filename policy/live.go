@@ -1,0 +1,196 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/audit"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/uptrace/bun"
+)
+
+// DefaultBucket is the NATS KV bucket registry events are published to.
+const DefaultBucket = "clearance-registry"
+
+// AuditLog appends entries durably; *audit.Log satisfies it. It must be
+// safe for concurrent use.
+type AuditLog interface {
+	Append(ctx context.Context, e *audit.Entry) (int64, error)
+}
+
+// Options are what a Live registry is built from. Store, Engine, NATS and
+// Audit are required.
+type Options struct {
+	// Store is the registry's SQL store, shared by every instance.
+	Store *Store
+	// Engine decides transfers; Live swaps its registry on every event.
+	Engine *agreements.Engine
+	// NATS is the connection the KV bucket is reached through; the caller
+	// owns and closes it.
+	NATS *nats.Conn
+	// Bucket is the KV bucket's name (default DefaultBucket).
+	Bucket string
+	// Replicas is the bucket's replica count in a cluster (default 1).
+	Replicas int
+	// Audit records every change.
+	Audit AuditLog
+	// Resync is how often the store's head is read to close a gap a lost
+	// publish could leave (default 5s).
+	Resync time.Duration
+	// Logger receives operational messages (ids and versions only).
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// OnSwap, when set, is called after the engine took a new registry
+	// version, with the event that caused it (for metrics and tests).
+	OnSwap func(ev Event)
+}
+
+// Live keeps an Engine on the latest registry version of a Store, across
+// instances. Its methods are safe for concurrent use. Build it with Start
+// and stop it with Stop.
+type Live struct {
+	opts Options
+	log  *slog.Logger
+	kv   jetstream.KeyValue
+
+	mu sync.Mutex // serialises state changes
+	st *state
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// Start opens (creating if needed) the KV bucket, watches it, loads the
+// registry in force from the store into the engine, and keeps it up to
+// date until Stop. When the store holds no registry yet the engine keeps
+// the registry it has until the first Apply.
+func Start(ctx context.Context, opts Options) (*Live, error) {
+	var errs []error
+	for name, missing := range map[string]bool{
+		"Store": opts.Store == nil, "Engine": opts.Engine == nil, "NATS": opts.NATS == nil, "Audit": opts.Audit == nil,
+	} {
+		if missing {
+			errs = append(errs, fmt.Errorf("policy: options: %s is required", name))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if opts.Bucket == "" {
+		opts.Bucket = DefaultBucket
+	}
+	if opts.Replicas <= 0 {
+		opts.Replicas = 1
+	}
+	if opts.Resync <= 0 {
+		opts.Resync = 5 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	js, err := jetstream.New(opts.NATS)
+	if err != nil {
+		return nil, fmt.Errorf("policy: jetstream: %w", err)
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: opts.Bucket, Description: "Clearance registry events",
+		History: 1, TTL: 7 * 24 * time.Hour, Storage: jetstream.FileStorage, Replicas: opts.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("policy: kv bucket %s: %w", opts.Bucket, err)
+	}
+	l := &Live{opts: opts, log: opts.Logger.With("component", "policy"), kv: kv, st: &state{}, stop: make(chan struct{})}
+	// Watch before reading the store, so that nothing stored meanwhile is
+	// missed; events already read are skipped.
+	w, err := kv.Watch(ctx, eventKeys, jetstream.UpdatesOnly())
+	if err != nil {
+		return nil, fmt.Errorf("policy: watch %s: %w", opts.Bucket, err)
+	}
+	if err := l.catchUp(ctx); err != nil {
+		_ = w.Stop()
+		return nil, err
+	}
+	l.wg.Add(2)
+	go l.watch(w)
+	go l.resync()
+	return l, nil
+}
+
+// Stop ends the watch and the resync and waits for them. It is idempotent.
+func (l *Live) Stop() {
+	l.mu.Lock()
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	l.mu.Unlock()
+	l.wg.Wait()
+}
+
+// Seq returns the number of the latest event in force on this instance.
+func (l *Live) Seq() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.st.seq
+}
+
+// Apply stores reg as a new base version (every agreement under its id and
+// version), audits it, publishes it and puts it in force with the run-time
+// changes made so far. Applying the content already in force changes
+// nothing and returns that event with applied false.
+func (l *Live) Apply(ctx context.Context, reg *agreements.Registry) (ev Event, applied bool, err error) {
+	var added []agreements.Agreement
+	ev, err = l.write(ctx, func(ctx context.Context, s *Store, tx bun.Tx, head *headRow) (*Event, error) {
+		if l.st.base == reg.Version() {
+			return nil, nil
+		}
+		var err error
+		added, err = storeBase(ctx, tx, reg, l.opts.Now())
+		if err != nil {
+			return nil, err
+		}
+		applied = true
+		return &Event{Seq: head.Seq + 1, Kind: KindApply, Base: reg.Version()}, nil
+	}, func(version string) (agreements.Content, error) { return reg.Content(), nil })
+	if err != nil || !applied {
+		return ev, false, err
+	}
+	return ev, true, l.auditApply(ctx, ev, added)
+}
+
+// Change validates ch against the registry in force, stores it, audits it,
+// publishes it and puts it in force. An invalid change wraps
+// ErrInvalidChange and stores nothing.
+func (l *Live) Change(ctx context.Context, ch agreements.Change) (Event, error) {
+	ev, err := l.write(ctx, func(ctx context.Context, _ *Store, _ bun.Tx, head *headRow) (*Event, error) {
+		if l.st.reg == nil {
+			return nil, ErrNotApplied
+		}
+		ev := &Event{Seq: head.Seq + 1, Kind: KindChange, Change: &ch}
+		if len(ch.Suspend) > 0 {
+			current := agreementVersions(l.st.reg)
+			ev.Suspended = map[string]int{}
+			for _, id := range ch.Suspend {
+				if v, ok := current[id]; ok {
+					ev.Suspended[id] = v
+				}
+			}
+		}
+		return ev, nil
+	}, nil)
+	if err != nil {
+		return ev, err
+	}
+	return ev, l.auditChange(ctx, ev)
+}

@@ -1,0 +1,211 @@
+package policy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/clearance-broker/clearance/agreements"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
+	"github.com/uptrace/bun/migrate"
+)
+
+// baseRow is one applied registry content, by version.
+type baseRow struct {
+	bun.BaseModel `bun:"table:policy_bases"`
+
+	Version   string    `bun:"version,pk"`
+	Content   string    `bun:"content,notnull"`
+	AppliedAt time.Time `bun:"applied_at,notnull"`
+}
+
+// agreementRow is one version of one agreement, kept for the audit.
+type agreementRow struct {
+	bun.BaseModel `bun:"table:policy_agreements"`
+
+	ID          string    `bun:"id,pk"`
+	Version     int       `bun:"version,pk"`
+	Content     string    `bun:"content,notnull"`
+	BaseVersion string    `bun:"base_version,notnull"`
+	AppliedAt   time.Time `bun:"applied_at,notnull"`
+}
+
+// eventRow is one numbered registry event: an apply (Base set) or a
+// run-time change (Change set). Version is the registry version in force
+// after it.
+type eventRow struct {
+	bun.BaseModel `bun:"table:policy_events"`
+
+	Seq     int64     `bun:"seq,pk"`
+	Kind    string    `bun:"kind,notnull"`
+	Base    string    `bun:"base,notnull"`
+	Change  string    `bun:"change,notnull"`
+	Version string    `bun:"version,notnull"`
+	At      time.Time `bun:"at,notnull"`
+}
+
+// headRow is the single row (id 1) naming the latest event. Its row lock
+// serialises writers across instances.
+type headRow struct {
+	bun.BaseModel `bun:"table:policy_head"`
+
+	ID      int64  `bun:"id,pk"`
+	Seq     int64  `bun:"seq,notnull"`
+	Version string `bun:"version,notnull"`
+}
+
+// Store is the registry's SQL store. It is safe for concurrent use, also by
+// several instances sharing one database.
+type Store struct {
+	db *bun.DB
+}
+
+// OpenStore migrates the policy schema of db and returns its Store. The
+// caller owns db and closes it after the Store is no longer used.
+func OpenStore(ctx context.Context, db *bun.DB) (*Store, error) {
+	if err := migrateSchema(ctx, db); err != nil {
+		return nil, err
+	}
+	return &Store{db: db}, nil
+}
+
+func migrateSchema(ctx context.Context, db *bun.DB) error {
+	ms := migrate.NewMigrations()
+	if err := registerSchemaV1(ms); err != nil {
+		return fmt.Errorf("policy: migrations: %w", err)
+	}
+	m := migrate.NewMigrator(db, ms,
+		migrate.WithTableName("policy_migrations"),
+		migrate.WithLocksTableName("policy_migration_locks"),
+		migrate.WithMarkAppliedOnSuccess(true))
+	if err := retry(ctx, func() error { return m.Init(ctx) }); err != nil {
+		return fmt.Errorf("policy: init migrations: %w", err)
+	}
+	if err := retry(ctx, func() error { return m.Lock(ctx) }); err != nil {
+		return fmt.Errorf("policy: lock migrations: %w", err)
+	}
+	_, err := m.Migrate(ctx)
+	uerr := m.Unlock(context.WithoutCancel(ctx))
+	if err != nil {
+		return fmt.Errorf("policy: migrate: %w", err)
+	}
+	if uerr != nil {
+		return fmt.Errorf("policy: unlock migrations: %w", uerr)
+	}
+	return nil
+}
+
+// retry runs fn until it succeeds, ctx ends or 30 seconds pass (another
+// instance may be creating the tables or holding the migration lock).
+func retry(ctx context.Context, fn func() error) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for delay := 20 * time.Millisecond; ; delay = min(2*delay, time.Second) {
+		err := fn()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(delay):
+		}
+	}
+}
+
+// Head returns the sequence number and registry version of the latest
+// event (0 and "" when nothing was ever applied).
+func (s *Store) Head(ctx context.Context) (int64, string, error) {
+	var h headRow
+	if err := s.db.NewSelect().Model(&h).Where("id = 1").Scan(ctx); err != nil {
+		return 0, "", fmt.Errorf("policy: read head: %w", err)
+	}
+	return h.Seq, h.Version, nil
+}
+
+// AgreementVersions returns every stored version of the agreement id,
+// oldest first.
+func (s *Store) AgreementVersions(ctx context.Context, id string) ([]agreements.Agreement, error) {
+	var rows []agreementRow
+	if err := s.db.NewSelect().Model(&rows).Where("id = ?", id).Order("version").Scan(ctx); err != nil {
+		return nil, fmt.Errorf("policy: read agreement versions: %w", err)
+	}
+	out := make([]agreements.Agreement, 0, len(rows))
+	for _, r := range rows {
+		var a agreements.Agreement
+		if err := json.Unmarshal([]byte(r.Content), &a); err != nil {
+			return nil, fmt.Errorf("policy: decode agreement %s@%d: %w", r.ID, r.Version, err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// events returns the events after seq (up to and including upTo, 0: all),
+// in order.
+func (s *Store) events(ctx context.Context, db bun.IDB, after, upTo int64) ([]Event, error) {
+	var rows []eventRow
+	q := db.NewSelect().Model(&rows).Where("seq > ?", after).Order("seq")
+	if upTo > 0 {
+		q = q.Where("seq <= ?", upTo)
+	}
+	if err := q.Scan(ctx); err != nil {
+		return nil, fmt.Errorf("policy: read events: %w", err)
+	}
+	out := make([]Event, len(rows))
+	for i := range rows {
+		ev, err := rows[i].event()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = ev
+	}
+	return out, nil
+}
+
+// base returns the stored content of a base version.
+func (s *Store) base(ctx context.Context, db bun.IDB, version string) (agreements.Content, error) {
+	var row baseRow
+	if err := db.NewSelect().Model(&row).Where("version = ?", version).Scan(ctx); err != nil {
+		return agreements.Content{}, fmt.Errorf("policy: read base %s: %w", version, err)
+	}
+	var c agreements.Content
+	if err := json.Unmarshal([]byte(row.Content), &c); err != nil {
+		return agreements.Content{}, fmt.Errorf("policy: decode base %s: %w", version, err)
+	}
+	return c, nil
+}
+
+// locked runs fn in a transaction holding the head row's lock and passes it
+// the head. On SQLite the transaction takes the write lock when it begins.
+func (s *Store) locked(ctx context.Context, fn func(ctx context.Context, tx bun.Tx, head *headRow) error) error {
+	return s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		var h headRow
+		q := tx.NewSelect().Model(&h).Where("id = 1")
+		if tx.Dialect().Name() == dialect.PG {
+			q = q.For("UPDATE")
+		}
+		if err := q.Scan(ctx); err != nil {
+			return fmt.Errorf("policy: lock head: %w", err)
+		}
+		return fn(ctx, tx, &h)
+	})
+}
+
+// appendEvent stores ev as the event after head and moves the head.
+func appendEvent(ctx context.Context, tx bun.Tx, head *headRow, ev *Event) error {
+	row, err := ev.row()
+	if err != nil {
+		return err
+	}
+	if _, err := tx.NewInsert().Model(row).Exec(ctx); err != nil {
+		return fmt.Errorf("policy: store event %d: %w", ev.Seq, err)
+	}
+	head.Seq, head.Version = ev.Seq, ev.Version
+	if _, err := tx.NewUpdate().Model(head).WherePK().Exec(ctx); err != nil {
+		return fmt.Errorf("policy: move head: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,124 @@
+package policy
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// watch applies the events the bucket delivers. When the watcher ends (its
+// subscription closed) or the connection was re-established (the server
+// may have restarted and lost the watch's consumer), it watches again and
+// catches up from the store, without waiting for the watch's own heartbeat
+// to notice.
+func (l *Live) watch(w jetstream.KeyWatcher) {
+	defer l.wg.Done()
+	for {
+		if !l.drain(w) {
+			_ = w.Stop()
+			return
+		}
+		_ = w.Stop()
+		for {
+			select {
+			case <-l.stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			nw, err := l.kv.Watch(ctx, eventKeys, jetstream.UpdatesOnly())
+			if err == nil {
+				err = l.catchUp(ctx)
+			}
+			cancel()
+			if nw != nil && err == nil {
+				w = nw
+				break
+			}
+			if nw != nil {
+				_ = nw.Stop()
+			}
+			l.log.Warn("rewatch registry bucket", "err", err)
+		}
+	}
+}
+
+// drain applies updates until the watcher's channel closes or the
+// connection reconnects (true) or Stop (false).
+func (l *Live) drain(w jetstream.KeyWatcher) bool {
+	reconnects := l.opts.NATS.Stats().Reconnects
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return false
+		case <-t.C:
+			if l.opts.NATS.Stats().Reconnects != reconnects {
+				return true
+			}
+		case e, ok := <-w.Updates():
+			if !ok {
+				return true
+			}
+			if e == nil || e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			var ev Event
+			if err := json.Unmarshal(e.Value(), &ev); err != nil {
+				l.log.Warn("registry event", "key", e.Key(), "err", ErrCorruptEvent)
+				continue
+			}
+			l.receive(ev)
+		}
+	}
+}
+
+// receive puts a published event in force: a run-time change that follows
+// the state is derived from the event itself; anything else (a gap, an
+// apply, a version that does not match) is read from the store.
+func (l *Live) receive(ev Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ev.Seq <= l.st.seq {
+		return
+	}
+	if ev.Seq == l.st.seq+1 && ev.Kind == KindChange && ev.Change != nil {
+		ns, err := l.st.next(ev, nil)
+		if err == nil && ns.reg.Version() == ev.Version {
+			l.swap(ns, ev)
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := l.catchUpLocked(ctx, l.opts.Store.db, 0); err != nil {
+		l.log.Warn("catch up registry", "seq", ev.Seq, "err", err)
+	}
+}
+
+// resync reads the store's head every Resync and catches up when this
+// instance is behind (a publish that was lost, a watch that lagged).
+func (l *Live) resync() {
+	defer l.wg.Done()
+	t := time.NewTicker(l.opts.Resync)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		seq, _, err := l.opts.Store.Head(ctx)
+		if err == nil && seq > l.Seq() {
+			err = l.catchUp(ctx)
+		}
+		cancel()
+		if err != nil {
+			l.log.Warn("resync registry", "err", err)
+		}
+	}
+}

@@ -1,0 +1,170 @@
+package policy
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/clearance-broker/clearance/agreements"
+	"github.com/uptrace/bun"
+)
+
+// eventKeys is the KV key pattern of registry events; eventKey names one.
+const eventKeys = "event.>"
+
+func eventKey(seq int64) string { return fmt.Sprintf("event.%016d", seq) }
+
+// buildFunc makes the event to store after head (nil: nothing to do). It
+// runs in the store transaction holding the head's lock, with l.mu held and
+// l.st at the head.
+type buildFunc func(ctx context.Context, s *Store, tx bun.Tx, head *headRow) (*Event, error)
+
+// write stores the event build makes, then puts it in force here and
+// publishes it. content gives base contents not yet in the store (nil: the
+// store's).
+func (l *Live) write(ctx context.Context, build buildFunc, content func(string) (agreements.Content, error)) (Event, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case <-l.stop:
+		return Event{}, ErrClosed
+	default:
+	}
+	var ns *state
+	var ev *Event
+	err := l.opts.Store.locked(ctx, func(ctx context.Context, tx bun.Tx, head *headRow) error {
+		if head.Seq != l.st.seq {
+			if err := l.catchUpLocked(ctx, tx, head.Seq); err != nil {
+				return err
+			}
+		}
+		var err error
+		if ev, err = build(ctx, l.opts.Store, tx, head); err != nil || ev == nil {
+			return err
+		}
+		ev.At = l.opts.Now().UTC()
+		from := func(v string) (agreements.Content, error) { return l.opts.Store.base(ctx, tx, v) }
+		if content != nil {
+			from = func(v string) (agreements.Content, error) {
+				if v == ev.Base {
+					return content(v)
+				}
+				return l.opts.Store.base(ctx, tx, v)
+			}
+		}
+		if ns, err = l.st.next(*ev, from); err != nil {
+			if ev.Kind == KindChange {
+				return fmt.Errorf("%w: %w", ErrInvalidChange, err)
+			}
+			return err
+		}
+		ev.Version = ns.reg.Version()
+		return appendEvent(ctx, tx, head, ev)
+	})
+	if err != nil {
+		return Event{}, err
+	}
+	if ev == nil {
+		return Event{Seq: l.st.seq, Kind: KindApply, Base: l.st.base, Version: l.opts.Engine.Registry().Version()}, nil
+	}
+	l.swap(ns, *ev)
+	l.publish(ctx, *ev)
+	return *ev, nil
+}
+
+// swap puts ns in force; l.mu is held.
+func (l *Live) swap(ns *state, ev Event) {
+	l.st = ns
+	l.opts.Engine.Update(ns.reg)
+	if l.opts.OnSwap != nil {
+		l.opts.OnSwap(ev)
+	}
+}
+
+// publish puts ev on the bucket. A lost publish is not an error of the
+// change, which is stored: the other instances' resync reads it from the
+// store.
+func (l *Live) publish(ctx context.Context, ev Event) {
+	data, err := json.Marshal(ev)
+	if err == nil {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_, err = l.kv.Put(pctx, eventKey(ev.Seq), data)
+		cancel()
+	}
+	if err != nil {
+		l.log.Warn("publish registry event", "seq", ev.Seq, "version", ev.Version, "err", err)
+	}
+}
+
+// catchUp applies the stored events this instance does not have yet.
+func (l *Live) catchUp(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.catchUpLocked(ctx, l.opts.Store.db, 0)
+}
+
+// catchUpLocked applies the stored events after l.st.seq up to upTo (0:
+// all); l.mu is held.
+func (l *Live) catchUpLocked(ctx context.Context, db bun.IDB, upTo int64) error {
+	evs, err := l.opts.Store.events(ctx, db, l.st.seq, upTo)
+	if err != nil {
+		return err
+	}
+	for _, ev := range evs {
+		ns, err := l.st.next(ev, func(v string) (agreements.Content, error) { return l.opts.Store.base(ctx, db, v) })
+		if err != nil {
+			return err
+		}
+		if got := ns.reg.Version(); got != ev.Version {
+			return fmt.Errorf("policy: event %d derives %s, stored %s: %w", ev.Seq, got, ev.Version, ErrCorruptEvent)
+		}
+		l.swap(ns, ev)
+	}
+	return nil
+}
+
+// storeBase stores reg's content as a base version and every agreement not
+// stored yet; it returns the agreements it added. An agreement stored under
+// the same id and version with other content is ErrAgreementEdited.
+func storeBase(ctx context.Context, tx bun.Tx, reg *agreements.Registry, now time.Time) ([]agreements.Agreement, error) {
+	c := reg.Content()
+	data, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("policy: encode registry: %w", err)
+	}
+	base := &baseRow{Version: reg.Version(), Content: string(data), AppliedAt: now.UTC()}
+	if _, err := tx.NewInsert().Model(base).On("CONFLICT DO NOTHING").Exec(ctx); err != nil {
+		return nil, fmt.Errorf("policy: store base: %w", err)
+	}
+	var added []agreements.Agreement
+	var errs []error
+	for _, a := range c.Agreements {
+		data, err := json.Marshal(a)
+		if err != nil {
+			return nil, fmt.Errorf("policy: encode agreement %s: %w", a.ID, err)
+		}
+		var old agreementRow
+		err = tx.NewSelect().Model(&old).Where("id = ? AND version = ?", a.ID, a.Version).Scan(ctx)
+		switch {
+		case err == nil:
+			if old.Content != string(data) {
+				errs = append(errs, fmt.Errorf("policy: agreement %s version %d: %w", a.ID, a.Version, ErrAgreementEdited))
+			}
+			continue
+		case !errors.Is(err, sql.ErrNoRows):
+			return nil, fmt.Errorf("policy: read agreement %s: %w", a.ID, err)
+		}
+		row := &agreementRow{ID: a.ID, Version: a.Version, Content: string(data), BaseVersion: reg.Version(), AppliedAt: now.UTC()}
+		if _, err := tx.NewInsert().Model(row).Exec(ctx); err != nil {
+			return nil, fmt.Errorf("policy: store agreement %s: %w", a.ID, err)
+		}
+		added = append(added, a)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return added, nil
+}
