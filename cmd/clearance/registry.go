@@ -10,12 +10,13 @@ import (
 	"github.com/clearance-broker/clearance/agreements"
 )
 
-// runRegistry implements `clearance registry <subcommand>`. Only lint exists
-// in this build; apply arrives with the database store.
+// runRegistry implements `clearance registry <subcommand>`: lint, and apply
+// (registry_apply.go).
 func runRegistry(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	usage := func() {
-		fmt.Fprintln(stderr, "usage: clearance registry lint DIR")
+		fmt.Fprintln(stderr, "usage: clearance registry lint DIR | apply --config FILE DIR")
 		fmt.Fprintln(stderr, "\n  lint DIR   check a registry directory; prints every problem, exit 1 if there is one")
+		fmt.Fprintln(stderr, "  apply      store DIR as a new registry version and put it in force on every instance")
 	}
 	if len(args) == 0 {
 		usage()
@@ -24,6 +25,8 @@ func runRegistry(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	switch args[0] {
 	case "lint":
 		return runRegistryLint(ctx, args[1:], stdout, stderr)
+	case "apply":
+		return runRegistryApply(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		usage()
 		return 0
