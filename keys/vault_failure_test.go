@@ -194,3 +194,23 @@ func TestVaultTLS(t *testing.T) {
 		})
 	}
 }
+
+func TestVaultTokenRenewal(t *testing.T) {
+	s := startVault(t, "ecdsa-p256")
+	policy, err := os.ReadFile(filepath.Join("..", "deploy", "vault", "clearance-policy.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Write("sys/policies/acl/clearance", map[string]any{"policy": string(policy)})
+	sec := s.Write("auth/token/create", map[string]any{"policies": []string{"clearance"}, "ttl": "2s", "renewable": true, "no_default_policy": true})
+	cfg := tokenConfig(t, s, sec.Auth.ClientToken)
+	cfg.DataKeyMaxUses = 1
+	v := newVault(t, cfg)
+	time.Sleep(4 * time.Second) // twice the TTL: only renew-self keeps the token alive
+	if _, err := v.Seal(t.Context(), []byte("x")); err != nil {
+		t.Fatalf("seal after the initial TTL: %v", err)
+	}
+	if _, err := s.Client().Auth().Token().Lookup(sec.Auth.ClientToken); err != nil {
+		t.Fatalf("token expired although renewable: %v", err)
+	}
+}
