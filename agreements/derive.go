@@ -156,9 +156,9 @@ func (n *Registry) suspend(ids []string) {
 			}
 			done[p] = true
 			old := n.parties[p]
-			pi := &partyIndex{p: old.p, agreements: swap(old.agreements), byPurpose: make(map[string][]*agreementIndex, len(old.byPurpose))}
-			for pu, list := range old.byPurpose {
-				pi.byPurpose[pu] = swap(list)
+			pi := &partyIndex{p: old.p, agreements: swap(old.agreements), byPurpose: make([]purposeAgreements, len(old.byPurpose))}
+			for i, pa := range old.byPurpose {
+				pi.byPurpose[i] = purposeAgreements{purpose: pa.purpose, agreements: swap(pa.agreements)}
 			}
 			n.parties[p] = pi
 		}

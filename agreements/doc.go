@@ -10,10 +10,10 @@
 // name file, line and key, all reported at once. New builds a Registry from
 // a Content built in code (the database store uses it). A Registry is
 // immutable and indexed once per version: every lookup of a decision is a
-// map access, so a decision costs the same with 10 agreements as with
-// 100,000. Registry.With derives the next version from live changes
-// (consents, withdrawals, erasures, legal orders, suspensions) without
-// reloading; Engine.Update swaps it in atomically.
+// map access or a scan of one party's own purposes, so a decision costs the
+// same with 10 agreements as with 100,000. Registry.With derives the next
+// version from live changes (consents, withdrawals, erasures, legal orders,
+// suspensions) without reloading; Engine.Update swaps it in atomically.
 //
 // Engine.Decide applies the rules of DESIGN section 3 in order and collects
 // every failing reason. Deny by default: anything the registry does not know

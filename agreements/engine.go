@@ -99,7 +99,7 @@ func (e *Engine) Decide(req *Request, at time.Time) *Decision {
 			d.Reasons = append(d.Reasons, reason)
 		}
 		if cand != nil {
-			d.Agreement = cand.ref
+			d.Agreement = &cand.ref
 		}
 	}
 
@@ -213,7 +213,7 @@ var failureRank = map[string]int{ReasonAgreementExpired: 0, ReasonAgreementNotYe
 // agreementFor applies rule 4: it returns the agreement in force for the
 // party and purpose, or the candidate and reason that explain why there is none.
 func (pi *partyIndex) agreementFor(purpose string, at time.Time) (match, cand *agreementIndex, reason string) {
-	for _, ai := range pi.byPurpose[purpose] {
+	for _, ai := range pi.forPurpose(purpose) {
 		state := ai.state(at)
 		if state == "" {
 			if match == nil || preferred(ai.a, match.a) {

@@ -144,14 +144,15 @@ type agreementIndex struct {
 	scope     scope
 	end       time.Time // first instant after valid_until
 	tiaEnd    time.Time // first instant after tia.review_by; zero without TIA
-	ref       *AgreementRef
+	ref       AgreementRef
 	mechanism string // "scc:<id>" or "bcr:<id>"; empty for other kinds
 	dest      countrySet
 }
 
-func (r *Registry) indexAgreement(a *Agreement) *agreementIndex {
-	ai := &agreementIndex{a: a, scope: r.compileScope(a.Categories), end: endOfDay(a.ValidUntil),
-		ref: &AgreementRef{ID: a.ID, Version: a.Version}}
+// indexAgreement indexes a, whose categories compile to sc.
+func (r *Registry) indexAgreement(a *Agreement, sc scope) *agreementIndex {
+	ai := &agreementIndex{a: a, scope: sc, end: endOfDay(a.ValidUntil),
+		ref: AgreementRef{ID: a.ID, Version: a.Version}}
 	if a.TIA != nil {
 		ai.tiaEnd = endOfDay(a.TIA.ReviewBy)
 	}

@@ -7,13 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 )
 
 // Registry is one immutable version of the policy: the validated Content and
 // the indexes the Engine decides with. Every lookup a decision makes is a map
-// access, so a decision costs the same with ten agreements as with a hundred
-// thousand. A Registry is never changed after New or With returns it and is
-// safe for concurrent use; With derives the next version.
+// access or a scan of one party's own purposes, so a decision costs the same
+// with ten agreements as with a hundred thousand. A Registry is never
+// changed after New or With returns it and is safe for concurrent use; With
+// derives the next version.
 type Registry struct {
 	version string
 	content Content
@@ -36,11 +38,29 @@ type Registry struct {
 }
 
 // partyIndex is a party with the agreements listing it, all of them and
-// by purpose.
+// by purpose. A party has few purposes, so they are a list, not a map: a
+// scan of a handful of names costs less than hashing, and a registry of
+// many parties stays small for the garbage collector, which walks it.
 type partyIndex struct {
 	p          *Party
 	agreements []*agreementIndex
-	byPurpose  map[string][]*agreementIndex
+	byPurpose  []purposeAgreements
+}
+
+// purposeAgreements lists a party's agreements for one purpose.
+type purposeAgreements struct {
+	purpose    string
+	agreements []*agreementIndex
+}
+
+// forPurpose returns the party's agreements for purpose.
+func (pi *partyIndex) forPurpose(purpose string) []*agreementIndex {
+	for i := range pi.byPurpose {
+		if pi.byPurpose[i].purpose == purpose {
+			return pi.byPurpose[i].agreements
+		}
+	}
+	return nil
 }
 
 // subjectIndex holds a data subject's erasures and consents (all purposes).
@@ -84,7 +104,7 @@ func (r *Registry) index() {
 	r.indexCategories()
 	r.parties = make(map[string]*partyIndex, len(c.Parties))
 	for i := range c.Parties {
-		r.parties[c.Parties[i].ID] = &partyIndex{p: &c.Parties[i], byPurpose: map[string][]*agreementIndex{}}
+		r.parties[c.Parties[i].ID] = &partyIndex{p: &c.Parties[i]}
 	}
 	r.datasets = make(map[string]*datasetIndex, len(c.Datasets))
 	for i := range c.Datasets {
@@ -94,8 +114,17 @@ func (r *Registry) index() {
 	for i := range c.Purposes {
 		r.purposes[c.Purposes[i].ID] = &c.Purposes[i]
 	}
+	// Agreements with the same categories share one compiled scope.
+	scopes := map[string]scope{}
 	for i := range c.Agreements {
-		r.addAgreement(r.indexAgreement(&c.Agreements[i]))
+		a := &c.Agreements[i]
+		key := strings.Join(a.Categories, "\n")
+		sc, ok := scopes[key]
+		if !ok {
+			sc = r.compileScope(a.Categories)
+			scopes[key] = sc
+		}
+		r.addAgreement(r.indexAgreement(a, sc))
 	}
 	r.subjects = make(map[string]*subjectIndex, len(c.Consents)+len(c.Erasures))
 	entry := func(id string) *subjectIndex {
@@ -141,8 +170,15 @@ func (r *Registry) addAgreement(ai *agreementIndex) {
 	for _, p := range ai.a.Parties {
 		pi := r.parties[p]
 		pi.agreements = append(pi.agreements, ai)
+	purposes:
 		for _, pu := range ai.a.Purposes {
-			pi.byPurpose[pu] = append(pi.byPurpose[pu], ai)
+			for i := range pi.byPurpose {
+				if pa := &pi.byPurpose[i]; pa.purpose == pu {
+					pa.agreements = append(pa.agreements, ai)
+					continue purposes
+				}
+			}
+			pi.byPurpose = append(pi.byPurpose, purposeAgreements{purpose: pu, agreements: []*agreementIndex{ai}})
 		}
 	}
 }

@@ -26,7 +26,7 @@ func (r *Registry) mechanism(req *Request, pi *partyIndex, subject *subjectIndex
 		return ad.mechanism, ""
 	}
 	tiaOverdue := false
-	for _, ai := range pi.byPurpose[req.Purpose] {
+	for _, ai := range pi.forPurpose(req.Purpose) {
 		if ai.mechanism == "" || !ai.dest.has(dest) || ai.state(at) != "" {
 			continue
 		}
