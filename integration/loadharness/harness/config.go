@@ -1,0 +1,130 @@
+package harness
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"time"
+)
+
+// Sinks the harness delivers to.
+const (
+	// SinkJetStream delivers through the natsregion connector to a stream on
+	// a second (region) NATS server.
+	SinkJetStream = "jetstream"
+	// SinkWebhook delivers through the webhook connector to an HTTPS partner.
+	SinkWebhook = "webhook"
+)
+
+// Config is one harness run. Zero fields take the defaults of Defaults.
+type Config struct {
+	// N is how many requests each throughput measurement publishes
+	// (default 200,000).
+	N int
+	// WebhookN is N for the webhook sink (default N/4: every webhook
+	// delivery is an ECDH-ES encryption and a Vault signature batch).
+	WebhookN int
+	// Size is the size in bytes of one request (default 1024).
+	Size int
+	// Sinks to measure (default jetstream and webhook).
+	Sinks []string
+	// Instances are the broker instance counts to measure (default 1 and 2).
+	Instances []int
+	// Concurrency is the broker's (and the baseline's) workers per instance
+	// (default 16, the broker's default).
+	Concurrency int
+	// Rates are the fractions of the measured maximum rate at which paced
+	// latency runs publish (default 0.5 and 0.9; empty after defaults: none).
+	Rates []float64
+	// NoPaced skips the paced latency runs.
+	NoPaced bool
+	// PacedDuration bounds one paced run (default 20s; at most N requests).
+	PacedDuration time.Duration
+	// RegistryParties adds this many synthetic parties, each with its own
+	// agreement, to examples/registry (default 0).
+	RegistryParties int
+	// RegistryDir is the registry to start from (default examples/registry
+	// under the module root).
+	RegistryDir string
+	// NATSURL, when set, is used instead of embedded NATS servers (ingest
+	// and region streams both on it).
+	NATSURL string
+	// PostgresDSN is the admin DSN; a unique schema is created in it and
+	// dropped at the end (default $CLEARANCE_TEST_POSTGRES or
+	// postgres://postgres@127.0.0.1:5432/test?sslmode=disable).
+	PostgresDSN string
+	// CheckpointEvery is the audit log's checkpoint interval in entries
+	// (default 1000, the production default).
+	CheckpointEvery int64
+	// Timeout bounds waiting for one measurement to finish (default 10m).
+	Timeout time.Duration
+	// Progress receives one line per finished measurement (nil: none).
+	Progress io.Writer
+	// Logger receives the brokers' logs (nil: discarded).
+	Logger *slog.Logger
+}
+
+// Defaults returns c with empty fields set.
+func (c Config) Defaults() Config {
+	if c.N <= 0 {
+		c.N = 200_000
+	}
+	if c.WebhookN <= 0 {
+		c.WebhookN = max(c.N/4, 1)
+	}
+	if c.Size <= 0 {
+		c.Size = 1024
+	}
+	if len(c.Sinks) == 0 {
+		c.Sinks = []string{SinkJetStream, SinkWebhook}
+	}
+	if len(c.Instances) == 0 {
+		c.Instances = []int{1, 2}
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 16
+	}
+	if c.Rates == nil {
+		c.Rates = []float64{0.5, 0.9}
+	}
+	if c.PacedDuration <= 0 {
+		c.PacedDuration = 20 * time.Second
+	}
+	if c.CheckpointEvery <= 0 {
+		c.CheckpointEvery = 1000
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 10 * time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Validate reports every problem of c (after Defaults) at once.
+func (c Config) Validate() error {
+	var errs []error
+	for _, s := range c.Sinks {
+		if s != SinkJetStream && s != SinkWebhook {
+			errs = append(errs, fmt.Errorf("harness: sinks: %q: want %s or %s", s, SinkJetStream, SinkWebhook))
+		}
+	}
+	for _, n := range c.Instances {
+		if n < 1 || n > 8 {
+			errs = append(errs, fmt.Errorf("harness: instances: %d: want 1 to 8", n))
+		}
+	}
+	if slices.ContainsFunc(c.Rates, func(r float64) bool { return r <= 0 || r > 1 }) {
+		errs = append(errs, errors.New("harness: rates: fractions of the maximum rate, in (0, 1]"))
+	}
+	if c.Size > 1<<20 {
+		errs = append(errs, errors.New("harness: size: at most 1 MiB"))
+	}
+	if c.RegistryParties < 0 || c.RegistryParties > 100_000 {
+		errs = append(errs, errors.New("harness: registry parties: 0 to 100,000"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,250 @@
+package harness
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"runtime/metrics"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// tracker records, per request of one measurement, when it was published
+// and when its outcome was observed (receipt, or arrival at the sink for
+// the baseline). It counts duplicates and unknown ids.
+type tracker struct {
+	run   int
+	sent  []int64
+	done  []int64
+	left  atomic.Int64
+	dups  atomic.Int64
+	alien atomic.Int64
+	all   chan struct{}
+	once  sync.Once
+
+	mu     sync.Mutex
+	status map[string]int
+}
+
+func newTracker(run, n int) *tracker {
+	t := &tracker{run: run, sent: make([]int64, n), done: make([]int64, n), all: make(chan struct{}), status: map[string]int{}}
+	t.left.Store(int64(n))
+	if n == 0 {
+		close(t.all)
+	}
+	return t
+}
+
+// sentAt records that request i was published now.
+func (t *tracker) sentAt(i int, now int64) { atomic.StoreInt64(&t.sent[i], now) }
+
+// finish records the outcome of the request with this id; concurrent-safe.
+func (t *tracker) finish(id, status string) {
+	i, ok := indexOf(id)
+	prefix := "lh" + strconv.Itoa(t.run) + "-"
+	if !ok || !strings.HasPrefix(id, prefix) || i >= len(t.done) {
+		t.alien.Add(1)
+		return
+	}
+	if !atomic.CompareAndSwapInt64(&t.done[i], 0, time.Now().UnixNano()) {
+		t.dups.Add(1)
+		return
+	}
+	t.mu.Lock()
+	t.status[status]++
+	t.mu.Unlock()
+	if t.left.Add(-1) == 0 {
+		t.once.Do(func() { close(t.all) })
+	}
+}
+
+// wait blocks until every request is finished or ctx ends.
+func (t *tracker) wait(ctx context.Context) error {
+	select {
+	case <-t.all:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("harness: %d of %d requests unaccounted for: %w", t.left.Load(), len(t.done), ctx.Err())
+	}
+}
+
+// statuses returns a copy of the outcome counts.
+func (t *tracker) statuses() map[string]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]int, len(t.status))
+	for k, v := range t.status {
+		out[k] = v
+	}
+	return out
+}
+
+// lastDone returns the latest finish time (unix ns).
+func (t *tracker) lastDone() int64 {
+	var last int64
+	for i := range t.done {
+		last = max(last, atomic.LoadInt64(&t.done[i]))
+	}
+	return last
+}
+
+// Latency is a latency distribution in milliseconds.
+type Latency struct {
+	Count int     `json:"count"`
+	P50   float64 `json:"p50_ms"`
+	P99   float64 `json:"p99_ms"`
+	P999  float64 `json:"p999_ms"`
+	Max   float64 `json:"max_ms"`
+}
+
+// latency returns the distribution of done-sent over finished requests.
+func (t *tracker) latency() Latency {
+	d := make([]int64, 0, len(t.done))
+	for i := range t.done {
+		s, e := atomic.LoadInt64(&t.sent[i]), atomic.LoadInt64(&t.done[i])
+		if s > 0 && e > 0 {
+			d = append(d, e-s)
+		}
+	}
+	if len(d) == 0 {
+		return Latency{}
+	}
+	slices.Sort(d)
+	q := func(p float64) float64 {
+		k := int(p*float64(len(d))+0.5) - 1
+		return float64(d[min(max(k, 0), len(d)-1)]) / 1e6
+	}
+	return Latency{Count: len(d), P50: q(0.5), P99: q(0.99), P999: q(0.999), Max: float64(d[len(d)-1]) / 1e6}
+}
+
+// usage is the process's resource use over one measurement: CPU time (user
+// + system, the whole process: brokers, embedded NATS servers, publisher),
+// the Vault server's CPU time, peak resident memory (VmHWM, reset at the
+// start when the kernel allows) and the Go runtime's peak mapped memory.
+type usage struct {
+	cpu0, vault0 time.Duration
+	vaultPid     int
+	hwmReset     bool
+	peakGo       atomic.Uint64
+	stop         chan struct{}
+	wg           sync.WaitGroup
+}
+
+func startUsage(vaultPid int) *usage {
+	u := &usage{cpu0: processCPU(), vaultPid: vaultPid, vault0: childCPU(vaultPid), stop: make(chan struct{})}
+	// Writing 5 to clear_refs resets the peak RSS (Linux 4.0+).
+	u.hwmReset = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			u.sample()
+			select {
+			case <-u.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return u
+}
+
+var memSamples = []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+
+func (u *usage) sample() {
+	s := slices.Clone(memSamples)
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 || s[1].Value.Kind() != metrics.KindUint64 {
+		return
+	}
+	v := s[0].Value.Uint64() - s[1].Value.Uint64()
+	for {
+		old := u.peakGo.Load()
+		if v <= old || u.peakGo.CompareAndSwap(old, v) {
+			return
+		}
+	}
+}
+
+// Resources are the figures a usage gives.
+type Resources struct {
+	// CPUSeconds is the harness process's CPU time (every in-process broker
+	// instance, both embedded NATS servers and the publisher together).
+	CPUSeconds float64 `json:"process_cpu_seconds"`
+	// VaultCPUSeconds is the Vault dev server's CPU time.
+	VaultCPUSeconds float64 `json:"vault_cpu_seconds"`
+	// PeakRSSBytes is the process's peak resident set (VmHWM).
+	PeakRSSBytes uint64 `json:"peak_rss_bytes"`
+	// PeakRSSReset says whether VmHWM was reset at the start (else it is
+	// the peak since the process started).
+	PeakRSSReset bool `json:"peak_rss_reset"`
+	// PeakGoBytes is the Go runtime's peak memory in use (mapped minus
+	// released), sampled every 50ms.
+	PeakGoBytes uint64 `json:"peak_go_bytes"`
+}
+
+func (u *usage) end() Resources {
+	close(u.stop)
+	u.wg.Wait()
+	u.sample()
+	return Resources{
+		CPUSeconds:      (processCPU() - u.cpu0).Seconds(),
+		VaultCPUSeconds: (childCPU(u.vaultPid) - u.vault0).Seconds(),
+		PeakRSSBytes:    vmHWM(),
+		PeakRSSReset:    u.hwmReset,
+		PeakGoBytes:     u.peakGo.Load(),
+	}
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// childCPU reads utime+stime of pid from /proc (clock ticks of 1/100 s).
+func childCPU(pid int) time.Duration {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces) start at state.
+	rest := b[bytes.LastIndexByte(b, ')')+2:]
+	f := strings.Fields(string(rest))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+func vmHWM() uint64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}

@@ -1,0 +1,319 @@
+package harness
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Report is the result of one harness run: how it was run, on what, and
+// every measurement with its ratio to the baseline measured in the same run.
+type Report struct {
+	Started         time.Time      `json:"started"`
+	Finished        time.Time      `json:"finished"`
+	Machine         Machine        `json:"machine"`
+	Settings        Settings       `json:"settings"`
+	RegistryVersion string         `json:"registry_version"`
+	RegistryParties int            `json:"registry_extra_parties"`
+	Mix             []MixEntry     `json:"mix"`
+	Runs            []*Measurement `json:"runs"`
+	Targets         []Target       `json:"targets"`
+	Notes           []string       `json:"notes"`
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	CPUs        int    `json:"nproc"`
+	CPUModel    string `json:"cpu_model"`
+	LoadBefore  string `json:"loadavg_before"`
+	LoadAfter   string `json:"loadavg_after"`
+	GoVersion   string `json:"go_version"`
+	GOMAXPROCS  int    `json:"gomaxprocs"`
+	MemTotalMiB uint64 `json:"mem_total_mib"`
+}
+
+// Settings are the run's parameters.
+type Settings struct {
+	N               int       `json:"n"`
+	WebhookN        int       `json:"webhook_n"`
+	Size            int       `json:"size_bytes"`
+	Sinks           []string  `json:"sinks"`
+	Instances       []int     `json:"instances"`
+	Concurrency     int       `json:"concurrency"`
+	Rates           []float64 `json:"paced_fractions"`
+	PacedSeconds    float64   `json:"paced_seconds_max"`
+	CheckpointEvery int64     `json:"audit_checkpoint_every"`
+	EmbeddedNATS    bool      `json:"embedded_nats"`
+}
+
+// MixEntry is one kind of request of a sink's mix.
+type MixEntry struct {
+	Sink    string   `json:"sink"`
+	Name    string   `json:"name"`
+	Class   Class    `json:"class"`
+	Percent int      `json:"percent"`
+	Reasons []string `json:"decision_reasons"`
+}
+
+// Measurement is one system (baseline or broker, k instances) on one sink.
+type Measurement struct {
+	Name      string        `json:"name"`
+	Sink      string        `json:"sink"`
+	Kind      string        `json:"kind"`
+	Instances int           `json:"instances"`
+	Size      int           `json:"size_bytes"`
+	Requests  int           `json:"requests"`
+	Expected  map[Class]int `json:"expected_classes"`
+	// Outcomes counts receipts by status (broker) or arrivals (baseline).
+	Outcomes   map[string]int `json:"outcomes"`
+	Accounted  int            `json:"accounted"`
+	Missing    int            `json:"missing"`
+	Duplicates int            `json:"duplicates"`
+	Foreign    int            `json:"foreign_ids"`
+
+	Seconds         float64 `json:"seconds"`
+	Throughput      float64 `json:"throughput_per_second"`
+	RatioToBaseline float64 `json:"throughput_ratio_to_baseline,omitempty"`
+	Paced           []Paced `json:"paced"`
+
+	VaultTrips           uint64  `json:"vault_round_trips"`
+	VaultCheckpointTrips uint64  `json:"vault_checkpoint_round_trips"`
+	VaultTripsPer10k     float64 `json:"vault_round_trips_per_10k"`
+	VaultAllTripsPer10k  float64 `json:"vault_round_trips_per_10k_with_checkpoints"`
+	AuditEntries         int64   `json:"audit_entries"`
+	AuditPerSecond       float64 `json:"audit_entries_per_second"`
+
+	Resources           Resources `json:"resources"`
+	CPUMicrosPerRequest float64   `json:"process_cpu_us_per_request"`
+}
+
+// Paced is a latency measurement at a fraction of the maximum rate.
+type Paced struct {
+	Fraction     float64 `json:"fraction"`
+	TargetRate   float64 `json:"target_rate"`
+	AchievedRate float64 `json:"achieved_publish_rate"`
+	Requests     int     `json:"requests"`
+	Latency      Latency `json:"latency"`
+	Missing      int     `json:"missing"`
+	Duplicates   int     `json:"duplicates"`
+}
+
+// Target is one target of issue 8 and whether the run met it.
+type Target struct {
+	Name   string  `json:"name"`
+	Want   string  `json:"want"`
+	Got    float64 `json:"got"`
+	Met    bool    `json:"met"`
+	Detail string  `json:"detail,omitempty"`
+}
+
+func newReport(cfg Config) *Report {
+	return &Report{
+		Started: time.Now().UTC(),
+		Machine: machine(),
+		Settings: Settings{N: cfg.N, WebhookN: cfg.WebhookN, Size: cfg.Size, Sinks: cfg.Sinks, Instances: cfg.Instances,
+			Concurrency: cfg.Concurrency, Rates: cfg.Rates, PacedSeconds: cfg.PacedDuration.Seconds(),
+			CheckpointEvery: cfg.CheckpointEvery, EmbeddedNATS: cfg.NATSURL == ""},
+	}
+}
+
+func machine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(), LoadBefore: loadavg()}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+		f.Close()
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb uint64
+		if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kb); err == nil {
+			m.MemTotalMiB = kb >> 10
+		}
+	}
+	return m
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	return strings.Join(f[:min(3, len(f))], " ")
+}
+
+func (r *Report) addMix(sink string, w *workload, reasons map[string][]string) {
+	for _, t := range w.templates {
+		r.Mix = append(r.Mix, MixEntry{Sink: sink, Name: t.name, Class: t.class, Percent: t.weight, Reasons: reasons[t.name]})
+	}
+}
+
+// account fills the measurement's bookkeeping from its tracker.
+func (m *Measurement) account(t *tracker, n int) {
+	m.Outcomes = t.statuses()
+	m.Missing = int(t.left.Load())
+	m.Accounted = n - m.Missing
+	m.Duplicates = int(t.dups.Load())
+	m.Foreign = int(t.alien.Load())
+}
+
+func (m *Measurement) ratio(base *Measurement) {
+	if base != nil && base.Throughput > 0 {
+		m.RatioToBaseline = m.Throughput / base.Throughput
+	}
+}
+
+// find returns the measurement of sink, kind and k instances, or nil.
+func (r *Report) find(sink, kind string, k int) *Measurement {
+	for _, m := range r.Runs {
+		if m.Sink == sink && m.Kind == kind && m.Instances == k {
+			return m
+		}
+	}
+	return nil
+}
+
+// pacedAt returns the paced run at fraction f, or nil.
+func (m *Measurement) pacedAt(f float64) *Paced {
+	for i := range m.Paced {
+		if m.Paced[i].Fraction == f {
+			return &m.Paced[i]
+		}
+	}
+	return nil
+}
+
+// finish evaluates the targets of issue 8 and closes the report.
+func (r *Report) finish() {
+	r.Finished = time.Now().UTC()
+	r.Machine.LoadAfter = loadavg()
+	r.Notes = append(r.Notes,
+		"Broker instances run in-process (one OS process): CPU and peak memory are process totals including both embedded NATS servers and the publisher, so they are upper bounds per instance.",
+		"Throughput: N requests are published into the stream first, then consumers start; throughput is N over the time to the last outcome (receipt for the broker, arrival at the destination for the baseline).",
+		"Latency: paced publishing at a fraction of the measured maximum; from publish to the receipt (broker: after the delivery and its audit entry) or to arrival at the destination (baseline).",
+		"The baseline forwards every request; the broker forwards only allowed ones (refused requests are audited and answered, not delivered).")
+	b1, r1 := r.find(SinkJetStream, "baseline", 1), r.find(SinkJetStream, "broker", 1)
+	if b1 != nil && r1 != nil {
+		r.Targets = append(r.Targets,
+			Target{Name: "throughput vs baseline (jetstream, 1 instance)", Want: ">= 0.50 (aim 0.80)", Got: r1.RatioToBaseline, Met: r1.RatioToBaseline >= 0.5},
+			Target{Name: "vault round trips per 10,000 messages (pipeline)", Want: "<= 1", Got: r1.VaultTripsPer10k, Met: r1.VaultTripsPer10k <= 1,
+				Detail: fmt.Sprintf("%.1f with audit checkpoint signatures (one per %d entries)", r1.VaultAllTripsPer10k, r.Settings.CheckpointEvery)},
+			Target{Name: "peak memory per instance (process peak RSS, 1 instance)", Want: "<= 256 MiB", Got: float64(r1.Resources.PeakRSSBytes >> 20), Met: r1.Resources.PeakRSSBytes <= 256<<20,
+				Detail: "process total: broker, two embedded NATS servers, publisher"})
+		if p := r1.pacedAt(0.5); p != nil {
+			r.Targets = append(r.Targets, Target{Name: "p99 latency at 50% of max rate (jetstream, 1 instance)", Want: "<= 20 ms", Got: p.Latency.P99, Met: p.Latency.P99 <= 20})
+		}
+	}
+	if r2 := r.find(SinkJetStream, "broker", 2); r1 != nil && r2 != nil && r1.Throughput > 0 {
+		s := r2.Throughput / r1.Throughput
+		t := Target{Name: "2 instances vs 1 (jetstream)", Want: ">= 1.6 where cores allow", Got: s, Met: s >= 1.6}
+		if b2 := r.find(SinkJetStream, "baseline", 2); b2 != nil && b1 != nil && b1.Throughput > 0 {
+			t.Detail = fmt.Sprintf("baseline scales %.2fx on the same machine", b2.Throughput/b1.Throughput)
+		}
+		if r.Machine.CPUs < 4 {
+			t.Detail = strings.TrimPrefix(t.Detail+fmt.Sprintf("; %d cores shared by both instances, NATS, Vault and Postgres: the cores do not allow it", r.Machine.CPUs), "; ")
+		}
+		r.Targets = append(r.Targets, t)
+	}
+	if wb, wr := r.find(SinkWebhook, "baseline", 1), r.find(SinkWebhook, "broker", 1); wb != nil && wr != nil {
+		r.Targets = append(r.Targets, Target{Name: "webhook throughput vs HTTP baseline (1 instance)", Want: "reported (same 50% bar)", Got: wr.RatioToBaseline, Met: wr.RatioToBaseline >= 0.5})
+	}
+}
+
+// WriteJSON writes the report as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// WriteTable writes a short text table of the measurements and targets.
+func (r *Report) WriteTable(w io.Writer) error {
+	bw := bufio.NewWriter(w)
+	fmt.Fprintf(bw, "Clearance load harness  %s  nproc %d  %s  load %s -> %s\n", r.Started.Format(time.RFC3339), r.Machine.CPUs, r.Machine.CPUModel, r.Machine.LoadBefore, r.Machine.LoadAfter)
+	fmt.Fprintf(bw, "N %d (webhook %d), %d B requests, concurrency %d, registry +%d parties\n\n", r.Settings.N, r.Settings.WebhookN, r.Settings.Size, r.Settings.Concurrency, r.RegistryParties)
+	fmt.Fprintf(bw, "%-22s %9s %6s %23s %23s %8s %8s %8s %7s\n", "run", "req/s", "ratio", "p50/p99/p99.9 @50% ms", "p50/p99/p99.9 @90% ms", "vault/10k", "audit/s", "cpu µs", "rss MiB")
+	for _, m := range r.Runs {
+		lat := func(f float64) string {
+			if p := m.pacedAt(f); p != nil {
+				return fmt.Sprintf("%.1f/%.1f/%.1f", p.Latency.P50, p.Latency.P99, p.Latency.P999)
+			}
+			return "-"
+		}
+		ratio := "-"
+		if m.RatioToBaseline > 0 {
+			ratio = fmt.Sprintf("%.2f", m.RatioToBaseline)
+		}
+		fmt.Fprintf(bw, "%-22s %9.0f %6s %23s %23s %8.2f %8.0f %8.0f %7d\n", m.Name, m.Throughput, ratio, lat(0.5), lat(0.9),
+			m.VaultTripsPer10k, m.AuditPerSecond, m.CPUMicrosPerRequest, m.Resources.PeakRSSBytes>>20)
+	}
+	fmt.Fprintln(bw)
+	for _, t := range r.Targets {
+		met := "NOT MET"
+		if t.Met {
+			met = "met"
+		}
+		fmt.Fprintf(bw, "%-58s want %-26s got %8.2f  %s", t.Name, t.Want, t.Got, met)
+		if t.Detail != "" {
+			fmt.Fprintf(bw, "  (%s)", t.Detail)
+		}
+		fmt.Fprintln(bw)
+	}
+	return bw.Flush()
+}
+
+// Check reports the problems that make a report unusable: a request not
+// accounted for, a duplicate outcome, or broker outcomes that disagree with
+// the mix (delivered must equal allowed plus minimised, denied refused).
+func (r *Report) Check() []string {
+	var out []string
+	for _, m := range r.Runs {
+		if m.Missing != 0 || m.Accounted != m.Requests {
+			out = append(out, fmt.Sprintf("%s: %d of %d requests accounted for", m.Name, m.Accounted, m.Requests))
+		}
+		if m.Duplicates != 0 {
+			out = append(out, fmt.Sprintf("%s: %d duplicate outcomes", m.Name, m.Duplicates))
+		}
+		if m.Throughput <= 0 {
+			out = append(out, fmt.Sprintf("%s: no throughput", m.Name))
+		}
+		if m.Kind == "broker" {
+			want := map[string]int{"delivered": m.Expected[ClassAllowed] + m.Expected[ClassMinimised], "denied": m.Expected[ClassRefused]}
+			keys := make([]string, 0, len(m.Outcomes))
+			for k := range m.Outcomes {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				if _, ok := want[k]; !ok {
+					out = append(out, fmt.Sprintf("%s: %d requests %s", m.Name, m.Outcomes[k], k))
+				}
+			}
+			for k, n := range want {
+				if m.Outcomes[k] != n {
+					out = append(out, fmt.Sprintf("%s: %d %s, want %d", m.Name, m.Outcomes[k], k, n))
+				}
+			}
+			if m.AuditEntries < int64(m.Requests) {
+				out = append(out, fmt.Sprintf("%s: %d audit entries for %d requests", m.Name, m.AuditEntries, m.Requests))
+			}
+		}
+		for _, p := range m.Paced {
+			if p.Missing != 0 || p.Latency.Count != p.Requests {
+				out = append(out, fmt.Sprintf("%s at %.0f%%: %d of %d requests measured", m.Name, p.Fraction*100, p.Latency.Count, p.Requests))
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,60 @@
+package harness_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clearance-broker/clearance/integration/loadharness/harness"
+)
+
+// TestSmoke runs the harness on a few thousand requests over both sinks
+// and checks that the report is produced and sound: every request
+// accounted for once, broker outcomes matching the mix, figures present,
+// and the JSON, table and SVG written.
+func TestSmoke(t *testing.T) {
+	cfg := harness.Config{
+		N: 2000, WebhookN: 400, Instances: []int{1, 2}, Rates: []float64{0.5},
+		PacedDuration: 2 * time.Second, Timeout: 3 * time.Minute,
+	}
+	if testing.Short() {
+		cfg.N, cfg.WebhookN, cfg.Instances = 600, 200, []int{1}
+	}
+	rep, err := harness.Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range rep.Check() {
+		t.Error(p)
+	}
+	if want := 2 * 2 * len(cfg.Instances); len(rep.Runs) != want {
+		t.Fatalf("%d measurements, want %d", len(rep.Runs), want)
+	}
+	for _, m := range rep.Runs {
+		if m.Kind == "broker" {
+			if m.RatioToBaseline <= 0 || m.AuditPerSecond <= 0 || m.VaultTrips == 0 && m.Sink == harness.SinkWebhook {
+				t.Errorf("%s: ratio %.2f, audit %.0f/s, vault trips %d: figures missing", m.Name, m.RatioToBaseline, m.AuditPerSecond, m.VaultTrips)
+			}
+		}
+		if m.Resources.CPUSeconds <= 0 || m.Resources.PeakRSSBytes == 0 || len(m.Paced) != 1 {
+			t.Errorf("%s: cpu %.2fs, rss %d, %d paced runs: figures missing", m.Name, m.Resources.CPUSeconds, m.Resources.PeakRSSBytes, len(m.Paced))
+		}
+	}
+	var js, table, svg bytes.Buffer
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var back harness.Report
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil || len(back.Runs) != len(rep.Runs) {
+		t.Errorf("JSON report does not read back: %v", err)
+	}
+	if err := rep.WriteTable(&table); err != nil || !strings.Contains(table.String(), "jetstream/broker-1") {
+		t.Errorf("table: %v\n%s", err, table.String())
+	}
+	if err := rep.WriteSVG(&svg); err != nil || !strings.HasPrefix(svg.String(), "<svg") || !strings.HasSuffix(svg.String(), "</svg>\n") {
+		t.Errorf("svg: %v", err)
+	}
+	t.Logf("\n%s", table.String())
+}

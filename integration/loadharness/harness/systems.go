@@ -1,0 +1,354 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/broker"
+	"github.com/clearance-broker/clearance/connectors"
+	"github.com/clearance-broker/clearance/connectors/natsregion"
+	"github.com/clearance-broker/clearance/connectors/webhook"
+	"github.com/clearance-broker/clearance/keys"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/uptrace/bun"
+)
+
+// system is what is measured: broker instances or the bare forwarder.
+type system interface {
+	// start begins consuming the ingest stream.
+	start(ctx context.Context) error
+	// stop stops consuming and releases everything.
+	stop(ctx context.Context)
+	// vaultTrips returns Vault round trips so far: the pipeline's key
+	// service and the audit logs' checkpoint signers.
+	vaultTrips() (pipeline, checkpoints uint64)
+}
+
+// subjectKey is the audit HMAC key of the harness (a fixed test value).
+var subjectKey = []byte("loadharness-subject-hmac-key-001")
+
+// brokers are k in-process broker instances, each with its own NATS
+// connection, Vault clients, audit log connection and connectors, sharing
+// the durable consumer, the Postgres schema and the Vault server.
+type brokers struct {
+	e     *env
+	k     int
+	insts []*instance
+}
+
+type instance struct {
+	nc     *nats.Conn
+	keys   *keys.Vault
+	signer *keys.Vault
+	db     *bun.DB
+	log    *audit.Log
+	conns  broker.ConnectorMap
+	// closers are the connectors themselves (conns may wrap them).
+	closers []connectors.Connector
+	b       *broker.Broker
+}
+
+func (s *brokers) start(ctx context.Context) error {
+	engine := agreements.NewEngine(s.e.registry)
+	for range s.k {
+		in, err := s.e.newInstance(ctx, engine)
+		if err != nil {
+			s.stop(ctx)
+			return err
+		}
+		s.insts = append(s.insts, in)
+	}
+	for _, in := range s.insts {
+		if err := in.b.Start(ctx); err != nil {
+			s.stop(ctx)
+			return fmt.Errorf("harness: broker start: %w", err)
+		}
+	}
+	return nil
+}
+
+func (e *env) newVault(ctx context.Context) (*keys.Vault, error) {
+	v, err := keys.NewVault(ctx, keys.VaultConfig{
+		Address: e.vault.addr, Auth: keys.VaultAuth{TokenFile: e.tokenFile},
+	}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("harness: vault client: %w", err)
+	}
+	return v, nil
+}
+
+func (e *env) newInstance(ctx context.Context, engine *agreements.Engine) (in *instance, err error) {
+	in = &instance{conns: broker.ConnectorMap{}}
+	defer func() {
+		if err != nil {
+			in.close(ctx)
+		}
+	}()
+	if in.nc, err = nats.Connect(e.ingest, nats.Name("clearance-bench"), nats.MaxReconnects(-1)); err != nil {
+		return in, fmt.Errorf("harness: nats: %w", err)
+	}
+	if in.keys, err = e.newVault(ctx); err != nil {
+		return in, err
+	}
+	if in.signer, err = e.newVault(ctx); err != nil {
+		return in, err
+	}
+	if in.db, err = audit.OpenDB(ctx, e.dsn); err != nil {
+		return in, fmt.Errorf("harness: audit db: %w", err)
+	}
+	if in.log, err = audit.Open(ctx, in.db, audit.Options{
+		SubjectKey: subjectKey, Signer: in.signer, CheckpointEvery: e.cfg.CheckpointEvery,
+	}); err != nil {
+		return in, fmt.Errorf("harness: audit log: %w", err)
+	}
+	for _, name := range []string{"region-jp", "region-sg"} {
+		cfg := natsregion.DefaultConfig()
+		cfg.URLs, cfg.SubjectPrefix, cfg.Stream = []string{e.region}, regionPrefix, regionStream
+		c, err := natsregion.New(ctx, name, cfg, connectors.Deps{Logger: e.cfg.Logger})
+		if err != nil {
+			return in, fmt.Errorf("harness: %w", err)
+		}
+		in.conns[name] = c
+		in.closers = append(in.closers, c)
+	}
+	cfg := webhook.DefaultConfig()
+	cfg.DefaultURL = e.partner.URL
+	cfg.TLS.CAFile = e.partnerCA
+	wh, err := webhook.New("partner-webhook", cfg, connectors.Deps{Logger: e.cfg.Logger})
+	if err != nil {
+		return in, fmt.Errorf("harness: %w", err)
+	}
+	in.closers = append(in.closers, wh)
+	in.conns["partner-webhook"] = broker.RequiresPartyKey(wh)
+	in.conns["authority-webhook"] = broker.RequiresPartyKey(wh)
+	reg := prometheus.NewRegistry()
+	in.b, err = broker.New(broker.Options{
+		NATS: in.nc, Concurrency: e.cfg.Concurrency,
+		Decider: engine, Parties: broker.PartiesOf(engine), Keys: in.keys, Audit: in.log,
+		Connectors: in.conns, Logger: e.cfg.Logger, Registerer: reg, Gatherer: reg,
+	})
+	if err != nil {
+		return in, fmt.Errorf("harness: %w", err)
+	}
+	return in, nil
+}
+
+func (in *instance) close(ctx context.Context) {
+	if in.b != nil {
+		_ = in.b.Stop(ctx)
+	}
+	for _, c := range in.closers {
+		_ = c.Close(ctx)
+	}
+	if in.log != nil {
+		_ = in.log.Close(ctx)
+	}
+	if in.db != nil {
+		_ = in.db.Close()
+	}
+	for _, v := range []*keys.Vault{in.keys, in.signer} {
+		if v != nil {
+			_ = v.Close(ctx)
+		}
+	}
+	if in.nc != nil {
+		in.nc.Close()
+	}
+}
+
+func (s *brokers) stop(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, in := range s.insts {
+		wg.Add(1)
+		go func() { defer wg.Done(); in.close(ctx) }()
+	}
+	wg.Wait()
+	s.insts = nil
+}
+
+func (s *brokers) vaultTrips() (p, c uint64) {
+	for _, in := range s.insts {
+		p += in.keys.RoundTrips()
+		c += in.signer.RoundTrips()
+	}
+	return p, c
+}
+
+// forwarder is the baseline: k bare forwarders that consume the same
+// stream through a durable consumer configured like the broker's, pull
+// ahead as the broker does, work on Concurrency messages at once, publish
+// each message as it is to the same destination (the region stream with a
+// synchronous, de-duplicated publish, or a POST to the HTTPS partner) and
+// Ack it. No decision, sealing or audit.
+type forwarder struct {
+	e     *env
+	k     int
+	sink  string
+	parts []*forwarderInstance
+}
+
+type forwarderInstance struct {
+	nc, rnc *nats.Conn
+	rjs     jetstream.JetStream
+	client  *http.Client
+	iter    jetstream.MessagesContext
+	sem     chan struct{}
+	wg      sync.WaitGroup
+	done    chan struct{}
+}
+
+func (f *forwarder) start(ctx context.Context) error {
+	c := f.e.cfg
+	_, err := f.e.js.CreateOrUpdateConsumer(ctx, ingestStream, jetstream.ConsumerConfig{
+		Durable: "baseline", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second,
+		MaxDeliver: -1, MaxAckPending: 20000, FilterSubject: "clearance.transfers.>",
+	})
+	if err != nil {
+		return fmt.Errorf("harness: baseline consumer: %w", err)
+	}
+	for range f.k {
+		p := &forwarderInstance{sem: make(chan struct{}, c.Concurrency), done: make(chan struct{})}
+		f.parts = append(f.parts, p)
+		if p.nc, err = nats.Connect(f.e.ingest, nats.Name("baseline")); err != nil {
+			f.stop(ctx)
+			return fmt.Errorf("harness: baseline: %w", err)
+		}
+		if f.sink == SinkJetStream {
+			if p.rnc, p.rjs, err = connect(f.e.region, "baseline-region"); err != nil {
+				f.stop(ctx)
+				return err
+			}
+		} else {
+			p.client = f.e.partnerClient()
+		}
+		js, _ := jetstream.New(p.nc)
+		pc, err := js.Consumer(ctx, ingestStream, "baseline")
+		if err != nil {
+			f.stop(ctx)
+			return fmt.Errorf("harness: baseline consumer: %w", err)
+		}
+		if p.iter, err = pc.Messages(jetstream.PullMaxMessages(min(64, 4*c.Concurrency))); err != nil {
+			f.stop(ctx)
+			return fmt.Errorf("harness: baseline pull: %w", err)
+		}
+		go p.run(f.forward(p))
+	}
+	return nil
+}
+
+// forward returns the forwarding step of p for the sink.
+func (f *forwarder) forward(p *forwarderInstance) func(jetstream.Msg) error {
+	if f.sink == SinkJetStream {
+		opts := []jetstream.PublishOpt{jetstream.WithRetryAttempts(2), jetstream.WithRetryWait(250 * time.Millisecond), jetstream.WithExpectStream(regionStream)}
+		return func(m jetstream.Msg) error {
+			out := nats.NewMsg(baselineTarget)
+			out.Data = m.Data()
+			out.Header.Set(jetstream.MsgIDHeader, m.Headers().Get(jetstream.MsgIDHeader))
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err := p.rjs.PublishMsg(ctx, out, opts...)
+			return err
+		}
+	}
+	url := f.e.partner.URL
+	return func(m jetstream.Msg) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(m.Data()))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", m.Headers().Get(jetstream.MsgIDHeader))
+		resp, err := p.client.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			return fmt.Errorf("partner answered %d", resp.StatusCode)
+		}
+		return nil
+	}
+}
+
+// run pulls one message per free worker slot, as the broker's loop does.
+func (p *forwarderInstance) run(forward func(jetstream.Msg) error) {
+	defer close(p.done)
+	for {
+		p.sem <- struct{}{}
+		msg, err := p.iter.Next()
+		if err != nil {
+			<-p.sem
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			defer func() { <-p.sem }()
+			if err := forward(msg); err != nil {
+				_ = msg.NakWithDelay(time.Second)
+				return
+			}
+			_ = msg.Ack()
+		}()
+	}
+}
+
+func (f *forwarder) stop(context.Context) {
+	for _, p := range f.parts {
+		if p.iter != nil {
+			p.iter.Drain()
+			<-p.done
+			p.wg.Wait()
+		}
+		for _, c := range []*nats.Conn{p.nc, p.rnc} {
+			if c != nil {
+				c.Close()
+			}
+		}
+		if p.client != nil {
+			p.client.CloseIdleConnections()
+		}
+	}
+	f.parts = nil
+}
+
+func (f *forwarder) vaultTrips() (uint64, uint64) { return 0, 0 }
+
+// partnerClient is an HTTP client configured like the webhook connector's
+// (HTTP/2 attempted, 16 idle connections per host, TLS to the partner CA).
+func (e *env) partnerClient() *http.Client {
+	pool := x509.NewCertPool()
+	pool.AddCert(e.partner.Certificate())
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Client{Transport: &http.Transport{
+		DialContext:         dialer.DialContext,
+		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool},
+		TLSHandshakeTimeout: 5 * time.Second, ForceAttemptHTTP2: true,
+		MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second,
+	}}
+}
+
+var (
+	_ system = (*brokers)(nil)
+	_ system = (*forwarder)(nil)
+)

@@ -1,0 +1,171 @@
+// Command loadharness measures Clearance against a bare forwarder on real
+// NATS, Vault and Postgres and writes a JSON report, a text table and an
+// SVG plot under results/<timestamp>/. See BENCHMARKS.md.
+//
+//	go run ./integration/loadharness                 # the full run (N=200,000)
+//	go run ./integration/loadharness -n 20000 -sinks jetstream -cpuprofile cpu.out
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/clearance-broker/clearance/integration/loadharness/harness"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	var (
+		cfg        harness.Config
+		sinks      = flag.String("sinks", "jetstream,webhook", "sinks to measure: jetstream, webhook")
+		instances  = flag.String("instances", "1,2", "broker instance counts to measure")
+		rates      = flag.String("rates", "0.5,0.9", "fractions of the maximum rate for the paced latency runs")
+		out        = flag.String("out", "results", "directory under which results/<timestamp>/ is written")
+		cpuprofile = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+		memprofile = flag.String("memprofile", "", "write an allocation profile at the end to this file")
+		verbose    = flag.Bool("v", false, "log broker warnings to stderr")
+	)
+	flag.IntVar(&cfg.N, "n", 200_000, "requests per throughput measurement")
+	flag.IntVar(&cfg.WebhookN, "webhook-n", 0, "requests per webhook throughput measurement (default n/4)")
+	flag.IntVar(&cfg.Size, "size", 1024, "request size in bytes")
+	flag.IntVar(&cfg.Concurrency, "concurrency", 16, "workers per instance (broker and baseline)")
+	flag.DurationVar(&cfg.PacedDuration, "paced", 20*time.Second, "longest paced latency run")
+	flag.BoolVar(&cfg.NoPaced, "no-paced", false, "skip the paced latency runs")
+	flag.IntVar(&cfg.RegistryParties, "registry-parties", 0, "synthetic parties (each with an agreement) added to the registry")
+	flag.StringVar(&cfg.RegistryDir, "registry", "", "registry directory (default examples/registry)")
+	flag.StringVar(&cfg.NATSURL, "nats", "", "NATS URL to use instead of embedded servers (its CLEARANCE_TRANSFERS and CLEARANCE_REGION_INBOUND streams are purged and deleted)")
+	flag.StringVar(&cfg.PostgresDSN, "postgres", "", "admin Postgres DSN (default $CLEARANCE_TEST_POSTGRES or the local test database)")
+	flag.Int64Var(&cfg.CheckpointEvery, "checkpoint-every", 1000, "audit checkpoint interval in entries")
+	flag.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "longest wait for one measurement")
+	flag.Parse()
+
+	cfg.Sinks = splitList(*sinks)
+	var err error
+	if cfg.Instances, err = ints(*instances); err != nil {
+		fmt.Fprintln(os.Stderr, "loadharness: -instances:", err)
+		return 2
+	}
+	if cfg.Rates, err = floats(*rates); err != nil {
+		fmt.Fprintln(os.Stderr, "loadharness: -rates:", err)
+		return 2
+	}
+	cfg.Progress = os.Stderr
+	if *verbose {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	if err := cfg.Defaults().Validate(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadharness:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "loadharness:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := harness.Run(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadharness:", err)
+		return 1
+	}
+	if *memprofile != "" {
+		if f, err := os.Create(*memprofile); err == nil {
+			_ = pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}
+	}
+	dir := filepath.Join(*out, rep.Started.Format("20060102T150405Z"))
+	if err := write(dir, rep); err != nil {
+		fmt.Fprintln(os.Stderr, "loadharness:", err)
+		return 1
+	}
+	_ = rep.WriteTable(os.Stdout)
+	fmt.Printf("\nreport: %s\n", dir)
+	if problems := rep.Check(); len(problems) > 0 {
+		fmt.Fprintln(os.Stderr, "loadharness: the report is not sound:\n  "+strings.Join(problems, "\n  "))
+		return 1
+	}
+	return 0
+}
+
+// write writes report.json, report.txt and report.svg into dir.
+func write(dir string, rep *harness.Report) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for name, fn := range map[string]func(f *os.File) error{
+		"report.json": func(f *os.File) error { return rep.WriteJSON(f) },
+		"report.txt":  func(f *os.File) error { return rep.WriteTable(f) },
+		"report.svg":  func(f *os.File) error { return rep.WriteSVG(f) },
+	} {
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			return err
+		}
+		err = fn(f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, p := range splitList(s) {
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func floats(s string) ([]float64, error) {
+	out := []float64{}
+	for _, p := range splitList(s) {
+		f, err := strconv.ParseFloat(p, 64)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
