@@ -28,6 +28,9 @@ type result struct {
 	// attempted: a decided allow was audited and a delivery tried (or
 	// found impossible), so a failure is audited as delivery_failed.
 	attempted bool
+	// redecided counts the decisions made again before delivery because
+	// the registry changed (redecide.go).
+	redecided int
 	digest    string
 	seq       int64
 }
@@ -150,6 +153,10 @@ func (b *Broker) deliver(ctx context.Context, res *result) *result {
 		return res
 	}
 	res.attempted = true
+	if r := b.again(ctx, res); r != nil {
+		return r
+	}
+	d = res.dec
 	t = time.Now()
 	headers := map[string]string{"Clearance-Key-Ref": b.keys.KeyRef(), "Clearance-Purpose": req.Purpose}
 	if d.Agreement != nil {

@@ -1,0 +1,108 @@
+package broker_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/broker"
+	"github.com/clearance-broker/clearance/broker/brokertest"
+)
+
+// changingDecider swaps its engine to the registry next right after its
+// first decision, as a registry change arriving while that transfer is
+// sealed and audited would.
+type changingDecider struct {
+	*agreements.Engine
+	next func(*agreements.Registry) *agreements.Registry
+	once sync.Once
+}
+
+func (d *changingDecider) Decide(req *agreements.Request, at time.Time) *agreements.Decision {
+	dec := d.Engine.Decide(req, at)
+	d.once.Do(func() { d.Engine.Update(d.next(d.Engine.Registry())) })
+	return dec
+}
+
+var _ broker.RegistrySource = (*changingDecider)(nil)
+
+func TestRedecideAtDelivery(t *testing.T) {
+	with := func(ch agreements.Change) func(*agreements.Registry) *agreements.Registry {
+		return func(r *agreements.Registry) *agreements.Registry {
+			n, err := r.With(ch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	withoutPhone := func(r *agreements.Registry) *agreements.Registry {
+		c := r.Content()
+		for i, a := range c.Agreements {
+			if a.ID == "dpa-swiftship-de" {
+				a.Categories = slices.DeleteFunc(slices.Clone(a.Categories), func(c string) bool { return c == "contact.phone" })
+				a.Version++
+				c.Agreements[i] = a
+			}
+		}
+		n, err := agreements.New(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	tests := []struct {
+		name      string
+		next      func(*agreements.Registry) *agreements.Registry
+		status    string
+		reasons   []string
+		decisions []string // decided entries, in order
+		phone     bool     // the delivered record holds the phone
+	}{
+		{"suspension stops it", with(agreements.Change{Suspend: []string{"dpa-swiftship-de"}}), "denied",
+			[]string{"agreement_suspended"}, []string{"allow", "deny"}, false},
+		{"unrelated change lets it go", with(agreements.Change{Erasures: []agreements.Erasure{{Subject: "cust-other", At: time.Now()}}}), "delivered",
+			[]string{}, []string{"allow"}, true},
+		{"narrower agreement sends less", withoutPhone, "delivered",
+			[]string{}, []string{"allow", "allow"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnvWith(t, brokertest.StartNATS(t), 3, func(o *broker.Options) {
+				d := &changingDecider{Engine: o.Decider.(*agreements.Engine), next: tt.next}
+				o.Decider, o.Parties = d, broker.PartiesOf(d.Engine)
+			})
+			code, body := e.post(t, brokertest.ExampleRequest(t, "01-delivery-eea-allow.json"))
+			var rc broker.Receipt
+			if err := json.Unmarshal(body, &rc); err != nil || code != 200 {
+				t.Fatalf("answer %d %s", code, body)
+			}
+			if string(rc.Status) != tt.status || !slices.Equal(rc.Reasons, tt.reasons) {
+				t.Fatalf("receipt %s %v, want %s %v", rc.Status, rc.Reasons, tt.status, tt.reasons)
+			}
+			var decisions []string
+			for _, en := range e.entries(t, rc.RequestID) {
+				if en.Event == "decided" {
+					decisions = append(decisions, en.Decision)
+				}
+			}
+			if !slices.Equal(decisions, tt.decisions) {
+				t.Fatalf("decided entries %v, want %v", decisions, tt.decisions)
+			}
+			got := e.partner.Received()
+			if tt.status != "delivered" {
+				if len(got) != 0 {
+					t.Fatalf("partner received %d transfers", len(got))
+				}
+				return
+			}
+			if len(got) != 1 || bytes.Contains(got[0].Payload, []byte(`"phone"`)) != tt.phone {
+				t.Fatalf("partner received %d transfers; phone sent = %v, want %v", len(got), len(got) == 1 && bytes.Contains(got[0].Payload, []byte(`"phone"`)), tt.phone)
+			}
+		})
+	}
+}
