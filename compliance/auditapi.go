@@ -1,0 +1,245 @@
+package compliance
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/clearance-broker/clearance/audit"
+)
+
+// Page is one page of an audit search. NextAfter, when non-zero, is the
+// value of the after parameter that fetches the next page.
+type Page struct {
+	Entries   []audit.Entry `json:"entries"`
+	NextAfter int64         `json:"next_after,omitempty"`
+}
+
+// search returns one page; it asks for one entry more than the limit to
+// know whether there is a next page.
+func (s *Server) search(ctx context.Context, f audit.Filter) (*Page, error) {
+	limit := f.Limit
+	f.Limit = limit + 1
+	p := &Page{Entries: make([]audit.Entry, 0, limit)}
+	err := s.opts.Audit.Scan(ctx, f, func(e *audit.Entry) error {
+		p.Entries = append(p.Entries, *e)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(p.Entries) > limit {
+		p.Entries = p.Entries[:limit]
+		p.NextAfter = p.Entries[limit-1].Sequence
+	}
+	return p, nil
+}
+
+func (s *Server) getEntries(w http.ResponseWriter, r *http.Request) {
+	f, err := parseFilter(r.URL.Query(), audit.DefaultLimit)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	p, err := s.search(r.Context(), f)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+// EntryDetail is one entry with the explanation of its decision.
+type EntryDetail struct {
+	Entry       audit.Entry  `json:"entry"`
+	Explanation *Explanation `json:"explanation"`
+}
+
+var errNotFound = errors.New("compliance: not found")
+
+// entry reads the entry with sequence seq.
+func (s *Server) entry(ctx context.Context, seq int64) (*audit.Entry, error) {
+	var found *audit.Entry
+	err := s.opts.Audit.Scan(ctx, audit.Filter{AfterSequence: seq - 1, Limit: 1}, func(e *audit.Entry) error {
+		if e.Sequence == seq {
+			c := *e
+			found = &c
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if found == nil {
+		return nil, errNotFound
+	}
+	return found, nil
+}
+
+func parseSeq(v string) (int64, error) {
+	seq, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || seq < 1 {
+		return 0, badParam("seq", "want a sequence number (1 or more)")
+	}
+	return seq, nil
+}
+
+func (s *Server) getEntry(w http.ResponseWriter, r *http.Request) {
+	seq, err := parseSeq(r.PathValue("seq"))
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	e, err := s.entry(r.Context(), seq)
+	if errors.Is(err, errNotFound) {
+		writeJSON(w, http.StatusNotFound, apiError{Error: "not_found", Message: "no audit entry with sequence " + strconv.FormatInt(seq, 10)})
+		return
+	}
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, EntryDetail{Entry: *e, Explanation: Explain(e, s.opts.Registry.Registry())})
+}
+
+// export streams the entries selected by the query as CSV or JSON lines.
+func (s *Server) export(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	format := audit.Format(q.Get("format"))
+	q.Del("format")
+	switch format {
+	case audit.FormatCSV, audit.FormatJSONL:
+	case "":
+		format = audit.FormatCSV
+	default:
+		s.fail(w, badParam("format", "want csv or jsonl"))
+		return
+	}
+	f, err := parseFilter(q, 0)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	if q.Get("limit") == "" {
+		f.Limit = 0 // everything that matches, streamed
+	}
+	name := "clearance-audit-" + s.opts.Now().UTC().Format("20060102T150405Z") + "." + string(format)
+	if format == audit.FormatCSV {
+		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	} else {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+	}
+	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
+	w.Header().Set("Cache-Control", "no-store")
+	n, err := s.opts.Audit.Export(r.Context(), w, format, f)
+	if err != nil {
+		// Headers are gone; the truncated body is all the client gets.
+		s.log.Error("export", "rows", n, "err", err)
+	}
+}
+
+func (s *Server) getExport(w http.ResponseWriter, r *http.Request) { s.export(w, r) }
+
+// Recipient is one recipient of a subject's data (Art. 15(1)(c), Art. 19).
+type Recipient struct {
+	Recipient  string    `json:"recipient"`
+	Country    string    `json:"country"`
+	Deliveries int       `json:"deliveries"`
+	Allowed    int       `json:"allowed"`
+	Refused    int       `json:"refused"`
+	First      time.Time `json:"first"`
+	Last       time.Time `json:"last"`
+	Purposes   []string  `json:"purposes"`
+	Categories []string  `json:"categories"`
+	Mechanisms []string  `json:"mechanisms"`
+}
+
+// SubjectReport is what the log holds about one subject: the recipients
+// that got (or were allowed) data, and the history of entries.
+type SubjectReport struct {
+	SubjectHMAC string      `json:"subject_hmac"`
+	Recipients  []Recipient `json:"recipients"`
+	Entries     int         `json:"entries"`
+}
+
+// subjectReport scans every entry of subject in [from, to).
+func (s *Server) subjectReport(ctx context.Context, f audit.Filter) (*SubjectReport, error) {
+	byRcpt := map[string]*Recipient{}
+	rep := &SubjectReport{Recipients: []Recipient{}}
+	add := func(list []string, v string) []string {
+		if v == "" || slices.Contains(list, v) {
+			return list
+		}
+		return append(list, v)
+	}
+	err := s.opts.Audit.Scan(ctx, f, func(e *audit.Entry) error {
+		rep.Entries++
+		rep.SubjectHMAC = e.SubjectHMAC
+		if e.Recipient == "" {
+			return nil
+		}
+		rc := byRcpt[e.Recipient]
+		if rc == nil {
+			rc = &Recipient{Recipient: e.Recipient, First: e.Time, Purposes: []string{}, Categories: []string{}, Mechanisms: []string{}}
+			byRcpt[e.Recipient] = rc
+		}
+		rc.Last = e.Time
+		if e.RecipientCountry != "" {
+			rc.Country = e.RecipientCountry
+		}
+		switch {
+		case e.Event == audit.EventDelivered || e.Event == audit.EventReceived:
+			rc.Deliveries++
+		case e.Event == audit.EventDecided && e.Decision == "allow":
+			rc.Allowed++
+		case e.Event == audit.EventDecided:
+			rc.Refused++
+		}
+		if e.Decision == "allow" {
+			rc.Purposes = add(rc.Purposes, e.Purpose)
+			rc.Mechanisms = add(rc.Mechanisms, e.Mechanism)
+			for _, c := range e.CategoriesSent {
+				rc.Categories = add(rc.Categories, c)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, rc := range byRcpt {
+		slices.Sort(rc.Purposes)
+		slices.Sort(rc.Categories)
+		slices.Sort(rc.Mechanisms)
+		rep.Recipients = append(rep.Recipients, *rc)
+	}
+	slices.SortFunc(rep.Recipients, func(a, b Recipient) int { return a.First.Compare(b.First) })
+	return rep, nil
+}
+
+func (s *Server) getSubjectRecipients(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if err := onlyParams(q, "from", "to"); err != nil {
+		s.fail(w, err)
+		return
+	}
+	q.Set("subject", r.PathValue("subject"))
+	f, err := parseFilter(q, 0)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	if f.SubjectID == "" {
+		s.fail(w, badParam("subject", "required"))
+		return
+	}
+	rep, err := s.subjectReport(r.Context(), f)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}

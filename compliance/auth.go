@@ -1,0 +1,354 @@
+package compliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/lestrrat-go/jwx/v2/jws"
+	"github.com/lestrrat-go/jwx/v2/jwt"
+)
+
+// Role is what a caller may do. Roles are ordered: each includes the ones
+// below it.
+type Role int
+
+// The roles, lowest first.
+const (
+	// RoleNone is no role: the token carries none of the known role names.
+	RoleNone Role = iota
+	// RoleViewer reads the audit log and the reports.
+	RoleViewer
+	// RoleOfficer also records consents, legal orders and erasures and runs
+	// what-ifs.
+	RoleOfficer
+	// RoleAdmin also applies registries.
+	RoleAdmin
+)
+
+var roleNames = map[Role]string{RoleViewer: "viewer", RoleOfficer: "officer", RoleAdmin: "admin"}
+
+// String returns the role's name ("viewer", "officer", "admin" or "none").
+func (r Role) String() string {
+	if n, ok := roleNames[r]; ok {
+		return n
+	}
+	return "none"
+}
+
+// ParseRole returns the role named s.
+func ParseRole(s string) (Role, error) {
+	for r, n := range roleNames {
+		if n == s {
+			return r, nil
+		}
+	}
+	return RoleNone, fmt.Errorf("%w: %q (want viewer, officer or admin)", ErrUnknownRole, s)
+}
+
+// Errors of authentication. ErrNoToken and ErrInvalidToken answer 401,
+// ErrForbidden 403.
+var (
+	// ErrNoToken means the request carried no bearer token.
+	ErrNoToken = errors.New("compliance: no bearer token")
+	// ErrInvalidToken means the token is malformed, badly signed, expired,
+	// for another issuer or audience, or signed by an unknown key.
+	ErrInvalidToken = errors.New("compliance: invalid token")
+	// ErrForbidden means the token is valid but its role is too low.
+	ErrForbidden = errors.New("compliance: role not permitted")
+	// ErrUnknownRole names a role that does not exist.
+	ErrUnknownRole = errors.New("compliance: unknown role")
+	// ErrKeysUnavailable means the issuer's JWKS could not be read.
+	ErrKeysUnavailable = errors.New("compliance: issuer keys unavailable")
+)
+
+// AuthConfig configures token verification (the `auth` section of the
+// broker configuration). Exactly one of JWKSURL and JWKSFile is set.
+type AuthConfig struct {
+	// Issuer is the required "iss" claim.
+	Issuer string `yaml:"issuer"`
+	// Audience is the required "aud" claim.
+	Audience string `yaml:"audience"`
+	// JWKSURL is the issuer's JWK set, fetched over HTTPS.
+	JWKSURL string `yaml:"jwks_url"`
+	// JWKSFile is the issuer's JWK set in a local file.
+	JWKSFile string `yaml:"jwks_file"`
+	// RoleClaim is the claim holding the role names, a string or a list of
+	// strings; a dotted path reaches into objects ("realm_access.roles").
+	// Default "roles".
+	RoleClaim string `yaml:"role_claim"`
+	// ClockSkew is the tolerance on exp, nbf and iat (default 60s).
+	ClockSkew time.Duration `yaml:"clock_skew"`
+	// RefreshInterval is how long a fetched key set is used before it is
+	// fetched again (default 15 minutes). A token signed with an unknown key
+	// id makes an earlier refetch, at most one per MinRefetch.
+	RefreshInterval time.Duration `yaml:"refresh_interval"`
+	// MinRefetch spaces refetches caused by unknown key ids (default 10s).
+	MinRefetch time.Duration `yaml:"min_refetch"`
+}
+
+// Validate reports every problem of c at once, each with its path under
+// "auth".
+func (c *AuthConfig) Validate() error {
+	var errs []error
+	if c.Issuer == "" {
+		errs = append(errs, errors.New("auth.issuer: required"))
+	}
+	if c.Audience == "" {
+		errs = append(errs, errors.New("auth.audience: required"))
+	}
+	switch {
+	case c.JWKSURL == "" && c.JWKSFile == "":
+		errs = append(errs, errors.New("auth.jwks_url: required (or auth.jwks_file)"))
+	case c.JWKSURL != "" && c.JWKSFile != "":
+		errs = append(errs, errors.New("auth.jwks_file: set jwks_url or jwks_file, not both"))
+	case c.JWKSURL != "" && !strings.HasPrefix(c.JWKSURL, "https://") && !strings.HasPrefix(c.JWKSURL, "http://127.0.0.1") && !strings.HasPrefix(c.JWKSURL, "http://localhost"):
+		errs = append(errs, errors.New("auth.jwks_url: must be https (http only on localhost)"))
+	}
+	if c.ClockSkew < 0 || c.ClockSkew > 10*time.Minute {
+		errs = append(errs, errors.New("auth.clock_skew: between 0 and 10m"))
+	}
+	if c.RefreshInterval < 0 || c.MinRefetch < 0 {
+		errs = append(errs, errors.New("auth.refresh_interval: must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// AuthOptions are the parts an Authenticator uses besides its config.
+type AuthOptions struct {
+	// HTTPClient fetches JWKSURL (default: a client with a 10s timeout).
+	HTTPClient *http.Client
+	// StaticJWKS, when set, is the key set itself (the dev issuer's); the
+	// config's JWKS URL and file are then not needed.
+	StaticJWKS []byte
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Principal is the verified caller.
+type Principal struct {
+	// Subject is the token's "sub" (an account id; never logged in clear).
+	Subject string
+	// Role is the highest known role the token grants.
+	Role Role
+	// Expires is the token's expiry.
+	Expires time.Time
+}
+
+// Authenticator verifies bearer tokens. It is safe for concurrent use.
+type Authenticator struct {
+	cfg   AuthConfig
+	now   func() time.Time
+	fetch func(ctx context.Context) ([]byte, error)
+
+	mu        sync.Mutex
+	set       jwk.Set
+	fetchedAt time.Time
+}
+
+// NewAuthenticator returns an Authenticator for cfg. The key set is fetched
+// on first use, not here.
+func NewAuthenticator(cfg AuthConfig, opts AuthOptions) (*Authenticator, error) {
+	if opts.StaticJWKS != nil {
+		if cfg.JWKSURL == "" && cfg.JWKSFile == "" {
+			cfg.JWKSFile = "(static)"
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.RoleClaim == "" {
+		cfg.RoleClaim = "roles"
+	}
+	if cfg.ClockSkew == 0 {
+		cfg.ClockSkew = time.Minute
+	}
+	if cfg.RefreshInterval == 0 {
+		cfg.RefreshInterval = 15 * time.Minute
+	}
+	if cfg.MinRefetch == 0 {
+		cfg.MinRefetch = 10 * time.Second
+	}
+	a := &Authenticator{cfg: cfg, now: opts.Now}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	client := opts.HTTPClient
+	if client == nil {
+		client = &http.Client{Timeout: 10 * time.Second}
+	}
+	switch {
+	case opts.StaticJWKS != nil:
+		static := opts.StaticJWKS
+		a.fetch = func(context.Context) ([]byte, error) { return static, nil }
+	case cfg.JWKSFile != "":
+		a.fetch = func(context.Context) ([]byte, error) { return os.ReadFile(cfg.JWKSFile) }
+	default:
+		a.fetch = func(ctx context.Context) ([]byte, error) { return fetchURL(ctx, client, cfg.JWKSURL) }
+	}
+	return a, nil
+}
+
+func fetchURL(ctx context.Context, client *http.Client, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+}
+
+// keys returns the key set, fetching it when there is none, when it is
+// older than RefreshInterval, or when force is set and the last fetch is
+// older than MinRefetch.
+func (a *Authenticator) keys(ctx context.Context, force bool) (jwk.Set, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	age := a.now().Sub(a.fetchedAt)
+	if a.set != nil && age < a.cfg.RefreshInterval && (!force || age < a.cfg.MinRefetch) {
+		return a.set, nil
+	}
+	data, err := a.fetch(ctx)
+	if err == nil {
+		var set jwk.Set
+		if set, err = jwk.Parse(data); err == nil {
+			a.set, a.fetchedAt = set, a.now()
+			return set, nil
+		}
+	}
+	if a.set != nil {
+		// Keep serving with the keys we have; the issuer may be briefly down.
+		return a.set, nil
+	}
+	return nil, fmt.Errorf("%w: %w", ErrKeysUnavailable, err)
+}
+
+// Authenticate verifies token and returns its principal. Errors wrap
+// ErrInvalidToken (with a short reason safe to show), ErrForbidden when the
+// token grants no known role, or ErrKeysUnavailable.
+func (a *Authenticator) Authenticate(ctx context.Context, token string) (*Principal, error) {
+	if token == "" {
+		return nil, ErrNoToken
+	}
+	msg, err := jws.ParseString(token)
+	if err != nil || len(msg.Signatures()) != 1 {
+		return nil, fmt.Errorf("%w: not a compact JWS", ErrInvalidToken)
+	}
+	hdr := msg.Signatures()[0].ProtectedHeaders()
+	kid, alg := hdr.KeyID(), hdr.Algorithm()
+	if kid == "" {
+		return nil, fmt.Errorf("%w: no key id (kid) in the header", ErrInvalidToken)
+	}
+	if alg == jwa.NoSignature || strings.HasPrefix(string(alg), "HS") {
+		return nil, fmt.Errorf("%w: algorithm %s not accepted", ErrInvalidToken, alg)
+	}
+	set, err := a.keys(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	key, ok := set.LookupKeyID(kid)
+	if !ok {
+		// Key rotation: the issuer may have published a new key.
+		if set, err = a.keys(ctx, true); err != nil {
+			return nil, err
+		}
+		if key, ok = set.LookupKeyID(kid); !ok {
+			return nil, fmt.Errorf("%w: unknown signing key", ErrInvalidToken)
+		}
+	}
+	tok, err := jwt.ParseString(token,
+		jwt.WithKey(alg, key),
+		jwt.WithValidate(true),
+		jwt.WithIssuer(a.cfg.Issuer),
+		jwt.WithAudience(a.cfg.Audience),
+		jwt.WithRequiredClaim(jwt.ExpirationKey),
+		jwt.WithAcceptableSkew(a.cfg.ClockSkew),
+		jwt.WithClock(jwt.ClockFunc(a.now)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrInvalidToken, tokenProblem(err))
+	}
+	claim, _ := claimAt(tok, a.cfg.RoleClaim)
+	role := highestRole(claim)
+	if role == RoleNone {
+		return nil, fmt.Errorf("%w: the token grants no role in claim %q", ErrForbidden, a.cfg.RoleClaim)
+	}
+	return &Principal{Subject: tok.Subject(), Role: role, Expires: tok.Expiration()}, nil
+}
+
+// tokenProblem turns a jwx validation error into a short, fixed reason.
+func tokenProblem(err error) string {
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired()):
+		return "expired"
+	case errors.Is(err, jwt.ErrTokenNotYetValid()):
+		return "not yet valid"
+	case errors.Is(err, jwt.ErrInvalidIssuedAt()):
+		return "issued in the future"
+	case errors.Is(err, jwt.ErrInvalidIssuer()):
+		return "wrong issuer"
+	case errors.Is(err, jwt.ErrInvalidAudience()):
+		return "wrong audience"
+	case errors.Is(err, jwt.ErrRequiredClaim()), errors.Is(err, jwt.ErrMissingRequiredClaim(jwt.ExpirationKey)):
+		return "missing a required claim (exp)"
+	default:
+		return "bad signature or malformed token"
+	}
+}
+
+// claimAt reads a dotted claim path from tok.
+func claimAt(tok jwt.Token, path string) (any, bool) {
+	parts := strings.Split(path, ".")
+	v, ok := tok.Get(parts[0])
+	for _, p := range parts[1:] {
+		if !ok {
+			return nil, false
+		}
+		m, isMap := v.(map[string]any)
+		if !isMap {
+			return nil, false
+		}
+		v, ok = m[p]
+	}
+	return v, ok
+}
+
+// highestRole returns the highest known role named by a claim value (a
+// string, space-separated names, or a list).
+func highestRole(v any) Role {
+	var names []string
+	switch t := v.(type) {
+	case string:
+		names = strings.Fields(t)
+	case []string:
+		names = t
+	case []any:
+		for _, x := range t {
+			if s, ok := x.(string); ok {
+				names = append(names, s)
+			}
+		}
+	}
+	best := RoleNone
+	for _, n := range names {
+		if r, err := ParseRole(n); err == nil && r > best {
+			best = r
+		}
+	}
+	return best
+}

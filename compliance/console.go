@@ -1,0 +1,417 @@
+package compliance
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/clearance-broker/clearance/audit"
+)
+
+//go:embed web/templates/*.html web/static/*
+var webFS embed.FS
+
+// Console paths.
+const (
+	consoleRoot   = "/console/"
+	consoleSignIn = "/console/signin"
+	sessionCookie = "clearance_session"
+)
+
+// console renders the web console's pages.
+type console struct {
+	s      *Server
+	pages  map[string]*template.Template
+	static fs.FS
+}
+
+var funcs = template.FuncMap{
+	"date":       func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") },
+	"day":        func(t time.Time) string { return t.UTC().Format(time.DateOnly) },
+	"join":       strings.Join,
+	"reasonText": ReasonText,
+	"short":      short,
+	"dash":       orDash,
+	"query":      func(v url.Values) string { return v.Encode() },
+	"hasPrefix":  strings.HasPrefix,
+	"add":        func(a, b int) int { return a + b },
+	"events":     func() []audit.Event { return eventNames },
+}
+
+func newConsole(s *Server) (*console, error) {
+	c := &console{s: s, pages: map[string]*template.Template{}}
+	static, err := fs.Sub(webFS, "web/static")
+	if err != nil {
+		return nil, err
+	}
+	c.static = static
+	names, err := fs.Glob(webFS, "web/templates/*.html")
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		base := strings.TrimPrefix(n, "web/templates/")
+		if strings.HasPrefix(base, "_") {
+			continue // shared: the layout and partials
+		}
+		t, err := template.New(base).Funcs(funcs).ParseFS(webFS, "web/templates/_*.html", n)
+		if err != nil {
+			return nil, fmt.Errorf("compliance: console template %s: %w", base, err)
+		}
+		c.pages[base] = t
+	}
+	return c, nil
+}
+
+func (c *console) routes() []route {
+	s := c.s
+	return []route{
+		{"GET", "/console/{$}", RoleViewer, false, c.overview},
+		{"GET", "/console/signin", RoleNone, false, c.signInPage},
+		{"POST", "/console/signin", RoleNone, false, c.signIn},
+		{"POST", "/console/signout", RoleNone, false, c.signOut},
+		{"GET", "/console/audit", RoleViewer, false, c.auditPage},
+		{"GET", "/console/audit/{seq}", RoleViewer, false, c.entryPage},
+		{"GET", "/console/audit/export", RoleViewer, false, s.export},
+		{"GET", "/console/subject", RoleViewer, false, c.subjectPage},
+		{"GET", "/console/agreements", RoleViewer, false, c.agreementsPage},
+		{"GET", "/console/agreements/{id}", RoleViewer, false, c.agreementPage},
+		{"GET", "/console/ropa", RoleViewer, false, c.ropaPage},
+		{"GET", "/console/ropa/print", RoleViewer, false, c.ropaPrint},
+		{"GET", "/console/ropa/export", RoleViewer, false, s.getROPA},
+		{"GET", "/console/whatif", RoleOfficer, false, c.whatIfPage},
+		{"POST", "/console/whatif", RoleOfficer, false, c.whatIfRun},
+		{"GET", "/console/static/{file}", RoleNone, false, c.asset},
+	}
+}
+
+// render executes a page into a buffer first, so that a template error
+// never sends half a page.
+func (c *console) render(w http.ResponseWriter, r *http.Request, name string, data map[string]any) {
+	c.renderStatus(w, r, http.StatusOK, name, data)
+}
+
+func (c *console) renderStatus(w http.ResponseWriter, r *http.Request, status int, name string, data map[string]any) {
+	t := c.pages[name]
+	if t == nil {
+		c.s.log.Error("console: no template", "name", name)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	if data == nil {
+		data = map[string]any{}
+	}
+	data["Principal"] = principalOf(r.Context())
+	data["Path"] = r.URL.Path
+	var buf bytes.Buffer
+	entry := "layout"
+	if t.Lookup("standalone") != nil {
+		entry = "standalone"
+	}
+	if err := t.ExecuteTemplate(&buf, entry, data); err != nil {
+		c.s.log.Error("console: render", "page", name, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+func (c *console) errorPage(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	c.renderStatus(w, r, status, "error.html", map[string]any{"Title": http.StatusText(status), "Status": status, "Message": msg})
+}
+
+// paramError shows a bad parameter on the page (400) or, for any other
+// error, logs it and shows a 500 page.
+func (c *console) problem(w http.ResponseWriter, r *http.Request, err error) {
+	var pe *paramError
+	if errors.As(err, &pe) {
+		c.errorPage(w, r, http.StatusBadRequest, pe.Error())
+		return
+	}
+	c.s.log.Error("console", "err", err)
+	c.errorPage(w, r, http.StatusInternalServerError, "internal error; see the server log")
+}
+
+func (c *console) asset(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("file")
+	data, err := fs.ReadFile(c.static, name)
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	switch {
+	case strings.HasSuffix(name, ".css"):
+		w.Header().Set("Content-Type", "text/css; charset=utf-8")
+	case strings.HasSuffix(name, ".js"):
+		w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+	case strings.HasSuffix(name, ".svg"):
+		w.Header().Set("Content-Type", "image/svg+xml")
+	}
+	w.Header().Set("Cache-Control", "max-age=300")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write(data)
+}
+
+func (c *console) signInPage(w http.ResponseWriter, r *http.Request) {
+	c.render(w, r, "signin.html", map[string]any{"Title": "Sign in", "Next": safeNext(r.URL.Query().Get("next"))})
+}
+
+// safeNext keeps a post-sign-in target inside the console.
+func safeNext(next string) string {
+	if strings.HasPrefix(next, consoleRoot) && !strings.HasPrefix(next, "//") && !strings.Contains(next, "\\") {
+		return next
+	}
+	return consoleRoot
+}
+
+func (c *console) signIn(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		c.errorPage(w, r, http.StatusBadRequest, "parameter token: unreadable form")
+		return
+	}
+	token := strings.TrimSpace(r.PostForm.Get("token"))
+	token = strings.TrimSpace(strings.TrimPrefix(token, "Bearer "))
+	next := safeNext(r.PostForm.Get("next"))
+	p, err := c.s.opts.Auth.Authenticate(r.Context(), token)
+	if err != nil {
+		status := http.StatusUnauthorized
+		if errors.Is(err, ErrForbidden) {
+			status = http.StatusForbidden
+		}
+		c.renderStatus(w, r, status, "signin.html", map[string]any{"Title": "Sign in", "Next": next,
+			"Error": strings.TrimPrefix(err.Error(), "compliance: ")})
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: token, Path: consoleRoot, HttpOnly: true,
+		Secure: c.s.opts.SecureCookie, SameSite: http.SameSiteStrictMode, Expires: p.Expires})
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+func (c *console) signOut(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: consoleRoot, MaxAge: -1,
+		HttpOnly: true, Secure: c.s.opts.SecureCookie, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, consoleSignIn, http.StatusSeeOther)
+}
+
+func (c *console) overview(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if err := onlyParams(q, "from", "to"); err != nil {
+		c.problem(w, r, err)
+		return
+	}
+	from, to, err := window(q, c.s.opts.Now(), 30)
+	if err != nil {
+		c.problem(w, r, err)
+		return
+	}
+	ov, err := c.s.overview(r.Context(), from, to)
+	if err != nil {
+		c.problem(w, r, err)
+		return
+	}
+	reg := c.s.opts.Registry.Registry()
+	var attention []AgreementStatus
+	for _, a := range agreementStatuses(reg, c.s.opts.Now()) {
+		if len(a.Warnings) > 0 {
+			attention = append(attention, a)
+		}
+	}
+	c.render(w, r, "overview.html", map[string]any{
+		"Title": "Overview", "Overview": ov,
+		"ByOutcome": outcomeChart(ov), "ByCountry": countryChart(ov), "Reasons": reasonBars(ov),
+		"Attention": attention, "RegistryVersion": reg.Version(),
+	})
+}
+
+func (c *console) auditPage(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	for k, v := range q { // empty form fields do not filter
+		if len(v) == 1 && v[0] == "" {
+			q.Del(k)
+		}
+	}
+	data := map[string]any{"Title": "Audit explorer", "Q": q}
+	f, err := parseFilter(q, 50)
+	if err != nil {
+		data["Error"] = err.Error()
+		c.renderStatus(w, r, http.StatusBadRequest, "audit.html", data)
+		return
+	}
+	p, err := c.s.search(r.Context(), f)
+	if err != nil {
+		c.problem(w, r, err)
+		return
+	}
+	data["Page"] = p
+	exp := cloneValues(q)
+	exp.Del("after")
+	exp.Del("limit")
+	data["ExportQuery"] = exp
+	if p.NextAfter > 0 {
+		next := cloneValues(q)
+		next.Set("after", fmt.Sprint(p.NextAfter))
+		data["NextQuery"] = next
+	}
+	if f.AfterSequence > 0 {
+		first := cloneValues(q)
+		first.Del("after")
+		data["FirstQuery"] = first
+	}
+	c.render(w, r, "audit.html", data)
+}
+
+func cloneValues(v url.Values) url.Values {
+	out := url.Values{}
+	for k, x := range v {
+		out[k] = append([]string(nil), x...)
+	}
+	return out
+}
+
+func (c *console) entryPage(w http.ResponseWriter, r *http.Request) {
+	seq, err := parseSeq(r.PathValue("seq"))
+	if err != nil {
+		c.problem(w, r, err)
+		return
+	}
+	e, err := c.s.entry(r.Context(), seq)
+	if errors.Is(err, errNotFound) {
+		c.errorPage(w, r, http.StatusNotFound, fmt.Sprintf("no audit entry with sequence %d", seq))
+		return
+	}
+	if err != nil {
+		c.problem(w, r, err)
+		return
+	}
+	c.render(w, r, "entry.html", map[string]any{"Title": fmt.Sprintf("Audit entry %d", seq), "E": e,
+		"X": Explain(e, c.s.opts.Registry.Registry())})
+}
+
+func (c *console) subjectPage(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	data := map[string]any{"Title": "Subject"}
+	if err := onlyParams(q, "subject"); err != nil {
+		c.problem(w, r, err)
+		return
+	}
+	subject := q.Get("subject")
+	data["Subject"] = subject
+	if subject != "" {
+		f, err := parseFilter(url.Values{"subject": {subject}}, 0)
+		if err != nil {
+			c.problem(w, r, err)
+			return
+		}
+		rep, err := c.s.subjectReport(r.Context(), f)
+		if err != nil {
+			c.problem(w, r, err)
+			return
+		}
+		f.Limit = 100
+		p, err := c.s.search(r.Context(), f)
+		if err != nil {
+			c.problem(w, r, err)
+			return
+		}
+		data["Report"], data["History"] = rep, p
+		data["AuditQuery"] = url.Values{"subject": {subject}}
+	}
+	c.render(w, r, "subject.html", data)
+}
+
+func (c *console) agreementsPage(w http.ResponseWriter, r *http.Request) {
+	reg := c.s.opts.Registry.Registry()
+	vs, err := c.s.registryVersions(r.Context())
+	if err != nil {
+		c.problem(w, r, err)
+		return
+	}
+	c.render(w, r, "agreements.html", map[string]any{"Title": "Agreements",
+		"Agreements": agreementStatuses(reg, c.s.opts.Now()), "Version": reg.Version(), "Versions": vs,
+		"Note": registryStoreNotes})
+}
+
+func (c *console) agreementPage(w http.ResponseWriter, r *http.Request) {
+	h, err := c.s.agreementHistory(r, r.PathValue("id"))
+	if err != nil {
+		c.problem(w, r, err)
+		return
+	}
+	if h.Current == nil && len(h.Versions) == 0 {
+		c.errorPage(w, r, http.StatusNotFound, "no agreement "+h.ID+" in the registry or the audit log")
+		return
+	}
+	c.render(w, r, "agreement.html", map[string]any{"Title": "Agreement " + h.ID, "H": h})
+}
+
+func (c *console) ropaData(w http.ResponseWriter, r *http.Request) (*ROPA, bool) {
+	q := r.URL.Query()
+	if err := onlyParams(q, "from", "to"); err != nil {
+		c.problem(w, r, err)
+		return nil, false
+	}
+	from, to, err := window(q, c.s.opts.Now(), 365)
+	if err != nil {
+		c.problem(w, r, err)
+		return nil, false
+	}
+	rp, err := c.s.BuildROPA(r.Context(), from, to)
+	if err != nil {
+		c.problem(w, r, err)
+		return nil, false
+	}
+	return rp, true
+}
+
+func (c *console) ropaPage(w http.ResponseWriter, r *http.Request) {
+	if rp, ok := c.ropaData(w, r); ok {
+		c.render(w, r, "ropa.html", map[string]any{"Title": "Records of processing", "ROPA": rp, "Q": r.URL.Query()})
+	}
+}
+
+func (c *console) ropaPrint(w http.ResponseWriter, r *http.Request) {
+	if rp, ok := c.ropaData(w, r); ok {
+		c.render(w, r, "ropa_print.html", map[string]any{"ROPA": rp})
+	}
+}
+
+func (c *console) whatIfPage(w http.ResponseWriter, r *http.Request) {
+	c.render(w, r, "whatif.html", map[string]any{"Title": "What if", "Limits": WhatIfLimits})
+}
+
+func (c *console) whatIfRun(w http.ResponseWriter, r *http.Request) {
+	data := map[string]any{"Title": "What if", "Limits": WhatIfLimits}
+	res, err := c.s.runWhatIf(r)
+	if err != nil {
+		var pe *paramError
+		if !errors.As(err, &pe) {
+			c.problem(w, r, err)
+			return
+		}
+		data["Error"] = pe.Error()
+		c.renderStatus(w, r, http.StatusBadRequest, "whatif.html", data)
+		return
+	}
+	data["Result"] = res
+	c.render(w, r, "whatif.html", data)
+}
+
+// eventNames lists the events for the explorer's filter.
+var eventNames = []audit.Event{audit.EventDecided, audit.EventDelivered, audit.EventDeliveryFailed,
+	audit.EventRejected, audit.EventReceived, audit.EventErasureNotified, audit.EventRegistryApplied,
+	audit.EventConsentRecorded, audit.EventErasureRecorded, EventAPICall}

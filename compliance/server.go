@@ -1,0 +1,332 @@
+package compliance
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/audit"
+	"github.com/uptrace/bun"
+)
+
+// AuditLog is what the compliance API needs of the audit log. *audit.Log
+// satisfies it; all methods must be safe for concurrent use.
+type AuditLog interface {
+	// Scan streams the entries matching f to fn, in sequence order.
+	Scan(ctx context.Context, f audit.Filter, fn func(*audit.Entry) error) error
+	// Export streams the entries matching f to w in a format.
+	Export(ctx context.Context, w io.Writer, format audit.Format, f audit.Filter) (int64, error)
+	// Append writes an entry and returns once it is durable.
+	Append(ctx context.Context, e *audit.Entry) (int64, error)
+}
+
+// RegistrySource gives the registry in force. *agreements.Engine satisfies
+// it; Registry must be safe for concurrent use.
+type RegistrySource interface {
+	Registry() *agreements.Registry
+}
+
+// Events this package writes to the audit log.
+const (
+	// EventAPICall records a call of the compliance API that changes or
+	// evaluates something (what-if runs, and any POST, PUT or DELETE).
+	EventAPICall audit.Event = "compliance_api_call"
+)
+
+// Options configures a Server. Audit, DB, Registry and Auth are required.
+type Options struct {
+	// Audit is the audit log read by searches and exports and written for
+	// every mutating call.
+	Audit AuditLog
+	// DB is the audit log's database, read (never written) for aggregates.
+	DB *bun.DB
+	// Registry is the registry in force.
+	Registry RegistrySource
+	// Auth verifies bearer tokens.
+	Auth *Authenticator
+	// DevIssuer, when set, has its public keys served at
+	// /v1/auth/jwks.json.
+	DevIssuer *DevIssuer
+	// SubjectKey is the audit log's subject HMAC key, used by what-if to
+	// recognise subjects named in a registry. Optional.
+	SubjectKey []byte
+	// KeyRefs name the key services protecting transfers (for the records
+	// of processing); key references recorded in the audit log are added.
+	KeyRefs []string
+	// Logger receives operational messages (component=compliance).
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// SecureCookie sets the Secure flag on the console's session cookie
+	// (set it when served over TLS).
+	SecureCookie bool
+	// MaxWhatIf caps the entries one what-if re-decides (default 200000).
+	MaxWhatIf int
+}
+
+// Server serves the compliance API and console.
+type Server struct {
+	opts   Options
+	log    *slog.Logger
+	routes []route
+	ui     *console
+}
+
+// route is one registered pattern with the role it needs (RoleNone: public).
+type route struct {
+	method, path string
+	role         Role
+	api          bool // documented in openapi.yaml
+	h            http.HandlerFunc
+}
+
+// New returns a Server for opts.
+func New(opts Options) (*Server, error) {
+	var missing []string
+	if opts.Audit == nil {
+		missing = append(missing, "Audit")
+	}
+	if opts.DB == nil {
+		missing = append(missing, "DB")
+	}
+	if opts.Registry == nil {
+		missing = append(missing, "Registry")
+	}
+	if opts.Auth == nil {
+		missing = append(missing, "Auth")
+	}
+	if len(missing) > 0 {
+		return nil, errors.New("compliance: options missing: " + strings.Join(missing, ", "))
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MaxWhatIf <= 0 {
+		opts.MaxWhatIf = 200000
+	}
+	s := &Server{opts: opts, log: opts.Logger.With("component", "compliance")}
+	ui, err := newConsole(s)
+	if err != nil {
+		return nil, err
+	}
+	s.ui = ui
+	s.routes = append(s.apiRoutes(), s.ui.routes()...)
+	return s, nil
+}
+
+// apiRoutes lists the /v1 routes. openapi.yaml documents exactly these.
+func (s *Server) apiRoutes() []route {
+	rs := []route{
+		{"GET", "/v1/me", RoleViewer, true, s.getMe},
+		{"GET", "/v1/openapi.yaml", RoleViewer, true, s.getOpenAPI},
+		{"GET", "/v1/audit/entries", RoleViewer, true, s.getEntries},
+		{"GET", "/v1/audit/entries/{seq}", RoleViewer, true, s.getEntry},
+		{"GET", "/v1/audit/export", RoleViewer, true, s.getExport},
+		{"GET", "/v1/subjects/{subject}/recipients", RoleViewer, true, s.getSubjectRecipients},
+		{"GET", "/v1/registry", RoleViewer, true, s.getRegistry},
+		{"GET", "/v1/registry/versions", RoleViewer, true, s.getRegistryVersions},
+		{"GET", "/v1/registry/agreements", RoleViewer, true, s.getAgreements},
+		{"GET", "/v1/registry/agreements/{id}/history", RoleViewer, true, s.getAgreementHistory},
+		{"GET", "/v1/reports/overview", RoleViewer, true, s.getOverview},
+		{"GET", "/v1/reports/ropa", RoleViewer, true, s.getROPA},
+		{"POST", "/v1/whatif", RoleOfficer, true, s.postWhatIf},
+	}
+	if s.opts.DevIssuer != nil {
+		rs = append(rs, route{"GET", "/v1/auth/jwks.json", RoleNone, true, s.getIssuerJWKS})
+	}
+	return rs
+}
+
+// Handler returns a handler serving only the compliance routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	s.Mount(mux)
+	return mux
+}
+
+// Mount registers the compliance routes on mux, next to whatever it serves
+// already (the broker's routes). Their patterns are exact, so they do not
+// shadow other /v1 routes.
+func (s *Server) Mount(mux *http.ServeMux) {
+	for _, r := range s.routes {
+		mux.Handle(r.method+" "+r.path, s.wrap(r))
+	}
+}
+
+type ctxKey struct{}
+
+// principalOf returns the caller authenticated by wrap.
+func principalOf(ctx context.Context) *Principal {
+	p, _ := ctx.Value(ctxKey{}).(*Principal)
+	return p
+}
+
+// wrap authenticates (bearer header for the API, the session cookie for
+// the console), checks the role and audits mutating calls.
+func (s *Server) wrap(r route) http.Handler {
+	if r.role == RoleNone {
+		return r.h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		token := bearer(req)
+		if token == "" && !r.api {
+			if c, err := req.Cookie(sessionCookie); err == nil {
+				token = c.Value
+			}
+		}
+		p, err := s.opts.Auth.Authenticate(req.Context(), token)
+		if err != nil {
+			if !r.api && !errors.Is(err, ErrForbidden) && !errors.Is(err, ErrKeysUnavailable) {
+				http.Redirect(w, req, consoleSignIn+"?next="+urlEscape(req.URL.RequestURI()), http.StatusSeeOther)
+				return
+			}
+			s.authError(w, req, r.api, err)
+			return
+		}
+		if p.Role < r.role {
+			s.authError(w, req, r.api, errForbiddenRole(r.role, p.Role))
+			return
+		}
+		ctx := context.WithValue(req.Context(), ctxKey{}, p)
+		req = req.WithContext(ctx)
+		if req.Method == http.MethodGet || req.Method == http.MethodHead {
+			r.h(w, req)
+			return
+		}
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		r.h(rec, req)
+		s.auditCall(context.WithoutCancel(ctx), r, p, rec.status)
+	})
+}
+
+func errForbiddenRole(need, have Role) error {
+	return &roleError{need: need, have: have}
+}
+
+type roleError struct{ need, have Role }
+
+func (e *roleError) Error() string {
+	return "compliance: role " + e.have.String() + " may not do this; needs " + e.need.String()
+}
+func (e *roleError) Unwrap() error { return ErrForbidden }
+
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+// authError answers 401, 403 or 503 with a JSON body (API) or a page.
+func (s *Server) authError(w http.ResponseWriter, r *http.Request, api bool, err error) {
+	status, code := http.StatusUnauthorized, "unauthorized"
+	switch {
+	case errors.Is(err, ErrForbidden):
+		status, code = http.StatusForbidden, "forbidden"
+	case errors.Is(err, ErrKeysUnavailable):
+		status, code = http.StatusServiceUnavailable, "issuer_keys_unavailable"
+		s.log.Warn("issuer keys", "err", err)
+	}
+	msg := strings.TrimPrefix(err.Error(), "compliance: ")
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="clearance"`)
+	}
+	if !api {
+		s.ui.errorPage(w, r, status, msg)
+		return
+	}
+	writeJSON(w, status, apiError{Error: code, Message: msg})
+}
+
+// apiError is the JSON body of every error answer.
+type apiError struct {
+	Error     string `json:"error"`
+	Message   string `json:"message"`
+	Parameter string `json:"parameter,omitempty"`
+}
+
+// paramError is a bad request parameter; the API answers 400 naming it.
+type paramError struct{ name, problem string }
+
+func (e *paramError) Error() string { return "parameter " + e.name + ": " + e.problem }
+
+func badParam(name, problem string) error { return &paramError{name: name, problem: problem} }
+
+// fail answers err: 400 for a *paramError, 500 otherwise (logged, with no
+// detail in the body).
+func (s *Server) fail(w http.ResponseWriter, err error) {
+	var pe *paramError
+	if errors.As(err, &pe) {
+		writeJSON(w, http.StatusBadRequest, apiError{Error: "bad_request", Message: pe.Error(), Parameter: pe.name})
+		return
+	}
+	s.log.Error("request", "err", err)
+	writeJSON(w, http.StatusInternalServerError, apiError{Error: "internal", Message: "internal error; see the server log"})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v) // the client went away; nothing to do
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// auditCall records a mutating call: the route, the caller's role, the
+// outcome, and the caller's account id as an HMAC (prefixed "account:" so
+// that it never matches a data subject).
+func (s *Server) auditCall(ctx context.Context, r route, p *Principal, status int) {
+	outcome := "allow"
+	if status >= 400 {
+		outcome = "deny"
+	}
+	id := make([]byte, 8)
+	_, _ = rand.Read(id)
+	e := &audit.Entry{
+		Time:      s.opts.Now(),
+		Event:     EventAPICall,
+		RequestID: "api-" + hex.EncodeToString(id),
+		Source:    "compliance-api",
+		Decision:  outcome,
+		Reasons:   []string{r.method + " " + r.path, "role:" + p.Role.String(), "status:" + http.StatusText(status)},
+	}
+	if len(s.opts.SubjectKey) > 0 && p.Subject != "" {
+		e.SubjectID = "account:" + p.Subject
+	}
+	if _, err := s.opts.Audit.Append(ctx, e); err != nil {
+		s.log.Error("audit api call", "route", r.path, "err", err)
+	}
+}
+
+func (s *Server) getMe(w http.ResponseWriter, r *http.Request) {
+	p := principalOf(r.Context())
+	writeJSON(w, http.StatusOK, map[string]any{"role": p.Role.String(), "expires": p.Expires.UTC()})
+}
+
+func (s *Server) getIssuerJWKS(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	_, _ = w.Write(s.opts.DevIssuer.JWKS())
+}

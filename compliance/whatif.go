@@ -1,0 +1,296 @@
+package compliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/audit"
+)
+
+// WhatIfLimits states what a what-if cannot know, because the audit log
+// records metadata and never the records themselves.
+var WhatIfLimits = []string{
+	"records are reconstructed from the categories sent and the fields removed; for a refused transfer the kept fields were not recorded, so every field the dataset classifies is assumed present",
+	"subjects are recognised only when the subject HMAC key is configured and the subject is named in a registry (consents, legal orders, erasures); others are evaluated as subjects the registries say nothing about",
+	"whether a subject was a minor is not recorded and is taken as false",
+	"a legal order is matched by authority and subject, as the audit log does not record the order id",
+}
+
+// WhatIfQuery selects the recorded decisions a what-if re-decides.
+type WhatIfQuery struct {
+	From, To  time.Time
+	Recipient string
+	Purpose   string
+	Country   string
+	// Max caps the decisions evaluated; MaxFlips the flips listed.
+	Max, MaxFlips int
+}
+
+// Flip is a past transfer whose outcome the proposed registry changes.
+type Flip struct {
+	Sequence          int64     `json:"sequence"`
+	RequestID         string    `json:"request_id"`
+	Time              time.Time `json:"time"`
+	Recipient         string    `json:"recipient"`
+	Country           string    `json:"country"`
+	Purpose           string    `json:"purpose"`
+	Dataset           string    `json:"dataset"`
+	Recorded          string    `json:"recorded"`
+	RecordedReasons   []string  `json:"recorded_reasons"`
+	Proposed          string    `json:"proposed"`
+	ProposedReasons   []string  `json:"proposed_reasons"`
+	ProposedMechanism string    `json:"proposed_mechanism"`
+	Why               string    `json:"why"`
+}
+
+// WhatIfResult answers which past transfers a proposed registry would flip.
+type WhatIfResult struct {
+	From             time.Time     `json:"from"`
+	To               time.Time     `json:"to"`
+	CurrentVersion   string        `json:"current_version"`
+	ProposedVersion  string        `json:"proposed_version"`
+	Evaluated        int           `json:"evaluated"`
+	Truncated        bool          `json:"truncated"`
+	Unchanged        int           `json:"unchanged"`
+	NowAllowed       int           `json:"now_allowed"`
+	NowRefused       int           `json:"now_refused"`
+	ReasonsChanged   int           `json:"reasons_changed"`
+	BaselineMismatch int           `json:"baseline_mismatch"`
+	SubjectsKnown    int           `json:"subjects_recognised"`
+	NewReasons       []ReasonCount `json:"new_refusal_reasons"`
+	Flips            []Flip        `json:"flips"`
+	Limits           []string      `json:"limits"`
+}
+
+// Scanner is what WhatIf reads of the audit log.
+type Scanner interface {
+	Scan(ctx context.Context, f audit.Filter, fn func(*audit.Entry) error) error
+}
+
+// WhatIf re-decides the decisions recorded in q's window under proposed and
+// reports which would flip and why. Each decision is also re-decided under
+// current; BaselineMismatch counts those where even the registry in force
+// does not reproduce the recorded outcome (the registry changed since, or
+// the reconstruction lacks what the decision depended on).
+func WhatIf(ctx context.Context, log Scanner, current, proposed *agreements.Registry, subjectKey []byte, q WhatIfQuery) (*WhatIfResult, error) {
+	if q.Max <= 0 {
+		q.Max = 200000
+	}
+	if q.MaxFlips <= 0 {
+		q.MaxFlips = 500
+	}
+	res := &WhatIfResult{From: q.From, To: q.To, CurrentVersion: current.Version(), ProposedVersion: proposed.Version(),
+		Flips: []Flip{}, NewReasons: []ReasonCount{}, Limits: WhatIfLimits}
+	subjects := subjectIndex(subjectKey, current, proposed)
+	baseEng, propEng := agreements.NewEngine(current), agreements.NewEngine(proposed)
+	curC, propC := current.Content(), proposed.Content()
+	newReasons := map[string]int64{}
+	known := map[string]bool{}
+	errStop := errors.New("stop")
+	f := audit.Filter{Event: audit.EventDecided, From: q.From, To: q.To, Recipient: q.Recipient,
+		Purpose: q.Purpose, Country: q.Country, Limit: q.Max + 1}
+	err := log.Scan(ctx, f, func(e *audit.Entry) error {
+		if res.Evaluated == q.Max {
+			res.Truncated = true
+			return errStop
+		}
+		res.Evaluated++
+		subject, ok := subjects[e.SubjectHMAC]
+		if ok && !known[e.SubjectHMAC] {
+			known[e.SubjectHMAC] = true
+			res.SubjectsKnown++
+		}
+		if !ok {
+			subject = "unrecognised:" + e.SubjectHMAC
+		}
+		req := reconstruct(e, subject, propC, curC, e.Time)
+		base := baseEng.Decide(req, e.Time)
+		prop := propEng.Decide(req, e.Time)
+		if string(base.Decision) != e.Decision {
+			res.BaselineMismatch++
+		}
+		switch {
+		case string(prop.Decision) == e.Decision && slices.Equal(prop.Reasons, e.Reasons):
+			res.Unchanged++
+			return nil
+		case string(prop.Decision) == e.Decision:
+			res.ReasonsChanged++
+			return nil
+		case prop.Allowed():
+			res.NowAllowed++
+		default:
+			res.NowRefused++
+			for _, r := range prop.Reasons {
+				newReasons[r]++
+			}
+		}
+		if len(res.Flips) < q.MaxFlips {
+			res.Flips = append(res.Flips, flipOf(e, prop))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return nil, fmt.Errorf("compliance: what-if: %w", err)
+	}
+	for r, n := range newReasons {
+		res.NewReasons = append(res.NewReasons, ReasonCount{Reason: r, Text: ReasonText(r), Count: n})
+	}
+	sort.Slice(res.NewReasons, func(i, j int) bool {
+		a, b := res.NewReasons[i], res.NewReasons[j]
+		return a.Count > b.Count || a.Count == b.Count && a.Reason < b.Reason
+	})
+	return res, nil
+}
+
+func flipOf(e *audit.Entry, d *agreements.Decision) Flip {
+	f := Flip{Sequence: e.Sequence, RequestID: e.RequestID, Time: e.Time, Recipient: e.Recipient,
+		Country: e.RecipientCountry, Purpose: e.Purpose, Dataset: e.Dataset, Recorded: e.Decision,
+		RecordedReasons: e.Reasons, Proposed: string(d.Decision), ProposedReasons: d.Reasons,
+		ProposedMechanism: d.Mechanism}
+	if f.ProposedReasons == nil {
+		f.ProposedReasons = []string{}
+	}
+	if d.Allowed() {
+		why := "now allowed"
+		if d.Agreement != nil {
+			why += fmt.Sprintf(" under agreement %s v%d", d.Agreement.ID, d.Agreement.Version)
+		} else if d.LegalOrder != "" {
+			why += " under legal order " + d.LegalOrder
+		}
+		if d.Mechanism != "" {
+			why += ", mechanism " + d.Mechanism
+		}
+		if len(e.Reasons) > 0 {
+			why += "; no longer: " + strings.Join(e.Reasons, ", ")
+		}
+		f.Why = why
+	} else {
+		f.Why = "now refused: " + texts(d.Reasons)
+	}
+	return f
+}
+
+// subjectIndex maps the HMAC of every subject named in the registries to
+// its id.
+func subjectIndex(key []byte, regs ...*agreements.Registry) map[string]string {
+	out := map[string]string{}
+	if len(key) == 0 {
+		return out
+	}
+	add := func(id string) { out[audit.SubjectHMAC(key, id)] = id }
+	for _, r := range regs {
+		c := r.Content()
+		for _, x := range c.Consents {
+			add(x.Subject)
+		}
+		for _, x := range c.Erasures {
+			add(x.Subject)
+		}
+		for _, o := range c.LegalOrders {
+			for _, sub := range o.Subjects {
+				add(sub)
+			}
+		}
+	}
+	return out
+}
+
+// reconstruct rebuilds a request from an entry's metadata (see
+// WhatIfLimits). The dataset's fields come from the proposed registry, or
+// the current one when the proposal drops the dataset.
+func reconstruct(e *audit.Entry, subject string, proposed, current agreements.Content, at time.Time) *agreements.Request {
+	req := &agreements.Request{ID: e.RequestID, Source: e.Source, Recipient: e.Recipient,
+		Purpose: e.Purpose, Dataset: e.Dataset,
+		Subject: agreements.Subject{ID: subject, Jurisdiction: e.Origin}, Record: map[string]any{}}
+	fields := datasetFields(proposed, e.Dataset)
+	if fields == nil {
+		fields = datasetFields(current, e.Dataset)
+	}
+	paths := make([]string, 0, len(fields))
+	for p := range fields {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		if e.Decision == "allow" && !slices.Contains(e.CategoriesSent, fields[p]) {
+			continue
+		}
+		setPath(req.Record, p)
+	}
+	for p := range e.FieldsRemoved {
+		setPath(req.Record, p)
+	}
+	req.LegalOrder = legalOrderFor(e, subject, at, current, proposed)
+	return req
+}
+
+func datasetFields(c agreements.Content, id string) map[string]string {
+	for _, d := range c.Datasets {
+		if d.ID == id {
+			if d.Fields == nil {
+				return map[string]string{}
+			}
+			return d.Fields
+		}
+	}
+	return nil
+}
+
+// setPath puts a placeholder value at a dotted path; a "*" segment is a
+// list of one element.
+func setPath(rec map[string]any, path string) {
+	parts := strings.Split(path, ".")
+	var set func(m map[string]any, parts []string)
+	set = func(m map[string]any, parts []string) {
+		k := parts[0]
+		if len(parts) == 1 {
+			if _, ok := m[k]; !ok {
+				m[k] = "x"
+			}
+			return
+		}
+		if parts[1] == "*" {
+			list, _ := m[k].([]any)
+			if len(list) == 0 {
+				list = []any{map[string]any{}}
+			}
+			if len(parts) == 2 {
+				list[0] = "x"
+			} else if inner, ok := list[0].(map[string]any); ok {
+				set(inner, parts[2:])
+			}
+			m[k] = list
+			return
+		}
+		inner, ok := m[k].(map[string]any)
+		if !ok {
+			inner = map[string]any{}
+			m[k] = inner
+		}
+		set(inner, parts[1:])
+	}
+	set(rec, parts)
+}
+
+// legalOrderFor finds the legal order a transfer to an authority may have
+// answered: one naming the recipient and the subject, valid at at, first in
+// the current registry, then in the proposal.
+func legalOrderFor(e *audit.Entry, subject string, at time.Time, regs ...agreements.Content) string {
+	if e.LegalBasis != string(agreements.BasisLegalObligation) {
+		return ""
+	}
+	for _, c := range regs {
+		for _, o := range c.LegalOrders {
+			if o.Authority == e.Recipient && slices.Contains(o.Subjects, subject) && !at.After(o.ValidUntil.AddDate(0, 0, 1)) {
+				return o.ID
+			}
+		}
+	}
+	return ""
+}
