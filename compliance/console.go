@@ -58,7 +58,7 @@ func newConsole(s *Server) (*console, error) {
 	}
 	for _, n := range names {
 		base := strings.TrimPrefix(n, "web/templates/")
-		if strings.HasPrefix(base, "_") {
+		if strings.HasPrefix(base, "_") || base == "ropa_file.html" {
 			continue // shared: the layout and partials
 		}
 		t, err := template.New(base).Funcs(funcs).ParseFS(webFS, "web/templates/_*.html", n)

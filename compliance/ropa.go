@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"html/template"
 	"io"
 	"net/http"
 	"slices"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/clearance-broker/clearance/agreements"
+	"github.com/uptrace/bun"
 )
 
 // ROPA is the Art. 30 record of processing activities, built from the
@@ -73,11 +75,18 @@ var securityMeasures = []string{
 	"compliance API and console behind signed tokens with viewer, officer and admin roles",
 }
 
-// BuildROPA builds the records of processing for [from, to).
+// BuildROPA builds the records of processing for [from, to) from the
+// registry in force and the audit log.
 func (s *Server) BuildROPA(ctx context.Context, from, to time.Time) (*ROPA, error) {
-	reg := s.opts.Registry.Registry()
+	return BuildROPA(ctx, s.opts.DB, s.opts.Registry.Registry(), s.opts.KeyRefs, from, to, s.opts.Now())
+}
+
+// BuildROPA builds the records of processing for [from, to) from reg and the
+// allowed transfers of the audit log on db (read only). keyRefs name the key
+// services in use besides those the log records.
+func BuildROPA(ctx context.Context, db *bun.DB, reg *agreements.Registry, keyRefs []string, from, to, now time.Time) (*ROPA, error) {
 	c := reg.Content()
-	rows, keyRefs, err := s.flows(ctx, from, to)
+	rows, seenKeys, err := flows(ctx, db, from, to)
 	if err != nil {
 		return nil, err
 	}
@@ -172,9 +181,9 @@ func (s *Server) BuildROPA(ctx context.Context, from, to time.Time) (*ROPA, erro
 			tc.Transfers += row.N
 		}
 	}
-	out := &ROPA{GeneratedAt: s.opts.Now().UTC(), From: from, To: to, RegistryVersion: reg.Version(),
+	out := &ROPA{GeneratedAt: now.UTC(), From: from, To: to, RegistryVersion: reg.Version(),
 		SecurityMeasures: securityMeasures, KeyRefs: []string{}}
-	for _, k := range append(slices.Clone(s.opts.KeyRefs), keyRefs...) {
+	for _, k := range append(slices.Clone(keyRefs), seenKeys...) {
 		out.KeyRefs = appendNew(out.KeyRefs, k)
 	}
 	sort.Strings(out.KeyRefs)
@@ -304,7 +313,10 @@ func (s *Server) getROPA(w http.ResponseWriter, r *http.Request) {
 			s.log.Error("ropa csv", "err", err)
 		}
 	case "html":
-		s.ui.render(w, r, "ropa_print.html", map[string]any{"ROPA": rp})
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		if err := rp.WriteHTML(w); err != nil {
+			s.log.Error("ropa html", "err", err)
+		}
 	default:
 		writeJSON(w, http.StatusOK, rp)
 	}
@@ -327,4 +339,23 @@ func (s *Server) getOverview(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, ov)
+}
+
+// WriteHTML writes r as a printable, self-contained HTML page (styles
+// inline, no script), as `clearance report ropa --format html` and the API
+// give it.
+func (r *ROPA) WriteHTML(w io.Writer) error {
+	t, err := template.New("ropa").Funcs(funcs).ParseFS(webFS, "web/templates/_ropa_body.html", "web/templates/ropa_file.html")
+	if err != nil {
+		return err
+	}
+	css, err := webFS.ReadFile("web/static/app.css")
+	if err != nil {
+		return err
+	}
+	print, err := webFS.ReadFile("web/static/print.css")
+	if err != nil {
+		return err
+	}
+	return t.ExecuteTemplate(w, "file", map[string]any{"ROPA": r, "CSS": template.CSS(string(css) + string(print))})
 }

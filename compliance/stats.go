@@ -153,17 +153,17 @@ type flowRow struct {
 	N          int64  `bun:"n"`
 }
 
-func (s *Server) flows(ctx context.Context, from, to time.Time) ([]flowRow, []string, error) {
+func flows(ctx context.Context, db *bun.DB, from, to time.Time) ([]flowRow, []string, error) {
 	var rows []flowRow
 	cols := "purpose, legal_basis, dataset, recipient, recipient_country, origin, mechanism, categories_sent, agreement_id"
-	err := s.opts.DB.NewSelect().TableExpr(entriesTable).ColumnExpr(cols).ColumnExpr("count(*) AS n").
+	err := db.NewSelect().TableExpr(entriesTable).ColumnExpr(cols).ColumnExpr("count(*) AS n").
 		Where("event = ?", "decided").Where("decision = ?", "allow").
 		Where("at >= ?", from).Where("at < ?", to).GroupExpr(cols).Scan(ctx, &rows)
 	if err != nil {
 		return nil, nil, fmt.Errorf("compliance: records of processing: %w", err)
 	}
 	var keyRefs []string
-	err = s.opts.DB.NewSelect().TableExpr(entriesTable).ColumnExpr("DISTINCT key_ref").
+	err = db.NewSelect().TableExpr(entriesTable).ColumnExpr("DISTINCT key_ref").
 		Where("key_ref <> ''").Where("at >= ?", from).Where("at < ?", to).Scan(ctx, &keyRefs)
 	if err != nil {
 		return nil, nil, fmt.Errorf("compliance: records of processing keys: %w", err)

@@ -3,6 +3,7 @@ package config
 import (
 	"time"
 
+	"github.com/clearance-broker/clearance/compliance"
 	"github.com/clearance-broker/clearance/keys"
 
 	"gopkg.in/yaml.v3"
@@ -34,6 +35,10 @@ type Config struct {
 	Pipeline Pipeline `yaml:"pipeline"`
 	// Logging configures structured logs.
 	Logging Logging `yaml:"logging"`
+	// Auth configures the bearer tokens of the compliance API and console
+	// (as the compliance package defines it). Without it they are not
+	// served.
+	Auth *compliance.AuthConfig `yaml:"auth"`
 }
 
 // NATS is the connection to NATS and the JetStream ingest stream.

@@ -52,6 +52,11 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.Pipeline.validate("pipeline")...)
 	errs = append(errs, c.Logging.validate("logging")...)
+	if c.Auth != nil {
+		if err := c.Auth.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -183,8 +183,13 @@ func dev(ctx context.Context, s devSettings, stdout, stderr io.Writer, logger *s
 	if err != nil {
 		return err
 	}
+	cs, err := devCompliance(s.dir, auditLog, db, engine, subjectKey, ring.KeyRef(), logger)
+	if err != nil {
+		return err
+	}
 	printFirstSteps(stdout, apiURL, natsURL, partnerURL, s)
-	return runBroker(ctx, b, "", apiLn, logger)
+	printConsoleSteps(stdout, apiURL, s.dir)
+	return runBroker(ctx, b, "", apiLn, logger, cs.Mount)
 }
 
 const devKeyWarning = `

@@ -27,6 +27,8 @@ func commands() map[string]command {
 		"dev":      {"run everything embedded (NATS, SQLite, dev key ring, sample partner) for a first transfer", runDev},
 		"serve":    {"run the broker against external NATS, Postgres and Vault (--config FILE)", runServe},
 		"registry": {"lint or apply a registry directory (policy as code)", runRegistry},
+		"report":   {"Art. 30 records of processing (ropa) or a what-if of a proposed registry", runReport},
+		"token":    {"mint a compliance API/console token from the dev issuer (--role viewer|officer|admin)", runToken},
 	}
 }
 

@@ -155,9 +155,13 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 	if err != nil {
 		return err
 	}
+	cs, err := serveCompliance(cfg, auditLog, db, engine, subjectKey, vault.KeyRef(), logger)
+	if err != nil {
+		return err
+	}
 	logger.Info("clearance serve", "component", "main", "registry_version", reg.Version(),
 		"nats", joinURLs(cfg.NATS.URLs), "store", storeKind(cfg.Store), "listen", cfg.HTTP.Listen)
-	return runBroker(ctx, b, cfg.HTTP.Listen, nil, logger)
+	return runBroker(ctx, b, cfg.HTTP.Listen, nil, logger, mountsOf(cs)...)
 }
 
 // brokerOptions maps the configuration's pipeline settings onto broker
@@ -272,7 +276,7 @@ func storeKind(s config.Store) string {
 // runBroker starts b, serves its API on addr (or on ln when given) until ctx
 // ends, then shuts the API down and stops the broker, letting in-flight
 // messages finish.
-func runBroker(ctx context.Context, b *broker.Broker, addr string, ln net.Listener, logger *slog.Logger) error {
+func runBroker(ctx context.Context, b *broker.Broker, addr string, ln net.Listener, logger *slog.Logger, mounts ...func(*http.ServeMux)) error {
 	if err := b.Start(ctx); err != nil {
 		return err
 	}
@@ -283,7 +287,17 @@ func runBroker(ctx context.Context, b *broker.Broker, addr string, ln net.Listen
 			return fmt.Errorf("http: %w", err)
 		}
 	}
-	srv := &http.Server{Handler: b.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	handler := b.Handler()
+	if len(mounts) > 0 {
+		// More routes (the compliance API and console) next to the broker's.
+		mux := http.NewServeMux()
+		mux.Handle("/", handler)
+		for _, mount := range mounts {
+			mount(mux)
+		}
+		handler = mux
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	logger.Info("api listening", "component", "http", "addr", ln.Addr().String())

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/compliance"
+	"github.com/clearance-broker/clearance/config"
+	"github.com/uptrace/bun"
+)
+
+func runToken(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", ".clearance-dev", "dev data `DIR`ectory holding the built-in issuer's key (as for clearance dev)")
+	role := fs.String("role", "viewer", "`ROLE`: viewer, officer or admin")
+	subject := fs.String("subject", "dev-user", "the token's subject (an account id, not a person's name)")
+	ttl := fs.Duration("ttl", 8*time.Hour, "how long the token is valid")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: clearance token --role viewer|officer|admin [--dir DIR] [--ttl 8h] [--subject ID]")
+		fmt.Fprintln(stderr, "\nMints a token for the compliance API and console of `clearance dev`, signed by")
+		fmt.Fprintln(stderr, "its built-in development issuer. Production tokens come from your identity provider.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	r, err := compliance.ParseRole(*role)
+	if err != nil || fs.NArg() > 0 || *ttl <= 0 || *ttl > 30*24*time.Hour {
+		if err != nil {
+			fmt.Fprintln(stderr, "clearance token:", err)
+		} else if *ttl <= 0 || *ttl > 30*24*time.Hour {
+			fmt.Fprintln(stderr, "clearance token: --ttl must be between 1s and 720h")
+		}
+		fs.Usage()
+		return 2
+	}
+	issuer, err := compliance.LoadOrCreateDevIssuer(filepath.Join(*dir, compliance.DevIssuerKeyFile))
+	if err != nil {
+		fmt.Fprintln(stderr, "clearance token:", err)
+		return 1
+	}
+	tok, err := issuer.Mint(*subject, r, *ttl, time.Now())
+	if err != nil {
+		fmt.Fprintln(stderr, "clearance token:", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, tok)
+	return 0
+}
+
+// devCompliance builds the compliance API and console of `clearance dev`,
+// with the built-in issuer whose key lives in the dev data directory.
+func devCompliance(dir string, auditLog *audit.Log, db *bun.DB, engine *agreements.Engine, subjectKey []byte, keyRef string, logger *slog.Logger) (*compliance.Server, error) {
+	issuer, err := compliance.LoadOrCreateDevIssuer(filepath.Join(dir, compliance.DevIssuerKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	auth, err := issuer.Authenticator(nil)
+	if err != nil {
+		return nil, err
+	}
+	return compliance.New(compliance.Options{
+		Audit: auditLog, DB: db, Registry: engine, Auth: auth, DevIssuer: issuer,
+		SubjectKey: subjectKey, KeyRefs: []string{keyRef}, Logger: logger,
+	})
+}
+
+// printConsoleSteps tells a newcomer how to reach the console.
+func printConsoleSteps(w io.Writer, apiURL, dir string) {
+	fmt.Fprintf(w, `
+Compliance console  %[1]s/console/   (API under %[1]s/v1/, described at /v1/openapi.yaml)
+  Sign in with a token from:   clearance token --dir %[2]s --role officer
+  Records of processing:       clearance report ropa --dir %[2]s --format html > ropa.html
+`, apiURL, dir)
+}
+
+// serveCompliance builds the compliance API and console of `clearance
+// serve` when the configuration has an auth section (nil otherwise).
+func serveCompliance(cfg *config.Config, auditLog *audit.Log, db *bun.DB, engine *agreements.Engine, subjectKey []byte, keyRef string, logger *slog.Logger) (*compliance.Server, error) {
+	if cfg.Auth == nil {
+		logger.Warn("compliance API and console disabled: no auth section in the configuration", "component", "compliance")
+		return nil, nil
+	}
+	auth, err := compliance.NewAuthenticator(*cfg.Auth, compliance.AuthOptions{HTTPClient: &http.Client{Timeout: 10 * time.Second}})
+	if err != nil {
+		return nil, err
+	}
+	return compliance.New(compliance.Options{
+		Audit: auditLog, DB: db, Registry: engine, Auth: auth, SubjectKey: subjectKey,
+		KeyRefs: []string{keyRef}, Logger: logger, SecureCookie: true,
+	})
+}
+
+// mountsOf returns the mount function of a compliance server, if any.
+func mountsOf(cs *compliance.Server) []func(*http.ServeMux) {
+	if cs == nil {
+		return nil
+	}
+	return []func(*http.ServeMux){cs.Mount}
+}
