@@ -107,7 +107,7 @@ func (s *state) next(ev Event, content func(version string) (agreements.Content,
 		}
 		reg, err := s.reg.With(*ev.Change)
 		if err != nil {
-			return nil, fmt.Errorf("policy: event %d: %w", ev.Seq, err)
+			return nil, err // the registry's own problems, one per entry
 		}
 		n.reg = reg
 		n.changes = append(slices.Clip(s.changes), ev)

@@ -57,7 +57,7 @@ func (l *Live) write(ctx context.Context, build buildFunc, content func(string) 
 		}
 		if ns, err = l.st.next(*ev, from); err != nil {
 			if ev.Kind == KindChange {
-				return fmt.Errorf("%w: %w", ErrInvalidChange, err)
+				return errors.Join(ErrInvalidChange, err)
 			}
 			return err
 		}

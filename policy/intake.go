@@ -1,0 +1,239 @@
+package policy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/audit"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The NATS names of the data-subject rights intake.
+const (
+	// RightsStream captures consents and erasures until an instance has
+	// recorded them.
+	RightsStream = "CLEARANCE_RIGHTS"
+	// RightsConsumer is the durable consumer every instance shares.
+	RightsConsumer = "clearance-rights"
+	// ConsentsSubject prefixes clearance.consents.<source>.
+	ConsentsSubject = "clearance.consents"
+	// ErasuresSubject prefixes clearance.erasures.<source>.
+	ErasuresSubject = "clearance.erasures"
+	// ReceiptsSubject prefixes the receipt of each message,
+	// clearance.receipts.<source>, as for transfers.
+	ReceiptsSubject = "clearance.receipts"
+)
+
+// Receipt answers a consent or erasure message: on
+// clearance.receipts.<source> for NATS, in the response for HTTP.
+type Receipt struct {
+	// RequestID is the message's Nats-Msg-Id (or generated).
+	RequestID string `json:"request_id"`
+	// Status is "recorded" or "rejected".
+	Status string `json:"status"`
+	// Reasons say why a message was rejected.
+	Reasons []string `json:"reasons"`
+	// Event is the registry event that recorded it.
+	Event int64 `json:"event,omitempty"`
+	// RegistryVersion is the registry version in force after it.
+	RegistryVersion string `json:"registry_version,omitempty"`
+}
+
+// The receipt statuses.
+const (
+	StatusRecorded = "recorded"
+	StatusRejected = "rejected"
+)
+
+// Intake records the consents and erasures that arrive on NATS. Messages are
+// taken one at a time across all instances (a grant and its withdrawal keep
+// their order); each is validated, recorded through Live (stored, audited,
+// published), acknowledged, and answered with a Receipt. An invalid message
+// is audited as rejected and terminated; a store or audit failure hands it
+// back for a later attempt.
+type Intake struct {
+	live *Live
+	nc   *nats.Conn
+	iter jetstream.MessagesContext
+	done chan struct{}
+	once sync.Once
+}
+
+// StartIntake creates (or updates) the rights stream and its consumer and
+// starts recording what arrives. Stop ends it.
+func (l *Live) StartIntake(ctx context.Context) (*Intake, error) {
+	js, err := jetstream.New(l.opts.NATS)
+	if err != nil {
+		return nil, fmt.Errorf("policy: jetstream: %w", err)
+	}
+	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: RightsStream, Description: "Consents and erasures waiting to be recorded",
+		Subjects: []string{ConsentsSubject + ".>", ErasuresSubject + ".>"},
+		Storage:  jetstream.FileStorage, Replicas: l.opts.Replicas, Retention: jetstream.WorkQueuePolicy,
+		Duplicates: 24 * time.Hour,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("policy: rights stream: %w", err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, RightsStream, jetstream.ConsumerConfig{
+		Durable: RightsConsumer, AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second,
+		MaxAckPending: 1, MaxDeliver: -1, BackOff: nil,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("policy: rights consumer: %w", err)
+	}
+	iter, err := cons.Messages(jetstream.PullMaxMessages(1))
+	if err != nil {
+		return nil, fmt.Errorf("policy: rights consumer: %w", err)
+	}
+	in := &Intake{live: l, nc: l.opts.NATS, iter: iter, done: make(chan struct{})}
+	go in.run()
+	return in, nil
+}
+
+// Stop stops taking messages and waits for the one in work. It is
+// idempotent.
+func (in *Intake) Stop() {
+	in.once.Do(func() { in.iter.Drain() })
+	<-in.done
+}
+
+func (in *Intake) run() {
+	defer close(in.done)
+	for {
+		msg, err := in.iter.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		in.handle(msg)
+	}
+}
+
+// handle records one message and acknowledges it.
+func (in *Intake) handle(msg jetstream.Msg) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	kind, source := splitSubject(msg.Subject())
+	id := msg.Headers().Get(jetstream.MsgIDHeader)
+	if id == "" {
+		if md, err := msg.Metadata(); err == nil {
+			id = fmt.Sprintf("rights-seq-%d", md.Sequence.Stream)
+		}
+	}
+	rc, retry := in.live.Record(ctx, kind, msg.Data(), id, source)
+	if retry {
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	if rc.Status == StatusRejected {
+		_ = msg.Term()
+	} else {
+		_ = msg.Ack()
+	}
+	if data, err := json.Marshal(rc); err == nil {
+		_ = in.nc.Publish(ReceiptsSubject+"."+source, data)
+	}
+}
+
+// splitSubject returns "consents" or "erasures" and the source token.
+func splitSubject(subject string) (kind, source string) {
+	rest, ok := strings.CutPrefix(subject, "clearance.")
+	if !ok {
+		return "", "unknown"
+	}
+	kind, source, _ = strings.Cut(rest, ".")
+	if source == "" {
+		source = "unknown"
+	}
+	return kind, source
+}
+
+// The kinds of rights message Record takes.
+const (
+	RightsConsents = "consents"
+	RightsErasures = "erasures"
+)
+
+// Record validates and records a consent ("consents") or erasure
+// ("erasures") message from source. subject, for erasures, is the subject
+// named outside the body (the HTTP path; "" on NATS). It returns the
+// receipt, and retry when the message could not be recorded for a
+// transient reason (the store or the audit log) and should be tried again.
+func (l *Live) Record(ctx context.Context, kind string, data []byte, id, source string) (Receipt, bool) {
+	return l.record(ctx, kind, data, "", id, source)
+}
+
+// RecordErasure records an erasure of subject (body may be empty or give
+// "at"), as POST /v1/subjects/{id}/erasure does.
+func (l *Live) RecordErasure(ctx context.Context, subject string, body []byte, id, source string) (Receipt, bool) {
+	return l.record(ctx, RightsErasures, body, subject, id, source)
+}
+
+func (l *Live) record(ctx context.Context, kind string, data []byte, subject, id, source string) (Receipt, bool) {
+	rc := Receipt{RequestID: id, Reasons: []string{}}
+	now := l.opts.Now()
+	var ch agreements.Change
+	var err error
+	switch kind {
+	case RightsConsents:
+		ch, err = ParseConsent(data, now)
+	case RightsErasures:
+		ch, err = ParseErasure(data, subject, now)
+	default:
+		err = invalid("subject", "not a consents or erasures subject")
+	}
+	var ev Event
+	if err == nil {
+		ev, err = l.Change(ctx, ch)
+		if err != nil && !errors.Is(err, ErrInvalidChange) {
+			l.log.Warn("record rights message", "request_id", id, "source", source, "err", err)
+			return rc, true
+		}
+	}
+	if err != nil {
+		rc.Status, rc.Reasons = StatusRejected, rejectReasons(err)
+		e := &audit.Entry{Time: now, Event: audit.EventRejected, RequestID: id, Source: source, Decision: "deny", Reasons: rc.Reasons}
+		if len(ch.Consents) > 0 {
+			e.SubjectID, e.Purpose = ch.Consents[0].Subject, ch.Consents[0].Purpose
+		}
+		if _, aerr := l.opts.Audit.Append(ctx, e); aerr != nil {
+			l.log.Warn("audit rejected rights message", "request_id", id, "err", aerr)
+			return rc, true
+		}
+		return rc, false
+	}
+	rc.Status, rc.Event, rc.RegistryVersion = StatusRecorded, ev.Seq, ev.Version
+	return rc, false
+}
+
+// rejectReasons lists the problems of an invalid message; they name fields,
+// purposes and parties, never a subject.
+func rejectReasons(err error) []string {
+	var out []string
+	for _, p := range agreements.Problems(err) {
+		if p == ErrInvalidChange {
+			continue
+		}
+		var ie *InvalidError
+		if errors.As(p, &ie) {
+			out = append(out, ie.Reason)
+			continue
+		}
+		out = append(out, "invalid_request: "+strings.TrimPrefix(p.Error(), "agreements: "))
+	}
+	if len(out) == 0 {
+		out = []string{"invalid_request"}
+	}
+	return out
+}

@@ -1,0 +1,136 @@
+package policy_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/broker/brokertest"
+	"github.com/clearance-broker/clearance/policy"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func TestRightsOverNATSAndHTTP(t *testing.T) {
+	e := newEnv(t, brokertest.SQLiteDSN(t))
+	srv := brokertest.StartNATS(t)
+	nc := brokertest.Connect(t, srv)
+	dir := registryDir(t)
+	n := e.start(t, nc, load(t, dir))
+	if _, _, err := n.live.Apply(t.Context(), load(t, dir)); err != nil {
+		t.Fatal(err)
+	}
+	in, err := n.live.StartIntake(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(in.Stop)
+	receipts := make(chan *nats.Msg, 16)
+	sub, err := nc.ChanSubscribe(policy.ReceiptsSubject+".cms", receipts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	js, _ := jetstream.New(nc)
+	mux := http.NewServeMux()
+	n.live.Mount(mux, nil)
+	api := httptest.NewServer(mux)
+	t.Cleanup(api.Close)
+
+	viaNATS := func(t *testing.T, subject, id, body string) policy.Receipt {
+		t.Helper()
+		msg := nats.NewMsg(subject)
+		msg.Data = []byte(body)
+		msg.Header.Set(jetstream.MsgIDHeader, id)
+		if _, err := js.PublishMsg(t.Context(), msg); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-receipts:
+			var rc policy.Receipt
+			if err := json.Unmarshal(m.Data, &rc); err != nil {
+				t.Fatal(err)
+			}
+			return rc
+		case <-time.After(5 * time.Second):
+			t.Fatal("no receipt")
+		}
+		return policy.Receipt{}
+	}
+	viaHTTP := func(t *testing.T, path, body string) (int, policy.Receipt) {
+		t.Helper()
+		resp, err := http.Post(api.URL+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var rc policy.Receipt
+		if err := json.Unmarshal(b, &rc); err != nil {
+			t.Fatalf("answer %d %s", resp.StatusCode, b)
+		}
+		return resp.StatusCode, rc
+	}
+	delivery, err := agreements.ParseRequest(brokertest.ExampleRequest(t, "01-delivery-eea-allow.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("withdrawal on NATS", func(t *testing.T) {
+		rc := viaNATS(t, "clearance.consents.cms", "cms-1", `{"action":"withdraw","subject":"cust-7","purpose":"marketing","at":"2026-11-01T00:00:00Z"}`)
+		if rc.Status != policy.StatusRecorded || rc.RequestID != "cms-1" {
+			t.Fatalf("receipt %+v", rc)
+		}
+		if d := n.engine.Decide(marketing(t), at); d.Allowed() {
+			t.Fatal("marketing still allowed after the withdrawal")
+		}
+	})
+	t.Run("unknown purpose on NATS", func(t *testing.T) {
+		rc := viaNATS(t, "clearance.consents.cms", "cms-2", `{"action":"grant","subject":"cust-7","purpose":"astrology"}`)
+		if rc.Status != policy.StatusRejected || len(rc.Reasons) != 1 || !strings.Contains(rc.Reasons[0], `no purpose "astrology"`) {
+			t.Fatalf("receipt %+v", rc)
+		}
+		es, err := e.audit.Query(t.Context(), audit.Filter{RequestID: "cms-2"})
+		if err != nil || len(es) != 1 || es[0].Event != audit.EventRejected {
+			t.Fatalf("audit %+v %v", es, err)
+		}
+	})
+	t.Run("erasure on NATS", func(t *testing.T) {
+		rc := viaNATS(t, "clearance.erasures.cms", "cms-3", `{"subject":"cust-881","at":"2026-11-01T00:00:00Z"}`)
+		if rc.Status != policy.StatusRecorded {
+			t.Fatalf("receipt %+v", rc)
+		}
+		if d := n.engine.Decide(delivery, at); d.Allowed() || d.Reasons[0] != agreements.ReasonSubjectErased {
+			t.Fatalf("erased subject: %s %v", d.Decision, d.Reasons)
+		}
+	})
+	t.Run("consent over HTTP", func(t *testing.T) {
+		code, rc := viaHTTP(t, "/v1/consents", `{"action":"grant","subject":"cust-7","purpose":"marketing","at":"2026-11-10T00:00:00Z"}`)
+		if code != 200 || rc.Status != policy.StatusRecorded || rc.RegistryVersion != n.engine.Registry().Version() {
+			t.Fatalf("%d %+v", code, rc)
+		}
+		if d := n.engine.Decide(marketing(t), at); !d.Allowed() {
+			t.Fatalf("a new consent after the withdrawal: %v", d.Reasons)
+		}
+	})
+	t.Run("bad erasure over HTTP", func(t *testing.T) {
+		code, rc := viaHTTP(t, "/v1/subjects/cust-9/erasure", `{"subject":"cust-10"}`)
+		if code != 400 || rc.Status != policy.StatusRejected {
+			t.Fatalf("%d %+v", code, rc)
+		}
+	})
+	t.Run("every recorded change audited", func(t *testing.T) {
+		if got := len(events(t, e.audit, audit.EventConsentRecorded)); got != 2 {
+			t.Fatalf("%d consent entries, want 2", got)
+		}
+		if got := len(events(t, e.audit, audit.EventErasureRecorded)); got != 1 {
+			t.Fatalf("%d erasure entries, want 1", got)
+		}
+	})
+}

@@ -1,0 +1,167 @@
+package policy
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/clearance-broker/clearance/agreements"
+)
+
+// ConsentMessage is a consent granted or withdrawn, as a consent-management
+// system sends it on clearance.consents.<source> or POST /v1/consents:
+//
+//	{"action": "grant", "subject": "cust-7", "purpose": "marketing",
+//	 "recipients": ["promoreach-nl"], "at": "2026-11-28T10:00:00Z",
+//	 "parental": false, "transfer_consent": false, "notice_version": "risk-notice-v3"}
+//	{"action": "withdraw", "subject": "cust-7", "purpose": "marketing", "at": "2026-11-28T11:00:00Z"}
+//
+// At defaults to the time of receipt; a withdrawal takes only subject,
+// purpose and at.
+type ConsentMessage struct {
+	Action          string     `json:"action"`
+	Subject         string     `json:"subject"`
+	Purpose         string     `json:"purpose"`
+	Recipients      []string   `json:"recipients,omitempty"`
+	At              *time.Time `json:"at,omitempty"`
+	Parental        bool       `json:"parental,omitempty"`
+	TransferConsent bool       `json:"transfer_consent,omitempty"`
+	NoticeVersion   string     `json:"notice_version,omitempty"`
+}
+
+// The consent actions.
+const (
+	ActionGrant    = "grant"
+	ActionWithdraw = "withdraw"
+)
+
+// ErasureMessage is an erasure request (Art. 17) as it arrives on
+// clearance.erasures.<source>: {"subject": "cust-13", "at": "…"}. On POST
+// /v1/subjects/{id}/erasure the subject is the path's and the body, if
+// any, may give at. At defaults to the time of receipt.
+type ErasureMessage struct {
+	Subject string     `json:"subject"`
+	At      *time.Time `json:"at,omitempty"`
+}
+
+// InvalidError is a consent or erasure message that cannot be recorded;
+// Reason reads "invalid_request: <field>: <problem>" and names no personal
+// data.
+type InvalidError struct{ Reason string }
+
+func (e *InvalidError) Error() string { return e.Reason }
+
+// Unwrap makes every InvalidError an ErrInvalidChange.
+func (e *InvalidError) Unwrap() error { return ErrInvalidChange }
+
+func invalid(field, problem string) error {
+	return &InvalidError{Reason: "invalid_request: " + field + ": " + problem}
+}
+
+// ParseConsent decodes and checks a consent message strictly (unknown
+// fields are errors) and returns the change it makes, received at now.
+func ParseConsent(data []byte, now time.Time) (agreements.Change, error) {
+	var m ConsentMessage
+	if err := strictJSON(data, &m); err != nil {
+		return agreements.Change{}, err
+	}
+	var errs []error
+	if err := checkID("subject", m.Subject); err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkID("purpose", m.Purpose); err != nil {
+		errs = append(errs, err)
+	}
+	at := now.UTC()
+	if m.At != nil {
+		at = m.At.UTC()
+	}
+	switch m.Action {
+	case ActionGrant:
+		for i, r := range m.Recipients {
+			if err := checkID(fmt.Sprintf("recipients[%d]", i), r); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	case ActionWithdraw:
+		if len(m.Recipients) > 0 || m.Parental || m.TransferConsent || m.NoticeVersion != "" {
+			errs = append(errs, invalid("action", "a withdrawal takes only subject, purpose and at"))
+		}
+	case "":
+		errs = append(errs, invalid("action", "required field is missing"))
+	default:
+		errs = append(errs, invalid("action", `must be "grant" or "withdraw"`))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return agreements.Change{}, err
+	}
+	if m.Action == ActionWithdraw {
+		return agreements.Change{Withdrawals: []agreements.Withdrawal{{Subject: m.Subject, Purpose: m.Purpose, At: at}}}, nil
+	}
+	return agreements.Change{Consents: []agreements.Consent{{
+		Subject: m.Subject, Purpose: m.Purpose, Recipients: m.Recipients, GrantedAt: at,
+		Parental: m.Parental, TransferConsent: m.TransferConsent, NoticeVersion: m.NoticeVersion,
+	}}}, nil
+}
+
+// ParseErasure decodes and checks an erasure message; subject, when not
+// empty, is the subject named outside the body (the HTTP path) and the body
+// may then be empty.
+func ParseErasure(data []byte, subject string, now time.Time) (agreements.Change, error) {
+	var m ErasureMessage
+	if len(bytes.TrimSpace(data)) > 0 || subject == "" {
+		if err := strictJSON(data, &m); err != nil {
+			return agreements.Change{}, err
+		}
+	}
+	if subject != "" {
+		if m.Subject != "" && m.Subject != subject {
+			return agreements.Change{}, invalid("subject", "does not match the path")
+		}
+		m.Subject = subject
+	}
+	if err := checkID("subject", m.Subject); err != nil {
+		return agreements.Change{}, err
+	}
+	at := now.UTC()
+	if m.At != nil {
+		at = m.At.UTC()
+	}
+	return agreements.Change{Erasures: []agreements.Erasure{{Subject: m.Subject, At: at}}}, nil
+}
+
+func strictJSON(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var ute *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &ute):
+			return invalid(ute.Field, "wrong type")
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return invalid(strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "unknown field")
+		}
+		return invalid("body", "not a JSON object")
+	}
+	if dec.More() {
+		return invalid("body", "trailing data after the JSON object")
+	}
+	return nil
+}
+
+// checkID rejects empty, overlong and control-character ids.
+func checkID(field, id string) error {
+	switch {
+	case id == "":
+		return invalid(field, "required field is missing")
+	case len(id) > 256:
+		return invalid(field, "longer than 256 bytes")
+	case strings.ContainsFunc(id, unicode.IsControl):
+		return invalid(field, "holds control characters")
+	}
+	return nil
+}
