@@ -189,7 +189,11 @@ func dev(ctx context.Context, s devSettings, stdout, stderr io.Writer, logger *s
 	}
 	printFirstSteps(stdout, apiURL, natsURL, partnerURL, s)
 	printConsoleSteps(stdout, apiURL, s.dir)
-	return runBroker(ctx, b, "", apiLn, logger, cs.Mount)
+	rights, err := startLivePolicy(ctx, &st, db, nc, engine, reg, auditLog, logger)
+	if err != nil {
+		return err
+	}
+	return runBroker(ctx, b, "", apiLn, logger, cs.Mount, rights)
 }
 
 const devKeyWarning = `

@@ -161,7 +161,11 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 	}
 	logger.Info("clearance serve", "component", "main", "registry_version", reg.Version(),
 		"nats", joinURLs(cfg.NATS.URLs), "store", storeKind(cfg.Store), "listen", cfg.HTTP.Listen)
-	return runBroker(ctx, b, cfg.HTTP.Listen, nil, logger, mountsOf(cs)...)
+	rights, err := startLivePolicy(ctx, &st, db, nc, engine, reg, auditLog, logger)
+	if err != nil {
+		return err
+	}
+	return runBroker(ctx, b, cfg.HTTP.Listen, nil, logger, append(mountsOf(cs), rights)...)
 }
 
 // brokerOptions maps the configuration's pipeline settings onto broker
