@@ -58,6 +58,11 @@ type Config struct {
 	// CheckpointEvery is the audit log's checkpoint interval in entries
 	// (default 1000, the production default).
 	CheckpointEvery int64
+	// AuditAsyncCommit sets synchronous_commit=off on the audit log's
+	// Postgres sessions. A diagnostic only: it shows how much of the
+	// broker's cost is the WAL flush of each audit commit, and it weakens
+	// the log's guarantee (a Postgres crash can lose the last commits).
+	AuditAsyncCommit bool
 	// Timeout bounds waiting for one measurement to finish (default 10m).
 	Timeout time.Duration
 	// Progress receives one line per finished measurement (nil: none).

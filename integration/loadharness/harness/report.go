@@ -50,6 +50,7 @@ type Settings struct {
 	PacedSeconds    float64   `json:"paced_seconds_max"`
 	CheckpointEvery int64     `json:"audit_checkpoint_every"`
 	EmbeddedNATS    bool      `json:"embedded_nats"`
+	AuditAsync      bool      `json:"audit_synchronous_commit_off,omitempty"`
 }
 
 // MixEntry is one kind of request of a sink's mix.
@@ -89,6 +90,10 @@ type Measurement struct {
 	AuditEntries         int64   `json:"audit_entries"`
 	AuditPerSecond       float64 `json:"audit_entries_per_second"`
 
+	// Stages are the broker's mean stage times in ms and mean audit
+	// group-commit size, from its own metrics (throughput run only).
+	Stages map[string]float64 `json:"broker_stage_means,omitempty"`
+
 	Resources           Resources `json:"resources"`
 	CPUMicrosPerRequest float64   `json:"process_cpu_us_per_request"`
 }
@@ -119,7 +124,7 @@ func newReport(cfg Config) *Report {
 		Machine: machine(),
 		Settings: Settings{N: cfg.N, WebhookN: cfg.WebhookN, Size: cfg.Size, Sinks: cfg.Sinks, Instances: cfg.Instances,
 			Concurrency: cfg.Concurrency, Rates: cfg.Rates, PacedSeconds: cfg.PacedDuration.Seconds(),
-			CheckpointEvery: cfg.CheckpointEvery, EmbeddedNATS: cfg.NATSURL == ""},
+			CheckpointEvery: cfg.CheckpointEvery, EmbeddedNATS: cfg.NATSURL == "", AuditAsync: cfg.AuditAsyncCommit},
 	}
 }
 
@@ -242,7 +247,11 @@ func (r *Report) WriteJSON(w io.Writer) error {
 func (r *Report) WriteTable(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "Clearance load harness  %s  nproc %d  %s  load %s -> %s\n", r.Started.Format(time.RFC3339), r.Machine.CPUs, r.Machine.CPUModel, r.Machine.LoadBefore, r.Machine.LoadAfter)
-	fmt.Fprintf(bw, "N %d (webhook %d), %d B requests, concurrency %d, registry +%d parties\n\n", r.Settings.N, r.Settings.WebhookN, r.Settings.Size, r.Settings.Concurrency, r.RegistryParties)
+	fmt.Fprintf(bw, "N %d (webhook %d), %d B requests, concurrency %d, registry +%d parties", r.Settings.N, r.Settings.WebhookN, r.Settings.Size, r.Settings.Concurrency, r.RegistryParties)
+	if r.Settings.AuditAsync {
+		fmt.Fprint(bw, ", AUDIT synchronous_commit=off (diagnostic, not durable)")
+	}
+	fmt.Fprint(bw, "\n\n")
 	fmt.Fprintf(bw, "%-22s %9s %6s %23s %23s %8s %8s %8s %7s\n", "run", "req/s", "ratio", "p50/p99/p99.9 @50% ms", "p50/p99/p99.9 @90% ms", "vault/10k", "audit/s", "cpu µs", "rss MiB")
 	for _, m := range r.Runs {
 		lat := func(f float64) string {

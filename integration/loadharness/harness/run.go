@@ -150,6 +150,9 @@ func (h *harness) measure(ctx context.Context, sink, kind string, k, n int, w *w
 	elapsed := time.Duration(t.lastDone() - start.UnixNano())
 	res := u.end()
 	p1, c1 := sys.vaultTrips()
+	if b, ok := sys.(*brokers); ok {
+		m.Stages = b.stages()
+	}
 	// Let the last audit appends land before counting.
 	m.AuditEntries = h.e.auditEntries(ctx) - audit0
 	m.account(t, n)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,6 +60,7 @@ type instance struct {
 	// closers are the connectors themselves (conns may wrap them).
 	closers []connectors.Connector
 	b       *broker.Broker
+	reg     *prometheus.Registry
 }
 
 func (s *brokers) start(ctx context.Context) error {
@@ -106,9 +108,16 @@ func (e *env) newInstance(ctx context.Context, engine *agreements.Engine) (in *i
 	if in.signer, err = e.newVault(ctx); err != nil {
 		return in, err
 	}
-	if in.db, err = audit.OpenDB(ctx, e.dsn); err != nil {
+	dsn := e.dsn
+	if e.cfg.AuditAsyncCommit {
+		dsn += "&synchronous_commit=off"
+	}
+	if in.db, err = audit.OpenDB(ctx, dsn); err != nil {
 		return in, fmt.Errorf("harness: audit db: %w", err)
 	}
+	in.reg = prometheus.NewRegistry()
+	metrics := broker.NewMetrics(in.reg)
+	in.db.AddQueryHook(broker.AuditBatchHook(metrics))
 	if in.log, err = audit.Open(ctx, in.db, audit.Options{
 		SubjectKey: subjectKey, Signer: in.signer, CheckpointEvery: e.cfg.CheckpointEvery,
 	}); err != nil {
@@ -134,11 +143,10 @@ func (e *env) newInstance(ctx context.Context, engine *agreements.Engine) (in *i
 	in.closers = append(in.closers, wh)
 	in.conns["partner-webhook"] = broker.RequiresPartyKey(wh)
 	in.conns["authority-webhook"] = broker.RequiresPartyKey(wh)
-	reg := prometheus.NewRegistry()
 	in.b, err = broker.New(broker.Options{
 		NATS: in.nc, Concurrency: e.cfg.Concurrency,
 		Decider: engine, Parties: broker.PartiesOf(engine), Keys: in.keys, Audit: in.log,
-		Connectors: in.conns, Logger: e.cfg.Logger, Registerer: reg, Gatherer: reg,
+		Connectors: in.conns, Logger: e.cfg.Logger, Registerer: in.reg, Gatherer: in.reg, Metrics: metrics,
 	})
 	if err != nil {
 		return in, fmt.Errorf("harness: %w", err)
@@ -177,6 +185,49 @@ func (s *brokers) stop(ctx context.Context) {
 	}
 	wg.Wait()
 	s.insts = nil
+}
+
+// stages returns the mean time per pipeline stage (ms) and the mean audit
+// group-commit size over every instance, from the brokers' own metrics.
+func (s *brokers) stages() map[string]float64 {
+	sum, count := map[string]float64{}, map[string]float64{}
+	for _, in := range s.insts {
+		mfs, err := in.reg.Gather()
+		if err != nil {
+			continue
+		}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				h := m.GetHistogram()
+				if h == nil {
+					continue
+				}
+				key := ""
+				switch mf.GetName() {
+				case "clearance_stage_duration_seconds", "clearance_key_service_duration_seconds", "clearance_message_duration_seconds":
+					for _, l := range m.GetLabel() {
+						if l.GetName() == "stage" || l.GetName() == "op" || l.GetName() == "outcome" {
+							key = strings.TrimPrefix(strings.TrimSuffix(mf.GetName(), "_duration_seconds"), "clearance_") + ":" + l.GetValue() + "_ms"
+						}
+					}
+					sum[key] += h.GetSampleSum() * 1000
+				case "clearance_audit_batch_size":
+					key = "audit_batch_size"
+					sum[key] += h.GetSampleSum()
+				default:
+					continue
+				}
+				count[key] += float64(h.GetSampleCount())
+			}
+		}
+	}
+	out := map[string]float64{}
+	for k, v := range sum {
+		if count[k] > 0 {
+			out[k] = v / count[k]
+		}
+	}
+	return out
 }
 
 func (s *brokers) vaultTrips() (p, c uint64) {
