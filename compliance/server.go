@@ -148,6 +148,18 @@ func (s *Server) apiRoutes() []route {
 	return rs
 }
 
+// APIRoutes lists the /v1 routes as "METHOD /path" patterns; openapi.yaml
+// documents exactly these.
+func (s *Server) APIRoutes() []string {
+	var out []string
+	for _, r := range s.routes {
+		if r.api {
+			out = append(out, r.method+" "+r.path)
+		}
+	}
+	return out
+}
+
 // Handler returns a handler serving only the compliance routes.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()

@@ -18,7 +18,8 @@ import (
 var WhatIfLimits = []string{
 	"records are reconstructed from the categories sent and the fields removed; for a refused transfer the kept fields were not recorded, so every field the dataset classifies is assumed present",
 	"subjects are recognised only when the subject HMAC key is configured and the subject is named in a registry (consents, legal orders, erasures); others are evaluated as subjects the registries say nothing about",
-	"whether a subject was a minor is not recorded and is taken as false",
+	"whether a subject was a minor is not recorded; it is inferred only from a recorded minor_without_parental_consent refusal and otherwise taken as false",
+	"a decision the registry in force does not reproduce from its reconstruction is not counted as a flip; it is listed as uncertain",
 	"a legal order is matched by authority and subject, as the audit log does not record the order id",
 }
 
@@ -47,6 +48,10 @@ type Flip struct {
 	ProposedReasons   []string  `json:"proposed_reasons"`
 	ProposedMechanism string    `json:"proposed_mechanism"`
 	Why               string    `json:"why"`
+	// Uncertain marks a decision that the registry in force does not
+	// reproduce either: the change may come from the reconstruction or from
+	// a registry change since, not from the proposal.
+	Uncertain bool `json:"uncertain,omitempty"`
 }
 
 // WhatIfResult answers which past transfers a proposed registry would flip.
@@ -62,6 +67,7 @@ type WhatIfResult struct {
 	NowRefused       int           `json:"now_refused"`
 	ReasonsChanged   int           `json:"reasons_changed"`
 	BaselineMismatch int           `json:"baseline_mismatch"`
+	Uncertain        int           `json:"uncertain"`
 	SubjectsKnown    int           `json:"subjects_recognised"`
 	NewReasons       []ReasonCount `json:"new_refusal_reasons"`
 	Flips            []Flip        `json:"flips"`
@@ -112,7 +118,8 @@ func WhatIf(ctx context.Context, log Scanner, current, proposed *agreements.Regi
 		req := reconstruct(e, subject, propC, curC, e.Time)
 		base := baseEng.Decide(req, e.Time)
 		prop := propEng.Decide(req, e.Time)
-		if string(base.Decision) != e.Decision {
+		reproduced := string(base.Decision) == e.Decision
+		if !reproduced {
 			res.BaselineMismatch++
 		}
 		switch {
@@ -122,6 +129,8 @@ func WhatIf(ctx context.Context, log Scanner, current, proposed *agreements.Regi
 		case string(prop.Decision) == e.Decision:
 			res.ReasonsChanged++
 			return nil
+		case !reproduced:
+			res.Uncertain++
 		case prop.Allowed():
 			res.NowAllowed++
 		default:
@@ -131,7 +140,9 @@ func WhatIf(ctx context.Context, log Scanner, current, proposed *agreements.Regi
 			}
 		}
 		if len(res.Flips) < q.MaxFlips {
-			res.Flips = append(res.Flips, flipOf(e, prop))
+			fl := flipOf(e, prop)
+			fl.Uncertain = !reproduced
+			res.Flips = append(res.Flips, fl)
 		}
 		return nil
 	})
@@ -207,7 +218,9 @@ func subjectIndex(key []byte, regs ...*agreements.Registry) map[string]string {
 func reconstruct(e *audit.Entry, subject string, proposed, current agreements.Content, at time.Time) *agreements.Request {
 	req := &agreements.Request{ID: e.RequestID, Source: e.Source, Recipient: e.Recipient,
 		Purpose: e.Purpose, Dataset: e.Dataset,
-		Subject: agreements.Subject{ID: subject, Jurisdiction: e.Origin}, Record: map[string]any{}}
+		Subject: agreements.Subject{ID: subject, Jurisdiction: e.Origin,
+			Minor: slices.Contains(e.Reasons, agreements.ReasonMinorWithoutParentalConsent)},
+		Record: map[string]any{}}
 	fields := datasetFields(proposed, e.Dataset)
 	if fields == nil {
 		fields = datasetFields(current, e.Dataset)

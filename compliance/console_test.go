@@ -1,0 +1,123 @@
+package compliance_test
+
+import (
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/clearance-broker/clearance/compliance"
+	"github.com/clearance-broker/clearance/compliance/compliancetest"
+)
+
+func noRedirect() *http.Client {
+	return &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+func consoleGet(t *testing.T, base, path, token string) (int, http.Header, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", base+path, nil)
+	if token != "" {
+		req.AddCookie(&http.Cookie{Name: "clearance_session", Value: token})
+	}
+	resp, err := noRedirect().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+func TestConsolePages(t *testing.T) {
+	f := compliancetest.New(t)
+	f.Seed(t, 1)
+	officer := f.Token(t, compliance.RoleOfficer)
+	tests := []struct {
+		name, path string
+		want       []string
+	}{
+		{"overview", "/console/", []string{"Transfers per day by outcome", "Transfers per day by destination country", "Top refusal reasons", "<svg", "no_transfer_mechanism"}},
+		{"audit", "/console/audit?decision=deny", []string{`<label for="f-subject">`, "export-csv", "no_transfer_mechanism"}},
+		{"audit bad filter", "/console/audit?country=xx", []string{"parameter country"}},
+		{"entry", "/console/audit/3", []string{"Why: the decision rule by rule", "Transfer mechanism (Chapter V)"}},
+		{"subject", "/console/subject?subject=cust-881", []string{"swiftship-de", "Recipients"}},
+		{"agreements", "/console/agreements", []string{"tia_overdue", "dpa-swiftship-de"}},
+		{"agreement", "/console/agreements/dpa-swiftship-de", []string{"Version history"}},
+		{"ropa", "/console/ropa", []string{"Purpose: delivery", "Printable page"}},
+		{"ropa print", "/console/ropa/print", []string{"Records of processing activities", "data-print"}},
+		{"whatif", "/console/whatif", []string{`type="file"`, "What a what-if cannot know"}},
+		{"static", "/console/static/app.css", []string{"--accent"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, body := consoleGet(t, f.HTTP.URL, tt.path, officer)
+			wantCode := http.StatusOK
+			if strings.Contains(tt.name, "bad") {
+				wantCode = http.StatusBadRequest
+			}
+			if code != wantCode {
+				t.Fatalf("%d: %.300s", code, body)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(body, w) {
+					t.Errorf("page lacks %q", w)
+				}
+			}
+			if strings.Contains(body, "cust-881") && tt.name != "subject" {
+				t.Error("a subject id in clear on the page")
+			}
+			if strings.Contains(body, "http://") || strings.Contains(body, "https://") {
+				t.Error("the page refers to another origin (it must work offline)")
+			}
+		})
+	}
+}
+
+func TestConsoleAuth(t *testing.T) {
+	f := compliancetest.New(t)
+	code, hdr, _ := consoleGet(t, f.HTTP.URL, "/console/audit?decision=deny", "")
+	if code != http.StatusSeeOther || !strings.HasPrefix(hdr.Get("Location"), "/console/signin?next=") {
+		t.Fatalf("without session: %d %s", code, hdr.Get("Location"))
+	}
+	code, _, body := consoleGet(t, f.HTTP.URL, "/console/whatif", f.Token(t, compliance.RoleViewer))
+	if code != http.StatusForbidden || !strings.Contains(body, "needs officer") {
+		t.Fatalf("viewer on what-if: %d %.200s", code, body)
+	}
+	post := func(token, next string) *http.Response {
+		resp, err := noRedirect().PostForm(f.HTTP.URL+"/console/signin", url.Values{"token": {token}, "next": {next}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := post("not-a-token", ""); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("bad token sign-in: %d", resp.StatusCode)
+	}
+	resp := post(f.Token(t, compliance.RoleViewer), "//evil.example/")
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/console/" {
+		t.Fatalf("sign-in: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	var session *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == "clearance_session" {
+			session = c
+		}
+	}
+	if session == nil || !session.HttpOnly || session.SameSite != http.SameSiteStrictMode {
+		t.Fatalf("session cookie: %+v", session)
+	}
+	// The console's cookie does not open the API: the API wants a bearer.
+	req, _ := http.NewRequest("GET", f.HTTP.URL+"/v1/me", nil)
+	req.AddCookie(session)
+	r2, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2.Body.Close()
+	if r2.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("API with the console cookie: %d", r2.StatusCode)
+	}
+}
