@@ -40,6 +40,9 @@ type Event struct {
 	Version string `json:"version"`
 	// At is when the event was stored.
 	At time.Time `json:"at"`
+	// Sync, on an event returned by Change or Apply, says which instances
+	// confirmed it in force; it is not stored or published.
+	Sync Sync `json:"-"`
 }
 
 func (ev *Event) row() (*eventRow, error) {

@@ -12,6 +12,7 @@ import (
 	"github.com/clearance-broker/clearance/audit"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"github.com/uptrace/bun"
 )
 
@@ -50,15 +51,20 @@ type Options struct {
 	// OnSwap, when set, is called after the engine took a new registry
 	// version, with the event that caused it (for metrics and tests).
 	OnSwap func(ev Event)
+	// SyncTimeout bounds how long Change and Apply wait for every running
+	// instance to confirm that the event is in force (default 1s).
+	SyncTimeout time.Duration
 }
 
 // Live keeps an Engine on the latest registry version of a Store, across
 // instances. Its methods are safe for concurrent use. Build it with Start
 // and stop it with Stop.
 type Live struct {
-	opts Options
-	log  *slog.Logger
-	kv   jetstream.KeyValue
+	opts      Options
+	log       *slog.Logger
+	kv        jetstream.KeyValue
+	instances jetstream.KeyValue
+	id        string
 
 	mu sync.Mutex // serialises state changes
 	st *state
@@ -98,6 +104,9 @@ func Start(ctx context.Context, opts Options) (*Live, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.SyncTimeout <= 0 {
+		opts.SyncTimeout = time.Second
+	}
 	js, err := jetstream.New(opts.NATS)
 	if err != nil {
 		return nil, fmt.Errorf("policy: jetstream: %w", err)
@@ -109,7 +118,10 @@ func Start(ctx context.Context, opts Options) (*Live, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: kv bucket %s: %w", opts.Bucket, err)
 	}
-	l := &Live{opts: opts, log: opts.Logger.With("component", "policy"), kv: kv, st: &state{}, stop: make(chan struct{})}
+	l := &Live{opts: opts, log: opts.Logger.With("component", "policy"), kv: kv, st: &state{}, stop: make(chan struct{}), id: nuid.Next()}
+	if err := l.presence(ctx, js); err != nil {
+		return nil, err
+	}
 	// Watch before reading the store, so that nothing stored meanwhile is
 	// missed; events already read are skipped.
 	w, err := kv.Watch(ctx, eventKeys, jetstream.UpdatesOnly())
@@ -120,9 +132,10 @@ func Start(ctx context.Context, opts Options) (*Live, error) {
 		_ = w.Stop()
 		return nil, err
 	}
-	l.wg.Add(2)
+	l.wg.Add(3)
 	go l.watch(w)
 	go l.resync()
+	go l.announce()
 	return l, nil
 }
 
@@ -150,6 +163,10 @@ func (l *Live) Seq() int64 {
 // changes made so far. Applying the content already in force changes
 // nothing and returns that event with applied false.
 func (l *Live) Apply(ctx context.Context, reg *agreements.Registry) (ev Event, applied bool, err error) {
+	conf, err := l.confirmations()
+	if err != nil {
+		return Event{}, false, err
+	}
 	var added []agreements.Agreement
 	ev, err = l.write(ctx, func(ctx context.Context, s *Store, tx bun.Tx, head *headRow) (*Event, error) {
 		if l.st.base == reg.Version() {
@@ -164,15 +181,23 @@ func (l *Live) Apply(ctx context.Context, reg *agreements.Registry) (ev Event, a
 		return &Event{Seq: head.Seq + 1, Kind: KindApply, Base: reg.Version()}, nil
 	}, func(version string) (agreements.Content, error) { return reg.Content(), nil })
 	if err != nil || !applied {
+		_ = conf.sub.Unsubscribe()
 		return ev, false, err
 	}
-	return ev, true, l.auditApply(ctx, ev, added)
+	err = l.auditApply(ctx, ev, added)
+	ev.Sync = conf.wait(ctx, ev.Seq)
+	return ev, true, err
 }
 
 // Change validates ch against the registry in force, stores it, audits it,
-// publishes it and puts it in force. An invalid change wraps
-// ErrInvalidChange and stores nothing.
+// publishes it and puts it in force. It returns once every running instance
+// confirmed that it is in force, or after Options.SyncTimeout (ev.Sync
+// says which). An invalid change wraps ErrInvalidChange and stores nothing.
 func (l *Live) Change(ctx context.Context, ch agreements.Change) (Event, error) {
+	conf, err := l.confirmations()
+	if err != nil {
+		return Event{}, err
+	}
 	ev, err := l.write(ctx, func(ctx context.Context, _ *Store, _ bun.Tx, head *headRow) (*Event, error) {
 		if l.st.reg == nil {
 			return nil, ErrNotApplied
@@ -190,7 +215,10 @@ func (l *Live) Change(ctx context.Context, ch agreements.Change) (Event, error) 
 		return ev, nil
 	}, nil)
 	if err != nil {
+		_ = conf.sub.Unsubscribe()
 		return ev, err
 	}
-	return ev, l.auditChange(ctx, ev)
+	err = l.auditChange(ctx, ev)
+	ev.Sync = conf.wait(ctx, ev.Seq)
+	return ev, err
 }

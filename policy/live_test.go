@@ -87,7 +87,13 @@ func TestChangeReachesEveryInstance(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			b.waitVersion(t, ev.Version)
+			// Change returns once the other instance confirmed: no waiting.
+			if ev.Sync.Confirmed != 2 || len(ev.Sync.Unconfirmed) != 0 {
+				t.Fatalf("sync = %+v, want both instances confirmed", ev.Sync)
+			}
+			if got := b.engine.Registry().Version(); got != ev.Version {
+				t.Fatalf("other instance at %s when Change returned, want %s", got, ev.Version)
+			}
 			if d := b.engine.Decide(req, at); d.Allowed() || d.Reasons[0] != agreements.ReasonConsentWithdrawn {
 				t.Fatalf("after the withdrawal on the other instance: %s %v", d.Decision, d.Reasons)
 			}

@@ -82,6 +82,7 @@ func (l *Live) swap(ns *state, ev Event) {
 	if l.opts.OnSwap != nil {
 		l.opts.OnSwap(ev)
 	}
+	l.reportApplied(ev)
 }
 
 // publish puts ev on the bucket. A lost publish is not an error of the
