@@ -136,7 +136,7 @@ func TestChangesStopQueuedTransfersEverywhere(t *testing.T) {
 	}
 	type tally struct {
 		delivered, stopped, lateAllowed int
-		last                           time.Time
+		last                            time.Time
 	}
 	check := func(kind string, seq int64, moment time.Time, reason string) tally {
 		after := a.versionsFrom(seq)
