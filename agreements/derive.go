@@ -156,7 +156,7 @@ func (n *Registry) suspend(ids []string) {
 			}
 			done[p] = true
 			old := n.parties[p]
-			pi := &partyIndex{p: old.p, agreements: swap(old.agreements), byPurpose: make([]purposeAgreements, len(old.byPurpose))}
+			pi := &partyIndex{p: old.p, byPurpose: make([]purposeAgreements, len(old.byPurpose))}
 			for i, pa := range old.byPurpose {
 				pi.byPurpose[i] = purposeAgreements{purpose: pa.purpose, agreements: swap(pa.agreements)}
 			}

@@ -230,7 +230,7 @@ func (pi *partyIndex) agreementFor(purpose string, at time.Time) (match, cand *a
 		return match, nil, ""
 	case cand != nil:
 		return nil, cand, reason
-	case len(pi.agreements) > 0:
+	case len(pi.byPurpose) > 0:
 		return nil, nil, ReasonPurposeNotCovered
 	}
 	return nil, nil, ReasonNoAgreement

@@ -69,8 +69,10 @@ func (s *fieldSet) get(name string) *fieldNode {
 	if len(name) >= len(s.byLen) {
 		return nil
 	}
+	// Names are never empty (validPath), so byLen[0] is empty and
+	// name[0] exists whenever the loop runs.
 	for _, n := range s.byLen[len(name)] {
-		if n.name == name {
+		if n.name[0] == name[0] && n.name == name {
 			return n
 		}
 	}

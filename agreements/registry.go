@@ -37,14 +37,14 @@ type Registry struct {
 	catID      map[string]int
 }
 
-// partyIndex is a party with the agreements listing it, all of them and
-// by purpose. A party has few purposes, so they are a list, not a map: a
-// scan of a handful of names costs less than hashing, and a registry of
-// many parties stays small for the garbage collector, which walks it.
+// partyIndex is a party with the agreements listing it, by purpose (every
+// agreement has at least one). A party has few purposes, so they are a
+// list, not a map: a scan of a handful of names costs less than hashing,
+// and a registry of many parties stays small for the garbage collector,
+// which walks it.
 type partyIndex struct {
-	p          *Party
-	agreements []*agreementIndex
-	byPurpose  []purposeAgreements
+	p         *Party
+	byPurpose []purposeAgreements
 }
 
 // purposeAgreements lists a party's agreements for one purpose.
@@ -169,7 +169,6 @@ func (r *Registry) index() {
 func (r *Registry) addAgreement(ai *agreementIndex) {
 	for _, p := range ai.a.Parties {
 		pi := r.parties[p]
-		pi.agreements = append(pi.agreements, ai)
 	purposes:
 		for _, pu := range ai.a.Purposes {
 			for i := range pi.byPurpose {
