@@ -1,0 +1,83 @@
+package agreements
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"testing"
+)
+
+// TestMinimisePaths checks the removed paths and the kept record for record
+// shapes the field lookup and the joining of nested paths treat specially.
+func TestMinimisePaths(t *testing.T) {
+	manyExtras := map[string]any{"method": "card"}
+	wantManyRemoved := map[string]string{"note.health": FieldCategoryNotPermitted, "note.driver": FieldUnclassified}
+	for i := range 10 {
+		manyExtras[fmt.Sprintf("x%d", i)] = "v"
+		wantManyRemoved[fmt.Sprintf("payment.x%d", i)] = FieldUnclassified
+	}
+	tests := []struct {
+		name        string
+		give        map[string]any
+		wantRecord  string
+		wantKept    []string
+		wantRemoved map[string]string
+	}{
+		{
+			name:        "more unclassified members inside objects than are joined at once",
+			give:        map[string]any{"payment": manyExtras, "note": map[string]any{"health": "h", "driver": "d"}},
+			wantRecord:  `{"payment":{"method":"card"}}`,
+			wantKept:    []string{"payment.method"},
+			wantRemoved: wantManyRemoved,
+		},
+		{
+			name:        "a member written with dots",
+			give:        map[string]any{"payment.method": "card", "payment.cvv": "123", "order_id": "1"},
+			wantRecord:  `{"order_id":"1","payment.method":"card"}`,
+			wantKept:    []string{"order_id", "payment.method"},
+			wantRemoved: map[string]string{"payment.cvv": FieldUnclassified},
+		},
+		{
+			name:        "names of the same length and first letter as classified ones",
+			give:        map[string]any{"name": "n", "nama": "x", "emaik": "x", "order_ie": "x"},
+			wantRecord:  `{"name":"n"}`,
+			wantKept:    []string{"name"},
+			wantRemoved: map[string]string{"nama": FieldUnclassified, "emaik": FieldUnclassified, "order_ie": FieldUnclassified},
+		},
+		{
+			name:        "an object path holding a value that is not an object",
+			give:        map[string]any{"name": "n", "payment": "card", "": "empty"},
+			wantRecord:  `{"name":"n"}`,
+			wantKept:    []string{"name"},
+			wantRemoved: map[string]string{"payment": FieldUnclassified, "": FieldUnclassified},
+		},
+	}
+	e := NewEngine(engineRegistry(t))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, at := give{recipient: "p-de", purpose: "delivery", record: tt.give}.request()
+			d := e.Decide(req, at)
+			if !d.Allowed() {
+				t.Fatalf("decision = %s %v", d.Decision, d.Reasons)
+			}
+			got, err := json.Marshal(d.Record)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tt.wantRecord {
+				t.Errorf("record = %s, want %s", got, tt.wantRecord)
+			}
+			if !slices.Equal(d.Fields.Kept, tt.wantKept) {
+				t.Errorf("kept = %v, want %v", d.Fields.Kept, tt.wantKept)
+			}
+			gotRemoved := map[string]string{}
+			for _, f := range d.Fields.Removed {
+				gotRemoved[f.Path] = f.Reason
+			}
+			if len(d.Fields.Removed) != len(gotRemoved) || !maps.Equal(gotRemoved, tt.wantRemoved) {
+				t.Errorf("removed = %v, want %v", d.Fields.Removed, tt.wantRemoved)
+			}
+		})
+	}
+}
