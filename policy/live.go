@@ -54,6 +54,11 @@ type Options struct {
 	// SyncTimeout bounds how long Change and Apply wait for every running
 	// instance to confirm that the event is in force (default 1s).
 	SyncTimeout time.Duration
+	// OnErasure, when set, is called on the instance that recorded an
+	// erasure, after it is in force (erasure.Notifier.Begin tells the
+	// recipients). Its error is returned by Change, so that the caller
+	// retries; recording the erasure again is harmless.
+	OnErasure func(ctx context.Context, subject string, at time.Time) error
 }
 
 // Live keeps an Engine on the latest registry version of a Store, across
@@ -220,5 +225,12 @@ func (l *Live) Change(ctx context.Context, ch agreements.Change) (Event, error) 
 	}
 	err = l.auditChange(ctx, ev)
 	ev.Sync = conf.wait(ctx, ev.Seq)
+	if l.opts.OnErasure != nil {
+		for _, e := range ch.Erasures {
+			if herr := l.opts.OnErasure(ctx, e.Subject, e.At); herr != nil {
+				err = errors.Join(err, fmt.Errorf("policy: erasure notices: %w", herr))
+			}
+		}
+	}
 	return ev, err
 }

@@ -1,0 +1,38 @@
+package erasure
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/migrate"
+)
+
+// This file is the first schema migration of the erasure notices; bun/migrate
+// takes its name and order from the file name.
+
+func registerSchemaV1(m *migrate.Migrations) error {
+	return m.Register(schemaV1Up, schemaV1Down)
+}
+
+func schemaV1Up(ctx context.Context, db *bun.DB) error {
+	return db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if _, err := tx.NewCreateTable().Model((*noticeRow)(nil)).IfNotExists().Exec(ctx); err != nil {
+			return fmt.Errorf("create table: %w", err)
+		}
+		if _, err := tx.NewCreateIndex().Model((*noticeRow)(nil)).Index("erasure_notices_subject_idx").Unique().
+			Column("subject_hmac", "recipient").IfNotExists().Exec(ctx); err != nil {
+			return fmt.Errorf("create index: %w", err)
+		}
+		if _, err := tx.NewCreateIndex().Model((*noticeRow)(nil)).Index("erasure_notices_due_idx").
+			Column("status", "next_at").IfNotExists().Exec(ctx); err != nil {
+			return fmt.Errorf("create index: %w", err)
+		}
+		return nil
+	})
+}
+
+func schemaV1Down(ctx context.Context, db *bun.DB) error {
+	_, err := db.NewDropTable().Model((*noticeRow)(nil)).IfExists().Exec(ctx)
+	return err
+}

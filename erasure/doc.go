@@ -1,0 +1,19 @@
+// Package erasure tells every recipient of a data subject's data that the
+// subject's data must be erased (GDPR Art. 17 and 19) and tracks each until
+// it acknowledges.
+//
+// Begin reads the audit log for every delivery of the subject (by the
+// subject's keyed HMAC) and creates one notice per recipient, naming the
+// request ids concerned. A Notifier running on every instance claims due
+// notices with a lease in the SQL store (so that two instances never send
+// the same notice at once), signs each notice with the broker's key,
+// encrypts it (to the party's public key for webhook partners, as an
+// envelope for regional data centres), and delivers it through the
+// recipient's connector as a Delivery of kind "erasure_notice". A notice the
+// connector accepts is acknowledged and audited (erasure_notified); a failed
+// one is retried with backoff, without end; a notice still unacknowledged
+// after Options.EscalateAfter is escalated (audited, logged) and retried
+// further. Where notice is impossible (no connector, a recipient that no
+// longer exists) an officer records a justification instead (Justify),
+// which is audited by digest. Status lists the notices of a subject.
+package erasure

@@ -1,0 +1,79 @@
+package erasure
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+
+	"github.com/clearance-broker/clearance/audit"
+)
+
+// Mount registers the erasure status routes on mux:
+//
+//	GET  /v1/subjects/{id}/erasure                                the notices, per recipient
+//	POST /v1/subjects/{id}/erasure/{recipient}/justification      {"officer": "…", "justification": "…"}
+//
+// authorize, when not nil, is asked first; its error answers 403. (POST
+// /v1/subjects/{id}/erasure, which records the erasure, belongs to the
+// policy package.)
+func (n *Notifier) Mount(mux *http.ServeMux, authorize func(*http.Request) error) {
+	guard := func(h http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if authorize != nil {
+				if err := authorize(r); err != nil {
+					writeJSON(w, http.StatusForbidden, map[string]string{"error": "forbidden"})
+					return
+				}
+			}
+			h(w, r)
+		}
+	}
+	mux.HandleFunc("GET /v1/subjects/{id}/erasure", guard(n.getStatus))
+	mux.HandleFunc("POST /v1/subjects/{id}/erasure/{recipient}/justification", guard(n.postJustification))
+}
+
+func (n *Notifier) getStatus(w http.ResponseWriter, r *http.Request) {
+	subject := r.PathValue("id")
+	notices, err := n.Status(r.Context(), subject)
+	if err != nil {
+		n.log.Warn("erasure status", "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "store unavailable"})
+		return
+	}
+	if notices == nil {
+		notices = []Notice{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"subject_hmac": audit.SubjectHMAC(n.opts.SubjectKey, subject), "notices": notices})
+}
+
+func (n *Notifier) postJustification(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Officer       string `json:"officer"`
+		Justification string `json:"justification"`
+	}
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 16<<10))
+	if err == nil {
+		err = json.Unmarshal(data, &body)
+	}
+	if err != nil || body.Officer == "" || body.Justification == "" {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request: officer and justification are required"})
+		return
+	}
+	err = n.Justify(r.Context(), r.PathValue("id"), r.PathValue("recipient"), body.Officer, body.Justification)
+	switch {
+	case errors.Is(err, ErrNoNotice):
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
+	case err != nil:
+		n.log.Warn("erasure justification", "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "store unavailable"})
+	default:
+		writeJSON(w, http.StatusOK, map[string]string{"status": string(StatusJustified)})
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

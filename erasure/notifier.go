@@ -1,0 +1,252 @@
+package erasure
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/connectors"
+	"github.com/nats-io/nuid"
+	"github.com/uptrace/bun"
+)
+
+// The audit events of erasure propagation besides erasure_notified.
+const (
+	// EventErasureEscalated records a notice unacknowledged past
+	// EscalateAfter.
+	EventErasureEscalated audit.Event = "erasure_escalated"
+	// EventErasureJustified records an officer's justification where
+	// notice is impossible; the text is kept in the store, its digest in
+	// the entry.
+	EventErasureJustified audit.Event = "erasure_justified"
+)
+
+// NoticeKind is the Delivery.Kind of an erasure notice.
+const NoticeKind = "erasure_notice"
+
+// AuditLog is what the Notifier needs of the audit log; *audit.Log
+// satisfies it.
+type AuditLog interface {
+	Append(ctx context.Context, e *audit.Entry) (int64, error)
+	Scan(ctx context.Context, f audit.Filter, fn func(*audit.Entry) error) error
+}
+
+// Keys signs and encrypts notices; *keys.Vault and *keys.DevKeyRing
+// satisfy it. Errors wrapping keys.ErrUnavailable are transient.
+type Keys interface {
+	Sign(ctx context.Context, payloads [][]byte) ([][]byte, error)
+	Seal(ctx context.Context, plaintext []byte) ([]byte, error)
+	SealFor(ctx context.Context, recipientJWK []byte, payloads [][]byte) ([][]byte, error)
+	KeyRef() string
+}
+
+// Parties finds a recipient party; *agreements.Registry satisfies it.
+type Parties interface {
+	Party(id string) (agreements.Party, error)
+}
+
+// Connectors finds the connector configured under a name;
+// broker.ConnectorMap satisfies it.
+type Connectors interface {
+	Connector(name string) (connectors.Connector, bool)
+}
+
+// Options configures a Notifier. DB, Audit, Keys, Parties, Connectors and
+// SubjectKey are required.
+type Options struct {
+	DB         *bun.DB
+	Audit      AuditLog
+	Keys       Keys
+	Parties    func() Parties
+	Connectors Connectors
+	// SubjectKey is the audit log's subject HMAC key.
+	SubjectKey []byte
+	// EscalateAfter is how long a notice may stay unacknowledged before it
+	// is escalated (default 72h).
+	EscalateAfter time.Duration
+	// RetryBase and RetryMax bound the backoff between attempts (defaults
+	// 1s and 10m).
+	RetryBase, RetryMax time.Duration
+	// Poll is how often due notices are looked for (default 1s).
+	Poll time.Duration
+	// Logger receives operational messages (ids and HMACs only).
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Notifier creates, sends and tracks erasure notices. Its methods are safe
+// for concurrent use; several instances share one store.
+type Notifier struct {
+	opts  Options
+	log   *slog.Logger
+	owner string
+
+	stop chan struct{}
+	wake chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+// New migrates the notices table and returns a Notifier that is not yet
+// sending; Start starts it.
+func New(ctx context.Context, opts Options) (*Notifier, error) {
+	var errs []error
+	for name, missing := range map[string]bool{
+		"DB": opts.DB == nil, "Audit": opts.Audit == nil, "Keys": opts.Keys == nil, "Parties": opts.Parties == nil,
+		"Connectors": opts.Connectors == nil, "SubjectKey": len(opts.SubjectKey) == 0,
+	} {
+		if missing {
+			errs = append(errs, fmt.Errorf("erasure: options: %s is required", name))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if opts.EscalateAfter <= 0 {
+		opts.EscalateAfter = 72 * time.Hour
+	}
+	if opts.RetryBase <= 0 {
+		opts.RetryBase = time.Second
+	}
+	if opts.RetryMax < opts.RetryBase {
+		opts.RetryMax = max(10*time.Minute, opts.RetryBase)
+	}
+	if opts.Poll <= 0 {
+		opts.Poll = time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if err := migrateSchema(ctx, opts.DB); err != nil {
+		return nil, err
+	}
+	return &Notifier{opts: opts, log: opts.Logger.With("component", "erasure"), owner: nuid.Next(),
+		stop: make(chan struct{}), wake: make(chan struct{}, 1)}, nil
+}
+
+// Begin finds in the audit log every recipient that received subject's
+// data and creates a notice for each not notified yet; it returns how many
+// it created. The subject id is hashed at once and never stored.
+func (n *Notifier) Begin(ctx context.Context, subject string, erasedAt time.Time) (int, error) {
+	hmac := audit.SubjectHMAC(n.opts.SubjectKey, subject)
+	byRecipient := map[string][]string{}
+	err := n.opts.Audit.Scan(ctx, audit.Filter{SubjectHMAC: hmac, Event: audit.EventDelivered}, func(e *audit.Entry) error {
+		byRecipient[e.Recipient] = append(byRecipient[e.Recipient], e.RequestID)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("erasure: find recipients: %w", err)
+	}
+	now := n.opts.Now().UTC()
+	created := 0
+	for recipient, ids := range byRecipient {
+		sort.Strings(ids)
+		data, _ := json.Marshal(ids) // strings
+		row := &noticeRow{ID: "erasure-" + nuid.Next(), SubjectHMAC: hmac, Recipient: recipient, RequestIDs: string(data),
+			ErasedAt: erasedAt.UTC(), Status: string(StatusPending), CreatedAt: now, NextAt: now, LeaseUntil: time.Unix(0, 0).UTC()}
+		res, err := n.opts.DB.NewInsert().Model(row).On("CONFLICT DO NOTHING").Exec(ctx)
+		if err != nil {
+			return created, fmt.Errorf("erasure: create notice: %w", err)
+		}
+		if k, _ := res.RowsAffected(); k > 0 {
+			created++
+		}
+	}
+	n.log.Info("erasure notices", "subject_hmac", hmac, "recipients", len(byRecipient), "created", created)
+	n.poke()
+	return created, nil
+}
+
+// Status returns the notices of subject, by recipient.
+func (n *Notifier) Status(ctx context.Context, subject string) ([]Notice, error) {
+	var rows []noticeRow
+	err := n.opts.DB.NewSelect().Model(&rows).Where("subject_hmac = ?", audit.SubjectHMAC(n.opts.SubjectKey, subject)).
+		Order("recipient").Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("erasure: read notices: %w", err)
+	}
+	out := make([]Notice, len(rows))
+	for i := range rows {
+		out[i] = rows[i].notice()
+	}
+	return out, nil
+}
+
+// ErrNoNotice: the subject has no open notice for that recipient.
+var ErrNoNotice = errors.New("erasure: no open notice for this recipient")
+
+// Justify closes the notice of subject to recipient with an officer's
+// justification where notice is impossible or disproportionate (Art. 19).
+// The text is stored with the notice; the audit entry holds its digest.
+func (n *Notifier) Justify(ctx context.Context, subject, recipient, officer, text string) error {
+	if officer == "" || text == "" {
+		return errors.New("erasure: a justification needs an officer and a text")
+	}
+	hmac := audit.SubjectHMAC(n.opts.SubjectKey, subject)
+	res, err := n.opts.DB.NewUpdate().Model((*noticeRow)(nil)).
+		Set("status = ?", string(StatusJustified)).Set("officer = ?", officer).Set("justification = ?", text).
+		Where("subject_hmac = ? AND recipient = ?", hmac, recipient).
+		Where("status IN (?)", bun.In([]string{string(StatusPending), string(StatusEscalated), string(StatusUndeliverable)})).
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("erasure: justify: %w", err)
+	}
+	if k, _ := res.RowsAffected(); k == 0 {
+		return ErrNoNotice
+	}
+	_, err = n.opts.Audit.Append(ctx, &audit.Entry{Event: EventErasureJustified, RequestID: "erasure-justification", Source: "officer",
+		Recipient: recipient, SubjectHMAC: hmac, PayloadDigest: audit.Digest([]byte(text)), Reasons: []string{"officer:" + officer}})
+	if err != nil {
+		return fmt.Errorf("erasure: audit justification: %w", err)
+	}
+	return nil
+}
+
+// Start sends due notices until Stop.
+func (n *Notifier) Start() {
+	n.wg.Add(1)
+	go n.run()
+}
+
+// Stop stops sending and waits for the notices in work. It is idempotent.
+func (n *Notifier) Stop() {
+	n.once.Do(func() { close(n.stop) })
+	n.wg.Wait()
+}
+
+func (n *Notifier) poke() {
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (n *Notifier) run() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.opts.Poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		case <-n.wake:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if err := n.round(ctx); err != nil {
+			n.log.Warn("erasure notices", "err", err)
+		}
+		cancel()
+	}
+}

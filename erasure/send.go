@@ -1,0 +1,160 @@
+package erasure
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/connectors"
+	"github.com/clearance-broker/clearance/keys"
+)
+
+// NoticePayload is what a recipient reads once it opened and verified a
+// notice: which of the transfers it received must be erased. It names the
+// subject only through those request ids.
+type NoticePayload struct {
+	Kind       string    `json:"kind"`
+	NoticeID   string    `json:"notice_id"`
+	Recipient  string    `json:"recipient"`
+	RequestIDs []string  `json:"request_ids"`
+	ErasedAt   time.Time `json:"erased_at"`
+	Basis      string    `json:"basis"`
+}
+
+// batch is how many notices one round claims.
+const batch = 32
+
+// round claims the due notices and works on each.
+func (n *Notifier) round(ctx context.Context) error {
+	now := n.opts.Now().UTC().Truncate(time.Microsecond)
+	rows, err := claim(ctx, n.opts.DB, n.owner, now, now.Add(2*time.Minute), batch)
+	if err != nil {
+		return err
+	}
+	for i := range rows {
+		if err := n.work(ctx, &rows[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// work sends one notice and records the outcome.
+func (n *Notifier) work(ctx context.Context, r *noticeRow) error {
+	now := n.opts.Now().UTC()
+	if Status(r.Status) == StatusPending && now.Sub(r.CreatedAt) >= n.opts.EscalateAfter {
+		r.Status, r.EscalatedAt = string(StatusEscalated), now
+		n.log.Warn("erasure notice escalated", "notice", r.ID, "recipient", r.Recipient, "subject_hmac", r.SubjectHMAC, "attempts", r.Attempts)
+		if _, err := n.opts.Audit.Append(ctx, &audit.Entry{Event: EventErasureEscalated, RequestID: r.ID, Source: "erasure",
+			Recipient: r.Recipient, SubjectHMAC: r.SubjectHMAC, Reasons: []string{"unacknowledged_after:" + n.opts.EscalateAfter.String()}}); err != nil {
+			return fmt.Errorf("erasure: audit escalation: %w", err)
+		}
+	}
+	r.Attempts++
+	digest, err := n.send(ctx, r)
+	switch {
+	case err == nil:
+		r.Status, r.AcknowledgedAt, r.LastError = string(StatusAcknowledged), now, ""
+		if _, aerr := n.opts.Audit.Append(ctx, &audit.Entry{Event: audit.EventErasureNotified, RequestID: r.ID, Source: "erasure",
+			Recipient: r.Recipient, SubjectHMAC: r.SubjectHMAC, KeyRef: n.opts.Keys.KeyRef(), PayloadDigest: digest,
+			Reasons: []string{fmt.Sprintf("acknowledged_after_attempts:%d", r.Attempts)}}); aerr != nil {
+			return fmt.Errorf("erasure: audit notice: %w", aerr)
+		}
+	case errors.Is(err, errUndeliverable):
+		r.Status, r.LastError = string(StatusUndeliverable), "undeliverable"
+		n.log.Warn("erasure notice undeliverable; an officer's justification is needed", "notice", r.ID, "recipient", r.Recipient)
+	default:
+		r.LastError = classOf(err)
+		r.NextAt = now.Add(n.backoff(r.Attempts))
+		var ra *connectors.RetryAfterError
+		if errors.As(err, &ra) && now.Add(ra.After).After(r.NextAt) {
+			r.NextAt = now.Add(ra.After)
+		}
+		n.log.Info("erasure notice not acknowledged", "notice", r.ID, "recipient", r.Recipient, "attempt", r.Attempts, "class", r.LastError)
+	}
+	r.LeaseUntil = time.Unix(0, 0).UTC()
+	_, err = n.opts.DB.NewUpdate().Model(r).
+		Column("status", "attempts", "last_error", "next_at", "lease_until", "acknowledged_at", "escalated_at").
+		WherePK().Where("lease_owner = ?", n.owner).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("erasure: record notice: %w", err)
+	}
+	return nil
+}
+
+func (n *Notifier) backoff(attempt int) time.Duration {
+	d := n.opts.RetryBase
+	for i := 1; i < attempt && d < n.opts.RetryMax; i++ {
+		d *= 2
+	}
+	return min(d, n.opts.RetryMax)
+}
+
+// errUndeliverable: the recipient cannot be reached at all.
+var errUndeliverable = errors.New("erasure: recipient cannot be reached")
+
+// send signs, encrypts and delivers the notice; it returns the digest of
+// what went on the wire.
+func (n *Notifier) send(ctx context.Context, r *noticeRow) (string, error) {
+	party, err := n.opts.Parties().Party(r.Recipient)
+	if errors.Is(err, agreements.ErrUnknownParty) {
+		return "", errUndeliverable
+	}
+	if err != nil {
+		return "", err
+	}
+	conn, ok := n.opts.Connectors.Connector(party.Connector)
+	if !ok {
+		return "", errUndeliverable
+	}
+	p := NoticePayload{Kind: NoticeKind, NoticeID: r.ID, Recipient: r.Recipient, ErasedAt: r.ErasedAt.UTC(), Basis: "GDPR Art. 17, Art. 19"}
+	_ = json.Unmarshal([]byte(r.RequestIDs), &p.RequestIDs) // written by Begin
+	payload, err := json.Marshal(p)
+	if err != nil {
+		return "", fmt.Errorf("erasure: encode notice: %w", err)
+	}
+	var body []byte
+	if len(party.PublicKey) > 0 {
+		out, err := n.opts.Keys.SealFor(ctx, party.PublicKey, [][]byte{payload})
+		if err != nil {
+			return "", fmt.Errorf("erasure: seal notice: %w", err)
+		}
+		body = out[0]
+	} else {
+		signed, err := n.opts.Keys.Sign(ctx, [][]byte{payload})
+		if err != nil {
+			return "", fmt.Errorf("erasure: sign notice: %w", err)
+		}
+		if body, err = n.opts.Keys.Seal(ctx, signed[0]); err != nil {
+			return "", fmt.Errorf("erasure: seal notice: %w", err)
+		}
+	}
+	err = conn.Deliver(ctx, &connectors.Delivery{
+		RequestID: r.ID, Recipient: r.Recipient, Kind: NoticeKind, ContentType: "application/jose", Body: body,
+		Headers: map[string]string{"Clearance-Key-Ref": n.opts.Keys.KeyRef(), "Clearance-Notice": NoticeKind},
+	})
+	if err != nil {
+		return "", fmt.Errorf("erasure: deliver notice via %s: %w", party.Connector, err)
+	}
+	return audit.Digest(body), nil
+}
+
+// classOf names an error's class for the notice's status, never its text.
+func classOf(err error) string {
+	var ra *connectors.RetryAfterError
+	switch {
+	case errors.As(err, &ra):
+		return "retry_after"
+	case errors.Is(err, connectors.ErrPermanent):
+		return "refused"
+	case errors.Is(err, keys.ErrUnavailable):
+		return "key_service_unavailable"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	}
+	return "transient"
+}

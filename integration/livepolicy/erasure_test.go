@@ -1,0 +1,283 @@
+package livepolicy
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/broker"
+	"github.com/clearance-broker/clearance/broker/brokertest"
+	"github.com/clearance-broker/clearance/broker/samplepartner"
+	"github.com/clearance-broker/clearance/connectors"
+	"github.com/clearance-broker/clearance/connectors/natsregion"
+	"github.com/clearance-broker/clearance/erasure"
+	"github.com/clearance-broker/clearance/keys"
+	"github.com/clearance-broker/clearance/policy"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// noticeEndpoint is a webhook recipient of erasure notices that refuses the
+// first failures attempts and keeps the bodies it accepted.
+type noticeEndpoint struct {
+	*httptest.Server
+	failures int
+
+	mu       sync.Mutex
+	attempts int
+	bodies   [][]byte
+	kinds    []string
+}
+
+func newNoticeEndpoint(t *testing.T, failures int) *noticeEndpoint {
+	t.Helper()
+	e := &noticeEndpoint{failures: failures}
+	e.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		e.attempts++
+		if e.attempts <= e.failures {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		e.bodies = append(e.bodies, body)
+		e.kinds = append(e.kinds, r.Header.Get("X-Clearance-Kind"))
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(e.Close)
+	return e
+}
+
+func (e *noticeEndpoint) accepted() ([][]byte, []string, int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([][]byte(nil), e.bodies...), append([]string(nil), e.kinds...), e.attempts
+}
+
+// TestErasureReachesEveryRecipient erases a subject whose data went to a
+// webhook processor (which fails twice before acknowledging), an authority
+// and a regional data centre, and to a fourth recipient no connector
+// reaches; each is told, the failing one is retried and escalated, and the
+// fourth is closed by an officer's justification.
+func TestErasureReachesEveryRecipient(t *testing.T) {
+	srv := brokertest.StartNATS(t)
+	nc := brokertest.Connect(t, srv)
+	ring := brokertest.DevKeys(t, devRing(t))
+	pkey, err := samplepartner.NewKey("swiftship-notices")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := brokertest.ExampleRegistry(t, pkey.PublicJWK)
+	auditLog, db := brokertest.OpenAudit(t, brokertest.PostgresDSN(t), ring)
+	processor, authority := newNoticeEndpoint(t, 2), newNoticeEndpoint(t, 0)
+	region, err := natsregion.New(t.Context(), "region-jp", &natsregion.Config{
+		URLs: []string{srv.ClientURL()}, SubjectPrefix: natsregion.DefaultSubjectPrefix, Stream: "REGION_JP", EnsureStream: true,
+		Replicas: 1, DuplicateWindow: connectors.Duration(time.Minute), AckTimeout: connectors.Duration(5 * time.Second),
+		ConnectTimeout: connectors.Duration(5 * time.Second), ReconnectWait: connectors.Duration(time.Second), NoResponderRetries: 2,
+		FullRetryAfter: connectors.Duration(time.Second),
+	}, connectors.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = region.Close(context.Background()) })
+	conns := broker.ConnectorMap{
+		"partner-webhook":   brokertest.Webhook(t, processor.URL),
+		"authority-webhook": brokertest.Webhook(t, authority.URL),
+		"region-jp":         region,
+		// region-sg is not configured: dc-singapore cannot be told.
+	}
+
+	// The history: cust-9's data went to four recipients; a fifth request
+	// was denied and sent nowhere.
+	for _, e := range []struct{ id, recipient, event string }{
+		{"ord-1", "swiftship-de", "delivered"}, {"ord-2", "swiftship-de", "delivered"},
+		{"lo-1", "bka-de", "delivered"}, {"host-1", "dc-tokyo", "delivered"}, {"host-2", "dc-singapore", "delivered"},
+		{"mkt-1", "promoreach-nl", "decided"},
+	} {
+		if _, err := auditLog.Append(t.Context(), &audit.Entry{Event: audit.Event(e.event), RequestID: e.id, Source: "test",
+			Recipient: e.recipient, Decision: "allow", SubjectID: "cust-9"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	engine := agreements.NewEngine(reg)
+	store, err := policy.OpenStore(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notifier, err := erasure.New(t.Context(), erasure.Options{
+		DB: db, Audit: auditLog, Keys: ring, Connectors: conns, SubjectKey: brokertest.SubjectKey,
+		Parties:       func() erasure.Parties { return engine.Registry() },
+		EscalateAfter: 120 * time.Millisecond, RetryBase: 100 * time.Millisecond, RetryMax: time.Second, Poll: 20 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	notifier.Start()
+	t.Cleanup(notifier.Stop)
+	live, err := policy.Start(t.Context(), policy.Options{Store: store, Engine: engine, NATS: nc, Audit: auditLog,
+		OnErasure: func(ctx context.Context, subject string, at time.Time) error {
+			_, err := notifier.Begin(ctx, subject, at)
+			return err
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(live.Stop)
+	if _, _, err := live.Apply(t.Context(), reg); err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	live.Mount(mux, nil)
+	notifier.Mount(mux, nil)
+	api := httptest.NewServer(mux)
+	t.Cleanup(api.Close)
+
+	resp, err := http.Post(api.URL+"/v1/subjects/cust-9/erasure", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("erasure: %d", resp.StatusCode)
+	}
+
+	status := func() map[string]erasure.Notice {
+		resp, err := http.Get(api.URL + "/v1/subjects/cust-9/erasure")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct{ Notices []erasure.Notice }
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]erasure.Notice{}
+		for _, n := range body.Notices {
+			out[n.Recipient] = n
+		}
+		return out
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		st := status()
+		if st["swiftship-de"].Status == erasure.StatusAcknowledged && st["bka-de"].Status == erasure.StatusAcknowledged &&
+			st["dc-tokyo"].Status == erasure.StatusAcknowledged && st["dc-singapore"].Status == erasure.StatusUndeliverable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("notices never settled: %+v", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	req, _ := http.NewRequest(http.MethodPost, api.URL+"/v1/subjects/cust-9/erasure/dc-singapore/justification",
+		strings.NewReader(`{"officer":"dpo-1","justification":"data centre decommissioned; disks destroyed under certificate DC-77"}`))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("justification: %d", resp.StatusCode)
+	}
+
+	st := status()
+	tests := []struct {
+		recipient string
+		status    erasure.Status
+		attempts  int
+		escalated bool
+		requests  []string
+	}{
+		{"swiftship-de", erasure.StatusAcknowledged, 3, true, []string{"ord-1", "ord-2"}},
+		{"bka-de", erasure.StatusAcknowledged, 1, false, []string{"lo-1"}},
+		{"dc-tokyo", erasure.StatusAcknowledged, 1, false, []string{"host-1"}},
+		{"dc-singapore", erasure.StatusJustified, 1, false, []string{"host-2"}},
+	}
+	if len(st) != len(tests) {
+		t.Fatalf("notices for %d recipients, want %d (none for a denied request): %+v", len(st), len(tests), st)
+	}
+	for _, tt := range tests {
+		t.Run(tt.recipient, func(t *testing.T) {
+			n := st[tt.recipient]
+			if n.Status != tt.status || n.Attempts != tt.attempts || (n.EscalatedAt != nil) != tt.escalated ||
+				strings.Join(n.RequestIDs, ",") != strings.Join(tt.requests, ",") {
+				t.Fatalf("notice %+v, want %s after %d attempts, escalated %v, requests %v", n, tt.status, tt.attempts, tt.escalated, tt.requests)
+			}
+		})
+	}
+
+	// Each recipient can open and verify its notice; nobody else can read it.
+	open := map[string][]byte{}
+	bodies, kinds, _ := processor.accepted()
+	if len(bodies) != 1 || kinds[0] != erasure.NoticeKind {
+		t.Fatalf("processor accepted %d notices (%v)", len(bodies), kinds)
+	}
+	if open["swiftship-de"], err = pkey.Open(t.Context(), bodies[0], ring.JWKS); err != nil {
+		t.Fatalf("processor cannot open its notice: %v", err)
+	}
+	bodies, _, _ = authority.accepted()
+	if len(bodies) != 1 {
+		t.Fatalf("authority accepted %d notices", len(bodies))
+	}
+	open["bka-de"] = openEnvelope(t, ring, bodies[0])
+	js, _ := jetstream.New(nc)
+	stream, err := js.Stream(t.Context(), "REGION_JP")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := stream.GetLastMsgForSubject(t.Context(), natsregion.DefaultSubjectPrefix+".dc-tokyo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	open["dc-tokyo"] = openEnvelope(t, ring, msg.Data)
+	for recipient, payload := range open {
+		var p erasure.NoticePayload
+		if err := json.Unmarshal(payload, &p); err != nil || p.Kind != erasure.NoticeKind || p.Recipient != recipient ||
+			strings.Join(p.RequestIDs, ",") != strings.Join(st[recipient].RequestIDs, ",") {
+			t.Errorf("%s opened %s (%v)", recipient, payload, err)
+		}
+		if strings.Contains(string(payload), "cust-9") {
+			t.Errorf("%s notice names the subject in clear", recipient)
+		}
+	}
+
+	counts := map[audit.Event]int{}
+	err = auditLog.Scan(t.Context(), audit.Filter{SubjectID: "cust-9"}, func(e *audit.Entry) error {
+		counts[e.Event]++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts[audit.EventErasureNotified] != 3 || counts[erasure.EventErasureEscalated] != 1 ||
+		counts[erasure.EventErasureJustified] != 1 || counts[audit.EventErasureRecorded] != 1 {
+		t.Errorf("audit events for the subject: %v", counts)
+	}
+}
+
+// openEnvelope opens a signed-then-sealed notice with the broker's keys.
+func openEnvelope(t *testing.T, ring *keys.DevKeyRing, body []byte) []byte {
+	t.Helper()
+	if strings.Contains(string(body), "request_ids") {
+		t.Fatal("notice travelled in clear")
+	}
+	signed, err := ring.Open(t.Context(), body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := ring.Verify(t.Context(), signed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return payload
+}
