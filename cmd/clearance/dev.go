@@ -189,7 +189,8 @@ func dev(ctx context.Context, s devSettings, stdout, stderr io.Writer, logger *s
 	}
 	printFirstSteps(stdout, apiURL, natsURL, partnerURL, s)
 	printConsoleSteps(stdout, apiURL, s.dir)
-	rights, err := startLivePolicy(ctx, &st, db, nc, engine, reg, auditLog, logger)
+	rights, err := startLivePolicy(ctx, &st, livePolicyParts{db: db, nc: nc, engine: engine, reg: reg, audit: auditLog,
+		keys: ring, conns: conns, subjectKey: subjectKey, logger: logger})
 	if err != nil {
 		return err
 	}

@@ -4,32 +4,65 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/erasure"
 	"github.com/clearance-broker/clearance/policy"
 	"github.com/nats-io/nats.go"
 	"github.com/uptrace/bun"
 )
 
-// startLivePolicy keeps engine on the registry in force across instances:
-// it opens the registry store in db, applies reg when the store holds none
-// yet (later versions come from `clearance registry apply`), follows the
-// registry bucket on NATS and records the consents and erasures arriving on
-// NATS. It returns the mount of the rights routes (POST /v1/consents, POST
-// /v1/subjects/{id}/erasure); what it started is stopped through st.
-func startLivePolicy(ctx context.Context, st *stack, db *bun.DB, nc *nats.Conn, engine *agreements.Engine,
-	reg *agreements.Registry, auditLog policy.AuditLog, logger *slog.Logger) (func(*http.ServeMux), error) {
-	store, err := policy.OpenStore(ctx, db)
+// livePolicyParts are what the live registry and erasure notices are built
+// from.
+type livePolicyParts struct {
+	db         *bun.DB
+	nc         *nats.Conn
+	engine     *agreements.Engine
+	reg        *agreements.Registry // applied when the store holds none yet
+	audit      *audit.Log
+	keys       erasure.Keys
+	conns      erasure.Connectors
+	subjectKey []byte
+	logger     *slog.Logger
+}
+
+// startLivePolicy keeps the engine on the registry in force across
+// instances: it opens the registry store, applies p.reg when the store holds
+// none yet (later versions come from `clearance registry apply`), follows
+// the registry bucket on NATS, records the consents and erasures arriving
+// on NATS, and tells every recipient of an erased subject. It returns the
+// mount of the rights routes (POST /v1/consents, POST and GET
+// /v1/subjects/{id}/erasure, POST …/erasure/{recipient}/justification);
+// what it started is stopped through st.
+func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*http.ServeMux), error) {
+	store, err := policy.OpenStore(ctx, p.db)
 	if err != nil {
 		return nil, err
 	}
-	live, err := policy.Start(ctx, policy.Options{Store: store, Engine: engine, NATS: nc, Audit: auditLog, Logger: logger})
+	notifier, err := erasure.New(ctx, erasure.Options{
+		DB: p.db, Audit: p.audit, Keys: p.keys, Connectors: p.conns, SubjectKey: p.subjectKey, Logger: p.logger,
+		Parties: func() erasure.Parties { return p.engine.Registry() },
+	})
+	if err != nil {
+		return nil, err
+	}
+	notifier.Start()
+	st.add(func(context.Context) error { notifier.Stop(); return nil })
+	live, err := policy.Start(ctx, policy.Options{
+		Store: store, Engine: p.engine, NATS: p.nc, Audit: p.audit, Logger: p.logger,
+		OnErasure: func(ctx context.Context, subject string, at time.Time) error {
+			_, err := notifier.Begin(ctx, subject, at)
+			return err
+		},
+	})
 	if err != nil {
 		return nil, err
 	}
 	st.add(func(context.Context) error { live.Stop(); return nil })
 	if live.Seq() == 0 {
-		if _, _, err := live.Apply(ctx, reg); err != nil {
+		if _, _, err := live.Apply(ctx, p.reg); err != nil {
 			return nil, err
 		}
 	}
@@ -38,6 +71,9 @@ func startLivePolicy(ctx context.Context, st *stack, db *bun.DB, nc *nats.Conn, 
 		return nil, err
 	}
 	st.add(func(context.Context) error { in.Stop(); return nil })
-	logger.Info("live registry", "component", "policy", "event", live.Seq(), "registry_version", engine.Registry().Version())
-	return func(mux *http.ServeMux) { live.Mount(mux, nil) }, nil
+	p.logger.Info("live registry", "component", "policy", "event", live.Seq(), "registry_version", p.engine.Registry().Version())
+	return func(mux *http.ServeMux) {
+		live.Mount(mux, nil)
+		notifier.Mount(mux, nil)
+	}, nil
 }

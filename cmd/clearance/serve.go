@@ -161,7 +161,8 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 	}
 	logger.Info("clearance serve", "component", "main", "registry_version", reg.Version(),
 		"nats", joinURLs(cfg.NATS.URLs), "store", storeKind(cfg.Store), "listen", cfg.HTTP.Listen)
-	rights, err := startLivePolicy(ctx, &st, db, nc, engine, reg, auditLog, logger)
+	rights, err := startLivePolicy(ctx, &st, livePolicyParts{db: db, nc: nc, engine: engine, reg: reg, audit: auditLog,
+		keys: vault, conns: conns, subjectKey: subjectKey, logger: logger})
 	if err != nil {
 		return err
 	}
