@@ -33,6 +33,9 @@ type result struct {
 	redecided int
 	digest    string
 	seq       int64
+	// recorded: the final outcome was already in the audit log when the
+	// message was redelivered (recorded.go).
+	recorded bool
 }
 
 func (b *Broker) handleTransfer(ctx context.Context, msg jetstream.Msg) {
@@ -41,9 +44,15 @@ func (b *Broker) handleTransfer(ctx context.Context, msg jetstream.Msg) {
 	if md, err := msg.Metadata(); err == nil {
 		attempt = md.NumDelivered
 	}
-	res := b.process(ctx, msg, attempt)
-	plan := PlanFor(res.outcome, attempt, res.err, b.opts.Retry)
-	plan = b.finish(ctx, msg, res, plan, attempt)
+	var plan Plan
+	res := b.recorded(ctx, msg, attempt)
+	if res != nil {
+		plan = b.finishRecorded(ctx, msg, res, attempt)
+	} else {
+		res = b.process(ctx, msg, attempt)
+		plan = PlanFor(res.outcome, attempt, res.err, b.opts.Retry)
+		plan = b.finish(ctx, msg, res, plan, attempt)
+	}
 	b.ack(msg, plan, res.outcome)
 	b.metrics.latency.WithLabelValues(res.outcome.String()).Observe(time.Since(start).Seconds())
 	level := b.log.Debug
@@ -54,6 +63,9 @@ func (b *Broker) handleTransfer(ctx context.Context, msg jetstream.Msg) {
 		"action", plan.Ack.String(), "attempt", attempt, "audit_sequence", res.seq}
 	if res.connector != "" {
 		args = append(args, "connector", res.connector)
+	}
+	if res.recorded {
+		args = append(args, "already_recorded", true)
 	}
 	if res.err != nil {
 		args = append(args, "err", res.err.Error())

@@ -1,0 +1,33 @@
+package broker
+
+import (
+	"testing"
+
+	"github.com/clearance-broker/clearance/audit"
+)
+
+func TestFinalOutcome(t *testing.T) {
+	tests := []struct {
+		name      string
+		give      audit.Entry
+		want      Outcome
+		wantFinal bool
+	}{
+		{"delivered", audit.Entry{Event: audit.EventDelivered, Decision: "allow"}, OutcomeDelivered, true},
+		{"rejected", audit.Entry{Event: audit.EventRejected, Decision: "deny"}, OutcomeInvalid, true},
+		{"denied", audit.Entry{Event: audit.EventDecided, Decision: "deny"}, OutcomeDenied, true},
+		{"allowed is not the end", audit.Entry{Event: audit.EventDecided, Decision: "allow"}, OutcomeDenied, false},
+		{"dead-lettered failure", audit.Entry{Event: audit.EventDeliveryFailed, Reasons: []string{"delivery_failed: permanent"}}, OutcomePermanent, true},
+		{"exhausted failure", audit.Entry{Event: audit.EventDeliveryFailed, Reasons: []string{"delivery_failed: max_deliver_reached"}}, OutcomePermanent, true},
+		{"transient failure is retried", audit.Entry{Event: audit.EventDeliveryFailed, Reasons: []string{"delivery_failed: transient"}}, OutcomePermanent, false},
+		{"received", audit.Entry{Event: audit.EventReceived}, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, final := finalOutcome(&tt.give)
+			if final != tt.wantFinal || (final && got != tt.want) {
+				t.Errorf("finalOutcome = %v, %v; want %v, %v", got, final, tt.want, tt.wantFinal)
+			}
+		})
+	}
+}
