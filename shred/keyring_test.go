@@ -1,0 +1,115 @@
+package shred_test
+
+import (
+	"bytes"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/broker/brokertest"
+	"github.com/clearance-broker/clearance/shred"
+	"github.com/nats-io/nats.go"
+)
+
+// newKeyring opens a keyring on dsn (one per instance when called twice).
+func newKeyring(t testing.TB, dsn string, ringPath string, nc *nats.Conn) (*shred.Keyring, *audit.Log) {
+	t.Helper()
+	ring := brokertest.DevKeys(t, ringPath)
+	log, db := brokertest.OpenAudit(t, dsn, ring)
+	k, err := shred.Open(t.Context(), shred.Options{DB: db, Keys: ring, Audit: log, SubjectKey: brokertest.SubjectKey, NATS: nc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	return k, log
+}
+
+func TestShredding(t *testing.T) {
+	nc := brokertest.Connect(t, brokertest.StartNATS(t))
+	dsn, ringPath := brokertest.SQLiteDSN(t), filepath.Join(t.TempDir(), "ring.json")
+	a, log := newKeyring(t, dsn, ringPath, nc)
+	b, _ := newKeyring(t, dsn, ringPath, nc) // another instance
+
+	sealed := map[string][]byte{}
+	for _, s := range []string{"cust-1", "cust-2"} {
+		env, err := a.Seal(t.Context(), s, []byte("record of "+s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(env, []byte(s)) {
+			t.Fatal("the envelope names the subject")
+		}
+		sealed[s] = env
+		if got, err := b.Open(t.Context(), env); err != nil || string(got) != "record of "+s {
+			t.Fatalf("other instance opens %q, %v", got, err)
+		}
+	}
+	proof, err := a.Destroy(t.Context(), "cust-1", "dead letters")
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the broadcast reaches b
+
+	tests := []struct {
+		name    string
+		ring    *shred.Keyring
+		subject string
+		err     error
+	}{
+		{"shredded, here", a, "cust-1", shred.ErrShredded},
+		{"shredded, other instance", b, "cust-1", shred.ErrShredded},
+		{"kept, here", a, "cust-2", nil},
+		{"kept, other instance", b, "cust-2", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.ring.Open(t.Context(), sealed[tt.subject])
+			if !errors.Is(err, tt.err) {
+				t.Fatalf("open: %v, want %v", err, tt.err)
+			}
+			if _, err := tt.ring.Seal(t.Context(), tt.subject, []byte("new")); !errors.Is(err, tt.err) {
+				t.Fatalf("seal: %v, want %v", err, tt.err)
+			}
+		})
+	}
+
+	es, err := log.Query(t.Context(), audit.Filter{Event: shred.EventKeyDestroyed})
+	if err != nil || len(es) != 1 {
+		t.Fatalf("proof entries %d, %v", len(es), err)
+	}
+	if e := es[0]; e.Sequence != proof.AuditSequence || e.SubjectHMAC != audit.SubjectHMAC(brokertest.SubjectKey, "cust-1") ||
+		e.Reasons[0] != "key_id:"+proof.KeyID || e.Reasons[2] != "scope:dead letters" {
+		t.Fatalf("proof entry %+v for %+v", e, proof)
+	}
+}
+
+func TestOpenRejectsTampering(t *testing.T) {
+	k, _ := newKeyring(t, brokertest.SQLiteDSN(t), filepath.Join(t.TempDir(), "ring.json"), nil)
+	one, err := k.Seal(t.Context(), "cust-1", []byte("one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	two, err := k.Seal(t.Context(), "cust-2", []byte("two"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	swapped := append(append([]byte(nil), bytes.Join(bytes.Split(one, []byte("."))[:2], []byte("."))...), '.')
+	swapped = append(swapped, bytes.Join(bytes.Split(two, []byte("."))[2:], []byte("."))...)
+	tests := []struct {
+		name string
+		give []byte
+	}{
+		{"not an envelope", []byte("hello")},
+		{"another subject's ciphertext", swapped},
+		{"flipped byte", append(one[:len(one)-2:len(one)-2], 'A', 'A')},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := k.Open(t.Context(), tt.give); !errors.Is(err, shred.ErrMalformed) {
+				t.Fatalf("err = %v, want ErrMalformed", err)
+			}
+		})
+	}
+}
