@@ -38,6 +38,9 @@ type Options struct {
 	Audit AuditLog
 	// Connectors are the delivery targets by name.
 	Connectors ConnectorSet
+	// Subjects, when set, seals dead letters under each data subject's own
+	// key (kept.go), so that an erasure shreds them.
+	Subjects SubjectSealer
 	// Inbound, when set, also consumes sealed transfers from other regions.
 	Inbound *InboundOptions
 	// Logger receives structured logs (ids only, never personal data).

@@ -254,7 +254,7 @@ func (b *Broker) finish(ctx context.Context, msg jetstream.Msg, res *result, pla
 // deadLetter keeps the original request, sealed with the broker's keys, on
 // clearance.deadletter.<source>. Headers carry ids and reasons only.
 func (b *Broker) deadLetter(ctx context.Context, msg jetstream.Msg, res *result) error {
-	sealed, err := b.keys.Seal(ctx, msg.Data())
+	sealed, keyRef, err := b.sealKept(ctx, msg.Data(), res)
 	if err != nil {
 		return fmt.Errorf("broker: seal dead letter: %w", err)
 	}
@@ -265,7 +265,7 @@ func (b *Broker) deadLetter(ctx context.Context, msg jetstream.Msg, res *result)
 		dl.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("dl-%s-%d", md.Stream, md.Sequence.Stream))
 	}
 	dl.Header.Set("Clearance-Request-Id", res.requestID)
-	dl.Header.Set("Clearance-Key-Ref", b.keys.KeyRef())
+	dl.Header.Set("Clearance-Key-Ref", keyRef)
 	dl.Header.Set("Clearance-Outcome", res.outcome.String())
 	for _, r := range res.reasons {
 		dl.Header.Add("Clearance-Reason", r)
