@@ -39,10 +39,12 @@ var funcs = template.FuncMap{
 	"reasonText": ReasonText,
 	"short":      short,
 	"dash":       orDash,
-	"query":      func(v url.Values) string { return v.Encode() },
-	"hasPrefix":  strings.HasPrefix,
-	"add":        func(a, b int) int { return a + b },
-	"events":     func() []audit.Event { return eventNames },
+	// query encodes values for an href; Encode escapes every key and value,
+	// so the result is safe to place after "?" as it is.
+	"query":     func(v url.Values) template.URL { return template.URL(v.Encode()) },
+	"hasPrefix": strings.HasPrefix,
+	"add":       func(a, b int) int { return a + b },
+	"events":    func() []audit.Event { return eventNames },
 }
 
 func newConsole(s *Server) (*console, error) {
@@ -187,7 +189,7 @@ func (c *console) signIn(w http.ResponseWriter, r *http.Request) {
 	token := strings.TrimSpace(r.PostForm.Get("token"))
 	token = strings.TrimSpace(strings.TrimPrefix(token, "Bearer "))
 	next := safeNext(r.PostForm.Get("next"))
-	p, err := c.s.opts.Auth.Authenticate(r.Context(), token)
+	_, err := c.s.opts.Auth.Authenticate(r.Context(), token)
 	if err != nil {
 		status := http.StatusUnauthorized
 		if errors.Is(err, ErrForbidden) {
@@ -197,8 +199,10 @@ func (c *console) signIn(w http.ResponseWriter, r *http.Request) {
 			"Error": strings.TrimPrefix(err.Error(), "compliance: ")})
 		return
 	}
+	// A session cookie: it ends with the browser session, and the token's
+	// own expiry is checked on every request.
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: token, Path: consoleRoot, HttpOnly: true,
-		Secure: c.s.opts.SecureCookie, SameSite: http.SameSiteStrictMode, Expires: p.Expires})
+		Secure: c.s.opts.SecureCookie, SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 

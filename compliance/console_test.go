@@ -39,7 +39,8 @@ func TestConsolePages(t *testing.T) {
 		want       []string
 	}{
 		{"overview", "/console/", []string{"Transfers per day by outcome", "Transfers per day by destination country", "Top refusal reasons", "<svg", "no_transfer_mechanism"}},
-		{"audit", "/console/audit?decision=deny", []string{`<label for="f-subject">`, "export-csv", "no_transfer_mechanism"}},
+		{"audit", "/console/audit?decision=deny&limit=2", []string{`<label for="f-subject">`, "export-csv", "no_transfer_mechanism",
+			`href="/console/audit/export?decision=deny&amp;format=csv"`, `href="/console/audit?after=`}},
 		{"audit bad filter", "/console/audit?country=xx", []string{"parameter country"}},
 		{"entry", "/console/audit/3", []string{"Why: the decision rule by rule", "Transfer mechanism (Chapter V)"}},
 		{"subject", "/console/subject?subject=cust-881", []string{"swiftship-de", "Recipients"}},

@@ -158,6 +158,9 @@ func texts(reasons []string) string {
 }
 
 func ruleDetail(n int, e *audit.Entry, reg *agreements.Registry, reasons []string) string {
+	if len(reasons) > 0 && n == 6 {
+		return texts(reasons) + fmt.Sprintf(" (from %s to %s)", orDash(e.Origin), orDash(e.RecipientCountry))
+	}
 	if len(reasons) > 0 && n != 5 {
 		return texts(reasons)
 	}
