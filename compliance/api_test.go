@@ -86,7 +86,9 @@ func jsonBody(t *testing.T, v any) io.Reader {
 func TestRoutesRoles(t *testing.T) {
 	f := compliancetest.New(t)
 	f.Seed(t, 1)
-	whatif := func() io.Reader { return jsonBody(t, map[string]any{"files": proposal(t, f, "40-agreements.yaml", "status: active", "status: suspended")}) }
+	whatif := func() io.Reader {
+		return jsonBody(t, map[string]any{"files": proposal(t, f, "40-agreements.yaml", "status: active", "status: suspended")})
+	}
 	routes := []struct {
 		method, path string
 		body         func() io.Reader
