@@ -168,8 +168,12 @@ func dev(ctx context.Context, s devSettings, stdout, stderr io.Writer, logger *s
 	}
 	st.add(func(context.Context) error { return nc.Drain() })
 	engine := agreements.NewEngine(reg)
+	subjectKeys, err := openSubjectKeys(ctx, &st, db, ring, auditLog, nc, subjectKey, logger)
+	if err != nil {
+		return err
+	}
 	b, err := broker.New(broker.Options{
-		NATS: nc, Decider: engine, Parties: broker.PartiesOf(engine),
+		NATS: nc, Decider: engine, Parties: broker.PartiesOf(engine), Subjects: subjectKeys,
 		Keys: ring, Audit: auditLog, Connectors: conns, Logger: logger,
 		Retry:       broker.RetryPolicy{MaxDeliver: 5, BackoffBase: time.Second, BackoffMax: 30 * time.Second},
 		Concurrency: 8, ShutdownGrace: 10 * time.Second, RequestTimeout: 15 * time.Second,
@@ -190,7 +194,7 @@ func dev(ctx context.Context, s devSettings, stdout, stderr io.Writer, logger *s
 	printFirstSteps(stdout, apiURL, natsURL, partnerURL, s)
 	printConsoleSteps(stdout, apiURL, s.dir)
 	rights, err := startLivePolicy(ctx, &st, livePolicyParts{db: db, nc: nc, engine: engine, reg: reg, audit: auditLog,
-		keys: ring, conns: conns, subjectKey: subjectKey, logger: logger})
+		keys: ring, conns: conns, subjectKey: subjectKey, shred: subjectKeys, logger: logger})
 	if err != nil {
 		return err
 	}

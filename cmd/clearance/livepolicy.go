@@ -10,6 +10,7 @@ import (
 	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/erasure"
 	"github.com/clearance-broker/clearance/policy"
+	"github.com/clearance-broker/clearance/shred"
 	"github.com/nats-io/nats.go"
 	"github.com/uptrace/bun"
 )
@@ -25,14 +26,28 @@ type livePolicyParts struct {
 	keys       erasure.Keys
 	conns      erasure.Connectors
 	subjectKey []byte
+	shred      *shred.Keyring // destroys an erased subject's key
 	logger     *slog.Logger
+}
+
+// openSubjectKeys opens the per-subject key ring the broker seals dead
+// letters with (crypto-shredding); it is closed through st.
+func openSubjectKeys(ctx context.Context, st *stack, db *bun.DB, ks shred.KeyService, auditLog *audit.Log, nc *nats.Conn,
+	subjectKey []byte, logger *slog.Logger) (*shred.Keyring, error) {
+	k, err := shred.Open(ctx, shred.Options{DB: db, Keys: ks, Audit: auditLog, SubjectKey: subjectKey, NATS: nc, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	st.add(func(context.Context) error { k.Close(); return nil })
+	return k, nil
 }
 
 // startLivePolicy keeps the engine on the registry in force across
 // instances: it opens the registry store, applies p.reg when the store holds
 // none yet (later versions come from `clearance registry apply`), follows
 // the registry bucket on NATS, records the consents and erasures arriving
-// on NATS, and tells every recipient of an erased subject. It returns the
+// on NATS, and on an erasure destroys the subject's key (p.shred) and tells
+// every recipient of the subject. It returns the
 // mount of the rights routes (POST /v1/consents, POST and GET
 // /v1/subjects/{id}/erasure, POST …/erasure/{recipient}/justification);
 // what it started is stopped through st.
@@ -53,6 +68,11 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 	live, err := policy.Start(ctx, policy.Options{
 		Store: store, Engine: p.engine, NATS: p.nc, Audit: p.audit, Logger: p.logger,
 		OnErasure: func(ctx context.Context, subject string, at time.Time) error {
+			if p.shred != nil {
+				if _, err := p.shred.Destroy(ctx, subject, "dead letters"); err != nil {
+					return err
+				}
+			}
 			_, err := notifier.Begin(ctx, subject, at)
 			return err
 		},

@@ -141,6 +141,11 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 	opts := brokerOptions(cfg)
 	opts.NATS, opts.Decider, opts.Parties = nc, engine, broker.PartiesOf(engine)
 	opts.Keys, opts.Audit, opts.Connectors, opts.Logger = vault, auditLog, conns, logger
+	subjectKeys, err := openSubjectKeys(ctx, &st, db, vault, auditLog, nc, subjectKey, logger)
+	if err != nil {
+		return err
+	}
+	opts.Subjects = subjectKeys
 	opts.ReadyChecks = map[string]func(context.Context) error{
 		"store": db.PingContext,
 		"vault": func(ctx context.Context) error { _, err := vault.JWKS(ctx); return err },
@@ -162,7 +167,7 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 	logger.Info("clearance serve", "component", "main", "registry_version", reg.Version(),
 		"nats", joinURLs(cfg.NATS.URLs), "store", storeKind(cfg.Store), "listen", cfg.HTTP.Listen)
 	rights, err := startLivePolicy(ctx, &st, livePolicyParts{db: db, nc: nc, engine: engine, reg: reg, audit: auditLog,
-		keys: vault, conns: conns, subjectKey: subjectKey, logger: logger})
+		keys: vault, conns: conns, subjectKey: subjectKey, shred: subjectKeys, logger: logger})
 	if err != nil {
 		return err
 	}
