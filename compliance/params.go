@@ -35,6 +35,9 @@ func parseFilter(q url.Values, defLimit int, extra ...string) (audit.Filter, err
 		known[k] = true
 	}
 	for k, v := range q {
+		if k == "" {
+			return f, badParam("(empty)", "a parameter without a name")
+		}
 		if !known[k] {
 			return f, badParam(k, "unknown parameter (known: "+strings.Join(filterParams, ", ")+")")
 		}
@@ -144,6 +147,9 @@ func window(q url.Values, now time.Time, days int) (from, to time.Time, err erro
 // onlyParams rejects parameters outside allowed.
 func onlyParams(q url.Values, allowed ...string) error {
 	for k := range q {
+		if k == "" {
+			return badParam("(empty)", "a parameter without a name")
+		}
 		ok := false
 		for _, a := range allowed {
 			ok = ok || a == k

@@ -342,3 +342,10 @@ func (s *Server) getIssuerJWKS(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/jwk-set+json")
 	_, _ = w.Write(s.opts.DevIssuer.JWKS())
 }
+
+// Interface guards: the concrete parts the binary passes in.
+var (
+	_ AuditLog       = (*audit.Log)(nil)
+	_ RegistrySource = (*agreements.Engine)(nil)
+	_ Scanner        = (*audit.Log)(nil)
+)

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clearance-broker/clearance/compliance"
+	"github.com/clearance-broker/clearance/compliance/compliancetest"
+)
+
+func TestTokenCommand(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name     string
+		give     []string
+		wantCode int
+		wantErr  string
+	}{
+		{"officer", []string{"--dir", dir, "--role", "officer"}, 0, ""},
+		{"unknown role", []string{"--dir", dir, "--role", "root"}, 2, "unknown role"},
+		{"bad ttl", []string{"--dir", dir, "--role", "viewer", "--ttl", "-1h"}, 2, "--ttl"},
+		{"stray argument", []string{"--dir", dir, "extra"}, 2, "usage"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := run(context.Background(), append([]string{"token"}, tt.give...), &out, &errb)
+			if code != tt.wantCode || !strings.Contains(errb.String(), tt.wantErr) {
+				t.Fatalf("exit %d, stderr %q", code, errb.String())
+			}
+			if code != 0 {
+				return
+			}
+			// The dev process verifies it with the key in the same directory.
+			issuer, err := compliance.LoadOrCreateDevIssuer(filepath.Join(dir, compliance.DevIssuerKeyFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			auth, err := issuer.Authenticator(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := auth.Authenticate(context.Background(), strings.TrimSpace(out.String()))
+			if err != nil || p.Role != compliance.RoleOfficer {
+				t.Fatalf("token: %v %+v", err, p)
+			}
+		})
+	}
+}
+
+// reportDir is a dev data directory with an audit log of the example
+// requests and its subject key.
+func reportDir(t *testing.T) (*compliancetest.Fixture, string) {
+	t.Helper()
+	f := compliancetest.New(t)
+	f.Seed(t, 1)
+	key := hex.EncodeToString(compliancetest.SubjectKey)
+	if err := os.WriteFile(filepath.Join(f.Dir, "subject-hmac.key"), []byte(key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f, f.Dir
+}
+
+func TestReportROPA(t *testing.T) {
+	f, dir := reportDir(t)
+	from := compliancetest.Now.AddDate(0, -2, 0).Format(time.DateOnly)
+	base := []string{"report", "ropa", "--dir", dir, "--registry", f.Registry, "--from", from}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), append(base, "--format", "csv"), &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	rows, err := csv.NewReader(&out).ReadAll()
+	if err != nil || len(rows) < 2 || rows[0][0] != "purpose" {
+		t.Fatalf("csv: %v %v", err, rows)
+	}
+	out.Reset()
+	if code := run(context.Background(), append(base, "--format", "html"), &out, &errb); code != 0 || !strings.Contains(out.String(), "Purpose: delivery") {
+		t.Fatalf("html: exit %d %.200s", code, out.String())
+	}
+	out.Reset()
+	if code := run(context.Background(), base, &out, &errb); code != 0 {
+		t.Fatalf("json: exit %d", code)
+	}
+	var rp compliance.ROPA
+	if err := json.Unmarshal(out.Bytes(), &rp); err != nil || len(rp.Purposes) == 0 {
+		t.Fatalf("json: %v", err)
+	}
+	errb.Reset()
+	if code := run(context.Background(), append(base, "--format", "pdf"), &out, &errb); code != 2 || !strings.Contains(errb.String(), "--format") {
+		t.Fatalf("bad format: exit %d %s", code, errb.String())
+	}
+	errb.Reset()
+	if code := run(context.Background(), []string{"report", "ropa", "--dir", t.TempDir()}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "no audit log") {
+		t.Fatalf("empty dir: exit %d %s", code, errb.String())
+	}
+}
+
+func TestReportWhatIf(t *testing.T) {
+	f, dir := reportDir(t)
+	prop := t.TempDir()
+	names, _ := filepath.Glob(filepath.Join(f.Registry, "*.yaml"))
+	for _, n := range names {
+		b, err := os.ReadFile(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if filepath.Base(n) == "40-agreements.yaml" {
+			b = []byte(strings.Replace(string(b), "valid_until: 2027-12-31", "valid_until: 2025-01-31", 1))
+		}
+		if err := os.WriteFile(filepath.Join(prop, filepath.Base(n)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out, errb bytes.Buffer
+	args := []string{"report", "whatif", "--dir", dir, "--registry", f.Registry, "--proposed", prop, "--from", "2026-10-01", "--to", "2026-12-01"}
+	if code := run(context.Background(), args, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	var res compliance.WhatIfResult
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil || res.NowRefused == 0 || res.SubjectsKnown == 0 {
+		t.Fatalf("result: %v %+v", err, res)
+	}
+	errb.Reset()
+	if code := run(context.Background(), []string{"report", "whatif", "--dir", dir}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "--proposed") {
+		t.Fatalf("no proposal: exit %d %s", code, errb.String())
+	}
+}
