@@ -62,11 +62,21 @@ func Root(t testing.TB) string {
 	}
 }
 
-// New starts a fixture with an empty audit log.
+// New starts a fixture with an empty audit log in SQLite.
 func New(t testing.TB) *Fixture {
+	t.Helper()
+	return NewOn(t, "")
+}
+
+// NewOn starts a fixture with an empty audit log in the store of dsn
+// (SQLite in the fixture's directory when dsn is empty).
+func NewOn(t testing.TB, dsn string) *Fixture {
 	t.Helper()
 	ctx := context.Background()
 	f := &Fixture{Dir: t.TempDir(), Registry: filepath.Join(Root(t), "examples", "registry")}
+	if dsn == "" {
+		dsn = "sqlite://" + filepath.Join(f.Dir, "audit.db")
+	}
 	reg, err := agreements.Load(f.Registry)
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +86,7 @@ func New(t testing.TB) *Fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.DB, err = audit.OpenDB(ctx, "sqlite://"+filepath.Join(f.Dir, "audit.db")); err != nil {
+	if f.DB, err = audit.OpenDB(ctx, dsn); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = f.DB.Close() })
