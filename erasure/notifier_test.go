@@ -1,0 +1,123 @@
+package erasure_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/broker"
+	"github.com/clearance-broker/clearance/broker/brokertest"
+	"github.com/clearance-broker/clearance/connectors"
+	"github.com/clearance-broker/clearance/erasure"
+)
+
+// answering is a connector that answers each delivery with the next error
+// of its script (nil when the script is used up) and counts the notices.
+type answering struct {
+	mu      sync.Mutex
+	script  []error
+	notices int
+}
+
+func (a *answering) Deliver(_ context.Context, d *connectors.Delivery) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if d.Kind == erasure.NoticeKind {
+		a.notices++
+	}
+	if len(a.script) == 0 {
+		return nil
+	}
+	err := a.script[0]
+	a.script = a.script[1:]
+	return err
+}
+
+func (a *answering) Close(context.Context) error { return nil }
+
+var _ connectors.Connector = (*answering)(nil)
+
+func TestNotices(t *testing.T) {
+	ring := brokertest.DevKeys(t, filepath.Join(t.TempDir(), "ring.json"))
+	log, db := brokertest.OpenAudit(t, brokertest.SQLiteDSN(t), ring)
+	reg := brokertest.ExampleRegistry(t, nil)
+	conn := &answering{script: []error{&connectors.RetryAfterError{After: time.Millisecond}, connectors.ErrPermanent}}
+	n, err := erasure.New(t.Context(), erasure.Options{
+		DB: db, Audit: log, Keys: ring, SubjectKey: brokertest.SubjectKey,
+		Connectors: broker.ConnectorMap{"partner-webhook": conn},
+		Parties:    func() erasure.Parties { return reg },
+		RetryBase:  5 * time.Millisecond, RetryMax: 20 * time.Millisecond, Poll: 5 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []struct{ id, recipient string }{{"r1", "swiftship-de"}, {"r2", "swiftship-de"}, {"r3", "nobody-known"}} {
+		if _, err := log.Append(t.Context(), &audit.Entry{Event: audit.EventDelivered, RequestID: e.id, Recipient: e.recipient, SubjectID: "cust-5"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := log.Append(t.Context(), &audit.Entry{Event: audit.EventDelivered, RequestID: "r4", Recipient: "fastfreight-us", SubjectID: "cust-6"}); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []int{2, 0} { // a second Begin creates nothing new
+		if got, err := n.Begin(t.Context(), "cust-5", time.Now()); err != nil || got != want {
+			t.Fatalf("Begin #%d created %d (%v), want %d", i+1, got, err, want)
+		}
+	}
+	n.Start()
+	t.Cleanup(n.Stop)
+	var st map[string]erasure.Notice
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		list, err := n.Status(t.Context(), "cust-5")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st = map[string]erasure.Notice{}
+		for _, x := range list {
+			st[x.Recipient] = x
+		}
+		if st["swiftship-de"].Status == erasure.StatusAcknowledged && st["nobody-known"].Status == erasure.StatusUndeliverable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("notices %+v", st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if s := st["swiftship-de"]; s.Attempts != 3 || len(s.RequestIDs) != 2 || conn.notices != 3 {
+		t.Fatalf("swiftship notice %+v after %d notices sent; want acknowledged at the third attempt", s, conn.notices)
+	}
+	tests := []struct {
+		name      string
+		recipient string
+		officer   string
+		err       error
+	}{
+		{"no officer", "nobody-known", "", nil},
+		{"acknowledged already", "swiftship-de", "dpo", erasure.ErrNoNotice},
+		{"undeliverable", "nobody-known", "dpo", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := n.Justify(t.Context(), "cust-5", tt.recipient, tt.officer, "recipient dissolved")
+			switch {
+			case tt.officer == "" && err == nil:
+				t.Fatal("a justification without an officer was accepted")
+			case tt.officer != "" && !errors.Is(err, tt.err) && (tt.err != nil || err != nil):
+				t.Fatalf("err = %v, want %v", err, tt.err)
+			}
+		})
+	}
+	list, _ := n.Status(t.Context(), "cust-6")
+	if len(list) != 0 {
+		t.Fatalf("another subject has %d notices", len(list))
+	}
+}
+
+var _ erasure.Parties = (*agreements.Registry)(nil)
