@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/clearance-broker/clearance/audit"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
@@ -80,18 +81,29 @@ func routeOf(raw []byte) envelope {
 }
 
 func (b *Broker) postTransfers(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), b.opts.RequestTimeout)
+	defer cancel()
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, b.opts.MaxBodyBytes))
 	if err != nil {
-		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "invalid_request: body too large or unreadable"})
+		b.rejectUnpublished(ctx, w, fmt.Sprintf("invalid_request: body larger than %d bytes or unreadable", b.opts.MaxBodyBytes))
 		return
 	}
 	raws, batch, err := splitTransfers(body)
+	status := http.StatusOK
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
-		return
+		// Not a request: it is still published as one, so that the
+		// pipeline rejects it with the parser's reason, audits it and
+		// keeps it sealed as a dead letter; the answer is 400.
+		raws, batch, status = []json.RawMessage{body}, false, http.StatusBadRequest
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), b.opts.RequestTimeout)
-	defer cancel()
+	if limit := b.opts.NATS.MaxPayload() - 4096; limit > 0 {
+		for _, raw := range raws {
+			if int64(len(raw)) > limit {
+				b.rejectUnpublished(ctx, w, fmt.Sprintf("invalid_request: request larger than the transfer stream's %d byte message limit", limit))
+				return
+			}
+		}
+	}
 	receipts := make([]Receipt, len(raws))
 	chans := make([]<-chan Receipt, len(raws))
 	acks := make([]jetstream.PubAckFuture, len(raws))
@@ -130,7 +142,6 @@ func (b *Broker) postTransfers(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	status := http.StatusOK
 	for i, ch := range chans {
 		if ch == nil {
 			continue
@@ -147,6 +158,24 @@ func (b *Broker) postTransfers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, status, receipts[0])
+}
+
+// rejectUnpublished audits the rejection of a POST body that cannot be
+// carried on the transfer stream (too large to read or to publish) and
+// answers 413 with the reason, the generated request id and the audit
+// sequence. The body is neither kept nor logged.
+func (b *Broker) rejectUnpublished(ctx context.Context, w http.ResponseWriter, reason string) {
+	res := &result{outcome: OutcomeInvalid, requestID: "http-" + nuid.Next(), source: "unknown", reasons: []string{reason}}
+	b.metrics.decision("reject", res.reasons)
+	seq, err := b.appendEntry(ctx, b.entry(audit.EventRejected, res))
+	if err != nil {
+		b.log.Warn("audit rejection", "request_id", res.requestID, "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "audit log unavailable"})
+		return
+	}
+	writeJSON(w, http.StatusRequestEntityTooLarge, map[string]any{
+		"error": reason, "request_id": res.requestID, "status": StatusRejected, "audit_sequence": seq,
+	})
 }
 
 func (b *Broker) getJWKS(w http.ResponseWriter, r *http.Request) {

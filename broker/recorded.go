@@ -2,8 +2,11 @@ package broker
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/clearance-broker/clearance/agreements"
 	"github.com/clearance-broker/clearance/audit"
@@ -20,27 +23,81 @@ type AuditQuerier interface {
 	Query(ctx context.Context, f audit.Filter) ([]audit.Entry, error)
 }
 
-// recorded returns the final outcome already audited for a redelivered
-// message (attempt > 1), or nil when there is none or it cannot be known;
-// the message is then processed as usual. The request id is the message's
-// Nats-Msg-Id, which the pipeline requires to equal the request's id.
-func (b *Broker) recorded(ctx context.Context, msg jetstream.Msg, attempt uint64) *result {
-	q, ok := b.opts.Audit.(AuditQuerier)
+// stale reports whether another instance may hold a copy of msg too: it is
+// a redelivery, or it was stored longer ago than half the ack wait (it may
+// have waited in this instance's buffer while JetStream gave it to another).
+// Only stale messages pay for a look into the audit log.
+func (b *Broker) stale(msg jetstream.Msg, attempt uint64) bool {
+	if attempt > 1 {
+		return true
+	}
+	md, err := msg.Metadata()
+	return err != nil || time.Since(md.Timestamp) > b.opts.Stream.AckWait/2
+}
+
+type staleKey struct{}
+
+// withStale marks the work on a stale message, so that appendEntry checks
+// for a delivery another instance recorded meanwhile.
+func withStale(ctx context.Context) context.Context { return context.WithValue(ctx, staleKey{}, true) }
+
+func isStale(ctx context.Context) bool { v, _ := ctx.Value(staleKey{}).(bool); return v }
+
+// recorded returns the final outcome already audited for a stale message,
+// or nil when there is none or it cannot be known; the message is then
+// processed as usual. The request id is the message's Nats-Msg-Id, which
+// the pipeline requires to equal the request's id.
+func (b *Broker) recorded(ctx context.Context, msg jetstream.Msg, stale bool) *result {
 	id := msg.Headers().Get(jetstream.MsgIDHeader)
-	if !ok || attempt < 2 || id == "" {
+	if !stale || id == "" {
 		return nil
+	}
+	res, err := b.finalFor(ctx, id)
+	if err != nil || res == nil {
+		return nil // the store's trouble is met, and retried, by process
+	}
+	res.source = sourceOf(msg.Subject())
+	return res
+}
+
+// finalFor looks up the final outcome recorded for request id.
+func (b *Broker) finalFor(ctx context.Context, id string) (*result, error) {
+	q, ok := b.opts.Audit.(AuditQuerier)
+	if !ok {
+		return nil, nil
 	}
 	entries, err := q.Query(ctx, audit.Filter{RequestID: id})
 	if err != nil {
-		return nil // the store's trouble is met, and retried, by process
+		return nil, fmt.Errorf("broker: look up outcome: %w", err)
 	}
 	for _, e := range slices.Backward(entries) {
 		if o, final := finalOutcome(&e); final {
 			return &result{
-				outcome: o, recorded: true, requestID: id, source: sourceOf(msg.Subject()), seq: e.Sequence,
+				outcome: o, recorded: true, requestID: id, seq: e.Sequence,
 				reasons: slices.Clone(e.Reasons), dec: &agreements.Decision{Decision: agreements.Outcome(e.Decision)},
-			}
+			}, nil
 		}
+	}
+	return nil, nil
+}
+
+// errAlreadyRecorded: another instance recorded the delivery of a stale
+// message first; the message is handed back and, redelivered, acknowledged
+// by recorded without a second entry.
+var errAlreadyRecorded = errors.New("broker: outcome already recorded by another instance")
+
+// checkNotRecorded is called before a delivered entry is appended for a
+// stale message.
+func (b *Broker) checkNotRecorded(ctx context.Context, e *audit.Entry) error {
+	if e.Event != audit.EventDelivered || !isStale(ctx) {
+		return nil
+	}
+	prior, err := b.finalFor(ctx, e.RequestID)
+	if err != nil {
+		return err
+	}
+	if prior != nil {
+		return errAlreadyRecorded
 	}
 	return nil
 }

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/clearance-broker/clearance/agreements"
 	"github.com/clearance-broker/clearance/audit"
@@ -45,7 +47,11 @@ func (b *Broker) handleTransfer(ctx context.Context, msg jetstream.Msg) {
 		attempt = md.NumDelivered
 	}
 	var plan Plan
-	res := b.recorded(ctx, msg, attempt)
+	stale := b.stale(msg, attempt)
+	if stale {
+		ctx = withStale(ctx)
+	}
+	res := b.recorded(ctx, msg, stale)
 	if res != nil {
 		plan = b.finishRecorded(ctx, msg, res, attempt)
 	} else {
@@ -83,7 +89,7 @@ func (b *Broker) process(ctx context.Context, msg jetstream.Msg, attempt uint64)
 	}
 	if err != nil {
 		res.outcome, res.err, res.reasons = OutcomeInvalid, err, invalidReasons(err)
-		if res.requestID == "" && req != nil {
+		if res.requestID == "" && req != nil && usableID(req.ID) {
 			res.requestID = req.ID
 		}
 		if res.requestID == "" {
@@ -333,7 +339,29 @@ func checkRouting(req *agreements.Request, source, msgID string) error {
 	if msgID != "" && msgID != req.ID {
 		errs = append(errs, &agreements.RequestError{Field: "id", Problem: "does not match the Nats-Msg-Id header"})
 	}
+	// The id travels as the Nats-Msg-Id and Idempotency-Key headers: it
+	// must be one (the same rule as the HTTP API's routeOf).
+	if !usableID(req.ID) {
+		errs = append(errs, &agreements.RequestError{Field: "id", Problem: "longer than 256 bytes or holds control characters"})
+	}
+	// Identifiers go into the audit log, headers and logs: a control
+	// character (a NUL the store refuses, a forged line break) is refused
+	// here, so that the rejection itself can be audited.
+	for _, f := range []struct{ name, v string }{
+		{"source", req.Source}, {"recipient", req.Recipient}, {"purpose", req.Purpose}, {"dataset", req.Dataset},
+		{"subject.id", req.Subject.ID}, {"subject.jurisdiction", req.Subject.Jurisdiction}, {"legal_order", req.LegalOrder},
+	} {
+		if strings.ContainsFunc(f.v, unicode.IsControl) {
+			errs = append(errs, &agreements.RequestError{Field: f.name, Problem: "holds control characters"})
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// usableID reports whether a request id can be a header value and an
+// audit key.
+func usableID(id string) bool {
+	return len(id) <= 256 && !strings.ContainsFunc(id, unicode.IsControl)
 }
 
 // invalidReasons turns parse problems into receipt reasons
