@@ -50,7 +50,7 @@ const pagingEntries = 100_000
 
 // bulkLoad inserts n decided entries over the 30 days before Now; every
 // seventh is refused.
-func bulkLoad(t *testing.T, db *bun.DB, n int) {
+func bulkLoad(t testing.TB, db *bun.DB, n int) {
 	t.Helper()
 	ctx := context.Background()
 	countries := []string{"DE", "FR", "US", "BR", "JP", "IN", "NL"}

@@ -133,7 +133,9 @@ func window(q url.Values, now time.Time, days int) (from, to time.Time, err erro
 		return
 	}
 	if to.IsZero() {
-		to = now.UTC().Truncate(time.Second).Add(time.Second)
+		// The end of the current minute: repeated requests share a window
+		// (and the overview's cache).
+		to = now.UTC().Truncate(time.Minute).Add(time.Minute)
 	}
 	if from.IsZero() {
 		from = to.AddDate(0, 0, -days)

@@ -78,6 +78,8 @@ type Server struct {
 	log    *slog.Logger
 	routes []route
 	ui     *console
+
+	ovCache overviewCache
 }
 
 // route is one registered pattern with the role it needs (RoleNone: public).

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -48,7 +49,46 @@ type Overview struct {
 	Refused    int64         `json:"refused"`
 }
 
+// overviewTTL is how long an overview is served from memory: its
+// aggregates scan a window of the log, and a dashboard reloads often.
+const overviewTTL = 30 * time.Second
+
+type overviewCache struct {
+	mu      sync.Mutex
+	entries map[[2]time.Time]cachedOverview
+}
+
+type cachedOverview struct {
+	ov *Overview
+	at time.Time
+}
+
+// overview returns the figures of [from, to), from the cache when they were
+// computed less than overviewTTL ago.
 func (s *Server) overview(ctx context.Context, from, to time.Time) (*Overview, error) {
+	key := [2]time.Time{from, to}
+	now := s.opts.Now()
+	c := &s.ovCache
+	c.mu.Lock()
+	if e, ok := c.entries[key]; ok && now.Sub(e.at) < overviewTTL {
+		c.mu.Unlock()
+		return e.ov, nil
+	}
+	c.mu.Unlock()
+	ov, err := s.computeOverview(ctx, from, to)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil || len(c.entries) > 64 {
+		c.entries = map[[2]time.Time]cachedOverview{}
+	}
+	c.entries[key] = cachedOverview{ov: ov, at: now}
+	return ov, nil
+}
+
+func (s *Server) computeOverview(ctx context.Context, from, to time.Time) (*Overview, error) {
 	db := s.opts.DB
 	ov := &Overview{From: from, To: to, Days: []DayCount{}, TopReasons: []ReasonCount{}}
 	err := db.NewSelect().TableExpr(entriesTable).
