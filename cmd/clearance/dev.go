@@ -193,7 +193,11 @@ func dev(ctx context.Context, s devSettings, stdout, stderr io.Writer, logger *s
 	}
 	printFirstSteps(stdout, apiURL, natsURL, partnerURL, s)
 	printConsoleSteps(stdout, apiURL, s.dir)
-	rights, err := startLivePolicy(ctx, &st, livePolicyParts{db: db, nc: nc, engine: engine, reg: reg, audit: auditLog,
+	authorize, err := devRightsAuth(s.dir)
+	if err != nil {
+		return err
+	}
+	rights, err := startLivePolicy(ctx, &st, livePolicyParts{authorize: authorize, db: db, nc: nc, engine: engine, reg: reg, audit: auditLog,
 		keys: ring, conns: conns, subjectKey: subjectKey, shred: subjectKeys, logger: logger})
 	if err != nil {
 		return err

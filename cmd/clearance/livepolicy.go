@@ -4,10 +4,14 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/clearance-broker/clearance/agreements"
 	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/compliance"
+	"github.com/clearance-broker/clearance/config"
 	"github.com/clearance-broker/clearance/erasure"
 	"github.com/clearance-broker/clearance/policy"
 	"github.com/clearance-broker/clearance/shred"
@@ -27,7 +31,53 @@ type livePolicyParts struct {
 	conns      erasure.Connectors
 	subjectKey []byte
 	shred      *shred.Keyring // destroys an erased subject's key
-	logger     *slog.Logger
+	// authorize admits callers of the rights routes; nil: the routes are
+	// not served (consents and erasures still arrive on NATS).
+	authorize func(*http.Request) error
+	logger    *slog.Logger
+}
+
+// officers admits bearer tokens auth accepts with the officer role or above
+// (the role that records consents and erasures).
+func officers(auth *compliance.Authenticator) func(*http.Request) error {
+	return func(r *http.Request) error {
+		token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		p, err := auth.Authenticate(r.Context(), strings.TrimSpace(token))
+		if err != nil {
+			return err
+		}
+		if p.Role < compliance.RoleOfficer {
+			return compliance.ErrForbidden
+		}
+		return nil
+	}
+}
+
+// serveRightsAuth authorizes the rights routes of `clearance serve` with the
+// configuration's auth section (nil without one).
+func serveRightsAuth(cfg *config.Config) (func(*http.Request) error, error) {
+	if cfg.Auth == nil {
+		return nil, nil
+	}
+	auth, err := compliance.NewAuthenticator(*cfg.Auth, compliance.AuthOptions{HTTPClient: &http.Client{Timeout: 10 * time.Second}})
+	if err != nil {
+		return nil, err
+	}
+	return officers(auth), nil
+}
+
+// devRightsAuth authorizes the rights routes of `clearance dev` with the
+// development token issuer (`clearance token --role officer`).
+func devRightsAuth(dir string) (func(*http.Request) error, error) {
+	issuer, err := compliance.LoadOrCreateDevIssuer(filepath.Join(dir, compliance.DevIssuerKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	auth, err := issuer.Authenticator(nil)
+	if err != nil {
+		return nil, err
+	}
+	return officers(auth), nil
 }
 
 // openSubjectKeys opens the per-subject key ring the broker seals dead
@@ -92,8 +142,12 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 	}
 	st.add(func(context.Context) error { in.Stop(); return nil })
 	p.logger.Info("live registry", "component", "policy", "event", live.Seq(), "registry_version", p.engine.Registry().Version())
+	if p.authorize == nil {
+		p.logger.Warn("consent and erasure API disabled: no auth section in the configuration (NATS intake runs)", "component", "policy")
+		return func(*http.ServeMux) {}, nil
+	}
 	return func(mux *http.ServeMux) {
-		live.Mount(mux, nil)
-		notifier.Mount(mux, nil)
+		live.Mount(mux, p.authorize)
+		notifier.Mount(mux, p.authorize)
 	}, nil
 }

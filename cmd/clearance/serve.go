@@ -166,7 +166,11 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 	}
 	logger.Info("clearance serve", "component", "main", "registry_version", reg.Version(),
 		"nats", joinURLs(cfg.NATS.URLs), "store", storeKind(cfg.Store), "listen", cfg.HTTP.Listen)
-	rights, err := startLivePolicy(ctx, &st, livePolicyParts{db: db, nc: nc, engine: engine, reg: reg, audit: auditLog,
+	authorize, err := serveRightsAuth(cfg)
+	if err != nil {
+		return err
+	}
+	rights, err := startLivePolicy(ctx, &st, livePolicyParts{authorize: authorize, db: db, nc: nc, engine: engine, reg: reg, audit: auditLog,
 		keys: vault, conns: conns, subjectKey: subjectKey, shred: subjectKeys, logger: logger})
 	if err != nil {
 		return err
