@@ -122,9 +122,9 @@ func withdraw(c *Consent, at time.Time) bool {
 
 // suspend replaces the named agreements by suspended copies in the content
 // and in the index of each of their parties (copied first).
-func (n *Registry) suspend(ids []string) {
-	n.content.Agreements = slices.Clone(n.content.Agreements)
-	n.parties = maps.Clone(n.parties)
+func (r *Registry) suspend(ids []string) {
+	r.content.Agreements = slices.Clone(r.content.Agreements)
+	r.parties = maps.Clone(r.parties)
 	repl := map[*Agreement]*agreementIndex{}
 	swap := func(list []*agreementIndex) []*agreementIndex {
 		out := slices.Clone(list)
@@ -144,8 +144,8 @@ func (n *Registry) suspend(ids []string) {
 		return out
 	}
 	done := map[string]bool{}
-	for i := range n.content.Agreements {
-		a := &n.content.Agreements[i]
+	for i := range r.content.Agreements {
+		a := &r.content.Agreements[i]
 		if !slices.Contains(ids, a.ID) {
 			continue
 		}
@@ -155,12 +155,12 @@ func (n *Registry) suspend(ids []string) {
 				continue
 			}
 			done[p] = true
-			old := n.parties[p]
+			old := r.parties[p]
 			pi := &partyIndex{p: old.p, byPurpose: make([]purposeAgreements, len(old.byPurpose))}
 			for i, pa := range old.byPurpose {
 				pi.byPurpose[i] = purposeAgreements{purpose: pa.purpose, agreements: swap(pa.agreements)}
 			}
-			n.parties[p] = pi
+			r.parties[p] = pi
 		}
 	}
 }

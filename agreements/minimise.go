@@ -30,7 +30,7 @@ func (r *Registry) minimise(di *datasetIndex, sc *scope, rec map[string]any) min
 		return m
 	}
 	var keepBuf [64]bool
-	keep := keepBuf[:0]
+	var keep []bool
 	if n := len(di.sorted); n <= len(keepBuf) {
 		keep = keepBuf[:n]
 	} else {
@@ -43,7 +43,7 @@ func (r *Registry) minimise(di *datasetIndex, sc *scope, rec map[string]any) min
 		return m
 	}
 	var catBuf [4]uint64
-	cats := catSet(catBuf[:0])
+	var cats catSet
 	if n := (len(r.categories) + 63) / 64; n <= len(catBuf) {
 		cats = catBuf[:n]
 	} else {

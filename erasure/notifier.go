@@ -183,7 +183,7 @@ func (n *Notifier) Status(ctx context.Context, subject string) ([]Notice, error)
 	return out, nil
 }
 
-// ErrNoNotice: the subject has no open notice for that recipient.
+// ErrNoNotice means the subject has no open notice for that recipient.
 var ErrNoNotice = errors.New("erasure: no open notice for this recipient")
 
 // Justify closes the notice of subject to recipient with an officer's
