@@ -40,6 +40,7 @@ func run() int {
 	)
 	flag.IntVar(&cfg.N, "n", 200_000, "requests per throughput measurement")
 	flag.IntVar(&cfg.WebhookN, "webhook-n", 0, "requests per webhook throughput measurement (default n/4)")
+	flag.IntVar(&cfg.Rounds, "rounds", 4, "alternating baseline/broker rounds each throughput measurement is split into")
 	flag.IntVar(&cfg.Size, "size", 1024, "request size in bytes")
 	flag.IntVar(&cfg.Concurrency, "concurrency", 16, "workers per instance (broker and baseline)")
 	flag.DurationVar(&cfg.PacedDuration, "paced", 20*time.Second, "longest paced latency run")
@@ -87,10 +88,13 @@ func run() int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	rep, err := harness.Run(ctx, cfg)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "loadharness:", err)
-		return 1
+	rep, runErr := harness.Run(ctx, cfg)
+	if runErr != nil {
+		fmt.Fprintln(os.Stderr, "loadharness:", runErr)
+		if rep == nil {
+			return 1
+		}
+		fmt.Fprintln(os.Stderr, "loadharness: writing the partial report")
 	}
 	if *memprofile != "" {
 		if f, err := os.Create(*memprofile); err == nil {
@@ -105,6 +109,9 @@ func run() int {
 	}
 	_ = rep.WriteTable(os.Stdout)
 	fmt.Printf("\nreport: %s\n", dir)
+	if runErr != nil {
+		return 1
+	}
 	if problems := rep.Check(); len(problems) > 0 {
 		fmt.Fprintln(os.Stderr, "loadharness: the report is not sound:\n  "+strings.Join(problems, "\n  "))
 		return 1

@@ -28,6 +28,10 @@ type Config struct {
 	WebhookN int
 	// Size is the size in bytes of one request (default 1024).
 	Size int
+	// Rounds splits each throughput measurement into alternating rounds of
+	// baseline and broker, so that both see the same machine load (default
+	// 4).
+	Rounds int
 	// Sinks to measure (default jetstream and webhook).
 	Sinks []string
 	// Instances are the broker instance counts to measure (default 1 and 2).
@@ -78,6 +82,9 @@ func (c Config) Defaults() Config {
 	}
 	if c.WebhookN <= 0 {
 		c.WebhookN = max(c.N/4, 1)
+	}
+	if c.Rounds <= 0 {
+		c.Rounds = 4
 	}
 	if c.Size <= 0 {
 		c.Size = 1024

@@ -5,8 +5,8 @@
 // connector, and an HTTPS partner through the webhook connector).
 //
 // Run starts everything, publishes a mix of allowed, minimised and refused
-// requests over examples/registry, measures throughput (requests preloaded
-// into the stream, then drained), latency percentiles at fractions of the
+// requests over examples/registry, measures throughput (requests published as
+// fast as the stream takes them while the consumers run), latency percentiles at fractions of the
 // measured maximum rate (paced publishing), Vault round trips, audit
 // entries per second, CPU time and peak memory, for the baseline and for 1
 // and 2 broker instances, and returns a Report that writes itself as JSON,

@@ -192,6 +192,15 @@ type Resources struct {
 	PeakGoBytes uint64 `json:"peak_go_bytes"`
 }
 
+// add sums CPU times and keeps the larger peaks.
+func (r *Resources) add(o Resources) {
+	r.CPUSeconds += o.CPUSeconds
+	r.VaultCPUSeconds += o.VaultCPUSeconds
+	r.PeakRSSBytes = max(r.PeakRSSBytes, o.PeakRSSBytes)
+	r.PeakRSSReset = o.PeakRSSReset
+	r.PeakGoBytes = max(r.PeakGoBytes, o.PeakGoBytes)
+}
+
 func (u *usage) end() Resources {
 	close(u.stop)
 	u.wg.Wait()

@@ -78,6 +78,7 @@ type Measurement struct {
 	Duplicates int            `json:"duplicates"`
 	Foreign    int            `json:"foreign_ids"`
 
+	Rounds          int     `json:"rounds"`
 	Seconds         float64 `json:"seconds"`
 	Throughput      float64 `json:"throughput_per_second"`
 	RatioToBaseline float64 `json:"throughput_ratio_to_baseline,omitempty"`
@@ -107,6 +108,9 @@ type Paced struct {
 	Latency      Latency `json:"latency"`
 	Missing      int     `json:"missing"`
 	Duplicates   int     `json:"duplicates"`
+	// Resources over the paced run: peak memory at a steady rate, without
+	// the backlog the throughput run builds up in the embedded NATS server.
+	Resources Resources `json:"resources"`
 }
 
 // Target is one target of issue 8 and whether the run met it.
@@ -164,13 +168,32 @@ func (r *Report) addMix(sink string, w *workload, reasons map[string][]string) {
 	}
 }
 
-// account fills the measurement's bookkeeping from its tracker.
-func (m *Measurement) account(t *tracker, n int) {
-	m.Outcomes = t.statuses()
-	m.Missing = int(t.left.Load())
-	m.Accounted = n - m.Missing
-	m.Duplicates = int(t.dups.Load())
-	m.Foreign = int(t.alien.Load())
+// add adds one round's bookkeeping from its tracker.
+func (m *Measurement) add(t *tracker, n int, w *workload) {
+	for k, v := range t.statuses() {
+		m.Outcomes[k] += v
+	}
+	for k, v := range w.expected(n) {
+		m.Expected[k] += v
+	}
+	missing := int(t.left.Load())
+	m.Missing += missing
+	m.Accounted += n - missing
+	m.Duplicates += int(t.dups.Load())
+	m.Foreign += int(t.alien.Load())
+}
+
+// summarise derives the rates from the rounds' totals.
+func (m *Measurement) summarise() {
+	if m.Seconds <= 0 {
+		return
+	}
+	n := float64(m.Requests)
+	m.Throughput = n / m.Seconds
+	m.CPUMicrosPerRequest = m.Resources.CPUSeconds / n * 1e6
+	m.VaultTripsPer10k = float64(m.VaultTrips) / n * 10000
+	m.VaultAllTripsPer10k = float64(m.VaultTrips+m.VaultCheckpointTrips) / n * 10000
+	m.AuditPerSecond = float64(m.AuditEntries) / m.Seconds
 }
 
 func (m *Measurement) ratio(base *Measurement) {
@@ -205,7 +228,7 @@ func (r *Report) finish() {
 	r.Machine.LoadAfter = loadavg()
 	r.Notes = append(r.Notes,
 		"Broker instances run in-process (one OS process): CPU and peak memory are process totals including both embedded NATS servers and the publisher, so they are upper bounds per instance.",
-		"Throughput: N requests are published into the stream first, then consumers start; throughput is N over the time to the last outcome (receipt for the broker, arrival at the destination for the baseline).",
+		"Throughput: consumers run first, then N requests are published as fast as the stream takes them (the publisher shares the machine); throughput is N over the time from the first publish to the last outcome (receipt for the broker, arrival at the destination for the baseline).",
 		"Latency: paced publishing at a fraction of the measured maximum; from publish to the receipt (broker: after the delivery and its audit entry) or to arrival at the destination (baseline).",
 		"The baseline forwards every request; the broker forwards only allowed ones (refused requests are audited and answered, not delivered).")
 	b1, r1 := r.find(SinkJetStream, "baseline", 1), r.find(SinkJetStream, "broker", 1)
@@ -214,8 +237,7 @@ func (r *Report) finish() {
 			Target{Name: "throughput vs baseline (jetstream, 1 instance)", Want: ">= 0.50 (aim 0.80)", Got: r1.RatioToBaseline, Met: r1.RatioToBaseline >= 0.5},
 			Target{Name: "vault round trips per 10,000 messages (pipeline)", Want: "<= 1", Got: r1.VaultTripsPer10k, Met: r1.VaultTripsPer10k <= 1,
 				Detail: fmt.Sprintf("%.1f with audit checkpoint signatures (one per %d entries)", r1.VaultAllTripsPer10k, r.Settings.CheckpointEvery)},
-			Target{Name: "peak memory per instance (process peak RSS, 1 instance)", Want: "<= 256 MiB", Got: float64(r1.Resources.PeakRSSBytes >> 20), Met: r1.Resources.PeakRSSBytes <= 256<<20,
-				Detail: "process total: broker, two embedded NATS servers, publisher"})
+			peakTarget(r1))
 		if p := r1.pacedAt(0.5); p != nil {
 			r.Targets = append(r.Targets, Target{Name: "p99 latency at 50% of max rate (jetstream, 1 instance)", Want: "<= 20 ms", Got: p.Latency.P99, Met: p.Latency.P99 <= 20})
 		}
@@ -234,6 +256,17 @@ func (r *Report) finish() {
 	if wb, wr := r.find(SinkWebhook, "baseline", 1), r.find(SinkWebhook, "broker", 1); wb != nil && wr != nil {
 		r.Targets = append(r.Targets, Target{Name: "webhook throughput vs HTTP baseline (1 instance)", Want: "reported (same 50% bar)", Got: wr.RatioToBaseline, Met: wr.RatioToBaseline >= 0.5})
 	}
+}
+
+// peakTarget judges peak memory at 50% of the maximum rate when it was
+// measured (steady state), else over the throughput run.
+func peakTarget(m *Measurement) Target {
+	rss, where := m.Resources.PeakRSSBytes, "throughput run, with its backlog in the embedded NATS server"
+	if p := m.pacedAt(0.5); p != nil && p.Resources.PeakRSSBytes > 0 {
+		rss, where = p.Resources.PeakRSSBytes, fmt.Sprintf("at 50%% of max rate; %d MiB over the throughput run with its backlog", m.Resources.PeakRSSBytes>>20)
+	}
+	return Target{Name: "peak memory per instance (process peak RSS, 1 instance)", Want: "<= 256 MiB", Got: float64(rss >> 20), Met: rss <= 256<<20,
+		Detail: "process total with both NATS servers and the publisher, " + where}
 }
 
 // WriteJSON writes the report as indented JSON.

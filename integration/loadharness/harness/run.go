@@ -49,17 +49,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			n = cfg.WebhookN
 		}
 		for _, k := range cfg.Instances {
-			base, err := h.measure(ctx, sink, "baseline", k, n, w, &forwarder{e: e, k: k, sink: sink})
-			if err != nil {
-				return nil, err
+			base, br, err := h.pair(ctx, sink, k, n, w)
+			if base != nil {
+				rep.Runs = append(rep.Runs, base, br)
 			}
-			rep.Runs = append(rep.Runs, base)
-			br, err := h.measure(ctx, sink, "broker", k, n, w, &brokers{e: e, k: k})
 			if err != nil {
-				return nil, err
+				rep.finish()
+				return rep, err
 			}
-			br.ratio(base)
-			rep.Runs = append(rep.Runs, br)
 		}
 	}
 	rep.finish()
@@ -121,29 +118,68 @@ func (h *harness) unobserve() {
 	h.e.onPartner.Store(nil)
 }
 
-// measure runs one system: N requests preloaded into the stream and drained
-// (throughput, resources, Vault round trips, audit entries), then paced
-// runs at fractions of that throughput (latency).
-func (h *harness) measure(ctx context.Context, sink, kind string, k, n int, w *workload, sys system) (*Measurement, error) {
+// pair measures the baseline and the broker with k instances on a sink:
+// their throughput in alternating rounds (baseline, broker, baseline, ...)
+// so that both see the same machine load, then their latency.
+func (h *harness) pair(ctx context.Context, sink string, k, n int, w *workload) (base, br *Measurement, err error) {
+	newM := func(kind string) *Measurement {
+		return &Measurement{Sink: sink, Kind: kind, Instances: k, Size: w.size, Requests: n,
+			Name: fmt.Sprintf("%s/%s-%d", sink, kind, k), Expected: map[Class]int{}, Outcomes: map[string]int{}}
+	}
+	base, br = newM("baseline"), newM("broker")
+	systems := map[*Measurement]func() system{
+		base: func() system { return &forwarder{e: h.e, k: k, sink: sink} },
+		br:   func() system { return &brokers{e: h.e, k: k} },
+	}
+	rounds := min(h.cfg.Rounds, n)
+	for r := range rounds {
+		rn := n / rounds
+		if r < n%rounds {
+			rn++
+		}
+		for _, m := range []*Measurement{base, br} {
+			if err := h.throughput(ctx, m, systems[m](), w, rn); err != nil {
+				return base, br, err
+			}
+		}
+	}
+	for _, m := range []*Measurement{base, br} {
+		m.summarise()
+		h.progress("%-22s %7d req in %6.1fs  %8.0f req/s  cpu %5.0f µs/req  rss %4d MiB", m.Name, n, m.Seconds, m.Throughput, m.CPUMicrosPerRequest, m.Resources.PeakRSSBytes>>20)
+	}
+	br.ratio(base)
+	if h.cfg.NoPaced {
+		return base, br, nil
+	}
+	for _, m := range []*Measurement{base, br} {
+		if err := h.latency(ctx, m, systems[m](), w); err != nil {
+			return base, br, err
+		}
+	}
+	return base, br, nil
+}
+
+// throughput runs one round of n requests through sys, which it starts and
+// stops: the requests are published as fast as the stream takes them while
+// sys consumes. Figures add up in m.
+func (h *harness) throughput(ctx context.Context, m *Measurement, sys system, w *workload, n int) error {
 	if err := h.e.reset(ctx); err != nil {
-		return nil, err
+		return err
 	}
-	m := &Measurement{Sink: sink, Kind: kind, Instances: k, Size: w.size, Requests: n,
-		Name: fmt.Sprintf("%s/%s-%d", sink, kind, k), Expected: w.expected(n)}
-	h.viaSink.Store(kind == "baseline")
+	h.viaSink.Store(m.Kind == "baseline")
 	t := h.next(n)
-	if err := h.publish(ctx, w, t, n, 0); err != nil {
-		return nil, err
-	}
 	audit0 := h.e.auditEntries(ctx)
-	u := startUsage(h.e.vault.pid())
-	start := time.Now()
 	if err := sys.start(ctx); err != nil {
-		u.end()
-		return nil, err
+		return err
 	}
 	defer sys.stop(context.Background())
 	p0, c0 := sys.vaultTrips()
+	u := startUsage(h.e.vault.pid())
+	start := time.Now()
+	if err := h.publish(ctx, w, t, n, 0); err != nil {
+		u.end()
+		return err
+	}
 	wctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
 	err := t.wait(wctx)
 	cancel()
@@ -153,45 +189,52 @@ func (h *harness) measure(ctx context.Context, sink, kind string, k, n int, w *w
 	if b, ok := sys.(*brokers); ok {
 		m.Stages = b.stages()
 	}
-	// Let the last audit appends land before counting.
-	m.AuditEntries = h.e.auditEntries(ctx) - audit0
-	m.account(t, n)
+	m.AuditEntries += h.e.auditEntries(ctx) - audit0
+	m.add(t, n, w)
 	if err != nil {
-		return m, fmt.Errorf("harness: %s: %w", m.Name, err)
+		return fmt.Errorf("harness: %s: %w", m.Name, err)
 	}
-	m.Seconds = elapsed.Seconds()
-	m.Throughput = float64(n) / m.Seconds
-	m.Resources = res
-	m.CPUMicrosPerRequest = res.CPUSeconds / float64(n) * 1e6
-	m.VaultTrips, m.VaultCheckpointTrips = p1-p0, c1-c0
-	m.VaultTripsPer10k = float64(m.VaultTrips) / float64(n) * 10000
-	m.VaultAllTripsPer10k = float64(m.VaultTrips+m.VaultCheckpointTrips) / float64(n) * 10000
-	m.AuditPerSecond = float64(m.AuditEntries) / m.Seconds
-	h.progress("%-22s %7d req in %6.1fs  %8.0f req/s  cpu %5.0f µs/req  rss %4d MiB", m.Name, n, m.Seconds, m.Throughput, m.CPUMicrosPerRequest, res.PeakRSSBytes>>20)
-	if h.cfg.NoPaced {
-		return m, nil
+	m.Seconds += elapsed.Seconds()
+	m.Resources.add(res)
+	m.VaultTrips += p1 - p0
+	m.VaultCheckpointTrips += c1 - c0
+	m.Rounds++
+	return nil
+}
+
+// latency starts sys and publishes at each fraction of m's throughput.
+func (h *harness) latency(ctx context.Context, m *Measurement, sys system, w *workload) error {
+	if err := h.e.reset(ctx); err != nil {
+		return err
 	}
+	h.viaSink.Store(m.Kind == "baseline")
+	if err := sys.start(ctx); err != nil {
+		return err
+	}
+	defer sys.stop(context.Background())
 	for _, f := range h.cfg.Rates {
 		rate := f * m.Throughput
-		pn := min(n, max(int(rate*h.cfg.PacedDuration.Seconds()), 1))
+		pn := min(m.Requests, max(int(rate*h.cfg.PacedDuration.Seconds()), 1))
 		t := h.next(pn)
+		pu := startUsage(h.e.vault.pid())
 		pstart := time.Now()
 		if err := h.publish(ctx, w, t, pn, rate); err != nil {
-			return m, err
+			return err
 		}
 		pubSecs := time.Since(pstart).Seconds()
 		wctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
 		err := t.wait(wctx)
 		cancel()
-		p := Paced{Fraction: f, TargetRate: rate, AchievedRate: float64(pn) / pubSecs, Requests: pn, Latency: t.latency(),
+		pres := pu.end()
+		p := Paced{Resources: pres, Fraction: f, TargetRate: rate, AchievedRate: float64(pn) / pubSecs, Requests: pn, Latency: t.latency(),
 			Missing: int(t.left.Load()), Duplicates: int(t.dups.Load())}
 		m.Paced = append(m.Paced, p)
 		if err != nil {
-			return m, fmt.Errorf("harness: %s paced %.0f%%: %w", m.Name, f*100, err)
+			return fmt.Errorf("harness: %s paced %.0f%%: %w", m.Name, f*100, err)
 		}
-		h.progress("%-22s   at %3.0f%% (%6.0f req/s): p50 %6.1f ms  p99 %7.1f ms  p99.9 %7.1f ms", m.Name, f*100, p.AchievedRate, p.Latency.P50, p.Latency.P99, p.Latency.P999)
+		h.progress("%-22s   at %3.0f%% (%6.0f req/s): p50 %6.1f ms  p99 %7.1f ms  p99.9 %7.1f ms  rss %4d MiB", m.Name, f*100, p.AchievedRate, p.Latency.P50, p.Latency.P99, p.Latency.P999, pres.PeakRSSBytes>>20)
 	}
-	return m, nil
+	return nil
 }
 
 // next starts a new measurement's tracker.
@@ -223,7 +266,7 @@ func (h *harness) publish(ctx context.Context, w *workload, t *tracker, n int, r
 		buf = body
 		msg.Header.Set(jetstream.MsgIDHeader, id)
 		t.sentAt(i, time.Now().UnixNano())
-		if _, err := h.e.js.PublishMsgAsync(msg); err != nil {
+		if _, err := h.e.js.PublishMsgAsync(msg, jetstream.WithStallWait(time.Minute)); err != nil {
 			return fmt.Errorf("harness: publish: %w", err)
 		}
 	}
