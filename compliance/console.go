@@ -356,7 +356,7 @@ func (c *console) agreementPage(w http.ResponseWriter, r *http.Request) {
 		c.problem(w, r, err)
 		return
 	}
-	if h.Current == nil && len(h.Versions) == 0 {
+	if h.Current == nil && len(h.Versions) == 0 && len(h.Stored) == 0 {
 		c.errorPage(w, r, http.StatusNotFound, "no agreement "+h.ID+" in the registry or the audit log")
 		return
 	}

@@ -21,7 +21,9 @@ const (
 	WarnTIAOverdue     = "tia_overdue"
 	WarnTIAReviewSoon  = "tia_review_within_30_days"
 	warnDateLayout     = time.DateOnly
-	registryStoreNotes = "the registry is the in-memory one in force; versions are those decisions were made with, as the audit log records them (no registry store yet)"
+	registryStoreNotes = "the registry is the one in force; versions are those decisions were made with, as the audit log records them"
+	storedVersionsNote = "stored versions come from the registry store; decisions per version from the audit log"
+	noStoreNote        = "no registry store configured: versions are those decisions were made with, as the audit log records them"
 )
 
 // AgreementStatus is an agreement with its validity as of now.
@@ -121,17 +123,29 @@ func (s *Server) getAgreements(w http.ResponseWriter, r *http.Request) {
 // AgreementHistory is one agreement: its current terms and the versions
 // decisions rested on.
 type AgreementHistory struct {
-	ID       string           `json:"id"`
-	Current  *AgreementStatus `json:"current"`
-	Versions []VersionSeen    `json:"versions"`
-	Note     string           `json:"note"`
+	ID      string           `json:"id"`
+	Current *AgreementStatus `json:"current"`
+	// Stored lists every version the registry store holds, oldest first
+	// (empty without a store).
+	Stored []agreements.Agreement `json:"stored_versions"`
+	// Versions are the versions decisions rested on, per registry version.
+	Versions []VersionSeen `json:"versions"`
+	Note     string        `json:"note"`
 }
 
 func (s *Server) agreementHistory(r *http.Request, id string) (*AgreementHistory, error) {
 	if !tokenRE.MatchString(id) {
 		return nil, badParam("id", "want an agreement id")
 	}
-	h := &AgreementHistory{ID: id, Note: registryStoreNotes}
+	h := &AgreementHistory{ID: id, Note: noStoreNote, Stored: []agreements.Agreement{}}
+	if s.opts.Versions != nil {
+		stored, err := s.opts.Versions.AgreementVersions(r.Context(), id)
+		if err != nil {
+			return nil, err
+		}
+		h.Stored = append(h.Stored, stored...)
+		h.Note = storedVersionsNote
+	}
 	for _, st := range agreementStatuses(s.opts.Registry.Registry(), s.opts.Now()) {
 		if st.ID == id {
 			h.Current = &st
@@ -155,7 +169,7 @@ func (s *Server) getAgreementHistory(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, err)
 		return
 	}
-	if h.Current == nil && len(h.Versions) == 0 {
+	if h.Current == nil && len(h.Versions) == 0 && len(h.Stored) == 0 {
 		writeJSON(w, http.StatusNotFound, apiError{Error: "not_found", Message: "no agreement " + h.ID + " in the registry or the audit log"})
 		return
 	}

@@ -34,6 +34,13 @@ type RegistrySource interface {
 	Registry() *agreements.Registry
 }
 
+// AgreementVersioner gives every stored version of an agreement, oldest
+// first. The live registry's store (*policy.Store) satisfies it; it must be
+// safe for concurrent use.
+type AgreementVersioner interface {
+	AgreementVersions(ctx context.Context, id string) ([]agreements.Agreement, error)
+}
+
 // Events this package writes to the audit log.
 const (
 	// EventAPICall records a call of the compliance API that changes or
@@ -50,6 +57,10 @@ type Options struct {
 	DB *bun.DB
 	// Registry is the registry in force.
 	Registry RegistrySource
+	// Versions, when set, is the registry store whose agreement versions
+	// the history shows. Without it, the history holds the versions the
+	// audit log saw decisions rest on.
+	Versions AgreementVersioner
 	// Auth verifies bearer tokens.
 	Auth *Authenticator
 	// DevIssuer, when set, has its public keys served at

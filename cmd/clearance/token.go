@@ -15,6 +15,7 @@ import (
 	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/compliance"
 	"github.com/clearance-broker/clearance/config"
+	"github.com/clearance-broker/clearance/policy"
 	"github.com/uptrace/bun"
 )
 
@@ -72,8 +73,12 @@ func devCompliance(dir string, auditLog *audit.Log, db *bun.DB, engine *agreemen
 	if err != nil {
 		return nil, err
 	}
+	store, err := registryStore(db)
+	if err != nil {
+		return nil, err
+	}
 	return compliance.New(compliance.Options{
-		Audit: auditLog, DB: db, Registry: engine, Auth: auth, DevIssuer: issuer,
+		Audit: auditLog, DB: db, Registry: engine, Versions: store, Auth: auth, DevIssuer: issuer,
 		SubjectKey: subjectKey, KeyRefs: []string{keyRef}, Logger: logger,
 	})
 }
@@ -98,10 +103,22 @@ func serveCompliance(cfg *config.Config, auditLog *audit.Log, db *bun.DB, engine
 	if err != nil {
 		return nil, err
 	}
+	store, err := registryStore(db)
+	if err != nil {
+		return nil, err
+	}
 	return compliance.New(compliance.Options{
-		Audit: auditLog, DB: db, Registry: engine, Auth: auth, SubjectKey: subjectKey,
+		Audit: auditLog, DB: db, Registry: engine, Versions: store, Auth: auth, SubjectKey: subjectKey,
 		KeyRefs: []string{keyRef}, Logger: logger, SecureCookie: true,
 	})
+}
+
+// registryStore opens the live registry's store (the agreement versions the
+// compliance history shows) on the audit log's database.
+func registryStore(db *bun.DB) (*policy.Store, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	return policy.OpenStore(ctx, db)
 }
 
 // mountsOf returns the mount function of a compliance server, if any.
