@@ -14,6 +14,7 @@ import (
 	"github.com/clearance-broker/clearance/broker/brokertest"
 	"github.com/clearance-broker/clearance/policy"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/uptrace/bun"
 )
 
@@ -38,8 +39,9 @@ func newEnv(t *testing.T, dsn string) *env {
 
 // node is one instance's live registry.
 type node struct {
-	live   *policy.Live
-	engine *agreements.Engine
+	live    *policy.Live
+	engine  *agreements.Engine
+	metrics *prometheus.Registry
 
 	mu    sync.Mutex
 	swaps []policy.Event
@@ -47,9 +49,9 @@ type node struct {
 
 func (e *env) start(t *testing.T, nc *nats.Conn, initial *agreements.Registry) *node {
 	t.Helper()
-	n := &node{engine: agreements.NewEngine(initial)}
+	n := &node{engine: agreements.NewEngine(initial), metrics: prometheus.NewRegistry()}
 	live, err := policy.Start(t.Context(), policy.Options{
-		Store: e.store, Engine: n.engine, NATS: nc, Audit: e.audit, Resync: time.Hour,
+		Store: e.store, Engine: n.engine, NATS: nc, Audit: e.audit, Resync: time.Hour, Registerer: n.metrics,
 		OnSwap: func(ev policy.Event) {
 			n.mu.Lock()
 			n.swaps = append(n.swaps, ev)
@@ -142,4 +144,20 @@ func events(t *testing.T, l *audit.Log, ev audit.Event) []audit.Entry {
 		t.Fatal(err)
 	}
 	return es
+}
+
+// propagations returns how many events n put in force with a measured
+// propagation time.
+func (n *node) propagations(t *testing.T) uint64 {
+	t.Helper()
+	mfs, err := n.metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "clearance_registry_propagation_seconds" {
+			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	return 0
 }

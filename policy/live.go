@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/uptrace/bun"
 )
 
@@ -59,6 +60,9 @@ type Options struct {
 	// recipients). Its error is returned by Change, so that the caller
 	// retries; recording the erasure again is harmless.
 	OnErasure func(ctx context.Context, subject string, at time.Time) error
+	// Registerer takes the live registry's metrics (events, propagation
+	// time, sequence in force); nil: not exported.
+	Registerer prometheus.Registerer
 }
 
 // Live keeps an Engine on the latest registry version of a Store, across
@@ -70,6 +74,8 @@ type Live struct {
 	kv        jetstream.KeyValue
 	instances jetstream.KeyValue
 	id        string
+	metrics   *metrics
+	started   bool // the initial catch-up is done (guarded by mu)
 
 	mu sync.Mutex // serialises state changes
 	st *state
@@ -123,7 +129,8 @@ func Start(ctx context.Context, opts Options) (*Live, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: kv bucket %s: %w", opts.Bucket, err)
 	}
-	l := &Live{opts: opts, log: opts.Logger.With("component", "policy"), kv: kv, st: &state{}, stop: make(chan struct{}), id: nuid.Next()}
+	l := &Live{opts: opts, log: opts.Logger.With("component", "policy"), kv: kv, st: &state{}, stop: make(chan struct{}), id: nuid.Next(),
+		metrics: newMetrics(opts.Registerer)}
 	if err := l.presence(ctx, js); err != nil {
 		return nil, err
 	}
@@ -137,6 +144,9 @@ func Start(ctx context.Context, opts Options) (*Live, error) {
 		_ = w.Stop()
 		return nil, err
 	}
+	l.mu.Lock()
+	l.started = true
+	l.mu.Unlock()
 	l.wg.Add(3)
 	go l.watch(w)
 	go l.resync()

@@ -94,6 +94,9 @@ func TestChangeReachesEveryInstance(t *testing.T) {
 			if got := b.engine.Registry().Version(); got != ev.Version {
 				t.Fatalf("other instance at %s when Change returned, want %s", got, ev.Version)
 			}
+			if got := b.propagations(t); got != 2 { // the apply and the withdrawal
+				t.Fatalf("%d propagation times measured on the other instance, want 2", got)
+			}
 			if d := b.engine.Decide(req, at); d.Allowed() || d.Reasons[0] != agreements.ReasonConsentWithdrawn {
 				t.Fatalf("after the withdrawal on the other instance: %s %v", d.Decision, d.Reasons)
 			}

@@ -79,6 +79,7 @@ func (l *Live) write(ctx context.Context, build buildFunc, content func(string) 
 func (l *Live) swap(ns *state, ev Event) {
 	l.st = ns
 	l.opts.Engine.Update(ns.reg)
+	l.metrics.swapped(ev, l.opts.Now(), l.started)
 	if l.opts.OnSwap != nil {
 		l.opts.OnSwap(ev)
 	}

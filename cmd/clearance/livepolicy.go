@@ -16,6 +16,7 @@ import (
 	"github.com/clearance-broker/clearance/policy"
 	"github.com/clearance-broker/clearance/shred"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/uptrace/bun"
 )
 
@@ -33,8 +34,9 @@ type livePolicyParts struct {
 	shred      *shred.Keyring // destroys an erased subject's key
 	// authorize admits callers of the rights routes; nil: the routes are
 	// not served (consents and erasures still arrive on NATS).
-	authorize func(*http.Request) error
-	logger    *slog.Logger
+	authorize  func(*http.Request) error
+	registerer prometheus.Registerer
+	logger     *slog.Logger
 }
 
 // officers admits bearer tokens auth accepts with the officer role or above
@@ -116,7 +118,7 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 	notifier.Start()
 	st.add(func(context.Context) error { notifier.Stop(); return nil })
 	live, err := policy.Start(ctx, policy.Options{
-		Store: store, Engine: p.engine, NATS: p.nc, Audit: p.audit, Logger: p.logger,
+		Store: store, Engine: p.engine, NATS: p.nc, Audit: p.audit, Logger: p.logger, Registerer: p.registerer,
 		OnErasure: func(ctx context.Context, subject string, at time.Time) error {
 			if p.shred != nil {
 				if _, err := p.shred.Destroy(ctx, subject, "dead letters"); err != nil {
