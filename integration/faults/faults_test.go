@@ -29,7 +29,7 @@ type fault struct {
 func TestFaultInjection(t *testing.T) {
 	sc := runScale()
 	began := time.Now()
-	w := startWorld(t, 2)
+	w := startWorld(t, 2, "")
 	t.Logf("world up in %s", time.Since(began).Round(time.Millisecond))
 
 	pnc, err := nats.Connect(w.nats.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))

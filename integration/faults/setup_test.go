@@ -97,7 +97,7 @@ func rekeyedRegistry(t *testing.T, root string, jwk []byte) string {
 	return dir
 }
 
-func startWorld(t *testing.T, instances int) *world {
+func startWorld(t *testing.T, instances int, extraConfig string) *world {
 	t.Helper()
 	w := &world{root: brokertest.RepoRoot(t), dir: t.TempDir()}
 	built := make(chan string, 1)
@@ -148,8 +148,8 @@ connectors:
   region-jp: {kind: natsregion, config: {urls: [%q], stream: %s, ensure_stream: true, duplicate_window: 30m}}
 pipeline: {concurrency: 16, backoff_base: 100ms, backoff_max: 2s, shutdown_grace: 5s}
 logging: {format: json, level: debug}
-`, "nats://"+w.natsNet.Addr(), w.pg.DSN(), "http://"+w.vaultNet.Addr(), w.tokenFile, w.hmacFile,
-		registry, w.partner.URL, w.region, regionStream)
+%s`, "nats://"+w.natsNet.Addr(), w.pg.DSN(), "http://"+w.vaultNet.Addr(), w.tokenFile, w.hmacFile,
+		registry, w.partner.URL, w.region, regionStream, extraConfig)
 	if err := os.WriteFile(w.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
