@@ -209,3 +209,17 @@ func appendEvent(ctx context.Context, tx bun.Tx, head *headRow, ev *Event) error
 	}
 	return nil
 }
+
+// Events returns up to limit stored registry events after the event
+// numbered after, oldest first (limit 0: all), for listing the registry's
+// versions.
+func (s *Store) Events(ctx context.Context, after int64, limit int) ([]Event, error) {
+	evs, err := s.events(ctx, s.db, after, 0)
+	if err != nil {
+		return nil, err
+	}
+	if limit > 0 && len(evs) > limit {
+		evs = evs[:limit]
+	}
+	return evs, nil
+}
