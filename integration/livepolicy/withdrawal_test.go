@@ -69,7 +69,7 @@ func TestChangesStopQueuedTransfersEverywhere(t *testing.T) {
 	// Propagation under load: small changes, alternately on each instance,
 	// until each is in force on the other.
 	var lags, returns []time.Duration
-	for i := range 60 {
+	for i := range 100 {
 		from, to := a, b
 		if i%2 == 1 {
 			from, to = b, a
