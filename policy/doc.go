@@ -15,10 +15,13 @@
 // Live ties a Store to an agreements.Engine, the audit log and a NATS KV
 // bucket. Changing the registry through Live writes the event to the store
 // (serialised across instances by the store's head row), audits it,
-// publishes it to the bucket and swaps the local engine; every instance
-// watches the bucket and derives the same registry version from the same
-// event, so a withdrawal or a suspension applied on one instance stops the
-// affected transfers on all of them. The watch resumes after a NATS restart,
+// publishes its number and version to the bucket (nothing personal: the
+// change itself stays in the store) and swaps the local engine; every
+// instance watches the bucket, reads the events it lacks from the store and
+// derives the same registry version from them, so a withdrawal or a
+// suspension applied on one instance stops the affected transfers on all of
+// them. The change returns once every running instance (each announces
+// itself in a second bucket) confirmed it in force, or after a timeout. The watch resumes after a NATS restart,
 // and a periodic read of the store's head closes any gap a lost publish
 // could leave.
 package policy

@@ -21,9 +21,9 @@ const (
 	KindChange Kind = "change"
 )
 
-// Event is one numbered change of the registry, as stored and as published
-// on the KV bucket. It holds ids and versions and, for a run-time change,
-// the change itself; the bucket is as confidential as the store.
+// Event is one numbered change of the registry. Stored, it holds the change
+// itself; published on the KV bucket, only its number, kind, base and
+// version.
 type Event struct {
 	// Seq numbers the events of a store from 1, without gaps.
 	Seq int64 `json:"seq"`

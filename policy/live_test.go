@@ -2,6 +2,8 @@ package policy_test
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +11,7 @@ import (
 	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/broker/brokertest"
 	"github.com/clearance-broker/clearance/policy"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // stores are the dialects every store test runs on.
@@ -99,6 +102,16 @@ func TestChangeReachesEveryInstance(t *testing.T) {
 			}
 			if d := b.engine.Decide(req, at); d.Allowed() || d.Reasons[0] != agreements.ReasonConsentWithdrawn {
 				t.Fatalf("after the withdrawal on the other instance: %s %v", d.Decision, d.Reasons)
+			}
+
+			js, _ := jetstream.New(brokertest.Connect(t, srv))
+			kv, err := js.KeyValue(t.Context(), policy.DefaultBucket)
+			if err != nil {
+				t.Fatal(err)
+			}
+			entry, err := kv.Get(t.Context(), fmt.Sprintf("event.%016d", ev.Seq))
+			if err != nil || strings.Contains(string(entry.Value()), "cust-7") || !strings.Contains(string(entry.Value()), ev.Version) {
+				t.Fatalf("published event %q (%v): want its version and no subject", entry.Value(), err)
 			}
 
 			_, err = b.live.Change(t.Context(), agreements.Change{Suspend: []string{"no-such-agreement"}})

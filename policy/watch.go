@@ -76,21 +76,13 @@ func (l *Live) drain(w jetstream.KeyWatcher) bool {
 	}
 }
 
-// receive puts a published event in force: a run-time change that follows
-// the state is derived from the event itself; anything else (a gap, an
-// apply, a version that does not match) is read from the store.
+// receive puts the events up to a published one in force, reading them
+// from the store (the bucket carries no change, only its number).
 func (l *Live) receive(ev Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if ev.Seq <= l.st.seq {
 		return
-	}
-	if ev.Seq == l.st.seq+1 && ev.Kind == KindChange && ev.Change != nil {
-		ns, err := l.st.next(ev, nil)
-		if err == nil && ns.reg.Version() == ev.Version {
-			l.swap(ns, ev)
-			return
-		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

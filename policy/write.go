@@ -86,10 +86,12 @@ func (l *Live) swap(ns *state, ev Event) {
 	l.reportApplied(ev)
 }
 
-// publish puts ev on the bucket. A lost publish is not an error of the
-// change, which is stored: the other instances' resync reads it from the
-// store.
+// publish puts ev on the bucket: its number, kind and version only, never
+// the change (consents and erasures name subjects), which every instance
+// reads from the store. A lost publish is not an error of the change, which
+// is stored: the other instances' resync reads it from the store.
 func (l *Live) publish(ctx context.Context, ev Event) {
+	ev.Change, ev.Suspended = nil, nil
 	data, err := json.Marshal(ev)
 	if err == nil {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
