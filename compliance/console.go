@@ -75,6 +75,9 @@ func newConsole(s *Server) (*console, error) {
 func (c *console) routes() []route {
 	s := c.s
 	return []route{
+		{"GET", "/console", RoleNone, false, func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, consoleRoot, http.StatusMovedPermanently)
+		}},
 		{"GET", "/console/{$}", RoleViewer, false, c.overview},
 		{"GET", "/console/signin", RoleNone, false, c.signInPage},
 		{"POST", "/console/signin", RoleNone, false, c.signIn},
