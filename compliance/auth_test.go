@@ -256,3 +256,37 @@ func TestDevIssuerRoundTrip(t *testing.T) {
 		t.Fatalf("token of another issuer key: err = %v", err)
 	}
 }
+
+// TestAuthenticateConcurrently verifies tokens from many goroutines while
+// the issuer rotates its key (run with -race).
+func TestAuthenticateConcurrently(t *testing.T) {
+	is := newIssuer(t)
+	auth, err := compliance.NewAuthenticator(compliance.AuthConfig{
+		Issuer: "https://idp.example", Audience: "clearance", JWKSURL: is.srv.URL, MinRefetch: time.Nanosecond,
+		RoleClaim: "realm_access.roles",
+	}, compliance.AuthOptions{Now: func() time.Time { return authNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := claims{iss: "https://idp.example", aud: "clearance", exp: authNow.Add(time.Hour), roles: []any{"viewer"}}
+	tokens := []string{is.token(ok)}
+	is.rotate()
+	tokens = append(tokens, is.token(ok))
+	errs := make(chan error, 16)
+	for g := range 8 {
+		go func() {
+			var err error
+			for range 20 {
+				if _, e := auth.Authenticate(context.Background(), tokens[g%2]); e != nil && g%2 == 1 {
+					err = e // only the current key's tokens must pass
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
