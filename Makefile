@@ -1,22 +1,34 @@
-# The whole test suite: `make test`. It builds (once, cached) the Vault dev
-# server the integration tests start, makes sure PostgreSQL is up, vets, and
-# runs every package with the race detector.
+# The whole test suite: `make test`. It makes sure PostgreSQL is up, builds
+# (once, cached) the Vault dev server the integration tests start, installs
+# Debian's chromium for the console's browser tests when it is missing, runs
+# go vet and staticcheck, a bounded run of every fuzz target, and then every
+# package with the race detector.
 GO ?= go
 TEST_TIMEOUT ?= 25m
+FUZZTIME ?= 8s
 
-.PHONY: test vet build run vault services bench
+.PHONY: test vet lint fuzz-smoke build run vault services chromium bench load
 
-test: services vault vet
+test: services vault chromium lint fuzz-smoke
 	CLEARANCE_VAULT_BIN="$$(scripts/vault-binary.sh)" $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 vet:
 	$(GO) vet ./...
+
+lint:
+	scripts/lint.sh
+
+fuzz-smoke:
+	FUZZTIME=$(FUZZTIME) scripts/fuzz-smoke.sh
 
 services:
 	scripts/ensure-services.sh
 
 vault:
 	@scripts/vault-binary.sh >/dev/null
+
+chromium:
+	@scripts/ensure-chromium.sh >/dev/null
 
 build:
 	$(GO) build -o bin/clearance ./cmd/clearance
@@ -25,4 +37,4 @@ run:
 	$(GO) run ./cmd/clearance dev
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./agreements/ ./keys/ ./audit/
+	CLEARANCE_VAULT_BIN="$$(scripts/vault-binary.sh)" $(GO) test -run '^$$' -bench . -benchmem ./agreements/ ./keys/ ./audit/ ./broker/ ./connectors/...
