@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/connectors/natsregion"
+	"github.com/clearance-broker/clearance/erasure"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -88,6 +90,9 @@ func (b *Broker) receive(ctx context.Context, msg jetstream.Msg, res *result) (O
 		return Classify(err), fmt.Errorf("broker: open inbound: %w", err)
 	}
 	defer clear(plain)
+	if msg.Headers().Get(natsregion.HeaderKind) == erasure.NoticeKind {
+		return b.receiveNotice(ctx, msg, plain, res)
+	}
 	var p Payload
 	if err := json.Unmarshal(plain, &p); err != nil || p.RequestID == "" {
 		return OutcomePermanent, fmt.Errorf("broker: inbound payload: %w", errNotOpenable)

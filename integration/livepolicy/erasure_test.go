@@ -21,6 +21,7 @@ import (
 	"github.com/clearance-broker/clearance/erasure"
 	"github.com/clearance-broker/clearance/keys"
 	"github.com/clearance-broker/clearance/policy"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -79,7 +80,7 @@ func TestErasureReachesEveryRecipient(t *testing.T) {
 	auditLog, db := brokertest.OpenAudit(t, brokertest.PostgresDSN(t), ring)
 	processor, authority := newNoticeEndpoint(t, 2), newNoticeEndpoint(t, 0)
 	region, err := natsregion.New(t.Context(), "region-jp", &natsregion.Config{
-		URLs: []string{srv.ClientURL()}, SubjectPrefix: natsregion.DefaultSubjectPrefix, Stream: "REGION_JP", EnsureStream: true,
+		URLs: []string{srv.ClientURL()}, SubjectPrefix: natsregion.DefaultSubjectPrefix,
 		Replicas: 1, DuplicateWindow: connectors.Duration(time.Minute), AckTimeout: connectors.Duration(5 * time.Second),
 		ConnectTimeout: connectors.Duration(5 * time.Second), ReconnectWait: connectors.Duration(time.Second), NoResponderRetries: 2,
 		FullRetryAfter: connectors.Duration(time.Second),
@@ -109,6 +110,26 @@ func TestErasureReachesEveryRecipient(t *testing.T) {
 	}
 
 	engine := agreements.NewEngine(reg)
+	// The Tokyo data centre's Clearance receives what the region connector
+	// publishes and hands verified notices to the systems holding its copies.
+	tokyo, err := broker.New(broker.Options{
+		NATS: brokertest.Connect(t, srv), Decider: engine, Parties: broker.PartiesOf(engine), Keys: ring, Audit: auditLog,
+		Connectors: broker.ConnectorMap{},
+		Inbound:    &broker.InboundOptions{Stream: "REGION_JP_IN", Subject: natsregion.DefaultSubjectPrefix + ".>", LocalSubject: "tokyo.local"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := make(chan *nats.Msg, 4)
+	localSub, err := nc.ChanSubscribe("tokyo.local", local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer localSub.Unsubscribe()
+	if err := tokyo.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tokyo.Stop(context.Background()) })
 	store, err := policy.OpenStore(t.Context(), db)
 	if err != nil {
 		t.Fatal(err)
@@ -231,7 +252,7 @@ func TestErasureReachesEveryRecipient(t *testing.T) {
 	}
 	open["bka-de"] = openEnvelope(t, ring, bodies[0])
 	js, _ := jetstream.New(nc)
-	stream, err := js.Stream(t.Context(), "REGION_JP")
+	stream, err := js.Stream(t.Context(), "REGION_JP_IN")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,6 +261,18 @@ func TestErasureReachesEveryRecipient(t *testing.T) {
 		t.Fatal(err)
 	}
 	open["dc-tokyo"] = openEnvelope(t, ring, msg.Data)
+	select {
+	case m := <-local:
+		if m.Header.Get(natsregion.HeaderKind) != erasure.NoticeKind || string(m.Data) != string(open["dc-tokyo"]) {
+			t.Fatalf("Tokyo handed on %s (%s)", m.Data, m.Header.Get(natsregion.HeaderKind))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Tokyo's Clearance never handed the notice on")
+	}
+	received, err := auditLog.Query(t.Context(), audit.Filter{Event: audit.EventErasureNotified, RequestID: st["dc-tokyo"].ID})
+	if err != nil || len(received) != 2 || received[1].Source != "inbound" && received[0].Source != "inbound" {
+		t.Fatalf("Tokyo's receipt of the notice is not audited: %+v %v", received, err)
+	}
 	for recipient, payload := range open {
 		var p erasure.NoticePayload
 		if err := json.Unmarshal(payload, &p); err != nil || p.Kind != erasure.NoticeKind || p.Recipient != recipient ||
