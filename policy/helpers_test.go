@@ -26,7 +26,7 @@ type env struct {
 	audit *audit.Log
 }
 
-func newEnv(t *testing.T, dsn string) *env {
+func newEnv(t testing.TB, dsn string) *env {
 	t.Helper()
 	keys := brokertest.DevKeys(t, filepath.Join(t.TempDir(), "keys.json"))
 	l, db := brokertest.OpenAudit(t, dsn, keys)
@@ -45,16 +45,27 @@ type node struct {
 
 	mu    sync.Mutex
 	swaps []policy.Event
+	at    map[int64]time.Time // when each event was put in force
 }
 
-func (e *env) start(t *testing.T, nc *nats.Conn, initial *agreements.Registry) *node {
+// swapAt returns when n put event seq in force.
+func (n *node) swapAt(seq int64) (time.Time, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	at, ok := n.at[seq]
+	return at, ok
+}
+
+func (e *env) start(t testing.TB, nc *nats.Conn, initial *agreements.Registry) *node {
 	t.Helper()
-	n := &node{engine: agreements.NewEngine(initial), metrics: prometheus.NewRegistry()}
+	n := &node{engine: agreements.NewEngine(initial), metrics: prometheus.NewRegistry(), at: map[int64]time.Time{}}
 	live, err := policy.Start(t.Context(), policy.Options{
 		Store: e.store, Engine: n.engine, NATS: nc, Audit: e.audit, Resync: time.Hour, Registerer: n.metrics,
 		OnSwap: func(ev policy.Event) {
+			now := time.Now()
 			n.mu.Lock()
 			n.swaps = append(n.swaps, ev)
+			n.at[ev.Seq] = now
 			n.mu.Unlock()
 		},
 	})
@@ -79,7 +90,7 @@ func (n *node) waitVersion(t *testing.T, v string) {
 }
 
 // registryDir copies examples/registry to a temporary directory.
-func registryDir(t *testing.T) string {
+func registryDir(t testing.TB) string {
 	t.Helper()
 	src := filepath.Join(brokertest.RepoRoot(t), "examples", "registry")
 	dst := t.TempDir()
@@ -115,7 +126,7 @@ func edit(t *testing.T, dir, name, old, new string) {
 	}
 }
 
-func load(t *testing.T, dir string) *agreements.Registry {
+func load(t testing.TB, dir string) *agreements.Registry {
 	t.Helper()
 	reg, err := agreements.Load(dir)
 	if err != nil {

@@ -1,0 +1,71 @@
+package policy_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/broker/brokertest"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// BenchmarkPropagation measures how long a registry change made on one
+// instance takes to be in force on another (stored in Postgres, audited,
+// published, read back from the store and derived), against the bare
+// baseline of a NATS KV put reaching a watcher on the same server, measured
+// in the same run. It reports remote_ms/op (the change in force on the
+// other instance) and x_baseline (the ratio).
+func BenchmarkPropagation(b *testing.B) {
+	srv := brokertest.StartNATS(b)
+	e := newEnv(b, brokertest.PostgresDSN(b))
+	dir := registryDir(b)
+	a := e.start(b, brokertest.Connect(b, srv), load(b, dir))
+	o := e.start(b, brokertest.Connect(b, srv), load(b, dir))
+	if _, _, err := a.live.Apply(b.Context(), load(b, dir)); err != nil {
+		b.Fatal(err)
+	}
+
+	js, _ := jetstream.New(brokertest.Connect(b, srv))
+	kv, err := js.CreateKeyValue(b.Context(), jetstream.KeyValueConfig{Bucket: "baseline"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := kv.Watch(b.Context(), ">", jetstream.UpdatesOnly())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Stop()
+	var base time.Duration
+	b.Run("baseline_kv_put_to_watcher", func(b *testing.B) {
+		start := time.Now()
+		for i := 0; b.Loop(); i++ {
+			if _, err := kv.Put(b.Context(), fmt.Sprintf("k.%d", i), []byte("x")); err != nil {
+				b.Fatal(err)
+			}
+			<-w.Updates()
+		}
+		base = time.Since(start) / time.Duration(b.N)
+	})
+	b.Run("change_in_force_on_other_instance", func(b *testing.B) {
+		var total time.Duration
+		for i := 0; b.Loop(); i++ {
+			start := time.Now()
+			ev, err := a.live.Change(b.Context(), agreements.Change{Consents: []agreements.Consent{{
+				Subject: fmt.Sprintf("bench-%d-%d", b.N, i), Purpose: "marketing", GrantedAt: at}}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			swapped, ok := o.swapAt(ev.Seq)
+			if !ok {
+				b.Fatal("not in force on the other instance when Change returned")
+			}
+			total += swapped.Sub(start)
+		}
+		per := total / time.Duration(b.N)
+		b.ReportMetric(float64(per)/float64(time.Millisecond), "remote_ms/op")
+		if base > 0 {
+			b.ReportMetric(float64(per)/float64(base), "x_baseline")
+		}
+	})
+}
