@@ -197,7 +197,7 @@ func dev(ctx context.Context, s devSettings, stdout, stderr io.Writer, logger *s
 	if err != nil {
 		return err
 	}
-	rights, err := startLivePolicy(ctx, &st, livePolicyParts{authorize: authorize, registerer: promReg, db: db, nc: nc, engine: engine, reg: reg, audit: auditLog,
+	rights, err := startLivePolicy(ctx, &st, livePolicyParts{authorize: authorize, registerer: promReg, applyAlways: true, db: db, nc: nc, engine: engine, reg: reg, audit: auditLog,
 		keys: ring, conns: conns, subjectKey: subjectKey, shred: subjectKeys, logger: logger})
 	if err != nil {
 		return err

@@ -23,15 +23,18 @@ import (
 // livePolicyParts are what the live registry and erasure notices are built
 // from.
 type livePolicyParts struct {
-	db         *bun.DB
-	nc         *nats.Conn
-	engine     *agreements.Engine
-	reg        *agreements.Registry // applied when the store holds none yet
-	audit      *audit.Log
-	keys       erasure.Keys
-	conns      erasure.Connectors
-	subjectKey []byte
-	shred      *shred.Keyring // destroys an erased subject's key
+	db     *bun.DB
+	nc     *nats.Conn
+	engine *agreements.Engine
+	reg    *agreements.Registry // applied when the store holds none yet
+	// applyAlways applies reg at every start (dev: the files are the
+	// truth; serve: the store is, and `registry apply` changes it).
+	applyAlways bool
+	audit       *audit.Log
+	keys        erasure.Keys
+	conns       erasure.Connectors
+	subjectKey  []byte
+	shred       *shred.Keyring // destroys an erased subject's key
 	// authorize admits callers of the rights routes; nil: the routes are
 	// not served (consents and erasures still arrive on NATS).
 	authorize  func(*http.Request) error
@@ -133,7 +136,7 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 		return nil, err
 	}
 	st.add(func(context.Context) error { live.Stop(); return nil })
-	if live.Seq() == 0 {
+	if live.Seq() == 0 || p.applyAlways {
 		if _, _, err := live.Apply(ctx, p.reg); err != nil {
 			return nil, err
 		}
