@@ -62,6 +62,11 @@ type Config struct {
 	// CheckpointEvery is the audit log's checkpoint interval in entries
 	// (default 1000, the production default).
 	CheckpointEvery int64
+	// AckWait is the ingest consumer's ack wait, for the broker and the
+	// baseline alike (default 30s, the broker's default). The broker looks
+	// a message up in the audit log before working on it when it has
+	// waited in the stream longer than half of it.
+	AckWait time.Duration
 	// AuditAsyncCommit sets synchronous_commit=off on the audit log's
 	// Postgres sessions. A diagnostic only: it shows how much of the
 	// broker's cost is the WAL flush of each audit commit, and it weakens
@@ -106,6 +111,9 @@ func (c Config) Defaults() Config {
 	}
 	if c.CheckpointEvery <= 0 {
 		c.CheckpointEvery = 1000
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 30 * time.Second
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = 10 * time.Minute

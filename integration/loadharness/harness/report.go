@@ -49,6 +49,7 @@ type Settings struct {
 	Rates           []float64 `json:"paced_fractions"`
 	PacedSeconds    float64   `json:"paced_seconds_max"`
 	CheckpointEvery int64     `json:"audit_checkpoint_every"`
+	AckWaitSeconds  float64   `json:"ack_wait_seconds"`
 	EmbeddedNATS    bool      `json:"embedded_nats"`
 	AuditAsync      bool      `json:"audit_synchronous_commit_off,omitempty"`
 }
@@ -128,7 +129,7 @@ func newReport(cfg Config) *Report {
 		Machine: machine(),
 		Settings: Settings{N: cfg.N, WebhookN: cfg.WebhookN, Size: cfg.Size, Sinks: cfg.Sinks, Instances: cfg.Instances,
 			Concurrency: cfg.Concurrency, Rates: cfg.Rates, PacedSeconds: cfg.PacedDuration.Seconds(),
-			CheckpointEvery: cfg.CheckpointEvery, EmbeddedNATS: cfg.NATSURL == "", AuditAsync: cfg.AuditAsyncCommit},
+			CheckpointEvery: cfg.CheckpointEvery, AckWaitSeconds: cfg.AckWait.Seconds(), EmbeddedNATS: cfg.NATSURL == "", AuditAsync: cfg.AuditAsyncCommit},
 	}
 }
 

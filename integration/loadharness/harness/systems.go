@@ -144,7 +144,7 @@ func (e *env) newInstance(ctx context.Context, engine *agreements.Engine) (in *i
 	in.conns["partner-webhook"] = broker.RequiresPartyKey(wh)
 	in.conns["authority-webhook"] = broker.RequiresPartyKey(wh)
 	in.b, err = broker.New(broker.Options{
-		NATS: in.nc, Concurrency: e.cfg.Concurrency,
+		NATS: in.nc, Concurrency: e.cfg.Concurrency, Stream: broker.StreamOptions{AckWait: e.cfg.AckWait},
 		Decider: engine, Parties: broker.PartiesOf(engine), Keys: in.keys, Audit: in.log,
 		Connectors: in.conns, Logger: e.cfg.Logger, Registerer: in.reg, Gatherer: in.reg, Metrics: metrics,
 	})
@@ -264,7 +264,7 @@ type forwarderInstance struct {
 func (f *forwarder) start(ctx context.Context) error {
 	c := f.e.cfg
 	_, err := f.e.js.CreateOrUpdateConsumer(ctx, ingestStream, jetstream.ConsumerConfig{
-		Durable: "baseline", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second,
+		Durable: "baseline", AckPolicy: jetstream.AckExplicitPolicy, AckWait: c.AckWait,
 		MaxDeliver: -1, MaxAckPending: 20000, FilterSubject: "clearance.transfers.>",
 	})
 	if err != nil {
