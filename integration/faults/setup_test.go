@@ -32,7 +32,7 @@ func runScale() scale {
 	if *long || os.Getenv("CLEARANCE_LONG") == "1" {
 		return scale{requests: 20000, rounds: 3, pace: 240 * time.Second, settle: 5 * time.Minute}
 	}
-	return scale{requests: 2000, rounds: 1, pace: 30 * time.Second, settle: 90 * time.Second}
+	return scale{requests: 2000, rounds: 1, pace: 30 * time.Second, settle: 150 * time.Second}
 }
 
 // world is everything one run starts.
