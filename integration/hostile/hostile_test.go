@@ -165,6 +165,11 @@ func (in *instance) judge(t *testing.T, code int, receipts []broker.Receipt) ans
 		id := short(r.RequestID)
 		a.Status = append(a.Status, r.Status)
 		a.Reasons = append(a.Reasons, r.Reasons...)
+		for _, c := range canaries {
+			if strings.Contains(strings.Join(r.Reasons, "\n"), c) {
+				t.Errorf("%s: an answer holds %q", id, c)
+			}
+		}
 		if r.Status == broker.StatusDuplicate {
 			continue
 		}
