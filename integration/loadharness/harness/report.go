@@ -29,13 +29,17 @@ type Report struct {
 
 // Machine describes where the run happened.
 type Machine struct {
-	CPUs        int    `json:"nproc"`
-	CPUModel    string `json:"cpu_model"`
-	LoadBefore  string `json:"loadavg_before"`
-	LoadAfter   string `json:"loadavg_after"`
-	GoVersion   string `json:"go_version"`
-	GOMAXPROCS  int    `json:"gomaxprocs"`
-	MemTotalMiB uint64 `json:"mem_total_mib"`
+	CPUs       int    `json:"nproc"`
+	CPUModel   string `json:"cpu_model"`
+	LoadBefore string `json:"loadavg_before"`
+	LoadAfter  string `json:"loadavg_after"`
+	// CPUPressureBefore and CPUPressureAfter are /proc/pressure/cpu "some
+	// avg60" (percent of time some task waited for a CPU) around the run.
+	CPUPressureBefore string `json:"cpu_pressure_some_avg60_before"`
+	CPUPressureAfter  string `json:"cpu_pressure_some_avg60_after"`
+	GoVersion         string `json:"go_version"`
+	GOMAXPROCS        int    `json:"gomaxprocs"`
+	MemTotalMiB       uint64 `json:"mem_total_mib"`
 }
 
 // Settings are the run's parameters.
@@ -134,7 +138,7 @@ func newReport(cfg Config) *Report {
 }
 
 func machine() Machine {
-	m := Machine{CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(), LoadBefore: loadavg()}
+	m := Machine{CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(), LoadBefore: loadavg(), CPUPressureBefore: cpuPressure()}
 	if f, err := os.Open("/proc/cpuinfo"); err == nil {
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
@@ -152,6 +156,19 @@ func machine() Machine {
 		}
 	}
 	return m
+}
+
+func cpuPressure() string {
+	b, err := os.ReadFile("/proc/pressure/cpu")
+	if err != nil {
+		return ""
+	}
+	for _, f := range strings.Fields(string(b)) {
+		if v, ok := strings.CutPrefix(f, "avg60="); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 func loadavg() string {
@@ -227,6 +244,7 @@ func (m *Measurement) pacedAt(f float64) *Paced {
 func (r *Report) finish() {
 	r.Finished = time.Now().UTC()
 	r.Machine.LoadAfter = loadavg()
+	r.Machine.CPUPressureAfter = cpuPressure()
 	r.Notes = append(r.Notes,
 		"Broker instances run in-process (one OS process): CPU and peak memory are process totals including both embedded NATS servers and the publisher, so they are upper bounds per instance.",
 		"Throughput: consumers run first, then N requests are published as fast as the stream takes them (the publisher shares the machine); throughput is N over the time from the first publish to the last outcome (receipt for the broker, arrival at the destination for the baseline).",
@@ -280,7 +298,7 @@ func (r *Report) WriteJSON(w io.Writer) error {
 // WriteTable writes a short text table of the measurements and targets.
 func (r *Report) WriteTable(w io.Writer) error {
 	bw := bufio.NewWriter(w)
-	fmt.Fprintf(bw, "Clearance load harness  %s  nproc %d  %s  load %s -> %s\n", r.Started.Format(time.RFC3339), r.Machine.CPUs, r.Machine.CPUModel, r.Machine.LoadBefore, r.Machine.LoadAfter)
+	fmt.Fprintf(bw, "Clearance load harness  %s  nproc %d  %s  load %s -> %s  cpu pressure %s%% -> %s%%\n", r.Started.Format(time.RFC3339), r.Machine.CPUs, r.Machine.CPUModel, r.Machine.LoadBefore, r.Machine.LoadAfter, r.Machine.CPUPressureBefore, r.Machine.CPUPressureAfter)
 	fmt.Fprintf(bw, "N %d (webhook %d), %d B requests, concurrency %d, registry +%d parties", r.Settings.N, r.Settings.WebhookN, r.Settings.Size, r.Settings.Concurrency, r.RegistryParties)
 	if r.Settings.AuditAsync {
 		fmt.Fprint(bw, ", AUDIT synchronous_commit=off (diagnostic, not durable)")

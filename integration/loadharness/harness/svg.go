@@ -44,7 +44,7 @@ func (r *Report) WriteSVG(w io.Writer) error {
 			label += fmt.Sprintf(" (%.2fx)", m.RatioToBaseline)
 		}
 		fmt.Fprintf(bw, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", x+slot*0.35, float64(top1+h1)-bh-4, label)
-		fmt.Fprintf(bw, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", x+slot*0.35, top1+h1+16, html.EscapeString(m.Name))
+		fmt.Fprintf(bw, `<text x="%.1f" y="%d" text-anchor="middle" font-size="9">%s</text>`+"\n", x+slot*0.35, top1+h1+16, html.EscapeString(m.Name))
 	}
 
 	fmt.Fprintf(bw, `<text x="%d" y="%d" font-size="15">End-to-end latency (ms, log scale): p50, p99, p99.9 at each fraction of the maximum rate</text>`+"\n", left, top2-28)
@@ -80,7 +80,7 @@ func (r *Report) WriteSVG(w io.Writer) error {
 			}
 			fmt.Fprintf(bw, `<text x="%.1f" y="%d" text-anchor="middle" font-size="9">%.0f%%</text>`+"\n", float64(left)+float64(i)*slot+slot*0.1+float64(j*3)*sub+1.5*sub, top2+h2+12, p.Fraction*100)
 		}
-		fmt.Fprintf(bw, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", float64(left)+float64(i)*slot+slot/2, top2+h2+26, html.EscapeString(m.Name))
+		fmt.Fprintf(bw, `<text x="%.1f" y="%d" text-anchor="middle" font-size="9">%s</text>`+"\n", float64(left)+float64(i)*slot+slot/2, top2+h2+26, html.EscapeString(m.Name))
 	}
 	fmt.Fprintf(bw, `<text x="%d" y="%d" fill="#555">grey: bare forwarder (baseline); blue: Clearance broker; shades: p50, p99, p99.9</text>`+"\n", left, height-12)
 	fmt.Fprintln(bw, "</svg>")
