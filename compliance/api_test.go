@@ -94,6 +94,7 @@ func TestRoutesRoles(t *testing.T) {
 		body         func() io.Reader
 		need         compliance.Role
 		public       bool
+		ok           int // the success status (default 200)
 	}{
 		{method: "GET", path: "/v1/me", need: compliance.RoleViewer},
 		{method: "GET", path: "/v1/openapi.yaml", need: compliance.RoleViewer},
@@ -109,7 +110,13 @@ func TestRoutesRoles(t *testing.T) {
 		{method: "GET", path: "/v1/reports/overview", need: compliance.RoleViewer},
 		{method: "GET", path: "/v1/reports/ropa", need: compliance.RoleViewer},
 		{method: "POST", path: "/v1/whatif", body: whatif, need: compliance.RoleOfficer},
+		{method: "GET", path: "/v1/legal-orders", need: compliance.RoleViewer},
+		{method: "POST", path: "/v1/legal-orders", body: legalOrderBody(t), need: compliance.RoleOfficer, ok: http.StatusCreated},
+		{method: "GET", path: "/v1/legal-orders/order-2026-113", need: compliance.RoleViewer},
+		{method: "GET", path: "/v1/consents?subject=cust-7", need: compliance.RoleOfficer},
+		{method: "GET", path: "/v1/erasures", need: compliance.RoleOfficer},
 	}
+	f.Server.UseRights(engineChanger(f), nil)
 	documented := f.Server.APIRoutes()
 	if len(documented) != len(routes) {
 		t.Fatalf("the server has %d API routes, this test checks %d: add the new ones", len(documented), len(routes))
@@ -144,6 +151,9 @@ func TestRoutesRoles(t *testing.T) {
 			for _, role := range roles {
 				code, _, b := client{t: t, base: f.HTTP.URL, token: f.Token(t, role)}.do(rt.method, rt.path, ct, body())
 				want := http.StatusOK
+				if rt.ok != 0 {
+					want = rt.ok
+				}
 				if role < rt.need {
 					want = http.StatusForbidden
 				}

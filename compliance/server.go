@@ -66,6 +66,12 @@ type Options struct {
 	// DevIssuer, when set, has its public keys served at
 	// /v1/auth/jwks.json.
 	DevIssuer *DevIssuer
+	// Changes, when set, records legal orders as run-time changes of the
+	// live registry (see also Server.UseRights).
+	Changes RegistryChanger
+	// Erasures, when set, gives the erasure notices' status per recipient
+	// for the subject page (see also Server.UseRights).
+	Erasures ErasureStatus
 	// SubjectKey is the audit log's subject HMAC key, used by what-if to
 	// recognise subjects named in a registry. Optional.
 	SubjectKey []byte
@@ -91,6 +97,7 @@ type Server struct {
 	ui     *console
 
 	ovCache overviewCache
+	rights  rightsHolder
 }
 
 // route is one registered pattern with the role it needs (RoleNone: public).
@@ -154,6 +161,11 @@ func (s *Server) apiRoutes() []route {
 		{"GET", "/v1/reports/overview", RoleViewer, true, s.getOverview},
 		{"GET", "/v1/reports/ropa", RoleViewer, true, s.getROPA},
 		{"POST", "/v1/whatif", RoleOfficer, true, s.postWhatIf},
+		{"GET", "/v1/legal-orders", RoleViewer, true, s.getLegalOrders},
+		{"POST", "/v1/legal-orders", RoleOfficer, true, s.postLegalOrder},
+		{"GET", "/v1/legal-orders/{id}", RoleViewer, true, s.getLegalOrder},
+		{"GET", "/v1/consents", RoleOfficer, true, s.getConsents},
+		{"GET", "/v1/erasures", RoleOfficer, true, s.getErasures},
 	}
 	if s.opts.DevIssuer != nil {
 		rs = append(rs, route{"GET", "/v1/auth/jwks.json", RoleNone, true, s.getIssuerJWKS})
