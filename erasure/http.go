@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/policy"
 )
 
 // Mount registers the erasure status routes on mux:
@@ -14,7 +15,10 @@ import (
 //	GET  /v1/subjects/{id}/erasure                                the notices, per recipient
 //	POST /v1/subjects/{id}/erasure/{recipient}/justification      {"officer": "…", "justification": "…"}
 //
-// authorize, when not nil, is asked first; its error answers 403. (POST
+// authorize, when not nil, is asked first; its error is answered by
+// policy.WriteAuthError as the compliance API answers it: 401 when the
+// caller is not authenticated, 403 when the error wraps policy.ErrForbidden
+// (role too low). (POST
 // /v1/subjects/{id}/erasure, which records the erasure, belongs to the
 // policy package.)
 func (n *Notifier) Mount(mux *http.ServeMux, authorize func(*http.Request) error) {
@@ -22,7 +26,7 @@ func (n *Notifier) Mount(mux *http.ServeMux, authorize func(*http.Request) error
 		return func(w http.ResponseWriter, r *http.Request) {
 			if authorize != nil {
 				if err := authorize(r); err != nil {
-					writeJSON(w, http.StatusForbidden, map[string]string{"error": "forbidden"})
+					policy.WriteAuthError(w, err)
 					return
 				}
 			}

@@ -20,14 +20,16 @@ const maxRightsBody = 64 << 10
 //
 // A call is recorded exactly as a NATS message is (validated, stored,
 // audited, published). authorize, when not nil, is asked first; its error
-// answers 403. The Idempotency-Key header, when given, is the request id;
+// is answered by WriteAuthError (401 not authenticated, 403 when it wraps
+// ErrForbidden: role too low).
+// The Idempotency-Key header, when given, is the request id;
 // Clearance-Source names the calling system (default "http").
 func (l *Live) Mount(mux *http.ServeMux, authorize func(*http.Request) error) {
 	guard := func(h http.HandlerFunc) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			if authorize != nil {
 				if err := authorize(r); err != nil {
-					writeJSON(w, http.StatusForbidden, map[string]string{"error": "forbidden"})
+					WriteAuthError(w, err)
 					return
 				}
 			}

@@ -68,7 +68,8 @@ func TestDevErasure(t *testing.T) {
 		tok  string
 		want int
 	}{
-		{"no token", "", http.StatusForbidden},
+		{"no token", "", http.StatusUnauthorized},
+		{"invalid token", "not.a.token", http.StatusUnauthorized},
 		{"viewer", token("viewer"), http.StatusForbidden},
 		{"officer", officer, http.StatusOK},
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -166,12 +167,21 @@ func TestAPIAuthorization(t *testing.T) {
 	for _, r := range authRoutes {
 		t.Run(r.method+" "+r.path, func(t *testing.T) {
 			for _, c := range refused {
-				code := call(t, api, r, c.token)
-				if code != http.StatusUnauthorized && code != http.StatusForbidden {
-					t.Errorf("%s: answered %d, want 401 or 403", c.name, code)
+				// 401: not authenticated; 403: a valid token whose role is
+				// too low ("no role"). Every route answers with the
+				// compliance API's JSON error body.
+				want, wantCode := http.StatusUnauthorized, "unauthorized"
+				if c.name == "no role" {
+					want, wantCode = http.StatusForbidden, "forbidden"
 				}
-				if c.name != "no role" && code != http.StatusUnauthorized && strings.HasPrefix(r.path, "/v1/") && r.need == "viewer" {
-					t.Errorf("%s: answered %d, want 401", c.name, code)
+				code, body := callBody(t, api, r, c.token)
+				if code != want {
+					t.Errorf("%s: answered %d, want %d", c.name, code, want)
+					continue
+				}
+				var e struct{ Error, Message string }
+				if err := json.Unmarshal(body, &e); err != nil || e.Error != wantCode || e.Message == "" {
+					t.Errorf("%s: body %q, want {\"error\": %q, \"message\": …}", c.name, body, wantCode)
 				}
 			}
 			for role, rank := range roleRank {
@@ -200,6 +210,13 @@ func TestAPIAuthorization(t *testing.T) {
 
 func call(t *testing.T, api string, r apiRoute, token string) int {
 	t.Helper()
+	code, _ := callBody(t, api, r, token)
+	return code
+}
+
+// callBody calls r with token and returns the status and the body.
+func callBody(t *testing.T, api string, r apiRoute, token string) (int, []byte) {
+	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), r.method, api+r.path, strings.NewReader(r.body))
 	if err != nil {
 		t.Fatal(err)
@@ -214,6 +231,7 @@ func call(t *testing.T, api string, r apiRoute, token string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return resp.StatusCode, b
 }
