@@ -208,4 +208,3 @@ func TestConsentsAndErasures(t *testing.T) {
 		}
 	}
 }
-

@@ -171,7 +171,7 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 		return err
 	}
 	rights, err := startLivePolicy(ctx, &st, livePolicyParts{authorize: authorize, registerer: promReg, db: db, nc: nc, engine: engine, reg: reg, audit: auditLog,
-		keys: vault, conns: conns, subjectKey: subjectKey, shred: subjectKeys, logger: logger})
+		keys: vault, conns: conns, subjectKey: subjectKey, shred: subjectKeys, logger: logger, attach: complianceRights(cs)})
 	if err != nil {
 		return err
 	}
