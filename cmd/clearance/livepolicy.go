@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -47,20 +49,33 @@ type livePolicyParts struct {
 }
 
 // officers admits bearer tokens auth accepts with the officer role or above
-// (the role that records consents and erasures).
+// (the role that records consents and erasures). Its errors wrap both the
+// compliance error and the policy class the rights routes answer with (401
+// not authenticated, 403 role too low, 503 issuer keys unavailable).
 func officers(auth *compliance.Authenticator) func(*http.Request) error {
 	return func(r *http.Request) error {
 		token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		p, err := auth.Authenticate(r.Context(), strings.TrimSpace(token))
-		if err != nil {
-			return err
-		}
-		if p.Role < compliance.RoleOfficer {
-			return compliance.ErrForbidden
+		switch {
+		case errors.Is(err, compliance.ErrForbidden):
+			return &authError{err: err, class: policy.ErrForbidden}
+		case errors.Is(err, compliance.ErrKeysUnavailable):
+			return &authError{err: err, class: policy.ErrAuthUnavailable}
+		case err != nil:
+			return &authError{err: err, class: policy.ErrUnauthenticated}
+		case p.Role < compliance.RoleOfficer:
+			return &authError{err: fmt.Errorf("compliance: role %s may not do this; needs officer", p.Role), class: policy.ErrForbidden}
 		}
 		return nil
 	}
 }
+
+// authError is a refusal of the rights routes: the compliance error and its
+// policy class.
+type authError struct{ err, class error }
+
+func (e *authError) Error() string   { return e.err.Error() }
+func (e *authError) Unwrap() []error { return []error{e.err, e.class} }
 
 // serveRightsAuth authorizes the rights routes of `clearance serve` with the
 // configuration's auth section (nil without one).
