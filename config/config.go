@@ -35,6 +35,12 @@ type Config struct {
 	Pipeline Pipeline `yaml:"pipeline"`
 	// Logging configures structured logs.
 	Logging Logging `yaml:"logging"`
+	// LivePolicy tunes how registry changes reach every instance.
+	LivePolicy LivePolicy `yaml:"live_policy"`
+	// Erasure tunes the erasure notices sent to recipients.
+	Erasure Erasure `yaml:"erasure"`
+	// SubjectKeys tunes the cache of per-subject data keys.
+	SubjectKeys SubjectKeys `yaml:"subject_keys"`
 	// Auth configures the bearer tokens of the compliance API and console
 	// (as the compliance package defines it). Without it they are not
 	// served.
@@ -192,6 +198,9 @@ func Defaults() *Config {
 			BackoffMax:    5 * time.Minute,
 			ShutdownGrace: 30 * time.Second,
 		},
-		Logging: Logging{Level: "info", Format: "json"},
+		Logging:     Logging{Level: "info", Format: "json"},
+		LivePolicy:  LivePolicy{SyncTimeout: time.Second},
+		Erasure:     Erasure{EscalateAfter: 72 * time.Hour},
+		SubjectKeys: SubjectKeys{CacheSize: 100000, CacheTTL: 5 * time.Minute},
 	}
 }

@@ -97,6 +97,13 @@ pipeline:
   backoff_max: 1s
 logging:
   level: loud
+live_policy:
+  sync_timeout: 0s
+erasure:
+  escalate_after: 10s
+subject_keys:
+  cache_size: -1
+  cache_ttl: 48h
 `
 	cfg, err := Parse([]byte(give), noEnv)
 	if err != nil {
@@ -116,6 +123,7 @@ logging:
 		"connectors.bad name: name", "connectors.bad name.kind: required",
 		"inbound_region.stream", "inbound_region.subject: must not overlap", "inbound_region.local_subject",
 		"pipeline.concurrency", "pipeline.backoff_max", "logging.level",
+		"live_policy.sync_timeout", "erasure.escalate_after", "subject_keys.cache_size", "subject_keys.cache_ttl",
 	}
 	for _, w := range want {
 		if !strings.Contains(err.Error(), w) {
@@ -137,11 +145,13 @@ func TestEnvOverrides(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := envMap(map[string]string{
-		"CLEARANCE_NATS_URLS":             "nats://a:1, nats://b:2",
-		"CLEARANCE_NATS_ACK_WAIT":         "45s",
-		"CLEARANCE_PIPELINE_CONCURRENCY":  "3",
-		"CLEARANCE_DEV_KEYRING_PATH":      "/tmp/ring.json",
-		"CLEARANCE_INBOUND_REGION_STREAM": "R2",
+		"CLEARANCE_NATS_URLS":              "nats://a:1, nats://b:2",
+		"CLEARANCE_NATS_ACK_WAIT":          "45s",
+		"CLEARANCE_PIPELINE_CONCURRENCY":   "3",
+		"CLEARANCE_DEV_KEYRING_PATH":       "/tmp/ring.json",
+		"CLEARANCE_INBOUND_REGION_STREAM":  "R2",
+		"CLEARANCE_ERASURE_ESCALATE_AFTER": "24h",
+		"CLEARANCE_SUBJECT_KEYS_CACHE_TTL": "30s",
 	})
 	cfg, err := Parse(b, env)
 	if err != nil {
@@ -152,6 +162,10 @@ func TestEnvOverrides(t *testing.T) {
 	}
 	if cfg.NATS.AckWait != 45*time.Second || cfg.Pipeline.Concurrency != 3 || cfg.InboundRegion.Stream != "R2" {
 		t.Errorf("overrides not applied: %+v %+v", cfg.NATS, cfg.Pipeline)
+	}
+	if cfg.Erasure.EscalateAfter != 24*time.Hour || cfg.SubjectKeys.CacheTTL != 30*time.Second ||
+		cfg.SubjectKeys.CacheSize != 100000 || cfg.LivePolicy.SyncTimeout != time.Second {
+		t.Errorf("live-policy keys: %+v %+v %+v", cfg.Erasure, cfg.SubjectKeys, cfg.LivePolicy)
 	}
 	if cfg.DevKeyring == nil || cfg.DevKeyring.Path != "/tmp/ring.json" {
 		t.Errorf("dev_keyring not allocated from env: %+v", cfg.DevKeyring)

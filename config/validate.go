@@ -52,6 +52,9 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.Pipeline.validate("pipeline")...)
 	errs = append(errs, c.Logging.validate("logging")...)
+	errs = append(errs, c.LivePolicy.validate("live_policy")...)
+	errs = append(errs, c.Erasure.validate("erasure")...)
+	errs = append(errs, c.SubjectKeys.validate("subject_keys")...)
 	if c.Auth != nil {
 		if err := c.Auth.Validate(); err != nil {
 			errs = append(errs, err)

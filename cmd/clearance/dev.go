@@ -168,7 +168,7 @@ func dev(ctx context.Context, s devSettings, stdout, stderr io.Writer, logger *s
 	}
 	st.add(func(context.Context) error { return nc.Drain() })
 	engine := agreements.NewEngine(reg)
-	subjectKeys, err := openSubjectKeys(ctx, &st, db, ring, auditLog, nc, subjectKey, logger)
+	subjectKeys, err := openSubjectKeys(ctx, &st, db, ring, auditLog, nc, subjectKey, liveTuning{}, logger)
 	if err != nil {
 		return err
 	}

@@ -40,6 +40,9 @@ type livePolicyParts struct {
 	// authorize admits callers of the rights routes; nil: the routes are
 	// not served (consents and erasures still arrive on NATS).
 	authorize func(*http.Request) error
+	// tuning holds the live_policy, erasure and subject_keys keys of the
+	// configuration (zero: the packages' defaults).
+	tuning liveTuning
 	// attach, when set, is given the live registry and the erasure
 	// notifier once started (the compliance API records legal orders and
 	// shows notice status through them).
@@ -104,11 +107,34 @@ func devRightsAuth(dir string) (func(*http.Request) error, error) {
 	return officers(auth), nil
 }
 
+// liveTuning is the configuration's live-policy keys: live_policy,
+// erasure and subject_keys. Its zero value leaves every package default
+// (`clearance dev` runs without a configuration file).
+type liveTuning struct {
+	syncTimeout   time.Duration
+	escalateAfter time.Duration
+	cacheSize     int
+	cacheTTL      time.Duration
+}
+
+// liveTuningOf returns the live-policy keys of cfg (validated by Load's
+// caller).
+func liveTuningOf(cfg *config.Config) liveTuning {
+	return liveTuning{
+		syncTimeout:   cfg.LivePolicy.SyncTimeout,
+		escalateAfter: cfg.Erasure.EscalateAfter,
+		cacheSize:     cfg.SubjectKeys.CacheSize,
+		cacheTTL:      cfg.SubjectKeys.CacheTTL,
+	}
+}
+
 // openSubjectKeys opens the per-subject key ring the broker seals dead
-// letters with (crypto-shredding); it is closed through st.
+// letters with (crypto-shredding), its cache sized by tuning; it is closed
+// through st.
 func openSubjectKeys(ctx context.Context, st *stack, db *bun.DB, ks shred.KeyService, auditLog *audit.Log, nc *nats.Conn,
-	subjectKey []byte, logger *slog.Logger) (*shred.Keyring, error) {
-	k, err := shred.Open(ctx, shred.Options{DB: db, Keys: ks, Audit: auditLog, SubjectKey: subjectKey, NATS: nc, Logger: logger})
+	subjectKey []byte, tuning liveTuning, logger *slog.Logger) (*shred.Keyring, error) {
+	k, err := shred.Open(ctx, shred.Options{DB: db, Keys: ks, Audit: auditLog, SubjectKey: subjectKey, NATS: nc, Logger: logger,
+		CacheSize: tuning.cacheSize, CacheTTL: tuning.cacheTTL})
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +158,8 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 	}
 	notifier, err := erasure.New(ctx, erasure.Options{
 		DB: p.db, Audit: p.audit, Keys: p.keys, Connectors: p.conns, SubjectKey: p.subjectKey, Logger: p.logger,
-		Parties: func() erasure.Parties { return p.engine.Registry() },
+		EscalateAfter: p.tuning.escalateAfter,
+		Parties:       func() erasure.Parties { return p.engine.Registry() },
 	})
 	if err != nil {
 		return nil, err
@@ -141,6 +168,7 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 	st.add(func(context.Context) error { notifier.Stop(); return nil })
 	live, err := policy.Start(ctx, policy.Options{
 		Store: store, Engine: p.engine, NATS: p.nc, Audit: p.audit, Logger: p.logger, Registerer: p.registerer,
+		SyncTimeout: p.tuning.syncTimeout,
 		OnErasure: func(ctx context.Context, subject string, at time.Time) error {
 			if p.shred != nil {
 				if _, err := p.shred.Destroy(ctx, subject, "dead letters"); err != nil {

@@ -141,7 +141,7 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 	opts := brokerOptions(cfg)
 	opts.NATS, opts.Decider, opts.Parties = nc, engine, broker.PartiesOf(engine)
 	opts.Keys, opts.Audit, opts.Connectors, opts.Logger = vault, auditLog, conns, logger
-	subjectKeys, err := openSubjectKeys(ctx, &st, db, vault, auditLog, nc, subjectKey, logger)
+	subjectKeys, err := openSubjectKeys(ctx, &st, db, vault, auditLog, nc, subjectKey, liveTuningOf(cfg), logger)
 	if err != nil {
 		return err
 	}
@@ -170,7 +170,7 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 	if err != nil {
 		return err
 	}
-	rights, err := startLivePolicy(ctx, &st, livePolicyParts{authorize: authorize, registerer: promReg, db: db, nc: nc, engine: engine, reg: reg, audit: auditLog,
+	rights, err := startLivePolicy(ctx, &st, livePolicyParts{tuning: liveTuningOf(cfg), authorize: authorize, registerer: promReg, db: db, nc: nc, engine: engine, reg: reg, audit: auditLog,
 		keys: vault, conns: conns, subjectKey: subjectKey, shred: subjectKeys, logger: logger, attach: complianceRights(cs)})
 	if err != nil {
 		return err
