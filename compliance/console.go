@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,6 +46,8 @@ var funcs = template.FuncMap{
 	"hasPrefix": strings.HasPrefix,
 	"add":       func(a, b int) int { return a + b },
 	"events":    func() []audit.Event { return eventNames },
+	"officer":   func(p *Principal) bool { return p != nil && p.Role >= RoleOfficer },
+	"has":       func(list []string, v string) bool { return slices.Contains(list, v) },
 }
 
 func newConsole(s *Server) (*console, error) {
@@ -91,6 +94,8 @@ func (c *console) routes() []route {
 		{"GET", "/console/ropa", RoleViewer, false, c.ropaPage},
 		{"GET", "/console/ropa/print", RoleViewer, false, c.ropaPrint},
 		{"GET", "/console/ropa/export", RoleViewer, false, s.getROPA},
+		{"GET", "/console/legal-orders", RoleOfficer, false, c.legalOrdersPage},
+		{"POST", "/console/legal-orders", RoleOfficer, false, c.legalOrderCreate},
 		{"GET", "/console/whatif", RoleOfficer, false, c.whatIfPage},
 		{"POST", "/console/whatif", RoleOfficer, false, c.whatIfRun},
 		{"GET", "/console/static/{file}", RoleNone, false, c.asset},

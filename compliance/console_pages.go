@@ -131,6 +131,10 @@ func (c *console) subjectPage(w http.ResponseWriter, r *http.Request) {
 		}
 		data["Report"], data["History"] = rep, p
 		data["AuditQuery"] = url.Values{"subject": {subject}}
+		if err := c.subjectRights(r, subject, data); err != nil {
+			c.problem(w, r, err)
+			return
+		}
 	}
 	c.render(w, r, "subject.html", data)
 }
