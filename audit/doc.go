@@ -47,6 +47,21 @@
 // instance pays one round trip per batch; concurrent instances pay a retry
 // when they interleave, which group commit amortises.
 //
+// # One final outcome per request
+//
+// A request's story ends with exactly one final outcome (Entry.Final):
+// delivered, rejected, decided "deny", or a delivery_failed that is not
+// retried. Several instances may work on one request when its message is
+// redelivered, so the writer enforces this where batches are serialised:
+// after it holds the head (under the lock, or before the compare-and-set
+// statement, which fails if anything was chained since), it looks up the
+// batch's final outcomes by request id in one query on the (request_id, seq)
+// index, and takes out of the batch every final outcome whose request
+// already has one, in the store or earlier in the batch. Their callers get a
+// *DuplicateOutcomeError (errors.Is ErrDuplicateOutcome) naming the outcome
+// recorded; the rest of the batch commits as usual and the chain has no gap.
+// Entries removed by retention (Archive) are no longer looked up.
+//
 // # Hash chain and checkpoints
 //
 // An entry's hash is the SHA-256 of its canonical JSON (with its own hash

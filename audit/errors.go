@@ -21,7 +21,34 @@ var (
 	ErrTampered = errors.New("audit: log tampered")
 	// ErrUnsupportedDSN is returned by OpenDB for a DSN it cannot open.
 	ErrUnsupportedDSN = errors.New("audit: unsupported database DSN")
+	// ErrDuplicateOutcome is matched (errors.Is) by every
+	// *DuplicateOutcomeError: Append refused a final outcome (see
+	// Entry.Final) because its request already has one in the log, written
+	// by this or another instance, or earlier in the same batch. Nothing was
+	// appended; the outcome already recorded stands.
+	ErrDuplicateOutcome = errors.New("audit: request already has a final outcome")
 )
+
+// DuplicateOutcomeError is what Append returns for a refused final outcome:
+// the event refused and the event and sequence number of the final outcome
+// the request already has. It holds no entry content.
+type DuplicateOutcomeError struct {
+	// Event is the event of the refused entry.
+	Event Event
+	// Recorded is the event of the final outcome already in the log.
+	Recorded Event
+	// Sequence is the sequence number of the final outcome already in the
+	// log.
+	Sequence int64
+}
+
+// Error implements error.
+func (e *DuplicateOutcomeError) Error() string {
+	return fmt.Sprintf("%s: %s refused, %s recorded at entry %d", ErrDuplicateOutcome, e.Event, e.Recorded, e.Sequence)
+}
+
+// Unwrap makes errors.Is(err, ErrDuplicateOutcome) hold.
+func (e *DuplicateOutcomeError) Unwrap() error { return ErrDuplicateOutcome }
 
 // Finding names the kind of tampering Verify found.
 type Finding string

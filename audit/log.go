@@ -143,7 +143,9 @@ func Open(ctx context.Context, db *bun.DB, opts Options) (*Log, error) {
 // is replaced by its HMAC and never stored. An error means the entry may not
 // be durable and the caller must not act on it: ErrReadOnly, ErrClosed,
 // ErrInvalidEntry, ErrNoSubjectKey, ctx's error, or the store's error for the
-// whole batch.
+// whole batch. A final outcome (Entry.Final) for a request that already has
+// one is not appended: Append returns a *DuplicateOutcomeError (errors.Is
+// ErrDuplicateOutcome) naming the outcome recorded, which stands.
 func (l *Log) Append(ctx context.Context, e *Entry) (int64, error) {
 	if e == nil || e.Event == "" {
 		return 0, fmt.Errorf("%w: no event", ErrInvalidEntry)

@@ -71,18 +71,30 @@ func (l *Log) gather(batch []*pending, last int) []*pending {
 func (l *Log) commit(batch []*pending) {
 	ctx, cancel := context.WithTimeout(context.Background(), l.opts.WriteTimeout)
 	defer cancel()
-	head, err := l.writeBatch(ctx, batch)
+	head, refused, err := l.writeBatch(ctx, batch)
 	if err != nil {
 		for _, p := range batch {
 			p.e.Sequence = 0
 		}
 		l.log.Error("audit batch not committed", "entries", len(batch), "err", err)
 		err = fmt.Errorf("audit: commit batch: %w", err)
+	} else if len(refused) > 0 {
+		l.log.Info("audit refused duplicate final outcomes", "entries", len(refused))
 	}
+	written := 0
 	for _, p := range batch {
-		p.res <- result{seq: p.e.Sequence, err: err}
+		r := result{seq: p.e.Sequence, err: err}
+		if f, ok := refused[p]; ok && err == nil {
+			if f.winner != nil {
+				f.err.Sequence = f.winner.e.Sequence
+			}
+			r = result{err: f.err}
+		} else if err == nil {
+			written++
+		}
+		p.res <- r
 	}
-	if err == nil && head%l.opts.CheckpointEvery < int64(len(batch)) {
+	if err == nil && written > 0 && head%l.opts.CheckpointEvery < int64(written) {
 		select {
 		case l.kick <- struct{}{}:
 		default:
@@ -90,27 +102,28 @@ func (l *Log) commit(batch []*pending) {
 	}
 }
 
-// writeBatch makes the batch durable and returns the new head sequence. On
+// writeBatch makes the batch durable, less the final outcomes dedupe
+// refuses, and returns the new head sequence and the refusals. On
 // PostgreSQL, when the writer knows the head it last wrote, it sends the
 // batch as one statement (fastInsert); otherwise, or when another instance
 // moved the head, it takes the head lock (lockedInsert).
-func (l *Log) writeBatch(ctx context.Context, batch []*pending) (int64, error) {
+func (l *Log) writeBatch(ctx context.Context, batch []*pending) (int64, map[*pending]refusal, error) {
 	if l.head != nil && isPostgres(l.db) {
-		ok, err := l.fastInsert(ctx, batch, *l.head)
+		ok, refused, err := l.fastInsert(ctx, batch, *l.head)
 		if ok {
-			return l.head.Seq, nil
+			return l.head.Seq, refused, nil
 		}
 		l.head = nil
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 	}
-	head, err := l.lockedInsert(ctx, batch)
+	head, refused, err := l.lockedInsert(ctx, batch)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	l.head = &head
-	return head.Seq, nil
+	return head.Seq, refused, nil
 }
 
 // chain assigns sequences and hashes after head and returns the rows and the
@@ -133,26 +146,40 @@ func chain(batch []*pending, head headRow) ([]entryRow, headRow) {
 // taken from that CTE, so if the head moved the sequence is NULL and the
 // whole statement fails. The primary key on seq is a second guard. It reports
 // false with a nil error when the head moved; the caller then takes the lock.
-func (l *Log) fastInsert(ctx context.Context, batch []*pending, head headRow) (bool, error) {
-	rows, next := chain(batch, head)
+//
+// The batch's final outcomes are looked up just before, outside that
+// statement. This is as safe as under the lock: the expected head is the one
+// this writer committed last, before the lookup, so if the statement
+// succeeds no other writer committed anything since and the lookup saw
+// every entry before the batch; if another writer did, the head moved and
+// the batch is looked up again under the lock.
+func (l *Log) fastInsert(ctx context.Context, batch []*pending, head headRow) (bool, map[*pending]refusal, error) {
+	keep, refused, err := dedupe(ctx, l.db, batch)
+	if err != nil {
+		return false, nil, err
+	}
+	if len(keep) == 0 {
+		return true, refused, nil
+	}
+	rows, next := chain(keep, head)
 	vals := make([][]any, len(rows))
 	for i := range rows {
 		vals[i] = rows[i].values(rows[i].Seq)
 	}
 	vals[0][0] = bun.Safe(fmt.Sprintf("(SELECT %d::bigint FROM h)", rows[0].Seq))
-	_, err := l.db.NewRaw("WITH h AS (UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1 AND seq = ? AND hash = ? RETURNING id) "+
+	_, err = l.db.NewRaw("WITH h AS (UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1 AND seq = ? AND hash = ? RETURNING id) "+
 		"INSERT INTO audit_entries ("+entryColumns+") VALUES ?",
 		next.Seq, next.Hash, head.Seq, head.Hash, bun.In(vals)).Exec(ctx)
 	if err == nil {
 		*l.head = next
-		return true, nil
+		return true, refused, nil
 	}
 	var pgErr pgdriver.Error
 	if errors.As(err, &pgErr) && (pgErr.Field('C') == pgNotNullViolation || pgErr.Field('C') == pgUniqueViolation) {
 		l.log.Debug("audit head moved by another writer", "expected_seq", head.Seq)
-		return false, nil
+		return false, nil, nil
 	}
-	return false, fmt.Errorf("insert entries: %w", err)
+	return false, nil, fmt.Errorf("insert entries: %w", err)
 }
 
 // PostgreSQL error codes fastInsert expects when the head moved.
@@ -161,17 +188,25 @@ const (
 	pgUniqueViolation  = "23505"
 )
 
-// lockedInsert reads the head under its lock, chains and inserts the batch
-// and moves the head, in one transaction.
-func (l *Log) lockedInsert(ctx context.Context, batch []*pending) (headRow, error) {
+// lockedInsert reads the head under its lock, takes the duplicate final
+// outcomes out of the batch (dedupe), chains and inserts the rest and moves
+// the head, in one transaction.
+func (l *Log) lockedInsert(ctx context.Context, batch []*pending) (headRow, map[*pending]refusal, error) {
 	var next headRow
+	var refused map[*pending]refusal
 	err := l.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		head, err := lockHead(ctx, tx)
 		if err != nil {
 			return err
 		}
+		next = head
+		var keep []*pending
+		keep, refused, err = dedupe(ctx, tx, batch)
+		if err != nil || len(keep) == 0 {
+			return err
+		}
 		var rows []entryRow
-		rows, next = chain(batch, head)
+		rows, next = chain(keep, head)
 		if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {
 			return fmt.Errorf("insert entries: %w", err)
 		}
@@ -181,7 +216,7 @@ func (l *Log) lockedInsert(ctx context.Context, batch []*pending) (headRow, erro
 		}
 		return nil
 	})
-	return next, err
+	return next, refused, err
 }
 
 // lockHead reads the chain head and holds it until the transaction ends:

@@ -35,14 +35,6 @@ func (b *Broker) stale(msg jetstream.Msg, attempt uint64) bool {
 	return err != nil || time.Since(md.Timestamp) > b.opts.Stream.AckWait/2
 }
 
-type staleKey struct{}
-
-// withStale marks the work on a stale message, so that appendEntry checks
-// for a delivery another instance recorded meanwhile.
-func withStale(ctx context.Context) context.Context { return context.WithValue(ctx, staleKey{}, true) }
-
-func isStale(ctx context.Context) bool { v, _ := ctx.Value(staleKey{}).(bool); return v }
-
 // recorded returns the final outcome already audited for a stale message,
 // or nil when there is none or it cannot be known; the message is then
 // processed as usual. The request id is the message's Nats-Msg-Id, which
@@ -81,25 +73,21 @@ func (b *Broker) finalFor(ctx context.Context, id string) (*result, error) {
 	return nil, nil
 }
 
-// errAlreadyRecorded: another instance recorded the delivery of a stale
-// message first; the message is handed back and, redelivered, acknowledged
-// by recorded without a second entry.
-var errAlreadyRecorded = errors.New("broker: outcome already recorded by another instance")
-
-// checkNotRecorded is called before a delivered entry is appended for a
-// stale message.
-func (b *Broker) checkNotRecorded(ctx context.Context, e *audit.Entry) error {
-	if e.Event != audit.EventDelivered || !isStale(ctx) {
-		return nil
+// recordedByOther reports whether err is the audit log's refusal of the
+// delivered entry of res because another instance recorded the request's
+// delivery first (a redelivered message worked on by two instances in the
+// window between recorded's look-up and the append; the log refuses a second
+// final outcome atomically). The message is then done: res takes that
+// instance's entry, it is acknowledged, and finish sends no second receipt
+// (the instance that recorded the delivery sends it). A refusal naming
+// another outcome is left to the redelivery, which recorded meets.
+func recordedByOther(res *result, err error) bool {
+	var dup *audit.DuplicateOutcomeError
+	if !errors.As(err, &dup) || dup.Event != audit.EventDelivered || dup.Recorded != audit.EventDelivered {
+		return false
 	}
-	prior, err := b.finalFor(ctx, e.RequestID)
-	if err != nil {
-		return err
-	}
-	if prior != nil {
-		return errAlreadyRecorded
-	}
-	return nil
+	res.outcome, res.seq, res.recorded, res.reasons, res.err = OutcomeDelivered, dup.Sequence, true, nil, nil
+	return true
 }
 
 // finalOutcome maps an audit entry that ends a request's story to its

@@ -47,11 +47,7 @@ func (b *Broker) handleTransfer(ctx context.Context, msg jetstream.Msg) {
 		attempt = md.NumDelivered
 	}
 	var plan Plan
-	stale := b.stale(msg, attempt)
-	if stale {
-		ctx = withStale(ctx)
-	}
-	res := b.recorded(ctx, msg, stale)
+	res := b.recorded(ctx, msg, b.stale(msg, attempt))
 	if res != nil {
 		plan = b.finishRecorded(ctx, msg, res, attempt)
 	} else {
@@ -143,6 +139,7 @@ func (b *Broker) deliver(ctx context.Context, res *result) *result {
 	}
 	t := time.Now()
 	var body []byte
+	keyRef := b.keys.KeyRef()
 	if len(party.PublicKey) > 0 {
 		var out [][]byte
 		out, err = b.keys.SealFor(ctx, party.PublicKey, [][]byte{payload})
@@ -152,7 +149,7 @@ func (b *Broker) deliver(ctx context.Context, res *result) *result {
 			err = fmt.Errorf("broker: seal for %s: %d results for 1 payload", req.Recipient, len(out))
 		}
 	} else {
-		body, err = b.keys.Seal(ctx, payload)
+		body, keyRef, err = b.sealShared(ctx, conn, req.Subject.ID, payload)
 	}
 	b.metrics.since("seal", t)
 	clear(payload)
@@ -176,7 +173,7 @@ func (b *Broker) deliver(ctx context.Context, res *result) *result {
 	}
 	d = res.dec
 	t = time.Now()
-	headers := map[string]string{"Clearance-Key-Ref": b.keys.KeyRef(), "Clearance-Purpose": req.Purpose}
+	headers := map[string]string{"Clearance-Key-Ref": keyRef, "Clearance-Purpose": req.Purpose}
 	if d.Agreement != nil {
 		headers["Clearance-Agreement"] = fmt.Sprintf("%s@%d", d.Agreement.ID, d.Agreement.Version)
 	}
@@ -192,6 +189,9 @@ func (b *Broker) deliver(ctx context.Context, res *result) *result {
 		return res
 	}
 	seq, err := b.appendEntry(ctx, b.entry(audit.EventDelivered, res))
+	if recordedByOther(res, err) {
+		return res
+	}
 	if err != nil {
 		// Delivered but not recorded: retry, so the record is written; the
 		// recipient de-duplicates by request id.
@@ -251,7 +251,7 @@ func (b *Broker) finish(ctx context.Context, msg jetstream.Msg, res *result, pla
 			return retry
 		}
 	}
-	if plan.Final {
+	if plan.Final && !res.recorded {
 		b.publishReceipt(res, plan)
 	}
 	return plan

@@ -1,0 +1,129 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/uptrace/bun"
+)
+
+// Final reports whether e is a final outcome of its request: an entry that
+// ends the request's story, of which the log holds at most one per request
+// id. The final outcomes are
+//
+//   - delivered;
+//   - rejected;
+//   - decided with decision "deny";
+//   - delivery_failed, unless one of its reasons ends in "transient" (a
+//     failure that is retried, so another outcome follows).
+//
+// decided "allow", received, erasure_notified, registry events and every
+// entry without a request id are not final. Append refuses a final outcome
+// for a request that already has one with ErrDuplicateOutcome.
+func (e *Entry) Final() bool {
+	return e.RequestID != "" && isFinal(e.Event, e.Decision, e.Reasons)
+}
+
+func isFinal(ev Event, decision string, reasons []string) bool {
+	switch ev {
+	case EventDelivered, EventRejected:
+		return true
+	case EventDecided:
+		return decision == "deny"
+	case EventDeliveryFailed:
+		return !slices.ContainsFunc(reasons, func(r string) bool { return strings.HasSuffix(r, "transient") })
+	}
+	return false
+}
+
+// finalEvents are the events a final outcome can have; the lookup narrows
+// the rows it reads to them.
+var finalEvents = []string{string(EventDelivered), string(EventRejected), string(EventDecided), string(EventDeliveryFailed)}
+
+// refusal is a final outcome taken out of a batch: the error its caller
+// gets and, for a duplicate within the batch, the entry that won (whose
+// sequence is known once the batch is chained).
+type refusal struct {
+	err    *DuplicateOutcomeError
+	winner *pending
+}
+
+// dedupe splits batch into the entries to chain and the final outcomes
+// refused because their request already has one: in the store, looked up
+// through db in one query on the request_id index, or earlier in the batch.
+// db must see every entry chained before the place the batch will take (the
+// writer's transaction holding the head lock, or a read made after this
+// writer's own last commit when a compare-and-set on the head follows). It
+// clears the chain fields of every entry of batch.
+func dedupe(ctx context.Context, db bun.IDB, batch []*pending) ([]*pending, map[*pending]refusal, error) {
+	var ids []string
+	for _, p := range batch {
+		p.e.Sequence, p.e.PrevHash, p.e.Hash = 0, "", ""
+		if p.e.Final() {
+			ids = append(ids, p.e.RequestID)
+		}
+	}
+	if len(ids) == 0 {
+		return batch, nil, nil
+	}
+	recorded, err := recordedFinals(ctx, db, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	keep := make([]*pending, 0, len(batch))
+	refused := map[*pending]refusal{}
+	winners := make(map[string]*pending, len(ids))
+	for _, p := range batch {
+		if !p.e.Final() {
+			keep = append(keep, p)
+			continue
+		}
+		id := p.e.RequestID
+		if r, ok := recorded[id]; ok {
+			refused[p] = refusal{err: &DuplicateOutcomeError{Event: p.e.Event, Recorded: r.event, Sequence: r.seq}}
+			continue
+		}
+		if w, ok := winners[id]; ok {
+			refused[p] = refusal{err: &DuplicateOutcomeError{Event: p.e.Event, Recorded: w.e.Event}, winner: w}
+			continue
+		}
+		winners[id] = p
+		keep = append(keep, p)
+	}
+	return keep, refused, nil
+}
+
+type recordedFinal struct {
+	event Event
+	seq   int64
+}
+
+// recordedFinals returns the first final outcome stored for each of ids
+// that has one.
+func recordedFinals(ctx context.Context, db bun.IDB, ids []string) (map[string]recordedFinal, error) {
+	var rows []entryRow
+	err := db.NewSelect().Model(&rows).Column("seq", "event", "request_id", "decision", "reasons").
+		Where("request_id IN (?)", bun.In(ids)).Where("event IN (?)", bun.In(finalEvents)).Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("look up final outcomes: %w", err)
+	}
+	out := make(map[string]recordedFinal, len(rows))
+	for _, r := range rows {
+		var reasons []string
+		if Event(r.Event) == EventDeliveryFailed {
+			if err := json.Unmarshal([]byte(r.Reasons), &reasons); err != nil {
+				return nil, fmt.Errorf("entry %d reasons: %w", r.Seq, err)
+			}
+		}
+		if !isFinal(Event(r.Event), r.Decision, reasons) {
+			continue
+		}
+		if cur, ok := out[r.RequestID]; !ok || r.Seq < cur.seq {
+			out[r.RequestID] = recordedFinal{event: Event(r.Event), seq: r.Seq}
+		}
+	}
+	return out, nil
+}

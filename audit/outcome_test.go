@@ -1,0 +1,245 @@
+package audit
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestEntryFinal(t *testing.T) {
+	tests := []struct {
+		name string
+		give Entry
+		want bool
+	}{
+		{"delivered", Entry{Event: EventDelivered, RequestID: "r"}, true},
+		{"rejected", Entry{Event: EventRejected, RequestID: "r"}, true},
+		{"decided deny", Entry{Event: EventDecided, RequestID: "r", Decision: "deny"}, true},
+		{"decided allow", Entry{Event: EventDecided, RequestID: "r", Decision: "allow"}, false},
+		{"delivery failed permanent", Entry{Event: EventDeliveryFailed, RequestID: "r", Reasons: []string{"delivery_failed: permanent"}}, true},
+		{"delivery failed exhausted", Entry{Event: EventDeliveryFailed, RequestID: "r", Reasons: []string{"delivery_failed: max_deliver_reached"}}, true},
+		{"delivery failed transient", Entry{Event: EventDeliveryFailed, RequestID: "r", Reasons: []string{"delivery_failed: transient"}}, false},
+		{"received", Entry{Event: EventReceived, RequestID: "r"}, false},
+		{"erasure notified", Entry{Event: EventErasureNotified, RequestID: "r"}, false},
+		{"no request id", Entry{Event: EventRejected}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.give.Final(); got != tt.want {
+				t.Errorf("Final() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// outcomeEntry is entry i turned into event ev of request id.
+func outcomeEntry(i int, id string, ev Event, decision string, reasons ...string) *Entry {
+	e := decidedEntry(i)
+	e.RequestID, e.Event, e.Decision, e.Reasons = id, ev, decision, append([]string{}, reasons...)
+	return e
+}
+
+// TestDuplicateOutcomeRace races appenders on two logs over two *bun.DB
+// handles (two broker instances) to record `delivered` for the same request
+// ids, among decisions that always go in: exactly one delivered wins per id,
+// the losers get ErrDuplicateOutcome naming the winner's sequence, and the
+// chain verifies. Run with -race.
+func TestDuplicateOutcomeRace(t *testing.T) {
+	const ids, racers = 40, 6
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := t.Context()
+			dsn := b.dsn(t)
+			opts := testOptions(t)
+			opts.CheckpointEvery = 50
+			logs := []*Log{openTestLog(t, openTestDB(t, dsn), opts), openTestLog(t, openTestDB(t, dsn), opts)}
+			var mu sync.Mutex
+			won := map[string][]int64{}
+			lost := map[string][]int64{}
+			decided := 0
+			var wg sync.WaitGroup
+			for r := range racers {
+				wg.Go(func() {
+					l := logs[r%len(logs)]
+					for i := range ids {
+						id := fmt.Sprintf("ord-race-%d", i)
+						if _, err := l.Append(ctx, outcomeEntry(i, id, EventDecided, "allow")); err != nil {
+							t.Errorf("append decided: %v", err)
+							return
+						}
+						seq, err := l.Append(ctx, outcomeEntry(i, id, EventDelivered, "allow"))
+						var dup *DuplicateOutcomeError
+						mu.Lock()
+						decided++
+						switch {
+						case err == nil:
+							won[id] = append(won[id], seq)
+						case errors.Is(err, ErrDuplicateOutcome) && errors.As(err, &dup) && seq == 0:
+							lost[id] = append(lost[id], dup.Sequence)
+						default:
+							t.Errorf("append delivered: seq %d, %v", seq, err)
+						}
+						mu.Unlock()
+					}
+				})
+			}
+			wg.Wait()
+			for i := range ids {
+				id := fmt.Sprintf("ord-race-%d", i)
+				if len(won[id]) != 1 {
+					t.Fatalf("%s: delivered recorded %d times, want once", id, len(won[id]))
+				}
+				if len(lost[id]) != racers-1 {
+					t.Errorf("%s: %d appends refused, want %d", id, len(lost[id]), racers-1)
+				}
+				for _, s := range lost[id] {
+					if s != won[id][0] {
+						t.Errorf("%s: refusal names entry %d, the delivery is entry %d", id, s, won[id][0])
+					}
+				}
+				got, err := logs[0].Query(ctx, Filter{RequestID: id, Event: EventDelivered})
+				if err != nil || len(got) != 1 || got[0].Sequence != won[id][0] {
+					t.Errorf("%s: stored deliveries %d, %v", id, len(got), err)
+				}
+			}
+			for _, l := range logs {
+				if err := l.Close(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			reader := openTestLog(t, openTestDB(t, dsn), Options{SubjectKey: testSubjectKey})
+			rep, err := reader.Verify(ctx, testSigner(t))
+			if err != nil {
+				t.Fatalf("verify: %v", err)
+			}
+			if want := int64(decided + ids); rep.Entries != want || rep.Unsealed != 0 || rep.Checkpoints < 2 {
+				t.Errorf("report = %+v, want %d entries, >= 2 checkpoints, none unsealed", rep, want)
+			}
+		})
+	}
+}
+
+// newPending prepares e as Append does, for a batch handed to commit.
+func newPending(e *Entry) *pending {
+	p := &pending{e: e.clone(), res: make(chan result, 1)}
+	p.e.SubjectHMAC, p.e.SubjectID = SubjectHMAC(testSubjectKey, e.SubjectID), ""
+	return p
+}
+
+// TestDuplicateOutcomeInBatch commits one batch mixing fresh entries with
+// final outcomes already recorded and with duplicates within the batch,
+// through the locked path and (on PostgreSQL) the single-statement one: the
+// fresh entries commit gap-free, the duplicates are refused, the chain and
+// its checkpoints verify.
+func TestDuplicateOutcomeInBatch(t *testing.T) {
+	for _, b := range backends {
+		for _, path := range []string{"locked", "fast"} {
+			if path == "fast" && b.name != "postgres" {
+				continue
+			}
+			t.Run(b.name+"/"+path, func(t *testing.T) {
+				ctx := t.Context()
+				opts := testOptions(t)
+				opts.CheckpointEvery = 4
+				l := openTestLog(t, openTestDB(t, b.dsn(t)), opts)
+				before := []*Entry{
+					outcomeEntry(1, "r-delivered", EventDelivered, "allow"),
+					outcomeEntry(2, "r-rejected", EventRejected, "deny", "invalid_request"),
+					outcomeEntry(3, "r-denied", EventDecided, "deny", "no_consent"),
+					outcomeEntry(4, "r-retried", EventDeliveryFailed, "allow", "delivery_failed: transient"),
+				}
+				for _, e := range before {
+					if _, err := l.Append(ctx, e); err != nil {
+						t.Fatal(err)
+					}
+				}
+				tests := []struct {
+					give *Entry
+					// dupOf is the sequence of the outcome a refusal names
+					// (-1: committed; 0: the batch's own winner).
+					dupOf int64
+				}{
+					{outcomeEntry(10, "r-delivered", EventDelivered, "allow"), 1},
+					{outcomeEntry(11, "r-new", EventDecided, "allow"), -1},
+					{outcomeEntry(12, "r-new", EventDelivered, "allow"), -1},
+					{outcomeEntry(13, "r-rejected", EventRejected, "deny", "invalid_request"), 2},
+					{outcomeEntry(14, "r-new", EventDelivered, "allow"), 0},
+					{outcomeEntry(15, "r-denied", EventDelivered, "allow"), 3},
+					{outcomeEntry(16, "r-retried", EventDelivered, "allow"), -1},
+					{outcomeEntry(17, "r-new", EventDeliveryFailed, "allow", "delivery_failed: permanent"), 0},
+					{outcomeEntry(18, "r-delivered", EventReceived, "allow"), -1},
+				}
+				batch := make([]*pending, len(tests))
+				for i, tt := range tests {
+					batch[i] = newPending(tt.give)
+				}
+				// The writer goroutine is idle (every Append returned), so
+				// the test may drive a batch itself.
+				if path == "locked" {
+					l.head = nil
+				}
+				l.commit(batch)
+				wantSeq := int64(len(before))
+				var winner int64
+				for i, tt := range tests {
+					r := <-batch[i].res
+					var dup *DuplicateOutcomeError
+					switch {
+					case tt.dupOf < 0:
+						wantSeq++
+						if r.err != nil || r.seq != wantSeq {
+							t.Errorf("entry %d: seq %d, %v; want seq %d", i, r.seq, r.err, wantSeq)
+						}
+						if tt.give.RequestID == "r-new" && tt.give.Event == EventDelivered {
+							winner = r.seq
+						}
+					case !errors.As(r.err, &dup) || !errors.Is(r.err, ErrDuplicateOutcome) || r.seq != 0:
+						t.Errorf("entry %d: seq %d, %v; want ErrDuplicateOutcome", i, r.seq, r.err)
+					case tt.dupOf > 0 && dup.Sequence != tt.dupOf, tt.dupOf == 0 && dup.Sequence != winner:
+						t.Errorf("entry %d: refusal names entry %d", i, dup.Sequence)
+					case dup.Event != tt.give.Event:
+						t.Errorf("entry %d: refusal names event %s", i, dup.Event)
+					}
+				}
+				appendN(t, l, 100, 3) // the writer continues the chain
+				if _, err := l.Checkpoint(ctx); err != nil {
+					t.Fatal(err)
+				}
+				rep, err := l.Verify(ctx, testSigner(t))
+				if err != nil {
+					t.Fatalf("verify: %v", err)
+				}
+				if want := wantSeq + 3; rep.Entries != want || rep.LastSequence != want || rep.Unsealed != 0 {
+					t.Errorf("report = %+v, want %d entries, all sealed", rep, want)
+				}
+			})
+		}
+	}
+}
+
+// TestDuplicateOutcomeAllRefused: a batch of duplicates only writes nothing
+// and leaves the head where it was.
+func TestDuplicateOutcomeAllRefused(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := t.Context()
+			l := openTestLog(t, openTestDB(t, b.dsn(t)), testOptions(t))
+			e := outcomeEntry(1, "r-once", EventDelivered, "allow")
+			if _, err := l.Append(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+			e.Time = e.Time.Add(time.Second)
+			if seq, err := l.Append(ctx, e); !errors.Is(err, ErrDuplicateOutcome) || seq != 0 {
+				t.Fatalf("second delivered: seq %d, %v", seq, err)
+			}
+			if seq, err := l.Append(ctx, decidedEntry(2)); err != nil || seq != 2 {
+				t.Fatalf("next entry: seq %d, %v; want 2", seq, err)
+			}
+			if _, err := l.Verify(ctx, testSigner(t)); err != nil {
+				t.Fatalf("verify: %v", err)
+			}
+		})
+	}
+}
