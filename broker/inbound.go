@@ -85,7 +85,7 @@ func (b *Broker) handleInbound(ctx context.Context, msg jetstream.Msg) {
 
 // receive opens, audits and republishes one inbound envelope.
 func (b *Broker) receive(ctx context.Context, msg jetstream.Msg, res *result) (Outcome, error) {
-	plain, err := b.keys.Open(ctx, msg.Data())
+	plain, err := b.openInbound(ctx, msg.Data())
 	if err != nil {
 		return Classify(err), fmt.Errorf("broker: open inbound: %w", err)
 	}

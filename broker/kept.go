@@ -3,16 +3,28 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 
+	"github.com/clearance-broker/clearance/connectors"
+	"github.com/clearance-broker/clearance/connectors/natsregion"
 	"github.com/clearance-broker/clearance/shred"
 )
 
 // SubjectSealer seals what the broker keeps of a request (its dead letter)
-// under the data subject's own key, so that erasing the subject destroys
-// every kept copy (crypto-shredding). It returns shred.ErrShredded for a
-// subject whose key was destroyed. *shred.Keyring satisfies it.
+// and what it writes to regional streams under the data subject's own key,
+// so that erasing the subject destroys every kept copy (crypto-shredding).
+// It returns shred.ErrShredded for a subject whose key was destroyed.
+// *shred.Keyring satisfies it.
 type SubjectSealer interface {
 	Seal(ctx context.Context, subject string, plaintext []byte) ([]byte, error)
+}
+
+// SubjectOpener opens a subject envelope another instance sealed (a
+// regional delivery); shred.ErrShredded once the subject's key is destroyed
+// or when this instance's key store has no key for it. A receiving region's
+// Options.Subjects must also satisfy it; *shred.Keyring does.
+type SubjectOpener interface {
+	Open(ctx context.Context, sealed []byte) ([]byte, error)
 }
 
 // SubjectKeyRef is the key reference of payloads sealed under a subject's
@@ -34,4 +46,44 @@ func (b *Broker) sealKept(ctx context.Context, data []byte, res *result) ([]byte
 	return sealed, SubjectKeyRef, err
 }
 
-var _ SubjectSealer = (*shred.Keyring)(nil)
+// sealShared seals a payload for a recipient without a key of its own: a
+// regional stream (natsregion) that another region's Clearance opens. It
+// is sealed under the subject's key when Options.Subjects is set and the
+// request names a subject, so that an erasure shreds the stream's copy
+// too; otherwise, and for other connectors, under the broker's shared keys.
+// An erased subject's payload is refused permanently.
+func (b *Broker) sealShared(ctx context.Context, conn connectors.Connector, subject string, payload []byte) ([]byte, string, error) {
+	if _, region := conn.(*natsregion.Region); !region || b.opts.Subjects == nil || subject == "" {
+		sealed, err := b.keys.Seal(ctx, payload)
+		return sealed, b.keys.KeyRef(), err
+	}
+	sealed, err := b.opts.Subjects.Seal(ctx, subject, payload)
+	if errors.Is(err, shred.ErrShredded) {
+		err = fmt.Errorf("broker: %w: %w", err, errPermanent)
+	}
+	return sealed, SubjectKeyRef, err
+}
+
+// openInbound opens a regional envelope: a subject envelope with
+// Options.Subjects (which must satisfy SubjectOpener), anything else with
+// the shared keys. A subject envelope that cannot be opened here (shredded,
+// or no key for it in this region's store) is permanent.
+func (b *Broker) openInbound(ctx context.Context, data []byte) ([]byte, error) {
+	if !shred.IsEnvelope(data) {
+		return b.keys.Open(ctx, data)
+	}
+	o, ok := b.opts.Subjects.(SubjectOpener)
+	if !ok {
+		return nil, fmt.Errorf("broker: subject envelope and no subject keys here: %w: %w", errNotOpenable, errPermanent)
+	}
+	plain, err := o.Open(ctx, data)
+	if errors.Is(err, shred.ErrShredded) || errors.Is(err, shred.ErrMalformed) {
+		err = fmt.Errorf("broker: %w: %w", err, errPermanent)
+	}
+	return plain, err
+}
+
+var (
+	_ SubjectSealer = (*shred.Keyring)(nil)
+	_ SubjectOpener = (*shred.Keyring)(nil)
+)

@@ -16,4 +16,12 @@
 // further. Where notice is impossible (no connector, a recipient that no
 // longer exists) an officer records a justification instead (Justify),
 // which is audited by digest. Status lists the notices of a subject.
+//
+// Regional copies: what Clearance wrote to another region's stream is
+// sealed under the subject's key (package shred), so the erasure's key
+// destruction makes it unreadable, provided the regions share the subject
+// key store and key service; with separate stores the receiving region
+// cannot open such deliveries at all (see the shred package): regions with
+// stores of their own must replicate the subject key table and the transit
+// key to each other, which Clearance does not do itself.
 package erasure

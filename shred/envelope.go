@@ -64,3 +64,10 @@ func open(k *subjectKey, sealed, nonce, ct []byte) ([]byte, error) {
 	}
 	return plain, nil
 }
+
+// IsEnvelope reports whether data has the form of a subject envelope (as
+// Seal makes it), so that a receiver knows to open it with Open rather than
+// with the shared data key. It does not check that the envelope opens.
+func IsEnvelope(data []byte) bool {
+	return bytes.HasPrefix(data, []byte(version+".")) && bytes.Count(data, []byte(".")) == 3
+}
