@@ -47,7 +47,13 @@ func (c *console) auditPage(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	data := map[string]any{"Title": "Audit explorer", "Q": q}
-	f, err := parseFilter(q, 50)
+	fq, err := c.subjectFromToken(q)
+	if err != nil {
+		data["Error"] = err.Error()
+		c.renderStatus(w, r, http.StatusBadRequest, "audit.html", data)
+		return
+	}
+	f, err := parseFilter(fq, 50)
 	if err != nil {
 		data["Error"] = err.Error()
 		c.renderStatus(w, r, http.StatusBadRequest, "audit.html", data)
@@ -106,7 +112,12 @@ func (c *console) entryPage(w http.ResponseWriter, r *http.Request) {
 func (c *console) subjectPage(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	data := map[string]any{"Title": "Subject"}
-	if err := onlyParams(q, "subject"); err != nil {
+	if err := onlyParams(q, "subject", "s"); err != nil {
+		c.problem(w, r, err)
+		return
+	}
+	q, err := c.subjectFromToken(q)
+	if err != nil {
 		c.problem(w, r, err)
 		return
 	}
@@ -131,6 +142,9 @@ func (c *console) subjectPage(w http.ResponseWriter, r *http.Request) {
 		}
 		data["Report"], data["History"] = rep, p
 		data["AuditQuery"] = url.Values{"subject": {subject}}
+		if h := c.s.subjectHMAC(subject); h != "" {
+			data["AuditQuery"] = url.Values{"subject_hmac": {h}}
+		}
 		if err := c.subjectRights(r, subject, data); err != nil {
 			c.problem(w, r, err)
 			return
@@ -220,3 +234,16 @@ func (c *console) whatIfRun(w http.ResponseWriter, r *http.Request) {
 var eventNames = []audit.Event{audit.EventDecided, audit.EventDelivered, audit.EventDeliveryFailed,
 	audit.EventRejected, audit.EventReceived, audit.EventErasureNotified, audit.EventRegistryApplied,
 	audit.EventConsentRecorded, audit.EventErasureRecorded, EventAPICall}
+
+// export is the console's export: the subject token of the explorer's
+// address, if any, is opened before the filters are read.
+func (c *console) export(w http.ResponseWriter, r *http.Request) {
+	q, err := c.subjectFromToken(r.URL.Query())
+	if err != nil {
+		c.s.fail(w, err)
+		return
+	}
+	r2 := r.Clone(r.Context())
+	r2.URL.RawQuery = q.Encode()
+	c.s.export(w, r2)
+}

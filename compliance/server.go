@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -98,6 +99,7 @@ type Server struct {
 
 	ovCache overviewCache
 	rights  rightsHolder
+	tokens  *subjectTokens
 }
 
 // route is one registered pattern with the role it needs (RoleNone: public).
@@ -136,6 +138,11 @@ func New(opts Options) (*Server, error) {
 		opts.MaxWhatIf = 200000
 	}
 	s := &Server{opts: opts, log: opts.Logger.With("component", "compliance")}
+	tokens, err := newSubjectTokens(opts.SubjectKey, opts.Now)
+	if err != nil {
+		return nil, fmt.Errorf("compliance: subject tokens: %w", err)
+	}
+	s.tokens = tokens
 	ui, err := newConsole(s)
 	if err != nil {
 		return nil, err
@@ -241,11 +248,19 @@ func (s *Server) wrap(r route) http.Handler {
 			r.h(w, req)
 			return
 		}
+		if searchRoutes[r.method+" "+r.path] {
+			r.h(w, req) // a search posted to keep the subject out of the URL changes nothing
+			return
+		}
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		r.h(rec, req)
 		s.auditCall(context.WithoutCancel(ctx), r, p, rec.status)
 	})
 }
+
+// searchRoutes are console forms posted only so that the subject typed
+// stays out of the address bar; they change nothing and are not audited.
+var searchRoutes = map[string]bool{"POST /console/subject": true, "POST /console/audit": true}
 
 func errForbiddenRole(need, have Role) error {
 	return &roleError{need: need, have: have}

@@ -1,0 +1,144 @@
+package compliance
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// SubjectTokenTTL is how long a console subject token stays usable.
+const SubjectTokenTTL = 12 * time.Hour
+
+// errBadSubjectToken is a subject token that is malformed, forged or
+// expired.
+var errBadSubjectToken = errors.New("compliance: subject token invalid or expired")
+
+// subjectTokens seal a subject id into an opaque, expiring URL token, so
+// that a subject typed into the console never lands in the address bar
+// (browser history, proxies' logs). The key derives from the subject HMAC
+// key (tokens work on every instance sharing it) or, without one, is random
+// per process.
+type subjectTokens struct {
+	aead cipher.AEAD
+	now  func() time.Time
+}
+
+func newSubjectTokens(subjectKey []byte, now func() time.Time) (*subjectTokens, error) {
+	key := make([]byte, 32)
+	if len(subjectKey) > 0 {
+		m := hmac.New(sha256.New, subjectKey)
+		m.Write([]byte("clearance console subject token v1"))
+		key = m.Sum(nil)
+	} else if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	return &subjectTokens{aead: aead, now: now}, nil
+}
+
+// seal returns the token of subject.
+func (t *subjectTokens) seal(subject string) string {
+	nonce := make([]byte, t.aead.NonceSize())
+	_, _ = rand.Read(nonce)
+	plain := binary.BigEndian.AppendUint64(nil, uint64(t.now().Add(SubjectTokenTTL).Unix()))
+	plain = append(plain, subject...)
+	return base64.RawURLEncoding.EncodeToString(t.aead.Seal(nonce, nonce, plain, nil))
+}
+
+// open returns the subject of a token.
+func (t *subjectTokens) open(token string) (string, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(token)
+	ns := t.aead.NonceSize()
+	if err != nil || len(raw) < ns+t.aead.Overhead()+8 {
+		return "", errBadSubjectToken
+	}
+	plain, err := t.aead.Open(nil, raw[:ns], raw[ns:], nil)
+	if err != nil || len(plain) < 9 {
+		return "", errBadSubjectToken
+	}
+	if exp := int64(binary.BigEndian.Uint64(plain[:8])); t.now().Unix() > exp {
+		return "", errBadSubjectToken
+	}
+	return string(plain[8:]), nil
+}
+
+// subjectSearch takes the subject page's form (POST) and redirects to the
+// page by token.
+func (c *console) subjectSearch(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if err := r.ParseForm(); err != nil {
+		c.errorPage(w, r, http.StatusBadRequest, "parameter subject: unreadable form")
+		return
+	}
+	subject := strings.TrimSpace(r.PostForm.Get("subject"))
+	if subject == "" || len(subject) > 256 || strings.ContainsFunc(subject, isControl) {
+		c.errorPage(w, r, http.StatusBadRequest, "parameter subject: want a subject id of 1 to 256 printable characters")
+		return
+	}
+	http.Redirect(w, r, "/console/subject?s="+c.s.tokens.seal(subject), http.StatusSeeOther)
+}
+
+// auditSearch takes the audit explorer's filter form (POST) and redirects
+// to the explorer with the subject replaced by its HMAC (as the audit log
+// keeps it), or, without the HMAC key, by a token.
+func (c *console) auditSearch(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if err := r.ParseForm(); err != nil {
+		c.errorPage(w, r, http.StatusBadRequest, "parameter body: unreadable form")
+		return
+	}
+	q := url.Values{}
+	for k, v := range r.PostForm {
+		if len(v) > 0 && strings.TrimSpace(v[len(v)-1]) != "" {
+			q.Set(k, strings.TrimSpace(v[len(v)-1]))
+		}
+	}
+	if subject := q.Get("subject"); subject != "" {
+		q.Del("subject")
+		q.Del("subject_hmac")
+		q.Del("s")
+		if h := c.s.subjectHMAC(subject); h != "" {
+			q.Set("subject_hmac", h)
+		} else {
+			q.Set("s", c.s.tokens.seal(subject))
+		}
+	}
+	target := "/console/audit"
+	if len(q) > 0 {
+		target += "?" + q.Encode()
+	}
+	http.Redirect(w, r, target, http.StatusSeeOther)
+}
+
+// subjectFromToken replaces the token parameter s of q by the subject it
+// seals (for the filters); a bad token is a parameter error.
+func (c *console) subjectFromToken(q url.Values) (url.Values, error) {
+	tok := q.Get("s")
+	if tok == "" {
+		return q, nil
+	}
+	subject, err := c.s.tokens.open(tok)
+	if err != nil {
+		return nil, badParam("s", "subject token invalid or expired; search again")
+	}
+	out := cloneValues(q)
+	out.Del("s")
+	out.Set("subject", subject)
+	return out, nil
+}
