@@ -43,6 +43,10 @@ type Options struct {
 	Subjects SubjectSealer
 	// Inbound, when set, also consumes sealed transfers from other regions.
 	Inbound *InboundOptions
+	// Erasures, when set, applies the erasure notices other regions send
+	// this one (inbound_notice.go) to this region's registry and subject
+	// keys before they are acknowledged.
+	Erasures ErasureApplier
 	// Logger receives structured logs (ids only, never personal data).
 	Logger *slog.Logger
 	// Metrics are the collectors to update (nil: new ones registered on

@@ -3,7 +3,9 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/connectors/natsregion"
@@ -18,13 +20,39 @@ type verifier interface {
 	Verify(ctx context.Context, jws []byte) ([]byte, error)
 }
 
+// ErasureApplier applies an erasure another region's Clearance notified to
+// this region: it records the erasure in this region's registry (so that
+// nothing more flows for the subject) and destroys the subject's keys here.
+// It must be idempotent: a notice may arrive more than once.
+type ErasureApplier interface {
+	ApplyErasure(ctx context.Context, subject string, at time.Time) error
+}
+
+// ErasureFunc adapts a function to ErasureApplier.
+type ErasureFunc func(ctx context.Context, subject string, at time.Time) error
+
+// ApplyErasure calls f.
+func (f ErasureFunc) ApplyErasure(ctx context.Context, subject string, at time.Time) error {
+	return f(ctx, subject, at)
+}
+
+// signer signs payloads with the key service; *keys.Vault and
+// *keys.DevKeyRing offer it.
+type signer interface {
+	Sign(ctx context.Context, payloads [][]byte) ([][]byte, error)
+}
+
 // receiveNotice handles an erasure notice another region's Clearance sent to
 // this one (Clearance-Kind erasure_notice): signed is the opened envelope,
 // a JWS over an erasure.NoticePayload. The signature is verified with this
-// region's keys, the receipt is audited (erasure_notified, source inbound)
-// and the verified notice is republished on LocalSubject with
-// Clearance-Kind erasure_notice, for the systems holding the region's
-// copies. The JetStream acknowledgement answers the sending region.
+// region's keys; when the notice names the subject and Options.Erasures is
+// set, the erasure is applied to this region's registry and keys; the
+// receipt is audited (erasure_notified, source inbound), the verified
+// notice is republished on LocalSubject with Clearance-Kind erasure_notice
+// for the systems holding the region's copies, and, when the notice asks
+// for it, a signed erasure.AckPayload answers on its AckSubject: the
+// sending region marks the notice acknowledged on that answer, not on the
+// JetStream acknowledgement.
 func (b *Broker) receiveNotice(ctx context.Context, msg jetstream.Msg, signed []byte, res *result) (Outcome, error) {
 	v, ok := b.opts.Keys.(verifier)
 	if !ok {
@@ -40,11 +68,18 @@ func (b *Broker) receiveNotice(ctx context.Context, msg jetstream.Msg, signed []
 	}
 	res.requestID = n.NoticeID
 	reasons := []string{"received"}
+	if n.Subject != "" && b.opts.Erasures != nil {
+		if err := b.opts.Erasures.ApplyErasure(ctx, n.Subject, n.ErasedAt); err != nil {
+			return OutcomeTransient, fmt.Errorf("broker: apply erasure notice: %w", err)
+		}
+		reasons = append(reasons, "applied")
+	}
 	for _, id := range n.RequestIDs {
 		reasons = append(reasons, "request:"+id)
 	}
 	seq, err := b.appendEntry(ctx, &audit.Entry{Time: b.opts.Now(), Event: audit.EventErasureNotified, RequestID: n.NoticeID,
-		Source: "inbound", Recipient: n.Recipient, Reasons: reasons, KeyRef: b.keys.KeyRef(), PayloadDigest: audit.Digest(msg.Data())})
+		Source: "inbound", Recipient: n.Recipient, SubjectID: n.Subject, Reasons: reasons, KeyRef: b.keys.KeyRef(),
+		PayloadDigest: audit.Digest(msg.Data())})
 	if err != nil {
 		return OutcomeTransient, err
 	}
@@ -56,5 +91,38 @@ func (b *Broker) receiveNotice(ctx context.Context, msg jetstream.Msg, signed []
 	if err := b.republish(ctx, out); err != nil {
 		return OutcomeTransient, fmt.Errorf("broker: republish erasure notice: %w", err)
 	}
+	if n.AckSubject != "" {
+		if err := b.answerNotice(ctx, &n); err != nil {
+			return Classify(err), err
+		}
+	}
 	return OutcomeDelivered, nil
+}
+
+// answerNotice publishes the signed acknowledgement of n on its AckSubject.
+func (b *Broker) answerNotice(ctx context.Context, n *erasure.NoticePayload) error {
+	s, ok := b.opts.Keys.(signer)
+	if !ok {
+		return fmt.Errorf("broker: erasure notice: no key to sign the acknowledgement with: %w", errPermanent)
+	}
+	ack, err := json.Marshal(erasure.AckPayload{Kind: erasure.AckKind, NoticeID: n.NoticeID, Recipient: n.Recipient, AppliedAt: b.opts.Now().UTC()})
+	if err != nil {
+		return fmt.Errorf("broker: encode acknowledgement: %w", err)
+	}
+	out, err := s.Sign(ctx, [][]byte{ack})
+	if err == nil && len(out) != 1 {
+		err = errors.New("no signature")
+	}
+	if err != nil {
+		return fmt.Errorf("broker: sign acknowledgement: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := b.opts.NATS.Publish(n.AckSubject, out[0]); err != nil {
+		return fmt.Errorf("broker: publish acknowledgement: %w", err)
+	}
+	if err := b.opts.NATS.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("broker: publish acknowledgement: %w", err)
+	}
+	return nil
 }

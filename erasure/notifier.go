@@ -76,6 +76,14 @@ type Options struct {
 	RetryBase, RetryMax time.Duration
 	// Poll is how often due notices are looked for (default 1s).
 	Poll time.Duration
+	// ErasedSubject, when set, finds an erased subject's id by its HMAC
+	// (ErasedSubjects over the registry in force). A notice to another
+	// region's Clearance (a natsregion connector) then carries the id, so
+	// that the region can apply the erasure to its own copies.
+	ErasedSubject func(subjectHMAC string) (string, bool)
+	// Verifier checks the acknowledgements regions answer notices with
+	// (Acknowledge, ListenAcks).
+	Verifier Verifier
 	// Logger receives operational messages (ids and HMACs only).
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).

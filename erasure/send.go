@@ -11,6 +11,7 @@ import (
 	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/connectors"
 	"github.com/clearance-broker/clearance/keys"
+	"github.com/uptrace/bun"
 )
 
 // NoticePayload is what a recipient reads once it opened and verified a
@@ -23,6 +24,14 @@ type NoticePayload struct {
 	RequestIDs []string  `json:"request_ids"`
 	ErasedAt   time.Time `json:"erased_at"`
 	Basis      string    `json:"basis"`
+	// Subject is the erased subject's id, only in a notice to another
+	// region's Clearance (signed, and sealed under the keys the regions
+	// share), which applies the erasure to its own registry and keys.
+	Subject string `json:"subject,omitempty"`
+	// AckSubject, in a notice to another region's Clearance, is where it
+	// answers with a signed AckPayload once it applied the notice; the
+	// notice counts as acknowledged only then.
+	AckSubject string `json:"ack_subject,omitempty"`
 }
 
 // batch is how many notices one round claims.
@@ -55,8 +64,12 @@ func (n *Notifier) work(ctx context.Context, r *noticeRow) error {
 		}
 	}
 	r.Attempts++
-	digest, err := n.send(ctx, r)
+	digest, awaiting, err := n.send(ctx, r)
 	switch {
+	case err == nil && awaiting:
+		// The region's stream has it; the region's answer acknowledges it.
+		r.LastError = awaitingAck
+		r.NextAt = now.Add(n.backoff(r.Attempts))
 	case err == nil:
 		r.Status, r.AcknowledgedAt, r.LastError = string(StatusAcknowledged), now, ""
 		if _, aerr := n.opts.Audit.Append(ctx, &audit.Entry{Event: audit.EventErasureNotified, RequestID: r.ID, Source: "erasure",
@@ -79,7 +92,9 @@ func (n *Notifier) work(ctx context.Context, r *noticeRow) error {
 	r.LeaseUntil = time.Unix(0, 0).UTC()
 	_, err = n.opts.DB.NewUpdate().Model(r).
 		Column("status", "attempts", "last_error", "next_at", "lease_until", "acknowledged_at", "escalated_at").
-		WherePK().Where("lease_owner = ?", n.owner).Exec(ctx)
+		WherePK().Where("lease_owner = ?", n.owner).
+		// An acknowledgement that arrived meanwhile stays.
+		Where("status IN (?)", bun.In([]string{string(StatusPending), string(StatusEscalated)})).Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("erasure: record notice: %w", err)
 	}
@@ -98,25 +113,46 @@ func (n *Notifier) backoff(attempt int) time.Duration {
 var errUndeliverable = errors.New("erasure: recipient cannot be reached")
 
 // send signs, encrypts and delivers the notice; it returns the digest of
-// what went on the wire.
-func (n *Notifier) send(ctx context.Context, r *noticeRow) (string, error) {
+// what went on the wire and whether the recipient (another region's
+// Clearance) still has to answer it.
+func (n *Notifier) send(ctx context.Context, r *noticeRow) (string, bool, error) {
 	party, err := n.opts.Parties().Party(r.Recipient)
 	if errors.Is(err, agreements.ErrUnknownParty) {
-		return "", errUndeliverable
+		return "", false, errUndeliverable
 	}
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	conn, ok := n.opts.Connectors.Connector(party.Connector)
 	if !ok {
-		return "", errUndeliverable
+		return "", false, errUndeliverable
 	}
 	p := NoticePayload{Kind: NoticeKind, NoticeID: r.ID, Recipient: r.Recipient, ErasedAt: r.ErasedAt.UTC(), Basis: "GDPR Art. 17, Art. 19"}
 	_ = json.Unmarshal([]byte(r.RequestIDs), &p.RequestIDs) // written by Begin
+	awaiting := appliesErasure(conn) && len(party.PublicKey) == 0
+	if awaiting {
+		p.AckSubject = AckSubjectPrefix + "." + r.ID
+		if n.opts.ErasedSubject != nil {
+			p.Subject, _ = n.opts.ErasedSubject(r.SubjectHMAC)
+		}
+	}
 	payload, err := json.Marshal(p)
 	if err != nil {
-		return "", fmt.Errorf("erasure: encode notice: %w", err)
+		return "", false, fmt.Errorf("erasure: encode notice: %w", err)
 	}
+	id := r.ID
+	if awaiting {
+		// Each attempt is a new message for the region's stream (which
+		// de-duplicates by id), so a lost answer is asked for again.
+		id = fmt.Sprintf("%s.a%d", r.ID, r.Attempts)
+	}
+	digest, err := n.deliver(ctx, conn, party, r, id, payload)
+	return digest, awaiting, err
+}
+
+// deliver seals payload for party and hands it to conn.
+func (n *Notifier) deliver(ctx context.Context, conn connectors.Connector, party agreements.Party, r *noticeRow, id string, payload []byte) (string, error) {
+	var err error
 	var body []byte
 	if len(party.PublicKey) > 0 {
 		out, err := n.opts.Keys.SealFor(ctx, party.PublicKey, [][]byte{payload})
@@ -134,7 +170,7 @@ func (n *Notifier) send(ctx context.Context, r *noticeRow) (string, error) {
 		}
 	}
 	err = conn.Deliver(ctx, &connectors.Delivery{
-		RequestID: r.ID, Recipient: r.Recipient, Kind: NoticeKind, ContentType: "application/jose", Body: body,
+		RequestID: id, Recipient: r.Recipient, Kind: NoticeKind, ContentType: "application/jose", Body: body,
 		Headers: map[string]string{"Clearance-Key-Ref": n.opts.Keys.KeyRef(), "Clearance-Notice": NoticeKind},
 	})
 	if err != nil {

@@ -1,0 +1,126 @@
+package erasure
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/connectors"
+	"github.com/clearance-broker/clearance/connectors/natsregion"
+	"github.com/nats-io/nats.go"
+	"github.com/uptrace/bun"
+)
+
+// AckKind is the kind of a receiving region's acknowledgement of a notice.
+const AckKind = "erasure_ack"
+
+// AckSubjectPrefix starts the NATS subject a receiving region answers a
+// notice on: AckSubjectPrefix + "." + notice id. The sending region listens
+// on it (ListenAcks) with a connection to the receiving region's NATS.
+const AckSubjectPrefix = "clearance.erasure.acks"
+
+// AckPayload is what a receiving region's Clearance signs once it applied
+// a notice to its own copies: it recorded the erasure in its registry (so
+// nothing more flows for the subject) and destroyed its subject keys.
+type AckPayload struct {
+	Kind      string    `json:"kind"`
+	NoticeID  string    `json:"notice_id"`
+	Recipient string    `json:"recipient"`
+	AppliedAt time.Time `json:"applied_at"`
+}
+
+// Verifier checks a compact JWS signed by the key service the regions
+// share; *keys.Vault and *keys.DevKeyRing satisfy it.
+type Verifier interface {
+	Verify(ctx context.Context, jws []byte) ([]byte, error)
+}
+
+// ErrBadAck means an acknowledgement does not verify, does not decode or
+// names no open notice of that recipient.
+var ErrBadAck = errors.New("erasure: acknowledgement not valid")
+
+// awaitingAck is the LastError class of a regional notice the region's
+// stream accepted but whose acknowledgement has not come yet; the notice
+// stays pending and is sent again after backoff.
+const awaitingAck = "awaiting_acknowledgement"
+
+// appliesErasure reports whether conn reaches another region's Clearance,
+// which applies a notice to its own copies and answers it (a
+// natsregion connector).
+func appliesErasure(conn connectors.Connector) bool {
+	_, ok := conn.(*natsregion.Region)
+	return ok
+}
+
+// ErasedSubjects returns a lookup of erased subject ids by subject HMAC
+// over the registry in force (its erasures), for Options.ErasedSubject.
+func ErasedSubjects(reg func() *agreements.Registry, subjectKey []byte) func(string) (string, bool) {
+	return func(hmac string) (string, bool) {
+		for _, e := range reg().Content().Erasures {
+			if audit.SubjectHMAC(subjectKey, e.Subject) == hmac {
+				return e.Subject, true
+			}
+		}
+		return "", false
+	}
+}
+
+// Acknowledge records a receiving region's signed acknowledgement (a
+// compact JWS over an AckPayload): the notice of that recipient is marked
+// acknowledged and audited. An acknowledgement of a notice already closed
+// is accepted and changes nothing.
+func (n *Notifier) Acknowledge(ctx context.Context, signed []byte) error {
+	if n.opts.Verifier == nil {
+		return fmt.Errorf("%w: no verifier configured", ErrBadAck)
+	}
+	payload, err := n.opts.Verifier.Verify(ctx, signed)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadAck, err)
+	}
+	var a AckPayload
+	if err := json.Unmarshal(payload, &a); err != nil || a.Kind != AckKind || a.NoticeID == "" || a.Recipient == "" {
+		return fmt.Errorf("%w: payload", ErrBadAck)
+	}
+	var row noticeRow
+	if err := n.opts.DB.NewSelect().Model(&row).Where("id = ? AND recipient = ?", a.NoticeID, a.Recipient).Scan(ctx); err != nil {
+		return fmt.Errorf("%w: no such notice", ErrBadAck)
+	}
+	now := n.opts.Now().UTC()
+	res, err := n.opts.DB.NewUpdate().Model((*noticeRow)(nil)).
+		Set("status = ?", string(StatusAcknowledged)).Set("acknowledged_at = ?", now).Set("last_error = ''").
+		Where("id = ?", a.NoticeID).
+		Where("status IN (?)", bun.In([]string{string(StatusPending), string(StatusEscalated)})).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("erasure: record acknowledgement: %w", err)
+	}
+	if k, _ := res.RowsAffected(); k == 0 {
+		return nil
+	}
+	if _, err := n.opts.Audit.Append(ctx, &audit.Entry{Event: audit.EventErasureNotified, RequestID: row.ID, Source: "erasure",
+		Recipient: row.Recipient, SubjectHMAC: row.SubjectHMAC, PayloadDigest: audit.Digest(signed),
+		Reasons: []string{"acknowledged_by_recipient", fmt.Sprintf("acknowledged_after_attempts:%d", row.Attempts)}}); err != nil {
+		return fmt.Errorf("erasure: audit acknowledgement: %w", err)
+	}
+	n.log.Info("erasure notice acknowledged by the recipient", "notice", row.ID, "recipient", row.Recipient)
+	return nil
+}
+
+// ListenAcks consumes acknowledgements arriving on nc (a connection to the
+// receiving region's NATS) until the returned stop is called.
+func (n *Notifier) ListenAcks(nc *nats.Conn) (stop func(), err error) {
+	sub, err := nc.Subscribe(AckSubjectPrefix+".>", func(m *nats.Msg) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := n.Acknowledge(ctx, m.Data); err != nil {
+			n.log.Warn("erasure acknowledgement refused", "err", err)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("erasure: subscribe to acknowledgements: %w", err)
+	}
+	return func() { _ = sub.Drain() }, nil
+}
