@@ -172,12 +172,14 @@ func dev(ctx context.Context, s devSettings, stdout, stderr io.Writer, logger *s
 	if err != nil {
 		return err
 	}
+	regionIn := &regionErasures{} // bound to the live registry by startLivePolicy
 	b, err := broker.New(broker.Options{
 		NATS: nc, Decider: engine, Parties: broker.PartiesOf(engine), Subjects: subjectKeys,
 		Keys: ring, Audit: auditLog, Connectors: conns, Logger: logger,
 		Retry:       broker.RetryPolicy{MaxDeliver: 5, BackoffBase: time.Second, BackoffMax: 30 * time.Second},
 		Concurrency: 8, ShutdownGrace: 10 * time.Second, RequestTimeout: 15 * time.Second,
-		Inbound: &broker.InboundOptions{Stream: devRegionStream, Subject: devRegionPrefix + ".>", LocalSubject: devRegionLocal},
+		Inbound:  &broker.InboundOptions{Stream: devRegionStream, Subject: devRegionPrefix + ".>", LocalSubject: devRegionLocal},
+		Erasures: regionIn,
 		ReadyChecks: map[string]func(context.Context) error{
 			"store": db.PingContext,
 			"keys":  func(ctx context.Context) error { _, err := ring.JWKS(ctx); return err },
@@ -197,7 +199,7 @@ func dev(ctx context.Context, s devSettings, stdout, stderr io.Writer, logger *s
 	if err != nil {
 		return err
 	}
-	rights, err := startLivePolicy(ctx, &st, livePolicyParts{authorize: authorize, registerer: promReg, applyAlways: true, db: db, nc: nc, engine: engine, reg: reg, audit: auditLog,
+	rights, err := startLivePolicy(ctx, &st, livePolicyParts{erasures: regionIn, authorize: authorize, registerer: promReg, applyAlways: true, db: db, nc: nc, engine: engine, reg: reg, audit: auditLog,
 		keys: ring, conns: conns, subjectKey: subjectKey, shred: subjectKeys, logger: logger, attach: complianceRights(cs)})
 	if err != nil {
 		return err

@@ -8,12 +8,15 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/clearance-broker/clearance/agreements"
 	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/broker"
 	"github.com/clearance-broker/clearance/compliance"
 	"github.com/clearance-broker/clearance/config"
+	"github.com/clearance-broker/clearance/connectors/natsregion"
 	"github.com/clearance-broker/clearance/erasure"
 	"github.com/clearance-broker/clearance/policy"
 	"github.com/clearance-broker/clearance/shred"
@@ -40,6 +43,9 @@ type livePolicyParts struct {
 	// authorize admits callers of the rights routes; nil: the routes are
 	// not served (consents and erasures still arrive on NATS).
 	authorize func(*http.Request) error
+	// erasures, when set, is the applier the broker was given for erasure
+	// notices from other regions; it is bound to the live registry here.
+	erasures *regionErasures
 	// tuning holds the live_policy, erasure and subject_keys keys of the
 	// configuration (zero: the packages' defaults).
 	tuning liveTuning
@@ -156,9 +162,12 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 	if err != nil {
 		return nil, err
 	}
+	verifier, _ := p.keys.(erasure.Verifier) // *keys.Vault and *keys.DevKeyRing verify
 	notifier, err := erasure.New(ctx, erasure.Options{
-		DB: p.db, Audit: p.audit, Keys: p.keys, Connectors: p.conns, SubjectKey: p.subjectKey, Logger: p.logger,
+		Verifier: verifier,
+		DB:       p.db, Audit: p.audit, Keys: p.keys, Connectors: p.conns, SubjectKey: p.subjectKey, Logger: p.logger,
 		EscalateAfter: p.tuning.escalateAfter,
+		ErasedSubject: erasure.ErasedSubjects(p.engine.Registry, p.subjectKey),
 		Parties:       func() erasure.Parties { return p.engine.Registry() },
 	})
 	if err != nil {
@@ -166,6 +175,9 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 	}
 	notifier.Start()
 	st.add(func(context.Context) error { notifier.Stop(); return nil })
+	if err := listenErasureAcks(st, notifier, p.nc, p.conns); err != nil {
+		return nil, err
+	}
 	live, err := policy.Start(ctx, policy.Options{
 		Store: store, Engine: p.engine, NATS: p.nc, Audit: p.audit, Logger: p.logger, Registerer: p.registerer,
 		SyncTimeout: p.tuning.syncTimeout,
@@ -183,6 +195,9 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 		return nil, err
 	}
 	st.add(func(context.Context) error { live.Stop(); return nil })
+	if p.erasures != nil {
+		p.erasures.bind(live, p.engine, p.shred)
+	}
 	if p.attach != nil {
 		p.attach(live, notifier)
 	}
@@ -206,3 +221,72 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 		notifier.Mount(mux, p.authorize)
 	}, nil
 }
+
+// listenErasureAcks consumes the answers regions give erasure notices: on
+// this instance's NATS (regions sharing a NATS system) and on the
+// connection of every natsregion connector (a region on a NATS system of
+// its own answers there).
+func listenErasureAcks(st *stack, n *erasure.Notifier, nc *nats.Conn, conns erasure.Connectors) error {
+	ncs := []*nats.Conn{nc}
+	if m, ok := conns.(broker.ConnectorMap); ok {
+		for _, c := range m {
+			if r, ok := c.(*natsregion.Region); ok && r.Conn() != nil {
+				ncs = append(ncs, r.Conn())
+			}
+		}
+	}
+	for _, c := range ncs {
+		if c == nil {
+			continue
+		}
+		stop, err := n.ListenAcks(c)
+		if err != nil {
+			return err
+		}
+		st.add(func(context.Context) error { stop(); return nil })
+	}
+	return nil
+}
+
+// regionErasures applies the erasure notices other regions send this one
+// (broker.Options.Erasures): it records the erasure in the live registry,
+// whose OnErasure destroys the subject's key here and notifies this
+// region's own recipients; a subject already erased only has its key
+// destroyed again (idempotent). Until the live registry is bound, notices
+// wait (a transient error: JetStream redelivers).
+type regionErasures struct {
+	bound atomic.Pointer[regionErasuresBound]
+}
+
+type regionErasuresBound struct {
+	live   *policy.Live
+	engine *agreements.Engine
+	shred  *shred.Keyring
+}
+
+var errRegistryStarting = errors.New("clearance: live registry not started yet")
+
+func (r *regionErasures) bind(live *policy.Live, engine *agreements.Engine, k *shred.Keyring) {
+	r.bound.Store(&regionErasuresBound{live: live, engine: engine, shred: k})
+}
+
+// ApplyErasure records subject's erasure in this region.
+func (r *regionErasures) ApplyErasure(ctx context.Context, subject string, at time.Time) error {
+	b := r.bound.Load()
+	if b == nil {
+		return errRegistryStarting
+	}
+	for _, e := range b.engine.Registry().Content().Erasures {
+		if e.Subject == subject {
+			if b.shred == nil {
+				return nil
+			}
+			_, err := b.shred.Destroy(ctx, subject, "dead letters, retry copies, regional streams")
+			return err
+		}
+	}
+	_, err := b.live.Change(ctx, agreements.Change{Erasures: []agreements.Erasure{{Subject: subject, At: at}}})
+	return err
+}
+
+var _ broker.ErasureApplier = (*regionErasures)(nil)

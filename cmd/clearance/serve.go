@@ -156,6 +156,10 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 			Help: "HTTP requests sent to Vault (logins, renewals, transit operations, retries).",
 		}, func() float64 { return float64(vault.RoundTrips()) }))
 	opts.Metrics, opts.Registerer, opts.Gatherer = metrics, promReg, promReg
+	regionIn := &regionErasures{} // bound to the live registry by startLivePolicy
+	if opts.Inbound != nil {
+		opts.Erasures = regionIn
+	}
 	b, err := broker.New(opts)
 	if err != nil {
 		return err
@@ -170,7 +174,7 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 	if err != nil {
 		return err
 	}
-	rights, err := startLivePolicy(ctx, &st, livePolicyParts{tuning: liveTuningOf(cfg), authorize: authorize, registerer: promReg, db: db, nc: nc, engine: engine, reg: reg, audit: auditLog,
+	rights, err := startLivePolicy(ctx, &st, livePolicyParts{tuning: liveTuningOf(cfg), erasures: regionIn, authorize: authorize, registerer: promReg, db: db, nc: nc, engine: engine, reg: reg, audit: auditLog,
 		keys: vault, conns: conns, subjectKey: subjectKey, shred: subjectKeys, logger: logger, attach: complianceRights(cs)})
 	if err != nil {
 		return err

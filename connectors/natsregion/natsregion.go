@@ -226,3 +226,7 @@ func (r *Region) Close(ctx context.Context) error {
 }
 
 var _ connectors.Connector = (*Region)(nil)
+
+// Conn returns the connection to the remote region's NATS, on which that
+// region's Clearance answers erasure notices (erasure.ListenAcks).
+func (r *Region) Conn() *nats.Conn { return r.nc }
