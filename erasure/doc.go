@@ -10,7 +10,17 @@
 // encrypts it (to the party's public key for webhook partners, as an
 // envelope for regional data centres), and delivers it through the
 // recipient's connector as a Delivery of kind "erasure_notice". A notice the
-// connector accepts is acknowledged and audited (erasure_notified); a failed
+// connector accepts is acknowledged and audited (erasure_notified), except
+// a notice to another region's Clearance (a natsregion connector): that
+// one carries the subject's id (signed, sealed under the keys the regions
+// share; found by HMAC among the registry's erasures, Options.ErasedSubject)
+// and an answer subject; the region records the erasure in its own
+// registry, destroys its subject keys and answers with a signed AckPayload
+// on AckSubjectPrefix.<notice id>, and only that answer (ListenAcks,
+// Acknowledge) acknowledges the notice; until it comes the notice stays
+// pending ("awaiting_acknowledgement") and is sent again, as a new message,
+// after backoff. The answer travels on the receiving region's NATS: the
+// sender listens there through the region connector's connection. A failed
 // one is retried with backoff, without end; a notice still unacknowledged
 // after Options.EscalateAfter is escalated (audited, logged) and retried
 // further. Where notice is impossible (no connector, a recipient that no
