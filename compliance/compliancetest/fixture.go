@@ -148,6 +148,7 @@ func (f *Fixture) Seed(t testing.TB, rounds int) {
 		reqs = append(reqs, rs...)
 	}
 	i := 0
+	seen := map[string]bool{}
 	for round := range rounds {
 		for _, req := range reqs {
 			at := Now.Add(-time.Duration(i%29+1) * 24 * time.Hour).Add(time.Duration(i) * time.Minute)
@@ -156,6 +157,13 @@ func (f *Fixture) Seed(t testing.TB, rounds int) {
 			if round > 0 {
 				r.ID = fmt.Sprintf("%s-r%d", req.ID, round)
 			}
+			// The examples send some requests twice (a batch repeats single
+			// files); the log holds one final outcome per request id, so a
+			// repeat is seeded as a request of its own.
+			for n, base := 2, r.ID; seen[r.ID]; n++ {
+				r.ID = fmt.Sprintf("%s-%d", base, n)
+			}
+			seen[r.ID] = true
 			d := f.Engine.Decide(&r, at)
 			for _, e := range Entries(&r, d, at) {
 				if _, err := f.Log.Append(ctx, e); err != nil {
