@@ -210,7 +210,12 @@ func TestErasureRegionAppliesAndAnswers(t *testing.T) {
 	if k := applied.Load(); k < 2 {
 		t.Errorf("Tokyo applied %d notices, want every attempt applied (idempotently)", k)
 	}
+	// The answer is audited right after the notice is marked.
 	acks, err := euAudit.Query(t.Context(), audit.Filter{Event: audit.EventErasureNotified, SubjectID: "cust-9"})
+	for err == nil && len(acks) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		acks, err = euAudit.Query(t.Context(), audit.Filter{Event: audit.EventErasureNotified, SubjectID: "cust-9"})
+	}
 	if err != nil || len(acks) != 1 || acks[0].Reasons[0] != "acknowledged_by_recipient" || acks[0].Recipient != "dc-tokyo" {
 		t.Fatalf("EU's audit of the answer: %+v %v", acks, err)
 	}
