@@ -1,0 +1,84 @@
+package broker
+
+import (
+	"errors"
+	"path/filepath"
+	"testing"
+
+	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/keys"
+	"github.com/clearance-broker/clearance/shred"
+)
+
+// TestOpenInbound opens regional envelopes: under the shared key, under a
+// subject key, and refuses (permanently) a subject envelope this region has
+// no key ring for or whose subject was erased.
+func TestOpenInbound(t *testing.T) {
+	ring, err := keys.NewDevKeyRing(keys.DevKeyRingOptions{Path: filepath.Join(t.TempDir(), "ring.json"), Allow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := audit.OpenDB(t.Context(), "sqlite://"+filepath.Join(t.TempDir(), "audit.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	subjectKey := []byte("kept-test-subject-key-0123456789")
+	log, err := audit.Open(t.Context(), db, audit.Options{SubjectKey: subjectKey, Signer: ring})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = log.Close(t.Context()) })
+	k, err := shred.Open(t.Context(), shred.Options{DB: db, Keys: ring, Audit: log, SubjectKey: subjectKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	shared, err := ring.Seal(t.Context(), []byte("shared"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, err := k.Seal(t.Context(), "cust-1", []byte("kept"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	erased, err := k.Seal(t.Context(), "cust-2", []byte("erased"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Destroy(t.Context(), "cust-2", "test"); err != nil {
+		t.Fatal(err)
+	}
+	with := &Broker{opts: Options{Subjects: k}, keys: ring}
+	without := &Broker{keys: ring}
+	tests := []struct {
+		name      string
+		b         *Broker
+		data      []byte
+		want      string
+		permanent bool
+	}{
+		{"shared key", with, shared, "shared", false},
+		{"shared key, no subject keys", without, shared, "shared", false},
+		{"subject key", with, kept, "kept", false},
+		{"subject key, no subject keys here", without, kept, "", true},
+		{"erased subject", with, erased, "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.b.openInbound(t.Context(), tt.data)
+			if tt.permanent {
+				if Classify(err) != OutcomePermanent {
+					t.Fatalf("openInbound = %q, %v; want a permanent error", got, err)
+				}
+				return
+			}
+			if err != nil || string(got) != tt.want {
+				t.Fatalf("openInbound = %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+	if _, err := with.openInbound(t.Context(), []byte("SH1.x.y.z")); !errors.Is(err, shred.ErrMalformed) {
+		t.Errorf("malformed envelope: %v", err)
+	}
+}
