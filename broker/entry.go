@@ -53,6 +53,9 @@ func (b *Broker) entry(ev audit.Event, res *result) *audit.Entry {
 	if res.digest != "" {
 		e.PayloadDigest = res.digest
 		e.KeyRef = b.keys.KeyRef()
+		if res.keyRef != "" {
+			e.KeyRef = res.keyRef
+		}
 	}
 	return e
 }

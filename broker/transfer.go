@@ -34,7 +34,10 @@ type result struct {
 	// the registry changed (redecide.go).
 	redecided int
 	digest    string
-	seq       int64
+	// keyRef is the key the delivered payload was sealed under, when not
+	// the broker's own (a subject key for a regional stream).
+	keyRef string
+	seq    int64
 	// recorded: the final outcome was already in the audit log when the
 	// message was redelivered (recorded.go).
 	recorded bool
@@ -150,6 +153,7 @@ func (b *Broker) deliver(ctx context.Context, res *result) *result {
 		}
 	} else {
 		body, keyRef, err = b.sealShared(ctx, conn, req.Subject.ID, payload)
+		res.keyRef = keyRef
 	}
 	b.metrics.since("seal", t)
 	clear(payload)

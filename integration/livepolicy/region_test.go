@@ -172,6 +172,10 @@ func TestErasureShredsRegionalStreams(t *testing.T) {
 	if _, err := p.jpKeys.Open(t.Context(), cp.Data); err != nil {
 		t.Fatalf("Tokyo cannot open the regional copy: %v", err)
 	}
+	delivered, err := p.auditLog.Query(t.Context(), audit.Filter{Event: audit.EventDelivered, RequestID: "host-1"})
+	if err != nil || len(delivered) != 1 || delivered[0].KeyRef != broker.SubjectKeyRef {
+		t.Fatalf("the audit does not name the subject key for the regional delivery: %+v %v", delivered, err)
+	}
 
 	if _, err := p.euKeys.Destroy(t.Context(), "cust-44", "dead letters, retry copies, regional streams"); err != nil {
 		t.Fatal(err)
