@@ -7,7 +7,7 @@ GO ?= go
 TEST_TIMEOUT ?= 25m
 FUZZTIME ?= 8s
 
-.PHONY: test vet lint fuzz-smoke build run vault services chromium bench load
+.PHONY: test vet lint fuzz-smoke build run vault services chromium bench load faults-long
 
 test: services vault chromium lint fuzz-smoke
 	CLEARANCE_VAULT_BIN="$$(scripts/vault-binary.sh)" $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
@@ -38,3 +38,9 @@ run:
 
 bench:
 	CLEARANCE_VAULT_BIN="$$(scripts/vault-binary.sh)" $(GO) test -run '^$$' -bench . -benchmem ./agreements/ ./keys/ ./audit/ ./broker/ ./connectors/...
+
+faults-long:
+	CLEARANCE_VAULT_BIN="$$(scripts/vault-binary.sh)" CLEARANCE_LONG=1 $(GO) test -count=1 -timeout 20m -run TestFaultInjection -v ./integration/faults/
+
+load:
+	CLEARANCE_VAULT_BIN="$$(scripts/vault-binary.sh)" $(GO) run ./integration/loadharness
