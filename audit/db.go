@@ -84,6 +84,9 @@ func Migrate(ctx context.Context, db *bun.DB) error {
 	if err := registerSchemaV1(ms); err != nil {
 		return fmt.Errorf("audit: migrations: %w", err)
 	}
+	if err := registerOutcomeIndex(ms); err != nil {
+		return fmt.Errorf("audit: migrations: %w", err)
+	}
 	m := migrate.NewMigrator(db, ms,
 		migrate.WithTableName("audit_migrations"),
 		migrate.WithLocksTableName("audit_migration_locks"),

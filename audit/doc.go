@@ -55,8 +55,8 @@
 // redelivered, so the writer enforces this where batches are serialised:
 // after it holds the head (under the lock, or before the compare-and-set
 // statement, which fails if anything was chained since), it looks up the
-// batch's final outcomes by request id in one query on the (request_id, seq)
-// index, and takes out of the batch every final outcome whose request
+// batch's final outcomes by request id in one query answered from the index
+// on (request_id, seq, event, decision), and takes out of the batch every final outcome whose request
 // already has one, in the store or earlier in the batch. Their callers get a
 // *DuplicateOutcomeError (errors.Is ErrDuplicateOutcome) naming the outcome
 // recorded; the rest of the batch commits as usual and the chain has no gap.

@@ -39,10 +39,6 @@ func isFinal(ev Event, decision string, reasons []string) bool {
 	return false
 }
 
-// finalEvents are the events a final outcome can have; the lookup narrows
-// the rows it reads to them.
-var finalEvents = []string{string(EventDelivered), string(EventRejected), string(EventDecided), string(EventDeliveryFailed)}
-
 // refusal is a final outcome taken out of a batch: the error its caller
 // gets and, for a duplicate within the batch, the entry that won (whose
 // sequence is known once the batch is chained).
@@ -102,23 +98,43 @@ type recordedFinal struct {
 }
 
 // recordedFinals returns the first final outcome stored for each of ids
-// that has one.
+// that has one. The look-up reads only the index on (request_id, seq,
+// event, decision); the reasons of a delivery_failed, which tell a retried
+// failure from a final one, are read by sequence in a second query, which
+// only requests with a failed delivery need. The query filters on request
+// id only: a request has a handful of entries, and a filter on event would
+// let SQLite prefer the event index, a scan of most of the table, once the
+// list of ids is long.
 func recordedFinals(ctx context.Context, db bun.IDB, ids []string) (map[string]recordedFinal, error) {
 	var rows []entryRow
-	err := db.NewSelect().Model(&rows).Column("seq", "event", "request_id", "decision", "reasons").
-		Where("request_id IN (?)", bun.In(ids)).Where("event IN (?)", bun.In(finalEvents)).Scan(ctx)
+	err := db.NewSelect().Model(&rows).Column("seq", "event", "request_id", "decision").
+		Where("request_id IN (?)", bun.In(ids)).Scan(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("look up final outcomes: %w", err)
 	}
-	out := make(map[string]recordedFinal, len(rows))
+	var failed []int64
 	for _, r := range rows {
-		var reasons []string
 		if Event(r.Event) == EventDeliveryFailed {
-			if err := json.Unmarshal([]byte(r.Reasons), &reasons); err != nil {
+			failed = append(failed, r.Seq)
+		}
+	}
+	reasons := map[int64][]string{}
+	if len(failed) > 0 {
+		var fr []entryRow
+		if err := db.NewSelect().Model(&fr).Column("seq", "reasons").Where("seq IN (?)", bun.In(failed)).Scan(ctx); err != nil {
+			return nil, fmt.Errorf("look up failed deliveries: %w", err)
+		}
+		for _, r := range fr {
+			var rs []string
+			if err := json.Unmarshal([]byte(r.Reasons), &rs); err != nil {
 				return nil, fmt.Errorf("entry %d reasons: %w", r.Seq, err)
 			}
+			reasons[r.Seq] = rs
 		}
-		if !isFinal(Event(r.Event), r.Decision, reasons) {
+	}
+	out := make(map[string]recordedFinal, len(rows))
+	for _, r := range rows {
+		if !isFinal(Event(r.Event), r.Decision, reasons[r.Seq]) {
 			continue
 		}
 		if cur, ok := out[r.RequestID]; !ok || r.Seq < cur.seq {
