@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"errors"
 	"path/filepath"
 	"testing"
@@ -78,7 +79,15 @@ func TestOpenInbound(t *testing.T) {
 			}
 		})
 	}
-	if _, err := with.openInbound(t.Context(), []byte("SH1.x.y.z")); !errors.Is(err, shred.ErrMalformed) {
+	// A subject envelope whose ciphertext was altered does not open, and
+	// is never retried.
+	parts := bytes.Split(kept, []byte("."))
+	parts[3] = []byte("AAAA")
+	altered := bytes.Join(parts, []byte("."))
+	if !shred.IsEnvelope(altered) {
+		t.Fatal("the altered envelope is no longer taken for a subject envelope")
+	}
+	if _, err := with.openInbound(t.Context(), altered); !errors.Is(err, shred.ErrMalformed) || Classify(err) != OutcomePermanent {
 		t.Errorf("malformed envelope: %v", err)
 	}
 }

@@ -163,18 +163,18 @@ func (k *Keyring) Seal(ctx context.Context, subject string, plaintext []byte) ([
 // when the subject's key was destroyed, ErrMalformed for anything else
 // that does not open.
 func (k *Keyring) Open(ctx context.Context, sealed []byte) ([]byte, error) {
-	h, nonce, ct, err := parse(sealed)
+	env, err := parse(sealed)
 	if err != nil {
 		return nil, err
 	}
-	key, err := k.key(ctx, h.SH, false)
+	key, err := k.key(ctx, env.h.SH, false)
 	if err != nil {
 		return nil, err
 	}
-	if key.destroyed || key.kid != h.KID {
+	if key.destroyed || key.kid != env.h.SKID {
 		return nil, ErrShredded
 	}
-	return open(key, sealed, nonce, ct)
+	return open(key, env)
 }
 
 // key returns subject sh's key from the cache or the store, creating it
