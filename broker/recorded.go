@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/clearance-broker/clearance/agreements"
 	"github.com/clearance-broker/clearance/audit"
@@ -23,25 +22,25 @@ type AuditQuerier interface {
 	Query(ctx context.Context, f audit.Filter) ([]audit.Entry, error)
 }
 
-// stale reports whether another instance may hold a copy of msg too: it is
-// a redelivery, or it was stored longer ago than half the ack wait (it may
-// have waited in this instance's buffer while JetStream gave it to another).
-// Only stale messages pay for a look into the audit log.
-func (b *Broker) stale(msg jetstream.Msg, attempt uint64) bool {
-	if attempt > 1 {
-		return true
-	}
-	md, err := msg.Metadata()
-	return err != nil || time.Since(md.Timestamp) > b.opts.Stream.AckWait/2
-}
+// redelivered reports whether msg is a redelivery (JetStream's
+// NumDelivered above 1): only then may its final outcome already be in the
+// audit log, so only then does it pay for a look into the log. A first
+// delivery that another instance also holds (it waited in this instance's
+// buffer past the ack wait while JetStream redelivered it there) is not
+// looked up: the audit writer refuses a second final outcome for a request
+// atomically (audit.ErrDuplicateOutcome), recordedByOther takes a refused
+// delivery as done, and a refused denial or failure is handed back and its
+// redelivery is looked up here. Looking up every message older than half
+// the ack wait made a backlog several times slower to drain.
+func redelivered(attempt uint64) bool { return attempt > 1 }
 
-// recorded returns the final outcome already audited for a stale message,
-// or nil when there is none or it cannot be known; the message is then
+// recorded returns the final outcome already audited for a redelivered
+// message, or nil when there is none or it cannot be known; the message is then
 // processed as usual. The request id is the message's Nats-Msg-Id, which
 // the pipeline requires to equal the request's id.
-func (b *Broker) recorded(ctx context.Context, msg jetstream.Msg, stale bool) *result {
+func (b *Broker) recorded(ctx context.Context, msg jetstream.Msg, redelivery bool) *result {
 	id := msg.Headers().Get(jetstream.MsgIDHeader)
-	if !stale || id == "" {
+	if !redelivery || id == "" {
 		return nil
 	}
 	res, err := b.finalFor(ctx, id)

@@ -50,7 +50,7 @@ func (b *Broker) handleTransfer(ctx context.Context, msg jetstream.Msg) {
 		attempt = md.NumDelivered
 	}
 	var plan Plan
-	res := b.recorded(ctx, msg, b.stale(msg, attempt))
+	res := b.recorded(ctx, msg, redelivered(attempt))
 	if res != nil {
 		plan = b.finishRecorded(ctx, msg, res, attempt)
 	} else {
