@@ -55,15 +55,25 @@ func (b *Broker) handleInbound(ctx context.Context, msg jetstream.Msg) {
 		if plan.Exhausted {
 			res.reasons = []string{"receive_failed: max_deliver_reached"}
 		}
-		if seq, err := b.appendEntry(ctx, b.entry(audit.EventRejected, res)); err == nil {
+		seq, err := b.appendEntry(ctx, b.entry(audit.EventRejected, res))
+		switch {
+		case err == nil:
 			res.seq = seq
-		} else {
+		case alreadyRecorded(res, err):
+			// The request's final outcome stands: the message is done and
+			// is terminated without a second entry.
+		default:
 			plan = Plan{Ack: AckNak, Delay: b.opts.Retry.Backoff(attempt)}
 		}
 		if plan.DeadLetter {
-			// Already sealed: kept as it came.
+			// Already sealed: kept as it came. Published again for an
+			// outcome already recorded (the instance that recorded it may
+			// have stopped before publishing), de-duplicated by the stream.
 			dl := nats.NewMsg(DeadLetterSubject + ".inbound")
 			dl.Data = msg.Data()
+			if md, err := msg.Metadata(); err == nil {
+				dl.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("dl-%s-%d", md.Stream, md.Sequence.Stream))
+			}
 			dl.Header.Set("Clearance-Request-Id", res.requestID)
 			dl.Header.Set("Clearance-Outcome", res.outcome.String())
 			if _, err := b.js.PublishMsg(ctx, dl); err != nil {
@@ -76,11 +86,30 @@ func (b *Broker) handleInbound(ctx context.Context, msg jetstream.Msg) {
 	if res.outcome != OutcomeDelivered {
 		level = b.log.Warn
 	}
-	args := []any{"request_id", res.requestID, "outcome", res.outcome.String(), "action", plan.Ack.String(), "attempt", attempt, "audit_sequence", res.seq}
+	args := []any{"request_id", res.requestID, "outcome", res.outcome.String(), "action", plan.Ack.String(), "attempt", attempt,
+		"audit_sequence", res.seq, "already_recorded", res.recorded}
 	if res.err != nil {
 		args = append(args, "err", res.err.Error())
 	}
 	level("inbound transfer", args...)
+}
+
+// alreadyRecorded reports whether err is the audit log's refusal of a
+// final outcome because the request already has one (audit.ErrDuplicateOutcome):
+// recorded by another instance, or by an earlier delivery of the message
+// whose acknowledgement was lost. That outcome stands, so the message is
+// done rather than retried until max-deliver: res takes the recorded
+// entry's sequence number and is marked recorded.
+func alreadyRecorded(res *result, err error) bool {
+	if !errors.Is(err, audit.ErrDuplicateOutcome) {
+		return false
+	}
+	var dup *audit.DuplicateOutcomeError
+	if errors.As(err, &dup) {
+		res.seq = dup.Sequence
+	}
+	res.recorded = true
+	return true
 }
 
 // receive opens, audits and republishes one inbound envelope.

@@ -56,8 +56,9 @@ const (
 // taken one at a time across all instances (a grant and its withdrawal keep
 // their order); each is validated, recorded through Live (stored, audited,
 // published), acknowledged, and answered with a Receipt. An invalid message
-// is audited as rejected and terminated; a store or audit failure hands it
-// back for a later attempt.
+// is audited as rejected and terminated (without a second receipt when its
+// rejection was already recorded, audit.ErrDuplicateOutcome); a store or
+// audit failure hands it back for a later attempt.
 type Intake struct {
 	live *Live
 	nc   *nats.Conn
@@ -131,9 +132,16 @@ func (in *Intake) handle(msg jetstream.Msg) {
 			id = fmt.Sprintf("rights-seq-%d", md.Sequence.Stream)
 		}
 	}
-	rc, retry := in.live.Record(ctx, kind, msg.Data(), id, source)
+	rc, retry, recorded := in.live.record(ctx, kind, msg.Data(), "", id, source)
 	if retry {
 		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	if recorded {
+		// Its outcome was recorded, and its receipt sent, before (by
+		// another instance, or by an earlier delivery whose acknowledgement
+		// was lost): done, without a second receipt.
+		_ = msg.Term()
 		return
 	}
 	if rc.Status == StatusRejected {
@@ -171,17 +179,23 @@ const (
 // receipt, and retry when the message could not be recorded for a
 // transient reason (the store or the audit log) and should be tried again.
 func (l *Live) Record(ctx context.Context, kind string, data []byte, id, source string) (Receipt, bool) {
-	return l.record(ctx, kind, data, "", id, source)
+	rc, retry, _ := l.record(ctx, kind, data, "", id, source)
+	return rc, retry
 }
 
 // RecordErasure records an erasure of subject (body may be empty or give
 // "at"), as POST /v1/subjects/{id}/erasure does.
 func (l *Live) RecordErasure(ctx context.Context, subject string, body []byte, id, source string) (Receipt, bool) {
-	return l.record(ctx, RightsErasures, body, subject, id, source)
+	rc, retry, _ := l.record(ctx, RightsErasures, body, subject, id, source)
+	return rc, retry
 }
 
-func (l *Live) record(ctx context.Context, kind string, data []byte, subject, id, source string) (Receipt, bool) {
-	rc := Receipt{RequestID: id, Reasons: []string{}}
+// record is Record and RecordErasure; recorded reports that the message's
+// rejection was not audited because its request id already has a final
+// outcome in the audit log (audit.ErrDuplicateOutcome): recorded, and
+// answered, before. The receipt then says rejected, as that outcome did.
+func (l *Live) record(ctx context.Context, kind string, data []byte, subject, id, source string) (rc Receipt, retry, recorded bool) {
+	rc = Receipt{RequestID: id, Reasons: []string{}}
 	now := l.opts.Now()
 	var ch agreements.Change
 	var err error
@@ -198,7 +212,7 @@ func (l *Live) record(ctx context.Context, kind string, data []byte, subject, id
 		ev, err = l.Change(ctx, ch)
 		if err != nil && !errors.Is(err, ErrInvalidChange) {
 			l.log.Warn("record rights message", "request_id", id, "source", source, "err", err)
-			return rc, true
+			return rc, true, false
 		}
 	}
 	if err != nil {
@@ -207,14 +221,17 @@ func (l *Live) record(ctx context.Context, kind string, data []byte, subject, id
 		if len(ch.Consents) > 0 {
 			e.SubjectID, e.Purpose = ch.Consents[0].Subject, ch.Consents[0].Purpose
 		}
-		if _, aerr := l.opts.Audit.Append(ctx, e); aerr != nil {
+		if _, aerr := l.opts.Audit.Append(ctx, e); errors.Is(aerr, audit.ErrDuplicateOutcome) {
+			l.log.Info("rights message already recorded", "request_id", id, "source", source)
+			return rc, false, true
+		} else if aerr != nil {
 			l.log.Warn("audit rejected rights message", "request_id", id, "err", aerr)
-			return rc, true
+			return rc, true, false
 		}
-		return rc, false
+		return rc, false, false
 	}
 	rc.Status, rc.Event, rc.RegistryVersion = StatusRecorded, ev.Seq, ev.Version
-	return rc, false
+	return rc, false, false
 }
 
 // rejectReasons lists the problems of an invalid message; they name fields,

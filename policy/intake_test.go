@@ -133,4 +133,42 @@ func TestRightsOverNATSAndHTTP(t *testing.T) {
 			t.Fatalf("%d erasure entries, want 1", got)
 		}
 	})
+	t.Run("rejection already recorded on NATS", func(t *testing.T) {
+		// Another instance (or an earlier delivery whose acknowledgement was
+		// lost) recorded, and answered, the rejection of cms-4: the message
+		// is terminated without a second entry or receipt, not retried (the
+		// consumer takes one message at a time, so a retried one would hold
+		// up cms-5).
+		first := &audit.Entry{Time: time.Now(), Event: audit.EventRejected, RequestID: "cms-4", Source: "cms", Decision: "deny",
+			Reasons: []string{`invalid_request: no purpose "astrology"`}}
+		if _, err := e.audit.Append(t.Context(), first); err != nil {
+			t.Fatal(err)
+		}
+		msg := nats.NewMsg("clearance.consents.cms")
+		msg.Data = []byte(`{"action":"grant","subject":"cust-7","purpose":"astrology"}`)
+		msg.Header.Set(jetstream.MsgIDHeader, "cms-4")
+		if _, err := js.PublishMsg(t.Context(), msg); err != nil {
+			t.Fatal(err)
+		}
+		rc := viaNATS(t, "clearance.consents.cms", "cms-5", `{"action":"grant","subject":"cust-8","purpose":"marketing","at":"2026-11-10T00:00:00Z"}`)
+		if rc.RequestID != "cms-5" || rc.Status != policy.StatusRecorded {
+			t.Fatalf("receipt %+v, want cms-5 recorded (no receipt for cms-4)", rc)
+		}
+		es, err := e.audit.Query(t.Context(), audit.Filter{RequestID: "cms-4"})
+		if err != nil || len(es) != 1 || es[0].Event != audit.EventRejected {
+			t.Fatalf("audit %+v %v", es, err)
+		}
+		c, err := js.Consumer(t.Context(), policy.RightsStream, policy.RightsConsumer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := c.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumRedelivered != 0 || info.NumAckPending != 0 || info.NumPending != 0 {
+			t.Errorf("consumer: redelivered %d, ack pending %d, pending %d; want cms-4 terminated on its first delivery",
+				info.NumRedelivered, info.NumAckPending, info.NumPending)
+		}
+	})
 }
