@@ -28,7 +28,9 @@ type loop struct {
 func (b *Broker) startLoop(name string, cons jetstream.Consumer, h func(ctx context.Context, msg jetstream.Msg)) (*loop, error) {
 	// Pull ahead no more than the workers can start soon: a message waiting
 	// in the buffer longer than AckWait would be given to another instance.
-	ahead := min(b.opts.Stream.FetchBatch, 4*b.opts.Concurrency)
+	// Pull ahead at least one message per worker, so that a fetch batch
+	// smaller than the concurrency does not leave workers waiting on pulls.
+	ahead := min(max(b.opts.Stream.FetchBatch, b.opts.Concurrency), 4*b.opts.Concurrency)
 	iter, err := cons.Messages(jetstream.PullMaxMessages(ahead))
 	if err != nil {
 		return nil, err

@@ -37,7 +37,8 @@ type StreamOptions struct {
 	DuplicateWindow time.Duration
 	// AckWait before redelivery of an unacknowledged message (default 30s).
 	AckWait time.Duration
-	// FetchBatch is how many messages are pulled ahead (default 64).
+	// FetchBatch is how many messages are pulled ahead (default 64; at
+	// least the concurrency and at most four times it are pulled).
 	FetchBatch int
 }
 
