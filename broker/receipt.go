@@ -69,7 +69,17 @@ func (w *waiters) wait(id string) (<-chan Receipt, func()) {
 	}
 }
 
+// onReceipt hands a receipt to the requests waiting for it. Every instance
+// sees every receipt, most with no HTTP request waiting (requests published
+// on NATS): while nothing waits they are not decoded. An HTTP request
+// registers before it publishes, so it cannot miss its receipt.
 func (w *waiters) onReceipt(msg *nats.Msg) {
+	w.mu.Lock()
+	idle := len(w.m) == 0
+	w.mu.Unlock()
+	if idle {
+		return
+	}
 	var r Receipt
 	if err := json.Unmarshal(msg.Data, &r); err != nil || r.RequestID == "" {
 		return

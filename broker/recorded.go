@@ -82,7 +82,7 @@ func (b *Broker) finalFor(ctx context.Context, id string) (*result, error) {
 // another outcome is left to the redelivery, which recorded meets.
 func recordedByOther(res *result, err error) bool {
 	var dup *audit.DuplicateOutcomeError
-	if !errors.As(err, &dup) || dup.Event != audit.EventDelivered || dup.Recorded != audit.EventDelivered {
+	if err == nil || !errors.As(err, &dup) || dup.Event != audit.EventDelivered || dup.Recorded != audit.EventDelivered {
 		return false
 	}
 	res.outcome, res.seq, res.recorded, res.reasons, res.err = OutcomeDelivered, dup.Sequence, true, nil, nil
