@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/clearance-broker/clearance/config"
 	"github.com/clearance-broker/clearance/integration/loadharness/harness"
 )
 
@@ -42,7 +43,7 @@ func run() int {
 	flag.IntVar(&cfg.WebhookN, "webhook-n", 0, "requests per webhook throughput measurement (default n/4)")
 	flag.IntVar(&cfg.Rounds, "rounds", 4, "alternating baseline/broker rounds each throughput measurement is split into")
 	flag.IntVar(&cfg.Size, "size", 1024, "request size in bytes")
-	flag.IntVar(&cfg.Concurrency, "concurrency", 16, "workers per instance (broker and baseline)")
+	flag.IntVar(&cfg.Concurrency, "concurrency", config.Defaults().Pipeline.Concurrency, "workers per instance (broker and baseline); the product default")
 	flag.DurationVar(&cfg.PacedDuration, "paced", 20*time.Second, "longest paced latency run")
 	flag.BoolVar(&cfg.NoPaced, "no-paced", false, "skip the paced latency runs")
 	flag.IntVar(&cfg.RegistryParties, "registry-parties", 0, "synthetic parties (each with an agreement) added to the registry")

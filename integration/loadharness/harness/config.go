@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"slices"
 	"time"
+
+	"github.com/clearance-broker/clearance/config"
 )
 
 // Sinks the harness delivers to.
@@ -37,7 +39,7 @@ type Config struct {
 	// Instances are the broker instance counts to measure (default 1 and 2).
 	Instances []int
 	// Concurrency is the broker's (and the baseline's) workers per instance
-	// (default 16, the broker's default).
+	// (default: the broker's own default, config.Defaults().Pipeline.Concurrency).
 	Concurrency int
 	// Rates are the fractions of the measured maximum rate at which paced
 	// latency runs publish (default 0.5 and 0.9; empty after defaults: none).
@@ -101,7 +103,7 @@ func (c Config) Defaults() Config {
 		c.Instances = []int{1, 2}
 	}
 	if c.Concurrency <= 0 {
-		c.Concurrency = 16
+		c.Concurrency = config.Defaults().Pipeline.Concurrency
 	}
 	if c.Rates == nil {
 		c.Rates = []float64{0.5, 0.9}
