@@ -53,6 +53,7 @@ func run() int {
 	flag.Int64Var(&cfg.CheckpointEvery, "checkpoint-every", 1000, "audit checkpoint interval in entries")
 	flag.DurationVar(&cfg.AckWait, "ack-wait", 30*time.Second, "ack wait of the ingest consumer (broker and baseline)")
 	flag.BoolVar(&cfg.AuditAsyncCommit, "audit-async-commit", false, "diagnostic: synchronous_commit=off for the audit log (not durable; shows the cost of WAL flushes)")
+	flag.IntVar(&cfg.Propagation, "propagation", 50, "registry changes applied through the live registry under load, each timed until in force on every instance (0: not measured)")
 	flag.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "longest wait for one measurement")
 	flag.Parse()
 

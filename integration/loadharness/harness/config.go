@@ -74,6 +74,11 @@ type Config struct {
 	// broker's cost is the WAL flush of each audit commit, and it weakens
 	// the log's guarantee (a Postgres crash can lose the last commits).
 	AuditAsyncCommit bool
+	// Propagation, when positive, is how many registry changes are applied
+	// through policy.Live on one of the most broker instances measured
+	// while they work through a load of the first sink, each timed until
+	// it is in force on every instance (0: not measured).
+	Propagation int
 	// Timeout bounds waiting for one measurement to finish (default 10m).
 	Timeout time.Duration
 	// Progress receives one line per finished measurement (nil: none).
@@ -144,6 +149,9 @@ func (c Config) Validate() error {
 	}
 	if c.Size > 1<<20 {
 		errs = append(errs, errors.New("harness: size: at most 1 MiB"))
+	}
+	if c.Propagation < 0 || c.Propagation > 100_000 {
+		errs = append(errs, errors.New("harness: propagation: 0 to 100,000 changes"))
 	}
 	if c.RegistryParties < 0 || c.RegistryParties > 100_000 {
 		errs = append(errs, errors.New("harness: registry parties: 0 to 100,000"))

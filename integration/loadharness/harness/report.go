@@ -23,8 +23,10 @@ type Report struct {
 	RegistryParties int            `json:"registry_extra_parties"`
 	Mix             []MixEntry     `json:"mix"`
 	Runs            []*Measurement `json:"runs"`
-	Targets         []Target       `json:"targets"`
-	Notes           []string       `json:"notes"`
+	// Propagation is the registry change measurement (Config.Propagation).
+	Propagation *Propagation `json:"propagation,omitempty"`
+	Targets     []Target     `json:"targets"`
+	Notes       []string     `json:"notes"`
 }
 
 // Machine describes where the run happened.
@@ -56,6 +58,7 @@ type Settings struct {
 	AckWaitSeconds  float64   `json:"ack_wait_seconds"`
 	EmbeddedNATS    bool      `json:"embedded_nats"`
 	AuditAsync      bool      `json:"audit_synchronous_commit_off,omitempty"`
+	Propagation     int       `json:"propagation_changes,omitempty"`
 }
 
 // MixEntry is one kind of request of a sink's mix.
@@ -133,7 +136,8 @@ func newReport(cfg Config) *Report {
 		Machine: machine(),
 		Settings: Settings{N: cfg.N, WebhookN: cfg.WebhookN, Size: cfg.Size, Sinks: cfg.Sinks, Instances: cfg.Instances,
 			Concurrency: cfg.Concurrency, Rates: cfg.Rates, PacedSeconds: cfg.PacedDuration.Seconds(),
-			CheckpointEvery: cfg.CheckpointEvery, AckWaitSeconds: cfg.AckWait.Seconds(), EmbeddedNATS: cfg.NATSURL == "", AuditAsync: cfg.AuditAsyncCommit},
+			CheckpointEvery: cfg.CheckpointEvery, AckWaitSeconds: cfg.AckWait.Seconds(), EmbeddedNATS: cfg.NATSURL == "", AuditAsync: cfg.AuditAsyncCommit,
+			Propagation: cfg.Propagation},
 	}
 }
 
@@ -272,6 +276,10 @@ func (r *Report) finish() {
 		}
 		r.Targets = append(r.Targets, t)
 	}
+	if p := r.Propagation; p != nil {
+		r.Targets = append(r.Targets, Target{Name: fmt.Sprintf("registry change in force on all %d instances, p99 ms", p.Instances), Want: "<= 1000 ms under load",
+			Got: p.P99, Met: p.Met, Detail: fmt.Sprintf("%d changes on %s, %d under load, %d confirmed everywhere", p.Changes, p.Sink, p.UnderLoad, p.Confirmed)})
+	}
 	if wb, wr := r.find(SinkWebhook, "baseline", 1), r.find(SinkWebhook, "broker", 1); wb != nil && wr != nil {
 		r.Targets = append(r.Targets, Target{Name: "webhook throughput vs HTTP baseline (1 instance)", Want: "reported (same 50% bar)", Got: wr.RatioToBaseline, Met: wr.RatioToBaseline >= 0.5})
 	}
@@ -318,6 +326,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		fmt.Fprintf(bw, "%-22s %9.0f %6s %23s %23s %8.2f %8.0f %8.0f %7d\n", m.Name, m.Throughput, ratio, lat(0.5), lat(0.9),
 			m.VaultTripsPer10k, m.AuditPerSecond, m.CPUMicrosPerRequest, m.Resources.PeakRSSBytes>>20)
+	}
+	if p := r.Propagation; p != nil {
+		fmt.Fprintf(bw, "\nregistry change propagation (%s, %d instances, %d changes, %d under load):\n", p.Sink, p.Instances, p.Changes, p.UnderLoad)
+		for i, l := range p.PerInstance {
+			fmt.Fprintf(bw, "  instance %d: p50 %.1f ms  p99 %.1f ms  max %.1f ms  (%d in force)\n", i, l.P50, l.P99, l.Max, l.Count)
+		}
 	}
 	fmt.Fprintln(bw)
 	for _, t := range r.Targets {
@@ -373,6 +387,16 @@ func (r *Report) Check() []string {
 		for _, p := range m.Paced {
 			if p.Missing != 0 || p.Latency.Count != p.Requests {
 				out = append(out, fmt.Sprintf("%s at %.0f%%: %d of %d requests measured", m.Name, p.Fraction*100, p.Latency.Count, p.Requests))
+			}
+		}
+	}
+	if p := r.Propagation; p != nil {
+		if p.Changes != r.Settings.Propagation {
+			out = append(out, fmt.Sprintf("propagation: %d of %d changes applied", p.Changes, r.Settings.Propagation))
+		}
+		for i, l := range p.PerInstance {
+			if l.Count != p.Changes {
+				out = append(out, fmt.Sprintf("propagation: instance %d put %d of %d changes in force", i, l.Count, p.Changes))
 			}
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -53,6 +54,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			if base != nil {
 				rep.Runs = append(rep.Runs, base, br)
 			}
+			if err != nil {
+				rep.finish()
+				return rep, err
+			}
+		}
+		if cfg.Propagation > 0 && sink == cfg.Sinks[0] {
+			p, err := h.propagation(ctx, sink, slices.Max(cfg.Instances), n, w)
+			rep.Propagation = p
 			if err != nil {
 				rep.finish()
 				return rep, err

@@ -3,6 +3,7 @@ package harness_test
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +18,7 @@ import (
 func TestSmoke(t *testing.T) {
 	cfg := harness.Config{
 		N: 2000, WebhookN: 400, Instances: []int{1, 2}, Rates: []float64{0.5},
-		PacedDuration: 2 * time.Second, Timeout: 3 * time.Minute,
+		PacedDuration: 2 * time.Second, Timeout: 3 * time.Minute, Propagation: 10,
 	}
 	if testing.Short() {
 		cfg.N, cfg.WebhookN, cfg.Instances = 600, 200, []int{1}
@@ -42,6 +43,9 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("%s: cpu %.2fs, rss %d, %d paced runs: figures missing", m.Name, m.Resources.CPUSeconds, m.Resources.PeakRSSBytes, len(m.Paced))
 		}
 	}
+	if p := rep.Propagation; p == nil || len(p.PerInstance) != slices.Max(cfg.Instances) || p.Changes != cfg.Propagation || p.UnderLoad == 0 || p.PerInstance[0].P99 <= 0 {
+		t.Errorf("propagation figures missing: %+v", p)
+	}
 	var js, table, svg bytes.Buffer
 	if err := rep.WriteJSON(&js); err != nil {
 		t.Fatal(err)
@@ -50,7 +54,7 @@ func TestSmoke(t *testing.T) {
 	if err := json.Unmarshal(js.Bytes(), &back); err != nil || len(back.Runs) != len(rep.Runs) {
 		t.Errorf("JSON report does not read back: %v", err)
 	}
-	if err := rep.WriteTable(&table); err != nil || !strings.Contains(table.String(), "jetstream/broker-1") {
+	if err := rep.WriteTable(&table); err != nil || !strings.Contains(table.String(), "jetstream/broker-1") || !strings.Contains(table.String(), "registry change propagation") {
 		t.Errorf("table: %v\n%s", err, table.String())
 	}
 	if err := rep.WriteSVG(&svg); err != nil || !strings.HasPrefix(svg.String(), "<svg") || !strings.HasSuffix(svg.String(), "</svg>\n") {

@@ -13,6 +13,7 @@ import (
 	"github.com/clearance-broker/clearance/connectors/natsregion"
 	"github.com/clearance-broker/clearance/connectors/webhook"
 	"github.com/clearance-broker/clearance/keys"
+	"github.com/clearance-broker/clearance/policy"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/uptrace/bun"
@@ -36,8 +37,11 @@ var subjectKey = []byte("loadharness-subject-hmac-key-001")
 // connection, Vault clients, audit log connection and connectors, sharing
 // the durable consumer, the Postgres schema and the Vault server.
 type brokers struct {
-	e     *env
-	k     int
+	e *env
+	k int
+	// live: each instance has its own engine, kept on the registry of the
+	// Postgres schema by a policy.Live.
+	live  bool
 	insts []*instance
 }
 
@@ -52,17 +56,29 @@ type instance struct {
 	closers []connectors.Connector
 	b       *broker.Broker
 	reg     *prometheus.Registry
+	live    *policy.Live
+	swaps   *swaps
 }
 
 func (s *brokers) start(ctx context.Context) error {
 	engine := agreements.NewEngine(s.e.registry)
 	for range s.k {
-		in, err := s.e.newInstance(ctx, engine)
+		eng := engine
+		if s.live {
+			eng = agreements.NewEngine(s.e.registry)
+		}
+		in, err := s.e.newInstance(ctx, eng)
 		if err != nil {
 			s.stop(ctx)
 			return err
 		}
 		s.insts = append(s.insts, in)
+		if s.live {
+			if err := s.e.startLive(ctx, in, eng); err != nil {
+				s.stop(ctx)
+				return err
+			}
+		}
 	}
 	for _, in := range s.insts {
 		if err := in.b.Start(ctx); err != nil {
@@ -148,6 +164,9 @@ func (e *env) newInstance(ctx context.Context, engine *agreements.Engine) (in *i
 func (in *instance) close(ctx context.Context) {
 	if in.b != nil {
 		_ = in.b.Stop(ctx)
+	}
+	if in.live != nil {
+		in.live.Stop()
 	}
 	for _, c := range in.closers {
 		_ = c.Close(ctx)
