@@ -51,10 +51,11 @@ func encodeHeader(kref, wrapped string) (string, error) {
 }
 
 // compactParts are the decoded parts of a sealed message. header is the
-// encoded protected-header segment (the AAD); ctTag is ciphertext||tag.
+// encoded protected-header segment (the AAD); ctTag is ciphertext||tag and
+// nonce the IV, both in one buffer (ctTag, then nonce).
 type compactParts struct {
 	header []byte
-	nonce  [nonceSize]byte
+	nonce  []byte
 	ctTag  []byte
 }
 
@@ -84,15 +85,17 @@ func parseCompact(sealed []byte) (compactParts, error) {
 	if b64.DecodedLen(len(segs[2])) != nonceSize {
 		return p, fmt.Errorf("%w: iv must be 96 bits", ErrMalformed)
 	}
-	if _, err := b64.Decode(p.nonce[:], segs[2]); err != nil {
-		return p, fmt.Errorf("%w: iv: %w", ErrMalformed, err)
-	}
 	if b64.DecodedLen(len(segs[4])) != tagSize {
 		return p, fmt.Errorf("%w: tag must be 128 bits", ErrMalformed)
 	}
+	// One allocation holds ciphertext||tag (opened in place) and the nonce.
 	ctLen := b64.DecodedLen(len(segs[3]))
-	buf := make([]byte, ctLen+tagSize)
-	n, err := b64.Decode(buf, segs[3])
+	buf := make([]byte, ctLen+tagSize+nonceSize)
+	p.nonce = buf[ctLen+tagSize:]
+	if _, err := b64.Decode(p.nonce, segs[2]); err != nil {
+		return p, fmt.Errorf("%w: iv: %w", ErrMalformed, err)
+	}
+	n, err := decodeB64(buf[:ctLen+tagSize], segs[3])
 	if err != nil {
 		return p, fmt.Errorf("%w: ciphertext: %w", ErrMalformed, err)
 	}
@@ -147,31 +150,36 @@ var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b 
 // sealWith encrypts plaintext under aead with a fresh random nonce and
 // returns the compact serialization with the given encoded header.
 func sealWith(aead cipher.AEAD, header []byte, plaintext []byte) ([]byte, error) {
-	var nonce [nonceSize]byte
-	if _, err := rand.Read(nonce[:]); err != nil {
+	// The scratch buffer holds the nonce, then ciphertext||tag.
+	bp := scratch.Get().(*[]byte)
+	if need := nonceSize + len(plaintext) + tagSize; cap(*bp) < need {
+		*bp = make([]byte, 0, need)
+	}
+	defer func() {
+		if cap(*bp) <= 1<<16 {
+			scratch.Put(bp)
+		}
+	}()
+	nonce := (*bp)[:nonceSize]
+	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("keys: nonce: %w", err)
 	}
-	bp := scratch.Get().(*[]byte)
-	ct := aead.Seal((*bp)[:0], nonce[:], plaintext, header)
+	ct := aead.Seal(nonce[nonceSize:], nonce, plaintext, header)
 	body, tag := ct[:len(plaintext)], ct[len(plaintext):]
 	out := make([]byte, 0, len(header)+4+b64.EncodedLen(nonceSize)+b64.EncodedLen(len(body))+b64.EncodedLen(tagSize))
 	out = append(out, header...)
 	out = append(out, '.', '.')
-	out = b64.AppendEncode(out, nonce[:])
+	out = b64.AppendEncode(out, nonce)
 	out = append(out, '.')
-	out = b64.AppendEncode(out, body)
+	out = appendB64(out, body)
 	out = append(out, '.')
 	out = b64.AppendEncode(out, tag)
-	if cap(ct) <= 1<<16 {
-		*bp = ct[:0]
-		scratch.Put(bp)
-	}
 	return out, nil
 }
 
 // openWith decrypts parsed parts under aead.
 func openWith(aead cipher.AEAD, p compactParts) ([]byte, error) {
-	pt, err := aead.Open(p.ctTag[:0], p.nonce[:], p.ctTag, p.header)
+	pt, err := aead.Open(p.ctTag[:0], p.nonce, p.ctTag, p.header)
 	if err != nil {
 		return nil, newError("open", ErrNotAuthentic, errors.New("authentication failed"))
 	}
