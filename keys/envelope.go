@@ -99,7 +99,7 @@ func parseCompact(sealed []byte) (compactParts, error) {
 	if err != nil {
 		return p, fmt.Errorf("%w: ciphertext: %w", ErrMalformed, err)
 	}
-	m, err := b64.Decode(buf[n:], segs[4])
+	m, err := b64.Decode(buf[n:n+tagSize], segs[4]) // not into the nonce
 	if err != nil || m != tagSize {
 		return p, fmt.Errorf("%w: tag", ErrMalformed)
 	}
