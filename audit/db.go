@@ -3,7 +3,6 @@ package audit
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -14,8 +13,9 @@ import (
 	"github.com/uptrace/bun/dialect/pgdialect"
 	"github.com/uptrace/bun/dialect/sqlitedialect"
 	"github.com/uptrace/bun/driver/pgdriver"
-	"github.com/uptrace/bun/migrate"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/clearance-broker/clearance/sqlschema"
 )
 
 // sqlitePragmas make SQLite durable (synchronous FULL in WAL mode), wait for
@@ -80,48 +80,5 @@ func isPostgres(db bun.IDB) bool { return db.Dialect().Name() == dialect.PG }
 // died while migrating stays in audit_migration_locks until removed by
 // hand). Open calls it for writable logs.
 func Migrate(ctx context.Context, db *bun.DB) error {
-	ms := migrate.NewMigrations()
-	if err := registerSchemaV1(ms); err != nil {
-		return fmt.Errorf("audit: migrations: %w", err)
-	}
-	if err := registerOutcomeIndex(ms); err != nil {
-		return fmt.Errorf("audit: migrations: %w", err)
-	}
-	m := migrate.NewMigrator(db, ms,
-		migrate.WithTableName("audit_migrations"),
-		migrate.WithLocksTableName("audit_migration_locks"),
-		migrate.WithMarkAppliedOnSuccess(true))
-	if err := retry(ctx, func() error { return m.Init(ctx) }); err != nil {
-		return fmt.Errorf("audit: init migrations: %w", err)
-	}
-	if err := retry(ctx, func() error { return m.Lock(ctx) }); err != nil {
-		return fmt.Errorf("audit: lock migrations: %w", err)
-	}
-	_, err := m.Migrate(ctx)
-	uerr := m.Unlock(context.WithoutCancel(ctx))
-	if err != nil {
-		return fmt.Errorf("audit: migrate: %w", err)
-	}
-	if uerr != nil {
-		return fmt.Errorf("audit: unlock migrations: %w", uerr)
-	}
-	return nil
-}
-
-// retry runs fn until it succeeds, ctx ends or 30 seconds pass; concurrent
-// instances creating the migration tables or holding the lock make fn fail
-// for a moment.
-func retry(ctx context.Context, fn func() error) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for delay := 20 * time.Millisecond; ; delay = min(2*delay, time.Second) {
-		err := fn()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return errors.Join(err, ctx.Err())
-		case <-time.After(delay):
-		}
-	}
+	return sqlschema.Migrate(ctx, db, "audit", registerSchemaV1, registerOutcomeIndex)
 }

@@ -3,12 +3,12 @@ package erasure
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/uptrace/bun"
-	"github.com/uptrace/bun/migrate"
+
+	"github.com/clearance-broker/clearance/sqlschema"
 )
 
 // Status is where a notice stands.
@@ -91,44 +91,7 @@ func (r *noticeRow) notice() Notice {
 
 // migrateSchema brings the notices table up to date.
 func migrateSchema(ctx context.Context, db *bun.DB) error {
-	ms := migrate.NewMigrations()
-	if err := registerSchemaV1(ms); err != nil {
-		return fmt.Errorf("erasure: migrations: %w", err)
-	}
-	m := migrate.NewMigrator(db, ms,
-		migrate.WithTableName("erasure_migrations"),
-		migrate.WithLocksTableName("erasure_migration_locks"),
-		migrate.WithMarkAppliedOnSuccess(true))
-	if err := retry(ctx, func() error { return m.Init(ctx) }); err != nil {
-		return fmt.Errorf("erasure: init migrations: %w", err)
-	}
-	if err := retry(ctx, func() error { return m.Lock(ctx) }); err != nil {
-		return fmt.Errorf("erasure: lock migrations: %w", err)
-	}
-	_, err := m.Migrate(ctx)
-	uerr := m.Unlock(context.WithoutCancel(ctx))
-	if err != nil {
-		return fmt.Errorf("erasure: migrate: %w", err)
-	}
-	if uerr != nil {
-		return fmt.Errorf("erasure: unlock migrations: %w", uerr)
-	}
-	return nil
-}
-
-func retry(ctx context.Context, fn func() error) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for delay := 20 * time.Millisecond; ; delay = min(2*delay, time.Second) {
-		err := fn()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return errors.Join(err, ctx.Err())
-		case <-time.After(delay):
-		}
-	}
+	return sqlschema.Migrate(ctx, db, "erasure", registerSchemaV1)
 }
 
 // claim leases up to n due notices to owner until until and returns them.

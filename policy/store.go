@@ -3,14 +3,13 @@ package policy
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/sqlschema"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect"
-	"github.com/uptrace/bun/migrate"
 )
 
 // baseRow is one applied registry content, by version.
@@ -73,46 +72,7 @@ func OpenStore(ctx context.Context, db *bun.DB) (*Store, error) {
 }
 
 func migrateSchema(ctx context.Context, db *bun.DB) error {
-	ms := migrate.NewMigrations()
-	if err := registerSchemaV1(ms); err != nil {
-		return fmt.Errorf("policy: migrations: %w", err)
-	}
-	m := migrate.NewMigrator(db, ms,
-		migrate.WithTableName("policy_migrations"),
-		migrate.WithLocksTableName("policy_migration_locks"),
-		migrate.WithMarkAppliedOnSuccess(true))
-	if err := retry(ctx, func() error { return m.Init(ctx) }); err != nil {
-		return fmt.Errorf("policy: init migrations: %w", err)
-	}
-	if err := retry(ctx, func() error { return m.Lock(ctx) }); err != nil {
-		return fmt.Errorf("policy: lock migrations: %w", err)
-	}
-	_, err := m.Migrate(ctx)
-	uerr := m.Unlock(context.WithoutCancel(ctx))
-	if err != nil {
-		return fmt.Errorf("policy: migrate: %w", err)
-	}
-	if uerr != nil {
-		return fmt.Errorf("policy: unlock migrations: %w", uerr)
-	}
-	return nil
-}
-
-// retry runs fn until it succeeds, ctx ends or 30 seconds pass (another
-// instance may be creating the tables or holding the migration lock).
-func retry(ctx context.Context, fn func() error) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for delay := 20 * time.Millisecond; ; delay = min(2*delay, time.Second) {
-		err := fn()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return errors.Join(err, ctx.Err())
-		case <-time.After(delay):
-		}
-	}
+	return sqlschema.Migrate(ctx, db, "policy", registerSchemaV1)
 }
 
 // Head returns the sequence number and registry version of the latest

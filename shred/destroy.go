@@ -2,14 +2,13 @@ package shred
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/sqlschema"
 	"github.com/nats-io/nuid"
 	"github.com/uptrace/bun"
-	"github.com/uptrace/bun/migrate"
 )
 
 // Proof is what a shredding leaves: which key, when, for what, and the audit
@@ -64,42 +63,5 @@ func (k *Keyring) Destroy(ctx context.Context, subject, scope string) (Proof, er
 
 // migrateSchema brings the subject key table up to date.
 func migrateSchema(ctx context.Context, db *bun.DB) error {
-	ms := migrate.NewMigrations()
-	if err := registerSchemaV1(ms); err != nil {
-		return fmt.Errorf("shred: migrations: %w", err)
-	}
-	m := migrate.NewMigrator(db, ms,
-		migrate.WithTableName("shred_migrations"),
-		migrate.WithLocksTableName("shred_migration_locks"),
-		migrate.WithMarkAppliedOnSuccess(true))
-	if err := retry(ctx, func() error { return m.Init(ctx) }); err != nil {
-		return fmt.Errorf("shred: init migrations: %w", err)
-	}
-	if err := retry(ctx, func() error { return m.Lock(ctx) }); err != nil {
-		return fmt.Errorf("shred: lock migrations: %w", err)
-	}
-	_, err := m.Migrate(ctx)
-	uerr := m.Unlock(context.WithoutCancel(ctx))
-	if err != nil {
-		return fmt.Errorf("shred: migrate: %w", err)
-	}
-	if uerr != nil {
-		return fmt.Errorf("shred: unlock migrations: %w", uerr)
-	}
-	return nil
-}
-
-func retry(ctx context.Context, fn func() error) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for delay := 20 * time.Millisecond; ; delay = min(2*delay, time.Second) {
-		err := fn()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return errors.Join(err, ctx.Err())
-		case <-time.After(delay):
-		}
-	}
+	return sqlschema.Migrate(ctx, db, "shred", registerSchemaV1)
 }
