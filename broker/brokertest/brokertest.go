@@ -3,17 +3,16 @@ package brokertest
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/clearance-broker/clearance/sqlschema/sqltest"
 
 	"github.com/clearance-broker/clearance/agreements"
 	"github.com/clearance-broker/clearance/audit"
@@ -79,38 +78,11 @@ func SQLiteDSN(tb testing.TB) string {
 	return "sqlite://" + filepath.Join(tb.TempDir(), "audit.db")
 }
 
-// PostgresDSN creates a unique schema in the test Postgres (env
-// CLEARANCE_TEST_POSTGRES, default postgres://postgres@127.0.0.1:5432/test),
-// drops it in cleanup and returns a DSN using it. It skips the test when
-// Postgres does not answer.
+// PostgresDSN gives the test a schema of its own on the test PostgreSQL
+// (sqltest.PostgresDSN) and returns a DSN using it.
 func PostgresDSN(tb testing.TB) string {
 	tb.Helper()
-	admin := os.Getenv("CLEARANCE_TEST_POSTGRES")
-	if admin == "" {
-		admin = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	ctx := context.Background()
-	db, err := audit.OpenDB(ctx, admin)
-	if err != nil {
-		tb.Skipf("postgres unavailable: %v", err)
-	}
-	tb.Cleanup(func() { _ = db.Close() })
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	schema := "broker_t_" + hex.EncodeToString(rnd[:])
-	if _, err := db.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
-		tb.Fatalf("create schema: %v", err)
-	}
-	tb.Cleanup(func() {
-		if _, err := db.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			tb.Errorf("drop schema: %v", err)
-		}
-	})
-	sep := "?"
-	if strings.Contains(admin, "?") {
-		sep = "&"
-	}
-	return admin + sep + "search_path=" + schema
+	return sqltest.PostgresDSN(tb, "broker")
 }
 
 // OpenAudit opens the audit log at dsn, signing checkpoints with signer,
