@@ -11,39 +11,20 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/clearance-broker/clearance/integration/vaulttest"
+
 	vault "github.com/hashicorp/vault/api"
 )
 
-// VaultVersion is the Vault release scripts/vault-binary.sh builds and caches.
-const VaultVersion = "v1.21.0"
-
-// EnvVaultBinary names the environment variable that overrides where the
-// Vault binary is found (the Makefile sets it).
-const EnvVaultBinary = "CLEARANCE_VAULT_BIN"
-
-// VaultBinary returns $CLEARANCE_VAULT_BIN, else
-// <user cache dir>/clearance/vault-v1.21.0/vault.
-func VaultBinary() (string, error) {
-	if p := os.Getenv(EnvVaultBinary); p != "" {
-		return p, nil
-	}
-	dir, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("harness: user cache dir: %w", err)
-	}
-	return filepath.Join(dir, "clearance", "vault-"+VaultVersion, "vault"), nil
-}
-
 // ErrNoVaultBinary means the cached Vault binary is missing; run
 // scripts/vault-binary.sh or set CLEARANCE_VAULT_BIN.
-var ErrNoVaultBinary = errors.New("harness: no vault binary (run scripts/vault-binary.sh or set " + EnvVaultBinary + ")")
+var ErrNoVaultBinary = errors.New("harness: no vault binary (run scripts/vault-binary.sh or set " + vaulttest.EnvBinary + ")")
 
 // vaultServer is a Vault dev server child process with transit enabled and
 // the two keys Clearance uses.
@@ -58,7 +39,7 @@ type vaultServer struct {
 // startVault starts a Vault dev server on a free port, enables transit and
 // creates clearance-data (aes256-gcm96) and clearance-signing (ecdsa-p256).
 func startVault(ctx context.Context) (*vaultServer, error) {
-	bin, err := VaultBinary()
+	bin, err := vaulttest.Binary()
 	if err != nil {
 		return nil, err
 	}
