@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"testing"
 	"time"
@@ -278,4 +279,29 @@ func (c *LogCapture) String() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.buf.String()
+}
+
+// RekeyedRegistry copies root's examples/registry into a temporary
+// directory with every party's public key replaced by jwk, so that a test
+// partner holding the matching private key can open what it receives.
+func RekeyedRegistry(t testing.TB, root string, jwk []byte) string {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(root, "examples", "registry")
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`(?s)public_key: \{[^}]*\}`)
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = re.ReplaceAll(b, append([]byte("public_key: "), jwk...))
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }

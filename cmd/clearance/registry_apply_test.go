@@ -18,7 +18,7 @@ func TestRegistryApply(t *testing.T) {
 		t.Fatal(err)
 	}
 	ns := brokertest.StartNATS(t)
-	regDir := rekeyedRegistry(t, root, []byte(`{"kty":"EC","crv":"P-256","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4","y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM","kid":"k1"}`))
+	regDir := brokertest.RekeyedRegistry(t, root, []byte(`{"kty":"EC","crv":"P-256","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4","y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM","kid":"k1"}`))
 	cfgPath := filepath.Join(dir, "clearance.yaml")
 	cfg := fmt.Sprintf(`
 nats: {urls: [%q]}

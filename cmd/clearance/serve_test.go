@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -18,30 +17,6 @@ import (
 	"github.com/clearance-broker/clearance/broker/samplepartner"
 	"github.com/clearance-broker/clearance/integration/vaulttest"
 )
-
-// rekeyedRegistry copies examples/registry into a temporary directory with
-// every party public key replaced by jwk.
-func rekeyedRegistry(t *testing.T, root string, jwk []byte) string {
-	t.Helper()
-	dir := t.TempDir()
-	src := filepath.Join(root, "examples", "registry")
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	re := regexp.MustCompile(`(?s)public_key: \{[^}]*\}`)
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b = re.ReplaceAll(b, append([]byte("public_key: "), jwk...))
-		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -84,7 +59,7 @@ connectors:
   partner-webhook: {kind: webhook, config: {default_url: %q, allow_http: true}}
 pipeline: {backoff_base: 50ms, backoff_max: 1s}
 logging: {format: json, level: debug}
-`, ns.ClientURL(), brokertest.PostgresDSN(t), vs.Addr, tokenFile, hmacFile, rekeyedRegistry(t, root, partner.Key.PublicJWK), addr, partner.URL)
+`, ns.ClientURL(), brokertest.PostgresDSN(t), vs.Addr, tokenFile, hmacFile, brokertest.RekeyedRegistry(t, root, partner.Key.PublicJWK), addr, partner.URL)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"testing"
 	"time"
 
@@ -73,30 +72,6 @@ func vaultJWKS(t *testing.T, s *vaulttest.Server, tokenFile string) []byte {
 	return set
 }
 
-// rekeyedRegistry copies examples/registry with every party public key
-// replaced by jwk.
-func rekeyedRegistry(t *testing.T, root string, jwk []byte) string {
-	t.Helper()
-	dir := t.TempDir()
-	src := filepath.Join(root, "examples", "registry")
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	re := regexp.MustCompile(`(?s)public_key: \{[^}]*\}`)
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b = re.ReplaceAll(b, append([]byte("public_key: "), jwk...))
-		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
 func startWorld(t *testing.T, instances int, extraConfig string) *world {
 	t.Helper()
 	w := &world{root: brokertest.RepoRoot(t), dir: t.TempDir()}
@@ -134,7 +109,7 @@ func startWorld(t *testing.T, instances int, extraConfig string) *world {
 	w.pg = startPostgres(t)
 	w.partner = newPartner(t, jwks)
 
-	registry := rekeyedRegistry(t, w.root, w.partner.key.PublicJWK)
+	registry := brokertest.RekeyedRegistry(t, w.root, w.partner.key.PublicJWK)
 	w.cfgPath = filepath.Join(w.dir, "clearance.yaml")
 	cfg := fmt.Sprintf(`
 nats: {urls: [%q], replicas: 1, ack_wait: 5s, max_deliver: 1000, duplicate_window: 30m}
