@@ -143,6 +143,9 @@ type Decision struct {
 	// RetentionDays is the matched agreement's retention period (0: none
 	// recorded).
 	RetentionDays int `json:"-"`
+
+	// buffers is the memory Engine.DecideInto reuses; nil until then.
+	buffers *decisionBuffers
 }
 
 // Allowed reports whether the decision lets the record go.

@@ -32,13 +32,41 @@ func (e *Engine) Update(r *Registry) { e.reg.Store(r) }
 // registry does not know is a denial. The request must come from
 // ParseRequest (or be equally complete); Decide does not modify it.
 func (e *Engine) Decide(req *Request, at time.Time) *Decision {
+	d := &Decision{}
+	e.decide(d, nil, req, at)
+	return d
+}
+
+// DecideInto is Decide writing the decision into d instead of a new
+// Decision, reusing the memory d holds from earlier decisions (its reasons,
+// field lists and the maps of its minimised record): a caller that decides
+// one request after another with the same Decision allocates nothing once
+// d has grown to the size of its records. The result is the one Decide
+// returns; nothing of d's previous decision is carried over.
+//
+// Everything d held before is overwritten or emptied, including the maps
+// of its previous Record and the backing arrays of its previous Reasons,
+// Fields and Categories: a caller must be done with the previous decision,
+// and must not keep any of its slices or maps, before it reuses d. A
+// Decision is not safe for concurrent use; use one per goroutine. The zero
+// Decision is ready for use, and so is one returned by Decide.
+func (e *Engine) DecideInto(d *Decision, req *Request, at time.Time) {
+	b := d.buffers
+	if b == nil {
+		b = &decisionBuffers{}
+	}
+	b.release()
+	*d = Decision{buffers: b}
+	e.decide(d, b, req, at)
+}
+
+// decide fills the zero decision d; b, when not nil, provides the memory.
+func (e *Engine) decide(d *Decision, b *decisionBuffers, req *Request, at time.Time) {
 	r := e.reg.Load()
 	at = at.UTC()
-	d := &Decision{
-		RequestID:       req.ID,
-		RegistryVersion: r.version,
-		At:              at,
-		Origin:          req.Subject.Jurisdiction,
+	d.RequestID, d.RegistryVersion, d.At, d.Origin = req.ID, r.version, at, req.Subject.Jurisdiction
+	if b != nil {
+		d.Reasons = b.reasons[:0]
 	}
 
 	// Rule 1: erasure.
@@ -65,7 +93,8 @@ func (e *Engine) Decide(req *Request, at time.Time) *Decision {
 		d.LegalBasis = purpose.LegalBasis
 	}
 	if ds != nil && !ds.ds.Personal {
-		return finish(d, nonPersonal(d, req.Record))
+		finish(d, b, nonPersonal(d, b, req.Record))
+		return
 	}
 
 	// Rule 3: legal basis.
@@ -104,7 +133,7 @@ func (e *Engine) Decide(req *Request, at time.Time) *Decision {
 	}
 
 	// Rule 5: minimisation.
-	m := r.minimise(ds, sc, req.Record)
+	m := r.minimise(ds, sc, req.Record, b)
 	d.Fields = Fields{Kept: m.kept, Removed: m.removed}
 	if sc != nil && ds != nil && len(m.kept) == 0 {
 		d.Reasons = append(d.Reasons, ReasonNoPermittedFields)
@@ -118,25 +147,46 @@ func (e *Engine) Decide(req *Request, at time.Time) *Decision {
 			d.Reasons = append(d.Reasons, reason)
 		}
 	}
-	return finish(d, m)
+	finish(d, b, m)
 }
 
-// finish sets the outcome; only an allowed decision carries a record.
-func finish(d *Decision, m minimised) *Decision {
+// finish sets the outcome; only an allowed decision carries a record. With
+// buffers b, it keeps the slices d grew for the next decision, and a denial
+// empties the record maps at once.
+func finish(d *Decision, b *decisionBuffers, m minimised) {
+	if b != nil {
+		b.reasons = d.Reasons[:0]
+		if len(d.Reasons) == 0 {
+			d.Reasons = nil
+		}
+		if cap(m.removed) > cap(b.removed) {
+			b.removed = m.removed[:0]
+		}
+		if len(m.removed) == 0 {
+			d.Fields.Removed = nil
+		}
+	}
 	if len(d.Reasons) > 0 {
 		d.Decision = Deny
-		return d
+		if b != nil {
+			b.release()
+		}
+		return
 	}
 	d.Decision = Allow
 	d.Record = m.record
 	d.Categories = m.categories
-	return d
 }
 
 // nonPersonal keeps every field of a record of a non-personal dataset
 // (policy 1.3); the mechanism is "none" once recipient and purpose are known.
-func nonPersonal(d *Decision, rec map[string]any) minimised {
-	m := minimised{record: make(map[string]any, len(rec)), kept: make([]string, 0, len(rec))}
+func nonPersonal(d *Decision, b *decisionBuffers, rec map[string]any) minimised {
+	var m minimised
+	if b == nil {
+		m.record, m.kept = make(map[string]any, len(rec)), make([]string, 0, len(rec))
+	} else {
+		m.record, m.kept = b.newMap(len(rec)), b.list(len(rec))
+	}
 	for k, v := range rec {
 		m.record[k] = v
 		m.kept = append(m.kept, k)

@@ -20,9 +20,12 @@ type minimised struct {
 // unclassified member is removed whole. With no scope (no agreement or legal
 // order in force) every field is reported removed; with no dataset every
 // top-level member is unclassified. Kept paths and categories come out
-// sorted and distinct.
-func (r *Registry) minimise(di *datasetIndex, sc *scope, rec map[string]any) minimised {
+// sorted and distinct. With buffers b, the lists and maps come from b.
+func (r *Registry) minimise(di *datasetIndex, sc *scope, rec map[string]any, b *decisionBuffers) minimised {
 	var m minimised
+	if b != nil {
+		m.removed = b.removed[:0]
+	}
 	if di == nil {
 		for k := range rec {
 			m.remove(k, FieldUnclassified, len(rec))
@@ -36,7 +39,7 @@ func (r *Registry) minimise(di *datasetIndex, sc *scope, rec map[string]any) min
 	} else {
 		keep = make([]bool, n)
 	}
-	w := walker{di: di, sc: sc, m: &m, keep: keep, size: len(rec)}
+	w := walker{di: di, sc: sc, m: &m, b: b, keep: keep, size: len(rec)}
 	m.record = w.walk(di.root, "", rec)
 	w.joinNested()
 	if sc == nil {
@@ -61,7 +64,12 @@ func (r *Registry) minimise(di *datasetIndex, sc *scope, rec map[string]any) min
 	}
 	// One allocation holds both lists; kept is capped so that an append to
 	// it cannot write into categories.
-	lists := make([]string, 0, count+ncats)
+	var lists []string
+	if b == nil {
+		lists = make([]string, 0, count+ncats)
+	} else {
+		lists = b.list(count + ncats)
+	}
 	for ord, k := range keep {
 		if k {
 			lists = append(lists, di.sorted[ord].path)
@@ -81,7 +89,8 @@ type walker struct {
 	di   *datasetIndex
 	sc   *scope
 	m    *minimised
-	keep []bool // by leaf position in di.sorted
+	b    *decisionBuffers // nil: allocate
+	keep []bool           // by leaf position in di.sorted
 	size int
 	// nested lists the first unclassified members found inside objects:
 	// their paths are joined to their prefixes in one string at the end.
@@ -113,7 +122,7 @@ func (w *walker) walk(children *fieldSet, prefix string, rec map[string]any) (ou
 				continue
 			}
 			if out == nil {
-				out = make(map[string]any, min(len(rec), children.size))
+				out = w.newMap(min(len(rec), children.size))
 			}
 			out[k] = v
 			w.keep[n.ord] = true
@@ -125,7 +134,7 @@ func (w *walker) walk(children *fieldSet, prefix string, rec map[string]any) (ou
 			}
 			if subOut := w.walk(n.children, n.path, sub); subOut != nil {
 				if out == nil {
-					out = make(map[string]any, min(len(rec), children.size))
+					out = w.newMap(min(len(rec), children.size))
 				}
 				out[k] = subOut
 			}
@@ -134,9 +143,21 @@ func (w *walker) walk(children *fieldSet, prefix string, rec map[string]any) (ou
 	return out
 }
 
+func (w *walker) newMap(size int) map[string]any {
+	if w.b == nil {
+		return make(map[string]any, size)
+	}
+	return w.b.newMap(size)
+}
+
 // removeUnclassified removes the member k of the object at prefix. The
-// first few paths inside objects are joined later, all in one allocation.
+// first few paths inside objects are joined later, all in one allocation,
+// unless the buffers of a reused decision know them already.
 func (w *walker) removeUnclassified(prefix, k string) {
+	if prefix != "" && w.b != nil {
+		w.m.remove(w.b.joinPath(prefix, k), FieldUnclassified, w.size)
+		return
+	}
 	if prefix == "" || w.nNested == len(w.nested) {
 		w.m.remove(joinPath(prefix, k), FieldUnclassified, w.size)
 		return
