@@ -48,8 +48,10 @@ func (e *Engine) Decide(req *Request, at time.Time) *Decision {
 // of its previous Record and the backing arrays of its previous Reasons,
 // Fields and Categories: a caller must be done with the previous decision,
 // and must not keep any of its slices or maps, before it reuses d. A
-// Decision is not safe for concurrent use; use one per goroutine. The zero
-// Decision is ready for use, and so is one returned by Decide.
+// Decision is not safe for concurrent use; use one per goroutine, and do
+// not reuse two copies of one Decision, which share its memory. The zero
+// Decision is ready for use, and so is one returned by Decide (whose slices
+// and maps DecideInto leaves alone: it reuses only memory it allocated).
 func (e *Engine) DecideInto(d *Decision, req *Request, at time.Time) {
 	b := d.buffers
 	if b == nil {
