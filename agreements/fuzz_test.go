@@ -2,6 +2,7 @@ package agreements
 
 import (
 	"encoding/json"
+	"os"
 	"testing"
 	"time"
 )
@@ -37,7 +38,8 @@ func FuzzParse(f *testing.F) {
 
 // FuzzParseRequest feeds arbitrary bytes to the request parser: it must
 // never panic, every error must be an invalid_request, and an accepted
-// request must decide without panicking.
+// request must decide without panicking, the same with a Decision reused
+// after an allowed request (DecideInto) as with a new one (Decide).
 func FuzzParseRequest(f *testing.F) {
 	f.Add([]byte(goodRequest))
 	f.Add([]byte("[" + goodRequest + "]"))
@@ -49,6 +51,14 @@ func FuzzParseRequest(f *testing.F) {
 	}
 	e := NewEngine(reg)
 	at := time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)
+	prelude, err := os.ReadFile("../examples/requests/01-delivery-eea-allow.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	before, err := ParseRequest(prelude)
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		reqs, err := ParseRequests(data)
 		if err != nil {
@@ -66,6 +76,14 @@ func FuzzParseRequest(f *testing.F) {
 			}
 			if _, err := json.Marshal(d.Record); err != nil {
 				t.Fatalf("marshal record: %v", err)
+			}
+		}
+		var reused Decision
+		e.DecideInto(&reused, before, at)
+		for i, req := range reqs {
+			e.DecideInto(&reused, req, at)
+			if got, want := viewOf(&reused), viewOf(e.Decide(req, at)); got != want {
+				t.Fatalf("request %d: DecideInto\n got %+v\nwant %+v", i, got, want)
 			}
 		}
 	})
