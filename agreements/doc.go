@@ -18,7 +18,11 @@
 // Engine.Decide applies the rules of DESIGN section 3 in order and collects
 // every failing reason. Deny by default: anything the registry does not know
 // is a denial. The broker, `clearance check` and the tests use the same
-// engine.
+// engine. Engine.DecideInto makes the same decision into a Decision the
+// caller reuses from one request to the next (one per worker): it allocates
+// nothing once the Decision has grown to the size of the records, which
+// spares a busy caller the allocation and garbage collection of the
+// decision and its minimised record (BenchmarkDecide measures both ways).
 //
 // # Interpretations
 //
