@@ -1,47 +1,73 @@
 package keys
 
 import (
+	"encoding/base64"
 	"encoding/binary"
 	"sync"
 )
 
-// The ciphertext segment of a sealed message is most of its bytes, so its
-// base64url encoding and decoding cost about as much as AES-GCM itself.
-// encodeB64 and decodeB64 produce exactly what b64 (base64.RawURLEncoding)
-// produces, several characters per table look-up; anything the fast path
-// does not handle is left to b64.
+// Sealed messages are base64url (RFC 4648 §5, unpadded), and the ciphertext
+// segment is most of their bytes: its encoding and decoding cost about as
+// much as AES-GCM itself. encodeB64 and decodeB64 do it with table look-ups
+// that handle two characters each.
+//
+// Decoding is strict, as RFC 7515 §2 defines base64url for JOSE: only the 64
+// characters of the URL-safe alphabet, no padding, no line breaks or spaces,
+// and the unused low bits of a final partial quantum must be zero, so that
+// every byte string has exactly one encoding that opens. (encoding/base64's
+// RawURLEncoding would ignore CR and LF and accept non-zero trailing bits.)
 
 const b64Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
-// b64Invalid marks a character outside the alphabet in the decode tables.
-const b64Invalid = 0xff000000
+// b64Bad marks a character pair outside the alphabet in b64Tables.dec; a
+// valid pair decodes to 12 bits, so any of the top four bits means invalid.
+const b64Bad = 0xf000
+
+// b64Tables are the look-up tables of the codec, built once on first use.
+type b64Tables struct {
+	// enc maps 12 bits to the two characters encoding them, the first in
+	// the low byte (memory order on a little-endian store).
+	enc [1 << 12]uint16
+	// dec maps two characters, the first in the low byte, to the 12 bits
+	// they encode, or to b64Bad if either is outside the alphabet.
+	dec [1 << 16]uint16
+	// val maps one character to its 6-bit value, or 0xff.
+	val [256]byte
+}
 
 var (
 	b64Once sync.Once
-	// b64Pairs maps 12 bits to the two alphabet characters encoding them,
-	// in memory order.
-	b64Pairs [1 << 12]uint16
-	// b64Dec[i][c] is the 6-bit value of character c shifted into place for
-	// position i of a 4-character quantum, or b64Invalid.
-	b64Dec [4][256]uint32
+	b64Tab  *b64Tables
 )
 
-func initB64() {
-	for v := range b64Pairs {
-		b64Pairs[v] = uint16(b64Alphabet[v>>6]) | uint16(b64Alphabet[v&0x3f])<<8
-	}
-	for i := range b64Dec {
-		for c := range b64Dec[i] {
-			b64Dec[i][c] = b64Invalid
+func b64Load() *b64Tables {
+	b64Once.Do(func() {
+		t := new(b64Tables)
+		for v := range t.enc {
+			t.enc[v] = uint16(b64Alphabet[v>>6]) | uint16(b64Alphabet[v&0x3f])<<8
 		}
-	}
-	for v := 0; v < len(b64Alphabet); v++ {
-		c := b64Alphabet[v]
-		for i := range b64Dec {
-			b64Dec[i][c] = uint32(v) << (18 - 6*i)
+		for c := range t.val {
+			t.val[c] = 0xff
 		}
-	}
+		for v := 0; v < len(b64Alphabet); v++ {
+			t.val[b64Alphabet[v]] = byte(v)
+		}
+		for i := range t.dec {
+			hi, lo := t.val[i&0xff], t.val[i>>8]
+			if hi == 0xff || lo == 0xff {
+				t.dec[i] = b64Bad
+				continue
+			}
+			t.dec[i] = uint16(hi)<<6 | uint16(lo)
+		}
+		b64Tab = t
+	})
+	return b64Tab
 }
+
+// b64Strict is encoding/base64's decoder with the trailing-bit check; it
+// gives the error for a bad length or non-zero trailing bits.
+var b64Strict = base64.RawURLEncoding.Strict()
 
 // appendB64 appends the base64url (unpadded) encoding of src to dst.
 func appendB64(dst, src []byte) []byte {
@@ -60,58 +86,139 @@ func appendB64(dst, src []byte) []byte {
 // encodeB64 writes the encoding of src into dst, which must hold
 // b64.EncodedLen(len(src)) bytes.
 func encodeB64(dst, src []byte) {
-	b64Once.Do(initB64)
-	di, si := 0, 0
-	// Six input bytes (read as eight) give eight output characters.
-	for ; len(src)-si >= 8; si, di = si+6, di+8 {
-		v := binary.BigEndian.Uint64(src[si:])
-		binary.LittleEndian.PutUint64(dst[di:],
-			uint64(b64Pairs[v>>52])|
-				uint64(b64Pairs[v>>40&0xfff])<<16|
-				uint64(b64Pairs[v>>28&0xfff])<<32|
-				uint64(b64Pairs[v>>16&0xfff])<<48)
+	t := &b64Load().enc
+	n := b64EncodeBlocks(t, dst, src)
+	src, dst = src[n:], dst[n/3*4:]
+	// 3 bytes to 4 characters.
+	for len(src) >= 3 && len(dst) >= 4 {
+		v := uint(src[0])<<16 | uint(src[1])<<8 | uint(src[2])
+		binary.LittleEndian.PutUint32(dst, uint32(t[v>>12])|uint32(t[v&0xfff])<<16)
+		src, dst = src[3:], dst[4:]
 	}
-	for ; len(src)-si >= 3; si, di = si+3, di+4 {
-		v := uint(src[si])<<16 | uint(src[si+1])<<8 | uint(src[si+2])
-		binary.LittleEndian.PutUint16(dst[di:], b64Pairs[v>>12])
-		binary.LittleEndian.PutUint16(dst[di+2:], b64Pairs[v&0xfff])
-	}
-	if si < len(src) {
-		b64.Encode(dst[di:], src[si:])
+	switch {
+	case len(src) == 2 && len(dst) >= 3:
+		v := uint(src[0])<<16 | uint(src[1])<<8
+		binary.LittleEndian.PutUint16(dst, t[v>>12])
+		dst[2] = byte(t[v&0xfff])
+	case len(src) == 1 && len(dst) >= 2:
+		binary.LittleEndian.PutUint16(dst, t[uint(src[0])<<4])
 	}
 }
 
+// b64EncodeBlocks encodes src in blocks of 24 bytes (read as four
+// overlapping 8-byte words, so it stops 2 bytes early) to 32 characters and
+// returns the number of bytes encoded. It is its own function so that the
+// compiler keeps the loop in registers.
+func b64EncodeBlocks(t *[1 << 12]uint16, dst, src []byte) int {
+	n := len(src)
+	for len(src) >= 26 && len(dst) >= 32 {
+		v := binary.BigEndian.Uint64(src[0:])
+		binary.LittleEndian.PutUint16(dst[0:], t[v>>52])
+		binary.LittleEndian.PutUint16(dst[2:], t[v>>40&0xfff])
+		binary.LittleEndian.PutUint16(dst[4:], t[v>>28&0xfff])
+		binary.LittleEndian.PutUint16(dst[6:], t[v>>16&0xfff])
+		v = binary.BigEndian.Uint64(src[6:])
+		binary.LittleEndian.PutUint16(dst[8:], t[v>>52])
+		binary.LittleEndian.PutUint16(dst[10:], t[v>>40&0xfff])
+		binary.LittleEndian.PutUint16(dst[12:], t[v>>28&0xfff])
+		binary.LittleEndian.PutUint16(dst[14:], t[v>>16&0xfff])
+		v = binary.BigEndian.Uint64(src[12:])
+		binary.LittleEndian.PutUint16(dst[16:], t[v>>52])
+		binary.LittleEndian.PutUint16(dst[18:], t[v>>40&0xfff])
+		binary.LittleEndian.PutUint16(dst[20:], t[v>>28&0xfff])
+		binary.LittleEndian.PutUint16(dst[22:], t[v>>16&0xfff])
+		v = binary.BigEndian.Uint64(src[18:])
+		binary.LittleEndian.PutUint16(dst[24:], t[v>>52])
+		binary.LittleEndian.PutUint16(dst[26:], t[v>>40&0xfff])
+		binary.LittleEndian.PutUint16(dst[28:], t[v>>28&0xfff])
+		binary.LittleEndian.PutUint16(dst[30:], t[v>>16&0xfff])
+		src, dst = src[24:], dst[32:]
+	}
+	return n - len(src)
+}
+
 // decodeB64 decodes src into dst, which must hold b64.DecodedLen(len(src))
-// bytes, and returns the number of bytes written. Results and errors are
-// those of b64.Decode.
+// bytes, and returns the number of bytes written. Decoding is strict (see
+// above); an error is a base64.CorruptInputError at the first character
+// outside the alphabet or, if there is none, the error of base64's strict
+// RawURLEncoding for the length or the trailing bits. On error, dst holds
+// garbage.
 func decodeB64(dst, src []byte) (int, error) {
-	b64Once.Do(initB64)
-	di, si := 0, 0
-	d0, d1, d2, d3 := &b64Dec[0], &b64Dec[1], &b64Dec[2], &b64Dec[3]
-	// Eight characters give six bytes (written as eight).
-	for ; len(src)-si >= 8 && len(dst)-di >= 8; si, di = si+8, di+6 {
-		s := src[si : si+8 : si+8]
-		v := d0[s[0]] | d1[s[1]] | d2[s[2]] | d3[s[3]]
-		w := d0[s[4]] | d1[s[5]] | d2[s[6]] | d3[s[7]]
-		if (v|w)&b64Invalid != 0 {
-			return b64.Decode(dst, src) // newlines, or an error to report
+	if len(dst) < b64.DecodedLen(len(src)) {
+		panic("keys: base64 decode buffer too small")
+	}
+	tab := b64Load()
+	t := &tab.dec
+	n, bad := b64DecodeBlocks(t, dst, src)
+	rest, out := src[n/3*4:], dst[n:]
+	// 4 characters to 3 bytes.
+	for len(rest) >= 4 && len(out) >= 3 {
+		a, b := t[binary.LittleEndian.Uint16(rest[0:])], t[binary.LittleEndian.Uint16(rest[2:])]
+		bad |= a | b
+		v := uint32(a)<<12 | uint32(b)
+		out[0], out[1], out[2] = byte(v>>16), byte(v>>8), byte(v)
+		rest, out, n = rest[4:], out[3:], n+3
+	}
+	// A final partial quantum: 2 or 3 characters with zero trailing bits.
+	switch {
+	case len(rest) == 0:
+	case len(rest) == 2 && len(out) >= 1:
+		a := t[binary.LittleEndian.Uint16(rest)]
+		bad |= a | (a&0xf)<<12
+		out[0] = byte(a >> 4)
+		n++
+	case len(rest) == 3 && len(out) >= 2:
+		a, c := t[binary.LittleEndian.Uint16(rest)], tab.val[rest[2]]
+		bad |= a | uint16(c&0xc0)<<8 | uint16(c&3)<<12
+		out[0], out[1] = byte(a>>4), byte(a<<4)|c>>2
+		n += 2
+	default:
+		bad = b64Bad
+	}
+	if bad&b64Bad != 0 {
+		return 0, b64Error(src)
+	}
+	return n, nil
+}
+
+// b64DecodeBlocks decodes src in blocks of 32 characters to 24 bytes
+// (written as four overlapping 8-byte words, so it stops while 2 bytes of
+// room remain) and returns the number of bytes written and the OR of the
+// table entries it used: b64Bad is set if a character was outside the
+// alphabet. It is its own function so that the compiler keeps the loop in
+// registers.
+func b64DecodeBlocks(t *[1 << 16]uint16, dst, src []byte) (int, uint16) {
+	n := len(dst)
+	var bad uint16
+	for len(src) >= 32 && len(dst) >= 26 {
+		a, b, c, d := t[binary.LittleEndian.Uint16(src[0:])], t[binary.LittleEndian.Uint16(src[2:])], t[binary.LittleEndian.Uint16(src[4:])], t[binary.LittleEndian.Uint16(src[6:])]
+		bad |= a | b | c | d
+		binary.BigEndian.PutUint64(dst[0:], uint64(a)<<52|uint64(b)<<40|uint64(c)<<28|uint64(d)<<16)
+		a, b, c, d = t[binary.LittleEndian.Uint16(src[8:])], t[binary.LittleEndian.Uint16(src[10:])], t[binary.LittleEndian.Uint16(src[12:])], t[binary.LittleEndian.Uint16(src[14:])]
+		bad |= a | b | c | d
+		binary.BigEndian.PutUint64(dst[6:], uint64(a)<<52|uint64(b)<<40|uint64(c)<<28|uint64(d)<<16)
+		a, b, c, d = t[binary.LittleEndian.Uint16(src[16:])], t[binary.LittleEndian.Uint16(src[18:])], t[binary.LittleEndian.Uint16(src[20:])], t[binary.LittleEndian.Uint16(src[22:])]
+		bad |= a | b | c | d
+		binary.BigEndian.PutUint64(dst[12:], uint64(a)<<52|uint64(b)<<40|uint64(c)<<28|uint64(d)<<16)
+		a, b, c, d = t[binary.LittleEndian.Uint16(src[24:])], t[binary.LittleEndian.Uint16(src[26:])], t[binary.LittleEndian.Uint16(src[28:])], t[binary.LittleEndian.Uint16(src[30:])]
+		bad |= a | b | c | d
+		binary.BigEndian.PutUint64(dst[18:], uint64(a)<<52|uint64(b)<<40|uint64(c)<<28|uint64(d)<<16)
+		src, dst = src[32:], dst[24:]
+	}
+	return n - len(dst), bad
+}
+
+// b64Error returns the error for src, which the fast path rejected.
+func b64Error(src []byte) error {
+	val := &b64Load().val
+	for i, c := range src {
+		if val[c] == 0xff {
+			return base64.CorruptInputError(i)
 		}
-		binary.BigEndian.PutUint64(dst[di:], uint64(v)<<40|uint64(w)<<16)
 	}
-	for ; len(src)-si >= 4 && len(dst)-di >= 4; si, di = si+4, di+3 {
-		s := src[si : si+4 : si+4]
-		v := d0[s[0]] | d1[s[1]] | d2[s[2]] | d3[s[3]]
-		if v&b64Invalid != 0 {
-			return b64.Decode(dst, src) // newlines, or an error to report
-		}
-		binary.BigEndian.PutUint32(dst[di:], v<<8)
+	// Only alphabet characters: a bad length or non-zero trailing bits.
+	if _, err := b64Strict.Decode(make([]byte, b64.DecodedLen(len(src))), src); err != nil {
+		return err
 	}
-	if si == len(src) {
-		return di, nil
-	}
-	n, err := b64.Decode(dst[di:], src[si:])
-	if err != nil {
-		return b64.Decode(dst, src) // the error with its offset in src
-	}
-	return di + n, nil
+	return base64.CorruptInputError(len(src)) // unreachable: never report success
 }

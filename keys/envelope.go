@@ -92,14 +92,14 @@ func parseCompact(sealed []byte) (compactParts, error) {
 	ctLen := b64.DecodedLen(len(segs[3]))
 	buf := make([]byte, ctLen+tagSize+nonceSize)
 	p.nonce = buf[ctLen+tagSize:]
-	if _, err := b64.Decode(p.nonce, segs[2]); err != nil {
+	if _, err := decodeB64(p.nonce, segs[2]); err != nil {
 		return p, fmt.Errorf("%w: iv: %w", ErrMalformed, err)
 	}
 	n, err := decodeB64(buf[:ctLen+tagSize], segs[3])
 	if err != nil {
 		return p, fmt.Errorf("%w: ciphertext: %w", ErrMalformed, err)
 	}
-	m, err := b64.Decode(buf[n:n+tagSize], segs[4]) // not into the nonce
+	m, err := decodeB64(buf[n:n+tagSize], segs[4]) // not into the nonce
 	if err != nil || m != tagSize {
 		return p, fmt.Errorf("%w: tag", ErrMalformed)
 	}
@@ -111,7 +111,7 @@ func parseCompact(sealed []byte) (compactParts, error) {
 func parseHeader(seg []byte) (envelopeHeader, error) {
 	var h envelopeHeader
 	raw := make([]byte, b64.DecodedLen(len(seg)))
-	n, err := b64.Decode(raw, seg)
+	n, err := decodeB64(raw, seg)
 	if err != nil {
 		return h, fmt.Errorf("%w: header encoding: %w", ErrMalformed, err)
 	}
@@ -169,11 +169,11 @@ func sealWith(aead cipher.AEAD, header []byte, plaintext []byte) ([]byte, error)
 	out := make([]byte, 0, len(header)+4+b64.EncodedLen(nonceSize)+b64.EncodedLen(len(body))+b64.EncodedLen(tagSize))
 	out = append(out, header...)
 	out = append(out, '.', '.')
-	out = b64.AppendEncode(out, nonce)
+	out = appendB64(out, nonce)
 	out = append(out, '.')
 	out = appendB64(out, body)
 	out = append(out, '.')
-	out = b64.AppendEncode(out, tag)
+	out = appendB64(out, tag)
 	return out, nil
 }
 

@@ -256,7 +256,7 @@ func TestSealFailsClosed(t *testing.T) {
 
 func TestSealedFormatIsStandardJWE(t *testing.T) {
 	src := newMemSource()
-	e := newEnvelope(src, 10, time.Hour, 16, time.Hour)
+	e := newEnvelope(src, 100, time.Hour, 16, time.Hour)
 	plaintext := []byte(`{"order_id":"10023"}`)
 	sealed, err := e.seal(t.Context(), plaintext)
 	if err != nil {
@@ -275,6 +275,18 @@ func TestSealedFormatIsStandardJWE(t *testing.T) {
 	got, err := jwe.Decrypt(sealed, jwe.WithKey(jwa.DIRECT, src.keys["vault:v1:key-1"]))
 	if err != nil || !bytes.Equal(got, plaintext) {
 		t.Fatalf("jwx decrypt: %q, %v", got, err)
+	}
+	// Each path of the ciphertext segment's encoder, through jwx (which
+	// does not decrypt an empty ciphertext).
+	for _, n := range []int{1, 2, 3, 23, 24, 25, 26, 27, 1023, 1024, 1025, 4099} {
+		p := bytes.Repeat([]byte{0xfb}, n)
+		sealed, err := e.seal(t.Context(), p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := jwe.Decrypt(sealed, jwe.WithKey(jwa.DIRECT, src.keys["vault:v1:key-1"])); err != nil || !bytes.Equal(got, p) {
+			t.Fatalf("jwx decrypt of %d bytes: %v", n, err)
+		}
 	}
 
 	// And the other way: a message sealed by another JOSE library opens.
