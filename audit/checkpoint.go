@@ -46,8 +46,11 @@ func (l *Log) checkpointer() {
 }
 
 // checkpoint signs and stores a checkpoint of the current head if the chain
-// moved since the last one and, unless force, at least CheckpointEvery
-// entries are unsealed. It returns the checkpointed sequence, or 0.
+// moved since the last one and, unless force, crossed a multiple of
+// CheckpointEvery since then (which is when the writer kicks the
+// checkpointer: counting from the last checkpoint instead would skip a
+// crossing after a checkpoint that came late). It returns the checkpointed
+// sequence, or 0.
 func (l *Log) checkpoint(ctx context.Context, force bool) (int64, error) {
 	var head headRow
 	if err := l.db.NewSelect().Model(&head).Where("id = 1").Scan(ctx); err != nil {
@@ -65,7 +68,7 @@ func (l *Log) checkpoint(ctx context.Context, force bool) (int64, error) {
 		return 0, fmt.Errorf("audit: checkpoint: read anchor: %w", err)
 	}
 	lastSeq = max(lastSeq, anchor)
-	if head.Seq <= lastSeq || (!force && head.Seq-lastSeq < l.opts.CheckpointEvery) {
+	if head.Seq <= lastSeq || (!force && head.Seq/l.opts.CheckpointEvery == lastSeq/l.opts.CheckpointEvery) {
 		return 0, nil
 	}
 	payload, err := json.Marshal(Checkpoint{Sequence: head.Seq, Head: head.Hash})
