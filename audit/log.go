@@ -45,7 +45,9 @@ type Options struct {
 	// 1 turns group commit off.
 	MaxBatch int
 	// GatherWindow is how long at most the writer waits for a batch to fill
-	// up to the size of the one before (default 1ms; negative: never wait).
+	// up to the entries it expects: those of the batch before, whose
+	// appenders are coming back, and those that queued while it committed
+	// (default 1ms; negative: never wait).
 	GatherWindow time.Duration
 	// WriteTimeout bounds one batch transaction (default 10 seconds).
 	WriteTimeout time.Duration

@@ -17,25 +17,25 @@ func (l *Log) writer() {
 	defer l.wg.Done()
 	defer close(l.stopCkpt)
 	batch := make([]*pending, 0, l.opts.MaxBatch)
-	last := 1
+	expect := 1
 	for {
 		p, ok := <-l.reqs
 		if !ok {
 			return
 		}
 		batch = append(batch[:0], p)
-		batch = l.gather(batch, last)
-		last = len(batch)
-		l.commit(batch)
+		batch = l.gather(batch, expect)
+		expect = l.commit(batch)
 	}
 }
 
 // gather adds to batch whatever is queued, up to MaxBatch. If that is fewer
-// entries than the last batch had, it waits up to GatherWindow for as many:
-// the appenders of the last batch are just coming back with their next
-// entries, and one full batch commits faster than a small one followed by
-// the rest.
-func (l *Log) gather(batch []*pending, last int) []*pending {
+// than expect, it waits up to GatherWindow for as many. expect is what the
+// last commit saw coming: the appenders of the last batch, who are just
+// coming back with their next entries, and those who queued up while it
+// committed. Counting both keeps the appenders in one batch per commit
+// rather than two that alternate, each waiting for the other's commit.
+func (l *Log) gather(batch []*pending, expect int) []*pending {
 	for len(batch) < l.opts.MaxBatch {
 		select {
 		case p, ok := <-l.reqs:
@@ -48,7 +48,7 @@ func (l *Log) gather(batch []*pending, last int) []*pending {
 		}
 		break
 	}
-	target := min(last, l.opts.MaxBatch)
+	target := min(expect, l.opts.MaxBatch)
 	if len(batch) >= target || l.opts.GatherWindow <= 0 {
 		return batch
 	}
@@ -68,7 +68,9 @@ func (l *Log) gather(batch []*pending, last int) []*pending {
 	return batch
 }
 
-func (l *Log) commit(batch []*pending) {
+// commit writes the batch, tells each of its appenders the outcome, and
+// returns how many entries the next batch can expect (see gather).
+func (l *Log) commit(batch []*pending) int {
 	ctx, cancel := context.WithTimeout(context.Background(), l.opts.WriteTimeout)
 	defer cancel()
 	head, refused, err := l.writeBatch(ctx, batch)
@@ -81,6 +83,7 @@ func (l *Log) commit(batch []*pending) {
 	} else if len(refused) > 0 {
 		l.log.Info("audit refused duplicate final outcomes", "entries", len(refused))
 	}
+	expect := len(batch) + len(l.reqs)
 	written := 0
 	for _, p := range batch {
 		r := result{seq: p.e.Sequence, err: err}
@@ -100,6 +103,7 @@ func (l *Log) commit(batch []*pending) {
 		default:
 		}
 	}
+	return expect
 }
 
 // writeBatch makes the batch durable, less the final outcomes dedupe
