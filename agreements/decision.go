@@ -128,7 +128,9 @@ type Decision struct {
 	RegistryVersion string
 	At              time.Time
 
-	// Record is the minimised record that may leave; nil on deny.
+	// Record is the minimised record that may leave; nil on deny. After
+	// Engine.DecideInto its maps belong to the Decision, which empties and
+	// reuses them for its next decision.
 	Record map[string]any `json:"-"`
 	// Categories lists the data categories of the kept fields, in order.
 	Categories []string `json:"-"`

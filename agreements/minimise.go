@@ -151,8 +151,8 @@ func (w *walker) newMap(size int) map[string]any {
 }
 
 // removeUnclassified removes the member k of the object at prefix. The
-// first few paths inside objects are joined later, all in one allocation,
-// unless the buffers of a reused decision know them already.
+// first few paths inside objects are joined later, all in one allocation;
+// for a reused decision they come from the paths its buffers remember.
 func (w *walker) removeUnclassified(prefix, k string) {
 	if prefix != "" && w.b != nil {
 		w.m.remove(w.b.joinPath(prefix, k), FieldUnclassified, w.size)
