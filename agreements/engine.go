@@ -41,8 +41,9 @@ func (e *Engine) Decide(req *Request, at time.Time) *Decision {
 // Decision, reusing the memory d holds from earlier decisions (its reasons,
 // field lists and the maps of its minimised record): a caller that decides
 // one request after another with the same Decision allocates nothing once
-// d has grown to the size of its records. The result is the one Decide
-// returns; nothing of d's previous decision is carried over.
+// d has grown to the size of its records (d keeps the memory of the largest
+// it has decided). The result is the one Decide returns; nothing of d's
+// previous decision is carried over.
 //
 // Everything d held before is overwritten or emptied, including the maps
 // of its previous Record and the backing arrays of its previous Reasons,
