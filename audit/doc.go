@@ -34,12 +34,13 @@
 //     touching the row first), reads the head, assigns the next sequence
 //     numbers and hashes, inserts the batch and moves the head.
 //   - Optimistic (PostgreSQL, when the writer committed the previous batch
-//     itself and so knows the head): one statement whose data-modifying CTE
-//     moves the head only if it still is the expected one, and whose first
-//     row takes its sequence from that CTE; if another instance moved the
-//     head, the sequence is NULL, the statement fails as a whole, and the
-//     writer redoes the batch the locked way. The primary key on seq is a
-//     second guard against two entries claiming one place.
+//     itself and so knows the head): one prepared statement, the batch sent
+//     as one array per column, whose data-modifying CTE moves the head only
+//     if it still is the expected one, and whose rows take their sequences
+//     only if it did; if another instance moved the head, the sequences are
+//     NULL, the statement fails as a whole, and the writer redoes the batch
+//     the locked way. The primary key on seq is a second guard against two
+//     entries claiming one place.
 //
 // Either way writers of any number of instances are serialised per batch by
 // the database, so sequence numbers are gap-free and each entry's prev_hash

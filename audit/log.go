@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -96,6 +97,9 @@ type Log struct {
 	// head is the chain head as this Log last committed it, used by the
 	// writer goroutine only (nil: unknown, read it under the lock).
 	head *headRow
+	// pgInsert is the prepared batch insert of the fast path on PostgreSQL
+	// (nil until first used), owned by the writer goroutine.
+	pgInsert *sql.Stmt
 
 	kick     chan struct{} // nudges the checkpointer
 	stopCkpt chan struct{}

@@ -16,6 +16,11 @@ import (
 func (l *Log) writer() {
 	defer l.wg.Done()
 	defer close(l.stopCkpt)
+	defer func() {
+		if l.pgInsert != nil {
+			_ = l.pgInsert.Close()
+		}
+	}()
 	batch := make([]*pending, 0, l.opts.MaxBatch)
 	expect := 1
 	for {
@@ -144,12 +149,13 @@ func chain(batch []*pending, head headRow) ([]entryRow, headRow) {
 	return rows, head
 }
 
-// fastInsert writes the batch after the expected head in a single statement
-// (one round trip, one implicit transaction): a data-modifying CTE moves the
-// head only if it is still the expected one, and the first row's sequence is
-// taken from that CTE, so if the head moved the sequence is NULL and the
-// whole statement fails. The primary key on seq is a second guard. It reports
-// false with a nil error when the head moved; the caller then takes the lock.
+// fastInsert writes the batch after the expected head in a single prepared
+// statement (pgBatchInsert: one round trip, one implicit transaction): a
+// data-modifying CTE moves the head only if it is still the expected one,
+// and the rows' sequences are taken only if it did, so if the head moved
+// they are NULL and the whole statement fails. The primary key on seq is a
+// second guard. It reports false with a nil error when the head moved; the
+// caller then takes the lock.
 //
 // The batch's final outcomes are looked up just before, outside that
 // statement. This is as safe as under the lock: the expected head is the one
@@ -165,15 +171,12 @@ func (l *Log) fastInsert(ctx context.Context, batch []*pending, head headRow) (b
 	if len(keep) == 0 {
 		return true, refused, nil
 	}
-	rows, next := chain(keep, head)
-	vals := make([][]any, len(rows))
-	for i := range rows {
-		vals[i] = rows[i].values(rows[i].Seq)
+	st, err := l.insertStmt(ctx)
+	if err != nil {
+		return false, nil, err
 	}
-	vals[0][0] = bun.Safe(fmt.Sprintf("(SELECT %d::bigint FROM h)", rows[0].Seq))
-	_, err = l.db.NewRaw("WITH h AS (UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1 AND seq = ? AND hash = ? RETURNING id) "+
-		"INSERT INTO audit_entries ("+entryColumns+") VALUES ?",
-		next.Seq, next.Hash, head.Seq, head.Hash, bun.In(vals)).Exec(ctx)
+	rows, next := chain(keep, head)
+	_, err = st.ExecContext(ctx, batchArgs(rows, head, next)...)
 	if err == nil {
 		*l.head = next
 		return true, refused, nil
