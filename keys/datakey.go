@@ -7,6 +7,7 @@ import (
 	"crypto/cipher"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,16 +28,25 @@ type keySource interface {
 	keyRef() string
 }
 
+// afterFunc calls f in its own goroutine once d has passed, and returns a
+// function that cancels the call (time.AfterFunc; tests use a fake clock).
+// The age bounds of data keys are timers rather than a clock read per
+// message: reading the clock costs about as much as opening a small message.
+type afterFunc func(d time.Duration, f func()) (stop func() bool)
+
+func timeAfterFunc(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
+
 // dataKey is one unwrapped data key ready for use.
 type dataKey struct {
 	aead    cipher.AEAD
 	wrapped string
-	header  []byte // encoded protected header for sealing under this key
-	expires time.Time
-	uses    uint64 // messages sealed so far; guarded by envelope.mu
+	header  []byte      // encoded protected header for sealing under this key
+	uses    uint64      // messages sealed so far; guarded by envelope.mu
+	expired atomic.Bool // set by a timer when the key is too old to seal
+	stop    func() bool // cancels that timer; nil for keys used only to open
 }
 
-func newDataKeyFrom(plain []byte, wrapped, kref string, expires time.Time) (*dataKey, error) {
+func newDataKeyFrom(plain []byte, wrapped, kref string) (*dataKey, error) {
 	if len(plain) != dataKeySize {
 		clear(plain)
 		return nil, fmt.Errorf("keys: data key has %d bytes, want %d", len(plain), dataKeySize)
@@ -54,7 +64,7 @@ func newDataKeyFrom(plain []byte, wrapped, kref string, expires time.Time) (*dat
 	if err != nil {
 		return nil, err
 	}
-	return &dataKey{aead: aead, wrapped: wrapped, header: []byte(header), expires: expires}, nil
+	return &dataKey{aead: aead, wrapped: wrapped, header: []byte(header)}, nil
 }
 
 // envelope seals and opens messages with cached data keys from a keySource.
@@ -63,7 +73,7 @@ type envelope struct {
 	src     keySource
 	maxUses uint64
 	maxAge  time.Duration
-	now     func() time.Time
+	after   afterFunc
 
 	mu  sync.Mutex // guards cur and cur.uses
 	cur *dataKey
@@ -81,7 +91,7 @@ func newEnvelope(src keySource, maxUses uint64, maxAge time.Duration, cacheSize 
 		src:     src,
 		maxUses: maxUses,
 		maxAge:  maxAge,
-		now:     time.Now,
+		after:   timeAfterFunc,
 		opened:  newKeyCache(cacheSize, cacheTTL),
 	}
 }
@@ -92,7 +102,7 @@ func (e *envelope) take() *dataKey {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	k := e.cur
-	if k == nil || k.uses >= e.maxUses || !e.now().Before(k.expires) {
+	if k == nil || k.uses >= e.maxUses || k.expired.Load() {
 		return nil
 	}
 	k.uses++
@@ -115,14 +125,19 @@ func (e *envelope) current(ctx context.Context) (*dataKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	k, err := newDataKeyFrom(plain, wrapped, fmt.Sprintf("%s:v%d", e.src.keyRef(), version), e.now().Add(e.maxAge))
+	k, err := newDataKeyFrom(plain, wrapped, fmt.Sprintf("%s:v%d", e.src.keyRef(), version))
 	if err != nil {
 		return nil, err
 	}
+	k.stop = e.after(e.maxAge, func() { k.expired.Store(true) })
 	e.mu.Lock()
 	k.uses = 1
+	old := e.cur
 	e.cur = k
 	e.mu.Unlock()
+	if old != nil {
+		old.stop() // so that the timer does not keep the old key alive
+	}
 	e.opened.put(k.wrapped, string(k.header), k.aead)
 	return k, nil
 }
@@ -173,7 +188,7 @@ func (e *envelope) unwrap(ctx context.Context, h envelopeHeader, header string) 
 		if err != nil {
 			return nil, err
 		}
-		k, err := newDataKeyFrom(plain, h.WK, h.KRef, time.Time{})
+		k, err := newDataKeyFrom(plain, h.WK, h.KRef)
 		if err != nil {
 			return nil, err
 		}
@@ -229,11 +244,12 @@ func (g *flightGroup) do(key string, fn func() (cipher.AEAD, error)) (cipher.AEA
 }
 
 // keyCache holds unwrapped data keys for opening, bounded in count and age,
-// evicting the least recently used. It is safe for concurrent use.
+// evicting the least recently used; a timer per entry removes it when it is
+// too old. It is safe for concurrent use.
 type keyCache struct {
-	size int
-	ttl  time.Duration
-	now  func() time.Time
+	size  int
+	ttl   time.Duration
+	after afterFunc
 
 	mu    sync.Mutex
 	order *list.List // of *cacheEntry, most recently used first
@@ -245,12 +261,13 @@ type cacheEntry struct {
 	wrapped string
 	header  string
 	aead    cipher.AEAD
-	expires time.Time
+	stop    func() bool // cancels the expiry timer
+	removed bool
 }
 
 func newKeyCache(size int, ttl time.Duration) *keyCache {
 	return &keyCache{
-		size: max(size, 1), ttl: ttl, now: time.Now,
+		size: max(size, 1), ttl: ttl, after: timeAfterFunc,
 		order: list.New(), byWK: make(map[string]*list.Element), byHdr: make(map[string]*list.Element),
 	}
 }
@@ -261,7 +278,10 @@ func (c *keyCache) put(wrapped, header string, aead cipher.AEAD) {
 	if el, ok := c.byWK[wrapped]; ok {
 		c.remove(el)
 	}
-	el := c.order.PushFront(&cacheEntry{wrapped: wrapped, header: header, aead: aead, expires: c.now().Add(c.ttl)})
+	e := &cacheEntry{wrapped: wrapped, header: header, aead: aead}
+	el := c.order.PushFront(e)
+	// The timer takes c.mu, so it cannot run before e.stop is set.
+	e.stop = c.after(c.ttl, func() { c.expire(el) })
 	c.byWK[wrapped] = el
 	if _, taken := c.byHdr[header]; !taken {
 		c.byHdr[header] = el
@@ -283,22 +303,30 @@ func (c *keyCache) byWrapped(wrapped string) cipher.AEAD {
 	return c.hit(c.byWK[wrapped])
 }
 
-// hit returns the entry's AEAD if it is fresh; c.mu must be held.
+// hit returns the entry's AEAD; c.mu must be held. Entries leave the cache
+// when they expire, so any entry found is fresh.
 func (c *keyCache) hit(el *list.Element) cipher.AEAD {
 	if el == nil {
 		return nil
 	}
-	e := el.Value.(*cacheEntry)
-	if !c.now().Before(e.expires) {
-		c.remove(el)
-		return nil
-	}
 	c.order.MoveToFront(el)
-	return e.aead
+	return el.Value.(*cacheEntry).aead
 }
 
+// expire removes an entry whose time is up, unless it has already gone.
+func (c *keyCache) expire(el *list.Element) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !el.Value.(*cacheEntry).removed {
+		c.remove(el)
+	}
+}
+
+// remove takes an entry out of the cache; c.mu must be held.
 func (c *keyCache) remove(el *list.Element) {
 	e := c.order.Remove(el).(*cacheEntry)
+	e.removed = true
+	e.stop()
 	if c.byWK[e.wrapped] == el {
 		delete(c.byWK, e.wrapped)
 	}

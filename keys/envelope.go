@@ -61,20 +61,33 @@ type compactParts struct {
 
 // parseCompact splits and decodes a compact JWE with an empty encrypted key.
 func parseCompact(sealed []byte) (compactParts, error) {
+	p, err := splitCompact(sealed)
+	if err != nil && bytes.Count(sealed, []byte{'.'}) != 4 {
+		return compactParts{}, fmt.Errorf("%w: want 5 dot-separated parts", ErrMalformed)
+	}
+	return p, err
+}
+
+// splitCompact does the work of parseCompact. It finds the first three dots
+// from the start and the last from the end, so the ciphertext, most of the
+// message, is read only by the decoder: a dot there is not base64url, and
+// parseCompact then reports the number of parts.
+func splitCompact(sealed []byte) (compactParts, error) {
 	var p compactParts
 	var segs [5][]byte
 	rest := sealed
-	for i := 0; i < 4; i++ {
+	for i := 0; i < 3; i++ {
 		j := bytes.IndexByte(rest, '.')
 		if j < 0 {
 			return p, fmt.Errorf("%w: want 5 dot-separated parts", ErrMalformed)
 		}
 		segs[i], rest = rest[:j], rest[j+1:]
 	}
-	segs[4] = rest
-	if bytes.IndexByte(rest, '.') >= 0 {
+	j := bytes.LastIndexByte(rest, '.')
+	if j < 0 {
 		return p, fmt.Errorf("%w: want 5 dot-separated parts", ErrMalformed)
 	}
+	segs[3], segs[4] = rest[:j], rest[j+1:]
 	if len(segs[0]) == 0 {
 		return p, fmt.Errorf("%w: empty protected header", ErrMalformed)
 	}

@@ -64,17 +64,56 @@ func (s *memSource) counts() (made, unwrapped int) {
 	return s.made, s.unwrapped
 }
 
-// fakeClock is a settable clock.
+// fakeClock is a settable clock whose timers fire when it is advanced.
 type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu     sync.Mutex
+	t      time.Time
+	timers []*fakeTimer
 }
 
-func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+type fakeTimer struct {
+	at      time.Time
+	f       func()
+	stopped bool
+	fired   bool
+}
+
+// afterFunc is the fake clock's afterFunc.
+func (c *fakeClock) afterFunc(d time.Duration, f func()) func() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	tm := &fakeTimer{at: c.t.Add(d), f: f}
+	c.timers = append(c.timers, tm)
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		pending := !tm.stopped && !tm.fired
+		tm.stopped = true
+		return pending
+	}
+}
+
+// advance moves the clock on and runs the timers that are due.
 func (c *fakeClock) advance(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
+	var due []func()
+	pending := c.timers[:0]
+	for _, tm := range c.timers {
+		switch {
+		case tm.stopped:
+		case !c.t.Before(tm.at):
+			tm.fired = true
+			due = append(due, tm.f)
+		default:
+			pending = append(pending, tm)
+		}
+	}
+	c.timers = pending
 	c.mu.Unlock()
+	for _, f := range due {
+		f()
+	}
 }
 
 func TestDataKeyBoundedByCount(t *testing.T) {
@@ -119,7 +158,7 @@ func TestDataKeyBoundedByAge(t *testing.T) {
 	src := newMemSource()
 	clock := &fakeClock{t: time.Unix(1_800_000_000, 0)}
 	e := newEnvelope(src, 1<<20, time.Minute, 16, time.Hour)
-	e.now = clock.now
+	e.after = clock.afterFunc
 	steps := []struct {
 		advance  time.Duration
 		wantKeys int
@@ -137,6 +176,39 @@ func TestDataKeyBoundedByAge(t *testing.T) {
 	}
 }
 
+// TestAgeBoundsWithRealTimers runs the age bounds on time.AfterFunc rather
+// than the fake clock: a sealing key and a cached opening key both expire.
+func TestAgeBoundsWithRealTimers(t *testing.T) {
+	src := newMemSource()
+	e := newEnvelope(src, 1<<20, 20*time.Millisecond, 16, 20*time.Millisecond)
+	m, err := e.seal(t.Context(), []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for e.opened.len() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("cached key did not expire")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := e.open(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	if _, unwrapped := src.counts(); unwrapped != 1 {
+		t.Fatalf("unwraps = %d, want 1 after the cached key expired", unwrapped)
+	}
+	for made, _ := src.counts(); made != 2; made, _ = src.counts() {
+		if made > 2 || time.Now().After(deadline) {
+			t.Fatalf("data keys made = %d, want 2 once the first expired", made)
+		}
+		if _, err := e.seal(t.Context(), []byte("y")); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func TestOpenCacheBounds(t *testing.T) {
 	src := newMemSource()
 	sealer := newEnvelope(src, 1, time.Hour, 16, time.Hour) // a new data key per message
@@ -150,7 +222,7 @@ func TestOpenCacheBounds(t *testing.T) {
 	}
 	clock := &fakeClock{t: time.Unix(1_800_000_000, 0)}
 	opener := newEnvelope(src, 1, time.Hour, 2, time.Minute)
-	opener.opened.now = clock.now
+	opener.opened.after = clock.afterFunc
 	open := func(i int) {
 		t.Helper()
 		pt, err := opener.open(t.Context(), msgs[i])
@@ -225,7 +297,7 @@ func TestSealFailsClosed(t *testing.T) {
 	src := newMemSource()
 	clock := &fakeClock{t: time.Unix(1_800_000_000, 0)}
 	e := newEnvelope(src, 2, time.Minute, 16, time.Hour)
-	e.now = clock.now
+	e.after = clock.afterFunc
 	if _, err := e.seal(t.Context(), []byte("a")); err != nil {
 		t.Fatal(err)
 	}
