@@ -9,19 +9,64 @@ import (
 	"testing"
 )
 
+// b64Codecs are the codec with vector instructions where the CPU has them
+// (the one in use) and the codec with table look-ups only, which does the
+// tails and, on other CPUs, everything.
+var b64Codecs = []struct {
+	name   string
+	encode func(dst, src []byte)
+	decode func(dst, src []byte) (int, error)
+}{
+	{"vector", encodeB64, decodeB64},
+	{"tables", encodeB64Tables, func(dst, src []byte) (int, error) {
+		if n, ok := decodeB64Tables(dst, src); ok {
+			return n, nil
+		}
+		return 0, b64Error(src)
+	}},
+}
+
 func TestB64MatchesStdlib(t *testing.T) {
-	for n := 0; n <= 200; n++ {
-		for _, src := range [][]byte{randomBytes(n), bytes.Repeat([]byte{0}, n), bytes.Repeat([]byte{0xff}, n)} {
-			want := b64.EncodeToString(src)
-			got := appendB64([]byte("x."), src)
-			if string(got) != "x."+want {
-				t.Fatalf("encode %x: got %q, want %q", src, got[2:], want)
+	for _, c := range b64Codecs {
+		for n := 0; n <= 300; n++ {
+			for _, src := range [][]byte{randomBytes(n), bytes.Repeat([]byte{0}, n), bytes.Repeat([]byte{0xff}, n)} {
+				want := b64.EncodeToString(src)
+				got := make([]byte, len(want))
+				c.encode(got, src)
+				if string(got) != want {
+					t.Fatalf("%s: encode %x: got %q, want %q", c.name, src, got, want)
+				}
+				dec := make([]byte, b64.DecodedLen(len(want)))
+				m, err := c.decode(dec, []byte(want))
+				if err != nil || !bytes.Equal(dec[:m], src) {
+					t.Fatalf("%s: decode %q: got %x, %v; want %x", c.name, want, dec[:m], err, src)
+				}
 			}
-			dec := make([]byte, b64.DecodedLen(len(want)))
-			m, err := decodeB64(dec, []byte(want))
-			if err != nil || !bytes.Equal(dec[:m], src) {
-				t.Fatalf("decode %q: got %x, %v; want %x", want, dec[:m], err, src)
-			}
+		}
+	}
+	if got := appendB64([]byte("x."), []byte("abc")); string(got) != "x.YWJj" {
+		t.Fatalf("appendB64 = %q", got)
+	}
+}
+
+// TestB64EveryValue encodes and decodes every 6-bit value at every position
+// of a vector block.
+func TestB64EveryValue(t *testing.T) {
+	enc := make([]byte, 64*4)
+	for i := range enc {
+		enc[i] = b64Alphabet[(i*7+i/64)%64]
+	}
+	for _, c := range b64Codecs {
+		dec := make([]byte, b64.DecodedLen(len(enc)))
+		n, err := c.decode(dec, enc)
+		want, werr := b64.DecodeString(string(enc))
+		if err != nil || werr != nil || !bytes.Equal(dec[:n], want) {
+			t.Fatalf("%s: decode: %v, %v", c.name, err, werr)
+		}
+		back := make([]byte, len(enc))
+		c.encode(back, dec[:n])
+		if !bytes.Equal(back, enc) {
+			t.Fatalf("%s: encode: got %q, want %q", c.name, back, enc)
 		}
 	}
 }
@@ -30,19 +75,21 @@ func TestB64MatchesStdlib(t *testing.T) {
 // in the base64url alphabet at each position of encodings long enough to
 // reach every part of the decoder (blocks, quanta, final partial quantum).
 func TestDecodeB64RejectsEveryInvalidCharacter(t *testing.T) {
-	for _, n := range []int{1, 2, 3, 25, 26, 27, 48, 49, 50} {
-		valid := b64.EncodeToString(randomBytes(n))
-		for pos := range len(valid) {
-			for c := range 256 {
-				if strings.IndexByte(b64Alphabet, byte(c)) >= 0 {
-					continue
-				}
-				src := []byte(valid)
-				src[pos] = byte(c)
-				_, err := decodeB64(make([]byte, b64.DecodedLen(len(src))), src)
-				var corrupt base64.CorruptInputError
-				if !errors.As(err, &corrupt) || int(corrupt) != pos {
-					t.Fatalf("%q: err = %v, want illegal data at input byte %d", src, err, pos)
+	for _, codec := range b64Codecs {
+		for _, n := range []int{1, 2, 3, 25, 26, 27, 48, 49, 50, 72} {
+			valid := b64.EncodeToString(randomBytes(n))
+			for pos := range len(valid) {
+				for c := range 256 {
+					if strings.IndexByte(b64Alphabet, byte(c)) >= 0 {
+						continue
+					}
+					src := []byte(valid)
+					src[pos] = byte(c)
+					_, err := codec.decode(make([]byte, b64.DecodedLen(len(src))), src)
+					var corrupt base64.CorruptInputError
+					if !errors.As(err, &corrupt) || int(corrupt) != pos {
+						t.Fatalf("%s: %q: err = %v, want illegal data at input byte %d", codec.name, src, err, pos)
+					}
 				}
 			}
 		}
@@ -121,8 +168,13 @@ func FuzzEncodeB64(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, src []byte) {
-		if got, want := appendB64(nil, src), b64.EncodeToString(src); string(got) != want {
-			t.Fatalf("%x: got %q, want %q", src, got, want)
+		want := b64.EncodeToString(src)
+		for _, c := range b64Codecs {
+			got := make([]byte, len(want))
+			c.encode(got, src)
+			if string(got) != want {
+				t.Fatalf("%s: %x: got %q, want %q", c.name, src, got, want)
+			}
 		}
 	})
 }
@@ -130,27 +182,29 @@ func FuzzEncodeB64(f *testing.F) {
 // FuzzDecodeB64 checks decodeB64 against encoding/base64's strict
 // RawURLEncoding, which differs only in ignoring CR and LF.
 func FuzzDecodeB64(f *testing.F) {
-	for _, s := range []string{"", "QQ", "QUI", "QUJD", "QUJDRA", "QU\nJD", "QUJ=", "QR", "Q", "QUJD+/", "QUJDREVGR0hJSktM", "QUJDRE\nGR0hJSktM", "QUJDREVGR0h=SktM", strings.Repeat("QUJD", 9) + "QUK"} {
+	for _, s := range []string{"", "QQ", "QUI", "QUJD", "QUJDRA", "QU\nJD", "QUJ=", "QR", "Q", "QUJD+/", "QUJDREVGR0hJSktM", "QUJDRE\nGR0hJSktM", "QUJDREVGR0h=SktM", strings.Repeat("QUJD", 9) + "QUK", b64Alphabet + b64Alphabet + "QQ", b64Alphabet[:40] + "\n" + b64Alphabet} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, src []byte) {
-		got := make([]byte, b64.DecodedLen(len(src)))
-		gn, gerr := decodeB64(got, src)
-		if i := bytes.IndexAny(src, "\r\n"); i >= 0 {
-			// The first character outside the alphabet is at i or before.
-			var corrupt base64.CorruptInputError
-			if !errors.As(gerr, &corrupt) || int(corrupt) > i || strings.IndexByte(b64Alphabet, src[corrupt]) >= 0 {
-				t.Fatalf("%q: error %v, want illegal data at or before byte %d", src, gerr, i)
+		for _, c := range b64Codecs {
+			got := make([]byte, b64.DecodedLen(len(src)))
+			gn, gerr := c.decode(got, src)
+			if i := bytes.IndexAny(src, "\r\n"); i >= 0 {
+				// The first character outside the alphabet is at i or before.
+				var corrupt base64.CorruptInputError
+				if !errors.As(gerr, &corrupt) || int(corrupt) > i || strings.IndexByte(b64Alphabet, src[corrupt]) >= 0 {
+					t.Fatalf("%s: %q: error %v, want illegal data at or before byte %d", c.name, src, gerr, i)
+				}
+				continue
 			}
-			return
-		}
-		want := make([]byte, b64.DecodedLen(len(src)))
-		wn, werr := b64Strict.Decode(want, src)
-		if (werr == nil) != (gerr == nil) || (werr != nil && werr.Error() != gerr.Error()) {
-			t.Fatalf("%q: error %v, want %v", src, gerr, werr)
-		}
-		if werr == nil && (gn != wn || !bytes.Equal(got[:gn], want[:wn])) {
-			t.Fatalf("%q: got %x, want %x", src, got[:gn], want[:wn])
+			want := make([]byte, b64.DecodedLen(len(src)))
+			wn, werr := b64Strict.Decode(want, src)
+			if (werr == nil) != (gerr == nil) || (werr != nil && werr.Error() != gerr.Error()) {
+				t.Fatalf("%s: %q: error %v, want %v", c.name, src, gerr, werr)
+			}
+			if werr == nil && (gn != wn || !bytes.Equal(got[:gn], want[:wn])) {
+				t.Fatalf("%s: %q: got %x, want %x", c.name, src, got[:gn], want[:wn])
+			}
 		}
 	})
 }
