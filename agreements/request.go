@@ -36,6 +36,9 @@ type Subject struct {
 // field and wrap ErrInvalidRequest (as *RequestError values, joined). Numbers
 // in the record are kept exactly as written (json.Number).
 func ParseRequest(data []byte) (*Request, error) {
+	if req, ok := fastRequest(data); ok {
+		return req, nil
+	}
 	p := &requestParser{}
 	req := p.request(data, "")
 	if len(p.errs) > 0 {
@@ -66,6 +69,10 @@ func ParseRequests(data []byte) ([]*Request, error) {
 	p := &requestParser{}
 	reqs := make([]*Request, 0, len(raws))
 	for i, raw := range raws {
+		if req, ok := fastRequest(raw); ok {
+			reqs = append(reqs, req)
+			continue
+		}
 		reqs = append(reqs, p.request(raw, fmt.Sprintf("[%d]", i)))
 	}
 	if len(p.errs) > 0 {
