@@ -23,6 +23,15 @@
 // batch's outcome, and an error means the entry may not be durable, so the
 // caller must not deliver.
 //
+// Batches are committed one after another: a batch is chained on the head
+// the one before committed, and on PostgreSQL the head row stays locked
+// until that commit is flushed, so two batches never share a WAL flush. With
+// N callers that each wait for their entry, a batch holds at most N entries
+// and throughput is N divided by the time of one batch (gather, chain,
+// insert, flush). The writer therefore waits briefly (GatherWindow) for the
+// callers of the last batch to come back, so that they share one commit
+// rather than split into two batches that each wait for the other's.
+//
 // # Sequencing across instances
 //
 // There is one chain per database, not one per instance, ordered by the
