@@ -15,6 +15,13 @@ type Decider interface {
 	Decide(req *agreements.Request, at time.Time) *agreements.Decision
 }
 
+// DeciderInto is a Decider that can also write a decision into a Decision
+// the caller reuses (*agreements.Engine does): the broker then keeps one
+// Decision per message in work, from a pool, and deciding allocates nothing.
+type DeciderInto interface {
+	DecideInto(d *agreements.Decision, req *agreements.Request, at time.Time)
+}
+
 // Parties looks up a recipient party; it returns agreements.ErrUnknownParty
 // for an id the registry does not define. It must be safe for concurrent
 // use. PartiesOf adapts an *agreements.Engine.

@@ -28,7 +28,17 @@ func (d *changingDecider) Decide(req *agreements.Request, at time.Time) *agreeme
 	return dec
 }
 
-var _ broker.RegistrySource = (*changingDecider)(nil)
+// DecideInto is the broker's path (broker.DeciderInto): it too swaps the
+// engine after the first decision.
+func (d *changingDecider) DecideInto(dec *agreements.Decision, req *agreements.Request, at time.Time) {
+	d.Engine.DecideInto(dec, req, at)
+	d.once.Do(func() { d.Engine.Update(d.next(d.Engine.Registry())) })
+}
+
+var (
+	_ broker.RegistrySource = (*changingDecider)(nil)
+	_ broker.DeciderInto    = (*changingDecider)(nil)
+)
 
 func TestRedecideAtDelivery(t *testing.T) {
 	with := func(ch agreements.Change) func(*agreements.Registry) *agreements.Registry {

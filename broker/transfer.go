@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -43,6 +44,9 @@ type result struct {
 	recorded bool
 }
 
+// decisionPool holds the Decisions of messages in work (see DeciderInto).
+var decisionPool = sync.Pool{New: func() any { return new(agreements.Decision) }}
+
 func (b *Broker) handleTransfer(ctx context.Context, msg jetstream.Msg) {
 	start := time.Now()
 	attempt := uint64(1)
@@ -54,7 +58,13 @@ func (b *Broker) handleTransfer(ctx context.Context, msg jetstream.Msg) {
 	if res != nil {
 		plan = b.finishRecorded(ctx, msg, res, attempt)
 	} else {
-		res = b.process(ctx, msg, attempt)
+		d := decisionPool.Get().(*agreements.Decision)
+		// The decision's memory is reused by the next message once this one
+		// is acknowledged, its receipt sent and its line logged: nothing
+		// keeps res.dec, its reasons or its record past this function
+		// (audit entries and receipts copy what they need).
+		defer decisionPool.Put(d)
+		res = b.process(ctx, msg, attempt, d)
 		plan = PlanFor(res.outcome, attempt, res.err, b.opts.Retry)
 		plan = b.finish(ctx, msg, res, plan, attempt)
 	}
@@ -80,7 +90,9 @@ func (b *Broker) handleTransfer(ctx context.Context, msg jetstream.Msg) {
 
 // process runs one request through parse, decide, minimise, seal, audit and
 // deliver, stopping at the first step that fails.
-func (b *Broker) process(ctx context.Context, msg jetstream.Msg, attempt uint64) *result {
+//
+// d is the Decision to decide into when the Decider can (DeciderInto).
+func (b *Broker) process(ctx context.Context, msg jetstream.Msg, attempt uint64, d *agreements.Decision) *result {
 	res := &result{source: sourceOf(msg.Subject()), requestID: msg.Headers().Get(jetstream.MsgIDHeader)}
 	req, err := agreements.ParseRequest(msg.Data())
 	if err == nil {
@@ -102,7 +114,11 @@ func (b *Broker) process(ctx context.Context, msg jetstream.Msg, attempt uint64)
 	res.requestID, res.req = req.ID, req
 
 	t := time.Now()
-	d := b.opts.Decider.Decide(req, b.opts.Now())
+	if into, ok := b.opts.Decider.(DeciderInto); ok && d != nil {
+		into.DecideInto(d, req, b.opts.Now())
+	} else {
+		d = b.opts.Decider.Decide(req, b.opts.Now())
+	}
 	b.metrics.since("decide", t)
 	res.dec = d
 	if attempt == 1 {
