@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -136,6 +138,47 @@ func computeHash(e *Entry) string {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// The canonical JSON of an entry begins with its sequence and ends with its
+// prev_hash and hash: hashPrefix and hashSuffix are those parts for an
+// entry whose chain fields are zero.
+const (
+	hashPrefix = `{"sequence":0,`
+	hashSuffix = `"prev_hash":"","hash":""}`
+)
+
+// hashBody returns the canonical JSON of e between its sequence and its
+// prev_hash, for chainHash; nil if the encoding does not have that shape.
+// It depends only on the fields an appender fills in, so Append computes it
+// on the appender's goroutine and the writer, which chains the batch while
+// every appender waits, only hashes.
+func hashBody(e *Entry) []byte {
+	c := e.clone()
+	c.Sequence, c.PrevHash, c.Hash = 0, "", ""
+	b, err := json.Marshal(&c)
+	if err != nil || !bytes.HasPrefix(b, []byte(hashPrefix)) || !bytes.HasSuffix(b, []byte(hashSuffix)) {
+		return nil
+	}
+	return b[len(hashPrefix) : len(b)-len(hashSuffix)]
+}
+
+// chainHash returns computeHash of the entry whose hashBody is body, at
+// sequence seq after prev (a hex digest, which JSON does not escape).
+func chainHash(body []byte, seq int64, prev string) string {
+	h := sha256.New()
+	b := make([]byte, 0, 32+len(prev))
+	b = append(b, `{"sequence":`...)
+	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, ',')
+	h.Write(b)
+	h.Write(body)
+	b = append(b[:0], `"prev_hash":"`...)
+	b = append(b, prev...)
+	b = append(b, `","hash":""}`...)
+	h.Write(b)
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0]))
 }
 
 // SubjectHMAC returns the keyed HMAC-SHA256 of a subject id, hex encoded, as

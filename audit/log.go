@@ -109,6 +109,11 @@ type Log struct {
 type pending struct {
 	e   Entry
 	res chan result
+	// body is e's hashBody and row its stored form without the chain
+	// fields, both made by the appender so that the writer only chains
+	// (nil body: the writer encodes e itself).
+	body []byte
+	row  entryRow
 }
 
 type result struct {
@@ -174,6 +179,7 @@ func (l *Log) Append(ctx context.Context, e *Entry) (int64, error) {
 		p.e.Time = l.opts.Now().UTC().Truncate(time.Microsecond)
 	}
 	p.e.Sequence, p.e.PrevHash, p.e.Hash = 0, "", ""
+	p.body, p.row = hashBody(&p.e), toRow(&p.e)
 
 	l.mu.RLock()
 	if l.closed {

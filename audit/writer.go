@@ -142,9 +142,15 @@ func chain(batch []*pending, head headRow) ([]entryRow, headRow) {
 	for i, p := range batch {
 		head.Seq++
 		p.e.Sequence, p.e.PrevHash = head.Seq, head.Hash
-		p.e.Hash = computeHash(&p.e)
+		if p.body != nil {
+			p.e.Hash = chainHash(p.body, p.e.Sequence, p.e.PrevHash)
+			rows[i] = p.row
+			rows[i].Seq, rows[i].PrevHash, rows[i].Hash = p.e.Sequence, p.e.PrevHash, p.e.Hash
+		} else {
+			p.e.Hash = computeHash(&p.e)
+			rows[i] = toRow(&p.e)
+		}
 		head.Hash = p.e.Hash
-		rows[i] = toRow(&p.e)
 	}
 	return rows, head
 }

@@ -1,0 +1,40 @@
+package audit
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestChainHash checks that the writer's hash from a body the appender
+// encoded (hashBody, chainHash) is the canonical computeHash that Verify
+// checks.
+func TestChainHash(t *testing.T) {
+	awkward := decidedEntry(3)
+	awkward.Recipient, awkward.Reasons = `"quoted" \ <tag> & 東京`+"\n", []string{"\u2028", `\u0000`}
+	awkward.FieldsRemoved = map[string]string{"b": "2", "a": "1", `"k"`: "<v>"}
+	sparse := &Entry{Event: EventRegistryApplied, Time: time.Date(2026, 1, 2, 3, 4, 5, 678901234, time.FixedZone("x", 3600))}
+	tests := []struct {
+		name string
+		give *Entry
+		seq  int64
+		prev string
+	}{
+		{"decided", decidedEntry(1), 1, genesisHash},
+		{"awkward text", awkward, 1234567890123, strings.Repeat("ab", 32)},
+		{"nil lists, zone, nanoseconds", sparse, 7, strings.Repeat("0f", 32)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := tt.give.clone()
+			body := hashBody(&e)
+			if body == nil {
+				t.Fatal("hashBody: unexpected shape")
+			}
+			e.Sequence, e.PrevHash = tt.seq, tt.prev
+			if got, want := chainHash(body, tt.seq, tt.prev), computeHash(&e); got != want {
+				t.Errorf("chainHash = %s, computeHash = %s", got, want)
+			}
+		})
+	}
+}
