@@ -40,10 +40,10 @@ func timeAfterFunc(d time.Duration, f func()) func() bool { return time.AfterFun
 type dataKey struct {
 	aead    cipher.AEAD
 	wrapped string
-	header  []byte      // encoded protected header for sealing under this key
-	uses    uint64      // messages sealed so far; guarded by envelope.mu
-	expired atomic.Bool // set by a timer when the key is too old to seal
-	stop    func() bool // cancels that timer; nil for keys used only to open
+	header  []byte        // encoded protected header for sealing under this key
+	uses    atomic.Uint64 // uses reserved so far, including refused ones past the bound
+	expired atomic.Bool   // set by a timer when the key is too old to seal
+	stop    func() bool   // cancels that timer; nil for keys used only to open
 }
 
 func newDataKeyFrom(plain []byte, wrapped, kref string) (*dataKey, error) {
@@ -75,8 +75,7 @@ type envelope struct {
 	maxAge  time.Duration
 	after   afterFunc
 
-	mu  sync.Mutex // guards cur and cur.uses
-	cur *dataKey
+	cur atomic.Pointer[dataKey] // the key for sealing, if any
 
 	fetchMu sync.Mutex // one data key request at a time
 	opened  *keyCache
@@ -97,15 +96,13 @@ func newEnvelope(src keySource, maxUses uint64, maxAge time.Duration, cacheSize 
 }
 
 // take returns the current data key with one use reserved, or nil when a new
-// key is needed.
+// key is needed. A key seals at most maxUses messages: each use takes a
+// distinct count, and counts past maxUses are refused.
 func (e *envelope) take() *dataKey {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	k := e.cur
-	if k == nil || k.uses >= e.maxUses || k.expired.Load() {
+	k := e.cur.Load()
+	if k == nil || k.expired.Load() || k.uses.Add(1) > e.maxUses {
 		return nil
 	}
-	k.uses++
 	return k
 }
 
@@ -130,12 +127,8 @@ func (e *envelope) current(ctx context.Context) (*dataKey, error) {
 		return nil, err
 	}
 	k.stop = e.after(e.maxAge, func() { k.expired.Store(true) })
-	e.mu.Lock()
-	k.uses = 1
-	old := e.cur
-	e.cur = k
-	e.mu.Unlock()
-	if old != nil {
+	k.uses.Store(1)
+	if old := e.cur.Swap(k); old != nil {
 		old.stop() // so that the timer does not keep the old key alive
 	}
 	e.opened.put(k.wrapped, string(k.header), k.aead)

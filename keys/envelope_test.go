@@ -144,6 +144,48 @@ func TestDataKeyBoundedByCount(t *testing.T) {
 	}
 }
 
+// TestDataKeyBoundedByCountConcurrently: with many sealers at once, no data
+// key seals more than its bound.
+func TestDataKeyBoundedByCountConcurrently(t *testing.T) {
+	const maxUses, workers, each = 7, 8, 250
+	e := newEnvelope(newMemSource(), maxUses, time.Hour, 16, time.Hour)
+	var mu sync.Mutex
+	perKey := map[string]int{}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				m, err := e.seal(context.Background(), []byte("x"))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				p, err := parseCompact(m)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				perKey[string(p.header)]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	total := 0
+	for _, n := range perKey {
+		if n > maxUses {
+			t.Errorf("a data key sealed %d messages, bound is %d", n, maxUses)
+		}
+		total += n
+	}
+	if total != workers*each || len(perKey) < workers*each/maxUses {
+		t.Errorf("%d messages under %d keys", total, len(perKey))
+	}
+}
+
 func TestDataKeyUsesCappedAt2To32(t *testing.T) {
 	e := newEnvelope(newMemSource(), 1<<40, time.Hour, 16, time.Hour)
 	if e.maxUses != MaxDataKeyUses {
