@@ -21,7 +21,10 @@ import (
 // wrapped data key. The encrypted-key part is empty (alg dir), the IV is a
 // fresh random 96-bit nonce per message and the additional authenticated data
 // is the encoded protected header, so the header cannot be altered. Any JOSE
-// library that is given the data key can open the message.
+// library that is given the data key can open the message. Every segment is
+// unpadded base64url, decoded strictly (b64fast.go): a segment with line
+// breaks or non-zero trailing bits is malformed, so a message has exactly one
+// encoding that opens.
 
 const (
 	headerKeyRef  = "kref"
