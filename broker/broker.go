@@ -23,8 +23,9 @@ type Options struct {
 	// Retry bounds redeliveries (defaults: 10 attempts, 1s doubling to 5m).
 	Retry RetryPolicy
 	// Concurrency is how many messages this instance works on at once
-	// (default 128: each waits mostly on the audit log's durable commits,
-	// which a group commit shares among the messages in flight).
+	// (default 1024: each waits mostly on the audit log's durable commits,
+	// which a group commit shares among the messages in flight, so more
+	// messages in flight make bigger batches at about the same commit time).
 	Concurrency int
 	// ShutdownGrace is how long Stop lets in-flight messages finish before
 	// handing them back (default 30s).
@@ -111,7 +112,7 @@ func New(opts Options) (*Broker, error) {
 		opts.Retry.BackoffMax = max(5*time.Minute, opts.Retry.BackoffBase)
 	}
 	if opts.Concurrency <= 0 {
-		opts.Concurrency = 128
+		opts.Concurrency = 1024
 	}
 	if opts.ShutdownGrace <= 0 {
 		opts.ShutdownGrace = 30 * time.Second

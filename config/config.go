@@ -193,7 +193,7 @@ func Defaults() *Config {
 		Audit: Audit{CheckpointEvery: 1000, CheckpointInterval: time.Minute},
 		HTTP:  HTTP{Listen: "127.0.0.1:8080", RequestTimeout: 30 * time.Second, MaxBodyBytes: 8 << 20},
 		Pipeline: Pipeline{
-			Concurrency:   128,
+			Concurrency:   1024,
 			BackoffBase:   time.Second,
 			BackoffMax:    5 * time.Minute,
 			ShutdownGrace: 30 * time.Second,
