@@ -23,6 +23,20 @@ type loop struct {
 	work     context.Context
 	cancel   context.CancelFunc
 	stopping atomic.Bool
+
+	// inWork holds the messages being worked on with when each last told
+	// JetStream so (see beat).
+	beatMu sync.Mutex
+	inWork map[*inWork]struct{}
+	beats  chan struct{} // closed to stop beat
+	beatWG sync.WaitGroup
+}
+
+// inWork is one message in work and when it was taken or last reported in
+// progress.
+type inWork struct {
+	msg  jetstream.Msg
+	last time.Time
 }
 
 func (b *Broker) startLoop(name string, cons jetstream.Consumer, h func(ctx context.Context, msg jetstream.Msg)) (*loop, error) {
@@ -41,7 +55,11 @@ func (b *Broker) startLoop(name string, cons jetstream.Consumer, h func(ctx cont
 		sem:  make(chan struct{}, b.opts.Concurrency),
 		done: make(chan struct{}),
 		work: work, cancel: cancel,
+		inWork: map[*inWork]struct{}{},
+		beats:  make(chan struct{}),
 	}
+	l.beatWG.Add(1)
+	go l.beat()
 	go l.run()
 	return l, nil
 }
@@ -74,35 +92,52 @@ func (l *loop) run() {
 			defer func() { <-l.sem }()
 			l.b.metrics.inFlight.Inc()
 			defer l.b.metrics.inFlight.Dec()
-			stopBeat := l.heartbeat(msg)
-			defer stopBeat()
+			w := &inWork{msg: msg, last: time.Now()}
+			l.beatMu.Lock()
+			l.inWork[w] = struct{}{}
+			l.beatMu.Unlock()
+			defer func() {
+				l.beatMu.Lock()
+				delete(l.inWork, w)
+				l.beatMu.Unlock()
+			}()
 			l.handle(l.work, msg)
 		}()
 	}
 }
 
-// heartbeat keeps the ack deadline of a message in work from passing, so
-// that a slow delivery is not handed to another instance meanwhile.
-func (l *loop) heartbeat(msg jetstream.Msg) func() {
-	every := l.b.opts.Stream.AckWait / 2
+// beat keeps the ack deadline of the messages in work from passing, so that
+// a slow delivery is not handed to another instance meanwhile: every
+// AckWait/4 it tells JetStream that each message taken or last reported at
+// least AckWait/4 ago is still in progress, so that no message goes longer
+// than AckWait/2 without word. One goroutine and one ticker per loop serve
+// every message in work.
+func (l *loop) beat() {
+	defer l.beatWG.Done()
+	every := max(l.b.opts.Stream.AckWait/4, time.Millisecond)
 	t := time.NewTicker(every)
-	quit := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer t.Stop()
-		for {
-			select {
-			case <-quit:
-				return
-			case <-t.C:
-				plan := PlanFor(OutcomeSlow, 0, nil, l.b.opts.Retry)
+	defer t.Stop()
+	var due []jetstream.Msg
+	for {
+		select {
+		case <-l.beats:
+			return
+		case now := <-t.C:
+			due = due[:0]
+			l.beatMu.Lock()
+			for w := range l.inWork {
+				if now.Sub(w.last) >= every {
+					w.last = now
+					due = append(due, w.msg)
+				}
+			}
+			l.beatMu.Unlock()
+			plan := PlanFor(OutcomeSlow, 0, nil, l.b.opts.Retry)
+			for _, msg := range due {
 				l.b.ack(msg, plan, OutcomeSlow)
 			}
 		}
-	}()
-	return func() { close(quit); wg.Wait() }
+	}
 }
 
 // stop drains the iterator, waits for the workers until ctx ends, then
@@ -123,4 +158,6 @@ func (l *loop) stop(ctx context.Context) {
 		<-finished
 	}
 	l.cancel()
+	close(l.beats)
+	l.beatWG.Wait()
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/broker"
 	"github.com/clearance-broker/clearance/broker/brokertest"
+	"github.com/clearance-broker/clearance/connectors"
 	"github.com/clearance-broker/clearance/keys"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -368,5 +369,43 @@ func TestWebhookRecipientWithoutKeyIsDeadLettered(t *testing.T) {
 	}
 	if ev := events(e.entries(t, r.RequestID)); ev != "decided,delivery_failed" {
 		t.Errorf("audit = %s", ev)
+	}
+}
+
+// slowConnector delays every delivery by delay before passing it on.
+type slowConnector struct {
+	connectors.Connector
+	delay time.Duration
+}
+
+func (c slowConnector) Deliver(ctx context.Context, d *connectors.Delivery) error {
+	select {
+	case <-time.After(c.delay):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return c.Connector.Deliver(ctx, d)
+}
+
+// TestSlowDeliveryKeptInProgress: a delivery that takes several ack waits
+// is reported in progress, so JetStream does not hand the message to
+// another worker meanwhile: one decision, one delivery.
+func TestSlowDeliveryKeptInProgress(t *testing.T) {
+	e := newEnvWith(t, brokertest.StartNATS(t), 5, func(o *broker.Options) {
+		o.Stream.AckWait = 400 * time.Millisecond
+		m := o.Connectors.(broker.ConnectorMap)
+		m["partner-webhook"] = slowConnector{m["partner-webhook"], 1500 * time.Millisecond}
+	})
+	code, body := e.post(t, brokertest.ExampleRequest(t, "01-delivery-eea-allow.json"))
+	var r broker.Receipt
+	if err := json.Unmarshal(body, &r); err != nil || code != http.StatusOK || r.Status != broker.StatusDelivered {
+		t.Fatalf("POST = %d %s", code, body)
+	}
+	time.Sleep(600 * time.Millisecond) // a redelivery, if any, would start now
+	if got := e.partner.Received(); len(got) != 1 {
+		t.Fatalf("partner received %d deliveries, want 1", len(got))
+	}
+	if got := events(e.entries(t, r.RequestID)); got != "decided,delivered" {
+		t.Fatalf("audit events %s, want decided,delivered", got)
 	}
 }
