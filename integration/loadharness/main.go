@@ -41,6 +41,7 @@ func run() int {
 	)
 	flag.IntVar(&cfg.N, "n", 200_000, "requests per throughput measurement")
 	flag.IntVar(&cfg.WebhookN, "webhook-n", 0, "requests per webhook throughput measurement (default n/4)")
+	flag.BoolVar(&cfg.KeepAudit, "keep-audit", false, "keep the audit log from one measurement to the next (default: each starts on an empty Postgres schema)")
 	flag.IntVar(&cfg.Rounds, "rounds", 4, "alternating baseline/broker rounds each throughput measurement is split into")
 	flag.IntVar(&cfg.Size, "size", 1024, "request size in bytes")
 	flag.IntVar(&cfg.Concurrency, "concurrency", config.Defaults().Pipeline.Concurrency, "workers per instance (broker and baseline); the product default")

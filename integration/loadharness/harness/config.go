@@ -46,6 +46,13 @@ type Config struct {
 	Rates []float64
 	// NoPaced skips the paced latency runs.
 	NoPaced bool
+	// KeepAudit keeps the audit log (and the rest of the harness's Postgres
+	// schema) from one measurement to the next. By default every
+	// measurement starts on an empty schema, so that 1 and 2 instances, and
+	// the sinks, append to logs of the same size: on a small Postgres an
+	// audit log of several hundred thousand entries makes every append
+	// dearer (its indexes no longer fit in shared_buffers).
+	KeepAudit bool
 	// PacedDuration bounds one paced run (default 20s; at most N requests).
 	PacedDuration time.Duration
 	// RegistryParties adds this many synthetic parties, each with its own

@@ -219,6 +219,19 @@ func (e *env) postgres(ctx context.Context) error {
 	return nil
 }
 
+// emptySchema drops the harness's Postgres schema with everything in it
+// (audit log, policy store) and creates it again empty; the next broker
+// instances migrate it afresh.
+func (e *env) emptySchema(ctx context.Context) error {
+	if _, err := e.admin.ExecContext(ctx, "DROP SCHEMA "+e.schema+" CASCADE"); err != nil {
+		return fmt.Errorf("harness: postgres: drop schema: %w", err)
+	}
+	if _, err := e.admin.ExecContext(ctx, "CREATE SCHEMA "+e.schema); err != nil {
+		return fmt.Errorf("harness: postgres: create schema: %w", err)
+	}
+	return nil
+}
+
 // auditEntries counts the audit log's entries (0 before it exists).
 func (e *env) auditEntries(ctx context.Context) int64 {
 	var n int64

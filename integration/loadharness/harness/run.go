@@ -140,6 +140,11 @@ func (h *harness) pair(ctx context.Context, sink string, k, n int, w *workload) 
 		base: func() system { return &forwarder{e: h.e, k: k, sink: sink} },
 		br:   func() system { return &brokers{e: h.e, k: k} },
 	}
+	if !h.cfg.KeepAudit {
+		if err := h.e.emptySchema(ctx); err != nil {
+			return base, br, err
+		}
+	}
 	rounds := min(h.cfg.Rounds, n)
 	for r := range rounds {
 		rn := n / rounds
