@@ -33,6 +33,8 @@ func TestConfigValidate(t *testing.T) {
 		{name: "cert without key", give: "default_url: https://h.example/\ntls: {cert_file: c.pem}\n", wantErr: []string{"tls.cert_file and tls.key_file"}},
 		{name: "every problem at once", give: "urls: {a: 'http://x', b: 'https://'}\ntimeout: 0s\n",
 			wantErr: []string{"urls.a", "urls.b: no host", "timeout: must be positive"}},
+		{name: "negative connection caps", give: "default_url: https://h.example/\nmax_conns_per_host: -1\nmax_idle_conns_per_host: -2\n",
+			wantErr: []string{"max_conns_per_host: must not be negative", "max_idle_conns_per_host: must not be negative"}},
 		{name: "unknown key", give: "default_url: https://h.example/\nretries: 3\n", wantErr: []string{"retries"}},
 		{name: "literal secret key refused", give: "default_url: https://h.example/\ntls: {key: '-----BEGIN'}\n", wantErr: []string{"key"}},
 	}
@@ -179,5 +181,43 @@ func TestConnectionReuse(t *testing.T) {
 	}
 	if n := conns.Load(); n != 1 {
 		t.Errorf("20 sequential deliveries opened %d connections, want 1", n)
+	}
+}
+
+// TestConnectionCap: many concurrent deliveries to one partner share at
+// most max_conns_per_host connections, all of which are reused.
+func TestConnectionCap(t *testing.T) {
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	cfg := webhook.DefaultConfig()
+	cfg.DefaultURL = srv.URL
+	cfg.TLS.CAFile = writeCertPEM(t, srv.Certificate().Raw)
+	cfg.MaxConnsPerHost = 3
+	w, err := webhook.New("capped", cfg, connectors.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeConnector(t, w)
+	var wg sync.WaitGroup
+	for i := range 60 {
+		wg.Go(func() {
+			d := &connectors.Delivery{RequestID: "r-" + strings.Repeat("x", i+1), Recipient: "p", Body: []byte("x")}
+			if err := w.Deliver(t.Context(), d); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := conns.Load(); n < 1 || n > 3 {
+		t.Errorf("60 concurrent deliveries opened %d connections, want 1 to 3", n)
 	}
 }

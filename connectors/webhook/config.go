@@ -19,8 +19,15 @@ type Config struct {
 	// Timeout bounds one delivery when the caller's context has no earlier
 	// deadline. Default 10s.
 	Timeout connectors.Duration `yaml:"timeout" json:"timeout"`
+	// MaxConnsPerHost caps the connections open to one partner host at
+	// once; deliveries beyond it wait for a connection (within Timeout).
+	// Default 64; 0 is no cap. Without a cap, a broker with a thousand
+	// messages in flight opens a thousand TLS connections to a partner that
+	// speaks HTTP/1.1, and closes all but MaxIdleConnsPerHost of them again.
+	MaxConnsPerHost int `yaml:"max_conns_per_host" json:"max_conns_per_host"`
 	// MaxIdleConnsPerHost is the number of idle connections kept per partner
-	// host for reuse. Default 16.
+	// host for reuse. Default 64 (as many as MaxConnsPerHost, so that none
+	// is closed between bursts).
 	MaxIdleConnsPerHost int `yaml:"max_idle_conns_per_host" json:"max_idle_conns_per_host"`
 	// TLS holds the optional CA and client certificate files.
 	TLS TLSConfig `yaml:"tls" json:"tls"`
@@ -46,7 +53,8 @@ type TLSConfig struct {
 func DefaultConfig() *Config {
 	return &Config{
 		Timeout:             connectors.Duration(defaultTimeout),
-		MaxIdleConnsPerHost: 16,
+		MaxConnsPerHost:     64,
+		MaxIdleConnsPerHost: 64,
 	}
 }
 
@@ -77,6 +85,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Timeout <= 0 {
 		errs = append(errs, errors.New("timeout: must be positive"))
+	}
+	if c.MaxConnsPerHost < 0 {
+		errs = append(errs, errors.New("max_conns_per_host: must not be negative"))
 	}
 	if c.MaxIdleConnsPerHost < 0 {
 		errs = append(errs, errors.New("max_idle_conns_per_host: must not be negative"))

@@ -79,6 +79,7 @@ func New(name string, cfg *Config, deps connectors.Deps) (*Webhook, error) {
 		TLSHandshakeTimeout:   5 * time.Second,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          0,
+		MaxConnsPerHost:       cfg.MaxConnsPerHost,
 		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,

@@ -165,7 +165,8 @@ func (f *forwarder) stop(context.Context) {
 func (f *forwarder) vaultTrips() (uint64, uint64) { return 0, 0 }
 
 // partnerClient is an HTTP client configured like the webhook connector's
-// (HTTP/2 attempted, 16 idle connections per host, TLS to the partner CA).
+// (HTTP/2 attempted, at most 64 connections per host and as many kept idle,
+// TLS to the partner CA).
 func (e *env) partnerClient() *http.Client {
 	pool := x509.NewCertPool()
 	pool.AddCert(e.partner.Certificate())
@@ -174,7 +175,7 @@ func (e *env) partnerClient() *http.Client {
 		DialContext:         dialer.DialContext,
 		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool},
 		TLSHandshakeTimeout: 5 * time.Second, ForceAttemptHTTP2: true,
-		MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second,
+		MaxConnsPerHost: 64, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second,
 	}}
 }
 
