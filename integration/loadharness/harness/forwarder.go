@@ -70,7 +70,10 @@ func (f *forwarder) start(ctx context.Context) error {
 			f.stop(ctx)
 			return fmt.Errorf("harness: baseline consumer: %w", err)
 		}
-		if p.iter, err = pc.Messages(jetstream.PullMaxMessages(min(64, 4*c.Concurrency))); err != nil {
+		// The broker's pull-ahead (broker.startLoop): at least one message
+		// per worker, at most four, and nats.fetch_batch (64) in between.
+		ahead := min(max(64, c.Concurrency), 4*c.Concurrency)
+		if p.iter, err = pc.Messages(jetstream.PullMaxMessages(ahead)); err != nil {
 			f.stop(ctx)
 			return fmt.Errorf("harness: baseline pull: %w", err)
 		}
