@@ -51,7 +51,7 @@ func run() int {
 	flag.StringVar(&cfg.RegistryDir, "registry", "", "registry directory (default examples/registry)")
 	flag.StringVar(&cfg.NATSURL, "nats", "", "NATS URL to use instead of embedded servers (its CLEARANCE_TRANSFERS and CLEARANCE_REGION_INBOUND streams are purged and deleted)")
 	flag.StringVar(&cfg.PostgresDSN, "postgres", "", "admin Postgres DSN (default $CLEARANCE_TEST_POSTGRES or the local test database)")
-	flag.Int64Var(&cfg.CheckpointEvery, "checkpoint-every", 1000, "audit checkpoint interval in entries")
+	flag.Int64Var(&cfg.CheckpointEvery, "checkpoint-every", int64(config.Defaults().Audit.CheckpointEvery), "audit checkpoint interval in entries; the product default")
 	flag.DurationVar(&cfg.AckWait, "ack-wait", 30*time.Second, "ack wait of the ingest consumer (broker and baseline)")
 	flag.BoolVar(&cfg.AuditAsyncCommit, "audit-async-commit", false, "diagnostic: synchronous_commit=off for the audit log (not durable; shows the cost of WAL flushes)")
 	flag.IntVar(&cfg.Propagation, "propagation", 50, "registry changes applied through the live registry under load, each timed until in force on every instance (0: not measured)")

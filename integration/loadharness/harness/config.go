@@ -69,7 +69,7 @@ type Config struct {
 	// postgres://postgres@127.0.0.1:5432/test?sslmode=disable).
 	PostgresDSN string
 	// CheckpointEvery is the audit log's checkpoint interval in entries
-	// (default 1000, the production default).
+	// (default: the product default, config.Defaults().Audit.CheckpointEvery).
 	CheckpointEvery int64
 	// AckWait is the ingest consumer's ack wait, for the broker and the
 	// baseline alike (default 30s, the broker's default). The broker looks
@@ -124,7 +124,7 @@ func (c Config) Defaults() Config {
 		c.PacedDuration = 20 * time.Second
 	}
 	if c.CheckpointEvery <= 0 {
-		c.CheckpointEvery = 1000
+		c.CheckpointEvery = int64(config.Defaults().Audit.CheckpointEvery)
 	}
 	if c.AckWait <= 0 {
 		c.AckWait = 30 * time.Second
