@@ -64,9 +64,10 @@ func (ly layout) route(requestID string) int {
 // setupChains returns the layout of db for a writer asking for want chains
 // (0: whatever db records, else 1). The first writer asking for more than
 // one forks the log: under the lock of the head of chain 0 it records the
-// number of chains and the fork sequence (the head) and seeds the head of
+// number of chains and the fork sequence (the head), seeds the head of
 // every other chain with the head's hash, at the sequence k before its
-// first. A different number from the recorded one is ErrChainsMismatch.
+// first, and constrains every head to its chain's sequences. A different
+// number from the recorded one is ErrChainsMismatch.
 func setupChains(ctx context.Context, db *bun.DB, want int) (layout, error) {
 	if want < 0 {
 		return layout{}, fmt.Errorf("audit: chains: %d is not a number of chains", want)
@@ -99,6 +100,15 @@ func setupChains(ctx context.Context, db *bun.DB, want int) (layout, error) {
 		ly = layout{k: int64(want), fork: head.Seq}
 		if _, err := tx.NewInsert().Model(&chainsRow{ID: 1, Chains: ly.k, ForkSeq: ly.fork}).Exec(ctx); err != nil {
 			return fmt.Errorf("record chains: %w", err)
+		}
+		// Writers that do not know of the fork (earlier versions, or a Log
+		// opened with one chain before it) would go on writing the single
+		// chain over the other chains' places. The head rows of the chains
+		// only ever take their chain's sequences, which this check holds:
+		// such a writer's move of the head fails, and so does its batch.
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("ALTER TABLE audit_head ADD CONSTRAINT audit_head_chains "+
+			"CHECK (seq <= %d OR (seq - %d - (id - 1)) %% %d = 0)", ly.fork, ly.fork, ly.k)); err != nil {
+			return fmt.Errorf("guard chain heads: %w", err)
 		}
 		heads := make([]headRow, 0, ly.k-1)
 		for c := int64(1); c < ly.k; c++ {

@@ -359,3 +359,27 @@ func TestChainsRetention(t *testing.T) {
 		t.Errorf("first retained entry deleted: %v", err)
 	}
 }
+
+// TestChainsStaleWriter opens a single-chain Log, then forks the log from
+// another: the first Log's appends must fail rather than write the single
+// chain over the other chains' places, and the log must still verify.
+func TestChainsStaleWriter(t *testing.T) {
+	ctx := t.Context()
+	dsn := postgresDSN(t)
+	opts := testOptions(t)
+	stale := openTestLog(t, openTestDB(t, dsn), opts)
+	appendN(t, stale, 1, 3)
+	opts.Chains = 4
+	forked := openTestLog(t, openTestDB(t, dsn), opts)
+	appendN(t, forked, 4, 12)
+	for i := range 4 {
+		if seq, err := stale.Append(ctx, decidedEntry(100+i)); err == nil {
+			t.Errorf("single-chain Log appended entry %d after the fork", seq)
+		}
+	}
+	appendN(t, forked, 20, 4)
+	rep, err := forked.Verify(ctx, testSigner(t))
+	if err != nil || rep.Entries != 19 {
+		t.Errorf("verify: %+v, %v", rep, err)
+	}
+}

@@ -67,7 +67,13 @@
 // route a request to the same chain: a Log asking for another K fails with
 // ErrChainsMismatch naming both numbers (an operator who changed the
 // setting by mistake learns it at start-up rather than after the chains
-// diverge); Chains 0 takes the recorded K.
+// diverge); Chains 0 takes the recorded K. The fork also puts a check on
+// audit_head that keeps every head row to its chain's sequences, so that a
+// writer that does not know of the fork (an instance of an earlier version
+// during a rolling upgrade, or a Log opened with one chain just before)
+// fails its batches, and its appenders get errors, instead of writing the
+// single chain over the other chains' places; restarted, it takes the
+// recorded K.
 //
 // An entry's chain is chosen by its request id: FNV-1a of the request id
 // modulo K (chain 0 for entries without one). All entries of one request
