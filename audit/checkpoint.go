@@ -14,10 +14,10 @@ type Checkpoint struct {
 	Head     string `json:"head"`
 }
 
-// checkpointer signs a checkpoint when the writer says the count threshold
-// was crossed, on every CheckpointInterval tick, and once more when the
-// writer stops. It reads the head from the database, so checkpoints cover
-// entries of every instance.
+// checkpointer signs checkpoints when a writer says the count threshold was
+// crossed, on every CheckpointInterval tick, and once more when the writers
+// stop. It reads the heads from the database, so checkpoints cover entries
+// of every instance.
 func (l *Log) checkpointer() {
 	defer l.wg.Done()
 	tick := time.NewTicker(l.opts.CheckpointInterval)
@@ -45,53 +45,117 @@ func (l *Log) checkpointer() {
 	}
 }
 
-// checkpoint signs and stores a checkpoint of the current head if the chain
-// moved since the last one and, unless force, crossed a multiple of
-// CheckpointEvery since then (which is when the writer kicks the
-// checkpointer: counting from the last checkpoint instead would skip a
-// crossing after a checkpoint that came late). It returns the checkpointed
+// checkpoint signs and stores a checkpoint of the head of every chain that
+// moved since its last one, if force or if they are due: with one chain,
+// when its head crossed a multiple of CheckpointEvery since the last
+// checkpoint (which is when the writer kicks the checkpointer: counting
+// from the last checkpoint instead would skip a crossing after a checkpoint
+// that came late); with several, when about CheckpointEvery entries of all
+// chains together are unsealed (each writer kicks when its head crosses a
+// multiple of CheckpointEvery). All of them are signed in one call to the
+// Signer, one round trip to Vault. It returns the highest checkpointed
 // sequence, or 0.
 func (l *Log) checkpoint(ctx context.Context, force bool) (int64, error) {
-	var head headRow
-	if err := l.db.NewSelect().Model(&head).Where("id = 1").Scan(ctx); err != nil {
-		return 0, fmt.Errorf("audit: checkpoint: read head: %w", err)
-	}
-	// The last sealed sequence: the last checkpoint, or the retention anchor
-	// (archived entries are sealed by their signed manifest).
-	var lastSeq, anchor int64
-	if err := l.db.NewSelect().Model((*checkpointRow)(nil)).ColumnExpr("COALESCE(MAX(seq), 0)").
-		Scan(ctx, &lastSeq); err != nil {
-		return 0, fmt.Errorf("audit: checkpoint: read last: %w", err)
-	}
-	if err := l.db.NewSelect().Model((*archiveRow)(nil)).ColumnExpr("COALESCE(MAX(to_seq), 0)").
-		Scan(ctx, &anchor); err != nil {
-		return 0, fmt.Errorf("audit: checkpoint: read anchor: %w", err)
-	}
-	lastSeq = max(lastSeq, anchor)
-	if head.Seq <= lastSeq || (!force && head.Seq/l.opts.CheckpointEvery == lastSeq/l.opts.CheckpointEvery) {
-		return 0, nil
-	}
-	payload, err := json.Marshal(Checkpoint{Sequence: head.Seq, Head: head.Hash})
+	ly := l.ly
+	heads, err := readHeads(ctx, l.db, ly)
 	if err != nil {
 		return 0, fmt.Errorf("audit: checkpoint: %w", err)
 	}
-	sigs, err := l.opts.Signer.Sign(ctx, [][]byte{payload})
+	last, err := l.lastSealed(ctx, ly)
+	if err != nil {
+		return 0, fmt.Errorf("audit: checkpoint: %w", err)
+	}
+	every := l.opts.CheckpointEvery
+	var moved []headRow
+	due, unsealed := force, int64(0)
+	for c, h := range heads {
+		// A chain that has not moved since the fork has no entry of its own
+		// yet: its head is the fork entry's hash at a sequence before it.
+		if h.Seq <= last[c] || (c > 0 && h.Seq <= ly.fork) {
+			continue
+		}
+		moved = append(moved, h)
+		due = due || (ly.k == 1 && h.Seq/every != last[c]/every)
+		unsealed += (h.Seq - max(last[c], ly.fork)) / ly.k
+	}
+	// With several chains, whose sequences step by the number of chains,
+	// checkpoints are due once about CheckpointEvery entries of all chains
+	// together are unsealed.
+	due = due || (ly.k > 1 && unsealed >= every)
+	if !due || len(moved) == 0 {
+		return 0, nil
+	}
+	payloads := make([][]byte, len(moved))
+	for i, h := range moved {
+		if payloads[i], err = json.Marshal(Checkpoint{Sequence: h.Seq, Head: h.Hash}); err != nil {
+			return 0, fmt.Errorf("audit: checkpoint: %w", err)
+		}
+	}
+	sigs, err := l.opts.Signer.Sign(ctx, payloads)
 	if err != nil {
 		return 0, fmt.Errorf("audit: checkpoint: sign: %w", err)
 	}
-	if len(sigs) != 1 {
-		return 0, fmt.Errorf("audit: checkpoint: signer returned %d signatures for 1 payload", len(sigs))
+	if len(sigs) != len(payloads) {
+		return 0, fmt.Errorf("audit: checkpoint: signer returned %d signatures for %d payloads", len(sigs), len(payloads))
 	}
-	row := &checkpointRow{Seq: head.Seq, Head: head.Hash, At: l.opts.Now().UTC().Truncate(time.Microsecond), JWS: string(sigs[0])}
-	if _, err := l.db.NewInsert().Model(row).On("CONFLICT DO NOTHING").Exec(ctx); err != nil {
+	at := l.opts.Now().UTC().Truncate(time.Microsecond)
+	rows := make([]checkpointRow, len(moved))
+	var top int64
+	for i, h := range moved {
+		rows[i] = checkpointRow{Seq: h.Seq, Head: h.Hash, At: at, JWS: string(sigs[i])}
+		top = max(top, h.Seq)
+	}
+	if _, err := l.db.NewInsert().Model(&rows).On("CONFLICT DO NOTHING").Exec(ctx); err != nil {
 		return 0, fmt.Errorf("audit: checkpoint: store: %w", err)
 	}
-	l.log.Debug("audit checkpoint", "seq", head.Seq)
-	return head.Seq, nil
+	l.log.Debug("audit checkpoint", "seq", top, "chains", len(moved))
+	return top, nil
 }
 
-// Checkpoint signs a checkpoint of the current head now, if the chain moved
-// since the last one, and returns its sequence (0 if none was needed).
+// lastSealed returns for each chain of ly the last sealed sequence: that of
+// its last checkpoint, or the retention anchor (archived entries are sealed
+// by their signed manifest), or a checkpoint before the fork, which all
+// chains share.
+func (l *Log) lastSealed(ctx context.Context, ly layout) ([]int64, error) {
+	var base, anchor int64
+	q := l.db.NewSelect().Model((*checkpointRow)(nil)).ColumnExpr("COALESCE(MAX(seq), 0)")
+	if ly.k > 1 {
+		q = q.Where("seq <= ?", ly.fork)
+	}
+	if err := q.Scan(ctx, &base); err != nil {
+		return nil, fmt.Errorf("read last: %w", err)
+	}
+	if err := l.db.NewSelect().Model((*archiveRow)(nil)).ColumnExpr("COALESCE(MAX(to_seq), 0)").
+		Scan(ctx, &anchor); err != nil {
+		return nil, fmt.Errorf("read anchor: %w", err)
+	}
+	last := make([]int64, ly.k)
+	for c := range last {
+		last[c] = max(base, anchor)
+	}
+	if ly.k == 1 {
+		return last, nil
+	}
+	var per []struct {
+		Chain int64 `bun:"chain"`
+		Seq   int64 `bun:"seq"`
+	}
+	if err := l.db.NewSelect().Model((*checkpointRow)(nil)).
+		ColumnExpr("(seq - ?) % ? AS chain, MAX(seq) AS seq", ly.fork, ly.k).
+		Where("seq > ?", ly.fork).GroupExpr("1").Scan(ctx, &per); err != nil {
+		return nil, fmt.Errorf("read last: %w", err)
+	}
+	for _, p := range per {
+		if p.Chain >= 0 && p.Chain < ly.k {
+			last[p.Chain] = max(last[p.Chain], p.Seq)
+		}
+	}
+	return last, nil
+}
+
+// Checkpoint signs a checkpoint of the head of every chain that moved since
+// its last one, now, and returns the highest of their sequences (0 if none
+// was needed).
 func (l *Log) Checkpoint(ctx context.Context) (int64, error) {
 	if l.opts.Signer == nil {
 		return 0, ErrReadOnly

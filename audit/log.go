@@ -50,6 +50,13 @@ type Options struct {
 	// appenders are coming back, and those that queued while it committed
 	// (default 1ms; negative: never wait).
 	GatherWindow time.Duration
+	// Chains is the number of hash chains the log is written as (see the
+	// package documentation): batches of different chains commit in
+	// parallel. 0 takes the number the database records, or 1 if it records
+	// none; a number other than the recorded one is ErrChainsMismatch. The
+	// first writer that asks for more than one forks the log at its head.
+	// SQLite takes 1 only. DefaultChains is the number to configure.
+	Chains int
 	// WriteTimeout bounds one batch transaction (default 10 seconds).
 	WriteTimeout time.Duration
 	// Logger receives operational messages; ids and sequence numbers only.
@@ -84,26 +91,44 @@ func (o *Options) defaults() {
 
 // Log is the audit log on one *bun.DB. Append, Query, Export, Verify and
 // Archive are safe for concurrent use; several Logs (in one process or many)
-// may write to one database. Close stops the writer.
+// may write to one database. Close stops the writers.
 type Log struct {
 	db   *bun.DB
 	opts Options
 	log  *slog.Logger
 
-	mu     sync.RWMutex // guards closed and sends on reqs
-	closed bool
-	reqs   chan *pending
+	// ly is the layout of the chains this Log writes (writable Logs; readers
+	// read it from the database each time).
+	ly layout
 
-	// head is the chain head as this Log last committed it, used by the
-	// writer goroutine only (nil: unknown, read it under the lock).
-	head *headRow
-	// pgInsert is the prepared batch insert of the fast path on PostgreSQL
-	// (nil until first used), owned by the writer goroutine.
-	pgInsert *sql.Stmt
+	mu     sync.RWMutex // guards closed and sends on the lanes' reqs
+	closed bool
+	lanes  []*lane // one per chain, each with its writer goroutine
 
 	kick     chan struct{} // nudges the checkpointer
 	stopCkpt chan struct{}
+	writers  sync.WaitGroup
 	wg       sync.WaitGroup
+}
+
+// lane is the writer of one chain: its queue, and the state its writer
+// goroutine owns.
+type lane struct {
+	l     *Log
+	chain int
+	reqs  chan *pending
+	// head is the chain head as this lane last committed it (nil: unknown,
+	// read it under the lock).
+	head *headRow
+	// conn is the connection the lane writes through on PostgreSQL, held
+	// from its first batch until a batch fails or the writer stops (nil:
+	// none; SQLite, whose single lane writes through the pool), so that the
+	// lanes never wait for each other's connection, nor open one per batch
+	// when there are more lanes than the pool keeps idle.
+	conn *bun.Conn
+	// pgInsert is the prepared batch insert of the fast path on PostgreSQL,
+	// prepared on conn (nil until first used).
+	pgInsert *sql.Stmt
 }
 
 type pending struct {
@@ -130,7 +155,6 @@ func Open(ctx context.Context, db *bun.DB, opts Options) (*Log, error) {
 		db:       db,
 		opts:     opts,
 		log:      opts.Logger.With("component", "audit"),
-		reqs:     make(chan *pending, 4*opts.MaxBatch),
 		kick:     make(chan struct{}, 1),
 		stopCkpt: make(chan struct{}),
 	}
@@ -142,8 +166,23 @@ func Open(ctx context.Context, db *bun.DB, opts Options) (*Log, error) {
 	if err := Migrate(ctx, db); err != nil {
 		return nil, err
 	}
+	ly, err := setupChains(ctx, db, opts.Chains)
+	if err != nil {
+		return nil, err
+	}
+	l.ly = ly
+	for c := range int(ly.k) {
+		ln := &lane{l: l, chain: c, reqs: make(chan *pending, 4*opts.MaxBatch)}
+		l.lanes = append(l.lanes, ln)
+		l.writers.Add(1)
+		go ln.writer()
+	}
 	l.wg.Add(2)
-	go l.writer()
+	go func() {
+		defer l.wg.Done()
+		l.writers.Wait()
+		close(l.stopCkpt)
+	}()
 	go l.checkpointer()
 	return l, nil
 }
@@ -186,8 +225,9 @@ func (l *Log) Append(ctx context.Context, e *Entry) (int64, error) {
 		l.mu.RUnlock()
 		return 0, ErrClosed
 	}
+	reqs := l.lanes[l.ly.route(p.e.RequestID)].reqs
 	select {
-	case l.reqs <- p:
+	case reqs <- p:
 		l.mu.RUnlock()
 	case <-ctx.Done():
 		l.mu.RUnlock()
@@ -211,7 +251,9 @@ func (l *Log) Close(ctx context.Context) error {
 		return nil
 	}
 	l.closed = true
-	close(l.reqs)
+	for _, ln := range l.lanes {
+		close(ln.reqs)
+	}
 	l.mu.Unlock()
 
 	done := make(chan struct{})

@@ -178,9 +178,9 @@ func TestDuplicateOutcomeInBatch(t *testing.T) {
 				// The writer goroutine is idle (every Append returned), so
 				// the test may drive a batch itself.
 				if path == "locked" {
-					l.head = nil
+					l.lanes[0].head = nil
 				}
-				l.commit(batch)
+				l.lanes[0].commit(batch)
 				wantSeq := int64(len(before))
 				var winner int64
 				for i, tt := range tests {

@@ -10,8 +10,8 @@ import (
 )
 
 // pgBatchInsert is the statement fastInsert prepares once per connection: it
-// moves the head from ($3, $4) to ($1, $2) in a data-modifying CTE and
-// inserts the batch from one array per column ($5 on, in entryColumns
+// moves the head of row $5 from ($3, $4) to ($1, $2) in a data-modifying CTE
+// and inserts the batch from one array per column ($6 on, in entryColumns
 // order), unnested into rows. Each row's sequence is kept only if the CTE
 // moved the head; if another writer moved it first the sequences are NULL
 // and the whole statement fails on the NOT NULL of seq. Sent as a prepared
@@ -22,11 +22,11 @@ var pgBatchInsert = func() string {
 	params := make([]string, len(cols))
 	sel := make([]string, len(cols))
 	for i, c := range cols {
-		params[i] = fmt.Sprintf("$%d::%s[]", i+5, pgColumnType(c))
+		params[i] = fmt.Sprintf("$%d::%s[]", i+6, pgColumnType(c))
 		sel[i] = "u." + c
 	}
 	sel[0] = "CASE WHEN (SELECT moved FROM h) THEN u.seq END"
-	return "WITH h AS (UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1 AND seq = $3 AND hash = $4 RETURNING true AS moved) " +
+	return "WITH h AS (UPDATE audit_head SET seq = $1, hash = $2 WHERE id = $5 AND seq = $3 AND hash = $4 RETURNING true AS moved) " +
 		"INSERT INTO audit_entries (" + entryColumns + ") SELECT " + strings.Join(sel, ", ") +
 		" FROM unnest(" + strings.Join(params, ", ") + ") AS u(" + entryColumns + ")"
 }()
@@ -42,26 +42,26 @@ func pgColumnType(c string) string {
 	return "text"
 }
 
-// insertStmt returns the prepared pgBatchInsert, preparing it on first use.
-// database/sql prepares it again on each connection that runs it. Only the
-// writer goroutine calls it; the writer closes the statement when it stops.
-func (l *Log) insertStmt(ctx context.Context) (*sql.Stmt, error) {
-	if l.pgInsert == nil {
-		st, err := l.db.DB.PrepareContext(ctx, pgBatchInsert)
+// insertStmt returns pgBatchInsert prepared on the lane's connection,
+// preparing it on first use. Only the lane's writer goroutine calls it;
+// release closes the statement.
+func (ln *lane) insertStmt(ctx context.Context) (*sql.Stmt, error) {
+	if ln.pgInsert == nil {
+		st, err := ln.conn.PrepareContext(ctx, pgBatchInsert)
 		if err != nil {
 			return nil, fmt.Errorf("prepare insert: %w", err)
 		}
-		l.pgInsert = st
+		ln.pgInsert = st
 	}
-	return l.pgInsert, nil
+	return ln.pgInsert, nil
 }
 
 // batchArgs returns the arguments of pgBatchInsert for rows chained from
-// head to next: the head's new and expected values, then one array literal
-// per column of audit_entries.
-func batchArgs(rows []entryRow, head, next headRow) []any {
-	args := make([]any, 4, 4+strings.Count(entryColumns, ",")+1)
-	args[0], args[1], args[2], args[3] = next.Seq, next.Hash, head.Seq, head.Hash
+// head to next in chain c: the head's new and expected values and its row,
+// then one array literal per column of audit_entries.
+func batchArgs(rows []entryRow, c int, head, next headRow) []any {
+	args := make([]any, 5, 5+strings.Count(entryColumns, ",")+1)
+	args[0], args[1], args[2], args[3], args[4] = next.Seq, next.Hash, head.Seq, head.Hash, int64(c+1)
 	var cols [][]byte
 	for i := range rows {
 		for c, v := range rows[i].values(rows[i].Seq) {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -33,6 +34,15 @@ type Manifest struct {
 	SHA256 string `json:"sha256"`
 	// Checkpoints are the signed checkpoints that sealed the archived range.
 	Checkpoints []string `json:"checkpoints"`
+	// Chains and ForkSequence are the log's layout when it has more than
+	// one chain (see the package documentation); FromChains and ToChains
+	// are then, for each chain, where it stood before the archived range
+	// (when that starts past the fork) and where it continues after it
+	// (when it ends at or past the fork).
+	Chains       int64         `json:"chains,omitempty"`
+	ForkSequence int64         `json:"fork_sequence,omitempty"`
+	FromChains   []ChainAnchor `json:"from_chains,omitempty"`
+	ToChains     []ChainAnchor `json:"to_chains,omitempty"`
 }
 
 // Archive writes every entry older than before (the longest run from the
@@ -52,20 +62,38 @@ func (l *Log) Archive(ctx context.Context, s Signer, before time.Time, w io.Writ
 		return nil, nil, ErrReadOnly
 	}
 	before = before.UTC().Truncate(time.Microsecond)
+	ly, err := loadLayout(ctx, l.db)
+	if err != nil {
+		return nil, nil, err
+	}
 	var last archiveRow
 	start, prev := int64(1), genesisHash
+	var from []ChainAnchor
 	switch err := l.db.NewSelect().Model(&last).Order("to_seq DESC").Limit(1).Scan(ctx); {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
 		return nil, nil, fmt.Errorf("audit: archive: read archives: %w", err)
 	default:
-		start, prev = last.ToSeq+1, last.AnchorHash
+		var lm Manifest
+		if err := openSigned(ctx, nil, last.Manifest, &lm); err != nil {
+			return nil, nil, fmt.Errorf("audit: archive: last manifest: %w", err)
+		}
+		start, prev, from = last.ToSeq+1, last.AnchorHash, lm.ToChains
 	}
-	head, err := l.readHead(ctx)
+	heads, err := readHeads(ctx, l.db, ly)
 	if err != nil {
 		return nil, nil, err
 	}
-	to := head.Seq
+	// Archive no further than every chain has reached: up to there the
+	// sequences are all taken and no chain will write below it again, while
+	// above it a chain that lags may still write.
+	to := heads[0].Seq
+	if ly.k > 1 {
+		for _, h := range heads {
+			to = min(to, h.Seq)
+		}
+		to = max(to, ly.fork)
+	}
 	var firstKept sql.NullInt64
 	if err := l.db.NewSelect().Model((*entryRow)(nil)).ColumnExpr("MIN(seq)").
 		Where("at >= ?", before).Scan(ctx, &firstKept); err != nil {
@@ -77,9 +105,16 @@ func (l *Log) Archive(ctx context.Context, s Signer, before time.Time, w io.Writ
 	if to < start {
 		return nil, nil, nil
 	}
+	cw, err := newWalker(ly, start, prev, from)
+	if err != nil {
+		return nil, nil, fmt.Errorf("audit: archive: last manifest: %w", err)
+	}
 
 	m := &Manifest{FromSequence: start, ToSequence: to, PrevHash: prev, Before: before,
 		CreatedAt: l.opts.Now().UTC().Truncate(time.Microsecond), Checkpoints: []string{}}
+	if ly.k > 1 {
+		m.Chains, m.ForkSequence, m.FromChains = ly.k, ly.fork, from
+	}
 	var cps []checkpointRow
 	if err := l.db.NewSelect().Model(&cps).Where("seq BETWEEN ? AND ?", start, to).Order("seq").Scan(ctx); err != nil {
 		return nil, nil, fmt.Errorf("audit: archive: read checkpoints: %w", err)
@@ -96,12 +131,14 @@ func (l *Log) Archive(ctx context.Context, s Signer, before time.Time, w io.Writ
 		if e.Sequence > to {
 			return errStopScan
 		}
-		if e.Sequence != start+m.Entries || e.PrevHash != prev || computeHash(e) != e.Hash {
+		_, st := cw.lane(e.Sequence)
+		if e.Sequence != start+m.Entries || e.Sequence != st.Next || e.PrevHash != st.Prev || computeHash(e) != e.Hash {
 			return &TamperError{Finding: FindingChanged, Sequence: e.Sequence, Detail: "chain broken in the range to archive"}
 		}
 		if h, ok := sealed[e.Sequence]; ok && h != e.Hash {
 			return &TamperError{Finding: FindingChanged, Sequence: e.Sequence, Detail: "checkpoint does not match"}
 		}
+		cw.step(e.Sequence, e.Hash)
 		prev = e.Hash
 		m.Entries++
 		return enc.Encode(e)
@@ -113,6 +150,7 @@ func (l *Log) Archive(ctx context.Context, s Signer, before time.Time, w io.Writ
 		return nil, nil, fmt.Errorf("audit: archive: %w", &TamperError{Finding: FindingRemoved,
 			Sequence: start + m.Entries, Detail: "entry missing in the range to archive"})
 	}
+	m.ToChains = cw.anchors()
 	if err := bw.Flush(); err != nil {
 		return nil, nil, fmt.Errorf("audit: archive: write: %w", err)
 	}
@@ -127,7 +165,7 @@ func (l *Log) Archive(ctx context.Context, s Signer, before time.Time, w io.Writ
 		return nil, nil, fmt.Errorf("audit: archive: sign manifest: %w", errors.Join(err, errSignCount(len(sigs))))
 	}
 	err = l.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		if _, err := lockHead(ctx, tx); err != nil {
+		if _, err := lockHead(ctx, tx, 0); err != nil {
 			return err
 		}
 		var latest int64
@@ -179,6 +217,14 @@ func VerifyArchive(ctx context.Context, r io.Reader, manifestJWS []byte, v Verif
 		}
 		sealed[c.Sequence] = c.Head
 	}
+	ly := singleChain
+	if m.Chains > 1 {
+		ly = layout{k: m.Chains, fork: m.ForkSequence}
+	}
+	cw, err := newWalker(ly, m.FromSequence, m.PrevHash, m.FromChains)
+	if err != nil {
+		return &m, fmt.Errorf("audit: verify archive: %w", &TamperError{Finding: FindingBadCheckpoint, Detail: "manifest: " + err.Error()})
+	}
 	sum := sha256.New()
 	tee := io.TeeReader(r, sum)
 	dec := json.NewDecoder(tee)
@@ -192,12 +238,13 @@ func VerifyArchive(ctx context.Context, r io.Reader, manifestJWS []byte, v Verif
 		if e.Sequence != seq {
 			return &m, &TamperError{Finding: FindingRemoved, Sequence: seq, Detail: "entry missing from the archive"}
 		}
-		if e.PrevHash != prev || computeHash(&e) != e.Hash {
+		if _, st := cw.lane(seq); seq != st.Next || e.PrevHash != st.Prev || computeHash(&e) != e.Hash {
 			return &m, &TamperError{Finding: FindingChanged, Sequence: seq, Detail: "archived entry does not match the chain"}
 		}
 		if h, ok := sealed[seq]; ok && h != e.Hash {
 			return &m, &TamperError{Finding: FindingChanged, Sequence: seq, Detail: "checkpoint does not match"}
 		}
+		cw.step(seq, e.Hash)
 		prev = e.Hash
 		n++
 	}
@@ -206,6 +253,9 @@ func VerifyArchive(ctx context.Context, r io.Reader, manifestJWS []byte, v Verif
 	}
 	if n != m.Entries || prev != m.AnchorHash {
 		return &m, &TamperError{Finding: FindingRemoved, Sequence: m.FromSequence + n, Detail: "archive shorter than its manifest"}
+	}
+	if !slices.Equal(cw.anchors(), m.ToChains) {
+		return &m, &TamperError{Finding: FindingChanged, Sequence: m.ToSequence, Detail: "chains end elsewhere than their manifest says"}
 	}
 	if hex.EncodeToString(sum.Sum(nil)) != m.SHA256 {
 		return &m, &TamperError{Finding: FindingChanged, Sequence: m.FromSequence, Detail: "archive digest differs from its manifest"}

@@ -39,14 +39,25 @@ type entryRow struct {
 	Hash             string    `bun:"hash,notnull"`
 }
 
-// headRow is the single row (id 1) holding the chain head. Its row lock
-// serialises batch writers across instances.
+// headRow holds the head of one chain: row id 1 is chain 0 (the single
+// chain of a log that never forked), row c+1 chain c. Its row lock
+// serialises the batch writers of that chain across instances.
 type headRow struct {
 	bun.BaseModel `bun:"table:audit_head"`
 
 	ID   int64  `bun:"id,pk"`
 	Seq  int64  `bun:"seq,notnull"`
 	Hash string `bun:"hash,notnull"`
+}
+
+// chainsRow is the single row (id 1) of audit_chains: the number of chains
+// and the sequence of the entry they forked from.
+type chainsRow struct {
+	bun.BaseModel `bun:"table:audit_chains"`
+
+	ID      int64 `bun:"id,pk"`
+	Chains  int64 `bun:"chains,notnull"`
+	ForkSeq int64 `bun:"fork_seq,notnull"`
 }
 
 // checkpointRow is a signed checkpoint: JWS over {sequence, head}.

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 )
 
 // Report is what Verify checked. It holds counts and sequence numbers only.
@@ -34,19 +35,25 @@ type Report struct {
 	Problem *TamperError `json:"problem,omitempty"`
 }
 
-// Verify recomputes the hash chain from the retained anchor (or the genesis)
-// to the head, checks every checkpoint and the latest archive manifest
-// against v, and returns a Report. When it finds tampering it stops, sets
-// Report.Problem and returns it as a *TamperError (errors.Is ErrTampered);
-// other errors are the store's. v may be nil to check the chain without
-// authenticating signatures. Appends may continue while Verify runs.
+// Verify recomputes the hash chains from the retained anchor (or the
+// genesis) to their heads, checks every checkpoint and the latest archive
+// manifest against v, and returns a Report. When it finds tampering it
+// stops, sets Report.Problem and returns it as a *TamperError (errors.Is
+// ErrTampered); other errors are the store's. v may be nil to check the
+// chains without authenticating signatures. Appends may continue while
+// Verify runs.
 func (l *Log) Verify(ctx context.Context, v Verifier) (*Report, error) {
 	rep := &Report{SignaturesChecked: v != nil}
 	fail := func(f Finding, seq int64, detail string) (*Report, error) {
 		rep.Problem = &TamperError{Finding: f, Sequence: seq, Detail: detail}
 		return rep, rep.Problem
 	}
+	ly, err := loadLayout(ctx, l.db)
+	if err != nil {
+		return rep, err
+	}
 	start, prev := int64(1), genesisHash
+	var anchors []ChainAnchor
 	var arch archiveRow
 	switch err := l.db.NewSelect().Model(&arch).Order("to_seq DESC").Limit(1).Scan(ctx); {
 	case errors.Is(err, sql.ErrNoRows):
@@ -60,7 +67,11 @@ func (l *Log) Verify(ctx context.Context, v Verifier) (*Report, error) {
 		if m.ToSequence != arch.ToSeq || m.AnchorHash != arch.AnchorHash {
 			return fail(FindingBadCheckpoint, arch.ToSeq, "archive row differs from its signed manifest")
 		}
-		start, prev, rep.Anchor = arch.ToSeq+1, arch.AnchorHash, arch.ToSeq
+		start, prev, anchors, rep.Anchor = arch.ToSeq+1, arch.AnchorHash, m.ToChains, arch.ToSeq
+	}
+	w, err := newWalker(ly, start, prev, anchors)
+	if err != nil {
+		return fail(FindingBadCheckpoint, arch.ToSeq, "archive manifest: "+err.Error())
 	}
 
 	var cps []checkpointRow
@@ -79,19 +90,37 @@ func (l *Log) Verify(ctx context.Context, v Verifier) (*Report, error) {
 		signed[cp.Seq] = c.Head
 	}
 
-	head0, err := l.readHead(ctx)
+	heads0, err := readHeads(ctx, l.db, ly)
 	if err != nil {
 		return rep, err
 	}
-	// beyondHead reports whether seq lies past the head as it is now: rows
-	// appended during the walk are legitimate, rows past the current head
-	// were not written through the log.
+	// beyondHead reports whether seq lies past the head of its chain as it
+	// is now: rows appended during the walk are legitimate, rows past the
+	// current head were not written through the log.
 	beyondHead := func(seq int64) (bool, error) {
-		if seq <= head0.Seq {
+		c := ly.chainOf(seq)
+		if seq <= heads0[c].Seq {
 			return false, nil
 		}
-		h, err := l.readHead(ctx)
-		return seq > h.Seq, err
+		hs, err := readHeads(ctx, l.db, ly)
+		if err != nil {
+			return false, err
+		}
+		return seq > hs[c].Seq, nil
+	}
+	// missing returns the lowest sequence below seq that a chain lacks:
+	// the next entry of chain own, or that of another chain if the chain's
+	// head (when the walk began) is at or past it. The chains' entries
+	// interleave, so a removed entry is found here before the walk reaches
+	// the next entry of its own chain.
+	missing := func(seq int64, own int) int64 {
+		var low int64
+		for c, st := range w.lanes {
+			if (c == 0 || w.forked) && st.Next < seq && (c == own || st.Next <= heads0[c].Seq) && (low == 0 || st.Next < low) {
+				low = st.Next
+			}
+		}
+		return low
 	}
 
 	rows, err := l.db.NewSelect().Model((*entryRow)(nil)).Order("seq").Rows(ctx)
@@ -99,13 +128,14 @@ func (l *Log) Verify(ctx context.Context, v Verifier) (*Report, error) {
 		return rep, fmt.Errorf("audit: verify: read entries: %w", err)
 	}
 	defer rows.Close()
-	expected, lastGood, headHash := start, start-1, ""
+	headHash := make([]string, ly.k)
 	for rows.Next() {
 		var r entryRow
 		if err := l.db.ScanRow(ctx, rows, &r); err != nil {
 			return rep, fmt.Errorf("audit: verify: scan entry: %w", err)
 		}
-		if r.Seq < start {
+		c, st := w.lane(r.Seq)
+		if r.Seq < st.Next {
 			return fail(FindingInserted, r.Seq, "entry before the start of the chain")
 		}
 		problem := func(f Finding, seq int64, detail string) (*Report, error) {
@@ -117,64 +147,67 @@ func (l *Log) Verify(ctx context.Context, v Verifier) (*Report, error) {
 			}
 			return fail(f, seq, detail)
 		}
-		if r.Seq > expected {
-			return problem(FindingRemoved, expected, "entry missing from the chain")
+		if gap := missing(r.Seq, c); gap != 0 {
+			return problem(FindingRemoved, gap, "entry missing from the chain")
 		}
 		e, err := r.entry()
 		if err != nil || computeHash(&e) != r.Hash {
 			return problem(FindingChanged, r.Seq, "content does not match the entry's hash")
 		}
-		if r.PrevHash != prev {
-			if r.Seq == start && rep.Anchor > 0 {
+		if r.PrevHash != st.Prev {
+			if st.last < start && rep.Anchor > 0 {
 				return problem(FindingChanged, r.Seq, "entry does not continue from the archive anchor")
 			}
-			return problem(FindingChanged, r.Seq-1, "hash is not the one the next entry recorded")
+			return problem(FindingChanged, st.last, "hash is not the one the next entry recorded")
 		}
 		if h, ok := signed[r.Seq]; ok {
 			if h != r.Hash {
-				return problem(FindingChanged, lastGood+1,
-					fmt.Sprintf("chain rewritten between checkpoints %d and %d", lastGood, r.Seq))
+				first := st.firstUnsealed
+				if first == 0 {
+					first = r.Seq
+				}
+				return problem(FindingChanged, first,
+					fmt.Sprintf("chain rewritten between entry %d and checkpoint %d", first, r.Seq))
 			}
-			rep.Checkpoints++
-			rep.LastCheckpoint, lastGood = r.Seq, r.Seq
 		}
-		if r.Seq == head0.Seq {
-			headHash = r.Hash
+		if r.Seq == heads0[c].Seq {
+			headHash[c] = r.Hash
+		}
+		w.step(r.Seq, r.Hash)
+		if _, ok := signed[r.Seq]; ok {
+			w.sealed(r.Seq)
+			rep.Checkpoints++
+			rep.LastCheckpoint = r.Seq
 		}
 		if rep.Entries == 0 {
 			rep.FirstSequence = r.Seq
 		}
 		rep.Entries++
 		rep.LastSequence = r.Seq
-		prev = r.Hash
-		expected++
 	}
 	if err := rows.Err(); err != nil {
 		return rep, fmt.Errorf("audit: verify: read entries: %w", err)
 	}
-	if expected <= head0.Seq {
-		return fail(FindingRemoved, expected, "entries missing before the chain head")
+	if gap := missing(math.MaxInt64, -1); gap != 0 {
+		return fail(FindingRemoved, gap, "entries missing before the chain head")
 	}
-	if head0.Seq >= start && headHash != head0.Hash {
-		return fail(FindingChanged, head0.Seq, "hash differs from the recorded chain head")
-	}
-	for _, cp := range cps {
-		if cp.Seq >= expected {
-			return fail(FindingRemoved, expected, fmt.Sprintf("entries sealed by checkpoint %d are missing", cp.Seq))
+	for c, h := range heads0 {
+		if headHash[c] != "" && headHash[c] != h.Hash {
+			return fail(FindingChanged, h.Seq, "hash differs from the recorded chain head")
+		}
+		if headHash[c] == "" && h.Seq >= start && (c == 0 || h.Seq > ly.fork) {
+			return fail(FindingChanged, h.Seq, "hash differs from the recorded chain head")
 		}
 	}
-	if rep.LastSequence > lastGood {
-		rep.Unsealed = rep.LastSequence - lastGood
+	for _, cp := range cps {
+		if _, st := w.lane(cp.Seq); cp.Seq >= st.Next {
+			return fail(FindingRemoved, st.Next, fmt.Sprintf("entries sealed by checkpoint %d are missing", cp.Seq))
+		}
+	}
+	for _, st := range w.lanes {
+		rep.Unsealed += st.unsealed
 	}
 	return rep, nil
-}
-
-func (l *Log) readHead(ctx context.Context) (headRow, error) {
-	var h headRow
-	if err := l.db.NewSelect().Model(&h).Where("id = 1").Scan(ctx); err != nil {
-		return h, fmt.Errorf("audit: read chain head: %w", err)
-	}
-	return h, nil
 }
 
 // openSigned verifies a compact JWS with v (or, if v is nil, only decodes

@@ -10,27 +10,23 @@ import (
 	"github.com/uptrace/bun/driver/pgdriver"
 )
 
-// writer is the group-commit loop: it takes the first waiting entry, drains
-// whatever else is queued up to MaxBatch, and commits them in one
-// transaction. While a batch commits, the next one queues up.
-func (l *Log) writer() {
-	defer l.wg.Done()
-	defer close(l.stopCkpt)
-	defer func() {
-		if l.pgInsert != nil {
-			_ = l.pgInsert.Close()
-		}
-	}()
-	batch := make([]*pending, 0, l.opts.MaxBatch)
+// writer is the group-commit loop of one chain: it takes the first waiting
+// entry, drains whatever else is queued up to MaxBatch, and commits them in
+// one transaction. While a batch commits, the next one queues up; the
+// writers of other chains commit theirs at the same time.
+func (ln *lane) writer() {
+	defer ln.l.writers.Done()
+	defer ln.release()
+	batch := make([]*pending, 0, ln.l.opts.MaxBatch)
 	expect := 1
 	for {
-		p, ok := <-l.reqs
+		p, ok := <-ln.reqs
 		if !ok {
 			return
 		}
 		batch = append(batch[:0], p)
-		batch = l.gather(batch, expect)
-		expect = l.commit(batch)
+		batch = ln.gather(batch, expect)
+		expect = ln.commit(batch)
 	}
 }
 
@@ -40,10 +36,11 @@ func (l *Log) writer() {
 // coming back with their next entries, and those who queued up while it
 // committed. Counting both keeps the appenders in one batch per commit
 // rather than two that alternate, each waiting for the other's commit.
-func (l *Log) gather(batch []*pending, expect int) []*pending {
+func (ln *lane) gather(batch []*pending, expect int) []*pending {
+	l := ln.l
 	for len(batch) < l.opts.MaxBatch {
 		select {
-		case p, ok := <-l.reqs:
+		case p, ok := <-ln.reqs:
 			if !ok {
 				return batch
 			}
@@ -61,7 +58,7 @@ func (l *Log) gather(batch []*pending, expect int) []*pending {
 	defer timer.Stop()
 	for len(batch) < target {
 		select {
-		case p, ok := <-l.reqs:
+		case p, ok := <-ln.reqs:
 			if !ok {
 				return batch
 			}
@@ -75,20 +72,21 @@ func (l *Log) gather(batch []*pending, expect int) []*pending {
 
 // commit writes the batch, tells each of its appenders the outcome, and
 // returns how many entries the next batch can expect (see gather).
-func (l *Log) commit(batch []*pending) int {
+func (ln *lane) commit(batch []*pending) int {
+	l := ln.l
 	ctx, cancel := context.WithTimeout(context.Background(), l.opts.WriteTimeout)
 	defer cancel()
-	head, refused, err := l.writeBatch(ctx, batch)
+	head, refused, err := ln.writeBatch(ctx, batch)
 	if err != nil {
 		for _, p := range batch {
 			p.e.Sequence = 0
 		}
-		l.log.Error("audit batch not committed", "entries", len(batch), "err", err)
+		l.log.Error("audit batch not committed", "chain", ln.chain, "entries", len(batch), "err", err)
 		err = fmt.Errorf("audit: commit batch: %w", err)
 	} else if len(refused) > 0 {
 		l.log.Info("audit refused duplicate final outcomes", "entries", len(refused))
 	}
-	expect := len(batch) + len(l.reqs)
+	expect := len(batch) + len(ln.reqs)
 	written := 0
 	for _, p := range batch {
 		r := result{seq: p.e.Sequence, err: err}
@@ -102,7 +100,9 @@ func (l *Log) commit(batch []*pending) int {
 		}
 		p.res <- r
 	}
-	if err == nil && written > 0 && head%l.opts.CheckpointEvery < int64(written) {
+	// Kick the checkpointer when the head crossed a multiple of
+	// CheckpointEvery.
+	if every := l.opts.CheckpointEvery; err == nil && written > 0 && head/every != (head-int64(written)*l.ly.k)/every {
 		select {
 		case l.kick <- struct{}{}:
 		default:
@@ -116,31 +116,53 @@ func (l *Log) commit(batch []*pending) int {
 // PostgreSQL, when the writer knows the head it last wrote, it sends the
 // batch as one statement (fastInsert); otherwise, or when another instance
 // moved the head, it takes the head lock (lockedInsert).
-func (l *Log) writeBatch(ctx context.Context, batch []*pending) (int64, map[*pending]refusal, error) {
-	if l.head != nil && isPostgres(l.db) {
-		ok, refused, err := l.fastInsert(ctx, batch, *l.head)
-		if ok {
-			return l.head.Seq, refused, nil
-		}
-		l.head = nil
+func (ln *lane) writeBatch(ctx context.Context, batch []*pending) (int64, map[*pending]refusal, error) {
+	if ln.conn == nil && isPostgres(ln.l.db) {
+		c, err := ln.l.db.Conn(ctx)
 		if err != nil {
+			return 0, nil, fmt.Errorf("connect: %w", err)
+		}
+		ln.conn = &c
+	}
+	if ln.head != nil && isPostgres(ln.l.db) {
+		ok, refused, err := ln.fastInsert(ctx, batch, *ln.head)
+		if ok {
+			return ln.head.Seq, refused, nil
+		}
+		ln.head = nil
+		if err != nil {
+			ln.release()
 			return 0, nil, err
 		}
 	}
-	head, refused, err := l.lockedInsert(ctx, batch)
+	head, refused, err := ln.lockedInsert(ctx, batch)
 	if err != nil {
+		ln.release()
 		return 0, nil, err
 	}
-	l.head = &head
+	ln.head = &head
 	return head.Seq, refused, nil
 }
 
-// chain assigns sequences and hashes after head and returns the rows and the
-// new head.
-func chain(batch []*pending, head headRow) ([]entryRow, headRow) {
+// release closes the lane's prepared statement and returns its connection
+// to the pool (which drops it if it broke); the next batch takes another.
+func (ln *lane) release() {
+	if ln.pgInsert != nil {
+		_ = ln.pgInsert.Close()
+		ln.pgInsert = nil
+	}
+	if ln.conn != nil {
+		_ = ln.conn.Close()
+		ln.conn = nil
+	}
+}
+
+// chain assigns sequences (step apart: the number of chains) and hashes
+// after head and returns the rows and the new head.
+func chain(batch []*pending, head headRow, step int64) ([]entryRow, headRow) {
 	rows := make([]entryRow, len(batch))
 	for i, p := range batch {
-		head.Seq++
+		head.Seq += step
 		p.e.Sequence, p.e.PrevHash = head.Seq, head.Hash
 		if p.body != nil {
 			p.e.Hash = chainHash(p.body, p.e.Sequence, p.e.PrevHash)
@@ -169,27 +191,28 @@ func chain(batch []*pending, head headRow) ([]entryRow, headRow) {
 // succeeds no other writer committed anything since and the lookup saw
 // every entry before the batch; if another writer did, the head moved and
 // the batch is looked up again under the lock.
-func (l *Log) fastInsert(ctx context.Context, batch []*pending, head headRow) (bool, map[*pending]refusal, error) {
-	keep, refused, err := dedupe(ctx, l.db, batch)
+func (ln *lane) fastInsert(ctx context.Context, batch []*pending, head headRow) (bool, map[*pending]refusal, error) {
+	l := ln.l
+	keep, refused, err := dedupe(ctx, *ln.conn, batch)
 	if err != nil {
 		return false, nil, err
 	}
 	if len(keep) == 0 {
 		return true, refused, nil
 	}
-	st, err := l.insertStmt(ctx)
+	st, err := ln.insertStmt(ctx)
 	if err != nil {
 		return false, nil, err
 	}
-	rows, next := chain(keep, head)
-	_, err = st.ExecContext(ctx, batchArgs(rows, head, next)...)
+	rows, next := chain(keep, head, l.ly.k)
+	_, err = st.ExecContext(ctx, batchArgs(rows, ln.chain, head, next)...)
 	if err == nil {
-		*l.head = next
+		*ln.head = next
 		return true, refused, nil
 	}
 	var pgErr pgdriver.Error
 	if errors.As(err, &pgErr) && (pgErr.Field('C') == pgNotNullViolation || pgErr.Field('C') == pgUniqueViolation) {
-		l.log.Debug("audit head moved by another writer", "expected_seq", head.Seq)
+		l.log.Debug("audit head moved by another writer", "chain", ln.chain, "expected_seq", head.Seq)
 		return false, nil, nil
 	}
 	return false, nil, fmt.Errorf("insert entries: %w", err)
@@ -204,11 +227,15 @@ const (
 // lockedInsert reads the head under its lock, takes the duplicate final
 // outcomes out of the batch (dedupe), chains and inserts the rest and moves
 // the head, in one transaction.
-func (l *Log) lockedInsert(ctx context.Context, batch []*pending) (headRow, map[*pending]refusal, error) {
+func (ln *lane) lockedInsert(ctx context.Context, batch []*pending) (headRow, map[*pending]refusal, error) {
 	var next headRow
 	var refused map[*pending]refusal
-	err := l.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		head, err := lockHead(ctx, tx)
+	run := ln.l.db.RunInTx
+	if ln.conn != nil {
+		run = ln.conn.RunInTx
+	}
+	err := run(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		head, err := lockHead(ctx, tx, ln.chain)
 		if err != nil {
 			return err
 		}
@@ -219,12 +246,12 @@ func (l *Log) lockedInsert(ctx context.Context, batch []*pending) (headRow, map[
 			return err
 		}
 		var rows []entryRow
-		rows, next = chain(keep, head)
+		rows, next = chain(keep, head, ln.l.ly.k)
 		if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {
 			return fmt.Errorf("insert entries: %w", err)
 		}
 		if _, err := tx.NewUpdate().Model((*headRow)(nil)).Set("seq = ?", next.Seq).Set("hash = ?", next.Hash).
-			Where("id = 1").Exec(ctx); err != nil {
+			Where("id = ?", next.ID).Exec(ctx); err != nil {
 			return fmt.Errorf("move head: %w", err)
 		}
 		return nil
@@ -232,15 +259,16 @@ func (l *Log) lockedInsert(ctx context.Context, batch []*pending) (headRow, map[
 	return next, refused, err
 }
 
-// lockHead reads the chain head and holds it until the transaction ends:
-// a row lock on PostgreSQL; on SQLite a write to the row, which takes the
-// database write lock, so that the read below cannot be overtaken.
-func lockHead(ctx context.Context, tx bun.Tx) (headRow, error) {
+// lockHead reads the head of chain c and holds it until the transaction
+// ends: a row lock on PostgreSQL; on SQLite a write to the row, which takes
+// the database write lock, so that the read below cannot be overtaken.
+func lockHead(ctx context.Context, tx bun.Tx, c int) (headRow, error) {
 	var h headRow
-	q := tx.NewSelect().Model(&h).Where("id = 1")
+	id := c + 1
+	q := tx.NewSelect().Model(&h).Where("id = ?", id)
 	if isPostgres(tx) {
 		q = q.For("UPDATE")
-	} else if _, err := tx.NewUpdate().Model((*headRow)(nil)).Set("seq = seq").Where("id = 1").Exec(ctx); err != nil {
+	} else if _, err := tx.NewUpdate().Model((*headRow)(nil)).Set("seq = seq").Where("id = ?", id).Exec(ctx); err != nil {
 		return h, fmt.Errorf("lock head: %w", err)
 	}
 	if err := q.Scan(ctx); err != nil {

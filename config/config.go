@@ -111,6 +111,10 @@ type Audit struct {
 	CheckpointEvery int `yaml:"checkpoint_every"`
 	// CheckpointInterval signs a checkpoint at least this often.
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// Chains is the number of hash chains the audit log is written as
+	// (audit.Options.Chains); 0 means the store's default, 2 on PostgreSQL
+	// and 1 on SQLite. Every instance on one database must use the same.
+	Chains int `yaml:"chains"`
 }
 
 // Registry says where the agreements registry comes from.

@@ -219,6 +219,9 @@ func (a Audit) validate(p string) []error {
 	if a.CheckpointInterval <= 0 {
 		errs = append(errs, fieldErr(p+".checkpoint_interval", "must be positive"))
 	}
+	if a.Chains < 0 {
+		errs = append(errs, fieldErr(p+".chains", "must be 0 (the store's default) or more"))
+	}
 	return errs
 }
 

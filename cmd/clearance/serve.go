@@ -110,8 +110,12 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 	promReg := prometheus.NewRegistry()
 	metrics := broker.NewMetrics(promReg)
 	db.AddQueryHook(broker.AuditBatchHook(metrics))
+	chains := cfg.Audit.Chains
+	if chains == 0 {
+		chains = audit.DefaultChains(db)
+	}
 	auditLog, err := audit.Open(ctx, db, audit.Options{
-		SubjectKey: subjectKey, Signer: vault, Logger: logger,
+		SubjectKey: subjectKey, Signer: vault, Logger: logger, Chains: chains,
 		CheckpointEvery: int64(cfg.Audit.CheckpointEvery), CheckpointInterval: cfg.Audit.CheckpointInterval,
 	})
 	if err != nil {
