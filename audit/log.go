@@ -61,6 +61,10 @@ type Options struct {
 	WriteTimeout time.Duration
 	// Logger receives operational messages; ids and sequence numbers only.
 	Logger *slog.Logger
+	// OnCommit, when set, is told how many entries each committed batch
+	// wrote (for a batch size metric). It is called from the writer
+	// goroutines and must return quickly.
+	OnCommit func(entries int)
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }

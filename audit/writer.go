@@ -100,6 +100,9 @@ func (ln *lane) commit(batch []*pending) int {
 		}
 		p.res <- r
 	}
+	if err == nil && written > 0 && l.opts.OnCommit != nil {
+		l.opts.OnCommit(written)
+	}
 	// Kick the checkpointer when the head crossed a multiple of
 	// CheckpointEvery.
 	if every := l.opts.CheckpointEvery; err == nil && written > 0 && head/every != (head-int64(written)*l.ly.k)/every {

@@ -69,7 +69,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 }
 
 // ObserveAuditBatch records the size of one audit group commit; pass it to
-// the audit log as its batch hook.
+// the audit log as audit.Options.OnCommit.
 func (m *Metrics) ObserveAuditBatch(n int) { m.auditBatch.Observe(float64(n)) }
 
 func (m *Metrics) decision(outcome string, reasons []string) {

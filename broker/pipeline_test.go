@@ -51,7 +51,7 @@ func newEnvWith(t *testing.T, srv *server.Server, maxDeliver int, tune func(*bro
 	e.keys = brokertest.DevKeys(t, filepath.Join(t.TempDir(), "keyring.json"))
 	reg := prometheus.NewRegistry()
 	metrics := broker.NewMetrics(reg)
-	e.log, _ = brokertest.OpenAudit(t, brokertest.SQLiteDSN(t), e.keys, broker.AuditBatchHook(metrics))
+	e.log, _ = brokertest.OpenAudit(t, brokertest.SQLiteDSN(t), e.keys, func(o *audit.Options) { o.OnCommit = metrics.ObserveAuditBatch })
 	e.partner = brokertest.NewPartner(t, e.keys.JWKS)
 	engine := agreements.NewEngine(brokertest.ExampleRegistry(t, e.partner.Key.PublicJWK))
 	opts := broker.Options{

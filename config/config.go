@@ -112,8 +112,12 @@ type Audit struct {
 	// CheckpointInterval signs a checkpoint at least this often.
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
 	// Chains is the number of hash chains the audit log is written as
-	// (audit.Options.Chains); 0 means the store's default, 2 on PostgreSQL
-	// and 1 on SQLite. Every instance on one database must use the same.
+	// (audit.Options.Chains). 0 (the default) takes the number the database
+	// records, or 1 if it records none. 2 on PostgreSQL lets two batches
+	// commit in parallel; the first instance that asks for it forks the log,
+	// after which instances of earlier versions can no longer append, so
+	// upgrade every instance first. Every instance on one database must use
+	// the same number. SQLite takes 1 only.
 	Chains int `yaml:"chains"`
 }
 

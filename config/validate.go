@@ -220,7 +220,7 @@ func (a Audit) validate(p string) []error {
 		errs = append(errs, fieldErr(p+".checkpoint_interval", "must be positive"))
 	}
 	if a.Chains < 0 {
-		errs = append(errs, fieldErr(p+".chains", "must be 0 (the store's default) or more"))
+		errs = append(errs, fieldErr(p+".chains", "must be 0 (what the database records, else 1) or more"))
 	}
 	return errs
 }

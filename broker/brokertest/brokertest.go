@@ -87,19 +87,20 @@ func PostgresDSN(tb testing.TB) string {
 }
 
 // OpenAudit opens the audit log at dsn, signing checkpoints with signer,
-// with the query hooks added first. The log and its database are closed in
+// with its options adjusted by tune. The log and its database are closed in
 // cleanup.
-func OpenAudit(tb testing.TB, dsn string, signer audit.Signer, hooks ...bun.QueryHook) (*audit.Log, *bun.DB) {
+func OpenAudit(tb testing.TB, dsn string, signer audit.Signer, tune ...func(*audit.Options)) (*audit.Log, *bun.DB) {
 	tb.Helper()
 	ctx := context.Background()
 	db, err := audit.OpenDB(ctx, dsn)
 	if err != nil {
 		tb.Fatalf("audit db: %v", err)
 	}
-	for _, h := range hooks {
-		db.AddQueryHook(h)
+	opts := audit.Options{SubjectKey: SubjectKey, Signer: signer}
+	for _, f := range tune {
+		f(&opts)
 	}
-	l, err := audit.Open(ctx, db, audit.Options{SubjectKey: SubjectKey, Signer: signer})
+	l, err := audit.Open(ctx, db, opts)
 	if err != nil {
 		_ = db.Close()
 		tb.Fatalf("audit log: %v", err)

@@ -114,8 +114,8 @@ func dev(ctx context.Context, s devSettings, stdout, stderr io.Writer, logger *s
 	st.add(func(context.Context) error { return db.Close() })
 	promReg := prometheus.NewRegistry()
 	metrics := broker.NewMetrics(promReg)
-	db.AddQueryHook(broker.AuditBatchHook(metrics))
-	auditLog, err := audit.Open(ctx, db, audit.Options{SubjectKey: subjectKey, Signer: ring, Logger: logger})
+	auditLog, err := audit.Open(ctx, db, audit.Options{SubjectKey: subjectKey, Signer: ring, Logger: logger,
+		OnCommit: metrics.ObserveAuditBatch})
 	if err != nil {
 		return err
 	}

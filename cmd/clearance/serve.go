@@ -109,13 +109,8 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 	st.add(func(context.Context) error { return db.Close() })
 	promReg := prometheus.NewRegistry()
 	metrics := broker.NewMetrics(promReg)
-	db.AddQueryHook(broker.AuditBatchHook(metrics))
-	chains := cfg.Audit.Chains
-	if chains == 0 {
-		chains = audit.DefaultChains(db)
-	}
 	auditLog, err := audit.Open(ctx, db, audit.Options{
-		SubjectKey: subjectKey, Signer: vault, Logger: logger, Chains: chains,
+		SubjectKey: subjectKey, Signer: vault, Logger: logger, Chains: cfg.Audit.Chains, OnCommit: metrics.ObserveAuditBatch,
 		CheckpointEvery: int64(cfg.Audit.CheckpointEvery), CheckpointInterval: cfg.Audit.CheckpointInterval,
 	})
 	if err != nil {

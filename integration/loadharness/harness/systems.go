@@ -124,9 +124,9 @@ func (e *env) newInstance(ctx context.Context, engine *agreements.Engine) (in *i
 	}
 	in.reg = prometheus.NewRegistry()
 	metrics := broker.NewMetrics(in.reg)
-	in.db.AddQueryHook(broker.AuditBatchHook(metrics))
 	if in.log, err = audit.Open(ctx, in.db, audit.Options{
 		SubjectKey: subjectKey, Signer: in.signer, CheckpointEvery: e.cfg.CheckpointEvery,
+		OnCommit: metrics.ObserveAuditBatch,
 	}); err != nil {
 		return in, fmt.Errorf("harness: audit log: %w", err)
 	}

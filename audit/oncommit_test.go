@@ -1,0 +1,38 @@
+package audit
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// TestOnCommit: OnCommit hears of every committed entry, in batches, on
+// both stores and on either PostgreSQL insert path (the first batch takes
+// the head lock, later ones the prepared compare-and-set).
+func TestOnCommit(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			db := openTestDB(t, be.dsn(t))
+			var entries, batches atomic.Int64
+			opts := testOptions(t)
+			opts.OnCommit = func(n int) { entries.Add(int64(n)); batches.Add(1) }
+			l := openTestLog(t, db, opts)
+			var wg sync.WaitGroup
+			for i := range 40 {
+				wg.Go(func() {
+					if _, err := l.Append(context.Background(), decidedEntry(i)); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			wg.Wait()
+			if got := entries.Load(); got != 40 {
+				t.Errorf("OnCommit heard of %d entries in %d batches, want 40", got, batches.Load())
+			}
+			if b := batches.Load(); b < 1 || b > 40 {
+				t.Errorf("%d batches for 40 entries", b)
+			}
+		})
+	}
+}
