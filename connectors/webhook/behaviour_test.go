@@ -153,11 +153,12 @@ func TestErrorsNeverCarryBodies(t *testing.T) {
 	}
 }
 
-func TestConnectionReuse(t *testing.T) {
-	var conns atomic.Int64
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Write([]byte(strings.Repeat("ok", 1000))) // a body the connector must drain
-	}))
+// countingPartner is a TLS partner answering h that counts the connections
+// opened to it, and a connector configuration pointing at it.
+func countingPartner(t *testing.T, h http.HandlerFunc) (*atomic.Int64, *webhook.Config) {
+	t.Helper()
+	conns := new(atomic.Int64)
+	srv := httptest.NewUnstartedServer(h)
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			conns.Add(1)
@@ -168,6 +169,13 @@ func TestConnectionReuse(t *testing.T) {
 	cfg := webhook.DefaultConfig()
 	cfg.DefaultURL = srv.URL
 	cfg.TLS.CAFile = writeCertPEM(t, srv.Certificate().Raw)
+	return conns, cfg
+}
+
+func TestConnectionReuse(t *testing.T) {
+	conns, cfg := countingPartner(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(strings.Repeat("ok", 1000))) // a body the connector must drain
+	})
 	w, err := webhook.New("reuse", cfg, connectors.Deps{})
 	if err != nil {
 		t.Fatal(err)
@@ -187,20 +195,9 @@ func TestConnectionReuse(t *testing.T) {
 // TestConnectionCap: many concurrent deliveries to one partner share at
 // most max_conns_per_host connections, all of which are reused.
 func TestConnectionCap(t *testing.T) {
-	var conns atomic.Int64
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	conns, cfg := countingPartner(t, func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
-	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	cfg := webhook.DefaultConfig()
-	cfg.DefaultURL = srv.URL
-	cfg.TLS.CAFile = writeCertPEM(t, srv.Certificate().Raw)
+	})
 	cfg.MaxConnsPerHost = 3
 	w, err := webhook.New("capped", cfg, connectors.Deps{})
 	if err != nil {
