@@ -63,7 +63,14 @@ func (n *Notifier) work(ctx context.Context, r *noticeRow) error {
 			return fmt.Errorf("erasure: audit escalation: %w", err)
 		}
 	}
+	// The attempt is recorded before it is made: a region may answer
+	// before this round records the outcome, and its acknowledgement (which
+	// an outcome recorded after it does not overwrite) must count it.
 	r.Attempts++
+	if _, err := n.opts.DB.NewUpdate().Model(r).Column("attempts").
+		WherePK().Where("lease_owner = ?", n.owner).Exec(ctx); err != nil {
+		return fmt.Errorf("erasure: record attempt: %w", err)
+	}
 	digest, awaiting, err := n.send(ctx, r)
 	switch {
 	case err == nil && awaiting:
