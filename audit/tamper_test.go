@@ -30,26 +30,11 @@ func rehash(ctx context.Context, db *bun.DB, seq int64, change func(*Entry)) err
 // rewriteFrom rewrites the chain from seq to the head consistently,
 // including the head row: only a signed checkpoint can tell.
 func rewriteFrom(ctx context.Context, db *bun.DB, seq int64) error {
-	var rows []entryRow
-	if err := db.NewSelect().Model(&rows).Where("seq >= ?", seq-1).Order("seq").Scan(ctx); err != nil {
+	var seqs []int64
+	if err := db.NewSelect().Model((*entryRow)(nil)).Column("seq").Where("seq >= ?", seq).Order("seq").Scan(ctx, &seqs); err != nil {
 		return err
 	}
-	prev := rows[0].Hash
-	for _, r := range rows[1:] {
-		e, err := r.entry()
-		if err != nil {
-			return err
-		}
-		e.Recipient, e.PrevHash = "elsewhere", prev
-		e.Hash = computeHash(&e)
-		prev = e.Hash
-		row := toRow(&e)
-		if _, err := db.NewUpdate().Model(&row).WherePK().Exec(ctx); err != nil {
-			return err
-		}
-	}
-	_, err := db.NewUpdate().Model((*headRow)(nil)).Set("hash = ?", prev).Where("id = 1").Exec(ctx)
-	return err
+	return rewriteChain(ctx, db, 0, seqs)
 }
 
 func execSQL(query string) func(context.Context, *bun.DB) error {
