@@ -77,6 +77,15 @@ func setupChains(ctx context.Context, db *bun.DB, want int) (layout, error) {
 	}
 	var ly layout
 	err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if want > 1 {
+			// A writer that may fork takes the head table whole before
+			// anything else: the fork alters that table, and a fork
+			// holding a head row while another opener waits for that row
+			// (holding a share of the table) would deadlock.
+			if _, err := tx.ExecContext(ctx, "LOCK TABLE audit_head IN ACCESS EXCLUSIVE MODE"); err != nil {
+				return fmt.Errorf("lock heads: %w", err)
+			}
+		}
 		head, err := lockHead(ctx, tx, 0)
 		if err != nil {
 			return err
