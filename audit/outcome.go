@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 )
 
 // Final reports whether e is a final outcome of its request: an entry that
@@ -105,10 +106,29 @@ type recordedFinal struct {
 // id only: a request has a handful of entries, and a filter on event would
 // let SQLite prefer the event index, a scan of most of the table, once the
 // list of ids is long.
+// pgRecordedFinals looks up each request id of the array on the request
+// index, one index range scan per id, whatever the planner knows of the
+// table. The plain "request_id IN (...)" lets PostgreSQL plan from its
+// statistics of audit_entries, and before the table's first ANALYZE (a new
+// log, or one that grew fast since) it has none: it then guesses that a few
+// hundred ids match most of the table and reads all of it, in every batch
+// with a final outcome. Measured on a log that grew to 375,000 entries in a
+// minute: 570 ms a look-up, and appends down from 4,300 to 2,250 transfers/s
+// as the log grew. The OFFSET 0 keeps the per-id subquery from being merged
+// into a join the planner could answer with that same full scan.
+const pgRecordedFinals = `SELECT e.seq, e.event, e.request_id, e.decision
+FROM unnest(?::text[]) AS r(id)
+CROSS JOIN LATERAL (SELECT seq, event, request_id, decision FROM audit_entries WHERE request_id = r.id OFFSET 0) AS e`
+
 func recordedFinals(ctx context.Context, db bun.IDB, ids []string) (map[string]recordedFinal, error) {
 	var rows []entryRow
-	err := db.NewSelect().Model(&rows).Column("seq", "event", "request_id", "decision").
-		Where("request_id IN (?)", bun.In(ids)).Scan(ctx)
+	var err error
+	if isPostgres(db) {
+		err = db.NewRaw(pgRecordedFinals, pgdialect.Array(ids)).Scan(ctx, &rows)
+	} else {
+		err = db.NewSelect().Model(&rows).Column("seq", "event", "request_id", "decision").
+			Where("request_id IN (?)", bun.In(ids)).Scan(ctx)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("look up final outcomes: %w", err)
 	}

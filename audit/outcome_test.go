@@ -3,9 +3,12 @@ package audit
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/uptrace/bun/dialect/pgdialect"
 )
 
 func TestEntryFinal(t *testing.T) {
@@ -241,5 +244,46 @@ func TestDuplicateOutcomeAllRefused(t *testing.T) {
 				t.Fatalf("verify: %v", err)
 			}
 		})
+	}
+}
+
+// TestRecordedFinalsUseIndexWithoutStatistics loads 50,000 entries into a
+// new Postgres log (straight SQL, no ANALYZE, as for a log that is new or
+// grew since autovacuum last looked) and asserts that the writer's look-up
+// of final outcomes is planned on the request index, not as a read of the
+// whole table, and finds what it should.
+func TestRecordedFinalsUseIndexWithoutStatistics(t *testing.T) {
+	ctx := t.Context()
+	db := openTestDB(t, postgresDSN(t))
+	openTestLog(t, db, testOptions(t))
+	if _, err := db.ExecContext(ctx, `INSERT INTO audit_entries
+		SELECT g, now(), CASE WHEN g % 2 = 0 THEN 'delivered' ELSE 'decided' END, 'r' || (g / 2), 'src', 'rcp',
+		'DE', 'DE', 'delivery', 'ds', 'allow', '[]', 'contract', 'a', 1, 'domestic', '[]', '{}', 'k', 'd', 'v',
+		md5((g % 20000)::text), md5(g::text), md5(g::text) FROM generate_series(1, 50000) g`); err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]string, 300)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("r%d", 100+i*50)
+	}
+	ids[0] = "r-none"
+	var plan []byte
+	q := db.NewRaw(pgRecordedFinals, pgdialect.Array(ids)).String()
+	if err := db.QueryRowContext(ctx, "EXPLAIN (FORMAT JSON) "+q).Scan(&plan); err != nil {
+		t.Fatal(err)
+	}
+	p := string(plan)
+	if strings.Contains(p, `"Seq Scan"`) || !strings.Contains(p, `"audit_entries_request_outcome_idx"`) {
+		t.Errorf("final outcome look-up not planned on the request index:\n%s", p)
+	}
+	got, err := recordedFinals(ctx, db, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(ids)-1 {
+		t.Errorf("found %d final outcomes, want %d", len(got), len(ids)-1)
+	}
+	if f, ok := got["r150"]; !ok || f.event != EventDelivered || f.seq != 300 {
+		t.Errorf("r150 = %+v, %v; want delivered at 300", f, ok)
 	}
 }

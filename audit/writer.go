@@ -125,6 +125,14 @@ func (ln *lane) writeBatch(ctx context.Context, batch []*pending) (int64, map[*p
 		if err != nil {
 			return 0, nil, fmt.Errorf("connect: %w", err)
 		}
+		// The writer's statements are small and planned for a table whose
+		// statistics may be missing (see pgRecordedFinals); compiling them
+		// with JIT, which a cost estimate from no statistics can trigger,
+		// took 320 ms a batch.
+		if _, err := c.ExecContext(ctx, "SET jit = off"); err != nil {
+			_ = c.Close()
+			return 0, nil, fmt.Errorf("connect: %w", err)
+		}
 		ln.conn = &c
 	}
 	if ln.head != nil && isPostgres(ln.l.db) {
