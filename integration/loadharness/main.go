@@ -3,7 +3,7 @@
 // SVG plot under results/<timestamp>/. See BENCHMARKS.md.
 //
 //	go run ./integration/loadharness                 # the full run (N=200,000)
-//	go run ./integration/loadharness -n 20000 -sinks jetstream -cpuprofile cpu.out
+//	go run ./integration/loadharness -n 20000 -sinks jetstream -in-process -cpuprofile cpu.out
 package main
 
 import (
@@ -37,8 +37,8 @@ func run() int {
 		instances  = flag.String("instances", "1,2", "broker instance counts to measure")
 		rates      = flag.String("rates", "0.5,0.9", "fractions of the maximum rate for the paced latency runs")
 		out        = flag.String("out", "results", "directory under which results/<timestamp>/ is written")
-		cpuprofile = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-		memprofile = flag.String("memprofile", "", "write an allocation profile at the end to this file")
+		cpuprofile = flag.String("cpuprofile", "", "write a CPU profile of the harness process to this file (with -in-process, the brokers' too)")
+		memprofile = flag.String("memprofile", "", "write an allocation profile of the harness process at the end to this file (with -in-process, the brokers' too)")
 		verbose    = flag.Bool("v", false, "log broker warnings to stderr")
 	)
 	flag.IntVar(&cfg.N, "n", 200_000, "requests per throughput measurement")
