@@ -159,8 +159,12 @@ func (h *harness) pair(ctx context.Context, sink string, k, n int, w *workload) 
 	}
 	for _, m := range []*Measurement{base, br} {
 		m.summarise()
-		h.progress("%-22s %7d req in %6.1fs  %8.0f req/s  instances cpu %5.0f µs/req, rss %4d MiB  process cpu %5.0f µs/req, rss %4d MiB", m.Name, n, m.Seconds, m.Throughput,
-			m.InstancesCPUMicrosPerRequest, m.Resources.InstancePeakRSSBytes>>20, m.CPUMicrosPerRequest, m.Resources.PeakRSSBytes>>20)
+		inst := "instances in-process"
+		if len(m.Resources.PerInstance) > 0 {
+			inst = fmt.Sprintf("instances cpu %5.0f µs/req, rss %4d MiB", m.InstancesCPUMicrosPerRequest, m.Resources.InstancePeakRSSBytes>>20)
+		}
+		h.progress("%-22s %7d req in %6.1fs  %8.0f req/s  %s  process cpu %5.0f µs/req, rss %4d MiB", m.Name, n, m.Seconds, m.Throughput,
+			inst, m.CPUMicrosPerRequest, m.Resources.PeakRSSBytes>>20)
 	}
 	br.ratio(base)
 	if h.cfg.NoPaced {
@@ -263,7 +267,11 @@ func (h *harness) latency(ctx context.Context, m *Measurement, sys system, w *wo
 		if err != nil {
 			return fmt.Errorf("harness: %s paced %.0f%%: %w", m.Name, f*100, err)
 		}
-		h.progress("%-22s   at %3.0f%% (%6.0f req/s): p50 %6.1f ms  p99 %7.1f ms  p99.9 %7.1f ms  rss %4d MiB  instance rss %4d MiB", m.Name, f*100, p.AchievedRate, p.Latency.P50, p.Latency.P99, p.Latency.P999, pres.PeakRSSBytes>>20, pres.InstancePeakRSSBytes>>20)
+		inst := ""
+		if len(pres.PerInstance) > 0 {
+			inst = fmt.Sprintf("  instance rss %4d MiB", pres.InstancePeakRSSBytes>>20)
+		}
+		h.progress("%-22s   at %3.0f%% (%6.0f req/s): p50 %6.1f ms  p99 %7.1f ms  p99.9 %7.1f ms  process rss %4d MiB%s", m.Name, f*100, p.AchievedRate, p.Latency.P50, p.Latency.P99, p.Latency.P999, pres.PeakRSSBytes>>20, inst)
 	}
 	return nil
 }
