@@ -293,6 +293,9 @@ func (h *harness) publish(ctx context.Context, w *workload, t *tracker, n int, r
 	var buf []byte
 	start := time.Now()
 	for i := range n {
+		if i%1024 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
 		if rate > 0 {
 			due := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
 			if d := time.Until(due); d > 200*time.Microsecond {
