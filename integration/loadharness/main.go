@@ -3,7 +3,7 @@
 // SVG plot under results/<timestamp>/. See BENCHMARKS.md.
 //
 //	go run ./integration/loadharness                 # the full run (N=200,000)
-//	go run ./integration/loadharness -n 20000 -sinks jetstream -cpuprofile cpu.out
+//	go run ./integration/loadharness -n 20000 -sinks jetstream -in-process -cpuprofile cpu.out
 package main
 
 import (
@@ -25,6 +25,8 @@ import (
 )
 
 func main() {
+	// The harness runs each measured instance as this program re-executed.
+	harness.MaybeChild()
 	os.Exit(run())
 }
 
@@ -35,8 +37,8 @@ func run() int {
 		instances  = flag.String("instances", "1,2", "broker instance counts to measure")
 		rates      = flag.String("rates", "0.5,0.9", "fractions of the maximum rate for the paced latency runs")
 		out        = flag.String("out", "results", "directory under which results/<timestamp>/ is written")
-		cpuprofile = flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
-		memprofile = flag.String("memprofile", "", "write an allocation profile at the end to this file")
+		cpuprofile = flag.String("cpuprofile", "", "write a CPU profile of the harness process to this file (with -in-process, the brokers' too)")
+		memprofile = flag.String("memprofile", "", "write an allocation profile of the harness process at the end to this file (with -in-process, the brokers' too)")
 		verbose    = flag.Bool("v", false, "log broker warnings to stderr")
 	)
 	flag.IntVar(&cfg.N, "n", 200_000, "requests per throughput measurement")
@@ -55,6 +57,7 @@ func run() int {
 	flag.DurationVar(&cfg.AckWait, "ack-wait", 30*time.Second, "ack wait of the ingest consumer (broker and baseline)")
 	flag.BoolVar(&cfg.AuditAsyncCommit, "audit-async-commit", false, "diagnostic: synchronous_commit=off for the audit log (not durable; shows the cost of WAL flushes)")
 	flag.IntVar(&cfg.Propagation, "propagation", 50, "registry changes applied through the live registry under load, each timed until in force on every instance (0: not measured)")
+	flag.BoolVar(&cfg.InProcess, "in-process", false, "run the broker and baseline instances in the harness's process (no per-instance CPU and memory), not each in a child process")
 	flag.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "longest wait for one measurement")
 	flag.Parse()
 

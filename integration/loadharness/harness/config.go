@@ -86,6 +86,11 @@ type Config struct {
 	// while they work through a load of the first sink, each timed until
 	// it is in force on every instance (0: not measured).
 	Propagation int
+	// InProcess runs the measured instances (broker and baseline) in the
+	// harness's own process, as the harness did before it ran each in a
+	// child process of its own: CPU time and peak memory are then process
+	// totals only. The propagation measurement is always in-process.
+	InProcess bool
 	// Timeout bounds waiting for one measurement to finish (default 10m).
 	Timeout time.Duration
 	// Progress receives one line per finished measurement (nil: none).

@@ -13,6 +13,10 @@
 // a text table and an SVG plot. The program integration/loadharness is its
 // command line; BENCHMARKS.md holds the method and the figures.
 //
-// Broker instances run in the harness's own process, so CPU time and peak
-// memory are process totals (upper bounds per instance).
+// Every measured instance (broker or baseline) runs in a child process of
+// its own: the harness's binary re-executed, which MaybeChild turns into
+// the instance. CPU time and peak memory are reported per instance beside
+// the harness process's own; Config.InProcess keeps them all in the
+// harness's process (process totals only). The propagation measurement runs
+// its instances in-process.
 package harness

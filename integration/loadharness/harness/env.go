@@ -61,6 +61,8 @@ type env struct {
 	onPartner atomic.Pointer[func(id string)]
 
 	registry *agreements.Registry
+	// registryDir is the directory registry was loaded from.
+	registryDir string
 }
 
 func newEnv(ctx context.Context, cfg Config) (e *env, err error) {
@@ -109,7 +111,7 @@ func newEnv(ctx context.Context, cfg Config) (e *env, err error) {
 	if err := e.startPartner(); err != nil {
 		return e, err
 	}
-	if e.registry, err = loadRegistry(cfg.RegistryDir, cfg.RegistryParties, e.dir); err != nil {
+	if e.registry, e.registryDir, err = loadRegistry(cfg.RegistryDir, cfg.RegistryParties, e.dir); err != nil {
 		return e, err
 	}
 	return e, nil

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -28,6 +29,7 @@ type forwarder struct {
 	k     int
 	sink  string
 	parts []*forwarderInstance
+	procs children
 }
 
 type forwarderInstance struct {
@@ -49,54 +51,79 @@ func (f *forwarder) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("harness: baseline consumer: %w", err)
 	}
-	for range f.k {
-		p := &forwarderInstance{sem: make(chan struct{}, c.Concurrency), done: make(chan struct{})}
-		f.parts = append(f.parts, p)
-		if p.nc, err = nats.Connect(f.e.ingest, nats.Name("baseline")); err != nil {
-			f.stop(ctx)
-			return fmt.Errorf("harness: baseline: %w", err)
-		}
-		if f.sink == SinkJetStream {
-			if p.rnc, p.rjs, err = connect(f.e.region, "baseline-region"); err != nil {
+	for i := range f.k {
+		if !c.InProcess {
+			if err := f.procs.spawn(ctx, f.e.spec(kindForwarder, f.sink, fmt.Sprintf("baseline %d/%d", i+1, f.k))); err != nil {
 				f.stop(ctx)
 				return err
 			}
-		} else {
-			p.client = f.e.partnerClient()
+			continue
 		}
-		js, _ := jetstream.New(p.nc)
-		pc, err := js.Consumer(ctx, ingestStream, "baseline")
+		p, err := startForwarderInstance(ctx, f.e.spec(kindForwarder, f.sink, ""))
 		if err != nil {
 			f.stop(ctx)
-			return fmt.Errorf("harness: baseline consumer: %w", err)
+			return err
 		}
-		// The broker's pull-ahead (broker.startLoop): at least one message
-		// per worker, at most four, and nats.fetch_batch (64) in between.
-		ahead := min(max(64, c.Concurrency), 4*c.Concurrency)
-		if p.iter, err = pc.Messages(jetstream.PullMaxMessages(ahead)); err != nil {
-			f.stop(ctx)
-			return fmt.Errorf("harness: baseline pull: %w", err)
-		}
-		go p.run(f.forward(p))
+		f.parts = append(f.parts, p)
 	}
 	return nil
 }
 
-// forward returns the forwarding step of p for the sink.
-func (f *forwarder) forward(p *forwarderInstance) func(jetstream.Msg) error {
-	if f.sink == SinkJetStream {
-		opts := []jetstream.PublishOpt{jetstream.WithRetryAttempts(2), jetstream.WithRetryWait(250 * time.Millisecond), jetstream.WithExpectStream(regionStream)}
-		return func(m jetstream.Msg) error {
-			out := nats.NewMsg(baselineTarget)
-			out.Data = m.Data()
-			out.Header.Set(jetstream.MsgIDHeader, m.Headers().Get(jetstream.MsgIDHeader))
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_, err := p.rjs.PublishMsg(ctx, out, opts...)
-			return err
+// startForwarderInstance starts one forwarder on the "baseline" consumer,
+// in the harness's process or in a child's.
+func startForwarderInstance(ctx context.Context, spec instanceSpec) (p *forwarderInstance, err error) {
+	p = &forwarderInstance{sem: make(chan struct{}, spec.Concurrency), done: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			p.stop()
 		}
+	}()
+	if p.nc, err = nats.Connect(spec.Ingest, nats.Name("baseline")); err != nil {
+		return p, fmt.Errorf("harness: baseline: %w", err)
 	}
-	url := f.e.partner.URL
+	var forward func(jetstream.Msg) error
+	if spec.Sink == SinkJetStream {
+		if p.rnc, p.rjs, err = connect(spec.Region, "baseline-region"); err != nil {
+			return p, err
+		}
+		forward = p.forwardJetStream()
+	} else {
+		if p.client, err = partnerClient(spec.PartnerCA); err != nil {
+			return p, err
+		}
+		forward = p.forwardHTTP(spec.PartnerURL)
+	}
+	js, _ := jetstream.New(p.nc)
+	pc, err := js.Consumer(ctx, ingestStream, "baseline")
+	if err != nil {
+		return p, fmt.Errorf("harness: baseline consumer: %w", err)
+	}
+	// The broker's pull-ahead (broker.startLoop): at least one message
+	// per worker, at most four, and nats.fetch_batch (64) in between.
+	ahead := min(max(64, spec.Concurrency), 4*spec.Concurrency)
+	if p.iter, err = pc.Messages(jetstream.PullMaxMessages(ahead)); err != nil {
+		return p, fmt.Errorf("harness: baseline pull: %w", err)
+	}
+	go p.run(forward)
+	return p, nil
+}
+
+// forwardJetStream publishes a message as it is to the region stream.
+func (p *forwarderInstance) forwardJetStream() func(jetstream.Msg) error {
+	opts := []jetstream.PublishOpt{jetstream.WithRetryAttempts(2), jetstream.WithRetryWait(250 * time.Millisecond), jetstream.WithExpectStream(regionStream)}
+	return func(m jetstream.Msg) error {
+		out := nats.NewMsg(baselineTarget)
+		out.Data = m.Data()
+		out.Header.Set(jetstream.MsgIDHeader, m.Headers().Get(jetstream.MsgIDHeader))
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := p.rjs.PublishMsg(ctx, out, opts...)
+		return err
+	}
+}
+
+// forwardHTTP posts a message as it is to the partner at url.
+func (p *forwarderInstance) forwardHTTP(url string) func(jetstream.Msg) error {
 	return func(m jetstream.Msg) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -146,40 +173,54 @@ func (p *forwarderInstance) run(forward func(jetstream.Msg) error) {
 	}
 }
 
+// stop drains the pull, waits for the messages in work and disconnects.
+func (p *forwarderInstance) stop() {
+	if p.iter != nil {
+		p.iter.Drain()
+		<-p.done
+		p.wg.Wait()
+	}
+	for _, c := range []*nats.Conn{p.nc, p.rnc} {
+		if c != nil {
+			c.Close()
+		}
+	}
+	if p.client != nil {
+		p.client.CloseIdleConnections()
+	}
+}
+
 func (f *forwarder) stop(context.Context) {
+	f.procs.stop()
 	for _, p := range f.parts {
-		if p.iter != nil {
-			p.iter.Drain()
-			<-p.done
-			p.wg.Wait()
-		}
-		for _, c := range []*nats.Conn{p.nc, p.rnc} {
-			if c != nil {
-				c.Close()
-			}
-		}
-		if p.client != nil {
-			p.client.CloseIdleConnections()
-		}
+		p.stop()
 	}
 	f.parts = nil
 }
 
-func (f *forwarder) vaultTrips() (uint64, uint64) { return 0, 0 }
+func (f *forwarder) vaultTrips(context.Context) (uint64, uint64, error) { return 0, 0, nil }
+
+func (f *forwarder) children() *children { return &f.procs }
 
 // partnerClient is an HTTP client configured like the webhook connector's
 // (HTTP/2 attempted, at most 64 connections per host and as many kept idle,
-// TLS to the partner CA).
-func (e *env) partnerClient() *http.Client {
+// TLS to the partner CA in the PEM file caFile).
+func partnerClient(caFile string) (*http.Client, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("harness: partner ca: %w", err)
+	}
 	pool := x509.NewCertPool()
-	pool.AddCert(e.partner.Certificate())
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("harness: partner ca: no certificate in %s", caFile)
+	}
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Client{Transport: &http.Transport{
 		DialContext:         dialer.DialContext,
 		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool},
 		TLSHandshakeTimeout: 5 * time.Second, ForceAttemptHTTP2: true,
 		MaxConnsPerHost: 64, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second,
-	}}
+	}}, nil
 }
 
 var _ system = (*forwarder)(nil)

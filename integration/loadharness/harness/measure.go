@@ -124,10 +124,13 @@ func (t *tracker) latency() Latency {
 	return Latency{Count: len(d), P50: q(0.5), P99: q(0.99), P999: q(0.999), Max: float64(d[len(d)-1]) / 1e6}
 }
 
-// usage is the process's resource use over one measurement: CPU time (user
-// + system, the whole process: brokers, embedded NATS servers, publisher),
-// the Vault server's CPU time, peak resident memory (VmHWM, reset at the
-// start when the kernel allows) and the Go runtime's peak mapped memory.
+// usage is the resource use over one measurement: the harness process's
+// CPU time (user + system: the embedded NATS servers and the publisher,
+// and the measured instances when they run in-process), the Vault server's
+// CPU time, the process's peak resident memory (VmHWM, reset at the start
+// when the kernel allows), the Go runtime's peak mapped memory and, when
+// the instances run in child processes, each instance's CPU time and peak
+// resident memory.
 type usage struct {
 	cpu0, vault0 time.Duration
 	vaultPid     int
@@ -135,12 +138,20 @@ type usage struct {
 	peakGo       atomic.Uint64
 	stop         chan struct{}
 	wg           sync.WaitGroup
+	procs        *children
+	procs0       []childStats
 }
 
-func startUsage(vaultPid int) *usage {
-	u := &usage{cpu0: processCPU(), vaultPid: vaultPid, vault0: childCPU(vaultPid), stop: make(chan struct{})}
+// startUsage starts measuring; procs are the measured instances' child
+// processes (none in-process), whose peak resident sets it resets.
+func startUsage(ctx context.Context, vaultPid int, procs *children) (*usage, error) {
+	u := &usage{cpu0: processCPU(), vaultPid: vaultPid, vault0: childCPU(vaultPid), stop: make(chan struct{}), procs: procs}
+	var err error
+	if u.procs0, err = procs.mark(ctx); err != nil {
+		return nil, err
+	}
 	// Writing 5 to clear_refs resets the peak RSS (Linux 4.0+).
-	u.hwmReset = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
+	u.hwmReset = resetHWM()
 	u.wg.Add(1)
 	go func() {
 		defer u.wg.Done()
@@ -155,7 +166,7 @@ func startUsage(vaultPid int) *usage {
 			}
 		}
 	}()
-	return u
+	return u, nil
 }
 
 var memSamples = []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
@@ -177,19 +188,38 @@ func (u *usage) sample() {
 
 // Resources are the figures a usage gives.
 type Resources struct {
-	// CPUSeconds is the harness process's CPU time (every in-process broker
-	// instance, both embedded NATS servers and the publisher together).
+	// CPUSeconds is the harness process's CPU time: both embedded NATS
+	// servers and the publisher, and the measured instances too when they
+	// run in-process.
 	CPUSeconds float64 `json:"process_cpu_seconds"`
 	// VaultCPUSeconds is the Vault dev server's CPU time.
 	VaultCPUSeconds float64 `json:"vault_cpu_seconds"`
-	// PeakRSSBytes is the process's peak resident set (VmHWM).
+	// PeakRSSBytes is the harness process's peak resident set (VmHWM).
 	PeakRSSBytes uint64 `json:"peak_rss_bytes"`
 	// PeakRSSReset says whether VmHWM was reset at the start (else it is
 	// the peak since the process started).
 	PeakRSSReset bool `json:"peak_rss_reset"`
-	// PeakGoBytes is the Go runtime's peak memory in use (mapped minus
-	// released), sampled every 50ms.
+	// PeakGoBytes is the harness process's Go runtime peak memory in use
+	// (mapped minus released), sampled every 50ms.
 	PeakGoBytes uint64 `json:"peak_go_bytes"`
+
+	// InstancesCPUSeconds is the CPU time of the measured instances, each
+	// in a child process of its own, summed over them (0 in-process).
+	InstancesCPUSeconds float64 `json:"instances_cpu_seconds"`
+	// InstancePeakRSSBytes is the largest peak resident set (VmHWM) of
+	// one instance's process (0 in-process).
+	InstancePeakRSSBytes uint64 `json:"instance_peak_rss_bytes"`
+	// InstancePeakRSSReset says whether every instance's VmHWM was reset
+	// at the start (else it is the peak since the instance started).
+	InstancePeakRSSReset bool `json:"instance_peak_rss_reset"`
+	// PerInstance are each instance's figures, in start order.
+	PerInstance []InstanceResources `json:"per_instance,omitempty"`
+}
+
+// InstanceResources are one instance's (child process's) figures.
+type InstanceResources struct {
+	CPUSeconds   float64 `json:"cpu_seconds"`
+	PeakRSSBytes uint64  `json:"peak_rss_bytes"`
 }
 
 // add sums CPU times and keeps the larger peaks.
@@ -199,19 +229,49 @@ func (r *Resources) add(o Resources) {
 	r.PeakRSSBytes = max(r.PeakRSSBytes, o.PeakRSSBytes)
 	r.PeakRSSReset = o.PeakRSSReset
 	r.PeakGoBytes = max(r.PeakGoBytes, o.PeakGoBytes)
+	r.InstancesCPUSeconds += o.InstancesCPUSeconds
+	r.InstancePeakRSSBytes = max(r.InstancePeakRSSBytes, o.InstancePeakRSSBytes)
+	r.InstancePeakRSSReset = o.InstancePeakRSSReset
+	for i, p := range o.PerInstance {
+		if i == len(r.PerInstance) {
+			r.PerInstance = append(r.PerInstance, InstanceResources{})
+		}
+		r.PerInstance[i].CPUSeconds += p.CPUSeconds
+		r.PerInstance[i].PeakRSSBytes = max(r.PerInstance[i].PeakRSSBytes, p.PeakRSSBytes)
+	}
 }
 
-func (u *usage) end() Resources {
+// end stops measuring and returns the figures.
+func (u *usage) end(ctx context.Context) (Resources, error) {
 	close(u.stop)
 	u.wg.Wait()
 	u.sample()
-	return Resources{
+	procs1, err := u.procs.stats(ctx)
+	r := Resources{
 		CPUSeconds:      (processCPU() - u.cpu0).Seconds(),
 		VaultCPUSeconds: (childCPU(u.vaultPid) - u.vault0).Seconds(),
 		PeakRSSBytes:    vmHWM(),
 		PeakRSSReset:    u.hwmReset,
 		PeakGoBytes:     u.peakGo.Load(),
 	}
+	if err != nil {
+		return r, err
+	}
+	if len(procs1) != len(u.procs0) {
+		return r, fmt.Errorf("harness: %d instances at the end of a measurement, %d at its start", len(procs1), len(u.procs0))
+	}
+	r.InstancePeakRSSReset = len(procs1) > 0
+	for i, p := range procs1 {
+		if p.Pid != u.procs0[i].Pid {
+			return r, fmt.Errorf("harness: instance %d is process %d at the end of a measurement, %d at its start", i, p.Pid, u.procs0[i].Pid)
+		}
+		ir := InstanceResources{CPUSeconds: time.Duration(p.CPUNanos - u.procs0[i].CPUNanos).Seconds(), PeakRSSBytes: p.HWMBytes}
+		r.PerInstance = append(r.PerInstance, ir)
+		r.InstancesCPUSeconds += ir.CPUSeconds
+		r.InstancePeakRSSBytes = max(r.InstancePeakRSSBytes, ir.PeakRSSBytes)
+		r.InstancePeakRSSReset = r.InstancePeakRSSReset && p.HWMReset
+	}
+	return r, nil
 }
 
 func processCPU() time.Duration {
@@ -242,6 +302,7 @@ func childCPU(pid int) time.Duration {
 	return time.Duration(ut+st) * 10 * time.Millisecond
 }
 
+// vmHWM returns the process's peak resident set.
 func vmHWM() uint64 {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {

@@ -32,43 +32,44 @@ func moduleRoot() (string, error) {
 
 // loadRegistry loads dir (default examples/registry) and, when extra > 0,
 // a copy of it with extra synthetic processor parties in the EEA, each with
-// its own delivery DPA, written under tmp.
-func loadRegistry(dir string, extra int, tmp string) (*agreements.Registry, error) {
+// its own delivery DPA, written under tmp. It returns the directory it
+// loaded, for instances in child processes to load the same.
+func loadRegistry(dir string, extra int, tmp string) (*agreements.Registry, string, error) {
 	if dir == "" {
 		root, err := moduleRoot()
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		dir = filepath.Join(root, "examples", "registry")
 	}
 	if extra > 0 {
 		out := filepath.Join(tmp, "registry")
 		if err := os.MkdirAll(out, 0o700); err != nil {
-			return nil, fmt.Errorf("harness: registry copy: %w", err)
+			return nil, "", fmt.Errorf("harness: registry copy: %w", err)
 		}
 		files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 		if err != nil {
-			return nil, fmt.Errorf("harness: registry copy: %w", err)
+			return nil, "", fmt.Errorf("harness: registry copy: %w", err)
 		}
 		for _, f := range files {
 			b, err := os.ReadFile(f)
 			if err != nil {
-				return nil, fmt.Errorf("harness: registry copy: %w", err)
+				return nil, "", fmt.Errorf("harness: registry copy: %w", err)
 			}
 			if err := os.WriteFile(filepath.Join(out, filepath.Base(f)), b, 0o600); err != nil {
-				return nil, fmt.Errorf("harness: registry copy: %w", err)
+				return nil, "", fmt.Errorf("harness: registry copy: %w", err)
 			}
 		}
 		if err := os.WriteFile(filepath.Join(out, "90-synthetic.yaml"), syntheticRegistry(extra), 0o600); err != nil {
-			return nil, fmt.Errorf("harness: synthetic registry: %w", err)
+			return nil, "", fmt.Errorf("harness: synthetic registry: %w", err)
 		}
 		dir = out
 	}
 	reg, err := agreements.Load(dir)
 	if err != nil {
-		return nil, fmt.Errorf("harness: registry: %w", err)
+		return nil, "", fmt.Errorf("harness: registry: %w", err)
 	}
-	return reg, nil
+	return reg, dir, nil
 }
 
 // syntheticRegistry returns YAML with n parties and n agreements.

@@ -159,7 +159,12 @@ func (h *harness) pair(ctx context.Context, sink string, k, n int, w *workload) 
 	}
 	for _, m := range []*Measurement{base, br} {
 		m.summarise()
-		h.progress("%-22s %7d req in %6.1fs  %8.0f req/s  cpu %5.0f µs/req  rss %4d MiB", m.Name, n, m.Seconds, m.Throughput, m.CPUMicrosPerRequest, m.Resources.PeakRSSBytes>>20)
+		inst := "instances in-process"
+		if len(m.Resources.PerInstance) > 0 {
+			inst = fmt.Sprintf("instances cpu %5.0f µs/req, rss %4d MiB", m.InstancesCPUMicrosPerRequest, m.Resources.InstancePeakRSSBytes>>20)
+		}
+		h.progress("%-22s %7d req in %6.1fs  %8.0f req/s  %s  process cpu %5.0f µs/req, rss %4d MiB", m.Name, n, m.Seconds, m.Throughput,
+			inst, m.CPUMicrosPerRequest, m.Resources.PeakRSSBytes>>20)
 	}
 	br.ratio(base)
 	if h.cfg.NoPaced {
@@ -187,21 +192,31 @@ func (h *harness) throughput(ctx context.Context, m *Measurement, sys system, w 
 		return err
 	}
 	defer sys.stop(context.Background())
-	p0, c0 := sys.vaultTrips()
-	u := startUsage(h.e.vault.pid())
+	p0, c0, err := sys.vaultTrips(ctx)
+	if err != nil {
+		return err
+	}
+	u, err := startUsage(ctx, h.e.vault.pid(), sys.children())
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	if err := h.publish(ctx, w, t, n, 0); err != nil {
-		u.end()
+		_, _ = u.end(ctx)
 		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
-	err := t.wait(wctx)
+	err = t.wait(wctx)
 	cancel()
 	elapsed := time.Duration(t.lastDone() - start.UnixNano())
-	res := u.end()
-	p1, c1 := sys.vaultTrips()
+	res, uerr := u.end(ctx)
+	p1, c1, terr := sys.vaultTrips(ctx)
 	if b, ok := sys.(*brokers); ok {
-		m.Stages = b.stages()
+		stages, serr := b.stages(ctx)
+		m.Stages, terr = stages, errors.Join(terr, serr)
+	}
+	if err == nil {
+		err = errors.Join(uerr, terr)
 	}
 	m.AuditEntries += h.e.auditEntries(ctx) - audit0
 	m.add(t, n, w)
@@ -230,23 +245,33 @@ func (h *harness) latency(ctx context.Context, m *Measurement, sys system, w *wo
 		rate := f * m.Throughput
 		pn := min(m.Requests, max(int(rate*h.cfg.PacedDuration.Seconds()), 1))
 		t := h.next(pn)
-		pu := startUsage(h.e.vault.pid())
+		pu, err := startUsage(ctx, h.e.vault.pid(), sys.children())
+		if err != nil {
+			return err
+		}
 		pstart := time.Now()
 		if err := h.publish(ctx, w, t, pn, rate); err != nil {
 			return err
 		}
 		pubSecs := time.Since(pstart).Seconds()
 		wctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
-		err := t.wait(wctx)
+		err = t.wait(wctx)
 		cancel()
-		pres := pu.end()
+		pres, uerr := pu.end(ctx)
+		if err == nil {
+			err = uerr
+		}
 		p := Paced{Resources: pres, Fraction: f, TargetRate: rate, AchievedRate: float64(pn) / pubSecs, Requests: pn, Latency: t.latency(),
 			Missing: int(t.left.Load()), Duplicates: int(t.dups.Load())}
 		m.Paced = append(m.Paced, p)
 		if err != nil {
 			return fmt.Errorf("harness: %s paced %.0f%%: %w", m.Name, f*100, err)
 		}
-		h.progress("%-22s   at %3.0f%% (%6.0f req/s): p50 %6.1f ms  p99 %7.1f ms  p99.9 %7.1f ms  rss %4d MiB", m.Name, f*100, p.AchievedRate, p.Latency.P50, p.Latency.P99, p.Latency.P999, pres.PeakRSSBytes>>20)
+		inst := ""
+		if len(pres.PerInstance) > 0 {
+			inst = fmt.Sprintf("  instance rss %4d MiB", pres.InstancePeakRSSBytes>>20)
+		}
+		h.progress("%-22s   at %3.0f%% (%6.0f req/s): p50 %6.1f ms  p99 %7.1f ms  p99.9 %7.1f ms  process rss %4d MiB%s", m.Name, f*100, p.AchievedRate, p.Latency.P50, p.Latency.P99, p.Latency.P999, pres.PeakRSSBytes>>20, inst)
 	}
 	return nil
 }
@@ -268,6 +293,9 @@ func (h *harness) publish(ctx context.Context, w *workload, t *tracker, n int, r
 	var buf []byte
 	start := time.Now()
 	for i := range n {
+		if i%1024 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
 		if rate > 0 {
 			due := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
 			if d := time.Until(due); d > 200*time.Microsecond {

@@ -3,6 +3,7 @@ package harness_test
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -10,6 +11,13 @@ import (
 
 	"github.com/clearance-broker/clearance/integration/loadharness/harness"
 )
+
+// TestMain lets the test binary run a measured instance when the harness
+// starts it as a child.
+func TestMain(m *testing.M) {
+	harness.MaybeChild()
+	os.Exit(m.Run())
+}
 
 // TestSmoke runs the harness on a few thousand requests over both sinks
 // and checks that the report is produced and sound: every request
@@ -42,6 +50,11 @@ func TestSmoke(t *testing.T) {
 		if m.Resources.CPUSeconds <= 0 || m.Resources.PeakRSSBytes == 0 || len(m.Paced) != 1 {
 			t.Errorf("%s: cpu %.2fs, rss %d, %d paced runs: figures missing", m.Name, m.Resources.CPUSeconds, m.Resources.PeakRSSBytes, len(m.Paced))
 		}
+		// Each instance ran in a child process: its own CPU and peak memory.
+		if len(m.Resources.PerInstance) != m.Instances || m.InstancesCPUMicrosPerRequest <= 0 || m.Resources.InstancePeakRSSBytes == 0 {
+			t.Errorf("%s: %d instance figures for %d instances, %.0f µs/req, peak %d bytes: per-instance figures missing",
+				m.Name, len(m.Resources.PerInstance), m.Instances, m.InstancesCPUMicrosPerRequest, m.Resources.InstancePeakRSSBytes)
+		}
 	}
 	if p := rep.Propagation; p == nil || len(p.PerInstance) != slices.Max(cfg.Instances) || p.Changes != cfg.Propagation || p.UnderLoad == 0 || p.PerInstance[0].P99 <= 0 {
 		t.Errorf("propagation figures missing: %+v", p)
@@ -51,10 +64,11 @@ func TestSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	var back harness.Report
-	if err := json.Unmarshal(js.Bytes(), &back); err != nil || len(back.Runs) != len(rep.Runs) {
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil || len(back.Runs) != len(rep.Runs) || len(back.Runs[0].Resources.PerInstance) != back.Runs[0].Instances {
 		t.Errorf("JSON report does not read back: %v", err)
 	}
-	if err := rep.WriteTable(&table); err != nil || !strings.Contains(table.String(), "jetstream/broker-1") || !strings.Contains(table.String(), "registry change propagation") {
+	if err := rep.WriteTable(&table); err != nil || !strings.Contains(table.String(), "jetstream/broker-1") || !strings.Contains(table.String(), "registry change propagation") ||
+		!strings.Contains(table.String(), "inst µs/r") || strings.Contains(table.String(), "in-process") {
 		t.Errorf("table: %v\n%s", err, table.String())
 	}
 	if err := rep.WriteSVG(&svg); err != nil || !strings.HasPrefix(svg.String(), "<svg") || !strings.HasSuffix(svg.String(), "</svg>\n") {

@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 
@@ -27,22 +28,28 @@ type system interface {
 	stop(ctx context.Context)
 	// vaultTrips returns Vault round trips so far: the pipeline's key
 	// service and the audit logs' checkpoint signers.
-	vaultTrips() (pipeline, checkpoints uint64)
+	vaultTrips(ctx context.Context) (pipeline, checkpoints uint64, err error)
+	// children returns the instances' child processes (none in-process).
+	children() *children
 }
 
 // subjectKey is the audit HMAC key of the harness (a fixed test value).
 var subjectKey = []byte("loadharness-subject-hmac-key-001")
 
-// brokers are k in-process broker instances, each with its own NATS
-// connection, Vault clients, audit log connection and connectors, sharing
-// the durable consumer, the Postgres schema and the Vault server.
+// brokers are k broker instances, each with its own NATS connection, Vault
+// clients, audit log connection and connectors, sharing the durable
+// consumer, the Postgres schema and the Vault server. Each runs in a child
+// process of its own, unless the run is in-process or the instances are
+// live (the propagation measurement observes their registry swaps
+// in-process).
 type brokers struct {
 	e *env
 	k int
 	// live: each instance has its own engine, kept on the registry of the
-	// Postgres schema by a policy.Live.
+	// Postgres schema by a policy.Live (always in-process).
 	live  bool
 	insts []*instance
+	procs children
 }
 
 type instance struct {
@@ -60,14 +67,28 @@ type instance struct {
 	swaps   *swaps
 }
 
+// inChildren says whether the instances run in child processes.
+func (s *brokers) inChildren() bool { return !s.live && !s.e.cfg.InProcess }
+
 func (s *brokers) start(ctx context.Context) error {
+	if s.inChildren() {
+		for i := range s.k {
+			spec := s.e.spec(kindBroker, "", fmt.Sprintf("broker %d/%d", i+1, s.k))
+			if err := s.procs.spawn(ctx, spec); err != nil {
+				s.stop(ctx)
+				return err
+			}
+		}
+		return nil
+	}
+	spec := s.e.spec(kindBroker, "", "")
 	engine := agreements.NewEngine(s.e.registry)
 	for range s.k {
 		eng := engine
 		if s.live {
 			eng = agreements.NewEngine(s.e.registry)
 		}
-		in, err := s.e.newInstance(ctx, eng)
+		in, err := newInstance(ctx, spec, eng, s.e.cfg.Logger)
 		if err != nil {
 			s.stop(ctx)
 			return err
@@ -89,9 +110,9 @@ func (s *brokers) start(ctx context.Context) error {
 	return nil
 }
 
-func (e *env) newVault(ctx context.Context) (*keys.Vault, error) {
+func newVault(ctx context.Context, spec instanceSpec) (*keys.Vault, error) {
 	v, err := keys.NewVault(ctx, keys.VaultConfig{
-		Address: e.vault.addr, Auth: keys.VaultAuth{TokenFile: e.tokenFile},
+		Address: spec.VaultAddr, Auth: keys.VaultAuth{TokenFile: spec.TokenFile},
 	}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("harness: vault client: %w", err)
@@ -99,24 +120,26 @@ func (e *env) newVault(ctx context.Context) (*keys.Vault, error) {
 	return v, nil
 }
 
-func (e *env) newInstance(ctx context.Context, engine *agreements.Engine) (in *instance, err error) {
+// newInstance builds one broker instance from spec (not started), in the
+// harness's process or in a child's.
+func newInstance(ctx context.Context, spec instanceSpec, engine *agreements.Engine, logger *slog.Logger) (in *instance, err error) {
 	in = &instance{conns: broker.ConnectorMap{}}
 	defer func() {
 		if err != nil {
 			in.close(ctx)
 		}
 	}()
-	if in.nc, err = nats.Connect(e.ingest, nats.Name("clearance-bench"), nats.MaxReconnects(-1)); err != nil {
+	if in.nc, err = nats.Connect(spec.Ingest, nats.Name("clearance-bench"), nats.MaxReconnects(-1)); err != nil {
 		return in, fmt.Errorf("harness: nats: %w", err)
 	}
-	if in.keys, err = e.newVault(ctx); err != nil {
+	if in.keys, err = newVault(ctx, spec); err != nil {
 		return in, err
 	}
-	if in.signer, err = e.newVault(ctx); err != nil {
+	if in.signer, err = newVault(ctx, spec); err != nil {
 		return in, err
 	}
-	dsn := e.dsn
-	if e.cfg.AuditAsyncCommit {
+	dsn := spec.DSN
+	if spec.AuditAsyncCommit {
 		dsn += "&synchronous_commit=off"
 	}
 	if in.db, err = audit.OpenDB(ctx, dsn); err != nil {
@@ -125,15 +148,15 @@ func (e *env) newInstance(ctx context.Context, engine *agreements.Engine) (in *i
 	in.reg = prometheus.NewRegistry()
 	metrics := broker.NewMetrics(in.reg)
 	if in.log, err = audit.Open(ctx, in.db, audit.Options{
-		SubjectKey: subjectKey, Signer: in.signer, CheckpointEvery: e.cfg.CheckpointEvery,
+		SubjectKey: subjectKey, Signer: in.signer, CheckpointEvery: spec.CheckpointEvery,
 		OnCommit: metrics.ObserveAuditBatch,
 	}); err != nil {
 		return in, fmt.Errorf("harness: audit log: %w", err)
 	}
 	for _, name := range []string{"region-jp", "region-sg"} {
 		cfg := natsregion.DefaultConfig()
-		cfg.URLs, cfg.SubjectPrefix, cfg.Stream = []string{e.region}, regionPrefix, regionStream
-		c, err := natsregion.New(ctx, name, cfg, connectors.Deps{Logger: e.cfg.Logger})
+		cfg.URLs, cfg.SubjectPrefix, cfg.Stream = []string{spec.Region}, regionPrefix, regionStream
+		c, err := natsregion.New(ctx, name, cfg, connectors.Deps{Logger: logger})
 		if err != nil {
 			return in, fmt.Errorf("harness: %w", err)
 		}
@@ -141,9 +164,9 @@ func (e *env) newInstance(ctx context.Context, engine *agreements.Engine) (in *i
 		in.closers = append(in.closers, c)
 	}
 	cfg := webhook.DefaultConfig()
-	cfg.DefaultURL = e.partner.URL
-	cfg.TLS.CAFile = e.partnerCA
-	wh, err := webhook.New("partner-webhook", cfg, connectors.Deps{Logger: e.cfg.Logger})
+	cfg.DefaultURL = spec.PartnerURL
+	cfg.TLS.CAFile = spec.PartnerCA
+	wh, err := webhook.New("partner-webhook", cfg, connectors.Deps{Logger: logger})
 	if err != nil {
 		return in, fmt.Errorf("harness: %w", err)
 	}
@@ -151,9 +174,9 @@ func (e *env) newInstance(ctx context.Context, engine *agreements.Engine) (in *i
 	in.conns["partner-webhook"] = broker.RequiresPartyKey(wh)
 	in.conns["authority-webhook"] = broker.RequiresPartyKey(wh)
 	in.b, err = broker.New(broker.Options{
-		NATS: in.nc, Concurrency: e.cfg.Concurrency, Stream: broker.StreamOptions{AckWait: e.cfg.AckWait},
+		NATS: in.nc, Concurrency: spec.Concurrency, Stream: broker.StreamOptions{AckWait: spec.AckWait},
 		Decider: engine, Parties: broker.PartiesOf(engine), Keys: in.keys, Audit: in.log,
-		Connectors: in.conns, Logger: e.cfg.Logger, Registerer: in.reg, Gatherer: in.reg, Metrics: metrics,
+		Connectors: in.conns, Logger: logger, Registerer: in.reg, Gatherer: in.reg, Metrics: metrics,
 	})
 	if err != nil {
 		return in, fmt.Errorf("harness: %w", err)
@@ -188,6 +211,7 @@ func (in *instance) close(ctx context.Context) {
 }
 
 func (s *brokers) stop(ctx context.Context) {
+	s.procs.stop()
 	var wg sync.WaitGroup
 	for _, in := range s.insts {
 		wg.Add(1)
@@ -197,55 +221,93 @@ func (s *brokers) stop(ctx context.Context) {
 	s.insts = nil
 }
 
-// stages returns the mean time per pipeline stage (ms) and the mean audit
-// group-commit size over every instance, from the brokers' own metrics.
-func (s *brokers) stages() map[string]float64 {
-	sum, count := map[string]float64{}, map[string]float64{}
-	for _, in := range s.insts {
-		mfs, err := in.reg.Gather()
-		if err != nil {
-			continue
-		}
-		for _, mf := range mfs {
-			for _, m := range mf.GetMetric() {
-				h := m.GetHistogram()
-				if h == nil {
-					continue
-				}
-				key := ""
-				switch mf.GetName() {
-				case "clearance_stage_duration_seconds", "clearance_key_service_duration_seconds", "clearance_message_duration_seconds":
-					for _, l := range m.GetLabel() {
-						if l.GetName() == "stage" || l.GetName() == "op" || l.GetName() == "outcome" {
-							key = strings.TrimPrefix(strings.TrimSuffix(mf.GetName(), "_duration_seconds"), "clearance_") + ":" + l.GetValue() + "_ms"
-						}
-					}
-					sum[key] += h.GetSampleSum() * 1000
-				case "clearance_audit_batch_size":
-					key = "audit_batch_size"
-					sum[key] += h.GetSampleSum()
-				default:
-					continue
-				}
-				count[key] += float64(h.GetSampleCount())
+// stageSums are the sums and counts of the broker's stage histograms, by
+// stage key: what stages averages over instances.
+type stageSums map[string][2]float64
+
+// add adds the stage histograms of reg.
+func (sums stageSums) add(reg prometheus.Gatherer) {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			h := m.GetHistogram()
+			if h == nil {
+				continue
 			}
+			key, scale := "", 1.0
+			switch mf.GetName() {
+			case "clearance_stage_duration_seconds", "clearance_key_service_duration_seconds", "clearance_message_duration_seconds":
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "stage" || l.GetName() == "op" || l.GetName() == "outcome" {
+						key = strings.TrimPrefix(strings.TrimSuffix(mf.GetName(), "_duration_seconds"), "clearance_") + ":" + l.GetValue() + "_ms"
+					}
+				}
+				scale = 1000
+			case "clearance_audit_batch_size":
+				key = "audit_batch_size"
+			default:
+				continue
+			}
+			v := sums[key]
+			v[0] += h.GetSampleSum() * scale
+			v[1] += float64(h.GetSampleCount())
+			sums[key] = v
 		}
 	}
+}
+
+// merge adds o to sums.
+func (sums stageSums) merge(o stageSums) {
+	for k, v := range o {
+		w := sums[k]
+		sums[k] = [2]float64{w[0] + v[0], w[1] + v[1]}
+	}
+}
+
+// means returns sum/count of every key with a count.
+func (sums stageSums) means() map[string]float64 {
 	out := map[string]float64{}
-	for k, v := range sum {
-		if count[k] > 0 {
-			out[k] = v / count[k]
+	for k, v := range sums {
+		if v[1] > 0 {
+			out[k] = v[0] / v[1]
 		}
 	}
 	return out
 }
 
-func (s *brokers) vaultTrips() (p, c uint64) {
+// stages returns the mean time per pipeline stage (ms) and the mean audit
+// group-commit size over every instance, from the brokers' own metrics.
+func (s *brokers) stages(ctx context.Context) (map[string]float64, error) {
+	sums := stageSums{}
+	for _, in := range s.insts {
+		sums.add(in.reg)
+	}
+	st, err := s.procs.stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range st {
+		sums.merge(c.Stages)
+	}
+	return sums.means(), nil
+}
+
+func (s *brokers) vaultTrips(ctx context.Context) (p, c uint64, err error) {
 	for _, in := range s.insts {
 		p += in.keys.RoundTrips()
 		c += in.signer.RoundTrips()
 	}
-	return p, c
+	st, err := s.procs.stats(ctx)
+	for _, x := range st {
+		p += x.KeyTrips
+		c += x.SignerTrips
+	}
+	return p, c, err
 }
+
+func (s *brokers) children() *children { return &s.procs }
 
 var _ system = (*brokers)(nil)

@@ -20,7 +20,7 @@ func TestWorkloadSizeAndMix(t *testing.T) {
 		{name: "webhook 1 KB", sink: SinkWebhook, size: 1024},
 		{name: "webhook 16 KB", sink: SinkWebhook, size: 16384},
 	}
-	reg, err := loadRegistry("", 0, t.TempDir())
+	reg, _, err := loadRegistry("", 0, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
