@@ -124,6 +124,11 @@ type lane struct {
 	// head is the chain head as this lane last committed it (nil: unknown,
 	// read it under the lock).
 	head *headRow
+	// shared: another writer (another instance's lane of this chain)
+	// committed between this lane's last two batches, so the fast path,
+	// whose compare-and-set would fail, is skipped until a batch finds the
+	// head where this lane left it.
+	shared bool
 	// conn is the connection the lane writes through on PostgreSQL, held
 	// from its first batch until a batch fails or the writer stops (nil:
 	// none; SQLite, whose single lane writes through the pool), so that the
