@@ -55,6 +55,7 @@ func run() int {
 	flag.StringVar(&cfg.PostgresDSN, "postgres", "", "admin Postgres DSN (default $CLEARANCE_TEST_POSTGRES or the local test database)")
 	flag.Int64Var(&cfg.CheckpointEvery, "checkpoint-every", int64(config.Defaults().Audit.CheckpointEvery), "audit checkpoint interval in entries; the product default")
 	flag.DurationVar(&cfg.AckWait, "ack-wait", 30*time.Second, "ack wait of the ingest consumer (broker and baseline)")
+	flag.IntVar(&cfg.AuditChains, "audit-chains", 0, "the audit log's hash chains, as audit.chains (0: the product default, one)")
 	flag.BoolVar(&cfg.AuditAsyncCommit, "audit-async-commit", false, "diagnostic: synchronous_commit=off for the audit log (not durable; shows the cost of WAL flushes)")
 	flag.IntVar(&cfg.Propagation, "propagation", 50, "registry changes applied through the live registry under load, each timed until in force on every instance (0: not measured)")
 	flag.BoolVar(&cfg.InProcess, "in-process", false, "run the broker and baseline instances in the harness's process (no per-instance CPU and memory), not each in a child process")

@@ -50,6 +50,7 @@ type instanceSpec struct {
 	AckWait          time.Duration `json:"ack_wait"`
 	CheckpointEvery  int64         `json:"checkpoint_every"`
 	AuditAsyncCommit bool          `json:"audit_async_commit,omitempty"`
+	AuditChains      int           `json:"audit_chains,omitempty"`
 	// LogWarnings: the child logs broker warnings to its standard error.
 	LogWarnings bool `json:"log_warnings,omitempty"`
 }
@@ -61,8 +62,8 @@ func (e *env) spec(kind, sink, name string) instanceSpec {
 		VaultAddr: e.vault.addr, TokenFile: e.tokenFile, DSN: e.dsn,
 		PartnerURL: e.partner.URL, PartnerCA: e.partnerCA, RegistryDir: e.registryDir,
 		Concurrency: e.cfg.Concurrency, AckWait: e.cfg.AckWait, CheckpointEvery: e.cfg.CheckpointEvery,
-		AuditAsyncCommit: e.cfg.AuditAsyncCommit,
-		LogWarnings:      e.cfg.Logger.Enabled(context.Background(), slog.LevelWarn),
+		AuditAsyncCommit: e.cfg.AuditAsyncCommit, AuditChains: e.cfg.AuditChains,
+		LogWarnings: e.cfg.Logger.Enabled(context.Background(), slog.LevelWarn),
 	}
 }
 

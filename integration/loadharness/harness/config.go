@@ -81,6 +81,9 @@ type Config struct {
 	// broker's cost is the WAL flush of each audit commit, and it weakens
 	// the log's guarantee (a Postgres crash can lose the last commits).
 	AuditAsyncCommit bool
+	// AuditChains is the audit log's number of hash chains, the broker's
+	// audit.chains (0: the product default, one for a new log).
+	AuditChains int
 	// Propagation, when positive, is how many registry changes are applied
 	// through policy.Live on one of the most broker instances measured
 	// while they work through a load of the first sink, each timed until
@@ -164,6 +167,9 @@ func (c Config) Validate() error {
 	}
 	if c.Propagation < 0 || c.Propagation > 100_000 {
 		errs = append(errs, errors.New("harness: propagation: 0 to 100,000 changes"))
+	}
+	if c.AuditChains < 0 || c.AuditChains > 64 {
+		errs = append(errs, fmt.Errorf("harness: audit chains: %d: want 0 (the default) to 64", c.AuditChains))
 	}
 	if c.RegistryParties < 0 || c.RegistryParties > 100_000 {
 		errs = append(errs, errors.New("harness: registry parties: 0 to 100,000"))

@@ -58,6 +58,7 @@ type Settings struct {
 	AckWaitSeconds  float64   `json:"ack_wait_seconds"`
 	EmbeddedNATS    bool      `json:"embedded_nats"`
 	AuditAsync      bool      `json:"audit_synchronous_commit_off,omitempty"`
+	AuditChains     int       `json:"audit_chains,omitempty"`
 	Propagation     int       `json:"propagation_changes,omitempty"`
 	// InProcess: the measured instances ran in the harness's process, so
 	// there are no per-instance figures.
@@ -146,6 +147,7 @@ func newReport(cfg Config) *Report {
 		Settings: Settings{N: cfg.N, WebhookN: cfg.WebhookN, Size: cfg.Size, Sinks: cfg.Sinks, Instances: cfg.Instances,
 			Concurrency: cfg.Concurrency, Rates: cfg.Rates, PacedSeconds: cfg.PacedDuration.Seconds(),
 			CheckpointEvery: cfg.CheckpointEvery, AckWaitSeconds: cfg.AckWait.Seconds(), EmbeddedNATS: cfg.NATSURL == "", AuditAsync: cfg.AuditAsyncCommit,
+			AuditChains: cfg.AuditChains,
 			Propagation: cfg.Propagation, InProcess: cfg.InProcess},
 	}
 }
@@ -333,6 +335,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "Clearance load harness  %s  nproc %d  %s  load %s -> %s  cpu pressure %s%% -> %s%%\n", r.Started.Format(time.RFC3339), r.Machine.CPUs, r.Machine.CPUModel, r.Machine.LoadBefore, r.Machine.LoadAfter, r.Machine.CPUPressureBefore, r.Machine.CPUPressureAfter)
 	fmt.Fprintf(bw, "N %d (webhook %d), %d B requests, concurrency %d, registry +%d parties", r.Settings.N, r.Settings.WebhookN, r.Settings.Size, r.Settings.Concurrency, r.RegistryParties)
+	if r.Settings.AuditChains > 0 {
+		fmt.Fprintf(bw, ", audit chains %d", r.Settings.AuditChains)
+	}
 	if r.Settings.AuditAsync {
 		fmt.Fprint(bw, ", AUDIT synchronous_commit=off (diagnostic, not durable)")
 	}

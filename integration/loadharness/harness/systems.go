@@ -149,7 +149,7 @@ func newInstance(ctx context.Context, spec instanceSpec, engine *agreements.Engi
 	metrics := broker.NewMetrics(in.reg)
 	if in.log, err = audit.Open(ctx, in.db, audit.Options{
 		SubjectKey: subjectKey, Signer: in.signer, CheckpointEvery: spec.CheckpointEvery,
-		OnCommit: metrics.ObserveAuditBatch,
+		Chains: spec.AuditChains, OnCommit: metrics.ObserveAuditBatch,
 	}); err != nil {
 		return in, fmt.Errorf("harness: audit log: %w", err)
 	}
