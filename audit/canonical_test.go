@@ -6,7 +6,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -229,5 +232,174 @@ func TestCanonicalRefusesYears(t *testing.T) {
 		if _, _, ok := appendHashBody(nil, e); ok == want {
 			t.Errorf("%v: appendHashBody encodable = %v", tm, ok)
 		}
+	}
+}
+
+// oldBatchArgs is batchArgs as it was, a row at a time through []any: the
+// reference for the literals batchArgs builds.
+func oldBatchArgs(rows []entryRow, c int, head, next headRow) []any {
+	args := make([]any, 5, 5+strings.Count(entryColumns, ",")+1)
+	args[0], args[1], args[2], args[3], args[4] = next.Seq, next.Hash, head.Seq, head.Hash, int64(c+1)
+	var cols [][]byte
+	for i := range rows {
+		for c, v := range rows[i].values(rows[i].Seq) {
+			if i == 0 {
+				cols = append(cols, make([]byte, 0, 80*len(rows)))
+				cols[c] = append(cols[c], '{')
+			} else {
+				cols[c] = append(cols[c], ',')
+			}
+			cols[c] = oldArrayElem(cols[c], v)
+		}
+	}
+	for _, b := range cols {
+		args = append(args, string(append(b, '}')))
+	}
+	return args
+}
+
+func oldArrayElem(b []byte, v any) []byte {
+	switch v := v.(type) {
+	case int64:
+		return strconv.AppendInt(b, v, 10)
+	case int:
+		return strconv.AppendInt(b, int64(v), 10)
+	case time.Time:
+		b = append(b, '"')
+		b = v.UTC().AppendFormat(b, "2006-01-02 15:04:05.999999-07:00")
+		return append(b, '"')
+	case string:
+		b = append(b, '"')
+		for i := 0; i < len(v); i++ {
+			if v[i] == '"' || v[i] == '\\' {
+				b = append(b, '\\')
+			}
+			b = append(b, v[i])
+		}
+		return append(b, '"')
+	}
+	panic(fmt.Sprintf("audit: no array encoding for %T", v))
+}
+
+// TestBatchArgsMatchOld checks that the batch insert's arguments, built in
+// reused buffers, are those the row-at-a-time encoding gave, batch after
+// batch, with chain sequences and hashes as computeHash has them.
+func TestBatchArgsMatchOld(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, k := range []int64{1, 3} {
+		ln := &lane{l: &Log{ly: layout{k: k}}, chain: int(k) - 1}
+		head := headRow{ID: k, Seq: 40 + k - 1, Hash: strings.Repeat("0a", 32)}
+		for range 30 {
+			batch := make([]*pending, 1+r.IntN(40))
+			var entries []Entry
+			for i := range batch {
+				e := randomEntry(r)
+				e.Time = testTime.Add(time.Duration(r.Int64N(1 << 55))).In(time.FixedZone("z", 7200))
+				e.AgreementVersion = r.IntN(10)
+				var err error
+				if batch[i], err = newPending(e); err != nil {
+					t.Fatal(err)
+				}
+				entries = append(entries, e.clone())
+			}
+			next := ln.link(batch, head)
+			var want []entryRow
+			prev := head.Hash
+			for i := range entries {
+				e := &entries[i]
+				e.SubjectID = ""
+				e.Sequence, e.PrevHash = head.Seq+int64(i+1)*k, prev
+				e.Hash = jsonHash(e)
+				if g := string(batch[i].hash[:]); g != e.Hash {
+					t.Fatalf("entry %d: hash %s, want %s", i, g, e.Hash)
+				}
+				prev = e.Hash
+				want = append(want, toRow(e))
+			}
+			if next.Seq != head.Seq+int64(len(batch))*k || next.Hash != prev || next.ID != head.ID {
+				t.Fatalf("next head %+v, want seq %d hash %s", next, head.Seq+int64(len(batch))*k, prev)
+			}
+			if got := entryRows(batch, head); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("rows\n%v\nwant\n%v", got, want)
+			}
+			wantArgs := oldBatchArgs(want, ln.chain, head, next)
+			gotArgs := ln.batchArgs(batch, head, next)
+			if len(gotArgs) != len(wantArgs) {
+				t.Fatalf("%d args, want %d", len(gotArgs), len(wantArgs))
+			}
+			for i := range wantArgs {
+				if gotArgs[i] != wantArgs[i] {
+					t.Fatalf("arg %d:\n%v\nwant\n%v", i, gotArgs[i], wantArgs[i])
+				}
+			}
+			ln.releaseArgs()
+			for _, a := range ln.args {
+				if a != nil {
+					t.Fatal("releaseArgs left an argument")
+				}
+			}
+			head = next
+		}
+	}
+}
+
+// TestArrayTimeMatchesLayout compares appendArrayTime with the layout it
+// stands for, for microsecond times in and outside the years of 4 digits
+// and times with nanoseconds.
+func TestArrayTimeMatchesLayout(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	times := []time.Time{{}, time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-5, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	for range 20000 {
+		tm := time.Unix(r.Int64N(1<<40)-1<<39, r.Int64N(1e9)).In(time.FixedZone("z", r.IntN(50000)-25000))
+		if r.IntN(2) == 0 {
+			tm = tm.Truncate(time.Microsecond)
+		}
+		times = append(times, tm)
+	}
+	for _, tm := range times {
+		want := `"` + tm.UTC().Format("2006-01-02 15:04:05.999999-07:00") + `"`
+		if got := string(appendArrayTime(nil, tm)); got != want {
+			t.Fatalf("%v: %s, want %s", tm, got, want)
+		}
+	}
+}
+
+// TestRouteMatchesFNV checks the written-out FNV-1a of route against
+// hash/fnv's.
+func TestRouteMatchesFNV(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, k := range []int64{2, 3, 7} {
+		ly := layout{k: k}
+		for range 2000 {
+			id := oddString(r) + strconv.Itoa(r.IntN(1e6))
+			h := fnv.New32a()
+			h.Write([]byte(id))
+			if got, want := ly.route(id), int(h.Sum32()%uint32(k)); got != want {
+				t.Fatalf("route(%q) = %d, want %d", id, got, want)
+			}
+		}
+	}
+}
+
+// TestSubjectHMACReused checks that the log's reused HMAC state gives
+// SubjectHMAC's digest, also from goroutines at once.
+func TestSubjectHMACReused(t *testing.T) {
+	l := openTestLog(t, openTestDB(t, sqliteDSN(t)), testOptions(t))
+	done := make(chan struct{})
+	for g := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 500 {
+				id := fmt.Sprintf("cust-%d-%d%s", g, i, strings.Repeat("x", i%70))
+				if got, want := l.subjectHMAC(id), SubjectHMAC(testSubjectKey, id); got != want {
+					t.Errorf("%s: %s, want %s", id, got, want)
+					return
+				}
+			}
+		}()
+	}
+	for range 4 {
+		<-done
 	}
 }

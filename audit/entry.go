@@ -165,34 +165,33 @@ const (
 	hashSuffix = `"prev_hash":"","hash":""}`
 )
 
-// hashBody returns the hash body of e (appendHashBody), for chainHash; nil
-// if e cannot be encoded. It depends only on the fields an appender fills
-// in, so Append computes it on the appender's goroutine and the writer,
-// which chains the batch while every appender waits, only hashes.
-func hashBody(e *Entry) []byte {
-	b, _, ok := appendHashBody(make([]byte, 0, 1024), e)
-	if !ok {
-		return nil
-	}
-	return b
+// chainHasher computes the chain hashes of a writer's entries from their
+// hash bodies, which the appenders encoded, reusing one buffer: the writer,
+// which chains a batch while its appenders wait, only hashes.
+type chainHasher struct {
+	buf []byte
+	// head holds the hash a batch is chained after, for the writer.
+	head []byte
 }
 
-// chainHash returns computeHash of the entry whose hashBody is body, at
-// sequence seq after prev (a hex digest, which JSON does not escape).
-func chainHash(body []byte, seq int64, prev string) string {
-	h := sha256.New()
-	b := make([]byte, 0, 32+len(prev))
-	b = append(b, `{"sequence":`...)
+// sum writes to dst the hex computeHash of the entry whose hash body is
+// body, at sequence seq after prev (a hex digest, which JSON does not
+// escape).
+func (c *chainHasher) sum(dst *[2 * sha256.Size]byte, body []byte, seq int64, prev []byte) {
+	b := append(c.buf[:0], `{"sequence":`...)
 	b = strconv.AppendInt(b, seq, 10)
 	b = append(b, ',')
-	h.Write(b)
-	h.Write(body)
-	b = append(b[:0], `"prev_hash":"`...)
+	b = append(b, body...)
+	b = append(b, `"prev_hash":"`...)
 	b = append(b, prev...)
 	b = append(b, `","hash":""}`...)
-	h.Write(b)
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0]))
+	sum := sha256.Sum256(b)
+	hex.Encode(dst[:], sum[:])
+	if cap(b) <= maxKeptBuffer {
+		c.buf = b[:0]
+	} else {
+		c.buf = nil
+	}
 }
 
 // SubjectHMAC returns the keyed HMAC-SHA256 of a subject id, hex encoded, as
