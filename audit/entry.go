@@ -1,11 +1,9 @@
 package audit
 
 import (
-	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -83,22 +81,36 @@ type Entry struct {
 
 // validate rejects text that a store could refuse (invalid UTF-8, NUL
 // bytes), so that one bad entry cannot fail the batch it would share with
-// others.
+// others, and a time that the canonical JSON cannot hold (a year outside 0
+// to 9999, which RFC 3339 cannot write), so that an entry is never left
+// without a hash.
 func (e *Entry) validate() error {
-	texts := []string{string(e.Event), e.RequestID, e.Source, e.Recipient, e.RecipientCountry,
-		e.Origin, e.Purpose, e.Dataset, e.Decision, e.LegalBasis, e.AgreementID, e.Mechanism,
-		e.KeyRef, e.PayloadDigest, e.RegistryVersion, e.SubjectHMAC}
-	texts = append(texts, e.Reasons...)
-	texts = append(texts, e.CategoriesSent...)
-	for k, v := range e.FieldsRemoved {
-		texts = append(texts, k, v)
+	ok := validText(string(e.Event)) && validText(e.RequestID) && validText(e.Source) &&
+		validText(e.Recipient) && validText(e.RecipientCountry) && validText(e.Origin) &&
+		validText(e.Purpose) && validText(e.Dataset) && validText(e.Decision) &&
+		validText(e.LegalBasis) && validText(e.AgreementID) && validText(e.Mechanism) &&
+		validText(e.KeyRef) && validText(e.PayloadDigest) && validText(e.RegistryVersion) &&
+		validText(e.SubjectHMAC)
+	for _, s := range e.Reasons {
+		ok = ok && validText(s)
 	}
-	for _, s := range texts {
-		if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
-			return fmt.Errorf("%w: text that is not valid UTF-8 or holds a NUL byte", ErrInvalidEntry)
-		}
+	for _, s := range e.CategoriesSent {
+		ok = ok && validText(s)
+	}
+	for k, v := range e.FieldsRemoved {
+		ok = ok && validText(k) && validText(v)
+	}
+	if !ok {
+		return fmt.Errorf("%w: text that is not valid UTF-8 or holds a NUL byte", ErrInvalidEntry)
+	}
+	if y := e.Time.UTC().Truncate(time.Microsecond).Year(); y < 0 || y > 9999 {
+		return fmt.Errorf("%w: time outside the years 0 to 9999", ErrInvalidEntry)
 	}
 	return nil
+}
+
+func validText(s string) bool {
+	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
 }
 
 // clone returns a deep copy of e in canonical form: times in UTC truncated to
@@ -125,60 +137,61 @@ func cloneList(s []string) []string {
 }
 
 // computeHash returns the chain hash of e: the hex SHA-256 of its canonical
-// JSON with Hash empty. Sequence and PrevHash are part of the input, so the
-// hash binds the entry to its place in the chain.
+// JSON (see appendHashBody) with Hash empty. Sequence and PrevHash are part
+// of the input, so the hash binds the entry to its place in the chain.
 func computeHash(e *Entry) string {
-	c := e.clone()
-	c.Hash = ""
-	b, err := json.Marshal(&c)
-	if err != nil {
-		// Entry holds only strings, ints, a time, string lists and a string
-		// map; encoding cannot fail.
-		panic("audit: encode entry: " + err.Error())
+	b := make([]byte, 0, 1024)
+	b = append(b, `{"sequence":`...)
+	b = strconv.AppendInt(b, e.Sequence, 10)
+	b = append(b, ',')
+	b, _, ok := appendHashBody(b, e)
+	if !ok {
+		// Append refuses such times (validate); the stores cannot hold them.
+		panic("audit: encode entry: time outside the years 0 to 9999")
 	}
+	b = append(b, `"prev_hash":`...)
+	b = appendJSONString(b, e.PrevHash)
+	b = append(b, `,"hash":""}`...)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
 
 // The canonical JSON of an entry begins with its sequence and ends with its
 // prev_hash and hash: hashPrefix and hashSuffix are those parts for an
-// entry whose chain fields are zero.
+// entry whose chain fields are zero, and the hash body (appendHashBody) is
+// what lies between them.
 const (
 	hashPrefix = `{"sequence":0,`
 	hashSuffix = `"prev_hash":"","hash":""}`
 )
 
-// hashBody returns the canonical JSON of e between its sequence and its
-// prev_hash, for chainHash; nil if the encoding does not have that shape.
-// It depends only on the fields an appender fills in, so Append computes it
-// on the appender's goroutine and the writer, which chains the batch while
-// every appender waits, only hashes.
-func hashBody(e *Entry) []byte {
-	c := e.clone()
-	c.Sequence, c.PrevHash, c.Hash = 0, "", ""
-	b, err := json.Marshal(&c)
-	if err != nil || !bytes.HasPrefix(b, []byte(hashPrefix)) || !bytes.HasSuffix(b, []byte(hashSuffix)) {
-		return nil
-	}
-	return b[len(hashPrefix) : len(b)-len(hashSuffix)]
+// chainHasher computes the chain hashes of a writer's entries from their
+// hash bodies, which the appenders encoded, reusing one buffer: the writer,
+// which chains a batch while its appenders wait, only hashes.
+type chainHasher struct {
+	buf []byte
+	// head holds the hash a batch is chained after, for the writer.
+	head []byte
 }
 
-// chainHash returns computeHash of the entry whose hashBody is body, at
-// sequence seq after prev (a hex digest, which JSON does not escape).
-func chainHash(body []byte, seq int64, prev string) string {
-	h := sha256.New()
-	b := make([]byte, 0, 32+len(prev))
-	b = append(b, `{"sequence":`...)
+// sum writes to dst the hex computeHash of the entry whose hash body is
+// body, at sequence seq after prev (a hex digest, which JSON does not
+// escape).
+func (c *chainHasher) sum(dst *[2 * sha256.Size]byte, body []byte, seq int64, prev []byte) {
+	b := append(c.buf[:0], `{"sequence":`...)
 	b = strconv.AppendInt(b, seq, 10)
 	b = append(b, ',')
-	h.Write(b)
-	h.Write(body)
-	b = append(b[:0], `"prev_hash":"`...)
+	b = append(b, body...)
+	b = append(b, `"prev_hash":"`...)
 	b = append(b, prev...)
 	b = append(b, `","hash":""}`...)
-	h.Write(b)
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0]))
+	sum := sha256.Sum256(b)
+	hex.Encode(dst[:], sum[:])
+	if cap(b) <= maxKeptBuffer {
+		c.buf = b[:0]
+	} else {
+		c.buf = nil
+	}
 }
 
 // SubjectHMAC returns the keyed HMAC-SHA256 of a subject id, hex encoded, as

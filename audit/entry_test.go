@@ -7,8 +7,8 @@ import (
 )
 
 // TestChainHash checks that the writer's hash from a body the appender
-// encoded (hashBody, chainHash) is the canonical computeHash that Verify
-// checks.
+// encoded (appendHashBody, chainHasher) is the canonical computeHash that
+// Verify checks.
 func TestChainHash(t *testing.T) {
 	awkward := decidedEntry(3)
 	awkward.Recipient, awkward.Reasons = `"quoted" \ <tag> & 東京`+"\n", []string{"\u2028", `\u0000`}
@@ -27,13 +27,16 @@ func TestChainHash(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := tt.give.clone()
-			body := hashBody(&e)
-			if body == nil {
-				t.Fatal("hashBody: unexpected shape")
+			body, _, ok := appendHashBody(nil, &e)
+			if !ok {
+				t.Fatal("appendHashBody: not encodable")
 			}
 			e.Sequence, e.PrevHash = tt.seq, tt.prev
-			if got, want := chainHash(body, tt.seq, tt.prev), computeHash(&e); got != want {
-				t.Errorf("chainHash = %s, computeHash = %s", got, want)
+			var h chainHasher
+			var got [64]byte
+			h.sum(&got, body, tt.seq, []byte(tt.prev))
+			if want := computeHash(&e); string(got[:]) != want {
+				t.Errorf("chainHasher = %s, computeHash = %s", got, want)
 			}
 		})
 	}

@@ -2,8 +2,12 @@ package audit
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"fmt"
+	"hash"
 	"log/slog"
 	"sync"
 	"time"
@@ -109,6 +113,9 @@ type Log struct {
 	closed bool
 	lanes  []*lane // one per chain, each with its writer goroutine
 
+	// macs holds *subjectMAC for subjectHMAC.
+	macs sync.Pool
+
 	kick     chan struct{} // nudges the checkpointer
 	stopCkpt chan struct{}
 	writers  sync.WaitGroup
@@ -138,16 +145,86 @@ type lane struct {
 	// pgInsert is the prepared batch insert of the fast path on PostgreSQL,
 	// prepared on conn (nil until first used).
 	pgInsert *sql.Stmt
+	// hasher, cols and args are the writer's buffers, reused from batch to
+	// batch: for the chain hashes, for the array literals of the columns of
+	// pgBatchInsert, and for its arguments (see batchArgs).
+	hasher chainHasher
+	cols   [entryColumnCount][]byte
+	args   []any
 }
 
+// pending is an entry on its way through a writer: its appender prepares
+// it (newPending) and waits for res, and the writer chains and commits it.
+// A pending is reused (pendingPool) once its appender took the result.
 type pending struct {
+	// e is the entry in canonical form without its lists: those are in
+	// body only, so that the writer never reads what the caller may change
+	// once an Append it gave up on returned.
 	e   Entry
 	res chan result
-	// body is e's hashBody and row its stored form without the chain
-	// fields, both made by the appender so that the writer only chains
-	// (nil body: the writer encodes e itself).
-	body []byte
-	row  entryRow
+	// body is e's hash body (appendHashBody) and lists the spans of its
+	// lists, the stored JSON of those columns. final is e.Final().
+	body  []byte
+	lists bodyLists
+	final bool
+	// hash is the chain hash, hex, that the writer assigned with the
+	// sequence (link), and r the result it is about to send.
+	hash [2 * sha256.Size]byte
+	r    result
+}
+
+// maxKeptBuffer is the capacity above which a buffer is dropped rather than
+// kept for reuse, so that one outsized entry or batch does not hold memory
+// for good.
+const maxKeptBuffer = 64 << 10
+
+var pendingPool = sync.Pool{New: func() any { return &pending{res: make(chan result, 1)} }}
+
+// newPending returns a pending for e, a shallow copy of the caller's entry
+// with its subject id already replaced by its HMAC and its time set,
+// prepared for the writer; nil with ErrInvalidEntry if e cannot be encoded
+// (which validate rules out).
+func newPending(e *Entry) (*pending, error) {
+	p := pendingPool.Get().(*pending)
+	p.e = *e
+	p.e.SubjectID = ""
+	p.e.Sequence, p.e.PrevHash, p.e.Hash = 0, "", ""
+	p.e.Time = p.e.Time.UTC().Truncate(time.Microsecond)
+	p.final = p.e.Final()
+	var ok bool
+	p.body, p.lists, ok = appendHashBody(p.body[:0], &p.e)
+	p.e.Reasons, p.e.CategoriesSent, p.e.FieldsRemoved = nil, nil, nil
+	if !ok {
+		p.free()
+		return nil, fmt.Errorf("%w: time outside the years 0 to 9999", ErrInvalidEntry)
+	}
+	return p, nil
+}
+
+// free returns p to pendingPool. Only the appender that has p's result, or
+// never queued it, may free it: the writer is done with it then.
+func (p *pending) free() {
+	p.e = Entry{}
+	p.r = result{}
+	if cap(p.body) > maxKeptBuffer {
+		p.body = nil
+	}
+	pendingPool.Put(p)
+}
+
+// list returns the JSON of one of p's lists, as stored.
+func (p *pending) list(s span) []byte {
+	return p.body[s.start:s.end]
+}
+
+// row returns p's stored form, chained after prev.
+func (p *pending) row(prev string) entryRow {
+	r := toRow(&p.e)
+	r.Reasons = string(p.list(p.lists.reasons))
+	r.CategoriesSent = string(p.list(p.lists.categories))
+	r.FieldsRemoved = string(p.list(p.lists.fieldsRemoved))
+	r.PrevHash, r.Hash = prev, string(p.hash[:])
+	return r
 }
 
 type result struct {
@@ -167,6 +244,7 @@ func Open(ctx context.Context, db *bun.DB, opts Options) (*Log, error) {
 		kick:     make(chan struct{}, 1),
 		stopCkpt: make(chan struct{}),
 	}
+	l.macs.New = func() any { return &subjectMAC{h: hmac.New(sha256.New, opts.SubjectKey)} }
 	if opts.Signer == nil {
 		l.closed = true
 		close(l.stopCkpt)
@@ -215,23 +293,25 @@ func (l *Log) Append(ctx context.Context, e *Entry) (int64, error) {
 	if l.opts.Signer == nil {
 		return 0, ErrReadOnly
 	}
-	p := &pending{res: make(chan result, 1)}
-	p.e = e.clone()
+	if e.SubjectID != "" && len(l.opts.SubjectKey) == 0 {
+		return 0, ErrNoSubjectKey
+	}
+	c := *e
 	if e.SubjectID != "" {
-		if len(l.opts.SubjectKey) == 0 {
-			return 0, ErrNoSubjectKey
-		}
-		p.e.SubjectHMAC = SubjectHMAC(l.opts.SubjectKey, e.SubjectID)
+		c.SubjectHMAC = l.subjectHMAC(e.SubjectID)
 	}
 	if e.Time.IsZero() {
-		p.e.Time = l.opts.Now().UTC().Truncate(time.Microsecond)
+		c.Time = l.opts.Now()
 	}
-	p.e.Sequence, p.e.PrevHash, p.e.Hash = 0, "", ""
-	p.body, p.row = hashBody(&p.e), toRow(&p.e)
+	p, err := newPending(&c)
+	if err != nil {
+		return 0, err
+	}
 
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()
+		p.free()
 		return 0, ErrClosed
 	}
 	reqs := l.lanes[l.ly.route(p.e.RequestID)].reqs
@@ -240,14 +320,40 @@ func (l *Log) Append(ctx context.Context, e *Entry) (int64, error) {
 		l.mu.RUnlock()
 	case <-ctx.Done():
 		l.mu.RUnlock()
+		p.free()
 		return 0, fmt.Errorf("audit: append: %w", ctx.Err())
 	}
 	select {
 	case r := <-p.res:
+		p.free()
 		return r.seq, r.err
 	case <-ctx.Done():
+		// The writer still holds p and will send its result: p is left
+		// to the garbage collector, not reused.
 		return 0, fmt.Errorf("audit: append: %w", ctx.Err())
 	}
+}
+
+// subjectHMAC is SubjectHMAC with the log's key, reusing the HMAC state.
+func (l *Log) subjectHMAC(subjectID string) string {
+	m := l.macs.Get().(*subjectMAC)
+	m.buf = append(m.buf[:0], subjectID...)
+	m.h.Reset()
+	m.h.Write(m.buf)
+	m.buf = m.h.Sum(m.buf[:0])
+	var out [2 * sha256.Size]byte
+	hex.Encode(out[:], m.buf)
+	if cap(m.buf) <= maxKeptBuffer {
+		l.macs.Put(m)
+	}
+	return string(out[:])
+}
+
+// subjectMAC is an HMAC-SHA256 state with the log's subject key and a
+// buffer, kept for reuse in Log.macs.
+type subjectMAC struct {
+	h   hash.Hash
+	buf []byte
 }
 
 // Close stops accepting appends, commits those already queued, writes a

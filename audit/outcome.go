@@ -59,7 +59,7 @@ func dedupe(ctx context.Context, db bun.IDB, batch []*pending) ([]*pending, map[
 	var ids []string
 	for _, p := range batch {
 		p.e.Sequence, p.e.PrevHash, p.e.Hash = 0, "", ""
-		if p.e.Final() {
+		if p.final {
 			ids = append(ids, p.e.RequestID)
 		}
 	}
@@ -74,7 +74,7 @@ func dedupe(ctx context.Context, db bun.IDB, batch []*pending) ([]*pending, map[
 	refused := map[*pending]refusal{}
 	winners := make(map[string]*pending, len(ids))
 	for _, p := range batch {
-		if !p.e.Final() {
+		if !p.final {
 			keep = append(keep, p)
 			continue
 		}

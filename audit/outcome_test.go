@@ -124,10 +124,14 @@ func TestDuplicateOutcomeRace(t *testing.T) {
 	}
 }
 
-// newPending prepares e as Append does, for a batch handed to commit.
-func newPending(e *Entry) *pending {
-	p := &pending{e: e.clone(), res: make(chan result, 1)}
-	p.e.SubjectHMAC, p.e.SubjectID = SubjectHMAC(testSubjectKey, e.SubjectID), ""
+// testPending prepares e as Append does, for a batch handed to commit.
+func testPending(t *testing.T, e *Entry) *pending {
+	c := *e
+	c.SubjectHMAC = SubjectHMAC(testSubjectKey, e.SubjectID)
+	p, err := newPending(&c)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return p
 }
 
@@ -176,7 +180,7 @@ func TestDuplicateOutcomeInBatch(t *testing.T) {
 				}
 				batch := make([]*pending, len(tests))
 				for i, tt := range tests {
-					batch[i] = newPending(tt.give)
+					batch[i] = testPending(t, tt.give)
 				}
 				// The writer goroutine is idle (every Append returned), so
 				// the test may drive a batch itself.

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 )
 
 // pgBatchInsert is the statement fastInsert prepares once per connection: it
@@ -56,52 +57,113 @@ func (ln *lane) insertStmt(ctx context.Context) (*sql.Stmt, error) {
 	return ln.pgInsert, nil
 }
 
-// batchArgs returns the arguments of pgBatchInsert for rows chained from
-// head to next in chain c: the head's new and expected values and its row,
-// then one array literal per column of audit_entries.
-func batchArgs(rows []entryRow, c int, head, next headRow) []any {
-	args := make([]any, 5, 5+strings.Count(entryColumns, ",")+1)
-	args[0], args[1], args[2], args[3], args[4] = next.Seq, next.Hash, head.Seq, head.Hash, int64(c+1)
-	var cols [][]byte
-	for i := range rows {
-		for c, v := range rows[i].values(rows[i].Seq) {
-			if i == 0 {
-				cols = append(cols, make([]byte, 0, 80*len(rows)))
-				cols[c] = append(cols[c], '{')
-			} else {
+// batchArgs returns the arguments of pgBatchInsert for batch chained from
+// head to next in the lane's chain: the head's new and expected values and
+// its row, then one array literal per column of audit_entries, in
+// entryColumns order.
+//
+// The literals are built in the lane's column buffers, reused from batch to
+// batch, and the arguments are strings over those buffers, not copies: the
+// caller must be done with them (ExecContext has returned: the driver copies
+// its arguments into the message it sends and keeps none) before the next
+// batchArgs, and then calls releaseArgs.
+func (ln *lane) batchArgs(batch []*pending, head, next headRow) []any {
+	cols := &ln.cols
+	for c := range cols {
+		cols[c] = append(cols[c][:0], '{')
+	}
+	for i, p := range batch {
+		if i > 0 {
+			for c := range cols {
 				cols[c] = append(cols[c], ',')
 			}
-			cols[c] = appendArrayElem(cols[c], v)
 		}
+		e := &p.e
+		cols[0] = strconv.AppendInt(cols[0], e.Sequence, 10)
+		cols[1] = appendArrayTime(cols[1], e.Time)
+		cols[2] = appendArrayText(cols[2], string(e.Event))
+		cols[3] = appendArrayText(cols[3], e.RequestID)
+		cols[4] = appendArrayText(cols[4], e.Source)
+		cols[5] = appendArrayText(cols[5], e.Recipient)
+		cols[6] = appendArrayText(cols[6], e.RecipientCountry)
+		cols[7] = appendArrayText(cols[7], e.Origin)
+		cols[8] = appendArrayText(cols[8], e.Purpose)
+		cols[9] = appendArrayText(cols[9], e.Dataset)
+		cols[10] = appendArrayText(cols[10], e.Decision)
+		cols[11] = appendArrayText(cols[11], p.list(p.lists.reasons))
+		cols[12] = appendArrayText(cols[12], e.LegalBasis)
+		cols[13] = appendArrayText(cols[13], e.AgreementID)
+		cols[14] = strconv.AppendInt(cols[14], int64(e.AgreementVersion), 10)
+		cols[15] = appendArrayText(cols[15], e.Mechanism)
+		cols[16] = appendArrayText(cols[16], p.list(p.lists.categories))
+		cols[17] = appendArrayText(cols[17], p.list(p.lists.fieldsRemoved))
+		cols[18] = appendArrayText(cols[18], e.KeyRef)
+		cols[19] = appendArrayText(cols[19], e.PayloadDigest)
+		cols[20] = appendArrayText(cols[20], e.RegistryVersion)
+		cols[21] = appendArrayText(cols[21], e.SubjectHMAC)
+		if i == 0 {
+			cols[22] = appendArrayText(cols[22], head.Hash)
+		} else {
+			cols[22] = appendArrayText(cols[22], batch[i-1].hash[:])
+		}
+		cols[23] = appendArrayText(cols[23], p.hash[:])
 	}
-	for _, b := range cols {
-		args = append(args, string(append(b, '}')))
+	args := append(ln.args[:0], next.Seq, next.Hash, head.Seq, head.Hash, int64(ln.chain+1))
+	for c := range cols {
+		cols[c] = append(cols[c], '}')
+		args = append(args, unsafe.String(unsafe.SliceData(cols[c]), len(cols[c])))
 	}
+	ln.args = args
 	return args
 }
 
-// appendArrayElem appends v as an element of a PostgreSQL array literal:
-// numbers bare, times and text double-quoted with '"' and '\' escaped.
-// Entries hold no NUL bytes (Entry.validate).
-func appendArrayElem(b []byte, v any) []byte {
-	switch v := v.(type) {
-	case int64:
-		return strconv.AppendInt(b, v, 10)
-	case int:
-		return strconv.AppendInt(b, int64(v), 10)
-	case time.Time:
-		b = append(b, '"')
-		b = v.UTC().AppendFormat(b, "2006-01-02 15:04:05.999999-07:00")
-		return append(b, '"')
-	case string:
-		b = append(b, '"')
-		for i := 0; i < len(v); i++ {
-			if v[i] == '"' || v[i] == '\\' {
-				b = append(b, '\\')
-			}
-			b = append(b, v[i])
+// entryColumnCount is the number of columns in entryColumns.
+const entryColumnCount = 24
+
+// releaseArgs drops the arguments batchArgs returned, which alias the
+// column buffers, and the buffers that one outsized batch grew.
+func (ln *lane) releaseArgs() {
+	clear(ln.args)
+	for c := range ln.cols {
+		if cap(ln.cols[c]) > 16*maxKeptBuffer {
+			ln.cols[c] = nil
 		}
-		return append(b, '"')
 	}
-	panic(fmt.Sprintf("audit: no array encoding for %T", v))
+}
+
+// appendArrayTime appends t as an element of a PostgreSQL array literal:
+// double-quoted, in UTC, as "2006-01-02 15:04:05.999999+00:00".
+func appendArrayTime(b []byte, t time.Time) []byte {
+	b = append(b, '"')
+	t = t.UTC()
+	if n := len(b); t.Nanosecond()%1000 == 0 {
+		// time's own RFC 3339 writer is quicker than a layout and, for
+		// microseconds in a year of 4 digits, gives the same digits.
+		b = t.AppendFormat(b, time.RFC3339Nano)
+		if len(b)-n >= len("2006-01-02T15:04:05Z") && b[n+10] == 'T' && b[len(b)-1] == 'Z' {
+			b[n+10] = ' '
+			b = append(b[:len(b)-1], "+00:00"...)
+			return append(b, '"')
+		}
+		b = b[:n]
+	}
+	b = t.AppendFormat(b, "2006-01-02 15:04:05.999999-07:00")
+	return append(b, '"')
+}
+
+// appendArrayText appends s as an element of a PostgreSQL array literal:
+// double-quoted with '"' and '\' escaped. Entries hold no NUL bytes
+// (Entry.validate).
+func appendArrayText[T string | []byte](b []byte, s T) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', c)
+			start = i + 1
+		}
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }

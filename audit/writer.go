@@ -89,16 +89,21 @@ func (ln *lane) commit(batch []*pending) int {
 	expect := len(batch) + len(ln.reqs)
 	written := 0
 	for _, p := range batch {
-		r := result{seq: p.e.Sequence, err: err}
+		p.r = result{seq: p.e.Sequence, err: err}
 		if f, ok := refused[p]; ok && err == nil {
 			if f.winner != nil {
 				f.err.Sequence = f.winner.e.Sequence
 			}
-			r = result{err: f.err}
+			p.r = result{err: f.err}
 		} else if err == nil {
 			written++
 		}
-		p.res <- r
+	}
+	// Every result is settled before the first is sent: an appender that
+	// has its result reuses its pending (a winner's too), so the writer
+	// must not read one after sending it.
+	for _, p := range batch {
+		p.res <- p.r
 	}
 	if err == nil && written > 0 && l.opts.OnCommit != nil {
 		l.opts.OnCommit(written)
@@ -169,24 +174,34 @@ func (ln *lane) release() {
 	}
 }
 
-// chain assigns sequences (step apart: the number of chains) and hashes
-// after head and returns the rows and the new head.
-func chain(batch []*pending, head headRow, step int64) ([]entryRow, headRow) {
-	rows := make([]entryRow, len(batch))
-	for i, p := range batch {
-		head.Seq += step
-		p.e.Sequence, p.e.PrevHash = head.Seq, head.Hash
-		if p.body != nil {
-			p.e.Hash = chainHash(p.body, p.e.Sequence, p.e.PrevHash)
-			rows[i] = p.row
-			rows[i].Seq, rows[i].PrevHash, rows[i].Hash = p.e.Sequence, p.e.PrevHash, p.e.Hash
-		} else {
-			p.e.Hash = computeHash(&p.e)
-			rows[i] = toRow(&p.e)
-		}
-		head.Hash = p.e.Hash
+// link assigns sequences (step apart: the number of chains) and hashes
+// after head and returns the new head.
+func (ln *lane) link(batch []*pending, head headRow) headRow {
+	if len(batch) == 0 {
+		return head
 	}
-	return rows, head
+	step := ln.l.ly.k
+	prev := append(ln.hasher.head[:0], head.Hash...)
+	ln.hasher.head = prev
+	for _, p := range batch {
+		head.Seq += step
+		p.e.Sequence = head.Seq
+		ln.hasher.sum(&p.hash, p.body, p.e.Sequence, prev)
+		prev = p.hash[:]
+	}
+	head.Hash = string(prev)
+	return head
+}
+
+// entryRows returns the stored form of batch, chained after head (link).
+func entryRows(batch []*pending, head headRow) []entryRow {
+	rows := make([]entryRow, len(batch))
+	prev := head.Hash
+	for i, p := range batch {
+		rows[i] = p.row(prev)
+		prev = rows[i].Hash
+	}
+	return rows
 }
 
 // fastInsert writes the batch after the expected head in a single prepared
@@ -216,8 +231,9 @@ func (ln *lane) fastInsert(ctx context.Context, batch []*pending, head headRow) 
 	if err != nil {
 		return false, nil, err
 	}
-	rows, next := chain(keep, head, l.ly.k)
-	_, err = st.ExecContext(ctx, batchArgs(rows, ln.chain, head, next)...)
+	next := ln.link(keep, head)
+	_, err = st.ExecContext(ctx, ln.batchArgs(keep, head, next)...)
+	ln.releaseArgs()
 	if err == nil {
 		*ln.head = next
 		return true, refused, nil
@@ -258,19 +274,21 @@ func (ln *lane) lockedInsert(ctx context.Context, batch []*pending) (headRow, ma
 		if err != nil || len(keep) == 0 {
 			return err
 		}
-		var rows []entryRow
-		rows, next = chain(keep, head, ln.l.ly.k)
+		next = ln.link(keep, head)
 		if isPostgres(tx) {
 			// The batch statement of fastInsert, sent unprepared: its
 			// compare-and-set holds, since the head is locked, and it
 			// moves the head with the rows. A multi-row VALUES insert
 			// cost two writers sharing a chain a third of their
 			// throughput.
-			if _, err := tx.Tx.ExecContext(ctx, pgBatchInsert, batchArgs(rows, ln.chain, head, next)...); err != nil {
+			_, err := tx.Tx.ExecContext(ctx, pgBatchInsert, ln.batchArgs(keep, head, next)...)
+			ln.releaseArgs()
+			if err != nil {
 				return fmt.Errorf("insert entries: %w", err)
 			}
 			return nil
 		}
+		rows := entryRows(keep, head)
 		if _, err := tx.NewInsert().Model(&rows).Exec(ctx); err != nil {
 			return fmt.Errorf("insert entries: %w", err)
 		}
