@@ -108,29 +108,19 @@ func appendJSONList(b []byte, s []string) []byte {
 // encoding/json sorts them; nil as {} (the canonical form).
 func appendJSONMap(b []byte, m map[string]string) []byte {
 	b = append(b, '{')
-	switch len(m) {
-	case 0:
-	case 1:
-		for k, v := range m {
-			b = appendJSONString(b, k)
-			b = append(b, ':')
-			b = appendJSONString(b, v)
+	var buf [8]string
+	keys := buf[:0]
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
 		}
-	default:
-		var buf [8]string
-		keys := buf[:0]
-		for k := range m {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for i, k := range keys {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendJSONString(b, k)
-			b = append(b, ':')
-			b = appendJSONString(b, m[k])
-		}
+		b = appendJSONString(b, k)
+		b = append(b, ':')
+		b = appendJSONString(b, m[k])
 	}
 	return append(b, '}')
 }

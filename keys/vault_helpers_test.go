@@ -12,6 +12,7 @@ import (
 
 	"github.com/clearance-broker/clearance/integration/vaulttest"
 	"github.com/lestrrat-go/jwx/v2/jwe"
+	"github.com/lestrrat-go/jwx/v2/jwk"
 )
 
 // startVault starts a Vault dev server with Clearance's two transit keys.
@@ -31,6 +32,20 @@ func tokenConfig(t testing.TB, s *vaulttest.Server, token string) VaultConfig {
 		t.Fatal(err)
 	}
 	return VaultConfig{Address: s.Addr, Auth: VaultAuth{TokenFile: path}, Timeout: 5 * time.Second, MaxRetries: -1}
+}
+
+// jwksSet reads v's published JWK set and parses it as a partner would.
+func jwksSet(t testing.TB, v *Vault) jwk.Set {
+	t.Helper()
+	raw, err := v.JWKS(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := jwk.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
 }
 
 // newVault connects a *Vault and closes it at the end of the test.

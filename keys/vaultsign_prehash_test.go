@@ -11,7 +11,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
 )
 
@@ -51,15 +50,7 @@ func TestVaultSignSendsNoPayload(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			raw, err := v.JWKS(t.Context())
-			if err != nil {
-				t.Fatal(err)
-			}
-			set, err := jwk.Parse(raw)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got, err := jws.Verify(tokens[0], jws.WithKeySet(set)); err != nil || !bytes.Equal(got, payload) {
+			if got, err := jws.Verify(tokens[0], jws.WithKeySet(jwksSet(t, v))); err != nil || !bytes.Equal(got, payload) {
 				t.Fatalf("verify: %v", err)
 			}
 			// Never the payload in clear or as its base64url; the standard

@@ -46,14 +46,7 @@ func TestVaultSignBatchAndJWKS(t *testing.T) {
 			if got := v.RoundTrips() - before; got != 3 {
 				t.Errorf("round trips for 600 signatures = %d, want 3 (batches of 256)", got)
 			}
-			raw, err := v.JWKS(t.Context())
-			if err != nil {
-				t.Fatal(err)
-			}
-			set, err := jwk.Parse(raw)
-			if err != nil {
-				t.Fatal(err)
-			}
+			set := jwksSet(t, v)
 			for i, tok := range tokens {
 				msg, err := jws.Parse(tok)
 				if err != nil {
@@ -88,7 +81,7 @@ func TestVaultSignBatchAndJWKS(t *testing.T) {
 			if kid, _, _ := jwsKid(newer[0]); kid != "clearance-signing:v2" {
 				t.Fatalf("kid after rotation = %q", kid)
 			}
-			raw, _ = v.JWKS(t.Context())
+			raw, _ := v.JWKS(t.Context())
 			if kids := jwksKids(t, raw); !slices.Equal(kids, []string{"clearance-signing:v1", "clearance-signing:v2"}) {
 				t.Fatalf("jwks kids = %v", kids)
 			}
@@ -131,15 +124,8 @@ func TestVaultSealForPartner(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			jwksDoc, err := v.JWKS(t.Context())
-			if err != nil {
-				t.Fatal(err)
-			}
 			// The partner's side: its private key, the published JWKS, jwx.
-			set, err := jwk.Parse(jwksDoc)
-			if err != nil {
-				t.Fatal(err)
-			}
+			set := jwksSet(t, v)
 			for i, msg := range out {
 				if bytesContains(msg, "request_id") {
 					t.Fatal("payload visible in the JWE")
