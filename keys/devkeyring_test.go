@@ -80,14 +80,7 @@ func TestDevKeyRingSignVerifyJWKS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := d.JWKS(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := jwk.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	set := jwksSet(t, d)
 	for i, tok := range tokens {
 		got, err := jws.Verify(tok, jws.WithKeySet(set))
 		if err != nil || !bytes.Equal(got, payloads[i]) {

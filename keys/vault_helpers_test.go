@@ -2,6 +2,7 @@ package keys
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"os"
@@ -34,8 +35,11 @@ func tokenConfig(t testing.TB, s *vaulttest.Server, token string) VaultConfig {
 	return VaultConfig{Address: s.Addr, Auth: VaultAuth{TokenFile: path}, Timeout: 5 * time.Second, MaxRetries: -1}
 }
 
-// jwksSet reads v's published JWK set and parses it as a partner would.
-func jwksSet(t testing.TB, v *Vault) jwk.Set {
+// jwksSet reads the JWK set v publishes (a Vault or the development key
+// ring) and parses it as a partner would.
+func jwksSet(t testing.TB, v interface {
+	JWKS(context.Context) ([]byte, error)
+}) jwk.Set {
 	t.Helper()
 	raw, err := v.JWKS(t.Context())
 	if err != nil {
