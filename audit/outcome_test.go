@@ -291,3 +291,51 @@ func TestRecordedFinalsUseIndexWithoutStatistics(t *testing.T) {
 		t.Errorf("r150 = %+v, %v; want delivered at 300", f, ok)
 	}
 }
+
+// TestRecordedFinalsAgreeWithFinal stores one entry of every event, decision
+// and kind of reason, each under its own request id, and checks that the
+// writer's look-up (whose query filters on event and decision in SQL) finds
+// exactly the ones Final calls final, on both stores.
+func TestRecordedFinalsAgreeWithFinal(t *testing.T) {
+	events := []Event{EventDecided, EventDelivered, EventDeliveryFailed, EventRejected, EventReceived,
+		EventErasureNotified, EventRegistryApplied, EventConsentRecorded, EventErasureRecorded}
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := t.Context()
+			db := openTestDB(t, b.dsn(t))
+			l := openTestLog(t, db, testOptions(t))
+			want := map[string]bool{}
+			var ids []string
+			i := 0
+			for _, ev := range events {
+				for _, decision := range []string{"allow", "deny"} {
+					for _, reason := range []string{"delivery_failed: transient", "delivery_failed: permanent"} {
+						i++
+						e := outcomeEntry(i, fmt.Sprintf("r-%d", i), ev, decision, reason)
+						if _, err := l.Append(ctx, e); err != nil {
+							t.Fatalf("%s %s %s: %v", ev, decision, reason, err)
+						}
+						ids = append(ids, e.RequestID)
+						want[e.RequestID] = e.Final()
+					}
+				}
+			}
+			got, err := recordedFinals(ctx, db, ids)
+			if err != nil {
+				t.Fatal(err)
+			}
+			finals := 0
+			for j, id := range ids {
+				if _, ok := got[id]; ok != want[id] {
+					t.Errorf("entry %d (%s): recorded final %v, Final %v", j+1, id, ok, want[id])
+				}
+				if want[id] {
+					finals++
+				}
+			}
+			if finals == 0 || finals == len(ids) {
+				t.Fatalf("%d of %d entries final: the test covers nothing", finals, len(ids))
+			}
+		})
+	}
+}

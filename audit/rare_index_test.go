@@ -1,0 +1,153 @@
+package audit
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/uptrace/bun"
+)
+
+// postgresIndexes returns the valid indexes of audit_entries in db's schema.
+func postgresIndexes(t *testing.T, db *bun.DB) []string {
+	t.Helper()
+	var names []string
+	if err := db.NewRaw(`SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+		WHERE i.indrelid = 'audit_entries'::regclass AND i.indisvalid ORDER BY 1`).Scan(t.Context(), &names); err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+// TestRareValueIndexes: on Postgres the decision and event indexes cover the
+// rare values only; a query for a rare value is planned on them, and a
+// query for any value returns what a filter over every entry returns.
+func TestRareValueIndexes(t *testing.T) {
+	ctx := t.Context()
+	db := openTestDB(t, postgresDSN(t))
+	l := openTestLog(t, db, testOptions(t))
+	names := postgresIndexes(t, db)
+	for _, ix := range rareIndexes {
+		if !slices.Contains(names, ix.name) || slices.Contains(names, ix.replaces) {
+			t.Fatalf("indexes %v: want %s and not %s", names, ix.name, ix.replaces)
+		}
+	}
+	var all []*Entry
+	for i := range 60 {
+		e := decidedEntry(i)
+		switch i % 6 {
+		case 1:
+			e.Event = EventDelivered
+		case 2:
+			e.Decision = "deny"
+		case 3:
+			e.Event, e.Decision = EventRejected, "deny"
+		case 4:
+			e.Event, e.Reasons = EventDeliveryFailed, []string{"delivery_failed: permanent"}
+		}
+		if _, err := l.Append(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, e)
+	}
+	filters := []struct {
+		f    Filter
+		rare string // the index a query for a rare value is planned on
+		keep func(*Entry) bool
+	}{
+		{Filter{Decision: "deny"}, "audit_entries_decision_rare_idx", func(e *Entry) bool { return e.Decision == "deny" }},
+		{Filter{Event: EventRejected}, "audit_entries_event_rare_idx", func(e *Entry) bool { return e.Event == EventRejected }},
+		{Filter{Event: EventDeliveryFailed}, "audit_entries_event_rare_idx", func(e *Entry) bool { return e.Event == EventDeliveryFailed }},
+		{Filter{Decision: "allow"}, "", func(e *Entry) bool { return e.Decision == "allow" }},
+		{Filter{Event: EventDecided}, "", func(e *Entry) bool { return e.Event == EventDecided }},
+		{Filter{Event: EventDelivered, Decision: "allow"}, "", func(e *Entry) bool { return e.Event == EventDelivered && e.Decision == "allow" }},
+	}
+	for _, tt := range filters {
+		got, err := l.Query(ctx, tt.f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		for _, e := range all {
+			if tt.keep(e) {
+				want = append(want, e.RequestID)
+			}
+		}
+		var ids []string
+		for _, e := range got {
+			ids = append(ids, e.RequestID)
+		}
+		if len(want) == 0 || !slices.Equal(ids, want) {
+			t.Errorf("%+v: got %v, want %v", tt.f, ids, want)
+		}
+		if tt.rare == "" {
+			continue
+		}
+		q, err := l.apply(db.NewSelect().Model((*entryRow)(nil)), &tt.f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Seq scans off: the question is whether the narrowed index can
+		// answer the query, not which plan 60 rows make cheapest.
+		err = db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+			if _, err := tx.ExecContext(ctx, "SET LOCAL enable_seqscan = off"); err != nil {
+				return err
+			}
+			var plan string
+			if err := tx.QueryRowContext(ctx, "EXPLAIN (FORMAT JSON) "+q.Limit(DefaultLimit).String()).Scan(&plan); err != nil {
+				return err
+			}
+			if !strings.Contains(plan, `"`+tt.rare+`"`) {
+				t.Errorf("%+v: not planned on %s:\n%s", tt.f, tt.rare, plan)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestRareValueIndexesConcurrently takes the migration's path for a large
+// log (CREATE INDEX CONCURRENTLY) both ways, and from an invalid index that a
+// failed concurrent build left behind.
+func TestRareValueIndexesConcurrently(t *testing.T) {
+	defer func(n int64) { concurrentIndexAbove = n }(concurrentIndexAbove)
+	concurrentIndexAbove = 0
+	ctx := t.Context()
+	db := openTestDB(t, postgresDSN(t))
+	l := openTestLog(t, db, testOptions(t))
+	appendN(t, l, 0, 20)
+	if err := rareValueIndexesDown(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	names := postgresIndexes(t, db)
+	for _, ix := range rareIndexes {
+		if slices.Contains(names, ix.name) || !slices.Contains(names, ix.replaces) {
+			t.Fatalf("down: indexes %v: want %s and not %s", names, ix.replaces, ix.name)
+		}
+	}
+	// A unique index on a column with duplicates fails after the
+	// concurrent build created it: it stays, invalid, under the name.
+	if _, err := db.ExecContext(ctx, "CREATE UNIQUE INDEX CONCURRENTLY audit_entries_event_rare_idx ON audit_entries (event)"); err == nil {
+		t.Fatal("unique index over duplicate events built")
+	}
+	if err := rareValueIndexesUp(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	names = postgresIndexes(t, db)
+	for _, ix := range rareIndexes {
+		if !slices.Contains(names, ix.name) || slices.Contains(names, ix.replaces) {
+			t.Fatalf("up: indexes %v: want %s and not %s", names, ix.name, ix.replaces)
+		}
+	}
+	var unique bool
+	if err := db.NewRaw(`SELECT indisunique FROM pg_index WHERE indexrelid = 'audit_entries_event_rare_idx'::regclass`).Scan(ctx, &unique); err != nil || unique {
+		t.Fatalf("event index left from the failed build: unique %v, %v", unique, err)
+	}
+	appendN(t, l, 20, 5)
+	if _, err := l.Verify(ctx, testSigner(t)); err != nil {
+		t.Fatal(err)
+	}
+}
