@@ -13,12 +13,17 @@ import (
 // loop consumes one durable consumer with bounded concurrency. Its owner is
 // the Broker, which stops it and waits for it.
 type loop struct {
-	name     string
-	iter     jetstream.MessagesContext
-	handle   func(ctx context.Context, msg jetstream.Msg)
-	b        *Broker
-	sem      chan struct{}
-	wg       sync.WaitGroup
+	name   string
+	iter   jetstream.MessagesContext
+	handle func(ctx context.Context, msg jetstream.Msg)
+	b      *Broker
+	sem    chan struct{}
+	// msgs hands a message to an idle worker. Workers are started as
+	// messages need them, at most one per unit of concurrency, and live
+	// until the loop stops: a goroutine per message would grow a fresh
+	// stack through the decision's walk each time (about 4 µs a message).
+	msgs     chan jetstream.Msg
+	wg       sync.WaitGroup // the workers
 	done     chan struct{}
 	work     context.Context
 	cancel   context.CancelFunc
@@ -53,6 +58,7 @@ func (b *Broker) startLoop(name string, cons jetstream.Consumer, h func(ctx cont
 	l := &loop{
 		name: name, iter: iter, handle: h, b: b,
 		sem:  make(chan struct{}, b.opts.Concurrency),
+		msgs: make(chan jetstream.Msg),
 		done: make(chan struct{}),
 		work: work, cancel: cancel,
 		inWork: map[*inWork]struct{}{},
@@ -68,6 +74,8 @@ func (b *Broker) startLoop(name string, cons jetstream.Consumer, h func(ctx cont
 // from the consumer while every worker is busy).
 func (l *loop) run() {
 	defer close(l.done)
+	defer close(l.msgs)
+	workers := 0
 	for {
 		l.sem <- struct{}{}
 		msg, err := l.iter.Next()
@@ -86,24 +94,52 @@ func (l *loop) run() {
 			<-l.sem
 			continue
 		}
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			defer func() { <-l.sem }()
-			l.b.metrics.inFlight.Inc()
-			defer l.b.metrics.inFlight.Dec()
-			w := &inWork{msg: msg, last: time.Now()}
-			l.beatMu.Lock()
-			l.inWork[w] = struct{}{}
-			l.beatMu.Unlock()
-			defer func() {
-				l.beatMu.Lock()
-				delete(l.inWork, w)
-				l.beatMu.Unlock()
-			}()
-			l.handle(l.work, msg)
-		}()
+		select {
+		case l.msgs <- msg:
+			continue
+		default:
+		}
+		if workers < cap(l.sem) {
+			workers++
+			l.wg.Add(1)
+			go l.worker(msg)
+			continue
+		}
+		// Every worker exists and the semaphore let this message in, so one
+		// of them has finished its message and is on its way back.
+		l.msgs <- msg
 	}
+}
+
+// worker works on msg, then on each message run hands it, until the loop
+// stops.
+func (l *loop) worker(msg jetstream.Msg) {
+	defer l.wg.Done()
+	for {
+		l.work1(msg)
+		var ok bool
+		if msg, ok = <-l.msgs; !ok {
+			return
+		}
+	}
+}
+
+// work1 handles one message, known to beat while it is in work, and frees
+// its slot of the semaphore.
+func (l *loop) work1(msg jetstream.Msg) {
+	defer func() { <-l.sem }()
+	l.b.metrics.inFlight.Inc()
+	defer l.b.metrics.inFlight.Dec()
+	w := &inWork{msg: msg, last: time.Now()}
+	l.beatMu.Lock()
+	l.inWork[w] = struct{}{}
+	l.beatMu.Unlock()
+	defer func() {
+		l.beatMu.Lock()
+		delete(l.inWork, w)
+		l.beatMu.Unlock()
+	}()
+	l.handle(l.work, msg)
 }
 
 // beat keeps the ack deadline of the messages in work from passing, so that
