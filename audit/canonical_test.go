@@ -158,39 +158,6 @@ func TestCanonicalMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
-// TestJSONStringMatchesEncodingJSON compares appendJSONString with
-// encoding/json for every single byte, every rune up to U+FFFF and beyond,
-// and random byte strings.
-func TestJSONStringMatchesEncodingJSON(t *testing.T) {
-	check := func(s string) {
-		t.Helper()
-		want, err := json.Marshal(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := appendJSONString(nil, s); !bytes.Equal(got, want) {
-			t.Fatalf("%q: %s, want %s", s, got, want)
-		}
-	}
-	for c := range 256 {
-		check(string([]byte{byte(c)}))
-		check("a" + string([]byte{byte(c)}) + "b")
-	}
-	for c := rune(0); c <= 0x10ffff; c++ {
-		if c <= 0xffff || c%97 == 0 {
-			check(string(c) + "x")
-		}
-	}
-	r := rand.New(rand.NewPCG(3, 4))
-	for range 20000 {
-		b := make([]byte, r.IntN(24))
-		for i := range b {
-			b[i] = byte(r.IntN(256))
-		}
-		check(string(b))
-	}
-}
-
 // FuzzCanonical compares the hand-written canonical JSON with encoding/json
 // on fuzzed text.
 func FuzzCanonical(f *testing.F) {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/clearance-broker/clearance/internal/jsonenc"
 )
 
 // Event names what an entry records. The set is open: registry changes and
@@ -150,7 +152,7 @@ func computeHash(e *Entry) string {
 		panic("audit: encode entry: time outside the years 0 to 9999")
 	}
 	b = append(b, `"prev_hash":`...)
-	b = appendJSONString(b, e.PrevHash)
+	b = jsonenc.AppendString(b, e.PrevHash)
 	b = append(b, `,"hash":""}`...)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])

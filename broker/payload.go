@@ -1,9 +1,10 @@
 package broker
 
 import (
-	"encoding/json"
+	"strconv"
 
 	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/internal/jsonenc"
 )
 
 // Payload is what a recipient receives, sealed: signed and encrypted to a
@@ -34,17 +35,47 @@ type Payload struct {
 	Record map[string]any `json:"record"`
 }
 
-func newPayload(req *agreements.Request, d *agreements.Decision) ([]byte, error) {
-	return json.Marshal(Payload{
-		RequestID:     req.ID,
-		Source:        req.Source,
-		Recipient:     req.Recipient,
-		Purpose:       req.Purpose,
-		Dataset:       req.Dataset,
-		Agreement:     d.Agreement,
-		LegalOrder:    d.LegalOrder,
-		Mechanism:     d.Mechanism,
-		RetentionDays: d.RetentionDays,
-		Record:        d.Record,
-	})
+// sizeHint is the request's size, which the payload rarely exceeds by much
+// (its record is a part of the request's).
+func newPayload(req *agreements.Request, d *agreements.Decision, sizeHint int) ([]byte, error) {
+	// Written by hand, byte for byte as json.Marshal writes a Payload
+	// (TestPayloadMatchesEncodingJSON), without its reflection: about a
+	// twentieth of the broker's CPU per delivery in the load harness.
+	b := make([]byte, 0, sizeHint+256)
+	b = append(b, `{"request_id":`...)
+	b = jsonenc.AppendString(b, req.ID)
+	b = append(b, `,"source":`...)
+	b = jsonenc.AppendString(b, req.Source)
+	b = append(b, `,"recipient":`...)
+	b = jsonenc.AppendString(b, req.Recipient)
+	b = append(b, `,"purpose":`...)
+	b = jsonenc.AppendString(b, req.Purpose)
+	b = append(b, `,"dataset":`...)
+	b = jsonenc.AppendString(b, req.Dataset)
+	b = append(b, `,"agreement":`...)
+	if a := d.Agreement; a != nil {
+		b = append(b, `{"id":`...)
+		b = jsonenc.AppendString(b, a.ID)
+		b = append(b, `,"version":`...)
+		b = strconv.AppendInt(b, int64(a.Version), 10)
+		b = append(b, '}')
+	} else {
+		b = append(b, "null"...)
+	}
+	if d.LegalOrder != "" {
+		b = append(b, `,"legal_order":`...)
+		b = jsonenc.AppendString(b, d.LegalOrder)
+	}
+	b = append(b, `,"mechanism":`...)
+	b = jsonenc.AppendString(b, d.Mechanism)
+	if d.RetentionDays != 0 {
+		b = append(b, `,"retention_days":`...)
+		b = strconv.AppendInt(b, int64(d.RetentionDays), 10)
+	}
+	b = append(b, `,"record":`...)
+	b, err := jsonenc.AppendValue(b, d.Record)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '}'), nil
 }

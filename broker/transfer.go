@@ -39,6 +39,8 @@ type result struct {
 	// the broker's own (a subject key for a regional stream).
 	keyRef string
 	seq    int64
+	// size is the request's size in bytes, which bounds its payload's.
+	size int
 	// recorded: the final outcome was already in the audit log when the
 	// message was redelivered (recorded.go).
 	recorded bool
@@ -93,7 +95,7 @@ func (b *Broker) handleTransfer(ctx context.Context, msg jetstream.Msg) {
 //
 // d is the Decision to decide into when the Decider can (DeciderInto).
 func (b *Broker) process(ctx context.Context, msg jetstream.Msg, attempt uint64, d *agreements.Decision) *result {
-	res := &result{source: sourceOf(msg.Subject()), requestID: msg.Headers().Get(jetstream.MsgIDHeader)}
+	res := &result{source: sourceOf(msg.Subject()), requestID: msg.Headers().Get(jetstream.MsgIDHeader), size: len(msg.Data())}
 	req, err := agreements.ParseRequest(msg.Data())
 	if err == nil {
 		err = checkRouting(req, res.source, res.requestID)
@@ -152,7 +154,7 @@ func (b *Broker) deliver(ctx context.Context, res *result) *result {
 	if len(party.PublicKey) == 0 && needsPartyKey(conn) {
 		return b.failBeforeDelivery(ctx, res, fmt.Errorf("broker: recipient %s has no public key for connector %s: %w", req.Recipient, res.connector, errPermanent))
 	}
-	payload, err := newPayload(req, d)
+	payload, err := newPayload(req, d, res.size)
 	if err != nil {
 		return b.failBeforeDelivery(ctx, res, fmt.Errorf("broker: encode payload: %w", errPermanent))
 	}
@@ -239,6 +241,13 @@ func (b *Broker) failBeforeDelivery(ctx context.Context, res *result, cause erro
 // entry of a failure or rejection, the sealed dead letter and the receipt.
 // When one of these cannot be written the message is handed back instead.
 func (b *Broker) finish(ctx context.Context, msg jetstream.Msg, res *result, plan Plan, attempt uint64) Plan {
+	if res.outcome == OutcomeDelivered || res.outcome == OutcomeDenied {
+		// Recorded already: only the receipt is left.
+		if plan.Final && !res.recorded {
+			b.publishReceipt(res, plan)
+		}
+		return plan
+	}
 	// The outcome is recorded even when the work context was cancelled by
 	// a shutdown.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
