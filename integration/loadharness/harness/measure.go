@@ -134,18 +134,24 @@ func (t *tracker) latency() Latency {
 type usage struct {
 	cpu0, vault0 time.Duration
 	vaultPid     int
-	hwmReset     bool
-	peakGo       atomic.Uint64
-	stop         chan struct{}
-	wg           sync.WaitGroup
-	procs        *children
-	procs0       []childStats
+	// pg0 and busy0 are the CPU time of the machine's PostgreSQL processes
+	// and of the whole machine at the start (see hostCPU).
+	pg0, busy0 time.Duration
+	start      time.Time
+	hwmReset   bool
+	peakGo     atomic.Uint64
+	stop       chan struct{}
+	wg         sync.WaitGroup
+	procs      *children
+	procs0     []childStats
 }
 
 // startUsage starts measuring; procs are the measured instances' child
 // processes (none in-process), whose peak resident sets it resets.
 func startUsage(ctx context.Context, vaultPid int, procs *children) (*usage, error) {
 	u := &usage{cpu0: processCPU(), vaultPid: vaultPid, vault0: childCPU(vaultPid), stop: make(chan struct{}), procs: procs}
+	u.pg0, u.busy0 = hostCPU()
+	u.start = time.Now()
 	var err error
 	if u.procs0, err = procs.mark(ctx); err != nil {
 		return nil, err
@@ -194,6 +200,15 @@ type Resources struct {
 	CPUSeconds float64 `json:"process_cpu_seconds"`
 	// VaultCPUSeconds is the Vault dev server's CPU time.
 	VaultCPUSeconds float64 `json:"vault_cpu_seconds"`
+	// PostgresCPUSeconds is the CPU time of every PostgreSQL process on
+	// this machine (0 when the audit log's server runs elsewhere): the
+	// audit log's backends, and the server's own writers and vacuum.
+	PostgresCPUSeconds float64 `json:"postgres_cpu_seconds"`
+	// MachineCPUSeconds is the CPU time the whole machine spent busy
+	// (/proc/stat: every state but idle and iowait), whoever used it.
+	MachineCPUSeconds float64 `json:"machine_cpu_seconds"`
+	// WallSeconds is how long the measurement of these figures took.
+	WallSeconds float64 `json:"wall_seconds"`
 	// PeakRSSBytes is the harness process's peak resident set (VmHWM).
 	PeakRSSBytes uint64 `json:"peak_rss_bytes"`
 	// PeakRSSReset says whether VmHWM was reset at the start (else it is
@@ -226,6 +241,9 @@ type InstanceResources struct {
 func (r *Resources) add(o Resources) {
 	r.CPUSeconds += o.CPUSeconds
 	r.VaultCPUSeconds += o.VaultCPUSeconds
+	r.PostgresCPUSeconds += o.PostgresCPUSeconds
+	r.MachineCPUSeconds += o.MachineCPUSeconds
+	r.WallSeconds += o.WallSeconds
 	r.PeakRSSBytes = max(r.PeakRSSBytes, o.PeakRSSBytes)
 	r.PeakRSSReset = o.PeakRSSReset
 	r.PeakGoBytes = max(r.PeakGoBytes, o.PeakGoBytes)
@@ -247,12 +265,16 @@ func (u *usage) end(ctx context.Context) (Resources, error) {
 	u.wg.Wait()
 	u.sample()
 	procs1, err := u.procs.stats(ctx)
+	pg1, busy1 := hostCPU()
 	r := Resources{
-		CPUSeconds:      (processCPU() - u.cpu0).Seconds(),
-		VaultCPUSeconds: (childCPU(u.vaultPid) - u.vault0).Seconds(),
-		PeakRSSBytes:    vmHWM(),
-		PeakRSSReset:    u.hwmReset,
-		PeakGoBytes:     u.peakGo.Load(),
+		WallSeconds:        time.Since(u.start).Seconds(),
+		CPUSeconds:         (processCPU() - u.cpu0).Seconds(),
+		VaultCPUSeconds:    (childCPU(u.vaultPid) - u.vault0).Seconds(),
+		PostgresCPUSeconds: (pg1 - u.pg0).Seconds(),
+		MachineCPUSeconds:  (busy1 - u.busy0).Seconds(),
+		PeakRSSBytes:       vmHWM(),
+		PeakRSSReset:       u.hwmReset,
+		PeakGoBytes:        u.peakGo.Load(),
 	}
 	if err != nil {
 		return r, err
@@ -291,15 +313,57 @@ func childCPU(pid int) time.Duration {
 	if err != nil {
 		return 0
 	}
+	return statCPU(b)
+}
+
+// statCPU returns utime+stime from the text of a /proc/<pid>/stat.
+func statCPU(b []byte) time.Duration {
 	// Fields after the command name (which may hold spaces) start at state.
-	rest := b[bytes.LastIndexByte(b, ')')+2:]
-	f := strings.Fields(string(rest))
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 > len(b) {
+		return 0
+	}
+	f := strings.Fields(string(b[i+2:]))
 	if len(f) < 13 {
 		return 0
 	}
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// hostCPU returns the CPU time used so far by the processes named postgres
+// on this machine (live ones: a backend that exited between two readings
+// takes its time with it, which the audit log's pooled connections do not
+// do during a measurement), and the machine's busy time from the first line
+// of /proc/stat (user, nice, system, irq, softirq and steal ticks).
+func hostCPU() (pg, busy time.Duration) {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil || !bytes.Contains(b, []byte("(postgres)")) {
+			continue
+		}
+		pg += statCPU(b)
+	}
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return pg, 0
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 9 || f[0] != "cpu" {
+		return pg, 0
+	}
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		v, _ := strconv.ParseInt(f[i], 10, 64)
+		ticks += v
+	}
+	return pg, time.Duration(ticks) * 10 * time.Millisecond
 }
 
 // vmHWM returns the process's peak resident set.

@@ -115,6 +115,14 @@ type Measurement struct {
 	// instances' processes per request (all instances together; 0
 	// in-process).
 	InstancesCPUMicrosPerRequest float64 `json:"instances_cpu_us_per_request"`
+	// PostgresCPUMicrosPerRequest is the CPU time of the machine's
+	// PostgreSQL processes per request.
+	PostgresCPUMicrosPerRequest float64 `json:"postgres_cpu_us_per_request"`
+	// MachineCPUMicrosPerRequest is the busy time of the whole machine per
+	// request, and MachineBusy the share of its cores that were busy over
+	// the throughput run (1: every core all the time).
+	MachineCPUMicrosPerRequest float64 `json:"machine_cpu_us_per_request"`
+	MachineBusy                float64 `json:"machine_busy_fraction"`
 }
 
 // Paced is a latency measurement at a fraction of the maximum rate.
@@ -225,6 +233,11 @@ func (m *Measurement) summarise() {
 	m.Throughput = n / m.Seconds
 	m.CPUMicrosPerRequest = m.Resources.CPUSeconds / n * 1e6
 	m.InstancesCPUMicrosPerRequest = m.Resources.InstancesCPUSeconds / n * 1e6
+	m.PostgresCPUMicrosPerRequest = m.Resources.PostgresCPUSeconds / n * 1e6
+	m.MachineCPUMicrosPerRequest = m.Resources.MachineCPUSeconds / n * 1e6
+	if m.Resources.WallSeconds > 0 {
+		m.MachineBusy = m.Resources.MachineCPUSeconds / (m.Resources.WallSeconds * float64(runtime.NumCPU()))
+	}
 	m.VaultTripsPer10k = float64(m.VaultTrips) / n * 10000
 	m.VaultAllTripsPer10k = float64(m.VaultTrips+m.VaultCheckpointTrips) / n * 10000
 	m.AuditPerSecond = float64(m.AuditEntries) / m.Seconds
@@ -345,8 +358,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.Settings.InProcess {
 		fmt.Fprint(bw, "instances ran in-process: no per-instance figures; process figures include them\n\n")
 	}
-	fmt.Fprintf(bw, "%-22s %9s %6s %23s %23s %9s %8s %9s %8s %9s %8s\n", "run", "req/s", "ratio", "p50/p99/p99.9 @50% ms", "p50/p99/p99.9 @90% ms", "vault/10k", "audit/s",
-		"inst µs/r", "inst MiB", "proc µs/r", "proc MiB")
+	fmt.Fprintf(bw, "%-22s %9s %6s %23s %23s %9s %8s %9s %8s %9s %8s %7s %9s %5s\n", "run", "req/s", "ratio", "p50/p99/p99.9 @50% ms", "p50/p99/p99.9 @90% ms", "vault/10k", "audit/s",
+		"inst µs/r", "inst MiB", "proc µs/r", "proc MiB", "pg µs/r", "host µs/r", "busy")
 	for _, m := range r.Runs {
 		lat := func(f float64) string {
 			if p := m.pacedAt(f); p != nil {
@@ -362,8 +375,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if len(m.Resources.PerInstance) > 0 {
 			instCPU, instRSS = fmt.Sprintf("%.0f", m.InstancesCPUMicrosPerRequest), fmt.Sprintf("%d", m.Resources.InstancePeakRSSBytes>>20)
 		}
-		fmt.Fprintf(bw, "%-22s %9.0f %6s %23s %23s %9.2f %8.0f %9s %8s %9.0f %8d\n", m.Name, m.Throughput, ratio, lat(0.5), lat(0.9),
-			m.VaultTripsPer10k, m.AuditPerSecond, instCPU, instRSS, m.CPUMicrosPerRequest, m.Resources.PeakRSSBytes>>20)
+		fmt.Fprintf(bw, "%-22s %9.0f %6s %23s %23s %9.2f %8.0f %9s %8s %9.0f %8d %7.0f %9.0f %4.0f%%\n", m.Name, m.Throughput, ratio, lat(0.5), lat(0.9),
+			m.VaultTripsPer10k, m.AuditPerSecond, instCPU, instRSS, m.CPUMicrosPerRequest, m.Resources.PeakRSSBytes>>20,
+			m.PostgresCPUMicrosPerRequest, m.MachineCPUMicrosPerRequest, m.MachineBusy*100)
 	}
 	if p := r.Propagation; p != nil {
 		fmt.Fprintf(bw, "\nregistry change propagation (%s, %d instances, %d changes, %d under load):\n", p.Sink, p.Instances, p.Changes, p.UnderLoad)

@@ -50,6 +50,13 @@ func TestSmoke(t *testing.T) {
 		if m.Resources.CPUSeconds <= 0 || m.Resources.PeakRSSBytes == 0 || len(m.Paced) != 1 {
 			t.Errorf("%s: cpu %.2fs, rss %d, %d paced runs: figures missing", m.Name, m.Resources.CPUSeconds, m.Resources.PeakRSSBytes, len(m.Paced))
 		}
+		// The machine's busy time covers every process measured, and the
+		// audit log's broker runs made the machine's Postgres work.
+		if m.Resources.MachineCPUSeconds < m.Resources.InstancesCPUSeconds || m.MachineBusy <= 0 || m.MachineBusy > 1.1 ||
+			m.Kind == "broker" && m.PostgresCPUMicrosPerRequest <= 0 {
+			t.Errorf("%s: machine %.2fs busy (%.2f of its cores), instances %.2fs, postgres %.0f µs/req: host figures missing",
+				m.Name, m.Resources.MachineCPUSeconds, m.MachineBusy, m.Resources.InstancesCPUSeconds, m.PostgresCPUMicrosPerRequest)
+		}
 		// Each instance ran in a child process: its own CPU and peak memory.
 		if len(m.Resources.PerInstance) != m.Instances || m.InstancesCPUMicrosPerRequest <= 0 || m.Resources.InstancePeakRSSBytes == 0 {
 			t.Errorf("%s: %d instance figures for %d instances, %.0f µs/req, peak %d bytes: per-instance figures missing",
