@@ -116,3 +116,17 @@ func BenchmarkPayload(b *testing.B) {
 		})
 	}
 }
+
+// TestReceiptMatchesEncodingJSON holds Receipt.appendJSON to json.Marshal.
+func TestReceiptMatchesEncodingJSON(t *testing.T) {
+	for _, r := range []Receipt{
+		{},
+		{RequestID: "ord-1", Decision: "allow", Reasons: []string{}, AuditSequence: 42, Status: StatusDelivered},
+		{RequestID: "r<&>\u2028\"\\\x01\xff", Decision: "deny", Reasons: []string{"no_consent", "invalid_request: id: holds control characters"}, AuditSequence: -1, Status: StatusRejected},
+	} {
+		want, err := json.Marshal(r)
+		if got := r.appendJSON(nil); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%+v:\n got %s\nwant %s (%v)", r, got, want, err)
+		}
+	}
+}

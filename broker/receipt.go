@@ -2,8 +2,10 @@ package broker
 
 import (
 	"encoding/json"
+	"strconv"
 	"sync"
 
+	"github.com/clearance-broker/clearance/internal/jsonenc"
 	"github.com/nats-io/nats.go"
 )
 
@@ -97,4 +99,25 @@ func (w *waiters) closeAll() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.m = map[string][]chan Receipt{}
+}
+
+// appendJSON appends r as json.Marshal writes it (TestReceiptMatchesEncodingJSON),
+// without its reflection: a receipt is sent for every transfer, and
+// json.Marshal cost about 6 µs of each in the load harness's profile.
+func (r *Receipt) appendJSON(b []byte) []byte {
+	b = append(b, `{"request_id":`...)
+	b = jsonenc.AppendString(b, r.RequestID)
+	b = append(b, `,"decision":`...)
+	b = jsonenc.AppendString(b, r.Decision)
+	b = append(b, `,"reasons":`...)
+	if r.Reasons == nil {
+		b = append(b, "null"...)
+	} else {
+		b = jsonenc.AppendStrings(b, r.Reasons)
+	}
+	b = append(b, `,"audit_sequence":`...)
+	b = strconv.AppendInt(b, r.AuditSequence, 10)
+	b = append(b, `,"status":`...)
+	b = jsonenc.AppendString(b, r.Status)
+	return append(b, '}')
 }

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -329,10 +328,7 @@ func (b *Broker) publishReceipt(res *result, plan Plan) {
 	if r.Reasons == nil {
 		r.Reasons = []string{}
 	}
-	data, err := json.Marshal(r)
-	if err != nil {
-		return
-	}
+	data := r.appendJSON(make([]byte, 0, 128+len(r.RequestID)))
 	if err := b.opts.NATS.Publish(ReceiptsSubject+"."+res.source, data); err != nil {
 		b.log.Warn("publish receipt", "request_id", res.requestID, "err", err)
 	}
