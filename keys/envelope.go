@@ -164,8 +164,15 @@ func parseHeader(seg []byte) (envelopeHeader, error) {
 var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // sealWith encrypts plaintext under aead with a fresh random nonce and
-// returns the compact serialization with the given encoded header.
+// returns the compact serialization with the given encoded header and no
+// encrypted key (alg "dir").
 func sealWith(aead cipher.AEAD, header []byte, plaintext []byte) ([]byte, error) {
+	return sealWithKey(aead, header, nil, plaintext)
+}
+
+// sealWithKey is sealWith with an encrypted key, written base64url-encoded
+// in its segment.
+func sealWithKey(aead cipher.AEAD, header, encryptedKey []byte, plaintext []byte) ([]byte, error) {
 	// The scratch buffer holds the nonce, then ciphertext||tag.
 	bp := scratch.Get().(*[]byte)
 	if need := nonceSize + len(plaintext) + tagSize; cap(*bp) < need {
@@ -182,9 +189,11 @@ func sealWith(aead cipher.AEAD, header []byte, plaintext []byte) ([]byte, error)
 	}
 	ct := aead.Seal(nonce[nonceSize:], nonce, plaintext, header)
 	body, tag := ct[:len(plaintext)], ct[len(plaintext):]
-	out := make([]byte, 0, len(header)+4+b64.EncodedLen(nonceSize)+b64.EncodedLen(len(body))+b64.EncodedLen(tagSize))
+	out := make([]byte, 0, len(header)+4+b64.EncodedLen(len(encryptedKey))+b64.EncodedLen(nonceSize)+b64.EncodedLen(len(body))+b64.EncodedLen(tagSize))
 	out = append(out, header...)
-	out = append(out, '.', '.')
+	out = append(out, '.')
+	out = appendB64(out, encryptedKey)
+	out = append(out, '.')
 	out = appendB64(out, nonce)
 	out = append(out, '.')
 	out = appendB64(out, body)

@@ -2,6 +2,9 @@ package keys
 
 import (
 	"context"
+	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -92,24 +95,34 @@ func jwsKid(token []byte) (kid string, alg string, err error) {
 	return h.Kid, h.Alg, nil
 }
 
-// recipientKey parses a party's public JWK and picks the key-encryption
-// algorithm: ECDH-ES+A256KW for EC and X25519 keys, RSA-OAEP-256 for RSA.
-// A private JWK is reduced to its public part.
-func recipientKey(raw []byte) (jwk.Key, jwa.KeyEncryptionAlgorithm, error) {
+// recipientKey returns a party's public key from its JWK (see
+// parseRecipientKey), parsed once and then taken from recipientKeys.
+func recipientKey(raw []byte) (parsedRecipient, error) {
 	if k, ok := recipientKeys.get(raw); ok {
-		return k.pub, k.alg, nil
+		return k, nil
 	}
 	pub, alg, err := parseRecipientKey(raw)
-	if err == nil {
-		recipientKeys.put(raw, parsedRecipient{pub, alg})
+	if err != nil {
+		return parsedRecipient{}, err
 	}
-	return pub, alg, err
+	k := parsedRecipient{pub: pub, alg: alg, kid: pub.KeyID()}
+	var ec ecdsa.PublicKey
+	if alg == jwa.ECDH_ES_A256KW && pub.Raw(&ec) == nil && ec.Curve == elliptic.P256() {
+		if p, err := ec.ECDH(); err == nil {
+			k.p256 = p
+		}
+	}
+	recipientKeys.put(raw, k)
+	return k, nil
 }
 
-// parsedRecipient is a recipient's public key as recipientKey returns it.
+// parsedRecipient is a recipient's public key with its key-encryption
+// algorithm and key id, and, for a P-256 key, the key as sealECDHES takes it.
 type parsedRecipient struct {
-	pub jwk.Key
-	alg jwa.KeyEncryptionAlgorithm
+	pub  jwk.Key
+	alg  jwa.KeyEncryptionAlgorithm
+	kid  string
+	p256 *ecdh.PublicKey
 }
 
 // recipientCache keeps the recipient keys parsed from their JWK bytes: every
@@ -142,6 +155,9 @@ func (c *recipientCache) put(raw []byte, k parsedRecipient) {
 	c.mu.Unlock()
 }
 
+// parseRecipientKey parses a party's public JWK and picks the
+// key-encryption algorithm: ECDH-ES+A256KW for EC and X25519 keys,
+// RSA-OAEP-256 for RSA. A private JWK is reduced to its public part.
 func parseRecipientKey(raw []byte) (jwk.Key, jwa.KeyEncryptionAlgorithm, error) {
 	key, err := jwk.ParseKey(raw)
 	if err != nil {
@@ -170,7 +186,7 @@ type signFunc func(ctx context.Context, payloads [][]byte) ([][]byte, error)
 // sealFor signs each payload and encrypts each JWS to the recipient's
 // public JWK, giving compact JWE with cty "JOSE" (a nested JWS).
 func sealFor(ctx context.Context, sign signFunc, recipientJWK []byte, payloads [][]byte) ([][]byte, error) {
-	pub, alg, err := recipientKey(recipientJWK)
+	rk, err := recipientKey(recipientJWK)
 	if err != nil {
 		return nil, err
 	}
@@ -180,16 +196,22 @@ func sealFor(ctx context.Context, sign signFunc, recipientJWK []byte, payloads [
 	}
 	out := make([][]byte, len(signed))
 	for i, token := range signed {
+		if rk.p256 != nil {
+			if out[i], err = sealECDHES(rk.p256, rk.kid, token); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		hdr := jwe.NewHeaders()
 		if err := hdr.Set(jwe.ContentTypeKey, "JOSE"); err != nil {
 			return nil, newError("seal for recipient", nil, err)
 		}
-		if kid := pub.KeyID(); kid != "" {
-			if err := hdr.Set(jwe.KeyIDKey, kid); err != nil {
+		if rk.kid != "" {
+			if err := hdr.Set(jwe.KeyIDKey, rk.kid); err != nil {
 				return nil, newError("seal for recipient", nil, err)
 			}
 		}
-		enc, err := jwe.Encrypt(token, jwe.WithKey(alg, pub), jwe.WithContentEncryption(jwa.A256GCM), jwe.WithProtectedHeaders(hdr))
+		enc, err := jwe.Encrypt(token, jwe.WithKey(rk.alg, rk.pub), jwe.WithContentEncryption(jwa.A256GCM), jwe.WithProtectedHeaders(hdr))
 		if err != nil {
 			return nil, newError("seal for recipient", nil, err)
 		}
