@@ -71,13 +71,14 @@ func rareValueIndexesDown(ctx context.Context, db *bun.DB) error {
 
 // swapIndex creates index create on audit_entries with definition def (the
 // column list and any WHERE) and then drops index drop: in one transaction
-// on a small log, concurrently on a large one (concurrentIndexAbove).
+// on SQLite and on a small log, concurrently on a large one on PostgreSQL
+// (concurrentIndexAbove).
 func swapIndex(ctx context.Context, db *bun.DB, drop, create, def string) error {
 	var large bool
-	if err := db.NewRaw("SELECT EXISTS (SELECT 1 FROM audit_entries OFFSET ?)", concurrentIndexAbove).Scan(ctx, &large); err != nil {
+	if err := db.NewRaw("SELECT EXISTS (SELECT 1 FROM audit_entries LIMIT 1 OFFSET ?)", concurrentIndexAbove).Scan(ctx, &large); err != nil {
 		return fmt.Errorf("count entries: %w", err)
 	}
-	if !large {
+	if !large || !isPostgres(db) {
 		return db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 			if _, err := tx.ExecContext(ctx, "CREATE INDEX IF NOT EXISTS ? ON audit_entries "+def, bun.Ident(create)); err != nil {
 				return fmt.Errorf("create index %s: %w", create, err)

@@ -109,9 +109,10 @@ func TestRareValueIndexes(t *testing.T) {
 	}
 }
 
-// TestRareValueIndexesConcurrently takes the migration's path for a large
-// log (CREATE INDEX CONCURRENTLY) both ways, and from an invalid index that a
-// failed concurrent build left behind.
+// TestRareValueIndexesConcurrently takes the migrations' path for a large
+// log (CREATE INDEX CONCURRENTLY) both ways, for the narrowed indexes (also
+// from an invalid index that a failed concurrent build left behind) and the
+// request index.
 func TestRareValueIndexesConcurrently(t *testing.T) {
 	defer func(n int64) { concurrentIndexAbove = n }(concurrentIndexAbove)
 	concurrentIndexAbove = 0
@@ -145,6 +146,19 @@ func TestRareValueIndexesConcurrently(t *testing.T) {
 	var unique bool
 	if err := db.NewRaw(`SELECT indisunique FROM pg_index WHERE indexrelid = 'audit_entries_event_rare_idx'::regclass`).Scan(ctx, &unique); err != nil || unique {
 		t.Fatalf("event index left from the failed build: unique %v, %v", unique, err)
+	}
+	// The request index of migration 20261129000001 takes the same path.
+	if err := outcomeIndexDown(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	if names = postgresIndexes(t, db); !slices.Contains(names, requestIdxV1) || slices.Contains(names, requestIdxV2) {
+		t.Fatalf("outcome index down: indexes %v", names)
+	}
+	if err := outcomeIndexUp(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	if names = postgresIndexes(t, db); slices.Contains(names, requestIdxV1) || !slices.Contains(names, requestIdxV2) {
+		t.Fatalf("outcome index up: indexes %v", names)
 	}
 	appendN(t, l, 20, 5)
 	if _, err := l.Verify(ctx, testSigner(t)); err != nil {
