@@ -99,6 +99,10 @@ func WhatIf(ctx context.Context, log Scanner, current, proposed *agreements.Regi
 	newReasons := map[string]int64{}
 	known := map[string]bool{}
 	errStop := errors.New("stop")
+	// One Decision each, reused from entry to entry (DecideInto): a
+	// what-if reads up to Max entries and decides each twice; flipOf copies
+	// what a flip keeps.
+	base, prop := new(agreements.Decision), new(agreements.Decision)
 	f := audit.Filter{Event: audit.EventDecided, From: q.From, To: q.To, Recipient: q.Recipient,
 		Purpose: q.Purpose, Country: q.Country, Limit: q.Max + 1}
 	err := log.Scan(ctx, f, func(e *audit.Entry) error {
@@ -116,8 +120,8 @@ func WhatIf(ctx context.Context, log Scanner, current, proposed *agreements.Regi
 			subject = "unrecognised:" + e.SubjectHMAC
 		}
 		req := reconstruct(e, subject, propC, curC, e.Time)
-		base := baseEng.Decide(req, e.Time)
-		prop := propEng.Decide(req, e.Time)
+		baseEng.DecideInto(base, req, e.Time)
+		propEng.DecideInto(prop, req, e.Time)
 		reproduced := string(base.Decision) == e.Decision
 		if !reproduced {
 			res.BaselineMismatch++
@@ -162,7 +166,7 @@ func WhatIf(ctx context.Context, log Scanner, current, proposed *agreements.Regi
 func flipOf(e *audit.Entry, d *agreements.Decision) Flip {
 	f := Flip{Sequence: e.Sequence, RequestID: e.RequestID, Time: e.Time, Recipient: e.Recipient,
 		Country: e.RecipientCountry, Purpose: e.Purpose, Dataset: e.Dataset, Recorded: e.Decision,
-		RecordedReasons: e.Reasons, Proposed: string(d.Decision), ProposedReasons: d.Reasons,
+		RecordedReasons: e.Reasons, Proposed: string(d.Decision), ProposedReasons: slices.Clone(d.Reasons),
 		ProposedMechanism: d.Mechanism}
 	if f.ProposedReasons == nil {
 		f.ProposedReasons = []string{}
