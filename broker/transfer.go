@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -71,9 +72,14 @@ func (b *Broker) handleTransfer(ctx context.Context, msg jetstream.Msg) {
 	}
 	b.ack(msg, plan, res.outcome)
 	b.metrics.latency.WithLabelValues(res.outcome.String()).Observe(time.Since(start).Seconds())
-	level := b.log.Debug
+	level := slog.LevelDebug
 	if res.outcome != OutcomeDelivered && res.outcome != OutcomeDenied {
-		level = b.log.Warn
+		level = slog.LevelWarn
+	}
+	if !b.log.Enabled(ctx, level) {
+		// The line's attributes are not built (a dozen allocations) for a
+		// level that is off, as debug is in production.
+		return
 	}
 	args := []any{"request_id", res.requestID, "source", res.source, "outcome", res.outcome.String(),
 		"action", plan.Ack.String(), "attempt", attempt, "audit_sequence", res.seq}
@@ -86,7 +92,7 @@ func (b *Broker) handleTransfer(ctx context.Context, msg jetstream.Msg) {
 	if res.err != nil {
 		args = append(args, "err", res.err.Error())
 	}
-	level("transfer", args...)
+	b.log.Log(ctx, level, "transfer", args...)
 }
 
 // process runs one request through parse, decide, minimise, seal, audit and
