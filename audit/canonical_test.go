@@ -290,7 +290,8 @@ func TestBatchArgsMatchOld(t *testing.T) {
 				t.Fatalf("rows\n%v\nwant\n%v", got, want)
 			}
 			wantArgs := oldBatchArgs(want, ln.chain, head, next)
-			gotArgs := ln.batchArgs(batch, head, next)
+			wantArgs = append(wantArgs, "{}")
+			gotArgs := ln.batchArgs(batch, head, next, false)
 			if len(gotArgs) != len(wantArgs) {
 				t.Fatalf("%d args, want %d", len(gotArgs), len(wantArgs))
 			}

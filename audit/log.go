@@ -150,6 +150,7 @@ type lane struct {
 	// pgBatchInsert, and for its arguments (see batchArgs).
 	hasher chainHasher
 	cols   [entryColumnCount][]byte
+	finals []byte
 	args   []any
 }
 

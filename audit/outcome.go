@@ -70,9 +70,16 @@ func dedupe(ctx context.Context, db bun.IDB, batch []*pending) ([]*pending, map[
 	if err != nil {
 		return nil, nil, err
 	}
+	keep, refused := dedupeAgainst(batch, recorded)
+	return keep, refused, nil
+}
+
+// dedupeAgainst splits batch as dedupe does, given the final outcomes
+// recorded for its requests (nil: none known).
+func dedupeAgainst(batch []*pending, recorded map[string]recordedFinal) ([]*pending, map[*pending]refusal) {
 	keep := make([]*pending, 0, len(batch))
 	refused := map[*pending]refusal{}
-	winners := make(map[string]*pending, len(ids))
+	winners := make(map[string]*pending)
 	for _, p := range batch {
 		if !p.final {
 			keep = append(keep, p)
@@ -90,7 +97,7 @@ func dedupe(ctx context.Context, db bun.IDB, batch []*pending) ([]*pending, map[
 		winners[id] = p
 		keep = append(keep, p)
 	}
-	return keep, refused, nil
+	return keep, refused
 }
 
 type recordedFinal struct {
@@ -123,7 +130,13 @@ type recordedFinal struct {
 const pgRecordedFinals = `SELECT e.seq, e.event, e.request_id, e.decision
 FROM unnest(?::text[]) AS r(id)
 CROSS JOIN LATERAL (SELECT seq, event, request_id, decision FROM audit_entries WHERE request_id = r.id
-  AND (event IN ('delivered', 'rejected', 'delivery_failed') OR event = 'decided' AND decision = 'deny') OFFSET 0) AS e`
+  AND ` + pgMaybeFinal + ` OFFSET 0) AS e`
+
+// pgMaybeFinal holds for the entries that can be final outcomes (Final, less
+// the reasons of a delivery_failed, which decide whether it is final and are
+// not in the request index): the condition of both look-ups of recorded
+// finals, pgRecordedFinals and the one in pgBatchInsert.
+const pgMaybeFinal = `(event IN ('delivered', 'rejected', 'delivery_failed') OR event = 'decided' AND decision = 'deny')`
 
 func recordedFinals(ctx context.Context, db bun.IDB, ids []string) (map[string]recordedFinal, error) {
 	var rows []entryRow

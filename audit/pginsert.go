@@ -13,11 +13,16 @@ import (
 // pgBatchInsert is the statement fastInsert prepares once per connection: it
 // moves the head of row $5 from ($3, $4) to ($1, $2) in a data-modifying CTE
 // and inserts the batch from one array per column ($6 on, in entryColumns
-// order), unnested into rows. Each row's sequence is kept only if the CTE
-// moved the head; if another writer moved it first the sequences are NULL
-// and the whole statement fails on the NOT NULL of seq. Sent as a prepared
-// statement with array parameters, a batch costs the server neither a parse
-// nor a plan of thousands of literals, whatever its size.
+// order), unnested into rows. The head moves only if none of the request ids
+// of the last array (the batch's final outcomes) already has a final outcome
+// recorded (pgMaybeFinal, looked up as pgRecordedFinals does, one index
+// range scan per id). Each row's sequence is kept only if the CTE moved the
+// head; if another writer moved it first, or a final outcome is recorded,
+// the sequences are NULL and the whole statement fails on the NOT NULL of
+// seq, and the writer takes the head lock and looks the outcomes up there.
+// Sent as a prepared statement with array parameters, a batch costs the
+// server neither a parse nor a plan of thousands of literals, whatever its
+// size, and the look-up costs no round trip of its own.
 var pgBatchInsert = func() string {
 	cols := strings.Split(entryColumns, ", ")
 	params := make([]string, len(cols))
@@ -27,7 +32,10 @@ var pgBatchInsert = func() string {
 		sel[i] = "u." + c
 	}
 	sel[0] = "CASE WHEN (SELECT moved FROM h) THEN u.seq END"
-	return "WITH h AS (UPDATE audit_head SET seq = $1, hash = $2 WHERE id = $5 AND seq = $3 AND hash = $4 RETURNING true AS moved) " +
+	finals := fmt.Sprintf("$%d::text[]", len(cols)+6)
+	return "WITH d AS (SELECT 1 FROM unnest(" + finals + ") AS r(id) CROSS JOIN LATERAL " +
+		"(SELECT 1 FROM audit_entries WHERE request_id = r.id AND " + pgMaybeFinal + " OFFSET 0) AS e LIMIT 1), " +
+		"h AS (UPDATE audit_head SET seq = $1, hash = $2 WHERE id = $5 AND seq = $3 AND hash = $4 AND NOT EXISTS (SELECT 1 FROM d) RETURNING true AS moved) " +
 		"INSERT INTO audit_entries (" + entryColumns + ") SELECT " + strings.Join(sel, ", ") +
 		" FROM unnest(" + strings.Join(params, ", ") + ") AS u(" + entryColumns + ")"
 }()
@@ -60,14 +68,16 @@ func (ln *lane) insertStmt(ctx context.Context) (*sql.Stmt, error) {
 // batchArgs returns the arguments of pgBatchInsert for batch chained from
 // head to next in the lane's chain: the head's new and expected values and
 // its row, then one array literal per column of audit_entries, in
-// entryColumns order.
+// entryColumns order, and the request ids of the batch's final outcomes
+// when checkFinals (empty otherwise: under the head lock they were looked
+// up already).
 //
 // The literals are built in the lane's column buffers, reused from batch to
 // batch, and the arguments are strings over those buffers, not copies: the
 // caller must be done with them (ExecContext has returned: the driver copies
 // its arguments into the message it sends and keeps none) before the next
 // batchArgs, and then calls releaseArgs.
-func (ln *lane) batchArgs(batch []*pending, head, next headRow) []any {
+func (ln *lane) batchArgs(batch []*pending, head, next headRow, checkFinals bool) []any {
 	cols := &ln.cols
 	for c := range cols {
 		cols[c] = append(cols[c][:0], '{')
@@ -113,6 +123,17 @@ func (ln *lane) batchArgs(batch []*pending, head, next headRow) []any {
 		cols[c] = append(cols[c], '}')
 		args = append(args, unsafe.String(unsafe.SliceData(cols[c]), len(cols[c])))
 	}
+	f := append(ln.finals[:0], '{')
+	for _, p := range batch {
+		if checkFinals && p.final {
+			if len(f) > 1 {
+				f = append(f, ',')
+			}
+			f = appendArrayText(f, p.e.RequestID)
+		}
+	}
+	ln.finals = append(f, '}')
+	args = append(args, unsafe.String(unsafe.SliceData(ln.finals), len(ln.finals)))
 	ln.args = args
 	return args
 }

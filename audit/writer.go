@@ -206,24 +206,27 @@ func entryRows(batch []*pending, head headRow) []entryRow {
 
 // fastInsert writes the batch after the expected head in a single prepared
 // statement (pgBatchInsert: one round trip, one implicit transaction): a
-// data-modifying CTE moves the head only if it is still the expected one,
-// and the rows' sequences are taken only if it did, so if the head moved
-// they are NULL and the whole statement fails. The primary key on seq is a
-// second guard. It reports false with a nil error when the head moved; the
-// caller then takes the lock.
+// data-modifying CTE moves the head only if it is still the expected one and
+// none of the batch's final outcomes has one recorded already, and the rows'
+// sequences are taken only if it moved, so otherwise they are NULL and the
+// whole statement fails. The primary key on seq is a second guard. It
+// reports false with a nil error when the head moved or an outcome is
+// recorded (redeliveries only); the caller then takes the lock, under which
+// the outcomes are looked up and refused. Duplicates within the batch are
+// refused here, before it is chained.
 //
-// The batch's final outcomes are looked up just before, outside that
-// statement. This is as safe as under the lock: the expected head is the one
-// this writer committed last, before the lookup, so if the statement
-// succeeds no other writer committed anything since and the lookup saw
-// every entry before the batch; if another writer did, the head moved and
-// the batch is looked up again under the lock.
+// The look-up in the statement is as safe as the one under the lock: the
+// expected head is the one this writer committed last, so if the head still
+// is the expected one no other writer committed to the chain since, and the
+// statement's snapshot holds every entry before the batch (a request's
+// entries all go to one chain); if another writer did commit, the
+// compare-and-set fails.
 func (ln *lane) fastInsert(ctx context.Context, batch []*pending, head headRow) (bool, map[*pending]refusal, error) {
 	l := ln.l
-	keep, refused, err := dedupe(ctx, *ln.conn, batch)
-	if err != nil {
-		return false, nil, err
+	for _, p := range batch {
+		p.e.Sequence, p.e.PrevHash, p.e.Hash = 0, "", ""
 	}
+	keep, refused := dedupeAgainst(batch, nil)
 	if len(keep) == 0 {
 		return true, refused, nil
 	}
@@ -232,7 +235,7 @@ func (ln *lane) fastInsert(ctx context.Context, batch []*pending, head headRow) 
 		return false, nil, err
 	}
 	next := ln.link(keep, head)
-	_, err = st.ExecContext(ctx, ln.batchArgs(keep, head, next)...)
+	_, err = st.ExecContext(ctx, ln.batchArgs(keep, head, next, true)...)
 	ln.releaseArgs()
 	if err == nil {
 		*ln.head = next
@@ -240,7 +243,7 @@ func (ln *lane) fastInsert(ctx context.Context, batch []*pending, head headRow) 
 	}
 	var pgErr pgdriver.Error
 	if errors.As(err, &pgErr) && (pgErr.Field('C') == pgNotNullViolation || pgErr.Field('C') == pgUniqueViolation) {
-		l.log.Debug("audit head moved by another writer", "chain", ln.chain, "expected_seq", head.Seq)
+		l.log.Debug("audit head moved by another writer, or a final outcome recorded", "chain", ln.chain, "expected_seq", head.Seq)
 		return false, nil, nil
 	}
 	return false, nil, fmt.Errorf("insert entries: %w", err)
@@ -280,7 +283,7 @@ func (ln *lane) lockedInsert(ctx context.Context, batch []*pending) (headRow, ma
 			// compare-and-set holds, since the head is locked, and it
 			// moves the head with the rows, instead of a multi-row
 			// VALUES insert with every value inlined and an UPDATE.
-			_, err := tx.Tx.ExecContext(ctx, pgBatchInsert, ln.batchArgs(keep, head, next)...)
+			_, err := tx.Tx.ExecContext(ctx, pgBatchInsert, ln.batchArgs(keep, head, next, false)...)
 			ln.releaseArgs()
 			if err != nil {
 				return fmt.Errorf("insert entries: %w", err)
