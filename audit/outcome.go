@@ -58,25 +58,28 @@ type refusal struct {
 func dedupe(ctx context.Context, db bun.IDB, batch []*pending) ([]*pending, map[*pending]refusal, error) {
 	var ids []string
 	for _, p := range batch {
-		p.e.Sequence, p.e.PrevHash, p.e.Hash = 0, "", ""
 		if p.final {
 			ids = append(ids, p.e.RequestID)
 		}
 	}
-	if len(ids) == 0 {
-		return batch, nil, nil
-	}
-	recorded, err := recordedFinals(ctx, db, ids)
-	if err != nil {
-		return nil, nil, err
+	var recorded map[string]recordedFinal
+	if len(ids) > 0 {
+		var err error
+		if recorded, err = recordedFinals(ctx, db, ids); err != nil {
+			return nil, nil, err
+		}
 	}
 	keep, refused := dedupeAgainst(batch, recorded)
 	return keep, refused, nil
 }
 
 // dedupeAgainst splits batch as dedupe does, given the final outcomes
-// recorded for its requests (nil: none known).
+// recorded for its requests (nil: none known). It clears the chain fields
+// of every entry of batch.
 func dedupeAgainst(batch []*pending, recorded map[string]recordedFinal) ([]*pending, map[*pending]refusal) {
+	for _, p := range batch {
+		p.e.Sequence, p.e.PrevHash, p.e.Hash = 0, "", ""
+	}
 	keep := make([]*pending, 0, len(batch))
 	refused := map[*pending]refusal{}
 	winners := make(map[string]*pending)

@@ -223,9 +223,6 @@ func entryRows(batch []*pending, head headRow) []entryRow {
 // compare-and-set fails.
 func (ln *lane) fastInsert(ctx context.Context, batch []*pending, head headRow) (bool, map[*pending]refusal, error) {
 	l := ln.l
-	for _, p := range batch {
-		p.e.Sequence, p.e.PrevHash, p.e.Hash = 0, "", ""
-	}
 	keep, refused := dedupeAgainst(batch, nil)
 	if len(keep) == 0 {
 		return true, refused, nil

@@ -104,7 +104,9 @@ func BenchmarkPayload(b *testing.B) {
 	for _, bc := range []struct {
 		name string
 		enc  func(*agreements.Request, *agreements.Decision) ([]byte, error)
-	}{{"newPayload", func(r *agreements.Request, d *agreements.Decision) ([]byte, error) { return newPayload(r, d, len(data)+750) }},
+	}{{"newPayload", func(r *agreements.Request, d *agreements.Decision) ([]byte, error) {
+		return newPayload(r, d, len(data)+750)
+	}},
 		{"json.Marshal", marshalPayload}} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()

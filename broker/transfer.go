@@ -246,49 +246,51 @@ func (b *Broker) failBeforeDelivery(ctx context.Context, res *result, cause erro
 // entry of a failure or rejection, the sealed dead letter and the receipt.
 // When one of these cannot be written the message is handed back instead.
 func (b *Broker) finish(ctx context.Context, msg jetstream.Msg, res *result, plan Plan, attempt uint64) Plan {
-	if res.outcome == OutcomeDelivered || res.outcome == OutcomeDenied {
-		// Recorded already: only the receipt is left.
-		if plan.Final && !res.recorded {
-			b.publishReceipt(res, plan)
-		}
-		return plan
-	}
-	// The outcome is recorded even when the work context was cancelled by
-	// a shutdown.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	retry := Plan{Ack: AckNak, Delay: b.opts.Retry.Backoff(attempt)}
-	switch {
-	case res.outcome == OutcomeInvalid:
-		seq, err := b.appendEntry(ctx, b.entry(audit.EventRejected, res))
-		if err != nil {
+	failed := res.attempted && res.outcome != OutcomeDelivered
+	if res.outcome == OutcomeInvalid || failed || plan.DeadLetter {
+		if err := b.record(ctx, msg, res, plan, failed); err != nil {
 			res.err = errors.Join(res.err, err)
-			return retry
-		}
-		res.seq = seq
-	case res.attempted && res.outcome != OutcomeDelivered:
-		reason := "delivery_failed: " + res.outcome.String()
-		if plan.Exhausted {
-			reason = "delivery_failed: max_deliver_reached"
-		}
-		res.reasons = []string{reason}
-		seq, err := b.appendEntry(ctx, b.entry(audit.EventDeliveryFailed, res))
-		if err != nil {
-			res.err = errors.Join(res.err, err)
-			return retry
-		}
-		res.seq = seq
-	}
-	if plan.DeadLetter {
-		if err := b.deadLetter(ctx, msg, res); err != nil {
-			res.err = errors.Join(res.err, err)
-			return retry
+			return Plan{Ack: AckNak, Delay: b.opts.Retry.Backoff(attempt)}
 		}
 	}
 	if plan.Final && !res.recorded {
 		b.publishReceipt(res, plan)
 	}
 	return plan
+}
+
+// record writes what finish needs before the acknowledgement: the audit
+// entry of a rejection or of a failed delivery, and the sealed dead letter.
+// A delivered or denied transfer, whose entries are written already, needs
+// none, and no 10 s context (a timer) is made for it.
+func (b *Broker) record(ctx context.Context, msg jetstream.Msg, res *result, plan Plan, failed bool) error {
+	// The outcome is recorded even when the work context was cancelled by
+	// a shutdown.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	var e *audit.Entry
+	switch {
+	case res.outcome == OutcomeInvalid:
+		e = b.entry(audit.EventRejected, res)
+	case failed:
+		reason := "delivery_failed: " + res.outcome.String()
+		if plan.Exhausted {
+			reason = "delivery_failed: max_deliver_reached"
+		}
+		res.reasons = []string{reason}
+		e = b.entry(audit.EventDeliveryFailed, res)
+	}
+	if e != nil {
+		seq, err := b.appendEntry(ctx, e)
+		if err != nil {
+			return err
+		}
+		res.seq = seq
+	}
+	if plan.DeadLetter {
+		return b.deadLetter(ctx, msg, res)
+	}
+	return nil
 }
 
 // deadLetter keeps the original request, sealed with the broker's keys, on
