@@ -116,3 +116,32 @@ func jwksKids(t testing.TB, raw []byte) []string {
 	}
 	return kids
 }
+
+// waitFor polls cond until it holds, failing the test after 10 s. Data keys
+// and cached keys expire by timer: a timer's function runs in its own
+// goroutine, which on a loaded machine may be scheduled after a sleep of the
+// same length ends, so tests wait for the effect rather than for the time.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// sealKeyExpired reports whether the envelope's sealing key is past its age.
+func sealKeyExpired(e *envelope) func() bool {
+	return func() bool { k := e.cur.Load(); return k == nil || k.expired.Load() }
+}
+
+// openCacheEmpty reports whether the envelope's cache of opened keys is empty.
+func openCacheEmpty(e *envelope) func() bool {
+	return func() bool {
+		e.opened.mu.Lock()
+		defer e.opened.mu.Unlock()
+		return e.opened.order.Len() == 0
+	}
+}

@@ -50,7 +50,7 @@ func TestVaultRotation(t *testing.T) {
 	if got := kref(t, mustSeal(t, v, "cached data key")[0]); got != "transit:clearance-data:v1" {
 		t.Fatalf("within data_key_max_age the cached data key is used, kref = %q", got)
 	}
-	time.Sleep(cfg.DataKeyMaxAge)
+	waitFor(t, "the data key is past data_key_max_age", sealKeyExpired(v.env))
 	fresh := mustSeal(t, v, "after rotation")[0]
 	if got := kref(t, fresh); got != "transit:clearance-data:v2" {
 		t.Fatalf("rotation not picked up without restart: kref = %q", got)
@@ -72,7 +72,7 @@ func TestVaultMinDecryptionVersion(t *testing.T) {
 	old := mustSeal(t, v, "sealed under v1")[0]
 	s.Write("transit/keys/clearance-data/rotate", nil)
 	s.Write("transit/keys/clearance-data/config", map[string]any{"min_decryption_version": 2})
-	time.Sleep(cfg.OpenCacheTTL)
+	waitFor(t, "cached keys are past open_cache_ttl", openCacheEmpty(v.env))
 	tests := []struct {
 		name string
 		v    *Vault
