@@ -50,7 +50,15 @@ func TestShredding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond) // the broadcast reaches b
+	// The broadcast reaches b asynchronously: wait for its effect.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := b.Open(t.Context(), sealed["cust-1"]); errors.Is(err, shred.ErrShredded) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the other instance still opens a shredded subject's record after 10 s")
+		}
+	}
 
 	tests := []struct {
 		name    string
