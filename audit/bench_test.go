@@ -97,7 +97,8 @@ func BenchmarkSubjectQuery(b *testing.B) {
 // BenchmarkAppendDelivered measures durable appends with group commit in the
 // broker's own flow: each request gets a decided (allow) entry and then a
 // delivered entry, so that half the entries are final outcomes whose
-// request ids the writer looks up before it chains them. Compare its
+// request ids the writer looks up before it chains them. Each request has a
+// subject of its own among 90,000, as in the load harness. Compare its
 // entries/s with BenchmarkAppend's group-commit rows of the same run.
 func BenchmarkAppendDelivered(b *testing.B) {
 	for _, be := range backends {
@@ -119,7 +120,11 @@ func BenchmarkAppendDelivered(b *testing.B) {
 							if i%2 == 0 {
 								e = *delivered
 							}
-							e.RequestID = fmt.Sprintf("ord-%d-delivery", (i+1)/2)
+							req := (i + 1) / 2
+							e.RequestID = fmt.Sprintf("ord-%d-delivery", req)
+							// Subjects as in the load harness: one of 90,000
+							// per request, in no order.
+							e.SubjectID = fmt.Sprintf("cust-%d", req*2654435761%90000)
 							if _, err := l.Append(ctx, &e); err != nil {
 								b.Error(err)
 								return
