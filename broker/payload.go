@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"slices"
 	"strconv"
+	"sync"
 
 	"github.com/clearance-broker/clearance/agreements"
 	"github.com/clearance-broker/clearance/internal/jsonenc"
@@ -35,13 +37,23 @@ type Payload struct {
 	Record map[string]any `json:"record"`
 }
 
-// sizeHint is the request's size, which the payload rarely exceeds by much
-// (its record is a part of the request's).
-func newPayload(req *agreements.Request, d *agreements.Decision, sizeHint int) ([]byte, error) {
+// payloadBufs holds the buffers payloads are written into. A payload lives
+// from its encoding to its sealing, after which deliver clears it and hands
+// it back: about a kilobyte less garbage per delivery.
+var payloadBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledPayload bounds the buffers payloadBufs keeps, so that one large
+// request does not keep its buffer alive.
+const maxPooledPayload = 64 << 10
+
+// newPayload appends the payload of an allowed request to dst. sizeHint is
+// the request's size, which the payload rarely exceeds by much (its record
+// is a part of the request's).
+func newPayload(dst []byte, req *agreements.Request, d *agreements.Decision, sizeHint int) ([]byte, error) {
 	// Written by hand, byte for byte as json.Marshal writes a Payload
 	// (TestPayloadMatchesEncodingJSON), without its reflection: about a
 	// twentieth of the broker's CPU per delivery in the load harness.
-	b := make([]byte, 0, sizeHint+256)
+	b := slices.Grow(dst, sizeHint+256)
 	b = append(b, `{"request_id":`...)
 	b = jsonenc.AppendString(b, req.ID)
 	b = append(b, `,"source":`...)

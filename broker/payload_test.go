@@ -26,12 +26,18 @@ func marshalPayload(req *agreements.Request, d *agreements.Decision) ([]byte, er
 // registry, and hand-made decisions with and without an agreement, a legal
 // order and a retention period, and records with characters JSON escapes.
 func TestPayloadMatchesEncodingJSON(t *testing.T) {
+	// used is a buffer as the pool hands it back: emptied, its old bytes
+	// still behind its length.
+	used := bytes.Repeat([]byte("x"), 4096)[:0]
 	check := func(name string, req *agreements.Request, d *agreements.Decision) {
 		t.Helper()
 		want, werr := marshalPayload(req, d)
-		got, gerr := newPayload(req, d, 0)
+		got, gerr := newPayload(nil, req, d, 0)
 		if werr != nil || gerr != nil || !bytes.Equal(got, want) {
 			t.Errorf("%s:\n got %s (%v)\nwant %s (%v)", name, got, gerr, want, werr)
+		}
+		if again, err := newPayload(used, req, d, 0); err != nil || !bytes.Equal(again, want) {
+			t.Errorf("%s, into a used buffer:\n got %s (%v)\nwant %s", name, again, err, want)
 		}
 	}
 	reg, err := agreements.Load(filepath.Join("..", "examples", "registry"))
@@ -105,7 +111,7 @@ func BenchmarkPayload(b *testing.B) {
 		name string
 		enc  func(*agreements.Request, *agreements.Decision) ([]byte, error)
 	}{{"newPayload", func(r *agreements.Request, d *agreements.Decision) ([]byte, error) {
-		return newPayload(r, d, len(data)+750)
+		return newPayload(nil, r, d, len(data)+750)
 	}},
 		{"json.Marshal", marshalPayload}} {
 		b.Run(bc.name, func(b *testing.B) {

@@ -159,7 +159,8 @@ func (b *Broker) deliver(ctx context.Context, res *result) *result {
 	if len(party.PublicKey) == 0 && needsPartyKey(conn) {
 		return b.failBeforeDelivery(ctx, res, fmt.Errorf("broker: recipient %s has no public key for connector %s: %w", req.Recipient, res.connector, errPermanent))
 	}
-	payload, err := newPayload(req, d, res.size)
+	pb := payloadBufs.Get().(*[]byte)
+	payload, err := newPayload((*pb)[:0], req, d, res.size)
 	if err != nil {
 		return b.failBeforeDelivery(ctx, res, fmt.Errorf("broker: encode payload: %w", errPermanent))
 	}
@@ -180,6 +181,12 @@ func (b *Broker) deliver(ctx context.Context, res *result) *result {
 	}
 	b.metrics.since("seal", t)
 	clear(payload)
+	if err == nil && cap(payload) <= maxPooledPayload {
+		// Sealing is over (a failed one may have left work behind that
+		// still reads the payload: that buffer is not reused).
+		*pb = payload[:0]
+		payloadBufs.Put(pb)
+	}
 	if err != nil {
 		err = fmt.Errorf("broker: seal for %s: %w", req.Recipient, err)
 		if Classify(err) == OutcomePermanent {
