@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -80,11 +81,17 @@ type Broker struct {
 	metrics *Metrics
 	waiters *waiters
 
+	// replies is this instance's receipt subject (clearance.replies.<nuid>);
+	// repSub its subscription, made by the first HTTP request (receipt.go).
+	replies string
+	repMu   sync.Mutex
+	repSub  *nats.Subscription
+	repDone bool // stopped: no new subscription
+
 	mu      sync.Mutex
 	started bool
 	stopped bool
 	loops   []*loop
-	recSub  *nats.Subscription
 }
 
 // New checks opts and returns a Broker that is not yet consuming.
@@ -151,6 +158,7 @@ func New(opts Options) (*Broker, error) {
 		keys:    instrumentedKeys{k: opts.Keys, m: m},
 		metrics: m,
 		waiters: newWaiters(),
+		replies: RepliesSubject + "." + nuid.Next(),
 	}, nil
 }
 
@@ -165,19 +173,12 @@ func (b *Broker) Start(ctx context.Context) error {
 	if b.started {
 		return errors.New("broker: already started")
 	}
-	sub, err := b.opts.NATS.Subscribe(ReceiptsSubject+".>", b.waiters.onReceipt)
-	if err != nil {
-		return fmt.Errorf("broker: subscribe to receipts: %w", err)
-	}
-	b.recSub = sub
 	cons, err := ensureIngest(ctx, b.js, b.opts.Stream)
 	if err != nil {
-		_ = sub.Unsubscribe()
 		return err
 	}
 	l, err := b.startLoop("ingest", cons, b.handleTransfer)
 	if err != nil {
-		_ = sub.Unsubscribe()
 		return err
 	}
 	b.loops = append(b.loops, l)
@@ -227,9 +228,7 @@ func (b *Broker) stopLocked(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	if b.recSub != nil {
-		_ = b.recSub.Unsubscribe()
-	}
+	b.stopReplies()
 	b.waiters.closeAll()
 	b.log.Info("stopped")
 	return nil

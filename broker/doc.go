@@ -4,7 +4,10 @@
 // every instance, and for each message decides, minimises, seals, audits,
 // delivers and acknowledges; it answers every request with a receipt on
 // clearance.receipts.<source>, and keeps what cannot be delivered sealed on
-// clearance.deadletter.<source>.
+// clearance.deadletter.<source>. A request posted over HTTP names its
+// instance's reply subject (clearance.replies.<instance>, header
+// Clearance-Reply), where the processing instance also sends the receipt
+// for the waiting client.
 //
 // The broker declares the small interfaces it consumes (Decider, Parties,
 // Keys, AuditLog, ConnectorSet); the agreements, keys, audit and connectors

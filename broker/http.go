@@ -104,6 +104,11 @@ func (b *Broker) postTransfers(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	if err := b.listenForReplies(); err != nil {
+		b.log.Warn("listen for receipts", "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "receipts unavailable"})
+		return
+	}
 	receipts := make([]Receipt, len(raws))
 	chans := make([]<-chan Receipt, len(raws))
 	acks := make([]jetstream.PubAckFuture, len(raws))
@@ -118,6 +123,7 @@ func (b *Broker) postTransfers(w http.ResponseWriter, r *http.Request) {
 		msg := nats.NewMsg(TransfersSubject + "." + env.Source)
 		msg.Data = raw
 		msg.Header.Set(jetstream.MsgIDHeader, env.ID)
+		msg.Header.Set(ReplyHeader, b.replies)
 		ack, err := b.js.PublishMsgAsync(msg)
 		if err != nil {
 			b.log.Warn("publish transfer", "request_id", env.ID, "err", err)

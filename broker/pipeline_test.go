@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -43,8 +44,21 @@ func newEnv(t *testing.T, maxDeliver int) *env {
 	return newEnvWith(t, brokertest.StartNATS(t), maxDeliver, nil)
 }
 
-// newEnvWith builds an env on srv; tune adjusts the broker options.
+// newEnvWith builds an env on srv and starts its broker; tune adjusts the
+// broker options.
 func newEnvWith(t *testing.T, srv *server.Server, maxDeliver int, tune func(*broker.Options)) *env {
+	t.Helper()
+	e := newIdleEnv(t, srv, maxDeliver, tune)
+	if err := e.broker.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// newIdleEnv builds an env on srv whose broker serves HTTP but is not
+// started: it consumes nothing, so another instance processes what it
+// publishes.
+func newIdleEnv(t *testing.T, srv *server.Server, maxDeliver int, tune func(*broker.Options)) *env {
 	t.Helper()
 	e := &env{nc: brokertest.Connect(t, srv), logs: &brokertest.LogCapture{}}
 	e.js, _ = jetstream.New(e.nc)
@@ -78,9 +92,6 @@ func newEnvWith(t *testing.T, srv *server.Server, maxDeliver int, tune func(*bro
 	}
 	b, err := broker.New(opts)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Stop(context.Background()) })
@@ -407,5 +418,94 @@ func TestSlowDeliveryKeptInProgress(t *testing.T) {
 	}
 	if got := events(e.entries(t, r.RequestID)); got != "decided,delivered" {
 		t.Fatalf("audit events %s, want decided,delivered", got)
+	}
+}
+
+// TestHTTPReceiptFromAnotherInstance: a request posted to an instance that
+// does not consume is processed by another, whose receipt reaches the
+// waiting client through the first instance's reply subject.
+func TestHTTPReceiptFromAnotherInstance(t *testing.T) {
+	srv := brokertest.StartNATS(t)
+	worker := newEnvWith(t, srv, 5, nil)
+	front := newIdleEnv(t, srv, 5, nil)
+	code, body := front.post(t, brokertest.ExampleRequest(t, "01-delivery-eea-allow.json"))
+	var r broker.Receipt
+	if err := json.Unmarshal(body, &r); err != nil || code != http.StatusOK || r.Status != broker.StatusDelivered || r.AuditSequence == 0 {
+		t.Fatalf("POST to the instance that does not consume = %d %s", code, body)
+	}
+	if ev := events(worker.entries(t, r.RequestID)); ev != "decided,delivered" {
+		t.Errorf("audit of the processing instance = %s, want decided,delivered", ev)
+	}
+	if n := len(front.entries(t, r.RequestID)); n != 0 {
+		t.Errorf("the instance that does not consume audited %d entries", n)
+	}
+}
+
+// TestReceiptReplySubject: a request published on NATS with a reply header
+// naming an instance subject gets its receipt there as well as on
+// clearance.receipts.<source>; one naming any other subject gets it only
+// on clearance.receipts.<source>.
+func TestReceiptReplySubject(t *testing.T) {
+	e := newEnv(t, 5)
+	receipts := make(chan *nats.Msg, 8)
+	for _, subj := range []string{"clearance.receipts.order-service", "clearance.replies.probe", "clearance.elsewhere.>"} {
+		sub, err := e.nc.ChanSubscribe(subj, receipts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+	}
+	if err := e.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		id, reply string
+		want      []string
+	}{
+		{"reply-1", "clearance.replies.probe", []string{"clearance.receipts.order-service", "clearance.replies.probe"}},
+		{"reply-2", "clearance.elsewhere.probe", []string{"clearance.receipts.order-service"}},
+		{"reply-3", "", []string{"clearance.receipts.order-service"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.id, func(t *testing.T) {
+			raw := bytes.Replace(brokertest.ExampleRequest(t, "01-delivery-eea-allow.json"), []byte("ord-10023-delivery"), []byte(tt.id), 1)
+			msg := nats.NewMsg("clearance.transfers.order-service")
+			msg.Data = raw
+			msg.Header.Set(jetstream.MsgIDHeader, tt.id)
+			if tt.reply != "" {
+				msg.Header.Set(broker.ReplyHeader, tt.reply)
+			}
+			if _, err := e.js.PublishMsg(t.Context(), msg); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			timeout := time.After(10 * time.Second)
+			for len(got) < len(tt.want) {
+				select {
+				case m := <-receipts:
+					var r broker.Receipt
+					if err := json.Unmarshal(m.Data, &r); err != nil || r.RequestID != tt.id {
+						t.Fatalf("receipt on %s: %s %v", m.Subject, m.Data, err)
+					}
+					got = append(got, m.Subject)
+				case <-timeout:
+					t.Fatalf("receipts on %v, want %v", got, tt.want)
+				}
+			}
+			// Both go out together: anything else would have arrived by
+			// the time this round trip to the server ends.
+			if err := e.nc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case m := <-receipts:
+				got = append(got, m.Subject)
+			case <-time.After(100 * time.Millisecond):
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("receipts on %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

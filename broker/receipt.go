@@ -2,6 +2,8 @@ package broker
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 
@@ -37,8 +39,9 @@ const (
 	StatusPending      = "pending"
 )
 
-// waiters routes receipts arriving on clearance.receipts.> (from any
-// instance) to the HTTP requests waiting for them.
+// waiters routes the receipts arriving on this instance's reply subject
+// (from whichever instance processed the request) to the HTTP requests
+// waiting for them.
 type waiters struct {
 	mu sync.Mutex
 	m  map[string][]chan Receipt
@@ -71,10 +74,10 @@ func (w *waiters) wait(id string) (<-chan Receipt, func()) {
 	}
 }
 
-// onReceipt hands a receipt to the requests waiting for it. Every instance
-// sees every receipt, most with no HTTP request waiting (requests published
-// on NATS): while nothing waits they are not decoded. An HTTP request
-// registers before it publishes, so it cannot miss its receipt.
+// onReceipt hands a receipt to the requests waiting for it. A receipt can
+// arrive with nothing waiting (its request timed out, or a producer named
+// this instance's subject): while nothing waits it is not decoded. An HTTP
+// request registers before it publishes, so it cannot miss its receipt.
 func (w *waiters) onReceipt(msg *nats.Msg) {
 	w.mu.Lock()
 	idle := len(w.m) == 0
@@ -120,4 +123,43 @@ func (r *Receipt) appendJSON(b []byte) []byte {
 	b = append(b, `,"status":`...)
 	b = jsonenc.AppendString(b, r.Status)
 	return append(b, '}')
+}
+
+// listenForReplies subscribes to this instance's reply subject, once, on the
+// first HTTP request. Before it returns the server has the subscription,
+// so a receipt sent after the request is published reaches it. Instances
+// that only consume from NATS never subscribe: no instance receives the
+// receipts of every other, which grew with the square of the instances
+// when each subscribed to clearance.receipts.>.
+func (b *Broker) listenForReplies() error {
+	b.repMu.Lock()
+	defer b.repMu.Unlock()
+	if b.repDone {
+		return errors.New("broker: stopped")
+	}
+	if b.repSub != nil {
+		return nil
+	}
+	sub, err := b.opts.NATS.Subscribe(b.replies, b.waiters.onReceipt)
+	if err == nil {
+		if err = b.opts.NATS.Flush(); err != nil {
+			_ = sub.Unsubscribe()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("broker: subscribe to %s: %w", b.replies, err)
+	}
+	b.repSub = sub
+	return nil
+}
+
+// stopReplies ends the reply subscription; later HTTP requests are refused.
+func (b *Broker) stopReplies() {
+	b.repMu.Lock()
+	defer b.repMu.Unlock()
+	b.repDone = true
+	if b.repSub != nil {
+		_ = b.repSub.Unsubscribe()
+		b.repSub = nil
+	}
 }

@@ -123,7 +123,7 @@ func (b *Broker) finishRecorded(ctx context.Context, msg jetstream.Msg, res *res
 			return Plan{Ack: AckNak, Delay: b.opts.Retry.Backoff(attempt)}
 		}
 	}
-	b.publishReceipt(res, plan)
+	b.publishReceipt(res, plan, replyTo(msg.Headers()))
 	return plan
 }
 

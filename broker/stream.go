@@ -22,7 +22,27 @@ const (
 	DeadLetterSubject = "clearance.deadletter"
 	// DeadLetterStream keeps dead letters.
 	DeadLetterStream = "CLEARANCE_DEADLETTER"
+	// RepliesSubject is the prefix of each instance's own receipt subject,
+	// clearance.replies.<instance>: a request posted over HTTP carries its
+	// instance's subject in ReplyHeader, and whichever instance processes it
+	// sends the receipt there too (receipt.go).
+	RepliesSubject = "clearance.replies"
+	// ReplyHeader names the instance subject a request's receipt is also
+	// sent to. It holds a subject only, nothing of the request.
+	ReplyHeader = "Clearance-Reply"
 )
+
+// replyTo returns where besides clearance.receipts.<source> the receipt of
+// msg goes: its ReplyHeader when that is an instance subject, else "". A
+// producer can name no other subject.
+func replyTo(h interface{ Get(string) string }) string {
+	to := h.Get(ReplyHeader)
+	inst, ok := strings.CutPrefix(to, RepliesSubject+".")
+	if !ok || !validToken(inst) {
+		return ""
+	}
+	return to
+}
 
 // StreamOptions describes the ingest stream and its shared consumer.
 type StreamOptions struct {

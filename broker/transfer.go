@@ -261,7 +261,7 @@ func (b *Broker) finish(ctx context.Context, msg jetstream.Msg, res *result, pla
 		}
 	}
 	if plan.Final && !res.recorded {
-		b.publishReceipt(res, plan)
+		b.publishReceipt(res, plan, replyTo(msg.Headers()))
 	}
 	return plan
 }
@@ -325,7 +325,10 @@ func (b *Broker) deadLetter(ctx context.Context, msg jetstream.Msg, res *result)
 	return nil
 }
 
-func (b *Broker) publishReceipt(res *result, plan Plan) {
+// publishReceipt sends the receipt on clearance.receipts.<source> and, for
+// a request posted over HTTP, to the reply subject of the instance whose
+// client waits for it (reply, "" for none).
+func (b *Broker) publishReceipt(res *result, plan Plan, reply string) {
 	r := Receipt{RequestID: res.requestID, Decision: string(agreements.Deny), Reasons: res.reasons, AuditSequence: res.seq}
 	if res.dec != nil {
 		r.Decision = string(res.dec.Decision)
@@ -346,6 +349,12 @@ func (b *Broker) publishReceipt(res *result, plan Plan) {
 	data := r.appendJSON(make([]byte, 0, 128+len(r.RequestID)))
 	if err := b.opts.NATS.Publish(ReceiptsSubject+"."+res.source, data); err != nil {
 		b.log.Warn("publish receipt", "request_id", res.requestID, "err", err)
+	}
+	if reply == "" {
+		return
+	}
+	if err := b.opts.NATS.Publish(reply, data); err != nil {
+		b.log.Warn("publish receipt", "request_id", res.requestID, "reply", reply, "err", err)
 	}
 }
 

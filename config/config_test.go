@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -289,4 +290,24 @@ func FuzzParse(f *testing.F) {
 		}
 		_ = cfg.Validate()
 	})
+}
+
+// TestInboundSubjectMustNotOverlapClearance: the inbound region's subject
+// may not take any of the subjects the broker itself uses.
+func TestInboundSubjectMustNotOverlapClearance(t *testing.T) {
+	b, err := os.ReadFile("testdata/valid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, subj := range []string{"clearance.transfers.>", "clearance.receipts.>", "clearance.replies.>", "clearance.deadletter.eu"} {
+		t.Run(subj, func(t *testing.T) {
+			cfg, err := Parse(bytes.Replace(b, []byte("clearance.region.eu.>"), []byte(subj), 1), noEnv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "inbound_region.subject: must not overlap") {
+				t.Errorf("Validate = %v", err)
+			}
+		})
+	}
 }

@@ -250,8 +250,11 @@ func (r *InboundRegion) validate(p string, n NATS) []error {
 	if !validSubject(r.Subject, true) {
 		errs = append(errs, fieldErr(p+".subject", "required: a NATS subject such as clearance.region.eu.>"))
 	}
-	if strings.HasPrefix(r.Subject, "clearance.transfers.") || strings.HasPrefix(r.Subject, "clearance.receipts.") || strings.HasPrefix(r.Subject, "clearance.deadletter.") {
-		errs = append(errs, fieldErr(p+".subject", "must not overlap clearance.transfers, receipts or deadletter"))
+	for _, reserved := range []string{"clearance.transfers.", "clearance.receipts.", "clearance.replies.", "clearance.deadletter."} {
+		if strings.HasPrefix(r.Subject, reserved) {
+			errs = append(errs, fieldErr(p+".subject", "must not overlap clearance.transfers, receipts, replies or deadletter"))
+			break
+		}
 	}
 	if !validToken(r.Consumer) {
 		errs = append(errs, fieldErr(p+".consumer", "a consumer name of letters, digits, '-' or '_'"))
