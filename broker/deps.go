@@ -40,6 +40,13 @@ type Sealer interface {
 	KeyRef() string
 }
 
+// SealAppender is a Sealer that can append its envelope to a buffer the
+// broker gives it, so that the broker can reuse its buffers; *keys.Vault and
+// *keys.DevKeyRing are.
+type SealAppender interface {
+	SealAppend(ctx context.Context, dst, plaintext []byte) ([]byte, error)
+}
+
 // Opener opens envelopes sealed by Seal with shared keys.
 type Opener interface {
 	Open(ctx context.Context, sealed []byte) ([]byte, error)

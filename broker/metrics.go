@@ -119,6 +119,16 @@ func (i instrumentedKeys) Seal(ctx context.Context, p []byte) ([]byte, error) {
 	return keyOp(i.m, "seal", func() ([]byte, error) { return i.k.Seal(ctx, p) })
 }
 
+// SealAppend is Seal appending to dst when the key service can
+// (SealAppender), and Seal otherwise.
+func (i instrumentedKeys) SealAppend(ctx context.Context, dst, p []byte) ([]byte, error) {
+	a, ok := i.k.(SealAppender)
+	if !ok {
+		return i.Seal(ctx, p)
+	}
+	return keyOp(i.m, "seal", func() ([]byte, error) { return a.SealAppend(ctx, dst, p) })
+}
+
 func (i instrumentedKeys) Open(ctx context.Context, s []byte) ([]byte, error) {
 	return keyOp(i.m, "open", func() ([]byte, error) { return i.k.Open(ctx, s) })
 }

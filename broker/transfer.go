@@ -13,6 +13,7 @@ import (
 	"github.com/clearance-broker/clearance/agreements"
 	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/connectors"
+	"github.com/clearance-broker/clearance/connectors/natsregion"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -176,7 +177,19 @@ func (b *Broker) deliver(ctx context.Context, res *result) *result {
 			err = fmt.Errorf("broker: seal for %s: %d results for 1 payload", req.Recipient, len(out))
 		}
 	} else {
-		body, keyRef, err = b.sealShared(ctx, conn, req.Subject.ID, payload)
+		var dst []byte
+		if _, region := conn.(*natsregion.Region); region {
+			sb := sealedBufs.Get().(*[]byte)
+			dst = (*sb)[:0]
+			defer func() {
+				// After conn.Deliver, which copied it (see sealedBufs).
+				if cap(body) <= maxPooledPayload {
+					*sb = body[:0]
+					sealedBufs.Put(sb)
+				}
+			}()
+		}
+		body, keyRef, err = b.sealShared(ctx, conn, req.Subject.ID, dst, payload)
 		res.keyRef = keyRef
 	}
 	b.metrics.since("seal", t)

@@ -137,11 +137,16 @@ func (e *envelope) current(ctx context.Context) (*dataKey, error) {
 
 // seal encrypts plaintext into a compact JWE.
 func (e *envelope) seal(ctx context.Context, plaintext []byte) ([]byte, error) {
+	return e.sealAppend(ctx, nil, plaintext)
+}
+
+// sealAppend is seal appending the message to dst.
+func (e *envelope) sealAppend(ctx context.Context, dst, plaintext []byte) ([]byte, error) {
 	k, err := e.current(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return sealWith(k.aead, k.header, plaintext)
+	return sealWithKey(dst, k.aead, k.header, nil, plaintext)
 }
 
 // open decrypts a compact JWE sealed by any instance sharing the wrapping key.

@@ -178,6 +178,11 @@ func (d *DevKeyRing) Seal(ctx context.Context, plaintext []byte) ([]byte, error)
 	return d.env.seal(ctx, plaintext)
 }
 
+// SealAppend is Seal appending the message to dst.
+func (d *DevKeyRing) SealAppend(ctx context.Context, dst, plaintext []byte) ([]byte, error) {
+	return d.env.sealAppend(ctx, dst, plaintext)
+}
+
 // Open decrypts a message sealed by this key ring.
 func (d *DevKeyRing) Open(ctx context.Context, sealed []byte) ([]byte, error) {
 	return d.env.open(ctx, sealed)

@@ -151,3 +151,28 @@ func TestDevKeyRingSealFor(t *testing.T) {
 		t.Fatalf("garbage recipient key: %v", err)
 	}
 }
+
+// TestSealAppend: SealAppend appends to the buffer it is given, leaving what
+// it holds, and its message opens like Seal's, also in a buffer that held
+// an earlier message.
+func TestSealAppend(t *testing.T) {
+	d, _ := newDevRing(t, filepath.Join(t.TempDir(), "keys.json"))
+	buf := []byte("prefix:")
+	out, err := d.SealAppend(t.Context(), buf, []byte("first record"))
+	if err != nil || !bytes.HasPrefix(out, []byte("prefix:")) {
+		t.Fatalf("SealAppend = %q, %v", out, err)
+	}
+	if got, err := d.Open(t.Context(), out[len("prefix:"):]); err != nil || string(got) != "first record" {
+		t.Fatalf("open appended message: %q %v", got, err)
+	}
+	reused, err := d.SealAppend(t.Context(), out[:0], []byte("second"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &reused[0] != &out[0] {
+		t.Error("a buffer with room was not reused")
+	}
+	if got, err := d.Open(t.Context(), reused); err != nil || string(got) != "second" {
+		t.Fatalf("open message in a reused buffer: %q %v", got, err)
+	}
+}

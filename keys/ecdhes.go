@@ -54,7 +54,7 @@ func sealECDHES(pub *ecdh.PublicKey, kid string, plaintext []byte) ([]byte, erro
 	if err != nil {
 		return nil, err
 	}
-	return sealWithKey(aead, ecdhHeader(eph.PublicKey(), kid), wrapped, plaintext)
+	return sealWithKey(nil, aead, ecdhHeader(eph.PublicKey(), kid), wrapped, plaintext)
 }
 
 // ecdhHeader returns the base64url-encoded protected header with the

@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"slices"
 	"bytes"
 	"crypto/cipher"
 	"crypto/rand"
@@ -167,12 +168,12 @@ var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b 
 // returns the compact serialization with the given encoded header and no
 // encrypted key (alg "dir").
 func sealWith(aead cipher.AEAD, header []byte, plaintext []byte) ([]byte, error) {
-	return sealWithKey(aead, header, nil, plaintext)
+	return sealWithKey(nil, aead, header, nil, plaintext)
 }
 
 // sealWithKey is sealWith with an encrypted key, written base64url-encoded
-// in its segment.
-func sealWithKey(aead cipher.AEAD, header, encryptedKey []byte, plaintext []byte) ([]byte, error) {
+// in its segment, appending the message to dst.
+func sealWithKey(dst []byte, aead cipher.AEAD, header, encryptedKey []byte, plaintext []byte) ([]byte, error) {
 	// The scratch buffer holds the nonce, then ciphertext||tag.
 	bp := scratch.Get().(*[]byte)
 	if need := nonceSize + len(plaintext) + tagSize; cap(*bp) < need {
@@ -189,7 +190,7 @@ func sealWithKey(aead cipher.AEAD, header, encryptedKey []byte, plaintext []byte
 	}
 	ct := aead.Seal(nonce[nonceSize:], nonce, plaintext, header)
 	body, tag := ct[:len(plaintext)], ct[len(plaintext):]
-	out := make([]byte, 0, len(header)+4+b64.EncodedLen(len(encryptedKey))+b64.EncodedLen(nonceSize)+b64.EncodedLen(len(body))+b64.EncodedLen(tagSize))
+	out := slices.Grow(dst, len(header)+4+b64.EncodedLen(len(encryptedKey))+b64.EncodedLen(nonceSize)+b64.EncodedLen(len(body))+b64.EncodedLen(tagSize))
 	out = append(out, header...)
 	out = append(out, '.')
 	out = appendB64(out, encryptedKey)

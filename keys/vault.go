@@ -128,6 +128,12 @@ func (v *Vault) Seal(ctx context.Context, plaintext []byte) ([]byte, error) {
 	return v.env.seal(ctx, plaintext)
 }
 
+// SealAppend is Seal appending the message to dst, so that a caller can
+// reuse its buffers.
+func (v *Vault) SealAppend(ctx context.Context, dst, plaintext []byte) ([]byte, error) {
+	return v.env.sealAppend(ctx, dst, plaintext)
+}
+
 // Open decrypts a message sealed by Seal on any instance sharing the
 // encryption key. Errors: ErrMalformed, ErrNotAuthentic (altered message),
 // ErrKeyRetired (version below min_decryption_version), ErrUnavailable.

@@ -134,6 +134,9 @@ func (r *Region) ensureStream(ctx context.Context) error {
 // Deliver publishes d on the recipient's subject and waits for the stream's
 // acknowledgement, the ack timeout, or the end of ctx (then the error wraps
 // ctx.Err()). A duplicate acknowledged by the stream counts as delivered.
+// It keeps nothing of d once it returns: the message is copied into the
+// connection's buffer when published, and the broker reuses the body's
+// buffer (TestDeliverKeepsNoBody).
 func (r *Region) Deliver(ctx context.Context, d *connectors.Delivery) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("natsregion: %s: %w", r.name, err)
@@ -157,10 +160,12 @@ func (r *Region) Deliver(ctx context.Context, d *connectors.Delivery) error {
 		}
 		return fmt.Errorf("natsregion: publish to %s: %w", d.Recipient, r.classify(err))
 	}
-	r.log.LogAttrs(ctx, slog.LevelDebug, "delivery acknowledged",
-		slog.String("request_id", d.RequestID), slog.String("recipient", d.Recipient),
-		slog.String("stream", ack.Stream), slog.Uint64("seq", ack.Sequence),
-		slog.Bool("duplicate", ack.Duplicate), slog.Duration("took", time.Since(start)))
+	if r.log.Enabled(ctx, slog.LevelDebug) {
+		r.log.LogAttrs(ctx, slog.LevelDebug, "delivery acknowledged",
+			slog.String("request_id", d.RequestID), slog.String("recipient", d.Recipient),
+			slog.String("stream", ack.Stream), slog.Uint64("seq", ack.Sequence),
+			slog.Bool("duplicate", ack.Duplicate), slog.Duration("took", time.Since(start)))
+	}
 	return nil
 }
 
@@ -181,7 +186,7 @@ func (r *Region) message(d *connectors.Delivery) (*nats.Msg, error) {
 	msg := nats.NewMsg(subject)
 	msg.Data = d.Body
 	for k, v := range d.Headers {
-		if strings.HasPrefix(strings.ToLower(k), "nats-") {
+		if len(k) >= 5 && strings.EqualFold(k[:5], "nats-") {
 			return nil, fmt.Errorf("header %s: the Nats- prefix is reserved", k)
 		}
 		msg.Header.Set(k, v)

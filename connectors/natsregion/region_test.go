@@ -3,6 +3,7 @@ package natsregion_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -187,6 +188,7 @@ func TestMalformedDeliveriesArePermanent(t *testing.T) {
 		{name: "recipient with a dot", give: func(d *connectors.Delivery) { d.Recipient = "dc.sg" }},
 		{name: "recipient wildcard", give: func(d *connectors.Delivery) { d.Recipient = ">" }},
 		{name: "reserved header", give: func(d *connectors.Delivery) { d.Headers = map[string]string{"Nats-Expected-Last-Sequence": "1"} }},
+		{name: "reserved header, other case", give: func(d *connectors.Delivery) { d.Headers = map[string]string{"nATS-msg-id": "x"} }},
 		{name: "larger than the server allows", give: func(d *connectors.Delivery) { d.Body = make([]byte, 2<<20) }},
 	}
 	for _, tt := range tests {
@@ -294,5 +296,50 @@ func TestNKeyAuthentication(t *testing.T) {
 	r := newRegion(t, cfg)
 	if err := r.Deliver(t.Context(), sealedDelivery("req-nkey")); err != nil {
 		t.Fatalf("Deliver with NKey: %v", err)
+	}
+}
+
+// TestDeliverKeepsNoBody: once Deliver returns, the connector holds nothing
+// of the delivery's body, so the broker may reuse its buffer at once. The
+// body is overwritten as soon as each Deliver returns; every message in the
+// stream must still be the one delivered.
+func TestDeliverKeepsNoBody(t *testing.T) {
+	s := startServer(t, t.TempDir(), -1)
+	cfg := natsregion.DefaultConfig()
+	cfg.URLs = []string{s.ClientURL()}
+	cfg.Stream = "REGION_REUSE"
+	cfg.EnsureStream = true
+	r := newRegion(t, cfg)
+	buf := make([]byte, 0, 64)
+	const n = 200
+	for i := range n {
+		d := sealedDelivery(fmt.Sprintf("req-%d", i))
+		buf = fmt.Appendf(buf[:0], "sealed-%03d.%s", i, strings.Repeat("x", 40))
+		d.Body = buf
+		if err := r.Deliver(t.Context(), d); err != nil {
+			t.Fatal(err)
+		}
+		for j := range buf {
+			buf[j] = '!'
+		}
+	}
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	st, err := js.Stream(t.Context(), "REGION_REUSE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		m, err := st.GetMsg(t.Context(), uint64(i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("sealed-%03d.%s", i, strings.Repeat("x", 40)); string(m.Data) != want {
+			t.Fatalf("message %d = %q, want %q", i+1, m.Data, want)
+		}
 	}
 }
