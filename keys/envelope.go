@@ -1,7 +1,6 @@
 package keys
 
 import (
-	"slices"
 	"bytes"
 	"crypto/cipher"
 	"crypto/rand"
@@ -9,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 )
 

@@ -136,6 +136,22 @@ func newRegion(t *testing.T, cfg *natsregion.Config) *natsregion.Region {
 	return r
 }
 
+// streamOf returns stream name on s, through a connection of the test's own.
+func streamOf(t *testing.T, s *server.Server, name string) jetstream.Stream {
+	t.Helper()
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	st, err := js.Stream(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 func sealedDelivery(id string) *connectors.Delivery {
 	return &connectors.Delivery{RequestID: id, Recipient: "dc-sg", Kind: "transfer",
 		ContentType: "application/jose", Body: []byte("eyJhbGciOi.x.y.z.w")}
@@ -155,16 +171,7 @@ func TestEnsureStream(t *testing.T) {
 	// A second connector finds the stream and keeps it.
 	newRegion(t, cfg)
 
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	st, err := js.Stream(t.Context(), "REGION_SG")
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := streamOf(t, s, "REGION_SG")
 	info, err := st.Info(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -323,16 +330,7 @@ func TestDeliverKeepsNoBody(t *testing.T) {
 			buf[j] = '!'
 		}
 	}
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	st, err := js.Stream(t.Context(), "REGION_REUSE")
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := streamOf(t, s, "REGION_REUSE")
 	for i := range n {
 		m, err := st.GetMsg(t.Context(), uint64(i+1))
 		if err != nil {
