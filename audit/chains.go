@@ -178,6 +178,41 @@ func readHeads(ctx context.Context, db bun.IDB, ly layout) ([]headRow, error) {
 	return rows, nil
 }
 
+// stableOf returns the stable sequence of a log with layout ly and chain
+// heads heads: the highest sequence up to which every sequence is taken and
+// below which no chain will write again. With one chain it is the head;
+// with several, the lowest head (a chain that lags may still write above
+// it), and at least the fork, up to which the single chain wrote.
+func stableOf(ly layout, heads []headRow) int64 {
+	s := heads[0].Seq
+	if ly.k > 1 {
+		for _, h := range heads {
+			s = min(s, h.Seq)
+		}
+		s = max(s, ly.fork)
+	}
+	return s
+}
+
+// StableSequence returns the log's stable sequence: every entry up to it is
+// written, and no entry at or below it will be. With one chain (the
+// default) it is the last sequence written. With several chains, entries
+// interleave by chain and a chain that lags behind the others fills its
+// sequences later, so a reader that follows the log by sequence (AfterSequence)
+// and has read past StableSequence must read again from there to see them.
+// A query started after StableSequence returned sees every entry up to it.
+func (l *Log) StableSequence(ctx context.Context) (int64, error) {
+	ly, err := loadLayout(ctx, l.db)
+	if err != nil {
+		return 0, err
+	}
+	heads, err := readHeads(ctx, l.db, ly)
+	if err != nil {
+		return 0, err
+	}
+	return stableOf(ly, heads), nil
+}
+
 // ChainAnchor is where one chain continues after an archived range: the
 // sequence its next entry must have and the hash that entry must link to.
 type ChainAnchor struct {

@@ -383,3 +383,70 @@ func TestChainsStaleWriter(t *testing.T) {
 		t.Errorf("verify: %+v, %v", rep, err)
 	}
 }
+
+// TestChainsStableSequence: with one chain the stable sequence is the last
+// written; after a fork to two chains it stays below a sequence the lagging
+// chain has yet to fill, and every entry up to it is there.
+func TestChainsStableSequence(t *testing.T) {
+	ctx := t.Context()
+	db := openTestDB(t, postgresDSN(t))
+	opts := testOptions(t)
+	opts.CheckpointEvery = 1 << 30
+	stable := func(l *Log, want int64) {
+		t.Helper()
+		got, err := l.StableSequence(ctx)
+		if err != nil || got != want {
+			t.Fatalf("StableSequence = %d, %v; want %d", got, err, want)
+		}
+		entries, err := l.Query(ctx, Filter{Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var below int64
+		for _, e := range entries {
+			if e.Sequence <= got {
+				below++
+			}
+		}
+		if below != got {
+			t.Fatalf("%d entries at or below the stable sequence %d", below, got)
+		}
+	}
+	single := openTestLog(t, db, opts)
+	appendN(t, single, 0, 6)
+	stable(single, 6)
+	if err := single.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	opts.Chains = 2
+	l := openTestLog(t, db, opts)
+	stable(l, 6) // the fork
+	// An entry of the chain that holds 8, 10, ... and then two of the chain
+	// that holds 7, 9, ...
+	onChain := func(c, from int) *Entry {
+		for i := from; ; i++ {
+			e := decidedEntry(i)
+			if (layout{k: 2}).route(e.RequestID) == c {
+				return e
+			}
+		}
+	}
+	steps := []struct {
+		chain           int
+		seq, wantStable int64
+	}{
+		{0, 8, 6}, // 7 is still to come
+		{1, 7, 7},
+		{1, 9, 8},
+	}
+	from := 100
+	for _, st := range steps {
+		e := onChain(st.chain, from)
+		seq, err := l.Append(ctx, e)
+		if err != nil || seq != st.seq {
+			t.Fatalf("append on chain %d: seq %d, %v; want %d", st.chain, seq, err, st.seq)
+		}
+		stable(l, st.wantStable)
+		from += 100 // the next request id is a new one
+	}
+}

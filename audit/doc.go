@@ -80,6 +80,13 @@
 // are thus in one chain, which keeps the final outcome rule below correct
 // across chains and instances.
 //
+// With K > 1 a chain that gets fewer entries than another lags behind it
+// and fills its lower sequences later, so sequences are not written in
+// order. StableSequence is the lowest head (at least F): every sequence up
+// to it is written and none below it will be. Archive stops there, and a
+// reader following the log by sequence reads again from there. A chain
+// that gets no entries at all holds it at its head.
+//
 // Each chain's batch is written in one of two ways:
 //
 //   - Locked: a transaction locks the chain's head row (SELECT ... FOR

@@ -84,16 +84,8 @@ func (l *Log) Archive(ctx context.Context, s Signer, before time.Time, w io.Writ
 	if err != nil {
 		return nil, nil, err
 	}
-	// Archive no further than every chain has reached: up to there the
-	// sequences are all taken and no chain will write below it again, while
-	// above it a chain that lags may still write.
-	to := heads[0].Seq
-	if ly.k > 1 {
-		for _, h := range heads {
-			to = min(to, h.Seq)
-		}
-		to = max(to, ly.fork)
-	}
+	// Archive no further than every chain has reached (see stableOf).
+	to := stableOf(ly, heads)
 	var firstKept sql.NullInt64
 	if err := l.db.NewSelect().Model((*entryRow)(nil)).ColumnExpr("MIN(seq)").
 		Where("at >= ?", before).Scan(ctx, &firstKept); err != nil {

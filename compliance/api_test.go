@@ -396,3 +396,27 @@ func TestWhatIf(t *testing.T) {
 		t.Fatalf("audited what-if calls = %d, want 2", calls)
 	}
 }
+
+// TestPageStableSequence: a page carries the log's stable sequence read
+// before it; with one chain that is the last entry written, and the page
+// holds every matching entry up to it.
+func TestPageStableSequence(t *testing.T) {
+	f := compliancetest.New(t)
+	f.Seed(t, 1)
+	c := client{t: t, base: f.HTTP.URL, token: f.Token(t, compliance.RoleViewer)}
+	want, err := f.Log.StableSequence(t.Context())
+	if err != nil || want == 0 {
+		t.Fatalf("StableSequence = %d, %v", want, err)
+	}
+	code, b := c.get("/v1/audit/entries?limit=1000")
+	var p compliance.Page
+	if code != http.StatusOK || json.Unmarshal(b, &p) != nil {
+		t.Fatalf("%d %.200s", code, b)
+	}
+	if len(p.Entries) == 0 || p.NextAfter != 0 {
+		t.Fatalf("%d entries, next_after %d: want every entry in one page", len(p.Entries), p.NextAfter)
+	}
+	if last := p.Entries[len(p.Entries)-1].Sequence; p.StableSequence != want || last != want {
+		t.Errorf("stable_sequence %d, last entry %d; want %d", p.StableSequence, last, want)
+	}
+}

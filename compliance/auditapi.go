@@ -12,19 +12,29 @@ import (
 )
 
 // Page is one page of an audit search. NextAfter, when non-zero, is the
-// value of the after parameter that fetches the next page.
+// value of the after parameter that fetches the next page. StableSequence
+// is the log's stable sequence read before the page (audit.Log.StableSequence):
+// the page holds every matching entry up to it, and a reader following the
+// log by sequence reads again from there, since with several audit chains a
+// lagging chain writes entries below sequences already read.
 type Page struct {
-	Entries   []audit.Entry `json:"entries"`
-	NextAfter int64         `json:"next_after,omitempty"`
+	Entries        []audit.Entry `json:"entries"`
+	NextAfter      int64         `json:"next_after,omitempty"`
+	StableSequence int64         `json:"stable_sequence"`
 }
 
 // search returns one page; it asks for one entry more than the limit to
 // know whether there is a next page.
 func (s *Server) search(ctx context.Context, f audit.Filter) (*Page, error) {
+	// Read before the page, so that the page sees every entry up to it.
+	stable, err := s.opts.Audit.StableSequence(ctx)
+	if err != nil {
+		return nil, err
+	}
 	limit := f.Limit
 	f.Limit = limit + 1
-	p := &Page{Entries: make([]audit.Entry, 0, limit)}
-	err := s.opts.Audit.Scan(ctx, f, func(e *audit.Entry) error {
+	p := &Page{Entries: make([]audit.Entry, 0, limit), StableSequence: stable}
+	err = s.opts.Audit.Scan(ctx, f, func(e *audit.Entry) error {
 		p.Entries = append(p.Entries, *e)
 		return nil
 	})

@@ -27,6 +27,9 @@ type AuditLog interface {
 	Export(ctx context.Context, w io.Writer, format audit.Format, f audit.Filter) (int64, error)
 	// Append writes an entry and returns once it is durable.
 	Append(ctx context.Context, e *audit.Entry) (int64, error)
+	// StableSequence returns the sequence up to which every entry is
+	// written and none will be added.
+	StableSequence(ctx context.Context) (int64, error)
 }
 
 // RegistrySource gives the registry in force. *agreements.Engine satisfies
