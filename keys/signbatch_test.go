@@ -27,12 +27,14 @@ func TestSignBatcherCoalescesConcurrentCalls(t *testing.T) {
 	b := startSignBatcher(256, time.Second, do)
 	defer b.stop()
 	const callers = 50
-	var wg sync.WaitGroup
+	var wg, started sync.WaitGroup
 	errs := make(chan error, callers)
+	started.Add(callers)
 	for i := range callers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			started.Done()
 			p := [][]byte{fmt.Appendf(nil, "a%d", i), fmt.Appendf(nil, "b%d", i)}
 			got, err := b.sign(context.Background(), p)
 			if err != nil || len(got) != 2 || !bytes.Equal(got[0], append([]byte("signed:"), p[0]...)) || !bytes.Equal(got[1], append([]byte("signed:"), p[1]...)) {
@@ -40,6 +42,9 @@ func TestSignBatcherCoalescesConcurrentCalls(t *testing.T) {
 			}
 		}()
 	}
+	// Every caller is running; the sleep lets each reach its send to the
+	// held worker (a loaded machine must not leave one behind).
+	started.Wait()
 	time.Sleep(100 * time.Millisecond)
 	close(release)
 	wg.Wait()
