@@ -37,14 +37,31 @@ type Payload struct {
 	Record map[string]any `json:"record"`
 }
 
-// payloadBufs holds the buffers payloads are written into. A payload lives
-// from its encoding to its sealing, after which deliver clears it and hands
-// it back: about a kilobyte less garbage per delivery.
-var payloadBufs = sync.Pool{New: func() any { return new([]byte) }}
+// bufs holds the buffers deliver writes into: each payload, which lives
+// from its encoding to its sealing, and each regional envelope, which lives
+// until the natsregion connector has copied it. About 2.5 KiB less garbage
+// per 1 KB delivery.
+var bufs = sync.Pool{New: func() any { return new([]byte) }}
 
-// maxPooledPayload bounds the buffers payloadBufs keeps, so that one large
-// request does not keep its buffer alive.
-const maxPooledPayload = 64 << 10
+// maxPooledBuf bounds the buffers bufs keeps, so that one large request
+// does not keep its buffer alive.
+const maxPooledBuf = 64 << 10
+
+// getBuf returns an empty buffer from bufs.
+func getBuf() *[]byte {
+	pb := bufs.Get().(*[]byte)
+	*pb = (*pb)[:0]
+	return pb
+}
+
+// putBuf hands back pb, now holding b (what was appended to *pb), unless b
+// grew past maxPooledBuf.
+func putBuf(pb *[]byte, b []byte) {
+	if cap(b) <= maxPooledBuf {
+		*pb = b[:0]
+		bufs.Put(pb)
+	}
+}
 
 // newPayload appends the payload of an allowed request to dst. sizeHint is
 // the request's size, which the payload rarely exceeds by much (its record

@@ -136,6 +136,17 @@ func newRegion(t *testing.T, cfg *natsregion.Config) *natsregion.Region {
 	return r
 }
 
+// ensuredStream starts a server and returns it with a connector config that
+// delivers to it and creates stream name.
+func ensuredStream(t *testing.T, name string) (*server.Server, *natsregion.Config) {
+	t.Helper()
+	s := startServer(t, t.TempDir(), -1)
+	cfg := natsregion.DefaultConfig()
+	cfg.URLs = []string{s.ClientURL()}
+	cfg.Stream, cfg.EnsureStream = name, true
+	return s, cfg
+}
+
 // streamOf returns stream name on s, through a connection of the test's own.
 func streamOf(t *testing.T, s *server.Server, name string) jetstream.Stream {
 	t.Helper()
@@ -158,11 +169,7 @@ func sealedDelivery(id string) *connectors.Delivery {
 }
 
 func TestEnsureStream(t *testing.T) {
-	s := startServer(t, t.TempDir(), -1)
-	cfg := natsregion.DefaultConfig()
-	cfg.URLs = []string{s.ClientURL()}
-	cfg.Stream = "REGION_SG"
-	cfg.EnsureStream = true
+	s, cfg := ensuredStream(t, "REGION_SG")
 	cfg.DuplicateWindow = connectors.Duration(time.Minute)
 	r := newRegion(t, cfg)
 	if err := r.Deliver(t.Context(), sealedDelivery("req-1")); err != nil {
@@ -183,10 +190,7 @@ func TestEnsureStream(t *testing.T) {
 }
 
 func TestMalformedDeliveriesArePermanent(t *testing.T) {
-	s := startServer(t, t.TempDir(), -1)
-	cfg := natsregion.DefaultConfig()
-	cfg.URLs = []string{s.ClientURL()}
-	cfg.Stream, cfg.EnsureStream = "REGION", true
+	_, cfg := ensuredStream(t, "REGION")
 	r := newRegion(t, cfg)
 	tests := []struct {
 		name string
@@ -311,11 +315,7 @@ func TestNKeyAuthentication(t *testing.T) {
 // body is overwritten as soon as each Deliver returns; every message in the
 // stream must still be the one delivered.
 func TestDeliverKeepsNoBody(t *testing.T) {
-	s := startServer(t, t.TempDir(), -1)
-	cfg := natsregion.DefaultConfig()
-	cfg.URLs = []string{s.ClientURL()}
-	cfg.Stream = "REGION_REUSE"
-	cfg.EnsureStream = true
+	s, cfg := ensuredStream(t, "REGION_REUSE")
 	r := newRegion(t, cfg)
 	buf := make([]byte, 0, 64)
 	const n = 200
