@@ -23,12 +23,21 @@ import (
 // Sent as a prepared statement with array parameters, a batch costs the
 // server neither a parse nor a plan of thousands of literals, whatever its
 // size, and the look-up costs no round trip of its own.
+//
+// The arrays are unnested in a select list (a ProjectSet node, which makes
+// each row as the insert asks for it), not in FROM: unnest in FROM is a
+// function scan, which first copies every row of the batch into a
+// tuplestore and then reads them back, about 2.7 µs of server time a row
+// more (400-row batches into a table with the log's indexes, 50,000 rows,
+// four alternating runs: 934 against 798 ms; a plain INSERT ... SELECT of
+// the same rows from a table, 771 ms). The arrays are all as long as the
+// batch, so the set-returning functions step together.
 var pgBatchInsert = func() string {
 	cols := strings.Split(entryColumns, ", ")
 	params := make([]string, len(cols))
 	sel := make([]string, len(cols))
 	for i, c := range cols {
-		params[i] = fmt.Sprintf("$%d::%s[]", i+6, pgColumnType(c))
+		params[i] = fmt.Sprintf("unnest($%d::%s[]) AS %s", i+6, pgColumnType(c), c)
 		sel[i] = "u." + c
 	}
 	sel[0] = "CASE WHEN (SELECT moved FROM h) THEN u.seq END"
@@ -37,7 +46,7 @@ var pgBatchInsert = func() string {
 		"(SELECT 1 FROM audit_entries WHERE request_id = r.id AND " + pgMaybeFinal + " OFFSET 0) AS e LIMIT 1), " +
 		"h AS (UPDATE audit_head SET seq = $1, hash = $2 WHERE id = $5 AND seq = $3 AND hash = $4 AND NOT EXISTS (SELECT 1 FROM d) RETURNING true AS moved) " +
 		"INSERT INTO audit_entries (" + entryColumns + ") SELECT " + strings.Join(sel, ", ") +
-		" FROM unnest(" + strings.Join(params, ", ") + ") AS u(" + entryColumns + ")"
+		" FROM (SELECT " + strings.Join(params, ", ") + ") AS u"
 }()
 
 // pgColumnType is the type of the array that carries column c.
