@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -88,12 +89,10 @@ type harness struct {
 // hooks the HTTPS partner.
 func (h *harness) observe() error {
 	rs, err := h.e.nc.Subscribe("clearance.receipts.>", func(m *nats.Msg) {
-		var r struct {
-			ID     string `json:"request_id"`
-			Status string `json:"status"`
-		}
-		if t := h.cur.Load(); t != nil && !h.viaSink.Load() && json.Unmarshal(m.Data, &r) == nil {
-			t.finish(r.ID, r.Status)
+		if t := h.cur.Load(); t != nil && !h.viaSink.Load() {
+			if id, status, ok := receiptFields(m.Data); ok {
+				t.finish(id, status)
+			}
 		}
 	})
 	if err != nil {
@@ -333,3 +332,39 @@ func (h *harness) progress(format string, args ...any) {
 }
 
 func agreementsEngine(r *agreements.Registry) *agreements.Engine { return agreements.NewEngine(r) }
+
+// receiptFields returns a receipt's request id and status. The harness
+// reads one receipt per request while the broker runs on the same cores, so
+// it looks the two plain string values up rather than decoding the whole
+// receipt (about 1.5 µs a receipt); a value with an escape in it, or a
+// receipt it cannot read so, is decoded with encoding/json.
+func receiptFields(data []byte) (id, status string, ok bool) {
+	id, idOK := plainString(data, `"request_id":"`)
+	status, stOK := plainString(data, `"status":"`)
+	if idOK && stOK {
+		return id, status, true
+	}
+	var r struct {
+		ID     string `json:"request_id"`
+		Status string `json:"status"`
+	}
+	if json.Unmarshal(data, &r) != nil {
+		return "", "", false
+	}
+	return r.ID, r.Status, true
+}
+
+// plainString returns the string value that follows key in data, if it has
+// no escape in it.
+func plainString(data []byte, key string) (string, bool) {
+	i := bytes.Index(data, []byte(key))
+	if i < 0 {
+		return "", false
+	}
+	v := data[i+len(key):]
+	j := bytes.IndexByte(v, '"')
+	if j < 0 || bytes.IndexByte(v[:j], '\\') >= 0 {
+		return "", false
+	}
+	return string(v[:j]), true
+}

@@ -1,12 +1,14 @@
 package harness
 
 import (
+	"encoding/json"
 	"math/rand/v2"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/broker"
 )
 
 func TestWorkloadSizeAndMix(t *testing.T) {
@@ -71,5 +73,27 @@ func TestTrackerLatency(t *testing.T) {
 	}
 	if tr.dups.Load() != 1 || tr.alien.Load() != 1 || tr.left.Load() != 0 {
 		t.Errorf("dups %d, foreign %d, left %d", tr.dups.Load(), tr.alien.Load(), tr.left.Load())
+	}
+}
+
+// TestReceiptFields: the harness reads a receipt's id and status as
+// encoding/json does, also when they hold escapes.
+func TestReceiptFields(t *testing.T) {
+	for _, r := range []broker.Receipt{
+		{RequestID: "lh1-42", Decision: "allow", Status: broker.StatusDelivered, Reasons: []string{}, AuditSequence: 7},
+		{RequestID: `lh1-"43"`, Decision: "deny", Status: broker.StatusDenied, Reasons: []string{`a "status":"x"`}},
+		{RequestID: "lh1-44", Status: broker.StatusRejected},
+	} {
+		data, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, status, ok := receiptFields(data)
+		if !ok || id != r.RequestID || status != string(r.Status) {
+			t.Errorf("%s: got %q %q %v", data, id, status, ok)
+		}
+	}
+	if _, _, ok := receiptFields([]byte("not json")); ok {
+		t.Error("read a receipt out of no JSON")
 	}
 }
