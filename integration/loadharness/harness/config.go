@@ -55,6 +55,12 @@ type Config struct {
 	KeepAudit bool
 	// PacedDuration bounds one paced run (default 20s; at most N requests).
 	PacedDuration time.Duration
+	// Warmup is how long each paced run publishes at its rate before the
+	// requests whose latency it measures (default 2s; negative: none). The
+	// warm-up's requests are tracked like the others and their latency is
+	// reported apart: an instance that has just started, or has been idle,
+	// answers its first second of requests far slower than it goes on to.
+	Warmup time.Duration
 	// RegistryParties adds this many synthetic parties, each with its own
 	// agreement, to examples/registry (default 0).
 	RegistryParties int
@@ -130,6 +136,9 @@ func (c Config) Defaults() Config {
 	}
 	if c.PacedDuration <= 0 {
 		c.PacedDuration = 20 * time.Second
+	}
+	if c.Warmup == 0 {
+		c.Warmup = 2 * time.Second
 	}
 	if c.CheckpointEvery <= 0 {
 		c.CheckpointEvery = int64(config.Defaults().Audit.CheckpointEvery)

@@ -104,10 +104,11 @@ type Latency struct {
 	Max   float64 `json:"max_ms"`
 }
 
-// latency returns the distribution of done-sent over finished requests.
-func (t *tracker) latency() Latency {
-	d := make([]int64, 0, len(t.done))
-	for i := range t.done {
+// latency returns the distribution of done-sent over the finished requests
+// from index from to index to (exclusive).
+func (t *tracker) latency(from, to int) Latency {
+	d := make([]int64, 0, to-from)
+	for i := from; i < to; i++ {
 		s, e := atomic.LoadInt64(&t.sent[i]), atomic.LoadInt64(&t.done[i])
 		if s > 0 && e > 0 {
 			d = append(d, e-s)

@@ -117,7 +117,7 @@ func (h *harness) propagation(ctx context.Context, sink string, k, n int, w *wor
 			if first {
 				close(started)
 			}
-			if err = h.publish(ctx, w, t, n, 0); err == nil {
+			if err = h.publish(ctx, w, t, 0, n, 0); err == nil {
 				wctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
 				err = t.wait(wctx)
 				cancel()

@@ -132,11 +132,18 @@ type Paced struct {
 	AchievedRate float64 `json:"achieved_publish_rate"`
 	Requests     int     `json:"requests"`
 	Latency      Latency `json:"latency"`
-	Missing      int     `json:"missing"`
-	Duplicates   int     `json:"duplicates"`
+	// WarmupRequests were published at the same rate just before the
+	// Requests, and WarmupLatency is theirs (not in Latency).
+	WarmupRequests int     `json:"warmup_requests"`
+	WarmupLatency  Latency `json:"warmup_latency"`
+	Missing        int     `json:"missing"`
+	Duplicates     int     `json:"duplicates"`
 	// Resources over the paced run: peak memory at a steady rate, without
 	// the backlog the throughput run builds up in the embedded NATS server.
 	Resources Resources `json:"resources"`
+	// Stages are the broker's mean stage times in ms and mean audit batch
+	// size over the paced run (as Measurement.Stages).
+	Stages map[string]float64 `json:"broker_stage_means,omitempty"`
 }
 
 // Target is one target of issue 8 and whether the run met it.

@@ -201,7 +201,7 @@ func (h *harness) throughput(ctx context.Context, m *Measurement, sys system, w 
 		return err
 	}
 	start := time.Now()
-	if err := h.publish(ctx, w, t, n, 0); err != nil {
+	if err := h.publish(ctx, w, t, 0, n, 0); err != nil {
 		_, _ = u.end(ctx)
 		return err
 	}
@@ -213,7 +213,7 @@ func (h *harness) throughput(ctx context.Context, m *Measurement, sys system, w 
 	p1, c1, terr := sys.vaultTrips(ctx)
 	if b, ok := sys.(*brokers); ok {
 		stages, serr := b.stages(ctx)
-		m.Stages, terr = stages, errors.Join(terr, serr)
+		m.Stages, terr = stages.means(), errors.Join(terr, serr)
 	}
 	if err == nil {
 		err = errors.Join(uerr, terr)
@@ -244,13 +244,26 @@ func (h *harness) latency(ctx context.Context, m *Measurement, sys system, w *wo
 	for _, f := range h.cfg.Rates {
 		rate := f * m.Throughput
 		pn := min(m.Requests, max(int(rate*h.cfg.PacedDuration.Seconds()), 1))
-		t := h.next(pn)
+		wn := max(int(rate*h.cfg.Warmup.Seconds()), 0)
+		t := h.next(wn + pn)
+		// The warm-up runs straight into the measured requests, at the
+		// same rate: a pause between them would let the instances idle.
+		if err := h.publish(ctx, w, t, 0, wn, rate); err != nil {
+			return err
+		}
 		pu, err := startUsage(ctx, h.e.vault.pid(), sys.children())
 		if err != nil {
 			return err
 		}
+		b, _ := sys.(*brokers)
+		var stages0 stageSums
+		if b != nil {
+			if stages0, err = b.stages(ctx); err != nil {
+				return err
+			}
+		}
 		pstart := time.Now()
-		if err := h.publish(ctx, w, t, pn, rate); err != nil {
+		if err := h.publish(ctx, w, t, wn, wn+pn, rate); err != nil {
 			return err
 		}
 		pubSecs := time.Since(pstart).Seconds()
@@ -261,8 +274,12 @@ func (h *harness) latency(ctx context.Context, m *Measurement, sys system, w *wo
 		if err == nil {
 			err = uerr
 		}
-		p := Paced{Resources: pres, Fraction: f, TargetRate: rate, AchievedRate: float64(pn) / pubSecs, Requests: pn, Latency: t.latency(),
-			Missing: int(t.left.Load()), Duplicates: int(t.dups.Load())}
+		p := Paced{Resources: pres, Fraction: f, TargetRate: rate, AchievedRate: float64(pn) / pubSecs, Requests: pn, Latency: t.latency(wn, wn+pn),
+			WarmupRequests: wn, WarmupLatency: t.latency(0, wn), Missing: int(t.left.Load()), Duplicates: int(t.dups.Load())}
+		if b != nil && err == nil {
+			stages1, serr := b.stages(ctx)
+			p.Stages, err = stages1.minus(stages0).means(), serr
+		}
 		m.Paced = append(m.Paced, p)
 		if err != nil {
 			return fmt.Errorf("harness: %s paced %.0f%%: %w", m.Name, f*100, err)
@@ -270,6 +287,12 @@ func (h *harness) latency(ctx context.Context, m *Measurement, sys system, w *wo
 		inst := ""
 		if len(pres.PerInstance) > 0 {
 			inst = fmt.Sprintf("  instance rss %4d MiB", pres.InstancePeakRSSBytes>>20)
+		}
+		if p.Stages != nil {
+			inst += fmt.Sprintf("  audit append %.1f ms (batch %.0f), deliver %.1f ms", p.Stages["stage:audit_ms"], p.Stages["audit_batch_size"], p.Stages["stage:deliver_ms"])
+		}
+		if wn > 0 {
+			inst += fmt.Sprintf("  (warm-up: p50 %.1f ms, p99 %.1f ms)", p.WarmupLatency.P50, p.WarmupLatency.P99)
 		}
 		h.progress("%-22s   at %3.0f%% (%6.0f req/s): p50 %6.1f ms  p99 %7.1f ms  p99.9 %7.1f ms  process rss %4d MiB%s", m.Name, f*100, p.AchievedRate, p.Latency.P50, p.Latency.P99, p.Latency.P999, pres.PeakRSSBytes>>20, inst)
 	}
@@ -284,20 +307,21 @@ func (h *harness) next(n int) *tracker {
 	return t
 }
 
-// publish publishes n requests of w into the ingest stream, as fast as the
-// stream acknowledges them (rate 0) or paced at rate per second, and waits
-// for every acknowledgement.
-func (h *harness) publish(ctx context.Context, w *workload, t *tracker, n int, rate float64) error {
-	rng := rand.New(rand.NewPCG(uint64(t.run), 7))
+// publish publishes requests from to to (exclusive) of t's measurement,
+// drawn from w, into the ingest stream, as fast as the stream acknowledges
+// them (rate 0) or paced at rate per second, and waits for every
+// acknowledgement.
+func (h *harness) publish(ctx context.Context, w *workload, t *tracker, from, to int, rate float64) error {
+	rng := rand.New(rand.NewPCG(uint64(t.run), 7+uint64(from)))
 	failed0 := h.e.pubErrs.Load()
 	var buf []byte
 	start := time.Now()
-	for i := range n {
+	for i := from; i < to; i++ {
 		if i%1024 == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
 		if rate > 0 {
-			due := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+			due := start.Add(time.Duration(float64(i-from) / rate * float64(time.Second)))
 			if d := time.Until(due); d > 200*time.Microsecond {
 				time.Sleep(d)
 			}
@@ -320,7 +344,7 @@ func (h *harness) publish(ctx context.Context, w *workload, t *tracker, n int, r
 		return errors.New("harness: publish: acknowledgements missing after 2 minutes")
 	}
 	if f := h.e.pubErrs.Load() - failed0; f > 0 {
-		return fmt.Errorf("harness: publish: %d of %d requests not stored", f, n)
+		return fmt.Errorf("harness: publish: %d of %d requests not stored", f, to-from)
 	}
 	return nil
 }

@@ -267,6 +267,16 @@ func (sums stageSums) merge(o stageSums) {
 	}
 }
 
+// minus returns sums less o: the sums of what was observed since o.
+func (sums stageSums) minus(o stageSums) stageSums {
+	out := stageSums{}
+	for k, v := range sums {
+		w := o[k]
+		out[k] = [2]float64{v[0] - w[0], v[1] - w[1]}
+	}
+	return out
+}
+
 // means returns sum/count of every key with a count.
 func (sums stageSums) means() map[string]float64 {
 	out := map[string]float64{}
@@ -278,9 +288,10 @@ func (sums stageSums) means() map[string]float64 {
 	return out
 }
 
-// stages returns the mean time per pipeline stage (ms) and the mean audit
-// group-commit size over every instance, from the brokers' own metrics.
-func (s *brokers) stages(ctx context.Context) (map[string]float64, error) {
+// stages returns the sums behind the mean time per pipeline stage (ms) and
+// the mean audit group-commit size over every instance, from the brokers'
+// own metrics since they started.
+func (s *brokers) stages(ctx context.Context) (stageSums, error) {
 	sums := stageSums{}
 	for _, in := range s.insts {
 		sums.add(in.reg)
@@ -292,7 +303,7 @@ func (s *brokers) stages(ctx context.Context) (map[string]float64, error) {
 	for _, c := range st {
 		sums.merge(c.Stages)
 	}
-	return sums.means(), nil
+	return sums, nil
 }
 
 func (s *brokers) vaultTrips(ctx context.Context) (p, c uint64, err error) {

@@ -67,9 +67,12 @@ func TestTrackerLatency(t *testing.T) {
 	}
 	tr.finish("lh3-5", "delivered")
 	tr.finish("lh4-5", "delivered")
-	l := tr.latency()
+	l := tr.latency(0, 1000)
 	if l.Count != 1000 || l.P50 != 500 || l.P99 != 990 || l.P999 != 999 || l.Max != 1000 {
 		t.Errorf("latency %+v", l)
+	}
+	if l := tr.latency(900, 1000); l.Count != 100 || l.P50 != 950 || l.Max != 1000 {
+		t.Errorf("latency of the last 100: %+v", l)
 	}
 	if tr.dups.Load() != 1 || tr.alien.Load() != 1 || tr.left.Load() != 0 {
 		t.Errorf("dups %d, foreign %d, left %d", tr.dups.Load(), tr.alien.Load(), tr.left.Load())
