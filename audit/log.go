@@ -283,7 +283,9 @@ func Open(ctx context.Context, db *bun.DB, opts Options) (*Log, error) {
 // ErrInvalidEntry, ErrNoSubjectKey, ctx's error, or the store's error for the
 // whole batch. A final outcome (Entry.Final) for a request that already has
 // one is not appended: Append returns a *DuplicateOutcomeError (errors.Is
-// ErrDuplicateOutcome) naming the outcome recorded, which stands.
+// ErrDuplicateOutcome) naming the outcome recorded, which stands. Append
+// keeps nothing of e once it has returned, also when ctx ended first: the
+// caller may reuse e, its lists and its map (the broker pools its entries).
 func (l *Log) Append(ctx context.Context, e *Entry) (int64, error) {
 	if e == nil || e.Event == "" {
 		return 0, fmt.Errorf("%w: no event", ErrInvalidEntry)

@@ -168,3 +168,39 @@ func TestConcurrentAppend(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendKeepsNothing: once Append has returned, the caller may reuse
+// the entry, its lists and its map (the broker pools its entries): what
+// was appended stays what the entry held then, and the chain verifies.
+func TestAppendKeepsNothing(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := t.Context()
+			l := openTestLog(t, openTestDB(t, b.dsn(t)), testOptions(t))
+			e := decidedEntry(1)
+			e.Reasons = []string{"kept_reason"}
+			e.CategoriesSent = []string{"contact", "address"}
+			e.FieldsRemoved = map[string]string{"notes": "unclassified_field"}
+			want := e.clone()
+			if _, err := l.Append(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+			e.Reasons[0], e.CategoriesSent[1] = "reused", "reused"
+			clear(e.FieldsRemoved)
+			e.FieldsRemoved["other"] = "reused"
+			*e = Entry{FieldsRemoved: e.FieldsRemoved}
+			got, err := l.Query(ctx, Filter{})
+			if err != nil || len(got) != 1 {
+				t.Fatalf("query: %d entries, %v", len(got), err)
+			}
+			g := got[0]
+			if !slices.Equal(g.Reasons, want.Reasons) || !slices.Equal(g.CategoriesSent, want.CategoriesSent) ||
+				len(g.FieldsRemoved) != 1 || g.FieldsRemoved["notes"] != "unclassified_field" || g.RequestID != want.RequestID {
+				t.Errorf("read back %+v, want the entry as appended %+v", g, want)
+			}
+			if rep, err := l.Verify(ctx, testSigner(t)); err != nil || rep.Entries != 1 {
+				t.Fatalf("verify: %+v, %v", rep, err)
+			}
+		})
+	}
+}

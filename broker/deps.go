@@ -66,7 +66,9 @@ type Keys interface {
 }
 
 // AuditLog appends entries. Append returns only once the entry is durable
-// and is safe for concurrent use; *audit.Log satisfies it.
+// and is safe for concurrent use; *audit.Log satisfies it. Append keeps
+// nothing of e, its lists or its map once it has returned: the broker reuses
+// them.
 type AuditLog interface {
 	Append(ctx context.Context, e *audit.Entry) (int64, error)
 }

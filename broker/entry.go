@@ -3,23 +3,31 @@ package broker
 import (
 	"context"
 	"fmt"
-	"slices"
+	"sync"
 	"time"
 
 	"github.com/clearance-broker/clearance/audit"
 )
 
-// entry builds the audit entry of ev for res: ids, the decision's facts and
-// the subject id (which the audit log replaces by its HMAC). Nothing of the
-// record goes in.
+// entryPool holds audit entries between appends. The audit log keeps
+// nothing of an entry once Append has returned (AuditLog), so appendEntry
+// gives each entry back, and its FieldsRemoved map is reused.
+var entryPool = sync.Pool{New: func() any { return new(audit.Entry) }}
+
+// entry builds the audit entry of ev for res, for appendEntry: ids, the
+// decision's facts and the subject id (which the audit log replaces by its
+// HMAC). Nothing of the record goes in. Its lists are res's and the
+// decision's own, not copies: Append has encoded them when it returns.
 func (b *Broker) entry(ev audit.Event, res *result) *audit.Entry {
-	e := &audit.Entry{
+	e := entryPool.Get().(*audit.Entry)
+	removed := e.FieldsRemoved
+	*e = audit.Entry{
 		Time:      b.opts.Now(),
 		Event:     ev,
 		RequestID: res.requestID,
 		Source:    res.source,
 		Decision:  "deny",
-		Reasons:   slices.Clone(res.reasons),
+		Reasons:   res.reasons,
 	}
 	if req := res.req; req != nil {
 		e.Recipient = req.Recipient
@@ -31,7 +39,7 @@ func (b *Broker) entry(ev audit.Event, res *result) *audit.Entry {
 	if d := res.dec; d != nil {
 		e.Decision = string(d.Decision)
 		if ev == audit.EventDecided {
-			e.Reasons = slices.Clone(d.Reasons)
+			e.Reasons = d.Reasons
 		}
 		e.RecipientCountry = d.RecipientCountry
 		e.LegalBasis = string(d.LegalBasis)
@@ -41,13 +49,17 @@ func (b *Broker) entry(ev audit.Event, res *result) *audit.Entry {
 		e.Mechanism = d.Mechanism
 		e.RegistryVersion = d.RegistryVersion
 		if d.Allowed() {
-			e.CategoriesSent = slices.Clone(d.Categories)
+			e.CategoriesSent = d.Categories
 		}
 		if len(d.Fields.Removed) > 0 {
-			e.FieldsRemoved = make(map[string]string, len(d.Fields.Removed))
-			for _, f := range d.Fields.Removed {
-				e.FieldsRemoved[f.Path] = f.Reason
+			if removed == nil {
+				removed = make(map[string]string, len(d.Fields.Removed))
 			}
+			clear(removed)
+			for _, f := range d.Fields.Removed {
+				removed[f.Path] = f.Reason
+			}
+			e.FieldsRemoved = removed
 		}
 	}
 	if res.digest != "" {
@@ -60,13 +72,23 @@ func (b *Broker) entry(ev audit.Event, res *result) *audit.Entry {
 	return e
 }
 
-// appendEntry appends e and waits until it is durable.
+// maxPooledFields is the largest FieldsRemoved map kept with a pooled entry.
+const maxPooledFields = 64
+
+// appendEntry appends e and waits until it is durable. It takes e: e goes
+// back to entryPool, and the caller must not use it afterwards.
 func (b *Broker) appendEntry(ctx context.Context, e *audit.Entry) (int64, error) {
 	t := time.Now()
 	seq, err := b.opts.Audit.Append(ctx, e)
 	b.metrics.since("audit", t)
+	ev := e.Event
+	if len(e.FieldsRemoved) > maxPooledFields {
+		e.FieldsRemoved = nil
+	}
+	*e = audit.Entry{FieldsRemoved: e.FieldsRemoved}
+	entryPool.Put(e)
 	if err != nil {
-		return 0, fmt.Errorf("broker: audit %s: %w", e.Event, err)
+		return 0, fmt.Errorf("broker: audit %s: %w", ev, err)
 	}
 	return seq, nil
 }
