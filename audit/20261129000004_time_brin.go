@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/migrate"
@@ -23,8 +24,14 @@ import (
 // out of step, are not strictly in time order; the index stays exact (a
 // page range holds whatever times it holds, and each entry read is checked
 // against the filter), only a little less selective. Page ranges filled
-// since the last summary are read by every time query until autovacuum
-// summarises them (autosummarize).
+// since the last summary are read by every time query until they are
+// summarised: the checkpointer summarises them with every checkpoint
+// (summarizeTime), at least once per CheckpointInterval while entries are
+// appended. The index's autosummarize is off: it queues a request in
+// autovacuum's work list (256 places, served at autovacuum's pace) each
+// time a range is filled, about every 1,500 entries, and the server logs
+// every request that finds the list full, with the whole insert statement,
+// several times a second under load.
 //
 // SQLite keeps its B-tree: it has no BRIN.
 
@@ -41,7 +48,7 @@ func timeBRINUp(ctx context.Context, db *bun.DB) error {
 	if !isPostgres(db) {
 		return nil
 	}
-	return swapIndex(ctx, db, timeBTree, timeBRIN, "USING brin (at) WITH (autosummarize = on)")
+	return swapIndex(ctx, db, timeBTree, timeBRIN, "USING brin (at)")
 }
 
 func timeBRINDown(ctx context.Context, db *bun.DB) error {
@@ -49,4 +56,19 @@ func timeBRINDown(ctx context.Context, db *bun.DB) error {
 		return nil
 	}
 	return swapIndex(ctx, db, timeBRIN, timeBTree, "(at, seq)")
+}
+
+// summarizeTime summarises the page ranges of the time index filled since
+// its last summary, on PostgreSQL, and returns how many it summarised. It
+// takes a lock that appends do not wait for; concurrent calls (several
+// instances) wait for each other.
+func (l *Log) summarizeTime(ctx context.Context) (int64, error) {
+	if !isPostgres(l.db) {
+		return 0, nil
+	}
+	var n int64
+	if err := l.db.NewRaw("SELECT brin_summarize_new_values(?::regclass)", timeBRIN).Scan(ctx, &n); err != nil {
+		return 0, fmt.Errorf("audit: summarise the time index: %w", err)
+	}
+	return n, nil
 }

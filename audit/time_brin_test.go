@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,5 +103,48 @@ func TestTimeBRIN(t *testing.T) {
 			t.Fatalf("up again: indexes %v: want %s and not %s", names, timeBRIN, timeBTree)
 		}
 		check("up again")
+	}
+}
+
+// TestTimeBRINSummarized: the time index's filled page ranges are not left
+// to autovacuum: a checkpoint summarises them.
+func TestTimeBRINSummarized(t *testing.T) {
+	ctx := t.Context()
+	db := openTestDB(t, postgresDSN(t))
+	opts := testOptions(t)
+	opts.CheckpointEvery = 1 << 40 // no checkpoint but the test's own
+	l := openTestLog(t, db, opts)
+	appendMany := func(from, n int) {
+		t.Helper()
+		var wg sync.WaitGroup
+		errs := make(chan error, 16)
+		for w := range 16 {
+			wg.Go(func() {
+				for i := from + w; i < from+n; i += 16 {
+					if _, err := l.Append(ctx, decidedEntry(i)); err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+	}
+	// Well over one range of 128 pages.
+	appendMany(0, 2500)
+	n, err := l.summarizeTime(ctx)
+	if err != nil || n < 1 {
+		t.Fatalf("summarised %d ranges after 2,500 appends, %v; want at least 1", n, err)
+	}
+	appendMany(2500, 2500)
+	if _, err := l.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := l.summarizeTime(ctx); err != nil || n != 0 {
+		t.Fatalf("%d ranges left unsummarised by the checkpoint, %v", n, err)
 	}
 }
