@@ -152,11 +152,16 @@ func (ln *lane) writeBatch(ctx context.Context, batch []*pending) (int64, map[*p
 			return 0, nil, err
 		}
 	}
-	head, refused, err := ln.lockedInsert(ctx, batch, true)
+	var head headRow
+	var refused map[*pending]refusal
+	err := errFinalRecorded
+	if ln.conn != nil {
+		head, refused, err = ln.lockedPrepared(ctx, batch)
+	}
 	if errors.Is(err, errFinalRecorded) {
-		// The batch holds an outcome recorded already (a redelivery):
-		// again, looking the outcomes up first.
-		head, refused, err = ln.lockedInsert(ctx, batch, false)
+		// The batch holds an outcome recorded already (a redelivery), or
+		// this is SQLite: under the lock, looking the outcomes up first.
+		head, refused, err = ln.lockedInsert(ctx, batch)
 	}
 	if err != nil {
 		ln.release()
@@ -257,22 +262,70 @@ const (
 	pgUniqueViolation  = "23505"
 )
 
-// errFinalRecorded is lockedInsert's report that the batch statement found
-// a final outcome of the batch recorded already, with nothing written.
+// errFinalRecorded is lockedPrepared's report that the batch statement
+// found a final outcome of the batch recorded already, with nothing
+// written.
 var errFinalRecorded = errors.New("audit: a final outcome of the batch is recorded already")
+
+// lockedPrepared is lockedInsert on the lane's PostgreSQL connection with
+// the prepared statement of fastInsert, which looks the batch's final
+// outcomes up itself: while the head is locked, which is what the other
+// instances writing the chain wait for, it costs one round trip and no parse
+// or plan, where lockedInsert takes a look-up and the statement unprepared.
+// The transaction is begun and ended by statements on the connection: a
+// database/sql transaction would prepare the statement again each time. If
+// an outcome of the batch is recorded already the statement writes nothing
+// and lockedPrepared returns errFinalRecorded; lockedInsert then refuses
+// it.
+func (ln *lane) lockedPrepared(ctx context.Context, batch []*pending) (next headRow, refused map[*pending]refusal, err error) {
+	c := ln.conn
+	if _, err := c.ExecContext(ctx, "BEGIN"); err != nil {
+		return next, nil, fmt.Errorf("begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			// Also after a cancelled ctx: the connection must leave the
+			// transaction (if this fails, writeBatch drops the connection).
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			if _, rerr := c.ExecContext(rctx, "ROLLBACK"); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("rollback: %w", rerr))
+			}
+			cancel()
+		}
+	}()
+	var head headRow
+	if err := c.NewSelect().Model(&head).Where("id = ?", ln.chain+1).For("UPDATE").Scan(ctx); err != nil {
+		return next, nil, fmt.Errorf("read head: %w", err)
+	}
+	ln.shared = ln.head != nil && (ln.head.Seq != head.Seq || ln.head.Hash != head.Hash)
+	next = head
+	keep, refused := dedupeAgainst(batch, nil)
+	if len(keep) > 0 {
+		st, err := ln.insertStmt(ctx)
+		if err != nil {
+			return next, nil, err
+		}
+		next = ln.link(keep, head)
+		_, err = st.ExecContext(ctx, ln.batchArgs(keep, head, next, true)...)
+		ln.releaseArgs()
+		var pgErr pgdriver.Error
+		if errors.As(err, &pgErr) && pgErr.Field('C') == pgNotNullViolation {
+			return next, nil, errFinalRecorded
+		}
+		if err != nil {
+			return next, nil, fmt.Errorf("insert entries: %w", err)
+		}
+	}
+	if _, err := c.ExecContext(ctx, "COMMIT"); err != nil {
+		return next, nil, fmt.Errorf("commit: %w", err)
+	}
+	return next, refused, nil
+}
 
 // lockedInsert reads the head under its lock, takes the duplicate final
 // outcomes out of the batch (dedupe), chains and inserts the rest and moves
 // the head, in one transaction.
-//
-// With prepared on PostgreSQL it sends the batch as fastInsert does, the
-// prepared statement looking the final outcomes up itself, instead of a
-// look-up and then the statement unprepared: one round trip fewer, and no
-// parse and plan, while the head is locked, which is what several instances
-// writing one chain wait for. If an outcome is recorded already the
-// statement writes nothing and lockedInsert returns errFinalRecorded, and
-// the caller calls it again without prepared.
-func (ln *lane) lockedInsert(ctx context.Context, batch []*pending, prepared bool) (headRow, map[*pending]refusal, error) {
+func (ln *lane) lockedInsert(ctx context.Context, batch []*pending) (headRow, map[*pending]refusal, error) {
 	var next headRow
 	var refused map[*pending]refusal
 	run := ln.l.db.RunInTx
@@ -286,9 +339,6 @@ func (ln *lane) lockedInsert(ctx context.Context, batch []*pending, prepared boo
 		}
 		ln.shared = ln.head != nil && (ln.head.Seq != head.Seq || ln.head.Hash != head.Hash)
 		next = head
-		if prepared && ln.conn != nil && isPostgres(tx) {
-			return ln.lockedPrepared(ctx, tx, batch, head, &next, &refused)
-		}
 		var keep []*pending
 		keep, refused, err = dedupe(ctx, tx, batch)
 		if err != nil || len(keep) == 0 {
@@ -318,31 +368,6 @@ func (ln *lane) lockedInsert(ctx context.Context, batch []*pending, prepared boo
 		return nil
 	})
 	return next, refused, err
-}
-
-// lockedPrepared is lockedInsert's prepared statement, in tx, which holds
-// the lock on head.
-func (ln *lane) lockedPrepared(ctx context.Context, tx bun.Tx, batch []*pending, head headRow, next *headRow, refused *map[*pending]refusal) error {
-	keep, r := dedupeAgainst(batch, nil)
-	*refused = r
-	if len(keep) == 0 {
-		return nil
-	}
-	st, err := ln.insertStmt(ctx)
-	if err != nil {
-		return err
-	}
-	*next = ln.link(keep, head)
-	_, err = tx.Tx.StmtContext(ctx, st).ExecContext(ctx, ln.batchArgs(keep, head, *next, true)...)
-	ln.releaseArgs()
-	var pgErr pgdriver.Error
-	if errors.As(err, &pgErr) && pgErr.Field('C') == pgNotNullViolation {
-		return errFinalRecorded
-	}
-	if err != nil {
-		return fmt.Errorf("insert entries: %w", err)
-	}
-	return nil
 }
 
 // lockHead reads the head of chain c and holds it until the transaction
