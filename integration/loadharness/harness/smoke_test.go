@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 func TestSmoke(t *testing.T) {
 	cfg := harness.Config{
 		N: 2000, WebhookN: 400, Instances: []int{1, 2}, Rates: []float64{0.5},
-		PacedDuration: 2 * time.Second, Timeout: 3 * time.Minute, Propagation: 10,
+		PacedDuration: 2 * time.Second, Warmup: 500 * time.Millisecond, Timeout: 3 * time.Minute, Propagation: 10,
 	}
 	if testing.Short() {
 		cfg.N, cfg.WebhookN, cfg.Instances = 600, 200, []int{1}
@@ -49,6 +49,15 @@ func TestSmoke(t *testing.T) {
 		}
 		if m.Resources.CPUSeconds <= 0 || m.Resources.PeakRSSBytes == 0 || len(m.Paced) != 1 {
 			t.Errorf("%s: cpu %.2fs, rss %d, %d paced runs: figures missing", m.Name, m.Resources.CPUSeconds, m.Resources.PeakRSSBytes, len(m.Paced))
+		}
+		// Each paced run had its warm-up, measured apart, and the broker's
+		// stage times over its own requests.
+		for _, p := range m.Paced {
+			if p.WarmupRequests == 0 || p.WarmupLatency.Count != p.WarmupRequests || p.Latency.Count != p.Requests ||
+				m.Kind == "broker" && p.Stages["stage:audit_ms"] <= 0 {
+				t.Errorf("%s paced: warm-up %d requests, %d timed; %d requests, %d timed; stages %v: figures missing",
+					m.Name, p.WarmupRequests, p.WarmupLatency.Count, p.Requests, p.Latency.Count, p.Stages)
+			}
 		}
 		// The machine's busy time covers every process measured, and the
 		// audit log's broker runs made the machine's Postgres work.
