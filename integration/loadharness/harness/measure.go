@@ -314,30 +314,40 @@ func childCPU(pid int) time.Duration {
 	if err != nil {
 		return 0
 	}
-	return statCPU(b)
+	return statCPU(b, false)
 }
 
-// statCPU returns utime+stime from the text of a /proc/<pid>/stat.
-func statCPU(b []byte) time.Duration {
+// statCPU returns utime+stime from the text of a /proc/<pid>/stat, and
+// with children also cutime+cstime: the time of its children that exited
+// and were waited for.
+func statCPU(b []byte, children bool) time.Duration {
 	// Fields after the command name (which may hold spaces) start at state.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 || i+2 > len(b) {
 		return 0
 	}
 	f := strings.Fields(string(b[i+2:]))
-	if len(f) < 13 {
+	if len(f) < 15 {
 		return 0
 	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond
+	var ticks int64
+	last := 12
+	if children {
+		last = 14
+	}
+	for k := 11; k <= last; k++ {
+		v, _ := strconv.ParseInt(f[k], 10, 64)
+		ticks += v
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
 
 // hostCPU returns the CPU time used so far by the processes named postgres
-// on this machine (live ones: a backend that exited between two readings
-// takes its time with it, which the audit log's pooled connections do not
-// do during a measurement), and the machine's busy time from the first line
-// of /proc/stat (user, nice, system, irq, softirq and steal ticks).
+// on this machine, with the time of their children that exited (a backend
+// that exits between two readings, as other users' connections do, moves
+// its time to the postmaster's: without it the figure could fall), and
+// the machine's busy time from the first line of /proc/stat (user, nice,
+// system, irq, softirq and steal ticks).
 func hostCPU() (pg, busy time.Duration) {
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -348,7 +358,7 @@ func hostCPU() (pg, busy time.Duration) {
 		if err != nil || !bytes.Contains(b, []byte("(postgres)")) {
 			continue
 		}
-		pg += statCPU(b)
+		pg += statCPU(b, true)
 	}
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {

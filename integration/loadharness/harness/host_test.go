@@ -1,0 +1,52 @@
+package harness
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/clearance-broker/clearance/audit"
+)
+
+// TestStatCPU: a process's own time, and with its children that exited.
+func TestStatCPU(t *testing.T) {
+	// pid (comm with spaces) state ppid ... utime stime cutime cstime ...
+	line := []byte("42 (post gres) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 20 11 20 0 1 0 100 1000 10 18446744073709551615")
+	if got, want := statCPU(line, false), 100*time.Millisecond; got != want {
+		t.Errorf("own time %v, want %v", got, want)
+	}
+	if got, want := statCPU(line, true), 410*time.Millisecond; got != want {
+		t.Errorf("with children %v, want %v", got, want)
+	}
+}
+
+// TestHostPostgresCPUNeverFalls: Postgres's CPU time, as the harness reads
+// it, does not fall when backends that did work exit, as other users'
+// connections do during a measurement.
+func TestHostPostgresCPUNeverFalls(t *testing.T) {
+	dsn := os.Getenv("CLEARANCE_TEST_POSTGRES")
+	if dsn == "" {
+		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	}
+	ctx := context.Background()
+	for i := range 4 {
+		db, err := audit.OpenDB(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		if err := db.QueryRowContext(ctx, "SELECT count(*) FROM generate_series(1, 3000000)").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		// Read while the backend, which did the work, is still there,
+		// and again once it has exited.
+		before, _ := hostCPU()
+		_ = db.Close()
+		time.Sleep(200 * time.Millisecond)
+		after, _ := hostCPU()
+		if after < before {
+			t.Fatalf("round %d: Postgres CPU fell from %v to %v when a backend exited", i, before, after)
+		}
+	}
+}
