@@ -293,9 +293,9 @@ func (ln *lane) lockedPrepared(ctx context.Context, batch []*pending) (next head
 			cancel()
 		}
 	}()
-	var head headRow
-	if err := c.NewSelect().Model(&head).Where("id = ?", ln.chain+1).For("UPDATE").Scan(ctx); err != nil {
-		return next, nil, fmt.Errorf("read head: %w", err)
+	head, err := lockHead(ctx, c, ln.chain)
+	if err != nil {
+		return next, nil, err
 	}
 	ln.shared = ln.head != nil && (ln.head.Seq != head.Seq || ln.head.Hash != head.Hash)
 	next = head
@@ -373,7 +373,8 @@ func (ln *lane) lockedInsert(ctx context.Context, batch []*pending) (headRow, ma
 // lockHead reads the head of chain c and holds it until the transaction
 // ends: a row lock on PostgreSQL; on SQLite a write to the row, which takes
 // the database write lock, so that the read below cannot be overtaken.
-func lockHead(ctx context.Context, tx bun.Tx, c int) (headRow, error) {
+// tx is the transaction, or the connection in a transaction, that holds it.
+func lockHead(ctx context.Context, tx bun.IDB, c int) (headRow, error) {
 	var h headRow
 	id := c + 1
 	q := tx.NewSelect().Model(&h).Where("id = ?", id)
