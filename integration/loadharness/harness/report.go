@@ -144,6 +144,11 @@ type Paced struct {
 	// Stages are the broker's mean stage times in ms and mean audit batch
 	// size over the paced run (as Measurement.Stages).
 	Stages map[string]float64 `json:"broker_stage_means,omitempty"`
+	// StagesP99 bound the 99th percentile of the same figures over the
+	// paced run: the upper bound of the histogram bucket that holds it
+	// (the stage buckets double from 0.1 ms), so that a latency percentile
+	// can be laid at the stage that makes it.
+	StagesP99 map[string]float64 `json:"broker_stage_p99_at_most,omitempty"`
 }
 
 // Target is one target of issue 8 and whether the run met it.

@@ -278,7 +278,8 @@ func (h *harness) latency(ctx context.Context, m *Measurement, sys system, w *wo
 			WarmupRequests: wn, WarmupLatency: t.latency(0, wn), Missing: int(t.left.Load()), Duplicates: int(t.dups.Load())}
 		if b != nil && err == nil {
 			stages1, serr := b.stages(ctx)
-			p.Stages, err = stages1.minus(stages0).means(), serr
+			d := stages1.minus(stages0)
+			p.Stages, p.StagesP99, err = d.means(), d.quantiles(0.99), serr
 		}
 		m.Paced = append(m.Paced, p)
 		if err != nil {
@@ -289,7 +290,8 @@ func (h *harness) latency(ctx context.Context, m *Measurement, sys system, w *wo
 			inst = fmt.Sprintf("  instance rss %4d MiB", pres.InstancePeakRSSBytes>>20)
 		}
 		if p.Stages != nil {
-			inst += fmt.Sprintf("  audit append %.1f ms (batch %.0f), deliver %.1f ms", p.Stages["stage:audit_ms"], p.Stages["audit_batch_size"], p.Stages["stage:deliver_ms"])
+			inst += fmt.Sprintf("  audit append %.1f ms (p99 ≤ %.1f, batch %.0f), deliver %.1f ms (p99 ≤ %.1f)",
+				p.Stages["stage:audit_ms"], p.StagesP99["stage:audit_ms"], p.Stages["audit_batch_size"], p.Stages["stage:deliver_ms"], p.StagesP99["stage:deliver_ms"])
 		}
 		if wn > 0 {
 			inst += fmt.Sprintf("  (warm-up: p50 %.1f ms, p99 %.1f ms)", p.WarmupLatency.P50, p.WarmupLatency.P99)

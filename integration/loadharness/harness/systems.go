@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 
@@ -221,9 +223,20 @@ func (s *brokers) stop(ctx context.Context) {
 	s.insts = nil
 }
 
-// stageSums are the sums and counts of the broker's stage histograms, by
-// stage key: what stages averages over instances.
-type stageSums map[string][2]float64
+// stageSums are the broker's stage histograms (sums, counts and buckets),
+// by stage key: what stages averages over instances and takes percentiles
+// of.
+type stageSums map[string]stageHist
+
+// stageHist is one histogram: the sum and count of its observations, in the
+// key's unit, and its buckets' upper bounds with the cumulative count of
+// observations at or below each.
+type stageHist struct {
+	Sum    float64   `json:"sum"`
+	Count  float64   `json:"count"`
+	Bounds []float64 `json:"bounds,omitempty"`
+	Cum    []float64 `json:"cumulative,omitempty"`
+}
 
 // add adds the stage histograms of reg.
 func (sums stageSums) add(reg prometheus.Gatherer) {
@@ -251,19 +264,21 @@ func (sums stageSums) add(reg prometheus.Gatherer) {
 			default:
 				continue
 			}
-			v := sums[key]
-			v[0] += h.GetSampleSum() * scale
-			v[1] += float64(h.GetSampleCount())
-			sums[key] = v
+			o := stageHist{Sum: h.GetSampleSum() * scale, Count: float64(h.GetSampleCount())}
+			for _, b := range h.GetBucket() {
+				o.Bounds = append(o.Bounds, b.GetUpperBound()*scale)
+				o.Cum = append(o.Cum, float64(b.GetCumulativeCount()))
+			}
+			sums.merge(stageSums{key: o})
 		}
 	}
 }
 
-// merge adds o to sums.
+// merge adds o to sums. Histograms of one key have the same buckets in
+// every instance (the broker's metrics fix them).
 func (sums stageSums) merge(o stageSums) {
 	for k, v := range o {
-		w := sums[k]
-		sums[k] = [2]float64{w[0] + v[0], w[1] + v[1]}
+		sums[k] = sums[k].plus(v, 1)
 	}
 }
 
@@ -271,8 +286,27 @@ func (sums stageSums) merge(o stageSums) {
 func (sums stageSums) minus(o stageSums) stageSums {
 	out := stageSums{}
 	for k, v := range sums {
-		w := o[k]
-		out[k] = [2]float64{v[0] - w[0], v[1] - w[1]}
+		out[k] = v.plus(o[k], -1)
+	}
+	return out
+}
+
+// plus returns h plus sign times o, bucket by bucket.
+func (h stageHist) plus(o stageHist, sign float64) stageHist {
+	out := stageHist{Sum: h.Sum + sign*o.Sum, Count: h.Count + sign*o.Count}
+	bounds := h.Bounds
+	if len(bounds) == 0 {
+		bounds = o.Bounds
+	}
+	out.Bounds = slices.Clone(bounds)
+	out.Cum = make([]float64, len(bounds))
+	for i := range bounds {
+		if i < len(h.Cum) {
+			out.Cum[i] += h.Cum[i]
+		}
+		if i < len(o.Cum) {
+			out.Cum[i] += sign * o.Cum[i]
+		}
 	}
 	return out
 }
@@ -281,8 +315,29 @@ func (sums stageSums) minus(o stageSums) stageSums {
 func (sums stageSums) means() map[string]float64 {
 	out := map[string]float64{}
 	for k, v := range sums {
-		if v[1] > 0 {
-			out[k] = v[0] / v[1]
+		if v.Count > 0 {
+			out[k] = v.Sum / v.Count
+		}
+	}
+	return out
+}
+
+// quantiles returns, for every key with a count, the upper bound of the
+// bucket that holds its q quantile: the q quantile is at most that. A
+// quantile above the last bound is given as the last bound, doubled (the
+// stage buckets double).
+func (sums stageSums) quantiles(q float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range sums {
+		if v.Count <= 0 || len(v.Bounds) == 0 {
+			continue
+		}
+		want := q * v.Count
+		i := sort.Search(len(v.Cum), func(i int) bool { return v.Cum[i] >= want })
+		if i < len(v.Bounds) {
+			out[k] = v.Bounds[i]
+		} else {
+			out[k] = 2 * v.Bounds[len(v.Bounds)-1]
 		}
 	}
 	return out
