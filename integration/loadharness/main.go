@@ -59,6 +59,7 @@ func run() int {
 	flag.IntVar(&cfg.AuditChains, "audit-chains", 0, "the audit log's hash chains, as audit.chains (0: the product default, one)")
 	flag.BoolVar(&cfg.AuditAsyncCommit, "audit-async-commit", false, "diagnostic: synchronous_commit=off for the audit log (not durable; shows the cost of WAL flushes)")
 	flag.IntVar(&cfg.Propagation, "propagation", 50, "registry changes applied through the live registry under load, each timed until in force on every instance (0: not measured)")
+	flag.StringVar(&cfg.InstanceProfileDir, "instance-profiles", "", "directory where each instance in a child process writes CPU and allocation profiles of its life (<name>-<pid>.cpu.pprof, .allocs.pprof)")
 	flag.BoolVar(&cfg.InProcess, "in-process", false, "run the broker and baseline instances in the harness's process (no per-instance CPU and memory), not each in a child process")
 	flag.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "longest wait for one measurement")
 	flag.Parse()
@@ -80,6 +81,12 @@ func run() int {
 	if err := cfg.Defaults().Validate(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
+	}
+	if cfg.InstanceProfileDir != "" {
+		if err := os.MkdirAll(cfg.InstanceProfileDir, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "loadharness:", err)
+			return 1
+		}
 	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)

@@ -12,6 +12,9 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -53,6 +56,43 @@ type instanceSpec struct {
 	AuditChains      int           `json:"audit_chains,omitempty"`
 	// LogWarnings: the child logs broker warnings to its standard error.
 	LogWarnings bool `json:"log_warnings,omitempty"`
+	// ProfileDir, when set, is where the child writes a CPU profile and an
+	// allocation profile of its whole life (profileFile).
+	ProfileDir string `json:"profile_dir,omitempty"`
+}
+
+// profileFile is the profile of kind ("cpu", "allocs") that a child of spec
+// with process id pid writes under spec.ProfileDir: its name, made a file
+// name, and its pid, as in "broker-1of2-4242.cpu.pprof".
+func profileFile(spec instanceSpec, pid int, kind string) string {
+	name := strings.NewReplacer(" ", "-", "/", "of").Replace(spec.Name)
+	if name == "" {
+		name = spec.Kind
+	}
+	return filepath.Join(spec.ProfileDir, fmt.Sprintf("%s-%d.%s.pprof", name, pid, kind))
+}
+
+// startProfiles starts the child's CPU profile under spec.ProfileDir and
+// returns what stops it and writes the allocation profile.
+func startProfiles(spec instanceSpec) (stop func() error, err error) {
+	f, err := os.Create(profileFile(spec, os.Getpid(), "cpu"))
+	if err != nil {
+		return nil, fmt.Errorf("harness child: cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("harness child: cpu profile: %w", err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		err := f.Close()
+		a, aerr := os.Create(profileFile(spec, os.Getpid(), "allocs"))
+		if aerr == nil {
+			aerr = pprof.Lookup("allocs").WriteTo(a, 0)
+			aerr = errors.Join(aerr, a.Close())
+		}
+		return errors.Join(err, aerr)
+	}, nil
 }
 
 // spec returns the spec of an instance of kind in e.
@@ -62,7 +102,7 @@ func (e *env) spec(kind, sink, name string) instanceSpec {
 		VaultAddr: e.vault.addr, TokenFile: e.tokenFile, DSN: e.dsn,
 		PartnerURL: e.partner.URL, PartnerCA: e.partnerCA, RegistryDir: e.registryDir,
 		Concurrency: e.cfg.Concurrency, AckWait: e.cfg.AckWait, CheckpointEvery: e.cfg.CheckpointEvery,
-		AuditAsyncCommit: e.cfg.AuditAsyncCommit, AuditChains: e.cfg.AuditChains,
+		AuditAsyncCommit: e.cfg.AuditAsyncCommit, AuditChains: e.cfg.AuditChains, ProfileDir: e.cfg.InstanceProfileDir,
 		LogWarnings: e.cfg.Logger.Enabled(context.Background(), slog.LevelWarn),
 	}
 }
@@ -139,6 +179,17 @@ func runChild(specJSON string) int {
 	var spec instanceSpec
 	if err := json.Unmarshal([]byte(specJSON), &spec); err != nil {
 		return fail(fmt.Errorf("harness child: spec: %w", err))
+	}
+	if spec.ProfileDir != "" {
+		stop, err := startProfiles(spec)
+		if err != nil {
+			return fail(err)
+		}
+		defer func() {
+			if err := stop(); err != nil {
+				fmt.Fprintln(os.Stderr, "harness child: profiles:", err)
+			}
+		}()
 	}
 	logger := slog.New(slog.DiscardHandler)
 	if spec.LogWarnings {

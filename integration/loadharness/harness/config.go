@@ -100,6 +100,11 @@ type Config struct {
 	// child process of its own: CPU time and peak memory are then process
 	// totals only. The propagation measurement is always in-process.
 	InProcess bool
+	// InstanceProfileDir, when set, has every instance in a child process
+	// write CPU and allocation profiles of its whole life there (files
+	// named by the instance and its pid). Not with InProcess, whose instances the harness
+	// process's own profile covers.
+	InstanceProfileDir string
 	// Timeout bounds waiting for one measurement to finish (default 10m).
 	Timeout time.Duration
 	// Progress receives one line per finished measurement (nil: none).
@@ -182,6 +187,9 @@ func (c Config) Validate() error {
 	}
 	if c.RegistryParties < 0 || c.RegistryParties > 100_000 {
 		errs = append(errs, errors.New("harness: registry parties: 0 to 100,000"))
+	}
+	if c.InstanceProfileDir != "" && c.InProcess {
+		errs = append(errs, errors.New("harness: instance profiles: instances in child processes only (the harness process's own profile covers in-process instances)"))
 	}
 	return errors.Join(errs...)
 }
