@@ -80,7 +80,7 @@ const maxPooledFields = 64
 func (b *Broker) appendEntry(ctx context.Context, e *audit.Entry) (int64, error) {
 	t := time.Now()
 	seq, err := b.opts.Audit.Append(ctx, e)
-	b.metrics.since("audit", t)
+	b.metrics.since(stageAudit, t)
 	ev := e.Event
 	if len(e.FieldsRemoved) > maxPooledFields {
 		e.FieldsRemoved = nil

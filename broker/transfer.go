@@ -72,7 +72,7 @@ func (b *Broker) handleTransfer(ctx context.Context, msg jetstream.Msg) {
 		plan = b.finish(ctx, msg, res, plan, attempt)
 	}
 	b.ack(msg, plan, res.outcome)
-	b.metrics.latency.WithLabelValues(res.outcome.String()).Observe(time.Since(start).Seconds())
+	b.metrics.done(res.outcome, start)
 	level := slog.LevelDebug
 	if res.outcome != OutcomeDelivered && res.outcome != OutcomeDenied {
 		level = slog.LevelWarn
@@ -127,7 +127,7 @@ func (b *Broker) process(ctx context.Context, msg jetstream.Msg, attempt uint64,
 	} else {
 		d = b.opts.Decider.Decide(req, b.opts.Now())
 	}
-	b.metrics.since("decide", t)
+	b.metrics.since(stageDecide, t)
 	res.dec = d
 	if attempt == 1 {
 		b.metrics.decision(string(d.Decision), d.Reasons)
@@ -190,7 +190,7 @@ func (b *Broker) deliver(ctx context.Context, res *result) *result {
 		body, keyRef, err = b.sealShared(ctx, conn, req.Subject.ID, dst, payload)
 		res.keyRef = keyRef
 	}
-	b.metrics.since("seal", t)
+	b.metrics.since(stageSeal, t)
 	clear(payload)
 	if err == nil {
 		// Sealing is over (a failed one may have left work behind that
@@ -225,7 +225,7 @@ func (b *Broker) deliver(ctx context.Context, res *result) *result {
 		RequestID: req.ID, Recipient: req.Recipient, Kind: "transfer",
 		ContentType: "application/jose", Body: body, Headers: headers,
 	})
-	b.metrics.since("deliver", t)
+	b.metrics.since(stageDeliver, t)
 	outcome := Classify(err)
 	b.metrics.deliveries.WithLabelValues(res.connector, outcome.String()).Inc()
 	if err != nil {
