@@ -3,6 +3,7 @@ package config
 import (
 	"time"
 
+	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/compliance"
 	"github.com/clearance-broker/clearance/keys"
 
@@ -119,6 +120,10 @@ type Audit struct {
 	// upgrade every instance first. Every instance on one database must use
 	// the same number. SQLite takes 1 only.
 	Chains int `yaml:"chains"`
+	// GatherWindow is how long the audit writer waits at most for a batch
+	// to fill up with the entries it expects (audit.Options.GatherWindow);
+	// 0 never waits.
+	GatherWindow time.Duration `yaml:"gather_window"`
 }
 
 // Registry says where the agreements registry comes from.
@@ -198,7 +203,7 @@ func Defaults() *Config {
 			AckWait:         30 * time.Second,
 			FetchBatch:      64,
 		},
-		Audit: Audit{CheckpointEvery: 20000, CheckpointInterval: time.Minute},
+		Audit: Audit{CheckpointEvery: 20000, CheckpointInterval: time.Minute, GatherWindow: audit.DefaultGatherWindow},
 		HTTP:  HTTP{Listen: "127.0.0.1:8080", RequestTimeout: 30 * time.Second, MaxBodyBytes: 8 << 20},
 		Pipeline: Pipeline{
 			Concurrency:   1024,
@@ -211,4 +216,13 @@ func Defaults() *Config {
 		Erasure:     Erasure{EscalateAfter: 72 * time.Hour},
 		SubjectKeys: SubjectKeys{CacheSize: 100000, CacheTTL: 5 * time.Minute},
 	}
+}
+
+// GatherWindowOption is GatherWindow as audit.Options takes it, where 0 is
+// the default and a negative window never waits.
+func (a Audit) GatherWindowOption() time.Duration {
+	if a.GatherWindow == 0 {
+		return -1
+	}
+	return a.GatherWindow
 }

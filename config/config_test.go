@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/connectors"
 )
 
@@ -86,6 +87,7 @@ store:
   dsn: postgres://u:hunter2@db/x
 audit:
   hmac_key: {env: "not a name", file: /x}
+  gather_window: 200ms
 http:
   listen: nope
 connectors:
@@ -119,7 +121,7 @@ subject_keys:
 		"nats.stream", "nats.max_deliver", "nats.creds_file",
 		"store.dsn: holds a literal password",
 		"vault: required",
-		"audit.hmac_key: set env or file, not both", "audit.hmac_key.env",
+		"audit.hmac_key: set env or file, not both", "audit.hmac_key.env", "audit.gather_window: must be from 0 (never wait) to 10ms",
 		"registry.dir: required", "http.listen",
 		"connectors.bad name: name", "connectors.bad name.kind: required",
 		"inbound_region.stream", "inbound_region.subject: must not overlap", "inbound_region.local_subject",
@@ -309,5 +311,31 @@ func TestInboundSubjectMustNotOverlapClearance(t *testing.T) {
 				t.Errorf("Validate = %v", err)
 			}
 		})
+	}
+}
+
+// TestAuditGatherWindow: the default is the audit log's own; 0 in the file
+// means never wait, which the audit log spells as a negative window.
+func TestAuditGatherWindow(t *testing.T) {
+	b, err := os.ReadFile("testdata/valid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse(b, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Audit.GatherWindowOption(); got != audit.DefaultGatherWindow {
+		t.Errorf("default window %v, want %v", got, audit.DefaultGatherWindow)
+	}
+	cfg, err = Parse(bytes.Replace(b, []byte("audit:\n"), []byte("audit:\n  gather_window: 0s\n"), 1), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	if got := cfg.Audit.GatherWindowOption(); got >= 0 {
+		t.Errorf("window 0s as %v, want negative (never wait)", got)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/clearance-broker/clearance/connectors"
 )
@@ -219,6 +220,9 @@ func (a Audit) validate(p string) []error {
 	if a.CheckpointInterval <= 0 {
 		errs = append(errs, fieldErr(p+".checkpoint_interval", "must be positive"))
 	}
+	if a.GatherWindow < 0 || a.GatherWindow > maxGatherWindow {
+		errs = append(errs, fieldErr(p+".gather_window", "must be from 0 (never wait) to "+maxGatherWindow.String()))
+	}
 	if a.Chains < 0 {
 		errs = append(errs, fieldErr(p+".chains", "must be 0 (what the database records, else 1) or more"))
 	}
@@ -328,3 +332,8 @@ func validSubject(s string, wildcards bool) bool {
 	}
 	return true
 }
+
+// maxGatherWindow bounds audit.gather_window: every append may wait that
+// long, so a window in the wrong unit ("200ms" for "200us") is caught at
+// start.
+const maxGatherWindow = 10 * time.Millisecond

@@ -112,6 +112,7 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 	auditLog, err := audit.Open(ctx, db, audit.Options{
 		SubjectKey: subjectKey, Signer: vault, Logger: logger, Chains: cfg.Audit.Chains, OnCommit: metrics.ObserveAuditBatch,
 		CheckpointEvery: int64(cfg.Audit.CheckpointEvery), CheckpointInterval: cfg.Audit.CheckpointInterval,
+		GatherWindow: cfg.Audit.GatherWindowOption(),
 	})
 	if err != nil {
 		return err

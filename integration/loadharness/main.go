@@ -57,6 +57,7 @@ func run() int {
 	flag.Int64Var(&cfg.CheckpointEvery, "checkpoint-every", int64(config.Defaults().Audit.CheckpointEvery), "audit checkpoint interval in entries; the product default")
 	flag.DurationVar(&cfg.AckWait, "ack-wait", 30*time.Second, "ack wait of the ingest consumer (broker and baseline)")
 	flag.IntVar(&cfg.AuditChains, "audit-chains", 0, "the audit log's hash chains, as audit.chains (0: the product default, one)")
+	flag.DurationVar(&cfg.AuditGatherWindow, "audit-gather-window", 0, "the audit writer's gather window, as audit.gather_window (0: the product default; negative: never wait)")
 	flag.BoolVar(&cfg.AuditAsyncCommit, "audit-async-commit", false, "diagnostic: synchronous_commit=off for the audit log (not durable; shows the cost of WAL flushes)")
 	flag.IntVar(&cfg.Propagation, "propagation", 50, "registry changes applied through the live registry under load, each timed until in force on every instance (0: not measured)")
 	flag.StringVar(&cfg.InstanceProfileDir, "instance-profiles", "", "directory where each instance in a child process writes CPU and allocation profiles of its life (<name>-<pid>.cpu.pprof, .allocs.pprof)")

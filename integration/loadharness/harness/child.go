@@ -54,6 +54,8 @@ type instanceSpec struct {
 	CheckpointEvery  int64         `json:"checkpoint_every"`
 	AuditAsyncCommit bool          `json:"audit_async_commit,omitempty"`
 	AuditChains      int           `json:"audit_chains,omitempty"`
+	// AuditGatherWindow is audit.Options.GatherWindow (0: its default).
+	AuditGatherWindow time.Duration `json:"audit_gather_window,omitempty"`
 	// LogWarnings: the child logs broker warnings to its standard error.
 	LogWarnings bool `json:"log_warnings,omitempty"`
 	// ProfileDir, when set, is where the child writes a CPU profile and an
@@ -102,7 +104,7 @@ func (e *env) spec(kind, sink, name string) instanceSpec {
 		VaultAddr: e.vault.addr, TokenFile: e.tokenFile, DSN: e.dsn,
 		PartnerURL: e.partner.URL, PartnerCA: e.partnerCA, RegistryDir: e.registryDir,
 		Concurrency: e.cfg.Concurrency, AckWait: e.cfg.AckWait, CheckpointEvery: e.cfg.CheckpointEvery,
-		AuditAsyncCommit: e.cfg.AuditAsyncCommit, AuditChains: e.cfg.AuditChains, ProfileDir: e.cfg.InstanceProfileDir,
+		AuditAsyncCommit: e.cfg.AuditAsyncCommit, AuditChains: e.cfg.AuditChains, AuditGatherWindow: e.cfg.AuditGatherWindow, ProfileDir: e.cfg.InstanceProfileDir,
 		LogWarnings: e.cfg.Logger.Enabled(context.Background(), slog.LevelWarn),
 	}
 }

@@ -90,6 +90,9 @@ type Config struct {
 	// AuditChains is the audit log's number of hash chains, the broker's
 	// audit.chains (0: the product default, one for a new log).
 	AuditChains int
+	// AuditGatherWindow is the audit writer's gather window, the broker's
+	// audit.gather_window (0: the product default; negative: never wait).
+	AuditGatherWindow time.Duration
 	// Propagation, when positive, is how many registry changes are applied
 	// through policy.Live on one of the most broker instances measured
 	// while they work through a load of the first sink, each timed until

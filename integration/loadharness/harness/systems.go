@@ -151,7 +151,7 @@ func newInstance(ctx context.Context, spec instanceSpec, engine *agreements.Engi
 	metrics := broker.NewMetrics(in.reg)
 	if in.log, err = audit.Open(ctx, in.db, audit.Options{
 		SubjectKey: subjectKey, Signer: in.signer, CheckpointEvery: spec.CheckpointEvery,
-		Chains: spec.AuditChains, OnCommit: metrics.ObserveAuditBatch,
+		Chains: spec.AuditChains, GatherWindow: spec.AuditGatherWindow, OnCommit: metrics.ObserveAuditBatch,
 	}); err != nil {
 		return in, fmt.Errorf("harness: audit log: %w", err)
 	}
