@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -27,6 +28,7 @@ func TestSmoke(t *testing.T) {
 	cfg := harness.Config{
 		N: 2000, WebhookN: 400, Instances: []int{1, 2}, Rates: []float64{0.5},
 		PacedDuration: 2 * time.Second, Warmup: 500 * time.Millisecond, Timeout: 3 * time.Minute, Propagation: 10,
+		InstanceProfileDir: t.TempDir(),
 	}
 	if testing.Short() {
 		cfg.N, cfg.WebhookN, cfg.Instances = 600, 200, []int{1}
@@ -38,6 +40,7 @@ func TestSmoke(t *testing.T) {
 	for _, p := range rep.Check() {
 		t.Error(p)
 	}
+	checkProfiles(t, cfg.InstanceProfileDir)
 	if want := 2 * 2 * len(cfg.Instances); len(rep.Runs) != want {
 		t.Fatalf("%d measurements, want %d", len(rep.Runs), want)
 	}
@@ -91,4 +94,33 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("svg: %v", err)
 	}
 	t.Logf("\n%s", table.String())
+}
+
+// checkProfiles: every instance's process wrote its CPU and allocation
+// profiles (gzipped protocol buffers) under dir.
+func checkProfiles(t *testing.T, dir string) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "*.pprof"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+			t.Errorf("%s: not a gzipped profile (%d bytes, %v)", filepath.Base(f), len(b), err)
+		}
+		// <name>-<pid>.<kind>.pprof, the name "broker-1of2" or "baseline-1of2".
+		base := strings.TrimSuffix(filepath.Base(f), ".pprof")
+		who, _, _ := strings.Cut(base, "-")
+		kinds[who+base[strings.LastIndex(base, "."):]]++
+	}
+	for _, k := range []string{"broker.cpu", "broker.allocs", "baseline.cpu", "baseline.allocs"} {
+		if kinds[k] == 0 {
+			t.Errorf("no %s profile among %d files (%v)", k, len(files), kinds)
+		}
+	}
+	if kinds["broker.cpu"] != kinds["broker.allocs"] || kinds["baseline.cpu"] != kinds["baseline.allocs"] {
+		t.Errorf("CPU and allocation profiles do not pair up: %v", kinds)
+	}
 }
