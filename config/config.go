@@ -218,8 +218,9 @@ func Defaults() *Config {
 	}
 }
 
-// GatherWindowOption is GatherWindow as audit.Options takes it, where 0 is
-// the default and a negative window never waits.
+// GatherWindowOption is GatherWindow as audit.Options takes it: there 0
+// means the audit log's default and a negative window never waits, where
+// in the file 0 never waits.
 func (a Audit) GatherWindowOption() time.Duration {
 	if a.GatherWindow == 0 {
 		return -1
