@@ -20,12 +20,18 @@ func envMap(m map[string]string) func(string) (string, bool) {
 	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
 }
 
-func TestParseValidFile(t *testing.T) {
+// readValid returns testdata/valid.yaml.
+func readValid(t *testing.T) []byte {
+	t.Helper()
 	b, err := os.ReadFile("testdata/valid.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := Parse(b, noEnv)
+	return b
+}
+
+func TestParseValidFile(t *testing.T) {
+	cfg, err := Parse(readValid(t), noEnv)
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
@@ -143,10 +149,7 @@ subject_keys:
 }
 
 func TestEnvOverrides(t *testing.T) {
-	b, err := os.ReadFile("testdata/valid.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := readValid(t)
 	env := envMap(map[string]string{
 		"CLEARANCE_NATS_URLS":              "nats://a:1, nats://b:2",
 		"CLEARANCE_NATS_ACK_WAIT":          "45s",
@@ -235,10 +238,7 @@ func TestValidateWithConnectors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base, err := os.ReadFile("testdata/valid.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	base := readValid(t)
 	tests := []struct {
 		name string
 		give string
@@ -297,10 +297,7 @@ func FuzzParse(f *testing.F) {
 // TestInboundSubjectMustNotOverlapClearance: the inbound region's subject
 // may not take any of the subjects the broker itself uses.
 func TestInboundSubjectMustNotOverlapClearance(t *testing.T) {
-	b, err := os.ReadFile("testdata/valid.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := readValid(t)
 	for _, subj := range []string{"clearance.transfers.>", "clearance.receipts.>", "clearance.replies.>", "clearance.deadletter.eu"} {
 		t.Run(subj, func(t *testing.T) {
 			cfg, err := Parse(bytes.Replace(b, []byte("clearance.region.eu.>"), []byte(subj), 1), noEnv)
@@ -317,10 +314,7 @@ func TestInboundSubjectMustNotOverlapClearance(t *testing.T) {
 // TestAuditGatherWindow: the default is the audit log's own; 0 in the file
 // means never wait, which the audit log spells as a negative window.
 func TestAuditGatherWindow(t *testing.T) {
-	b, err := os.ReadFile("testdata/valid.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := readValid(t)
 	cfg, err := Parse(b, noEnv)
 	if err != nil {
 		t.Fatal(err)

@@ -269,7 +269,7 @@ func (sums stageSums) add(reg prometheus.Gatherer) {
 				o.Bounds = append(o.Bounds, b.GetUpperBound()*scale)
 				o.Cum = append(o.Cum, float64(b.GetCumulativeCount()))
 			}
-			sums.merge(stageSums{key: o})
+			sums[key] = sums[key].plus(o, 1)
 		}
 	}
 }
