@@ -63,6 +63,10 @@ type Settings struct {
 	// InProcess: the measured instances ran in the harness's process, so
 	// there are no per-instance figures.
 	InProcess bool `json:"instances_in_process"`
+	// HarnessHeapLimit: the harness process's collector ran only when its
+	// heap neared this many bytes, and before each measurement (0: at the
+	// Go runtime's pace).
+	HarnessHeapLimit int64 `json:"harness_heap_limit_bytes"`
 }
 
 // MixEntry is one kind of request of a sink's mix.
@@ -161,7 +165,7 @@ type Target struct {
 }
 
 func newReport(cfg Config) *Report {
-	return &Report{
+	r := &Report{
 		Started: time.Now().UTC(),
 		Machine: machine(),
 		Settings: Settings{N: cfg.N, WebhookN: cfg.WebhookN, Size: cfg.Size, Sinks: cfg.Sinks, Instances: cfg.Instances,
@@ -170,6 +174,10 @@ func newReport(cfg Config) *Report {
 			AuditChains: cfg.AuditChains,
 			Propagation: cfg.Propagation, InProcess: cfg.InProcess},
 	}
+	if cfg.quietGC() {
+		r.Settings.HarnessHeapLimit = cfg.HarnessHeapLimit
+	}
+	return r
 }
 
 func machine() Machine {

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -25,6 +27,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	rep := newReport(cfg)
+	defer quietGC(cfg)()
 	e, err := newEnv(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -83,6 +86,21 @@ type harness struct {
 	// the sink (baseline) rather than by their receipt (broker).
 	viaSink atomic.Bool
 	subs    []*nats.Subscription
+}
+
+// quietGC sets the harness process's garbage collector to run only near
+// cfg.HarnessHeapLimit, and returns what puts back the collector's
+// settings as they were.
+func quietGC(cfg Config) (restore func()) {
+	if !cfg.quietGC() {
+		return func() {}
+	}
+	pct := debug.SetGCPercent(-1)
+	limit := debug.SetMemoryLimit(cfg.HarnessHeapLimit)
+	return func() {
+		debug.SetMemoryLimit(limit)
+		debug.SetGCPercent(pct)
+	}
 }
 
 // observe subscribes to receipts and to the baseline's destination, and
@@ -304,6 +322,10 @@ func (h *harness) latency(ctx context.Context, m *Measurement, sys system, w *wo
 // next starts a new measurement's tracker.
 func (h *harness) next(n int) *tracker {
 	h.run++
+	if h.cfg.quietGC() {
+		// The last measurement's garbage goes now, not in this one.
+		runtime.GC()
+	}
 	t := newTracker(h.run, n)
 	h.cur.Store(t)
 	return t
