@@ -62,7 +62,7 @@ func run() int {
 	flag.IntVar(&cfg.Propagation, "propagation", 50, "registry changes applied through the live registry under load, each timed until in force on every instance (0: not measured)")
 	flag.StringVar(&cfg.InstanceProfileDir, "instance-profiles", "", "directory where each instance in a child process writes CPU and allocation profiles of its life (<name>-<pid>.cpu.pprof, .allocs.pprof)")
 	flag.BoolVar(&cfg.InProcess, "in-process", false, "run the broker and baseline instances in the harness's process (no per-instance CPU and memory), not each in a child process")
-	flag.Int64Var(&cfg.HarnessHeapLimit, "harness-heap-limit", harness.DefaultHarnessHeapLimit, "heap size in bytes at which the harness process's own garbage collector runs (and before each measurement), rather than at the Go runtime's pace, whose collections stalled the embedded NATS servers; negative: the runtime's pace")
+	flag.Int64Var(&cfg.HarnessHeapLimit, "harness-heap-limit", 0, "heap size in bytes at which the harness process's own garbage collector runs (and before each measurement), rather than at the Go runtime's pace, whose collections stalled the embedded NATS servers (0: a third of the machine's memory, at most 8 GiB; negative: the runtime's pace)")
 	flag.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "longest wait for one measurement")
 	flag.Parse()
 

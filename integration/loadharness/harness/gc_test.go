@@ -15,8 +15,8 @@ func gcSettings() (pct int, limit int64) {
 
 func TestQuietGC(t *testing.T) {
 	pct0, limit0 := gcSettings()
-	if got := (Config{}).Defaults().HarnessHeapLimit; got != DefaultHarnessHeapLimit {
-		t.Fatalf("default heap limit %d, want %d", got, DefaultHarnessHeapLimit)
+	if got, want := (Config{}).Defaults().HarnessHeapLimit, DefaultHarnessHeapLimit(); got != want || want <= 0 || want > 8<<30 {
+		t.Fatalf("default heap limit %d, want %d, at most 8 GiB", got, want)
 	}
 	for _, tc := range []struct {
 		name  string

@@ -192,13 +192,21 @@ func machine() Machine {
 		}
 		f.Close()
 	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		var kb uint64
-		if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kb); err == nil {
-			m.MemTotalMiB = kb >> 10
-		}
-	}
+	m.MemTotalMiB = memTotal() >> 20
 	return m
+}
+
+// memTotal returns the machine's memory in bytes (MemTotal), 0 if unknown.
+func memTotal() uint64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	var kb uint64
+	if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kb); err != nil {
+		return 0
+	}
+	return kb << 10
 }
 
 func cpuPressure() string {
