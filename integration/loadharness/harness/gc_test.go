@@ -2,7 +2,9 @@ package harness
 
 import (
 	"runtime/debug"
+	"slices"
 	"testing"
+	"time"
 )
 
 // gcSettings returns the process's GC percent and memory limit without
@@ -45,5 +47,41 @@ func TestQuietGC(t *testing.T) {
 				t.Errorf("report's heap limit %d, quiet %v", r.Settings.HarnessHeapLimit, tc.quiet)
 			}
 		})
+	}
+}
+
+// TestWindows: requests fall into windows by publish time; a window's
+// median and maximum are its own requests', unfinished requests and empty
+// windows are left out, and the worst window is the one with the highest
+// median.
+func TestWindows(t *testing.T) {
+	tr := newTracker(1, 7)
+	ms := int64(time.Millisecond)
+	base := int64(1_000_000) * ms
+	for i, c := range []struct{ sent, lat int64 }{
+		{0, 2}, {10, 4}, {20, 6}, // window 0: p50 4, max 6
+		{250, 30}, {260, 40}, // window 2: p50 30, max 40
+		{270, 0}, // unfinished
+		{120, 5}, // window 1
+	} {
+		tr.sentAt(i, base+c.sent*ms)
+		if c.lat > 0 {
+			tr.done[i] = base + (c.sent+c.lat)*ms
+		}
+	}
+	got := tr.windows(0, 7, 100*time.Millisecond)
+	want := []Window{{0, 3, 4, 6}, {100, 1, 5, 5}, {200, 2, 30, 40}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("windows %+v, want %+v", got, want)
+	}
+	if w := worstWindow(got); w != want[2] {
+		t.Errorf("worst window %+v, want %+v", w, want[2])
+	}
+	if w := worstWindow(nil); w.Count != 0 {
+		t.Errorf("worst of none %+v", w)
+	}
+	// The windows start at the first publish, not at request from.
+	if got := tr.windows(3, 5, 100*time.Millisecond); len(got) != 1 || got[0].StartMS != 0 || got[0].Count != 2 {
+		t.Errorf("windows of requests 3-4: %+v", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"runtime/metrics"
 	"slices"
@@ -123,6 +124,60 @@ func (t *tracker) latency(from, to int) Latency {
 		return float64(d[min(max(k, 0), len(d)-1)]) / 1e6
 	}
 	return Latency{Count: len(d), P50: q(0.5), P99: q(0.99), P999: q(0.999), Max: float64(d[len(d)-1]) / 1e6}
+}
+
+// Window is the latency of the requests published in one slice of a paced
+// run: a stall (a collection, a slow commit) shows as windows whose median
+// rises for their whole width, where the run's percentiles only show a
+// tail.
+type Window struct {
+	// StartMS is the window's start after the first publish of the run.
+	StartMS float64 `json:"start_ms"`
+	Count   int     `json:"count"`
+	P50     float64 `json:"p50_ms"`
+	Max     float64 `json:"max_ms"`
+}
+
+// windowWidth is the width of a latency Window.
+const windowWidth = 100 * time.Millisecond
+
+// windows returns the latency of the finished requests from index from to
+// index to (exclusive) in windows of width by publish time, the empty
+// ones left out.
+func (t *tracker) windows(from, to int, width time.Duration) []Window {
+	first := int64(0)
+	for i := from; i < to; i++ {
+		if s := atomic.LoadInt64(&t.sent[i]); s > 0 && (first == 0 || s < first) {
+			first = s
+		}
+	}
+	byWin := map[int64][]int64{}
+	for i := from; i < to; i++ {
+		s, e := atomic.LoadInt64(&t.sent[i]), atomic.LoadInt64(&t.done[i])
+		if s > 0 && e > 0 {
+			k := (s - first) / int64(width)
+			byWin[k] = append(byWin[k], e-s)
+		}
+	}
+	out := make([]Window, 0, len(byWin))
+	for _, k := range slices.Sorted(maps.Keys(byWin)) {
+		d := byWin[k]
+		slices.Sort(d)
+		out = append(out, Window{StartMS: float64(k*int64(width)) / 1e6, Count: len(d),
+			P50: float64(d[(len(d)-1)/2]) / 1e6, Max: float64(d[len(d)-1]) / 1e6})
+	}
+	return out
+}
+
+// worstWindow returns the window with the highest median (zero if none).
+func worstWindow(ws []Window) Window {
+	var w Window
+	for _, x := range ws {
+		if x.P50 > w.P50 {
+			w = x
+		}
+	}
+	return w
 }
 
 // usage is the resource use over one measurement: the harness process's

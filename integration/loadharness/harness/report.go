@@ -153,6 +153,10 @@ type Paced struct {
 	// (the stage buckets double from 0.1 ms), so that a latency percentile
 	// can be laid at the stage that makes it.
 	StagesP99 map[string]float64 `json:"broker_stage_p99_at_most,omitempty"`
+	// Windows is the latency of the measured requests by 100 ms of
+	// publish time (finding 40 of BENCHMARKS.md found the harness's own
+	// collections this way).
+	Windows []Window `json:"latency_windows"`
 }
 
 // Target is one target of issue 8 and whether the run met it.

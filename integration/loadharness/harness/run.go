@@ -293,7 +293,7 @@ func (h *harness) latency(ctx context.Context, m *Measurement, sys system, w *wo
 			err = uerr
 		}
 		p := Paced{Resources: pres, Fraction: f, TargetRate: rate, AchievedRate: float64(pn) / pubSecs, Requests: pn, Latency: t.latency(wn, wn+pn),
-			WarmupRequests: wn, WarmupLatency: t.latency(0, wn), Missing: int(t.left.Load()), Duplicates: int(t.dups.Load())}
+			Windows: t.windows(wn, wn+pn, windowWidth), WarmupRequests: wn, WarmupLatency: t.latency(0, wn), Missing: int(t.left.Load()), Duplicates: int(t.dups.Load())}
 		if b != nil && err == nil {
 			stages1, serr := b.stages(ctx)
 			d := stages1.minus(stages0)
@@ -310,6 +310,9 @@ func (h *harness) latency(ctx context.Context, m *Measurement, sys system, w *wo
 		if p.Stages != nil {
 			inst += fmt.Sprintf("  audit append %.1f ms (p99 ≤ %.1f, batch %.0f), deliver %.1f ms (p99 ≤ %.1f)",
 				p.Stages["stage:audit_ms"], p.StagesP99["stage:audit_ms"], p.Stages["audit_batch_size"], p.Stages["stage:deliver_ms"], p.StagesP99["stage:deliver_ms"])
+		}
+		if w := worstWindow(p.Windows); w.Count > 0 {
+			inst += fmt.Sprintf("  worst 100 ms: p50 %.1f ms at %.1f s", w.P50, w.StartMS/1000)
 		}
 		if wn > 0 {
 			inst += fmt.Sprintf("  (warm-up: p50 %.1f ms, p99 %.1f ms)", p.WarmupLatency.P50, p.WarmupLatency.P99)
