@@ -129,7 +129,7 @@ type Config struct {
 
 // DefaultHarnessHeapLimit returns Config.HarnessHeapLimit's default: a
 // third of the machine's memory, at most 8 GiB (3 GiB when the memory is
-// not known). The harness allocates about 10 KiB per request published
+// not known). The harness allocates 3-10 KiB per request published
 // and observed (the embedded NATS servers' copies most of it), so 8 GiB
 // holds the longest default measurement, 20 s paced at 90 % of a bare
 // forwarder's 30,000 req/s, without a collection inside it.
