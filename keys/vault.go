@@ -27,6 +27,7 @@ import (
 // is sealed, unreachable or slow, ErrPermissionDenied when its policy refuses.
 type Vault struct {
 	cfg    VaultConfig
+	keyRef string
 	client *vault.Client
 	log    *slog.Logger
 	trips  atomic.Uint64
@@ -51,7 +52,7 @@ func NewVault(ctx context.Context, cfg VaultConfig, logger *slog.Logger) (*Vault
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	v := &Vault{cfg: cfg, log: logger.With("component", "keys")}
+	v := &Vault{cfg: cfg, keyRef: cfg.Mount + ":" + cfg.EncryptionKey, log: logger.With("component", "keys")}
 	client, err := v.newClient()
 	if err != nil {
 		return nil, err
@@ -118,7 +119,7 @@ func (v *Vault) RoundTrips() uint64 { return v.trips.Load() }
 
 // KeyRef names the encryption key for the audit log: "<mount>:<key>", e.g.
 // "transit:clearance-data". Sealed messages carry it with the key version.
-func (v *Vault) KeyRef() string { return v.cfg.Mount + ":" + v.cfg.EncryptionKey }
+func (v *Vault) KeyRef() string { return v.keyRef }
 
 // Seal encrypts plaintext into a compact JWE (alg dir, enc A256GCM) under a
 // cached data key, asking Vault for a new data key only when the cached one

@@ -76,7 +76,7 @@ func TestVaultUnavailableFailsClosed(t *testing.T) {
 // so that opening must ask Vault.
 func newVaultOffline(t *testing.T, v *Vault) *Vault {
 	t.Helper()
-	c := &Vault{cfg: v.cfg, client: v.client, log: v.log, sign: v.sign, auth: v.auth, batcher: v.batcher}
+	c := &Vault{cfg: v.cfg, keyRef: v.keyRef, client: v.client, log: v.log, sign: v.sign, auth: v.auth, batcher: v.batcher}
 	c.env = newEnvelope(transitSource{c}, v.cfg.DataKeyMaxUses, v.cfg.DataKeyMaxAge, v.cfg.OpenCacheSize, v.cfg.OpenCacheTTL)
 	return c
 }
