@@ -47,6 +47,18 @@ func ParseRequest(data []byte) (*Request, error) {
 	return req, nil
 }
 
+// ParseRequestShared is ParseRequest for data that does not change while
+// the Request (its strings, its record's strings and keys) is in use: what
+// it can, it takes from data's memory instead of copying it, which spares
+// about a third of the allocations of a 1 KB request's record. The broker
+// parses each message's own copy of its payload this way.
+func ParseRequestShared(data []byte) (*Request, error) {
+	if req, ok := fastRequestOf(fastScanner{data: data, shared: true}); ok {
+		return req, nil
+	}
+	return ParseRequest(data)
+}
+
 // ParseRequests decodes either one request or a JSON array of requests.
 // Problems name the element ("[2].subject.id"); every problem of every
 // element is reported.

@@ -3,6 +3,7 @@ package agreements
 import (
 	"encoding/json"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // fastRequest decodes a well-formed transfer request in one pass over data,
@@ -16,7 +17,11 @@ import (
 // requests a broker sees are well formed, and for them this is several times
 // cheaper; FuzzParseRequestFast checks the two agree on every input.
 func fastRequest(data []byte) (*Request, bool) {
-	s := fastScanner{data: data}
+	return fastRequestOf(fastScanner{data: data})
+}
+
+// fastRequestOf is fastRequest with the scanner s.
+func fastRequestOf(s fastScanner) (*Request, bool) {
 	req := &Request{}
 	var seen uint16
 	if !s.object(func(key []byte) bool {
@@ -99,6 +104,18 @@ const maxFastDepth = 64
 type fastScanner struct {
 	data []byte
 	pos  int
+	// shared: the strings and map keys it returns share data's memory
+	// instead of copying it (ParseRequestShared).
+	shared bool
+}
+
+// str returns b as a string: b itself when the scanner shares data's
+// memory, a copy otherwise.
+func (s *fastScanner) str(b []byte) string {
+	if s.shared {
+		return unsafe.String(unsafe.SliceData(b), len(b))
+	}
+	return string(b)
 }
 
 func (s *fastScanner) space() {
@@ -202,7 +219,7 @@ func (s *fastScanner) literal(lit string) bool {
 // string reads a string value; null is not one.
 func (s *fastScanner) string() (string, bool) {
 	b, ok := s.rawString()
-	return string(b), ok
+	return s.str(b), ok
 }
 
 // rawString reads a string at the scanner and returns its content, valid
@@ -289,7 +306,7 @@ func (s *fastScanner) objectValue(depth int) (map[string]any, bool) {
 	ok := s.object(func(key []byte) bool {
 		v, ok := s.value(depth + 1)
 		if ok {
-			m[string(key)] = v
+			m[s.str(key)] = v
 		}
 		return ok
 	})
@@ -385,5 +402,5 @@ func (s *fastScanner) number() (any, bool) {
 		}
 	}
 	s.pos = i
-	return json.Number(d[start:i]), true
+	return json.Number(s.str(d[start:i])), true
 }

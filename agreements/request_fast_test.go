@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // strictRequest runs only the strict parser, as ParseRequest did before it
@@ -97,19 +98,76 @@ func TestFastRequestExamples(t *testing.T) {
 	}
 }
 
-// checkAgreement fails unless ParseRequest (fast path first) gives what the
-// strict parser alone gives: the same request, or errors with the same text.
+// checkAgreement fails unless ParseRequest and ParseRequestShared (fast
+// path first) give what the strict parser alone gives: the same request, or
+// errors with the same text.
 func checkAgreement(t *testing.T, data []byte) {
 	t.Helper()
 	want, wantErr := strictRequest(data)
-	got, gotErr := ParseRequest(data)
-	if (wantErr == nil) != (gotErr == nil) || (wantErr != nil && wantErr.Error() != gotErr.Error()) {
-		t.Fatalf("errors differ: strict %v, ParseRequest %v", wantErr, gotErr)
+	for _, p := range []struct {
+		name  string
+		parse func([]byte) (*Request, error)
+	}{{"ParseRequest", ParseRequest}, {"ParseRequestShared", ParseRequestShared}} {
+		got, gotErr := p.parse(data)
+		if (wantErr == nil) != (gotErr == nil) || (wantErr != nil && wantErr.Error() != gotErr.Error()) {
+			t.Fatalf("errors differ: strict %v, %s %v", wantErr, p.name, gotErr)
+		}
+		if !reflect.DeepEqual(got, want) {
+			g, _ := json.Marshal(got)
+			w, _ := json.Marshal(want)
+			t.Fatalf("requests differ:\n %s %s\n strict %s", p.name, g, w)
+		}
 	}
-	if !reflect.DeepEqual(got, want) {
-		g, _ := json.Marshal(got)
-		w, _ := json.Marshal(want)
-		t.Fatalf("requests differ:\n got  %s\n want %s", g, w)
+}
+
+// TestParseRequestShared: ParseRequestShared takes the strings of an
+// unescaped request, its record's keys and values, from the data itself,
+// and ParseRequest copies them.
+func TestParseRequestShared(t *testing.T) {
+	data := []byte(`{"id":"req-1","source":"o","recipient":"r","purpose":"p","dataset":"d",` +
+		`"subject":{"id":"s","jurisdiction":"DE"},"record":{"name":"Ada","n":12,"esc":"a\nb"}}`)
+	within := func(s string) bool {
+		p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		start := uintptr(unsafe.Pointer(&data[0]))
+		return p >= start && p < start+uintptr(len(data))
+	}
+	shared, err := ParseRequestShared(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied, err := ParseRequest(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyOf := func(m map[string]any, k string) string {
+		for key := range m {
+			if key == k {
+				return key
+			}
+		}
+		t.Fatalf("no key %q", k)
+		return ""
+	}
+	for _, c := range []struct {
+		name string
+		get  func(*Request) string
+		// escaped: the value differs from its text in data, so it cannot
+		// be shared.
+		escaped bool
+	}{
+		{"id", func(r *Request) string { return r.ID }, false},
+		{"subject id", func(r *Request) string { return r.Subject.ID }, false},
+		{"record key", func(r *Request) string { return keyOf(r.Record, "name") }, false},
+		{"record string", func(r *Request) string { return r.Record["name"].(string) }, false},
+		{"record number", func(r *Request) string { return string(r.Record["n"].(json.Number)) }, false},
+		{"escaped string", func(r *Request) string { return r.Record["esc"].(string) }, true},
+	} {
+		if got := within(c.get(shared)); got == c.escaped {
+			t.Errorf("%s: shared with the data %v, want %v", c.name, got, !c.escaped)
+		}
+		if within(c.get(copied)) {
+			t.Errorf("%s: ParseRequest shares the data", c.name)
+		}
 	}
 }
 
@@ -136,7 +194,7 @@ func BenchmarkParseRequest(b *testing.B) {
 	for _, p := range []struct {
 		name  string
 		parse func([]byte) (*Request, error)
-	}{{"strict", strictRequest}, {"ParseRequest", ParseRequest}} {
+	}{{"strict", strictRequest}, {"ParseRequest", ParseRequest}, {"ParseRequestShared", ParseRequestShared}} {
 		b.Run(p.name, func(b *testing.B) {
 			b.SetBytes(int64(len(data)))
 			b.ReportAllocs()

@@ -102,7 +102,9 @@ func (b *Broker) handleTransfer(ctx context.Context, msg jetstream.Msg) {
 // d is the Decision to decide into when the Decider can (DeciderInto).
 func (b *Broker) process(ctx context.Context, msg jetstream.Msg, attempt uint64, d *agreements.Decision) *result {
 	res := &result{source: sourceOf(msg.Subject()), requestID: msg.Headers().Get(jetstream.MsgIDHeader), size: len(msg.Data())}
-	req, err := agreements.ParseRequest(msg.Data())
+	// The message owns its payload, which nothing changes: the request
+	// shares its memory rather than copying it.
+	req, err := agreements.ParseRequestShared(msg.Data())
 	if err == nil {
 		err = checkRouting(req, res.source, res.requestID)
 	}
