@@ -39,24 +39,29 @@ func ParseRequest(data []byte) (*Request, error) {
 	if req, ok := fastRequest(data); ok {
 		return req, nil
 	}
+	return parseStrict(data)
+}
+
+// ParseRequestShared is ParseRequest for data that does not change while
+// the Request (its strings, its record's keys, strings and numbers) is in
+// use: what it can, it takes from data's memory instead of copying it,
+// which spares more than half of the allocations of parsing a 1 KB
+// request. The broker parses each message's own payload this way.
+func ParseRequestShared(data []byte) (*Request, error) {
+	if req, ok := fastRequestOf(fastScanner{data: data, shared: true}); ok {
+		return req, nil
+	}
+	return parseStrict(data)
+}
+
+// parseStrict runs the strict parser, which names every problem.
+func parseStrict(data []byte) (*Request, error) {
 	p := &requestParser{}
 	req := p.request(data, "")
 	if len(p.errs) > 0 {
 		return nil, errors.Join(p.errs...)
 	}
 	return req, nil
-}
-
-// ParseRequestShared is ParseRequest for data that does not change while
-// the Request (its strings, its record's strings and keys) is in use: what
-// it can, it takes from data's memory instead of copying it, which spares
-// about a third of the allocations of a 1 KB request's record. The broker
-// parses each message's own copy of its payload this way.
-func ParseRequestShared(data []byte) (*Request, error) {
-	if req, ok := fastRequestOf(fastScanner{data: data, shared: true}); ok {
-		return req, nil
-	}
-	return ParseRequest(data)
 }
 
 // ParseRequests decodes either one request or a JSON array of requests.
