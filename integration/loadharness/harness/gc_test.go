@@ -77,6 +77,12 @@ func TestWindows(t *testing.T) {
 	if w := worstWindow(got); w != want[2] {
 		t.Errorf("worst window %+v, want %+v", w, want[2])
 	}
+	if got := tr.firstSent(0, 7); !got.Equal(time.Unix(0, base)) {
+		t.Errorf("first sent %v, want %v", got, time.Unix(0, base))
+	}
+	if got := newTracker(2, 3).firstSent(0, 3); !got.IsZero() {
+		t.Errorf("first sent of nothing sent: %v", got)
+	}
 	if w := worstWindow(nil); w.Count != 0 {
 		t.Errorf("worst of none %+v", w)
 	}

@@ -141,16 +141,26 @@ type Window struct {
 // windowWidth is the width of a latency Window.
 const windowWidth = 100 * time.Millisecond
 
-// windows returns the latency of the finished requests from index from to
-// index to (exclusive) in windows of width by publish time, the empty
-// ones left out.
-func (t *tracker) windows(from, to int, width time.Duration) []Window {
+// firstSent returns when the first of requests from to to (exclusive) was
+// published (zero if none was).
+func (t *tracker) firstSent(from, to int) time.Time {
 	first := int64(0)
 	for i := from; i < to; i++ {
 		if s := atomic.LoadInt64(&t.sent[i]); s > 0 && (first == 0 || s < first) {
 			first = s
 		}
 	}
+	if first == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, first)
+}
+
+// windows returns the latency of the finished requests from index from to
+// index to (exclusive) in windows of width by publish time, the empty
+// ones left out.
+func (t *tracker) windows(from, to int, width time.Duration) []Window {
+	first := t.firstSent(from, to).UnixNano()
 	byWin := map[int64][]int64{}
 	for i := from; i < to; i++ {
 		s, e := atomic.LoadInt64(&t.sent[i]), atomic.LoadInt64(&t.done[i])

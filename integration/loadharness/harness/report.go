@@ -157,6 +157,9 @@ type Paced struct {
 	// publish time (finding 40 of BENCHMARKS.md found the harness's own
 	// collections this way).
 	Windows []Window `json:"latency_windows"`
+	// Started is when the first measured request was published: the
+	// windows' origin, to lay them beside a server's log.
+	Started time.Time `json:"started"`
 }
 
 // Target is one target of issue 8 and whether the run met it.
