@@ -69,7 +69,7 @@ func TestWindows(t *testing.T) {
 			tr.done[i] = base + (c.sent+c.lat)*ms
 		}
 	}
-	got := tr.windows(0, 7, 100*time.Millisecond)
+	got := tr.windows(0, 7, tr.firstSent(0, 7), 100*time.Millisecond)
 	want := []Window{{0, 3, 4, 6}, {100, 1, 5, 5}, {200, 2, 30, 40}}
 	if !slices.Equal(got, want) {
 		t.Fatalf("windows %+v, want %+v", got, want)
@@ -87,7 +87,7 @@ func TestWindows(t *testing.T) {
 		t.Errorf("worst of none %+v", w)
 	}
 	// The windows start at the first publish, not at request from.
-	if got := tr.windows(3, 5, 100*time.Millisecond); len(got) != 1 || got[0].StartMS != 0 || got[0].Count != 2 {
+	if got := tr.windows(3, 5, tr.firstSent(3, 5), 100*time.Millisecond); len(got) != 1 || got[0].StartMS != 0 || got[0].Count != 2 {
 		t.Errorf("windows of requests 3-4: %+v", got)
 	}
 }

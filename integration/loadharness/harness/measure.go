@@ -157,10 +157,10 @@ func (t *tracker) firstSent(from, to int) time.Time {
 }
 
 // windows returns the latency of the finished requests from index from to
-// index to (exclusive) in windows of width by publish time, the empty
-// ones left out.
-func (t *tracker) windows(from, to int, width time.Duration) []Window {
-	first := t.firstSent(from, to).UnixNano()
+// index to (exclusive) in windows of width by publish time from start (their
+// firstSent), the empty ones left out.
+func (t *tracker) windows(from, to int, start time.Time, width time.Duration) []Window {
+	first := start.UnixNano()
 	byWin := map[int64][]int64{}
 	for i := from; i < to; i++ {
 		s, e := atomic.LoadInt64(&t.sent[i]), atomic.LoadInt64(&t.done[i])

@@ -292,8 +292,9 @@ func (h *harness) latency(ctx context.Context, m *Measurement, sys system, w *wo
 		if err == nil {
 			err = uerr
 		}
+		started := t.firstSent(wn, wn+pn)
 		p := Paced{Resources: pres, Fraction: f, TargetRate: rate, AchievedRate: float64(pn) / pubSecs, Requests: pn, Latency: t.latency(wn, wn+pn),
-			Windows: t.windows(wn, wn+pn, windowWidth), Started: t.firstSent(wn, wn+pn).UTC(), WarmupRequests: wn, WarmupLatency: t.latency(0, wn), Missing: int(t.left.Load()), Duplicates: int(t.dups.Load())}
+			Windows: t.windows(wn, wn+pn, started, windowWidth), Started: started.UTC(), WarmupRequests: wn, WarmupLatency: t.latency(0, wn), Missing: int(t.left.Load()), Duplicates: int(t.dups.Load())}
 		if b != nil && err == nil {
 			stages1, serr := b.stages(ctx)
 			d := stages1.minus(stages0)
