@@ -78,9 +78,12 @@ type Options struct {
 	// Logger receives operational messages; ids and sequence numbers only.
 	Logger *slog.Logger
 	// OnCommit, when set, is told how many entries each committed batch
-	// wrote (for a batch size metric). It is called from the writer
-	// goroutines and must return quickly.
-	OnCommit func(entries int)
+	// wrote and how long its transaction took, from the writer sending it
+	// to the commit's answer (for batch size and commit time metrics): the
+	// part of an append's wait that is the database's, where the rest is
+	// the batch before it and the gather window. It is called from the
+	// writer goroutines and must return quickly.
+	OnCommit func(entries int, took time.Duration)
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }

@@ -5,18 +5,26 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
-// TestOnCommit: OnCommit hears of every committed entry, in batches, on
+// TestOnCommit: OnCommit hears of every committed entry, in batches, each
+// with the time its transaction took, on
 // both stores and on either PostgreSQL insert path (the first batch takes
 // the head lock, later ones the prepared compare-and-set).
 func TestOnCommit(t *testing.T) {
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
 			db := openTestDB(t, be.dsn(t))
-			var entries, batches atomic.Int64
+			var entries, batches, zero atomic.Int64
 			opts := testOptions(t)
-			opts.OnCommit = func(n int) { entries.Add(int64(n)); batches.Add(1) }
+			opts.OnCommit = func(n int, took time.Duration) {
+				entries.Add(int64(n))
+				batches.Add(1)
+				if took <= 0 {
+					zero.Add(1)
+				}
+			}
 			l := openTestLog(t, db, opts)
 			var wg sync.WaitGroup
 			for i := range 40 {
@@ -32,6 +40,9 @@ func TestOnCommit(t *testing.T) {
 			}
 			if b := batches.Load(); b < 1 || b > 40 {
 				t.Errorf("%d batches for 40 entries", b)
+			}
+			if z := zero.Load(); z > 0 {
+				t.Errorf("%d of %d batches committed in no time", z, batches.Load())
 			}
 		})
 	}

@@ -76,7 +76,9 @@ func (ln *lane) commit(batch []*pending) int {
 	l := ln.l
 	ctx, cancel := context.WithTimeout(context.Background(), l.opts.WriteTimeout)
 	defer cancel()
+	start := time.Now()
 	head, refused, err := ln.writeBatch(ctx, batch)
+	took := time.Since(start)
 	if err != nil {
 		for _, p := range batch {
 			p.e.Sequence = 0
@@ -106,7 +108,7 @@ func (ln *lane) commit(batch []*pending) int {
 		p.res <- p.r
 	}
 	if err == nil && written > 0 && l.opts.OnCommit != nil {
-		l.opts.OnCommit(written)
+		l.opts.OnCommit(written, took)
 	}
 	// Kick the checkpointer when the head crossed a multiple of
 	// CheckpointEvery.

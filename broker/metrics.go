@@ -18,6 +18,7 @@ type Metrics struct {
 	stage      *prometheus.HistogramVec
 	keyTrips   *prometheus.HistogramVec
 	auditBatch prometheus.Histogram
+	auditTook  prometheus.Histogram
 	inFlight   prometheus.Gauge
 
 	// The children of stage and latency that every message observes,
@@ -76,6 +77,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Entries per audit log group commit.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 		}),
+		auditTook: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "clearance", Name: "audit_commit_duration_seconds",
+			Help:    "Time of one audit log group commit, from the writer sending the batch to the database's answer.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
+		}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "clearance", Name: "messages_in_flight",
 			Help: "Messages this instance is processing now.",
@@ -88,14 +94,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.latencyBy[o] = m.latency.WithLabelValues(o.String())
 	}
 	if reg != nil {
-		reg.MustRegister(m.decisions, m.deliveries, m.outcomes, m.latency, m.stage, m.keyTrips, m.auditBatch, m.inFlight)
+		reg.MustRegister(m.decisions, m.deliveries, m.outcomes, m.latency, m.stage, m.keyTrips, m.auditBatch, m.auditTook, m.inFlight)
 	}
 	return m
 }
 
-// ObserveAuditBatch records the size of one audit group commit; pass it to
-// the audit log as audit.Options.OnCommit.
-func (m *Metrics) ObserveAuditBatch(n int) { m.auditBatch.Observe(float64(n)) }
+// ObserveAuditBatch records the size and time of one audit group commit;
+// pass it to the audit log as audit.Options.OnCommit.
+func (m *Metrics) ObserveAuditBatch(n int, took time.Duration) {
+	m.auditBatch.Observe(float64(n))
+	m.auditTook.Observe(took.Seconds())
+}
 
 func (m *Metrics) decision(outcome string, reasons []string) {
 	if len(reasons) == 0 {

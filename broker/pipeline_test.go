@@ -345,6 +345,7 @@ func TestHealthReadyJWKSMetrics(t *testing.T) {
 		{"/.well-known/jwks.json", `"keys"`},
 		{"/metrics", `clearance_deliveries_total{connector="partner-webhook",result="delivered"} 1`},
 		{"/metrics", `clearance_audit_batch_size_count`},
+		{"/metrics", `clearance_audit_commit_duration_seconds_count`},
 		{"/metrics", `clearance_key_service_duration_seconds_count{op="seal_for",result="ok"} 1`},
 		{"/metrics", `clearance_decisions_total{outcome="allow",reason=""} 1`},
 	}

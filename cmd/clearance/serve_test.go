@@ -107,7 +107,7 @@ logging: {format: json, level: debug}
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, m := range []string{"clearance_vault_round_trips_total", "clearance_audit_batch_size_count", `clearance_decisions_total{outcome="allow",reason=""} 1`} {
+	for _, m := range []string{"clearance_vault_round_trips_total", "clearance_audit_batch_size_count", "clearance_audit_commit_duration_seconds_count", `clearance_decisions_total{outcome="allow",reason=""} 1`} {
 		if !strings.Contains(string(metrics), m) {
 			t.Errorf("/metrics lacks %s", m)
 		}

@@ -309,8 +309,9 @@ func (h *harness) latency(ctx context.Context, m *Measurement, sys system, w *wo
 			inst = fmt.Sprintf("  instance rss %4d MiB", pres.InstancePeakRSSBytes>>20)
 		}
 		if p.Stages != nil {
-			inst += fmt.Sprintf("  audit append %.1f ms (p99 ≤ %.1f, batch %.0f), deliver %.1f ms (p99 ≤ %.1f)",
-				p.Stages["stage:audit_ms"], p.StagesP99["stage:audit_ms"], p.Stages["audit_batch_size"], p.Stages["stage:deliver_ms"], p.StagesP99["stage:deliver_ms"])
+			inst += fmt.Sprintf("  audit append %.1f ms (p99 ≤ %.1f, batch %.0f committed in %.1f ms), deliver %.1f ms (p99 ≤ %.1f)",
+				p.Stages["stage:audit_ms"], p.StagesP99["stage:audit_ms"], p.Stages["audit_batch_size"], p.Stages["audit_commit_ms"],
+				p.Stages["stage:deliver_ms"], p.StagesP99["stage:deliver_ms"])
 		}
 		if w := worstWindow(p.Windows); w.Count > 0 {
 			inst += fmt.Sprintf("  worst 100 ms: p50 %.1f ms at %.1f s", w.P50, w.StartMS/1000)

@@ -57,7 +57,8 @@ func TestSmoke(t *testing.T) {
 		// stage times over its own requests, and its latency by window.
 		for _, p := range m.Paced {
 			if p.WarmupRequests == 0 || p.WarmupLatency.Count != p.WarmupRequests || p.Latency.Count != p.Requests ||
-				m.Kind == "broker" && (p.Stages["stage:audit_ms"] <= 0 || p.StagesP99["stage:audit_ms"] <= 0) {
+				m.Kind == "broker" && (p.Stages["stage:audit_ms"] <= 0 || p.StagesP99["stage:audit_ms"] <= 0 ||
+					p.Stages["audit_commit_ms"] <= 0) {
 				t.Errorf("%s paced: warm-up %d requests, %d timed; %d requests, %d timed; stages %v, p99 %v: figures missing",
 					m.Name, p.WarmupRequests, p.WarmupLatency.Count, p.Requests, p.Latency.Count, p.Stages, p.StagesP99)
 			}

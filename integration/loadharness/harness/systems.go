@@ -252,6 +252,8 @@ func (sums stageSums) add(reg prometheus.Gatherer) {
 			}
 			key, scale := "", 1.0
 			switch mf.GetName() {
+			case "clearance_audit_commit_duration_seconds":
+				key, scale = "audit_commit_ms", 1000
 			case "clearance_stage_duration_seconds", "clearance_key_service_duration_seconds", "clearance_message_duration_seconds":
 				for _, l := range m.GetLabel() {
 					if l.GetName() == "stage" || l.GetName() == "op" || l.GetName() == "outcome" {
