@@ -1,19 +1,24 @@
 package audit
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
 
 // TestAppendAwkwardText appends entries whose text holds what an array
 // literal must escape (quotes, backslashes, braces, commas, spaces, line
-// breaks, "NULL", empty strings, non-ASCII) and reads them back unchanged.
+// breaks, "NULL", empty strings, non-ASCII) or what the batch insert splits
+// its text columns on (control characters), and reads them back unchanged.
 // On PostgreSQL the first batch goes the locked way and the rest through
 // the prepared array insert (fastInsert), so both encodings are checked.
 func TestAppendAwkwardText(t *testing.T) {
 	texts := []string{
 		`say "hi"`, `back\slash`, `\"`, `{a,b}`, `a, b`, " lead and trail ", "line\nbreak\ttab",
 		"NULL", "", "Zürich — 東京", `\`, `"`, `}`,
+		// The text columns' delimiter, and every control character:
+		// another delimiter, then array literals (freeDelim).
+		"unit\x1fseparator", allControl(),
 	}
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
@@ -52,5 +57,47 @@ func TestAppendAwkwardText(t *testing.T) {
 				t.Fatalf("verify: %+v, %v", rep, err)
 			}
 		})
+	}
+}
+
+// allControl returns the control characters 1 to 31.
+func allControl() string {
+	b := make([]byte, 31)
+	for i := range b {
+		b[i] = byte(i + 1)
+	}
+	return string(b)
+}
+
+// TestFreeDelim: the text columns' delimiter is one no text of the batch
+// holds, and none (array literals) when the batch holds them all.
+func TestFreeDelim(t *testing.T) {
+	batch := func(texts ...string) []*pending {
+		var out []*pending
+		for i, s := range texts {
+			e := decidedEntry(i)
+			e.Purpose = s
+			p, err := newPending(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, p)
+		}
+		return out
+	}
+	head := headRow{Hash: strings.Repeat("0", 64)}
+	for _, c := range []struct {
+		texts []string
+		want  byte
+	}{
+		{[]string{"plain", "text"}, 0x1f},
+		{[]string{"a\x1fb", "c"}, 0x1e},
+		{[]string{"a\x1f", "\x1e\x1d"}, 0x1c},
+		{[]string{allControl()[1:]}, 1},
+		{[]string{"x", allControl()}, 0},
+	} {
+		if got := freeDelim(batch(c.texts...), head); got != c.want {
+			t.Errorf("freeDelim(%q) = %#x, want %#x", c.texts, got, c.want)
+		}
 	}
 }
