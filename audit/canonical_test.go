@@ -325,6 +325,14 @@ func TestBatchArgsMatchOld(t *testing.T) {
 					t.Fatalf("arg %d:\n%v\nwant\n%v", i, got, wantArgs[i])
 				}
 			}
+			// The array literals a batch holding every control
+			// character falls back to.
+			ln.buildColumns(batch, head, 0)
+			for c, col := range ln.cols {
+				if got := string(col); got != wantArgs[5+c] {
+					t.Fatalf("column %d as a literal:\n%v\nwant\n%v", c, got, wantArgs[5+c])
+				}
+			}
 			ln.releaseArgs()
 			for _, a := range ln.args {
 				if a != nil {

@@ -116,18 +116,12 @@ func (ln *lane) batchArgs(batch []*pending, head, next headRow, checkFinals bool
 		delim = freeDelim(batch, head)
 		ln.buildColumns(batch, head, delim)
 	}
-	cols := &ln.cols
 	args := append(ln.args[:0], next.Seq, next.Hash, head.Seq, head.Hash, int64(ln.chain+1))
-	for c := range cols {
-		if textColumn(c) && delim != 0 {
-			args = append(args, cols[c])
-			continue
-		}
-		cols[c] = append(cols[c], '}')
-		if textColumn(c) {
-			args = append(args, cols[c])
+	for c, col := range ln.cols {
+		if textColumns[c] {
+			args = append(args, col)
 		} else {
-			args = append(args, unsafe.String(unsafe.SliceData(cols[c]), len(cols[c])))
+			args = append(args, bstr(col))
 		}
 	}
 	f := append(ln.finals[:0], '{')
@@ -140,12 +134,7 @@ func (ln *lane) batchArgs(batch []*pending, head, next headRow, checkFinals bool
 		}
 	}
 	ln.finals = append(f, '}')
-	args = append(args, unsafe.String(unsafe.SliceData(ln.finals), len(ln.finals)))
-	if delim != 0 {
-		args = append(args, delimiters[delim:delim+1])
-	} else {
-		args = append(args, "")
-	}
+	args = append(args, bstr(ln.finals), delimiter(delim))
 	ln.args = args
 	return args
 }
@@ -154,79 +143,88 @@ func (ln *lane) batchArgs(batch []*pending, head, next headRow, checkFinals bool
 // the ASCII unit separator.
 const defaultDelim = 0x1f
 
-// delimiters holds the control characters by their own value, so that a
-// delimiter's string is a slice of it.
+// delimiters holds the control characters, each at its own value, so that
+// a delimiter's string is a slice of it.
 const delimiters = "\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f" +
 	"\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f"
 
-// textColumn reports whether column c of entryColumns is text (every
-// column but seq, at and agreement_version).
-func textColumn(c int) bool { return c != 0 && c != 1 && c != 14 }
+// delimiter returns d as the statement's delimiter parameter: empty for 0
+// (array literals).
+func delimiter(d byte) string {
+	if d == 0 {
+		return ""
+	}
+	return delimiters[d : d+1]
+}
+
+// textColumns tells, by index in entryColumns, the columns of type text.
+var textColumns = func() (text [entryColumnCount]bool) {
+	for i, c := range strings.Split(entryColumns, ", ") {
+		text[i] = pgColumnType(c) == "text"
+	}
+	return text
+}()
+
+// texts returns the values of p's text columns by their index in
+// entryColumns (the other places empty), p chained after prev.
+func (p *pending) texts(prev string) [entryColumnCount]string {
+	e := &p.e
+	return [entryColumnCount]string{
+		2: string(e.Event), 3: e.RequestID, 4: e.Source, 5: e.Recipient, 6: e.RecipientCountry,
+		7: e.Origin, 8: e.Purpose, 9: e.Dataset, 10: e.Decision, 11: bstr(p.list(p.lists.reasons)),
+		12: e.LegalBasis, 13: e.AgreementID, 15: e.Mechanism, 16: bstr(p.list(p.lists.categories)),
+		17: bstr(p.list(p.lists.fieldsRemoved)), 18: e.KeyRef, 19: e.PayloadDigest, 20: e.RegistryVersion,
+		21: e.SubjectHMAC, 22: prev, 23: bstr(p.hash[:]),
+	}
+}
+
+// prevHash is the hash entry i of batch follows: the head's for the first.
+func prevHash(batch []*pending, head headRow, i int) string {
+	if i == 0 {
+		return head.Hash
+	}
+	return bstr(batch[i-1].hash[:])
+}
 
 // buildColumns writes the batch's values into the lane's column buffers:
-// seq, at and agreement_version as array literals without their closing
-// brace, the text columns as each value preceded by delim, or, with delim
-// 0, as array literals without their closing brace. It reports false, with
-// the buffers unfinished, if some text holds delim.
+// seq, at and agreement_version as array literals, the text columns as each
+// value preceded by delim, or, with delim 0, as array literals. It reports
+// false, with the buffers unfinished, if some text holds delim.
 func (ln *lane) buildColumns(batch []*pending, head headRow, delim byte) bool {
 	cols := &ln.cols
+	literal := func(c int) bool { return !textColumns[c] || delim == 0 }
 	for c := range cols {
 		cols[c] = cols[c][:0]
-		if !textColumn(c) || delim == 0 {
+		if literal(c) {
 			cols[c] = append(cols[c], '{')
 		}
 	}
-	ok := true
-	text := func(c int, s string) {
-		if delim == 0 {
-			if len(cols[c]) > 1 {
-				cols[c] = append(cols[c], ',')
-			}
-			cols[c] = appendArrayText(cols[c], s)
-			return
-		}
-		if strings.IndexByte(s, delim) >= 0 {
-			ok = false
-		}
-		cols[c] = append(append(cols[c], delim), s...)
-	}
 	for i, p := range batch {
 		if i > 0 {
-			for _, c := range [...]int{0, 1, 14} {
-				cols[c] = append(cols[c], ',')
+			for c := range cols {
+				if literal(c) {
+					cols[c] = append(cols[c], ',')
+				}
 			}
 		}
-		e := &p.e
-		cols[0] = strconv.AppendInt(cols[0], e.Sequence, 10)
-		cols[1] = appendArrayTime(cols[1], e.Time)
-		text(2, string(e.Event))
-		text(3, e.RequestID)
-		text(4, e.Source)
-		text(5, e.Recipient)
-		text(6, e.RecipientCountry)
-		text(7, e.Origin)
-		text(8, e.Purpose)
-		text(9, e.Dataset)
-		text(10, e.Decision)
-		text(11, bstr(p.list(p.lists.reasons)))
-		text(12, e.LegalBasis)
-		text(13, e.AgreementID)
-		cols[14] = strconv.AppendInt(cols[14], int64(e.AgreementVersion), 10)
-		text(15, e.Mechanism)
-		text(16, bstr(p.list(p.lists.categories)))
-		text(17, bstr(p.list(p.lists.fieldsRemoved)))
-		text(18, e.KeyRef)
-		text(19, e.PayloadDigest)
-		text(20, e.RegistryVersion)
-		text(21, e.SubjectHMAC)
-		if i == 0 {
-			text(22, head.Hash)
-		} else {
-			text(22, unsafe.String(&batch[i-1].hash[0], len(batch[i-1].hash)))
+		cols[0] = strconv.AppendInt(cols[0], p.e.Sequence, 10)
+		cols[1] = appendArrayTime(cols[1], p.e.Time)
+		cols[14] = strconv.AppendInt(cols[14], int64(p.e.AgreementVersion), 10)
+		for c, s := range p.texts(prevHash(batch, head, i)) {
+			switch {
+			case !textColumns[c]:
+			case delim == 0:
+				cols[c] = appendArrayText(cols[c], s)
+			case strings.IndexByte(s, delim) >= 0:
+				return false
+			default:
+				cols[c] = append(append(cols[c], delim), s...)
+			}
 		}
-		text(23, unsafe.String(&p.hash[0], len(p.hash)))
-		if !ok {
-			return false
+	}
+	for c := range cols {
+		if literal(c) {
+			cols[c] = append(cols[c], '}')
 		}
 	}
 	return true
@@ -239,21 +237,13 @@ func bstr(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 // batch holds, or 0 if they hold them all.
 func freeDelim(batch []*pending, head headRow) byte {
 	var seen uint32
-	mark := func(s string) {
-		for i := 0; i < len(s); i++ {
-			if s[i] < 32 {
-				seen |= 1 << s[i]
+	for i, p := range batch {
+		for _, s := range p.texts(prevHash(batch, head, i)) {
+			for j := 0; j < len(s); j++ {
+				if s[j] < 32 {
+					seen |= 1 << s[j]
+				}
 			}
-		}
-	}
-	mark(head.Hash)
-	for _, p := range batch {
-		e := &p.e
-		for _, s := range [...]string{string(e.Event), e.RequestID, e.Source, e.Recipient, e.RecipientCountry,
-			e.Origin, e.Purpose, e.Dataset, e.Decision, bstr(p.list(p.lists.reasons)), e.LegalBasis, e.AgreementID,
-			e.Mechanism, bstr(p.list(p.lists.categories)), bstr(p.list(p.lists.fieldsRemoved)), e.KeyRef, e.PayloadDigest,
-			e.RegistryVersion, e.SubjectHMAC} {
-			mark(s)
 		}
 	}
 	for d := byte(defaultDelim); d > 0; d-- {
