@@ -74,11 +74,11 @@ func rareValueIndexesDown(ctx context.Context, db *bun.DB) error {
 // on SQLite and on a small log, concurrently on a large one on PostgreSQL
 // (concurrentIndexAbove).
 func swapIndex(ctx context.Context, db *bun.DB, drop, create, def string) error {
-	var large bool
-	if err := db.NewRaw("SELECT EXISTS (SELECT 1 FROM audit_entries LIMIT 1 OFFSET ?)", concurrentIndexAbove).Scan(ctx, &large); err != nil {
-		return fmt.Errorf("count entries: %w", err)
+	large, err := largeLog(ctx, db)
+	if err != nil {
+		return err
 	}
-	if !large || !isPostgres(db) {
+	if !large {
 		return db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 			if _, err := tx.ExecContext(ctx, "CREATE INDEX IF NOT EXISTS ? ON audit_entries "+def, bun.Ident(create)); err != nil {
 				return fmt.Errorf("create index %s: %w", create, err)
@@ -89,27 +89,50 @@ func swapIndex(ctx context.Context, db *bun.DB, drop, create, def string) error 
 			return nil
 		})
 	}
+	if err := buildConcurrently(ctx, db, "CREATE INDEX", create, def); err != nil {
+		return err
+	}
+	if _, err := db.ExecContext(ctx, "DROP INDEX CONCURRENTLY IF EXISTS ?", bun.Ident(drop)); err != nil {
+		return fmt.Errorf("drop index %s concurrently: %w", drop, err)
+	}
+	return nil
+}
+
+// largeLog reports whether db's log is large enough for its indexes to be
+// built concurrently (concurrentIndexAbove; PostgreSQL only).
+func largeLog(ctx context.Context, db *bun.DB) (bool, error) {
+	if !isPostgres(db) {
+		return false, nil
+	}
+	var large bool
+	if err := db.NewRaw("SELECT EXISTS (SELECT 1 FROM audit_entries LIMIT 1 OFFSET ?)", concurrentIndexAbove).Scan(ctx, &large); err != nil {
+		return false, fmt.Errorf("count entries: %w", err)
+	}
+	return large, nil
+}
+
+// buildConcurrently creates index name on audit_entries with definition def
+// by the statement create ("CREATE INDEX" or "CREATE UNIQUE INDEX"),
+// CONCURRENTLY, on PostgreSQL.
+func buildConcurrently(ctx context.Context, db *bun.DB, create, name, def string) error {
 	// A concurrent build that failed (or was stopped) leaves an invalid
 	// index behind, which IF NOT EXISTS would take for done: drop it and
 	// build again.
 	var valid []bool
 	if err := db.NewRaw(`SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-		WHERE c.relname = ? AND c.relnamespace = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = current_schema())`, create).
+		WHERE c.relname = ? AND c.relnamespace = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = current_schema())`, name).
 		Scan(ctx, &valid); err != nil {
-		return fmt.Errorf("look up index %s: %w", create, err)
+		return fmt.Errorf("look up index %s: %w", name, err)
 	}
 	if len(valid) == 1 && !valid[0] {
-		if _, err := db.ExecContext(ctx, "DROP INDEX CONCURRENTLY IF EXISTS ?", bun.Ident(create)); err != nil {
-			return fmt.Errorf("drop invalid index %s: %w", create, err)
+		if _, err := db.ExecContext(ctx, "DROP INDEX CONCURRENTLY IF EXISTS ?", bun.Ident(name)); err != nil {
+			return fmt.Errorf("drop invalid index %s: %w", name, err)
 		}
 	}
 	if len(valid) == 0 || !valid[0] {
-		if _, err := db.ExecContext(ctx, "CREATE INDEX CONCURRENTLY IF NOT EXISTS ? ON audit_entries "+def, bun.Ident(create)); err != nil {
-			return fmt.Errorf("create index %s concurrently: %w", create, err)
+		if _, err := db.ExecContext(ctx, create+" CONCURRENTLY IF NOT EXISTS ? ON audit_entries "+def, bun.Ident(name)); err != nil {
+			return fmt.Errorf("create index %s concurrently: %w", name, err)
 		}
-	}
-	if _, err := db.ExecContext(ctx, "DROP INDEX CONCURRENTLY IF EXISTS ?", bun.Ident(drop)); err != nil {
-		return fmt.Errorf("drop index %s concurrently: %w", drop, err)
 	}
 	return nil
 }

@@ -160,6 +160,10 @@ type lane struct {
 	// pgInsert is the prepared batch insert of the fast path on PostgreSQL,
 	// prepared on conn (nil until first used).
 	pgInsert *sql.Stmt
+	// finalsIndexed: the store refuses a second final outcome of a request
+	// by itself (the unique index of final outcomes, read when conn is
+	// opened), so pgBatchInsert need not look the batch's outcomes up.
+	finalsIndexed bool
 	// hasher, cols and args are the writer's buffers, reused from batch to
 	// batch: for the chain hashes, for the array literals of the columns of
 	// pgBatchInsert, and for its arguments (see batchArgs).

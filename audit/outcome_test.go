@@ -341,68 +341,96 @@ func TestRecordedFinalsAgreeWithFinal(t *testing.T) {
 }
 
 // TestFastInsertChecksRecordedFinals drives the single-statement path on
-// Postgres by itself: a batch whose final outcomes are new is written in
-// one statement; a batch with a final outcome already recorded (or a
-// delivery_failed, whose reasons only the locked path reads) writes
-// nothing, leaves the head, and reports that the lock is needed.
+// Postgres by itself, with the unique index of final outcomes and without
+// it (the statement then looks them up): a batch whose final outcomes are
+// new is written in one statement; a batch with a final outcome already
+// recorded writes nothing, leaves the head, and reports that the lock is
+// needed. A recorded delivery_failed, whose reasons only the locked path's
+// look-up reads, sends a later final outcome to the lock without the index;
+// with it, a transient failure (not final) does not.
 func TestFastInsertChecksRecordedFinals(t *testing.T) {
-	ctx := t.Context()
-	db := openTestDB(t, postgresDSN(t))
-	l := openTestLog(t, db, testOptions(t))
-	for i, e := range []*Entry{
-		outcomeEntry(1, "r-done", EventDelivered, "allow"),
-		outcomeEntry(2, "r-retry", EventDeliveryFailed, "allow", "delivery_failed: transient"),
-	} {
-		if seq, err := l.Append(ctx, e); err != nil || seq != int64(i+1) {
-			t.Fatalf("append %d: %d, %v", i, seq, err)
-		}
-	}
-	ln := l.lanes[0]
-	if ln.head == nil || ln.head.Seq != 2 {
-		t.Fatalf("lane head %+v after two appends", ln.head)
-	}
-	count := func() (n int) {
-		if err := db.NewRaw("SELECT count(*) FROM audit_entries").Scan(ctx, &n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	for _, tt := range []struct {
-		name  string
-		batch []*Entry
-		ok    bool
-	}{
-		{"recorded delivered", []*Entry{outcomeEntry(3, "r-new", EventDecided, "allow"), outcomeEntry(4, "r-done", EventDelivered, "allow")}, false},
-		{"recorded delivery_failed", []*Entry{outcomeEntry(5, "r-retry", EventDelivered, "allow")}, false},
-		{"new finals", []*Entry{outcomeEntry(6, "r-new", EventDecided, "allow"), outcomeEntry(7, "r-new", EventDelivered, "allow"),
-			outcomeEntry(8, "r-denied", EventDecided, "deny", "no_consent")}, true},
-	} {
-		before, head := count(), *ln.head
-		batch := make([]*pending, len(tt.batch))
-		for i, e := range tt.batch {
-			batch[i] = testPending(t, e)
-		}
-		ok, refused, err := ln.fastInsert(ctx, batch, head)
-		if err != nil || ok != tt.ok || len(refused) != 0 {
-			t.Fatalf("%s: ok %v, %d refused, %v; want ok %v", tt.name, ok, len(refused), err, tt.ok)
-		}
-		want := before
-		if ok {
-			want += len(batch)
-		}
-		var stored headRow
-		if err := db.NewSelect().Model(&stored).Where("id = 1").Scan(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if got := count(); got != want || (stored.Seq != head.Seq) == !ok || stored.Seq != ln.head.Seq {
-			t.Fatalf("%s: %d entries (want %d), stored head %d, lane head %d, before %d", tt.name, got, want, stored.Seq, ln.head.Seq, head.Seq)
-		}
-	}
-	// The locked path takes the recorded delivery_failed's retry.
-	if seq, err := l.Append(ctx, outcomeEntry(9, "r-retry", EventDelivered, "allow")); err != nil || seq != 6 {
-		t.Fatalf("delivered after a transient failure: %d, %v", seq, err)
-	}
-	if _, err := l.Verify(ctx, testSigner(t)); err != nil {
-		t.Fatal(err)
+	for _, indexed := range []bool{true, false} {
+		t.Run(map[bool]string{true: "indexed", false: "looked up"}[indexed], func(t *testing.T) {
+			ctx := t.Context()
+			db := openTestDB(t, postgresDSN(t))
+			l := openTestLog(t, db, testOptions(t))
+			for i, e := range []*Entry{
+				outcomeEntry(1, "r-done", EventDelivered, "allow"),
+				outcomeEntry(2, "r-retry", EventDeliveryFailed, "allow", "delivery_failed: transient"),
+			} {
+				if seq, err := l.Append(ctx, e); err != nil || seq != int64(i+1) {
+					t.Fatalf("append %d: %d, %v", i, seq, err)
+				}
+			}
+			ln := l.lanes[0]
+			if ln.head == nil || ln.head.Seq != 2 {
+				t.Fatalf("lane head %+v after two appends", ln.head)
+			}
+			if !ln.finalsIndexed {
+				t.Fatal("the lane does not know the unique index of final outcomes")
+			}
+			if !indexed {
+				if _, err := db.ExecContext(ctx, "DROP INDEX "+finalIdx); err != nil {
+					t.Fatal(err)
+				}
+				ln.finalsIndexed = false
+			}
+			count := func() (n int) {
+				if err := db.NewRaw("SELECT count(*) FROM audit_entries").Scan(ctx, &n); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			for _, tt := range []struct {
+				name  string
+				batch []*Entry
+				ok    bool
+			}{
+				{"recorded delivered", []*Entry{outcomeEntry(3, "r-new", EventDecided, "allow"), outcomeEntry(4, "r-done", EventDelivered, "allow")}, false},
+				{"recorded delivery_failed", []*Entry{outcomeEntry(5, "r-retry", EventDelivered, "allow")}, indexed},
+				{"new finals", []*Entry{outcomeEntry(6, "r-new", EventDecided, "allow"), outcomeEntry(7, "r-new", EventDelivered, "allow"),
+					outcomeEntry(8, "r-denied", EventDecided, "deny", "no_consent")}, true},
+			} {
+				before, head := count(), *ln.head
+				batch := make([]*pending, len(tt.batch))
+				for i, e := range tt.batch {
+					batch[i] = testPending(t, e)
+				}
+				ok, refused, err := ln.fastInsert(ctx, batch, head)
+				if err != nil || ok != tt.ok || len(refused) != 0 {
+					t.Fatalf("%s: ok %v, %d refused, %v; want ok %v", tt.name, ok, len(refused), err, tt.ok)
+				}
+				want := before
+				if ok {
+					want += len(batch)
+				}
+				var stored headRow
+				if err := db.NewSelect().Model(&stored).Where("id = 1").Scan(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if got := count(); got != want || (stored.Seq != head.Seq) == !ok || stored.Seq != ln.head.Seq {
+					t.Fatalf("%s: %d entries (want %d), stored head %d, lane head %d, before %d", tt.name, got, want, stored.Seq, ln.head.Seq, head.Seq)
+				}
+			}
+			// The locked path refuses the second delivery of r-done, and takes
+			// the delivery after r-retry's transient failure if the fast path
+			// did not.
+			_, err := l.Append(ctx, outcomeEntry(9, "r-done", EventDelivered, "allow"))
+			var dup *DuplicateOutcomeError
+			if !errors.As(err, &dup) || dup.Sequence != 1 {
+				t.Fatalf("second delivery of r-done: %v; want a duplicate of 1", err)
+			}
+			_, err = l.Append(ctx, outcomeEntry(10, "r-retry", EventDelivered, "allow"))
+			if indexed {
+				if !errors.As(err, &dup) || dup.Sequence != 3 {
+					t.Fatalf("second delivery of r-retry: %v; want a duplicate of 3", err)
+				}
+			} else if err != nil {
+				t.Fatalf("delivered after a transient failure: %v", err)
+			}
+			if _, err := l.Verify(ctx, testSigner(t)); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }

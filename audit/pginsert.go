@@ -14,9 +14,10 @@ import (
 // moves the head of row $5 from ($3, $4) to ($1, $2) in a data-modifying CTE
 // and inserts the batch from one parameter per column ($6 on, in
 // entryColumns order), unnested into rows. The head moves only if none of
-// the request ids of the next parameter (the batch's final outcomes, a text
-// array) already has a final outcome recorded (pgMaybeFinal, looked up as
-// pgRecordedFinals does, one index range scan per id). Each row's sequence
+// the request ids of the next parameter (a text array: the batch's final
+// outcomes, or none where the unique index of final outcomes refuses a
+// second one by itself) already has a final outcome recorded (pgMaybeFinal,
+// looked up as pgRecordedFinals does, one index range scan per id). Each row's sequence
 // is kept only if the CTE moved the head; if another writer moved it first,
 // or a final outcome is recorded, the sequences are NULL and the whole
 // statement fails on the NOT NULL of seq, and the writer takes the head

@@ -141,6 +141,16 @@ func (ln *lane) writeBatch(ctx context.Context, batch []*pending) (int64, map[*p
 			_ = c.Close()
 			return 0, nil, fmt.Errorf("connect: %w", err)
 		}
+		indexed, err := finalsIndexed(ctx, c)
+		if err != nil {
+			_ = c.Close()
+			return 0, nil, fmt.Errorf("connect: %w", err)
+		}
+		if !indexed {
+			ln.l.log.Warn("the unique index of final outcomes is missing (does the log hold a request with two?): every batch looks its final outcomes up",
+				"chain", ln.chain, "index", finalIdx)
+		}
+		ln.finalsIndexed = indexed
 		ln.conn = &c
 	}
 	if ln.head != nil && !ln.shared && isPostgres(ln.l.db) {
@@ -218,11 +228,13 @@ func entryRows(batch []*pending, head headRow) []entryRow {
 
 // fastInsert writes the batch after the expected head in a single prepared
 // statement (pgBatchInsert: one round trip, one implicit transaction): a
-// data-modifying CTE moves the head only if it is still the expected one and
-// none of the batch's final outcomes has one recorded already, and the rows'
-// sequences are taken only if it moved, so otherwise they are NULL and the
-// whole statement fails. The primary key on seq is a second guard. It
-// reports false with a nil error when the head moved or an outcome is
+// data-modifying CTE moves the head only if it is still the expected one,
+// and the rows' sequences are taken only if it moved, so otherwise they are
+// NULL and the whole statement fails. The primary key on seq is a second
+// guard. A final outcome of a request that has one recorded fails it too:
+// on the unique index of final outcomes (finalsIndexed), or, without it,
+// because the CTE looks the batch's final outcomes up and leaves the head.
+// It reports false with a nil error when the head moved or an outcome is
 // recorded (redeliveries only); the caller then takes the lock, under which
 // the outcomes are looked up and refused. Duplicates within the batch are
 // refused here, before it is chained.
@@ -244,7 +256,7 @@ func (ln *lane) fastInsert(ctx context.Context, batch []*pending, head headRow) 
 		return false, nil, err
 	}
 	next := ln.link(keep, head)
-	_, err = st.ExecContext(ctx, ln.batchArgs(keep, head, next, true)...)
+	_, err = st.ExecContext(ctx, ln.batchArgs(keep, head, next, !ln.finalsIndexed)...)
 	ln.releaseArgs()
 	if err == nil {
 		*ln.head = next
@@ -258,7 +270,8 @@ func (ln *lane) fastInsert(ctx context.Context, batch []*pending, head headRow) 
 	return false, nil, fmt.Errorf("insert entries: %w", err)
 }
 
-// PostgreSQL error codes fastInsert expects when the head moved.
+// PostgreSQL error codes fastInsert expects when the head moved or a final
+// outcome is recorded.
 const (
 	pgNotNullViolation = "23502"
 	pgUniqueViolation  = "23505"
@@ -308,10 +321,10 @@ func (ln *lane) lockedPrepared(ctx context.Context, batch []*pending) (next head
 			return next, nil, err
 		}
 		next = ln.link(keep, head)
-		_, err = st.ExecContext(ctx, ln.batchArgs(keep, head, next, true)...)
+		_, err = st.ExecContext(ctx, ln.batchArgs(keep, head, next, !ln.finalsIndexed)...)
 		ln.releaseArgs()
 		var pgErr pgdriver.Error
-		if errors.As(err, &pgErr) && pgErr.Field('C') == pgNotNullViolation {
+		if errors.As(err, &pgErr) && (pgErr.Field('C') == pgNotNullViolation || pgErr.Field('C') == pgUniqueViolation) {
 			return next, nil, errFinalRecorded
 		}
 		if err != nil {

@@ -1,0 +1,121 @@
+package audit
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+)
+
+// TestFinalIndexAgreesWithFinal stores one entry of every event, decision
+// and kind of reasons, each under its own request id, and checks that the
+// condition of the unique index of final outcomes (pgFinal) holds for
+// exactly the ones Final calls final.
+func TestFinalIndexAgreesWithFinal(t *testing.T) {
+	ctx := t.Context()
+	db := openTestDB(t, postgresDSN(t))
+	l := openTestLog(t, db, testOptions(t))
+	events := []Event{EventDecided, EventDelivered, EventDeliveryFailed, EventRejected, EventReceived,
+		EventErasureNotified, EventRegistryApplied, EventConsentRecorded, EventErasureRecorded}
+	reasons := [][]string{
+		nil,
+		{"delivery_failed: transient"},
+		{"delivery_failed: permanent"},
+		{"delivery_failed: max_deliver_reached"},
+		{"first", "then transient"},
+		{"transient first", "then not"},
+		{"transient\n"},
+		{"not\ntransient"},
+		{`quoted "transient"`},
+		{`quoted "transient`},
+		{"\\transient"},
+		{"transient "},
+		{"Transient"},
+		{"\u2028transient"},
+	}
+	want := map[string]bool{}
+	i := 0
+	for _, ev := range events {
+		for _, decision := range []string{"allow", "deny"} {
+			for _, rs := range reasons {
+				i++
+				e := outcomeEntry(i, fmt.Sprintf("r-%d", i), ev, decision, rs...)
+				if _, err := l.Append(ctx, e); err != nil {
+					t.Fatalf("%s %s %q: %v", ev, decision, rs, err)
+				}
+				want[e.RequestID] = e.Final()
+			}
+		}
+	}
+	// An entry without a request id is never final.
+	e := outcomeEntry(i+1, "", EventRejected, "deny")
+	if _, err := l.Append(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	if err := db.NewRaw("SELECT request_id FROM audit_entries WHERE "+pgFinal).Scan(ctx, &got); err != nil {
+		t.Fatal(err)
+	}
+	for id, final := range want {
+		if slices.Contains(got, id) != final {
+			t.Errorf("%s: in the index %v, Final %v", id, !final, final)
+		}
+	}
+	if len(got) == 0 || len(got) == len(want) {
+		t.Fatalf("%d of %d entries final: the test covers nothing", len(got), len(want))
+	}
+}
+
+// TestFinalIndexLeftOutOverDuplicates: a log whose store holds two final
+// outcomes of one request (written past Append) cannot have the unique
+// index; the migration leaves it out, on a small log and on a large one
+// (concurrent build), and a writer opened on it looks the outcomes up and
+// still refuses a third.
+func TestFinalIndexLeftOutOverDuplicates(t *testing.T) {
+	defer func(n int64) { concurrentIndexAbove = n }(concurrentIndexAbove)
+	for _, above := range []int64{concurrentIndexAbove, 0} {
+		t.Run(fmt.Sprintf("concurrently above %d", above), func(t *testing.T) {
+			concurrentIndexAbove = above
+			ctx := t.Context()
+			db := openTestDB(t, postgresDSN(t))
+			l := openTestLog(t, db, testOptions(t))
+			if seq, err := l.Append(ctx, outcomeEntry(1, "r-twice", EventDelivered, "allow")); err != nil || seq != 1 {
+				t.Fatalf("append: %d, %v", seq, err)
+			}
+			if err := finalUniqueDown(ctx, db); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.ExecContext(ctx, "INSERT INTO audit_entries ("+entryColumns+") SELECT 100, "+
+				entryColumns[len("seq, "):]+" FROM audit_entries WHERE seq = 1"); err != nil {
+				t.Fatal(err)
+			}
+			if err := finalUniqueUp(ctx, db); err != nil {
+				t.Fatalf("migration over a duplicate: %v", err)
+			}
+			var n int
+			if err := db.NewRaw("SELECT count(*) FROM pg_class WHERE relname = ? AND relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema())",
+				finalIdx).Scan(ctx, &n); err != nil || n != 0 {
+				t.Fatalf("%d indexes named %s left, %v", n, finalIdx, err)
+			}
+			l2 := openTestLog(t, db, testOptions(t))
+			_, err := l2.Append(ctx, outcomeEntry(2, "r-twice", EventDelivered, "allow"))
+			var dup *DuplicateOutcomeError
+			if !errors.As(err, &dup) || dup.Sequence != 1 {
+				t.Fatalf("third delivery: %v; want a duplicate of 1", err)
+			}
+			if l2.lanes[0].conn == nil || l2.lanes[0].finalsIndexed {
+				t.Fatal("the writer takes the index for there")
+			}
+			// Without the duplicate, the migration builds it.
+			if _, err := db.ExecContext(ctx, "DELETE FROM audit_entries WHERE seq = 100"); err != nil {
+				t.Fatal(err)
+			}
+			if err := finalUniqueUp(ctx, db); err != nil {
+				t.Fatal(err)
+			}
+			if ok, err := finalsIndexed(ctx, db); err != nil || !ok {
+				t.Fatalf("index after the duplicate is gone: %v, %v", ok, err)
+			}
+		})
+	}
+}
