@@ -20,9 +20,13 @@ type span struct{ start, end int32 }
 
 // bodyLists are the spans of an entry's lists in its hash body, which are
 // also the JSON stored in the columns reasons, categories_sent and
-// fields_removed.
+// fields_removed, and what the body's strings held (jsonenc.Seen).
 type bodyLists struct {
 	reasons, categories, fieldsRemoved span
+	// text is what the strings stored in text columns of their own held
+	// (the lists are stored as their JSON, which escapes control bytes);
+	// all, what every string of the body held.
+	text, all jsonenc.Seen
 }
 
 // appendHashBody appends e's canonical JSON between its sequence and its
@@ -38,55 +42,65 @@ func appendHashBody(b []byte, e *Entry) ([]byte, bodyLists, bool) {
 	if y := t.Year(); y < 0 || y > 9999 {
 		return b, ls, false
 	}
+	var text, lists, sn jsonenc.Seen
+	str := func(b []byte, s string) []byte {
+		b, sn = jsonenc.AppendStringSeen(b, s)
+		text |= sn
+		return b
+	}
 	n := len(b)
 	b = append(b, `"time":"`...)
 	b = t.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","event":`...)
-	b = jsonenc.AppendString(b, string(e.Event))
+	b = str(b, string(e.Event))
 	b = append(b, `,"request_id":`...)
-	b = jsonenc.AppendString(b, e.RequestID)
+	b = str(b, e.RequestID)
 	b = append(b, `,"source":`...)
-	b = jsonenc.AppendString(b, e.Source)
+	b = str(b, e.Source)
 	b = append(b, `,"recipient":`...)
-	b = jsonenc.AppendString(b, e.Recipient)
+	b = str(b, e.Recipient)
 	b = append(b, `,"recipient_country":`...)
-	b = jsonenc.AppendString(b, e.RecipientCountry)
+	b = str(b, e.RecipientCountry)
 	b = append(b, `,"origin_jurisdiction":`...)
-	b = jsonenc.AppendString(b, e.Origin)
+	b = str(b, e.Origin)
 	b = append(b, `,"purpose":`...)
-	b = jsonenc.AppendString(b, e.Purpose)
+	b = str(b, e.Purpose)
 	b = append(b, `,"dataset":`...)
-	b = jsonenc.AppendString(b, e.Dataset)
+	b = str(b, e.Dataset)
 	b = append(b, `,"decision":`...)
-	b = jsonenc.AppendString(b, e.Decision)
+	b = str(b, e.Decision)
 	b = append(b, `,"reasons":`...)
 	ls.reasons.start = int32(len(b) - n)
-	b = jsonenc.AppendStrings(b, e.Reasons)
+	b, sn = jsonenc.AppendStringsSeen(b, e.Reasons)
+	lists |= sn
 	ls.reasons.end = int32(len(b) - n)
 	b = append(b, `,"legal_basis":`...)
-	b = jsonenc.AppendString(b, e.LegalBasis)
+	b = str(b, e.LegalBasis)
 	b = append(b, `,"agreement_id":`...)
-	b = jsonenc.AppendString(b, e.AgreementID)
+	b = str(b, e.AgreementID)
 	b = append(b, `,"agreement_version":`...)
 	b = strconv.AppendInt(b, int64(e.AgreementVersion), 10)
 	b = append(b, `,"mechanism":`...)
-	b = jsonenc.AppendString(b, e.Mechanism)
+	b = str(b, e.Mechanism)
 	b = append(b, `,"categories_sent":`...)
 	ls.categories.start = int32(len(b) - n)
-	b = jsonenc.AppendStrings(b, e.CategoriesSent)
+	b, sn = jsonenc.AppendStringsSeen(b, e.CategoriesSent)
+	lists |= sn
 	ls.categories.end = int32(len(b) - n)
 	b = append(b, `,"fields_removed":`...)
 	ls.fieldsRemoved.start = int32(len(b) - n)
-	b = jsonenc.AppendStringMap(b, e.FieldsRemoved)
+	b, sn = jsonenc.AppendStringMapSeen(b, e.FieldsRemoved)
+	lists |= sn
 	ls.fieldsRemoved.end = int32(len(b) - n)
 	b = append(b, `,"key_ref":`...)
-	b = jsonenc.AppendString(b, e.KeyRef)
+	b = str(b, e.KeyRef)
 	b = append(b, `,"payload_digest":`...)
-	b = jsonenc.AppendString(b, e.PayloadDigest)
+	b = str(b, e.PayloadDigest)
 	b = append(b, `,"registry_version":`...)
-	b = jsonenc.AppendString(b, e.RegistryVersion)
+	b = str(b, e.RegistryVersion)
 	b = append(b, `,"subject_hmac":`...)
-	b = jsonenc.AppendString(b, e.SubjectHMAC)
+	b = str(b, e.SubjectHMAC)
 	b = append(b, ',')
+	ls.text, ls.all = text, text|lists
 	return b, ls, true
 }

@@ -13,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
+
+	"github.com/clearance-broker/clearance/internal/jsonenc"
 )
 
 // jsonHash is the chain hash as the log first computed it, through
@@ -108,6 +111,44 @@ func randomEntry(r *rand.Rand) *Entry {
 	}
 }
 
+// storable returns e with its text made what newPending takes (no invalid
+// UTF-8, no NUL byte), as only such entries reach a batch.
+func storable(e *Entry) *Entry {
+	clean := func(s string) string { return strings.ReplaceAll(strings.ToValidUTF8(s, "?"), "\x00", "0") }
+	for _, f := range []*string{&e.RequestID, &e.Source, &e.Recipient, &e.RecipientCountry, &e.Origin, &e.Purpose, &e.Dataset,
+		&e.Decision, &e.LegalBasis, &e.AgreementID, &e.Mechanism, &e.KeyRef, &e.PayloadDigest, &e.RegistryVersion, &e.SubjectHMAC} {
+		*f = clean(*f)
+	}
+	e.Event = Event(clean(string(e.Event)))
+	for _, l := range [][]string{e.Reasons, e.CategoriesSent} {
+		for i := range l {
+			l[i] = clean(l[i])
+		}
+	}
+	m := make(map[string]string, len(e.FieldsRemoved))
+	for k, v := range e.FieldsRemoved {
+		m[clean(k)] = clean(v)
+	}
+	e.FieldsRemoved = m
+	return e
+}
+
+// seenIn is what the strings held (jsonenc.Seen), found byte by byte.
+func seenIn(ss ...string) jsonenc.Seen {
+	var seen jsonenc.Seen
+	for _, s := range ss {
+		for i := range len(s) {
+			if s[i] < 0x20 {
+				seen |= 1 << s[i]
+			}
+		}
+		if !utf8.ValidString(s) {
+			seen |= jsonenc.SeenInvalidUTF8
+		}
+	}
+	return seen
+}
+
 // checkCanonical compares the hand-written encoding of e with
 // encoding/json's: the body, its list spans (the stored JSON of the lists),
 // and the hash.
@@ -121,6 +162,15 @@ func checkCanonical(t *testing.T, e *Entry) {
 	got = got[len("prefix"):]
 	if !bytes.Equal(got, want) {
 		t.Fatalf("%#v:\nbody %s\nwant %s", e, got, want)
+	}
+	text, all := seenIn(string(e.Event), e.RequestID, e.Source, e.Recipient, e.RecipientCountry, e.Origin, e.Purpose, e.Dataset,
+		e.Decision, e.LegalBasis, e.AgreementID, e.Mechanism, e.KeyRef, e.PayloadDigest, e.RegistryVersion, e.SubjectHMAC), jsonenc.Seen(0)
+	all |= text | seenIn(e.Reasons...) | seenIn(e.CategoriesSent...)
+	for k, v := range e.FieldsRemoved {
+		all |= seenIn(k, v)
+	}
+	if ls.text != text || ls.all != all {
+		t.Fatalf("%#v: seen %#x in text, %#x in all; want %#x, %#x", e, ls.text, ls.all, text, all)
 	}
 	c := e.clone()
 	for _, l := range []struct {
@@ -281,7 +331,7 @@ func TestBatchArgsMatchOld(t *testing.T) {
 			batch := make([]*pending, 1+r.IntN(40))
 			var entries []Entry
 			for i := range batch {
-				e := randomEntry(r)
+				e := storable(randomEntry(r))
 				e.Time = testTime.Add(time.Duration(r.Int64N(1 << 55))).In(time.FixedZone("z", 7200))
 				e.AgreementVersion = r.IntN(10)
 				var err error

@@ -4,13 +4,11 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"maps"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/clearance-broker/clearance/internal/jsonenc"
 )
@@ -79,40 +77,6 @@ type Entry struct {
 	// which replaces it with SubjectHMAC. It is never stored, encoded or
 	// returned.
 	SubjectID string `json:"-"`
-}
-
-// validate rejects text that a store could refuse (invalid UTF-8, NUL
-// bytes), so that one bad entry cannot fail the batch it would share with
-// others, and a time that the canonical JSON cannot hold (a year outside 0
-// to 9999, which RFC 3339 cannot write), so that an entry is never left
-// without a hash.
-func (e *Entry) validate() error {
-	ok := validText(string(e.Event)) && validText(e.RequestID) && validText(e.Source) &&
-		validText(e.Recipient) && validText(e.RecipientCountry) && validText(e.Origin) &&
-		validText(e.Purpose) && validText(e.Dataset) && validText(e.Decision) &&
-		validText(e.LegalBasis) && validText(e.AgreementID) && validText(e.Mechanism) &&
-		validText(e.KeyRef) && validText(e.PayloadDigest) && validText(e.RegistryVersion) &&
-		validText(e.SubjectHMAC)
-	for _, s := range e.Reasons {
-		ok = ok && validText(s)
-	}
-	for _, s := range e.CategoriesSent {
-		ok = ok && validText(s)
-	}
-	for k, v := range e.FieldsRemoved {
-		ok = ok && validText(k) && validText(v)
-	}
-	if !ok {
-		return fmt.Errorf("%w: text that is not valid UTF-8 or holds a NUL byte", ErrInvalidEntry)
-	}
-	if y := e.Time.UTC().Truncate(time.Microsecond).Year(); y < 0 || y > 9999 {
-		return fmt.Errorf("%w: time outside the years 0 to 9999", ErrInvalidEntry)
-	}
-	return nil
-}
-
-func validText(s string) bool {
-	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
 }
 
 // clone returns a deep copy of e in canonical form: times in UTC truncated to

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clearance-broker/clearance/internal/jsonenc"
 	"github.com/uptrace/bun"
 )
 
@@ -203,7 +204,9 @@ var pendingPool = sync.Pool{New: func() any { return &pending{res: make(chan res
 // newPending returns a pending for e, a shallow copy of the caller's entry
 // with its subject id already replaced by its HMAC and its time set,
 // prepared for the writer; nil with ErrInvalidEntry if e cannot be encoded
-// (which validate rules out).
+// or holds text that a store could refuse (invalid UTF-8, NUL bytes), so
+// that one bad entry cannot fail the batch it would share with others, and
+// is never left without a hash.
 func newPending(e *Entry) (*pending, error) {
 	p := pendingPool.Get().(*pending)
 	p.e = *e
@@ -217,6 +220,10 @@ func newPending(e *Entry) (*pending, error) {
 	if !ok {
 		p.free()
 		return nil, fmt.Errorf("%w: time outside the years 0 to 9999", ErrInvalidEntry)
+	}
+	if p.lists.all&(jsonenc.SeenInvalidUTF8|1<<0) != 0 {
+		p.free()
+		return nil, fmt.Errorf("%w: text that is not valid UTF-8 or holds a NUL byte", ErrInvalidEntry)
 	}
 	return p, nil
 }
@@ -308,9 +315,6 @@ func Open(ctx context.Context, db *bun.DB, opts Options) (*Log, error) {
 func (l *Log) Append(ctx context.Context, e *Entry) (int64, error) {
 	if e == nil || e.Event == "" {
 		return 0, fmt.Errorf("%w: no event", ErrInvalidEntry)
-	}
-	if err := e.validate(); err != nil {
-		return 0, err
 	}
 	if l.opts.Signer == nil {
 		return 0, ErrReadOnly

@@ -114,7 +114,7 @@ func (ln *lane) batchArgs(batch []*pending, head, next headRow, checkFinals bool
 	if !ln.buildColumns(batch, head, delim) {
 		// Some text holds the delimiter: another control character, or
 		// array literals if the batch's text holds them all.
-		delim = freeDelim(batch, head)
+		delim = freeDelim(batch)
 		ln.buildColumns(batch, head, delim)
 	}
 	args := append(ln.args[:0], next.Seq, next.Hash, head.Seq, head.Hash, int64(ln.chain+1))
@@ -201,6 +201,9 @@ func (ln *lane) buildColumns(batch []*pending, head headRow, delim byte) bool {
 		}
 	}
 	for i, p := range batch {
+		if delim != 0 && p.lists.text.Controls()&(1<<delim) != 0 {
+			return false
+		}
 		if i > 0 {
 			for c := range cols {
 				if literal(c) {
@@ -216,8 +219,6 @@ func (ln *lane) buildColumns(batch []*pending, head headRow, delim byte) bool {
 			case !textColumns[c]:
 			case delim == 0:
 				cols[c] = appendArrayText(cols[c], s)
-			case strings.IndexByte(s, delim) >= 0:
-				return false
 			default:
 				cols[c] = append(append(cols[c], delim), s...)
 			}
@@ -236,16 +237,10 @@ func bstr(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // freeDelim returns a control character (1 to 31) that no text of the
 // batch holds, or 0 if they hold them all.
-func freeDelim(batch []*pending, head headRow) byte {
+func freeDelim(batch []*pending) byte {
 	var seen uint32
-	for i, p := range batch {
-		for _, s := range p.texts(prevHash(batch, head, i)) {
-			for j := 0; j < len(s); j++ {
-				if s[j] < 32 {
-					seen |= 1 << s[j]
-				}
-			}
-		}
+	for _, p := range batch {
+		seen |= p.lists.text.Controls()
 	}
 	for d := byte(defaultDelim); d > 0; d-- {
 		if seen&(1<<d) == 0 {

@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"strings"
 	"testing"
 	"time"
 )
@@ -70,22 +69,26 @@ func allControl() string {
 }
 
 // TestFreeDelim: the text columns' delimiter is one no text of the batch
-// holds, and none (array literals) when the batch holds them all.
+// holds, and none (array literals) when the batch holds them all. Every
+// column stored as text counts, the lists not: their JSON escapes control
+// characters.
 func TestFreeDelim(t *testing.T) {
+	pend := func(e *Entry) *pending {
+		p, err := newPending(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
 	batch := func(texts ...string) []*pending {
 		var out []*pending
 		for i, s := range texts {
 			e := decidedEntry(i)
 			e.Purpose = s
-			p, err := newPending(e)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, p)
+			out = append(out, pend(e))
 		}
 		return out
 	}
-	head := headRow{Hash: strings.Repeat("0", 64)}
 	for _, c := range []struct {
 		texts []string
 		want  byte
@@ -96,8 +99,41 @@ func TestFreeDelim(t *testing.T) {
 		{[]string{allControl()[1:]}, 1},
 		{[]string{"x", allControl()}, 0},
 	} {
-		if got := freeDelim(batch(c.texts...), head); got != c.want {
+		if got := freeDelim(batch(c.texts...)); got != c.want {
 			t.Errorf("freeDelim(%q) = %#x, want %#x", c.texts, got, c.want)
 		}
+	}
+	fields := map[string]func(*Entry) *string{
+		"event": func(e *Entry) *string { return (*string)(&e.Event) }, "request_id": func(e *Entry) *string { return &e.RequestID },
+		"source": func(e *Entry) *string { return &e.Source }, "recipient": func(e *Entry) *string { return &e.Recipient },
+		"recipient_country": func(e *Entry) *string { return &e.RecipientCountry }, "origin": func(e *Entry) *string { return &e.Origin },
+		"purpose": func(e *Entry) *string { return &e.Purpose }, "dataset": func(e *Entry) *string { return &e.Dataset },
+		"decision": func(e *Entry) *string { return &e.Decision }, "legal_basis": func(e *Entry) *string { return &e.LegalBasis },
+		"agreement_id": func(e *Entry) *string { return &e.AgreementID }, "mechanism": func(e *Entry) *string { return &e.Mechanism },
+		"key_ref": func(e *Entry) *string { return &e.KeyRef }, "payload_digest": func(e *Entry) *string { return &e.PayloadDigest },
+		"registry_version": func(e *Entry) *string { return &e.RegistryVersion }, "subject_hmac": func(e *Entry) *string { return &e.SubjectHMAC },
+	}
+	textCols := 0
+	for c := range entryColumnCount {
+		if textColumns[c] {
+			textCols++
+		}
+	}
+	// Every text column but the three lists and the two hashes.
+	if len(fields) != textCols-5 {
+		t.Fatalf("%d fields for %d text columns", len(fields), textCols)
+	}
+	for name, field := range fields {
+		e := decidedEntry(1)
+		e.SubjectID = ""
+		*field(e) += "\x1f"
+		if got := freeDelim([]*pending{pend(e)}); got != 0x1e {
+			t.Errorf("%s holding the unit separator: delimiter %#x", name, got)
+		}
+	}
+	e := decidedEntry(1)
+	e.Reasons, e.CategoriesSent, e.FieldsRemoved = []string{"a\x1f"}, []string{"\x1f"}, map[string]string{"\x1f": "\x1f"}
+	if got := freeDelim([]*pending{pend(e)}); got != 0x1f {
+		t.Errorf("lists holding the unit separator: delimiter %#x", got)
 	}
 }

@@ -16,19 +16,36 @@ import (
 // AppendStrings appends s as a JSON array of strings; nil as [] (where
 // encoding/json writes null).
 func AppendStrings(b []byte, s []string) []byte {
+	b, _ = AppendStringsSeen(b, s)
+	return b
+}
+
+// AppendStringsSeen is AppendStrings that also reports what its strings
+// held (see Seen).
+func AppendStringsSeen(b []byte, s []string) ([]byte, Seen) {
+	var seen, sn Seen
 	b = append(b, '[')
 	for i, v := range s {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = AppendString(b, v)
+		b, sn = AppendStringSeen(b, v)
+		seen |= sn
 	}
-	return append(b, ']')
+	return append(b, ']'), seen
 }
 
 // AppendStringMap appends m as a JSON object with its keys in byte order, as
 // encoding/json sorts them; nil as {} (where encoding/json writes null).
 func AppendStringMap(b []byte, m map[string]string) []byte {
+	b, _ = AppendStringMapSeen(b, m)
+	return b
+}
+
+// AppendStringMapSeen is AppendStringMap that also reports what its keys and
+// values held (see Seen).
+func AppendStringMapSeen(b []byte, m map[string]string) ([]byte, Seen) {
+	var seen, sn Seen
 	b = append(b, '{')
 	var buf [8]string
 	keys := buf[:0]
@@ -40,12 +57,26 @@ func AppendStringMap(b []byte, m map[string]string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = AppendString(b, k)
+		b, sn = AppendStringSeen(b, k)
+		seen |= sn
 		b = append(b, ':')
-		b = AppendString(b, m[k])
+		b, sn = AppendStringSeen(b, m[k])
+		seen |= sn
 	}
-	return append(b, '}')
+	return append(b, '}'), seen
 }
+
+// Seen is what a string held among what JSON escapes or replaces: bit c
+// for each control byte c (below 0x20) and SeenInvalidUTF8. It lets a
+// writer that encodes a string anyway check it for those without reading it
+// a second time.
+type Seen uint64
+
+// SeenInvalidUTF8: the string held a byte that is not valid UTF-8.
+const SeenInvalidUTF8 Seen = 1 << 32
+
+// Controls returns the control bytes seen, bit c for byte c.
+func (s Seen) Controls() uint32 { return uint32(s) }
 
 // jsonSafe marks the ASCII bytes that encoding/json writes as they are in a
 // string with HTML escaping on: printable ones other than '"', '\\', '<', '>'
@@ -76,6 +107,14 @@ func below(x uint64, n byte) uint64 { return (x - loBits*uint64(n)) &^ x & hiBit
 // and \t short; other control bytes and '<', '>', '&' as \u00XX; U+2028 and
 // U+2029 as \u2028 and \u2029; each byte of invalid UTF-8 as \ufffd.
 func AppendString(b []byte, s string) []byte {
+	b, _ = AppendStringSeen(b, s)
+	return b
+}
+
+// AppendStringSeen is AppendString that also reports what s held (see
+// Seen).
+func AppendStringSeen(b []byte, s string) ([]byte, Seen) {
+	var seen Seen
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -97,6 +136,9 @@ func AppendString(b []byte, s string) []byte {
 				continue
 			}
 			b = append(b, s[start:i]...)
+			if c < 0x20 {
+				seen |= 1 << c
+			}
 			switch c {
 			case '\\', '"':
 				b = append(b, '\\', c)
@@ -120,6 +162,7 @@ func AppendString(b []byte, s string) []byte {
 		r, size := utf8.DecodeRuneInString(s[i:])
 		switch {
 		case r == utf8.RuneError && size == 1:
+			seen |= SeenInvalidUTF8
 			b = append(b, s[start:i]...)
 			b = append(b, `\ufffd`...)
 		case r == '\u2028' || r == '\u2029':
@@ -133,7 +176,7 @@ func AppendString(b []byte, s string) []byte {
 		start = i
 	}
 	b = append(b, s[start:]...)
-	return append(b, '"')
+	return append(b, '"'), seen
 }
 
 // AppendValue appends v, a value of the kinds encoding/json decodes into an

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // TestStringMatchesEncodingJSON compares AppendString with
@@ -20,6 +21,25 @@ func TestStringMatchesEncodingJSON(t *testing.T) {
 		}
 		if got := AppendString(nil, s); !bytes.Equal(got, want) {
 			t.Fatalf("%q: %s, want %s", s, got, want)
+		}
+		var wantSeen Seen
+		for i := range len(s) {
+			if s[i] < 0x20 {
+				wantSeen |= 1 << s[i]
+			}
+		}
+		if !utf8.ValidString(s) {
+			wantSeen |= SeenInvalidUTF8
+		}
+		got, seen := AppendStringSeen(nil, s)
+		if !bytes.Equal(got, want) || seen != wantSeen {
+			t.Fatalf("%q: %s, seen %#x; want %s, seen %#x", s, got, seen, want, wantSeen)
+		}
+		if _, seen := AppendStringsSeen(nil, []string{"x", s}); seen != wantSeen {
+			t.Fatalf("%q in a list: seen %#x, want %#x", s, seen, wantSeen)
+		}
+		if _, seen := AppendStringMapSeen(nil, map[string]string{s: "x", "k": s}); seen != wantSeen {
+			t.Fatalf("%q in a map: seen %#x, want %#x", s, seen, wantSeen)
 		}
 	}
 	for c := range 256 {
