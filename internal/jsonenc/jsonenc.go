@@ -72,7 +72,7 @@ func AppendStringMapSeen(b []byte, m map[string]string) ([]byte, Seen) {
 // a second time.
 type Seen uint64
 
-// SeenInvalidUTF8: the string held a byte that is not valid UTF-8.
+// SeenInvalidUTF8 is set when the string held a byte that is not valid UTF-8.
 const SeenInvalidUTF8 Seen = 1 << 32
 
 // Controls returns the control bytes seen, bit c for byte c.
