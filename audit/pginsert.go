@@ -16,15 +16,15 @@ import (
 // entryColumns order), unnested into rows. The head moves only if none of
 // the request ids of the next parameter (a text array: the batch's final
 // outcomes, or none where the unique index of final outcomes refuses a
-// second one by itself) already has a final outcome recorded (pgMaybeFinal,
-// looked up as pgRecordedFinals does, one index range scan per id). Each row's sequence
-// is kept only if the CTE moved the head; if another writer moved it first,
-// or a final outcome is recorded, the sequences are NULL and the whole
-// statement fails on the NOT NULL of seq, and the writer takes the head
-// lock and looks the outcomes up there. Sent as a prepared statement, a
-// batch costs the server neither a parse nor a plan of thousands of
-// literals, whatever its size, and the look-up costs no round trip of its
-// own.
+// second one by itself) already has a final outcome recorded
+// (pgMaybeFinal, looked up as pgRecordedFinals does, one index range scan
+// per id). Each row's sequence is kept only if the CTE moved the head; if
+// another writer moved it first, or a final outcome is recorded, the
+// sequences are NULL and the whole statement fails on the NOT NULL of seq
+// (or on the unique index), and the writer takes the head lock and looks
+// the outcomes up there. Sent as a prepared statement, a batch costs the
+// server neither a parse nor a plan of thousands of literals, whatever its
+// size, and the look-up costs no round trip of its own.
 //
 // The number and time columns are array literals. Each text column is the
 // bytes of its values, each preceded by the batch's delimiter (the last
