@@ -118,21 +118,39 @@ func buildConcurrently(ctx context.Context, db *bun.DB, create, name, def string
 	// A concurrent build that failed (or was stopped) leaves an invalid
 	// index behind, which IF NOT EXISTS would take for done: drop it and
 	// build again.
-	var valid []bool
-	if err := db.NewRaw(`SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-		WHERE c.relname = ? AND c.relnamespace = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = current_schema())`, name).
-		Scan(ctx, &valid); err != nil {
-		return fmt.Errorf("look up index %s: %w", name, err)
+	ix, err := lookUpIndex(ctx, db, name)
+	if err != nil {
+		return err
 	}
-	if len(valid) == 1 && !valid[0] {
+	if ix.exists && !ix.valid {
 		if _, err := db.ExecContext(ctx, "DROP INDEX CONCURRENTLY IF EXISTS ?", bun.Ident(name)); err != nil {
 			return fmt.Errorf("drop invalid index %s: %w", name, err)
 		}
 	}
-	if len(valid) == 0 || !valid[0] {
+	if !ix.valid {
 		if _, err := db.ExecContext(ctx, create+" CONCURRENTLY IF NOT EXISTS ? ON audit_entries "+def, bun.Ident(name)); err != nil {
 			return fmt.Errorf("create index %s concurrently: %w", name, err)
 		}
 	}
 	return nil
+}
+
+// indexState is what PostgreSQL's catalog says of an index of the log.
+type indexState struct{ exists, valid, unique bool }
+
+// lookUpIndex reads the state of index name in the current schema of db.
+func lookUpIndex(ctx context.Context, db bun.IDB, name string) (indexState, error) {
+	var rows []struct {
+		Valid  bool `bun:"indisvalid"`
+		Unique bool `bun:"indisunique"`
+	}
+	if err := db.NewRaw(`SELECT i.indisvalid, i.indisunique FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+		WHERE c.relname = ? AND c.relnamespace = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = current_schema())`, name).
+		Scan(ctx, &rows); err != nil {
+		return indexState{}, fmt.Errorf("look up index %s: %w", name, err)
+	}
+	if len(rows) != 1 {
+		return indexState{}, nil
+	}
+	return indexState{exists: true, valid: rows[0].Valid, unique: rows[0].Unique}, nil
 }

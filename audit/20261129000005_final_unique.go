@@ -80,11 +80,6 @@ func finalUniqueDown(ctx context.Context, db *bun.DB) error {
 // finalsIndexed reports whether the unique index of final outcomes is there
 // and valid on the PostgreSQL connection db.
 func finalsIndexed(ctx context.Context, db bun.IDB) (bool, error) {
-	var ok []bool
-	if err := db.NewRaw(`SELECT i.indisunique AND i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-		WHERE c.relname = ? AND c.relnamespace = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = current_schema())`, finalIdx).
-		Scan(ctx, &ok); err != nil {
-		return false, fmt.Errorf("look up index %s: %w", finalIdx, err)
-	}
-	return len(ok) == 1 && ok[0], nil
+	ix, err := lookUpIndex(ctx, db, finalIdx)
+	return ix.valid && ix.unique, err
 }

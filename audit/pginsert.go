@@ -110,13 +110,8 @@ func (ln *lane) insertStmt(ctx context.Context) (*sql.Stmt, error) {
 // driver copies its arguments into the message it sends and keeps none)
 // before the next batchArgs, and then calls releaseArgs.
 func (ln *lane) batchArgs(batch []*pending, head, next headRow, checkFinals bool) []any {
-	delim := byte(defaultDelim)
-	if !ln.buildColumns(batch, head, delim) {
-		// Some text holds the delimiter: another control character, or
-		// array literals if the batch's text holds them all.
-		delim = freeDelim(batch)
-		ln.buildColumns(batch, head, delim)
-	}
+	delim := freeDelim(batch)
+	ln.buildColumns(batch, head, delim)
 	args := append(ln.args[:0], next.Seq, next.Hash, head.Seq, head.Hash, int64(ln.chain+1))
 	for c, col := range ln.cols {
 		if textColumns[c] {
@@ -189,9 +184,9 @@ func prevHash(batch []*pending, head headRow, i int) string {
 
 // buildColumns writes the batch's values into the lane's column buffers:
 // seq, at and agreement_version as array literals, the text columns as each
-// value preceded by delim, or, with delim 0, as array literals. It reports
-// false, with the buffers unfinished, if some text holds delim.
-func (ln *lane) buildColumns(batch []*pending, head headRow, delim byte) bool {
+// value preceded by delim, which no text of the batch holds (freeDelim),
+// or, with delim 0, as array literals.
+func (ln *lane) buildColumns(batch []*pending, head headRow, delim byte) {
 	cols := &ln.cols
 	literal := func(c int) bool { return !textColumns[c] || delim == 0 }
 	for c := range cols {
@@ -201,9 +196,6 @@ func (ln *lane) buildColumns(batch []*pending, head headRow, delim byte) bool {
 		}
 	}
 	for i, p := range batch {
-		if delim != 0 && p.lists.text.Controls()&(1<<delim) != 0 {
-			return false
-		}
 		if i > 0 {
 			for c := range cols {
 				if literal(c) {
@@ -229,14 +221,15 @@ func (ln *lane) buildColumns(batch []*pending, head headRow, delim byte) bool {
 			cols[c] = append(cols[c], '}')
 		}
 	}
-	return true
 }
 
 // bstr is b as a string, without a copy; b must not change while it is used.
 func bstr(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
-// freeDelim returns a control character (1 to 31) that no text of the
-// batch holds, or 0 if they hold them all.
+// freeDelim returns the text columns' delimiter for batch: a control
+// character (1 to 31) that no text of the batch holds, defaultDelim unless
+// some does, or 0 if they hold them all. Each entry's control bytes were
+// noted when its hash body was written.
 func freeDelim(batch []*pending) byte {
 	var seen uint32
 	for _, p := range batch {

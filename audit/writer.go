@@ -262,8 +262,7 @@ func (ln *lane) fastInsert(ctx context.Context, batch []*pending, head headRow) 
 		*ln.head = next
 		return true, refused, nil
 	}
-	var pgErr pgdriver.Error
-	if errors.As(err, &pgErr) && (pgErr.Field('C') == pgNotNullViolation || pgErr.Field('C') == pgUniqueViolation) {
+	if movedOrRecorded(err) {
 		l.log.Debug("audit head moved by another writer, or a final outcome recorded", "chain", ln.chain, "expected_seq", head.Seq)
 		return false, nil, nil
 	}
@@ -276,6 +275,14 @@ const (
 	pgNotNullViolation = "23502"
 	pgUniqueViolation  = "23505"
 )
+
+// movedOrRecorded reports whether err is the batch statement's failure when
+// the head moved or a final outcome of the batch is recorded: the NOT NULL
+// of seq, or a unique index (the primary key, or that of final outcomes).
+func movedOrRecorded(err error) bool {
+	var pgErr pgdriver.Error
+	return errors.As(err, &pgErr) && (pgErr.Field('C') == pgNotNullViolation || pgErr.Field('C') == pgUniqueViolation)
+}
 
 // errFinalRecorded is lockedPrepared's report that the batch statement
 // found a final outcome of the batch recorded already, with nothing
@@ -323,8 +330,7 @@ func (ln *lane) lockedPrepared(ctx context.Context, batch []*pending) (next head
 		next = ln.link(keep, head)
 		_, err = st.ExecContext(ctx, ln.batchArgs(keep, head, next, !ln.finalsIndexed)...)
 		ln.releaseArgs()
-		var pgErr pgdriver.Error
-		if errors.As(err, &pgErr) && (pgErr.Field('C') == pgNotNullViolation || pgErr.Field('C') == pgUniqueViolation) {
+		if movedOrRecorded(err) {
 			return next, nil, errFinalRecorded
 		}
 		if err != nil {
