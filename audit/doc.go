@@ -128,8 +128,8 @@
 // after it holds the head of the request's chain (under the lock, or before
 // the compare-and-set statement, which fails if anything was chained since;
 // every entry of the request is in that chain or before the fork), it looks
-// up the batch's final outcomes by request id in one query answered from the
-// index on (request_id, seq, event, decision), and takes out of the batch
+// up the batch's final outcomes by request id in one query on the request id
+// index, and takes out of the batch
 // every final outcome whose request already has one, in the store or earlier
 // in the batch. Their callers get a *DuplicateOutcomeError (errors.Is
 // ErrDuplicateOutcome) naming the outcome recorded; the rest of the batch

@@ -109,8 +109,11 @@ type recordedFinal struct {
 }
 
 // recordedFinals returns the first final outcome stored for each of ids
-// that has one. The look-up reads only the index on (request_id, seq,
-// event, decision); the reasons of a delivery_failed, which tell a retried
+// that has one. The look-up is one range scan of the request id index per
+// id (its entries' event and decision are read from the table, or from the
+// index alone where a log without the unique index of final outcomes keeps
+// the index widened with them: migration 20261130000001); the reasons of a
+// delivery_failed, which tell a retried
 // failure from a final one, are read by sequence in a second query, which
 // only requests with a failed delivery need. The query filters on request
 // id only: a request has a handful of entries, and a filter on event would
@@ -126,10 +129,9 @@ type recordedFinal struct {
 // minute: 570 ms a look-up, and appends down from 4,300 to 2,250 transfers/s
 // as the log grew. The OFFSET 0 keeps the per-id subquery from being merged
 // into a join the planner could answer with that same full scan. Only the
-// entries that can be final come back (the condition is on columns of the
-// same index): a batch of deliveries would otherwise read back the decision
-// to allow of each of its requests, hundreds of rows that the writer would
-// scan and drop.
+// entries that can be final come back: a batch of deliveries would otherwise
+// read back the decision to allow of each of its requests, hundreds of rows
+// that the writer would scan and drop.
 const pgRecordedFinals = `SELECT e.seq, e.event, e.request_id, e.decision
 FROM unnest(?::text[]) AS r(id)
 CROSS JOIN LATERAL (SELECT seq, event, request_id, decision FROM audit_entries WHERE request_id = r.id

@@ -35,7 +35,9 @@ type Filter struct {
 }
 
 // apply adds f's conditions to q. Each equality column has an index on
-// (column, seq), so a filtered page is an index range scan.
+// (column, seq) (on PostgreSQL the subject's on a hash of it, and the
+// decision's and event's on their rare values), so a filtered page is an
+// index range scan.
 func (l *Log) apply(q *bun.SelectQuery, f *Filter) (*bun.SelectQuery, error) {
 	subject := f.SubjectHMAC
 	if f.SubjectID != "" {
@@ -43,6 +45,11 @@ func (l *Log) apply(q *bun.SelectQuery, f *Filter) (*bun.SelectQuery, error) {
 			return nil, ErrNoSubjectKey
 		}
 		subject = SubjectHMAC(l.opts.SubjectKey, f.SubjectID)
+	}
+	if subject != "" && isPostgres(l.db) {
+		// The index on PostgreSQL keys a hash of the HMAC (migration
+		// 20261130000001); the HMAC itself is compared below.
+		q = q.Where(pgSubjectKey+" = hashtextextended(?, 0)", subject)
 	}
 	eq := []struct {
 		col, val string
