@@ -14,8 +14,8 @@ import (
 // checkpoint makes the next appends write whole to the WAL:
 //
 //   - the subject index keys a 64-bit hash of the HMAC (hashtextextended)
-//     instead of its 64 hex digits: 24 bytes an entry instead of 80. Query
-//     compares both, the hash for the index and the HMAC itself, so a
+//     instead of its 64 hex digits (15 against 46 MiB at 350,000 entries).
+//     Query compares both, the hash for the index and the HMAC itself, so a
 //     collision of hashes costs a heap fetch, never a wrong entry;
 //   - the request id index goes back to (request_id, seq), which migration
 //     20261129000001 had widened with event and decision so that the look-up
@@ -26,9 +26,9 @@ import (
 //     final outcomes) keeps the wide one.
 //
 // Measured in psql (400-row batches of broker-like entries, 350,000 entries
-// with the log's other indexes, alternating runs): BENCHMARKS.md, finding 49.
-// SQLite keeps its indexes: it has no hashtextextended, and its
-// appends are not the bottleneck of a deployment that uses it.
+// with the log's other indexes, alternating runs) and in the load harness:
+// BENCHMARKS.md, finding 49. SQLite keeps its indexes (it has no
+// hashtextextended).
 
 const subjectKeyIdx = "audit_entries_subject_key_idx"
 

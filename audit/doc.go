@@ -129,15 +129,15 @@
 // the compare-and-set statement, which fails if anything was chained since;
 // every entry of the request is in that chain or before the fork), it looks
 // up the batch's final outcomes by request id in one query on the request id
-// index, and takes out of the batch
-// every final outcome whose request already has one, in the store or earlier
-// in the batch. Their callers get a *DuplicateOutcomeError (errors.Is
-// ErrDuplicateOutcome) naming the outcome recorded; the rest of the batch
-// commits as usual and the chain has no gap. On PostgreSQL a unique index
-// over the final outcomes (migration 20261129000005) refuses a second one in
-// the store itself, across chains and instances, so the compare-and-set
-// statement looks nothing up: a batch that holds a duplicate fails on the
-// index, and the writer looks its outcomes up under the lock as above.
+// index, and takes out of the batch every final outcome whose request
+// already has one, in the store or earlier in the batch. Their callers get
+// a *DuplicateOutcomeError (errors.Is ErrDuplicateOutcome) naming the
+// outcome recorded; the rest of the batch commits as usual and the chain
+// has no gap. On PostgreSQL a unique index over the final outcomes
+// (migration 20261129000005) refuses a second one in the store itself,
+// across chains and instances, so the compare-and-set statement looks
+// nothing up: a batch that holds a duplicate fails on the index, and the
+// writer looks its outcomes up under the lock as above.
 // Entries removed by retention (Archive) are no longer looked up.
 //
 // # Hash chains and checkpoints

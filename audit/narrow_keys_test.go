@@ -23,10 +23,10 @@ func wantIndexes(t *testing.T, names, have, lack []string, when string) {
 
 // TestNarrowKeys: on Postgres the subject index keys a hash of the HMAC and
 // the request id index is (request_id, seq); a subject query finds exactly
-// the subject's entries, whoever else shares its hash or not; the migration
-// goes down and up again, on the small and on the concurrent path, and
-// leaves the wide request index to a log without the unique index of final
-// outcomes.
+// the subject's entries, and one for a subject with none finds none; the
+// migration goes down and up again, on the small and on the concurrent
+// path, and leaves the wide request index to a log without the unique index
+// of final outcomes.
 func TestNarrowKeys(t *testing.T) {
 	for _, concurrent := range []bool{false, true} {
 		name := "small"
