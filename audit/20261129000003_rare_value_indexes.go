@@ -80,8 +80,8 @@ func swapIndex(ctx context.Context, db *bun.DB, drop, create, def string) error 
 	}
 	if !large {
 		return db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-			if _, err := tx.ExecContext(ctx, "CREATE INDEX IF NOT EXISTS ? ON audit_entries "+def, bun.Ident(create)); err != nil {
-				return fmt.Errorf("create index %s: %w", create, err)
+			if err := createIndex(ctx, tx, "CREATE INDEX", create, def); err != nil {
+				return err
 			}
 			if _, err := tx.ExecContext(ctx, "DROP INDEX IF EXISTS ?", bun.Ident(drop)); err != nil {
 				return fmt.Errorf("drop index %s: %w", drop, err)
@@ -94,6 +94,17 @@ func swapIndex(ctx context.Context, db *bun.DB, drop, create, def string) error 
 	}
 	if _, err := db.ExecContext(ctx, "DROP INDEX CONCURRENTLY IF EXISTS ?", bun.Ident(drop)); err != nil {
 		return fmt.Errorf("drop index %s concurrently: %w", drop, err)
+	}
+	return nil
+}
+
+// createIndex creates index name on audit_entries with definition def by
+// the statement create ("CREATE INDEX" or "CREATE UNIQUE INDEX"), unless it
+// exists, in one statement that blocks appends while it reads the table:
+// for a small log (largeLog), or on SQLite.
+func createIndex(ctx context.Context, db bun.IDB, create, name, def string) error {
+	if _, err := db.ExecContext(ctx, create+" IF NOT EXISTS ? ON audit_entries "+def, bun.Ident(name)); err != nil {
+		return fmt.Errorf("create index %s: %w", name, err)
 	}
 	return nil
 }

@@ -52,8 +52,8 @@ func finalUniqueUp(ctx context.Context, db *bun.DB) error {
 	const def = "(request_id) WHERE " + pgFinal
 	if large {
 		err = buildConcurrently(ctx, db, "CREATE UNIQUE INDEX", finalIdx, def)
-	} else if _, err = db.ExecContext(ctx, "CREATE UNIQUE INDEX IF NOT EXISTS ? ON audit_entries "+def, bun.Ident(finalIdx)); err != nil {
-		err = fmt.Errorf("create index %s: %w", finalIdx, err)
+	} else {
+		err = createIndex(ctx, db, "CREATE UNIQUE INDEX", finalIdx, def)
 	}
 	var pgErr pgdriver.Error
 	if errors.As(err, &pgErr) && pgErr.Field('C') == pgUniqueViolation {

@@ -221,7 +221,7 @@ func newPending(e *Entry) (*pending, error) {
 		p.free()
 		return nil, fmt.Errorf("%w: time outside the years 0 to 9999", ErrInvalidEntry)
 	}
-	if p.lists.all&(jsonenc.SeenInvalidUTF8|1<<0) != 0 {
+	if p.lists.all&(jsonenc.SeenInvalidUTF8|jsonenc.SeenNUL) != 0 {
 		p.free()
 		return nil, fmt.Errorf("%w: text that is not valid UTF-8 or holds a NUL byte", ErrInvalidEntry)
 	}

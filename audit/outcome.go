@@ -113,12 +113,11 @@ type recordedFinal struct {
 // id (its entries' event and decision are read from the table, or from the
 // index alone where a log without the unique index of final outcomes keeps
 // the index widened with them: migration 20261130000001); the reasons of a
-// delivery_failed, which tell a retried
-// failure from a final one, are read by sequence in a second query, which
-// only requests with a failed delivery need. The query filters on request
-// id only: a request has a handful of entries, and a filter on event would
-// let SQLite prefer the event index, a scan of most of the table, once the
-// list of ids is long.
+// delivery_failed, which tell a retried failure from a final one, are read
+// by sequence in a second query, which only requests with a failed delivery
+// need. The query filters on request id only: a request has a handful of
+// entries, and a filter on event would let SQLite prefer the event index, a
+// scan of most of the table, once the list of ids is long.
 // pgRecordedFinals looks up each request id of the array on the request
 // index, one index range scan per id, whatever the planner knows of the
 // table. The plain "request_id IN (...)" lets PostgreSQL plan from its

@@ -75,6 +75,9 @@ type Seen uint64
 // SeenInvalidUTF8 is set when the string held a byte that is not valid UTF-8.
 const SeenInvalidUTF8 Seen = 1 << 32
 
+// SeenNUL is set when the string held a NUL byte (control byte 0).
+const SeenNUL Seen = 1 << 0
+
 // Controls returns the control bytes seen, bit c for byte c.
 func (s Seen) Controls() uint32 { return uint32(s) }
 
