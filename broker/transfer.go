@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -221,7 +222,7 @@ func (b *Broker) deliver(ctx context.Context, res *result) *result {
 	t = time.Now()
 	headers := map[string]string{"Clearance-Key-Ref": keyRef, "Clearance-Purpose": req.Purpose}
 	if d.Agreement != nil {
-		headers["Clearance-Agreement"] = fmt.Sprintf("%s@%d", d.Agreement.ID, d.Agreement.Version)
+		headers["Clearance-Agreement"] = d.Agreement.ID + "@" + strconv.Itoa(d.Agreement.Version)
 	}
 	err = conn.Deliver(ctx, &connectors.Delivery{
 		RequestID: req.ID, Recipient: req.Recipient, Kind: "transfer",

@@ -32,7 +32,6 @@ type Region struct {
 	cfg        Config
 	nc         *nats.Conn
 	js         jetstream.JetStream
-	pubOpts    []jetstream.PublishOpt
 	log        *slog.Logger
 	gate       connectors.Gate
 	closed     chan struct{} // closed by the connection's closed handler
@@ -64,13 +63,6 @@ func New(ctx context.Context, name string, cfg *Config, deps connectors.Deps) (*
 	if err != nil {
 		r.nc.Close()
 		return nil, fmt.Errorf("natsregion: %s: jetstream: %w", name, err)
-	}
-	r.pubOpts = []jetstream.PublishOpt{
-		jetstream.WithRetryAttempts(cfg.NoResponderRetries),
-		jetstream.WithRetryWait(250 * time.Millisecond),
-	}
-	if cfg.Stream != "" {
-		r.pubOpts = append(r.pubOpts, jetstream.WithExpectStream(cfg.Stream))
 	}
 	if cfg.EnsureStream {
 		if err := r.ensureStream(ctx); err != nil {
@@ -153,7 +145,7 @@ func (r *Region) Deliver(ctx context.Context, d *connectors.Delivery) error {
 	pubCtx, cancel := context.WithTimeout(ctx, r.cfg.AckTimeout.D())
 	defer cancel()
 	start := time.Now()
-	ack, err := r.js.PublishMsg(pubCtx, msg, r.pubOpts...)
+	ack, err := r.publish(pubCtx, msg)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return fmt.Errorf("natsregion: publish to %s: %w", d.Recipient, ctxErr)
@@ -183,22 +175,33 @@ func (r *Region) message(d *connectors.Delivery) (*nats.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
-	msg := nats.NewMsg(subject)
-	msg.Data = d.Body
-	for k, v := range d.Headers {
-		if len(k) >= 5 && strings.EqualFold(k[:5], "nats-") {
-			return nil, fmt.Errorf("header %s: the Nats- prefix is reserved", k)
-		}
-		msg.Header.Set(k, v)
-	}
-	msg.Header.Set(jetstream.MsgIDHeader, d.RequestID)
-	msg.Header.Set(HeaderKind, d.Kind)
 	ct := d.ContentType
 	if ct == "" {
 		ct = "application/jose"
 	}
-	msg.Header.Set(HeaderContentType, ct)
-	return msg, nil
+	// Each header has one value: all values share one array (Header.Set
+	// would make one for each).
+	n := len(d.Headers) + 4
+	vals := make([]string, 0, n)
+	h := make(nats.Header, n)
+	set := func(k, v string) {
+		vals = append(vals, v)
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	for k, v := range d.Headers {
+		if len(k) >= 5 && strings.EqualFold(k[:5], "nats-") {
+			return nil, fmt.Errorf("header %s: the Nats- prefix is reserved", k)
+		}
+		set(k, v)
+	}
+	set(jetstream.MsgIDHeader, d.RequestID)
+	set(HeaderKind, d.Kind)
+	set(HeaderContentType, ct)
+	if r.cfg.Stream != "" {
+		// The stream refuses a message that another stream would take.
+		set(jetstream.ExpectedStreamHeader, r.cfg.Stream)
+	}
+	return &nats.Msg{Subject: subject, Data: d.Body, Header: h}, nil
 }
 
 // Close stops new deliveries, waits for those in flight (or ctx), then

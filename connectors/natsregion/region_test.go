@@ -341,3 +341,44 @@ func TestDeliverKeepsNoBody(t *testing.T) {
 		}
 	}
 }
+
+// TestDeliverOnlyToItsStream: a message whose subject another stream takes
+// is refused by that stream (the Nats-Expected-Stream header), not stored
+// where the region's operator did not configure it; a redelivery of the
+// same request is acknowledged as a duplicate and stored once.
+func TestDeliverOnlyToItsStream(t *testing.T) {
+	s := startServer(t, t.TempDir(), -1)
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	other, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"clearance.region.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := natsregion.DefaultConfig()
+	cfg.URLs = []string{s.ClientURL()}
+	cfg.Stream = "REGION_SG"
+	r := newRegion(t, cfg)
+	err = r.Deliver(t.Context(), sealedDelivery("req-1"))
+	var apiErr *jetstream.APIError
+	if err == nil || !errors.As(err, &apiErr) || connectors.IsPermanent(err) {
+		t.Fatalf("Deliver with another stream on the subject = %v, want the stream's refusal, transient", err)
+	}
+	if info, err := other.Info(t.Context()); err != nil || info.State.Msgs != 0 {
+		t.Fatalf("the other stream holds %+v (%v), want nothing", info.State, err)
+	}
+
+	cfg.Stream = "OTHER"
+	r = newRegion(t, cfg)
+	for range 2 {
+		if err := r.Deliver(t.Context(), sealedDelivery("req-2")); err != nil {
+			t.Fatalf("Deliver to its own stream: %v", err)
+		}
+	}
+	if info, err := other.Info(t.Context()); err != nil || info.State.Msgs != 1 {
+		t.Fatalf("the stream holds %+v (%v) after a delivery and its repeat, want 1 message", info.State, err)
+	}
+}
