@@ -305,3 +305,30 @@ func (e *env) close() {
 		_ = os.RemoveAll(e.dir)
 	}
 }
+
+// pgCheckpoints are the Postgres server's checkpoint counters: how many it
+// began and the time the finished ones spent in their final fsync of the
+// data files, during which commits wait on a slow disk (finding 53 of
+// BENCHMARKS.md).
+type pgCheckpoints struct {
+	began  int64
+	syncMS float64
+}
+
+// checkpoints reads the server's checkpoint counters: pg_stat_checkpointer
+// from PostgreSQL 17, pg_stat_bgwriter before.
+func (e *env) checkpoints(ctx context.Context) (pgCheckpoints, error) {
+	var c pgCheckpoints
+	var version int
+	if err := e.admin.QueryRowContext(ctx, "SELECT current_setting('server_version_num')::int").Scan(&version); err != nil {
+		return c, fmt.Errorf("harness: postgres checkpoints: %w", err)
+	}
+	q := "SELECT checkpoints_timed + checkpoints_req, checkpoint_sync_time FROM pg_stat_bgwriter"
+	if version >= 170000 {
+		q = "SELECT num_timed + num_requested, sync_time FROM pg_stat_checkpointer"
+	}
+	if err := e.admin.QueryRowContext(ctx, q).Scan(&c.began, &c.syncMS); err != nil {
+		return c, fmt.Errorf("harness: postgres checkpoints: %w", err)
+	}
+	return c, nil
+}

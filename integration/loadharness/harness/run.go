@@ -280,6 +280,10 @@ func (h *harness) latency(ctx context.Context, m *Measurement, sys system, w *wo
 				return err
 			}
 		}
+		ck0, err := h.e.checkpoints(ctx)
+		if err != nil {
+			return err
+		}
 		pstart := time.Now()
 		if err := h.publish(ctx, w, t, wn, wn+pn, rate); err != nil {
 			return err
@@ -292,9 +296,14 @@ func (h *harness) latency(ctx context.Context, m *Measurement, sys system, w *wo
 		if err == nil {
 			err = uerr
 		}
+		ck1, cerr := h.e.checkpoints(ctx)
+		if err == nil {
+			err = cerr
+		}
 		started := t.firstSent(wn, wn+pn)
 		p := Paced{Resources: pres, Fraction: f, TargetRate: rate, AchievedRate: float64(pn) / pubSecs, Requests: pn, Latency: t.latency(wn, wn+pn),
-			Windows: t.windows(wn, wn+pn, started, windowWidth), Started: started.UTC(), WarmupRequests: wn, WarmupLatency: t.latency(0, wn), Missing: int(t.left.Load()), Duplicates: int(t.dups.Load())}
+			Windows: t.windows(wn, wn+pn, started, windowWidth), Started: started.UTC(), WarmupRequests: wn, WarmupLatency: t.latency(0, wn), Missing: int(t.left.Load()), Duplicates: int(t.dups.Load()),
+			PostgresCheckpoints: ck1.began - ck0.began, PostgresCheckpointSyncMS: ck1.syncMS - ck0.syncMS}
 		if b != nil && err == nil {
 			stages1, serr := b.stages(ctx)
 			d := stages1.minus(stages0)
@@ -318,6 +327,9 @@ func (h *harness) latency(ctx context.Context, m *Measurement, sys system, w *wo
 		}
 		if wn > 0 {
 			inst += fmt.Sprintf("  (warm-up: p50 %.1f ms, p99 %.1f ms)", p.WarmupLatency.P50, p.WarmupLatency.P99)
+		}
+		if p.PostgresCheckpoints > 0 || p.PostgresCheckpointSyncMS > 0 {
+			inst += fmt.Sprintf("  postgres checkpoints begun %d, data-file fsync %.0f ms", p.PostgresCheckpoints, p.PostgresCheckpointSyncMS)
 		}
 		h.progress("%-22s   at %3.0f%% (%6.0f req/s): p50 %6.1f ms  p99 %7.1f ms  p99.9 %7.1f ms  process rss %4d MiB%s", m.Name, f*100, p.AchievedRate, p.Latency.P50, p.Latency.P99, p.Latency.P999, pres.PeakRSSBytes>>20, inst)
 	}
