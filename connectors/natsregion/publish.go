@@ -61,10 +61,10 @@ func (r *Region) publish(ctx context.Context, m *nats.Msg) (pubAck, error) {
 	return readPubAck(resp.Data, r.cfg.Stream)
 }
 
-// readPubAck reads a stream's answer to a publish. The usual answer,
-// {"stream":"S","seq":N} with ,"duplicate":true at most after it, is read
-// by hand; any other (an error, a field a newer server adds, escapes in the
-// name) goes through encoding/json, as jetstream.PublishMsg reads them all.
+// readPubAck reads a stream's answer to a publish. The answers a server
+// writes for a single publish (readUsualPubAck) are read by hand; any
+// other (an error, a field a newer server adds, escapes in a name) goes
+// through encoding/json, as jetstream.PublishMsg reads them all.
 // stream is the name the answer is expected to carry ("" for any); it
 // spares a copy of the name when the answer carries it.
 func readPubAck(data []byte, stream string) (pubAck, error) {
@@ -85,31 +85,35 @@ func readPubAck(data []byte, stream string) (pubAck, error) {
 }
 
 var (
-	ackStream    = []byte(`{"stream":"`)
-	ackSeq       = []byte(`","seq":`)
-	ackDuplicate = []byte(`,"duplicate":true}`)
+	ackStream = []byte(`{"stream":"`)
+	ackDomain = []byte(`","domain":"`)
+	ackSeq    = []byte(`","seq":`)
+	// The server writes a space in this one (nats-server's stream.go).
+	ackDuplicate      = []byte(`,"duplicate": true}`)
+	ackDuplicateTight = []byte(`,"duplicate":true}`)
 )
 
-// readUsualPubAck reads {"stream":"S","seq":N} or
-// {"stream":"S","seq":N,"duplicate":true}, where S is a non-empty name of
-// printable ASCII without quote or backslash and N a decimal uint64 without
-// leading zeros, and says false for anything else.
+// readUsualPubAck reads the answers a server writes for a single publish,
+// {"stream":"S","seq":N}, with "domain":"D" between the two in a
+// JetStream domain, and ,"duplicate": true (or without the space) before
+// the brace for a repeat, where S and D are non-empty names of printable
+// ASCII without quote or backslash and N a decimal uint64 without leading
+// zeros. It says false for anything else.
 func readUsualPubAck(data []byte, stream string) (pubAck, bool) {
 	rest, ok := bytes.CutPrefix(data, ackStream)
 	if !ok {
 		return pubAck{}, false
 	}
-	end := bytes.IndexByte(rest, '"')
-	if end <= 0 {
+	name, rest, ok := ackName(rest)
+	if !ok {
 		return pubAck{}, false
 	}
-	for _, c := range rest[:end] {
-		if c < 0x20 || c >= 0x7f || c == '\\' {
+	if after, found := bytes.CutPrefix(rest, ackDomain); found {
+		if _, rest, ok = ackName(after); !ok {
 			return pubAck{}, false
 		}
 	}
-	name := rest[:end]
-	if rest, ok = bytes.CutPrefix(rest[end:], ackSeq); !ok {
+	if rest, ok = bytes.CutPrefix(rest, ackSeq); !ok {
 		return pubAck{}, false
 	}
 	var seq uint64
@@ -130,10 +134,26 @@ func readUsualPubAck(data []byte, stream string) (pubAck, bool) {
 	}
 	switch tail := rest[digits:]; {
 	case len(tail) == 1 && tail[0] == '}':
-	case bytes.Equal(tail, ackDuplicate):
+	case bytes.Equal(tail, ackDuplicate), bytes.Equal(tail, ackDuplicateTight):
 		ack.Duplicate = true
 	default:
 		return pubAck{}, false
 	}
 	return ack, true
+}
+
+// ackName reads a name up to its closing quote: non-empty, printable ASCII
+// without backslash. It returns the name and what follows from the quote
+// on.
+func ackName(b []byte) (name, rest []byte, ok bool) {
+	end := bytes.IndexByte(b, '"')
+	if end <= 0 {
+		return nil, nil, false
+	}
+	for _, c := range b[:end] {
+		if c < 0x20 || c >= 0x7f || c == '\\' {
+			return nil, nil, false
+		}
+	}
+	return b[:end], b[end:], true
 }

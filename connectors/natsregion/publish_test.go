@@ -4,77 +4,119 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // pubAckInputs are answers a stream gives or could give to a publish, and
-// malformed ones.
-var pubAckInputs = []string{
-	`{"stream":"REGION","seq":1}`,
-	`{"stream":"REGION","seq":18446744073709551615}`,
-	`{"stream":"REGION","seq":18446744073709551616}`,
-	`{"stream":"REGION","seq":42,"duplicate":true}`,
-	`{"stream":"REGION","seq":42,"duplicate":false}`,
-	`{"stream":"REGION","seq":42,"domain":"hub"}`,
-	`{"stream":"REGION","domain":"hub","seq":42}`,
-	`{"stream":"RE\u0047ION","seq":7}`,
-	`{"stream":"RÉGION","seq":7}`,
-	`{"stream":"","seq":7}`,
-	`{"stream":"REGION","seq":007}`,
-	`{"stream":"REGION","seq":0}`,
-	`{"stream":"REGION","seq":-1}`,
-	`{"stream":"REGION","seq":1.5}`,
-	`{"stream":"REGION","seq":1}x`,
-	`{"stream":"REGION","seq":1} `,
-	`{"stream":"REGION"}`,
-	`{"seq":3}`,
-	`{"error":{"code":503,"err_code":10077,"description":"resource limits exceeded for account"}}`,
-	`{"error":{"code":400,"err_code":10060,"description":"expected stream does not match"},"stream":"REGION","seq":1}`,
-	`{"stream":"REGION","seq":`,
-	`{"stream":"REGION`,
-	`null`,
-	``,
-	`[]`,
+// malformed ones; hand says whether readUsualPubAck reads it.
+var pubAckInputs = []struct {
+	in   string
+	hand bool
+}{
+	{`{"stream":"REGION","seq":1}`, true},
+	{`{"stream":"REGION","seq":0}`, true},
+	{`{"stream":"REGION","seq":18446744073709551615}`, true},
+	{`{"stream":"REGION","seq":42,"duplicate": true}`, true},
+	{`{"stream":"REGION","seq":42,"duplicate":true}`, true},
+	{`{"stream":"REGION","domain":"hub","seq":42}`, true},
+	{`{"stream":"REGION","domain":"hub","seq":42,"duplicate": true}`, true},
+	{`{"stream":"OTHER","seq":9}`, true},
+	{`{"stream":"REGION","seq":18446744073709551616}`, false},
+	{`{"stream":"REGION","seq":42,"duplicate":false}`, false},
+	{`{"stream":"REGION","seq":42,"domain":"hub"}`, false},
+	{`{"stream":"REGION","domain":"","seq":42}`, false},
+	{`{"stream":"REGION","domain":"h\"ub","seq":42}`, false},
+	{`{"stream":"RE\u0047ION","seq":7}`, false},
+	{`{"stream":"RÉGION","seq":7}`, false},
+	{`{"stream":"","seq":7}`, false},
+	{`{"stream":"REGION","seq":007}`, false},
+	{`{"stream":"REGION","seq":-1}`, false},
+	{`{"stream":"REGION","seq":1.5}`, false},
+	{`{"stream":"REGION","seq":1}x`, false},
+	{`{"stream":"REGION","seq":1} `, false},
+	{`{"stream":"REGION"}`, false},
+	{`{"seq":3}`, false},
+	{`{"error":{"code":503,"err_code":10077,"description":"resource limits exceeded for account"}}`, false},
+	{`{"error":{"code":400,"err_code":10060,"description":"expected stream does not match"},"stream":"REGION","seq":1}`, false},
+	{`{"stream":"REGION","seq":`, false},
+	{`{"stream":"REGION`, false},
+	{`null`, false},
+	{``, false},
+	{`[]`, false},
 }
 
 // TestReadPubAck: every answer is read as encoding/json reads it whole
-// (what jetstream.PublishMsg does), whether or not the usual form is read
-// by hand.
+// (what jetstream.PublishMsg does), whether or not it is read by hand.
 func TestReadPubAck(t *testing.T) {
-	handRead := 0
-	for _, in := range pubAckInputs {
-		got, err := readPubAck([]byte(in), "REGION")
-		want, wantErr := decodeWhole([]byte(in))
+	for _, tt := range pubAckInputs {
+		got, err := readPubAck([]byte(tt.in), "REGION")
+		want, wantErr := decodeWhole([]byte(tt.in))
 		if got != want || !sameErr(err, wantErr) {
-			t.Errorf("readPubAck(%s) = %+v, %v; encoding/json: %+v, %v", in, got, err, want, wantErr)
+			t.Errorf("readPubAck(%s) = %+v, %v; encoding/json: %+v, %v", tt.in, got, err, want, wantErr)
 		}
-		if _, ok := readUsualPubAck([]byte(in), "REGION"); ok {
-			handRead++
+		if _, hand := readUsualPubAck([]byte(tt.in), "REGION"); hand != tt.hand {
+			t.Errorf("%s read by hand: %v, want %v", tt.in, hand, tt.hand)
 		}
-	}
-	if handRead != 4 {
-		t.Errorf("%d answers read by hand, want the 4 of the usual form", handRead)
 	}
 
-	_, err := readPubAck([]byte(pubAckInputs[18]), "REGION")
+	_, err := readPubAck([]byte(`{"error":{"code":503,"err_code":10077,"description":"resource limits exceeded for account"}}`), "REGION")
 	var apiErr *jetstream.APIError
 	if !errors.As(err, &apiErr) || apiErr.ErrorCode != 10077 || apiErr.Code != 503 {
 		t.Errorf("error answer read as %v, want the stream's API error", err)
 	}
-	if ack, _ := readPubAck([]byte(`{"stream":"OTHER","seq":9}`), "REGION"); ack.Stream != "OTHER" {
-		t.Errorf("answer naming another stream read as %+v", ack)
-	}
-	usual := []byte(pubAckInputs[0])
+	usual := []byte(pubAckInputs[0].in)
 	if n := testing.AllocsPerRun(100, func() { _, _ = readPubAck(usual, "REGION") }); n != 0 {
 		t.Errorf("the usual answer costs %v allocations, want 0", n)
 	}
 }
 
+// TestServerAnswersReadByHand: the answers of the server this module
+// builds against, to a publish and to its repeat, with and without a
+// JetStream domain, take the hand reader's path.
+func TestServerAnswersReadByHand(t *testing.T) {
+	for _, domain := range []string{"", "hub"} {
+		s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
+			JetStreamDomain: domain, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.Start()
+		if !s.ReadyForConnections(10 * time.Second) {
+			t.Fatal("nats server not ready")
+		}
+		t.Cleanup(s.Shutdown)
+		nc, err := nats.Connect(s.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, _ := jetstream.New(nc)
+		if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "REGION", Subjects: []string{"clearance.region.>"}}); err != nil {
+			t.Fatal(err)
+		}
+		for i, want := range []pubAck{{Stream: "REGION", Sequence: 1}, {Stream: "REGION", Sequence: 1, Duplicate: true}} {
+			m := nats.NewMsg("clearance.region.dc-sg")
+			m.Data = []byte("sealed")
+			m.Header.Set(jetstream.MsgIDHeader, "req-1")
+			resp, err := nc.RequestMsg(m, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, ok := readUsualPubAck(resp.Data, "REGION"); !ok || got != want {
+				t.Errorf("domain %q, publish %d: answer %s read by hand as %+v, %v; want %+v", domain, i+1, resp.Data, got, ok, want)
+			}
+		}
+	}
+}
+
 // FuzzReadPubAck: what the hand reader accepts, encoding/json reads alike.
 func FuzzReadPubAck(f *testing.F) {
-	for _, in := range pubAckInputs {
-		f.Add([]byte(in))
+	for _, tt := range pubAckInputs {
+		f.Add([]byte(tt.in))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		got, ok := readUsualPubAck(data, "REGION")
