@@ -434,3 +434,57 @@ func TestFastInsertChecksRecordedFinals(t *testing.T) {
 		})
 	}
 }
+
+// TestFastInsertLosesRaceQuietly: when another writer moved the head, the
+// batch statement inserts nothing and fails nothing (a failed statement is
+// an error with the whole row in the server's log, one per batch that lost
+// the race), and the lane leaves the batch to the locked path.
+func TestFastInsertLosesRaceQuietly(t *testing.T) {
+	ctx := t.Context()
+	dsn := postgresDSN(t)
+	db := openTestDB(t, dsn)
+	l := openTestLog(t, db, testOptions(t))
+	if _, err := l.Append(ctx, decidedEntry(1)); err != nil {
+		t.Fatal(err)
+	}
+	ln := l.lanes[0]
+	stale := *ln.head
+	// Another instance appends: the head moves past what this lane knows.
+	other := openTestLog(t, openTestDB(t, dsn), testOptions(t))
+	if _, err := other.Append(ctx, decidedEntry(2)); err != nil {
+		t.Fatal(err)
+	}
+	count := func() (n int) {
+		if err := db.NewRaw("SELECT count(*) FROM audit_entries").Scan(ctx, &n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	batch := []*pending{testPending(t, decidedEntry(3)), testPending(t, decidedEntry(4))}
+	st, err := ln.insertStmt(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := ln.link(batch, stale)
+	res, err := st.ExecContext(ctx, ln.batchArgs(batch, stale, next, !ln.finalsIndexed)...)
+	ln.releaseArgs()
+	if err != nil {
+		t.Fatalf("the statement of a batch that lost the race failed: %v", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 0 || count() != 2 {
+		t.Fatalf("%d rows inserted (%v), %d entries, want none inserted and 2", n, err, count())
+	}
+
+	batch = []*pending{testPending(t, decidedEntry(5))}
+	ok, refused, err := ln.fastInsert(ctx, batch, stale)
+	if ok || len(refused) != 0 || err != nil || count() != 2 {
+		t.Fatalf("fastInsert on a moved head: ok %v, %d refused, %v, %d entries; want the locked path and 2 entries", ok, len(refused), err, count())
+	}
+	// Through Append the batch takes the locked path and lands after the
+	// other instance's entry.
+	seq, err := l.Append(ctx, decidedEntry(6))
+	if err != nil || seq != 3 {
+		t.Fatalf("append after the race: %d, %v; want sequence 3", seq, err)
+	}
+}

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -256,32 +257,51 @@ func (ln *lane) fastInsert(ctx context.Context, batch []*pending, head headRow) 
 		return false, nil, err
 	}
 	next := ln.link(keep, head)
-	_, err = st.ExecContext(ctx, ln.batchArgs(keep, head, next, !ln.finalsIndexed)...)
+	res, err := st.ExecContext(ctx, ln.batchArgs(keep, head, next, !ln.finalsIndexed)...)
 	ln.releaseArgs()
-	if err == nil {
+	all, err := insertedAll(res, err, len(keep))
+	if err == nil && all {
 		*ln.head = next
 		return true, refused, nil
 	}
-	if movedOrRecorded(err) {
+	if err == nil || recorded(err) {
 		l.log.Debug("audit head moved by another writer, or a final outcome recorded", "chain", ln.chain, "expected_seq", head.Seq)
 		return false, nil, nil
 	}
 	return false, nil, fmt.Errorf("insert entries: %w", err)
 }
 
-// PostgreSQL error codes fastInsert expects when the head moved or a final
-// outcome is recorded.
-const (
-	pgNotNullViolation = "23502"
-	pgUniqueViolation  = "23505"
-)
+// insertedAll reads the result of the batch statement (pgBatchInsert) for
+// n rows: whether it inserted them all, which it does only when it moved
+// the head. Inserting none is its answer when another writer moved the
+// head or a final outcome of the batch is recorded.
+func insertedAll(res sql.Result, err error, n int) (bool, error) {
+	if err != nil {
+		return false, err
+	}
+	got, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("rows inserted: %w", err)
+	}
+	switch got {
+	case int64(n):
+		return true, nil
+	case 0:
+		return false, nil
+	}
+	return false, fmt.Errorf("inserted %d of a batch of %d entries", got, n)
+}
 
-// movedOrRecorded reports whether err is the batch statement's failure when
-// the head moved or a final outcome of the batch is recorded: the NOT NULL
-// of seq, or a unique index (the primary key, or that of final outcomes).
-func movedOrRecorded(err error) bool {
+// pgUniqueViolation is the PostgreSQL error code of a unique index's
+// refusal.
+const pgUniqueViolation = "23505"
+
+// recorded reports whether err is the batch statement's failure on a unique
+// index (the primary key, or that of final outcomes, which refuses a second
+// final outcome of a request).
+func recorded(err error) bool {
 	var pgErr pgdriver.Error
-	return errors.As(err, &pgErr) && (pgErr.Field('C') == pgNotNullViolation || pgErr.Field('C') == pgUniqueViolation)
+	return errors.As(err, &pgErr) && pgErr.Field('C') == pgUniqueViolation
 }
 
 // errFinalRecorded is lockedPrepared's report that the batch statement
@@ -328,9 +348,11 @@ func (ln *lane) lockedPrepared(ctx context.Context, batch []*pending) (next head
 			return next, nil, err
 		}
 		next = ln.link(keep, head)
-		_, err = st.ExecContext(ctx, ln.batchArgs(keep, head, next, !ln.finalsIndexed)...)
+		res, err := st.ExecContext(ctx, ln.batchArgs(keep, head, next, !ln.finalsIndexed)...)
 		ln.releaseArgs()
-		if movedOrRecorded(err) {
+		all, err := insertedAll(res, err, len(keep))
+		if err == nil && !all || recorded(err) {
+			// The head is locked: only a recorded final outcome stops it.
 			return next, nil, errFinalRecorded
 		}
 		if err != nil {
@@ -371,8 +393,12 @@ func (ln *lane) lockedInsert(ctx context.Context, batch []*pending) (headRow, ma
 			// compare-and-set holds, since the head is locked, and it
 			// moves the head with the rows, instead of a multi-row
 			// VALUES insert with every value inlined and an UPDATE.
-			_, err := tx.Tx.ExecContext(ctx, pgBatchInsert, ln.batchArgs(keep, head, next, false)...)
+			res, err := tx.Tx.ExecContext(ctx, pgBatchInsert, ln.batchArgs(keep, head, next, false)...)
 			ln.releaseArgs()
+			all, err := insertedAll(res, err, len(keep))
+			if err == nil && !all {
+				err = errors.New("the head did not move under its lock")
+			}
 			if err != nil {
 				return fmt.Errorf("insert entries: %w", err)
 			}
