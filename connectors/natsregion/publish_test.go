@@ -4,10 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
-	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -71,45 +68,6 @@ func TestReadPubAck(t *testing.T) {
 	usual := []byte(pubAckInputs[0].in)
 	if n := testing.AllocsPerRun(100, func() { _, _ = readPubAck(usual, "REGION") }); n != 0 {
 		t.Errorf("the usual answer costs %v allocations, want 0", n)
-	}
-}
-
-// TestServerAnswersReadByHand: the answers of the server this module
-// builds against, to a publish and to its repeat, with and without a
-// JetStream domain, take the hand reader's path.
-func TestServerAnswersReadByHand(t *testing.T) {
-	for _, domain := range []string{"", "hub"} {
-		s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
-			JetStreamDomain: domain, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		go s.Start()
-		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatal("nats server not ready")
-		}
-		t.Cleanup(s.Shutdown)
-		nc, err := nats.Connect(s.ClientURL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		js, _ := jetstream.New(nc)
-		if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "REGION", Subjects: []string{"clearance.region.>"}}); err != nil {
-			t.Fatal(err)
-		}
-		for i, want := range []pubAck{{Stream: "REGION", Sequence: 1}, {Stream: "REGION", Sequence: 1, Duplicate: true}} {
-			m := nats.NewMsg("clearance.region.dc-sg")
-			m.Data = []byte("sealed")
-			m.Header.Set(jetstream.MsgIDHeader, "req-1")
-			resp, err := nc.RequestMsg(m, 5*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got, ok := readUsualPubAck(resp.Data, "REGION"); !ok || got != want {
-				t.Errorf("domain %q, publish %d: answer %s read by hand as %+v, %v; want %+v", domain, i+1, resp.Data, got, ok, want)
-			}
-		}
 	}
 }
 

@@ -286,16 +286,8 @@ func TestNKeyAuthentication(t *testing.T) {
 	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
-		NoLog: true, NoSigs: true, Nkeys: []*server.NkeyUser{{Nkey: pub}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	t.Cleanup(s.Shutdown)
+	s := runServer(t, &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+		Nkeys: []*server.NkeyUser{{Nkey: pub}}})
 
 	cfg := natsregion.DefaultConfig()
 	cfg.URLs = []string{s.ClientURL()}
@@ -380,5 +372,36 @@ func TestDeliverOnlyToItsStream(t *testing.T) {
 	}
 	if info, err := other.Info(t.Context()); err != nil || info.State.Msgs != 1 {
 		t.Fatalf("the stream holds %+v (%v) after a delivery and its repeat, want 1 message", info.State, err)
+	}
+}
+
+// TestServerAnswersReadByHand: the answers of the server this module
+// builds against, to a publish and to its repeat, with and without a
+// JetStream domain, take the hand reader's path.
+func TestServerAnswersReadByHand(t *testing.T) {
+	for _, domain := range []string{"", "hub"} {
+		s := runServer(t, &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
+			JetStreamDomain: domain, StoreDir: t.TempDir()})
+		nc, err := nats.Connect(s.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, _ := jetstream.New(nc)
+		if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "REGION", Subjects: []string{"clearance.region.>"}}); err != nil {
+			t.Fatal(err)
+		}
+		for i, want := range []natsregion.PubAck{{Stream: "REGION", Sequence: 1}, {Stream: "REGION", Sequence: 1, Duplicate: true}} {
+			m := nats.NewMsg("clearance.region.dc-sg")
+			m.Data = []byte("sealed")
+			m.Header.Set(jetstream.MsgIDHeader, "req-1")
+			resp, err := nc.RequestMsg(m, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, ok := natsregion.ReadUsualPubAck(resp.Data, "REGION"); !ok || got != want {
+				t.Errorf("domain %q, publish %d: answer %s read by hand as %+v, %v; want %+v", domain, i+1, resp.Data, got, ok, want)
+			}
+		}
 	}
 }

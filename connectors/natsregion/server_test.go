@@ -14,14 +14,16 @@ import (
 // on port (-1: a random port), stopped at cleanup.
 func startServer(t testing.TB, dir string, port int) *server.Server {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{
-		Host:      "127.0.0.1",
-		Port:      port,
-		JetStream: true,
-		StoreDir:  dir,
-		NoLog:     true,
-		NoSigs:    true,
-	})
+	return runServer(t, &server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir})
+}
+
+// runServer starts an embedded NATS server with o, silent and without
+// signal handlers, waits until it takes connections, and stops it at
+// cleanup.
+func runServer(t testing.TB, o *server.Options) *server.Server {
+	t.Helper()
+	o.NoLog, o.NoSigs = true, true
+	s, err := server.NewServer(o)
 	if err != nil {
 		t.Fatalf("nats server: %v", err)
 	}
