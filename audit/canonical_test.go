@@ -275,19 +275,16 @@ func oldBatchArgs(rows []entryRow, c int, head, next headRow) []any {
 	return args
 }
 
-// literalArg returns batch argument a as the array literal the server
-// reads from it: a text column's values, each after delim, as a literal;
-// anything else as it is.
-func literalArg(a any, delim string) any {
-	b, ok := a.([]byte)
-	if !ok {
+// literalArg returns argument i of a batch insert, a, as the array literal
+// the server reads from it: a text column's values, each after delim, as a
+// literal; anything else as it is.
+func literalArg(i int, a any, delim string) any {
+	s, ok := a.(string)
+	if c := i - 5; !ok || c < 0 || c >= entryColumnCount || !textColumns[c] || delim == "" {
 		return a
 	}
-	if delim == "" {
-		return string(b)
-	}
 	lit := []byte{'{'}
-	for i, v := range strings.Split(string(b), delim)[1:] {
+	for i, v := range strings.Split(s, delim)[1:] {
 		if i > 0 {
 			lit = append(lit, ',')
 		}
@@ -371,7 +368,7 @@ func TestBatchArgsMatchOld(t *testing.T) {
 				t.Fatalf("delimiter %q, want one control character", delim)
 			}
 			for i := range wantArgs {
-				if got := literalArg(gotArgs[i], delim); got != wantArgs[i] {
+				if got := literalArg(i, gotArgs[i], delim); got != wantArgs[i] {
 					t.Fatalf("arg %d:\n%v\nwant\n%v", i, got, wantArgs[i])
 				}
 			}
