@@ -35,6 +35,9 @@ const subjectKeyIdx = "audit_entries_subject_key_idx"
 // subjectIdxV1 is the first migration's index on (subject_hmac, seq).
 const subjectIdxV1 = "audit_entries_subject_idx"
 
+// pgSubjectKey is the key of subjectKeyIdx: Query's condition repeats it.
+const pgSubjectKey = "hashtextextended(subject_hmac, 0)"
+
 func registerNarrowKeys(m *migrate.Migrations) error {
 	return m.Register(narrowKeysUp, narrowKeysDown)
 }
@@ -43,7 +46,7 @@ func narrowKeysUp(ctx context.Context, db *bun.DB) error {
 	if !isPostgres(db) {
 		return nil
 	}
-	if err := swapIndex(ctx, db, subjectIdxV1, subjectKeyIdx, "("+pgKey("subject_hmac")+", seq)"); err != nil {
+	if err := swapIndex(ctx, db, subjectIdxV1, subjectKeyIdx, "("+pgSubjectKey+", seq)"); err != nil {
 		return err
 	}
 	indexed, err := finalsIndexed(ctx, db)

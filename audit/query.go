@@ -35,9 +35,9 @@ type Filter struct {
 }
 
 // apply adds f's conditions to q. Each equality column has an index on
-// (column, seq) (on PostgreSQL the subject's, recipient's, country's and
-// purpose's on a hash of the value, and the decision's and event's on their
-// rare values), so a filtered page is an index range scan.
+// (column, seq) (on PostgreSQL the subject's on a hash of it, and the
+// decision's and event's on their rare values), so a filtered page is an
+// index range scan.
 func (l *Log) apply(q *bun.SelectQuery, f *Filter) (*bun.SelectQuery, error) {
 	subject := f.SubjectHMAC
 	if f.SubjectID != "" {
@@ -46,6 +46,11 @@ func (l *Log) apply(q *bun.SelectQuery, f *Filter) (*bun.SelectQuery, error) {
 		}
 		subject = SubjectHMAC(l.opts.SubjectKey, f.SubjectID)
 	}
+	if subject != "" && isPostgres(l.db) {
+		// The index on PostgreSQL keys a hash of the HMAC (migration
+		// 20261130000001); the HMAC itself is compared below.
+		q = q.Where(pgSubjectKey+" = hashtextextended(?, 0)", subject)
+	}
 	eq := []struct {
 		col, val string
 	}{
@@ -53,18 +58,10 @@ func (l *Log) apply(q *bun.SelectQuery, f *Filter) (*bun.SelectQuery, error) {
 		{"recipient_country", f.Country}, {"purpose", f.Purpose}, {"decision", f.Decision},
 		{"event", string(f.Event)},
 	}
-	pg := isPostgres(l.db)
 	for _, c := range eq {
-		if c.val == "" {
-			continue
+		if c.val != "" {
+			q = q.Where("? = ?", bun.Ident(c.col), c.val)
 		}
-		if pg && pgKeyed[c.col] {
-			// The column's index on PostgreSQL keys a hash of the value
-			// (migrations 20261130000001 and 20261130000002); the value
-			// itself is compared too.
-			q = q.Where(pgKey(c.col)+" = hashtextextended(?, 0)", c.val)
-		}
-		q = q.Where("? = ?", bun.Ident(c.col), c.val)
 	}
 	if !f.From.IsZero() {
 		q = q.Where("at >= ?", f.From.UTC())
