@@ -257,9 +257,7 @@ func (ln *lane) fastInsert(ctx context.Context, batch []*pending, head headRow) 
 		return false, nil, err
 	}
 	next := ln.link(keep, head)
-	res, err := st.ExecContext(ctx, ln.batchArgs(keep, head, next, !ln.finalsIndexed)...)
-	ln.releaseArgs()
-	all, err := insertedAll(res, err, len(keep))
+	all, err := ln.insertBatch(ctx, st.ExecContext, keep, head, next, !ln.finalsIndexed)
 	if err == nil && all {
 		*ln.head = next
 		return true, refused, nil
@@ -269,6 +267,16 @@ func (ln *lane) fastInsert(ctx context.Context, batch []*pending, head headRow) 
 		return false, nil, nil
 	}
 	return false, nil, fmt.Errorf("insert entries: %w", err)
+}
+
+// insertBatch runs the batch statement (pgBatchInsert) through exec (the
+// lane's prepared statement, or the statement's text in a transaction) for
+// keep, chained from head to next, releases the arguments batchArgs built
+// for it, and reports whether it inserted every row (insertedAll).
+func (ln *lane) insertBatch(ctx context.Context, exec func(context.Context, ...any) (sql.Result, error), keep []*pending, head, next headRow, checkFinals bool) (bool, error) {
+	res, err := exec(ctx, ln.batchArgs(keep, head, next, checkFinals)...)
+	ln.releaseArgs()
+	return insertedAll(res, err, len(keep))
 }
 
 // insertedAll reads the result of the batch statement (pgBatchInsert) for
@@ -348,9 +356,7 @@ func (ln *lane) lockedPrepared(ctx context.Context, batch []*pending) (next head
 			return next, nil, err
 		}
 		next = ln.link(keep, head)
-		res, err := st.ExecContext(ctx, ln.batchArgs(keep, head, next, !ln.finalsIndexed)...)
-		ln.releaseArgs()
-		all, err := insertedAll(res, err, len(keep))
+		all, err := ln.insertBatch(ctx, st.ExecContext, keep, head, next, !ln.finalsIndexed)
 		if err == nil && !all || recorded(err) {
 			// The head is locked: only a recorded final outcome stops it.
 			return next, nil, errFinalRecorded
@@ -393,9 +399,9 @@ func (ln *lane) lockedInsert(ctx context.Context, batch []*pending) (headRow, ma
 			// compare-and-set holds, since the head is locked, and it
 			// moves the head with the rows, instead of a multi-row
 			// VALUES insert with every value inlined and an UPDATE.
-			res, err := tx.Tx.ExecContext(ctx, pgBatchInsert, ln.batchArgs(keep, head, next, false)...)
-			ln.releaseArgs()
-			all, err := insertedAll(res, err, len(keep))
+			all, err := ln.insertBatch(ctx, func(ctx context.Context, args ...any) (sql.Result, error) {
+				return tx.Tx.ExecContext(ctx, pgBatchInsert, args...)
+			}, keep, head, next, false)
 			if err == nil && !all {
 				err = errors.New("the head did not move under its lock")
 			}
