@@ -1,6 +1,10 @@
 package vaulttest
 
 import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -35,5 +39,36 @@ func TestTLS(t *testing.T) {
 	}
 	if _, err := s.Client().Sys().Health(); err != nil {
 		t.Fatalf("health over TLS: %v", err)
+	}
+}
+
+func TestLaunchWithoutBinary(t *testing.T) {
+	t.Setenv(EnvBinary, filepath.Join(t.TempDir(), "no-vault"))
+	_, err := Launch(context.Background(), Config{})
+	if !errors.Is(err, ErrNoBinary) || !strings.Contains(err.Error(), "scripts/vault-binary.sh") {
+		t.Fatalf("Launch without a binary: %v, want ErrNoBinary naming the script", err)
+	}
+}
+
+func TestLaunchAndStop(t *testing.T) {
+	p, err := Launch(context.Background(), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := p.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mounts, err := c.Sys().ListMounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := mounts["transit/"]; !ok {
+		t.Fatal("transit not enabled")
+	}
+	p.Stop()
+	p.Stop() // a second Stop returns at once
+	if _, err := c.Sys().Health(); err == nil {
+		t.Fatal("health answered after Stop")
 	}
 }

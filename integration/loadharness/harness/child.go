@@ -101,7 +101,7 @@ func startProfiles(spec instanceSpec) (stop func() error, err error) {
 func (e *env) spec(kind, sink, name string) instanceSpec {
 	return instanceSpec{
 		Kind: kind, Name: name, Sink: sink, Ingest: e.ingest, Region: e.region,
-		VaultAddr: e.vault.addr, TokenFile: e.tokenFile, DSN: e.dsn,
+		VaultAddr: e.vault.Addr, TokenFile: e.tokenFile, DSN: e.dsn,
 		PartnerURL: e.partner.URL, PartnerCA: e.partnerCA, RegistryDir: e.registryDir,
 		Concurrency: e.cfg.Concurrency, AckWait: e.cfg.AckWait, CheckpointEvery: e.cfg.CheckpointEvery,
 		AuditAsyncCommit: e.cfg.AuditAsyncCommit, AuditChains: e.cfg.AuditChains, AuditGatherWindow: e.cfg.AuditGatherWindow, ProfileDir: e.cfg.InstanceProfileDir,

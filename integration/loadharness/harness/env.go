@@ -19,6 +19,7 @@ import (
 
 	"github.com/clearance-broker/clearance/agreements"
 	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/integration/vaulttest"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -48,7 +49,7 @@ type env struct {
 	// pubErrs counts asynchronous publishes the ingest stream refused.
 	pubErrs atomic.Int64
 
-	vault     *vaultServer
+	vault     *vaulttest.Process
 	tokenFile string
 
 	admin  *bun.DB
@@ -102,7 +103,7 @@ func newEnv(ctx context.Context, cfg Config) (e *env, err error) {
 		return e, err
 	}
 	e.tokenFile = filepath.Join(e.dir, "vault-token")
-	if err := os.WriteFile(e.tokenFile, []byte(e.vault.token+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(e.tokenFile, []byte(e.vault.Token+"\n"), 0o600); err != nil {
 		return e, fmt.Errorf("harness: token file: %w", err)
 	}
 	if err := e.postgres(ctx); err != nil {
@@ -286,7 +287,7 @@ func (e *env) close() {
 		_ = e.admin.Close()
 	}
 	if e.vault != nil {
-		e.vault.stop()
+		e.vault.Stop()
 	}
 	if e.cfg.NATSURL != "" && e.js != nil {
 		_ = e.js.DeleteStream(ctx, ingestStream)

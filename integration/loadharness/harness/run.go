@@ -214,7 +214,7 @@ func (h *harness) throughput(ctx context.Context, m *Measurement, sys system, w 
 	if err != nil {
 		return err
 	}
-	u, err := startUsage(ctx, h.e.vault.pid(), sys.children())
+	u, err := startUsage(ctx, h.e.vault.Pid(), sys.children())
 	if err != nil {
 		return err
 	}
@@ -269,7 +269,7 @@ func (h *harness) latency(ctx context.Context, m *Measurement, sys system, w *wo
 		if err := h.publish(ctx, w, t, 0, wn, rate); err != nil {
 			return err
 		}
-		pu, err := startUsage(ctx, h.e.vault.pid(), sys.children())
+		pu, err := startUsage(ctx, h.e.vault.Pid(), sys.children())
 		if err != nil {
 			return err
 		}
