@@ -74,28 +74,7 @@ func rareValueIndexesDown(ctx context.Context, db *bun.DB) error {
 // on SQLite and on a small log, concurrently on a large one on PostgreSQL
 // (concurrentIndexAbove).
 func swapIndex(ctx context.Context, db *bun.DB, drop, create, def string) error {
-	large, err := largeLog(ctx, db)
-	if err != nil {
-		return err
-	}
-	if !large {
-		return db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-			if err := createIndex(ctx, tx, "CREATE INDEX", create, def); err != nil {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, "DROP INDEX IF EXISTS ?", bun.Ident(drop)); err != nil {
-				return fmt.Errorf("drop index %s: %w", drop, err)
-			}
-			return nil
-		})
-	}
-	if err := buildConcurrently(ctx, db, "CREATE INDEX", create, def); err != nil {
-		return err
-	}
-	if _, err := db.ExecContext(ctx, "DROP INDEX CONCURRENTLY IF EXISTS ?", bun.Ident(drop)); err != nil {
-		return fmt.Errorf("drop index %s concurrently: %w", drop, err)
-	}
-	return nil
+	return replaceIndexes(ctx, db, []indexDef{{"CREATE INDEX", create, def}}, drop)
 }
 
 // createIndex creates index name on audit_entries with definition def by

@@ -77,9 +77,18 @@ func finalUniqueDown(ctx context.Context, db *bun.DB) error {
 	return nil
 }
 
-// finalsIndexed reports whether the unique index of final outcomes is there
-// and valid on the PostgreSQL connection db.
+// finalsIndexed reports whether a unique index keeps one final outcome per
+// request on the PostgreSQL connection db and is valid: the request index of
+// migration 20261130000002, or the index of final outcomes it replaces.
 func finalsIndexed(ctx context.Context, db bun.IDB) (bool, error) {
-	ix, err := lookUpIndex(ctx, db, finalIdx)
-	return ix.valid && ix.unique, err
+	for _, name := range []string{requestFinalIdx, finalIdx} {
+		ix, err := lookUpIndex(ctx, db, name)
+		if err != nil {
+			return false, err
+		}
+		if ix.valid && ix.unique {
+			return true, nil
+		}
+	}
+	return false, nil
 }

@@ -80,5 +80,5 @@ func isPostgres(db bun.IDB) bool { return db.Dialect().Name() == dialect.PG }
 // died while migrating stays in audit_migration_locks until removed by
 // hand). Open calls it for writable logs.
 func Migrate(ctx context.Context, db *bun.DB) error {
-	return sqlschema.Migrate(ctx, db, "audit", registerSchemaV1, registerOutcomeIndex, registerChains, registerRareValueIndexes, registerTimeBRIN, registerFinalUnique, registerNarrowKeys)
+	return sqlschema.Migrate(ctx, db, "audit", registerSchemaV1, registerOutcomeIndex, registerChains, registerRareValueIndexes, registerTimeBRIN, registerFinalUnique, registerNarrowKeys, registerRequestFinalIndex)
 }

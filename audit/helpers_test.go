@@ -156,3 +156,42 @@ func appendN(tb testing.TB, l *Log, from, n int) {
 		}
 	}
 }
+
+// onBothIndexPaths runs fn as two subtests: "small", where the migrations
+// build indexes in a transaction, and "concurrent", where they take the
+// path of a large log (CREATE INDEX CONCURRENTLY, concurrentIndexAbove 0).
+func onBothIndexPaths(t *testing.T, fn func(t *testing.T)) {
+	for _, path := range []string{"small", "concurrent"} {
+		t.Run(path, func(t *testing.T) {
+			if path == "concurrent" {
+				defer func(n int64) { concurrentIndexAbove = n }(concurrentIndexAbove)
+				concurrentIndexAbove = 0
+			}
+			fn(t)
+		})
+	}
+}
+
+// queryPlan returns PostgreSQL's plan, as JSON, of the statement Query runs
+// for one page of f on l, with each of settings ("enable_seqscan = off")
+// in force for it alone.
+func queryPlan(t *testing.T, db *bun.DB, l *Log, f Filter, settings ...string) string {
+	t.Helper()
+	q, err := l.apply(db.NewSelect().Model((*entryRow)(nil)), &f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan string
+	err = db.RunInTx(t.Context(), nil, func(ctx context.Context, tx bun.Tx) error {
+		for _, s := range settings {
+			if _, err := tx.ExecContext(ctx, "SET LOCAL "+s); err != nil {
+				return err
+			}
+		}
+		return tx.QueryRowContext(ctx, "EXPLAIN (FORMAT JSON) "+q.Limit(DefaultLimit).String()).Scan(&plan)
+	})
+	if err != nil {
+		t.Fatalf("plan of %+v: %v", f, err)
+	}
+	return plan
+}

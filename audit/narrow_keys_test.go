@@ -28,84 +28,83 @@ func wantIndexes(t *testing.T, names, have, lack []string, when string) {
 // path, and leaves the wide request index to a log without the unique index
 // of final outcomes.
 func TestNarrowKeys(t *testing.T) {
-	for _, concurrent := range []bool{false, true} {
-		name := "small"
-		if concurrent {
-			name = "concurrent"
+	onBothIndexPaths(t, func(t *testing.T) {
+		ctx := t.Context()
+		db := openTestDB(t, postgresDSN(t))
+		l := openTestLog(t, db, testOptions(t))
+		narrow := []string{subjectKeyIdx, requestIdxV1}
+		wide := []string{subjectIdxV1, requestIdxV2}
+		// The last migration (20261130000002) folds the request index
+		// and that of final outcomes into one; down, they are back.
+		wantIndexes(t, postgresIndexes(t, db), []string{subjectKeyIdx, requestFinalIdx},
+			append([]string{requestIdxV1, finalIdx}, wide...), "open")
+		appendN(t, l, 0, 42)
+
+		// Each subject (cust-0 to cust-6) has every seventh entry.
+		check := func(when string) {
+			t.Helper()
+			for s := range 8 {
+				subject := SubjectHMAC(testSubjectKey, "cust-"+string(rune('0'+s)))
+				got, err := l.Query(ctx, Filter{SubjectHMAC: subject, Limit: 100})
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := 6
+				if s == 7 {
+					want = 0 // no entry has cust-7
+				}
+				if len(got) != want {
+					t.Fatalf("%s: subject cust-%d: %d entries, want %d", when, s, len(got), want)
+				}
+				for _, e := range got {
+					if e.SubjectHMAC != subject || e.Sequence%7 != int64(s+1)%7 {
+						t.Fatalf("%s: subject cust-%d: entry %d of %s", when, s, e.Sequence, e.SubjectHMAC)
+					}
+				}
+			}
+			got, err := l.Query(ctx, Filter{RequestID: "ord-10005-delivery"})
+			if err != nil || len(got) != 1 || got[0].Sequence != 6 {
+				t.Fatalf("%s: request query: %v, %v", when, got, err)
+			}
 		}
-		t.Run(name, func(t *testing.T) {
-			if concurrent {
-				defer func(n int64) { concurrentIndexAbove = n }(concurrentIndexAbove)
-				concurrentIndexAbove = 0
-			}
-			ctx := t.Context()
-			db := openTestDB(t, postgresDSN(t))
-			l := openTestLog(t, db, testOptions(t))
-			narrow := []string{subjectKeyIdx, requestIdxV1}
-			wide := []string{subjectIdxV1, requestIdxV2}
-			wantIndexes(t, postgresIndexes(t, db), narrow, wide, "open")
-			appendN(t, l, 0, 42)
+		check("open")
+		if err := requestFinalIndexDown(ctx, db); err != nil {
+			t.Fatal(err)
+		}
+		wantIndexes(t, postgresIndexes(t, db), append([]string{finalIdx}, narrow...),
+			append([]string{requestFinalIdx}, wide...), "request index down")
+		check("request index down")
 
-			// Each subject (cust-0 to cust-6) has every seventh entry.
-			check := func(when string) {
-				t.Helper()
-				for s := range 8 {
-					subject := SubjectHMAC(testSubjectKey, "cust-"+string(rune('0'+s)))
-					got, err := l.Query(ctx, Filter{SubjectHMAC: subject, Limit: 100})
-					if err != nil {
-						t.Fatal(err)
-					}
-					want := 6
-					if s == 7 {
-						want = 0 // no entry has cust-7
-					}
-					if len(got) != want {
-						t.Fatalf("%s: subject cust-%d: %d entries, want %d", when, s, len(got), want)
-					}
-					for _, e := range got {
-						if e.SubjectHMAC != subject || e.Sequence%7 != int64(s+1)%7 {
-							t.Fatalf("%s: subject cust-%d: entry %d of %s", when, s, e.Sequence, e.SubjectHMAC)
-						}
-					}
-				}
-				got, err := l.Query(ctx, Filter{RequestID: "ord-10005-delivery"})
-				if err != nil || len(got) != 1 || got[0].Sequence != 6 {
-					t.Fatalf("%s: request query: %v, %v", when, got, err)
-				}
-			}
-			check("open")
+		if err := narrowKeysDown(ctx, db); err != nil {
+			t.Fatal(err)
+		}
+		wantIndexes(t, postgresIndexes(t, db), wide, narrow, "down")
+		check("down")
+		if err := narrowKeysUp(ctx, db); err != nil {
+			t.Fatal(err)
+		}
+		wantIndexes(t, postgresIndexes(t, db), narrow, wide, "up")
+		check("up")
 
-			if err := narrowKeysDown(ctx, db); err != nil {
-				t.Fatal(err)
-			}
-			wantIndexes(t, postgresIndexes(t, db), wide, narrow, "down")
-			check("down")
-			if err := narrowKeysUp(ctx, db); err != nil {
-				t.Fatal(err)
-			}
-			wantIndexes(t, postgresIndexes(t, db), narrow, wide, "up")
-			check("up")
-
-			// Without the unique index of final outcomes the writer looks
-			// outcomes up in every batch, on the wide request index.
-			if err := narrowKeysDown(ctx, db); err != nil {
-				t.Fatal(err)
-			}
-			if err := finalUniqueDown(ctx, db); err != nil {
-				t.Fatal(err)
-			}
-			if err := narrowKeysUp(ctx, db); err != nil {
-				t.Fatal(err)
-			}
-			wantIndexes(t, postgresIndexes(t, db), []string{subjectKeyIdx, requestIdxV2}, []string{subjectIdxV1, requestIdxV1}, "up without final index")
-			if err := narrowKeysDown(ctx, db); err != nil {
-				t.Fatal(err)
-			}
-			wantIndexes(t, postgresIndexes(t, db), wide, narrow, "down without final index")
-			check("down without final index")
-			if _, err := l.Verify(ctx, testSigner(t)); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
+		// Without the unique index of final outcomes the writer looks
+		// outcomes up in every batch, on the wide request index.
+		if err := narrowKeysDown(ctx, db); err != nil {
+			t.Fatal(err)
+		}
+		if err := finalUniqueDown(ctx, db); err != nil {
+			t.Fatal(err)
+		}
+		if err := narrowKeysUp(ctx, db); err != nil {
+			t.Fatal(err)
+		}
+		wantIndexes(t, postgresIndexes(t, db), []string{subjectKeyIdx, requestIdxV2}, []string{subjectIdxV1, requestIdxV1}, "up without final index")
+		if err := narrowKeysDown(ctx, db); err != nil {
+			t.Fatal(err)
+		}
+		wantIndexes(t, postgresIndexes(t, db), wide, narrow, "down without final index")
+		check("down without final index")
+		if _, err := l.Verify(ctx, testSigner(t)); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

@@ -277,7 +277,7 @@ func TestRecordedFinalsUseIndexWithoutStatistics(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := string(plan)
-	if strings.Contains(p, `"Seq Scan"`) || !strings.Contains(p, `"`+requestIdxV1+`"`) {
+	if strings.Contains(p, `"Seq Scan"`) || !strings.Contains(p, `"`+requestFinalIdx+`"`) {
 		t.Errorf("final outcome look-up not planned on the request index:\n%s", p)
 	}
 	got, err := recordedFinals(ctx, db, ids)
@@ -370,6 +370,10 @@ func TestFastInsertChecksRecordedFinals(t *testing.T) {
 				t.Fatal("the lane does not know the unique index of final outcomes")
 			}
 			if !indexed {
+				// Back to the request index without a unique one.
+				if err := requestFinalIndexDown(ctx, db); err != nil {
+					t.Fatal(err)
+				}
 				if _, err := db.ExecContext(ctx, "DROP INDEX "+finalIdx); err != nil {
 					t.Fatal(err)
 				}

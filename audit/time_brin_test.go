@@ -1,14 +1,11 @@
 package audit
 
 import (
-	"context"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/uptrace/bun"
 )
 
 // TestTimeBRIN: on Postgres the time filter is served by a BRIN index, not a
@@ -63,29 +60,10 @@ func TestTimeBRIN(t *testing.T) {
 		}
 	}
 	check("up")
-	q, err := l.apply(db.NewSelect().Model((*entryRow)(nil)), &f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		// The question is whether the index can answer the query, not
-		// which plan 60 rows make cheapest.
-		for _, off := range []string{"enable_seqscan", "enable_indexscan"} {
-			if _, err := tx.ExecContext(ctx, "SET LOCAL "+off+" = off"); err != nil {
-				return err
-			}
-		}
-		var plan string
-		if err := tx.QueryRowContext(ctx, "EXPLAIN (FORMAT JSON) "+q.Limit(DefaultLimit).String()).Scan(&plan); err != nil {
-			return err
-		}
-		if !strings.Contains(plan, `"`+timeBRIN+`"`) {
-			t.Errorf("time query not planned on %s:\n%s", timeBRIN, plan)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+	// The question is whether the index can answer the query, not which
+	// plan 60 rows make cheapest.
+	if plan := queryPlan(t, db, l, f, "enable_seqscan = off", "enable_indexscan = off"); !strings.Contains(plan, `"`+timeBRIN+`"`) {
+		t.Errorf("time query not planned on %s:\n%s", timeBRIN, plan)
 	}
 	for _, above := range []int64{concurrentIndexAbove, 0} {
 		concurrentIndexAbove = above

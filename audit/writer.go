@@ -149,7 +149,7 @@ func (ln *lane) writeBatch(ctx context.Context, batch []*pending) (int64, map[*p
 		}
 		if !indexed {
 			ln.l.log.Warn("the unique index of final outcomes is missing (does the log hold a request with two?): every batch looks its final outcomes up",
-				"chain", ln.chain, "index", finalIdx)
+				"chain", ln.chain, "index", requestFinalIdx)
 		}
 		ln.finalsIndexed = indexed
 		ln.conn = &c
