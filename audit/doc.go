@@ -133,11 +133,13 @@
 // already has one, in the store or earlier in the batch. Their callers get
 // a *DuplicateOutcomeError (errors.Is ErrDuplicateOutcome) naming the
 // outcome recorded; the rest of the batch commits as usual and the chain
-// has no gap. On PostgreSQL a unique index over the final outcomes
-// (migration 20261129000005) refuses a second one in the store itself,
-// across chains and instances, so the compare-and-set statement looks
-// nothing up: a batch that holds a duplicate fails on the index, and the
-// writer looks its outcomes up under the lock as above.
+// has no gap. On PostgreSQL a unique index refuses a second final outcome
+// in the store itself, across chains and instances (migration
+// 20261129000005; since 20261130000002 it is the request id index, keyed
+// (request_id, 0) for a final outcome and (request_id, seq) for any other
+// entry), so the compare-and-set statement looks nothing up: a batch that
+// holds a duplicate fails on the index, and the writer looks its outcomes
+// up under the lock as above.
 // Entries removed by retention (Archive) are no longer looked up.
 //
 // # Hash chains and checkpoints
