@@ -2,8 +2,12 @@ package audit
 
 import (
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestRequestFinalIndex: on Postgres one unique index on request ids keeps a
@@ -122,4 +126,73 @@ func TestRequestQueryUsesIndex(t *testing.T) {
 			t.Fatalf("analyzed %v: query by request id: %d entries, %v", analyze, len(got), err)
 		}
 	}
+}
+
+// TestRequestFinalIndexUnderAppends takes the migration's concurrent path
+// on a log that appenders keep writing to, as an upgrade of a large log
+// with instances running does: no append fails or waits for the build to
+// end, and afterwards the index is valid and refuses a second final outcome.
+func TestRequestFinalIndexUnderAppends(t *testing.T) {
+	defer func(n int64) { concurrentIndexAbove = n }(concurrentIndexAbove)
+	concurrentIndexAbove = 0
+	ctx := t.Context()
+	db := openTestDB(t, postgresDSN(t))
+	l := openTestLog(t, db, testOptions(t))
+	if err := requestFinalIndexDown(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		next     atomic.Int64
+		appended atomic.Int64
+		stop     = make(chan struct{})
+		wg       sync.WaitGroup
+	)
+	for range 8 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				i := int(next.Add(1))
+				id := fmt.Sprintf("r-%d", i)
+				for _, ev := range []Event{EventDecided, EventDelivered} {
+					if _, err := l.Append(ctx, outcomeEntry(i, id, ev, "allow")); err != nil {
+						t.Errorf("append %s %s during the build: %v", id, ev, err)
+						return
+					}
+					appended.Add(1)
+				}
+			}
+		})
+	}
+	// Let the appenders get going, then build.
+	for appended.Load() < 200 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	before := appended.Load()
+	err := requestFinalIndexUp(ctx, db)
+	during := appended.Load() - before
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if during == 0 {
+		t.Error("no entry was appended while the index was built")
+	}
+	wantIndexes(t, postgresIndexes(t, db), []string{requestFinalIdx}, []string{finalIdx, requestIdxV1}, "after the build")
+	if ix, err := lookUpIndex(ctx, db, requestFinalIdx); err != nil || !ix.valid || !ix.unique {
+		t.Fatalf("%s: %+v, %v", requestFinalIdx, ix, err)
+	}
+	_, err = l.Append(ctx, outcomeEntry(0, "r-1", EventDelivered, "allow"))
+	var dup *DuplicateOutcomeError
+	if !errors.As(err, &dup) {
+		t.Fatalf("a second delivery of r-1 after the build: %v", err)
+	}
+	if _, err := l.Verify(ctx, testSigner(t)); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d entries appended, %d during the build", appended.Load(), during)
 }
