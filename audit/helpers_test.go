@@ -164,8 +164,7 @@ func onBothIndexPaths(t *testing.T, fn func(t *testing.T)) {
 	for _, path := range []string{"small", "concurrent"} {
 		t.Run(path, func(t *testing.T) {
 			if path == "concurrent" {
-				defer func(n int64) { concurrentIndexAbove = n }(concurrentIndexAbove)
-				concurrentIndexAbove = 0
+				buildIndexesConcurrently(t)
 			}
 			fn(t)
 		})
@@ -194,4 +193,12 @@ func queryPlan(t *testing.T, db *bun.DB, l *Log, f Filter, settings ...string) s
 		t.Fatalf("plan of %+v: %v", f, err)
 	}
 	return plan
+}
+
+// buildIndexesConcurrently has the migrations take the path of a large log
+// (CREATE INDEX CONCURRENTLY) until t ends.
+func buildIndexesConcurrently(t *testing.T) {
+	n := concurrentIndexAbove
+	concurrentIndexAbove = 0
+	t.Cleanup(func() { concurrentIndexAbove = n })
 }

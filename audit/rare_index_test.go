@@ -96,8 +96,7 @@ func TestRareValueIndexes(t *testing.T) {
 // from an invalid index that a failed concurrent build left behind) and the
 // request index.
 func TestRareValueIndexesConcurrently(t *testing.T) {
-	defer func(n int64) { concurrentIndexAbove = n }(concurrentIndexAbove)
-	concurrentIndexAbove = 0
+	buildIndexesConcurrently(t)
 	ctx := t.Context()
 	db := openTestDB(t, postgresDSN(t))
 	l := openTestLog(t, db, testOptions(t))

@@ -133,8 +133,7 @@ func TestRequestQueryUsesIndex(t *testing.T) {
 // with instances running does: no append fails or waits for the build to
 // end, and afterwards the index is valid and refuses a second final outcome.
 func TestRequestFinalIndexUnderAppends(t *testing.T) {
-	defer func(n int64) { concurrentIndexAbove = n }(concurrentIndexAbove)
-	concurrentIndexAbove = 0
+	buildIndexesConcurrently(t)
 	ctx := t.Context()
 	db := openTestDB(t, postgresDSN(t))
 	l := openTestLog(t, db, testOptions(t))
