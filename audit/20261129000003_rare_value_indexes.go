@@ -77,6 +77,59 @@ func swapIndex(ctx context.Context, db *bun.DB, drop, create, def string) error 
 	return replaceIndexes(ctx, db, []indexDef{{"CREATE INDEX", create, def}}, drop)
 }
 
+// indexDef is an index of audit_entries to create: the statement ("CREATE
+// INDEX" or "CREATE UNIQUE INDEX"), its name and its definition.
+type indexDef struct{ create, name, def string }
+
+// replaceIndexes creates the indexes add and then drops the indexes named
+// drop that exist, on PostgreSQL: in one transaction on a small log,
+// concurrently on a large one (concurrentIndexAbove), as swapIndex.
+func replaceIndexes(ctx context.Context, db *bun.DB, add []indexDef, drop ...string) error {
+	large, err := largeLog(ctx, db)
+	if err != nil {
+		return err
+	}
+	if !large {
+		return db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+			for _, ix := range add {
+				if err := createIndex(ctx, tx, ix.create, ix.name, ix.def); err != nil {
+					return err
+				}
+			}
+			for _, name := range drop {
+				if err := dropIndex(ctx, tx, name, false); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	for _, ix := range add {
+		if err := buildConcurrently(ctx, db, ix.create, ix.name, ix.def); err != nil {
+			return err
+		}
+	}
+	for _, name := range drop {
+		if err := dropIndex(ctx, db, name, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropIndex drops index name of audit_entries if it exists, CONCURRENTLY
+// (PostgreSQL, outside a transaction) or not.
+func dropIndex(ctx context.Context, db bun.IDB, name string, concurrently bool) error {
+	stmt, how := "DROP INDEX IF EXISTS ?", ""
+	if concurrently {
+		stmt, how = "DROP INDEX CONCURRENTLY IF EXISTS ?", " concurrently"
+	}
+	if _, err := db.ExecContext(ctx, stmt, bun.Ident(name)); err != nil {
+		return fmt.Errorf("drop index %s%s: %w", name, how, err)
+	}
+	return nil
+}
+
 // createIndex creates index name on audit_entries with definition def by
 // the statement create ("CREATE INDEX" or "CREATE UNIQUE INDEX"), unless it
 // exists, in one statement that blocks appends while it reads the table:

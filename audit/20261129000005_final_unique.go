@@ -3,7 +3,6 @@ package audit
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/driver/pgdriver"
@@ -59,10 +58,7 @@ func finalUniqueUp(ctx context.Context, db *bun.DB) error {
 	if errors.As(err, &pgErr) && pgErr.Field('C') == pgUniqueViolation {
 		// Two final outcomes of one request: no index (see above). A
 		// concurrent build leaves an invalid one behind, dropped here.
-		if _, err := db.ExecContext(ctx, "DROP INDEX IF EXISTS ?", bun.Ident(finalIdx)); err != nil {
-			return fmt.Errorf("drop index %s: %w", finalIdx, err)
-		}
-		return nil
+		return dropIndex(ctx, db, finalIdx, false)
 	}
 	return err
 }
@@ -71,10 +67,7 @@ func finalUniqueDown(ctx context.Context, db *bun.DB) error {
 	if !isPostgres(db) {
 		return nil
 	}
-	if _, err := db.ExecContext(ctx, "DROP INDEX IF EXISTS ?", bun.Ident(finalIdx)); err != nil {
-		return fmt.Errorf("drop index %s: %w", finalIdx, err)
-	}
-	return nil
+	return dropIndex(ctx, db, finalIdx, false)
 }
 
 // finalsIndexed reports whether a unique index keeps one final outcome per

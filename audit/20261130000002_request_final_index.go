@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/migrate"
@@ -75,44 +74,4 @@ func requestFinalIndexDown(ctx context.Context, db *bun.DB) error {
 		{"CREATE INDEX", requestIdxV1, "(request_id, seq)"},
 		{"CREATE UNIQUE INDEX", finalIdx, "(request_id) WHERE " + pgFinal},
 	}, requestFinalIdx)
-}
-
-// indexDef is an index of audit_entries to create: the statement ("CREATE
-// INDEX" or "CREATE UNIQUE INDEX"), its name and its definition.
-type indexDef struct{ create, name, def string }
-
-// replaceIndexes creates the indexes add and then drops the indexes named
-// drop that exist, on PostgreSQL: in one transaction on a small log,
-// concurrently on a large one (concurrentIndexAbove), as swapIndex.
-func replaceIndexes(ctx context.Context, db *bun.DB, add []indexDef, drop ...string) error {
-	large, err := largeLog(ctx, db)
-	if err != nil {
-		return err
-	}
-	if !large {
-		return db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-			for _, ix := range add {
-				if err := createIndex(ctx, tx, ix.create, ix.name, ix.def); err != nil {
-					return err
-				}
-			}
-			for _, name := range drop {
-				if _, err := tx.ExecContext(ctx, "DROP INDEX IF EXISTS ?", bun.Ident(name)); err != nil {
-					return fmt.Errorf("drop index %s: %w", name, err)
-				}
-			}
-			return nil
-		})
-	}
-	for _, ix := range add {
-		if err := buildConcurrently(ctx, db, ix.create, ix.name, ix.def); err != nil {
-			return err
-		}
-	}
-	for _, name := range drop {
-		if _, err := db.ExecContext(ctx, "DROP INDEX CONCURRENTLY IF EXISTS ?", bun.Ident(name)); err != nil {
-			return fmt.Errorf("drop index %s concurrently: %w", name, err)
-		}
-	}
-	return nil
 }
