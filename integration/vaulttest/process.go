@@ -152,12 +152,16 @@ func (p *Process) Output() string { return p.out.String() }
 
 // Client returns a Vault client for the server with the root token and no
 // retries.
-func (p *Process) Client() (*vault.Client, error) {
+func (p *Process) Client() (*vault.Client, error) { return newClient(p.Addr, p.Token, p.CAFile) }
+
+// newClient returns a Vault client for the server at addr with token, no
+// retries and, for HTTPS, the CA in caFile.
+func newClient(addr, token, caFile string) (*vault.Client, error) {
 	cfg := vault.DefaultConfig()
-	cfg.Address = p.Addr
+	cfg.Address = addr
 	cfg.MaxRetries = 0
-	if p.CAFile != "" {
-		if err := cfg.ConfigureTLS(&vault.TLSConfig{CACert: p.CAFile}); err != nil {
+	if caFile != "" {
+		if err := cfg.ConfigureTLS(&vault.TLSConfig{CACert: caFile}); err != nil {
 			return nil, fmt.Errorf("vaulttest: tls: %w", err)
 		}
 	}
@@ -165,7 +169,7 @@ func (p *Process) Client() (*vault.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vaulttest: client: %w", err)
 	}
-	c.SetToken(p.Token)
+	c.SetToken(token)
 	return c, nil
 }
 

@@ -135,8 +135,7 @@ func (s *Server) Restart() {
 // Client returns a Vault client for the server with the root token.
 func (s *Server) Client() *vault.Client {
 	s.t.Helper()
-	p := &Process{Addr: s.Addr, Token: s.Token, CAFile: s.CAFile}
-	c, err := p.Client()
+	c, err := newClient(s.Addr, s.Token, s.CAFile)
 	if err != nil {
 		s.t.Fatal(err)
 	}
