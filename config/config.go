@@ -179,6 +179,12 @@ type Pipeline struct {
 	// ShutdownGrace is how long shutdown waits for in-flight messages before
 	// handing them back.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	// GCPercent is the Go garbage collector's percentage (GOGC) the
+	// instance runs with: 200 by default, which costs memory the instance
+	// has room for and saves CPU on every message (BENCHMARKS.md, finding
+	// 59). 0 leaves the Go runtime's own setting. A GOGC environment
+	// variable wins over it.
+	GCPercent int `yaml:"gc_percent"`
 }
 
 // Logging configures structured logs.
@@ -210,6 +216,7 @@ func Defaults() *Config {
 			BackoffBase:   time.Second,
 			BackoffMax:    5 * time.Minute,
 			ShutdownGrace: 30 * time.Second,
+			GCPercent:     200,
 		},
 		Logging:     Logging{Level: "info", Format: "json"},
 		LivePolicy:  LivePolicy{SyncTimeout: time.Second},

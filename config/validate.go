@@ -283,6 +283,9 @@ func (pl Pipeline) validate(p string) []error {
 	if pl.ShutdownGrace <= 0 {
 		errs = append(errs, fieldErr(p+".shutdown_grace", "must be positive"))
 	}
+	if pl.GCPercent != 0 && (pl.GCPercent < 25 || pl.GCPercent > 1000) {
+		errs = append(errs, fieldErr(p+".gc_percent", "must be 0 (the Go runtime's own) or 25 to 1000"))
+	}
 	return errs
 }
 

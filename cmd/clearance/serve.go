@@ -19,6 +19,7 @@ import (
 	"github.com/clearance-broker/clearance/connectors"
 	"github.com/clearance-broker/clearance/connectors/natsregion"
 	"github.com/clearance-broker/clearance/connectors/webhook"
+	"github.com/clearance-broker/clearance/internal/gcpercent"
 	"github.com/clearance-broker/clearance/keys"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -70,6 +71,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 0
 	}
 	logger := cfg.Logging.NewLogger(stderr)
+	pct, from := gcpercent.Apply(cfg.Pipeline.GCPercent)
+	logger.Info("garbage collector", "component", "main", "gc_percent", gcpercent.String(pct), "from", from)
 	if err := serve(ctx, cfg, kinds, logger); err != nil {
 		logger.Error("serve", "err", err)
 		return 1

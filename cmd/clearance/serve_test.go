@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +32,9 @@ func freeAddr(t *testing.T) string {
 // TestServe runs `clearance serve --config` against embedded NATS, Postgres
 // and the real Vault dev server.
 func TestServe(t *testing.T) {
+	// serve sets the process's collector percentage (pipeline.gc_percent).
+	prev := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(prev) })
 	root, _ := filepath.Abs(filepath.Join("..", ".."))
 	vs := vaulttest.Start(t)
 	vs.Write("transit/keys/clearance-data", map[string]any{"type": "aes256-gcm96"})
@@ -107,7 +111,12 @@ logging: {format: json, level: debug}
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, m := range []string{"clearance_vault_round_trips_total", "clearance_audit_batch_size_count", "clearance_audit_commit_duration_seconds_count", `clearance_decisions_total{outcome="allow",reason=""} 1`} {
+	want := []string{"clearance_vault_round_trips_total", "clearance_audit_batch_size_count", "clearance_audit_commit_duration_seconds_count", `clearance_decisions_total{outcome="allow",reason=""} 1`}
+	if _, set := os.LookupEnv("GOGC"); !set {
+		// serve applied pipeline.gc_percent's default to the process.
+		want = append(want, "go_gc_gogc_percent 200")
+	}
+	for _, m := range want {
 		if !strings.Contains(string(metrics), m) {
 			t.Errorf("/metrics lacks %s", m)
 		}

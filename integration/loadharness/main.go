@@ -46,6 +46,7 @@ func run() int {
 	flag.BoolVar(&cfg.KeepAudit, "keep-audit", false, "keep the audit log from one measurement to the next (default: each starts on an empty Postgres schema)")
 	flag.IntVar(&cfg.Rounds, "rounds", 4, "alternating baseline/broker rounds each throughput measurement is split into")
 	flag.IntVar(&cfg.Size, "size", 1024, "request size in bytes")
+	flag.IntVar(&cfg.GCPercent, "gc-percent", 0, "the broker instances' pipeline.gc_percent (0: the product default; negative: the Go runtime's own)")
 	flag.IntVar(&cfg.Concurrency, "concurrency", config.Defaults().Pipeline.Concurrency, "workers per instance (broker and baseline); the product default")
 	flag.DurationVar(&cfg.PacedDuration, "paced", 20*time.Second, "longest paced latency run")
 	flag.BoolVar(&cfg.NoPaced, "no-paced", false, "skip the paced latency runs")

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/internal/gcpercent"
 )
 
 // childEnv names the environment variable that makes the harness's binary
@@ -56,6 +57,8 @@ type instanceSpec struct {
 	AuditChains      int           `json:"audit_chains,omitempty"`
 	// AuditGatherWindow is audit.Options.GatherWindow (0: its default).
 	AuditGatherWindow time.Duration `json:"audit_gather_window,omitempty"`
+	// GCPercent is a broker's pipeline.gc_percent (0: the runtime's own).
+	GCPercent int `json:"gc_percent,omitempty"`
 	// LogWarnings: the child logs broker warnings to its standard error.
 	LogWarnings bool `json:"log_warnings,omitempty"`
 	// ProfileDir, when set, is where the child writes a CPU profile and an
@@ -103,7 +106,7 @@ func (e *env) spec(kind, sink, name string) instanceSpec {
 		Kind: kind, Name: name, Sink: sink, Ingest: e.ingest, Region: e.region,
 		VaultAddr: e.vault.Addr, TokenFile: e.tokenFile, DSN: e.dsn,
 		PartnerURL: e.partner.URL, PartnerCA: e.partnerCA, RegistryDir: e.registryDir,
-		Concurrency: e.cfg.Concurrency, AckWait: e.cfg.AckWait, CheckpointEvery: e.cfg.CheckpointEvery,
+		Concurrency: e.cfg.Concurrency, AckWait: e.cfg.AckWait, CheckpointEvery: e.cfg.CheckpointEvery, GCPercent: e.cfg.GCPercent,
 		AuditAsyncCommit: e.cfg.AuditAsyncCommit, AuditChains: e.cfg.AuditChains, AuditGatherWindow: e.cfg.AuditGatherWindow, ProfileDir: e.cfg.InstanceProfileDir,
 		LogWarnings: e.cfg.Logger.Enabled(context.Background(), slog.LevelWarn),
 	}
@@ -124,6 +127,8 @@ type childStats struct {
 	KeyTrips    uint64    `json:"vault_pipeline_round_trips"`
 	SignerTrips uint64    `json:"vault_checkpoint_round_trips"`
 	Stages      stageSums `json:"stage_sums,omitempty"`
+	// GCPercent is the collector's percentage in force in the child.
+	GCPercent int `json:"gc_percent"`
 }
 
 // MaybeChild runs one measured instance and exits the process when the
@@ -201,6 +206,8 @@ func runChild(specJSON string) int {
 	var inst childInstance
 	switch spec.Kind {
 	case kindBroker:
+		// As clearance serve does (a GOGC in the environment wins).
+		gcpercent.Apply(spec.GCPercent)
 		reg, err := agreements.Load(spec.RegistryDir)
 		if err != nil {
 			return fail(fmt.Errorf("harness child: registry: %w", err))
@@ -225,7 +232,7 @@ func runChild(specJSON string) int {
 	}
 	hwmReset := false
 	report := func(event string) error {
-		st := childStats{Event: event, Pid: os.Getpid(), CPUNanos: int64(processCPU()), HWMBytes: vmHWM(), HWMReset: hwmReset}
+		st := childStats{Event: event, Pid: os.Getpid(), CPUNanos: int64(processCPU()), HWMBytes: vmHWM(), HWMReset: hwmReset, GCPercent: gcPercent()}
 		inst.stats(&st)
 		return out.Encode(st)
 	}

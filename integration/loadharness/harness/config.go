@@ -41,6 +41,12 @@ type Config struct {
 	// Concurrency is the broker's (and the baseline's) workers per instance
 	// (default: the broker's own default, config.Defaults().Pipeline.Concurrency).
 	Concurrency int
+	// GCPercent is the broker instances' pipeline.gc_percent (default: the
+	// product's, config.Defaults().Pipeline.GCPercent; negative: the Go
+	// runtime's own, as 0 in the configuration). The baseline keeps the
+	// runtime's own: it is the bare client as an application runs it. Not
+	// applied with InProcess.
+	GCPercent int
 	// Rates are the fractions of the measured maximum rate at which paced
 	// latency runs publish (default 0.5 and 0.9; empty after defaults: none).
 	Rates []float64
@@ -162,6 +168,12 @@ func (c Config) Defaults() Config {
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = config.Defaults().Pipeline.Concurrency
+	}
+	switch {
+	case c.GCPercent == 0:
+		c.GCPercent = config.Defaults().Pipeline.GCPercent
+	case c.GCPercent < 0:
+		c.GCPercent = 0
 	}
 	if c.Rates == nil {
 		c.Rates = []float64{0.5, 0.9}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"os"
 	"runtime/metrics"
 	"slices"
@@ -301,6 +302,8 @@ type Resources struct {
 type InstanceResources struct {
 	CPUSeconds   float64 `json:"cpu_seconds"`
 	PeakRSSBytes uint64  `json:"peak_rss_bytes"`
+	// GCPercent is the instance's garbage collector percentage (GOGC).
+	GCPercent int `json:"gc_percent"`
 }
 
 // add sums CPU times and keeps the larger peaks.
@@ -322,6 +325,7 @@ func (r *Resources) add(o Resources) {
 		}
 		r.PerInstance[i].CPUSeconds += p.CPUSeconds
 		r.PerInstance[i].PeakRSSBytes = max(r.PerInstance[i].PeakRSSBytes, p.PeakRSSBytes)
+		r.PerInstance[i].GCPercent = p.GCPercent
 	}
 }
 
@@ -353,7 +357,7 @@ func (u *usage) end(ctx context.Context) (Resources, error) {
 		if p.Pid != u.procs0[i].Pid {
 			return r, fmt.Errorf("harness: instance %d is process %d at the end of a measurement, %d at its start", i, p.Pid, u.procs0[i].Pid)
 		}
-		ir := InstanceResources{CPUSeconds: time.Duration(p.CPUNanos - u.procs0[i].CPUNanos).Seconds(), PeakRSSBytes: p.HWMBytes}
+		ir := InstanceResources{CPUSeconds: time.Duration(p.CPUNanos - u.procs0[i].CPUNanos).Seconds(), PeakRSSBytes: p.HWMBytes, GCPercent: p.GCPercent}
 		r.PerInstance = append(r.PerInstance, ir)
 		r.InstancesCPUSeconds += ir.CPUSeconds
 		r.InstancePeakRSSBytes = max(r.InstancePeakRSSBytes, ir.PeakRSSBytes)
@@ -443,6 +447,20 @@ func hostCPU() (pg, busy time.Duration) {
 }
 
 // vmHWM returns the process's peak resident set.
+// gcPercent returns the process's garbage collector percentage in force
+// (-1: off).
+func gcPercent() int {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	if v := s[0].Value.Uint64(); v != math.MaxUint64 {
+		return int(v)
+	}
+	return -1
+}
+
 func vmHWM() uint64 {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {

@@ -59,7 +59,10 @@ type Settings struct {
 	EmbeddedNATS    bool      `json:"embedded_nats"`
 	AuditAsync      bool      `json:"audit_synchronous_commit_off,omitempty"`
 	AuditChains     int       `json:"audit_chains,omitempty"`
-	Propagation     int       `json:"propagation_changes,omitempty"`
+	// GCPercent is the broker instances' pipeline.gc_percent (0: the Go
+	// runtime's own).
+	GCPercent   int `json:"broker_gc_percent"`
+	Propagation int `json:"propagation_changes,omitempty"`
 	// InProcess: the measured instances ran in the harness's process, so
 	// there are no per-instance figures.
 	InProcess bool `json:"instances_in_process"`
@@ -184,7 +187,7 @@ func newReport(cfg Config) *Report {
 		Settings: Settings{N: cfg.N, WebhookN: cfg.WebhookN, Size: cfg.Size, Sinks: cfg.Sinks, Instances: cfg.Instances,
 			Concurrency: cfg.Concurrency, Rates: cfg.Rates, PacedSeconds: cfg.PacedDuration.Seconds(),
 			CheckpointEvery: cfg.CheckpointEvery, AckWaitSeconds: cfg.AckWait.Seconds(), EmbeddedNATS: cfg.NATSURL == "", AuditAsync: cfg.AuditAsyncCommit,
-			AuditChains: cfg.AuditChains,
+			AuditChains: cfg.AuditChains, GCPercent: cfg.GCPercent,
 			Propagation: cfg.Propagation, InProcess: cfg.InProcess},
 	}
 	if cfg.quietGC() {
@@ -395,6 +398,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(bw, "N %d (webhook %d), %d B requests, concurrency %d, registry +%d parties", r.Settings.N, r.Settings.WebhookN, r.Settings.Size, r.Settings.Concurrency, r.RegistryParties)
 	if r.Settings.AuditChains > 0 {
 		fmt.Fprintf(bw, ", audit chains %d", r.Settings.AuditChains)
+	}
+	if r.Settings.GCPercent > 0 {
+		fmt.Fprintf(bw, ", broker gc_percent %d", r.Settings.GCPercent)
+	} else {
+		fmt.Fprint(bw, ", broker gc_percent: the Go runtime's")
 	}
 	if r.Settings.AuditAsync {
 		fmt.Fprint(bw, ", AUDIT synchronous_commit=off (diagnostic, not durable)")

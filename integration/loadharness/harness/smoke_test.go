@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clearance-broker/clearance/config"
 	"github.com/clearance-broker/clearance/integration/loadharness/harness"
 )
 
@@ -83,6 +84,19 @@ func TestSmoke(t *testing.T) {
 		if len(m.Resources.PerInstance) != m.Instances || m.InstancesCPUMicrosPerRequest <= 0 || m.Resources.InstancePeakRSSBytes == 0 {
 			t.Errorf("%s: %d instance figures for %d instances, %.0f µs/req, peak %d bytes: per-instance figures missing",
 				m.Name, len(m.Resources.PerInstance), m.Instances, m.InstancesCPUMicrosPerRequest, m.Resources.InstancePeakRSSBytes)
+		}
+		// Brokers run with the product's pipeline.gc_percent, as clearance
+		// serve applies it; the baseline with the runtime's own.
+		if _, set := os.LookupEnv("GOGC"); !set {
+			want := 100
+			if m.Kind == "broker" {
+				want = config.Defaults().Pipeline.GCPercent
+			}
+			for i, in := range m.Resources.PerInstance {
+				if in.GCPercent != want {
+					t.Errorf("%s: instance %d ran with gc percent %d, want %d", m.Name, i, in.GCPercent, want)
+				}
+			}
 		}
 	}
 	if p := rep.Propagation; p == nil || len(p.PerInstance) != slices.Max(cfg.Instances) || p.Changes != cfg.Propagation || p.UnderLoad == 0 || p.PerInstance[0].P99 <= 0 {
