@@ -3,8 +3,10 @@
 package gcpercent
 
 import (
+	"math"
 	"os"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 )
 
@@ -28,20 +30,27 @@ func apply(pct int, lookup func(string) (string, bool)) (int, string) {
 	if v, ok := lookup("GOGC"); ok && v != "" {
 		// The runtime read it at start; reading the percentage back
 		// reports what it made of it.
-		return current(), FromEnv
+		return Current(), FromEnv
 	}
 	if pct == 0 {
-		return current(), FromRuntime
+		return Current(), FromRuntime
 	}
 	debug.SetGCPercent(pct)
 	return pct, FromConfig
 }
 
-// current returns the percentage in force without changing it.
-func current() int {
-	pct := debug.SetGCPercent(-1)
-	debug.SetGCPercent(pct)
-	return pct
+// Current returns the process's percentage in force (-1: off), read from
+// the runtime's metrics without changing it.
+func Current() int {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	if v := s[0].Value.Uint64(); v <= math.MaxInt32 {
+		return int(v)
+	}
+	return -1
 }
 
 // String formats a percentage as GOGC writes it.

@@ -30,10 +30,22 @@ func TestApply(t *testing.T) {
 			if got != tc.want || from != tc.wantFrom {
 				t.Errorf("apply(%d) = %d, %q; want %d, %q", tc.pct, got, from, tc.want, tc.wantFrom)
 			}
+			if in := Current(); in != tc.want {
+				t.Errorf("Current() = %d, want %d", in, tc.want)
+			}
 			if in := debug.SetGCPercent(100); in != tc.want {
 				t.Errorf("percentage in force %d, want %d", in, tc.want)
 			}
 		})
+	}
+}
+
+func TestCurrentOff(t *testing.T) {
+	orig := debug.SetGCPercent(-1)
+	got := Current()
+	debug.SetGCPercent(orig)
+	if got != -1 {
+		t.Errorf("Current() with collection off = %d, want -1", got)
 	}
 }
 

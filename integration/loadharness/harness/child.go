@@ -232,7 +232,7 @@ func runChild(specJSON string) int {
 	}
 	hwmReset := false
 	report := func(event string) error {
-		st := childStats{Event: event, Pid: os.Getpid(), CPUNanos: int64(processCPU()), HWMBytes: vmHWM(), HWMReset: hwmReset, GCPercent: gcPercent()}
+		st := childStats{Event: event, Pid: os.Getpid(), CPUNanos: int64(processCPU()), HWMBytes: vmHWM(), HWMReset: hwmReset, GCPercent: gcpercent.Current()}
 		inst.stats(&st)
 		return out.Encode(st)
 	}

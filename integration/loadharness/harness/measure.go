@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"math"
 	"os"
 	"runtime/metrics"
 	"slices"
@@ -447,20 +446,6 @@ func hostCPU() (pg, busy time.Duration) {
 }
 
 // vmHWM returns the process's peak resident set.
-// gcPercent returns the process's garbage collector percentage in force
-// (-1: off).
-func gcPercent() int {
-	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0
-	}
-	if v := s[0].Value.Uint64(); v != math.MaxUint64 {
-		return int(v)
-	}
-	return -1
-}
-
 func vmHWM() uint64 {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {

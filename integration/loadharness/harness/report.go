@@ -59,10 +59,10 @@ type Settings struct {
 	EmbeddedNATS    bool      `json:"embedded_nats"`
 	AuditAsync      bool      `json:"audit_synchronous_commit_off,omitempty"`
 	AuditChains     int       `json:"audit_chains,omitempty"`
+	Propagation     int       `json:"propagation_changes,omitempty"`
 	// GCPercent is the broker instances' pipeline.gc_percent (0: the Go
 	// runtime's own).
-	GCPercent   int `json:"broker_gc_percent"`
-	Propagation int `json:"propagation_changes,omitempty"`
+	GCPercent int `json:"broker_gc_percent"`
 	// InProcess: the measured instances ran in the harness's process, so
 	// there are no per-instance figures.
 	InProcess bool `json:"instances_in_process"`
