@@ -21,6 +21,7 @@ import (
 	"github.com/clearance-broker/clearance/broker/samplepartner"
 	"github.com/clearance-broker/clearance/connectors"
 	"github.com/clearance-broker/clearance/connectors/webhook"
+	"github.com/clearance-broker/clearance/internal/syncbuf"
 	"github.com/clearance-broker/clearance/keys"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -257,29 +258,13 @@ func Webhook(tb testing.TB, url string) connectors.Connector {
 	return broker.RequiresPartyKey(c)
 }
 
-// LogCapture is a concurrency-safe buffer for slog output.
-type LogCapture struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+// LogCapture is a concurrency-safe buffer for slog output: Write appends,
+// String returns everything logged so far.
+type LogCapture struct{ syncbuf.Buffer }
 
 // Logger returns a JSON debug logger writing into c.
 func (c *LogCapture) Logger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(c, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-// Write implements io.Writer.
-func (c *LogCapture) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buf.Write(p)
-}
-
-// String returns everything logged so far.
-func (c *LogCapture) String() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buf.String()
 }
 
 // RekeyedRegistry copies root's examples/registry into a temporary

@@ -1,7 +1,6 @@
 package vaulttest
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -17,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/clearance-broker/clearance/internal/syncbuf"
 	vault "github.com/hashicorp/vault/api"
 )
 
@@ -55,7 +55,7 @@ type Process struct {
 
 	cmd    *exec.Cmd
 	exited chan struct{}
-	out    *syncBuffer
+	out    *syncbuf.Buffer
 	once   sync.Once
 }
 
@@ -89,7 +89,7 @@ func Launch(ctx context.Context, cfg Config) (*Process, error) {
 		Addr:   "http://127.0.0.1:" + strconv.Itoa(cfg.Port),
 		Token:  cfg.Token,
 		exited: make(chan struct{}),
-		out:    &syncBuffer{},
+		out:    &syncbuf.Buffer{},
 	}
 	args := []string{"server", "-dev",
 		"-dev-listen-address=127.0.0.1:" + strconv.Itoa(cfg.Port),
@@ -220,22 +220,4 @@ func cleanEnv() []string {
 		}
 	}
 	return env
-}
-
-// syncBuffer is a bytes.Buffer safe for the process's output goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
