@@ -70,7 +70,7 @@ func TestWindows(t *testing.T) {
 		}
 	}
 	got := tr.windows(0, 7, tr.firstSent(0, 7), 100*time.Millisecond)
-	want := []Window{{0, 3, 4, 6}, {100, 1, 5, 5}, {200, 2, 30, 40}}
+	want := []Window{{StartMS: 0, Count: 3, P50: 4, Max: 6}, {StartMS: 100, Count: 1, P50: 5, Max: 5}, {StartMS: 200, Count: 2, P50: 30, Max: 40}}
 	if !slices.Equal(got, want) {
 		t.Fatalf("windows %+v, want %+v", got, want)
 	}

@@ -136,6 +136,9 @@ type Window struct {
 	Count   int     `json:"count"`
 	P50     float64 `json:"p50_ms"`
 	Max     float64 `json:"max_ms"`
+	// Stalls are the machine's stall times during the window's 100 ms of
+	// wall time, where sampled (Paced.Stalls).
+	Stalls *Stalls `json:"stalls,omitempty"`
 }
 
 // windowWidth is the width of a latency Window.

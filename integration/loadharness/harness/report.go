@@ -169,6 +169,16 @@ type Paced struct {
 	// their final fsync of the data files (its log says when).
 	PostgresCheckpoints      int64   `json:"postgres_checkpoints"`
 	PostgresCheckpointSyncMS float64 `json:"postgres_checkpoint_sync_ms"`
+	// Stalls are the machine's stall times while the measured requests
+	// were published and answered, from its pressure stall information
+	// sampled every 10 ms: a task waiting for the disk (a commit's WAL
+	// flush is such a wait), every task that could run waiting for it, a
+	// task that could run waiting for a core. WorstStalls are the same from
+	// the start of the worst window (the highest median) until its median
+	// request was answered; each window holds its own. Absent where the
+	// machine has no /proc/pressure (finding 60).
+	Stalls      *Stalls `json:"stalls,omitempty"`
+	WorstStalls *Stalls `json:"worst_window_stalls,omitempty"`
 }
 
 // Target is one target of issue 8 and whether the run met it.
@@ -336,9 +346,21 @@ func (r *Report) finish() {
 			peakTarget(r1))
 		if p := r1.pacedAt(0.5); p != nil {
 			t := Target{Name: "p99 latency at 50% of max rate (jetstream, 1 instance)", Want: "<= 20 ms", Got: p.Latency.P99, Met: p.Latency.P99 <= 20}
+			var details []string
 			if p.PostgresCheckpointSyncMS > 0 {
-				t.Detail = fmt.Sprintf("Postgres finished a checkpoint during the run, whose fsync of the data files took %.0f ms", p.PostgresCheckpointSyncMS)
+				details = append(details, fmt.Sprintf("Postgres finished a checkpoint during the run, whose fsync of the data files took %.0f ms", p.PostgresCheckpointSyncMS))
 			}
+			if w := p.WorstStalls; w != nil {
+				details = append(details, fmt.Sprintf("from the worst 100 ms window's start until its median answer a task waited for the disk %.0f ms, every task %.0f ms, and for a core %.0f ms", w.IOSomeMS, w.IOFullMS, w.CPUSomeMS))
+			}
+			if bp := b1.pacedAt(0.5); bp != nil {
+				d := fmt.Sprintf("the baseline's p99 at 50%% was %.1f ms", bp.Latency.P99)
+				if w := bp.WorstStalls; w != nil {
+					d += fmt.Sprintf(" (its worst window's span: disk %.0f / %.0f ms, core %.0f ms)", w.IOSomeMS, w.IOFullMS, w.CPUSomeMS)
+				}
+				details = append(details, d)
+			}
+			t.Detail = strings.Join(details, "; ")
 			r.Targets = append(r.Targets, t)
 		}
 	}
