@@ -454,6 +454,18 @@ func (cs *children) ask(ctx context.Context, cmd string) ([]childStats, error) {
 	return out, errors.Join(errs...)
 }
 
+// pids returns the children's process ids (none for nil).
+func (cs *children) pids() []int {
+	if cs == nil {
+		return nil
+	}
+	out := make([]int, 0, len(cs.list))
+	for _, c := range cs.list {
+		out = append(out, c.cmd.Process.Pid)
+	}
+	return out
+}
+
 // mark resets every child's peak resident set and returns their figures.
 func (cs *children) mark(ctx context.Context) ([]childStats, error) { return cs.ask(ctx, "mark") }
 

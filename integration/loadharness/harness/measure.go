@@ -136,9 +136,9 @@ type Window struct {
 	Count   int     `json:"count"`
 	P50     float64 `json:"p50_ms"`
 	Max     float64 `json:"max_ms"`
-	// Stalls are the machine's stall times during the window's 100 ms of
-	// wall time, where sampled (Paced.Stalls).
-	Stalls *Stalls `json:"stalls,omitempty"`
+	// Contention is what the machine did during the window's 100 ms of
+	// wall time, where sampled (Paced.Contention).
+	Contention *Contention `json:"contention,omitempty"`
 }
 
 // windowWidth is the width of a latency Window.
@@ -420,32 +420,52 @@ func statCPU(b []byte, children bool) time.Duration {
 // the machine's busy time from the first line of /proc/stat (user, nice,
 // system, irq, softirq and steal ticks).
 func hostCPU() (pg, busy time.Duration) {
+	eachPostgres(func(_ int, stat []byte) { pg += statCPU(stat, true) })
+	return pg, machineBusy()
+}
+
+// eachPostgres calls f with the pid and /proc/<pid>/stat of each process
+// named postgres on this machine.
+func eachPostgres(f func(pid int, stat []byte)) {
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
 			continue
 		}
 		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
 		if err != nil || !bytes.Contains(b, []byte("(postgres)")) {
 			continue
 		}
-		pg += statCPU(b, true)
+		f(pid, b)
 	}
+}
+
+// postgresPids returns the pids of the processes named postgres.
+func postgresPids() []int {
+	var pids []int
+	eachPostgres(func(pid int, _ []byte) { pids = append(pids, pid) })
+	return pids
+}
+
+// machineBusy returns the whole machine's busy time from /proc/stat: every
+// state but idle and iowait, in clock ticks of 1/100 s.
+func machineBusy() time.Duration {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return pg, 0
+		return 0
 	}
 	line, _, _ := bytes.Cut(b, []byte("\n"))
 	f := strings.Fields(string(line))
 	if len(f) < 9 || f[0] != "cpu" {
-		return pg, 0
+		return 0
 	}
 	var ticks int64
 	for _, i := range []int{1, 2, 3, 6, 7, 8} {
 		v, _ := strconv.ParseInt(f[i], 10, 64)
 		ticks += v
 	}
-	return pg, time.Duration(ticks) * 10 * time.Millisecond
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
 
 // vmHWM returns the process's peak resident set.

@@ -169,16 +169,18 @@ type Paced struct {
 	// their final fsync of the data files (its log says when).
 	PostgresCheckpoints      int64   `json:"postgres_checkpoints"`
 	PostgresCheckpointSyncMS float64 `json:"postgres_checkpoint_sync_ms"`
-	// Stalls are the machine's stall times while the measured requests
-	// were published and answered, from its pressure stall information
-	// sampled every 10 ms: a task waiting for the disk (a commit's WAL
-	// flush is such a wait), every task that could run waiting for it, a
-	// task that could run waiting for a core. WorstStalls are the same from
-	// the start of the worst window (the highest median) until its median
-	// request was answered; each window holds its own. Absent where the
-	// machine has no /proc/pressure (finding 60).
-	Stalls      *Stalls `json:"stalls,omitempty"`
-	WorstStalls *Stalls `json:"worst_window_stalls,omitempty"`
+	// Contention is what the machine did while the measured requests
+	// were published and answered, sampled every 10 ms: the time in which
+	// a task waited for the disk (a commit's WAL flush is such a wait),
+	// in which every task that could run waited for it, in which a task
+	// that could run waited for a core (its pressure stall information),
+	// and the CPU time of the harness, of the instances and of the whole
+	// machine. WorstContention is the same from the start of the worst
+	// window (the highest median) until its median request was answered;
+	// each window holds its own. Absent where the machine has no
+	// /proc/pressure (finding 60).
+	Contention      *Contention `json:"contention,omitempty"`
+	WorstContention *Contention `json:"worst_window_contention,omitempty"`
 }
 
 // Target is one target of issue 8 and whether the run met it.
@@ -350,13 +352,13 @@ func (r *Report) finish() {
 			if p.PostgresCheckpointSyncMS > 0 {
 				details = append(details, fmt.Sprintf("Postgres finished a checkpoint during the run, whose fsync of the data files took %.0f ms", p.PostgresCheckpointSyncMS))
 			}
-			if w := p.WorstStalls; w != nil {
-				details = append(details, fmt.Sprintf("from the worst 100 ms window's start until its median answer a task waited for the disk %.0f ms, every task %.0f ms, and for a core %.0f ms", w.IOSomeMS, w.IOFullMS, w.CPUSomeMS))
+			if w := p.WorstContention; w != nil {
+				details = append(details, "from the worst 100 ms window's start until its median answer "+w.String())
 			}
 			if bp := b1.pacedAt(0.5); bp != nil {
 				d := fmt.Sprintf("the baseline's p99 at 50%% was %.1f ms", bp.Latency.P99)
-				if w := bp.WorstStalls; w != nil {
-					d += fmt.Sprintf(" (its worst window's span: disk %.0f / %.0f ms, core %.0f ms)", w.IOSomeMS, w.IOFullMS, w.CPUSomeMS)
+				if w := bp.WorstContention; w != nil {
+					d += " (its worst window's span: " + w.String() + ")"
 				}
 				details = append(details, d)
 			}

@@ -284,10 +284,10 @@ func (h *harness) latency(ctx context.Context, m *Measurement, sys system, w *wo
 		if err != nil {
 			return err
 		}
-		stallSamples := startStallSampler()
+		cs := startContentionSampler(sys.children().pids())
 		pstart := time.Now()
 		if err := h.publish(ctx, w, t, wn, wn+pn, rate); err != nil {
-			stallSamples.end()
+			cs.end()
 			return err
 		}
 		pubSecs := time.Since(pstart).Seconds()
@@ -295,7 +295,7 @@ func (h *harness) latency(ctx context.Context, m *Measurement, sys system, w *wo
 		err = t.wait(wctx)
 		cancel()
 		pend := time.Now()
-		samples := stallSamples.end()
+		samples := cs.end()
 		pres, uerr := pu.end(ctx)
 		if err == nil {
 			err = uerr
@@ -308,7 +308,7 @@ func (h *harness) latency(ctx context.Context, m *Measurement, sys system, w *wo
 		p := Paced{Resources: pres, Fraction: f, TargetRate: rate, AchievedRate: float64(pn) / pubSecs, Requests: pn, Latency: t.latency(wn, wn+pn),
 			Windows: t.windows(wn, wn+pn, started, windowWidth), Started: started.UTC(), WarmupRequests: wn, WarmupLatency: t.latency(0, wn), Missing: int(t.left.Load()), Duplicates: int(t.dups.Load()),
 			PostgresCheckpoints: ck1.began - ck0.began, PostgresCheckpointSyncMS: ck1.syncMS - ck0.syncMS}
-		addStalls(&p, samples, started, pstart, pend)
+		addContention(&p, samples, started, pstart, pend)
 		if b != nil && err == nil {
 			stages1, serr := b.stages(ctx)
 			d := stages1.minus(stages0)
@@ -329,9 +329,8 @@ func (h *harness) latency(ctx context.Context, m *Measurement, sys system, w *wo
 		}
 		if w := worstWindow(p.Windows); w.Count > 0 {
 			inst += fmt.Sprintf("  worst 100 ms: p50 %.1f ms at %.1f s", w.P50, w.StartMS/1000)
-			if st, ws := p.Stalls, p.WorstStalls; ws != nil {
-				inst += fmt.Sprintf(" (until its median answer: disk %.0f / %.0f ms, core %.0f ms; in the run %.0f / %.0f, %.0f ms)",
-					ws.IOSomeMS, ws.IOFullMS, ws.CPUSomeMS, st.IOSomeMS, st.IOFullMS, st.CPUSomeMS)
+			if ws := p.WorstContention; ws != nil {
+				inst += " (until its median answer: " + ws.String() + ")"
 			}
 		}
 		if wn > 0 {

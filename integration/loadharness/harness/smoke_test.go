@@ -70,12 +70,14 @@ func TestSmoke(t *testing.T) {
 			if inWindows != p.Latency.Count {
 				t.Errorf("%s paced: %d requests in %d latency windows, %d timed", m.Name, inWindows, len(p.Windows), p.Latency.Count)
 			}
-			// Where the machine reports its stalls, the run read them; a
-			// span's stall is never more than the whole run's.
+			// Where the machine reports its stalls, the run read them and
+			// the processes' CPU time; a span's stall is never more than
+			// the whole run's.
 			if _, err := os.Stat("/proc/pressure/io"); err == nil {
-				if st, ws := p.Stalls, p.WorstStalls; st == nil || ws == nil || len(p.Windows) > 0 && p.Windows[0].Stalls == nil ||
-					ws.IOSomeMS > st.IOSomeMS+1 || ws.IOFullMS > st.IOFullMS+1 || ws.CPUSomeMS > st.CPUSomeMS+1 || st.IOFullMS > st.IOSomeMS+1 {
-					t.Errorf("%s paced: stalls %+v, worst window's %+v", m.Name, st, ws)
+				if st, ws := p.Contention, p.WorstContention; st == nil || ws == nil || len(p.Windows) > 0 && p.Windows[0].Contention == nil ||
+					ws.IOSomeMS > st.IOSomeMS+1 || ws.IOFullMS > st.IOFullMS+1 || ws.CPUSomeMS > st.CPUSomeMS+1 || st.IOFullMS > st.IOSomeMS+1 ||
+					st.MachineCPUMS <= 0 || st.HarnessCPUMS <= 0 || st.InstanceCPUMS <= 0 || m.Kind == "broker" && !testing.Short() && st.PostgresCPUMS <= 0 {
+					t.Errorf("%s paced: contention %+v, worst window's %+v", m.Name, st, ws)
 				}
 			}
 		}
