@@ -23,29 +23,29 @@ const contentionEvery = 10 * time.Millisecond
 // Harness, the harness process (both NATS servers, the publisher, the
 // receipt observer); Instances, the measured instances' processes;
 // Postgres, the machine's PostgreSQL processes that ran when sampling began
-// (the audit log's backends among them); Machine, the whole machine's busy
-// time.
+// (the audit log's backends among them); Vault, the Vault dev server;
+// Machine, the whole machine's busy time.
 type times struct {
-	IOSome, IOFull, CPUSome               time.Duration
-	Harness, Instances, Postgres, Machine time.Duration
+	IOSome, IOFull, CPUSome                      time.Duration
+	Harness, Instances, Postgres, Vault, Machine time.Duration
 }
 
 func (t times) minus(o times) times {
 	return times{t.IOSome - o.IOSome, t.IOFull - o.IOFull, t.CPUSome - o.CPUSome,
-		t.Harness - o.Harness, t.Instances - o.Instances, t.Postgres - o.Postgres, t.Machine - o.Machine}
+		t.Harness - o.Harness, t.Instances - o.Instances, t.Postgres - o.Postgres, t.Vault - o.Vault, t.Machine - o.Machine}
 }
 
 // lerp is t plus f of the way to o.
 func (t times) lerp(o times, f float64) times {
 	at := func(a, b time.Duration) time.Duration { return a + time.Duration(f*float64(b-a)) }
 	return times{at(t.IOSome, o.IOSome), at(t.IOFull, o.IOFull), at(t.CPUSome, o.CPUSome),
-		at(t.Harness, o.Harness), at(t.Instances, o.Instances), at(t.Postgres, o.Postgres), at(t.Machine, o.Machine)}
+		at(t.Harness, o.Harness), at(t.Instances, o.Instances), at(t.Postgres, o.Postgres), at(t.Vault, o.Vault), at(t.Machine, o.Machine)}
 }
 
-// readTimes reads the machine's times, with the CPU time of the instances'
-// processes and of the PostgreSQL processes; ok is false where the machine
-// has no pressure stall information (/proc/pressure, Linux 4.20+).
-func readTimes(instances, postgres []int) (t times, ok bool) {
+// readTimes reads the machine's times, with the CPU time of the processes
+// in ps; ok is false where the machine has no pressure stall information
+// (/proc/pressure, Linux 4.20+).
+func readTimes(ps sampledPids) (t times, ok bool) {
 	io, err := os.ReadFile("/proc/pressure/io")
 	if err != nil {
 		return t, false
@@ -58,12 +58,13 @@ func readTimes(instances, postgres []int) (t times, ok bool) {
 	t.IOSome, t.IOFull, okIO = parsePressure(string(io))
 	t.CPUSome, _, okCPU = parsePressure(string(cpu))
 	t.Harness, t.Machine = processCPU(), machineBusy()
-	for _, pid := range instances {
+	for _, pid := range ps.instances {
 		t.Instances += childCPU(pid)
 	}
-	for _, pid := range postgres {
+	for _, pid := range ps.postgres {
 		t.Postgres += childCPU(pid)
 	}
+	t.Vault = childCPU(ps.vault)
 	return t, okIO && okCPU
 }
 
@@ -96,6 +97,13 @@ func parsePressure(text string) (some, full time.Duration, ok bool) {
 	return some, full, seen == 3
 }
 
+// sampledPids are the processes whose CPU time a contentionSampler reads:
+// the instances', the PostgreSQL processes' and Vault's (0 for none).
+type sampledPids struct {
+	instances, postgres []int
+	vault               int
+}
+
 // timesSample is the machine's times at one moment.
 type timesSample struct {
 	at time.Time
@@ -107,22 +115,22 @@ type timesSample struct {
 // disk's stalls, the waits for a core and who used the cores
 // (BENCHMARKS.md, finding 60).
 type contentionSampler struct {
-	instances, postgres []int
-	stop                chan struct{}
-	wg                  sync.WaitGroup
-	samples             []timesSample
+	pids    sampledPids
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	samples []timesSample
 }
 
 // startContentionSampler starts sampling, with the CPU time of the
 // instances' processes pids; it returns nil where the machine has no
 // pressure stall information.
-func startContentionSampler(instances []int) *contentionSampler {
-	postgres := postgresPids()
-	t0, ok := readTimes(instances, postgres)
+func startContentionSampler(instances []int, vault int) *contentionSampler {
+	ps := sampledPids{instances: instances, postgres: postgresPids(), vault: vault}
+	t0, ok := readTimes(ps)
 	if !ok {
 		return nil
 	}
-	s := &contentionSampler{instances: instances, postgres: postgres, stop: make(chan struct{}), samples: []timesSample{{time.Now(), t0}}}
+	s := &contentionSampler{pids: ps, stop: make(chan struct{}), samples: []timesSample{{time.Now(), t0}}}
 	s.wg.Go(func() {
 		tick := time.NewTicker(contentionEvery)
 		defer tick.Stop()
@@ -140,7 +148,7 @@ func startContentionSampler(instances []int) *contentionSampler {
 }
 
 func (s *contentionSampler) sample() {
-	if t, ok := readTimes(s.instances, s.postgres); ok {
+	if t, ok := readTimes(s.pids); ok {
 		s.samples = append(s.samples, timesSample{time.Now(), t})
 	}
 }
@@ -193,25 +201,26 @@ type Contention struct {
 	HarnessCPUMS  float64 `json:"harness_cpu_ms"`
 	InstanceCPUMS float64 `json:"instances_cpu_ms"`
 	PostgresCPUMS float64 `json:"postgres_cpu_ms"`
+	VaultCPUMS    float64 `json:"vault_cpu_ms"`
 	MachineCPUMS  float64 `json:"machine_busy_ms"`
 }
 
 // String says c in a few words, for the progress line and the targets.
 func (c *Contention) String() string {
-	return fmt.Sprintf("disk stall %.0f ms (every task %.0f), core wait %.0f ms; cpu: harness %.0f, instances %.0f, postgres %.0f, others %.0f ms",
-		c.IOSomeMS, c.IOFullMS, c.CPUSomeMS, c.HarnessCPUMS, c.InstanceCPUMS, c.PostgresCPUMS, c.OthersMS())
+	return fmt.Sprintf("disk stall %.0f ms (every task %.0f), core wait %.0f ms; cpu: harness %.0f, instances %.0f, postgres %.0f, vault %.0f, others %.0f ms",
+		c.IOSomeMS, c.IOFullMS, c.CPUSomeMS, c.HarnessCPUMS, c.InstanceCPUMS, c.PostgresCPUMS, c.VaultCPUMS, c.OthersMS())
 }
 
 // OthersMS is the machine's busy time that none of the measured processes
-// account for: Vault, the kernel's threads, any other process (at the 10 ms
+// account for: the kernel's threads, any other process (at the 10 ms
 // resolution of /proc's ticks, so a little under zero at times).
 func (c *Contention) OthersMS() float64 {
-	return c.MachineCPUMS - c.HarnessCPUMS - c.InstanceCPUMS - c.PostgresCPUMS
+	return c.MachineCPUMS - c.HarnessCPUMS - c.InstanceCPUMS - c.PostgresCPUMS - c.VaultCPUMS
 }
 
 func contentionOf(t times) *Contention {
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	return &Contention{ms(t.IOSome), ms(t.IOFull), ms(t.CPUSome), ms(t.Harness), ms(t.Instances), ms(t.Postgres), ms(t.Machine)}
+	return &Contention{ms(t.IOSome), ms(t.IOFull), ms(t.CPUSome), ms(t.Harness), ms(t.Instances), ms(t.Postgres), ms(t.Vault), ms(t.Machine)}
 }
 
 // addContention sets the contention of p's windows (which start at started)

@@ -24,17 +24,17 @@ func TestTimesBetweenInterpolates(t *testing.T) {
 	samples := []timesSample{
 		{t0, times{}},
 		{t0.Add(10 * ms), times{IOSome: 10 * ms, CPUSome: 2 * ms, Machine: 20 * ms}},
-		{t0.Add(20 * ms), times{IOSome: 10 * ms, IOFull: 4 * ms, CPUSome: 2 * ms, Harness: 6 * ms, Instances: 8 * ms, Postgres: 2 * ms, Machine: 20 * ms}},
+		{t0.Add(20 * ms), times{IOSome: 10 * ms, IOFull: 4 * ms, CPUSome: 2 * ms, Harness: 6 * ms, Instances: 8 * ms, Postgres: 2 * ms, Vault: 2 * ms, Machine: 20 * ms}},
 	}
 	for _, c := range []struct {
 		a, b time.Duration
 		want times
 	}{
-		{0, 20 * ms, times{10 * ms, 4 * ms, 2 * ms, 6 * ms, 8 * ms, 2 * ms, 20 * ms}},
-		{5 * ms, 15 * ms, times{5 * ms, 2 * ms, 1 * ms, 3 * ms, 4 * ms, 1 * ms, 10 * ms}},
+		{0, 20 * ms, times{10 * ms, 4 * ms, 2 * ms, 6 * ms, 8 * ms, 2 * ms, 2 * ms, 20 * ms}},
+		{5 * ms, 15 * ms, times{5 * ms, 2 * ms, 1 * ms, 3 * ms, 4 * ms, 1 * ms, 1 * ms, 10 * ms}},
 		// Outside the sampled span: clamped, nothing is invented.
 		{-time.Second, 0, times{}},
-		{15 * ms, time.Second, times{0, 2 * ms, 0, 3 * ms, 4 * ms, 1 * ms, 0}},
+		{15 * ms, time.Second, times{0, 2 * ms, 0, 3 * ms, 4 * ms, 1 * ms, 1 * ms, 0}},
 		{10 * ms, 10 * ms, times{}},
 	} {
 		if got := timesBetween(samples, t0.Add(c.a), t0.Add(c.b)); got != c.want {
@@ -63,6 +63,7 @@ func TestAddContention(t *testing.T) {
 			cur.CPUSome += 5 * time.Millisecond
 			cur.Harness += 10 * time.Millisecond
 			cur.Postgres += 2 * time.Millisecond
+			cur.Vault += 1 * time.Millisecond
 			cur.Machine += 20 * time.Millisecond
 		}
 		samples = append(samples, timesSample{at, cur})
@@ -74,7 +75,7 @@ func TestAddContention(t *testing.T) {
 		{StartMS: 500, Count: 10, P50: 3},
 	}}
 	addContention(&p, samples, started, started, started.Add(600*time.Millisecond))
-	if c := p.Contention; c == nil || *c != (Contention{80, 80, 50, 100, 0, 20, 200}) || c.OthersMS() != 80 {
+	if c := p.Contention; c == nil || *c != (Contention{80, 80, 50, 100, 0, 20, 10, 200}) || c.OthersMS() != 70 {
 		t.Fatalf("run: %+v", c)
 	}
 	// The worst window (200 ms, median 150 ms) spans 200-450 ms: all of
@@ -82,7 +83,7 @@ func TestAddContention(t *testing.T) {
 	if c := p.WorstContention; c == nil || *c != (Contention{IOSomeMS: 80, IOFullMS: 80}) {
 		t.Errorf("worst window's span: %+v", c)
 	}
-	for i, want := range []Contention{{}, {}, {IOSomeMS: 80, IOFullMS: 80}, {CPUSomeMS: 50, HarnessCPUMS: 100, PostgresCPUMS: 20, MachineCPUMS: 200}} {
+	for i, want := range []Contention{{}, {}, {IOSomeMS: 80, IOFullMS: 80}, {CPUSomeMS: 50, HarnessCPUMS: 100, PostgresCPUMS: 20, VaultCPUMS: 10, MachineCPUMS: 200}} {
 		if c := p.Windows[i].Contention; c == nil || *c != want {
 			t.Errorf("window at %v ms: %+v, want %+v", p.Windows[i].StartMS, c, want)
 		}
@@ -103,7 +104,7 @@ func TestContentionSamplerReads(t *testing.T) {
 			t.Skipf("no %s on this machine", f)
 		}
 	}
-	s := startContentionSampler([]int{os.Getpid()})
+	s := startContentionSampler([]int{os.Getpid()}, 0)
 	if s == nil {
 		t.Fatal("/proc/pressure exists but was not read")
 	}

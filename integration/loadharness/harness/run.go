@@ -284,7 +284,7 @@ func (h *harness) latency(ctx context.Context, m *Measurement, sys system, w *wo
 		if err != nil {
 			return err
 		}
-		cs := startContentionSampler(sys.children().pids())
+		cs := startContentionSampler(sys.children().pids(), h.e.vault.Pid())
 		pstart := time.Now()
 		if err := h.publish(ctx, w, t, wn, wn+pn, rate); err != nil {
 			cs.end()
