@@ -63,6 +63,9 @@ type Settings struct {
 	// GCPercent is the broker instances' pipeline.gc_percent (0: the Go
 	// runtime's own).
 	GCPercent int `json:"broker_gc_percent"`
+	// Prefault is how many bytes of heap the harness touched and freed
+	// before the first measurement (finding 61).
+	Prefault int64 `json:"harness_prefault_bytes"`
 	// InProcess: the measured instances ran in the harness's process, so
 	// there are no per-instance figures.
 	InProcess bool `json:"instances_in_process"`
@@ -199,7 +202,7 @@ func newReport(cfg Config) *Report {
 		Settings: Settings{N: cfg.N, WebhookN: cfg.WebhookN, Size: cfg.Size, Sinks: cfg.Sinks, Instances: cfg.Instances,
 			Concurrency: cfg.Concurrency, Rates: cfg.Rates, PacedSeconds: cfg.PacedDuration.Seconds(),
 			CheckpointEvery: cfg.CheckpointEvery, AckWaitSeconds: cfg.AckWait.Seconds(), EmbeddedNATS: cfg.NATSURL == "", AuditAsync: cfg.AuditAsyncCommit,
-			AuditChains: cfg.AuditChains, GCPercent: cfg.GCPercent,
+			AuditChains: cfg.AuditChains, GCPercent: cfg.GCPercent, Prefault: cfg.Prefault,
 			Propagation: cfg.Propagation, InProcess: cfg.InProcess},
 	}
 	if cfg.quietGC() {

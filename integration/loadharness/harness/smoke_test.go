@@ -42,6 +42,11 @@ func TestSmoke(t *testing.T) {
 		t.Error(p)
 	}
 	checkProfiles(t, cfg.InstanceProfileDir)
+	// The harness's heap was grown before the first measurement (finding
+	// 61).
+	if want := int64(cfg.N) * 15 << 10; rep.Settings.Prefault != want {
+		t.Errorf("prefaulted %d bytes, want %d", rep.Settings.Prefault, want)
+	}
 	if want := 2 * 2 * len(cfg.Instances); len(rep.Runs) != want {
 		t.Fatalf("%d measurements, want %d", len(rep.Runs), want)
 	}
