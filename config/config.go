@@ -209,7 +209,7 @@ func Defaults() *Config {
 			AckWait:         30 * time.Second,
 			FetchBatch:      64,
 		},
-		Audit: Audit{CheckpointEvery: 20000, CheckpointInterval: time.Minute, GatherWindow: audit.DefaultGatherWindow},
+		Audit: Audit{CheckpointEvery: 30000, CheckpointInterval: time.Minute, GatherWindow: audit.DefaultGatherWindow},
 		HTTP:  HTTP{Listen: "127.0.0.1:8080", RequestTimeout: 30 * time.Second, MaxBodyBytes: 8 << 20},
 		Pipeline: Pipeline{
 			Concurrency:   1024,
