@@ -50,7 +50,7 @@ func run() int {
 	flag.IntVar(&cfg.Concurrency, "concurrency", config.Defaults().Pipeline.Concurrency, "workers per instance (broker and baseline); the product default")
 	flag.DurationVar(&cfg.PacedDuration, "paced", 20*time.Second, "longest paced latency run")
 	flag.BoolVar(&cfg.NoPaced, "no-paced", false, "skip the paced latency runs")
-	flag.Int64Var(&cfg.Prefault, "prefault", 0, "bytes of heap the harness touches and frees before the first measurement, so that no measurement pays for the heap's first growth (0: 15 KB per request of -n, at most -harness-heap-limit; negative: none)")
+	flag.Int64Var(&cfg.Prefault, "prefault", 0, "bytes of heap the harness touches and frees before the first measurement, so that no measurement pays for the heap's first growth (0: 20 KB per request of -n, at most -harness-heap-limit; negative: none)")
 	flag.DurationVar(&cfg.Warmup, "warmup", 2*time.Second, "publishing at the paced rate before the measured requests, whose latency is reported apart (negative: none)")
 	flag.IntVar(&cfg.RegistryParties, "registry-parties", 0, "synthetic parties (each with an agreement) added to the registry")
 	flag.StringVar(&cfg.RegistryDir, "registry", "", "registry directory (default examples/registry)")

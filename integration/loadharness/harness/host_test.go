@@ -3,6 +3,8 @@ package harness
 import (
 	"context"
 	"os"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -48,5 +50,44 @@ func TestHostPostgresCPUNeverFalls(t *testing.T) {
 		if after < before {
 			t.Fatalf("round %d: Postgres CPU fell from %v to %v when a backend exited", i, before, after)
 		}
+	}
+}
+
+// TestProcessFaultsCountNewMemory: touching fresh pages shows as page
+// faults, one a page (the kernel here backs anonymous memory with huge
+// pages only when asked to).
+func TestProcessFaultsCountNewMemory(t *testing.T) {
+	const size = 32 << 20
+	b, err := syscall.Mmap(-1, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	if err != nil {
+		t.Skipf("mmap: %v", err)
+	}
+	defer syscall.Munmap(b)
+	page := os.Getpagesize()
+	f0 := processFaults()
+	for i := 0; i < size; i += page {
+		b[i] = 1
+	}
+	if got, want := processFaults()-f0, int64(size/page); got < want*9/10 {
+		t.Errorf("%d page faults for %d fresh pages", got, want)
+	}
+}
+
+// TestNewMemoryNoted: a measurement whose harness process grew by more than
+// newMemoryNote gets a note naming it; one that grew less does not.
+func TestNewMemoryNoted(t *testing.T) {
+	r := &Report{Settings: Settings{Prefault: 1 << 30}, Runs: []*Measurement{
+		{Name: "jetstream/baseline-1", NewMemoryBytes: newMemoryNote + 1<<20},
+		{Name: "jetstream/broker-1", NewMemoryBytes: newMemoryNote / 2},
+	}}
+	r.finish()
+	var noted []string
+	for _, n := range r.Notes {
+		if strings.Contains(n, "Raise -prefault") {
+			noted = append(noted, n)
+		}
+	}
+	if len(noted) != 1 || !strings.Contains(noted[0], "65 MiB") || !strings.Contains(noted[0], "jetstream/baseline-1's") || !strings.Contains(noted[0], "(1024 MiB)") {
+		t.Errorf("notes on new memory: %q", noted)
 	}
 }

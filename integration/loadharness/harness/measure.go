@@ -202,7 +202,9 @@ func worstWindow(ws []Window) Window {
 // resident memory.
 type usage struct {
 	cpu0, vault0 time.Duration
-	vaultPid     int
+	// faults0 is the harness process's minor page faults at the start.
+	faults0  int64
+	vaultPid int
 	// pg0 and busy0 are the CPU time of the machine's PostgreSQL processes
 	// and of the whole machine at the start (see hostCPU).
 	pg0, busy0 time.Duration
@@ -218,7 +220,7 @@ type usage struct {
 // startUsage starts measuring; procs are the measured instances' child
 // processes (none in-process), whose peak resident sets it resets.
 func startUsage(ctx context.Context, vaultPid int, procs *children) (*usage, error) {
-	u := &usage{cpu0: processCPU(), vaultPid: vaultPid, vault0: childCPU(vaultPid), stop: make(chan struct{}), procs: procs}
+	u := &usage{cpu0: processCPU(), faults0: processFaults(), vaultPid: vaultPid, vault0: childCPU(vaultPid), stop: make(chan struct{}), procs: procs}
 	u.pg0, u.busy0 = hostCPU()
 	u.start = time.Now()
 	var err error
@@ -286,6 +288,11 @@ type Resources struct {
 	// PeakGoBytes is the harness process's Go runtime peak memory in use
 	// (mapped minus released), sampled every 50ms.
 	PeakGoBytes uint64 `json:"peak_go_bytes"`
+	// PageFaults is how many pages the harness process touched for the
+	// first time (minor page faults, getrusage): the heap growing, or
+	// taking back memory it had returned to the kernel. Each costs the
+	// measurement CPU time (finding 61); -prefault keeps it near zero.
+	PageFaults int64 `json:"process_page_faults"`
 
 	// InstancesCPUSeconds is the CPU time of the measured instances, each
 	// in a child process of its own, summed over them (0 in-process).
@@ -318,6 +325,7 @@ func (r *Resources) add(o Resources) {
 	r.PeakRSSBytes = max(r.PeakRSSBytes, o.PeakRSSBytes)
 	r.PeakRSSReset = o.PeakRSSReset
 	r.PeakGoBytes = max(r.PeakGoBytes, o.PeakGoBytes)
+	r.PageFaults += o.PageFaults
 	r.InstancesCPUSeconds += o.InstancesCPUSeconds
 	r.InstancePeakRSSBytes = max(r.InstancePeakRSSBytes, o.InstancePeakRSSBytes)
 	r.InstancePeakRSSReset = o.InstancePeakRSSReset
@@ -347,6 +355,7 @@ func (u *usage) end(ctx context.Context) (Resources, error) {
 		PeakRSSBytes:       vmHWM(),
 		PeakRSSReset:       u.hwmReset,
 		PeakGoBytes:        u.peakGo.Load(),
+		PageFaults:         processFaults() - u.faults0,
 	}
 	if err != nil {
 		return r, err
@@ -374,6 +383,15 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// processFaults returns the harness process's minor page faults so far.
+func processFaults() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Minflt
 }
 
 // childCPU reads utime+stime of pid from /proc (clock ticks of 1/100 s).

@@ -202,8 +202,8 @@ func (h *harness) pair(ctx context.Context, sink string, k, n int, w *workload) 
 		if len(m.Resources.PerInstance) > 0 {
 			inst = fmt.Sprintf("instances cpu %5.0f µs/req, rss %4d MiB", m.InstancesCPUMicrosPerRequest, m.Resources.InstancePeakRSSBytes>>20)
 		}
-		h.progress("%-22s %7d req in %6.1fs  %8.0f req/s  %s  process cpu %5.0f µs/req, rss %4d MiB  postgres %4.0f µs/req  machine %4.0f µs/req, %3.0f%% busy",
-			m.Name, n, m.Seconds, m.Throughput, inst, m.CPUMicrosPerRequest, m.Resources.PeakRSSBytes>>20,
+		h.progress("%-22s %7d req in %6.1fs  %8.0f req/s  %s  process cpu %5.0f µs/req, rss %4d MiB, new %4d MiB  postgres %4.0f µs/req  machine %4.0f µs/req, %3.0f%% busy",
+			m.Name, n, m.Seconds, m.Throughput, inst, m.CPUMicrosPerRequest, m.Resources.PeakRSSBytes>>20, m.NewMemoryBytes>>20,
 			m.PostgresCPUMicrosPerRequest, m.MachineCPUMicrosPerRequest, m.MachineBusy*100)
 	}
 	br.ratio(base)

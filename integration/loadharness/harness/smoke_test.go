@@ -44,7 +44,7 @@ func TestSmoke(t *testing.T) {
 	checkProfiles(t, cfg.InstanceProfileDir)
 	// The harness's heap was grown before the first measurement (finding
 	// 61).
-	if want := int64(cfg.N) * 15 << 10; rep.Settings.Prefault != want {
+	if want := int64(cfg.N) * 20 << 10; rep.Settings.Prefault != want {
 		t.Errorf("prefaulted %d bytes, want %d", rep.Settings.Prefault, want)
 	}
 	if want := 2 * 2 * len(cfg.Instances); len(rep.Runs) != want {
