@@ -377,21 +377,22 @@ func (u *usage) end(ctx context.Context) (Resources, error) {
 	return r, nil
 }
 
+// processCPU returns the process's CPU time so far (user + system).
 func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
+	ru := selfRusage()
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// processFaults returns the harness process's minor page faults so far.
-func processFaults() int64 {
+// processFaults returns the process's minor page faults so far.
+func processFaults() int64 { return selfRusage().Minflt }
+
+// selfRusage returns the process's getrusage, zero if it fails.
+func selfRusage() syscall.Rusage {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+		return syscall.Rusage{}
 	}
-	return ru.Minflt
+	return ru
 }
 
 // childCPU reads utime+stime of pid from /proc (clock ticks of 1/100 s).
