@@ -185,6 +185,12 @@ type Pipeline struct {
 	// 59). 0 leaves the Go runtime's own setting. A GOGC environment
 	// variable wins over it.
 	GCPercent int `yaml:"gc_percent"`
+	// MemoryLimitBytes is the Go runtime's soft memory limit for the
+	// instance, under which its collector runs more often instead of
+	// letting the heap grow. 0 (the default) takes 90 % of the memory
+	// limit of the instance's cgroup (a container's limit) when it has
+	// one, else none. A GOMEMLIMIT environment variable wins over it.
+	MemoryLimitBytes int64 `yaml:"memory_limit_bytes"`
 }
 
 // Logging configures structured logs.

@@ -103,6 +103,7 @@ inbound_region:
 pipeline:
   concurrency: 0
   gc_percent: 10
+  memory_limit_bytes: 1000000
   backoff_base: 2s
   backoff_max: 1s
 logging:
@@ -132,7 +133,7 @@ subject_keys:
 		"registry.dir: required", "http.listen",
 		"connectors.bad name: name", "connectors.bad name.kind: required",
 		"inbound_region.stream", "inbound_region.subject: must not overlap", "inbound_region.local_subject",
-		"pipeline.concurrency", "pipeline.backoff_max", "pipeline.gc_percent", "logging.level",
+		"pipeline.concurrency", "pipeline.backoff_max", "pipeline.gc_percent", "pipeline.memory_limit_bytes: must be 0", "logging.level",
 		"live_policy.sync_timeout", "erasure.escalate_after", "subject_keys.cache_size", "subject_keys.cache_ttl",
 	}
 	for _, w := range want {

@@ -286,6 +286,9 @@ func (pl Pipeline) validate(p string) []error {
 	if pl.GCPercent != 0 && (pl.GCPercent < 25 || pl.GCPercent > 1000) {
 		errs = append(errs, fieldErr(p+".gc_percent", "must be 0 (the Go runtime's own) or 25 to 1000"))
 	}
+	if pl.MemoryLimitBytes != 0 && pl.MemoryLimitBytes < minMemoryLimit {
+		errs = append(errs, fieldErr(p+".memory_limit_bytes", fmt.Sprintf("must be 0 (the container's limit, if any) or at least %d (64 MiB)", minMemoryLimit)))
+	}
 	return errs
 }
 
@@ -340,3 +343,8 @@ func validSubject(s string, wildcards bool) bool {
 // long, so a window in the wrong unit ("200ms" for "200us") is caught at
 // start.
 const maxGatherWindow = 10 * time.Millisecond
+
+// minMemoryLimit is the least pipeline.memory_limit_bytes: an instance
+// under load keeps about 16 MB live, and a limit near the live heap makes
+// the collector run all the time.
+const minMemoryLimit = 64 << 20

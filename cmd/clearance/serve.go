@@ -72,7 +72,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	logger := cfg.Logging.NewLogger(stderr)
 	pct, from := gcpercent.Apply(cfg.Pipeline.GCPercent)
-	logger.Info("garbage collector", "component", "main", "gc_percent", gcpercent.String(pct), "from", from)
+	limit, limitFrom := gcpercent.ApplyMemoryLimit(cfg.Pipeline.MemoryLimitBytes)
+	logger.Info("garbage collector", "component", "main", "gc_percent", gcpercent.String(pct), "from", from,
+		"memory_limit", gcpercent.LimitString(limit), "memory_limit_from", limitFrom)
 	if err := serve(ctx, cfg, kinds, logger); err != nil {
 		logger.Error("serve", "err", err)
 		return 1

@@ -1,5 +1,5 @@
-// Package gcpercent applies an instance's garbage collector setting
-// (pipeline.gc_percent) to its process.
+// Package gcpercent applies an instance's garbage collector settings
+// (pipeline.gc_percent, pipeline.memory_limit_bytes) to its process.
 package gcpercent
 
 import (

@@ -206,8 +206,10 @@ func runChild(specJSON string) int {
 	var inst childInstance
 	switch spec.Kind {
 	case kindBroker:
-		// As clearance serve does (a GOGC in the environment wins).
+		// As clearance serve does (a GOGC or GOMEMLIMIT in the environment
+		// wins; the memory limit is the default's, the cgroup's if any).
 		gcpercent.Apply(spec.GCPercent)
+		gcpercent.ApplyMemoryLimit(0)
 		reg, err := agreements.Load(spec.RegistryDir)
 		if err != nil {
 			return fail(fmt.Errorf("harness child: registry: %w", err))
