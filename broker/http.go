@@ -43,6 +43,8 @@ func (b *Broker) Handler() http.Handler {
 type envelope struct {
 	ID     string `json:"id"`
 	Source string `json:"source"`
+	// generated: the request named no usable id and ID was made here.
+	generated bool
 }
 
 // errNotTransfers is the answer to a body that is neither a JSON object nor
@@ -72,7 +74,7 @@ func routeOf(raw []byte) envelope {
 	var env envelope
 	_ = json.Unmarshal(raw, &env) // a malformed request is still published, rejected and audited
 	if env.ID == "" || len(env.ID) > 256 || strings.ContainsFunc(env.ID, unicode.IsControl) {
-		env.ID = "http-" + nuid.Next()
+		env.ID, env.generated = "http-"+nuid.Next(), true
 	}
 	if !validToken(env.Source) {
 		env.Source = "unknown"
@@ -117,6 +119,10 @@ func (b *Broker) postTransfers(w http.ResponseWriter, r *http.Request) {
 	for i, raw := range raws {
 		env := routeOf(raw)
 		receipts[i] = Receipt{RequestID: env.ID, Status: StatusPending, Reasons: []string{}}
+		if r, ok := b.answeredBefore(ctx, env); ok {
+			receipts[i] = r
+			continue
+		}
 		ch, stop := b.waiters.wait(env.ID)
 		defer stop()
 		chans[i] = ch
@@ -133,6 +139,9 @@ func (b *Broker) postTransfers(w http.ResponseWriter, r *http.Request) {
 		acks[i] = ack
 	}
 	for i, ack := range acks {
+		if ack == nil {
+			continue // answered before
+		}
 		select {
 		case pa := <-ack.Ok():
 			if pa.Duplicate {
@@ -164,6 +173,33 @@ func (b *Broker) postTransfers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, status, receipts[0])
+}
+
+// answeredBefore returns the receipt of a request whose id already has a
+// final outcome in the audit log: sent again after the transfer stream's
+// de-duplication window (a client retrying after a 202, say), it would
+// otherwise be decided and delivered again, its second delivery refused
+// by the log as a second final outcome, and the client left waiting for a
+// receipt that was sent long before. The receipt is the recorded
+// outcome's, with status "duplicate"; nothing is published. When the log
+// cannot answer, the request goes on as usual and the pipeline meets it.
+func (b *Broker) answeredBefore(ctx context.Context, env envelope) (Receipt, bool) {
+	if env.generated {
+		return Receipt{}, false
+	}
+	res, err := b.finalFor(ctx, env.ID)
+	if err != nil {
+		b.log.Warn("look up outcome", "request_id", env.ID, "err", err)
+		return Receipt{}, false
+	}
+	if res == nil {
+		return Receipt{}, false
+	}
+	r := Receipt{RequestID: env.ID, Decision: string(res.dec.Decision), Reasons: res.reasons, AuditSequence: res.seq, Status: StatusDuplicate}
+	if r.Reasons == nil {
+		r.Reasons = []string{}
+	}
+	return r, true
 }
 
 // rejectUnpublished audits the rejection of a POST body that cannot be

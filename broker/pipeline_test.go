@@ -510,3 +510,47 @@ func TestReceiptReplySubject(t *testing.T) {
 		})
 	}
 }
+
+// A request sent again after the transfer stream's de-duplication window
+// (a client retrying long after its first answer) is answered from the
+// audit log, its recorded outcome with status "duplicate", without a
+// second decision or delivery and without waiting for a receipt that was
+// sent long before.
+func TestResentAfterDedupWindowAnsweredFromAudit(t *testing.T) {
+	const window = 300 * time.Millisecond
+	e := newEnvWith(t, brokertest.StartNATS(t), 5, func(o *broker.Options) { o.Stream.DuplicateWindow = window })
+	post := func(name string) broker.Receipt {
+		t.Helper()
+		code, body := e.post(t, brokertest.ExampleRequest(t, name))
+		var r broker.Receipt
+		if err := json.Unmarshal(body, &r); err != nil || code != http.StatusOK {
+			t.Fatalf("POST %s = %d %s", name, code, body)
+		}
+		return r
+	}
+	first := post("01-delivery-eea-allow.json")
+	denied := post("06-delivery-brazil-no-mechanism.json")
+	if first.Status != broker.StatusDelivered || denied.Status != broker.StatusDenied {
+		t.Fatalf("first answers: %+v, %+v", first, denied)
+	}
+	time.Sleep(3 * window) // the stream no longer knows the ids
+	start := time.Now()
+	again := post("01-delivery-eea-allow.json")
+	if again.Status != broker.StatusDuplicate || again.Decision != "allow" || again.AuditSequence != first.AuditSequence || len(again.Reasons) != 0 {
+		t.Errorf("resent delivery: %+v, want duplicate of %+v", again, first)
+	}
+	deniedAgain := post("06-delivery-brazil-no-mechanism.json")
+	if deniedAgain.Status != broker.StatusDuplicate || deniedAgain.Decision != "deny" || deniedAgain.AuditSequence != denied.AuditSequence ||
+		len(deniedAgain.Reasons) != 1 || deniedAgain.Reasons[0] != "no_transfer_mechanism" {
+		t.Errorf("resent denial: %+v, want duplicate of %+v", deniedAgain, denied)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("answers took %v: they waited for receipts", took)
+	}
+	if n := len(e.partner.Received()); n != 1 {
+		t.Errorf("partner received %d deliveries, want 1", n)
+	}
+	if ev := events(e.entries(t, "ord-10023-delivery")); ev != "decided,delivered" {
+		t.Errorf("audit events = %s, want decided,delivered", ev)
+	}
+}
