@@ -26,12 +26,11 @@ const cgroupShare = 0.9
 // ApplyMemoryLimit sets the Go runtime's soft memory limit, under which
 // the collector runs more often instead of letting the heap grow: to
 // limit bytes when it is above zero, else to 90 % of the memory limit of
-// the process's cgroup (v2 or v1) when there is one, so that
-// an instance in a container with a memory limit collects harder before
-// the kernel kills it. A GOMEMLIMIT environment variable wins over both,
-// as the Go runtime documents it. It returns the limit in force
-// (math.MaxInt64: none) and where it comes from, for the instance's
-// start-up line.
+// the process's cgroup (v2 or v1) when there is one, so that an instance
+// in a container with a memory limit collects harder before the kernel
+// kills it. A GOMEMLIMIT environment variable wins over both, as the Go
+// runtime documents it. It returns the limit in force (math.MaxInt64:
+// none) and where it comes from, for the instance's start-up line.
 func ApplyMemoryLimit(limit int64) (int64, string) {
 	n, from := memoryLimit(limit, os.LookupEnv, os.ReadFile)
 	if from == LimitFromConfig || from == LimitFromCgroup {
@@ -51,8 +50,8 @@ func memoryLimit(limit int64, lookup func(string) (string, bool), read func(stri
 	if limit > 0 {
 		return limit, LimitFromConfig
 	}
-	if max, ok := cgroupMemoryMax(read); ok {
-		return int64(float64(max) * cgroupShare), LimitFromCgroup
+	if cg, ok := cgroupMemoryMax(read); ok {
+		return int64(float64(cg) * cgroupShare), LimitFromCgroup
 	}
 	return math.MaxInt64, LimitNone
 }
