@@ -195,10 +195,8 @@ func (b *Broker) answeredBefore(ctx context.Context, env envelope) (Receipt, boo
 	if res == nil {
 		return Receipt{}, false
 	}
-	r := Receipt{RequestID: env.ID, Decision: string(res.dec.Decision), Reasons: res.reasons, AuditSequence: res.seq, Status: StatusDuplicate}
-	if r.Reasons == nil {
-		r.Reasons = []string{}
-	}
+	r := receiptOf(res)
+	r.Status = StatusDuplicate
 	return r, true
 }
 

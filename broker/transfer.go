@@ -342,10 +342,7 @@ func (b *Broker) deadLetter(ctx context.Context, msg jetstream.Msg, res *result)
 // a request posted over HTTP, to the reply subject of the instance whose
 // client waits for it (reply, "" for none).
 func (b *Broker) publishReceipt(res *result, plan Plan, reply string) {
-	r := Receipt{RequestID: res.requestID, Decision: string(agreements.Deny), Reasons: res.reasons, AuditSequence: res.seq}
-	if res.dec != nil {
-		r.Decision = string(res.dec.Decision)
-	}
+	r := receiptOf(res)
 	switch {
 	case res.outcome == OutcomeDelivered:
 		r.Status = StatusDelivered
@@ -355,9 +352,6 @@ func (b *Broker) publishReceipt(res *result, plan Plan, reply string) {
 		r.Status = StatusRejected
 	case plan.DeadLetter:
 		r.Status = StatusDeadLettered
-	}
-	if r.Reasons == nil {
-		r.Reasons = []string{}
 	}
 	data := r.appendJSON(make([]byte, 0, 128+len(r.RequestID)))
 	if err := b.opts.NATS.Publish(ReceiptsSubject+"."+res.source, data); err != nil {
@@ -369,6 +363,19 @@ func (b *Broker) publishReceipt(res *result, plan Plan, reply string) {
 	if err := b.opts.NATS.Publish(reply, data); err != nil {
 		b.log.Warn("publish receipt", "request_id", res.requestID, "reply", reply, "err", err)
 	}
+}
+
+// receiptOf is the receipt of res but for its status: its request id,
+// decision (deny when none was made), reasons and audit sequence.
+func receiptOf(res *result) Receipt {
+	r := Receipt{RequestID: res.requestID, Decision: string(agreements.Deny), Reasons: res.reasons, AuditSequence: res.seq}
+	if res.dec != nil {
+		r.Decision = string(res.dec.Decision)
+	}
+	if r.Reasons == nil {
+		r.Reasons = []string{}
+	}
+	return r
 }
 
 // ack sends the plan's acknowledgement and counts it.
