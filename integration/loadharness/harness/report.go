@@ -183,10 +183,10 @@ type Paced struct {
 	// in which every task that could run waited for it, in which a task
 	// that could run waited for a core (its pressure stall information),
 	// and the CPU time of the harness, of the instances, of Postgres, of
-	// Vault and of the whole machine. WorstContention is the same from the start of the worst
-	// window (the highest median) until its median request was answered;
-	// each window holds its own. Absent where the machine has no
-	// /proc/pressure (finding 60).
+	// Vault and of the whole machine. WorstContention is the same from the
+	// start of the worst window (the highest median) until its median
+	// request was answered; each window holds its own. Absent where the
+	// machine has no /proc/pressure (finding 60).
 	Contention      *Contention `json:"contention,omitempty"`
 	WorstContention *Contention `json:"worst_window_contention,omitempty"`
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"slices"
@@ -91,7 +92,7 @@ func (h *harness) prefault() {
 	}
 	start := time.Now()
 	b := make([]byte, h.cfg.Prefault)
-	for i := 0; i < len(b); i += 4096 {
+	for i := 0; i < len(b); i += os.Getpagesize() {
 		b[i] = 1
 	}
 	runtime.GC()
