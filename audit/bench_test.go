@@ -97,8 +97,9 @@ func BenchmarkSubjectQuery(b *testing.B) {
 
 // BenchmarkAppendDelivered measures durable appends with group commit in the
 // broker's own flow: each request gets a decided (allow) entry and then a
-// delivered entry, so that half the entries are final outcomes whose
-// request ids the writer looks up before it chains them. Each request has a
+// delivered entry, so that half the entries are decisions to allow, whose
+// request ids the batch statement looks up for a final outcome, and half
+// final outcomes, which the unique index of final outcomes checks. Each request has a
 // subject of its own among 90,000, as in the load harness. Compare its
 // entries/s with BenchmarkAppend's group-commit rows of the same run.
 func BenchmarkAppendDelivered(b *testing.B) {
@@ -116,19 +117,21 @@ func BenchmarkAppendDelivered(b *testing.B) {
 				var wg sync.WaitGroup
 				for range n {
 					wg.Go(func() {
-						for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
-							e := *decided
-							if i%2 == 0 {
-								e = *delivered
-							}
-							req := (i + 1) / 2
-							e.RequestID = fmt.Sprintf("ord-%d-delivery", req)
-							// Subjects as in the load harness: one of 90,000
-							// per request, in no order.
-							e.SubjectID = fmt.Sprintf("cust-%d", req*2654435761%90000)
-							if _, err := l.Append(ctx, &e); err != nil {
-								b.Error(err)
-								return
+						// A request's delivered entry follows its decision,
+						// as in the broker: the log refuses a decision to
+						// allow after the request's final outcome.
+						for i := next.Add(2); i <= int64(b.N); i = next.Add(2) {
+							req := i / 2
+							for _, ev := range []*Entry{decided, delivered} {
+								e := *ev
+								e.RequestID = fmt.Sprintf("ord-%d-delivery", req)
+								// Subjects as in the load harness: one of
+								// 90,000 per request, in no order.
+								e.SubjectID = fmt.Sprintf("cust-%d", req*2654435761%90000)
+								if _, err := l.Append(ctx, &e); err != nil {
+									b.Error(err)
+									return
+								}
 							}
 						}
 					})

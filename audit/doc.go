@@ -137,9 +137,19 @@
 // in the store itself, across chains and instances (migration
 // 20261129000005; since 20261130000002 it is the request id index, keyed
 // (request_id, 0) for a final outcome and (request_id, seq) for any other
-// entry), so the compare-and-set statement looks nothing up: a batch that
-// holds a duplicate fails on the index, and the writer looks its outcomes
-// up under the lock as above.
+// entry), so the compare-and-set statement looks no final outcome up: a
+// batch that holds a duplicate fails on the index, and the writer looks its
+// outcomes up under the lock as above.
+//
+// A decision to allow (decided, decision "allow") is refused the same way
+// once its request has a final outcome: it is what a delivery waits for, and
+// a request sent again under its id after the transfer stream's
+// de-duplication window would otherwise be delivered a second time with no
+// entry recording it (its second delivered entry refused). No index can
+// refuse it (a request may be decided again after a retried failure), so
+// the compare-and-set statement looks the batch's decisions to allow up,
+// one probe of the request id index each, and leaves the head when one has
+// a final outcome; the writer then refuses it under the lock as above.
 // Entries removed by retention (Archive) are no longer looked up.
 //
 // # Hash chains and checkpoints

@@ -23,14 +23,15 @@ var (
 	ErrUnsupportedDSN = errors.New("audit: unsupported database DSN")
 	// ErrDuplicateOutcome is matched (errors.Is) by every
 	// *DuplicateOutcomeError: Append refused a final outcome (see
-	// Entry.Final) because its request already has one in the log, written
-	// by this or another instance, or earlier in the same batch. Nothing was
-	// appended; the outcome already recorded stands.
+	// Entry.Final), or a decision to allow, because its request already has
+	// a final outcome in the log, written by this or another instance, or
+	// earlier in the same batch. Nothing was appended; the outcome already
+	// recorded stands.
 	ErrDuplicateOutcome = errors.New("audit: request already has a final outcome")
 )
 
-// DuplicateOutcomeError is what Append returns for a refused final outcome:
-// the event refused and the event and sequence number of the final outcome
+// DuplicateOutcomeError is what Append returns for a refused final outcome
+// or decision to allow: the event refused and the event and sequence number of the final outcome
 // the request already has. It holds no entry content.
 type DuplicateOutcomeError struct {
 	// Event is the event of the refused entry.

@@ -184,10 +184,12 @@ type pending struct {
 	e   Entry
 	res chan result
 	// body is e's hash body (appendHashBody) and lists the spans of its
-	// lists, the stored JSON of those columns. final is e.Final().
+	// lists, the stored JSON of those columns. final is e.Final(), opens
+	// e.opensDelivery().
 	body  []byte
 	lists bodyLists
 	final bool
+	opens bool
 	// hash is the chain hash, hex, that the writer assigned with the
 	// sequence (link), and r the result it is about to send.
 	hash [2 * sha256.Size]byte
@@ -214,6 +216,7 @@ func newPending(e *Entry) (*pending, error) {
 	p.e.Sequence, p.e.PrevHash, p.e.Hash = 0, "", ""
 	p.e.Time = p.e.Time.UTC().Truncate(time.Microsecond)
 	p.final = p.e.Final()
+	p.opens = p.e.opensDelivery()
 	var ok bool
 	p.body, p.lists, ok = appendHashBody(p.body[:0], &p.e)
 	p.e.Reasons, p.e.CategoriesSent, p.e.FieldsRemoved = nil, nil, nil
@@ -308,7 +311,8 @@ func Open(ctx context.Context, db *bun.DB, opts Options) (*Log, error) {
 // be durable and the caller must not act on it: ErrReadOnly, ErrClosed,
 // ErrInvalidEntry, ErrNoSubjectKey, ctx's error, or the store's error for the
 // whole batch. A final outcome (Entry.Final) for a request that already has
-// one is not appended: Append returns a *DuplicateOutcomeError (errors.Is
+// one is not appended, nor is a decision to allow such a request (decided,
+// decision "allow"): Append returns a *DuplicateOutcomeError (errors.Is
 // ErrDuplicateOutcome) naming the outcome recorded, which stands. Append
 // keeps nothing of e once it has returned, also when ctx ended first: the
 // caller may reuse e, its lists and its map (the broker pools its entries).

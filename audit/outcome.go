@@ -23,9 +23,22 @@ import (
 //
 // decided "allow", received, erasure_notified, registry events and every
 // entry without a request id are not final. Append refuses a final outcome
-// for a request that already has one with ErrDuplicateOutcome.
+// for a request that already has one with ErrDuplicateOutcome, and a
+// decision to allow it too (opensDelivery).
 func (e *Entry) Final() bool {
 	return e.RequestID != "" && isFinal(e.Event, e.Decision, e.Reasons)
+}
+
+// opensDelivery reports whether e is a decision to allow its request, the
+// entry that must be durable before the request is delivered. Append refuses
+// it, as it refuses a second final outcome, once the request has a final
+// outcome: a request sent again under its id after the transfer stream's
+// de-duplication window forgot the id would otherwise be decided and
+// delivered a second time, and its second delivered entry refused, so that
+// a delivery would go unrecorded (perhaps under another agreement, if the
+// registry changed in between).
+func (e *Entry) opensDelivery() bool {
+	return e.RequestID != "" && e.Event == EventDecided && e.Decision == "allow"
 }
 
 func isFinal(ev Event, decision string, reasons []string) bool {
@@ -48,8 +61,9 @@ type refusal struct {
 	winner *pending
 }
 
-// dedupe splits batch into the entries to chain and the final outcomes
-// refused because their request already has one: in the store, looked up
+// dedupe splits batch into the entries to chain and the final outcomes and
+// decisions to allow (opensDelivery) refused because their request already
+// has a final outcome: in the store, looked up
 // through db in one query on the request_id index, or earlier in the batch.
 // db must see every entry chained before the place the batch will take (the
 // writer's transaction holding the head lock, or a read made after this
@@ -58,7 +72,7 @@ type refusal struct {
 func dedupe(ctx context.Context, db bun.IDB, batch []*pending) ([]*pending, map[*pending]refusal, error) {
 	var ids []string
 	for _, p := range batch {
-		if p.final {
+		if p.final || p.opens {
 			ids = append(ids, p.e.RequestID)
 		}
 	}
@@ -84,7 +98,7 @@ func dedupeAgainst(batch []*pending, recorded map[string]recordedFinal) ([]*pend
 	refused := map[*pending]refusal{}
 	winners := make(map[string]*pending)
 	for _, p := range batch {
-		if !p.final {
+		if !p.final && !p.opens {
 			keep = append(keep, p)
 			continue
 		}
@@ -97,7 +111,9 @@ func dedupeAgainst(batch []*pending, recorded map[string]recordedFinal) ([]*pend
 			refused[p] = refusal{err: &DuplicateOutcomeError{Event: p.e.Event, Recorded: w.e.Event}, winner: w}
 			continue
 		}
-		winners[id] = p
+		if p.final {
+			winners[id] = p
+		}
 		keep = append(keep, p)
 	}
 	return keep, refused

@@ -46,9 +46,10 @@ func outcomeEntry(i int, id string, ev Event, decision string, reasons ...string
 
 // TestDuplicateOutcomeRace races appenders on two logs over two *bun.DB
 // handles (two broker instances) to record `delivered` for the same request
-// ids, among decisions that always go in: exactly one delivered wins per id,
-// the losers get ErrDuplicateOutcome naming the winner's sequence, and the
-// chain verifies. Run with -race.
+// ids, each after its decision to allow: exactly one delivered wins per id,
+// the losers get ErrDuplicateOutcome naming the winner's sequence (on their
+// delivered entry, or on their decision if the delivery was recorded
+// before it), and the chain verifies. Run with -race.
 func TestDuplicateOutcomeRace(t *testing.T) {
 	const ids, racers = 40, 6
 	for _, b := range backends {
@@ -56,7 +57,7 @@ func TestDuplicateOutcomeRace(t *testing.T) {
 			ctx := t.Context()
 			dsn := b.dsn(t)
 			opts := testOptions(t)
-			opts.CheckpointEvery = 50
+			opts.CheckpointEvery = 20
 			logs := []*Log{openTestLog(t, openTestDB(t, dsn), opts), openTestLog(t, openTestDB(t, dsn), opts)}
 			var mu sync.Mutex
 			won := map[string][]int64{}
@@ -68,12 +69,21 @@ func TestDuplicateOutcomeRace(t *testing.T) {
 					l := logs[r%len(logs)]
 					for i := range ids {
 						id := fmt.Sprintf("ord-race-%d", i)
-						if _, err := l.Append(ctx, outcomeEntry(i, id, EventDecided, "allow")); err != nil {
+						var dup *DuplicateOutcomeError
+						_, err := l.Append(ctx, outcomeEntry(i, id, EventDecided, "allow"))
+						if errors.As(err, &dup) {
+							// The delivery was recorded first: no
+							// decision to allow is taken after it.
+							mu.Lock()
+							lost[id] = append(lost[id], dup.Sequence)
+							mu.Unlock()
+							continue
+						}
+						if err != nil {
 							t.Errorf("append decided: %v", err)
 							return
 						}
 						seq, err := l.Append(ctx, outcomeEntry(i, id, EventDelivered, "allow"))
-						var dup *DuplicateOutcomeError
 						mu.Lock()
 						decided++
 						switch {
@@ -174,9 +184,16 @@ func TestDuplicateOutcomeInBatch(t *testing.T) {
 					{outcomeEntry(13, "r-rejected", EventRejected, "deny", "invalid_request"), 2},
 					{outcomeEntry(14, "r-new", EventDelivered, "allow"), 0},
 					{outcomeEntry(15, "r-denied", EventDelivered, "allow"), 3},
+					// A request decided again after a retried failure.
+					{outcomeEntry(19, "r-retried", EventDecided, "allow"), -1},
 					{outcomeEntry(16, "r-retried", EventDelivered, "allow"), -1},
 					{outcomeEntry(17, "r-new", EventDeliveryFailed, "allow", "delivery_failed: permanent"), 0},
 					{outcomeEntry(18, "r-delivered", EventReceived, "allow"), -1},
+					// Decisions to allow a request whose story ended: sent
+					// again after the stream forgot its id.
+					{outcomeEntry(20, "r-delivered", EventDecided, "allow"), 1},
+					{outcomeEntry(21, "r-denied", EventDecided, "allow"), 3},
+					{outcomeEntry(22, "r-new", EventDecided, "allow"), 0},
 				}
 				batch := make([]*pending, len(tests))
 				for i, tt := range tests {
@@ -391,6 +408,12 @@ func TestFastInsertChecksRecordedFinals(t *testing.T) {
 				ok    bool
 			}{
 				{"recorded delivered", []*Entry{outcomeEntry(3, "r-new", EventDecided, "allow"), outcomeEntry(4, "r-done", EventDelivered, "allow")}, false},
+				// A decision to allow is looked up whether or not the index
+				// refuses a second final outcome: none refuses it.
+				{"allow after delivered", []*Entry{outcomeEntry(11, "r-done", EventDecided, "allow")}, false},
+				// A retried failure may be final (its reasons, which the
+				// request index does not hold, tell): left to the lock.
+				{"allow after a retried failure", []*Entry{outcomeEntry(12, "r-retry", EventDecided, "allow")}, false},
 				{"recorded delivery_failed", []*Entry{outcomeEntry(5, "r-retry", EventDelivered, "allow")}, indexed},
 				{"new finals", []*Entry{outcomeEntry(6, "r-new", EventDecided, "allow"), outcomeEntry(7, "r-new", EventDelivered, "allow"),
 					outcomeEntry(8, "r-denied", EventDecided, "deny", "no_consent")}, true},
@@ -423,6 +446,10 @@ func TestFastInsertChecksRecordedFinals(t *testing.T) {
 			var dup *DuplicateOutcomeError
 			if !errors.As(err, &dup) || dup.Sequence != 1 {
 				t.Fatalf("second delivery of r-done: %v; want a duplicate of 1", err)
+			}
+			_, err = l.Append(ctx, outcomeEntry(13, "r-done", EventDecided, "allow"))
+			if !errors.As(err, &dup) || dup.Sequence != 1 || dup.Event != EventDecided || dup.Recorded != EventDelivered {
+				t.Fatalf("decision to allow r-done again: %v; want refused, delivered at 1", err)
 			}
 			_, err = l.Append(ctx, outcomeEntry(10, "r-retry", EventDelivered, "allow"))
 			if indexed {

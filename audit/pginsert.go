@@ -14,9 +14,10 @@ import (
 // moves the head of row $5 from ($3, $4) to ($1, $2) in a data-modifying CTE
 // and inserts the batch from one parameter per column ($6 on, in
 // entryColumns order), unnested into rows. The head moves only if none of
-// the request ids of the next parameter (a text array: the batch's final
-// outcomes, or none where the unique index of final outcomes refuses a
-// second one by itself) already has a final outcome recorded
+// the request ids of the next parameter (a text array: the batch's
+// decisions to allow, and its final outcomes where the unique index of
+// final outcomes does not refuse a second one by itself) already has a
+// final outcome recorded
 // (pgMaybeFinal, looked up as pgRecordedFinals does, one index range scan
 // per id). The rows are inserted only if the CTE moved the head; if another
 // writer moved it first, or a final outcome is recorded, the statement
@@ -106,16 +107,18 @@ func (ln *lane) insertStmt(ctx context.Context) (*sql.Stmt, error) {
 // batchArgs returns the arguments of pgBatchInsert for batch chained from
 // head to next in the lane's chain: the head's new and expected values and
 // its row, one parameter per column of audit_entries, in entryColumns order,
-// the request ids of the batch's final outcomes when checkFinals (empty
-// otherwise: under the head lock they were looked up already), and the
-// delimiter of the text columns.
+// the request ids the statement is to look up when look (none otherwise:
+// under the head lock dedupe looked them up already): those of the batch's
+// decisions to allow, and of its final outcomes unless the unique index of
+// final outcomes refuses a second one (finalsIndexed); and the delimiter
+// of the text columns.
 //
 // The columns are built in the lane's column buffers, reused from batch to
 // batch, and the arguments are strings and slices over those buffers, not
 // copies: the caller must be done with them (ExecContext has returned: the
 // driver copies its arguments into the message it sends and keeps none)
 // before the next batchArgs, and then calls releaseArgs.
-func (ln *lane) batchArgs(batch []*pending, head, next headRow, checkFinals bool) []any {
+func (ln *lane) batchArgs(batch []*pending, head, next headRow, look bool) []any {
 	delim := freeDelim(batch)
 	ln.buildColumns(batch, head, delim)
 	args := append(ln.args[:0], next.Seq, next.Hash, head.Seq, head.Hash, int64(ln.chain+1))
@@ -124,7 +127,7 @@ func (ln *lane) batchArgs(batch []*pending, head, next headRow, checkFinals bool
 	}
 	f := append(ln.finals[:0], '{')
 	for _, p := range batch {
-		if checkFinals && p.final {
+		if look && (p.opens || p.final && !ln.finalsIndexed) {
 			if len(f) > 1 {
 				f = append(f, ',')
 			}

@@ -235,9 +235,12 @@ func entryRows(batch []*pending, head headRow) []entryRow {
 // guard. A final outcome of a request that has one recorded fails it too:
 // on the unique index of final outcomes (finalsIndexed), or, without it,
 // because the CTE looks the batch's final outcomes up and leaves the head.
-// It reports false with a nil error when the head moved or an outcome is
-// recorded (redeliveries only); the caller then takes the lock, under which
-// the outcomes are looked up and refused. Duplicates within the batch are
+// The CTE always looks up the requests of the batch's decisions to allow
+// (opensDelivery), which no index refuses: one probe of the request id
+// index each. It reports false with a nil error when the head moved or an
+// outcome is recorded (redeliveries, and requests sent again after the
+// stream forgot their id); the caller then takes the lock, under which the
+// outcomes are looked up and refused. Duplicates within the batch are
 // refused here, before it is chained.
 //
 // The look-up in the statement is as safe as the one under the lock: the
@@ -257,7 +260,7 @@ func (ln *lane) fastInsert(ctx context.Context, batch []*pending, head headRow) 
 		return false, nil, err
 	}
 	next := ln.link(keep, head)
-	all, err := ln.insertBatch(ctx, st.ExecContext, keep, head, next, !ln.finalsIndexed)
+	all, err := ln.insertBatch(ctx, st.ExecContext, keep, head, next, true)
 	if err == nil && all {
 		*ln.head = next
 		return true, refused, nil
@@ -273,8 +276,8 @@ func (ln *lane) fastInsert(ctx context.Context, batch []*pending, head headRow) 
 // lane's prepared statement, or the statement's text in a transaction) for
 // keep, chained from head to next, releases the arguments batchArgs built
 // for it, and reports whether it inserted every row (insertedAll).
-func (ln *lane) insertBatch(ctx context.Context, exec func(context.Context, ...any) (sql.Result, error), keep []*pending, head, next headRow, checkFinals bool) (bool, error) {
-	res, err := exec(ctx, ln.batchArgs(keep, head, next, checkFinals)...)
+func (ln *lane) insertBatch(ctx context.Context, exec func(context.Context, ...any) (sql.Result, error), keep []*pending, head, next headRow, look bool) (bool, error) {
+	res, err := exec(ctx, ln.batchArgs(keep, head, next, look)...)
 	ln.releaseArgs()
 	return insertedAll(res, err, len(keep))
 }
@@ -319,7 +322,7 @@ var errFinalRecorded = errors.New("audit: a final outcome of the batch is record
 
 // lockedPrepared is lockedInsert on the lane's PostgreSQL connection with
 // the prepared statement of fastInsert, which looks the batch's final
-// outcomes up itself: while the head is locked, which is what the other
+// outcomes and decisions to allow up itself: while the head is locked, which is what the other
 // instances writing the chain wait for, it costs one round trip and no parse
 // or plan, where lockedInsert takes a look-up and the statement unprepared.
 // The transaction is begun and ended by statements on the connection: a
@@ -356,7 +359,7 @@ func (ln *lane) lockedPrepared(ctx context.Context, batch []*pending) (next head
 			return next, nil, err
 		}
 		next = ln.link(keep, head)
-		all, err := ln.insertBatch(ctx, st.ExecContext, keep, head, next, !ln.finalsIndexed)
+		all, err := ln.insertBatch(ctx, st.ExecContext, keep, head, next, true)
 		if err == nil && !all || recorded(err) {
 			// The head is locked: only a recorded final outcome stops it.
 			return next, nil, errFinalRecorded

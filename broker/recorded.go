@@ -51,6 +51,30 @@ func (b *Broker) recorded(ctx context.Context, msg jetstream.Msg, redelivery boo
 	return res
 }
 
+// refusedDecision is the result of an allowed request whose decision the
+// audit log did not append (err). A request that already has a final
+// outcome was sent again under its id after the transfer stream's
+// de-duplication window forgot it: a first delivery, which recorded does
+// not look up, so the log refuses its decision to allow (ErrDuplicateOutcome)
+// and nothing is delivered. It is then answered as a redelivery is
+// (finishRecorded): with the outcome recorded, looked up here, and nothing
+// audited again. Any other error, or a look-up that fails, is transient:
+// the message is handed back and its redelivery looked up.
+func (b *Broker) refusedDecision(ctx context.Context, res *result, err error) *result {
+	if errors.Is(err, audit.ErrDuplicateOutcome) {
+		rec, lerr := b.finalFor(ctx, res.requestID)
+		if lerr == nil && rec != nil {
+			rec.source, rec.resent = res.source, true
+			return rec
+		}
+		if lerr != nil {
+			err = errors.Join(err, lerr)
+		}
+	}
+	res.outcome, res.err = OutcomeTransient, err
+	return res
+}
+
 // finalFor looks up the final outcome recorded for request id.
 func (b *Broker) finalFor(ctx context.Context, id string) (*result, error) {
 	q, ok := b.opts.Audit.(AuditQuerier)

@@ -46,6 +46,10 @@ type result struct {
 	// recorded: the final outcome was already in the audit log when the
 	// message was redelivered (recorded.go).
 	recorded bool
+	// resent: the audit log refused the decision to allow because the
+	// request already has a final outcome, which res now holds
+	// (refusedDecision).
+	resent bool
 }
 
 // decisionPool holds the Decisions of messages in work (see DeciderInto).
@@ -69,8 +73,12 @@ func (b *Broker) handleTransfer(ctx context.Context, msg jetstream.Msg) {
 		// (audit entries and receipts copy what they need).
 		defer decisionPool.Put(d)
 		res = b.process(ctx, msg, attempt, d)
-		plan = PlanFor(res.outcome, attempt, res.err, b.opts.Retry)
-		plan = b.finish(ctx, msg, res, plan, attempt)
+		if res.resent {
+			plan = b.finishRecorded(ctx, msg, res, attempt)
+		} else {
+			plan = PlanFor(res.outcome, attempt, res.err, b.opts.Retry)
+			plan = b.finish(ctx, msg, res, plan, attempt)
+		}
 	}
 	b.ack(msg, plan, res.outcome)
 	b.metrics.done(res.outcome, start)
@@ -211,8 +219,7 @@ func (b *Broker) deliver(ctx context.Context, res *result) *result {
 	res.digest = audit.Digest(body)
 	e := b.entry(audit.EventDecided, res)
 	if _, err := b.appendEntry(ctx, e); err != nil {
-		res.outcome, res.err = OutcomeTransient, err
-		return res
+		return b.refusedDecision(ctx, res, err)
 	}
 	res.attempted = true
 	if r := b.again(ctx, res); r != nil {
@@ -254,8 +261,7 @@ func (b *Broker) deliver(ctx context.Context, res *result) *result {
 // delivered: the decision is audited, then finish audits the failure.
 func (b *Broker) failBeforeDelivery(ctx context.Context, res *result, cause error) *result {
 	if _, err := b.appendEntry(ctx, b.entry(audit.EventDecided, res)); err != nil {
-		res.outcome, res.err = OutcomeTransient, err
-		return res
+		return b.refusedDecision(ctx, res, err)
 	}
 	res.attempted = true
 	res.outcome, res.err = OutcomePermanent, cause
