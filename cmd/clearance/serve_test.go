@@ -114,7 +114,7 @@ logging: {format: json, level: debug}
 	want := []string{"clearance_vault_round_trips_total", "clearance_audit_batch_size_count", "clearance_audit_commit_duration_seconds_count", `clearance_decisions_total{outcome="allow",reason=""} 1`}
 	if _, set := os.LookupEnv("GOGC"); !set {
 		// serve applied pipeline.gc_percent's default to the process.
-		want = append(want, "go_gc_gogc_percent 200")
+		want = append(want, "go_gc_gogc_percent 400")
 	}
 	for _, m := range want {
 		if !strings.Contains(string(metrics), m) {
