@@ -143,3 +143,57 @@ func BenchmarkAppendDelivered(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFinalOutcomes looks up the final outcomes of a batch of 1,000
+// request ids (a batch POST naming its ids; half of them recorded) in a log
+// of 20,000 entries: in one FinalOutcomes call, against a Query by request
+// id for each, as the HTTP handler did before. Compare the two rows' ns/op
+// of the same run.
+func BenchmarkFinalOutcomes(b *testing.B) {
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) {
+			ctx := context.Background()
+			l := openTestLog(b, openTestDB(b, be.dsn(b)), testOptions(b))
+			var wg sync.WaitGroup
+			for w := range 50 {
+				wg.Go(func() {
+					for i := w; i < 10000; i += 50 {
+						id := fmt.Sprintf("ord-%d-delivery", i)
+						for _, ev := range []Event{EventDecided, EventDelivered} {
+							e := decidedEntry(i)
+							e.RequestID, e.Event = id, ev
+							if _, err := l.Append(ctx, e); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}
+				})
+			}
+			wg.Wait()
+			ids := make([]string, 1000)
+			for i := range ids {
+				ids[i] = fmt.Sprintf("ord-%d-delivery", i*10)
+				if i%2 == 1 {
+					ids[i] = fmt.Sprintf("ord-new-%d", i) // not recorded
+				}
+			}
+			b.Run("one-call", func(b *testing.B) {
+				for b.Loop() {
+					if _, err := l.FinalOutcomes(ctx, ids); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("query-per-id", func(b *testing.B) {
+				for b.Loop() {
+					for _, id := range ids {
+						if _, err := l.Query(ctx, Filter{RequestID: id}); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+			})
+		})
+	}
+}

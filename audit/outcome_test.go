@@ -519,3 +519,56 @@ func TestFastInsertLosesRaceQuietly(t *testing.T) {
 		t.Fatalf("append after the race: %d, %v; want sequence 3", seq, err)
 	}
 }
+
+// TestFinalOutcomes: the final outcome of each request that has one, read
+// for ids spread over several chunks of the look-up; requests without a
+// final outcome (decided only, a retried failure) and unknown ids are
+// absent.
+func TestFinalOutcomes(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := t.Context()
+			l := openTestLog(t, openTestDB(t, b.dsn(t)), testOptions(t))
+			want := map[string]int64{}
+			for _, e := range []*Entry{
+				outcomeEntry(1, "r-delivered", EventDecided, "allow"),
+				outcomeEntry(2, "r-delivered", EventDelivered, "allow"),
+				outcomeEntry(3, "r-denied", EventDecided, "deny", "no_consent"),
+				outcomeEntry(4, "r-retried", EventDecided, "allow"),
+				outcomeEntry(5, "r-retried", EventDeliveryFailed, "allow", "delivery_failed: transient"),
+				outcomeEntry(6, "r-failed", EventDeliveryFailed, "allow", "delivery_failed: permanent"),
+				outcomeEntry(7, "r-decided", EventDecided, "allow"),
+			} {
+				seq, err := l.Append(ctx, e)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if e.Final() {
+					want[e.RequestID] = seq
+				}
+			}
+			ids := make([]string, 2*finalOutcomesChunk+500)
+			for i := range ids {
+				ids[i] = fmt.Sprintf("r-unknown-%d", i)
+			}
+			ids[0], ids[finalOutcomesChunk+1], ids[2*finalOutcomesChunk+1] = "r-delivered", "r-denied", "r-failed"
+			ids[10], ids[finalOutcomesChunk+10] = "r-retried", "r-decided"
+			got, err := l.FinalOutcomes(ctx, ids)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(want) {
+				t.Errorf("%d outcomes, want %d: %v", len(got), len(want), got)
+			}
+			for id, seq := range want {
+				e, ok := got[id]
+				if !ok || e.Sequence != seq || e.RequestID != id || !e.Final() {
+					t.Errorf("%s: %+v, want the final entry %d", id, e, seq)
+				}
+			}
+			if r := got["r-denied"].Reasons; len(r) != 1 || r[0] != "no_consent" {
+				t.Errorf("denial reasons %v", r)
+			}
+		})
+	}
+}

@@ -114,12 +114,17 @@ func (b *Broker) postTransfers(w http.ResponseWriter, r *http.Request) {
 	receipts := make([]Receipt, len(raws))
 	chans := make([]<-chan Receipt, len(raws))
 	acks := make([]jetstream.PubAckFuture, len(raws))
+	envs := make([]envelope, len(raws))
+	for i, raw := range raws {
+		envs[i] = routeOf(raw)
+	}
+	answered := b.answeredBefore(ctx, envs)
 	// Publish the whole batch asynchronously, then collect the stream's
 	// acknowledgements: one round trip's latency for any batch size.
 	for i, raw := range raws {
-		env := routeOf(raw)
+		env := envs[i]
 		receipts[i] = Receipt{RequestID: env.ID, Status: StatusPending, Reasons: []string{}}
-		if r, ok := b.answeredBefore(ctx, env); ok {
+		if r, ok := answered[env.ID]; ok {
 			receipts[i] = r
 			continue
 		}
@@ -175,29 +180,35 @@ func (b *Broker) postTransfers(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, receipts[0])
 }
 
-// answeredBefore returns the receipt of a request whose id already has a
-// final outcome in the audit log: sent again after the transfer stream's
-// de-duplication window (a client retrying after a 202, say), it would
-// otherwise be decided and delivered again, its second delivery refused
-// by the log as a second final outcome, and the client left waiting for a
-// receipt that was sent long before. The receipt is the recorded
-// outcome's, with status "duplicate"; nothing is published. When the log
-// cannot answer, the request goes on as usual and the pipeline meets it.
-func (b *Broker) answeredBefore(ctx context.Context, env envelope) (Receipt, bool) {
-	if env.generated {
-		return Receipt{}, false
+// answeredBefore returns the receipts, by request id, of the requests of
+// envs whose ids already have a final outcome in the audit log, all looked
+// up at once: sent again after the transfer stream's de-duplication window
+// (a client retrying after a 202, say), such a request would otherwise be
+// published, decided and sealed again before the log refused its decision
+// (it would then be answered from the log all the same, status
+// "delivered" or the like). The receipt is the recorded outcome's, with
+// status "duplicate"; nothing is published. Generated ids, new to the log,
+// are not looked up. When the log cannot answer, the requests go on as
+// usual and the pipeline meets them.
+func (b *Broker) answeredBefore(ctx context.Context, envs []envelope) map[string]Receipt {
+	ids := make([]string, 0, len(envs))
+	for _, env := range envs {
+		if !env.generated {
+			ids = append(ids, env.ID)
+		}
 	}
-	res, err := b.finalFor(ctx, env.ID)
+	found, err := b.finalsFor(ctx, ids)
 	if err != nil {
-		b.log.Warn("look up outcome", "request_id", env.ID, "err", err)
-		return Receipt{}, false
+		b.log.Warn("look up outcomes", "requests", len(ids), "err", err)
+		return nil
 	}
-	if res == nil {
-		return Receipt{}, false
+	answered := make(map[string]Receipt, len(found))
+	for id, res := range found {
+		r := receiptOf(res)
+		r.Status = StatusDuplicate
+		answered[id] = r
 	}
-	r := receiptOf(res)
-	r.Status = StatusDuplicate
-	return r, true
+	return answered
 }
 
 // rejectUnpublished audits the rejection of a POST body that cannot be

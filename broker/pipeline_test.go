@@ -547,8 +547,22 @@ func TestResentAfterDedupWindowAnsweredFromAudit(t *testing.T) {
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("answers took %v: they waited for receipts", took)
 	}
-	if n := len(e.partner.Received()); n != 1 {
-		t.Errorf("partner received %d deliveries, want 1", n)
+	// A batch: the ids the log knows are answered from it (all looked up
+	// at once), the new one is delivered.
+	batch := []byte("[" + string(brokertest.ExampleRequest(t, "01-delivery-eea-allow.json")) + "," +
+		string(brokertest.ExampleRequest(t, "03-delivery-us-dpf-allow.json")) + "," +
+		string(brokertest.ExampleRequest(t, "06-delivery-brazil-no-mechanism.json")) + "]")
+	code, body := e.post(t, batch)
+	var rs []broker.Receipt
+	if err := json.Unmarshal(body, &rs); err != nil || code != http.StatusOK || len(rs) != 3 {
+		t.Fatalf("POST batch = %d %s", code, body)
+	}
+	if rs[0].Status != broker.StatusDuplicate || rs[0].AuditSequence != first.AuditSequence ||
+		rs[1].Status != broker.StatusDelivered || rs[2].Status != broker.StatusDuplicate || rs[2].AuditSequence != denied.AuditSequence {
+		t.Errorf("batch answered %+v", rs)
+	}
+	if n := len(e.partner.Received()); n != 2 {
+		t.Errorf("partner received %d deliveries, want 2 (the first request's and the batch's new one)", n)
 	}
 	if ev := events(e.entries(t, "ord-10023-delivery")); ev != "decided,delivered" {
 		t.Errorf("audit events = %s, want decided,delivered", ev)

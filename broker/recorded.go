@@ -12,14 +12,16 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// AuditQuerier is what an AuditLog may also offer: the entries recorded for
-// one request. With it, a message redelivered after its final outcome was
-// recorded (its acknowledgement lost to a crash, a SIGKILL or a NATS
-// restart) is acknowledged without being decided, delivered or audited a
-// second time; only its dead letter (idempotent) and receipt are sent again.
-// *audit.Log offers it.
+// AuditQuerier is what an AuditLog may also offer: the final outcomes
+// recorded for requests, looked up by request id in one query. With it, a
+// message redelivered after its final outcome was recorded (its
+// acknowledgement lost to a crash, a SIGKILL or a NATS restart) is
+// acknowledged without being decided, delivered or audited a second time;
+// only its dead letter (idempotent) and receipt are sent again; and a
+// request posted again over HTTP after the stream's de-duplication window
+// is answered from the log. *audit.Log offers it.
 type AuditQuerier interface {
-	Query(ctx context.Context, f audit.Filter) ([]audit.Entry, error)
+	FinalOutcomes(ctx context.Context, ids []string) (map[string]audit.Entry, error)
 }
 
 // redelivered reports whether msg is a redelivery (JetStream's
@@ -77,23 +79,31 @@ func (b *Broker) refusedDecision(ctx context.Context, res *result, err error) *r
 
 // finalFor looks up the final outcome recorded for request id.
 func (b *Broker) finalFor(ctx context.Context, id string) (*result, error) {
+	found, err := b.finalsFor(ctx, []string{id})
+	return found[id], err
+}
+
+// finalsFor looks up the final outcomes recorded for ids, all in one
+// look-up (AuditQuerier); an id without one is absent.
+func (b *Broker) finalsFor(ctx context.Context, ids []string) (map[string]*result, error) {
 	q, ok := b.opts.Audit.(AuditQuerier)
-	if !ok {
+	if !ok || len(ids) == 0 {
 		return nil, nil
 	}
-	entries, err := q.Query(ctx, audit.Filter{RequestID: id})
+	entries, err := q.FinalOutcomes(ctx, ids)
 	if err != nil {
-		return nil, fmt.Errorf("broker: look up outcome: %w", err)
+		return nil, fmt.Errorf("broker: look up outcomes: %w", err)
 	}
-	for _, e := range slices.Backward(entries) {
+	found := make(map[string]*result, len(entries))
+	for id, e := range entries {
 		if o, final := finalOutcome(&e); final {
-			return &result{
+			found[id] = &result{
 				outcome: o, recorded: true, requestID: id, seq: e.Sequence,
-				reasons: slices.Clone(e.Reasons), dec: &agreements.Decision{Decision: agreements.Outcome(e.Decision)},
-			}, nil
+				reasons: e.Reasons, dec: &agreements.Decision{Decision: agreements.Outcome(e.Decision)},
+			}
 		}
 	}
-	return nil, nil
+	return found, nil
 }
 
 // recordedByOther reports whether err is the audit log's refusal of the
