@@ -384,19 +384,30 @@ func TestWebhookRecipientWithoutKeyIsDeadLettered(t *testing.T) {
 	}
 }
 
-// slowConnector delays every delivery by delay before passing it on.
-type slowConnector struct {
+// hookedConnector runs before ahead of each delivery it passes on; an
+// error from before is the delivery's.
+type hookedConnector struct {
 	connectors.Connector
-	delay time.Duration
+	before func(context.Context, *connectors.Delivery) error
 }
 
-func (c slowConnector) Deliver(ctx context.Context, d *connectors.Delivery) error {
-	select {
-	case <-time.After(c.delay):
-	case <-ctx.Done():
-		return ctx.Err()
+func (c hookedConnector) Deliver(ctx context.Context, d *connectors.Delivery) error {
+	if err := c.before(ctx, d); err != nil {
+		return err
 	}
 	return c.Connector.Deliver(ctx, d)
+}
+
+// slowConnector delays every delivery by delay before passing it on.
+func slowConnector(c connectors.Connector, delay time.Duration) hookedConnector {
+	return hookedConnector{c, func(ctx context.Context, _ *connectors.Delivery) error {
+		select {
+		case <-time.After(delay):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}}
 }
 
 // TestSlowDeliveryKeptInProgress: a delivery that takes several ack waits
@@ -406,7 +417,7 @@ func TestSlowDeliveryKeptInProgress(t *testing.T) {
 	e := newEnvWith(t, brokertest.StartNATS(t), 5, func(o *broker.Options) {
 		o.Stream.AckWait = 400 * time.Millisecond
 		m := o.Connectors.(broker.ConnectorMap)
-		m["partner-webhook"] = slowConnector{m["partner-webhook"], 1500 * time.Millisecond}
+		m["partner-webhook"] = slowConnector(m["partner-webhook"], 1500*time.Millisecond)
 	})
 	code, body := e.post(t, brokertest.ExampleRequest(t, "01-delivery-eea-allow.json"))
 	var r broker.Receipt

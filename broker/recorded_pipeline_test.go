@@ -57,19 +57,6 @@ func TestDeliveryRecordedByOtherInstance(t *testing.T) {
 	}
 }
 
-// hookedConnector runs before ahead of each delivery it passes on.
-type hookedConnector struct {
-	connectors.Connector
-	before func(context.Context, *connectors.Delivery) error
-}
-
-func (c hookedConnector) Deliver(ctx context.Context, d *connectors.Delivery) error {
-	if err := c.before(ctx, d); err != nil {
-		return err
-	}
-	return c.Connector.Deliver(ctx, d)
-}
-
 // TestResentOnNATSAfterDedupWindow: a producer publishes a request again
 // under its id after the transfer stream's de-duplication window forgot it.
 // The stream takes it as new and the broker decides it (a first delivery,
