@@ -108,30 +108,16 @@ func BenchmarkAppendDelivered(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/appenders-%d", be.name, n), func(b *testing.B) {
 				db := openTestDB(b, be.dsn(b))
 				l := openTestLog(b, db, testOptions(b))
-				decided := decidedEntry(0)
-				delivered := decidedEntry(0)
-				delivered.Event = EventDelivered
 				var next atomic.Int64
 				ctx := context.Background()
 				b.ResetTimer()
 				var wg sync.WaitGroup
 				for range n {
 					wg.Go(func() {
-						// A request's delivered entry follows its decision,
-						// as in the broker: the log refuses a decision to
-						// allow after the request's final outcome.
 						for i := next.Add(2); i <= int64(b.N); i = next.Add(2) {
-							req := i / 2
-							for _, ev := range []*Entry{decided, delivered} {
-								e := *ev
-								e.RequestID = fmt.Sprintf("ord-%d-delivery", req)
-								// Subjects as in the load harness: one of
-								// 90,000 per request, in no order.
-								e.SubjectID = fmt.Sprintf("cust-%d", req*2654435761%90000)
-								if _, err := l.Append(ctx, &e); err != nil {
-									b.Error(err)
-									return
-								}
+							if err := appendTransfer(ctx, l, i/2); err != nil {
+								b.Error(err)
+								return
 							}
 						}
 					})
@@ -157,15 +143,10 @@ func BenchmarkFinalOutcomes(b *testing.B) {
 			var wg sync.WaitGroup
 			for w := range 50 {
 				wg.Go(func() {
-					for i := w; i < 10000; i += 50 {
-						id := fmt.Sprintf("ord-%d-delivery", i)
-						for _, ev := range []Event{EventDecided, EventDelivered} {
-							e := decidedEntry(i)
-							e.RequestID, e.Event = id, ev
-							if _, err := l.Append(ctx, e); err != nil {
-								b.Error(err)
-								return
-							}
+					for i := int64(w); i < 10000; i += 50 {
+						if err := appendTransfer(ctx, l, i); err != nil {
+							b.Error(err)
+							return
 						}
 					}
 				})
@@ -196,4 +177,21 @@ func BenchmarkFinalOutcomes(b *testing.B) {
 			})
 		})
 	}
+}
+
+// appendTransfer appends a delivered transfer's two entries for request
+// "ord-<req>-delivery": its decision to allow, then its delivery (the log
+// refuses a decision to allow after the request's final outcome), with a
+// subject of its own among 90,000, in no order, as in the load harness.
+func appendTransfer(ctx context.Context, l *Log, req int64) error {
+	for _, ev := range []Event{EventDecided, EventDelivered} {
+		e := decidedEntry(0)
+		e.Event = ev
+		e.RequestID = fmt.Sprintf("ord-%d-delivery", req)
+		e.SubjectID = fmt.Sprintf("cust-%d", req*2654435761%90000)
+		if _, err := l.Append(ctx, e); err != nil {
+			return err
+		}
+	}
+	return nil
 }
