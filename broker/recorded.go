@@ -53,12 +53,13 @@ func (b *Broker) recorded(ctx context.Context, msg jetstream.Msg, redelivery boo
 	return res
 }
 
-// refusedDecision is the result of an allowed request whose decision the
-// audit log did not append (err). A request that already has a final
-// outcome was sent again under its id after the transfer stream's
-// de-duplication window forgot it: a first delivery, which recorded does
-// not look up, so the log refuses its decision to allow (ErrDuplicateOutcome)
-// and nothing is delivered. It is then answered as a redelivery is
+// refusedDecision is the result of a request whose decision the audit log
+// did not append (err). A request that already has a final outcome was sent
+// again under its id after the transfer stream's de-duplication window
+// forgot it: a first delivery, which recorded does not look up, so the log
+// refuses its decision (ErrDuplicateOutcome): a decision to allow because
+// the request has a final outcome, a denial because it would be a second
+// one. Nothing is delivered. It is then answered as a redelivery is
 // (finishRecorded): with the outcome recorded, looked up here, and nothing
 // audited again. Any other error, or a look-up that fails, is transient:
 // the message is handed back and its redelivery looked up.

@@ -63,7 +63,8 @@ func TestDeliveryRecordedByOtherInstance(t *testing.T) {
 // which looks nothing up), but the audit log refuses its decision to allow:
 // the request already has a final outcome. Nothing is delivered or audited
 // again, and the receipt repeats the recorded outcome. A denial sent again
-// is refused as a second final outcome and answered the same way.
+// is refused as a second final outcome and answered the same way. Both are
+// answered at once, not handed back to be looked up on a redelivery.
 func TestResentOnNATSAfterDedupWindow(t *testing.T) {
 	const window = 300 * time.Millisecond
 	e := newEnvWith(t, brokertest.StartNATS(t), 5, func(o *broker.Options) { o.Stream.DuplicateWindow = window })
@@ -118,18 +119,20 @@ func TestResentOnNATSAfterDedupWindow(t *testing.T) {
 	if ev := events(e.entries(t, denied)); ev != "decided" {
 		t.Errorf("audit events of the denial = %s, want decided", ev)
 	}
-	// The resent delivery is answered at once, not handed back to be
-	// looked up on its redelivery.
-	var resent int
-	for line := range strings.Lines(e.logs.String()) {
-		if strings.Contains(line, `"request_id":"`+allowed+`"`) && strings.Contains(line, `"already_recorded":true`) {
-			resent++
-			if !strings.Contains(line, `"action":"ack"`) || !strings.Contains(line, `"attempt":1`) {
-				t.Errorf("resent delivery handled as %s", line)
+	// The resent requests are answered at once, not handed back to be
+	// looked up on their redelivery.
+	for _, id := range []string{allowed, denied} {
+		var resent int
+		for line := range strings.Lines(e.logs.String()) {
+			if strings.Contains(line, `"request_id":"`+id+`"`) && strings.Contains(line, `"already_recorded":true`) {
+				resent++
+				if !strings.Contains(line, `"action":"ack"`) || !strings.Contains(line, `"attempt":1`) {
+					t.Errorf("resent %s handled as %s", id, line)
+				}
 			}
 		}
-	}
-	if resent != 1 {
-		t.Errorf("%d lines of the resent delivery as already recorded, want 1", resent)
+		if resent != 1 {
+			t.Errorf("%d lines of the resent %s as already recorded, want 1", resent, id)
+		}
 	}
 }

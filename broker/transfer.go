@@ -147,8 +147,7 @@ func (b *Broker) process(ctx context.Context, msg jetstream.Msg, attempt uint64,
 		res.reasons = d.Reasons
 		seq, err := b.appendEntry(ctx, b.entry(audit.EventDecided, res))
 		if err != nil {
-			res.outcome, res.err = OutcomeTransient, err
-			return res
+			return b.refusedDecision(ctx, res, err)
 		}
 		res.outcome, res.seq = OutcomeDenied, seq
 		return res
