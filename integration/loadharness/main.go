@@ -56,6 +56,7 @@ func run() int {
 	flag.StringVar(&cfg.RegistryDir, "registry", "", "registry directory (default examples/registry)")
 	flag.StringVar(&cfg.NATSURL, "nats", "", "NATS URL to use instead of embedded servers (its CLEARANCE_TRANSFERS and CLEARANCE_REGION_INBOUND streams are purged and deleted)")
 	flag.StringVar(&cfg.PostgresDSN, "postgres", "", "admin Postgres DSN (default $CLEARANCE_TEST_POSTGRES or the local test database)")
+	flag.BoolVar(&cfg.NoPostgresCheckpoint, "no-pg-checkpoint", false, "do not ask Postgres for a checkpoint (CHECKPOINT) before each paced run")
 	flag.Int64Var(&cfg.CheckpointEvery, "checkpoint-every", int64(config.Defaults().Audit.CheckpointEvery), "audit checkpoint interval in entries; the product default")
 	flag.DurationVar(&cfg.AckWait, "ack-wait", 30*time.Second, "ack wait of the ingest consumer (broker and baseline)")
 	flag.IntVar(&cfg.AuditChains, "audit-chains", 0, "the audit log's hash chains, as audit.chains (0: the product default, one)")

@@ -6,7 +6,9 @@ import (
 )
 
 // TestCheckpointCounters: the counters move with a checkpoint the server
-// makes, and never go back. The server publishes its checkpointer's
+// makes (the one env.checkpoint asks for, as before each paced run), and
+// never go back; the WAL position is read, and a checkpoint moves it on (it
+// writes a record of its own). The server publishes its checkpointer's
 // counters when it gets to it, and a CHECKPOINT that finds one running
 // finishes that one (already counted as begun, its fsync time still to
 // come), so either counter may be the one that moves, and not at once.
@@ -20,14 +22,17 @@ func TestCheckpointCounters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.admin.ExecContext(t.Context(), "CHECKPOINT"); err != nil {
-		t.Fatal(err)
+	if ms, err := e.checkpoint(t.Context()); err != nil || ms <= 0 {
+		t.Fatalf("checkpoint: %.3f ms, %v", ms, err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		after, err := e.checkpoints(t.Context())
 		if err != nil {
 			t.Fatal(err)
+		}
+		if before.wal <= 0 || after.wal <= before.wal {
+			t.Fatalf("wal position %d before a checkpoint, %d after", before.wal, after.wal)
 		}
 		if after.began < before.began || after.syncMS < before.syncMS {
 			t.Fatalf("counters %+v before a checkpoint, %+v after: they went back", before, after)

@@ -88,6 +88,14 @@ type Config struct {
 	// dropped at the end (default $CLEARANCE_TEST_POSTGRES or
 	// postgres://postgres@127.0.0.1:5432/test?sslmode=disable).
 	PostgresDSN string
+	// NoPostgresCheckpoint: the harness does not ask Postgres for a
+	// checkpoint before each paced run. By default it does (CHECKPOINT, as
+	// a superuser or a member of pg_checkpoint), so that the WAL the
+	// measurements before it wrote does not make the server begin or end a
+	// checkpoint in it, as the harness's own garbage is collected before
+	// each measurement; a checkpoint the paced run's own WAL brings on
+	// still falls in it, and is reported (BENCHMARKS.md, finding 66).
+	NoPostgresCheckpoint bool
 	// CheckpointEvery is the audit log's checkpoint interval in entries
 	// (default: the product default, config.Defaults().Audit.CheckpointEvery).
 	CheckpointEvery int64

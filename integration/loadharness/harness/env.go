@@ -314,6 +314,8 @@ func (e *env) close() {
 type pgCheckpoints struct {
 	began  int64
 	syncMS float64
+	// wal is the server's WAL insert position in bytes.
+	wal int64
 }
 
 // checkpoints reads the server's checkpoint counters: pg_stat_checkpointer
@@ -331,5 +333,22 @@ func (e *env) checkpoints(ctx context.Context) (pgCheckpoints, error) {
 	if err := e.admin.QueryRowContext(ctx, q).Scan(&c.began, &c.syncMS); err != nil {
 		return c, fmt.Errorf("harness: postgres checkpoints: %w", err)
 	}
+	if err := e.admin.QueryRowContext(ctx, "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint").Scan(&c.wal); err != nil {
+		return c, fmt.Errorf("harness: postgres wal position: %w", err)
+	}
 	return c, nil
+}
+
+// checkpoint asks the server for a checkpoint and waits for it to end: ms
+// is how long that took; refused is the server's refusal (a role without
+// the right to CHECKPOINT), which is not an error of the run.
+func (e *env) checkpoint(ctx context.Context) (ms float64, refused error) {
+	start := time.Now()
+	if _, err := e.admin.ExecContext(ctx, "CHECKPOINT"); err != nil {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		return 0, fmt.Errorf("harness: postgres checkpoint: %w", err)
+	}
+	return float64(time.Since(start).Microseconds()) / 1000, nil
 }

@@ -60,6 +60,9 @@ type Settings struct {
 	AuditAsync      bool      `json:"audit_synchronous_commit_off,omitempty"`
 	AuditChains     int       `json:"audit_chains,omitempty"`
 	Propagation     int       `json:"propagation_changes,omitempty"`
+	// PostgresCheckpointFirst: the harness asked Postgres for a checkpoint
+	// before each paced run (Config.NoPostgresCheckpoint).
+	PostgresCheckpointFirst bool `json:"postgres_checkpoint_before_paced"`
 	// GCPercent is the broker instances' pipeline.gc_percent (0: the Go
 	// runtime's own).
 	GCPercent int `json:"broker_gc_percent"`
@@ -177,6 +180,15 @@ type Paced struct {
 	// their final fsync of the data files (its log says when).
 	PostgresCheckpoints      int64   `json:"postgres_checkpoints"`
 	PostgresCheckpointSyncMS float64 `json:"postgres_checkpoint_sync_ms"`
+	// PostgresWALBytes is the WAL the server wrote over the same time,
+	// the audit log's and anything else it served.
+	PostgresWALBytes int64 `json:"postgres_wal_bytes"`
+	// CheckpointFirstMS is how long the checkpoint the harness asked the
+	// server for before the warm-up took (Config.NoPostgresCheckpoint);
+	// CheckpointFirstError why the server refused it, when it did (the
+	// run goes on without it).
+	CheckpointFirstMS    float64 `json:"postgres_checkpoint_first_ms,omitempty"`
+	CheckpointFirstError string  `json:"postgres_checkpoint_first_error,omitempty"`
 	// Contention is what the machine did while the measured requests
 	// were published and answered, sampled every 10 ms: the time in which
 	// a task waited for the disk (a commit's WAL flush is such a wait),
@@ -208,7 +220,7 @@ func newReport(cfg Config) *Report {
 			Concurrency: cfg.Concurrency, Rates: cfg.Rates, PacedSeconds: cfg.PacedDuration.Seconds(),
 			CheckpointEvery: cfg.CheckpointEvery, AckWaitSeconds: cfg.AckWait.Seconds(), EmbeddedNATS: cfg.NATSURL == "", AuditAsync: cfg.AuditAsyncCommit,
 			AuditChains: cfg.AuditChains, GCPercent: cfg.GCPercent, Prefault: cfg.Prefault,
-			Propagation: cfg.Propagation, InProcess: cfg.InProcess},
+			Propagation: cfg.Propagation, InProcess: cfg.InProcess, PostgresCheckpointFirst: !cfg.NoPostgresCheckpoint},
 	}
 	if cfg.quietGC() {
 		r.Settings.HarnessHeapLimit = cfg.HarnessHeapLimit
@@ -364,6 +376,15 @@ func (r *Report) finish() {
 		if p := r1.pacedAt(0.5); p != nil {
 			t := Target{Name: "p99 latency at 50% of max rate (jetstream, 1 instance)", Want: "<= 20 ms", Got: p.Latency.P99, Met: p.Latency.P99 <= 20}
 			var details []string
+			switch {
+			case p.CheckpointFirstError != "":
+				details = append(details, "no checkpoint before the run ("+p.CheckpointFirstError+")")
+			case r.Settings.PostgresCheckpointFirst:
+				details = append(details, fmt.Sprintf("after a checkpoint asked for before the warm-up (%.0f ms)", p.CheckpointFirstMS))
+			}
+			if p.PostgresCheckpoints > 0 {
+				details = append(details, fmt.Sprintf("Postgres began %d checkpoint(s) during the run (%d MiB of WAL in it)", p.PostgresCheckpoints, p.PostgresWALBytes>>20))
+			}
 			if p.PostgresCheckpointSyncMS > 0 {
 				details = append(details, fmt.Sprintf("Postgres finished a checkpoint during the run, whose fsync of the data files took %.0f ms", p.PostgresCheckpointSyncMS))
 			}

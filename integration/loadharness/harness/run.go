@@ -286,6 +286,13 @@ func (h *harness) latency(ctx context.Context, m *Measurement, sys system, w *wo
 		rate := f * m.Throughput
 		pn := min(m.Requests, max(int(rate*h.cfg.PacedDuration.Seconds()), 1))
 		wn := max(int(rate*h.cfg.Warmup.Seconds()), 0)
+		var ckFirstMS float64
+		var ckFirstErr error
+		if !h.cfg.NoPostgresCheckpoint {
+			if ckFirstMS, ckFirstErr = h.e.checkpoint(ctx); ckFirstErr != nil && ctx.Err() != nil {
+				return ckFirstErr
+			}
+		}
 		t := h.next(wn + pn)
 		// The warm-up runs straight into the measured requests, at the
 		// same rate: a pause between them would let the instances idle.
@@ -330,7 +337,11 @@ func (h *harness) latency(ctx context.Context, m *Measurement, sys system, w *wo
 		started := t.firstSent(wn, wn+pn)
 		p := Paced{Resources: pres, Fraction: f, TargetRate: rate, AchievedRate: float64(pn) / pubSecs, Requests: pn, Latency: t.latency(wn, wn+pn),
 			Windows: t.windows(wn, wn+pn, started, windowWidth), Started: started.UTC(), WarmupRequests: wn, WarmupLatency: t.latency(0, wn), Missing: int(t.left.Load()), Duplicates: int(t.dups.Load()),
-			PostgresCheckpoints: ck1.began - ck0.began, PostgresCheckpointSyncMS: ck1.syncMS - ck0.syncMS}
+			PostgresCheckpoints: ck1.began - ck0.began, PostgresCheckpointSyncMS: ck1.syncMS - ck0.syncMS,
+			PostgresWALBytes: ck1.wal - ck0.wal, CheckpointFirstMS: ckFirstMS}
+		if ckFirstErr != nil {
+			p.CheckpointFirstError = ckFirstErr.Error()
+		}
 		addContention(&p, samples, started, pstart, pend)
 		if b != nil && err == nil {
 			stages1, serr := b.stages(ctx)
@@ -359,8 +370,15 @@ func (h *harness) latency(ctx context.Context, m *Measurement, sys system, w *wo
 		if wn > 0 {
 			inst += fmt.Sprintf("  (warm-up: p50 %.1f ms, p99 %.1f ms)", p.WarmupLatency.P50, p.WarmupLatency.P99)
 		}
+		inst += fmt.Sprintf("  postgres wal %d MiB", p.PostgresWALBytes>>20)
 		if p.PostgresCheckpoints > 0 || p.PostgresCheckpointSyncMS > 0 {
-			inst += fmt.Sprintf("  postgres checkpoints begun %d, data-file fsync %.0f ms", p.PostgresCheckpoints, p.PostgresCheckpointSyncMS)
+			inst += fmt.Sprintf(", checkpoints begun %d, data-file fsync %.0f ms", p.PostgresCheckpoints, p.PostgresCheckpointSyncMS)
+		}
+		switch {
+		case p.CheckpointFirstError != "":
+			inst += " (no checkpoint before it: " + p.CheckpointFirstError + ")"
+		case !h.cfg.NoPostgresCheckpoint:
+			inst += fmt.Sprintf(" (after a checkpoint of %.0f ms)", p.CheckpointFirstMS)
 		}
 		h.progress("%-22s   at %3.0f%% (%6.0f req/s): p50 %6.1f ms  p99 %7.1f ms  p99.9 %7.1f ms  process rss %4d MiB%s", m.Name, f*100, p.AchievedRate, p.Latency.P50, p.Latency.P99, p.Latency.P999, pres.PeakRSSBytes>>20, inst)
 	}

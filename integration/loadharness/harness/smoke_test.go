@@ -68,6 +68,11 @@ func TestSmoke(t *testing.T) {
 				t.Errorf("%s paced: warm-up %d requests, %d timed; %d requests, %d timed; stages %v, p99 %v: figures missing",
 					m.Name, p.WarmupRequests, p.WarmupLatency.Count, p.Requests, p.Latency.Count, p.Stages, p.StagesP99)
 			}
+			// Each began after a checkpoint of Postgres (the test's role may
+			// ask for one), and the broker's wrote WAL: its audit entries.
+			if p.CheckpointFirstError != "" || p.CheckpointFirstMS <= 0 || m.Kind == "broker" && p.PostgresWALBytes <= 0 {
+				t.Errorf("%s paced: checkpoint first %.1f ms (%s), wal %d bytes", m.Name, p.CheckpointFirstMS, p.CheckpointFirstError, p.PostgresWALBytes)
+			}
 			inWindows := 0
 			for _, w := range p.Windows {
 				inWindows += w.Count
