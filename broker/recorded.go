@@ -64,18 +64,33 @@ func (b *Broker) recorded(ctx context.Context, msg jetstream.Msg, redelivery boo
 // audited again. Any other error, or a look-up that fails, is transient:
 // the message is handed back and its redelivery looked up.
 func (b *Broker) refusedDecision(ctx context.Context, res *result, err error) *result {
-	if errors.Is(err, audit.ErrDuplicateOutcome) {
-		rec, lerr := b.finalFor(ctx, res.requestID)
-		if lerr == nil && rec != nil {
-			rec.source, rec.resent = res.source, true
-			return rec
-		}
-		if lerr != nil {
-			err = errors.Join(err, lerr)
-		}
+	rec, err := b.recordedBefore(ctx, res, err)
+	if rec != nil {
+		return rec
 	}
 	res.outcome, res.err = OutcomeTransient, err
 	return res
+}
+
+// recordedBefore returns the final outcome recorded for res's request when
+// err is the audit log's refusal of res's entry as a second final outcome
+// (ErrDuplicateOutcome): the request was sent again after the transfer
+// stream's de-duplication window, and is answered as a redelivery is
+// (finishRecorded). It returns nil and err, joined with the look-up's
+// error if that failed, when there is none to answer with.
+func (b *Broker) recordedBefore(ctx context.Context, res *result, err error) (*result, error) {
+	if !errors.Is(err, audit.ErrDuplicateOutcome) {
+		return nil, err
+	}
+	rec, lerr := b.finalFor(ctx, res.requestID)
+	if lerr != nil {
+		return nil, errors.Join(err, lerr)
+	}
+	if rec == nil {
+		return nil, err
+	}
+	rec.source, rec.resent = res.source, true
+	return rec, nil
 }
 
 // finalFor looks up the final outcome recorded for request id.

@@ -63,8 +63,9 @@ func TestDeliveryRecordedByOtherInstance(t *testing.T) {
 // which looks nothing up), but the audit log refuses its decision to allow:
 // the request already has a final outcome. Nothing is delivered or audited
 // again, and the receipt repeats the recorded outcome. A denial sent again
-// is refused as a second final outcome and answered the same way. Both are
-// answered at once, not handed back to be looked up on a redelivery.
+// is refused as a second final outcome and answered the same way, and so is
+// a rejected request sent again. All are answered at once, not handed back
+// to be looked up on a redelivery.
 func TestResentOnNATSAfterDedupWindow(t *testing.T) {
 	const window = 300 * time.Millisecond
 	e := newEnvWith(t, brokertest.StartNATS(t), 5, func(o *broker.Options) { o.Stream.DuplicateWindow = window })
@@ -91,13 +92,16 @@ func TestResentOnNATSAfterDedupWindow(t *testing.T) {
 			}
 		}
 	}
-	const allowed, denied = "ord-10023-delivery", "ord-10027-delivery"
+	const allowed, denied, invalid = "ord-10023-delivery", "ord-10027-delivery", "bad-resent"
+	bad := []byte(`{"id":"bad-resent","source":"order-service","recipient":"swiftship-de","purpose":"delivery","dataset":"order.delivery","record":{"name":"x"}}`)
 	publish(t, e, "01-delivery-eea-allow.json", allowed)
 	first := receipt(allowed)
 	publish(t, e, "06-delivery-brazil-no-mechanism.json", denied)
 	firstDenied := receipt(denied)
-	if first.Status != broker.StatusDelivered || firstDenied.Status != broker.StatusDenied {
-		t.Fatalf("first receipts: %+v, %+v", first, firstDenied)
+	publishData(t, e, bad, invalid)
+	firstRejected := receipt(invalid)
+	if first.Status != broker.StatusDelivered || firstDenied.Status != broker.StatusDenied || firstRejected.Status != broker.StatusRejected {
+		t.Fatalf("first receipts: %+v, %+v, %+v", first, firstDenied, firstRejected)
 	}
 	time.Sleep(3 * window) // the stream no longer knows the ids
 	publish(t, e, "01-delivery-eea-allow.json", allowed)
@@ -109,6 +113,10 @@ func TestResentOnNATSAfterDedupWindow(t *testing.T) {
 		len(again.Reasons) != 1 || again.Reasons[0] != "no_transfer_mechanism" {
 		t.Errorf("resent denial answered %+v, want the recorded %+v", again, firstDenied)
 	}
+	publishData(t, e, bad, invalid)
+	if again := receipt(invalid); again.Status != broker.StatusRejected || again.AuditSequence != firstRejected.AuditSequence {
+		t.Errorf("resent rejection answered %+v, want the recorded %+v", again, firstRejected)
+	}
 	waitFor(t, "the messages to be acknowledged", func() bool { return pending(t, e) == 0 })
 	if n := len(e.partner.Received()); n != 1 {
 		t.Errorf("partner received %d deliveries, want 1", n)
@@ -119,14 +127,18 @@ func TestResentOnNATSAfterDedupWindow(t *testing.T) {
 	if ev := events(e.entries(t, denied)); ev != "decided" {
 		t.Errorf("audit events of the denial = %s, want decided", ev)
 	}
+	if ev := events(e.entries(t, invalid)); ev != "rejected" {
+		t.Errorf("audit events of the rejection = %s, want rejected", ev)
+	}
 	// The resent requests are answered at once, not handed back to be
-	// looked up on their redelivery.
-	for _, id := range []string{allowed, denied} {
+	// looked up on their redelivery; a rejected one is terminated, as it
+	// was the first time.
+	for id, action := range map[string]string{allowed: "ack", denied: "ack", invalid: "term"} {
 		var resent int
 		for line := range strings.Lines(e.logs.String()) {
 			if strings.Contains(line, `"request_id":"`+id+`"`) && strings.Contains(line, `"already_recorded":true`) {
 				resent++
-				if !strings.Contains(line, `"action":"ack"`) || !strings.Contains(line, `"attempt":1`) {
+				if !strings.Contains(line, `"action":"`+action+`"`) || !strings.Contains(line, `"attempt":1`) {
 					t.Errorf("resent %s handled as %s", id, line)
 				}
 			}

@@ -16,8 +16,14 @@ import (
 // publish puts an example request into the stream directly.
 func publish(t *testing.T, e *env, name, id string) {
 	t.Helper()
+	publishData(t, e, brokertest.ExampleRequest(t, name), id)
+}
+
+// publishData publishes request data under id from order-service.
+func publishData(t *testing.T, e *env, data []byte, id string) {
+	t.Helper()
 	msg := nats.NewMsg("clearance.transfers.order-service")
-	msg.Data = brokertest.ExampleRequest(t, name)
+	msg.Data = data
 	msg.Header.Set(jetstream.MsgIDHeader, id)
 	if _, err := e.js.PublishMsg(t.Context(), msg); err != nil {
 		t.Fatal(err)

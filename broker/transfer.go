@@ -274,6 +274,15 @@ func (b *Broker) finish(ctx context.Context, msg jetstream.Msg, res *result, pla
 	failed := res.attempted && res.outcome != OutcomeDelivered
 	if res.outcome == OutcomeInvalid || failed || plan.DeadLetter {
 		if err := b.record(ctx, msg, res, plan, failed); err != nil {
+			if res.outcome == OutcomeInvalid {
+				// A rejection refused as a second final outcome: the
+				// request was sent again after the de-duplication window
+				// (recordedBefore). It is answered with what was recorded.
+				if rec, _ := b.recordedBefore(ctx, res, err); rec != nil {
+					*res = *rec
+					return b.finishRecorded(ctx, msg, res, attempt)
+				}
+			}
 			res.err = errors.Join(res.err, err)
 			return Plan{Ack: AckNak, Delay: b.opts.Retry.Backoff(attempt)}
 		}
