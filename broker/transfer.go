@@ -278,7 +278,8 @@ func (b *Broker) finish(ctx context.Context, msg jetstream.Msg, res *result, pla
 				// A rejection refused as a second final outcome: the
 				// request was sent again after the de-duplication window
 				// (recordedBefore). It is answered with what was recorded.
-				if rec, _ := b.recordedBefore(ctx, res, err); rec != nil {
+				var rec *result
+				if rec, err = b.recordedBefore(ctx, res, err); rec != nil {
 					*res = *rec
 					return b.finishRecorded(ctx, msg, res, attempt)
 				}
