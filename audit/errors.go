@@ -31,8 +31,8 @@ var (
 )
 
 // DuplicateOutcomeError is what Append returns for a refused final outcome
-// or decision to allow: the event refused and the event and sequence number of the final outcome
-// the request already has. It holds no entry content.
+// or decision to allow: the event refused and the event and sequence number
+// of the final outcome the request already has. It holds no entry content.
 type DuplicateOutcomeError struct {
 	// Event is the event of the refused entry.
 	Event Event

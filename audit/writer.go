@@ -322,14 +322,14 @@ var errFinalRecorded = errors.New("audit: a final outcome of the batch is record
 
 // lockedPrepared is lockedInsert on the lane's PostgreSQL connection with
 // the prepared statement of fastInsert, which looks the batch's final
-// outcomes and decisions to allow up itself: while the head is locked, which is what the other
-// instances writing the chain wait for, it costs one round trip and no parse
-// or plan, where lockedInsert takes a look-up and the statement unprepared.
-// The transaction is begun and ended by statements on the connection: a
-// database/sql transaction would prepare the statement again each time. If
-// an outcome of the batch is recorded already the statement writes nothing
-// and lockedPrepared returns errFinalRecorded; lockedInsert then refuses
-// it.
+// outcomes and decisions to allow up itself: while the head is locked,
+// which is what the other instances writing the chain wait for, it costs
+// one round trip and no parse or plan, where lockedInsert takes a look-up
+// and the statement unprepared. The transaction is begun and ended by
+// statements on the connection: a database/sql transaction would prepare
+// the statement again each time. If an outcome of the batch is recorded
+// already the statement writes nothing and lockedPrepared returns
+// errFinalRecorded; lockedInsert then refuses it.
 func (ln *lane) lockedPrepared(ctx context.Context, batch []*pending) (next headRow, refused map[*pending]refusal, err error) {
 	c := ln.conn
 	if _, err := c.ExecContext(ctx, "BEGIN"); err != nil {

@@ -46,9 +46,9 @@ type result struct {
 	// recorded: the final outcome was already in the audit log when the
 	// message was redelivered (recorded.go).
 	recorded bool
-	// resent: the audit log refused the decision to allow because the
-	// request already has a final outcome, which res now holds
-	// (refusedDecision).
+	// resent: the audit log refused the request's decision or rejection
+	// because the request already has a final outcome, which res now holds
+	// (recordedBefore).
 	resent bool
 }
 
@@ -73,11 +73,14 @@ func (b *Broker) handleTransfer(ctx context.Context, msg jetstream.Msg) {
 		// (audit entries and receipts copy what they need).
 		defer decisionPool.Put(d)
 		res = b.process(ctx, msg, attempt, d)
-		if res.resent {
-			plan = b.finishRecorded(ctx, msg, res, attempt)
-		} else {
+		if !res.resent {
 			plan = PlanFor(res.outcome, attempt, res.err, b.opts.Retry)
-			plan = b.finish(ctx, msg, res, plan, attempt)
+			plan, res = b.finish(ctx, msg, res, plan, attempt)
+		}
+		if res.resent {
+			// Sent again after the de-duplication window: answered with
+			// the outcome recorded (recordedBefore).
+			plan = b.finishRecorded(ctx, msg, res, attempt)
 		}
 	}
 	b.ack(msg, plan, res.outcome)
@@ -270,28 +273,27 @@ func (b *Broker) failBeforeDelivery(ctx context.Context, res *result, cause erro
 // finish writes what the plan needs besides the acknowledgement: the audit
 // entry of a failure or rejection, the sealed dead letter and the receipt.
 // When one of these cannot be written the message is handed back instead.
-func (b *Broker) finish(ctx context.Context, msg jetstream.Msg, res *result, plan Plan, attempt uint64) Plan {
+// A rejection the log refuses as a second final outcome (the request sent
+// again after the de-duplication window) returns the outcome recorded
+// instead of res, marked resent, for handleTransfer to answer with.
+func (b *Broker) finish(ctx context.Context, msg jetstream.Msg, res *result, plan Plan, attempt uint64) (Plan, *result) {
 	failed := res.attempted && res.outcome != OutcomeDelivered
 	if res.outcome == OutcomeInvalid || failed || plan.DeadLetter {
 		if err := b.record(ctx, msg, res, plan, failed); err != nil {
 			if res.outcome == OutcomeInvalid {
-				// A rejection refused as a second final outcome: the
-				// request was sent again after the de-duplication window
-				// (recordedBefore). It is answered with what was recorded.
 				var rec *result
 				if rec, err = b.recordedBefore(ctx, res, err); rec != nil {
-					*res = *rec
-					return b.finishRecorded(ctx, msg, res, attempt)
+					return plan, rec
 				}
 			}
 			res.err = errors.Join(res.err, err)
-			return Plan{Ack: AckNak, Delay: b.opts.Retry.Backoff(attempt)}
+			return Plan{Ack: AckNak, Delay: b.opts.Retry.Backoff(attempt)}, res
 		}
 	}
 	if plan.Final && !res.recorded {
 		b.publishReceipt(res, plan, replyTo(msg.Headers()))
 	}
-	return plan
+	return plan, res
 }
 
 // record writes what finish needs before the acknowledgement: the audit
