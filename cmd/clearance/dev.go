@@ -162,11 +162,10 @@ func dev(ctx context.Context, s devSettings, stdout, stderr io.Writer, logger *s
 	}
 	st.add(conns.Close)
 
-	nc, err := nats.Connect(natsURL, nats.Name("clearance-dev"), nats.MaxReconnects(-1))
+	nc, err := connectNATS(&st, natsURL, nats.Name("clearance-dev"), nats.MaxReconnects(-1))
 	if err != nil {
-		return fmt.Errorf("nats: %w", err)
+		return err
 	}
-	st.add(func(context.Context) error { return nc.Drain() })
 	engine := agreements.NewEngine(reg)
 	subjectKeys, err := openSubjectKeys(ctx, &st, db, ring, auditLog, nc, subjectKey, liveTuning{}, logger)
 	if err != nil {

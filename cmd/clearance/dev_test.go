@@ -96,4 +96,8 @@ func TestDevWalkthrough(t *testing.T) {
 			t.Errorf("the broker's log holds %q", v)
 		}
 	}
+	// The regions' connections are closed by the shutdown itself.
+	if strings.Contains(stderr.String(), "disconnected") {
+		t.Errorf("a clean shutdown logged a disconnection:\n%s", stderr.String())
+	}
 }

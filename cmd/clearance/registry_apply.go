@@ -14,7 +14,6 @@ import (
 	"github.com/clearance-broker/clearance/config"
 	"github.com/clearance-broker/clearance/keys"
 	"github.com/clearance-broker/clearance/policy"
-	"github.com/nats-io/nats.go"
 )
 
 // runRegistryApply implements `clearance registry apply --config FILE DIR`:
@@ -120,11 +119,10 @@ func registryApply(ctx context.Context, cfg *config.Config, reg *agreements.Regi
 	if err != nil {
 		return policy.Event{}, false, err
 	}
-	nc, err := nats.Connect(joinURLs(cfg.NATS.URLs), nopts...)
+	nc, err := connectNATS(&st, joinURLs(cfg.NATS.URLs), nopts...)
 	if err != nil {
-		return policy.Event{}, false, fmt.Errorf("nats: %w", err)
+		return policy.Event{}, false, err
 	}
-	st.add(func(context.Context) error { return nc.Drain() })
 	live, err := policy.Start(ctx, policy.Options{
 		Store: store, Engine: agreements.NewEngine(reg), NATS: nc, Audit: auditLog,
 		Logger: logger, Resync: time.Hour,

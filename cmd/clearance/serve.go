@@ -137,11 +137,10 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 	if err != nil {
 		return err
 	}
-	nc, err := nats.Connect(joinURLs(cfg.NATS.URLs), nopts...)
+	nc, err := connectNATS(&st, joinURLs(cfg.NATS.URLs), nopts...)
 	if err != nil {
-		return fmt.Errorf("nats: %w", err)
+		return err
 	}
-	st.add(func(context.Context) error { return nc.Drain() })
 
 	opts := brokerOptions(cfg)
 	opts.NATS, opts.Decider, opts.Parties = nc, engine, broker.PartiesOf(engine)
@@ -232,7 +231,10 @@ func natsOptions(c config.NATS, logger *slog.Logger) ([]nats.Option, error) {
 		nats.Name("clearance"),
 		nats.MaxReconnects(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			logger.Warn("nats disconnected", "component", "nats", "err", err)
+			// A nil error is Close's own disconnection, at shutdown.
+			if err != nil {
+				logger.Warn("nats disconnected", "component", "nats", "err", err)
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			logger.Info("nats reconnected", "component", "nats", "server", nc.ConnectedUrlRedacted())
@@ -340,6 +342,37 @@ func runBroker(ctx context.Context, b *broker.Broker, addr string, ln net.Listen
 		return nil
 	}
 	return serveErr
+}
+
+// connectNATS connects to url with opts and adds the connection's drain to
+// st. The drain waits, within the shutdown's time, until the connection has
+// flushed what it holds and closed, so that nothing the process published
+// before it stopped is lost with it (nats.Conn.Drain itself returns at
+// once and drains in the background).
+func connectNATS(st *stack, url string, opts ...nats.Option) (*nats.Conn, error) {
+	closed := make(chan struct{})
+	opts = append(opts, nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("nats: %w", err)
+	}
+	st.add(func(ctx context.Context) error {
+		if err := nc.Drain(); err != nil {
+			// Closed already, or reconnecting: nothing can be flushed.
+			nc.Close()
+			if !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrConnectionReconnecting) {
+				return fmt.Errorf("nats: drain: %w", err)
+			}
+		}
+		select {
+		case <-closed:
+			return nil
+		case <-ctx.Done():
+			nc.Close()
+			return fmt.Errorf("nats: drain: %w", ctx.Err())
+		}
+	})
+	return nc, nil
 }
 
 // stack closes what was opened, last first.

@@ -135,6 +135,9 @@ logging: {format: json, level: debug}
 			t.Errorf("the log holds %q", v)
 		}
 	}
+	if strings.Contains(stderr.String(), "nats disconnected") {
+		t.Errorf("a clean shutdown logged a disconnection:\n%s", stderr.String())
+	}
 }
 
 func TestServeRejectsBadConfig(t *testing.T) {

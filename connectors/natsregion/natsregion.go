@@ -81,7 +81,10 @@ func (r *Region) options() ([]nats.Option, error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(c.ReconnectWait.D()),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			r.log.Warn("region disconnected", slog.Any("error", err))
+			// A nil error is Close's own disconnection, at shutdown.
+			if err != nil {
+				r.log.Warn("region disconnected", slog.Any("error", err))
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			r.log.Info("region reconnected", slog.String("server", nc.ConnectedServerId()))

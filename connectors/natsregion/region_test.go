@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/clearance-broker/clearance/connectors"
 	"github.com/clearance-broker/clearance/connectors/natsregion"
+	"github.com/clearance-broker/clearance/internal/syncbuf"
 )
 
 func TestSubject(t *testing.T) {
@@ -403,5 +405,50 @@ func TestServerAnswersReadByHand(t *testing.T) {
 				t.Errorf("domain %q, publish %d: answer %s read by hand as %+v, %v; want %+v", domain, i+1, resp.Data, got, ok, want)
 			}
 		}
+	}
+}
+
+// TestDisconnectLogged: losing the region's server is logged as a warning
+// with its error; the connector's own Close at shutdown is not.
+func TestDisconnectLogged(t *testing.T) {
+	s := startServer(t, t.TempDir(), -1)
+	cfg := natsregion.DefaultConfig()
+	cfg.URLs = []string{s.ClientURL()}
+	cfg.ReconnectWait = connectors.Duration(50 * time.Millisecond)
+	var logs syncbuf.Buffer
+	r, err := natsregion.New(t.Context(), "test-region", cfg, connectors.Deps{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Shutdown()
+	s.WaitForShutdown()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "region disconnected") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the lost server was not logged:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || strings.Contains(logs.String(), "error=<nil>") {
+		t.Errorf("the lost server's line:\n%s", logs.String())
+	}
+
+	s2 := startServer(t, t.TempDir(), -1)
+	cfg.URLs = []string{s2.ClientURL()}
+	var closing syncbuf.Buffer
+	r2, err := natsregion.New(t.Context(), "test-region", cfg, connectors.Deps{Logger: slog.New(slog.NewTextHandler(&closing, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, reg := range []*natsregion.Region{r, r2} {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		if err := reg.Close(ctx); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		cancel()
+	}
+	// Close returns after the connection's handlers ran.
+	if strings.Contains(closing.String(), "disconnected") {
+		t.Errorf("Close logged a disconnection:\n%s", closing.String())
 	}
 }
