@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +35,7 @@ const sqlitePragmas = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
 // The caller closes the DB. The broker and the CLI share this helper.
 func OpenDB(ctx context.Context, dsn string) (*bun.DB, error) {
 	var db *bun.DB
+	target := "pg" // what the ping failure names
 	switch {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		sqldb := sql.OpenDB(pgdriver.NewConnector(pgdriver.WithDSN(dsn)))
@@ -52,12 +54,13 @@ func OpenDB(ctx context.Context, dsn string) (*bun.DB, error) {
 			return nil, fmt.Errorf("audit: open sqlite: %w", err)
 		}
 		db = bun.NewDB(sqldb, sqlitedialect.New())
+		target = "sqlite " + strconv.Quote(path)
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("audit: connect to %s: %w", db.Dialect().Name(), err)
+		return nil, fmt.Errorf("audit: connect to %s: %w", target, err)
 	}
 	return db, nil
 }

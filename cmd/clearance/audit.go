@@ -27,7 +27,7 @@ const (
 // success, 1 tampering found or the store failed, 2 bad usage.
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	usage := func() {
-		fmt.Fprintln(stderr, "usage: clearance audit verify|query|export [flags]\n\n"+
+		fmt.Fprintln(stderr, "usage: clearance audit verify|query|export|archive|verify-archive [flags]\n\n"+
 			"  verify   recompute the hash chain, check every signed checkpoint, name the first entry changed, removed or inserted\n"+
 			"  query    print matching entries as JSON lines (subject ids are hashed before the query)\n"+
 			"  export   stream matching entries as csv or jsonl\n"+
