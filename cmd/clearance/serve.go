@@ -20,6 +20,7 @@ import (
 	"github.com/clearance-broker/clearance/connectors/natsregion"
 	"github.com/clearance-broker/clearance/connectors/webhook"
 	"github.com/clearance-broker/clearance/internal/gcpercent"
+	"github.com/clearance-broker/clearance/internal/natsclose"
 	"github.com/clearance-broker/clearance/keys"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -345,32 +346,23 @@ func runBroker(ctx context.Context, b *broker.Broker, addr string, ln net.Listen
 }
 
 // connectNATS connects to url with opts and adds the connection's drain to
-// st. The drain waits, within the shutdown's time, until the connection has
-// flushed what it holds and closed, so that nothing the process published
-// before it stopped is lost with it (nats.Conn.Drain itself returns at
-// once and drains in the background).
+// st; the drain waits, within the shutdown's time, until the connection has
+// flushed what it holds and closed (natsclose).
 func connectNATS(st *stack, url string, opts ...nats.Option) (*nats.Conn, error) {
 	closed := make(chan struct{})
-	opts = append(opts, nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
-	nc, err := nats.Connect(url, opts...)
+	nc, err := nats.Connect(url, append(opts, natsclose.Handler(closed))...)
 	if err != nil {
 		return nil, fmt.Errorf("nats: %w", err)
 	}
 	st.add(func(ctx context.Context) error {
-		if err := nc.Drain(); err != nil {
-			// Closed already, or reconnecting: nothing can be flushed.
-			nc.Close()
-			if !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrConnectionReconnecting) {
-				return fmt.Errorf("nats: drain: %w", err)
-			}
+		startErr := natsclose.Start(nc)
+		if err := natsclose.Wait(ctx, nc, closed); err != nil {
+			return fmt.Errorf("nats: drain: %w", err)
 		}
-		select {
-		case <-closed:
-			return nil
-		case <-ctx.Done():
-			nc.Close()
-			return fmt.Errorf("nats: drain: %w", ctx.Err())
+		if startErr != nil {
+			return fmt.Errorf("nats: %w", startErr)
 		}
+		return nil
 	})
 	return nc, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/clearance-broker/clearance/connectors"
+	"github.com/clearance-broker/clearance/internal/natsclose"
 )
 
 // KindName is the name of this connector kind in the broker config.
@@ -89,7 +90,7 @@ func (r *Region) options() ([]nats.Option, error) {
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			r.log.Info("region reconnected", slog.String("server", nc.ConnectedServerId()))
 		}),
-		nats.ClosedHandler(func(*nats.Conn) { close(r.closed) }),
+		natsclose.Handler(r.closed),
 	}
 	if c.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(c.CredsFile))
@@ -212,26 +213,16 @@ func (r *Region) message(d *connectors.Delivery) (*nats.Msg, error) {
 func (r *Region) Close(ctx context.Context) error {
 	_, gateErr := r.gate.Close(ctx)
 	r.closeOnce.Do(func() {
-		err := r.nc.Drain()
-		switch {
-		case err == nil, errors.Is(err, nats.ErrConnectionClosed):
-		case errors.Is(err, nats.ErrConnectionReconnecting):
-			// Nothing is in flight (the gate is closed) and nothing can be
-			// flushed to a server we are not connected to.
-			r.nc.Close()
-		default:
-			r.closeError = fmt.Errorf("natsregion: %s: drain: %w", r.name, err)
-			r.nc.Close()
+		// Nothing is in flight: the gate is closed.
+		if err := natsclose.Start(r.nc); err != nil {
+			r.closeError = fmt.Errorf("natsregion: %s: %w", r.name, err)
 		}
 	})
 	if gateErr != nil {
 		return fmt.Errorf("natsregion: %s: close: %w", r.name, gateErr)
 	}
-	select {
-	case <-r.closed:
-	case <-ctx.Done():
-		r.nc.Close()
-		return fmt.Errorf("natsregion: %s: close: %w", r.name, ctx.Err())
+	if err := natsclose.Wait(ctx, r.nc, r.closed); err != nil {
+		return fmt.Errorf("natsregion: %s: close: %w", r.name, err)
 	}
 	return r.closeError
 }
