@@ -28,7 +28,7 @@ func (r *Registry) minimise(di *datasetIndex, sc *scope, rec map[string]any, b *
 	}
 	if di == nil {
 		for k := range rec {
-			m.remove(k, FieldUnclassified, len(rec))
+			m.removeUnclassified("", k, len(rec))
 		}
 		return m
 	}
@@ -152,8 +152,13 @@ func (w *walker) newMap(size int) map[string]any {
 
 // removeUnclassified removes the member k of the object at prefix. The
 // first few paths inside objects are joined later, all in one allocation;
-// for a reused decision they come from the paths its buffers remember.
+// for a reused decision they come from the paths its buffers remember. A
+// name that is not plain is reported as WithheldName, once per object.
 func (w *walker) removeUnclassified(prefix, k string) {
+	if !plainName(k) {
+		w.m.removeUnclassified(prefix, k, w.size)
+		return
+	}
 	if prefix != "" && w.b != nil {
 		w.m.remove(w.b.joinPath(prefix, k), FieldUnclassified, w.size)
 		return
@@ -197,6 +202,19 @@ func joinPath(prefix, k string) string {
 		return k
 	}
 	return prefix + "." + k
+}
+
+// removeUnclassified reports the member k of the object at prefix removed as
+// unclassified: by its path, or, when k is not a plain name, as
+// prefix.(name withheld), once for all such members of the object.
+func (m *minimised) removeUnclassified(prefix, k string, size int) {
+	if plainName(k) {
+		m.remove(joinPath(prefix, k), FieldUnclassified, size)
+		return
+	}
+	if path := withheldPath(prefix); !m.removed.hasPath(path) {
+		m.remove(path, FieldUnclassified, size)
+	}
 }
 
 func (m *minimised) remove(path, reason string, size int) {

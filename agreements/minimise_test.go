@@ -50,7 +50,16 @@ func TestMinimisePaths(t *testing.T) {
 			give:        map[string]any{"name": "n", "payment": "card", "": "empty"},
 			wantRecord:  `{"name":"n"}`,
 			wantKept:    []string{"name"},
-			wantRemoved: map[string]string{"payment": FieldUnclassified, "": FieldUnclassified},
+			wantRemoved: map[string]string{"payment": FieldUnclassified, WithheldName: FieldUnclassified},
+		},
+		{
+			name: "members whose names are not plain identifiers",
+			give: map[string]any{"name": "n", "ada@example.com": "x", "Ada Lovelace": "y", "gift_note": "z",
+				"note": map[string]any{"health": "h", "+44 20 7946 0000": "t", "02079460000": "u"}},
+			wantRecord: `{"name":"n"}`,
+			wantKept:   []string{"name"},
+			wantRemoved: map[string]string{WithheldName: FieldUnclassified, "gift_note": FieldUnclassified,
+				"note.health": FieldCategoryNotPermitted, "note." + WithheldName: FieldUnclassified},
 		},
 	}
 	e := NewEngine(engineRegistry(t))
@@ -79,5 +88,31 @@ func TestMinimisePaths(t *testing.T) {
 				t.Errorf("removed = %v, want %v", d.Fields.Removed, tt.wantRemoved)
 			}
 		})
+	}
+}
+
+// TestMinimiseWithholdsNamesWithoutDataset: with a dataset the registry does
+// not define, every member is removed as unclassified, and those whose names
+// are not plain identifiers are reported as one withheld member, by Decide
+// and by a reused Decision alike.
+func TestMinimiseWithholdsNamesWithoutDataset(t *testing.T) {
+	e := NewEngine(engineRegistry(t))
+	req, at := give{recipient: "p-de", purpose: "delivery", dataset: "no-such-dataset",
+		record: map[string]any{"order_id": "1", "ada@example.com": "x", "Ada Lovelace": "y"}}.request()
+	want := map[string]string{"order_id": FieldUnclassified, WithheldName: FieldUnclassified}
+	var reused Decision
+	for i := range 3 {
+		d := e.Decide(req, at)
+		if i > 0 {
+			e.DecideInto(&reused, req, at)
+			d = &reused
+		}
+		got := map[string]string{}
+		for _, f := range d.Fields.Removed {
+			got[f.Path] = f.Reason
+		}
+		if len(d.Fields.Removed) != len(got) || !maps.Equal(got, want) {
+			t.Errorf("removed = %v, want %v", d.Fields.Removed, want)
+		}
 	}
 }

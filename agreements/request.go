@@ -127,10 +127,12 @@ func (p *requestParser) object(data []byte, path string, allowed ...string) map[
 		key, _ := tok.(string)
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
-			p.fail(join(path, key), "not valid JSON: %s", syntaxProblem(err))
+			p.fail(join(path, ShownName(key)), "not valid JSON: %s", syntaxProblem(err))
 			return nil
 		}
 		switch {
+		case !contains(allowed, key) && !plainName(key):
+			p.fail(join(path, WithheldName), "unknown field, not named here since its name is not a plain identifier (want one of %v)", allowed)
 		case !contains(allowed, key):
 			p.fail(join(path, key), "unknown field (want one of %v)", allowed)
 		case out[key] != nil:
@@ -189,9 +191,50 @@ func (p *requestParser) request(data []byte, prefix string) *Request {
 		dec.UseNumber()
 		if err := dec.Decode(&req.Record); err != nil || req.Record == nil {
 			p.fail(f("record"), "want a JSON object")
+		} else {
+			p.repeated(raw, f("record"))
 		}
 	}
 	return req
+}
+
+// repeated reports every member of an object in value (the record) whose
+// name its object has already given: encoding/json would keep the last
+// value, and a record whose meaning depends on which copy a reader takes is
+// refused instead. value is valid JSON.
+func (p *requestParser) repeated(value json.RawMessage, path string) {
+	dec := json.NewDecoder(bytes.NewReader(value))
+	dec.UseNumber()
+	var walk func(path string)
+	walk = func(path string) {
+		tok, err := dec.Token()
+		if err != nil {
+			return
+		}
+		switch tok {
+		case json.Delim('{'):
+			seen := map[string]bool{}
+			for dec.More() {
+				tok, err := dec.Token()
+				if err != nil {
+					return
+				}
+				key, _ := tok.(string)
+				if seen[key] {
+					p.fail(join(path, ShownName(key)), "field given twice")
+				}
+				seen[key] = true
+				walk(join(path, ShownName(key)))
+			}
+			_, _ = dec.Token()
+		case json.Delim('['):
+			for i := 0; dec.More(); i++ {
+				walk(fmt.Sprintf("%s[%d]", path, i))
+			}
+			_, _ = dec.Token()
+		}
+	}
+	walk(path)
 }
 
 // str decodes a string member; required members must be present and

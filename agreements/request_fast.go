@@ -297,7 +297,8 @@ func (s *fastScanner) escapedString(start, i int) ([]byte, bool) {
 }
 
 // objectValue reads an object of the record as encoding/json does into a
-// map[string]any with UseNumber: a repeated key keeps its last value.
+// map[string]any with UseNumber. A repeated key reports false: the strict
+// parser refuses it, naming it.
 func (s *fastScanner) objectValue(depth int) (map[string]any, bool) {
 	if depth > maxFastDepth {
 		return nil, false
@@ -305,10 +306,12 @@ func (s *fastScanner) objectValue(depth int) (map[string]any, bool) {
 	m := map[string]any{}
 	ok := s.object(func(key []byte) bool {
 		v, ok := s.value(depth + 1)
-		if ok {
-			m[s.str(key)] = v
+		if !ok {
+			return false
 		}
-		return ok
+		n := len(m)
+		m[s.str(key)] = v
+		return len(m) > n
 	})
 	return m, ok
 }

@@ -35,7 +35,9 @@ var fastCases = []struct {
 	{"nested record", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE"},` +
 		`"record":{"a":{"b":[1,-2.5e+3,0,"x",null,true,false,[],{}]},"n":-0.0E-1}}`, true},
 	{"record repeats a key", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE"},` +
-		`"record":{"a":{"x":1},"a":2}}`, true},
+		`"record":{"a":{"x":1},"a":2}}`, false},
+	{"record repeats a nested key", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE"},` +
+		`"record":{"a":[{"x":1,"y":2,"x":3}]}}`, false},
 	{"simple escapes and UTF-8", `{"id":"a\"\\\/\b\f\n\r\t","source":"o","recipient":"r","purpose":"p","dataset":"d",` +
 		`"subject":{"id":"Müller ☃","jurisdiction":"DE","minor":null},"legal_order":"lo","record":{"k\n":"Ünïcödé"}}`, true},
 	{"unicode escape", `{"id":"\u0061","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE"},"record":{}}`, false},

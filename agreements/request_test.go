@@ -48,6 +48,15 @@ func TestParseRequestErrors(t *testing.T) {
   "record": {"order_id": 12345678901234567890, "name": "n"}`, "", 1), "invalid_request: record: required field is missing"},
 		{"legal order of the wrong type", strings.Replace(goodRequest, `"legal_order": null`, `"legal_order": 5`, 1), "invalid_request: legal_order: want a string"},
 		{"trailing data", goodRequest + `{}`, "invalid_request: unexpected data after the object"},
+		{"unknown field named with an e-mail address", strings.Replace(goodRequest, `"source": "orders"`, `"source": "orders", "ada@example.com": 1`, 1),
+			"invalid_request: (name withheld): unknown field, not named here since its name is not a plain identifier"},
+		{"unknown subject field named with a name", strings.Replace(goodRequest, `"minor": true`, `"minor": true, "Ada Lovelace": 9`, 1),
+			"invalid_request: subject.(name withheld): unknown field"},
+		{"record repeats a field", strings.Replace(goodRequest, `"name": "n"`, `"name": "n", "name": "m"`, 1), "invalid_request: record.name: field given twice"},
+		{"record repeats a nested field", strings.Replace(goodRequest, `"name": "n"`, `"name": "n", "items": [{"sku": 1}, {"sku": 2, "sku": 3}]`, 1),
+			"invalid_request: record.items[1].sku: field given twice"},
+		{"record repeats a field not plainly named", strings.Replace(goodRequest, `"name": "n"`, `"name": "n", "+44 20 7946 0000": 1, "+44 20 7946 0000": 2`, 1),
+			"invalid_request: record.(name withheld): field given twice"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -58,8 +67,10 @@ func TestParseRequestErrors(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error = %q, want it to contain %q", err, tt.want)
 			}
-			if strings.Contains(err.Error(), "cust-1") {
-				t.Errorf("error quotes the subject id: %q", err)
+			for _, personal := range []string{"cust-1", "ada@example.com", "Ada Lovelace", "7946"} {
+				if strings.Contains(err.Error(), personal) {
+					t.Errorf("error quotes %q: %q", personal, err)
+				}
 			}
 		})
 	}
@@ -84,5 +95,48 @@ func TestParseRequests(t *testing.T) {
 	}
 	if _, err := ParseRequests([]byte("[1,")); !errors.Is(err, ErrInvalidRequest) {
 		t.Errorf("broken array error = %v", err)
+	}
+}
+
+// TestPlainName: the member names a request's errors and a decision's
+// removed fields repeat are plain identifiers; anything a producer may have
+// filled with personal data is withheld.
+func TestPlainName(t *testing.T) {
+	for _, name := range []string{"name", "gift_note", "payment.method", "orderId", "x-trace-id", "_meta", "line2", "a.b.c",
+		strings.Repeat("a", maxPlainName)} {
+		if !plainName(name) || ShownName(name) != name {
+			t.Errorf("plainName(%q) = false, want true", name)
+		}
+	}
+	for _, name := range []string{"", "ada@example.com", "Ada Lovelace", "+44 20 7946 0000", "02079460000", "1 Example Road",
+		"Müller", "-x", ".x", "x.", "x..y", "x.1y", "a\nb", "(name withheld)", strings.Repeat("a", maxPlainName+1)} {
+		if plainName(name) || ShownName(name) != WithheldName {
+			t.Errorf("plainName(%q) = true, want false", name)
+		}
+	}
+}
+
+// TestUnknownField: the member an encoding/json decoder refuses is named
+// as ShownName shows it.
+func TestUnknownField(t *testing.T) {
+	decode := func(body string) error {
+		dec := json.NewDecoder(strings.NewReader(body))
+		dec.DisallowUnknownFields()
+		var v struct{ Known string }
+		return dec.Decode(&v)
+	}
+	for body, want := range map[string]string{
+		`{"colour":1}`:                 "colour",
+		`{"ada@example.com":1}`:        WithheldName,
+		`{"Ada \"the Countess\" L":1}`: WithheldName,
+		`{"line\u00a0two":1}`:          WithheldName,
+	} {
+		got, ok := UnknownField(decode(body))
+		if !ok || got != want {
+			t.Errorf("%s: UnknownField = %q, %v; want %q", body, got, ok, want)
+		}
+	}
+	if _, ok := UnknownField(decode(`{"Known":1}`)); ok {
+		t.Error("a type error taken for an unknown field")
 	}
 }

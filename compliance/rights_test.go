@@ -122,6 +122,7 @@ func TestLegalOrderBadInput(t *testing.T) {
 	tests := []struct{ name, body, param string }{
 		{"not json", "{", "body"},
 		{"unknown field", with("subjekts", []string{"a"}), "subjekts"},
+		{"unknown field named with an e-mail address", with("cust-secret-9@example.com", []string{"a"}), agreements.WithheldName},
 		{"wrong type", with("subjects", "cust-secret-9"), "subjects"},
 		{"no authority", with("authority", nil), "authority"},
 		{"unknown authority", with("authority", "nobody"), "authority"},

@@ -6,7 +6,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"strings"
+
+	"github.com/clearance-broker/clearance/agreements"
 )
 
 // maxLegalOrderBody caps the body of POST /v1/legal-orders.
@@ -27,8 +28,9 @@ func decodeLegalOrder(w http.ResponseWriter, r *http.Request) (LegalOrderInput, 
 		switch {
 		case errors.As(err, &ute) && ute.Field != "":
 			return in, badParam(ute.Field, "wrong type")
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			return in, badParam(strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "unknown field")
+		}
+		if name, ok := agreements.UnknownField(err); ok {
+			return in, badParam(name, "unknown field")
 		}
 		return in, badParam("body", "not a JSON object")
 	}

@@ -142,8 +142,9 @@ func strictJSON(data []byte, v any) error {
 		switch {
 		case errors.As(err, &ute):
 			return invalid(ute.Field, "wrong type")
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			return invalid(strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "unknown field")
+		}
+		if name, ok := agreements.UnknownField(err); ok {
+			return invalid(name, "unknown field")
 		}
 		return invalid("body", "not a JSON object")
 	}

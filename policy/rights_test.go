@@ -24,6 +24,8 @@ func TestParseConsent(t *testing.T) {
 			agreements.Change{Withdrawals: []agreements.Withdrawal{{Subject: "cust-7", Purpose: "marketing", At: now}}}, ""},
 		{"no action", `{"subject":"cust-7","purpose":"marketing"}`, agreements.Change{}, "invalid_request: action: required field is missing"},
 		{"unknown field", `{"action":"grant","subject":"cust-7","purpose":"marketing","colour":"red"}`, agreements.Change{}, "invalid_request: colour: unknown field"},
+		{"unknown field named with an e-mail address", `{"action":"grant","subject":"cust-7","purpose":"marketing","ada@example.com":"red"}`, agreements.Change{},
+			"invalid_request: " + agreements.WithheldName + ": unknown field"},
 		{"withdrawal with recipients", `{"action":"withdraw","subject":"cust-7","purpose":"marketing","recipients":["x"]}`, agreements.Change{}, "invalid_request: action: a withdrawal takes only subject, purpose and at"},
 		{"no subject", `{"action":"grant","purpose":"marketing"}`, agreements.Change{}, "invalid_request: subject: required field is missing"},
 		{"not json", `nope`, agreements.Change{}, "invalid_request: body: not a JSON object"},

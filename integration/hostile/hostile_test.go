@@ -16,6 +16,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/broker"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -208,8 +209,9 @@ func short(s string) string {
 // agreement covers, or in values the minimisation drops.
 var hostileMarkers = []string{"DROP TABLE", "<script>", "__proto__", "{{", "jndi", `"deep"`, "callback_url"}
 
-// afterwards: nothing reached the partner, no log line holds a personal
-// value of the corpus, and the broker is ready.
+// afterwards: nothing reached the partner, no log line and no audit entry
+// holds a personal value of the corpus (some are member names: see
+// agreements.WithheldName), and the broker is ready.
 func (in *instance) afterwards(t *testing.T) {
 	t.Helper()
 	for _, r := range in.partner.Received() {
@@ -223,6 +225,16 @@ func (in *instance) afterwards(t *testing.T) {
 	for _, c := range canaries {
 		if strings.Contains(logs, c) {
 			t.Errorf("a log line holds %q", c)
+		}
+	}
+	var entries bytes.Buffer
+	n, err := in.audit.Export(t.Context(), &entries, audit.FormatJSONL, audit.Filter{})
+	if err != nil || n < int64(len(corpus(t))) {
+		t.Fatalf("audit export: %d entries, %v", n, err)
+	}
+	for _, c := range canaries {
+		if strings.Contains(entries.String(), c) {
+			t.Errorf("an audit entry holds %q", c)
 		}
 	}
 	resp, err := http.Get(in.api.URL + "/readyz")
