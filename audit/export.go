@@ -10,6 +10,8 @@ import (
 	"io"
 	"strconv"
 	"time"
+
+	"github.com/clearance-broker/clearance/internal/csvsafe"
 )
 
 // Format is an export format.
@@ -20,7 +22,9 @@ const (
 	// FormatJSONL writes one entry JSON object per line.
 	FormatJSONL Format = "jsonl"
 	// FormatCSV writes a header row and one row per entry; lists and maps are
-	// JSON inside their cell.
+	// JSON inside their cell, and a cell a spreadsheet would take for a
+	// formula (starting with =, +, -, @, a tab or a carriage return) is
+	// written behind an apostrophe (csvsafe.Cell).
 	FormatCSV Format = "csv"
 )
 
@@ -35,15 +39,17 @@ var csvHeader = []string{
 	"key_ref", "payload_digest", "registry_version", "subject_hmac", "prev_hash", "hash",
 }
 
+// csvRecord is e's row, each cell kept from being read as a formula
+// (csvsafe): a request id, source, recipient or purpose is the producer's.
 func csvRecord(e *Entry) []string {
-	return []string{
+	return csvsafe.Row([]string{
 		strconv.FormatInt(e.Sequence, 10), e.Time.Format(time.RFC3339Nano), string(e.Event),
 		e.RequestID, e.Source, e.Recipient, e.RecipientCountry, e.Origin, e.Purpose, e.Dataset,
 		e.Decision, mustJSON(e.Reasons), e.LegalBasis, e.AgreementID,
 		strconv.Itoa(e.AgreementVersion), e.Mechanism, mustJSON(e.CategoriesSent),
 		mustJSON(e.FieldsRemoved), e.KeyRef, e.PayloadDigest, e.RegistryVersion,
 		e.SubjectHMAC, e.PrevHash, e.Hash,
-	}
+	})
 }
 
 // Export streams the entries matching f to w in format, row by row, and

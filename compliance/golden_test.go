@@ -2,10 +2,12 @@ package compliance_test
 
 import (
 	"bytes"
+	"encoding/csv"
 	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/clearance-broker/clearance/compliance"
@@ -52,5 +54,23 @@ func TestGoldenROPA(t *testing.T) {
 				t.Fatalf("%s differs from the golden file; if intended, run go test -update\n got: %.400s", path, got)
 			}
 		})
+	}
+}
+
+// TestROPACSVFormulas: no cell of the records of processing in CSV is left
+// for a spreadsheet to run as a formula.
+func TestROPACSVFormulas(t *testing.T) {
+	r := &compliance.ROPA{Purposes: []compliance.ProcessingRecord{{Purpose: "=HYPERLINK(\"http://attacker.invalid/\")", LegalBasis: "contract",
+		Recipients: []compliance.ROPARecipient{{ID: "-partner", Role: "processor", Country: "DE"}}}}}
+	var b bytes.Buffer
+	if err := r.WriteCSV(&b); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(&b).ReadAll()
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("csv: %q, %v", rows, err)
+	}
+	if rows[1][0] != "'"+r.Purposes[0].Purpose || !strings.HasPrefix(rows[1][4], "'-partner") {
+		t.Errorf("purpose, recipients = %q, %q", rows[1][0], rows[1][4])
 	}
 }

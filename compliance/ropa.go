@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/internal/csvsafe"
 	"github.com/uptrace/bun"
 )
 
@@ -255,7 +256,8 @@ func sortedSet(m map[string]bool) []string {
 var ropaCSVHeader = []string{"purpose", "legal_basis", "data_categories", "subject_categories",
 	"recipients", "third_countries_and_mechanisms", "retention", "transfers", "security_measures", "key_refs"}
 
-// WriteCSV writes r as CSV, one row per purpose; lists are joined with "; ".
+// WriteCSV writes r as CSV, one row per purpose; lists are joined with "; ",
+// and no cell is left for a spreadsheet to take for a formula (csvsafe).
 func (r *ROPA) WriteCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
 	if err := cw.Write(ropaCSVHeader); err != nil {
@@ -276,7 +278,7 @@ func (r *ROPA) WriteCSV(w io.Writer) error {
 			strings.Join(p.SubjectCategories, "; "), strings.Join(rcpts, "; "), strings.Join(third, "; "),
 			strings.Join(ret, "; "), strconv.FormatInt(p.Transfers, 10),
 			strings.Join(r.SecurityMeasures, "; "), strings.Join(r.KeyRefs, "; ")}
-		if err := cw.Write(row); err != nil {
+		if err := cw.Write(csvsafe.Row(row)); err != nil {
 			return err
 		}
 	}
