@@ -11,6 +11,9 @@ type minimised struct {
 	kept       []string
 	removed    Removed
 	categories []string
+	// withheld holds the objects (by path) whose members with names that
+	// are not plain are already reported, as one WithheldName entry each.
+	withheld map[string]bool
 }
 
 // minimise applies rule 5: a field is kept when the dataset classifies its
@@ -212,8 +215,12 @@ func (m *minimised) removeUnclassified(prefix, k string, size int) {
 		m.remove(joinPath(prefix, k), FieldUnclassified, size)
 		return
 	}
-	if path := withheldPath(prefix); !m.removed.hasPath(path) {
-		m.remove(path, FieldUnclassified, size)
+	if m.withheld == nil {
+		m.withheld = make(map[string]bool)
+	}
+	if !m.withheld[prefix] {
+		m.withheld[prefix] = true
+		m.remove(withheldPath(prefix), FieldUnclassified, size)
 	}
 }
 

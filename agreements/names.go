@@ -77,16 +77,6 @@ func withheldPath(prefix string) string {
 	return joinPath(prefix, WithheldName)
 }
 
-// hasPath reports whether r already lists path.
-func (r Removed) hasPath(path string) bool {
-	for _, f := range r {
-		if f.Path == path {
-			return true
-		}
-	}
-	return false
-}
-
 // UnknownField returns the member name of an encoding/json error about a
 // member its type does not define (Decoder.DisallowUnknownFields), as
 // ShownName shows it, and whether err is such an error.
