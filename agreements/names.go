@@ -25,29 +25,41 @@ const maxPlainName = 64
 // such joined by dots (a member named with a dotted path). An address, a
 // telephone number, an e-mail address or a name with a space in it is not.
 func plainName(name string) bool {
-	if len(name) == 0 || len(name) > maxPlainName {
+	if len(name) == 0 || len(name) > maxPlainName || nameClass[name[0]] != classLetter {
 		return false
 	}
-	prev := byte('.')
-	for i := 0; i < len(name); i++ {
-		c := nameClass[name[i]]
-		if c == 0 || (c != classLetter && nameClass[prev] == classDot) {
+	// One pass without branches for the usual name: every byte's class
+	// ORed together tells whether one is not allowed or is a dot.
+	var seen byte
+	for i := 1; i < len(name); i++ {
+		seen |= nameClass[name[i]]
+	}
+	switch {
+	case seen&classNone != 0:
+		return false
+	case seen&classDot == 0:
+		return true
+	}
+	// A dotted path: each segment starts with a letter and none is empty.
+	for i := 1; i < len(name); i++ {
+		if name[i] == '.' && (i == len(name)-1 || nameClass[name[i+1]] != classLetter) {
 			return false
 		}
-		prev = name[i]
 	}
-	return nameClass[prev] != classDot
+	return true
 }
 
-// Classes of the bytes of a plain name: a letter or underscore may start a
-// segment; a digit or hyphen may follow; a dot separates segments.
+// Classes of the bytes of a plain name, as bits: a letter or underscore may
+// start a segment; a digit or hyphen may follow; a dot separates segments;
+// no other byte is allowed.
 const (
-	classLetter = 1 + iota
+	classLetter = 1 << iota
 	classFollow
 	classDot
+	classNone
 )
 
-// nameClass holds each byte's class, 0 for bytes no plain name holds.
+// nameClass holds each byte's class.
 var nameClass = func() (t [256]byte) {
 	for c := range 256 {
 		switch {
@@ -57,6 +69,8 @@ var nameClass = func() (t [256]byte) {
 			t[c] = classFollow
 		case c == '.':
 			t[c] = classDot
+		default:
+			t[c] = classNone
 		}
 	}
 	return t
