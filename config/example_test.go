@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/clearance-broker/clearance/config"
@@ -10,8 +11,13 @@ import (
 	"github.com/clearance-broker/clearance/connectors/webhook"
 )
 
-// The commented example that the docs point to must stay valid.
-func TestExampleConfigIsValid(t *testing.T) {
+// noEnv is an environment without variables.
+func noEnv(string) (string, bool) { return "", false }
+
+// example returns the connector kinds serve has and the commented example
+// configuration the docs point to.
+func example(t *testing.T) (*connectors.Registry, []byte) {
+	t.Helper()
 	kinds, err := connectors.NewRegistry(webhook.Kind(), natsregion.Kind())
 	if err != nil {
 		t.Fatal(err)
@@ -20,7 +26,13 @@ func TestExampleConfigIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Parse(b, func(string) (string, bool) { return "", false })
+	return kinds, b
+}
+
+// The commented example that the docs point to must stay valid.
+func TestExampleConfigIsValid(t *testing.T) {
+	kinds, b := example(t)
+	cfg, err := config.Parse(b, noEnv)
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
@@ -29,5 +41,39 @@ func TestExampleConfigIsValid(t *testing.T) {
 	}
 	if cfg.Vault == nil || cfg.NATS.Replicas != 3 || len(cfg.Connectors) != 3 {
 		t.Errorf("example not read as written: %+v", cfg.NATS)
+	}
+}
+
+// The README's configuration snippets must be read as they are written: a
+// connector's settings once sat beside its kind there, where the
+// configuration has them under config, and a first serve refused them.
+func TestReadmeConfigSnippets(t *testing.T) {
+	kinds, base := example(t)
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snippets := 0
+	for _, block := range strings.Split(string(readme), "```yaml\n")[1:] {
+		block = block[:strings.Index(block, "```")]
+		if !strings.HasPrefix(block, "connectors:") {
+			continue
+		}
+		snippets++
+		snippet, err := config.Parse([]byte(block), noEnv)
+		if err != nil {
+			t.Fatalf("README snippet:\n%s\nParse: %v", block, err)
+		}
+		cfg, err := config.Parse(base, noEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Connectors = snippet.Connectors
+		if err := cfg.ValidateWith(kinds); err != nil {
+			t.Errorf("README snippet:\n%s\nValidateWith:\n%v", block, err)
+		}
+	}
+	if snippets == 0 {
+		t.Fatal("no connectors snippet found in the README")
 	}
 }

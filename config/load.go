@@ -48,7 +48,17 @@ func Load(path string) (*Config, error) {
 	}
 	cfg, err := Parse(b, os.LookupEnv)
 	if err != nil {
-		return nil, fmt.Errorf("config: %s: %w", path, err)
+		// Each problem is named with the file, and they stay joined, so that
+		// a caller listing them (agreements.Problems) lists every one.
+		problems := []error{err}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			problems = j.Unwrap()
+		}
+		named := make([]error, len(problems))
+		for i, p := range problems {
+			named[i] = fmt.Errorf("%s: %w", path, p)
+		}
+		return nil, errors.Join(named...)
 	}
 	return cfg, nil
 }

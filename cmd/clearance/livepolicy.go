@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -178,9 +180,18 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 	if err := listenErasureAcks(st, notifier, p.nc, p.conns); err != nil {
 		return nil, err
 	}
+	// A registry applied while the instance runs is checked against the
+	// connectors it configures; the registries replayed at start are not,
+	// only the one in force once started.
+	var started atomic.Bool
 	live, err := policy.Start(ctx, policy.Options{
 		Store: store, Engine: p.engine, NATS: p.nc, Audit: p.audit, Logger: p.logger, Registerer: p.registerer,
 		SyncTimeout: p.tuning.syncTimeout,
+		OnSwap: func(ev policy.Event) {
+			if ev.Kind == policy.KindApply && started.Load() {
+				warnUnconfiguredConnectors(p.engine.Registry(), p.conns, p.logger)
+			}
+		},
 		OnErasure: func(ctx context.Context, subject string, at time.Time) error {
 			if p.shred != nil {
 				if _, err := p.shred.Destroy(ctx, subject, "dead letters"); err != nil {
@@ -212,6 +223,8 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 	}
 	st.add(func(context.Context) error { in.Stop(); return nil })
 	p.logger.Info("live registry", "component", "policy", "event", live.Seq(), "registry_version", p.engine.Registry().Version())
+	warnUnconfiguredConnectors(p.engine.Registry(), p.conns, p.logger)
+	started.Store(true)
 	if p.authorize == nil {
 		p.logger.Warn("consent and erasure API disabled: no auth section in the configuration (NATS intake runs)", "component", "policy")
 		return func(*http.ServeMux) {}, nil
@@ -220,6 +233,26 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 		live.Mount(mux, p.authorize)
 		notifier.Mount(mux, p.authorize)
 	}, nil
+}
+
+// warnUnconfiguredConnectors warns of every connector that a party of reg
+// names and this instance does not configure: transfers to those parties
+// are dead-lettered as permanent failures, and erasure notices to them are
+// escalated, until the configuration defines it.
+func warnUnconfiguredConnectors(reg *agreements.Registry, conns erasure.Connectors, logger *slog.Logger) {
+	missing := map[string][]string{}
+	for _, party := range reg.Content().Parties {
+		if party.Connector == "" {
+			continue
+		}
+		if _, ok := conns.Connector(party.Connector); !ok {
+			missing[party.Connector] = append(missing[party.Connector], party.ID)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(missing)) {
+		logger.Warn("connector not configured: transfers to its parties are dead-lettered", "component", "policy",
+			"connector", name, "parties", strings.Join(missing[name], ","), "registry_version", reg.Version())
+	}
 }
 
 // listenErasureAcks consumes the answers regions give erasure notices: on

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime/debug"
 	"strings"
 	"testing"
@@ -121,6 +122,51 @@ logging: {format: json, level: debug}
 			t.Errorf("/metrics lacks %s", m)
 		}
 	}
+	// The registry names connectors this configuration leaves out: the
+	// instance says so at start, and again for a registry applied while it
+	// runs (here dc-tokyo moves to a connector of its own).
+	unconfigured := func(connector, version string) int {
+		n := 0
+		for _, line := range strings.Split(stderr.String(), "\n") {
+			if strings.Contains(line, `"msg":"connector not configured: transfers to its parties are dead-lettered"`) &&
+				strings.Contains(line, `"connector":"`+connector+`"`) && strings.Contains(line, version) {
+				n++
+			}
+		}
+		return n
+	}
+	first := regex(t, `"registry_version":"(sha256:[0-9a-f]+)"`, stderr.String())
+	for _, c := range []string{"authority-webhook", "region-jp", "region-sg"} {
+		if unconfigured(c, first) != 1 {
+			t.Errorf("no warning at start that connector %s is not configured:\n%s", c, stderr.String())
+		}
+	}
+	if unconfigured("partner-webhook", "") != 0 {
+		t.Error("a configured connector reported as not configured")
+	}
+	regDir := brokertest.RekeyedRegistry(t, root, partner.Key.PublicJWK)
+	parties := filepath.Join(regDir, "10-parties.yaml")
+	b, err := os.ReadFile(parties)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(parties, bytes.Replace(b, []byte("connector: region-jp"), []byte("connector: region-jp-2"), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var applyOut syncBuffer
+	if c := run(t.Context(), []string{"registry", "apply", "--config", cfgPath, regDir}, &applyOut, &applyOut); c != 0 {
+		t.Fatalf("registry apply exited %d: %s", c, applyOut.String())
+	}
+	second := regex(t, `registry version (sha256:[0-9a-f]+)`, applyOut.String())
+	for deadline := time.Now().Add(10 * time.Second); unconfigured("region-jp-2", second) != 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning for the applied registry %s:\n%s", second, stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if unconfigured("region-jp", second) != 0 || unconfigured("region-sg", second) != 1 {
+		t.Errorf("the applied registry's warnings:\n%s", stderr.String())
+	}
 	cancel()
 	select {
 	case c := <-code:
@@ -153,6 +199,20 @@ func TestServeRejectsBadConfig(t *testing.T) {
 	if !strings.Contains(out.String(), "logging.levl (line 4): unknown key") {
 		t.Errorf("output:\n%s", out.String())
 	}
+	two := "nats: {urls: [nats://x:4222], stream: S}\nconnectors:\n  a: {kind: webhook, default_url: x}\n  b: {kind: webhook, urlz: y}\n"
+	if err := os.WriteFile(path, []byte(two), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out = syncBuffer{}
+	if c := run(t.Context(), []string{"serve", "--config", path, "--check-config"}, &out, &out); c != 2 {
+		t.Errorf("exit %d, want 2", c)
+	}
+	for _, want := range []string{"  - " + path + ": connectors.a.default_url (line 3): unknown key\n",
+		"  - " + path + ": connectors.b.urlz (line 4): unknown key\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q, one problem a line:\n%s", want, out.String())
+		}
+	}
 	if strings.Contains(out.String(), "hunter2") {
 		t.Error("the output echoes a password")
 	}
@@ -164,4 +224,14 @@ func TestServeRejectsBadConfig(t *testing.T) {
 	if c := run(t.Context(), []string{"serve", "--config", path}, &out, &out); c != 2 || !strings.Contains(out.String(), "dev_keyring: the development key ring is for `clearance dev` only") {
 		t.Errorf("exit %d, output:\n%s", c, out.String())
 	}
+}
+
+// regex returns the first submatch of expr in s, failing the test without one.
+func regex(t *testing.T, expr, s string) string {
+	t.Helper()
+	m := regexp.MustCompile(expr).FindStringSubmatch(s)
+	if m == nil {
+		t.Fatalf("no %s in:\n%s", expr, s)
+	}
+	return m[1]
 }
