@@ -2,6 +2,8 @@ package config_test
 
 import (
 	"os"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -75,5 +77,21 @@ func TestReadmeConfigSnippets(t *testing.T) {
 	}
 	if snippets == 0 {
 		t.Fatal("no connectors snippet found in the README")
+	}
+}
+
+// Every top-level key of the configuration is shown in the example, set or
+// commented out: the README says the example documents every key.
+func TestExampleConfigShowsEveryKey(t *testing.T) {
+	_, b := example(t)
+	typ := reflect.TypeFor[config.Config]()
+	for i := range typ.NumField() {
+		key, _, _ := strings.Cut(typ.Field(i).Tag.Get("yaml"), ",")
+		if key == "" || key == "-" {
+			continue
+		}
+		if !regexp.MustCompile(`(?m)^(# )?` + regexp.QuoteMeta(key) + `:`).Match(b) {
+			t.Errorf("examples/config/clearance.yaml does not show %s", key)
+		}
 	}
 }
