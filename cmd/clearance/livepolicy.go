@@ -238,7 +238,8 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 // warnUnconfiguredConnectors warns of every connector that a party of reg
 // names and this instance does not configure: transfers to those parties
 // are dead-lettered as permanent failures, and erasure notices to them are
-// escalated, until the configuration defines it.
+// marked undeliverable (an officer's justification closes them), until the
+// configuration defines it.
 func warnUnconfiguredConnectors(reg *agreements.Registry, conns erasure.Connectors, logger *slog.Logger) {
 	missing := map[string][]string{}
 	for _, party := range reg.Content().Parties {
