@@ -3,6 +3,8 @@ package agreements
 import (
 	"encoding/json"
 	"os"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 )
@@ -45,6 +47,11 @@ func FuzzParseRequest(f *testing.F) {
 	f.Add([]byte("[" + goodRequest + "]"))
 	f.Add([]byte(`{"record": {"a.b": {"c": [1, {"d": null}]}}}`))
 	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"ada@example.com": 1, "subject": {"Ada Lovelace": true}}`))
+	f.Add([]byte(`{"id":"a","source":"o","recipient":"swiftship-de","purpose":"delivery","dataset":"order.delivery",` +
+		`"subject":{"id":"s","jurisdiction":"DE"},"record":{"name":"n","+44 20 7946 0000":1,"note":{"a b":2}}}`))
+	f.Add([]byte(`{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d",` +
+		`"subject":{"id":"s","jurisdiction":"DE"},"record":{"x":[{"a b":1,"a b":2}]}}`))
 	reg, err := Load("../examples/registry")
 	if err != nil {
 		f.Fatal(err)
@@ -63,14 +70,19 @@ func FuzzParseRequest(f *testing.F) {
 		reqs, err := ParseRequests(data)
 		if err != nil {
 			for _, p := range Problems(err) {
-				if _, ok := p.(*RequestError); !ok {
+				re, ok := p.(*RequestError)
+				if !ok {
 					t.Fatalf("problem %T is not a *RequestError: %v", p, p)
 				}
+				checkNamed(t, "error field", re.Field)
 			}
 			return
 		}
 		for _, req := range reqs {
 			d := e.Decide(req, at)
+			for _, f := range d.Fields.Removed {
+				checkNamed(t, "removed field", f.Path)
+			}
 			if _, err := json.Marshal(d); err != nil {
 				t.Fatalf("marshal decision: %v", err)
 			}
@@ -87,4 +99,17 @@ func FuzzParseRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkNamed fails unless every segment of path (dotted, with [i] indices)
+// is a plain name or WithheldName: nothing else a producer wrote is
+// repeated where a request's members are named.
+func checkNamed(t *testing.T, what, path string) {
+	t.Helper()
+	rest := strings.ReplaceAll(path, WithheldName, "w")
+	rest = regexp.MustCompile(`\[\d+\]`).ReplaceAllString(rest, "")
+	rest = strings.TrimPrefix(rest, ".")
+	if rest != "" && !plainName(rest) {
+		t.Fatalf("%s %q repeats a name that is not plain", what, path)
+	}
 }
