@@ -114,7 +114,11 @@ func (p *requestParser) object(data []byte, path string, allowed ...string) map[
 		return nil
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		p.fail(path, "want a JSON object")
+		if d == '[' {
+			p.fail(path, "want a JSON object, not an array")
+		} else {
+			p.fail(path, "want a JSON object")
+		}
 		return nil
 	}
 	out := map[string]json.RawMessage{}
@@ -190,7 +194,11 @@ func (p *requestParser) request(data []byte, prefix string) *Request {
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.UseNumber()
 		if err := dec.Decode(&req.Record); err != nil || req.Record == nil {
-			p.fail(f("record"), "want a JSON object")
+			if bytes.HasPrefix(bytes.TrimSpace(raw), []byte("[")) {
+				p.fail(f("record"), "want a JSON object, not an array")
+			} else {
+				p.fail(f("record"), "want a JSON object")
+			}
 		} else {
 			p.repeated(raw, f("record"))
 		}
