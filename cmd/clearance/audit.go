@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -120,12 +121,11 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.SetOutput(stderr)
 	var af auditFlags
 	af.register(fs)
-	jwksPath := fs.String("jwks", os.Getenv(envAuditJWKS),
-		"JWK set `FILE` of the checkpoint verification keys, as served at /.well-known/jwks.json (env "+envAuditJWKS+")")
+	jwksPath := registerJWKS(fs, "JWK set `FILE` of the checkpoint verification keys, as served at /.well-known/jwks.json")
 	unsigned := fs.Bool("no-signatures", false, "check the chain and checkpoint heads without authenticating signatures")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: clearance audit verify --db DSN --jwks FILE [--json]")
+		fmt.Fprintln(stderr, "usage: clearance audit verify --db DSN --jwks FILE[,FILE] [--json]")
 		fs.PrintDefaults()
 	}
 	if code, ok := parseAuditFlags(fs, args, stderr); !ok {
@@ -133,8 +133,8 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	var v audit.Verifier
 	switch {
-	case *jwksPath != "":
-		jv, code := loadJWKS("verify", *jwksPath, stderr)
+	case len(jwksPath.files) > 0:
+		jv, code := loadJWKS("verify", jwksPath, stderr)
 		if jv == nil {
 			return code
 		}
@@ -168,7 +168,8 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 
 func printReport(w io.Writer, rep *audit.Report) {
 	if rep.Problem != nil {
-		fmt.Fprintf(w, "TAMPERED: entry %d %s: %s\n", rep.Problem.Sequence, rep.Problem.Finding, rep.Problem.Detail)
+		label, text := verificationProblem(rep.Problem.Detail)
+		fmt.Fprintf(w, "%s: entry %d %s: %s\n", label, rep.Problem.Sequence, rep.Problem.Finding, text)
 	} else {
 		fmt.Fprintln(w, "OK: the audit chain verifies")
 	}
@@ -266,16 +267,85 @@ func runAuditSelect(ctx context.Context, name string, args []string, stdout, std
 	return 0
 }
 
-func loadJWKS(name, path string, stderr io.Writer) (*audit.JWKSVerifier, int) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		fmt.Fprintf(stderr, "clearance audit %s: read --jwks: %v\n", name, err)
-		return nil, 2
+// jwksFiles is the --jwks flag: JWK set files, given by repeating the flag
+// or separated by commas, whose keys are verified against together. A log
+// archived with a key of its own needs two: the broker's
+// (/.well-known/jwks.json, which signed the checkpoints) and the archive
+// key's (clearance audit archive --print-jwks). Without the flag the list
+// is CLEARANCE_AUDIT_JWKS's; the flag replaces it.
+type jwksFiles struct {
+	files   []string
+	flagged bool
+}
+
+func (j *jwksFiles) String() string { return strings.Join(j.files, ",") }
+
+// add appends the comma-separated files of v.
+func (j *jwksFiles) add(v string) {
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			j.files = append(j.files, f)
+		}
 	}
-	v, err := audit.NewJWKSVerifier(b)
-	if err != nil {
-		fmt.Fprintf(stderr, "clearance audit %s: %v\n", name, err)
-		return nil, 2
+}
+
+func (j *jwksFiles) Set(v string) error {
+	if !j.flagged {
+		j.files, j.flagged = nil, true
 	}
-	return v, 0
+	j.add(v)
+	return nil
+}
+
+// registerJWKS adds the --jwks flag to fs.
+func registerJWKS(fs *flag.FlagSet, usage string) *jwksFiles {
+	j := &jwksFiles{}
+	j.add(os.Getenv(envAuditJWKS))
+	fs.Var(j, "jwks", usage+"; repeat the flag, or separate FILEs with commas, for several sets (env "+envAuditJWKS+")")
+	return j
+}
+
+// loadJWKS reads the JWK set files and verifies against all their keys.
+func loadJWKS(name string, files *jwksFiles, stderr io.Writer) (*audit.JWKSVerifier, int) {
+	var keys []json.RawMessage
+	for _, path := range files.files {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			fmt.Fprintf(stderr, "clearance audit %s: read --jwks: %v\n", name, err)
+			return nil, 2
+		}
+		var set struct {
+			Keys []json.RawMessage `json:"keys"`
+		}
+		if err := json.Unmarshal(b, &set); err != nil {
+			fmt.Fprintf(stderr, "clearance audit %s: --jwks %s: not a JWK set: %v\n", name, path, err)
+			return nil, 2
+		}
+		keys = append(keys, set.Keys...)
+	}
+	merged, err := json.Marshal(map[string]any{"keys": keys})
+	if err == nil {
+		var v *audit.JWKSVerifier
+		if v, err = audit.NewJWKSVerifier(merged); err == nil {
+			return v, 0
+		}
+	}
+	fmt.Fprintf(stderr, "clearance audit %s: --jwks %s: %v\n", name, files.String(), err)
+	return nil, 2
+}
+
+// unknownKey matches the verifier's error for a signature whose key ID is
+// in none of the given sets.
+var unknownKey = regexp.MustCompile(`failed to find key with key ID "([^"]*)"`)
+
+// verificationProblem describes a verification failure: a signature by a
+// key none of the --jwks sets holds cannot be checked, which is not the
+// same as a signature found wrong, and says which key is missing.
+func verificationProblem(detail string) (label, text string) {
+	if m := unknownKey.FindStringSubmatch(detail); m != nil {
+		return "UNVERIFIED", fmt.Sprintf("signed with key ID %q, which none of the --jwks sets holds "+
+			"(give the broker's /.well-known/jwks.json and, for an archived log, the archive key's set: "+
+			"clearance audit archive --print-jwks)", m[1])
+	}
+	return "TAMPERED", detail
 }

@@ -26,12 +26,17 @@ func runAuditArchive(ctx context.Context, args []string, stdout, stderr io.Write
 	olderThan := fs.Duration("older-than", 0, "archive entries older than this `DURATION` (e.g. 2160h for 90 days; required)")
 	out := fs.String("out", "", "archive `FILE` (JSON lines); the signed manifest goes to FILE.manifest.jws (required)")
 	keyPath := fs.String("signing-key", "", "Ed25519 private key `FILE` (PKCS #8 PEM) that signs the manifest (required)")
+	printJWKS := fs.Bool("print-jwks", false, "print the JWK set of --signing-key's public key, which verify-archive --jwks takes, and exit")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: clearance audit archive --db DSN --older-than DURATION --out FILE --signing-key FILE")
+		fmt.Fprintln(stderr, "       clearance audit archive --print-jwks --signing-key FILE > archive-jwks.json")
 		fs.PrintDefaults()
 	}
 	if code, ok := parseAuditFlags(fs, args, stderr); !ok {
 		return code
+	}
+	if *printJWKS {
+		return printSigningJWKS(ctx, *keyPath, stdout, stderr)
 	}
 	if *olderThan <= 0 || *out == "" || *keyPath == "" || af.db == "" {
 		fmt.Fprintln(stderr, "clearance audit archive: --db, --older-than, --out and --signing-key are required")
@@ -82,6 +87,29 @@ func runAuditArchive(ctx context.Context, args []string, stdout, stderr io.Write
 	return 0
 }
 
+// printSigningJWKS writes the JWK set of the public half of the archive
+// signing key at path: what verify-archive checks a manifest against. Keep
+// it apart from the archives, with the key's owner: a set shipped beside an
+// archive proves nothing about who signed it.
+func printSigningJWKS(ctx context.Context, path string, stdout, stderr io.Writer) int {
+	if path == "" {
+		fmt.Fprintln(stderr, "clearance audit archive: --print-jwks needs --signing-key")
+		return 2
+	}
+	signer, err := loadSigningKey(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "clearance audit archive: %v\n", err)
+		return 2
+	}
+	jwks, err := signer.JWKS(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "clearance audit archive: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s\n", jwks)
+	return 0
+}
+
 func loadSigningKey(path string) (*audit.LocalSigner, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -106,10 +134,10 @@ func loadSigningKey(path string) (*audit.LocalSigner, error) {
 func runAuditVerifyArchive(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("verify-archive", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	jwksPath := fs.String("jwks", os.Getenv(envAuditJWKS), "JWK set `FILE` of the manifest signing keys (env "+envAuditJWKS+")")
+	jwksPath := registerJWKS(fs, "JWK set `FILE` of the archive key (clearance audit archive --print-jwks) and the broker's checkpoint keys")
 	manifest := fs.String("manifest", "", "manifest JWS `FILE` (default: ARCHIVE.manifest.jws)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: clearance audit verify-archive --jwks FILE [--manifest FILE] ARCHIVE")
+		fmt.Fprintln(stderr, "usage: clearance audit verify-archive --jwks FILE[,FILE] [--manifest FILE] ARCHIVE")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -118,11 +146,11 @@ func runAuditVerifyArchive(ctx context.Context, args []string, stdout, stderr io
 		}
 		return 2
 	}
-	if fs.NArg() != 1 || *jwksPath == "" {
+	if fs.NArg() != 1 || len(jwksPath.files) == 0 {
 		fs.Usage()
 		return 2
 	}
-	v, code := loadJWKS("verify-archive", *jwksPath, stderr)
+	v, code := loadJWKS("verify-archive", jwksPath, stderr)
 	if v == nil {
 		return code
 	}
@@ -142,7 +170,8 @@ func runAuditVerifyArchive(ctx context.Context, args []string, stdout, stderr io
 	defer f.Close()
 	m, err := audit.VerifyArchive(ctx, f, jws, v)
 	if err != nil {
-		fmt.Fprintf(stdout, "TAMPERED: %v\n", err)
+		label, text := verificationProblem(err.Error())
+		fmt.Fprintf(stdout, "%s: %s\n", label, text)
 		return 1
 	}
 	fmt.Fprintf(stdout, "OK: archive of entries %d to %d (%d entries, %d checkpoints) matches its signed manifest\n",

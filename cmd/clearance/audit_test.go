@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -24,30 +25,22 @@ func TestAuditCommand(t *testing.T) {
 	dsn := "sqlite://" + filepath.Join(dir, "audit.db")
 	key := []byte("cli-test-subject-key-0123456789ab")
 	keyFile := filepath.Join(dir, "hmac.key")
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := audit.NewLocalSigner(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signingKey := filepath.Join(dir, "signing.pem")
+	signer, jwks, kid, _ := testSigningKey(t)
 	archive := filepath.Join(dir, "archive.jsonl")
-	jwks, err := signer.JWKS(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	jwksFile := filepath.Join(dir, "jwks.json")
 	otherSigner, _ := audit.GenerateLocalSigner()
 	otherJWKS, _ := otherSigner.JWKS(ctx)
 	otherFile := filepath.Join(dir, "other.json")
-	pemKey := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	for name, b := range map[string][]byte{keyFile: append(key, '\n'), jwksFile: jwks, otherFile: otherJWKS, signingKey: pemKey} {
+	// The archive is signed with a key of its own, as an operator's would be:
+	// verifying the archived log takes the checkpoint keys and its key.
+	_, archiveJWKS, archiveKid, archivePEM := testSigningKey(t)
+	archiveKey, archiveJWKSFile := filepath.Join(dir, "archive.pem"), filepath.Join(dir, "archive-jwks.json")
+	// A set holding another key under the checkpoint key's id: a signature
+	// checked against it is wrong, not unverifiable.
+	forged := regexp.MustCompile(`"kid":"[^"]+"`).ReplaceAll(otherJWKS, []byte(`"kid":"`+kid+`"`))
+	forgedFile := filepath.Join(dir, "forged.json")
+	for name, b := range map[string][]byte{keyFile: append(key, '\n'), jwksFile: jwks, otherFile: otherJWKS,
+		archiveKey: archivePEM, archiveJWKSFile: archiveJWKS, forgedFile: forged} {
 		if err := os.WriteFile(name, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -80,7 +73,9 @@ func TestAuditCommand(t *testing.T) {
 	}{
 		{"verify", []string{"audit", "verify", "--db", dsn, "--jwks", jwksFile}, 0,
 			[]string{"OK", "entries checked:     3", "checkpoints checked: 1"}},
-		{"verify with the wrong keys", []string{"audit", "verify", "--db", dsn, "--jwks", otherFile}, 1,
+		{"verify with another key set", []string{"audit", "verify", "--db", dsn, "--jwks", otherFile}, 1,
+			[]string{"UNVERIFIED", "bad_checkpoint", "signed with key ID \"" + kid + "\", which none of the --jwks sets holds"}},
+		{"verify with a forged key", []string{"audit", "verify", "--db", dsn, "--jwks", forgedFile}, 1,
 			[]string{"TAMPERED", "bad_checkpoint"}},
 		{"verify without keys", []string{"audit", "verify", "--db", dsn}, 2, nil},
 		{"query by subject", []string{"audit", "query", "--db", dsn, "--hmac-key-file", keyFile, "--subject", "cust-1"}, 0,
@@ -92,13 +87,22 @@ func TestAuditCommand(t *testing.T) {
 			[]string{"sequence,time,event", "3,2026-11-28T02:00:00Z,decided,req-c"}},
 		{"export bad format", []string{"audit", "export", "--db", dsn, "--format", "xml"}, 2, nil},
 		{"no subcommand", []string{"audit"}, 2, nil},
-		{"archive", []string{"audit", "archive", "--db", dsn, "--older-than", "1h", "--out", archive, "--signing-key", signingKey}, 0,
+		{"archive", []string{"audit", "archive", "--db", dsn, "--older-than", "1h", "--out", archive, "--signing-key", archiveKey}, 0,
 			[]string{"archived entries 1 to 3 (3)"}},
-		{"verify-archive", []string{"audit", "verify-archive", "--jwks", jwksFile, archive}, 0, []string{"OK"}},
-		{"verify-archive with the wrong keys", []string{"audit", "verify-archive", "--jwks", otherFile, archive}, 1, []string{"TAMPERED"}},
-		{"verify after archiving", []string{"audit", "verify", "--db", dsn, "--jwks", jwksFile}, 0,
+		{"archive key's set", []string{"audit", "archive", "--print-jwks", "--signing-key", archiveKey}, 0, []string{string(archiveJWKS) + "\n"}},
+		{"print-jwks without a key", []string{"audit", "archive", "--print-jwks"}, 2, nil},
+		{"verify-archive", []string{"audit", "verify-archive", "--jwks", jwksFile, "--jwks", archiveJWKSFile, archive}, 0, []string{"OK"}},
+		{"verify-archive without the archive key", []string{"audit", "verify-archive", "--jwks", jwksFile, archive}, 1,
+			[]string{"UNVERIFIED", archiveKid}},
+		{"verify-archive without the checkpoint keys", []string{"audit", "verify-archive", "--jwks", archiveJWKSFile, archive}, 1,
+			[]string{"UNVERIFIED", kid}},
+		{"verify-archive with a forged checkpoint key", []string{"audit", "verify-archive", "--jwks", forgedFile + "," + archiveJWKSFile, archive}, 1,
+			[]string{"TAMPERED"}},
+		{"verify after archiving", []string{"audit", "verify", "--db", dsn, "--jwks", jwksFile + "," + archiveJWKSFile}, 0,
 			[]string{"OK", "entries up to 3 archived"}},
-		{"archive again", []string{"audit", "archive", "--db", dsn, "--older-than", "1h", "--out", archive + ".2", "--signing-key", signingKey}, 0,
+		{"verify after archiving without the archive key", []string{"audit", "verify", "--db", dsn, "--jwks", jwksFile}, 1,
+			[]string{"UNVERIFIED", archiveKid}},
+		{"archive again", []string{"audit", "archive", "--db", dsn, "--older-than", "1h", "--out", archive + ".2", "--signing-key", archiveKey}, 0,
 			[]string{"nothing to archive"}},
 	}
 	for _, tt := range tests {
@@ -118,4 +122,41 @@ func TestAuditCommand(t *testing.T) {
 			}
 		})
 	}
+	t.Run("sets from the environment", func(t *testing.T) {
+		t.Setenv(envAuditJWKS, jwksFile+","+archiveJWKSFile)
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), []string{"audit", "verify-archive", archive}, &out, &errOut); code != 0 {
+			t.Fatalf("exit %d: %s%s", code, out.String(), errOut.String())
+		}
+		out.Reset()
+		// The flag replaces the environment's list.
+		if code := run(context.Background(), []string{"audit", "verify-archive", "--jwks", jwksFile, archive}, &out, &errOut); code != 1 ||
+			!strings.Contains(out.String(), "UNVERIFIED") {
+			t.Fatalf("exit %d: %s", code, out.String())
+		}
+	})
+}
+
+// testSigningKey returns a local Ed25519 signer, its JWK set and key id, and
+// its private key as PKCS #8 PEM (what --signing-key reads).
+func testSigningKey(t *testing.T) (*audit.LocalSigner, []byte, string, []byte) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := audit.NewLocalSigner(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, err := signer.JWKS(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid := regexp.MustCompile(`"kid":"([^"]+)"`).FindStringSubmatch(string(jwks))[1]
+	return signer, jwks, kid, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
