@@ -35,19 +35,27 @@ type DevIssuer struct {
 	pub  jwk.Key
 }
 
+// LoadDevIssuer reads the issuer key that `clearance dev` created at path.
+// A missing key is an error wrapping fs.ErrNotExist: a key made anywhere
+// else would mint tokens no running dev process accepts.
+func LoadDevIssuer(path string) (*DevIssuer, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("compliance: dev issuer key: %w", err)
+	}
+	key, err := jwk.ParseKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("compliance: dev issuer key %s: %w", path, err)
+	}
+	return newDevIssuer(key)
+}
+
 // LoadOrCreateDevIssuer reads the issuer key at path, creating it (mode
 // 0600) on first use.
 func LoadOrCreateDevIssuer(path string) (*DevIssuer, error) {
-	data, err := os.ReadFile(path)
-	switch {
-	case err == nil:
-		key, err := jwk.ParseKey(data)
-		if err != nil {
-			return nil, fmt.Errorf("compliance: dev issuer key %s: %w", path, err)
-		}
-		return newDevIssuer(key)
-	case !errors.Is(err, fs.ErrNotExist):
-		return nil, fmt.Errorf("compliance: dev issuer key: %w", err)
+	iss, err := LoadDevIssuer(path)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return iss, err
 	}
 	_, raw, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {

@@ -18,6 +18,11 @@ import (
 
 func TestTokenCommand(t *testing.T) {
 	dir := t.TempDir()
+	// clearance dev creates the issuer in its directory; token only reads it.
+	if _, err := compliance.LoadOrCreateDevIssuer(filepath.Join(dir, compliance.DevIssuerKeyFile)); err != nil {
+		t.Fatal(err)
+	}
+	empty := t.TempDir()
 	tests := []struct {
 		name     string
 		give     []string
@@ -25,6 +30,7 @@ func TestTokenCommand(t *testing.T) {
 		wantErr  string
 	}{
 		{"officer", []string{"--dir", dir, "--role", "officer"}, 0, ""},
+		{"no dev directory", []string{"--dir", empty, "--role", "officer"}, 1, "no development issuer in " + empty + ": start clearance dev first"},
 		{"unknown role", []string{"--dir", dir, "--role", "root"}, 2, "unknown role"},
 		{"bad ttl", []string{"--dir", dir, "--role", "viewer", "--ttl", "-1h"}, 2, "--ttl"},
 		{"stray argument", []string{"--dir", dir, "extra"}, 2, "usage"},
@@ -40,7 +46,7 @@ func TestTokenCommand(t *testing.T) {
 				return
 			}
 			// The dev process verifies it with the key in the same directory.
-			issuer, err := compliance.LoadOrCreateDevIssuer(filepath.Join(dir, compliance.DevIssuerKeyFile))
+			issuer, err := compliance.LoadDevIssuer(filepath.Join(dir, compliance.DevIssuerKeyFile))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -29,7 +30,9 @@ func runToken(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: clearance token --role viewer|officer|admin [--dir DIR] [--ttl 8h] [--subject ID]")
 		fmt.Fprintln(stderr, "\nMints a token for the compliance API and console of `clearance dev`, signed by")
-		fmt.Fprintln(stderr, "its built-in development issuer. Production tokens come from your identity provider.")
+		fmt.Fprintln(stderr, "its built-in development issuer, whose key clearance dev keeps in its --dir: run it")
+		fmt.Fprintln(stderr, "where clearance dev runs, or give the same --dir. Production tokens come from your")
+		fmt.Fprintln(stderr, "identity provider.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -48,7 +51,12 @@ func runToken(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	issuer, err := compliance.LoadOrCreateDevIssuer(filepath.Join(*dir, compliance.DevIssuerKeyFile))
+	issuer, err := compliance.LoadDevIssuer(filepath.Join(*dir, compliance.DevIssuerKeyFile))
+	if errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(stderr, "clearance token: no development issuer in %s: start clearance dev first (it creates one there), "+
+			"or give the --dir it runs with\n", *dir)
+		return 1
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "clearance token:", err)
 		return 1
