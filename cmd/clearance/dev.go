@@ -84,6 +84,12 @@ func dev(ctx context.Context, s devSettings, stdout, stderr io.Writer, logger *s
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return err
 	}
+	unlock, err := lockDevDir(s.dir)
+	if err != nil {
+		return err
+	}
+	// Released last, once everything on the directory has stopped.
+	st.add(func(context.Context) error { unlock(); return nil })
 	reg, err := agreements.Load(s.registry)
 	if err != nil {
 		return fmt.Errorf("registry %s: %w", s.registry, err)
