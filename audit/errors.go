@@ -76,6 +76,16 @@ type TamperError struct {
 	Finding  Finding `json:"finding"`
 	Sequence int64   `json:"sequence"`
 	Detail   string  `json:"detail"`
+	// UnknownKeyID is set when the finding is a signature by a key the
+	// verifier does not hold (UnknownKeyError): unverified, not proven
+	// wrong.
+	UnknownKeyID string `json:"unknown_key_id,omitempty"`
+}
+
+// signatureProblem is the finding f at seq for a signature that did not
+// verify with err, described as detail followed by err.
+func signatureProblem(f Finding, seq int64, detail string, err error) *TamperError {
+	return &TamperError{Finding: f, Sequence: seq, Detail: detail + err.Error(), UnknownKeyID: UnknownKeyID(err)}
 }
 
 // Error implements error.

@@ -205,7 +205,7 @@ func VerifyArchive(ctx context.Context, r io.Reader, manifestJWS []byte, v Verif
 	for _, jws := range m.Checkpoints {
 		var c Checkpoint
 		if err := openSigned(ctx, v, jws, &c); err != nil {
-			return &m, fmt.Errorf("audit: verify archive: %w", &TamperError{Finding: FindingBadCheckpoint, Detail: err.Error()})
+			return &m, fmt.Errorf("audit: verify archive: %w", signatureProblem(FindingBadCheckpoint, 0, "", err))
 		}
 		sealed[c.Sequence] = c.Head
 	}

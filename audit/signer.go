@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -117,7 +118,38 @@ func (v *JWKSVerifier) Verify(_ context.Context, msg []byte) ([]byte, error) {
 	return verifyWithSet(v.set, msg)
 }
 
+// UnknownKeyError is a signature by a key the verifier's JWK set does not
+// hold: it cannot be checked, which is not the same as a signature found
+// wrong.
+type UnknownKeyError struct{ KeyID string }
+
+func (e *UnknownKeyError) Error() string {
+	return fmt.Sprintf("audit: signed with key ID %q, which the key set does not hold", e.KeyID)
+}
+
+// UnknownKeyID returns the key ID of a signature err could not check for
+// want of its key (an *UnknownKeyError, or a *TamperError made of one), or
+// "".
+func UnknownKeyID(err error) string {
+	var uk *UnknownKeyError
+	if errors.As(err, &uk) {
+		return uk.KeyID
+	}
+	var te *TamperError
+	if errors.As(err, &te) {
+		return te.UnknownKeyID
+	}
+	return ""
+}
+
 func verifyWithSet(set jwk.Set, msg []byte) ([]byte, error) {
+	if m, err := jws.Parse(msg); err == nil && len(m.Signatures()) == 1 {
+		if kid := m.Signatures()[0].ProtectedHeaders().KeyID(); kid != "" {
+			if _, ok := set.LookupKeyID(kid); !ok {
+				return nil, &UnknownKeyError{KeyID: kid}
+			}
+		}
+	}
 	p, err := jws.Verify(msg, jws.WithKeySet(set, jws.WithInferAlgorithmFromKey(true), jws.WithRequireKid(true)))
 	if err != nil {
 		return nil, fmt.Errorf("audit: verify signature: %w", err)

@@ -44,9 +44,12 @@ type Report struct {
 // Verify runs.
 func (l *Log) Verify(ctx context.Context, v Verifier) (*Report, error) {
 	rep := &Report{SignaturesChecked: v != nil}
-	fail := func(f Finding, seq int64, detail string) (*Report, error) {
-		rep.Problem = &TamperError{Finding: f, Sequence: seq, Detail: detail}
+	failWith := func(problem *TamperError) (*Report, error) {
+		rep.Problem = problem
 		return rep, rep.Problem
+	}
+	fail := func(f Finding, seq int64, detail string) (*Report, error) {
+		return failWith(&TamperError{Finding: f, Sequence: seq, Detail: detail})
 	}
 	ly, err := loadLayout(ctx, l.db)
 	if err != nil {
@@ -62,7 +65,7 @@ func (l *Log) Verify(ctx context.Context, v Verifier) (*Report, error) {
 	default:
 		var m Manifest
 		if err := openSigned(ctx, v, arch.Manifest, &m); err != nil {
-			return fail(FindingBadCheckpoint, arch.ToSeq, "archive manifest: "+err.Error())
+			return failWith(signatureProblem(FindingBadCheckpoint, arch.ToSeq, "archive manifest: ", err))
 		}
 		if m.ToSequence != arch.ToSeq || m.AnchorHash != arch.AnchorHash {
 			return fail(FindingBadCheckpoint, arch.ToSeq, "archive row differs from its signed manifest")
@@ -82,7 +85,7 @@ func (l *Log) Verify(ctx context.Context, v Verifier) (*Report, error) {
 	for _, cp := range cps {
 		var c Checkpoint
 		if err := openSigned(ctx, v, cp.JWS, &c); err != nil {
-			return fail(FindingBadCheckpoint, cp.Seq, "checkpoint: "+err.Error())
+			return failWith(signatureProblem(FindingBadCheckpoint, cp.Seq, "checkpoint: ", err))
 		}
 		if c.Sequence != cp.Seq || c.Head != cp.Head {
 			return fail(FindingBadCheckpoint, cp.Seq, "checkpoint row differs from its signed payload")

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"strings"
 	"time"
 
@@ -168,7 +167,7 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 
 func printReport(w io.Writer, rep *audit.Report) {
 	if rep.Problem != nil {
-		label, text := verificationProblem(rep.Problem.Detail)
+		label, text := verificationProblem(rep.Problem, rep.Problem.Detail)
 		fmt.Fprintf(w, "%s: entry %d %s: %s\n", label, rep.Problem.Sequence, rep.Problem.Finding, text)
 	} else {
 		fmt.Fprintln(w, "OK: the audit chain verifies")
@@ -334,18 +333,14 @@ func loadJWKS(name string, files *jwksFiles, stderr io.Writer) (*audit.JWKSVerif
 	return nil, 2
 }
 
-// unknownKey matches the verifier's error for a signature whose key ID is
-// in none of the given sets.
-var unknownKey = regexp.MustCompile(`failed to find key with key ID "([^"]*)"`)
-
-// verificationProblem describes a verification failure: a signature by a
-// key none of the --jwks sets holds cannot be checked, which is not the
-// same as a signature found wrong, and says which key is missing.
-func verificationProblem(detail string) (label, text string) {
-	if m := unknownKey.FindStringSubmatch(detail); m != nil {
+// verificationProblem labels a verification failure: a signature by a key
+// none of the --jwks sets holds cannot be checked, which is not the same as
+// a signature found wrong, and the text says which key is missing.
+func verificationProblem(err error, detail string) (label, text string) {
+	if kid := audit.UnknownKeyID(err); kid != "" {
 		return "UNVERIFIED", fmt.Sprintf("signed with key ID %q, which none of the --jwks sets holds "+
 			"(give the broker's /.well-known/jwks.json and, for an archived log, the archive key's set: "+
-			"clearance audit archive --print-jwks)", m[1])
+			"clearance audit archive --print-jwks)", kid)
 	}
 	return "TAMPERED", detail
 }

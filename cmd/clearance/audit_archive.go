@@ -170,7 +170,7 @@ func runAuditVerifyArchive(ctx context.Context, args []string, stdout, stderr io
 	defer f.Close()
 	m, err := audit.VerifyArchive(ctx, f, jws, v)
 	if err != nil {
-		label, text := verificationProblem(err.Error())
+		label, text := verificationProblem(err, err.Error())
 		fmt.Fprintf(stdout, "%s: %s\n", label, text)
 		return 1
 	}
