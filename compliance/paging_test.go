@@ -12,6 +12,7 @@ import (
 	"github.com/clearance-broker/clearance/compliance"
 	"github.com/clearance-broker/clearance/compliance/compliancetest"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
 )
 
 // bulkRow is a row of the audit store's entry table, for bulk loading a
@@ -76,6 +77,7 @@ func bulkLoad(t testing.TB, db *bun.DB, n int) {
 			RecipientCountry: countries[i%len(countries)], Origin: "DE", Purpose: "delivery", Dataset: "order.delivery",
 			Decision: "allow", Reasons: "[]", LegalBasis: "contract", Mechanism: "domestic",
 			CategoriesSent: `["identity.name"]`, FieldsRemoved: "{}", SubjectHMAC: fmt.Sprintf("%064x", i%1000),
+			AgreementID: "dpa-swiftship-de", AgreementVersion: 1 + i*3/(n+1), RegistryVersion: fmt.Sprintf("sha256:%064x", i*10/(n+1)),
 			PrevHash: "", Hash: ""}
 		if i%7 == 0 {
 			r.Decision, r.Reasons = "deny", `["no_transfer_mechanism"]`
@@ -86,8 +88,22 @@ func bulkLoad(t testing.TB, db *bun.DB, n int) {
 		}
 	}
 	flush()
+	// The head as the log's writer would leave it: entries up to n written.
+	if _, err := tx.NewUpdate().Table("audit_head").Set("seq = ?", n).Where("id = 1").Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
+	}
+	if db.Dialect().Name() == dialect.PG {
+		// As the log's checkpointer and autovacuum would leave it: the
+		// time index summarised, the table's statistics taken.
+		if _, err := db.ExecContext(ctx, "SELECT brin_summarize_new_values('audit_entries_at_brin'::regclass)"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ExecContext(ctx, "ANALYZE audit_entries"); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

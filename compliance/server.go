@@ -100,9 +100,11 @@ type Server struct {
 	routes []route
 	ui     *console
 
-	ovCache overviewCache
-	rights  rightsHolder
-	tokens  *subjectTokens
+	ovCache  overviewCache
+	rollup   rollup
+	versions versionRollup
+	rights   rightsHolder
+	tokens   *subjectTokens
 }
 
 // route is one registered pattern with the role it needs (RoleNone: public).

@@ -2,27 +2,17 @@ package compliance
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/uptrace/bun"
-	"github.com/uptrace/bun/dialect"
 )
 
 // The audit store's entry table, read for aggregates. Every query below
 // bounds "at" or selects by an indexed column, so it is an index range scan.
 const entriesTable = "audit_entries"
-
-// dayExpr is the SQL expression of an entry's UTC day as YYYY-MM-DD.
-func dayExpr(db *bun.DB) string {
-	if db.Dialect().Name() == dialect.PG {
-		return "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
-	}
-	return "substr(at, 1, 10)"
-}
 
 // DayCount is the number of decisions of one day, destination and outcome.
 type DayCount struct {
@@ -49,8 +39,9 @@ type Overview struct {
 	Refused    int64         `json:"refused"`
 }
 
-// overviewTTL is how long an overview is served from memory: its
-// aggregates scan a window of the log, and a dashboard reloads often.
+// overviewTTL is how long an overview is served from memory: a dashboard
+// reloads often, and each refresh reads the log's new entries and the
+// window's partial hours (see rollup).
 const overviewTTL = 30 * time.Second
 
 type overviewCache struct {
@@ -75,7 +66,7 @@ func (s *Server) overview(ctx context.Context, from, to time.Time) (*Overview, e
 		return e.ov, nil
 	}
 	c.mu.Unlock()
-	ov, err := s.computeOverview(ctx, from, to)
+	ov, err := s.rollupOverview(ctx, from, to)
 	if err != nil {
 		return nil, err
 	}
@@ -85,57 +76,6 @@ func (s *Server) overview(ctx context.Context, from, to time.Time) (*Overview, e
 		c.entries = map[[2]time.Time]cachedOverview{}
 	}
 	c.entries[key] = cachedOverview{ov: ov, at: now}
-	return ov, nil
-}
-
-func (s *Server) computeOverview(ctx context.Context, from, to time.Time) (*Overview, error) {
-	db := s.opts.DB
-	ov := &Overview{From: from, To: to, Days: []DayCount{}, TopReasons: []ReasonCount{}}
-	err := db.NewSelect().TableExpr(entriesTable).
-		ColumnExpr(dayExpr(db)+" AS day").ColumnExpr("recipient_country AS country").
-		ColumnExpr("decision").ColumnExpr("count(*) AS n").
-		Where("event = ?", "decided").Where("at >= ?", from).Where("at < ?", to).
-		GroupExpr("1, 2, 3").OrderExpr("1, 2, 3").Scan(ctx, &ov.Days)
-	if err != nil {
-		return nil, fmt.Errorf("compliance: overview: %w", err)
-	}
-	for _, d := range ov.Days {
-		if d.Decision == "allow" {
-			ov.Allowed += d.Count
-		} else {
-			ov.Refused += d.Count
-		}
-	}
-	var rows []struct {
-		Reasons string `bun:"reasons"`
-		N       int64  `bun:"n"`
-	}
-	err = db.NewSelect().TableExpr(entriesTable).ColumnExpr("reasons").ColumnExpr("count(*) AS n").
-		Where("event = ?", "decided").Where("decision = ?", "deny").
-		Where("at >= ?", from).Where("at < ?", to).GroupExpr("reasons").Scan(ctx, &rows)
-	if err != nil {
-		return nil, fmt.Errorf("compliance: overview reasons: %w", err)
-	}
-	counts := map[string]int64{}
-	for _, r := range rows {
-		var list []string
-		if json.Unmarshal([]byte(r.Reasons), &list) != nil {
-			continue
-		}
-		for _, reason := range list {
-			counts[reason] += r.N
-		}
-	}
-	for reason, n := range counts {
-		ov.TopReasons = append(ov.TopReasons, ReasonCount{Reason: reason, Text: ReasonText(reason), Count: n})
-	}
-	sort.Slice(ov.TopReasons, func(i, j int) bool {
-		a, b := ov.TopReasons[i], ov.TopReasons[j]
-		return a.Count > b.Count || a.Count == b.Count && a.Reason < b.Reason
-	})
-	if len(ov.TopReasons) > 10 {
-		ov.TopReasons = ov.TopReasons[:10]
-	}
 	return ov, nil
 }
 
@@ -150,31 +90,154 @@ type VersionSeen struct {
 	Decisions        int64     `bun:"n" json:"decisions"`
 }
 
-// registryVersions lists every registry version decisions were made with.
+// versionKey is an agreement version under a registry version (an empty
+// agreement id: decisions that rested on no agreement).
+type versionKey struct {
+	agreementID      string
+	agreementVersion int
+	registryVersion  string
+}
+
+// versionRollup holds, per versionKey, the first and last decision that
+// rested on it and how many, for every decision up to a stable sequence,
+// so that the agreement pages read only the decisions written since their
+// last call rather than the whole log (see rollupState).
+type versionRollup struct {
+	mu sync.Mutex
+	rollupState
+	cells map[versionKey]VersionSeen
+}
+
+// addVersions merges into cells the decisions where selects.
+func addVersions(ctx context.Context, db *bun.DB, cells map[versionKey]VersionSeen, where func(*bun.SelectQuery) *bun.SelectQuery) error {
+	var rows []VersionSeen
+	q := db.NewSelect().TableExpr(entriesTable).
+		ColumnExpr("agreement_id, agreement_version, registry_version").
+		ColumnExpr("min(at) AS first_at").ColumnExpr("max(at) AS last_at").ColumnExpr("count(*) AS n").
+		Where("event = ?", "decided").GroupExpr("1, 2, 3")
+	if err := where(q).Scan(ctx, &rows); err != nil {
+		return fmt.Errorf("compliance: versions seen: %w", err)
+	}
+	for _, r := range rows {
+		mergeVersion(cells, versionKey{r.AgreementID, r.AgreementVersion, r.RegistryVersion}, r)
+	}
+	return nil
+}
+
+// mergeVersion adds v's decisions to cells[k].
+func mergeVersion(cells map[versionKey]VersionSeen, k versionKey, v VersionSeen) {
+	c, ok := cells[k]
+	if !ok {
+		cells[k] = v
+		return
+	}
+	if v.First.Before(c.First) {
+		c.First = v.First
+	}
+	if v.Last.After(c.Last) {
+		c.Last = v.Last
+	}
+	c.Decisions += v.Decisions
+	cells[k] = c
+}
+
+// versionsSeen returns the cells of every decision in the log: up to the
+// stable sequence from the rollup, which it brings up to date, and above it
+// from the log. keep selects the cells wanted, and the returned map is the
+// caller's.
+func (s *Server) versionsSeen(ctx context.Context, keep func(versionKey) bool) (map[versionKey]VersionSeen, error) {
+	db, r := s.opts.DB, &s.versions
+	r.mu.Lock()
+	stable, archived, err := r.advance(ctx, db, s.opts.Audit)
+	if err == nil && (!r.built || len(r.cells) > maxRollupCells) {
+		cells := map[versionKey]VersionSeen{}
+		if err = addVersions(ctx, db, cells, func(q *bun.SelectQuery) *bun.SelectQuery { return q.Where("seq <= ?", stable) }); err == nil {
+			r.rollupState, r.cells = rollupState{built: true, hi: stable, archived: archived}, cells
+		}
+	} else if err == nil && stable > r.hi {
+		if err = addVersions(ctx, db, r.cells, func(q *bun.SelectQuery) *bun.SelectQuery {
+			return q.Where("seq > ?", r.hi).Where("seq <= ?", stable)
+		}); err != nil {
+			r.built = false // counts may have been added for part of the range
+		} else {
+			r.hi = stable
+		}
+	}
+	if err != nil {
+		r.mu.Unlock()
+		return nil, err
+	}
+	out := map[versionKey]VersionSeen{}
+	for k, v := range r.cells {
+		if keep(k) {
+			out[k] = v
+		}
+	}
+	hi := r.hi
+	r.mu.Unlock()
+	above := map[versionKey]VersionSeen{}
+	if err := addVersions(ctx, db, above, func(q *bun.SelectQuery) *bun.SelectQuery { return q.Where("seq > ?", hi) }); err != nil {
+		return nil, err
+	}
+	for k, v := range above {
+		if keep(k) {
+			mergeVersion(out, k, v)
+		}
+	}
+	return out, nil
+}
+
+// sortVersions orders vs oldest first.
+func sortVersions(vs []VersionSeen) {
+	sort.Slice(vs, func(i, j int) bool {
+		a, b := vs[i], vs[j]
+		if !a.First.Equal(b.First) {
+			return a.First.Before(b.First)
+		}
+		if a.RegistryVersion != b.RegistryVersion {
+			return a.RegistryVersion < b.RegistryVersion
+		}
+		return a.AgreementVersion < b.AgreementVersion
+	})
+}
+
+// registryVersions lists every registry version decisions were made with,
+// oldest first.
 func (s *Server) registryVersions(ctx context.Context) ([]VersionSeen, error) {
-	out := []VersionSeen{}
-	err := s.opts.DB.NewSelect().TableExpr(entriesTable).
-		ColumnExpr("registry_version").ColumnExpr("min(at) AS first_at").ColumnExpr("max(at) AS last_at").
-		ColumnExpr("count(*) AS n").Where("event = ?", "decided").Where("registry_version <> ''").
-		GroupExpr("registry_version").OrderExpr("first_at").Scan(ctx, &out)
+	cells, err := s.versionsSeen(ctx, func(k versionKey) bool { return k.registryVersion != "" })
 	if err != nil {
 		return nil, fmt.Errorf("compliance: registry versions: %w", err)
 	}
-	return out, nil
+	return byRegistryVersion(cells), nil
+}
+
+// byRegistryVersion merges cells per registry version, oldest first.
+func byRegistryVersion(cells map[versionKey]VersionSeen) []VersionSeen {
+	merged := map[versionKey]VersionSeen{}
+	for k, v := range cells {
+		v.AgreementID, v.AgreementVersion = "", 0
+		mergeVersion(merged, versionKey{registryVersion: k.registryVersion}, v)
+	}
+	out := make([]VersionSeen, 0, len(merged))
+	for _, v := range merged {
+		out = append(out, v)
+	}
+	sortVersions(out)
+	return out
 }
 
 // agreementVersions lists the versions of one agreement decisions rested
 // on, per registry version, oldest first.
 func (s *Server) agreementVersions(ctx context.Context, id string) ([]VersionSeen, error) {
-	out := []VersionSeen{}
-	err := s.opts.DB.NewSelect().TableExpr(entriesTable).
-		ColumnExpr("agreement_id, agreement_version, registry_version").
-		ColumnExpr("min(at) AS first_at").ColumnExpr("max(at) AS last_at").ColumnExpr("count(*) AS n").
-		Where("agreement_id = ?", id).Where("event = ?", "decided").
-		GroupExpr("agreement_id, agreement_version, registry_version").OrderExpr("first_at").Scan(ctx, &out)
+	cells, err := s.versionsSeen(ctx, func(k versionKey) bool { return k.agreementID == id })
 	if err != nil {
 		return nil, fmt.Errorf("compliance: agreement history: %w", err)
 	}
+	out := make([]VersionSeen, 0, len(cells))
+	for _, v := range cells {
+		out = append(out, v)
+	}
+	sortVersions(out)
 	return out, nil
 }
 

@@ -130,23 +130,7 @@ func (f *Fixture) Token(t testing.TB, role compliance.Role) string {
 func (f *Fixture) Seed(t testing.TB, rounds int) {
 	t.Helper()
 	ctx := context.Background()
-	dir := filepath.Join(Root(t), "examples", "requests")
-	names, err := filepath.Glob(filepath.Join(dir, "*.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var reqs []*agreements.Request
-	for _, n := range names {
-		data, err := os.ReadFile(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rs, err := agreements.ParseRequests(data)
-		if err != nil {
-			t.Fatalf("%s: %v", n, err)
-		}
-		reqs = append(reqs, rs...)
-	}
+	reqs := Requests(t)
 	i := 0
 	seen := map[string]bool{}
 	for round := range rounds {
@@ -173,6 +157,30 @@ func (f *Fixture) Seed(t testing.TB, rounds int) {
 			}
 		}
 	}
+}
+
+// Requests returns the example requests (examples/requests), in the order
+// of their files.
+func Requests(t testing.TB) []*agreements.Request {
+	t.Helper()
+	dir := filepath.Join(Root(t), "examples", "requests")
+	names, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reqs []*agreements.Request
+	for _, n := range names {
+		data, err := os.ReadFile(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs, err := agreements.ParseRequests(data)
+		if err != nil {
+			t.Fatalf("%s: %v", n, err)
+		}
+		reqs = append(reqs, rs...)
+	}
+	return reqs
 }
 
 // Entries returns the entries the broker writes for a decision: decided,
