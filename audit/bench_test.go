@@ -140,18 +140,7 @@ func BenchmarkFinalOutcomes(b *testing.B) {
 		b.Run(be.name, func(b *testing.B) {
 			ctx := context.Background()
 			l := openTestLog(b, openTestDB(b, be.dsn(b)), testOptions(b))
-			var wg sync.WaitGroup
-			for w := range 50 {
-				wg.Go(func() {
-					for i := int64(w); i < 10000; i += 50 {
-						if err := appendTransfer(ctx, l, i); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
+			inParallel(b, 10000, func(i int) error { return appendTransfer(ctx, l, int64(i)) })
 			ids := make([]string, 1000)
 			for i := range ids {
 				ids[i] = fmt.Sprintf("ord-%d-delivery", i*10)
@@ -194,4 +183,57 @@ func appendTransfer(ctx context.Context, l *Log, req int64) error {
 		}
 	}
 	return nil
+}
+
+// BenchmarkVerify measures Verify over 20,000 entries on SQLite and
+// Postgres against the baseline of reading the same entries in sequence
+// order without checking them (Scan). Compare the entries/s metric: their
+// ratio is what the hashing, the links and the checkpoints cost.
+func BenchmarkVerify(b *testing.B) {
+	const n = 20_000
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) {
+			ctx := context.Background()
+			l := openTestLog(b, openTestDB(b, be.dsn(b)), testOptions(b))
+			inParallel(b, n, func(i int) error { _, err := l.Append(ctx, decidedEntry(i)); return err })
+			if _, err := l.Checkpoint(ctx); err != nil {
+				b.Fatal(err)
+			}
+			b.Run("baseline=scan", func(b *testing.B) {
+				for b.Loop() {
+					seen := 0
+					if err := l.Scan(ctx, Filter{}, func(*Entry) error { seen++; return nil }); err != nil || seen != n {
+						b.Fatal(err, seen)
+					}
+				}
+				b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "entries/s")
+			})
+			b.Run("verify", func(b *testing.B) {
+				for b.Loop() {
+					if rep, err := l.Verify(ctx, testSigner(b)); err != nil || rep.Entries != n {
+						b.Fatal(err, rep)
+					}
+				}
+				b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "entries/s")
+			})
+		})
+	}
+}
+
+// inParallel calls fn for 0 to n-1 from 50 goroutines, as concurrent
+// transfers append, and fails b on the first error of each.
+func inParallel(b *testing.B, n int, fn func(i int) error) {
+	b.Helper()
+	var wg sync.WaitGroup
+	for w := range 50 {
+		wg.Go(func() {
+			for i := w; i < n; i += 50 {
+				if err := fn(i); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

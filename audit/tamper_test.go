@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"reflect"
 	"testing"
+	"time"
 
 	"github.com/uptrace/bun"
 )
@@ -119,5 +122,45 @@ func TestTamper(t *testing.T) {
 				})
 			}
 		})
+	}
+}
+
+// TestVerifyProgress checks the walk's progress reports: every
+// ProgressEvery entries and once at the end, counting the entries checked,
+// with the total the chain heads gave, also from an archive's anchor.
+func TestVerifyProgress(t *testing.T) {
+	ctx := context.Background()
+	l := openTestLog(t, openTestDB(t, sqliteDSN(t)), testOptions(t))
+	// Entries 1-12 before the archive's horizon, 13-25 an hour after it.
+	appendN(t, l, 0, 12)
+	for i := 12; i < 25; i++ {
+		e := decidedEntry(i)
+		e.Time = e.Time.Add(time.Hour)
+		if _, err := l.Append(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	walk := func() []Progress {
+		t.Helper()
+		var got []Progress
+		rep, err := l.VerifyWith(ctx, testSigner(t), VerifyOptions{ProgressEvery: 10, Progress: func(p Progress) { got = append(got, p) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last := got[len(got)-1]; last.Entries != rep.Entries || last.Sequence != rep.LastSequence {
+			t.Fatalf("last report %+v, report %+v", last, rep)
+		}
+		return got
+	}
+	want := []Progress{{10, 10, 25}, {20, 20, 25}, {25, 25, 25}}
+	if got := walk(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("progress %+v, want %+v", got, want)
+	}
+	if m, _, err := l.Archive(ctx, nil, testTime.Add(time.Minute), io.Discard); err != nil || m.ToSequence != 12 {
+		t.Fatalf("archive: %+v %v", m, err)
+	}
+	want = []Progress{{10, 22, 13}, {13, 25, 13}}
+	if got := walk(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("progress after an archive %+v, want %+v", got, want)
 	}
 }

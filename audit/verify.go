@@ -35,6 +35,29 @@ type Report struct {
 	Problem *TamperError `json:"problem,omitempty"`
 }
 
+// VerifyOptions are the options of VerifyWith.
+type VerifyOptions struct {
+	// Progress, when set, is called from the walk every ProgressEvery
+	// entries and once when it has read the last.
+	Progress func(Progress)
+	// ProgressEvery is how many entries lie between two calls of Progress
+	// (default 10,000).
+	ProgressEvery int64
+}
+
+// Progress is how far a verification's walk has come.
+type Progress struct {
+	// Entries is the number of entries checked so far, and Sequence the
+	// last of them.
+	Entries  int64 `json:"entries"`
+	Sequence int64 `json:"sequence"`
+	// Total is about how many entries the walk checks: the sequences from
+	// its start to the highest chain head when it began. Entries appended
+	// during the walk are checked too, and a chain that lags behind the
+	// others leaves sequences still unwritten.
+	Total int64 `json:"total"`
+}
+
 // Verify recomputes the hash chains from the retained anchor (or the
 // genesis) to their heads, checks every checkpoint and the latest archive
 // manifest against v, and returns a Report. When it finds tampering it
@@ -43,6 +66,14 @@ type Report struct {
 // chains without authenticating signatures. Appends may continue while
 // Verify runs.
 func (l *Log) Verify(ctx context.Context, v Verifier) (*Report, error) {
+	return l.VerifyWith(ctx, v, VerifyOptions{})
+}
+
+// VerifyWith is Verify with options: it reports the walk's progress.
+func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*Report, error) {
+	if opts.ProgressEvery <= 0 {
+		opts.ProgressEvery = 10_000
+	}
 	rep := &Report{SignaturesChecked: v != nil}
 	failWith := func(problem *TamperError) (*Report, error) {
 		rep.Problem = problem
@@ -126,6 +157,17 @@ func (l *Log) Verify(ctx context.Context, v Verifier) (*Report, error) {
 		return low
 	}
 
+	progress := Progress{}
+	for _, h := range heads0 {
+		progress.Total = max(progress.Total, h.Seq-start+1)
+	}
+	report := func() {
+		if opts.Progress != nil {
+			progress.Entries, progress.Sequence = rep.Entries, rep.LastSequence
+			opts.Progress(progress)
+		}
+	}
+
 	rows, err := l.db.NewSelect().Model((*entryRow)(nil)).Order("seq").Rows(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("audit: verify: read entries: %w", err)
@@ -187,10 +229,14 @@ func (l *Log) Verify(ctx context.Context, v Verifier) (*Report, error) {
 		}
 		rep.Entries++
 		rep.LastSequence = r.Seq
+		if rep.Entries%opts.ProgressEvery == 0 {
+			report()
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return rep, fmt.Errorf("audit: verify: read entries: %w", err)
 	}
+	report()
 	if gap := missing(math.MaxInt64, -1); gap != 0 {
 		return fail(FindingRemoved, gap, "entries missing before the chain head")
 	}

@@ -147,7 +147,7 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		return code
 	}
 	defer done()
-	rep, err := l.Verify(ctx, v)
+	rep, err := l.VerifyWith(ctx, v, audit.VerifyOptions{Progress: verifyProgress("verify", stderr, time.Now)})
 	if err != nil && !errors.Is(err, audit.ErrTampered) {
 		fmt.Fprintf(stderr, "clearance audit verify: %v\n", err)
 		return 1
