@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -248,6 +249,11 @@ func TestSearchExportAndSubject(t *testing.T) {
 	}
 	if len(rep.Recipients) == 0 || rep.Recipients[0].Deliveries == 0 || rep.SubjectHMAC != hmac {
 		t.Fatalf("recipients: %+v", rep)
+	}
+	// Why and under which contract: the legal basis and the agreement
+	// version each allowed transfer rested on.
+	if r := rep.Recipients[0]; !slices.Equal(r.LegalBases, []string{"contract"}) || !slices.Equal(r.Agreements, []string{"dpa-swiftship-de v2"}) {
+		t.Fatalf("recipient %s: legal bases %q, agreements %q", r.Recipient, r.LegalBases, r.Agreements)
 	}
 
 	// A refused transfer and its explanation.

@@ -3,6 +3,7 @@ package compliance
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -165,6 +166,11 @@ type Recipient struct {
 	Purposes   []string  `json:"purposes"`
 	Categories []string  `json:"categories"`
 	Mechanisms []string  `json:"mechanisms"`
+	// LegalBases and Agreements are why and under which contract the
+	// allowed transfers went: the legal bases, and the agreements as
+	// "ID vN" (the version the decision rested on).
+	LegalBases []string `json:"legal_bases"`
+	Agreements []string `json:"agreements"`
 }
 
 // SubjectReport is what the log holds about one subject: the recipients
@@ -193,7 +199,8 @@ func (s *Server) subjectReport(ctx context.Context, f audit.Filter) (*SubjectRep
 		}
 		rc := byRcpt[e.Recipient]
 		if rc == nil {
-			rc = &Recipient{Recipient: e.Recipient, First: e.Time, Purposes: []string{}, Categories: []string{}, Mechanisms: []string{}}
+			rc = &Recipient{Recipient: e.Recipient, First: e.Time, Purposes: []string{}, Categories: []string{}, Mechanisms: []string{},
+				LegalBases: []string{}, Agreements: []string{}}
 			byRcpt[e.Recipient] = rc
 		}
 		rc.Last = e.Time
@@ -211,6 +218,10 @@ func (s *Server) subjectReport(ctx context.Context, f audit.Filter) (*SubjectRep
 		if e.Decision == "allow" {
 			rc.Purposes = add(rc.Purposes, e.Purpose)
 			rc.Mechanisms = add(rc.Mechanisms, e.Mechanism)
+			rc.LegalBases = add(rc.LegalBases, e.LegalBasis)
+			if e.AgreementID != "" {
+				rc.Agreements = add(rc.Agreements, fmt.Sprintf("%s v%d", e.AgreementID, e.AgreementVersion))
+			}
 			for _, c := range e.CategoriesSent {
 				rc.Categories = add(rc.Categories, c)
 			}
@@ -224,6 +235,8 @@ func (s *Server) subjectReport(ctx context.Context, f audit.Filter) (*SubjectRep
 		slices.Sort(rc.Purposes)
 		slices.Sort(rc.Categories)
 		slices.Sort(rc.Mechanisms)
+		slices.Sort(rc.LegalBases)
+		slices.Sort(rc.Agreements)
 		rep.Recipients = append(rep.Recipients, *rc)
 	}
 	slices.SortFunc(rep.Recipients, func(a, b Recipient) int { return a.First.Compare(b.First) })

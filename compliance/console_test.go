@@ -43,7 +43,7 @@ func TestConsolePages(t *testing.T) {
 			`href="/console/audit/export?decision=deny&amp;format=csv"`, `href="/console/audit?after=`}},
 		{"audit bad filter", "/console/audit?country=xx", []string{"parameter country"}},
 		{"entry", "/console/audit/3", []string{"Why: the decision rule by rule", "Transfer mechanism (Chapter V)"}},
-		{"subject", "/console/subject?subject=cust-881", []string{"swiftship-de", "Recipients"}},
+		{"subject", "/console/subject?subject=cust-881", []string{"swiftship-de", "Recipients", "Legal bases", "dpa-swiftship-de v2"}},
 		{"agreements", "/console/agreements", []string{"tia_overdue", "dpa-swiftship-de"}},
 		{"agreement", "/console/agreements/dpa-swiftship-de", []string{"Version history"}},
 		{"ropa", "/console/ropa", []string{"Purpose: delivery", "Printable page"}},
