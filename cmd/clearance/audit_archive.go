@@ -168,7 +168,11 @@ func runAuditVerifyArchive(ctx context.Context, args []string, stdout, stderr io
 		return 2
 	}
 	defer f.Close()
-	m, err := audit.VerifyArchive(ctx, f, jws, v)
+	var size int64
+	if st, err := f.Stat(); err == nil {
+		size = st.Size()
+	}
+	m, err := audit.VerifyArchive(ctx, &progressReader{r: f, size: size, p: newProgress("verify-archive", stderr, time.Now)}, jws, v)
 	if err != nil {
 		label, text := verificationProblem(err, err.Error())
 		fmt.Fprintf(stdout, "%s: %s\n", label, text)

@@ -10,31 +10,68 @@ import (
 )
 
 // progressEvery is how often a long audit command prints how far it has
-// come, on standard error. A variable so that a test can see every report.
+// come, on standard error.
 var progressEvery = 5 * time.Second
 
+// progress prints a long audit command's progress lines: at most one every
+// progressEvery, the first after progressEvery, so that a command done
+// within it prints none.
+type progress struct {
+	name        string
+	w           io.Writer
+	now         func() time.Time
+	start, last time.Time
+}
+
+func newProgress(name string, w io.Writer, now func() time.Time) *progress {
+	t := now()
+	return &progress{name: name, w: w, now: now, start: t, last: t}
+}
+
+// report prints, when a line is due, "clearance audit NAME: DONE of about
+// TOTAL UNITVERB DETAIL, RATE RATEUNIT a second, about T left", with the
+// counts written by format.
+func (p *progress) report(done, total int64, format func(int64) string, unitVerb, detail, rateUnit string) {
+	t := p.now()
+	if t.Sub(p.last) < progressEvery || done <= 0 {
+		return
+	}
+	p.last = t
+	rate := float64(done) / t.Sub(p.start).Seconds()
+	line := fmt.Sprintf("clearance audit %s: %s of about %s %s%s, %s%s a second",
+		p.name, format(done), format(max(total, done)), unitVerb, detail, format(int64(rate)), rateUnit)
+	if left := total - done; left > 0 && rate > 0 {
+		line += fmt.Sprintf(", about %s left", time.Duration(float64(left)/rate*float64(time.Second)).Round(time.Second))
+	}
+	fmt.Fprintln(p.w, line)
+}
+
 // verifyProgress returns the Progress function of audit.VerifyOptions for
-// the command name: it prints a line to w at most every progressEvery, the
-// first after progressEvery, so that a log checked within it prints none.
+// the command name.
 func verifyProgress(name string, w io.Writer, now func() time.Time) func(audit.Progress) {
-	start := now()
-	last := start
-	return func(p audit.Progress) {
-		t := now()
-		if t.Sub(last) < progressEvery || p.Entries == 0 {
-			return
-		}
-		last = t
-		elapsed := t.Sub(start)
-		rate := float64(p.Entries) / elapsed.Seconds()
-		line := fmt.Sprintf("clearance audit %s: %s of about %s entries checked (to sequence %d), %s a second",
-			name, thousands(p.Entries), thousands(max(p.Total, p.Entries)), p.Sequence, thousands(int64(rate)))
-		if left := p.Total - p.Entries; left > 0 && rate > 0 {
-			line += fmt.Sprintf(", about %s left", time.Duration(float64(left)/rate*float64(time.Second)).Round(time.Second))
-		}
-		fmt.Fprintln(w, line)
+	p := newProgress(name, w, now)
+	return func(v audit.Progress) {
+		p.report(v.Entries, v.Total, thousands, "entries checked", fmt.Sprintf(" (to sequence %d)", v.Sequence), "")
 	}
 }
+
+// progressReader reads r, of size bytes, reporting how much it has read.
+type progressReader struct {
+	r    io.Reader
+	size int64
+	read int64
+	p    *progress
+}
+
+func (r *progressReader) Read(b []byte) (int, error) {
+	n, err := r.r.Read(b)
+	r.read += int64(n)
+	r.p.report(r.read, r.size, megabytes, "MB read", "", " MB")
+	return n, err
+}
+
+// megabytes writes n bytes as whole megabytes (10^6 bytes).
+func megabytes(n int64) string { return thousands(n / 1_000_000) }
 
 // thousands writes n with a comma between each group of three digits.
 func thousands(n int64) string {

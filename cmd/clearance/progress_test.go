@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -41,5 +42,35 @@ func TestVerifyProgressLines(t *testing.T) {
 		"clearance audit verify: 100,000 of about 1,000,000 entries checked (to sequence 100100), 10,000 a second, about 1m30s left\n"
 	if out.String() != want {
 		t.Fatalf("printed\n%s\nwant\n%s", out.String(), want)
+	}
+}
+
+// TestProgressReader reads 30 MB through the verify-archive command's
+// progress, a megabyte a second of its own clock: a line after 5 MB, none
+// within the next interval, another after 10 MB, and what it read is what
+// the file held.
+func TestProgressReader(t *testing.T) {
+	var out strings.Builder
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	src := strings.NewReader(strings.Repeat("x", 30_000_000))
+	r := &progressReader{r: src, size: 30_000_000, p: newProgress("verify-archive", &out, func() time.Time { return now })}
+	buf := make([]byte, 1_000_000)
+	total := 0
+	for range 10 {
+		now = now.Add(time.Second)
+		n, err := io.ReadFull(r, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += n
+	}
+	want := "clearance audit verify-archive: 5 of about 30 MB read, 1 MB a second, about 25s left\n" +
+		"clearance audit verify-archive: 10 of about 30 MB read, 1 MB a second, about 20s left\n"
+	if out.String() != want {
+		t.Fatalf("printed\n%s\nwant\n%s", out.String(), want)
+	}
+	rest, err := io.ReadAll(r)
+	if err != nil || total+len(rest) != 30_000_000 {
+		t.Fatalf("read %d bytes, %v", total+len(rest), err)
 	}
 }
