@@ -49,3 +49,14 @@ func (s *Server) RegistryVersionsFromLog(ctx context.Context) ([]VersionSeen, er
 func (s *Server) RegistryVersions(ctx context.Context) ([]VersionSeen, error) {
 	return s.registryVersions(ctx)
 }
+
+// RollupsBuilt says whether the overview's and the versions' rollups are
+// built.
+func (s *Server) RollupsBuilt() (overview, versions bool) {
+	s.rollup.mu.Lock()
+	overview = s.rollup.built
+	s.rollup.mu.Unlock()
+	s.versions.mu.Lock()
+	defer s.versions.mu.Unlock()
+	return overview, s.versions.built
+}

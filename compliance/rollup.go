@@ -142,6 +142,13 @@ func (t *tally) overview(from, to time.Time) *Overview {
 	return ov
 }
 
+// keepBuilding returns the context a rollup is brought up to date in: ctx
+// without its cancellation. A first build counts as much as the window or
+// the whole log; a caller who gives up (a browser reloading the page) would
+// otherwise throw that work away, and every later call begin it again.
+// Callers waiting for the rollup's lock get it when the build is done.
+func keepBuilding(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
+
 // maxRollupCells bounds the rollup's memory: a rollup holding more cells
 // (an hour, a country and an outcome, or an hour and a list of reasons) is
 // started again from the window asked for. A month of hours with twenty
@@ -257,7 +264,7 @@ func (s *Server) rollupOverview(ctx context.Context, from, to time.Time) (*Overv
 		r := &s.rollup
 		r.mu.Lock()
 		var err error
-		hi, err = r.update(ctx, db, s.opts.Audit, first)
+		hi, err = r.update(keepBuilding(ctx), db, s.opts.Audit, first)
 		if err != nil {
 			r.mu.Unlock()
 			return nil, err

@@ -326,3 +326,23 @@ func countVersions(t *testing.T, log *audit.Log) map[string][]string {
 	}
 	return out
 }
+
+// TestRollupOutlivesItsCaller asks for the overview and the registry
+// versions with a context already cancelled: the answers fail, and the
+// rollups are built all the same, for the next call.
+func TestRollupOutlivesItsCaller(t *testing.T) {
+	f := compliancetest.New(t)
+	f.Seed(t, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	now := compliancetest.Now
+	if _, err := f.Server.OverviewFromRollup(ctx, now.Add(-30*24*time.Hour), now); err == nil {
+		t.Fatal("an overview for a caller gone")
+	}
+	if _, err := f.Server.RegistryVersions(ctx); err == nil {
+		t.Fatal("versions for a caller gone")
+	}
+	if ov, vs := f.Server.RollupsBuilt(); !ov || !vs {
+		t.Fatalf("rollups built: overview %v, versions %v", ov, vs)
+	}
+}

@@ -148,14 +148,15 @@ func mergeVersion(cells map[versionKey]VersionSeen, k versionKey, v VersionSeen)
 func (s *Server) versionsSeen(ctx context.Context, keep func(versionKey) bool) (map[versionKey]VersionSeen, error) {
 	db, r := s.opts.DB, &s.versions
 	r.mu.Lock()
-	stable, archived, err := r.advance(ctx, db, s.opts.Audit)
+	build := keepBuilding(ctx)
+	stable, archived, err := r.advance(build, db, s.opts.Audit)
 	if err == nil && (!r.built || len(r.cells) > maxRollupCells) {
 		cells := map[versionKey]VersionSeen{}
-		if err = addVersions(ctx, db, cells, func(q *bun.SelectQuery) *bun.SelectQuery { return q.Where("seq <= ?", stable) }); err == nil {
+		if err = addVersions(build, db, cells, func(q *bun.SelectQuery) *bun.SelectQuery { return q.Where("seq <= ?", stable) }); err == nil {
 			r.rollupState, r.cells = rollupState{built: true, hi: stable, archived: archived}, cells
 		}
 	} else if err == nil && stable > r.hi {
-		if err = addVersions(ctx, db, r.cells, func(q *bun.SelectQuery) *bun.SelectQuery {
+		if err = addVersions(build, db, r.cells, func(q *bun.SelectQuery) *bun.SelectQuery {
 			return q.Where("seq > ?", r.hi).Where("seq <= ?", stable)
 		}); err != nil {
 			r.built = false // counts may have been added for part of the range
