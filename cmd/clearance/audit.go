@@ -246,16 +246,22 @@ func runAuditSelect(ctx context.Context, name string, args []string, stdout, std
 	}
 	defer done()
 	w := stdout
+	var file *os.File
 	if out != "" {
-		file, err := os.Create(out)
-		if err != nil {
+		var err error
+		if file, err = os.Create(out); err != nil {
 			fmt.Fprintf(stderr, "clearance audit %s: %v\n", name, err)
 			return 1
 		}
 		defer file.Close()
 		w = file
 	}
-	n, err := l.Export(ctx, w, audit.Format(format), f)
+	n, err := l.Export(ctx, &progressWriter{w: w, p: newProgress(name, stderr, time.Now)}, audit.Format(format), f)
+	if err == nil && file != nil {
+		// A write the system buffered can still fail here (a full disk):
+		// the export is complete only once the file is closed.
+		err = file.Close()
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "clearance audit %s: %v\n", name, strings.TrimPrefix(err.Error(), "audit: "))
 		return 1

@@ -86,6 +86,8 @@ func TestAuditCommand(t *testing.T) {
 		{"export csv", []string{"audit", "export", "--db", dsn, "--format", "csv"}, 0,
 			[]string{"sequence,time,event", "3,2026-11-28T02:00:00Z,decided,req-c"}},
 		{"export bad format", []string{"audit", "export", "--db", dsn, "--format", "xml"}, 2, nil},
+		// A device that refuses every write, as a full disk does.
+		{"export to a full disk", []string{"audit", "export", "--db", dsn, "--out", "/dev/full"}, 1, nil},
 		{"no subcommand", []string{"audit"}, 2, nil},
 		{"archive", []string{"audit", "archive", "--db", dsn, "--older-than", "1h", "--out", archive, "--signing-key", archiveKey}, 0,
 			[]string{"archived entries 1 to 3 (3)"}},

@@ -30,7 +30,8 @@ func newProgress(name string, w io.Writer, now func() time.Time) *progress {
 
 // report prints, when a line is due, "clearance audit NAME: DONE of about
 // TOTAL UNITVERB DETAIL, RATE RATEUNIT a second, about T left", with the
-// counts written by format.
+// counts written by format; without a total (0), "DONE UNITVERB DETAIL,
+// RATE RATEUNIT a second".
 func (p *progress) report(done, total int64, format func(int64) string, unitVerb, detail, rateUnit string) {
 	t := p.now()
 	if t.Sub(p.last) < progressEvery || done <= 0 {
@@ -38,8 +39,12 @@ func (p *progress) report(done, total int64, format func(int64) string, unitVerb
 	}
 	p.last = t
 	rate := float64(done) / t.Sub(p.start).Seconds()
-	line := fmt.Sprintf("clearance audit %s: %s of about %s %s%s, %s%s a second",
-		p.name, format(done), format(max(total, done)), unitVerb, detail, format(int64(rate)), rateUnit)
+	of := ""
+	if total > 0 {
+		of = " of about " + format(max(total, done))
+	}
+	line := fmt.Sprintf("clearance audit %s: %s%s %s%s, %s%s a second",
+		p.name, format(done), of, unitVerb, detail, format(int64(rate)), rateUnit)
 	if left := total - done; left > 0 && rate > 0 {
 		line += fmt.Sprintf(", about %s left", time.Duration(float64(left)/rate*float64(time.Second)).Round(time.Second))
 	}
@@ -67,6 +72,21 @@ func (r *progressReader) Read(b []byte) (int, error) {
 	n, err := r.r.Read(b)
 	r.read += int64(n)
 	r.p.report(r.read, r.size, megabytes, "MB read", "", " MB")
+	return n, err
+}
+
+// progressWriter writes to w, reporting how much it has written (an export,
+// whose size is not known before it ends).
+type progressWriter struct {
+	w       io.Writer
+	written int64
+	p       *progress
+}
+
+func (w *progressWriter) Write(b []byte) (int, error) {
+	n, err := w.w.Write(b)
+	w.written += int64(n)
+	w.p.report(w.written, 0, megabytes, "MB written", "", " MB")
 	return n, err
 }
 

@@ -74,3 +74,24 @@ func TestProgressReader(t *testing.T) {
 		t.Fatalf("read %d bytes, %v", total+len(rest), err)
 	}
 }
+
+// TestProgressWriter writes 12 MB through the export's progress, a
+// megabyte a second of its own clock: no total, so the lines give what was
+// written and the rate only, and every byte reaches the file.
+func TestProgressWriter(t *testing.T) {
+	var out, dst strings.Builder
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	w := &progressWriter{w: &dst, p: newProgress("export", &out, func() time.Time { return now })}
+	chunk := strings.Repeat("y", 1_000_000)
+	for range 12 {
+		now = now.Add(time.Second)
+		if _, err := io.WriteString(w, chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := "clearance audit export: 5 MB written, 1 MB a second\n" +
+		"clearance audit export: 10 MB written, 1 MB a second\n"
+	if out.String() != want || dst.Len() != 12_000_000 {
+		t.Fatalf("printed\n%s\nwant\n%s\nwrote %d bytes", out.String(), want, dst.Len())
+	}
+}
