@@ -32,19 +32,47 @@ import (
 // it. Its first 10 bytes are the day.
 const hourLayout = "2006-01-02 15"
 
-// bucketExpr is the SQL expression of an entry's UTC day (YYYY-MM-DD) or,
-// hourly, its UTC hour (hourLayout).
-func bucketExpr(db *bun.DB, hourly bool) string {
+// bucketing is how entries are counted per time bucket: group is the SQL
+// expression entries are grouped by, and key the expression that writes a
+// group's bucket, from the column b, as the bucket's key (hourLayout, or its
+// first 10 bytes for a day). On PostgreSQL entries are grouped by the
+// truncated time and only each group's is written out: to_char on every
+// entry took the first build of a rollup to twice the time of the
+// same count by day.
+type bucketing struct{ group, key string }
+
+// bucketExpr returns the bucketing of an entry's UTC day or, hourly, its
+// UTC hour.
+func bucketExpr(db *bun.DB, hourly bool) bucketing {
 	pg := db.Dialect().Name() == dialect.PG
 	switch {
 	case pg && hourly:
-		return "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24')"
+		return bucketing{"date_trunc('hour', at AT TIME ZONE 'UTC')", "to_char(g.b, 'YYYY-MM-DD HH24')"}
 	case pg:
-		return "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+		return bucketing{"date_trunc('day', at AT TIME ZONE 'UTC')", "to_char(g.b, 'YYYY-MM-DD')"}
 	case hourly:
-		return "substr(at, 1, 10) || ' ' || substr(at, 12, 2)"
+		return bucketing{"substr(at, 1, 10) || ' ' || substr(at, 12, 2)", "g.b"}
 	}
-	return "substr(at, 1, 10)"
+	return bucketing{"substr(at, 1, 10)", "g.b"}
+}
+
+// oneBucket counts every entry in one bucket, the empty key.
+var oneBucket = bucketing{"''", "g.b"}
+
+// grouped returns the select of bucket (as "bucket") and cols from inner,
+// which selects the bucket's group as b and then cols, and groups by them.
+func grouped(db *bun.DB, bk bucketing, inner *bun.SelectQuery, cols string) *bun.SelectQuery {
+	return db.NewSelect().TableExpr("(?) AS g", inner).ColumnExpr(bk.key + " AS bucket").ColumnExpr(cols)
+}
+
+// counter is what a rollup counts into: cells keyed by a time bucket (an
+// hour or a day, as bucketExpr writes it), each key starting with it.
+type counter interface {
+	// count adds the entries where selects, bucketed by bk; byTime as for
+	// whereIs.
+	count(ctx context.Context, db *bun.DB, bk bucketing, byTime bool, where func(*bun.SelectQuery) *bun.SelectQuery) error
+	// size is the number of cells.
+	size() int
 }
 
 // tallyKey is one cell of a tally: a bucket (a day, or an hour), a
@@ -62,14 +90,24 @@ func newTally() *tally {
 	return &tally{counts: map[tallyKey]int64{}, reasons: map[[2]string]int64{}}
 }
 
-// count adds to t the decisions that where selects, bucketed by bucket (an
-// SQL expression). One query reads both the counts and the reasons. byTime
-// says that where bounds the entries' time more narrowly than anything
-// else: SQLite, which keeps no statistics, would otherwise read the event
-// index (every decision) rather than the range of the time index, and is
-// told not to (a unary + keeps a column's indexes out of SQLite's plan).
+func (t *tally) size() int { return len(t.counts) + len(t.reasons) }
+
+// whereIs adds "col = value" to q. byTime says that the query's other
+// conditions bound the entries' time more narrowly than col does: SQLite,
+// which keeps no statistics, would otherwise read col's index (every
+// decision, say) rather than the range of the time index, and is told not
+// to (a unary + keeps a column's indexes out of SQLite's plan).
 // PostgreSQL's planner chooses by its statistics.
-func (t *tally) count(ctx context.Context, db *bun.DB, bucket string, byTime bool, where func(*bun.SelectQuery) *bun.SelectQuery) error {
+func whereIs(q *bun.SelectQuery, db *bun.DB, byTime bool, col, value string) *bun.SelectQuery {
+	if byTime && db.Dialect().Name() != dialect.PG {
+		return q.Where("+"+col+" = ?", value)
+	}
+	return q.Where(col+" = ?", value)
+}
+
+// count adds to t the decisions that where selects, bucketed by bk. One
+// query reads both the counts and the reasons. byTime as for whereIs.
+func (t *tally) count(ctx context.Context, db *bun.DB, bk bucketing, byTime bool, where func(*bun.SelectQuery) *bun.SelectQuery) error {
 	var rows []struct {
 		Bucket   string `bun:"bucket"`
 		Country  string `bun:"country"`
@@ -77,16 +115,10 @@ func (t *tally) count(ctx context.Context, db *bun.DB, bucket string, byTime boo
 		Reasons  string `bun:"reasons"`
 		N        int64  `bun:"n"`
 	}
-	q := db.NewSelect().TableExpr(entriesTable).
-		ColumnExpr(bucket + " AS bucket").ColumnExpr("recipient_country AS country").
-		ColumnExpr("decision").ColumnExpr("reasons").ColumnExpr("count(*) AS n").
-		GroupExpr("1, 2, 3, 4")
-	if byTime && db.Dialect().Name() != dialect.PG {
-		q = q.Where("+event = ?", "decided")
-	} else {
-		q = q.Where("event = ?", "decided")
-	}
-	if err := where(q).Scan(ctx, &rows); err != nil {
+	inner := db.NewSelect().TableExpr(entriesTable).ColumnExpr(bk.group + " AS b").
+		ColumnExpr("recipient_country AS country, decision, reasons, count(*) AS n").GroupExpr("1, 2, 3, 4")
+	inner = where(whereIs(inner, db, byTime, "event", "decided"))
+	if err := grouped(db, bk, inner, "country, decision, reasons, n").Scan(ctx, &rows); err != nil {
 		return fmt.Errorf("compliance: overview: %w", err)
 	}
 	for _, r := range rows {
@@ -181,14 +213,16 @@ func (st *rollupState) advance(ctx context.Context, db *bun.DB, log AuditLog) (s
 	return stable, archived, nil
 }
 
-// rollup is the hourly tally of every decision with a sequence up to hi and
-// a time from from on. The zero value holds nothing and is built on first
-// use.
+// rollup is the count (cells) of every entry with a sequence up to hi and
+// a time from from on, in buckets of unit (an hour or a day). A rollup is
+// given its unit and newCells before first use, and built then.
 type rollup struct {
 	mu sync.Mutex
 	rollupState
-	from  time.Time // an hour
-	hours *tally
+	unit     time.Duration
+	newCells func() counter
+	from     time.Time // a bucket's start
+	cells    counter
 }
 
 // lastArchived returns the highest sequence an archive has removed (0 when
@@ -202,30 +236,30 @@ func lastArchived(ctx context.Context, db *bun.DB) (int64, error) {
 }
 
 // update brings the rollup up to the log's stable sequence and back to the
-// hour from at least, and returns the sequence it holds entries up to.
+// bucket from at least, and returns the sequence it holds entries up to.
 // The caller holds r.mu.
 func (r *rollup) update(ctx context.Context, db *bun.DB, log AuditLog, from time.Time) (int64, error) {
 	stable, archived, err := r.advance(ctx, db, log)
 	if err != nil {
 		return 0, err
 	}
-	if r.built && len(r.hours.counts)+len(r.hours.reasons) > maxRollupCells {
+	if r.built && r.cells.size() > maxRollupCells {
 		r.built = false
 	}
-	hour := bucketExpr(db, true)
+	bk := bucketExpr(db, r.unit == time.Hour)
 	switch {
 	case !r.built:
-		t := newTally()
-		err := t.count(ctx, db, hour, false, func(q *bun.SelectQuery) *bun.SelectQuery {
+		c := r.newCells()
+		err := c.count(ctx, db, bk, false, func(q *bun.SelectQuery) *bun.SelectQuery {
 			return q.Where("seq <= ?", stable).Where("at >= ?", from)
 		})
 		if err != nil {
 			return 0, err
 		}
-		r.rollupState, r.from, r.hours = rollupState{built: true, hi: stable, archived: archived}, from, t
+		r.rollupState, r.from, r.cells = rollupState{built: true, hi: stable, archived: archived}, from, c
 		return r.hi, nil
 	case from.Before(r.from):
-		err := r.hours.count(ctx, db, hour, true, func(q *bun.SelectQuery) *bun.SelectQuery {
+		err := r.cells.count(ctx, db, bk, true, func(q *bun.SelectQuery) *bun.SelectQuery {
 			return q.Where("seq <= ?", r.hi).Where("at >= ?", from).Where("at < ?", r.from)
 		})
 		if err != nil {
@@ -236,7 +270,7 @@ func (r *rollup) update(ctx context.Context, db *bun.DB, log AuditLog, from time
 		r.from = from
 	}
 	if stable > r.hi {
-		err := r.hours.count(ctx, db, hour, false, func(q *bun.SelectQuery) *bun.SelectQuery {
+		err := r.cells.count(ctx, db, bk, false, func(q *bun.SelectQuery) *bun.SelectQuery {
 			return q.Where("seq > ?", r.hi).Where("seq <= ?", stable).Where("at >= ?", r.from)
 		})
 		if err != nil {
@@ -248,48 +282,42 @@ func (r *rollup) update(ctx context.Context, db *bun.DB, log AuditLog, from time
 	return r.hi, nil
 }
 
-// rollupOverview computes the figures of [from, to): the whole hours inside
-// it from the rollup, and the rest (the partial hours at either end, and
-// entries written since the rollup's stable sequence) from the log.
-func (s *Server) rollupOverview(ctx context.Context, from, to time.Time) (*Overview, error) {
+// fromRollup counts [from, to): the whole buckets inside it from r, which
+// it brings up to date and hands to take under its lock with the range of
+// bucket keys [lo, hi) to read, and the rest (the partial buckets at
+// either end, and entries written since r's stable sequence) from the log
+// into rest, bucketed by day.
+func (s *Server) fromRollup(ctx context.Context, r *rollup, from, to time.Time, rest counter, take func(lo, hi string)) error {
 	db := s.opts.DB
-	first := from.UTC().Truncate(time.Hour)
-	if first.Before(from) {
-		first = first.Add(time.Hour)
+	layout := hourLayout[:10]
+	if r.unit == time.Hour {
+		layout = hourLayout
 	}
-	end := to.UTC().Truncate(time.Hour)
-	days := newTally()
+	first := from.UTC().Truncate(r.unit)
+	if first.Before(from) {
+		first = first.Add(r.unit)
+	}
+	end := to.UTC().Truncate(r.unit)
 	hi := int64(0)
 	if first.Before(end) {
-		r := &s.rollup
 		r.mu.Lock()
 		var err error
 		hi, err = r.update(keepBuilding(ctx), db, s.opts.Audit, first)
 		if err != nil {
 			r.mu.Unlock()
-			return nil, err
+			return err
 		}
-		// Hour keys sort as their hours do.
-		lo, hiKey := first.Format(hourLayout), end.Format(hourLayout)
-		for k, n := range r.hours.counts {
-			if k.bucket >= lo && k.bucket < hiKey {
-				days.counts[tallyKey{k.bucket[:10], k.country, k.decision}] += n
-			}
-		}
-		for k, n := range r.hours.reasons {
-			if k[0] >= lo && k[0] < hiKey {
-				days.reasons[[2]string{k[0][:10], k[1]}] += n
-			}
-		}
+		// Bucket keys sort as their times do.
+		take(first.Format(layout), end.Format(layout))
 		r.mu.Unlock()
 	} else {
-		// No whole hour: everything is read from the log.
+		// No whole bucket: everything is read from the log.
 		first, end = to, to
 	}
-	// The rest, in three range scans: the partial hours at either end (by
-	// time), and what the log holds above the rollup in the whole hours (by
-	// sequence).
-	rest := []struct {
+	// The rest, in three range scans: the partial buckets at either end (by
+	// time), and what the log holds above the rollup in the whole buckets
+	// (by sequence).
+	for _, q := range []struct {
 		byTime bool
 		where  func(q *bun.SelectQuery) *bun.SelectQuery
 	}{
@@ -298,11 +326,33 @@ func (s *Server) rollupOverview(ctx context.Context, from, to time.Time) (*Overv
 		{false, func(q *bun.SelectQuery) *bun.SelectQuery {
 			return q.Where("seq > ?", hi).Where("at >= ?", first).Where("at < ?", end)
 		}},
-	}
-	for _, r := range rest {
-		if err := days.count(ctx, db, bucketExpr(db, false), r.byTime, r.where); err != nil {
-			return nil, err
+	} {
+		if err := rest.count(ctx, db, bucketExpr(db, false), q.byTime, q.where); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// rollupOverview computes the figures of [from, to): the whole hours inside
+// it from the overview's rollup, the rest from the log (fromRollup).
+func (s *Server) rollupOverview(ctx context.Context, from, to time.Time) (*Overview, error) {
+	days := newTally()
+	err := s.fromRollup(ctx, &s.rollup, from, to, days, func(lo, hi string) {
+		hours := s.rollup.cells.(*tally)
+		for k, n := range hours.counts {
+			if k.bucket >= lo && k.bucket < hi {
+				days.counts[tallyKey{k.bucket[:10], k.country, k.decision}] += n
+			}
+		}
+		for k, n := range hours.reasons {
+			if k[0] >= lo && k[0] < hi {
+				days.reasons[[2]string{k[0][:10], k[1]}] += n
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	return days.overview(from, to), nil
 }

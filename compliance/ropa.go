@@ -78,19 +78,31 @@ var securityMeasures = []string{
 
 // BuildROPA builds the records of processing for [from, to) from the
 // registry in force and the audit log.
+// The whole days of the window are counted from the records of
+// processing's rollup (see rollup), the rest from the log.
 func (s *Server) BuildROPA(ctx context.Context, from, to time.Time) (*ROPA, error) {
-	return BuildROPA(ctx, s.opts.DB, s.opts.Registry.Registry(), s.opts.KeyRefs, from, to, s.opts.Now())
+	rows, seenKeys, err := s.rollupFlows(ctx, from, to)
+	if err != nil {
+		return nil, err
+	}
+	return buildROPA(s.opts.Registry.Registry(), s.opts.KeyRefs, rows, seenKeys, from, to, s.opts.Now()), nil
 }
 
 // BuildROPA builds the records of processing for [from, to) from reg and the
 // allowed transfers of the audit log on db (read only). keyRefs name the key
 // services in use besides those the log records.
 func BuildROPA(ctx context.Context, db *bun.DB, reg *agreements.Registry, keyRefs []string, from, to, now time.Time) (*ROPA, error) {
-	c := reg.Content()
 	rows, seenKeys, err := flows(ctx, db, from, to)
 	if err != nil {
 		return nil, err
 	}
+	return buildROPA(reg, keyRefs, rows, seenKeys, from, to, now), nil
+}
+
+// buildROPA builds the records of processing from reg and the flows of
+// allowed transfers and key references the audit log holds for [from, to).
+func buildROPA(reg *agreements.Registry, keyRefs []string, rows []flowRow, seenKeys []string, from, to, now time.Time) *ROPA {
+	c := reg.Content()
 	parties := map[string]agreements.Party{}
 	for _, p := range c.Parties {
 		parties[p.ID] = p
@@ -220,7 +232,7 @@ func BuildROPA(ctx context.Context, db *bun.DB, reg *agreements.Registry, keyRef
 		out.Purposes = append(out.Purposes, *r)
 	}
 	sort.Slice(out.Purposes, func(i, j int) bool { return out.Purposes[i].Purpose < out.Purposes[j].Purpose })
-	return out, nil
+	return out
 }
 
 func isThirdCountryMechanism(m string) bool {

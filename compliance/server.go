@@ -100,11 +100,12 @@ type Server struct {
 	routes []route
 	ui     *console
 
-	ovCache  overviewCache
-	rollup   rollup
-	versions versionRollup
-	rights   rightsHolder
-	tokens   *subjectTokens
+	ovCache    overviewCache
+	rollup     rollup // the overview's, hourly
+	flowRollup rollup // the records of processing's, daily
+	versions   versionRollup
+	rights     rightsHolder
+	tokens     *subjectTokens
 }
 
 // route is one registered pattern with the role it needs (RoleNone: public).
@@ -143,6 +144,8 @@ func New(opts Options) (*Server, error) {
 		opts.MaxWhatIf = 200000
 	}
 	s := &Server{opts: opts, log: opts.Logger.With("component", "compliance")}
+	s.rollup.unit, s.rollup.newCells = time.Hour, func() counter { return newTally() }
+	s.flowRollup.unit, s.flowRollup.newCells = 24*time.Hour, func() counter { return newFlowTally() }
 	tokens, err := newSubjectTokens(opts.SubjectKey, opts.Now)
 	if err != nil {
 		return nil, fmt.Errorf("compliance: subject tokens: %w", err)

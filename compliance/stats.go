@@ -257,20 +257,122 @@ type flowRow struct {
 	N          int64  `bun:"n"`
 }
 
+// flowCell is one flow of one bucket (flowRow without its count).
+type flowCell struct {
+	bucket string
+	flow   flowRow
+}
+
+// flowTally counts the allowed transfers per bucket and flow, and the key
+// references entries name per bucket, for the records of processing.
+type flowTally struct {
+	flows   map[flowCell]int64
+	keyRefs map[[2]string]bool
+}
+
+func newFlowTally() *flowTally {
+	return &flowTally{flows: map[flowCell]int64{}, keyRefs: map[[2]string]bool{}}
+}
+
+func (t *flowTally) size() int { return len(t.flows) + len(t.keyRefs) }
+
+// flowColumns are the columns that make a flow.
+const flowColumns = "purpose, legal_basis, dataset, recipient, recipient_country, origin, mechanism, categories_sent, agreement_id"
+
+// count adds to t the allowed transfers and key references where selects,
+// bucketed by bk; byTime as for whereIs.
+func (t *flowTally) count(ctx context.Context, db *bun.DB, bk bucketing, byTime bool, where func(*bun.SelectQuery) *bun.SelectQuery) error {
+	var rows []struct {
+		Bucket string `bun:"bucket"`
+		flowRow
+	}
+	inner := db.NewSelect().TableExpr(entriesTable).ColumnExpr(bk.group + " AS b").ColumnExpr(flowColumns).
+		ColumnExpr("count(*) AS n").GroupExpr("1, " + flowColumns)
+	inner = where(whereIs(whereIs(inner, db, byTime, "event", "decided"), db, byTime, "decision", "allow"))
+	if err := grouped(db, bk, inner, flowColumns+", n").Scan(ctx, &rows); err != nil {
+		return fmt.Errorf("compliance: records of processing: %w", err)
+	}
+	for _, r := range rows {
+		n := r.N
+		r.N = 0
+		t.flows[flowCell{r.Bucket, r.flowRow}] += n
+	}
+	var refs []struct {
+		Bucket string `bun:"bucket"`
+		KeyRef string `bun:"key_ref"`
+	}
+	inner = db.NewSelect().TableExpr(entriesTable).ColumnExpr(bk.group + " AS b").ColumnExpr("key_ref").
+		Where("key_ref <> ''").GroupExpr("1, 2")
+	if err := grouped(db, bk, where(inner), "key_ref").Scan(ctx, &refs); err != nil {
+		return fmt.Errorf("compliance: records of processing keys: %w", err)
+	}
+	for _, r := range refs {
+		t.keyRefs[[2]string{r.Bucket, r.KeyRef}] = true
+	}
+	return nil
+}
+
+// add adds to rows and refs the flows and key references of t's buckets
+// in [lo, hi) (an empty hi: every bucket).
+func (t *flowTally) add(rows map[flowRow]int64, refs map[string]bool, lo, hi string) {
+	for c, n := range t.flows {
+		if c.bucket >= lo && (hi == "" || c.bucket < hi) {
+			rows[c.flow] += n
+		}
+	}
+	for k := range t.keyRefs {
+		if k[0] >= lo && (hi == "" || k[0] < hi) {
+			refs[k[1]] = true
+		}
+	}
+}
+
+// flowList turns the flows and key references add collected into
+// BuildROPA's input, in a stable order.
+func flowList(rows map[flowRow]int64, refs map[string]bool) ([]flowRow, []string) {
+	out := make([]flowRow, 0, len(rows))
+	for f, n := range rows {
+		f.N = n
+		out = append(out, f)
+	}
+	sort.Slice(out, func(i, j int) bool { return fmt.Sprint(out[i]) < fmt.Sprint(out[j]) })
+	keys := make([]string, 0, len(refs))
+	for k := range refs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return out, keys
+}
+
+// flows returns the flows of allowed transfers and the key references of
+// [from, to), counted from the log.
 func flows(ctx context.Context, db *bun.DB, from, to time.Time) ([]flowRow, []string, error) {
-	var rows []flowRow
-	cols := "purpose, legal_basis, dataset, recipient, recipient_country, origin, mechanism, categories_sent, agreement_id"
-	err := db.NewSelect().TableExpr(entriesTable).ColumnExpr(cols).ColumnExpr("count(*) AS n").
-		Where("event = ?", "decided").Where("decision = ?", "allow").
-		Where("at >= ?", from).Where("at < ?", to).GroupExpr(cols).Scan(ctx, &rows)
+	t := newFlowTally()
+	// One bucket for the whole window: nothing to compute per entry.
+	err := t.count(ctx, db, oneBucket, true, func(q *bun.SelectQuery) *bun.SelectQuery {
+		return q.Where("at >= ?", from).Where("at < ?", to)
+	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("compliance: records of processing: %w", err)
+		return nil, nil, err
 	}
-	var keyRefs []string
-	err = db.NewSelect().TableExpr(entriesTable).ColumnExpr("DISTINCT key_ref").
-		Where("key_ref <> ''").Where("at >= ?", from).Where("at < ?", to).Scan(ctx, &keyRefs)
+	rows, refs := map[flowRow]int64{}, map[string]bool{}
+	t.add(rows, refs, "", "")
+	list, keys := flowList(rows, refs)
+	return list, keys, nil
+}
+
+// rollupFlows returns what flows does, the whole days of [from, to) from
+// the records of processing's rollup (fromRollup).
+func (s *Server) rollupFlows(ctx context.Context, from, to time.Time) ([]flowRow, []string, error) {
+	rows, refs := map[flowRow]int64{}, map[string]bool{}
+	rest := newFlowTally()
+	err := s.fromRollup(ctx, &s.flowRollup, from, to, rest, func(lo, hi string) {
+		s.flowRollup.cells.(*flowTally).add(rows, refs, lo, hi)
+	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("compliance: records of processing keys: %w", err)
+		return nil, nil, err
 	}
-	return rows, keyRefs, nil
+	rest.add(rows, refs, "", "")
+	list, keys := flowList(rows, refs)
+	return list, keys, nil
 }
