@@ -1,0 +1,6 @@
+//go:build race
+
+package compliance_test
+
+// raceDetector is true when the tests run with the race detector.
+const raceDetector = true
