@@ -13,12 +13,13 @@ import (
 	"github.com/uptrace/bun/dialect"
 )
 
-// The overview's figures are counts of decisions, which the audit log never
-// changes once written. The rollup below keeps them per UTC hour, for
-// every entry up to a sequence (hi) whose time is from a given hour on
-// (from), and brings them up to date by reading only the entries written
-// since: a refresh of the console's overview reads the log's new entries and
-// the partial hours at the window's two ends, not the whole window.
+// The console's figures (the overview, the records of processing, the
+// registry and agreement versions) are counts of entries, which the audit
+// log never changes once written. A rollup keeps them per time bucket (an
+// hour, a day, or none), for every entry up to a sequence (hi) whose time
+// is from a given bucket on (from), and brings them up to date by reading
+// only the entries written since: a call reads the log's new entries and
+// the partial buckets at the window's two ends, not the whole window.
 //
 // Which entries the rollup holds is decided by sequence, never by time: an
 // entry's time is its writer's clock, and with several instances or chains
@@ -214,8 +215,9 @@ func (st *rollupState) advance(ctx context.Context, db *bun.DB, log AuditLog) (s
 }
 
 // rollup is the count (cells) of every entry with a sequence up to hi and
-// a time from from on, in buckets of unit (an hour or a day). A rollup is
-// given its unit and newCells before first use, and built then.
+// a time from from on (every entry, from the zero time), in buckets of unit
+// (an hour or a day; cells without buckets ignore it). A rollup is given
+// its unit and newCells before first use, and built then.
 type rollup struct {
 	mu sync.Mutex
 	rollupState
@@ -251,7 +253,7 @@ func (r *rollup) update(ctx context.Context, db *bun.DB, log AuditLog, from time
 	case !r.built:
 		c := r.newCells()
 		err := c.count(ctx, db, bk, false, func(q *bun.SelectQuery) *bun.SelectQuery {
-			return q.Where("seq <= ?", stable).Where("at >= ?", from)
+			return since(q.Where("seq <= ?", stable), from)
 		})
 		if err != nil {
 			return 0, err
@@ -271,7 +273,7 @@ func (r *rollup) update(ctx context.Context, db *bun.DB, log AuditLog, from time
 	}
 	if stable > r.hi {
 		err := r.cells.count(ctx, db, bk, false, func(q *bun.SelectQuery) *bun.SelectQuery {
-			return q.Where("seq > ?", r.hi).Where("seq <= ?", stable).Where("at >= ?", r.from)
+			return since(q.Where("seq > ?", r.hi).Where("seq <= ?", stable), r.from)
 		})
 		if err != nil {
 			r.built = false
@@ -280,6 +282,14 @@ func (r *rollup) update(ctx context.Context, db *bun.DB, log AuditLog, from time
 		r.hi = stable
 	}
 	return r.hi, nil
+}
+
+// since bounds q to the entries from t on; the zero time bounds nothing.
+func since(q *bun.SelectQuery, t time.Time) *bun.SelectQuery {
+	if t.IsZero() {
+		return q
+	}
+	return q.Where("at >= ?", t)
 }
 
 // fromRollup counts [from, to): the whole buckets inside it from r, which

@@ -103,7 +103,7 @@ type Server struct {
 	ovCache    overviewCache
 	rollup     rollup // the overview's, hourly
 	flowRollup rollup // the records of processing's, daily
-	versions   versionRollup
+	versions   rollup // the registry and agreement versions', over the whole log
 	rights     rightsHolder
 	tokens     *subjectTokens
 }
@@ -146,6 +146,7 @@ func New(opts Options) (*Server, error) {
 	s := &Server{opts: opts, log: opts.Logger.With("component", "compliance")}
 	s.rollup.unit, s.rollup.newCells = time.Hour, func() counter { return newTally() }
 	s.flowRollup.unit, s.flowRollup.newCells = 24*time.Hour, func() counter { return newFlowTally() }
+	s.versions.newCells = func() counter { return versionCells{} }
 	tokens, err := newSubjectTokens(opts.SubjectKey, opts.Now)
 	if err != nil {
 		return nil, fmt.Errorf("compliance: subject tokens: %w", err)

@@ -98,15 +98,17 @@ type versionKey struct {
 	registryVersion  string
 }
 
-// versionRollup holds, per versionKey, the first and last decision that
-// rested on it and how many, for every decision up to a stable sequence,
-// so that the agreement pages read only the decisions written since their
-// last call rather than the whole log (see rollupState).
-type versionRollup struct {
-	mu sync.Mutex
-	rollupState
-	cells map[versionKey]VersionSeen
+// versionCells is the versions' rollup (see rollup): per versionKey, the
+// first and last decision that rested on it and how many. It has no time
+// buckets: the rollup holds the whole log, and the agreement pages read
+// only the decisions written since their last call.
+type versionCells map[versionKey]VersionSeen
+
+func (c versionCells) count(ctx context.Context, db *bun.DB, _ bucketing, _ bool, where func(*bun.SelectQuery) *bun.SelectQuery) error {
+	return addVersions(ctx, db, c, where)
 }
+
+func (c versionCells) size() int { return len(c) }
 
 // addVersions merges into cells the decisions where selects.
 func addVersions(ctx context.Context, db *bun.DB, cells map[versionKey]VersionSeen, where func(*bun.SelectQuery) *bun.SelectQuery) error {
@@ -142,42 +144,26 @@ func mergeVersion(cells map[versionKey]VersionSeen, k versionKey, v VersionSeen)
 }
 
 // versionsSeen returns the cells of every decision in the log: up to the
-// stable sequence from the rollup, which it brings up to date, and above it
-// from the log. keep selects the cells wanted, and the returned map is the
-// caller's.
+// stable sequence from the versions' rollup, which it brings up to date,
+// and above it from the log. keep selects the cells wanted, and the
+// returned map is the caller's.
 func (s *Server) versionsSeen(ctx context.Context, keep func(versionKey) bool) (map[versionKey]VersionSeen, error) {
 	db, r := s.opts.DB, &s.versions
 	r.mu.Lock()
-	build := keepBuilding(ctx)
-	stable, archived, err := r.advance(build, db, s.opts.Audit)
-	if err == nil && (!r.built || len(r.cells) > maxRollupCells) {
-		cells := map[versionKey]VersionSeen{}
-		if err = addVersions(build, db, cells, func(q *bun.SelectQuery) *bun.SelectQuery { return q.Where("seq <= ?", stable) }); err == nil {
-			r.rollupState, r.cells = rollupState{built: true, hi: stable, archived: archived}, cells
-		}
-	} else if err == nil && stable > r.hi {
-		if err = addVersions(build, db, r.cells, func(q *bun.SelectQuery) *bun.SelectQuery {
-			return q.Where("seq > ?", r.hi).Where("seq <= ?", stable)
-		}); err != nil {
-			r.built = false // counts may have been added for part of the range
-		} else {
-			r.hi = stable
-		}
-	}
+	hi, err := r.update(keepBuilding(ctx), db, s.opts.Audit, time.Time{})
 	if err != nil {
 		r.mu.Unlock()
 		return nil, err
 	}
 	out := map[versionKey]VersionSeen{}
-	for k, v := range r.cells {
+	for k, v := range r.cells.(versionCells) {
 		if keep(k) {
 			out[k] = v
 		}
 	}
-	hi := r.hi
 	r.mu.Unlock()
-	above := map[versionKey]VersionSeen{}
-	if err := addVersions(ctx, db, above, func(q *bun.SelectQuery) *bun.SelectQuery { return q.Where("seq > ?", hi) }); err != nil {
+	above := versionCells{}
+	if err := above.count(ctx, db, oneBucket, false, func(q *bun.SelectQuery) *bun.SelectQuery { return q.Where("seq > ?", hi) }); err != nil {
 		return nil, err
 	}
 	for k, v := range above {
