@@ -154,6 +154,10 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) getExport(w http.ResponseWriter, r *http.Request) { s.export(w, r) }
 
+// agreementRef names a version of an agreement as the records of
+// processing, a subject's recipients and the what-if write it: "ID vN".
+func agreementRef(id string, version int) string { return fmt.Sprintf("%s v%d", id, version) }
+
 // Recipient is one recipient of a subject's data (Art. 15(1)(c), Art. 19).
 type Recipient struct {
 	Recipient  string    `json:"recipient"`
@@ -220,7 +224,7 @@ func (s *Server) subjectReport(ctx context.Context, f audit.Filter) (*SubjectRep
 			rc.Mechanisms = add(rc.Mechanisms, e.Mechanism)
 			rc.LegalBases = add(rc.LegalBases, e.LegalBasis)
 			if e.AgreementID != "" {
-				rc.Agreements = add(rc.Agreements, fmt.Sprintf("%s v%d", e.AgreementID, e.AgreementVersion))
+				rc.Agreements = add(rc.Agreements, agreementRef(e.AgreementID, e.AgreementVersion))
 			}
 			for _, c := range e.CategoriesSent {
 				rc.Categories = add(rc.Categories, c)

@@ -148,7 +148,7 @@ func buildROPA(reg *agreements.Registry, keyRefs []string, rows []flowRow, seenK
 			}
 			for _, party := range ag.Parties {
 				r := recipient(a, party)
-				r.Agreements = appendNew(r.Agreements, fmt.Sprintf("%s v%d", ag.ID, ag.Version))
+				r.Agreements = appendNew(r.Agreements, agreementRef(ag.ID, ag.Version))
 			}
 			if ag.RetentionDays > 0 {
 				a.retains[ag.ID] = ag.RetentionDays

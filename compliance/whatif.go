@@ -174,7 +174,7 @@ func flipOf(e *audit.Entry, d *agreements.Decision) Flip {
 	if d.Allowed() {
 		why := "now allowed"
 		if d.Agreement != nil {
-			why += fmt.Sprintf(" under agreement %s v%d", d.Agreement.ID, d.Agreement.Version)
+			why += " under agreement " + agreementRef(d.Agreement.ID, d.Agreement.Version)
 		} else if d.LegalOrder != "" {
 			why += " under legal order " + d.LegalOrder
 		}
