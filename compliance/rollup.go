@@ -44,7 +44,7 @@ type bucketing struct{ group, key string }
 
 // bucketExpr returns the bucketing of an entry's UTC day or, hourly, its
 // UTC hour.
-func bucketExpr(db *bun.DB, hourly bool) bucketing {
+func bucketExpr(db bun.IDB, hourly bool) bucketing {
 	pg := db.Dialect().Name() == dialect.PG
 	switch {
 	case pg && hourly:
@@ -62,7 +62,7 @@ var oneBucket = bucketing{"''", "g.b"}
 
 // grouped returns the select of bucket (as "bucket") and cols from inner,
 // which selects the bucket's group as b and then cols, and groups by them.
-func grouped(db *bun.DB, bk bucketing, inner *bun.SelectQuery, cols string) *bun.SelectQuery {
+func grouped(db bun.IDB, bk bucketing, inner *bun.SelectQuery, cols string) *bun.SelectQuery {
 	return db.NewSelect().TableExpr("(?) AS g", inner).ColumnExpr(bk.key + " AS bucket").ColumnExpr(cols)
 }
 
@@ -71,7 +71,7 @@ func grouped(db *bun.DB, bk bucketing, inner *bun.SelectQuery, cols string) *bun
 type counter interface {
 	// count adds the entries where selects, bucketed by bk; byTime as for
 	// whereIs.
-	count(ctx context.Context, db *bun.DB, bk bucketing, byTime bool, where func(*bun.SelectQuery) *bun.SelectQuery) error
+	count(ctx context.Context, db bun.IDB, bk bucketing, byTime bool, where func(*bun.SelectQuery) *bun.SelectQuery) error
 	// size is the number of cells.
 	size() int
 }
@@ -99,7 +99,7 @@ func (t *tally) size() int { return len(t.counts) + len(t.reasons) }
 // decision, say) rather than the range of the time index, and is told not
 // to (a unary + keeps a column's indexes out of SQLite's plan).
 // PostgreSQL's planner chooses by its statistics.
-func whereIs(q *bun.SelectQuery, db *bun.DB, byTime bool, col, value string) *bun.SelectQuery {
+func whereIs(q *bun.SelectQuery, db bun.IDB, byTime bool, col, value string) *bun.SelectQuery {
 	if byTime && db.Dialect().Name() != dialect.PG {
 		return q.Where("+"+col+" = ?", value)
 	}
@@ -108,7 +108,7 @@ func whereIs(q *bun.SelectQuery, db *bun.DB, byTime bool, col, value string) *bu
 
 // count adds to t the decisions that where selects, bucketed by bk. One
 // query reads both the counts and the reasons. byTime as for whereIs.
-func (t *tally) count(ctx context.Context, db *bun.DB, bk bucketing, byTime bool, where func(*bun.SelectQuery) *bun.SelectQuery) error {
+func (t *tally) count(ctx context.Context, db bun.IDB, bk bucketing, byTime bool, where func(*bun.SelectQuery) *bun.SelectQuery) error {
 	var rows []struct {
 		Bucket   string `bun:"bucket"`
 		Country  string `bun:"country"`
@@ -252,8 +252,10 @@ func (r *rollup) update(ctx context.Context, db *bun.DB, log AuditLog, from time
 	switch {
 	case !r.built:
 		c := r.newCells()
-		err := c.count(ctx, db, bk, false, func(q *bun.SelectQuery) *bun.SelectQuery {
-			return since(q.Where("seq <= ?", stable), from)
+		err := hashGrouping(ctx, db, func(db bun.IDB) error {
+			return c.count(ctx, db, bk, false, func(q *bun.SelectQuery) *bun.SelectQuery {
+				return since(q.Where("seq <= ?", stable), from)
+			})
 		})
 		if err != nil {
 			return 0, err
@@ -282,6 +284,28 @@ func (r *rollup) update(ctx context.Context, db *bun.DB, log AuditLog, from time
 		r.hi = stable
 	}
 	return r.hi, nil
+}
+
+// hashGrouping runs count, a rollup's first count over the whole window,
+// so that PostgreSQL groups by hashing. Its planner estimates a group per
+// entry for a key of many columns and a time bucket (85,000 for 186 real
+// ones on 100,000 entries), and for that many it sorts every entry, on
+// disk past work_mem, which took the records of processing's first call
+// to twice or more the time of the same count without buckets
+// (docs/compliance.md, "What the console's figures cost"). A rollup's groups are few (buckets times flows or countries),
+// and a hash aggregate that outgrows its memory spills to disk rather than
+// fail, so the transaction tells the planner to avoid the sort. SQLite
+// counts as it is.
+func hashGrouping(ctx context.Context, db *bun.DB, count func(bun.IDB) error) error {
+	if db.Dialect().Name() != dialect.PG {
+		return count(db)
+	}
+	return db.RunInTx(ctx, &sql.TxOptions{ReadOnly: true}, func(ctx context.Context, tx bun.Tx) error {
+		if _, err := tx.ExecContext(ctx, "SET LOCAL enable_sort = off"); err != nil {
+			return fmt.Errorf("compliance: rollup: %w", err)
+		}
+		return count(tx)
+	})
 }
 
 // since bounds q to the entries from t on; the zero time bounds nothing.

@@ -104,14 +104,14 @@ type versionKey struct {
 // only the decisions written since their last call.
 type versionCells map[versionKey]VersionSeen
 
-func (c versionCells) count(ctx context.Context, db *bun.DB, _ bucketing, _ bool, where func(*bun.SelectQuery) *bun.SelectQuery) error {
+func (c versionCells) count(ctx context.Context, db bun.IDB, _ bucketing, _ bool, where func(*bun.SelectQuery) *bun.SelectQuery) error {
 	return addVersions(ctx, db, c, where)
 }
 
 func (c versionCells) size() int { return len(c) }
 
 // addVersions merges into cells the decisions where selects.
-func addVersions(ctx context.Context, db *bun.DB, cells map[versionKey]VersionSeen, where func(*bun.SelectQuery) *bun.SelectQuery) error {
+func addVersions(ctx context.Context, db bun.IDB, cells map[versionKey]VersionSeen, where func(*bun.SelectQuery) *bun.SelectQuery) error {
 	var rows []VersionSeen
 	q := db.NewSelect().TableExpr(entriesTable).
 		ColumnExpr("agreement_id, agreement_version, registry_version").
@@ -267,7 +267,7 @@ const flowColumns = "purpose, legal_basis, dataset, recipient, recipient_country
 
 // count adds to t the allowed transfers and key references where selects,
 // bucketed by bk; byTime as for whereIs.
-func (t *flowTally) count(ctx context.Context, db *bun.DB, bk bucketing, byTime bool, where func(*bun.SelectQuery) *bun.SelectQuery) error {
+func (t *flowTally) count(ctx context.Context, db bun.IDB, bk bucketing, byTime bool, where func(*bun.SelectQuery) *bun.SelectQuery) error {
 	var rows []struct {
 		Bucket string `bun:"bucket"`
 		flowRow
