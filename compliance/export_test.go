@@ -60,3 +60,28 @@ func (s *Server) RollupsBuilt() (overview, versions bool) {
 	defer s.versions.mu.Unlock()
 	return overview, s.versions.built
 }
+
+// Again returns a new server on s's options: what a console process
+// started again, or another one, finds.
+func (s *Server) Again() (*Server, error) { return New(s.opts) }
+
+// RollupBuilds says how many times the overview's, the records of
+// processing's and the versions' rollups counted their whole range from
+// the log.
+func (s *Server) RollupBuilds() [3]int {
+	var n [3]int
+	for i, r := range []*rollup{&s.rollup, &s.flowRollup, &s.versions} {
+		r.mu.Lock()
+		n[i] = r.builds
+		r.mu.Unlock()
+	}
+	return n
+}
+
+// SaveRollupsAlways saves a rollup on every call that advances it until
+// the test ends.
+func SaveRollupsAlways(t testing.TB) {
+	old := saveRollupEvery
+	saveRollupEvery = 0
+	t.Cleanup(func() { saveRollupEvery = old })
+}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"sort"
 	"sync"
 	"time"
@@ -74,6 +75,9 @@ type counter interface {
 	count(ctx context.Context, db bun.IDB, bk bucketing, byTime bool, where func(*bun.SelectQuery) *bun.SelectQuery) error
 	// size is the number of cells.
 	size() int
+	// encode writes the cells as JSON, which decode adds to empty cells.
+	encode() ([]byte, error)
+	decode([]byte) error
 }
 
 // tallyKey is one cell of a tally: a bucket (a day, or an hour), a
@@ -225,6 +229,13 @@ type rollup struct {
 	newCells func() counter
 	from     time.Time // a bucket's start
 	cells    counter
+	// name is the rollup's saved row (rollup_store.go); "" keeps it in
+	// memory only. restoreTried: the process has looked for it.
+	name         string
+	restoreTried bool
+	saved        savedState
+	log          *slog.Logger
+	builds       int // counts from the log of the whole range, for tests
 }
 
 // lastArchived returns the highest sequence an archive has removed (0 when
@@ -245,12 +256,26 @@ func (r *rollup) update(ctx context.Context, db *bun.DB, log AuditLog, from time
 	if err != nil {
 		return 0, err
 	}
+	if !r.built && !r.restoreTried && r.name != "" {
+		r.restoreTried = true
+		if _, err := r.restore(ctx, db, stable, archived); err != nil {
+			r.log.Warn("saved rollup not taken; counting from the log", "rollup", r.name, "err", err)
+		}
+	}
 	if r.built && r.cells.size() > maxRollupCells {
 		r.built = false
 	}
 	bk := bucketExpr(db, r.unit == time.Hour)
+	must := false
+	defer func() {
+		if err := r.save(ctx, db, must); err != nil {
+			r.log.Warn("rollup not saved; it goes on in memory", "rollup", r.name, "err", err)
+		}
+	}()
 	switch {
 	case !r.built:
+		must = true
+		r.builds++
 		c := r.newCells()
 		err := hashGrouping(ctx, db, func(db bun.IDB) error {
 			return c.count(ctx, db, bk, false, func(q *bun.SelectQuery) *bun.SelectQuery {
@@ -271,7 +296,7 @@ func (r *rollup) update(ctx context.Context, db *bun.DB, log AuditLog, from time
 			r.built = false
 			return 0, err
 		}
-		r.from = from
+		r.from, must = from, true
 	}
 	if stable > r.hi {
 		err := r.cells.count(ctx, db, bk, false, func(q *bun.SelectQuery) *bun.SelectQuery {

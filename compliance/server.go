@@ -147,6 +147,15 @@ func New(opts Options) (*Server, error) {
 	s.rollup.unit, s.rollup.newCells = time.Hour, func() counter { return newTally() }
 	s.flowRollup.unit, s.flowRollup.newCells = 24*time.Hour, func() counter { return newFlowTally() }
 	s.versions.newCells = func() counter { return versionCells{} }
+	s.rollup.name, s.flowRollup.name, s.versions.name = "overview/1", "ropa/1", "versions/1"
+	for _, r := range []*rollup{&s.rollup, &s.flowRollup, &s.versions} {
+		r.log = s.log
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	if err := MigrateRollups(ctx, opts.DB); err != nil {
+		return nil, err
+	}
 	tokens, err := newSubjectTokens(opts.SubjectKey, opts.Now)
 	if err != nil {
 		return nil, fmt.Errorf("compliance: subject tokens: %w", err)
