@@ -93,6 +93,14 @@ func benchmarkROPA(b *testing.B, f *compliancetest.Fixture) {
 		{"ropa/rollup/again", func(ctx context.Context, from, to time.Time) (*compliance.ROPA, error) {
 			return again(b, f).BuildROPA(ctx, from, to)
 		}},
+		// The command line's, from the rollup the console saved.
+		{"ropa/saved", func(ctx context.Context, from, to time.Time) (*compliance.ROPA, error) {
+			rp, seq, err := compliance.BuildROPAFromSaved(ctx, f.DB, f.Log, reg, nil, from, to, compliancetest.Now)
+			if err == nil && seq == 0 {
+				err = errors.New("not from the saved rollup")
+			}
+			return rp, err
+		}},
 	} {
 		b.Run(bb.name, func(b *testing.B) {
 			firstThenLoop(b, func(i int) error {

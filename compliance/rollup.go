@@ -236,6 +236,22 @@ type rollup struct {
 	saved        savedState
 	log          *slog.Logger
 	builds       int // counts from the log of the whole range, for tests
+	// readOnly: a saved rollup read for one answer, never built nor saved
+	// (ropaFromSaved).
+	readOnly bool
+}
+
+// The saved rollups' names, with the format of their cells.
+const (
+	overviewRollup = "overview/1"
+	ropaRollup     = "ropa/1"
+	versionsRollup = "versions/1"
+)
+
+// init sets r's name (its saved row), bucket unit (0: none), cells and
+// logger before first use.
+func (r *rollup) init(name string, unit time.Duration, newCells func() counter, log *slog.Logger) {
+	r.name, r.unit, r.newCells, r.log = name, unit, newCells, log
 }
 
 // lastArchived returns the highest sequence an archive has removed (0 when
@@ -273,6 +289,8 @@ func (r *rollup) update(ctx context.Context, db *bun.DB, log AuditLog, from time
 		}
 	}()
 	switch {
+	case !r.built && r.readOnly:
+		return 0, errNoSavedRollup
 	case !r.built:
 		must = true
 		r.builds++
@@ -347,7 +365,11 @@ func since(q *bun.SelectQuery, t time.Time) *bun.SelectQuery {
 // either end, and entries written since r's stable sequence) from the log
 // into rest, bucketed by day.
 func (s *Server) fromRollup(ctx context.Context, r *rollup, from, to time.Time, rest counter, take func(lo, hi string)) error {
-	db := s.opts.DB
+	return windowFromRollup(ctx, s.opts.DB, s.opts.Audit, r, from, to, rest, take)
+}
+
+// windowFromRollup is fromRollup on db and log.
+func windowFromRollup(ctx context.Context, db *bun.DB, log AuditLog, r *rollup, from, to time.Time, rest counter, take func(lo, hi string)) error {
 	layout := hourLayout[:10]
 	if r.unit == time.Hour {
 		layout = hourLayout
@@ -361,7 +383,7 @@ func (s *Server) fromRollup(ctx context.Context, r *rollup, from, to time.Time, 
 	if first.Before(end) {
 		r.mu.Lock()
 		var err error
-		hi, err = r.update(keepBuilding(ctx), db, s.opts.Audit, first)
+		hi, err = r.update(keepBuilding(ctx), db, log, first)
 		if err != nil {
 			r.mu.Unlock()
 			return err

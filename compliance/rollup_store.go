@@ -90,6 +90,9 @@ func (r *rollup) restore(ctx context.Context, db *bun.DB, stable, archived int64
 	return true, nil
 }
 
+// errNoSavedRollup: a read-only rollup has no saved state to go on from.
+var errNoSavedRollup = errors.New("compliance: no saved rollup")
+
 // savedState is what r last saved, or restored.
 type savedState struct {
 	hi   int64
@@ -103,7 +106,7 @@ type savedState struct {
 // only by a rollup holding at least as many entries, so that two
 // processes do not undo each other's progress.
 func (r *rollup) save(ctx context.Context, db *bun.DB, must bool) error {
-	if r.name == "" || !r.built || r.hi == r.saved.hi && r.from.Equal(r.saved.from) {
+	if r.name == "" || r.readOnly || !r.built || r.hi == r.saved.hi && r.from.Equal(r.saved.from) {
 		return nil
 	}
 	now := time.Now()

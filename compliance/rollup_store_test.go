@@ -87,8 +87,31 @@ func TestSavedRollups(t *testing.T) {
 
 			a := f.Server
 			check("first process", a, [3]int{1, 1, 1})
+			// The command line's records of processing take the saved
+			// rollup's whole days, and write nothing.
+			fromSaved := func(step string, wantSaved bool) {
+				t.Helper()
+				from, to := now.Add(-300*24*time.Hour+5*time.Hour), now.Add(time.Duration(calls)*time.Minute)
+				var seq int64
+				sameJSON(t, step+": records of processing from the saved rollup",
+					func() (any, error) {
+						rp, s, err := compliance.BuildROPAFromSaved(ctx, f.DB, f.Log, reg, nil, from, to, now)
+						seq = s
+						return rp, err
+					},
+					func() (any, error) { return compliance.BuildROPA(ctx, f.DB, reg, nil, from, to, now) })
+				if (seq > 0) != wantSaved {
+					t.Fatalf("%s: whole days from a saved rollup up to %d, want saved %v", step, seq, wantSaved)
+				}
+			}
+			fromSaved("first process", true)
 			before := savedHi("overview/1")
 			added(30, at)
+			ropaHi := savedHi("ropa/1")
+			fromSaved("grown", true)
+			if hi := savedHi("ropa/1"); hi != ropaHi {
+				t.Fatalf("the command line's records of processing saved a rollup at %d over %d", hi, ropaHi)
+			}
 			b, err := a.Again()
 			if err != nil {
 				t.Fatal(err)
@@ -104,7 +127,9 @@ func TestSavedRollups(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			fromSaved("unreadable records of processing", false)
 			check("another log's overview, unreadable records of processing", c, [3]int{1, 1, 0})
+			fromSaved("saved again", true)
 
 			// A saved rollup further on than the log (no entry there, so
 			// no hash): not taken, and not replaced by one holding less.

@@ -144,13 +144,9 @@ func New(opts Options) (*Server, error) {
 		opts.MaxWhatIf = 200000
 	}
 	s := &Server{opts: opts, log: opts.Logger.With("component", "compliance")}
-	s.rollup.unit, s.rollup.newCells = time.Hour, func() counter { return newTally() }
-	s.flowRollup.unit, s.flowRollup.newCells = 24*time.Hour, func() counter { return newFlowTally() }
-	s.versions.newCells = func() counter { return versionCells{} }
-	s.rollup.name, s.flowRollup.name, s.versions.name = "overview/1", "ropa/1", "versions/1"
-	for _, r := range []*rollup{&s.rollup, &s.flowRollup, &s.versions} {
-		r.log = s.log
-	}
+	s.rollup.init(overviewRollup, time.Hour, func() counter { return newTally() }, s.log)
+	s.flowRollup.init(ropaRollup, 24*time.Hour, func() counter { return newFlowTally() }, s.log)
+	s.versions.init(versionsRollup, 0, func() counter { return versionCells{} }, s.log)
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 	if err := MigrateRollups(ctx, opts.DB); err != nil {

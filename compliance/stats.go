@@ -350,15 +350,23 @@ func flows(ctx context.Context, db *bun.DB, from, to time.Time) ([]flowRow, []st
 // rollupFlows returns what flows does, the whole days of [from, to) from
 // the records of processing's rollup (fromRollup).
 func (s *Server) rollupFlows(ctx context.Context, from, to time.Time) ([]flowRow, []string, error) {
+	list, keys, _, err := flowsFromRollup(ctx, s.opts.DB, s.opts.Audit, &s.flowRollup, from, to)
+	return list, keys, err
+}
+
+// flowsFromRollup returns what flows does, the whole days of [from, to)
+// from r (windowFromRollup); used says whether the window held any.
+func flowsFromRollup(ctx context.Context, db *bun.DB, log AuditLog, r *rollup, from, to time.Time) (list []flowRow, keys []string, used bool, err error) {
 	rows, refs := map[flowRow]int64{}, map[string]bool{}
 	rest := newFlowTally()
-	err := s.fromRollup(ctx, &s.flowRollup, from, to, rest, func(lo, hi string) {
-		s.flowRollup.cells.(*flowTally).add(rows, refs, lo, hi)
+	err = windowFromRollup(ctx, db, log, r, from, to, rest, func(lo, hi string) {
+		used = true
+		r.cells.(*flowTally).add(rows, refs, lo, hi)
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	rest.add(rows, refs, "", "")
-	list, keys := flowList(rows, refs)
-	return list, keys, nil
+	list, keys = flowList(rows, refs)
+	return list, keys, used, nil
 }

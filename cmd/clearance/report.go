@@ -74,7 +74,10 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
 	if kind == "ropa" {
-		rp, err := compliance.BuildROPA(ctx, src.db, src.reg, nil, w[0], w[1], time.Now())
+		rp, seq, err := compliance.BuildROPAFromSaved(ctx, src.db, src.log, src.reg, nil, w[0], w[1], time.Now())
+		if err == nil && seq > 0 {
+			fmt.Fprintf(stderr, "clearance report ropa: whole days up to audit entry %d from the counts the console saved; the rest from the log\n", seq)
+		}
 		if err == nil {
 			switch *format {
 			case "csv":

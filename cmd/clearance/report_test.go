@@ -99,6 +99,26 @@ func TestReportROPA(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &rp); err != nil || len(rp.Purposes) == 0 {
 		t.Fatalf("json: %v", err)
 	}
+	if strings.Contains(errb.String(), "saved") {
+		t.Fatalf("saved counts before the console saved any: %s", errb.String())
+	}
+	// Once the console has saved its records of processing, the command
+	// takes their whole days, says so, and gives the same records.
+	now := compliancetest.Now
+	if _, err := f.Server.BuildROPA(context.Background(), now.AddDate(-1, 0, 0), now); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if code := run(context.Background(), base, &out, &errb); code != 0 || !strings.Contains(errb.String(), "from the counts the console saved") {
+		t.Fatalf("json from the saved counts: exit %d %s", code, errb.String())
+	}
+	var again compliance.ROPA
+	if err := json.Unmarshal(out.Bytes(), &again); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := mustJSON(t, rp.Purposes), mustJSON(t, again.Purposes); a != b {
+		t.Fatalf("records of processing from the saved counts:\n%s\nfrom the log:\n%s", b, a)
+	}
 	errb.Reset()
 	if code := run(context.Background(), append(base, "--format", "pdf"), &out, &errb); code != 2 || !strings.Contains(errb.String(), "--format") {
 		t.Fatalf("bad format: exit %d %s", code, errb.String())
@@ -138,4 +158,14 @@ func TestReportWhatIf(t *testing.T) {
 	if code := run(context.Background(), []string{"report", "whatif", "--dir", dir}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "--proposed") {
 		t.Fatalf("no proposal: exit %d %s", code, errb.String())
 	}
+}
+
+// mustJSON encodes v.
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
