@@ -237,7 +237,7 @@ type rollup struct {
 	log          *slog.Logger
 	builds       int // counts from the log of the whole range, for tests
 	// readOnly: a saved rollup read for one answer, never built nor saved
-	// (ropaFromSaved).
+	// (BuildROPAFromSaved).
 	readOnly bool
 }
 
@@ -335,10 +335,10 @@ func (r *rollup) update(ctx context.Context, db *bun.DB, log AuditLog, from time
 // ones on 100,000 entries), and for that many it sorts every entry, on
 // disk past work_mem, which took the records of processing's first call
 // to twice or more the time of the same count without buckets
-// (docs/compliance.md, "What the console's figures cost"). A rollup's groups are few (buckets times flows or countries),
-// and a hash aggregate that outgrows its memory spills to disk rather than
-// fail, so the transaction tells the planner to avoid the sort. SQLite
-// counts as it is.
+// (docs/compliance.md, "What the console's figures cost"). A rollup's
+// groups are few (buckets times flows or countries), and a hash aggregate
+// that outgrows its memory spills to disk rather than fail, so the
+// transaction tells the planner to avoid the sort. SQLite counts as it is.
 func hashGrouping(ctx context.Context, db *bun.DB, count func(bun.IDB) error) error {
 	if db.Dialect().Name() != dialect.PG {
 		return count(db)
