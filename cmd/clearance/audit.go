@@ -1,18 +1,21 @@
 package main
 
 import (
-	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/config"
+	"github.com/clearance-broker/clearance/keys"
 )
 
 // Environment variables the audit commands read when the flag is not given.
@@ -63,36 +66,85 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 type auditFlags struct {
 	db      string
 	hmacKey string
+	dir     string
+	// key is the subject HMAC key, once resolve has read it.
+	key      []byte
+	resolved bool
 }
 
 func (a *auditFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&a.db, "db", os.Getenv(envAuditDB),
+	fs.StringVar(&a.db, "db", "",
 		"audit store `DSN`: postgres://user@host/db?sslmode=disable or sqlite:///path/audit.db (env "+envAuditDB+")")
-	fs.StringVar(&a.hmacKey, "hmac-key-file", os.Getenv(envAuditHMACKey),
-		"`FILE` holding the subject HMAC key, needed for --subject (env "+envAuditHMACKey+")")
+	fs.StringVar(&a.hmacKey, "hmac-key-file", "",
+		"`FILE` holding the subject HMAC key, read as audit.hmac_key's file is, needed for --subject (env "+envAuditHMACKey+")")
+	fs.StringVar(&a.dir, "dir", "",
+		"data `DIR`ectory of clearance dev: its audit log and subject key, and for verify its checkpoint keys, where --db, --hmac-key-file or --jwks name none")
+}
+
+// resolve settles the store and the subject key: a flag first, then the
+// dev data directory of --dir, then the environment. The key file is read
+// as clearance serve reads audit.hmac_key's (surrounding white space
+// trimmed), so that a query hashes subjects as the broker did; the dev data
+// directory's subject-hmac.key holds the key in hex, as clearance dev
+// writes it.
+func (a *auditFlags) resolve(name string, stderr io.Writer) int {
+	if a.resolved {
+		return 0
+	}
+	a.resolved = true
+	if a.dir != "" {
+		if a.db == "" {
+			p := filepath.Join(a.dir, "audit.db")
+			if _, err := os.Stat(p); err != nil {
+				fmt.Fprintf(stderr, "clearance audit %s: no audit log in %s (run clearance dev first, or give --db)\n", name, a.dir)
+				return 2
+			}
+			a.db = "sqlite://" + p
+		}
+		if a.hmacKey == "" {
+			p := filepath.Join(a.dir, "subject-hmac.key")
+			if b, err := os.ReadFile(p); err == nil {
+				k, err := hex.DecodeString(strings.TrimSpace(string(b)))
+				if err != nil || len(k) == 0 {
+					fmt.Fprintf(stderr, "clearance audit %s: %s: not the hex key clearance dev writes\n", name, p)
+					return 2
+				}
+				a.key = k
+			}
+		}
+	}
+	if a.db == "" {
+		a.db = os.Getenv(envAuditDB)
+	}
+	if a.hmacKey == "" && a.key == nil {
+		a.hmacKey = os.Getenv(envAuditHMACKey)
+	}
+	if a.hmacKey != "" {
+		k, err := config.SecretRef{File: a.hmacKey}.Resolve()
+		if err != nil {
+			fmt.Fprintf(stderr, "clearance audit %s: --hmac-key-file: %v\n", name, err)
+			return 2
+		}
+		a.key = k
+	}
+	return 0
 }
 
 // open opens the store read-only: the audit commands never write.
 func (a *auditFlags) open(ctx context.Context, name string, stderr io.Writer) (*audit.Log, func(), int) {
-	if a.db == "" {
-		fmt.Fprintf(stderr, "clearance audit %s: --db (or %s) is required\n", name, envAuditDB)
-		return nil, nil, 2
+	if code := a.resolve(name, stderr); code != 0 {
+		return nil, nil, code
 	}
-	var key []byte
-	if a.hmacKey != "" {
-		b, err := os.ReadFile(a.hmacKey)
-		if err != nil {
-			fmt.Fprintf(stderr, "clearance audit %s: read HMAC key file: %v\n", name, err)
-			return nil, nil, 2
-		}
-		key = bytes.TrimRight(b, "\r\n")
+	if a.db == "" {
+		fmt.Fprintf(stderr, "clearance audit %s: --db (or %s, or --dir of a clearance dev run) is required\n", name, envAuditDB)
+		return nil, nil, 2
 	}
 	db, err := audit.OpenDB(ctx, a.db)
 	if err != nil {
 		fmt.Fprintf(stderr, "clearance audit %s: %v\n", name, err)
 		return nil, nil, 1
 	}
-	l, err := audit.Open(ctx, db, audit.Options{SubjectKey: key})
+	l, err := audit.Open(ctx, db, audit.Options{SubjectKey: a.key})
 	if err != nil {
 		_ = db.Close()
 		fmt.Fprintf(stderr, "clearance audit %s: %v\n", name, err)
@@ -124,7 +176,7 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	unsigned := fs.Bool("no-signatures", false, "check the chain and checkpoint heads without authenticating signatures")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: clearance audit verify --db DSN --jwks FILE[,FILE] [--json]")
+		fmt.Fprintln(stderr, "usage: clearance audit verify --db DSN --jwks FILE[,FILE] [--json]\n       clearance audit verify --dir DIR   (a clearance dev run's data directory)")
 		fs.PrintDefaults()
 	}
 	if code, ok := parseAuditFlags(fs, args, stderr); !ok {
@@ -132,6 +184,12 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	var v audit.Verifier
 	switch {
+	case af.dir != "" && !jwksPath.flagged:
+		jv, code := devJWKS(ctx, af.dir, stderr)
+		if jv == nil {
+			return code
+		}
+		v = jv
 	case len(jwksPath.files) > 0:
 		jv, code := loadJWKS("verify", jwksPath, stderr)
 		if jv == nil {
@@ -232,8 +290,11 @@ func runAuditSelect(ctx context.Context, name string, args []string, stdout, std
 		}
 		*t.dst = v
 	}
-	if f.SubjectID != "" && af.hmacKey == "" {
-		fmt.Fprintf(stderr, "clearance audit %s: --subject needs --hmac-key-file (or %s)\n", name, envAuditHMACKey)
+	if code := af.resolve(name, stderr); code != 0 {
+		return code
+	}
+	if f.SubjectID != "" && len(af.key) == 0 {
+		fmt.Fprintf(stderr, "clearance audit %s: --subject needs --hmac-key-file (or %s, or --dir of a clearance dev run)\n", name, envAuditHMACKey)
 		return 2
 	}
 	if format != string(audit.FormatCSV) && format != string(audit.FormatJSONL) {
@@ -308,6 +369,30 @@ func registerJWKS(fs *flag.FlagSet, usage string) *jwksFiles {
 	j.add(os.Getenv(envAuditJWKS))
 	fs.Var(j, "jwks", usage+"; repeat the flag, or separate FILEs with commas, for several sets (env "+envAuditJWKS+")")
 	return j
+}
+
+// devJWKS verifies against the checkpoint keys of the clearance dev run
+// whose data directory is dir: the public half of its dev key ring.
+func devJWKS(ctx context.Context, dir string, stderr io.Writer) (*audit.JWKSVerifier, int) {
+	p := filepath.Join(dir, "dev-keyring.json")
+	if _, err := os.Stat(p); err != nil {
+		fmt.Fprintf(stderr, "clearance audit verify: no dev key ring in %s (run clearance dev first, or give --jwks)\n", dir)
+		return nil, 2
+	}
+	ring, err := keys.NewDevKeyRing(keys.DevKeyRingOptions{Path: p, Allow: true})
+	var set []byte
+	if err == nil {
+		set, err = ring.JWKS(ctx)
+	}
+	var v *audit.JWKSVerifier
+	if err == nil {
+		v, err = audit.NewJWKSVerifier(set)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "clearance audit verify: the checkpoint keys of %s: %v\n", p, err)
+		return nil, 1
+	}
+	return v, 0
 }
 
 // loadJWKS reads the JWK set files and verifies against all their keys.

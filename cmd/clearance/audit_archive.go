@@ -38,8 +38,11 @@ func runAuditArchive(ctx context.Context, args []string, stdout, stderr io.Write
 	if *printJWKS {
 		return printSigningJWKS(ctx, *keyPath, stdout, stderr)
 	}
+	if code := af.resolve("archive", stderr); code != 0 {
+		return code
+	}
 	if *olderThan <= 0 || *out == "" || *keyPath == "" || af.db == "" {
-		fmt.Fprintln(stderr, "clearance audit archive: --db, --older-than, --out and --signing-key are required")
+		fmt.Fprintln(stderr, "clearance audit archive: --db (or --dir), --older-than, --out and --signing-key are required")
 		return 2
 	}
 	signer, err := loadSigningKey(*keyPath)

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/keys"
 )
 
 // TestAuditCommand writes a small SQLite audit log, then runs the audit
@@ -45,25 +47,7 @@ func TestAuditCommand(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	db, err := audit.OpenDB(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := audit.Open(ctx, db, audit.Options{SubjectKey: key, Signer: signer})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, subject := range []string{"cust-1", "cust-2", "cust-1"} {
-		e := &audit.Entry{Event: audit.EventDecided, RequestID: "req-" + string(rune('a'+i)), Recipient: "swiftship-de",
-			RecipientCountry: "DE", Decision: "allow", SubjectID: subject, Time: time.Date(2026, 11, 28, i, 0, 0, 0, time.UTC)}
-		if _, err := l.Append(ctx, e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := l.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	_ = db.Close()
+	writeTestLog(t, dsn, key, signer)
 
 	tests := []struct {
 		name     string
@@ -161,4 +145,77 @@ func testSigningKey(t *testing.T) (*audit.LocalSigner, []byte, string, []byte) {
 	}
 	kid := regexp.MustCompile(`"kid":"([^"]+)"`).FindStringSubmatch(string(jwks))[1]
 	return signer, jwks, kid, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+}
+
+// TestAuditDevDir runs the audit commands on the data directory of a
+// clearance dev run (--dir), as a newcomer would after a first transfer:
+// its audit log, its subject key (written in hex) and its key ring's
+// checkpoint keys, with no DSN or key set to find.
+func TestAuditDevDir(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	ring, err := keys.NewDevKeyRing(keys.DevKeyRingOptions{Path: filepath.Join(dir, "dev-keyring.json"), Allow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := []byte("dev-subject-key-0123456789abcdef")
+	if err := os.WriteFile(filepath.Join(dir, "subject-hmac.key"), []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeTestLog(t, "sqlite://"+filepath.Join(dir, "audit.db"), key, ring)
+	// The production settings in the environment do not take the place of
+	// the directory named.
+	t.Setenv(envAuditDB, "sqlite://"+filepath.Join(t.TempDir(), "other.db"))
+	t.Setenv(envAuditJWKS, filepath.Join(t.TempDir(), "missing.json"))
+
+	cli := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := run(ctx, args, &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	if code, out, errs := cli("audit", "verify", "--dir", dir); code != 0 || !strings.Contains(out, "OK") || !strings.Contains(out, "checkpoints checked: 1") {
+		t.Fatalf("verify --dir: exit %d\n%s%s", code, out, errs)
+	}
+	if code, out, errs := cli("audit", "query", "--dir", dir, "--subject", "cust-1"); code != 0 || strings.Count(out, "\n") != 2 {
+		t.Fatalf("query --dir --subject: exit %d\n%s%s", code, out, errs)
+	}
+	if code, _, errs := cli("audit", "query", "--dir", t.TempDir()); code != 2 || !strings.Contains(errs, "no audit log in") {
+		t.Fatalf("query --dir of an empty directory: exit %d %s", code, errs)
+	}
+	// A key file is read as clearance serve reads audit.hmac_key's: white
+	// space around the key is not part of it.
+	keyFile := filepath.Join(dir, "serve-hmac.key")
+	if err := os.WriteFile(keyFile, append(append([]byte(" \t"), key...), " \r\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := cli("audit", "query", "--dir", dir, "--hmac-key-file", keyFile, "--subject", "cust-1"); code != 0 || strings.Count(out, "\n") != 2 {
+		t.Fatalf("query --hmac-key-file with white space: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// writeTestLog writes the audit log at dsn: three decisions, two of them
+// for subject cust-1, hashed with key, and the checkpoint signer signs on
+// closing.
+func writeTestLog(t *testing.T, dsn string, key []byte, signer audit.Signer) {
+	t.Helper()
+	ctx := t.Context()
+	db, err := audit.OpenDB(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	l, err := audit.Open(ctx, db, audit.Options{SubjectKey: key, Signer: signer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, subject := range []string{"cust-1", "cust-2", "cust-1"} {
+		e := &audit.Entry{Event: audit.EventDecided, RequestID: "req-" + string(rune('a'+i)), Recipient: "swiftship-de",
+			RecipientCountry: "DE", Decision: "allow", SubjectID: subject, Time: time.Date(2026, 11, 28, i, 0, 0, 0, time.UTC)}
+		if _, err := l.Append(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -97,6 +97,7 @@ func printConsoleSteps(w io.Writer, apiURL, dir string) {
 Compliance console  %[1]s/console/   (API under %[1]s/v1/, described at /v1/openapi.yaml)
   Sign in with a token from:   clearance token --dir %[2]s --role officer
   Records of processing:       clearance report ropa --dir %[2]s --format html > ropa.html
+  Check the audit log:         clearance audit verify --dir %[2]s
 `, apiURL, dir)
 }
 
