@@ -108,23 +108,19 @@ func BuildROPA(ctx context.Context, db *bun.DB, reg *agreements.Registry, keyRef
 // BuildROPA does. It writes nothing. seq is the sequence up to which whole
 // days came from the saved rollup (0: all from the log).
 func BuildROPAFromSaved(ctx context.Context, db *bun.DB, log AuditLog, reg *agreements.Registry, keyRefs []string, from, to, now time.Time) (rp *ROPA, seq int64, err error) {
-	r := &rollup{readOnly: true, restoreTried: true}
+	// The rollup restores itself on its first update; without a saved one
+	// that applies, a read-only rollup answers errNoSavedRollup.
+	r := &rollup{readOnly: true}
 	r.init(ropaRollup, 24*time.Hour, func() counter { return newFlowTally() }, slog.New(slog.DiscardHandler))
-	var st rollupState
-	stable, archived, err := st.advance(ctx, db, log)
-	if err != nil {
-		return nil, 0, err
-	}
-	if ok, err := r.restore(ctx, db, stable, archived); err == nil && ok {
-		rows, keys, used, err := flowsFromRollup(ctx, db, log, r, from, to)
-		switch {
-		case err == nil && used:
-			return buildROPA(reg, keyRefs, rows, keys, from, to, now), r.hi, nil
-		case err == nil:
-			return buildROPA(reg, keyRefs, rows, keys, from, to, now), 0, nil
-		case !errors.Is(err, errNoSavedRollup):
-			return nil, 0, err
+	rows, keys, used, err := flowsFromRollup(ctx, db, log, r, from, to)
+	switch {
+	case err == nil:
+		if used {
+			seq = r.hi
 		}
+		return buildROPA(reg, keyRefs, rows, keys, from, to, now), seq, nil
+	case !errors.Is(err, errNoSavedRollup):
+		return nil, 0, err
 	}
 	rp, err = BuildROPA(ctx, db, reg, keyRefs, from, to, now)
 	return rp, 0, err
