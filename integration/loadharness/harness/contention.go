@@ -24,22 +24,27 @@ const contentionEvery = 10 * time.Millisecond
 // receipt observer); Instances, the measured instances' processes;
 // Postgres, the machine's PostgreSQL processes that ran when sampling began
 // (the audit log's backends among them); Vault, the Vault dev server;
-// Machine, the whole machine's busy time.
+// Machine, the whole machine's busy time. From /proc/vmstat: Written, the
+// bytes the kernel has written out of the page cache (nr_written: the
+// writeback of every file's dirty pages, a WAL's own writes among them).
 type times struct {
 	IOSome, IOFull, CPUSome                      time.Duration
 	Harness, Instances, Postgres, Vault, Machine time.Duration
+	Written                                      int64
 }
 
 func (t times) minus(o times) times {
 	return times{t.IOSome - o.IOSome, t.IOFull - o.IOFull, t.CPUSome - o.CPUSome,
-		t.Harness - o.Harness, t.Instances - o.Instances, t.Postgres - o.Postgres, t.Vault - o.Vault, t.Machine - o.Machine}
+		t.Harness - o.Harness, t.Instances - o.Instances, t.Postgres - o.Postgres, t.Vault - o.Vault, t.Machine - o.Machine,
+		t.Written - o.Written}
 }
 
 // lerp is t plus f of the way to o.
 func (t times) lerp(o times, f float64) times {
 	at := func(a, b time.Duration) time.Duration { return a + time.Duration(f*float64(b-a)) }
 	return times{at(t.IOSome, o.IOSome), at(t.IOFull, o.IOFull), at(t.CPUSome, o.CPUSome),
-		at(t.Harness, o.Harness), at(t.Instances, o.Instances), at(t.Postgres, o.Postgres), at(t.Vault, o.Vault), at(t.Machine, o.Machine)}
+		at(t.Harness, o.Harness), at(t.Instances, o.Instances), at(t.Postgres, o.Postgres), at(t.Vault, o.Vault), at(t.Machine, o.Machine),
+		t.Written + int64(f*float64(o.Written-t.Written))}
 }
 
 // readTimes reads the machine's times, with the CPU time of the processes
@@ -58,6 +63,7 @@ func readTimes(ps sampledPids) (t times, ok bool) {
 	t.IOSome, t.IOFull, okIO = parsePressure(string(io))
 	t.CPUSome, _, okCPU = parsePressure(string(cpu))
 	t.Harness, t.Machine = processCPU(), machineBusy()
+	t.Written = pagesWritten()
 	for _, pid := range ps.instances {
 		t.Instances += childCPU(pid)
 	}
@@ -95,6 +101,22 @@ func parsePressure(text string) (some, full time.Duration, ok bool) {
 		}
 	}
 	return some, full, seen == 3
+}
+
+// pagesWritten is /proc/vmstat's nr_written in bytes (0 where it cannot
+// be read).
+func pagesWritten() int64 {
+	b, err := os.ReadFile("/proc/vmstat")
+	if err != nil {
+		return 0
+	}
+	_, rest, ok := strings.Cut(string(b), "\nnr_written ")
+	if !ok {
+		return 0
+	}
+	v, _, _ := strings.Cut(rest, "\n")
+	n, _ := strconv.ParseInt(v, 10, 64)
+	return n * int64(os.Getpagesize())
 }
 
 // sampledPids are the processes whose CPU time a contentionSampler reads:
@@ -203,12 +225,15 @@ type Contention struct {
 	PostgresCPUMS float64 `json:"postgres_cpu_ms"`
 	VaultCPUMS    float64 `json:"vault_cpu_ms"`
 	MachineCPUMS  float64 `json:"machine_busy_ms"`
+	// WrittenMiB is what the kernel wrote out of the page cache: a burst
+	// of writeback shares the disk with the WAL's flushes.
+	WrittenMiB float64 `json:"page_cache_written_mib"`
 }
 
 // String says c in a few words, for the progress line and the targets.
 func (c *Contention) String() string {
-	return fmt.Sprintf("disk stall %.0f ms (every task %.0f), core wait %.0f ms; cpu: harness %.0f, instances %.0f, postgres %.0f, vault %.0f, others %.0f ms",
-		c.IOSomeMS, c.IOFullMS, c.CPUSomeMS, c.HarnessCPUMS, c.InstanceCPUMS, c.PostgresCPUMS, c.VaultCPUMS, c.OthersMS())
+	return fmt.Sprintf("disk stall %.0f ms (every task %.0f), written out %.0f MiB, core wait %.0f ms; cpu: harness %.0f, instances %.0f, postgres %.0f, vault %.0f, others %.0f ms",
+		c.IOSomeMS, c.IOFullMS, c.WrittenMiB, c.CPUSomeMS, c.HarnessCPUMS, c.InstanceCPUMS, c.PostgresCPUMS, c.VaultCPUMS, c.OthersMS())
 }
 
 // OthersMS is the machine's busy time that none of the measured processes
@@ -220,7 +245,8 @@ func (c *Contention) OthersMS() float64 {
 
 func contentionOf(t times) *Contention {
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	return &Contention{ms(t.IOSome), ms(t.IOFull), ms(t.CPUSome), ms(t.Harness), ms(t.Instances), ms(t.Postgres), ms(t.Vault), ms(t.Machine)}
+	return &Contention{ms(t.IOSome), ms(t.IOFull), ms(t.CPUSome), ms(t.Harness), ms(t.Instances), ms(t.Postgres), ms(t.Vault), ms(t.Machine),
+		float64(t.Written) / (1 << 20)}
 }
 
 // addContention sets the contention of p's windows (which start at started)

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"errors"
 	"os"
 	"testing"
 	"time"
@@ -24,17 +25,17 @@ func TestTimesBetweenInterpolates(t *testing.T) {
 	samples := []timesSample{
 		{t0, times{}},
 		{t0.Add(10 * ms), times{IOSome: 10 * ms, CPUSome: 2 * ms, Machine: 20 * ms}},
-		{t0.Add(20 * ms), times{IOSome: 10 * ms, IOFull: 4 * ms, CPUSome: 2 * ms, Harness: 6 * ms, Instances: 8 * ms, Postgres: 2 * ms, Vault: 2 * ms, Machine: 20 * ms}},
+		{t0.Add(20 * ms), times{IOSome: 10 * ms, IOFull: 4 * ms, CPUSome: 2 * ms, Harness: 6 * ms, Instances: 8 * ms, Postgres: 2 * ms, Vault: 2 * ms, Machine: 20 * ms, Written: 8 << 20}},
 	}
 	for _, c := range []struct {
 		a, b time.Duration
 		want times
 	}{
-		{0, 20 * ms, times{10 * ms, 4 * ms, 2 * ms, 6 * ms, 8 * ms, 2 * ms, 2 * ms, 20 * ms}},
-		{5 * ms, 15 * ms, times{5 * ms, 2 * ms, 1 * ms, 3 * ms, 4 * ms, 1 * ms, 1 * ms, 10 * ms}},
+		{0, 20 * ms, times{10 * ms, 4 * ms, 2 * ms, 6 * ms, 8 * ms, 2 * ms, 2 * ms, 20 * ms, 8 << 20}},
+		{5 * ms, 15 * ms, times{5 * ms, 2 * ms, 1 * ms, 3 * ms, 4 * ms, 1 * ms, 1 * ms, 10 * ms, 4 << 20}},
 		// Outside the sampled span: clamped, nothing is invented.
 		{-time.Second, 0, times{}},
-		{15 * ms, time.Second, times{0, 2 * ms, 0, 3 * ms, 4 * ms, 1 * ms, 1 * ms, 0}},
+		{15 * ms, time.Second, times{0, 2 * ms, 0, 3 * ms, 4 * ms, 1 * ms, 1 * ms, 0, 4 << 20}},
 		{10 * ms, 10 * ms, times{}},
 	} {
 		if got := timesBetween(samples, t0.Add(c.a), t0.Add(c.b)); got != c.want {
@@ -58,6 +59,7 @@ func TestAddContention(t *testing.T) {
 		if at.After(started.Add(300*time.Millisecond)) && !at.After(started.Add(380*time.Millisecond)) {
 			cur.IOSome += 10 * time.Millisecond
 			cur.IOFull += 10 * time.Millisecond
+			cur.Written += 16 << 20
 		}
 		if at.After(started.Add(500 * time.Millisecond)) {
 			cur.CPUSome += 5 * time.Millisecond
@@ -75,15 +77,15 @@ func TestAddContention(t *testing.T) {
 		{StartMS: 500, Count: 10, P50: 3},
 	}}
 	addContention(&p, samples, started, started, started.Add(600*time.Millisecond))
-	if c := p.Contention; c == nil || *c != (Contention{80, 80, 50, 100, 0, 20, 10, 200}) || c.OthersMS() != 70 {
+	if c := p.Contention; c == nil || *c != (Contention{80, 80, 50, 100, 0, 20, 10, 200, 128}) || c.OthersMS() != 70 {
 		t.Fatalf("run: %+v", c)
 	}
 	// The worst window (200 ms, median 150 ms) spans 200-450 ms: all of
 	// the disk stall, none of the cores' use.
-	if c := p.WorstContention; c == nil || *c != (Contention{IOSomeMS: 80, IOFullMS: 80}) {
+	if c := p.WorstContention; c == nil || *c != (Contention{IOSomeMS: 80, IOFullMS: 80, WrittenMiB: 128}) {
 		t.Errorf("worst window's span: %+v", c)
 	}
-	for i, want := range []Contention{{}, {}, {IOSomeMS: 80, IOFullMS: 80}, {CPUSomeMS: 50, HarnessCPUMS: 100, PostgresCPUMS: 20, VaultCPUMS: 10, MachineCPUMS: 200}} {
+	for i, want := range []Contention{{}, {}, {IOSomeMS: 80, IOFullMS: 80, WrittenMiB: 128}, {CPUSomeMS: 50, HarnessCPUMS: 100, PostgresCPUMS: 20, VaultCPUMS: 10, MachineCPUMS: 200}} {
 		if c := p.Windows[i].Contention; c == nil || *c != want {
 			t.Errorf("window at %v ms: %+v, want %+v", p.Windows[i].StartMS, c, want)
 		}
@@ -112,16 +114,28 @@ func TestContentionSamplerReads(t *testing.T) {
 	// ticks), however loaded the machine is.
 	for cpu0, end := processCPU(), time.Now().Add(10*time.Second); processCPU()-cpu0 < 50*time.Millisecond && time.Now().Before(end); {
 	}
+	// And writes a file out, so that the page cache's writeback counter
+	// moves.
+	f, err := os.CreateTemp(t.TempDir(), "written")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(f.Sync(), f.Close()); err != nil {
+		t.Fatal(err)
+	}
 	samples := s.end()
 	if len(samples) < 3 {
 		t.Fatalf("%d samples in %v", len(samples), 5*contentionEvery)
 	}
-	if first, last := samples[0].t, samples[len(samples)-1].t; last.Harness <= first.Harness || last.Instances <= first.Instances || last.Machine <= first.Machine {
+	if first, last := samples[0].t, samples[len(samples)-1].t; last.Harness <= first.Harness || last.Instances <= first.Instances || last.Machine <= first.Machine || last.Written < first.Written+1<<20 {
 		t.Errorf("CPU times did not move while busy: %+v, then %+v", first, last)
 	}
 	for i := 1; i < len(samples); i++ {
 		p, q := samples[i-1], samples[i]
-		if q.t.IOSome < p.t.IOSome || q.t.IOFull < p.t.IOFull || q.t.CPUSome < p.t.CPUSome || q.t.Harness < p.t.Harness || q.at.Before(p.at) {
+		if q.t.IOSome < p.t.IOSome || q.t.IOFull < p.t.IOFull || q.t.CPUSome < p.t.CPUSome || q.t.Harness < p.t.Harness || q.t.Written < p.t.Written || q.at.Before(p.at) {
 			t.Fatalf("sample %d goes back: %+v after %+v", i, q, p)
 		}
 	}
