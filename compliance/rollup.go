@@ -230,12 +230,14 @@ type rollup struct {
 	from     time.Time // a bucket's start
 	cells    counter
 	// name is the rollup's saved row (rollup_store.go); "" keeps it in
-	// memory only. restoreTried: the process has looked for it.
-	name         string
-	restoreTried bool
-	saved        savedState
-	log          *slog.Logger
-	builds       int // counts from the log of the whole range, for tests
+	// memory only. restoreTried: the process has looked for it, as the
+	// log stood after the archive restoreArchived.
+	name            string
+	restoreTried    bool
+	restoreArchived int64
+	saved           savedState
+	log             *slog.Logger
+	builds          int // counts from the log of the whole range, for tests
 	// readOnly: a saved rollup read for one answer, never built nor saved
 	// (BuildROPAFromSaved).
 	readOnly bool
@@ -272,8 +274,10 @@ func (r *rollup) update(ctx context.Context, db *bun.DB, log AuditLog, from time
 	if err != nil {
 		return 0, err
 	}
-	if !r.built && !r.restoreTried && r.name != "" {
-		r.restoreTried = true
+	// A saved rollup is looked for once, and again after each archive:
+	// another process may have counted the log as that archive left it.
+	if !r.built && r.name != "" && (!r.restoreTried || archived != r.restoreArchived) {
+		r.restoreTried, r.restoreArchived = true, archived
 		if _, err := r.restore(ctx, db, stable, archived); err != nil {
 			r.log.Warn("saved rollup not taken; counting from the log", "rollup", r.name, "err", err)
 		}

@@ -23,8 +23,9 @@ import (
 // that a saved rollup is not taken when it no longer describes the log:
 // another log's (another hash at its sequence), cells that cannot be read,
 // a sequence above the log's stable one, and an archive since that left
-// the entry it ends on. A process
-// never replaces a saved rollup that holds more entries than its own.
+// the entry it ends on; and that a process that sees an archive goes on
+// from the rollups another process saved after it. A process never
+// replaces a saved rollup that holds more entries than its own.
 func TestSavedRollups(t *testing.T) {
 	for _, store := range []string{"sqlite", "postgres"} {
 		t.Run(store, func(t *testing.T) {
@@ -164,6 +165,10 @@ func TestSavedRollups(t *testing.T) {
 			if hi := savedHi("versions/1"); hi >= int64(1)<<40 {
 				t.Fatalf("the rollup saved before the archive, at %d, was kept", hi)
 			}
+			// A process that counted before the archive goes on from the
+			// rollups counted after it, and saved, by another.
+			added(3, at)
+			check("a process from before the archive", d, [3]int{0, 0, 1})
 		})
 	}
 }
