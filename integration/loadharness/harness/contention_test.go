@@ -131,7 +131,7 @@ func TestContentionSamplerReads(t *testing.T) {
 		t.Fatalf("%d samples in %v", len(samples), 5*contentionEvery)
 	}
 	if first, last := samples[0].t, samples[len(samples)-1].t; last.Harness <= first.Harness || last.Instances <= first.Instances || last.Machine <= first.Machine || last.Written < first.Written+1<<20 {
-		t.Errorf("CPU times did not move while busy: %+v, then %+v", first, last)
+		t.Errorf("CPU times or the page cache's writeback did not move while busy and writing 1 MiB: %+v, then %+v", first, last)
 	}
 	for i := 1; i < len(samples); i++ {
 		p, q := samples[i-1], samples[i]
