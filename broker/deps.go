@@ -107,8 +107,8 @@ func RequiresPartyKey(c connectors.Connector) connectors.Connector { return part
 
 type partyKeyed struct{ connectors.Connector }
 
-// needsPartyKey reports whether c was wrapped by RequiresPartyKey.
-func needsPartyKey(c connectors.Connector) bool {
+// NeedsPartyKey reports whether c was wrapped by RequiresPartyKey.
+func NeedsPartyKey(c connectors.Connector) bool {
 	_, ok := c.(partyKeyed)
 	return ok
 }

@@ -170,7 +170,7 @@ func (b *Broker) deliver(ctx context.Context, res *result) *result {
 	if perr != nil || !ok {
 		return b.failBeforeDelivery(ctx, res, fmt.Errorf("broker: recipient %s: no connector %q configured: %w", req.Recipient, res.connector, errPermanent))
 	}
-	if len(party.PublicKey) == 0 && needsPartyKey(conn) {
+	if len(party.PublicKey) == 0 && NeedsPartyKey(conn) {
 		return b.failBeforeDelivery(ctx, res, fmt.Errorf("broker: recipient %s has no public key for connector %s: %w", req.Recipient, res.connector, errPermanent))
 	}
 	pb := getBuf()

@@ -189,7 +189,7 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 		SyncTimeout: p.tuning.syncTimeout,
 		OnSwap: func(ev policy.Event) {
 			if ev.Kind == policy.KindApply && started.Load() {
-				warnUnconfiguredConnectors(p.engine.Registry(), p.conns, p.logger)
+				warnUndeliverableParties(p.engine.Registry(), p.conns, p.logger)
 			}
 		},
 		OnErasure: func(ctx context.Context, subject string, at time.Time) error {
@@ -223,7 +223,7 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 	}
 	st.add(func(context.Context) error { in.Stop(); return nil })
 	p.logger.Info("live registry", "component", "policy", "event", live.Seq(), "registry_version", p.engine.Registry().Version())
-	warnUnconfiguredConnectors(p.engine.Registry(), p.conns, p.logger)
+	warnUndeliverableParties(p.engine.Registry(), p.conns, p.logger)
 	started.Store(true)
 	if p.authorize == nil {
 		p.logger.Warn("consent and erasure API disabled: no auth section in the configuration (NATS intake runs)", "component", "policy")
@@ -235,24 +235,35 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 	}, nil
 }
 
-// warnUnconfiguredConnectors warns of every connector that a party of reg
-// names and this instance does not configure: transfers to those parties
-// are dead-lettered as permanent failures, and erasure notices to them are
-// marked undeliverable (an officer's justification closes them), until the
-// configuration defines it.
-func warnUnconfiguredConnectors(reg *agreements.Registry, conns erasure.Connectors, logger *slog.Logger) {
-	missing := map[string][]string{}
+// warnUndeliverableParties warns of every party of reg this instance
+// cannot deliver to: of every connector a party names that the instance
+// does not configure, and of every party without a public key whose
+// connector encrypts to the party's own key (a webhook). Transfers to those
+// parties are dead-lettered as permanent failures, and erasure notices to
+// parties of an unconfigured connector are marked undeliverable (an
+// officer's justification closes them), until the configuration defines the
+// connector or the registry gives the party its key.
+func warnUndeliverableParties(reg *agreements.Registry, conns erasure.Connectors, logger *slog.Logger) {
+	missing, keyless := map[string][]string{}, map[string][]string{}
 	for _, party := range reg.Content().Parties {
 		if party.Connector == "" {
 			continue
 		}
-		if _, ok := conns.Connector(party.Connector); !ok {
+		c, ok := conns.Connector(party.Connector)
+		switch {
+		case !ok:
 			missing[party.Connector] = append(missing[party.Connector], party.ID)
+		case len(party.PublicKey) == 0 && broker.NeedsPartyKey(c):
+			keyless[party.Connector] = append(keyless[party.Connector], party.ID)
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(missing)) {
 		logger.Warn("connector not configured: transfers to its parties are dead-lettered", "component", "policy",
 			"connector", name, "parties", strings.Join(missing[name], ","), "registry_version", reg.Version())
+	}
+	for _, name := range slices.Sorted(maps.Keys(keyless)) {
+		logger.Warn("parties without a public key on a connector that encrypts to it: transfers to them are dead-lettered", "component", "policy",
+			"connector", name, "parties", strings.Join(keyless[name], ","), "registry_version", reg.Version())
 	}
 }
 

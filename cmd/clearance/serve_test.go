@@ -62,9 +62,10 @@ registry: {dir: %q}
 http: {listen: %q}
 connectors:
   partner-webhook: {kind: webhook, config: {default_url: %q, allow_http: true}}
+  authority-webhook: {kind: webhook, config: {default_url: %q, allow_http: true}}
 pipeline: {backoff_base: 50ms, backoff_max: 1s}
 logging: {format: json, level: debug}
-`, ns.ClientURL(), brokertest.PostgresDSN(t), vs.Addr, tokenFile, hmacFile, brokertest.RekeyedRegistry(t, root, partner.Key.PublicJWK), addr, partner.URL)
+`, ns.ClientURL(), brokertest.PostgresDSN(t), vs.Addr, tokenFile, hmacFile, brokertest.RekeyedRegistry(t, root, partner.Key.PublicJWK), addr, partner.URL, partner.URL)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -122,27 +123,38 @@ logging: {format: json, level: debug}
 			t.Errorf("/metrics lacks %s", m)
 		}
 	}
-	// The registry names connectors this configuration leaves out: the
-	// instance says so at start, and again for a registry applied while it
-	// runs (here dc-tokyo moves to a connector of its own).
-	unconfigured := func(connector, version string) int {
+	// The registry names connectors this configuration leaves out, and its
+	// authorities have no public key for the webhook that encrypts to it:
+	// the instance says so at start, and again for a registry applied while
+	// it runs (here dc-tokyo moves to a connector of its own).
+	warned := func(msg, connector, version string) int {
 		n := 0
 		for _, line := range strings.Split(stderr.String(), "\n") {
-			if strings.Contains(line, `"msg":"connector not configured: transfers to its parties are dead-lettered"`) &&
+			if strings.Contains(line, `"msg":"`+msg+`"`) &&
 				strings.Contains(line, `"connector":"`+connector+`"`) && strings.Contains(line, version) {
 				n++
 			}
 		}
 		return n
 	}
+	unconfigured := func(connector, version string) int {
+		return warned("connector not configured: transfers to its parties are dead-lettered", connector, version)
+	}
+	const keylessMsg = "parties without a public key on a connector that encrypts to it: transfers to them are dead-lettered"
 	first := regex(t, `"registry_version":"(sha256:[0-9a-f]+)"`, stderr.String())
-	for _, c := range []string{"authority-webhook", "region-jp", "region-sg"} {
+	for _, c := range []string{"region-jp", "region-sg"} {
 		if unconfigured(c, first) != 1 {
 			t.Errorf("no warning at start that connector %s is not configured:\n%s", c, stderr.String())
 		}
 	}
-	if unconfigured("partner-webhook", "") != 0 {
+	if unconfigured("partner-webhook", "") != 0 || unconfigured("authority-webhook", "") != 0 {
 		t.Error("a configured connector reported as not configured")
+	}
+	if warned(keylessMsg, "authority-webhook", first) != 1 || !strings.Contains(stderr.String(), `"parties":"bka-de,cbp-us"`) {
+		t.Errorf("no warning at start that the authorities have no public key:\n%s", stderr.String())
+	}
+	if warned(keylessMsg, "partner-webhook", "") != 0 {
+		t.Error("parties with a public key reported as without one")
 	}
 	regDir := brokertest.RekeyedRegistry(t, root, partner.Key.PublicJWK)
 	parties := filepath.Join(regDir, "10-parties.yaml")
@@ -164,7 +176,7 @@ logging: {format: json, level: debug}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if unconfigured("region-jp", second) != 0 || unconfigured("region-sg", second) != 1 {
+	if unconfigured("region-jp", second) != 0 || unconfigured("region-sg", second) != 1 || warned(keylessMsg, "authority-webhook", second) != 1 {
 		t.Errorf("the applied registry's warnings:\n%s", stderr.String())
 	}
 	cancel()
