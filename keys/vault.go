@@ -41,9 +41,11 @@ type Vault struct {
 }
 
 // NewVault validates cfg, connects and logs in to Vault, starts token
-// renewal and reads the signing key. It fails if Vault is unreachable
-// (ErrUnavailable), the credentials are refused (ErrPermissionDenied) or the
-// signing key is missing or of an unsupported type. Close stops renewal.
+// renewal, reads the signing key and takes the first data key. It fails if
+// Vault is unreachable (ErrUnavailable), the credentials are refused
+// (ErrPermissionDenied), the signing key is missing or of an unsupported
+// type, or the encryption key makes no data key; the error names the
+// configuration key at fault. Close stops renewal.
 func NewVault(ctx context.Context, cfg VaultConfig, logger *slog.Logger) (*Vault, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -67,7 +69,15 @@ func NewVault(ctx context.Context, cfg VaultConfig, logger *slog.Logger) (*Vault
 	v.auth = auth
 	if _, err := v.sign.info(ctx, true); err != nil {
 		v.auth.stop()
-		return nil, err
+		return nil, fmt.Errorf("vault.signing_key %q (mount %q): %w", cfg.SigningKey, cfg.Mount, err)
+	}
+	// The first data key now, which the first seals then use: a missing
+	// encryption key, one of a type that makes no data keys, or a policy
+	// without transit/datakey fails the start here instead of every transfer
+	// that needs sealing while the instance reports itself ready.
+	if _, err := v.env.current(ctx); err != nil {
+		v.auth.stop()
+		return nil, fmt.Errorf("vault.encryption_key %q (mount %q): %w", cfg.EncryptionKey, cfg.Mount, err)
 	}
 	v.batcher = startSignBatcher(cfg.SignBatchSize, cfg.Timeout, v.signDirect)
 	v.log.Info("vault key service ready", "encryption_key", v.KeyRef(), "signing_key", cfg.SigningKey)
@@ -178,7 +188,7 @@ func (v *Vault) read(ctx context.Context, op, path string) (*vault.Secret, error
 		return nil, classify(op, err)
 	}
 	if s == nil || s.Data == nil {
-		return nil, newError(op, nil, errors.New("not found"))
+		return nil, newError(op, nil, fmt.Errorf("%s: not found", path))
 	}
 	return s, nil
 }

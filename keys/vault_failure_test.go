@@ -81,6 +81,41 @@ func newVaultOffline(t *testing.T, v *Vault) *Vault {
 	return c
 }
 
+// TestVaultStartChecksBothKeys: NewVault fails, naming the configuration key,
+// when either transit key is missing or the token may not make data keys,
+// instead of starting an instance whose every seal fails.
+func TestVaultStartChecksBothKeys(t *testing.T) {
+	s := vaulttest.Start(t)
+	s.Write("transit/keys/clearance-data", map[string]any{"type": "aes256-gcm96"})
+	_, err := NewVault(t.Context(), tokenConfig(t, s, s.Token), nil)
+	if err == nil || !strings.Contains(err.Error(), `vault.signing_key "clearance-signing" (mount "transit")`) ||
+		!strings.Contains(err.Error(), "transit/keys/clearance-signing: not found") {
+		t.Fatalf("no signing key: err = %v", err)
+	}
+
+	s = vaulttest.Start(t)
+	s.Write("transit/keys/clearance-signing", map[string]any{"type": "ecdsa-p256"})
+	_, err = NewVault(t.Context(), tokenConfig(t, s, s.Token), nil)
+	if err == nil || !strings.Contains(err.Error(), `vault.encryption_key "clearance-data" (mount "transit")`) ||
+		!strings.Contains(err.Error(), "encryption key not found") {
+		t.Fatalf("no encryption key: err = %v", err)
+	}
+	s.Write("transit/keys/clearance-data", map[string]any{"type": "aes256-gcm96"})
+	s.Write("sys/policies/acl/no-datakey", map[string]any{"policy": `
+path "transit/sign/clearance-signing" { capabilities = ["update"] }
+path "transit/keys/clearance-signing" { capabilities = ["read"] }
+`})
+	sec := s.Write("auth/token/create", map[string]any{"policies": []string{"no-datakey"}, "ttl": "1h"})
+	if _, err := NewVault(t.Context(), tokenConfig(t, s, sec.Auth.ClientToken), nil); !errors.Is(err, ErrPermissionDenied) ||
+		!strings.Contains(err.Error(), "vault.encryption_key") {
+		t.Fatalf("token without transit/datakey: err = %v", err)
+	}
+	v := newVault(t, tokenConfig(t, s, s.Token))
+	if _, err := v.Seal(t.Context(), []byte("x")); err != nil {
+		t.Fatalf("seal once both keys exist: %v", err)
+	}
+}
+
 func TestVaultPermissionDenied(t *testing.T) {
 	s := startVault(t, "ecdsa-p256")
 	s.Write("sys/policies/acl/no-sign", map[string]any{"policy": `
