@@ -22,7 +22,7 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"audit":    {"verify, query or export the audit log", runAudit},
+		"audit":    {"verify, query, export or archive the audit log", runAudit},
 		"check":    {"decide one request (or a JSON array of them) offline against a registry", runCheck},
 		"dev":      {"run everything embedded (NATS, SQLite, dev key ring, sample partner) for a first transfer", runDev},
 		"serve":    {"run the broker against external NATS, Postgres and Vault (--config FILE)", runServe},
