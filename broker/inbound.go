@@ -10,6 +10,7 @@ import (
 	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/connectors/natsregion"
 	"github.com/clearance-broker/clearance/erasure"
+	"github.com/clearance-broker/clearance/shred"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -54,6 +55,9 @@ func (b *Broker) handleInbound(ctx context.Context, msg jetstream.Msg) {
 		res.reasons = []string{"invalid_request: sealed envelope cannot be opened"}
 		if plan.Exhausted {
 			res.reasons = []string{"receive_failed: max_deliver_reached"}
+			if errors.Is(res.err, shred.ErrUnknownKey) {
+				res.reasons = []string{"receive_failed: subject_key_unknown"}
+			}
 		}
 		seq, err := b.appendEntry(ctx, b.entry(audit.EventRejected, res))
 		switch {

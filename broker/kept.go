@@ -20,9 +20,10 @@ type SubjectSealer interface {
 }
 
 // SubjectOpener opens a subject envelope another instance sealed (a
-// regional delivery); shred.ErrShredded once the subject's key is destroyed
-// or when this instance's key store has no key for it. A receiving region's
-// Options.Subjects must also satisfy it; *shred.Keyring does.
+// regional delivery); shred.ErrShredded once the subject's key is destroyed,
+// shred.ErrUnknownKey when this instance's key store does not hold the key
+// it was sealed under. A receiving region's Options.Subjects must also
+// satisfy it; *shred.Keyring does.
 type SubjectOpener interface {
 	Open(ctx context.Context, sealed []byte) ([]byte, error)
 }
@@ -73,8 +74,12 @@ func (b *Broker) sealShared(ctx context.Context, conn connectors.Connector, subj
 
 // openInbound opens a regional envelope: a subject envelope with
 // Options.Subjects (which must satisfy SubjectOpener), anything else with
-// the shared keys. A subject envelope that cannot be opened here (shredded,
-// or no key for it in this region's store) is permanent.
+// the shared keys. A subject envelope whose subject was erased, or that is
+// not one, is permanent. One sealed under a key this region's key store
+// does not hold is retried, since a replicated key table may not have
+// caught up yet, and once max_deliver is reached dead-lettered as
+// subject_key_unknown: the usual cause is a key store of the region's own
+// where the regions must share one (subject_keys.store).
 func (b *Broker) openInbound(ctx context.Context, data []byte) ([]byte, error) {
 	if !shred.IsEnvelope(data) {
 		return b.keys.Open(ctx, data)
@@ -84,8 +89,11 @@ func (b *Broker) openInbound(ctx context.Context, data []byte) ([]byte, error) {
 		return nil, fmt.Errorf("broker: subject envelope and no subject keys here: %w: %w", errNotOpenable, errPermanent)
 	}
 	plain, err := o.Open(ctx, data)
-	if errors.Is(err, shred.ErrShredded) || errors.Is(err, shred.ErrMalformed) {
+	switch {
+	case errors.Is(err, shred.ErrShredded) || errors.Is(err, shred.ErrMalformed):
 		err = fmt.Errorf("broker: %w: %w", err, errPermanent)
+	case errors.Is(err, shred.ErrUnknownKey):
+		err = fmt.Errorf("broker: %w (the sending region's subject keys must be readable here: subject_keys.store)", err)
 	}
 	return plain, err
 }

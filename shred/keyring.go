@@ -25,6 +25,13 @@ var (
 	ErrShredded = errors.New("shred: the subject's key was destroyed")
 	// ErrMalformed: the input is not a subject envelope.
 	ErrMalformed = errors.New("shred: not a subject envelope")
+	// ErrUnknownKey: the envelope was sealed under a subject key this
+	// keyring's store does not hold, neither live nor destroyed: the store
+	// is not the one the sealing instance used (each region its own, where
+	// regions must share one; see the package documentation), or a replica
+	// of it that has not caught up yet. Unlike ErrShredded it says nothing
+	// of an erasure, and may pass.
+	ErrUnknownKey = errors.New("shred: the subject's key is not in this store")
 )
 
 // EventKeyDestroyed is the audit event that proves a shredding: key id,
@@ -159,9 +166,10 @@ func (k *Keyring) Seal(ctx context.Context, subject string, plaintext []byte) ([
 	return seal(key, sh, plaintext)
 }
 
-// Open decrypts an envelope sealed by Seal on any instance; ErrShredded
-// when the subject's key was destroyed, ErrMalformed for anything else
-// that does not open.
+// Open decrypts an envelope sealed by Seal on any instance that shares
+// this keyring's store; ErrShredded when the subject's key was destroyed,
+// ErrUnknownKey when the store holds no key of that id for the subject,
+// ErrMalformed for anything else that does not open.
 func (k *Keyring) Open(ctx context.Context, sealed []byte) ([]byte, error) {
 	env, err := parse(sealed)
 	if err != nil {
@@ -171,8 +179,14 @@ func (k *Keyring) Open(ctx context.Context, sealed []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if key.destroyed || key.kid != env.h.SKID {
+	switch {
+	case key.destroyed:
 		return nil, ErrShredded
+	case key.kid != env.h.SKID:
+		// A subject has one key in a store from its first seal on (a
+		// destruction keeps its id), so another live key means another
+		// store.
+		return nil, ErrUnknownKey
 	}
 	return open(key, env)
 }
@@ -199,7 +213,7 @@ func (k *Keyring) load(ctx context.Context, sh string, create bool) (*subjectKey
 	err := k.opts.DB.NewSelect().Model(&row).Where("subject_hmac = ?", sh).Scan(ctx)
 	if errors.Is(err, sql.ErrNoRows) {
 		if !create {
-			return nil, ErrShredded // never had a key: nothing was sealed for it
+			return nil, ErrUnknownKey
 		}
 		if err = k.create(ctx, sh); err == nil {
 			err = k.opts.DB.NewSelect().Model(&row).Where("subject_hmac = ?", sh).Scan(ctx)

@@ -121,3 +121,49 @@ func TestOpenRejectsTampering(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenInAnotherStore: an envelope reaches a keyring whose store is not
+// the sealing one's (each region with its own store). It does not open, and
+// the error says the key is unknown there rather than that the subject was
+// erased: with no key for the subject, and with a key the store made for
+// the subject itself. A destruction recorded there still reads as one.
+func TestOpenInAnotherStore(t *testing.T) {
+	ringPath := filepath.Join(t.TempDir(), "ring.json") // one key service: only the store differs
+	eu, _ := newKeyring(t, brokertest.SQLiteDSN(t), ringPath, nil)
+	jp, _ := newKeyring(t, brokertest.SQLiteDSN(t), ringPath, nil)
+	sealed := map[string][]byte{}
+	for _, s := range []string{"cust-1", "cust-2", "cust-3"} {
+		env, err := eu.Seal(t.Context(), s, []byte("record of "+s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sealed[s] = env
+	}
+	if _, err := jp.Seal(t.Context(), "cust-2", []byte("jp's own")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jp.Destroy(t.Context(), "cust-3", "dead letters"); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, subject string
+		want, notWant error
+	}{
+		{"no key for the subject", "cust-1", shred.ErrUnknownKey, shred.ErrShredded},
+		{"the store's own key for the subject", "cust-2", shred.ErrUnknownKey, shred.ErrShredded},
+		{"erased in the store", "cust-3", shred.ErrShredded, shred.ErrUnknownKey},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for range 2 { // from the store, then from the cache
+				got, err := jp.Open(t.Context(), sealed[tt.subject])
+				if !errors.Is(err, tt.want) || errors.Is(err, tt.notWant) || got != nil {
+					t.Fatalf("open = %q, %v; want %v", got, err, tt.want)
+				}
+			}
+		})
+	}
+	if got, err := eu.Open(t.Context(), sealed["cust-2"]); err != nil || string(got) != "record of cust-2" {
+		t.Fatalf("the sealing store's keyring: %q, %v", got, err)
+	}
+}

@@ -197,3 +197,81 @@ func TestErasureShredsRegionalStreams(t *testing.T) {
 		t.Errorf("a transfer of the shredded subject went out: %s", rc)
 	}
 }
+
+// TestRegionWithItsOwnSubjectKeys: Tokyo's Clearance reads subject keys
+// from its own store (with its own audit log), not from the EU's: the
+// mistake subject_keys.store is there to avoid. The regional copy cannot be
+// opened there; Tokyo retries it (a replicated key table may lag), then
+// audits it as rejected with receive_failed: subject_key_unknown and keeps
+// it, sealed, as a dead letter. Nothing says the subject was erased, and
+// nothing is handed on.
+func TestRegionWithItsOwnSubjectKeys(t *testing.T) {
+	p := newRegionPair(t)
+	jpLog, jpDB := brokertest.OpenAudit(t, brokertest.SQLiteDSN(t), p.ring)
+	jpOwn, err := shred.Open(t.Context(), shred.Options{DB: jpDB, Keys: p.ring, Audit: jpLog, SubjectKey: brokertest.SubjectKey, NATS: p.jp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(jpOwn.Close)
+	engine := agreements.NewEngine(p.reg)
+	jp, err := broker.New(broker.Options{
+		NATS: p.jp, Decider: engine, Parties: broker.PartiesOf(engine), Keys: p.ring, Audit: jpLog, Subjects: jpOwn,
+		Connectors: broker.ConnectorMap{}, Retry: broker.RetryPolicy{MaxDeliver: 5, BackoffBase: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond},
+		Inbound: &broker.InboundOptions{Stream: "REGION_JP_IN", Subject: natsregion.DefaultSubjectPrefix + ".>", LocalSubject: "tokyo.local"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := jp.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = jp.Stop(context.Background()) })
+	p.startBroker(t, p.eu, agreements.NewEngine(p.reg), p.euKeys, broker.ConnectorMap{"region-jp": p.region}, false)
+
+	if rc := sendTokyo(t, p.eu, "host-own"); !strings.Contains(rc, `"delivered"`) {
+		t.Fatalf("receipt %s", rc)
+	}
+	var rejected []audit.Entry
+	for deadline := time.Now().Add(20 * time.Second); len(rejected) == 0; time.Sleep(50 * time.Millisecond) {
+		if rejected, err = jpLog.Query(t.Context(), audit.Filter{Event: audit.EventRejected, RequestID: "host-own"}); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Tokyo never gave the regional copy up")
+		}
+	}
+	if r := rejected[0].Reasons; len(r) != 1 || r[0] != "receive_failed: subject_key_unknown" {
+		t.Errorf("rejected with %v, want receive_failed: subject_key_unknown", r)
+	}
+	js, _ := jetstream.New(p.jp)
+	in, err := js.Consumer(t.Context(), "REGION_JP_IN", "clearance-inbound")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci, err := in.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ci.Delivered.Consumer != 5 {
+		t.Errorf("the regional copy reached Tokyo's Clearance %d times, want max_deliver 5: it is retried", ci.Delivered.Consumer)
+	}
+	s, err := js.Stream(t.Context(), broker.DeadLetterStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl, err := s.GetLastMsgForSubject(t.Context(), broker.DeadLetterSubject+".inbound")
+	if err != nil {
+		t.Fatalf("no dead letter in Tokyo: %v", err)
+	}
+	if !shred.IsEnvelope(dl.Data) || strings.Contains(string(dl.Data), "cust-44") {
+		t.Error("the dead letter is not the sealed regional copy")
+	}
+	select {
+	case m := <-p.local:
+		t.Fatalf("Tokyo handed on %s", m.Data)
+	default:
+	}
+	if _, err := p.jpKeys.Open(t.Context(), dl.Data); err != nil {
+		t.Errorf("the EU's key store does not open the dead letter: %v", err)
+	}
+}
