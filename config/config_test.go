@@ -115,6 +115,8 @@ erasure:
 subject_keys:
   cache_size: -1
   cache_ttl: 48h
+  store:
+    dsn: postgres://keys:hunter3@keys.example/k
 `
 	cfg, err := Parse([]byte(give), noEnv)
 	if err != nil {
@@ -135,13 +137,14 @@ subject_keys:
 		"inbound_region.stream", "inbound_region.subject: must not overlap", "inbound_region.local_subject",
 		"pipeline.concurrency", "pipeline.backoff_max", "pipeline.gc_percent", "pipeline.memory_limit_bytes: must be 0", "logging.level",
 		"live_policy.sync_timeout", "erasure.escalate_after", "subject_keys.cache_size", "subject_keys.cache_ttl",
+		"subject_keys.store.dsn: holds a literal password; give it by reference in subject_keys.store.password",
 	}
 	for _, w := range want {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("missing %q in:\n%v", w, err)
 		}
 	}
-	if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "pw@") {
+	if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "hunter3") || strings.Contains(err.Error(), "pw@") {
 		t.Errorf("error leaks a secret:\n%v", err)
 	}
 	var fe *FieldError

@@ -27,6 +27,10 @@ type SubjectKeys struct {
 	// an instance that missed a destruction broadcast can go on sealing or
 	// opening with a destroyed key.
 	CacheTTL time.Duration `yaml:"cache_ttl"`
+	// Store, when set, holds the subject key table in place of the store
+	// section's: regions that send each other transfers must read one key
+	// table, while each keeps its own audit log and registry.
+	Store *Store `yaml:"store"`
 }
 
 // The bounds Validate enforces on the live-policy keys.
@@ -63,6 +67,9 @@ func (s SubjectKeys) validate(p string) []error {
 	}
 	if s.CacheTTL < minCacheTTL || s.CacheTTL > maxCacheTTL {
 		errs = append(errs, fieldErr(p+".cache_ttl", "must be 1s to 24h"))
+	}
+	if s.Store != nil {
+		errs = append(errs, s.Store.validate(p+".store")...)
 	}
 	return errs
 }

@@ -199,11 +199,11 @@ func (s Store) validate(p string) []error {
 		}
 		if err == nil && u.User != nil {
 			if _, ok := u.User.Password(); ok {
-				errs = append(errs, fieldErr(p+".dsn", "holds a literal password; give it by reference in store.password"))
+				errs = append(errs, fieldErr(p+".dsn", "holds a literal password; give it by reference in "+p+".password"))
 			}
 		}
 		if err == nil && u.Query().Has("password") {
-			errs = append(errs, fieldErr(p+".dsn", "holds a literal password; give it by reference in store.password"))
+			errs = append(errs, fieldErr(p+".dsn", "holds a literal password; give it by reference in "+p+".password"))
 		}
 	} else if !s.Password.IsZero() {
 		errs = append(errs, fieldErr(p+".password", "only a postgres:// store takes a password"))

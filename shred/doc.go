@@ -18,14 +18,16 @@
 // only when both regions' Keyrings read the same key table
 // (shred_subject_keys in one SQL store, or a replica of it) and can unwrap
 // its keys with the same key service key (the same Vault transit key, or a
-// replica). Each region's own store is not enough: the receiving region
-// then finds no key and treats the envelope as shredded (dead-lettered,
-// never opened). Carrying the wrapped key inside the message is not done on
-// purpose: the copy would then stay openable after the erasure for as long
-// as the transit key lives. The destruction broadcast travels on the
-// destroying instance's NATS only; a receiving region on another NATS
-// system forgets its cached key when it applies the erasure itself, and at
-// the latest after CacheTTL.
+// replica); clearance serve's subject_keys.store puts the table in a store
+// of its own for that, beside each region's audit log. Each region's own
+// store is not enough: the receiving region then finds no key for the
+// envelope (ErrUnknownKey, which the broker retries and then dead-letters
+// as subject_key_unknown, never opened). Carrying the wrapped key inside
+// the message is not done on purpose: the copy would then stay openable
+// after the erasure for as long as the transit key lives. The destruction
+// broadcast travels on the destroying instance's NATS only; a receiving
+// region on another NATS system forgets its cached key when it applies the
+// erasure itself, and at the latest after CacheTTL.
 //
 // Keys are cached after first use (an LRU bounded by size and age), so a
 // subject's messages cost a Vault round trip only when their key is not in

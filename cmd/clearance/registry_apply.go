@@ -97,7 +97,7 @@ func registryApply(ctx context.Context, cfg *config.Config, reg *agreements.Regi
 	if err != nil {
 		return policy.Event{}, false, fmt.Errorf("audit.hmac_key: %w", err)
 	}
-	dsn, err := storeDSN(cfg.Store)
+	dsn, err := storeDSN(cfg.Store, "store")
 	if err != nil {
 		return policy.Event{}, false, err
 	}

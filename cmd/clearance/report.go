@@ -171,7 +171,7 @@ func reportSource(ctx context.Context, cfgPath, dir, regDir string) (*reportDB, 
 		if err != nil {
 			return nil, err
 		}
-		if dsn, err = storeDSN(cfg.Store); err != nil {
+		if dsn, err = storeDSN(cfg.Store, "store"); err != nil {
 			return nil, err
 		}
 		regDir = cfg.Registry.Dir

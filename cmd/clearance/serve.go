@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/uptrace/bun"
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -104,7 +105,7 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 	if err != nil {
 		return fmt.Errorf("audit.hmac_key: %w", err)
 	}
-	dsn, err := storeDSN(cfg.Store)
+	dsn, err := storeDSN(cfg.Store, "store")
 	if err != nil {
 		return err
 	}
@@ -146,15 +147,19 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 	opts := brokerOptions(cfg)
 	opts.NATS, opts.Decider, opts.Parties = nc, engine, broker.PartiesOf(engine)
 	opts.Keys, opts.Audit, opts.Connectors, opts.Logger = vault, auditLog, conns, logger
-	subjectKeys, err := openSubjectKeys(ctx, &st, db, vault, auditLog, nc, subjectKey, liveTuningOf(cfg), logger)
-	if err != nil {
-		return err
-	}
-	opts.Subjects = subjectKeys
 	opts.ReadyChecks = map[string]func(context.Context) error{
 		"store": db.PingContext,
 		"vault": func(ctx context.Context) error { _, err := vault.JWKS(ctx); return err },
 	}
+	keysDB, err := subjectKeyStore(ctx, &st, cfg, db, opts.ReadyChecks)
+	if err != nil {
+		return err
+	}
+	subjectKeys, err := openSubjectKeys(ctx, &st, keysDB, vault, auditLog, nc, subjectKey, liveTuningOf(cfg), logger)
+	if err != nil {
+		return err
+	}
+	opts.Subjects = subjectKeys
 	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: "clearance", Name: "vault_round_trips_total",
@@ -185,6 +190,26 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 		return err
 	}
 	return runBroker(ctx, b, cfg.HTTP.Listen, nil, logger, append(mountsOf(cs), rights)...)
+}
+
+// subjectKeyStore returns the store of the subject key table: the one of
+// subject_keys.store when it is set (opened here, closed through st, and
+// added to ready as "subject_keys"), else db, the store section's.
+func subjectKeyStore(ctx context.Context, st *stack, cfg *config.Config, db *bun.DB, ready map[string]func(context.Context) error) (*bun.DB, error) {
+	if cfg.SubjectKeys.Store == nil {
+		return db, nil
+	}
+	dsn, err := storeDSN(*cfg.SubjectKeys.Store, "subject_keys.store")
+	if err != nil {
+		return nil, err
+	}
+	kdb, err := audit.OpenDB(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("subject_keys.store: %w", err)
+	}
+	st.add(func(context.Context) error { return kdb.Close() })
+	ready["subject_keys"] = kdb.PingContext
+	return kdb, nil
 }
 
 // brokerOptions maps the configuration's pipeline settings onto broker
@@ -271,18 +296,20 @@ func joinURLs(urls []string) string {
 	return out
 }
 
-// storeDSN inserts the referenced password into a Postgres DSN.
-func storeDSN(s config.Store) (string, error) {
+// storeDSN inserts the referenced password into a Postgres DSN; path is
+// the store's section in the configuration (store, subject_keys.store),
+// which errors name.
+func storeDSN(s config.Store, path string) (string, error) {
 	if !s.IsPostgres() || s.Password.IsZero() {
 		return s.DSN, nil
 	}
 	pw, err := s.Password.Resolve()
 	if err != nil {
-		return "", fmt.Errorf("store.password: %w", err)
+		return "", fmt.Errorf("%s.password: %w", path, err)
 	}
 	u, err := url.Parse(s.DSN)
 	if err != nil {
-		return "", errors.New("store.dsn: not a URL")
+		return "", fmt.Errorf("%s.dsn: not a URL", path)
 	}
 	user := "postgres"
 	if u.User != nil {

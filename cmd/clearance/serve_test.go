@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/broker/brokertest"
 	"github.com/clearance-broker/clearance/broker/samplepartner"
 	"github.com/clearance-broker/clearance/integration/vaulttest"
@@ -53,9 +54,11 @@ func TestServe(t *testing.T) {
 	api := "http://" + addr
 	partner := brokertest.NewPartner(t, samplepartner.FromURL(http.DefaultClient, api+"/.well-known/jwks.json"))
 	cfgPath := filepath.Join(dir, "clearance.yaml")
+	storeDSN, keysDSN := brokertest.PostgresDSN(t), brokertest.SQLiteDSN(t)
 	cfg := fmt.Sprintf(`
 nats: {urls: [%q], replicas: 1, ack_wait: 5s}
 store: {dsn: %q}
+subject_keys: {store: {dsn: %q}}
 vault: {address: %q, auth: {token_file: %q}}
 audit: {hmac_key: {file: %q}}
 registry: {dir: %q}
@@ -65,7 +68,7 @@ connectors:
   authority-webhook: {kind: webhook, config: {default_url: %q, allow_http: true}}
 pipeline: {backoff_base: 50ms, backoff_max: 1s}
 logging: {format: json, level: debug}
-`, ns.ClientURL(), brokertest.PostgresDSN(t), vs.Addr, tokenFile, hmacFile, brokertest.RekeyedRegistry(t, root, partner.Key.PublicJWK), addr, partner.URL, partner.URL)
+`, ns.ClientURL(), storeDSN, keysDSN, vs.Addr, tokenFile, hmacFile, brokertest.RekeyedRegistry(t, root, partner.Key.PublicJWK), addr, partner.URL, partner.URL)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -94,8 +97,31 @@ logging: {format: json, level: debug}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// subject_keys.store holds the subject key table, the store section's
+	// store does not, and /readyz checks both.
+	resp, err := http.Get(api + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(ready), `"subject_keys": "ok"`) || !strings.Contains(string(ready), `"store": "ok"`) {
+		t.Errorf("/readyz: %s", ready)
+	}
+	for dsn, want := range map[string]bool{keysDSN: true, storeDSN: false} {
+		db, err := audit.OpenDB(t.Context(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		err = db.NewSelect().TableExpr("shred_subject_keys").ColumnExpr("count(*)").Scan(t.Context(), &n)
+		db.Close()
+		if (err == nil) != want {
+			t.Errorf("%s: shred_subject_keys readable: %v, want %v", dsn, err == nil, want)
+		}
+	}
 	body, _ := os.ReadFile(filepath.Join(root, "examples", "requests", "01-delivery-eea-allow.json"))
-	resp, err := http.Post(api+"/v1/transfers", "application/json", bytes.NewReader(body))
+	resp, err = http.Post(api+"/v1/transfers", "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
