@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	vault "github.com/hashicorp/vault/api"
 )
@@ -36,6 +37,9 @@ type Vault struct {
 	sign    *transitSigner
 	auth    *authRenewer
 	batcher *signBatcher
+	// readyWithin is Ready's bound on the age of the last read of the
+	// signing key (readyWithin; shorter in tests).
+	readyWithin time.Duration
 
 	closeOnce sync.Once
 }
@@ -62,6 +66,7 @@ func NewVault(ctx context.Context, cfg VaultConfig, logger *slog.Logger) (*Vault
 	v.client = client
 	v.env = newEnvelope(transitSource{v}, cfg.DataKeyMaxUses, cfg.DataKeyMaxAge, cfg.OpenCacheSize, cfg.OpenCacheTTL)
 	v.sign = &transitSigner{v: v}
+	v.readyWithin = readyWithin
 	auth, err := startAuth(ctx, v)
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -76,7 +77,7 @@ func TestVaultUnavailableFailsClosed(t *testing.T) {
 // so that opening must ask Vault.
 func newVaultOffline(t *testing.T, v *Vault) *Vault {
 	t.Helper()
-	c := &Vault{cfg: v.cfg, keyRef: v.keyRef, client: v.client, log: v.log, sign: v.sign, auth: v.auth, batcher: v.batcher}
+	c := &Vault{cfg: v.cfg, keyRef: v.keyRef, client: v.client, log: v.log, sign: v.sign, auth: v.auth, batcher: v.batcher, readyWithin: v.readyWithin}
 	c.env = newEnvelope(transitSource{c}, v.cfg.DataKeyMaxUses, v.cfg.DataKeyMaxAge, v.cfg.OpenCacheSize, v.cfg.OpenCacheTTL)
 	return c
 }
@@ -247,5 +248,44 @@ func TestVaultTokenRenewal(t *testing.T) {
 	}
 	if _, err := s.Client().Auth().Token().Lookup(sec.Auth.ClientToken); err != nil {
 		t.Fatalf("token expired although renewable: %v", err)
+	}
+}
+
+// TestVaultReady: Ready asks Vault at most every readyWithin, and then
+// notices a revoked token and an unreachable Vault at once, where JWKS
+// goes on answering from its cache until key_info_ttl.
+func TestVaultReady(t *testing.T) {
+	s := vaulttest.Start(t)
+	s.Write("transit/keys/clearance-data", map[string]any{"type": "aes256-gcm96"})
+	s.Write("transit/keys/clearance-signing", map[string]any{"type": "ecdsa-p256"})
+	child := s.Write("auth/token/create", map[string]any{"ttl": "1h"}).Auth.ClientToken
+	v := newVault(t, tokenConfig(t, s, child))
+	if err := v.Ready(t.Context()); err != nil {
+		t.Fatalf("ready: %v", err)
+	}
+	trips := v.RoundTrips()
+	if err := v.Ready(t.Context()); err != nil || v.RoundTrips() != trips {
+		t.Fatalf("a second probe within %s: %v, %d round trips", v.readyWithin, err, v.RoundTrips()-trips)
+	}
+
+	v.readyWithin = 0 // every probe asks Vault
+	if err := v.Ready(t.Context()); err != nil || v.RoundTrips() != trips+1 {
+		t.Fatalf("a probe past readyWithin: %v, %d round trips", err, v.RoundTrips()-trips)
+	}
+	s.Write("auth/token/revoke", map[string]any{"token": child})
+	if err := v.Ready(t.Context()); !errors.Is(err, ErrPermissionDenied) {
+		t.Errorf("revoked token: ready = %v, want ErrPermissionDenied", err)
+	}
+	if _, err := v.JWKS(t.Context()); err != nil {
+		t.Errorf("JWKS from its cache after a failed probe: %v", err)
+	}
+	s.Stop()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if err := v.Ready(ctx); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Vault stopped: ready = %v, want ErrUnavailable", err)
+	}
+	if _, err := v.JWKS(t.Context()); err != nil {
+		t.Errorf("JWKS from its cache with Vault stopped: %v", err)
 	}
 }

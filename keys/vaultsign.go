@@ -40,9 +40,20 @@ type transitSigner struct {
 // info returns the cached signing key info, reading it from Vault when it is
 // older than key_info_ttl or when force is set.
 func (s *transitSigner) info(ctx context.Context, force bool) (*signingInfo, error) {
+	maxAge := s.v.cfg.KeyInfoTTL
+	if force {
+		maxAge = 0
+	}
+	return s.within(ctx, maxAge)
+}
+
+// within returns the cached signing key info if it was read from Vault less
+// than maxAge ago, and reads it again otherwise. A failed read keeps what
+// was cached.
+func (s *transitSigner) within(ctx context.Context, maxAge time.Duration) (*signingInfo, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.si != nil && !force && time.Since(s.si.fetched) < s.v.cfg.KeyInfoTTL {
+	if s.si != nil && time.Since(s.si.fetched) < maxAge {
 		return s.si, nil
 	}
 	si, err := s.read(ctx)
@@ -246,6 +257,22 @@ func (v *Vault) Verify(ctx context.Context, token []byte) ([]byte, error) {
 	default:
 		return nil, newError("verify", ErrNotAuthentic, fmt.Errorf("unknown key version %d", ver))
 	}
+}
+
+// readyWithin is how recent a successful read of the signing key must be
+// for Ready to answer without asking Vault.
+const readyWithin = 5 * time.Second
+
+// Ready reports whether Vault answers for this instance now: it reads the
+// signing key (which takes a reachable, unsealed Vault, a live token and a
+// policy that grants the read) unless a read succeeded within the last 5
+// seconds, and refreshes the cache JWKS and Verify use. A readiness probe
+// so notices an unreachable Vault or a revoked token within seconds, where
+// the cache alone would take key_info_ttl; a probe every 10 seconds costs
+// Vault one read per instance each time.
+func (v *Vault) Ready(ctx context.Context) error {
+	_, err := v.sign.within(ctx, v.readyWithin)
+	return err
 }
 
 // JWKS returns the JSON JWK set of the signing key's live versions (from

@@ -149,7 +149,7 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 	opts.Keys, opts.Audit, opts.Connectors, opts.Logger = vault, auditLog, conns, logger
 	opts.ReadyChecks = map[string]func(context.Context) error{
 		"store": db.PingContext,
-		"vault": func(ctx context.Context) error { _, err := vault.JWKS(ctx); return err },
+		"vault": vault.Ready,
 	}
 	keysDB, err := subjectKeyStore(ctx, &st, cfg, db, opts.ReadyChecks)
 	if err != nil {
