@@ -43,6 +43,12 @@ type Verifier interface {
 // names no open notice of that recipient.
 var ErrBadAck = errors.New("erasure: acknowledgement not valid")
 
+// ErrUnknownNotice (with ErrBadAck) means a verified acknowledgement names a
+// notice this instance's store does not hold: one another region sent.
+// Every region's instances listen for acknowledgements on their own NATS
+// too, so a receiving region sees the answers it gives itself.
+var ErrUnknownNotice = errors.New("no such notice")
+
 // awaitingAck is the LastError class of a regional notice the region's
 // stream accepted but whose acknowledgement has not come yet; the notice
 // stays pending and is sent again after backoff.
@@ -87,7 +93,7 @@ func (n *Notifier) Acknowledge(ctx context.Context, signed []byte) error {
 	}
 	var row noticeRow
 	if err := n.opts.DB.NewSelect().Model(&row).Where("id = ? AND recipient = ?", a.NoticeID, a.Recipient).Scan(ctx); err != nil {
-		return fmt.Errorf("%w: no such notice", ErrBadAck)
+		return fmt.Errorf("%w: %w", ErrBadAck, ErrUnknownNotice)
 	}
 	now := n.opts.Now().UTC()
 	res, err := n.opts.DB.NewUpdate().Model((*noticeRow)(nil)).
@@ -110,12 +116,20 @@ func (n *Notifier) Acknowledge(ctx context.Context, signed []byte) error {
 }
 
 // ListenAcks consumes acknowledgements arriving on nc (a connection to the
-// receiving region's NATS) until the returned stop is called.
+// receiving region's NATS, or the instance's own) until the returned stop
+// is called. A refused acknowledgement is logged as a warning, except a
+// verified one for a notice sent elsewhere (ErrUnknownNotice), which is
+// routine and logged at debug level.
 func (n *Notifier) ListenAcks(nc *nats.Conn) (stop func(), err error) {
 	sub, err := nc.Subscribe(AckSubjectPrefix+".>", func(m *nats.Msg) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := n.Acknowledge(ctx, m.Data); err != nil {
+		switch err := n.Acknowledge(ctx, m.Data); {
+		case errors.Is(err, ErrUnknownNotice):
+			// Signed by a region, for a notice another region sent (this
+			// one's own answer, on its own NATS): nothing to record here.
+			n.log.Debug("erasure acknowledgement of a notice sent elsewhere", "err", err)
+		case err != nil:
 			n.log.Warn("erasure acknowledgement refused", "err", err)
 		}
 	})

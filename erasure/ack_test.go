@@ -3,12 +3,16 @@ package erasure_test
 import (
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/clearance-broker/clearance/broker"
 	"github.com/clearance-broker/clearance/broker/brokertest"
 	"github.com/clearance-broker/clearance/erasure"
+	"github.com/clearance-broker/clearance/internal/syncbuf"
 )
 
 func TestAcknowledgeRefuses(t *testing.T) {
@@ -37,25 +41,65 @@ func TestAcknowledgeRefuses(t *testing.T) {
 		return out[0]
 	}
 	tests := []struct {
-		name string
-		ack  func(t *testing.T) []byte
+		name    string
+		ack     func(t *testing.T) []byte
+		unknown bool // a verified acknowledgement of a notice sent elsewhere
 	}{
-		{"not a JWS", func(*testing.T) []byte { return []byte("not.a.jws") }},
+		{"not a JWS", func(*testing.T) []byte { return []byte("not.a.jws") }, false},
 		{"signed by another key", func(t *testing.T) []byte {
 			return signed(t, true, erasure.AckPayload{Kind: erasure.AckKind, NoticeID: "erasure-x", Recipient: "dc-tokyo"})
-		}},
+		}, false},
 		{"wrong kind", func(t *testing.T) []byte {
 			return signed(t, false, erasure.AckPayload{Kind: erasure.NoticeKind, NoticeID: "erasure-x", Recipient: "dc-tokyo"})
-		}},
+		}, false},
 		{"unknown notice", func(t *testing.T) []byte {
 			return signed(t, false, erasure.AckPayload{Kind: erasure.AckKind, NoticeID: "erasure-x", Recipient: "dc-tokyo"})
-		}},
+		}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := n.Acknowledge(t.Context(), tt.ack(t)); !errors.Is(err, erasure.ErrBadAck) {
-				t.Fatalf("Acknowledge = %v, want ErrBadAck", err)
+			err := n.Acknowledge(t.Context(), tt.ack(t))
+			if !errors.Is(err, erasure.ErrBadAck) || errors.Is(err, erasure.ErrUnknownNotice) != tt.unknown {
+				t.Fatalf("Acknowledge = %v, want ErrBadAck (ErrUnknownNotice: %v)", err, tt.unknown)
 			}
 		})
+	}
+
+	// ListenAcks warns of the refused ones, but not of an answer to a
+	// notice sent elsewhere: a receiving region hears its own answers.
+	var logs syncbuf.Buffer
+	n, err = erasure.New(t.Context(), erasure.Options{
+		DB: db, Audit: log, Keys: ring, Verifier: ring, SubjectKey: brokertest.SubjectKey,
+		Connectors: broker.ConnectorMap{}, Parties: func() erasure.Parties { return reg },
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := brokertest.Connect(t, brokertest.StartNATS(t))
+	stop, err := n.ListenAcks(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	// Last first: one subscription handles its messages in order, so the
+	// answer to the notice sent elsewhere is handled before the warnings
+	// waited for below.
+	for i := len(tests) - 1; i >= 0; i-- {
+		if err := nc.Publish(erasure.AckSubjectPrefix+".erasure-x", tests[i].ack(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	want := len(tests) - 1
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(logs.String(), "erasure acknowledgement refused") < want; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d warnings, want %d:\n%s", strings.Count(logs.String(), "erasure acknowledgement refused"), want, logs.String())
+		}
+	}
+	if got := strings.Count(logs.String(), "level=WARN"); got != want || strings.Contains(logs.String(), "no such notice") {
+		t.Errorf("%d warnings, want %d, none for the notice sent elsewhere:\n%s", got, want, logs.String())
 	}
 }
