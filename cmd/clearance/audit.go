@@ -38,28 +38,15 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			"  verify-archive  check an archive file against its signed manifest\n\n"+
 			"Run 'clearance audit <subcommand> -h' for its flags.")
 	}
-	if len(args) == 0 {
-		usage()
-		return 2
+	selecting := func(kind string) runFunc {
+		return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+			return runAuditSelect(ctx, kind, args, stdout, stderr)
+		}
 	}
-	switch args[0] {
-	case "verify":
-		return runAuditVerify(ctx, args[1:], stdout, stderr)
-	case "query":
-		return runAuditSelect(ctx, "query", args[1:], stdout, stderr)
-	case "export":
-		return runAuditSelect(ctx, "export", args[1:], stdout, stderr)
-	case "archive":
-		return runAuditArchive(ctx, args[1:], stdout, stderr)
-	case "verify-archive":
-		return runAuditVerifyArchive(ctx, args[1:], stdout, stderr)
-	case "-h", "--help", "help":
-		usage()
-		return 0
-	}
-	fmt.Fprintf(stderr, "clearance audit: unknown subcommand %q\n", args[0])
-	usage()
-	return 2
+	return subcommands(ctx, "audit", map[string]runFunc{
+		"verify": runAuditVerify, "query": selecting("query"), "export": selecting("export"),
+		"archive": runAuditArchive, "verify-archive": runAuditVerifyArchive,
+	}, usage, args, stdout, stderr)
 }
 
 // auditFlags are the flags every audit subcommand shares.
@@ -154,17 +141,7 @@ func (a *auditFlags) open(ctx context.Context, name string, stderr io.Writer) (*
 }
 
 func parseAuditFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (int, bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0, false
-		}
-		return 2, false
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "clearance audit %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
-		return 2, false
-	}
-	return 0, true
+	return parseFlags(fs, args, "clearance audit "+fs.Name(), stderr)
 }
 
 func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int {

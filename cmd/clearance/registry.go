@@ -18,22 +18,7 @@ func runRegistry(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintln(stderr, "\n  lint DIR   check a registry directory; prints every problem, exit 1 if there is one")
 		fmt.Fprintln(stderr, "  apply      store DIR as a new registry version and put it in force on every instance")
 	}
-	if len(args) == 0 {
-		usage()
-		return 2
-	}
-	switch args[0] {
-	case "lint":
-		return runRegistryLint(ctx, args[1:], stdout, stderr)
-	case "apply":
-		return runRegistryApply(ctx, args[1:], stdout, stderr)
-	case "-h", "--help", "help":
-		usage()
-		return 0
-	}
-	fmt.Fprintf(stderr, "clearance registry: unknown subcommand %q\n", args[0])
-	usage()
-	return 2
+	return subcommands(ctx, "registry", map[string]runFunc{"lint": runRegistryLint, "apply": runRegistryApply}, usage, args, stdout, stderr)
 }
 
 func runRegistryLint(_ context.Context, args []string, stdout, stderr io.Writer) int {

@@ -48,16 +48,9 @@ func runRegistryApply(ctx context.Context, args []string, stdout, stderr io.Writ
 		fmt.Fprintf(stderr, "clearance registry apply: %d problem(s); nothing applied\n", len(problems))
 		return 1
 	}
-	cfg, err := config.Load(*cfgPath)
-	if err == nil {
-		err = cfg.Validate()
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "clearance registry apply: configuration %s:\n", *cfgPath)
-		for _, p := range agreements.Problems(err) {
-			fmt.Fprintln(stderr, "  -", p)
-		}
-		return 2
+	cfg, code := loadConfig("clearance registry apply", *cfgPath, stderr)
+	if cfg == nil {
+		return code
 	}
 	logger := cfg.Logging.NewLogger(stderr)
 	ev, applied, err := registryApply(ctx, cfg, reg, logger)

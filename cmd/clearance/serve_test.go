@@ -21,6 +21,56 @@ import (
 	"github.com/clearance-broker/clearance/integration/vaulttest"
 )
 
+// startServe runs `clearance serve --config cfgPath` until ctx ends and
+// waits until api's /readyz answers 200; it returns the exit code's channel.
+// The log goes to stderr.
+func startServe(t *testing.T, ctx context.Context, cancel context.CancelFunc, cfgPath, api string, stderr *syncBuffer) <-chan int {
+	t.Helper()
+	var stdout syncBuffer
+	code := make(chan int, 1)
+	go func() { code <- run(ctx, []string{"serve", "--config", cfgPath}, &stdout, stderr) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(api + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return code
+			}
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("never ready:\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// serveConfig creates the two transit keys on vs, writes its token and a
+// subject HMAC key to files in dir, and returns the head of a serve
+// configuration: the NATS server, the store and subject key store
+// DSNs, Vault, the audit key, the registry directory and the API's listen
+// address. Tests append their own sections.
+func serveConfig(t *testing.T, vs *vaulttest.Server, natsURL, dir, storeDSN, keysDSN, registry, addr string) string {
+	t.Helper()
+	vs.Write("transit/keys/clearance-data", map[string]any{"type": "aes256-gcm96"})
+	vs.Write("transit/keys/clearance-signing", map[string]any{"type": "ecdsa-p256"})
+	tokenFile, hmacFile := filepath.Join(dir, "vault-token"), filepath.Join(dir, "hmac")
+	for path, v := range map[string]string{tokenFile: vs.Token, hmacFile: "serve-test-subject-hmac-key-0001"} {
+		if err := os.WriteFile(path, []byte(v+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return fmt.Sprintf(`
+nats: {urls: [%q], replicas: 1, ack_wait: 5s}
+store: {dsn: %q}
+subject_keys: {store: {dsn: %q}}
+vault: {address: %q, auth: {token_file: %q}}
+audit: {hmac_key: {file: %q}}
+registry: {dir: %q}
+http: {listen: %q}`, natsURL, storeDSN, keysDSN, vs.Addr, tokenFile, hmacFile, registry, addr)
+}
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -38,37 +88,19 @@ func TestServe(t *testing.T) {
 	prev := debug.SetGCPercent(100)
 	t.Cleanup(func() { debug.SetGCPercent(prev) })
 	root, _ := filepath.Abs(filepath.Join("..", ".."))
-	vs := vaulttest.Start(t)
-	vs.Write("transit/keys/clearance-data", map[string]any{"type": "aes256-gcm96"})
-	vs.Write("transit/keys/clearance-signing", map[string]any{"type": "ecdsa-p256"})
-	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "vault-token")
-	hmacFile := filepath.Join(dir, "hmac")
-	for path, v := range map[string]string{tokenFile: vs.Token, hmacFile: "serve-test-subject-hmac-key-0001"} {
-		if err := os.WriteFile(path, []byte(v+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ns := brokertest.StartNATS(t)
+	vs, dir := vaulttest.Start(t), t.TempDir()
 	addr := freeAddr(t)
 	api := "http://" + addr
 	partner := brokertest.NewPartner(t, samplepartner.FromURL(http.DefaultClient, api+"/.well-known/jwks.json"))
 	cfgPath := filepath.Join(dir, "clearance.yaml")
 	storeDSN, keysDSN := brokertest.PostgresDSN(t), brokertest.SQLiteDSN(t)
-	cfg := fmt.Sprintf(`
-nats: {urls: [%q], replicas: 1, ack_wait: 5s}
-store: {dsn: %q}
-subject_keys: {store: {dsn: %q}}
-vault: {address: %q, auth: {token_file: %q}}
-audit: {hmac_key: {file: %q}}
-registry: {dir: %q}
-http: {listen: %q}
+	cfg := serveConfig(t, vs, brokertest.StartNATS(t).ClientURL(), dir, storeDSN, keysDSN, brokertest.RekeyedRegistry(t, root, partner.Key.PublicJWK), addr) + fmt.Sprintf(`
 connectors:
   partner-webhook: {kind: webhook, config: {default_url: %q, allow_http: true}}
   authority-webhook: {kind: webhook, config: {default_url: %q, allow_http: true}}
 pipeline: {backoff_base: 50ms, backoff_max: 1s}
 logging: {format: json, level: debug}
-`, ns.ClientURL(), storeDSN, keysDSN, vs.Addr, tokenFile, hmacFile, brokertest.RekeyedRegistry(t, root, partner.Key.PublicJWK), addr, partner.URL, partner.URL)
+`, partner.URL, partner.URL)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -79,24 +111,8 @@ logging: {format: json, level: debug}
 	}
 
 	ctx, cancel := context.WithCancel(t.Context())
-	var stdout, stderr syncBuffer
-	code := make(chan int, 1)
-	go func() { code <- run(ctx, []string{"serve", "--config", cfgPath}, &stdout, &stderr) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(api + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("never ready:\n%s", stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	var stderr syncBuffer
+	code := startServe(t, ctx, cancel, cfgPath, api, &stderr)
 	// subject_keys.store holds the subject key table, the store section's
 	// store does not, and /readyz checks both.
 	resp, err := http.Get(api + "/readyz")
@@ -205,6 +221,7 @@ logging: {format: json, level: debug}
 	if unconfigured("region-jp", second) != 0 || unconfigured("region-sg", second) != 1 || warned(keylessMsg, "authority-webhook", second) != 1 {
 		t.Errorf("the applied registry's warnings:\n%s", stderr.String())
 	}
+	deadLetterReplay(t, root, api, cfgPath)
 	cancel()
 	select {
 	case c := <-code:
@@ -272,4 +289,53 @@ func regex(t *testing.T, expr, s string) string {
 		t.Fatalf("no %s in:\n%s", expr, s)
 	}
 	return m[1]
+}
+
+// deadLetterReplay sends the legal order to an authority without a public
+// key, which is dead-lettered sealed under the subject's key (in
+// subject_keys.store), and replays it with clearance deadletter: list
+// shows its headers and nothing of the record, replay publishes it again
+// under a new id, which the broker decides afresh and audits (and, the
+// authority still without a key, dead-letters again).
+func deadLetterReplay(t *testing.T, root, api, cfgPath string) {
+	t.Helper()
+	body, _ := os.ReadFile(filepath.Join(root, "examples", "requests", "15-authority-legal-order.json"))
+	resp, err := http.Post(api+"/v1/transfers", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	receipt, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	id := regex(t, `"request_id": "([^"]+)"`, string(receipt))
+	if !strings.Contains(string(receipt), `"status": "dead_lettered"`) {
+		t.Fatalf("legal order to a keyless authority: %s", receipt)
+	}
+	var list syncBuffer
+	if c := run(t.Context(), []string{"deadletter", "list", "--config", cfgPath}, &list, &list); c != 0 {
+		t.Fatalf("deadletter list exited %d: %s", c, list.String())
+	}
+	seq := regex(t, `(?m)^(\d+) .* `+regexp.QuoteMeta(id)+` +permanent `, list.String())
+	personal := []string{"Ada Lovelace", "Munich", "ada@example.invalid", "+49 89"}
+	for _, v := range personal {
+		if strings.Contains(list.String(), v) {
+			t.Errorf("deadletter list shows %q:\n%s", v, list.String())
+		}
+	}
+	var out syncBuffer
+	if c := run(t.Context(), []string{"deadletter", "replay", "--config", cfgPath, "--seq", seq}, &out, &out); c != 0 {
+		t.Fatalf("deadletter replay exited %d: %s", c, out.String())
+	}
+	if !strings.Contains(out.String(), `"request_id":"`+id+`-replay-1"`) || !strings.Contains(out.String(), `"status":"dead_lettered"`) {
+		t.Errorf("deadletter replay: %s", out.String())
+	}
+	for _, v := range personal {
+		if strings.Contains(out.String(), v) {
+			t.Errorf("deadletter replay shows %q:\n%s", v, out.String())
+		}
+	}
+	out = syncBuffer{}
+	if c := run(t.Context(), []string{"deadletter", "replay", "--config", cfgPath, "--seq", seq}, &out, &out); c != 1 ||
+		!strings.Contains(out.String(), "choose another --id-suffix") {
+		t.Errorf("the same replay again exited %d: %s", c, out.String())
+	}
 }
