@@ -136,8 +136,11 @@ func TestErasureReachesEveryRecipient(t *testing.T) {
 	}
 	notifier, err := erasure.New(t.Context(), erasure.Options{
 		DB: db, Audit: auditLog, Keys: ring, Connectors: conns, SubjectKey: brokertest.SubjectKey,
-		Parties:       func() erasure.Parties { return engine.Registry() },
-		EscalateAfter: 120 * time.Millisecond, RetryBase: 100 * time.Millisecond, RetryMax: time.Second, Poll: 20 * time.Millisecond,
+		Parties: func() erasure.Parties { return engine.Registry() },
+		// A first attempt answers well within EscalateAfter even on a loaded
+		// machine; the processor's third attempt (after 400 and 800 ms) comes
+		// after it.
+		EscalateAfter: 500 * time.Millisecond, RetryBase: 400 * time.Millisecond, RetryMax: 2 * time.Second, Poll: 20 * time.Millisecond,
 		Verifier: ring,
 	})
 	if err != nil {
