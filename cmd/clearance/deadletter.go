@@ -44,9 +44,9 @@ func deadLetterConfig(name, path string, stderr io.Writer) (*config.Config, int)
 	return loadConfig("clearance deadletter "+name, path, stderr)
 }
 
-// deadLetters connects to NATS as cfg says and returns the dead-letter
-// stream.
-func deadLetters(ctx context.Context, st *stack, cfg *config.Config, logger *slog.Logger) (*nats.Conn, jetstream.Stream, error) {
+// deadLetters connects to NATS as cfg says and returns its JetStream and
+// the dead-letter stream.
+func deadLetters(ctx context.Context, st *stack, cfg *config.Config, logger *slog.Logger) (jetstream.JetStream, jetstream.Stream, error) {
 	nopts, err := natsOptions(cfg.NATS, logger)
 	if err != nil {
 		return nil, nil, err
@@ -63,7 +63,7 @@ func deadLetters(ctx context.Context, st *stack, cfg *config.Config, logger *slo
 	if err != nil {
 		return nil, nil, fmt.Errorf("stream %s: %w", broker.DeadLetterStream, err)
 	}
-	return nc, s, nil
+	return js, s, nil
 }
 
 func runDeadLetterList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -159,7 +159,7 @@ func runDeadLetterReplay(ctx context.Context, args []string, stdout, stderr io.W
 func replayDeadLetter(ctx context.Context, cfg *config.Config, seq uint64, suffix string, wait time.Duration, logger *slog.Logger) (string, error) {
 	var st stack
 	defer st.close(logger)
-	nc, s, err := deadLetters(ctx, &st, cfg, logger)
+	js, s, err := deadLetters(ctx, &st, cfg, logger)
 	if err != nil {
 		return "", err
 	}
@@ -177,10 +177,6 @@ func replayDeadLetter(ctx context.Context, cfg *config.Config, seq uint64, suffi
 		return "", fmt.Errorf("dead letter %d (request %s): %w", seq, oldID, err)
 	}
 	defer clear(plain)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return "", err
-	}
 	if source == "inbound" {
 		return replayInbound(ctx, js, cfg, m, seq, oldID)
 	}
@@ -204,7 +200,7 @@ func replayDeadLetter(ctx context.Context, cfg *config.Config, seq uint64, suffi
 	defer clear(body)
 	var receipts *nats.Subscription
 	if wait > 0 {
-		if receipts, err = nc.SubscribeSync(broker.ReceiptsSubject + "." + source); err != nil {
+		if receipts, err = js.Conn().SubscribeSync(broker.ReceiptsSubject + "." + source); err != nil {
 			return "", err
 		}
 		defer func() { _ = receipts.Unsubscribe() }()
@@ -252,16 +248,11 @@ func openDeadLetter(ctx context.Context, st *stack, cfg *config.Config, data []b
 	if err != nil {
 		return nil, fmt.Errorf("audit.hmac_key: %w", err)
 	}
-	dsn, err := storeDSN(cfg.Store, "store")
-	if err != nil {
-		return nil, err
+	store, path := cfg.Store, "store"
+	if cfg.SubjectKeys.Store != nil {
+		store, path = *cfg.SubjectKeys.Store, "subject_keys.store"
 	}
-	db, err := audit.OpenDB(ctx, dsn)
-	if err != nil {
-		return nil, err
-	}
-	st.add(func(context.Context) error { return db.Close() })
-	kdb, err := subjectKeyStore(ctx, st, cfg, db, map[string]func(context.Context) error{})
+	kdb, err := openStore(ctx, st, store, path)
 	if err != nil {
 		return nil, err
 	}

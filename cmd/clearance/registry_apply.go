@@ -90,15 +90,10 @@ func registryApply(ctx context.Context, cfg *config.Config, reg *agreements.Regi
 	if err != nil {
 		return policy.Event{}, false, fmt.Errorf("audit.hmac_key: %w", err)
 	}
-	dsn, err := storeDSN(cfg.Store, "store")
+	db, err := openStore(ctx, &st, cfg.Store, "store")
 	if err != nil {
 		return policy.Event{}, false, err
 	}
-	db, err := audit.OpenDB(ctx, dsn)
-	if err != nil {
-		return policy.Event{}, false, err
-	}
-	st.add(func(context.Context) error { return db.Close() })
 	auditLog, err := audit.Open(ctx, db, audit.Options{SubjectKey: subjectKey, Signer: signer, Logger: logger})
 	if err != nil {
 		return policy.Event{}, false, err

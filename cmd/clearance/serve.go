@@ -105,15 +105,10 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 	if err != nil {
 		return fmt.Errorf("audit.hmac_key: %w", err)
 	}
-	dsn, err := storeDSN(cfg.Store, "store")
+	db, err := openStore(ctx, &st, cfg.Store, "store")
 	if err != nil {
 		return err
 	}
-	db, err := audit.OpenDB(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	st.add(func(context.Context) error { return db.Close() })
 	promReg := prometheus.NewRegistry()
 	metrics := broker.NewMetrics(promReg)
 	auditLog, err := audit.Open(ctx, db, audit.Options{
@@ -199,17 +194,28 @@ func subjectKeyStore(ctx context.Context, st *stack, cfg *config.Config, db *bun
 	if cfg.SubjectKeys.Store == nil {
 		return db, nil
 	}
-	dsn, err := storeDSN(*cfg.SubjectKeys.Store, "subject_keys.store")
+	kdb, err := openStore(ctx, st, *cfg.SubjectKeys.Store, "subject_keys.store")
 	if err != nil {
 		return nil, err
 	}
-	kdb, err := audit.OpenDB(ctx, dsn)
-	if err != nil {
-		return nil, fmt.Errorf("subject_keys.store: %w", err)
-	}
-	st.add(func(context.Context) error { return kdb.Close() })
 	ready["subject_keys"] = kdb.PingContext
 	return kdb, nil
+}
+
+// openStore opens the store s, the configuration's section path (store,
+// subject_keys.store), with its referenced password, and closes it through
+// st.
+func openStore(ctx context.Context, st *stack, s config.Store, path string) (*bun.DB, error) {
+	dsn, err := storeDSN(s, path)
+	if err != nil {
+		return nil, err
+	}
+	db, err := audit.OpenDB(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	st.add(func(context.Context) error { return db.Close() })
+	return db, nil
 }
 
 // brokerOptions maps the configuration's pipeline settings onto broker

@@ -70,18 +70,10 @@ func TestErasureRegionAppliesAndAnswers(t *testing.T) {
 		_, err := jpLive.Change(ctx, agreements.Change{Erasures: []agreements.Erasure{{Subject: subject, At: at}}})
 		return err
 	})
-	jpBroker, err := broker.New(broker.Options{
+	startBrokerWith(t, broker.Options{
 		NATS: jp, Decider: jpEngine, Parties: broker.PartiesOf(jpEngine), Keys: ring, Audit: jpAudit, Subjects: jpKeys,
-		Connectors: broker.ConnectorMap{}, Erasures: apply,
-		Inbound: &broker.InboundOptions{Stream: "REGION_JP_IN", Subject: natsregion.DefaultSubjectPrefix + ".>", LocalSubject: "tokyo.local"},
+		Connectors: broker.ConnectorMap{}, Erasures: apply, Inbound: tokyoInbound(),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := jpBroker.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = jpBroker.Stop(context.Background()) })
 	local := make(chan *nats.Msg, 16)
 	sub, err := jp.ChanSubscribe("tokyo.local", local)
 	if err != nil {

@@ -84,8 +84,19 @@ func (p *regionPair) startBroker(t *testing.T, nc *nats.Conn, engine *agreements
 		Connectors: conns, Retry: broker.RetryPolicy{MaxDeliver: 5, BackoffBase: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond},
 	}
 	if inbound {
-		opts.Inbound = &broker.InboundOptions{Stream: "REGION_JP_IN", Subject: natsregion.DefaultSubjectPrefix + ".>", LocalSubject: "tokyo.local"}
+		opts.Inbound = tokyoInbound()
 	}
+	return startBrokerWith(t, opts)
+}
+
+// tokyoInbound is the receiving side of the Tokyo region in these tests.
+func tokyoInbound() *broker.InboundOptions {
+	return &broker.InboundOptions{Stream: "REGION_JP_IN", Subject: natsregion.DefaultSubjectPrefix + ".>", LocalSubject: "tokyo.local"}
+}
+
+// startBrokerWith starts a broker with opts, stopped at the test's end.
+func startBrokerWith(t *testing.T, opts broker.Options) *broker.Broker {
+	t.Helper()
 	b, err := broker.New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -214,18 +225,11 @@ func TestRegionWithItsOwnSubjectKeys(t *testing.T) {
 	}
 	t.Cleanup(jpOwn.Close)
 	engine := agreements.NewEngine(p.reg)
-	jp, err := broker.New(broker.Options{
+	startBrokerWith(t, broker.Options{
 		NATS: p.jp, Decider: engine, Parties: broker.PartiesOf(engine), Keys: p.ring, Audit: jpLog, Subjects: jpOwn,
 		Connectors: broker.ConnectorMap{}, Retry: broker.RetryPolicy{MaxDeliver: 5, BackoffBase: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond},
-		Inbound: &broker.InboundOptions{Stream: "REGION_JP_IN", Subject: natsregion.DefaultSubjectPrefix + ".>", LocalSubject: "tokyo.local"},
+		Inbound: tokyoInbound(),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := jp.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = jp.Stop(context.Background()) })
 	p.startBroker(t, p.eu, agreements.NewEngine(p.reg), p.euKeys, broker.ConnectorMap{"region-jp": p.region}, false)
 
 	if rc := sendTokyo(t, p.eu, "host-own"); !strings.Contains(rc, `"delivered"`) {
