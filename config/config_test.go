@@ -12,6 +12,7 @@ import (
 
 	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/connectors"
+	"github.com/clearance-broker/clearance/keys"
 )
 
 func noEnv(string) (string, bool) { return "", false }
@@ -336,5 +337,57 @@ func TestAuditGatherWindow(t *testing.T) {
 	}
 	if got := cfg.Audit.GatherWindowOption(); got >= 0 {
 		t.Errorf("window 0s as %v, want negative (never wait)", got)
+	}
+}
+
+func TestCheckSecrets(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	longKey := strings.Repeat("k", MinSubjectKeyBytes)
+	goodKey, shortKey := write("hmac", longKey+"\n"), write("short", "hunter2-secret\n")
+	emptyCreds := write("creds", " \n")
+	t.Setenv("CLEARANCE_TEST_PG_PASSWORD", "")
+
+	cfg := &Config{}
+	cfg.Audit.HMACKey = SecretRef{File: goodKey}
+	if err := cfg.CheckSecrets(); err != nil {
+		t.Fatalf("good secrets: %v", err)
+	}
+	if k, err := cfg.Audit.SubjectKey(); err != nil || string(k) != longKey {
+		t.Fatalf("SubjectKey = %q, %v", k, err)
+	}
+
+	cfg.Audit.HMACKey = SecretRef{File: shortKey}
+	cfg.Store.Password = SecretRef{Env: "CLEARANCE_TEST_PG_PASSWORD"}
+	cfg.NATS.CredsFile = emptyCreds
+	cfg.NATS.NKeyFile = filepath.Join(dir, "missing.nk")
+	cfg.Vault = &keys.VaultConfig{Auth: keys.VaultAuth{TokenFile: filepath.Join(dir, "missing.token")}}
+	err := cfg.CheckSecrets()
+	if err == nil {
+		t.Fatal("bad secrets passed")
+	}
+	msg := err.Error()
+	for _, want := range []string{
+		"audit.hmac_key: 14 bytes, at least 32 needed",
+		"store.password: environment variable CLEARANCE_TEST_PG_PASSWORD is unset or empty",
+		"nats.creds_file: " + emptyCreds + " is empty",
+		"nats.nkey_file: cannot read " + filepath.Join(dir, "missing.nk") + ": no such file or directory",
+		"vault.auth.token_file",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("missing %q in:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "hunter2") {
+		t.Errorf("a secret's value is in the error:\n%s", msg)
+	}
+	if _, err := cfg.Audit.SubjectKey(); err == nil || !strings.Contains(err.Error(), "openssl rand -hex 32") {
+		t.Errorf("short key: SubjectKey err = %v", err)
 	}
 }

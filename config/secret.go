@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 )
 
@@ -37,30 +38,37 @@ func (s SecretRef) String() string {
 	}
 }
 
-// Resolve reads the secret. It returns ErrSecretUnset (wrapped) when the
-// variable or file is empty; the error never holds the secret's value.
+// Resolve reads the secret. It returns an error that matches
+// ErrSecretUnset when the variable or file is empty, or when nothing is
+// named; no error holds the secret's value.
 func (s SecretRef) Resolve() ([]byte, error) {
 	switch {
 	case s.Env != "":
 		v, ok := os.LookupEnv(s.Env)
 		if !ok || v == "" {
-			return nil, fmt.Errorf("config: environment variable %s: %w", s.Env, ErrSecretUnset)
+			return nil, unsetError("environment variable " + s.Env + " is unset or empty")
 		}
 		return []byte(v), nil
 	case s.File != "":
 		b, err := os.ReadFile(s.File)
 		if err != nil {
-			return nil, fmt.Errorf("config: read secret file %s: %w", s.File, err)
+			return nil, fmt.Errorf("cannot read secret file %s: %s", s.File, errText(err))
 		}
 		v := strings.TrimSpace(string(b))
 		if v == "" {
-			return nil, fmt.Errorf("config: secret file %s: %w", s.File, ErrSecretUnset)
+			return nil, unsetError("secret file " + s.File + " is empty")
 		}
 		return []byte(v), nil
 	default:
-		return nil, ErrSecretUnset
+		return nil, unsetError("no env or file given")
 	}
 }
+
+// unsetError says which secret is unset; it matches ErrSecretUnset.
+type unsetError string
+
+func (e unsetError) Error() string        { return string(e) }
+func (e unsetError) Is(target error) bool { return target == ErrSecretUnset }
 
 // validate checks that exactly one source is named (when required) and
 // returns the problems found under path.
@@ -88,4 +96,74 @@ func validEnvName(s string) bool {
 		}
 	}
 	return true
+}
+
+// MinSubjectKeyBytes is the shortest audit.hmac_key taken. Subject ids are
+// few and guessable (customer numbers), so the HMAC that stands for them in
+// the audit log is only as strong as its key: with a short one, whoever
+// reads the log could hash every candidate id and find whose entries they
+// are. 32 bytes is what `openssl rand -hex 16` writes; `openssl rand -hex
+// 32` (64 characters) is what the example configuration suggests.
+const MinSubjectKeyBytes = 32
+
+// SubjectKey resolves audit.hmac_key and checks that it is at least
+// MinSubjectKeyBytes long.
+func (a Audit) SubjectKey() ([]byte, error) {
+	k, err := a.HMACKey.Resolve()
+	if err != nil {
+		return nil, fmt.Errorf("audit.hmac_key: %w", err)
+	}
+	if len(k) < MinSubjectKeyBytes {
+		return nil, fmt.Errorf("audit.hmac_key: %d bytes, at least %d needed (e.g. `openssl rand -hex 32`)", len(k), MinSubjectKeyBytes)
+	}
+	return k, nil
+}
+
+// CheckSecrets reads every secret and credential file the configuration
+// refers to, as the parts that use them read them at start, and reports
+// every one that cannot be read, is empty or (the audit HMAC key) is too
+// short, each with its path (errors.Join of *FieldError). No message holds
+// a secret's value. It connects to nothing: whether NATS, Postgres and
+// Vault take the credentials shows at start and on /readyz.
+func (c *Config) CheckSecrets() error {
+	var errs []error
+	if _, err := c.Audit.SubjectKey(); err != nil {
+		errs = append(errs, fieldErr("audit.hmac_key", strings.TrimPrefix(err.Error(), "audit.hmac_key: ")))
+	}
+	password := func(p string, s *Store) {
+		if s == nil || s.Password.IsZero() {
+			return
+		}
+		if _, err := s.Password.Resolve(); err != nil {
+			errs = append(errs, fieldErr(p+".password", err.Error()))
+		}
+	}
+	password("store", &c.Store)
+	password("subject_keys.store", c.SubjectKeys.Store)
+	for p, name := range map[string]string{"nats.creds_file": c.NATS.CredsFile, "nats.nkey_file": c.NATS.NKeyFile} {
+		if name == "" {
+			continue
+		}
+		if b, err := os.ReadFile(name); err != nil {
+			errs = append(errs, fieldErr(p, "cannot read "+name+": "+errText(err)))
+		} else if len(strings.TrimSpace(string(b))) == 0 {
+			errs = append(errs, fieldErr(p, name+" is empty"))
+		}
+	}
+	if c.Vault != nil {
+		if err := c.Vault.CheckCredentials(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+	return errors.Join(errs...)
+}
+
+// errText is err's cause without the path an *os.PathError repeats.
+func errText(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -223,4 +224,33 @@ func (c VaultConfig) Validate() error {
 // sortErrors orders problems by message so that reports are stable.
 func sortErrors(errs []error) {
 	slices.SortFunc(errs, func(a, b error) int { return cmp.Compare(a.Error(), b.Error()) })
+}
+
+// CheckCredentials reads what the login method of c names, as the login at
+// start reads it (the token's environment variable or file, AppRole's
+// files), and reports each that cannot be read or is empty, with its YAML
+// path and never its value. It does not log in: whether Vault takes the
+// credentials shows at start and on /readyz.
+func (c VaultConfig) CheckCredentials() error {
+	var errs []error
+	bad := func(path string, err error) {
+		errs = append(errs, fmt.Errorf("keys: vault.auth.%s: %w", path, err))
+	}
+	file := func(path, name string) {
+		if name == "" {
+			return
+		}
+		if _, err := readSecretFile(name); err != nil {
+			bad(path, err)
+		}
+	}
+	if c.Auth.TokenEnv != "" && strings.TrimSpace(os.Getenv(c.Auth.TokenEnv)) == "" {
+		bad("token_env", fmt.Errorf("environment variable %s is unset or empty", c.Auth.TokenEnv))
+	}
+	file("token_file", c.Auth.TokenFile)
+	if ar := c.Auth.AppRole; ar != nil {
+		file("approle.role_id_file", ar.RoleIDFile)
+		file("approle.secret_id_file", ar.SecretIDFile)
+	}
+	return errors.Join(errs...)
 }

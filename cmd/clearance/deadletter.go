@@ -244,9 +244,9 @@ func openDeadLetter(ctx context.Context, st *stack, cfg *config.Config, data []b
 	if !shred.IsEnvelope(data) {
 		return vault.Open(ctx, data)
 	}
-	subjectKey, err := cfg.Audit.HMACKey.Resolve()
+	subjectKey, err := cfg.Audit.SubjectKey()
 	if err != nil {
-		return nil, fmt.Errorf("audit.hmac_key: %w", err)
+		return nil, err
 	}
 	store, path := cfg.Store, "store"
 	if cfg.SubjectKeys.Store != nil {

@@ -86,9 +86,9 @@ func registryApply(ctx context.Context, cfg *config.Config, reg *agreements.Regi
 		}
 		signer = ring
 	}
-	subjectKey, err := cfg.Audit.HMACKey.Resolve()
+	subjectKey, err := cfg.Audit.SubjectKey()
 	if err != nil {
-		return policy.Event{}, false, fmt.Errorf("audit.hmac_key: %w", err)
+		return policy.Event{}, false, err
 	}
 	db, err := openStore(ctx, &st, cfg.Store, "store")
 	if err != nil {

@@ -175,8 +175,8 @@ func reportSource(ctx context.Context, cfgPath, dir, regDir string) (*reportDB, 
 			return nil, err
 		}
 		regDir = cfg.Registry.Dir
-		if subjectKey, err = cfg.Audit.HMACKey.Resolve(); err != nil {
-			return nil, fmt.Errorf("audit.hmac_key: %w", err)
+		if subjectKey, err = cfg.Audit.SubjectKey(); err != nil {
+			return nil, err
 		}
 	} else {
 		if _, err := os.Stat(filepath.Join(dir, "audit.db")); err != nil {

@@ -56,10 +56,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	cfg, err := config.Load(*cfgPath)
 	if err == nil {
-		err = cfg.ValidateWith(kinds)
-	}
-	if err == nil && cfg.DevKeyring != nil {
-		err = errors.New("dev_keyring: the development key ring is for `clearance dev` only; configure vault")
+		// Every problem at once: the configuration's, its secrets', and a
+		// development key ring where the production one belongs.
+		var devRing error
+		if cfg.DevKeyring != nil {
+			devRing = errors.New("dev_keyring: the development key ring is for `clearance dev` only; configure vault")
+		}
+		err = errors.Join(cfg.ValidateWith(kinds), cfg.CheckSecrets(), devRing)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "clearance serve: configuration %s:\n", *cfgPath)
@@ -101,9 +104,9 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 		return err
 	}
 	st.add(vault.Close)
-	subjectKey, err := cfg.Audit.HMACKey.Resolve()
+	subjectKey, err := cfg.Audit.SubjectKey()
 	if err != nil {
-		return fmt.Errorf("audit.hmac_key: %w", err)
+		return err
 	}
 	db, err := openStore(ctx, &st, cfg.Store, "store")
 	if err != nil {

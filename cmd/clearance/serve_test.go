@@ -276,8 +276,33 @@ func TestServeRejectsBadConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	out = syncBuffer{}
-	if c := run(t.Context(), []string{"serve", "--config", path}, &out, &out); c != 2 || !strings.Contains(out.String(), "dev_keyring: the development key ring is for `clearance dev` only") {
-		t.Errorf("exit %d, output:\n%s", c, out.String())
+	if c := run(t.Context(), []string{"serve", "--config", path}, &out, &out); c != 2 {
+		t.Errorf("exit %d, want 2", c)
+	}
+	for _, want := range []string{"dev_keyring: the development key ring is for `clearance dev` only",
+		"audit.hmac_key: environment variable X is unset or empty"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	// --check-config reads the secrets: a short HMAC key and a missing
+	// Vault token file are named, and no secret's value is shown.
+	t.Setenv("CLEARANCE_TEST_SHORT_KEY", "hunter2-short")
+	secrets := "nats: {urls: [nats://x:4222]}\nstore: {dsn: /tmp/a.db}\nvault: {address: \"http://127.0.0.1:1\", auth: {token_file: /nonexistent/token}}\naudit: {hmac_key: {env: CLEARANCE_TEST_SHORT_KEY}}\nregistry: {dir: /tmp}\n"
+	if err := os.WriteFile(path, []byte(secrets), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out = syncBuffer{}
+	if c := run(t.Context(), []string{"serve", "--config", path, "--check-config"}, &out, &out); c != 2 {
+		t.Errorf("exit %d, want 2", c)
+	}
+	for _, want := range []string{"audit.hmac_key: 13 bytes, at least 32 needed", "vault.auth.token_file"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "hunter2") {
+		t.Errorf("the output shows a secret:\n%s", out.String())
 	}
 }
 
