@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/clearance-broker/clearance/agreements"
@@ -349,17 +351,14 @@ func runBroker(ctx context.Context, b *broker.Broker, addr string, ln net.Listen
 			return fmt.Errorf("http: %w", err)
 		}
 	}
-	handler := b.Handler()
-	if len(mounts) > 0 {
-		// More routes (the compliance API and console) next to the broker's.
-		mux := http.NewServeMux()
-		mux.Handle("/", handler)
-		for _, mount := range mounts {
-			mount(mux)
-		}
-		handler = mux
+	// The broker's routes, then more (the compliance API and console) next
+	// to them; what neither serves gets a JSON 404 or 405.
+	mux := http.NewServeMux()
+	mux.Handle("/", unrouted(mux, b.Handler()))
+	for _, mount := range mounts {
+		mount(mux)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	logger.Info("api listening", "component", "http", "addr", ln.Addr().String())
@@ -416,4 +415,48 @@ func (s *stack) close(logger *slog.Logger) {
 			logger.Warn("close", "component", "main", "err", err)
 		}
 	}
+}
+
+// probeMethods are the methods tried to tell a wrong method (405) from a
+// path that is not served (404).
+var probeMethods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// unrouted serves a request with inner when one of its routes matches, and
+// otherwise answers in JSON as the APIs do: 405 with Allow when outer or
+// inner serves the path with other methods, else 404. A client that sends
+// POST to a GET-only route reads why, not a bare "404 page not found".
+func unrouted(outer *http.ServeMux, inner http.Handler) http.Handler {
+	in, _ := inner.(*http.ServeMux)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if in == nil {
+			inner.ServeHTTP(w, r)
+			return
+		}
+		if h, pattern := in.Handler(r); pattern != "" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		var allow []string
+		for _, m := range probeMethods {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			for _, mux := range []*http.ServeMux{outer, in} {
+				if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/" {
+					allow = append(allow, m)
+					break
+				}
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			_ = json.NewEncoder(w).Encode(map[string]string{"error": "method_not_allowed",
+				"message": r.Method + " is not served on this path; use " + strings.Join(allow, " or ")})
+			return
+		}
+		w.WriteHeader(http.StatusNotFound)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": "not_found", "message": "no route serves this path"})
+	})
 }
