@@ -9,7 +9,23 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 )
+
+// FindingUnsealed is what Verify reports where entries go unsealed for
+// longer than the log's checkpoint cadence allows (VerifyOptions): more
+// entries of one chain after its last checkpoint than the cadence lets
+// accumulate, or one of them older than the checkpoint interval allows.
+// Checkpoints were removed, as by someone who rewrote the chain, which only
+// a checkpoint can tell, or are not signed (the signer is failing, or a
+// writer stopped without its final checkpoint). Sequence is the first entry
+// concerned and Report.ProblemLast the last. Entries before a checkpoint
+// the chain matches are proven by it, however many there are.
+const FindingUnsealed Finding = "unsealed"
+
+// minCheckpointSlack is the least VerifyOptions.CheckpointSlack defaults
+// to: two full batches at the default Options.MaxBatch.
+const minCheckpointSlack = 1024
 
 // Report is what Verify checked. It holds counts and sequence numbers only.
 type Report struct {
@@ -33,6 +49,11 @@ type Report struct {
 	SignaturesChecked bool `json:"signatures_checked"`
 	// Problem is the first tampering found, nil if none.
 	Problem *TamperError `json:"problem,omitempty"`
+	// ProblemLast, when not 0, is the last sequence of the range that
+	// Problem concerns, from Problem.Sequence: a run of unsealed entries,
+	// or the entries of which one changed where Verify cannot tell which
+	// (between two checkpoints).
+	ProblemLast int64 `json:"problem_last_sequence,omitempty"`
 }
 
 // VerifyOptions are the options of VerifyWith.
@@ -43,6 +64,155 @@ type VerifyOptions struct {
 	// ProgressEvery is how many entries lie between two calls of Progress
 	// (default 10,000).
 	ProgressEvery int64
+
+	// CheckpointEvery and CheckpointInterval are the cadence the log's
+	// writers sign checkpoints at (their Options; audit.checkpoint_every
+	// and audit.checkpoint_interval of clearance serve). Verify holds the
+	// log to it, because entries that no checkpoint seals are vouched for
+	// by the chain alone, which whoever removed their checkpoint can have
+	// rewritten. It reports FindingUnsealed for more than
+	// CheckpointEvery+CheckpointSlack entries of one chain after its last
+	// checkpoint (or the archive anchor, or the genesis), and, when
+	// CheckpointInterval is set, for an entry after the last checkpoint of
+	// its chain older than CheckpointInterval+Grace. Entries appended while Verify runs are
+	// not held to either. CheckpointEvery 0 takes the Log's
+	// Options.CheckpointEvery (so a read-only Log needs the writers' value
+	// here or in its Options); negative leaves runs unchecked.
+	// CheckpointInterval 0 leaves the age of unsealed entries unchecked:
+	// entry times are the appenders', and only a caller who knows that
+	// they stamp the time of the append, as the broker does, should set it.
+	CheckpointEvery    int64
+	CheckpointInterval time.Duration
+	// CheckpointSlack is how many entries more than CheckpointEvery a run
+	// may hold: those appended while a due checkpoint is read, signed and
+	// stored (default CheckpointEvery, at least 1024).
+	CheckpointSlack int64
+	// Grace is how much older than CheckpointInterval an unsealed entry
+	// may be: a checkpoint that failed once, and skew between the writers'
+	// clock and this one (default CheckpointInterval, at least a minute).
+	Grace time.Duration
+}
+
+// cadence is the checkpoint cadence a verification holds a log to: runs of
+// more than maxRun entries (0: any) and unsealed entries older than maxAge
+// (0: any) are FindingUnsealed.
+type cadence struct {
+	every, maxRun int64
+	interval      time.Duration
+	maxAge        time.Duration
+}
+
+// cadence resolves the options' checkpoint cadence against the log's.
+func (o VerifyOptions) cadence(log Options) cadence {
+	var c cadence
+	switch c.every = o.CheckpointEvery; {
+	case c.every == 0:
+		c.every = log.CheckpointEvery
+		fallthrough
+	case c.every > 0:
+		slack := o.CheckpointSlack
+		if slack <= 0 {
+			slack = max(c.every, minCheckpointSlack)
+		}
+		c.maxRun = c.every + slack
+	}
+	if c.interval = o.CheckpointInterval; c.interval > 0 {
+		grace := o.Grace
+		if grace <= 0 {
+			grace = max(c.interval, time.Minute)
+		}
+		c.maxAge = c.interval + grace
+	}
+	return c
+}
+
+// run is a run of entries that no checkpoint has sealed yet: from first to
+// last, n of them, the oldest written at oldest.
+type run struct {
+	first, last, n int64
+	oldest         time.Time
+}
+
+// runs follows, entry by entry, the unsealed run of every chain of a
+// layout and, on a forked log, that of the single chain before the fork
+// (the last), which a checkpoint of any chain after the fork seals, since
+// every chain continues from the fork entry.
+type runs struct {
+	ly   layout
+	open []run
+}
+
+func newRuns(ly layout) *runs {
+	n := ly.k
+	if ly.k > 1 {
+		n++
+	}
+	return &runs{ly: ly, open: make([]run, n)}
+}
+
+// of returns the index of the run that seq belongs to.
+func (rs *runs) of(seq int64) int {
+	if rs.ly.k > 1 && seq <= rs.ly.fork {
+		return int(rs.ly.k)
+	}
+	return rs.ly.chainOf(seq)
+}
+
+// add adds the entry seq, written at at, to its run.
+func (rs *runs) add(seq int64, at time.Time) {
+	r := &rs.open[rs.of(seq)]
+	if r.n == 0 {
+		r.first, r.oldest = seq, at
+	}
+	r.n++
+	r.last = seq
+	if at.Before(r.oldest) {
+		r.oldest = at
+	}
+}
+
+// sealing returns the runs that a checkpoint at seq seals: the run of its
+// chain and, past the fork, that before the fork.
+func (rs *runs) sealing(seq int64) []*run {
+	i := rs.of(seq)
+	out := []*run{&rs.open[i]}
+	if rs.ly.k > 1 && i < int(rs.ly.k) {
+		out = append(out, &rs.open[rs.ly.k])
+	}
+	return out
+}
+
+// first returns the first entry that a checkpoint at seq would seal (seq
+// if none is unsealed before it).
+func (rs *runs) first(seq int64) int64 {
+	first := seq
+	for _, r := range rs.sealing(seq) {
+		if r.n > 0 {
+			first = min(first, r.first)
+		}
+	}
+	return first
+}
+
+// problem returns the first run after the last checkpoint, by its first
+// entry, that c finds too long (with its detail) or, now, too old, or nil.
+func (c cadence) problem(rs []*run, now time.Time) (*run, string) {
+	var worst *run
+	var detail string
+	for _, r := range rs {
+		if r.n == 0 || (worst != nil && worst.first < r.first) {
+			continue
+		}
+		switch {
+		case c.maxRun > 0 && r.n > c.maxRun:
+			worst, detail = r, fmt.Sprintf("entries %d to %d (%d of them) follow the last checkpoint, "+
+				"though one is signed every %d entries: checkpoints are missing, or the tail was never sealed", r.first, r.last, r.n, c.every)
+		case c.maxAge > 0 && now.Sub(r.oldest) > c.maxAge:
+			worst, detail = r, fmt.Sprintf("entries %d to %d (%d of them) follow the last checkpoint, some older than %s, "+
+				"though one is signed every %s: checkpoints are missing, or the tail was never sealed", r.first, r.last, r.n, c.maxAge, c.interval)
+		}
+	}
+	return worst, detail
 }
 
 // Progress is how far a verification's walk has come.
@@ -82,6 +252,13 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 	fail := func(f Finding, seq int64, detail string) (*Report, error) {
 		return failWith(&TamperError{Finding: f, Sequence: seq, Detail: detail})
 	}
+	failRange := func(f Finding, first, last int64, detail string) (*Report, error) {
+		if last > first {
+			rep.ProblemLast = last
+		}
+		return fail(f, first, detail)
+	}
+	cad := opts.cadence(l.opts)
 	ly, err := loadLayout(ctx, l.db)
 	if err != nil {
 		return rep, err
@@ -108,6 +285,9 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 		return fail(FindingBadCheckpoint, arch.ToSeq, "archive manifest: "+err.Error())
 	}
 
+	// Entries are held to the cadence as they stood now: those appended
+	// after it may be sealed by checkpoints this walk does not know of.
+	now := l.opts.Now()
 	var cps []checkpointRow
 	if err := l.db.NewSelect().Model(&cps).Where("seq >= ?", start).Order("seq").Scan(ctx); err != nil {
 		return rep, fmt.Errorf("audit: verify: read checkpoints: %w", err)
@@ -174,6 +354,10 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 	}
 	defer rows.Close()
 	headHash := make([]string, ly.k)
+	// unsealed follows the runs of entries that existed when the walk
+	// began and no checkpoint has sealed yet; appended counts the entries
+	// appended since, after every checkpoint known.
+	unsealed, appended := newRuns(ly), int64(0)
 	for rows.Next() {
 		var r entryRow
 		if err := l.db.ScanRow(ctx, rows, &r); err != nil {
@@ -183,14 +367,17 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 		if r.Seq < st.Next {
 			return fail(FindingInserted, r.Seq, "entry before the start of the chain")
 		}
-		problem := func(f Finding, seq int64, detail string) (*Report, error) {
+		problemIn := func(f Finding, first, last int64, detail string) (*Report, error) {
 			switch out, err := beyondHead(r.Seq); {
 			case err != nil:
 				return rep, err
 			case out:
 				return fail(FindingInserted, r.Seq, "entry past the chain head")
 			}
-			return fail(f, seq, detail)
+			return failRange(f, first, last, detail)
+		}
+		problem := func(f Finding, seq int64, detail string) (*Report, error) {
+			return problemIn(f, seq, seq, detail)
 		}
 		if gap := missing(r.Seq, c); gap != 0 {
 			return problem(FindingRemoved, gap, "entry missing from the chain")
@@ -205,21 +392,31 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 			}
 			return problem(FindingChanged, st.last, "hash is not the one the next entry recorded")
 		}
-		if h, ok := signed[r.Seq]; ok {
-			if h != r.Hash {
-				first := st.firstUnsealed
-				if first == 0 {
-					first = r.Seq
-				}
-				return problem(FindingChanged, first,
-					fmt.Sprintf("chain rewritten between entry %d and checkpoint %d", first, r.Seq))
-			}
+		if h, ok := signed[r.Seq]; ok && h != r.Hash {
+			// Every entry matches its own hash and links to the one
+			// before: the chain was rewritten consistently, somewhere
+			// after the previous seal, and only the checkpoint tells.
+			first := unsealed.first(r.Seq)
+			return problemIn(FindingChanged, first, r.Seq, fmt.Sprintf("an entry from %d to %d was changed and the chain rewritten "+
+				"after it, which entry the chain cannot tell: it no longer matches checkpoint %d", first, r.Seq, r.Seq))
 		}
 		if r.Seq == heads0[c].Seq {
 			headHash[c] = r.Hash
 		}
 		w.step(r.Seq, r.Hash)
+		if r.Seq <= heads0[c].Seq {
+			unsealed.add(r.Seq, r.At)
+		} else {
+			appended++
+		}
 		if _, ok := signed[r.Seq]; ok {
+			// A checkpoint that the chain matches vouches for every entry
+			// before it, however long the run: a run longer than the
+			// cadence here is a signer outage or a removed checkpoint in
+			// between, neither of which leaves an entry unproven.
+			for _, sealed := range unsealed.sealing(r.Seq) {
+				*sealed = run{}
+			}
 			w.sealed(r.Seq)
 			rep.Checkpoints++
 			rep.LastCheckpoint = r.Seq
@@ -253,8 +450,14 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 			return fail(FindingRemoved, st.Next, fmt.Sprintf("entries sealed by checkpoint %d are missing", cp.Seq))
 		}
 	}
-	for _, st := range w.lanes {
-		rep.Unsealed += st.unsealed
+	tail := make([]*run, len(unsealed.open))
+	rep.Unsealed = appended
+	for i := range unsealed.open {
+		tail[i] = &unsealed.open[i]
+		rep.Unsealed += tail[i].n
+	}
+	if bad, detail := cad.problem(tail, now); bad != nil {
+		return failRange(FindingUnsealed, bad.first, bad.last, detail)
 	}
 	return rep, nil
 }
