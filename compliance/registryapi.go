@@ -78,20 +78,72 @@ func agreementStatuses(reg *agreements.Registry, now time.Time) []AgreementStatu
 	return out
 }
 
-// RegistryView is the registry in force.
+// RegistryView is the registry in force. Content is an agreements.Content
+// for officers and admins, a RedactedContent for everyone else.
 type RegistryView struct {
-	Version string             `json:"version"`
-	Content agreements.Content `json:"content"`
-	Note    string             `json:"note"`
+	Version string `json:"version"`
+	Content any    `json:"content"`
+	Note    string `json:"note"`
 }
 
+// RedactedContent is the registry as a viewer sees it: the subjects of
+// consents, legal orders and erasures are given as their HMACs (as the
+// audit log keeps them; none without the subject key), never in clear. It
+// names each section it shows, so that a section agreements.Content gains
+// is not shown to viewers until it is added here.
+type RedactedContent struct {
+	Zones       []agreements.Zone      `json:"zones"`
+	Adequacy    []agreements.Adequacy  `json:"adequacy"`
+	Parties     []agreements.Party     `json:"parties"`
+	Datasets    []agreements.Dataset   `json:"datasets"`
+	Purposes    []agreements.Purpose   `json:"purposes"`
+	Agreements  []agreements.Agreement `json:"agreements"`
+	Consents    []RedactedConsent      `json:"consents"`
+	LegalOrders []LegalOrderView       `json:"legal_orders"`
+	Erasures    []ErasureView          `json:"erasures"`
+}
+
+// RedactedConsent is one consent by its subject's HMAC.
+type RedactedConsent struct {
+	SubjectHMAC string `json:"subject_hmac,omitempty"`
+	ConsentView
+}
+
+// redactedContent returns c with every subject id replaced by its HMAC.
+func (s *Server) redactedContent(c agreements.Content) RedactedContent {
+	out := RedactedContent{Zones: c.Zones, Adequacy: c.Adequacy, Parties: c.Parties, Datasets: c.Datasets,
+		Purposes: c.Purposes, Agreements: c.Agreements, Consents: make([]RedactedConsent, 0, len(c.Consents)),
+		LegalOrders: make([]LegalOrderView, 0, len(c.LegalOrders)), Erasures: make([]ErasureView, 0, len(c.Erasures))}
+	for _, x := range c.Consents {
+		v := ConsentView{Purpose: x.Purpose, Recipients: x.Recipients, GrantedAt: x.GrantedAt.UTC(), WithdrawnAt: x.WithdrawnAt,
+			Parental: x.Parental, TransferConsent: x.TransferConsent, NoticeVersion: x.NoticeVersion}
+		if v.Recipients == nil {
+			v.Recipients = []string{}
+		}
+		out.Consents = append(out.Consents, RedactedConsent{SubjectHMAC: s.subjectHMAC(x.Subject), ConsentView: v})
+	}
+	for _, o := range c.LegalOrders {
+		out.LegalOrders = append(out.LegalOrders, s.legalOrderView(o, false))
+	}
+	for _, e := range c.Erasures {
+		out.Erasures = append(out.Erasures, ErasureView{SubjectHMAC: s.subjectHMAC(e.Subject), At: e.At.UTC()})
+	}
+	return out
+}
+
+// getRegistry answers the registry in force: in full to officers and
+// admins, to viewers without a subject id in clear (RedactedContent).
 func (s *Server) getRegistry(w http.ResponseWriter, r *http.Request) {
 	if err := onlyParams(r.URL.Query()); err != nil {
 		s.fail(w, err)
 		return
 	}
 	reg := s.opts.Registry.Registry()
-	writeJSON(w, http.StatusOK, RegistryView{Version: reg.Version(), Content: reg.Content(), Note: registryStoreNotes})
+	var content any = reg.Content()
+	if p := principalOf(r.Context()); p == nil || p.Role < RoleOfficer {
+		content = s.redactedContent(reg.Content())
+	}
+	writeJSON(w, http.StatusOK, RegistryView{Version: reg.Version(), Content: content, Note: registryStoreNotes})
 }
 
 func (s *Server) getRegistryVersions(w http.ResponseWriter, r *http.Request) {

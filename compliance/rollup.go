@@ -243,10 +243,11 @@ type rollup struct {
 	readOnly bool
 }
 
-// The saved rollups' names, with the format of their cells.
+// The saved rollups' names, with the format of their cells. ropa/2 counts
+// deliveries; a saved ropa/1 (which counted allow decisions) is not read.
 const (
 	overviewRollup = "overview/1"
-	ropaRollup     = "ropa/1"
+	ropaRollup     = "ropa/2"
 	versionsRollup = "versions/1"
 )
 

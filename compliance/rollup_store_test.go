@@ -108,9 +108,9 @@ func TestSavedRollups(t *testing.T) {
 			fromSaved("first process", true)
 			before := savedHi("overview/1")
 			added(30, at)
-			ropaHi := savedHi("ropa/1")
+			ropaHi := savedHi("ropa/2")
 			fromSaved("grown", true)
-			if hi := savedHi("ropa/1"); hi != ropaHi {
+			if hi := savedHi("ropa/2"); hi != ropaHi {
 				t.Fatalf("the command line's records of processing saved a rollup at %d over %d", hi, ropaHi)
 			}
 			b, err := a.Again()
@@ -123,7 +123,7 @@ func TestSavedRollups(t *testing.T) {
 			}
 
 			spoil("overview/1", "hi_hash", "another log's")
-			spoil("ropa/1", "cells", "{")
+			spoil("ropa/2", "cells", "{")
 			c, err := a.Again()
 			if err != nil {
 				t.Fatal(err)

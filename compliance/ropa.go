@@ -22,8 +22,8 @@ import (
 )
 
 // ROPA is the Art. 30 record of processing activities, built from the
-// registry in force and the allowed transfers the audit log recorded in a
-// window.
+// registry in force and the transfers (deliveries) the audit log recorded
+// in a window.
 type ROPA struct {
 	GeneratedAt      time.Time          `json:"generated_at"`
 	From             time.Time          `json:"from"`
@@ -91,8 +91,8 @@ func (s *Server) BuildROPA(ctx context.Context, from, to time.Time) (*ROPA, erro
 }
 
 // BuildROPA builds the records of processing for [from, to) from reg and the
-// allowed transfers of the audit log on db (read only). keyRefs name the key
-// services in use besides those the log records.
+// transfers (deliveries) of the audit log on db (read only). keyRefs name
+// the key services in use besides those the log records.
 func BuildROPA(ctx context.Context, db *bun.DB, reg *agreements.Registry, keyRefs []string, from, to, now time.Time) (*ROPA, error) {
 	rows, seenKeys, err := flows(ctx, db, from, to)
 	if err != nil {
@@ -127,7 +127,8 @@ func BuildROPAFromSaved(ctx context.Context, db *bun.DB, log AuditLog, reg *agre
 }
 
 // buildROPA builds the records of processing from reg and the flows of
-// allowed transfers and key references the audit log holds for [from, to).
+// transfers (deliveries) and key references the audit log holds for
+// [from, to).
 func buildROPA(reg *agreements.Registry, keyRefs []string, rows []flowRow, seenKeys []string, from, to, now time.Time) *ROPA {
 	c := reg.Content()
 	parties := map[string]agreements.Party{}

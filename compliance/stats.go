@@ -228,8 +228,10 @@ func (s *Server) agreementVersions(ctx context.Context, id string) ([]VersionSee
 	return out, nil
 }
 
-// flowRow is one distinct flow of allowed transfers for the records of
-// processing.
+// flowRow is one distinct flow of transfers for the records of
+// processing. A transfer is a delivery the recipient accepted (an entry of
+// event delivered), not an allow decision: an allowed request whose
+// delivery fails for good is dead-lettered and transfers nothing.
 type flowRow struct {
 	Purpose    string `bun:"purpose"`
 	LegalBasis string `bun:"legal_basis"`
@@ -249,7 +251,7 @@ type flowCell struct {
 	flow   flowRow
 }
 
-// flowTally counts the allowed transfers per bucket and flow, and the key
+// flowTally counts the transfers (deliveries) per bucket and flow, and the key
 // references entries name per bucket, for the records of processing.
 type flowTally struct {
 	flows   map[flowCell]int64
@@ -265,8 +267,8 @@ func (t *flowTally) size() int { return len(t.flows) + len(t.keyRefs) }
 // flowColumns are the columns that make a flow.
 const flowColumns = "purpose, legal_basis, dataset, recipient, recipient_country, origin, mechanism, categories_sent, agreement_id"
 
-// count adds to t the allowed transfers and key references where selects,
-// bucketed by bk; byTime as for whereIs.
+// count adds to t the transfers (deliveries) and key references where
+// selects, bucketed by bk; byTime as for whereIs.
 func (t *flowTally) count(ctx context.Context, db bun.IDB, bk bucketing, byTime bool, where func(*bun.SelectQuery) *bun.SelectQuery) error {
 	var rows []struct {
 		Bucket string `bun:"bucket"`
@@ -274,7 +276,7 @@ func (t *flowTally) count(ctx context.Context, db bun.IDB, bk bucketing, byTime 
 	}
 	inner := db.NewSelect().TableExpr(entriesTable).ColumnExpr(bk.group + " AS b").ColumnExpr(flowColumns).
 		ColumnExpr("count(*) AS n").GroupExpr("1, " + flowColumns)
-	inner = where(whereIs(whereIs(inner, db, byTime, "event", "decided"), db, byTime, "decision", "allow"))
+	inner = where(whereIs(whereIs(inner, db, byTime, "event", "delivered"), db, byTime, "decision", "allow"))
 	if err := grouped(db, bk, inner, flowColumns+", n").Scan(ctx, &rows); err != nil {
 		return fmt.Errorf("compliance: records of processing: %w", err)
 	}
@@ -330,8 +332,8 @@ func flowList(rows map[flowRow]int64, refs map[string]bool) ([]flowRow, []string
 	return out, keys
 }
 
-// flows returns the flows of allowed transfers and the key references of
-// [from, to), counted from the log.
+// flows returns the flows of transfers (deliveries) and the key references
+// of [from, to), counted from the log.
 func flows(ctx context.Context, db *bun.DB, from, to time.Time) ([]flowRow, []string, error) {
 	t := newFlowTally()
 	// One bucket for the whole window: nothing to compute per entry.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/clearance-broker/clearance/agreements"
 	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/policy"
 )
 
 // WhatIfLimits states what a what-if cannot know, because the audit log
@@ -21,6 +22,7 @@ var WhatIfLimits = []string{
 	"whether a subject was a minor is not recorded; it is inferred only from a recorded minor_without_parental_consent refusal and otherwise taken as false",
 	"a decision the registry in force does not reproduce from its reconstruction is not counted as a flip; it is listed as uncertain",
 	"a legal order is matched by authority and subject, as the audit log does not record the order id",
+	"the proposal is evaluated with the run-time changes of the live registry (consents, withdrawals, erasures, legal orders, suspensions) carried over it, as applying it would carry them; a change it cannot take (one naming a purpose or party it drops) is left out, as it would be then",
 }
 
 // WhatIfQuery selects the recorded decisions a what-if re-decides.
@@ -55,6 +57,8 @@ type Flip struct {
 }
 
 // WhatIfResult answers which past transfers a proposed registry would flip.
+// RuntimeChanges counts the run-time changes of the live registry carried
+// over the proposal (WhatIfInForce).
 type WhatIfResult struct {
 	From             time.Time     `json:"from"`
 	To               time.Time     `json:"to"`
@@ -69,6 +73,7 @@ type WhatIfResult struct {
 	BaselineMismatch int           `json:"baseline_mismatch"`
 	Uncertain        int           `json:"uncertain"`
 	SubjectsKnown    int           `json:"subjects_recognised"`
+	RuntimeChanges   int           `json:"runtime_changes"`
 	NewReasons       []ReasonCount `json:"new_refusal_reasons"`
 	Flips            []Flip        `json:"flips"`
 	Limits           []string      `json:"limits"`
@@ -161,6 +166,60 @@ func WhatIf(ctx context.Context, log Scanner, current, proposed *agreements.Regi
 		return a.Count > b.Count || a.Count == b.Count && a.Reason < b.Reason
 	})
 	return res, nil
+}
+
+// RuntimeChanges gives the live registry's stored events, oldest first;
+// its run-time changes are what a what-if carries over a proposal.
+// *policy.Store satisfies it. It must be safe for concurrent use.
+type RuntimeChanges interface {
+	Events(ctx context.Context, after int64, limit int) ([]policy.Event, error)
+}
+
+// WhatIfInForce is WhatIf with proposed as the broker would decide with it
+// once applied: every run-time change of changes carried over it
+// (WithRuntimeChanges), so that a withdrawn consent, an erasure or a legal
+// order recorded at run time holds under the proposal as it does under the
+// registry in force. current must be the registry in force, run-time
+// changes included. A nil changes carries nothing. The API and `clearance
+// report whatif` both answer through it.
+func WhatIfInForce(ctx context.Context, log Scanner, changes RuntimeChanges, current, proposed *agreements.Registry, subjectKey []byte, q WhatIfQuery) (*WhatIfResult, error) {
+	proposed, n, err := WithRuntimeChanges(ctx, changes, proposed)
+	if err != nil {
+		return nil, err
+	}
+	res, err := WhatIf(ctx, log, current, proposed, subjectKey, q)
+	if err != nil {
+		return nil, err
+	}
+	res.RuntimeChanges = n
+	return res, nil
+}
+
+// WithRuntimeChanges returns reg as the live registry puts a newly applied
+// base in force: with every run-time change changes holds carried over it,
+// oldest first, and the number carried. As the live registry does (policy's
+// state.next and carry), a suspension holds only while reg keeps the
+// suspended version of the agreement, and a change reg cannot take (a
+// purpose it drops) is left out. A nil changes returns reg.
+func WithRuntimeChanges(ctx context.Context, changes RuntimeChanges, reg *agreements.Registry) (*agreements.Registry, int, error) {
+	if changes == nil {
+		return reg, 0, nil
+	}
+	evs, err := changes.Events(ctx, 0, 0)
+	if err != nil {
+		return nil, 0, fmt.Errorf("compliance: run-time changes: %w", err)
+	}
+	n := 0
+	for _, ev := range evs {
+		if ev.Kind != policy.KindChange || ev.Change == nil {
+			continue
+		}
+		if next, ok := policy.Carry(reg, ev); ok {
+			reg = next
+			n++
+		}
+	}
+	return reg, n, nil
 }
 
 func flipOf(e *audit.Entry, d *agreements.Decision) Flip {

@@ -143,9 +143,19 @@ func (s *Server) runWhatIf(r *http.Request) (*WhatIfResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := WhatIf(r.Context(), s.opts.Audit, s.opts.Registry.Registry(), proposed, s.opts.SubjectKey, wq)
+	res, err := WhatIfInForce(r.Context(), s.opts.Audit, s.runtimeChanges(), s.opts.Registry.Registry(), proposed, s.opts.SubjectKey, wq)
 	if err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// runtimeChanges returns the live registry's store, whose run-time changes
+// a what-if carries over a proposal: the registry store given as
+// Options.Versions (*policy.Store, under clearance dev and serve), or nil
+// without one (then no run-time change exists: the registry in force is
+// the one given).
+func (s *Server) runtimeChanges() RuntimeChanges {
+	rc, _ := s.opts.Versions.(RuntimeChanges)
+	return rc
 }

@@ -120,11 +120,20 @@ func (s *state) next(ev Event, content func(version string) (agreements.Content,
 	return n, nil
 }
 
-// carry applies an earlier run-time change to a newly applied base. A
-// suspension holds only while the base keeps the suspended version of the
-// agreement; a change that no longer fits the base (a purpose removed) is
-// left out, the same way on every instance.
+// carry applies an earlier run-time change to a newly applied base (see
+// Carry), or leaves the base as it is.
 func carry(reg *agreements.Registry, ev Event) *agreements.Registry {
+	n, _ := Carry(reg, ev)
+	return n
+}
+
+// Carry applies the earlier run-time change ev (of KindChange) to reg, a
+// newly applied base, as every instance does when a registry is applied,
+// and reports whether reg took it. A suspension holds only while the base
+// keeps the suspended version of the agreement; a change that no longer
+// fits the base (a purpose removed) is left out, the same way on every
+// instance. The what-if of a proposed registry carries changes with it.
+func Carry(reg *agreements.Registry, ev Event) (*agreements.Registry, bool) {
 	ch := *ev.Change
 	if len(ch.Suspend) > 0 {
 		current := agreementVersions(reg)
@@ -135,9 +144,9 @@ func carry(reg *agreements.Registry, ev Event) *agreements.Registry {
 	}
 	n, err := reg.With(ch)
 	if err != nil {
-		return reg
+		return reg, false
 	}
-	return n
+	return n, true
 }
 
 // agreementVersions maps every agreement id of reg to its version.

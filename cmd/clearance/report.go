@@ -18,6 +18,7 @@ import (
 	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/compliance"
 	"github.com/clearance-broker/clearance/config"
+	"github.com/clearance-broker/clearance/policy"
 	"github.com/uptrace/bun"
 )
 
@@ -102,7 +103,7 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		return 2
 	}
-	res, err := compliance.WhatIf(ctx, src.log, src.reg, prop, src.subjectKey, compliance.WhatIfQuery{From: w[0], To: w[1]})
+	res, err := reportWhatIf(ctx, src, prop, compliance.WhatIfQuery{From: w[0], To: w[1]})
 	if err == nil {
 		err = writeIndented(out, res)
 	}
@@ -111,6 +112,23 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 1
 	}
 	return 0
+}
+
+// reportWhatIf answers as POST /v1/whatif does (compliance.WhatIfInForce):
+// the run-time changes of the live registry's store (consents, withdrawals,
+// erasures, legal orders, suspensions) are carried over the proposal and,
+// since the registry read from its directory lacks them, over the registry
+// in force too.
+func reportWhatIf(ctx context.Context, src *reportDB, prop *agreements.Registry, q compliance.WhatIfQuery) (*compliance.WhatIfResult, error) {
+	store, err := policy.OpenStore(ctx, src.db)
+	if err != nil {
+		return nil, err
+	}
+	current, _, err := compliance.WithRuntimeChanges(ctx, store, src.reg)
+	if err != nil {
+		return nil, err
+	}
+	return compliance.WhatIfInForce(ctx, src.log, store, current, prop, src.subjectKey, q)
 }
 
 func writeIndented(w io.Writer, v any) error {

@@ -1,0 +1,232 @@
+package compliance_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/broker/brokertest"
+	"github.com/clearance-broker/clearance/compliance"
+	"github.com/clearance-broker/clearance/compliance/compliancetest"
+	"github.com/clearance-broker/clearance/policy"
+)
+
+// startLive starts the live registry on f's store and engine, as clearance
+// dev and serve do, with the engine's registry applied.
+func startLive(t *testing.T, f *compliancetest.Fixture) (*policy.Live, *policy.Store) {
+	t.Helper()
+	ctx := context.Background()
+	nc := brokertest.Connect(t, brokertest.StartNATS(t))
+	store, err := policy.OpenStore(ctx, f.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := policy.Start(ctx, policy.Options{Store: store, Engine: f.Engine, NATS: nc, Audit: f.Log,
+		Now: func() time.Time { return compliancetest.Now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(live.Stop)
+	if _, _, err := live.Apply(ctx, f.Engine.Registry()); err != nil {
+		t.Fatal(err)
+	}
+	return live, store
+}
+
+// parsed returns the registry of files.
+func parsed(t *testing.T, files map[string]string) *agreements.Registry {
+	t.Helper()
+	var fs []agreements.File
+	for name, data := range files {
+		fs = append(fs, agreements.File{Name: name, Data: []byte(data)})
+	}
+	reg, err := agreements.Parse(fs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+// TestWhatIfCarriesRuntimeRights: a consent withdrawn and an erasure
+// recorded at run time hold under a proposal as they do under the registry
+// in force, so the what-if of the unchanged registry files reports no
+// transfer of those subjects as now allowed: through the API, and as
+// `clearance report whatif` runs it (the registry directory and the
+// proposal, both with the store's run-time changes). Without the changes
+// (the control) those transfers would flip.
+func TestWhatIfCarriesRuntimeRights(t *testing.T) {
+	ctx := context.Background()
+	f := compliancetest.New(t)
+	live, store := startLive(t, f)
+	before := compliancetest.Now.AddDate(0, 0, -60)
+	if _, err := live.Change(ctx, agreements.Change{
+		Withdrawals: []agreements.Withdrawal{{Subject: "cust-7", Purpose: "marketing", At: before}},
+		Erasures:    []agreements.Erasure{{Subject: "cust-881", At: before}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	f.Seed(t, 1) // decided by the engine the live registry keeps
+
+	// The log refuses every transfer of the two subjects; affected are
+	// those refused for the run-time changes.
+	var affected []string
+	for _, sub := range []string{"cust-7", "cust-881"} {
+		err := f.Log.Scan(ctx, audit.Filter{Event: audit.EventDecided, SubjectHMAC: audit.SubjectHMAC(compliancetest.SubjectKey, sub)},
+			func(e *audit.Entry) error {
+				if e.Decision != "deny" {
+					t.Errorf("%s recorded %s %v, want deny", e.RequestID, e.Decision, e.Reasons)
+				}
+				if slices.Contains(e.Reasons, agreements.ReasonSubjectErased) || slices.Contains(e.Reasons, agreements.ReasonConsentWithdrawn) {
+					affected = append(affected, e.RequestID)
+				}
+				return nil
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(affected) < 2 {
+		t.Fatalf("transfers of the two subjects: %v", affected)
+	}
+
+	files := proposal(t, f, "40-agreements.yaml", "agreements:", "agreements:")
+	auth, err := f.Issuer.Authenticator(func() time.Time { return compliancetest.Now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := compliance.New(compliance.Options{Audit: f.Log, DB: f.DB, Registry: f.Engine, Versions: store, Auth: auth,
+		SubjectKey: compliancetest.SubjectKey, Now: func() time.Time { return compliancetest.Now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := httptest.NewServer(srv.Handler())
+	t.Cleanup(h.Close)
+	q := compliance.WhatIfQuery{From: compliancetest.Now.AddDate(0, 0, -30), To: compliancetest.Now}
+
+	tests := []struct {
+		name        string
+		via         string
+		wantFlipped bool
+		wantCarried int
+	}{
+		{name: "API", via: "api", wantCarried: 1},
+		{name: "as the command line runs it", via: "cli", wantCarried: 1},
+		{name: "control: without the run-time changes", via: "bare", wantFlipped: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var res *compliance.WhatIfResult
+			switch tt.via {
+			case "api":
+				c := client{t: t, base: h.URL, token: f.Token(t, compliance.RoleOfficer)}
+				code, _, b := c.do("POST", "/v1/whatif", "application/json", jsonBody(t, map[string]any{"files": files}))
+				if code != http.StatusOK || json.Unmarshal(b, &res) != nil {
+					t.Fatalf("%d %.300s", code, b)
+				}
+			case "cli":
+				dir, err := agreements.Load(f.Registry)
+				if err != nil {
+					t.Fatal(err)
+				}
+				current, _, err := compliance.WithRuntimeChanges(ctx, store, dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if current.Version() != f.Engine.Registry().Version() {
+					t.Fatalf("directory with the run-time changes: version %s, in force %s", current.Version(), f.Engine.Registry().Version())
+				}
+				if res, err = compliance.WhatIfInForce(ctx, f.Log, store, current, parsed(t, files), compliancetest.SubjectKey, q); err != nil {
+					t.Fatal(err)
+				}
+			case "bare":
+				if res, err = compliance.WhatIf(ctx, f.Log, f.Engine.Registry(), parsed(t, files), compliancetest.SubjectKey, q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var flipped []string
+			for _, fl := range res.Flips {
+				if slices.Contains(affected, fl.RequestID) && fl.Proposed == "allow" && !fl.Uncertain {
+					flipped = append(flipped, fl.RequestID)
+				}
+			}
+			if tt.wantFlipped {
+				if len(flipped) != len(affected) || res.NowAllowed < len(affected) {
+					t.Fatalf("control: now allowed %d, flipped %v of %v", res.NowAllowed, flipped, affected)
+				}
+				return
+			}
+			if len(flipped) > 0 || res.NowAllowed != 0 || res.NowRefused != 0 || res.Unchanged != res.Evaluated || res.Evaluated == 0 {
+				t.Fatalf("unchanged files flip %v: %+v", flipped, res)
+			}
+			if res.RuntimeChanges != tt.wantCarried || res.ProposedVersion != f.Engine.Registry().Version() {
+				t.Fatalf("carried %d changes, proposed version %s; want %d, %s", res.RuntimeChanges, res.ProposedVersion,
+					tt.wantCarried, f.Engine.Registry().Version())
+			}
+		})
+	}
+}
+
+// TestWithRuntimeChangesAsApplyDoes: the registry a what-if evaluates is
+// the one the live registry puts in force when the proposal is applied:
+// the same version and agreements, a suspension carried only while the
+// proposal keeps the suspended version.
+func TestWithRuntimeChangesAsApplyDoes(t *testing.T) {
+	ctx := context.Background()
+	f := compliancetest.New(t)
+	live, store := startLive(t, f)
+	at := compliancetest.Now.AddDate(0, 0, -2)
+	changes := []agreements.Change{
+		{Suspend: []string{"dpa-swiftship-de"}},
+		{Erasures: []agreements.Erasure{{Subject: "cust-882", At: at}},
+			Withdrawals: []agreements.Withdrawal{{Subject: "cust-12", Purpose: "marketing", At: at}}},
+		{LegalOrders: []agreements.LegalOrder{{ID: "order-carried", Authority: "bka-de", Subjects: []string{"cust-883"},
+			Categories: []string{"identity.name"}, ValidUntil: time.Date(2026, 12, 31, 0, 0, 0, 0, time.UTC)}}},
+	}
+	for _, ch := range changes {
+		if _, err := live.Change(ctx, ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name          string
+		file          string
+		old, repl     string
+		wantSuspended bool
+	}{
+		{name: "keeps the suspended version", file: "50-subjects.yaml", old: "risk-notice-v3", repl: "risk-notice-v4", wantSuspended: true},
+		{name: "a new version of the suspended agreement", file: "40-agreements.yaml", old: "version: 2", repl: "version: 3"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prop := parsed(t, proposal(t, f, tt.file, tt.old, tt.repl))
+			got, n, err := compliance.WithRuntimeChanges(ctx, store, prop)
+			if err != nil || n != len(changes) {
+				t.Fatalf("carried %d of %d: %v", n, len(changes), err)
+			}
+			if _, applied, err := live.Apply(ctx, prop); err != nil || !applied {
+				t.Fatalf("apply: %v %v", applied, err)
+			}
+			inForce := f.Engine.Registry()
+			if got.Version() != inForce.Version() {
+				t.Fatalf("what-if registry %s, in force after apply %s", got.Version(), inForce.Version())
+			}
+			a, b := got.Content(), inForce.Content()
+			if !slices.EqualFunc(a.Agreements, b.Agreements, func(x, y agreements.Agreement) bool {
+				return x.ID == y.ID && x.Version == y.Version && x.Status == y.Status
+			}) || len(a.Consents) != len(b.Consents) || len(a.Erasures) != len(b.Erasures) || len(a.LegalOrders) != len(b.LegalOrders) {
+				t.Fatalf("what-if content differs from the one in force")
+			}
+			for _, ag := range a.Agreements {
+				if ag.ID == "dpa-swiftship-de" && (ag.Status == agreements.StatusSuspended) != tt.wantSuspended {
+					t.Fatalf("dpa-swiftship-de v%d %s, want suspended %v", ag.Version, ag.Status, tt.wantSuspended)
+				}
+			}
+		})
+	}
+}
