@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-
-	"github.com/clearance-broker/clearance/audit"
 )
 
 func (c *console) overview(w http.ResponseWriter, r *http.Request) {
@@ -230,10 +228,9 @@ func (c *console) whatIfRun(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, "whatif.html", data)
 }
 
-// eventNames lists the events for the explorer's filter.
-var eventNames = []audit.Event{audit.EventDecided, audit.EventDelivered, audit.EventDeliveryFailed,
-	audit.EventRejected, audit.EventReceived, audit.EventErasureNotified, audit.EventRegistryApplied,
-	audit.EventConsentRecorded, audit.EventErasureRecorded, EventAPICall}
+// eventNames lists the events for the explorer's filter: every value the
+// API's event filter takes.
+var eventNames = filterEvents
 
 // export is the console's export: the subject token of the explorer's
 // address, if any, is opened before the filters are read.

@@ -11,11 +11,23 @@ import (
 	"github.com/clearance-broker/clearance/audit"
 )
 
-// Rule status values of an Explanation.
+// Rule status values of an Explanation. The engine checks every rule it
+// can and reports every failing reason (DESIGN section 3), but a rule that
+// needs what an earlier one found unknown is not checked: it is
+// RuleNotEvaluated, never RulePassed.
 const (
-	RulePassed     = "passed"
-	RuleFailed     = "failed"
+	// RulePassed: the rule was checked and holds.
+	RulePassed = "passed"
+	// RuleFailed: the rule was checked and gave the reasons listed.
+	RuleFailed = "failed"
+	// RuleNotApplied: the rule does not apply to the entry (a request
+	// rejected before any decision, an entry that records no decision,
+	// a dataset that holds no personal data).
 	RuleNotApplied = "not_applicable"
+	// RuleNotEvaluated: the rule was not checked because an earlier rule
+	// left it nothing to check (an unknown recipient, dataset or purpose;
+	// no agreement or legal order to minimise by).
+	RuleNotEvaluated = "not_evaluated"
 )
 
 // RuleResult is one rule of DESIGN section 3 as it applied to one decision.
@@ -97,8 +109,10 @@ var ruleTitles = []string{
 }
 
 // Explain walks the decision recorded in e rule by rule, with details from
-// reg where the registry still holds them. Entries that are not decisions
-// get the rules that their reasons name.
+// reg where the registry still holds them. A rule the engine did not check
+// (see RuleNotEvaluated) is never shown as passed. Entries that are not
+// decisions get the rules that their reasons name; the other rules do not
+// apply to them.
 func Explain(e *audit.Entry, reg *agreements.Registry) *Explanation {
 	x := &Explanation{Outcome: e.Decision}
 	byRule := map[int][]string{}
@@ -122,10 +136,23 @@ func Explain(e *audit.Entry, reg *agreements.Registry) *Explanation {
 		rr.Detail = ruleDetail(n, e, reg, rr.Reasons)
 		x.Rules = append(x.Rules, rr)
 	}
-	if e.Event == audit.EventRejected || len(other) > 0 && e.Decision == "deny" && len(byRule) == 0 {
+	for n, why := range unchecked(e, reg) {
+		if rr := &x.Rules[n-1]; rr.Status == RulePassed {
+			rr.Status, rr.Detail = why.status, why.detail
+		}
+	}
+	switch {
+	case e.Event == audit.EventRejected || len(other) > 0 && e.Decision == "deny" && len(byRule) == 0:
 		for i := range x.Rules {
 			x.Rules[i].Status = RuleNotApplied
 			x.Rules[i].Detail = "the request was not decided: " + strings.Join(other, "; ")
+		}
+	case !slices.Contains(decisionEvents, e.Event):
+		for i := range x.Rules {
+			if x.Rules[i].Status != RuleFailed {
+				x.Rules[i].Status = RuleNotApplied
+				x.Rules[i].Detail = "this entry records " + string(e.Event) + ", not a transfer decision"
+			}
 		}
 	}
 	switch {
@@ -137,6 +164,79 @@ func Explain(e *audit.Entry, reg *agreements.Registry) *Explanation {
 		x.RegistryNote = "the registry has changed since this decision; details below come from the registry in force (" + short(reg.Version()) + "), the decision from " + short(e.RegistryVersion)
 	}
 	return x
+}
+
+// decisionEvents are the events whose entries carry a transfer decision's
+// facts (the decision, or the delivery of an allowed one).
+var decisionEvents = []audit.Event{audit.EventDecided, audit.EventDelivered, audit.EventDeliveryFailed, audit.EventReceived}
+
+// skip is why a rule was not checked.
+type skip struct{ status, detail string }
+
+// unchecked returns the rules the engine did not check for the decision
+// in e, by number, following its order (agreements.Engine.Decide): a
+// dataset that holds no personal data is allowed after rule 2; an unknown
+// purpose has no legal basis to check (rule 3); an unknown recipient or
+// purpose has no agreement to look up (rule 4); without an agreement or
+// legal order in force, or with an unknown dataset, there are no permitted
+// categories to minimise by (rule 5); and without recipient, dataset and
+// purpose there is no transfer to find a mechanism for (rule 6).
+func unchecked(e *audit.Entry, reg *agreements.Registry) map[int]skip {
+	has := func(codes ...string) bool {
+		return slices.ContainsFunc(e.Reasons, func(r string) bool { return slices.Contains(codes, r) })
+	}
+	recipient, dataset, purpose := has(agreements.ReasonUnknownRecipient), has(agreements.ReasonUnknownDataset), has(agreements.ReasonUnknownPurpose)
+	out := map[int]skip{}
+	if !dataset && nonPersonal(e, reg) {
+		d := "not checked: dataset " + e.Dataset + " holds no personal data (personal: false), which rule 2 allows with every field and mechanism none"
+		for n := 3; n <= 6; n++ {
+			out[n] = skip{RuleNotApplied, d}
+		}
+		return out
+	}
+	notEvaluated := func(n int, why string) { out[n] = skip{RuleNotEvaluated, "not evaluated: " + why} }
+	if purpose {
+		notEvaluated(3, "the purpose is unknown (rule 2), so there is no legal basis to check")
+	}
+	if recipient || purpose {
+		notEvaluated(4, "the recipient or the purpose is unknown (rule 2), so there is no agreement to look up")
+	}
+	switch {
+	case dataset:
+		notEvaluated(5, "the dataset is unknown (rule 2), so no field has a category to check")
+	case recipient || purpose || has(ruleReasons(4)...):
+		notEvaluated(5, "no agreement or legal order is in force (rule 4), so no category is permitted to check the fields against")
+	}
+	if recipient || dataset || purpose {
+		notEvaluated(6, "the recipient, dataset or purpose is unknown (rule 2), so there is no transfer to find a mechanism for")
+	}
+	return out
+}
+
+// ruleReasons returns the reason codes rule n gives.
+func ruleReasons(n int) []string {
+	var out []string
+	for r, m := range ruleOf {
+		if m == n {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// nonPersonal reports whether the decision in e was about a dataset that
+// holds no personal data: the engine records mechanism none for it (when
+// recipient and purpose are known), else the registry says so.
+func nonPersonal(e *audit.Entry, reg *agreements.Registry) bool {
+	if e.Mechanism == agreements.MechanismNone {
+		return true
+	}
+	if reg == nil || e.Dataset == "" {
+		return false
+	}
+	c := reg.Content()
+	i := slices.IndexFunc(c.Datasets, func(d agreements.Dataset) bool { return d.ID == e.Dataset })
+	return i >= 0 && !c.Datasets[i].Personal
 }
 
 func short(v string) string {

@@ -15,6 +15,7 @@ import (
 	"github.com/clearance-broker/clearance/compliance"
 	"github.com/clearance-broker/clearance/compliance/compliancetest"
 	"github.com/clearance-broker/clearance/policy"
+	"github.com/nats-io/nats.go"
 )
 
 // TestLegalOrderThroughLiveRegistry records a legal order through the live
@@ -24,18 +25,7 @@ func TestLegalOrderThroughLiveRegistry(t *testing.T) {
 	ctx := context.Background()
 	f := compliancetest.New(t)
 	nc := brokertest.Connect(t, brokertest.StartNATS(t))
-	store, err := policy.OpenStore(ctx, f.DB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	live, err := policy.Start(ctx, policy.Options{Store: store, Engine: f.Engine, NATS: nc, Audit: f.Log, Now: func() time.Time { return compliancetest.Now }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(live.Stop)
-	if _, _, err := live.Apply(ctx, f.Engine.Registry()); err != nil {
-		t.Fatal(err)
-	}
+	live, store := startLive(t, f, nc)
 	other := agreements.NewEngine(f.Engine.Registry())
 	live2, err := policy.Start(ctx, policy.Options{Store: store, Engine: other, NATS: nc, Audit: f.Log, Now: func() time.Time { return compliancetest.Now }})
 	if err != nil {
@@ -84,4 +74,24 @@ func TestLegalOrderThroughLiveRegistry(t *testing.T) {
 	if code, b = c.get("/v1/legal-orders/order-live-1"); code != http.StatusOK {
 		t.Fatalf("read: %d %s", code, b)
 	}
+}
+
+// startLive starts a live registry on the fixture's store, engine and audit
+// log, as clearance dev and serve wire it, and applies the registry in
+// force as its first version.
+func startLive(t *testing.T, f *compliancetest.Fixture, nc *nats.Conn) (*policy.Live, *policy.Store) {
+	t.Helper()
+	store, err := policy.OpenStore(t.Context(), f.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := policy.Start(t.Context(), policy.Options{Store: store, Engine: f.Engine, NATS: nc, Audit: f.Log, Now: func() time.Time { return compliancetest.Now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(live.Stop)
+	if _, _, err := live.Apply(t.Context(), f.Engine.Registry()); err != nil {
+		t.Fatal(err)
+	}
+	return live, store
 }

@@ -3,9 +3,11 @@ package compliance
 import (
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/clearance-broker/clearance/audit"
@@ -19,6 +21,52 @@ var (
 	countryRE = regexp.MustCompile(`^[A-Z]{2}$`)
 	hmacRE    = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
+
+// maxRequestID is the longest request id the broker accepts (its routeOf
+// and usableID: the id travels as the Nats-Msg-Id and Idempotency-Key
+// headers).
+const maxRequestID = 256
+
+// validRequestID reports whether id is a request id the broker records:
+// 1 to 256 bytes without control characters (broker/http.go routeOf,
+// broker/transfer.go usableID; the broker exports no validator to share).
+// The broker's ids come from JSON and so are always valid UTF-8; an id that
+// is not cannot be in the log. White space at either end is accepted: a
+// broker that refuses such ids may run against a log that holds them from
+// before.
+func validRequestID(id string) bool {
+	return id != "" && len(id) <= maxRequestID && utf8.ValidString(id) && !strings.ContainsFunc(id, unicode.IsControl)
+}
+
+// validName reports whether v can be a recipient or purpose of an audit
+// entry: the broker records any name of a request without control
+// characters (the registry puts no pattern on party or purpose ids).
+func validName(v string) bool {
+	return v != "" && len(v) <= 256 && utf8.ValidString(v) && !strings.ContainsFunc(v, unicode.IsControl)
+}
+
+// filterEvents are the values of the event filter: the events written to
+// the audit log by the broker (audit), by this package, by the live
+// registry (policy), by erasure propagation (erasure) and by
+// crypto-shredding (shred). The last three are spelled out here because
+// this package does not import those; a test checks them against their
+// constants.
+var filterEvents = []audit.Event{audit.EventDecided, audit.EventDelivered, audit.EventDeliveryFailed,
+	audit.EventRejected, audit.EventReceived, audit.EventErasureNotified, audit.EventRegistryApplied,
+	audit.EventConsentRecorded, audit.EventErasureRecorded, EventAPICall,
+	"legal_order_recorded", "agreement_suspended", // policy
+	"erasure_escalated", "erasure_justified", // erasure
+	"subject_key_destroyed", // shred
+}
+
+// eventList is filterEvents for an error message.
+func eventList() string {
+	names := make([]string, len(filterEvents))
+	for i, e := range filterEvents {
+		names[i] = string(e)
+	}
+	return strings.Join(names, ", ")
+}
 
 // filterParams are the query parameters of an audit search, in the order
 // they are checked.
@@ -44,34 +92,36 @@ func parseFilter(q url.Values, defLimit int, extra ...string) (audit.Filter, err
 		if len(v) > 1 {
 			return f, badParam(k, "given more than once")
 		}
-	}
-	str := func(name string, re *regexp.Regexp, what string) (string, error) {
-		v := q.Get(name)
-		if v == "" || re == nil || re.MatchString(v) {
-			return v, nil
+		// An empty filter must not widen a search (subject= would
+		// otherwise select every subject).
+		if len(v) == 1 && v[0] == "" && slices.Contains(filterParams, k) {
+			return f, badParam(k, "empty; leave the parameter out not to filter by it")
 		}
-		return "", badParam(name, "want "+what)
 	}
+	// The problems name the rule, never the value: a subject id (or a
+	// request id holding one) is not echoed.
 	var err error
-	if f.SubjectID = q.Get("subject"); f.SubjectID != "" && (len(f.SubjectID) > 256 || !utf8.ValidString(f.SubjectID)) {
-		return f, badParam("subject", "want a subject id of at most 256 characters")
+	if f.SubjectID = q.Get("subject"); f.SubjectID != "" && (len(f.SubjectID) > 256 || !utf8.ValidString(f.SubjectID) ||
+		strings.ContainsFunc(f.SubjectID, isControl)) {
+		return f, badParam("subject", "want a subject id of at most 256 printable characters")
 	}
 	checks := []struct {
-		name string
-		dst  *string
-		re   *regexp.Regexp
-		what string
+		name  string
+		dst   *string
+		valid func(string) bool
+		what  string
 	}{
-		{"subject_hmac", &f.SubjectHMAC, hmacRE, "64 lowercase hex digits"},
-		{"request_id", &f.RequestID, tokenRE, "an id of letters, digits, '.', '_', ':' or '-'"},
-		{"recipient", &f.Recipient, tokenRE, "a party id"},
-		{"country", &f.Country, countryRE, "an ISO 3166 alpha-2 code such as DE"},
-		{"purpose", &f.Purpose, tokenRE, "a purpose id"},
+		{"subject_hmac", &f.SubjectHMAC, hmacRE.MatchString, "64 lowercase hex digits"},
+		{"request_id", &f.RequestID, validRequestID, "a request id as the broker accepts it: 1 to 256 bytes of UTF-8 without control characters"},
+		{"recipient", &f.Recipient, validName, "a recipient (party) id of at most 256 bytes without control characters"},
+		{"country", &f.Country, countryRE.MatchString, "an ISO 3166 alpha-2 code in capitals such as DE"},
+		{"purpose", &f.Purpose, validName, "a purpose id of at most 256 bytes without control characters"},
 	}
 	for _, c := range checks {
-		if *c.dst, err = str(c.name, c.re, c.what); err != nil {
-			return f, err
+		if v := q.Get(c.name); v != "" && !c.valid(v) {
+			return f, badParam(c.name, "want "+c.what)
 		}
+		*c.dst = q.Get(c.name)
 	}
 	switch d := q.Get("decision"); d {
 	case "", "allow", "deny":
@@ -79,11 +129,12 @@ func parseFilter(q url.Values, defLimit int, extra ...string) (audit.Filter, err
 	default:
 		return f, badParam("decision", "want allow or deny")
 	}
-	ev, err := str("event", tokenRE, "an event name such as decided")
-	if err != nil {
-		return f, err
+	if ev := audit.Event(q.Get("event")); ev != "" {
+		if !slices.Contains(filterEvents, ev) {
+			return f, badParam("event", "not an event of the audit log (events: "+eventList()+")")
+		}
+		f.Event = ev
 	}
-	f.Event = audit.Event(ev)
 	if f.From, err = parseTime(q, "from"); err != nil {
 		return f, err
 	}

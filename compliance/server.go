@@ -222,6 +222,28 @@ func (s *Server) Mount(mux *http.ServeMux) {
 	}
 }
 
+// GuardRoute returns h guarded as a Server guards its own API routes: the
+// bearer token checked by opts.Auth and the caller's role against role (401,
+// 403 or 503 with the API's JSON error body), then a call other than GET or
+// HEAD audited in opts.Audit as EventAPICall with method and path (the
+// route's pattern, so never a subject id from the URL), the caller's role
+// and the answer's status, and the caller's account as an HMAC under
+// opts.SubjectKey. The binary serves through it the API routes of packages
+// this one cannot import (the live registry's consents and erasures); h's
+// own error answers are given the API's error body too (shapeErrors). Of
+// opts only Auth and Audit (both required), SubjectKey, Logger and Now are
+// used.
+func GuardRoute(opts Options, method, path string, role Role, h http.Handler) http.Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Server{opts: opts, log: opts.Logger.With("component", "compliance")}
+	return s.wrap(route{method: method, path: path, role: role, api: true, h: shapeErrors(h).ServeHTTP})
+}
+
 type ctxKey struct{}
 
 // principalOf returns the caller authenticated by wrap.

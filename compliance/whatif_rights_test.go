@@ -14,30 +14,7 @@ import (
 	"github.com/clearance-broker/clearance/broker/brokertest"
 	"github.com/clearance-broker/clearance/compliance"
 	"github.com/clearance-broker/clearance/compliance/compliancetest"
-	"github.com/clearance-broker/clearance/policy"
 )
-
-// startLive starts the live registry on f's store and engine, as clearance
-// dev and serve do, with the engine's registry applied.
-func startLive(t *testing.T, f *compliancetest.Fixture) (*policy.Live, *policy.Store) {
-	t.Helper()
-	ctx := context.Background()
-	nc := brokertest.Connect(t, brokertest.StartNATS(t))
-	store, err := policy.OpenStore(ctx, f.DB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	live, err := policy.Start(ctx, policy.Options{Store: store, Engine: f.Engine, NATS: nc, Audit: f.Log,
-		Now: func() time.Time { return compliancetest.Now }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(live.Stop)
-	if _, _, err := live.Apply(ctx, f.Engine.Registry()); err != nil {
-		t.Fatal(err)
-	}
-	return live, store
-}
 
 // parsed returns the registry of files.
 func parsed(t *testing.T, files map[string]string) *agreements.Registry {
@@ -63,7 +40,7 @@ func parsed(t *testing.T, files map[string]string) *agreements.Registry {
 func TestWhatIfCarriesRuntimeRights(t *testing.T) {
 	ctx := context.Background()
 	f := compliancetest.New(t)
-	live, store := startLive(t, f)
+	live, store := startLive(t, f, brokertest.Connect(t, brokertest.StartNATS(t)))
 	before := compliancetest.Now.AddDate(0, 0, -60)
 	if _, err := live.Change(ctx, agreements.Change{
 		Withdrawals: []agreements.Withdrawal{{Subject: "cust-7", Purpose: "marketing", At: before}},
@@ -179,7 +156,7 @@ func TestWhatIfCarriesRuntimeRights(t *testing.T) {
 func TestWithRuntimeChangesAsApplyDoes(t *testing.T) {
 	ctx := context.Background()
 	f := compliancetest.New(t)
-	live, store := startLive(t, f)
+	live, store := startLive(t, f, brokertest.Connect(t, brokertest.StartNATS(t)))
 	at := compliancetest.Now.AddDate(0, 0, -2)
 	changes := []agreements.Change{
 		{Suspend: []string{"dpa-swiftship-de"}},

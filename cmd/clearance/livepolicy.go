@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -42,9 +41,11 @@ type livePolicyParts struct {
 	conns       erasure.Connectors
 	subjectKey  []byte
 	shred       *shred.Keyring // destroys an erased subject's key
-	// authorize admits callers of the rights routes; nil: the routes are
-	// not served (consents and erasures still arrive on NATS).
-	authorize func(*http.Request) error
+	// authorize authenticates callers of the rights routes, which admit
+	// the officer role and above and are audited as compliance API calls
+	// (mountRights); nil: the routes are not served (consents and erasures
+	// still arrive on NATS).
+	authorize *compliance.Authenticator
 	// erasures, when set, is the applier the broker was given for erasure
 	// notices from other regions; it is bound to the live registry here.
 	erasures *regionErasures
@@ -59,60 +60,44 @@ type livePolicyParts struct {
 	logger     *slog.Logger
 }
 
-// officers admits bearer tokens auth accepts with the officer role or above
-// (the role that records consents and erasures). Its errors wrap both the
-// compliance error and the policy class the rights routes answer with (401
-// not authenticated, 403 role too low, 503 issuer keys unavailable).
-func officers(auth *compliance.Authenticator) func(*http.Request) error {
-	return func(r *http.Request) error {
-		token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		p, err := auth.Authenticate(r.Context(), strings.TrimSpace(token))
-		switch {
-		case errors.Is(err, compliance.ErrForbidden):
-			return &authError{err: err, class: policy.ErrForbidden}
-		case errors.Is(err, compliance.ErrKeysUnavailable):
-			return &authError{err: err, class: policy.ErrAuthUnavailable}
-		case err != nil:
-			return &authError{err: err, class: policy.ErrUnauthenticated}
-		case p.Role < compliance.RoleOfficer:
-			return &authError{err: fmt.Errorf("compliance: role %s may not do this; needs officer", p.Role), class: policy.ErrForbidden}
-		}
-		return nil
-	}
-}
-
-// authError is a refusal of the rights routes: the compliance error and its
-// policy class.
-type authError struct{ err, class error }
-
-func (e *authError) Error() string   { return e.err.Error() }
-func (e *authError) Unwrap() []error { return []error{e.err, e.class} }
-
-// serveRightsAuth authorizes the rights routes of `clearance serve` with the
-// configuration's auth section (nil without one).
-func serveRightsAuth(cfg *config.Config) (func(*http.Request) error, error) {
+// serveRightsAuth authenticates callers of the rights routes of `clearance
+// serve` with the configuration's auth section (nil without one).
+func serveRightsAuth(cfg *config.Config) (*compliance.Authenticator, error) {
 	if cfg.Auth == nil {
 		return nil, nil
 	}
-	auth, err := compliance.NewAuthenticator(*cfg.Auth, compliance.AuthOptions{HTTPClient: &http.Client{Timeout: 10 * time.Second}})
-	if err != nil {
-		return nil, err
-	}
-	return officers(auth), nil
+	return compliance.NewAuthenticator(*cfg.Auth, compliance.AuthOptions{HTTPClient: &http.Client{Timeout: 10 * time.Second}})
 }
 
-// devRightsAuth authorizes the rights routes of `clearance dev` with the
-// development token issuer (`clearance token --role officer`).
-func devRightsAuth(dir string) (func(*http.Request) error, error) {
+// devRightsAuth authenticates callers of the rights routes of `clearance
+// dev` with the development token issuer (`clearance token --role
+// officer`).
+func devRightsAuth(dir string) (*compliance.Authenticator, error) {
 	issuer, err := compliance.LoadOrCreateDevIssuer(filepath.Join(dir, compliance.DevIssuerKeyFile))
 	if err != nil {
 		return nil, err
 	}
-	auth, err := issuer.Authenticator(nil)
-	if err != nil {
-		return nil, err
+	return issuer.Authenticator(nil)
+}
+
+// mountRights serves the rights routes of rights (a mux on which the live
+// registry and the erasure notifier mounted them without authorization) on
+// mux, each behind the compliance API's guard: the bearer token checked
+// by auth, the officer role or above, and every call that changes
+// something (a consent, an erasure, a justification) audited as
+// compliance_api_call with the caller's account as an HMAC under
+// subjectKey, the route's pattern (never the subject in the path) and the
+// answer's status, as the compliance API's own calls are.
+func mountRights(mux *http.ServeMux, rights http.Handler, auth *compliance.Authenticator, auditLog compliance.AuditLog, subjectKey []byte, logger *slog.Logger) {
+	opts := compliance.Options{Auth: auth, Audit: auditLog, SubjectKey: subjectKey, Logger: logger}
+	for _, r := range []struct{ method, path string }{
+		{http.MethodPost, "/v1/consents"},
+		{http.MethodPost, "/v1/subjects/{id}/erasure"},
+		{http.MethodGet, "/v1/subjects/{id}/erasure"},
+		{http.MethodPost, "/v1/subjects/{id}/erasure/{recipient}/justification"},
+	} {
+		mux.Handle(r.method+" "+r.path, compliance.GuardRoute(opts, r.method, r.path, compliance.RoleOfficer, rights))
 	}
-	return officers(auth), nil
 }
 
 // liveTuning is the configuration's live-policy keys: live_policy,
@@ -229,9 +214,11 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 		p.logger.Warn("consent and erasure API disabled: no auth section in the configuration (NATS intake runs)", "component", "policy")
 		return func(*http.ServeMux) {}, nil
 	}
+	rights := http.NewServeMux()
+	live.Mount(rights, nil)
+	notifier.Mount(rights, nil)
 	return func(mux *http.ServeMux) {
-		live.Mount(mux, p.authorize)
-		notifier.Mount(mux, p.authorize)
+		mountRights(mux, rights, p.authorize, p.audit, p.subjectKey, p.logger)
 	}, nil
 }
 
