@@ -191,7 +191,7 @@ func (r *Registry) checkChange(ch *Change) error {
 		v.required(Source{}, fb, "subject", w.Subject == "")
 		v.required(Source{}, fb, "at", w.At.IsZero())
 		if _, ok := r.purposes[w.Purpose]; !ok {
-			v.fail(Source{}, fb, "purpose", ErrDanglingReference, "no purpose %q", w.Purpose)
+			v.fail(Source{}, fb, "purpose", ErrDanglingReference, "no purpose %s", shownID(w.Purpose))
 		}
 	}
 	for i, id := range ch.Suspend {
@@ -200,7 +200,7 @@ func (r *Registry) checkChange(ch *Change) error {
 			found = found || r.content.Agreements[j].ID == id
 		}
 		if !found {
-			v.fail(Source{}, fmt.Sprintf("suspend[%d]", i), "", ErrDanglingReference, "no agreement %q", id)
+			v.fail(Source{}, fmt.Sprintf("suspend[%d]", i), "", ErrDanglingReference, "no agreement %s", shownID(id))
 		}
 	}
 	if len(v.errs) > 0 {

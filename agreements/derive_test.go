@@ -3,6 +3,7 @@ package agreements
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -142,5 +143,37 @@ func TestEngineConcurrentUpdate(t *testing.T) {
 	close(errs)
 	for msg := range errs {
 		t.Errorf("decision mixed versions: %s", msg)
+	}
+}
+
+// TestWithWithholdsCallerIDs checks that the problems of a run-time change
+// (which go into receipts and the audit log) repeat an unknown id only when
+// it is a plain identifier, never what a caller put there instead.
+func TestWithWithholdsCallerIDs(t *testing.T) {
+	base := engineRegistry(t)
+	tests := []struct {
+		name string
+		give Change
+		want string
+	}{
+		{"recipient given as an e-mail address", Change{Consents: []Consent{{Subject: "s", Purpose: "nope", Recipients: []string{"ada@example.com"}, GrantedAt: time.Now()}}},
+			"consents[0].recipients[0]: unknown reference: no party " + WithheldName},
+		{"purpose given as a name", Change{Consents: []Consent{{Subject: "s", Purpose: "Ada Lovelace", GrantedAt: time.Now()}}},
+			"consents[0].purpose[0]: unknown reference: no purpose " + WithheldName},
+		{"unknown plain id", Change{Consents: []Consent{{Subject: "s", Purpose: "astrology", GrantedAt: time.Now()}}},
+			`consents[0].purpose[0]: unknown reference: no purpose "astrology"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := base.With(tt.give)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v, want %q", err, tt.want)
+			}
+			for _, personal := range []string{"ada@", "Ada Lovelace"} {
+				if strings.Contains(err.Error(), personal) {
+					t.Errorf("error repeats %q: %v", personal, err)
+				}
+			}
+		})
 	}
 }

@@ -66,6 +66,8 @@ func TestParseLintErrors(t *testing.T) {
 		{"anchors are refused", strings.Replace(base, "EEA: [DE, FR]", "EEA: &e [DE, FR]\n  X1: *e", 1), ErrSyntax, "anchors and aliases"},
 		{"agreement naming an unknown party", base + agreement("parties: [ghost]"), ErrDanglingReference, `r.yaml:12: agreements[0].parties[0]: unknown reference: no party "ghost"`},
 		{"agreement naming an unknown purpose", base + agreement("purposes: [fun]"), ErrDanglingReference, `agreements[0].purposes[0]: unknown reference: no purpose "fun"`},
+		{"agreement naming a party by an e-mail address", base + agreement(`parties: ["ada@example.com"]`), ErrDanglingReference,
+			`agreements[0].parties[0]: unknown reference: no party ` + WithheldName},
 		{"agreement naming an unknown category", base + agreement("categories: [identity.nmae]"), ErrDanglingReference, `no dataset uses the category "identity.nmae"`},
 		{"special wildcard", base + agreement("categories: [special.*]"), ErrInvalidValue, "must be listed by name"},
 		{"invalid date", base + agreement("valid_from: 2026-13-01"), ErrInvalidValue, "r.yaml:12: agreements[0].valid_from: invalid value: want a date YYYY-MM-DD"},

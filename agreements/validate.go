@@ -267,11 +267,23 @@ func (v *validator) checkPurposes() {
 	}
 }
 
-// refs checks that every id of list names an entry of known.
+// refs checks that every id of list names an entry of known. The problem
+// repeats an unknown id only when it is a plain identifier (ShownName): the
+// ids of a run-time change are a caller's, who may have put anything there
+// (an e-mail address), and its problems go into receipts and the audit log.
 func refs[T any](v *validator, src Source, fb, key, what string, list []string, known func(string) *T) {
 	for j, id := range list {
 		if known(id) == nil {
-			v.fail(src, fb, fmt.Sprintf("%s[%d]", key, j), ErrDanglingReference, "no %s %q", what, id)
+			v.fail(src, fb, fmt.Sprintf("%s[%d]", key, j), ErrDanglingReference, "no %s %s", what, shownID(id))
 		}
 	}
+}
+
+// shownID is id quoted where a problem may repeat it (a plain identifier),
+// else WithheldName.
+func shownID(id string) string {
+	if plainName(id) {
+		return fmt.Sprintf("%q", id)
+	}
+	return WithheldName
 }

@@ -20,7 +20,7 @@ func (v *validator) categoryRefs(src Source, fb, key string, list []string) {
 		case strings.HasSuffix(c, ".*") && validCategory(strings.TrimSuffix(c, ".*")):
 			prefix := strings.TrimSuffix(c, "*")
 			if strings.HasPrefix(prefix, "special.") {
-				v.fail(src, fb, k, ErrInvalidValue, "special categories (Art. 9) must be listed by name, not by %q", c)
+				v.fail(src, fb, k, ErrInvalidValue, "special categories (Art. 9) must be listed by name, not by %s", shownID(c))
 				continue
 			}
 			found := false
@@ -28,12 +28,12 @@ func (v *validator) categoryRefs(src Source, fb, key string, list []string) {
 				found = found || strings.HasPrefix(known, prefix)
 			}
 			if !found {
-				v.fail(src, fb, k, ErrDanglingReference, "no dataset uses a category matching %q", c)
+				v.fail(src, fb, k, ErrDanglingReference, "no dataset uses a category matching %s", shownPattern(c))
 			}
 		case !validCategory(c):
-			v.fail(src, fb, k, ErrInvalidValue, "%q is not a category or a pattern such as contact.*", c)
+			v.fail(src, fb, k, ErrInvalidValue, "%s is not a category or a pattern such as contact.*", shownID(c))
 		case !v.categories[c]:
-			v.fail(src, fb, k, ErrDanglingReference, "no dataset uses the category %q", c)
+			v.fail(src, fb, k, ErrDanglingReference, "no dataset uses the category %s", shownID(c))
 		}
 	}
 }
@@ -139,15 +139,15 @@ func (v *validator) checkLegalOrders() {
 		fb := fmt.Sprintf("legal_orders[%d]", i)
 		if v.required(o.Src, fb, "id", o.ID == "") {
 			if prev, dup := seen[o.ID]; dup {
-				v.fail(o.Src, fb, "id", ErrDuplicate, "legal order id %q (%s)", o.ID, where(prev))
+				v.fail(o.Src, fb, "id", ErrDuplicate, "legal order id %s (%s)", shownID(o.ID), where(prev))
 			}
 			seen[o.ID] = o.Src
 		}
 		if v.required(o.Src, fb, "authority", o.Authority == "") {
 			if p := v.party(o.Authority); p == nil {
-				v.fail(o.Src, fb, "authority", ErrDanglingReference, "no party %q", o.Authority)
+				v.fail(o.Src, fb, "authority", ErrDanglingReference, "no party %s", shownID(o.Authority))
 			} else if p.Role != RoleAuthority {
-				v.fail(o.Src, fb, "authority", ErrInvalidValue, "party %q has role %q, not authority", o.Authority, p.Role)
+				v.fail(o.Src, fb, "authority", ErrInvalidValue, "party %s has role %q, not authority", shownID(o.Authority), p.Role)
 			}
 		}
 		if v.required(o.Src, fb, "subjects", len(o.Subjects) == 0) {
@@ -171,4 +171,12 @@ func (v *validator) checkErasures() {
 		v.required(e.Src, fb, "subject", e.Subject == "")
 		v.required(e.Src, fb, "at", e.At.IsZero())
 	}
+}
+
+// shownPattern is shownID for a category pattern such as health.*.
+func shownPattern(p string) string {
+	if stem, ok := strings.CutSuffix(p, ".*"); ok && plainName(stem) {
+		return fmt.Sprintf("%q", p)
+	}
+	return shownID(p)
 }

@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
-	"unicode"
 
 	"github.com/clearance-broker/clearance/audit"
 	"github.com/nats-io/nats.go"
@@ -45,6 +43,9 @@ type envelope struct {
 	Source string `json:"source"`
 	// generated: the request named no usable id and ID was made here.
 	generated bool
+	// refused: the request named an id the broker refuses (idProblem); it
+	// is published under the generated ID, and the pipeline rejects it.
+	refused bool
 }
 
 // errNotTransfers is the answer to a body that is neither a JSON object nor
@@ -68,12 +69,16 @@ func splitTransfers(body []byte) (raws []json.RawMessage, batch bool, err error)
 }
 
 // routeOf reads the id and source a request is published under. A request
-// without an id gets a generated one; a source that is not a subject token
-// becomes "unknown" (the pipeline then rejects the request, audited).
+// without an id, or with one the broker refuses (idProblem: too long,
+// control characters, white space at either end, never trimmed), gets a
+// generated one, under which the pipeline rejects it, audited, and answers
+// at once; a source that is not a subject token becomes "unknown" (the
+// pipeline then rejects the request, audited).
 func routeOf(raw []byte) envelope {
 	var env envelope
 	_ = json.Unmarshal(raw, &env) // a malformed request is still published, rejected and audited
-	if env.ID == "" || len(env.ID) > 256 || strings.ContainsFunc(env.ID, unicode.IsControl) {
+	if env.ID == "" || idProblem(env.ID) != "" {
+		env.refused = env.ID != ""
 		env.ID, env.generated = "http-"+nuid.Next(), true
 	}
 	if !validToken(env.Source) {
@@ -176,6 +181,12 @@ func (b *Broker) postTransfers(w http.ResponseWriter, r *http.Request) {
 	if batch {
 		writeJSON(w, status, receipts)
 		return
+	}
+	if envs[0].refused && receipts[0].Status == StatusRejected && status == http.StatusOK {
+		// Refused for its id (the receipt's reason names it): 400, as
+		// for a body that is not a request. In a batch each receipt
+		// says so of its own request.
+		status = http.StatusBadRequest
 	}
 	writeJSON(w, status, receipts[0])
 }

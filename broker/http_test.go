@@ -2,6 +2,7 @@ package broker
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode"
@@ -82,4 +83,32 @@ func FuzzPostBody(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestIDProblem(t *testing.T) {
+	tests := []struct {
+		name    string
+		give    string
+		wantBad bool
+	}{
+		{"plain", "ord-10023-delivery", false},
+		{"inner space", "ord 10023", false},
+		{"leading space", " ord-1", true},
+		{"trailing space", "ord-1 ", true},
+		{"trailing no-break space", "ord-1\u00a0", true},
+		{"newline", "ord-1\n", true},
+		{"257 bytes", strings.Repeat("a", 257), true},
+		{"256 bytes", strings.Repeat("a", 256), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := idProblem(tt.give); (got != "") != tt.wantBad {
+				t.Errorf("idProblem(%q) = %q", tt.give, got)
+			}
+			env := routeOf([]byte(`{"id":` + strconv.Quote(tt.give) + `,"source":"s"}`))
+			if env.refused != tt.wantBad || (tt.wantBad && !strings.HasPrefix(env.ID, "http-")) || (!tt.wantBad && env.ID != tt.give) {
+				t.Errorf("routeOf = %+v", env)
+			}
+		})
+	}
 }

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -119,6 +120,10 @@ func (b *Broker) process(ctx context.Context, msg jetstream.Msg, attempt uint64,
 	req, err := agreements.ParseRequestShared(msg.Data())
 	if err == nil {
 		err = checkRouting(req, res.source, res.requestID)
+	} else if p := rawIDProblem(msg.Data()); p != "" {
+		// Refused for other problems too: say what is wrong with the id
+		// (an HTTP caller's was replaced by a generated one).
+		err = errors.Join(err, &agreements.RequestError{Field: "id", Problem: p})
 	}
 	if err != nil {
 		res.outcome, res.err, res.reasons = OutcomeInvalid, err, invalidReasons(err)
@@ -148,7 +153,9 @@ func (b *Broker) process(ctx context.Context, msg jetstream.Msg, attempt uint64,
 	}
 	if !d.Allowed() {
 		res.reasons = d.Reasons
-		seq, err := b.appendEntry(ctx, b.entry(audit.EventDecided, res))
+		e := b.entry(audit.EventDecided, res)
+		withholdUnknown(e, d.Reasons)
+		seq, err := b.appendEntry(ctx, e)
 		if err != nil {
 			return b.refusedDecision(ctx, res, err)
 		}
@@ -414,6 +421,25 @@ func (b *Broker) ack(msg jetstream.Msg, plan Plan, o Outcome) {
 	}
 }
 
+// withholdUnknown replaces in e, the audit entry of a denial, the
+// recipient, purpose or dataset the registry does not know (the reasons say
+// which) by agreements.WithheldName, unless it is a plain identifier
+// (agreements.ShownName): it is then a producer's value, not a registry
+// id, and the audit log, which is never edited, must not hold whatever a
+// producer put there (an e-mail address).
+func withholdUnknown(e *audit.Entry, reasons []string) {
+	for _, r := range reasons {
+		switch r {
+		case agreements.ReasonUnknownRecipient:
+			e.Recipient = agreements.ShownName(e.Recipient)
+		case agreements.ReasonUnknownPurpose:
+			e.Purpose = agreements.ShownName(e.Purpose)
+		case agreements.ReasonUnknownDataset:
+			e.Dataset = agreements.ShownName(e.Dataset)
+		}
+	}
+}
+
 // checkRouting ties a request to how it arrived: the subject's source token
 // must be the request's source, and a Nats-Msg-Id must be its id (the
 // de-duplication key).
@@ -422,13 +448,14 @@ func checkRouting(req *agreements.Request, source, msgID string) error {
 	if req.Source != source {
 		errs = append(errs, &agreements.RequestError{Field: "source", Problem: "does not match the subject it was published on"})
 	}
-	if msgID != "" && msgID != req.ID {
-		errs = append(errs, &agreements.RequestError{Field: "id", Problem: "does not match the Nats-Msg-Id header"})
-	}
 	// The id travels as the Nats-Msg-Id and Idempotency-Key headers: it
-	// must be one (the same rule as the HTTP API's routeOf).
-	if !usableID(req.ID) {
-		errs = append(errs, &agreements.RequestError{Field: "id", Problem: "longer than 256 bytes or holds control characters"})
+	// must be one (the same rule as the HTTP API's). An id that is not is
+	// refused for what it is, not also for differing from the header (NATS
+	// trims a header value's leading white space).
+	if problem := idProblem(req.ID); problem != "" {
+		errs = append(errs, &agreements.RequestError{Field: "id", Problem: problem})
+	} else if msgID != "" && msgID != req.ID {
+		errs = append(errs, &agreements.RequestError{Field: "id", Problem: "does not match the Nats-Msg-Id header"})
 	}
 	// Identifiers go into the audit log, headers and logs: a control
 	// character (a NUL the store refuses, a forged line break) is refused
@@ -446,8 +473,36 @@ func checkRouting(req *agreements.Request, source, msgID string) error {
 
 // usableID reports whether a request id can be a header value and an
 // audit key.
-func usableID(id string) bool {
-	return len(id) <= 256 && !strings.ContainsFunc(id, unicode.IsControl)
+func usableID(id string) bool { return idProblem(id) == "" }
+
+// rawIDProblem is idProblem of the id of a request that did not parse, if
+// it names one.
+func rawIDProblem(data []byte) string {
+	var env struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(data, &env) != nil || env.ID == "" {
+		return ""
+	}
+	return idProblem(env.ID)
+}
+
+// idProblem says why a request id cannot be a header value and an audit
+// key, or returns "" when it can: an id of more than 256 bytes, with a
+// control character, or beginning or ending with white space, which a
+// header does not carry as sent (NATS trims it, so the receipt and the
+// audit entry would name another id than the producer's). Such an id is
+// refused, never trimmed.
+func idProblem(id string) string {
+	switch {
+	case len(id) > 256:
+		return "the request id is longer than 256 bytes"
+	case strings.ContainsFunc(id, unicode.IsControl):
+		return "the request id holds control characters"
+	case strings.TrimSpace(id) != id:
+		return "the request id begins or ends with white space; send it without (it is not trimmed)"
+	}
+	return ""
 }
 
 // invalidReasons turns parse problems into receipt reasons

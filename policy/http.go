@@ -24,6 +24,14 @@ const maxRightsBody = 64 << 10
 // ErrForbidden: role too low).
 // The Idempotency-Key header, when given, is the request id;
 // Clearance-Source names the calling system (default "http").
+//
+// A message that would change nothing in the registry in force is not
+// recorded: an erasure of a subject already erased answers 200, status
+// recorded, reason ReasonAlreadyErased (idempotent: no second event, no
+// second notice); a withdrawal of no consent in force at its time
+// (ErrNothingToWithdraw) answers 404, status rejected, reason "not_found:
+// consent: …", and is audited as rejected, never as a withdrawal. An
+// invalid message answers 400, a store or audit failure 503.
 func (l *Live) Mount(mux *http.ServeMux, authorize func(*http.Request) error) {
 	guard := func(h http.HandlerFunc) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
@@ -62,6 +70,8 @@ func (l *Live) serveRecord(w http.ResponseWriter, r *http.Request, kind, subject
 	switch {
 	case retry:
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "registry store unavailable; retry"})
+	case rc.Status == StatusRejected && len(rc.Reasons) == 1 && rc.Reasons[0] == reasonNothingToWithdraw:
+		writeJSON(w, http.StatusNotFound, rc)
 	case rc.Status == StatusRejected:
 		writeJSON(w, http.StatusBadRequest, rc)
 	default:

@@ -207,6 +207,17 @@ func (l *Live) record(ctx context.Context, kind string, data []byte, subject, id
 	default:
 		err = invalid("subject", "not a consents or erasures subject")
 	}
+	reg := l.opts.Engine.Registry()
+	if err == nil {
+		// A message that would change nothing is not recorded: an erasure
+		// in force already is answered as recorded (no second event, no
+		// second notice), a withdrawal of no consent in force is refused.
+		var erased bool
+		if erased, err = inForce(reg, ch); erased {
+			rc.Status, rc.Reasons, rc.RegistryVersion = StatusRecorded, []string{ReasonAlreadyErased}, reg.Version()
+			return rc, false, false
+		}
+	}
 	var ev Event
 	if err == nil {
 		ev, err = l.Change(ctx, ch)
@@ -218,8 +229,14 @@ func (l *Live) record(ctx context.Context, kind string, data []byte, subject, id
 	if err != nil {
 		rc.Status, rc.Reasons = StatusRejected, rejectReasons(err)
 		e := &audit.Entry{Time: now, Event: audit.EventRejected, RequestID: id, Source: source, Decision: "deny", Reasons: rc.Reasons}
-		if len(ch.Consents) > 0 {
+		switch {
+		case len(ch.Consents) > 0:
 			e.SubjectID, e.Purpose = ch.Consents[0].Subject, ch.Consents[0].Purpose
+		case len(ch.Withdrawals) > 0:
+			e.SubjectID, e.Purpose = ch.Withdrawals[0].Subject, ch.Withdrawals[0].Purpose
+		}
+		if !hasPurpose(reg, e.Purpose) {
+			e.Purpose = "" // a purpose of the registry only, not whatever the caller sent
 		}
 		if _, aerr := l.opts.Audit.Append(ctx, e); errors.Is(aerr, audit.ErrDuplicateOutcome) {
 			l.log.Info("rights message already recorded", "request_id", id, "source", source)
@@ -237,6 +254,9 @@ func (l *Live) record(ctx context.Context, kind string, data []byte, subject, id
 // rejectReasons lists the problems of an invalid message; they name fields,
 // purposes and parties, never a subject.
 func rejectReasons(err error) []string {
+	if errors.Is(err, ErrNothingToWithdraw) {
+		return []string{reasonNothingToWithdraw}
+	}
 	var out []string
 	for _, p := range agreements.Problems(err) {
 		if p == ErrInvalidChange {
@@ -253,4 +273,14 @@ func rejectReasons(err error) []string {
 		out = []string{"invalid_request"}
 	}
 	return out
+}
+
+// hasPurpose reports whether reg defines the purpose id.
+func hasPurpose(reg *agreements.Registry, id string) bool {
+	for _, p := range reg.Content().Purposes {
+		if p.ID == id {
+			return true
+		}
+	}
+	return false
 }

@@ -76,6 +76,9 @@ func ParseConsent(data []byte, now time.Time) (agreements.Change, error) {
 	if err := checkID("purpose", m.Purpose); err != nil {
 		errs = append(errs, err)
 	}
+	if err := checkAt(m.At, now); err != nil {
+		errs = append(errs, err)
+	}
 	at := now.UTC()
 	if m.At != nil {
 		at = m.At.UTC()
@@ -127,6 +130,9 @@ func ParseErasure(data []byte, subject string, now time.Time) (agreements.Change
 	if err := checkID("subject", m.Subject); err != nil {
 		return agreements.Change{}, err
 	}
+	if err := checkAt(m.At, now); err != nil {
+		return agreements.Change{}, err
+	}
 	at := now.UTC()
 	if m.At != nil {
 		at = m.At.UTC()
@@ -152,6 +158,66 @@ func strictJSON(data []byte, v any) error {
 		return invalid("body", "trailing data after the JSON object")
 	}
 	return nil
+}
+
+// maxClockSkew is how far after its receipt a consent's or erasure's at
+// may lie: a sender's clock running ahead. A later at is refused: a consent
+// or an erasure is recorded as given, not dated to take effect later.
+const maxClockSkew = 5 * time.Minute
+
+// checkAt refuses an at more than maxClockSkew after now.
+func checkAt(at *time.Time, now time.Time) error {
+	if at != nil && at.After(now.Add(maxClockSkew)) {
+		return invalid("at", "more than 5 minutes in the future; give the time it was given, or leave at out for the time of receipt")
+	}
+	return nil
+}
+
+// ErrNothingToWithdraw is a withdrawal that names no consent of its subject for its
+// purpose that is in force at its time (none was granted, or it is withdrawn
+// already). Nothing is recorded and no withdrawal is audited.
+var ErrNothingToWithdraw = errors.New("policy: no consent in force to withdraw")
+
+// reasonNothingToWithdraw is the receipt reason of ErrNothingToWithdraw; it
+// names neither the subject nor the purpose.
+const reasonNothingToWithdraw = "not_found: consent: the subject holds no consent for this purpose in force at the withdrawal's time (none was granted, or it is withdrawn already)"
+
+// ReasonAlreadyErased is the reason of the receipt of an erasure of a
+// subject the registry in force holds an erasure of already: it is
+// answered as recorded, and nothing is recorded again (no second event, no
+// second notice to the recipients).
+const ReasonAlreadyErased = "already_erased: the subject's erasure is in force; nothing recorded again"
+
+// inForce compares ch, a parsed consent or erasure message, with reg:
+// erased reports an erasure of a subject reg holds an erasure of; a
+// withdrawal matching no consent in force at its time (as
+// agreements.Registry.With would withdraw it) is ErrNothingToWithdraw.
+func inForce(reg *agreements.Registry, ch agreements.Change) (erased bool, err error) {
+	if len(ch.Erasures)+len(ch.Withdrawals) == 0 {
+		return false, nil
+	}
+	c := reg.Content()
+	for _, e := range ch.Erasures {
+		for _, old := range c.Erasures {
+			if old.Subject == e.Subject {
+				return true, nil
+			}
+		}
+	}
+	for _, w := range ch.Withdrawals {
+		found := false
+		for i := range c.Consents {
+			k := &c.Consents[i]
+			if k.Subject == w.Subject && k.Purpose == w.Purpose && k.GrantedAt.Before(w.At) && (k.WithdrawnAt == nil || k.WithdrawnAt.After(w.At)) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false, ErrNothingToWithdraw
+		}
+	}
+	return false, nil
 }
 
 // checkID rejects empty, overlong and control-character ids.

@@ -1,11 +1,18 @@
 package policy_test
 
 import (
+	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/broker/brokertest"
 	"github.com/clearance-broker/clearance/policy"
 )
 
@@ -30,6 +37,12 @@ func TestParseConsent(t *testing.T) {
 		{"no subject", `{"action":"grant","purpose":"marketing"}`, agreements.Change{}, "invalid_request: subject: required field is missing"},
 		{"not json", `nope`, agreements.Change{}, "invalid_request: body: not a JSON object"},
 		{"wrong type", `{"action":"grant","subject":7,"purpose":"marketing"}`, agreements.Change{}, "invalid_request: subject: wrong type"},
+		{"grant within the clock skew", `{"action":"grant","subject":"cust-7","purpose":"marketing","at":"2026-11-28T10:04:59Z"}`,
+			agreements.Change{Consents: []agreements.Consent{{Subject: "cust-7", Purpose: "marketing", GrantedAt: now.Add(4*time.Minute + 59*time.Second)}}}, ""},
+		{"grant in the future", `{"action":"grant","subject":"cust-7","purpose":"marketing","at":"2026-11-28T10:05:01Z"}`, agreements.Change{},
+			"invalid_request: at: more than 5 minutes in the future; give the time it was given, or leave at out for the time of receipt"},
+		{"withdrawal in the future", `{"action":"withdraw","subject":"cust-7","purpose":"marketing","at":"2027-01-01T00:00:00Z"}`, agreements.Change{},
+			"invalid_request: at: more than 5 minutes in the future; give the time it was given, or leave at out for the time of receipt"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -63,12 +76,14 @@ func TestParseErasure(t *testing.T) {
 		{"path, empty body", ``, "cust-13", "cust-13", ""},
 		{"path and body differ", `{"subject":"cust-14"}`, "cust-13", "", "invalid_request: subject: does not match the path"},
 		{"no subject", `{}`, "", "", "invalid_request: subject: required field is missing"},
+		{"at in the future", `{"at":"2026-11-28T10:06:00Z"}`, "cust-13", "",
+			"invalid_request: at: more than 5 minutes in the future; give the time it was given, or leave at out for the time of receipt"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := policy.ParseErasure([]byte(tt.give), tt.subject, now)
 			if tt.err != "" {
-				if err == nil || err.Error() != tt.err {
+				if err == nil || err.Error() != tt.err || !errors.Is(err, policy.ErrInvalidChange) {
 					t.Fatalf("err = %v, want %q", err, tt.err)
 				}
 				return
@@ -78,6 +93,131 @@ func TestParseErasure(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRightsHTTPChangesNothingTwice records over HTTP what the registry in
+// force already holds: an erasure of an erased subject is answered as
+// recorded without a second event, and a withdrawal of no consent in force
+// is refused as not found, audited as rejected and never as a withdrawal.
+func TestRightsHTTPChangesNothingTwice(t *testing.T) {
+	e := newEnv(t, brokertest.SQLiteDSN(t))
+	nc := brokertest.Connect(t, brokertest.StartNATS(t))
+	dir := registryDir(t)
+	n := e.start(t, nc, load(t, dir))
+	if _, _, err := n.live.Apply(t.Context(), load(t, dir)); err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	n.live.Mount(mux, nil)
+	api := httptest.NewServer(mux)
+	t.Cleanup(api.Close)
+	post := func(t *testing.T, path, id, body string) (int, policy.Receipt, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, api.URL+path, strings.NewReader(body))
+		req.Header.Set("Idempotency-Key", id)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var rc policy.Receipt
+		if err := json.Unmarshal(b, &rc); err != nil {
+			t.Fatalf("answer %d %s", resp.StatusCode, b)
+		}
+		return resp.StatusCode, rc, string(b)
+	}
+	count := func(t *testing.T, ev audit.Event) int { t.Helper(); return len(events(t, e.audit, ev)) }
+	erasures, consents := count(t, audit.EventErasureRecorded), count(t, audit.EventConsentRecorded)
+
+	t.Run("erasure, then the same again", func(t *testing.T) {
+		code, first, _ := post(t, "/v1/subjects/cust-881/erasure", "er-1", ``)
+		if code != http.StatusOK || first.Status != policy.StatusRecorded || first.Event == 0 {
+			t.Fatalf("first erasure: %d %+v", code, first)
+		}
+		version := n.engine.Registry().Version()
+		code, again, _ := post(t, "/v1/subjects/cust-881/erasure", "er-2", `{"at":"2026-11-30T00:00:00Z"}`)
+		if code != http.StatusOK || again.Status != policy.StatusRecorded || again.Event != 0 ||
+			len(again.Reasons) != 1 || again.Reasons[0] != policy.ReasonAlreadyErased || again.RegistryVersion != version {
+			t.Fatalf("second erasure: %d %+v", code, again)
+		}
+		if got := count(t, audit.EventErasureRecorded); got != erasures+1 {
+			t.Errorf("%d erasure entries, want %d", got, erasures+1)
+		}
+		if v := n.engine.Registry().Version(); v != version {
+			t.Errorf("registry version changed to %s by a repeated erasure", v)
+		}
+	})
+	t.Run("erasure of a subject the registry files erase", func(t *testing.T) {
+		code, rc, _ := post(t, "/v1/subjects/cust-13/erasure", "er-3", ``)
+		if code != http.StatusOK || len(rc.Reasons) != 1 || rc.Reasons[0] != policy.ReasonAlreadyErased {
+			t.Fatalf("%d %+v", code, rc)
+		}
+	})
+	t.Run("withdrawal of no consent", func(t *testing.T) {
+		code, rc, body := post(t, "/v1/consents", "wd-1", `{"action":"withdraw","subject":"cust-99","purpose":"marketing"}`)
+		if code != http.StatusNotFound || rc.Status != policy.StatusRejected || len(rc.Reasons) != 1 || !strings.HasPrefix(rc.Reasons[0], "not_found: consent: ") {
+			t.Fatalf("%d %+v", code, rc)
+		}
+		if strings.Contains(body, "cust-99") {
+			t.Errorf("the answer names the subject: %s", body)
+		}
+		es, err := e.audit.Query(t.Context(), audit.Filter{RequestID: "wd-1"})
+		if err != nil || len(es) != 1 || es[0].Event != audit.EventRejected || es[0].Purpose != "marketing" {
+			t.Fatalf("audit %+v %v", es, err)
+		}
+		if b, _ := json.Marshal(es[0]); strings.Contains(string(b), "cust-99") {
+			t.Errorf("the audit entry names the subject: %s", b)
+		}
+	})
+	t.Run("withdrawal of a consent to an unknown purpose", func(t *testing.T) {
+		code, _, _ := post(t, "/v1/consents", "wd-2", `{"action":"withdraw","subject":"cust-7","purpose":"ada@example.com"}`)
+		if code != http.StatusNotFound {
+			t.Fatalf("answered %d", code)
+		}
+		es, err := e.audit.Query(t.Context(), audit.Filter{RequestID: "wd-2"})
+		if err != nil || len(es) != 1 || es[0].Purpose != "" {
+			t.Fatalf("audit %+v %v", es, err)
+		}
+	})
+	t.Run("withdrawal, then the same again", func(t *testing.T) {
+		body := `{"action":"withdraw","subject":"cust-7","purpose":"marketing","at":"2026-11-20T00:00:00Z"}`
+		if code, rc, _ := post(t, "/v1/consents", "wd-3", body); code != http.StatusOK || rc.Status != policy.StatusRecorded {
+			t.Fatalf("withdrawal: %d %+v", code, rc)
+		}
+		if code, rc, _ := post(t, "/v1/consents", "wd-4", body); code != http.StatusNotFound {
+			t.Fatalf("second withdrawal: %d %+v", code, rc)
+		}
+	})
+	t.Run("nothing else recorded", func(t *testing.T) {
+		if got := count(t, audit.EventConsentRecorded); got != consents+1 {
+			t.Errorf("%d consent entries, want %d", got, consents+1)
+		}
+	})
+	t.Run("erasure dated in the future", func(t *testing.T) {
+		at := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+		code, rc, _ := post(t, "/v1/subjects/cust-882/erasure", "er-4", `{"at":"`+at+`"}`)
+		if code != http.StatusBadRequest || len(rc.Reasons) != 1 || !strings.HasPrefix(rc.Reasons[0], "invalid_request: at: more than 5 minutes in the future") {
+			t.Fatalf("%d %+v", code, rc)
+		}
+	})
+	// Record is also the NATS intake's path: it changes nothing twice either.
+	t.Run("by Record, as over NATS", func(t *testing.T) {
+		rc, retry := n.live.RecordErasure(t.Context(), "cust-881", nil, "er-nats-1", "nats")
+		if retry || rc.Status != policy.StatusRecorded || rc.Event != 0 || len(rc.Reasons) != 1 || rc.Reasons[0] != policy.ReasonAlreadyErased {
+			t.Fatalf("repeated erasure: %+v retry %v", rc, retry)
+		}
+		rc, retry = n.live.Record(t.Context(), policy.RightsConsents, []byte(`{"action":"withdraw","subject":"cust-99","purpose":"marketing"}`), "wd-nats-1", "nats")
+		if retry || rc.Status != policy.StatusRejected || len(rc.Reasons) != 1 || !strings.HasPrefix(rc.Reasons[0], "not_found: consent: ") {
+			t.Fatalf("withdrawal of no consent: %+v retry %v", rc, retry)
+		}
+		if got := count(t, audit.EventErasureRecorded); got != erasures+1 {
+			t.Errorf("%d erasure entries, want %d", got, erasures+1)
+		}
+		if got := count(t, audit.EventConsentRecorded); got != consents+1 {
+			t.Errorf("%d consent entries, want %d", got, consents+1)
+		}
+	})
 }
 
 func FuzzParseConsent(f *testing.F) {

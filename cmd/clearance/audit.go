@@ -10,12 +10,19 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/clearance-broker/clearance/agreements"
 	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/compliance"
 	"github.com/clearance-broker/clearance/config"
+	"github.com/clearance-broker/clearance/erasure"
 	"github.com/clearance-broker/clearance/keys"
+	"github.com/clearance-broker/clearance/policy"
+	"github.com/clearance-broker/clearance/shred"
 )
 
 // Environment variables the audit commands read when the flag is not given.
@@ -152,11 +159,20 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	jwksPath := registerJWKS(fs, "JWK set `FILE` of the checkpoint verification keys, as served at /.well-known/jwks.json")
 	unsigned := fs.Bool("no-signatures", false, "check the chain and checkpoint heads without authenticating signatures")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	cfgPath := fs.String("config", "", "broker configuration `FILE` whose audit.checkpoint_every and audit.checkpoint_interval the log was written with")
+	every := fs.Int64("checkpoint-every", 0, "the writers' audit.checkpoint_every `N` (default: --config's, else clearance serve's default 30000, or for --dir clearance dev's 1000)")
+	interval := fs.Duration("checkpoint-interval", 0, "the writers' audit.checkpoint_interval `D` (default: --config's, else 1m)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: clearance audit verify --db DSN --jwks FILE[,FILE] [--json]\n       clearance audit verify --dir DIR   (a clearance dev run's data directory)")
+		fmt.Fprintln(stderr, "usage: clearance audit verify --db DSN --jwks FILE[,FILE] [--config FILE] [--json]\n       clearance audit verify --dir DIR   (a clearance dev run's data directory)\n\n"+
+			"Entries must be sealed by checkpoints at the cadence the log was written with: give the broker's\n"+
+			"configuration (--config) or its checkpoint settings, or verify reports the entries left unsealed.")
 		fs.PrintDefaults()
 	}
 	if code, ok := parseAuditFlags(fs, args, stderr); !ok {
+		return code
+	}
+	opts := audit.VerifyOptions{Progress: verifyProgress("verify", stderr, time.Now)}
+	if code := verifyCadence(&opts, *cfgPath, af.dir != "", *every, *interval, stderr); code != 0 {
 		return code
 	}
 	var v audit.Verifier
@@ -182,7 +198,7 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		return code
 	}
 	defer done()
-	rep, err := l.VerifyWith(ctx, v, audit.VerifyOptions{Progress: verifyProgress("verify", stderr, time.Now)})
+	rep, err := l.VerifyWith(ctx, v, opts)
 	if err != nil && !errors.Is(err, audit.ErrTampered) {
 		fmt.Fprintf(stderr, "clearance audit verify: %v\n", err)
 		return 1
@@ -200,10 +216,47 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	return 0
 }
 
+// verifyCadence sets the checkpoint cadence that verify holds the log to:
+// the flags', else the broker configuration's at cfgPath, else the default
+// of clearance dev (dev) or of clearance serve.
+func verifyCadence(opts *audit.VerifyOptions, cfgPath string, dev bool, every int64, interval time.Duration, stderr io.Writer) int {
+	if every < 0 || interval < 0 {
+		fmt.Fprintln(stderr, "clearance audit verify: --checkpoint-every and --checkpoint-interval must be positive")
+		return 2
+	}
+	a := config.Defaults().Audit
+	if dev {
+		// clearance dev writes with the audit package's defaults.
+		a.CheckpointEvery, a.CheckpointInterval = 1000, time.Minute
+	}
+	if cfgPath != "" {
+		cfg, code := loadConfig("clearance audit verify", cfgPath, stderr)
+		if cfg == nil {
+			return code
+		}
+		a = cfg.Audit
+	}
+	opts.CheckpointEvery, opts.CheckpointInterval = int64(a.CheckpointEvery), a.CheckpointInterval
+	if every > 0 {
+		opts.CheckpointEvery = every
+	}
+	if interval > 0 {
+		opts.CheckpointInterval = interval
+	}
+	return 0
+}
+
 func printReport(w io.Writer, rep *audit.Report) {
 	if rep.Problem != nil {
 		label, text := verificationProblem(rep.Problem, rep.Problem.Detail)
-		fmt.Fprintf(w, "%s: entry %d %s: %s\n", label, rep.Problem.Sequence, rep.Problem.Finding, text)
+		if rep.Problem.Finding == audit.FindingUnsealed && label == "TAMPERED" {
+			label = "UNSEALED"
+		}
+		if rep.ProblemLast > rep.Problem.Sequence {
+			fmt.Fprintf(w, "%s: entries %d to %d %s: %s\n", label, rep.Problem.Sequence, rep.ProblemLast, rep.Problem.Finding, text)
+		} else {
+			fmt.Fprintf(w, "%s: entry %d %s: %s\n", label, rep.Problem.Sequence, rep.Problem.Finding, text)
+		}
 	} else {
 		fmt.Fprintln(w, "OK: the audit chain verifies")
 	}
@@ -213,7 +266,7 @@ func printReport(w io.Writer, rep *audit.Report) {
 	}
 	fmt.Fprintf(w, "checkpoints checked: %d (last at %d)\n", rep.Checkpoints, rep.LastCheckpoint)
 	if rep.Problem == nil {
-		fmt.Fprintf(w, "unsealed entries:    %d (after the last checkpoint)\n", rep.Unsealed)
+		fmt.Fprintf(w, "unsealed tail:       %d entries (after the last checkpoint, within the checkpoint cadence)\n", rep.Unsealed)
 	}
 	if !rep.SignaturesChecked {
 		fmt.Fprintln(w, "WARNING: signatures were not checked (--no-signatures)")
@@ -230,16 +283,16 @@ func runAuditSelect(ctx context.Context, name string, args []string, stdout, std
 	fs.StringVar(&f.SubjectID, "subject", "", "subject `ID` (hashed with the HMAC key before the query)")
 	fs.StringVar(&f.RequestID, "request", "", "request `ID`")
 	fs.StringVar(&f.Recipient, "recipient", "", "recipient party `ID`")
-	fs.StringVar(&f.Country, "country", "", "recipient `COUNTRY` (ISO 3166 alpha-2)")
+	fs.StringVar(&f.Country, "country", "", "recipient `COUNTRY` (ISO 3166 alpha-2 in capitals, such as DE)")
 	fs.StringVar(&f.Purpose, "purpose", "", "`PURPOSE` id")
 	fs.StringVar(&f.Decision, "decision", "", "allow or deny")
-	fs.StringVar(&event, "event", "", "`EVENT` (decided, delivered, delivery_failed, rejected, received, erasure_notified, ...)")
-	fs.StringVar(&since, "since", "", "entries at or after this RFC 3339 `TIME`")
-	fs.StringVar(&until, "until", "", "entries before this RFC 3339 `TIME`")
-	fs.Int64Var(&f.AfterSequence, "after", 0, "entries after this `SEQUENCE` (paging)")
+	fs.StringVar(&event, "event", "", "`EVENT` ("+strings.Join(auditEventNames(), ", ")+")")
+	fs.StringVar(&since, "since", "", "entries at or after this `TIME`: RFC 3339 (2026-11-28T00:00:00Z) or a date (2026-11-28, midnight UTC)")
+	fs.StringVar(&until, "until", "", "entries before this `TIME`: RFC 3339 or a date (midnight UTC)")
+	fs.Int64Var(&f.AfterSequence, "after", 0, "entries after this `SEQUENCE` (paging; 0 or more)")
 	format, out := "jsonl", ""
 	if name == "query" {
-		fs.IntVar(&f.Limit, "limit", audit.DefaultLimit, "at most `N` entries")
+		fs.IntVar(&f.Limit, "limit", audit.DefaultLimit, "at most `N` entries (1 or more)")
 	} else {
 		fs.StringVar(&format, "format", "jsonl", "csv or jsonl")
 		fs.StringVar(&out, "out", "", "write to `FILE` instead of stdout")
@@ -252,20 +305,9 @@ func runAuditSelect(ctx context.Context, name string, args []string, stdout, std
 		return code
 	}
 	f.Event = audit.Event(event)
-	for _, t := range []struct {
-		flag string
-		src  string
-		dst  *time.Time
-	}{{"since", since, &f.From}, {"until", until, &f.To}} {
-		if t.src == "" {
-			continue
-		}
-		v, err := time.Parse(time.RFC3339Nano, t.src)
-		if err != nil {
-			fmt.Fprintf(stderr, "clearance audit %s: --%s: want an RFC 3339 time such as 2026-11-28T00:00:00Z\n", name, t.flag)
-			return 2
-		}
-		*t.dst = v
+	if err := checkAuditFilter(&f, since, until, name == "query"); err != nil {
+		fmt.Fprintf(stderr, "clearance audit %s: %v\n", name, err)
+		return 2
 	}
 	if code := af.resolve(name, stderr); code != 0 {
 		return code
@@ -308,6 +350,75 @@ func runAuditSelect(ctx context.Context, name string, args []string, stdout, std
 		fmt.Fprintf(stderr, "clearance audit %s: %d entries written to %s\n", name, n, out)
 	}
 	return 0
+}
+
+// auditCountry is the form of a recipient country the audit log records
+// (and the compliance API's country filter takes).
+var auditCountry = regexp.MustCompile(`^[A-Z]{2}$`)
+
+// auditEvents are the events written to the audit log: by the broker
+// (audit), the compliance API, the live registry (policy), erasure
+// propagation (erasure) and crypto-shredding (shred). The compliance API's
+// event filter takes the same.
+func auditEvents() []audit.Event {
+	return []audit.Event{audit.EventDecided, audit.EventDelivered, audit.EventDeliveryFailed,
+		audit.EventRejected, audit.EventReceived, audit.EventErasureNotified, audit.EventRegistryApplied,
+		audit.EventConsentRecorded, audit.EventErasureRecorded, compliance.EventAPICall,
+		policy.EventLegalOrderRecorded, policy.EventAgreementSuspended,
+		erasure.EventErasureEscalated, erasure.EventErasureJustified, shred.EventKeyDestroyed}
+}
+
+func auditEventNames() []string {
+	var out []string
+	for _, e := range auditEvents() {
+		out = append(out, string(e))
+	}
+	return out
+}
+
+// checkAuditFilter checks the filter flags of audit query and export as the
+// compliance API checks its search parameters, and sets the time bounds
+// from since and until; limited is query's, whose --limit must be 1 or
+// more (export has no limit). The problem names the flag and what it
+// takes, never the value given (a subject id may have been put anywhere).
+func checkAuditFilter(f *audit.Filter, since, until string, limited bool) error {
+	switch f.Decision {
+	case "", string(agreements.Allow), string(agreements.Deny):
+	default:
+		return errors.New("--decision: want allow or deny")
+	}
+	if f.Country != "" && !auditCountry.MatchString(f.Country) {
+		return errors.New("--country: want an ISO 3166 alpha-2 code in capitals, such as DE")
+	}
+	if f.Event != "" && !slices.Contains(auditEvents(), f.Event) {
+		return fmt.Errorf("--event: not an event of the audit log (events: %s)", strings.Join(auditEventNames(), ", "))
+	}
+	for _, t := range []struct {
+		flag string
+		src  string
+		dst  *time.Time
+	}{{"since", since, &f.From}, {"until", until, &f.To}} {
+		if t.src == "" {
+			continue
+		}
+		v, err := time.Parse(time.RFC3339Nano, t.src)
+		if err != nil {
+			if v, err = time.Parse(time.DateOnly, t.src); err != nil {
+				return fmt.Errorf("--%s: want an RFC 3339 time such as 2026-11-28T00:00:00Z or a date such as 2026-11-28 (midnight UTC)", t.flag)
+			}
+		}
+		*t.dst = v.UTC()
+	}
+	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
+		return errors.New("--until: must be after --since")
+	}
+	if f.AfterSequence < 0 {
+		return errors.New("--after: want a sequence number, 0 or more")
+	}
+	if limited && f.Limit < 1 {
+		return errors.New("--limit: want a number of entries, 1 or more")
+	}
+	return nil
 }
 
 // jwksFiles is the --jwks flag: JWK set files, given by repeating the flag

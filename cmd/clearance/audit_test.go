@@ -219,3 +219,169 @@ func writeTestLog(t *testing.T, dsn string, key []byte, signer audit.Signer) {
 		t.Fatal(err)
 	}
 }
+
+// TestAuditVerifyMissingCheckpoints removes the checkpoints of a log, as a
+// thief covering a rewrite would: verify must fail and name the entries
+// left unsealed, where it passed with them.
+func TestAuditVerifyMissingCheckpoints(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	dsn := "sqlite://" + filepath.Join(dir, "audit.db")
+	signer, jwks, _, _ := testSigningKey(t)
+	jwksFile := filepath.Join(dir, "jwks.json")
+	if err := os.WriteFile(jwksFile, jwks, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeTestLog(t, dsn, []byte("cli-test-subject-key-0123456789ab"), signer)
+	verify := func(args ...string) (int, string) {
+		var out, errOut bytes.Buffer
+		code := run(ctx, append([]string{"audit", "verify", "--db", dsn, "--jwks", jwksFile}, args...), &out, &errOut)
+		return code, out.String() + errOut.String()
+	}
+	if code, out := verify(); code != 0 || !strings.Contains(out, "OK") || !strings.Contains(out, "unsealed tail:       0 entries") {
+		t.Fatalf("before: exit %d\n%s", code, out)
+	}
+	db, err := audit.OpenDB(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "DELETE FROM audit_checkpoints"); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantOut  []string
+	}{
+		// The entries were written on 2026-11-28, long before now.
+		{"tail older than the interval", nil, 1,
+			[]string{"UNSEALED: entries 1 to 3 unsealed", "follow the last checkpoint", "checkpoints are missing"}},
+		// Within the cadence, an unsealed tail is reported, not failed.
+		{"tail within the cadence", []string{"--checkpoint-every", "1", "--checkpoint-interval", "1000000h"}, 0,
+			[]string{"OK", "unsealed tail:       3 entries"}},
+		{"negative cadence", []string{"--checkpoint-every", "-1"}, 2, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := verify(tt.args...)
+			if code != tt.wantCode {
+				t.Fatalf("exit %d, want %d\n%s", code, tt.wantCode, out)
+			}
+			for _, w := range tt.wantOut {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			if strings.Contains(out, "cust-") || strings.Contains(out, "req-") {
+				t.Error("entry content appears in the output")
+			}
+		})
+	}
+}
+
+// TestAuditQueryFlags runs audit query (and export) with each filter flag
+// wrong and right: a wrong one is a usage error naming the flag and what it
+// takes, as the compliance API's search answers 400.
+func TestAuditQueryFlags(t *testing.T) {
+	dir := t.TempDir()
+	dsn := "sqlite://" + filepath.Join(dir, "audit.db")
+	signer, _, _, _ := testSigningKey(t)
+	writeTestLog(t, dsn, []byte("cli-test-subject-key-0123456789ab"), signer)
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantOut  []string // on stdout for 0, stderr otherwise
+		notOut   []string
+	}{
+		{"bad decision", []string{"--decision", "maybe"}, 2, []string{"--decision: want allow or deny"}, nil},
+		{"country in lower case", []string{"--country", "de"}, 2, []string{"--country: want an ISO 3166 alpha-2 code"}, nil},
+		{"country name", []string{"--country", "Germany"}, 2, []string{"--country:"}, nil},
+		{"unknown event", []string{"--event", "decidedd"}, 2, []string{"--event: not an event of the audit log", "compliance_api_call"}, nil},
+		{"inverted range", []string{"--since", "2026-11-28T02:00:00Z", "--until", "2026-11-28T01:00:00Z"}, 2, []string{"--until: must be after --since"}, nil},
+		{"empty range", []string{"--since", "2026-11-28", "--until", "2026-11-28"}, 2, []string{"--until: must be after --since"}, nil},
+		{"bad time", []string{"--since", "28/11/2026"}, 2, []string{"--since: want an RFC 3339 time", "or a date"}, nil},
+		{"limit 0", []string{"--limit", "0"}, 2, []string{"--limit: want a number of entries, 1 or more"}, nil},
+		{"limit -1", []string{"--limit", "-1"}, 2, []string{"--limit:"}, nil},
+		{"after -5", []string{"--after", "-5"}, 2, []string{"--after: want a sequence number, 0 or more"}, nil},
+		{"date-only since", []string{"--since", "2026-11-28", "--until", "2026-11-28T01:00:00Z"}, 0,
+			[]string{`"request_id":"req-a"`}, []string{`"request_id":"req-b"`}},
+		{"date-only until", []string{"--until", "2026-11-29"}, 0, []string{`"request_id":"req-a"`, `"request_id":"req-c"`}, nil},
+		{"date-only until excludes its day", []string{"--until", "2026-11-28"}, 0, nil, []string{`"request_id"`}},
+		{"every valid filter", []string{"--decision", "allow", "--country", "DE", "--event", "decided", "--after", "1", "--limit", "1"}, 0,
+			[]string{`"request_id":"req-b"`}, []string{`"request_id":"req-a"`, `"request_id":"req-c"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			code := run(context.Background(), append([]string{"audit", "query", "--db", dsn}, tt.args...), &out, &errOut)
+			if code != tt.wantCode {
+				t.Fatalf("exit %d, want %d; stderr: %s", code, tt.wantCode, errOut.String())
+			}
+			got := out.String()
+			if code != 0 {
+				got = errOut.String()
+			}
+			for _, w := range tt.wantOut {
+				if !strings.Contains(got, w) {
+					t.Errorf("output lacks %q:\n%s", w, got)
+				}
+			}
+			for _, w := range tt.notOut {
+				if strings.Contains(got, w) {
+					t.Errorf("output holds %q:\n%s", w, got)
+				}
+			}
+		})
+	}
+	t.Run("export checks the same flags", func(t *testing.T) {
+		var out, errOut bytes.Buffer
+		if code := run(context.Background(), []string{"audit", "export", "--db", dsn, "--decision", "maybe"}, &out, &errOut); code != 2 ||
+			!strings.Contains(errOut.String(), "--decision") {
+			t.Fatalf("exit %d: %s", code, errOut.String())
+		}
+	})
+}
+
+// TestAuditEventsListEveryEvent keeps --event's list in step with the
+// events the code declares: every `audit.Event = "…"` constant of the
+// repository (and the audit package's own `Event = "…"`).
+func TestAuditEventsListEveryEvent(t *testing.T) {
+	root, _ := filepath.Abs(filepath.Join("..", ".."))
+	decl := regexp.MustCompile(`(?m)^\s*(?:const\s+)?\w+\s+(?:audit\.)?Event\s*=\s*"([^"]+)"`)
+	known := map[string]bool{}
+	for _, n := range auditEventNames() {
+		known[n] = true
+	}
+	found := 0
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "testdata" || d.Name() == "integration") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range decl.FindAllStringSubmatch(string(b), -1) {
+			found++
+			if !known[m[1]] {
+				t.Errorf("%s declares event %q, which auditEvents does not list", path, m[1])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if found < len(known) {
+		t.Errorf("found %d event declarations, fewer than the %d listed: the pattern is out of date", found, len(known))
+	}
+}
