@@ -208,20 +208,18 @@ func (l *Live) record(ctx context.Context, kind string, data []byte, subject, id
 		err = invalid("subject", "not a consents or erasures subject")
 	}
 	reg := l.opts.Engine.Registry()
-	if err == nil {
-		// A message that would change nothing is not recorded: an erasure
-		// in force already is answered as recorded (no second event, no
-		// second notice), a withdrawal of no consent in force is refused.
-		var erased bool
-		if erased, err = inForce(reg, ch); erased {
-			rc.Status, rc.Reasons, rc.RegistryVersion = StatusRecorded, []string{ReasonAlreadyErased}, reg.Version()
-			return rc, false, false
-		}
-	}
 	var ev Event
 	if err == nil {
+		// A message that would change nothing is not recorded (Change):
+		// an erasure in force already is answered as recorded (no second
+		// event, no second notice), a withdrawal of no consent in force is
+		// refused.
 		ev, err = l.Change(ctx, ch)
-		if err != nil && !errors.Is(err, ErrInvalidChange) {
+		if errors.Is(err, ErrAlreadyErased) {
+			rc.Status, rc.Reasons, rc.RegistryVersion = StatusRecorded, []string{ReasonAlreadyErased}, l.opts.Engine.Registry().Version()
+			return rc, false, false
+		}
+		if err != nil && !errors.Is(err, ErrInvalidChange) && !errors.Is(err, ErrNothingToWithdraw) {
 			l.log.Warn("record rights message", "request_id", id, "source", source, "err", err)
 			return rc, true, false
 		}

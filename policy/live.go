@@ -207,7 +207,9 @@ func (l *Live) Apply(ctx context.Context, reg *agreements.Registry) (ev Event, a
 // Change validates ch against the registry in force, stores it, audits it,
 // publishes it and puts it in force. It returns once every running instance
 // confirmed that it is in force, or after Options.SyncTimeout (ev.Sync
-// says which). An invalid change wraps ErrInvalidChange and stores nothing.
+// says which). An invalid change wraps ErrInvalidChange and stores nothing;
+// so do an erasure of a subject erased already (ErrAlreadyErased) and a
+// withdrawal of no consent in force at its time (ErrNothingToWithdraw).
 func (l *Live) Change(ctx context.Context, ch agreements.Change) (Event, error) {
 	conf, err := l.confirmations()
 	if err != nil {
@@ -216,6 +218,14 @@ func (l *Live) Change(ctx context.Context, ch agreements.Change) (Event, error) 
 	ev, err := l.write(ctx, func(ctx context.Context, _ *Store, _ bun.Tx, head *headRow) (*Event, error) {
 		if l.st.reg == nil {
 			return nil, ErrNotApplied
+		}
+		// Checked here, with the store's head locked and this instance
+		// caught up to it, so that two instances taking the same erasure at
+		// once record it once.
+		if erased, err := inForce(l.st.reg, ch); erased {
+			return nil, ErrAlreadyErased
+		} else if err != nil {
+			return nil, err
 		}
 		ev := &Event{Seq: head.Seq + 1, Kind: KindChange, Change: &ch}
 		if len(ch.Suspend) > 0 {

@@ -182,6 +182,10 @@ var ErrNothingToWithdraw = errors.New("policy: no consent in force to withdraw")
 // names neither the subject nor the purpose.
 const reasonNothingToWithdraw = "not_found: consent: the subject holds no consent for this purpose in force at the withdrawal's time (none was granted, or it is withdrawn already)"
 
+// ErrAlreadyErased is Live.Change's answer to an erasure of a subject the
+// registry in force holds an erasure of: nothing is recorded.
+var ErrAlreadyErased = errors.New("policy: the subject's erasure is in force already")
+
 // ReasonAlreadyErased is the reason of the receipt of an erasure of a
 // subject the registry in force holds an erasure of already: it is
 // answered as recorded, and nothing is recorded again (no second event, no

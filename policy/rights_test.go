@@ -255,3 +255,43 @@ func equalChange(a, b agreements.Change) bool {
 	}
 	return true
 }
+
+// TestErasureRecordedOnceAcrossInstances erases one subject on two
+// instances at once: the check that the erasure is new is made with the
+// store's head locked, so exactly one is recorded and the other answers
+// ErrAlreadyErased; a withdrawal of no consent is refused the same way.
+func TestErasureRecordedOnceAcrossInstances(t *testing.T) {
+	e := newEnv(t, brokertest.SQLiteDSN(t))
+	nc := brokertest.Connect(t, brokertest.StartNATS(t))
+	dir := registryDir(t)
+	a, b := e.start(t, nc, load(t, dir)), e.start(t, nc, load(t, dir))
+	if _, _, err := a.live.Apply(t.Context(), load(t, dir)); err != nil {
+		t.Fatal(err)
+	}
+	ch := agreements.Change{Erasures: []agreements.Erasure{{Subject: "cust-881", At: time.Now().UTC()}}}
+	errs := make(chan error, 2)
+	for _, n := range []*node{a, b} {
+		go func() { _, err := n.live.Change(t.Context(), ch); errs <- err }()
+	}
+	var recorded, already int
+	for range 2 {
+		switch err := <-errs; {
+		case err == nil:
+			recorded++
+		case errors.Is(err, policy.ErrAlreadyErased):
+			already++
+		default:
+			t.Fatalf("Change: %v", err)
+		}
+	}
+	if recorded != 1 || already != 1 {
+		t.Errorf("%d recorded, %d already erased; want 1 and 1", recorded, already)
+	}
+	if got := len(events(t, e.audit, audit.EventErasureRecorded)); got != 1 {
+		t.Errorf("%d erasure entries, want 1", got)
+	}
+	wd := agreements.Change{Withdrawals: []agreements.Withdrawal{{Subject: "cust-99", Purpose: "marketing", At: time.Now().UTC()}}}
+	if _, err := b.live.Change(t.Context(), wd); !errors.Is(err, policy.ErrNothingToWithdraw) {
+		t.Errorf("withdrawal of no consent: %v, want ErrNothingToWithdraw", err)
+	}
+}

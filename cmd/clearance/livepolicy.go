@@ -308,16 +308,24 @@ func (r *regionErasures) ApplyErasure(ctx context.Context, subject string, at ti
 	if b == nil {
 		return errRegistryStarting
 	}
+	// Erased here already: the subject's keys go (again; destroying is
+	// idempotent).
+	shredKeys := func() error {
+		if b.shred == nil {
+			return nil
+		}
+		_, err := b.shred.Destroy(ctx, subject, "dead letters, retry copies, regional streams")
+		return err
+	}
 	for _, e := range b.engine.Registry().Content().Erasures {
 		if e.Subject == subject {
-			if b.shred == nil {
-				return nil
-			}
-			_, err := b.shred.Destroy(ctx, subject, "dead letters, retry copies, regional streams")
-			return err
+			return shredKeys()
 		}
 	}
 	_, err := b.live.Change(ctx, agreements.Change{Erasures: []agreements.Erasure{{Subject: subject, At: at}}})
+	if errors.Is(err, policy.ErrAlreadyErased) {
+		return shredKeys() // another instance recorded it meanwhile
+	}
 	return err
 }
 
