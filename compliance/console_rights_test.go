@@ -108,3 +108,18 @@ func TestConsoleSubjectRights(t *testing.T) {
 		t.Fatalf("viewer subject page: %d", code)
 	}
 }
+
+// TestConsoleNavOffersOnlyPermittedPages: a viewer's navigation links to
+// no page that would answer 403 (legal orders, what-if); an officer's does.
+func TestConsoleNavOffersOnlyPermittedPages(t *testing.T) {
+	f := compliancetest.New(t)
+	officer, viewer := f.Token(t, compliance.RoleOfficer), f.Token(t, compliance.RoleViewer)
+	for _, page := range []string{`href="/console/whatif"`, `href="/console/legal-orders"`} {
+		if code, _, body := consoleGet(t, f.HTTP.URL, "/console/agreements", viewer); code != http.StatusOK || strings.Contains(body, page) {
+			t.Errorf("viewer's page: %d, links %s", code, page)
+		}
+		if code, _, body := consoleGet(t, f.HTTP.URL, "/console/agreements", officer); code != http.StatusOK || !strings.Contains(body, page) {
+			t.Errorf("officer's page: %d, does not link %s", code, page)
+		}
+	}
+}
