@@ -250,6 +250,12 @@ func TestSearchExportAndSubject(t *testing.T) {
 	if len(rep.Recipients) == 0 || rep.Recipients[0].Deliveries == 0 || rep.SubjectHMAC != hmac {
 		t.Fatalf("recipients: %+v", rep)
 	}
+	// A subject with no entry is still named by its HMAC.
+	code, b = c.get("/v1/subjects/cust-never-seen/recipients")
+	var none compliance.SubjectReport
+	if code != 200 || json.Unmarshal(b, &none) != nil || len(none.Recipients) != 0 || len(none.SubjectHMAC) != 64 || none.SubjectHMAC == hmac {
+		t.Fatalf("recipients of a subject without entries: %d %s", code, b)
+	}
 	// Why and under which contract: the legal basis and the agreement
 	// version each allowed transfer rested on.
 	if r := rep.Recipients[0]; !slices.Equal(r.LegalBases, []string{"contract"}) || !slices.Equal(r.Agreements, []string{"dpa-swiftship-de v2"}) {

@@ -244,6 +244,13 @@ func (s *Server) subjectReport(ctx context.Context, f audit.Filter) (*SubjectRep
 		rep.Recipients = append(rep.Recipients, *rc)
 	}
 	slices.SortFunc(rep.Recipients, func(a, b Recipient) int { return a.First.Compare(b.First) })
+	if rep.SubjectHMAC == "" {
+		// No entry in the window: the HMAC is still the subject's.
+		rep.SubjectHMAC = f.SubjectHMAC
+		if rep.SubjectHMAC == "" && f.SubjectID != "" {
+			rep.SubjectHMAC = s.subjectHMAC(f.SubjectID)
+		}
+	}
 	return rep, nil
 }
 
