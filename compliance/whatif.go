@@ -22,6 +22,7 @@ var WhatIfLimits = []string{
 	"whether a subject was a minor is not recorded; it is inferred only from a recorded minor_without_parental_consent refusal and otherwise taken as false",
 	"a decision the registry in force does not reproduce from its reconstruction is not counted as a flip; it is listed as uncertain",
 	"a legal order is matched by authority and subject, as the audit log does not record the order id",
+	"only outcomes are compared (allow or deny; a change of reasons alone is counted, not listed): a proposal that keeps a transfer allowed but narrows what it may carry (fewer categories in an agreement) changes which fields would be sent, and that is not listed",
 	"the proposal is evaluated with the run-time changes of the live registry (consents, withdrawals, erasures, legal orders, suspensions) carried over it, as applying it would carry them; a change it cannot take (one naming a purpose or party it drops) is left out, as it would be then",
 }
 
