@@ -26,7 +26,7 @@ func TestServeKeepsSecrets(t *testing.T) {
 	if err := os.WriteFile(pwFile, []byte(pgPassword+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	hmacKey := "env-hmac-secret-" + time.Now().Format("150405.000000")
+	hmacKey := "env-subject-hmac-secret-key-" + time.Now().Format("150405.000000") // at least 32 bytes
 	env := []string{"FAULTS_VAULT_TOKEN=" + w.vault.Token, "FAULTS_HMAC=" + hmacKey}
 	secrets := []string{w.vault.Token, hmacKey, pgPassword}
 
