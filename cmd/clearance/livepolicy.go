@@ -90,13 +90,9 @@ func devRightsAuth(dir string) (*compliance.Authenticator, error) {
 // answer's status, as the compliance API's own calls are.
 func mountRights(mux *http.ServeMux, rights http.Handler, auth *compliance.Authenticator, auditLog compliance.AuditLog, subjectKey []byte, logger *slog.Logger) {
 	opts := compliance.Options{Auth: auth, Audit: auditLog, SubjectKey: subjectKey, Logger: logger}
-	for _, r := range []struct{ method, path string }{
-		{http.MethodPost, "/v1/consents"},
-		{http.MethodPost, "/v1/subjects/{id}/erasure"},
-		{http.MethodGet, "/v1/subjects/{id}/erasure"},
-		{http.MethodPost, "/v1/subjects/{id}/erasure/{recipient}/justification"},
-	} {
-		mux.Handle(r.method+" "+r.path, compliance.GuardRoute(opts, r.method, r.path, compliance.RoleOfficer, rights))
+	for _, route := range compliance.RightsRoutes() {
+		method, path, _ := strings.Cut(route, " ")
+		mux.Handle(route, compliance.GuardRoute(opts, method, path, compliance.RoleOfficer, rights))
 	}
 }
 
