@@ -11,6 +11,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/erasure"
+	"github.com/clearance-broker/clearance/policy"
+	"github.com/clearance-broker/clearance/shred"
 )
 
 // MaxPageSize caps the limit parameter of a search.
@@ -48,16 +51,16 @@ func validName(v string) bool {
 // filterEvents are the values of the event filter: the events written to
 // the audit log by the broker (audit), by this package, by the live
 // registry (policy), by erasure propagation (erasure) and by
-// crypto-shredding (shred). The last three are spelled out here because
-// this package does not import those; a test checks them against their
-// constants.
+// crypto-shredding (shred).
 var filterEvents = []audit.Event{audit.EventDecided, audit.EventDelivered, audit.EventDeliveryFailed,
 	audit.EventRejected, audit.EventReceived, audit.EventErasureNotified, audit.EventRegistryApplied,
 	audit.EventConsentRecorded, audit.EventErasureRecorded, EventAPICall,
-	"legal_order_recorded", "agreement_suspended", // policy
-	"erasure_escalated", "erasure_justified", // erasure
-	"subject_key_destroyed", // shred
-}
+	policy.EventLegalOrderRecorded, policy.EventAgreementSuspended,
+	erasure.EventErasureEscalated, erasure.EventErasureJustified, shred.EventKeyDestroyed}
+
+// Events lists every event the audit log holds, as the API's event filter
+// and clearance audit query take them.
+func Events() []audit.Event { return slices.Clone(filterEvents) }
 
 // eventList is filterEvents for an error message.
 func eventList() string {

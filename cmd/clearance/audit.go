@@ -19,10 +19,7 @@ import (
 	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/compliance"
 	"github.com/clearance-broker/clearance/config"
-	"github.com/clearance-broker/clearance/erasure"
 	"github.com/clearance-broker/clearance/keys"
-	"github.com/clearance-broker/clearance/policy"
-	"github.com/clearance-broker/clearance/shred"
 )
 
 // Environment variables the audit commands read when the flag is not given.
@@ -356,17 +353,9 @@ func runAuditSelect(ctx context.Context, name string, args []string, stdout, std
 // (and the compliance API's country filter takes).
 var auditCountry = regexp.MustCompile(`^[A-Z]{2}$`)
 
-// auditEvents are the events written to the audit log: by the broker
-// (audit), the compliance API, the live registry (policy), erasure
-// propagation (erasure) and crypto-shredding (shred). The compliance API's
-// event filter takes the same.
-func auditEvents() []audit.Event {
-	return []audit.Event{audit.EventDecided, audit.EventDelivered, audit.EventDeliveryFailed,
-		audit.EventRejected, audit.EventReceived, audit.EventErasureNotified, audit.EventRegistryApplied,
-		audit.EventConsentRecorded, audit.EventErasureRecorded, compliance.EventAPICall,
-		policy.EventLegalOrderRecorded, policy.EventAgreementSuspended,
-		erasure.EventErasureEscalated, erasure.EventErasureJustified, shred.EventKeyDestroyed}
-}
+// auditEvents are the events written to the audit log, as the compliance
+// API's event filter takes them.
+func auditEvents() []audit.Event { return compliance.Events() }
 
 func auditEventNames() []string {
 	var out []string
