@@ -233,10 +233,6 @@ type laneState struct {
 	// last is the sequence of the chain's last entry seen (0: the anchor
 	// the walk started from).
 	last int64
-	// unsealed counts the entries since the last checkpoint that matched,
-	// and firstUnsealed is the first of them (0: none).
-	unsealed      int64
-	firstUnsealed int64
 }
 
 // newWalker starts a walk at sequence start after prev, or, for a walk that
@@ -279,10 +275,6 @@ func (w *walker) lane(seq int64) (int, *laneState) {
 func (w *walker) step(seq int64, hash string) {
 	_, st := w.lane(seq)
 	st.Prev, st.last = hash, seq
-	st.unsealed++
-	if st.firstUnsealed == 0 {
-		st.firstUnsealed = seq
-	}
 	switch {
 	case w.ly.k == 1 || seq < w.ly.fork:
 		st.Next = seq + 1
@@ -291,12 +283,6 @@ func (w *walker) step(seq int64, hash string) {
 	default:
 		st.Next = seq + w.ly.k
 	}
-}
-
-// sealed records that a checkpoint matched the chain of seq at seq.
-func (w *walker) sealed(seq int64) {
-	_, st := w.lane(seq)
-	st.unsealed, st.firstUnsealed = 0, 0
 }
 
 // anchors returns the per-chain anchors after the walk so far (nil before

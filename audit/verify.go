@@ -417,7 +417,6 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 			for _, sealed := range unsealed.sealing(r.Seq) {
 				*sealed = run{}
 			}
-			w.sealed(r.Seq)
 			rep.Checkpoints++
 			rep.LastCheckpoint = r.Seq
 		}

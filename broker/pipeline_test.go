@@ -112,6 +112,29 @@ func (e *env) post(t *testing.T, body []byte) (int, []byte) {
 	return resp.StatusCode, out
 }
 
+// publishAwait publishes data on order-service's transfer subject, with
+// msgID as its Nats-Msg-Id unless empty, and returns the next receipt on
+// receipts.
+func (e *env) publishAwait(t *testing.T, receipts <-chan *nats.Msg, data []byte, msgID string) broker.Receipt {
+	t.Helper()
+	msg := nats.NewMsg("clearance.transfers.order-service")
+	msg.Data = data
+	if msgID != "" {
+		msg.Header.Set(jetstream.MsgIDHeader, msgID)
+	}
+	if _, err := e.js.PublishMsg(t.Context(), msg); err != nil {
+		t.Fatal(err)
+	}
+	var r broker.Receipt
+	select {
+	case m := <-receipts:
+		_ = json.Unmarshal(m.Data, &r)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no receipt")
+	}
+	return r
+}
+
 func (e *env) entries(t *testing.T, requestID string) []audit.Entry {
 	t.Helper()
 	got, err := e.log.Query(context.Background(), audit.Filter{RequestID: requestID})
@@ -225,19 +248,7 @@ func TestInvalidRequestRejectedAndDeadLettered(t *testing.T) {
 	defer sub.Unsubscribe()
 	canary := "Canary Person 7741"
 	bad := fmt.Sprintf(`{"id":"bad-1","source":"order-service","recipient":"swiftship-de","purpose":"delivery","dataset":"order.delivery","record":{"name":%q}}`, canary)
-	msg := nats.NewMsg("clearance.transfers.order-service")
-	msg.Data = []byte(bad)
-	msg.Header.Set(jetstream.MsgIDHeader, "bad-1")
-	if _, err := e.js.PublishMsg(t.Context(), msg); err != nil {
-		t.Fatal(err)
-	}
-	var r broker.Receipt
-	select {
-	case m := <-receipts:
-		_ = json.Unmarshal(m.Data, &r)
-	case <-time.After(10 * time.Second):
-		t.Fatal("no receipt")
-	}
+	r := e.publishAwait(t, receipts, []byte(bad), "bad-1")
 	if r.Status != broker.StatusRejected || r.Decision != "deny" || len(r.Reasons) != 1 || !strings.HasPrefix(r.Reasons[0], "invalid_request: subject") {
 		t.Fatalf("receipt = %+v", r)
 	}

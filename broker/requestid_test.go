@@ -12,7 +12,6 @@ import (
 	"github.com/clearance-broker/clearance/broker"
 	"github.com/clearance-broker/clearance/broker/brokertest"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // whiteSpaceReason is the reason a request id with white space at either
@@ -113,21 +112,7 @@ func TestRequestIDWithWhiteSpaceOverNATS(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			msg := nats.NewMsg("clearance.transfers.order-service")
-			msg.Data = withID(t, tt.id)
-			if tt.header != "" {
-				msg.Header.Set(jetstream.MsgIDHeader, tt.header)
-			}
-			if _, err := e.js.PublishMsg(t.Context(), msg); err != nil {
-				t.Fatal(err)
-			}
-			var r broker.Receipt
-			select {
-			case m := <-receipts:
-				_ = json.Unmarshal(m.Data, &r)
-			case <-time.After(10 * time.Second):
-				t.Fatal("no receipt")
-			}
+			r := e.publishAwait(t, receipts, withID(t, tt.id), tt.header)
 			if r.Status != broker.StatusRejected || len(r.Reasons) != 1 || r.Reasons[0] != whiteSpaceReason {
 				t.Fatalf("receipt %+v", r)
 			}

@@ -25,25 +25,13 @@ var (
 	hmacRE    = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
 
-// maxRequestID is the longest request id the broker accepts (its routeOf
-// and usableID: the id travels as the Nats-Msg-Id and Idempotency-Key
-// headers).
-const maxRequestID = 256
-
-// validRequestID reports whether id is a request id the broker records:
-// 1 to 256 bytes without control characters (broker/http.go routeOf,
-// broker/transfer.go usableID; the broker exports no validator to share).
-// The broker's ids come from JSON and so are always valid UTF-8; an id that
-// is not cannot be in the log. White space at either end is accepted: a
-// broker that refuses such ids may run against a log that holds them from
-// before.
-func validRequestID(id string) bool {
-	return id != "" && len(id) <= maxRequestID && utf8.ValidString(id) && !strings.ContainsFunc(id, unicode.IsControl)
-}
-
-// validName reports whether v can be a recipient or purpose of an audit
-// entry: the broker records any name of a request without control
-// characters (the registry puts no pattern on party or purpose ids).
+// validName reports whether v can be a request id, recipient or purpose of
+// an audit entry: the broker records any of 1 to 256 bytes without control
+// characters (an id travels as the Nats-Msg-Id and Idempotency-Key headers;
+// the registry puts no pattern on party or purpose ids). Entries come from
+// JSON, so a value that is not UTF-8 cannot be in the log. White space at
+// either end is accepted: a broker that refuses such request ids may run
+// against a log that holds them from before.
 func validName(v string) bool {
 	return v != "" && len(v) <= 256 && utf8.ValidString(v) && !strings.ContainsFunc(v, unicode.IsControl)
 }
@@ -115,7 +103,7 @@ func parseFilter(q url.Values, defLimit int, extra ...string) (audit.Filter, err
 		what  string
 	}{
 		{"subject_hmac", &f.SubjectHMAC, hmacRE.MatchString, "64 lowercase hex digits"},
-		{"request_id", &f.RequestID, validRequestID, "a request id as the broker accepts it: 1 to 256 bytes of UTF-8 without control characters"},
+		{"request_id", &f.RequestID, validName, "a request id as the broker accepts it: 1 to 256 bytes of UTF-8 without control characters"},
 		{"recipient", &f.Recipient, validName, "a recipient (party) id of at most 256 bytes without control characters"},
 		{"country", &f.Country, countryRE.MatchString, "an ISO 3166 alpha-2 code in capitals such as DE"},
 		{"purpose", &f.Purpose, validName, "a purpose id of at most 256 bytes without control characters"},
