@@ -178,5 +178,9 @@
 // writes again, so the archived range is whole (a chain that receives no
 // entries holds retention back to its head). Verify then starts every
 // chain from its anchor in the latest verified manifest, so what remains
-// still verifies.
+// still verifies. Archive checks the chain of the range it removes but
+// authenticates no checkpoint and holds the log to no cadence: call
+// VerifyWith first, as clearance audit archive does, so that a manifest
+// never vouches for entries that were rewritten, or whose checkpoints were
+// removed, before they left the log.
 package audit

@@ -153,12 +153,8 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.SetOutput(stderr)
 	var af auditFlags
 	af.register(fs)
-	jwksPath := registerJWKS(fs, "JWK set `FILE` of the checkpoint verification keys, as served at /.well-known/jwks.json")
-	unsigned := fs.Bool("no-signatures", false, "check the chain and checkpoint heads without authenticating signatures")
+	vf := registerVerifyFlags(fs)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	cfgPath := fs.String("config", "", "broker configuration `FILE` whose audit.checkpoint_every and audit.checkpoint_interval the log was written with")
-	every := fs.Int64("checkpoint-every", 0, "the writers' audit.checkpoint_every `N` (default: --config's, else clearance serve's default 30000, or for --dir clearance dev's 1000)")
-	interval := fs.Duration("checkpoint-interval", 0, "the writers' audit.checkpoint_interval `D` (default: --config's, else 1m)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: clearance audit verify --db DSN --jwks FILE[,FILE] [--config FILE] [--json]\n       clearance audit verify --dir DIR   (a clearance dev run's data directory)\n\n"+
 			"Entries must be sealed by checkpoints at the cadence the log was written with: give the broker's\n"+
@@ -168,27 +164,9 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	if code, ok := parseAuditFlags(fs, args, stderr); !ok {
 		return code
 	}
-	opts := audit.VerifyOptions{Progress: verifyProgress("verify", stderr, time.Now)}
-	if code := verifyCadence(&opts, *cfgPath, af.dir != "", *every, *interval, stderr); code != 0 {
+	v, opts, code := vf.resolve(ctx, "verify", &af, stderr)
+	if code != 0 {
 		return code
-	}
-	var v audit.Verifier
-	switch {
-	case af.dir != "" && !jwksPath.flagged:
-		jv, code := devJWKS(ctx, af.dir, stderr)
-		if jv == nil {
-			return code
-		}
-		v = jv
-	case len(jwksPath.files) > 0:
-		jv, code := loadJWKS("verify", jwksPath, stderr)
-		if jv == nil {
-			return code
-		}
-		v = jv
-	case !*unsigned:
-		fmt.Fprintln(stderr, "clearance audit verify: --jwks is required to authenticate checkpoints (or --no-signatures)")
-		return 2
 	}
 	l, done, code := af.open(ctx, "verify", stderr)
 	if l == nil {
@@ -213,12 +191,69 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	return 0
 }
 
-// verifyCadence sets the checkpoint cadence that verify holds the log to:
-// the flags', else the broker configuration's at cfgPath, else the default
-// of clearance dev (dev) or of clearance serve.
-func verifyCadence(opts *audit.VerifyOptions, cfgPath string, dev bool, every int64, interval time.Duration, stderr io.Writer) int {
+// verifyFlags are the flags of the commands that verify the log: verify,
+// and archive, which verifies it before it signs what it removes.
+type verifyFlags struct {
+	jwks     *jwksFiles
+	unsigned *bool
+	cfgPath  *string
+	every    *int64
+	interval *time.Duration
+}
+
+func registerVerifyFlags(fs *flag.FlagSet) *verifyFlags {
+	return &verifyFlags{
+		jwks:     registerJWKS(fs, "JWK set `FILE` of the checkpoint verification keys, as served at /.well-known/jwks.json"),
+		unsigned: fs.Bool("no-signatures", false, "check the chain and checkpoint heads without authenticating signatures"),
+		cfgPath:  fs.String("config", "", "broker configuration `FILE` whose audit.checkpoint_every and audit.checkpoint_interval the log was written with"),
+		every:    fs.Int64("checkpoint-every", 0, "the writers' audit.checkpoint_every `N` (default: --config's, else clearance serve's default 30000, or for --dir clearance dev's 1000)"),
+		interval: fs.Duration("checkpoint-interval", 0, "the writers' audit.checkpoint_interval `D` (default: --config's, else 1m)"),
+	}
+}
+
+// resolve returns the verifier of the signatures (nil with
+// --no-signatures) and the options a verification of the command name
+// runs with: --jwks's sets, else for --dir the dev run's checkpoint keys,
+// with the sets of extra besides (the archive key's own); the cadence of
+// verifyCadence; progress on stderr.
+func (f *verifyFlags) resolve(ctx context.Context, name string, af *auditFlags, stderr io.Writer, extra ...jwkSet) (audit.Verifier, audit.VerifyOptions, int) {
+	opts := audit.VerifyOptions{Progress: verifyProgress(name, stderr, time.Now)}
+	if code := verifyCadence(name, &opts, *f.cfgPath, af.dir != "", *f.every, *f.interval, stderr); code != 0 {
+		return nil, opts, code
+	}
+	var sets []jwkSet
+	switch {
+	case af.dir != "" && !f.jwks.flagged:
+		set, code := devJWKS(ctx, name, af.dir, stderr)
+		if set == nil {
+			return nil, opts, code
+		}
+		sets = append(sets, jwkSet{from: "of " + af.dir, data: set})
+	case len(f.jwks.files) > 0:
+		read, code := f.jwks.read(name, stderr)
+		if read == nil {
+			return nil, opts, code
+		}
+		sets = read
+	case *f.unsigned:
+		return nil, opts, 0
+	default:
+		fmt.Fprintf(stderr, "clearance audit %s: --jwks is required to authenticate checkpoints (or --no-signatures)\n", name)
+		return nil, opts, 2
+	}
+	v, code := mergeJWKS(name, append(sets, extra...), stderr)
+	if v == nil {
+		return nil, opts, code
+	}
+	return v, opts, 0
+}
+
+// verifyCadence sets the checkpoint cadence that the verification of the
+// command name holds the log to: the flags', else the broker configuration's
+// at cfgPath, else the default of clearance dev (dev) or of clearance serve.
+func verifyCadence(name string, opts *audit.VerifyOptions, cfgPath string, dev bool, every int64, interval time.Duration, stderr io.Writer) int {
 	if every < 0 || interval < 0 {
-		fmt.Fprintln(stderr, "clearance audit verify: --checkpoint-every and --checkpoint-interval must be positive")
+		fmt.Fprintf(stderr, "clearance audit %s: --checkpoint-every and --checkpoint-interval must be positive\n", name)
 		return 2
 	}
 	a := config.Defaults().Audit
@@ -227,7 +262,7 @@ func verifyCadence(opts *audit.VerifyOptions, cfgPath string, dev bool, every in
 		a.CheckpointEvery, a.CheckpointInterval = 1000, time.Minute
 	}
 	if cfgPath != "" {
-		cfg, code := loadConfig("clearance audit verify", cfgPath, stderr)
+		cfg, code := loadConfig("clearance audit "+name, cfgPath, stderr)
 		if cfg == nil {
 			return code
 		}
@@ -448,12 +483,12 @@ func registerJWKS(fs *flag.FlagSet, usage string) *jwksFiles {
 	return j
 }
 
-// devJWKS verifies against the checkpoint keys of the clearance dev run
-// whose data directory is dir: the public half of its dev key ring.
-func devJWKS(ctx context.Context, dir string, stderr io.Writer) (*audit.JWKSVerifier, int) {
+// devJWKS returns the JWK set of the checkpoint keys of the clearance dev
+// run whose data directory is dir: the public half of its dev key ring.
+func devJWKS(ctx context.Context, name, dir string, stderr io.Writer) ([]byte, int) {
 	p := filepath.Join(dir, "dev-keyring.json")
 	if _, err := os.Stat(p); err != nil {
-		fmt.Fprintf(stderr, "clearance audit verify: no dev key ring in %s (run clearance dev first, or give --jwks)\n", dir)
+		fmt.Fprintf(stderr, "clearance audit %s: no dev key ring in %s (run clearance dev first, or give --jwks)\n", name, dir)
 		return nil, 2
 	}
 	ring, err := keys.NewDevKeyRing(keys.DevKeyRingOptions{Path: p, Allow: true})
@@ -461,34 +496,56 @@ func devJWKS(ctx context.Context, dir string, stderr io.Writer) (*audit.JWKSVeri
 	if err == nil {
 		set, err = ring.JWKS(ctx)
 	}
-	var v *audit.JWKSVerifier
-	if err == nil {
-		v, err = audit.NewJWKSVerifier(set)
-	}
 	if err != nil {
-		fmt.Fprintf(stderr, "clearance audit verify: the checkpoint keys of %s: %v\n", p, err)
+		fmt.Fprintf(stderr, "clearance audit %s: the checkpoint keys of %s: %v\n", name, p, err)
 		return nil, 1
 	}
-	return v, 0
+	return set, 0
 }
 
-// loadJWKS reads the JWK set files and verifies against all their keys.
-func loadJWKS(name string, files *jwksFiles, stderr io.Writer) (*audit.JWKSVerifier, int) {
-	var keys []json.RawMessage
-	for _, path := range files.files {
+// jwkSet is a JWK set and where it came from, for errors.
+type jwkSet struct {
+	from string
+	data []byte
+}
+
+// read reads every file of the --jwks flag, or returns nil and an exit code.
+func (j *jwksFiles) read(name string, stderr io.Writer) ([]jwkSet, int) {
+	sets := make([]jwkSet, 0, len(j.files))
+	for _, path := range j.files {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			fmt.Fprintf(stderr, "clearance audit %s: read --jwks: %v\n", name, err)
 			return nil, 2
 		}
+		sets = append(sets, jwkSet{from: path, data: b})
+	}
+	return sets, 0
+}
+
+// loadJWKS reads the JWK set files and verifies against all their keys.
+func loadJWKS(name string, files *jwksFiles, stderr io.Writer) (*audit.JWKSVerifier, int) {
+	sets, code := files.read(name, stderr)
+	if sets == nil {
+		return nil, code
+	}
+	return mergeJWKS(name, sets, stderr)
+}
+
+// mergeJWKS verifies against the keys of every one of sets.
+func mergeJWKS(name string, sets []jwkSet, stderr io.Writer) (*audit.JWKSVerifier, int) {
+	var keys []json.RawMessage
+	from := make([]string, 0, len(sets))
+	for _, s := range sets {
 		var set struct {
 			Keys []json.RawMessage `json:"keys"`
 		}
-		if err := json.Unmarshal(b, &set); err != nil {
-			fmt.Fprintf(stderr, "clearance audit %s: --jwks %s: not a JWK set: %v\n", name, path, err)
+		if err := json.Unmarshal(s.data, &set); err != nil {
+			fmt.Fprintf(stderr, "clearance audit %s: --jwks %s: not a JWK set: %v\n", name, s.from, err)
 			return nil, 2
 		}
 		keys = append(keys, set.Keys...)
+		from = append(from, s.from)
 	}
 	merged, err := json.Marshal(map[string]any{"keys": keys})
 	if err == nil {
@@ -497,7 +554,7 @@ func loadJWKS(name string, files *jwksFiles, stderr io.Writer) (*audit.JWKSVerif
 			return v, 0
 		}
 	}
-	fmt.Fprintf(stderr, "clearance audit %s: --jwks %s: %v\n", name, files.String(), err)
+	fmt.Fprintf(stderr, "clearance audit %s: --jwks %s: %v\n", name, strings.Join(from, ","), err)
 	return nil, 2
 }
 

@@ -17,19 +17,25 @@ import (
 
 // runAuditArchive implements `clearance audit archive`: retention. It signs
 // the manifest with a local Ed25519 key (PKCS #8 PEM, e.g. from `openssl
-// genpkey -algorithm ed25519`); the broker archives with its Vault key.
+// genpkey -algorithm ed25519`). It verifies the whole log first, as
+// clearance audit verify does, and archives nothing from a log that does
+// not verify: the signed manifest would otherwise vouch for entries that
+// were changed, or never sealed by a checkpoint, before they were removed.
 func runAuditArchive(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("archive", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var af auditFlags
 	af.register(fs)
+	vf := registerVerifyFlags(fs)
 	olderThan := fs.Duration("older-than", 0, "archive entries older than this `DURATION` (e.g. 2160h for 90 days; required)")
 	out := fs.String("out", "", "archive `FILE` (JSON lines); the signed manifest goes to FILE.manifest.jws (required)")
 	keyPath := fs.String("signing-key", "", "Ed25519 private key `FILE` (PKCS #8 PEM) that signs the manifest (required)")
 	printJWKS := fs.Bool("print-jwks", false, "print the JWK set of --signing-key's public key, which verify-archive --jwks takes, and exit")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: clearance audit archive --db DSN --older-than DURATION --out FILE --signing-key FILE")
+		fmt.Fprintln(stderr, "usage: clearance audit archive --db DSN --jwks FILE [--config FILE] --older-than DURATION --out FILE --signing-key FILE")
 		fmt.Fprintln(stderr, "       clearance audit archive --print-jwks --signing-key FILE > archive-jwks.json")
+		fmt.Fprintln(stderr, "\nThe log is verified first, as clearance audit verify does it (--jwks, --config and the checkpoint\n"+
+			"settings are verify's; the archive key's own set is added to --jwks), and nothing is archived unless it verifies.")
 		fs.PrintDefaults()
 	}
 	if code, ok := parseAuditFlags(fs, args, stderr); !ok {
@@ -50,18 +56,32 @@ func runAuditArchive(ctx context.Context, args []string, stdout, stderr io.Write
 		fmt.Fprintf(stderr, "clearance audit archive: %v\n", err)
 		return 2
 	}
-	db, err := audit.OpenDB(ctx, af.db)
+	// The manifests of earlier archives were signed with the archive key:
+	// the verification takes its set besides the checkpoint keys.
+	own, err := signer.JWKS(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "clearance audit archive: %v\n", err)
 		return 1
 	}
-	defer db.Close()
-	l, err := audit.Open(ctx, db, audit.Options{}) // read-only: no appends, no checkpoints
-	if err != nil {
-		fmt.Fprintf(stderr, "clearance audit archive: %v\n", err)
+	v, opts, code := vf.resolve(ctx, "archive", &af, stderr, jwkSet{from: "of --signing-key", data: own})
+	if code != 0 {
+		return code
+	}
+	l, done, code := af.open(ctx, "archive", stderr)
+	if l == nil {
+		return code
+	}
+	defer done()
+	rep, err := l.VerifyWith(ctx, v, opts)
+	switch {
+	case err != nil && !errors.Is(err, audit.ErrTampered):
+		fmt.Fprintf(stderr, "clearance audit archive: verify the log first: %v\n", err)
+		return 1
+	case rep.Problem != nil:
+		fmt.Fprintln(stdout, "nothing archived: the log does not verify")
+		printReport(stdout, rep)
 		return 1
 	}
-	defer l.Close(context.WithoutCancel(ctx))
 	file, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		fmt.Fprintf(stderr, "clearance audit archive: %v\n", err)

@@ -73,7 +73,12 @@ func TestAuditCommand(t *testing.T) {
 		// A device that refuses every write, as a full disk does.
 		{"export to a full disk", []string{"audit", "export", "--db", dsn, "--out", "/dev/full"}, 1, nil},
 		{"no subcommand", []string{"audit"}, 2, nil},
-		{"archive", []string{"audit", "archive", "--db", dsn, "--older-than", "1h", "--out", archive, "--signing-key", archiveKey}, 0,
+		{"archive without keys", []string{"audit", "archive", "--db", dsn, "--older-than", "1h", "--out", archive, "--signing-key", archiveKey}, 2, nil},
+		// The log is verified before anything is archived: checkpoints
+		// that cannot be authenticated leave it where it is.
+		{"archive with another key set", []string{"audit", "archive", "--db", dsn, "--jwks", otherFile, "--older-than", "1h", "--out", archive, "--signing-key", archiveKey}, 1,
+			[]string{"nothing archived: the log does not verify", "UNVERIFIED", kid}},
+		{"archive", []string{"audit", "archive", "--db", dsn, "--jwks", jwksFile, "--older-than", "1h", "--out", archive, "--signing-key", archiveKey}, 0,
 			[]string{"archived entries 1 to 3 (3)"}},
 		{"archive key's set", []string{"audit", "archive", "--print-jwks", "--signing-key", archiveKey}, 0, []string{string(archiveJWKS) + "\n"}},
 		{"print-jwks without a key", []string{"audit", "archive", "--print-jwks"}, 2, nil},
@@ -88,7 +93,9 @@ func TestAuditCommand(t *testing.T) {
 			[]string{"OK", "entries up to 3 archived"}},
 		{"verify after archiving without the archive key", []string{"audit", "verify", "--db", dsn, "--jwks", jwksFile}, 1,
 			[]string{"UNVERIFIED", archiveKid}},
-		{"archive again", []string{"audit", "archive", "--db", dsn, "--older-than", "1h", "--out", archive + ".2", "--signing-key", archiveKey}, 0,
+		// The earlier archive's manifest verifies with the archive key's
+		// own set, which archive adds to --jwks.
+		{"archive again", []string{"audit", "archive", "--db", dsn, "--jwks", jwksFile, "--older-than", "1h", "--out", archive + ".2", "--signing-key", archiveKey}, 0,
 			[]string{"nothing to archive"}},
 	}
 	for _, tt := range tests {
@@ -279,6 +286,29 @@ func TestAuditVerifyMissingCheckpoints(t *testing.T) {
 			}
 		})
 	}
+	// Archive verifies the log first: the manifest it signs would vouch for
+	// the unsealed entries it removes, so it archives nothing.
+	t.Run("archive refuses the unsealed log", func(t *testing.T) {
+		_, _, _, pem := testSigningKey(t)
+		keyFile, out := filepath.Join(dir, "archive.pem"), filepath.Join(dir, "archive.jsonl")
+		if err := os.WriteFile(keyFile, pem, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var stdout, stderr bytes.Buffer
+		code := run(ctx, []string{"audit", "archive", "--db", dsn, "--jwks", jwksFile, "--older-than", "1h",
+			"--out", out, "--signing-key", keyFile}, &stdout, &stderr)
+		if code != 1 || !strings.Contains(stdout.String(), "nothing archived: the log does not verify") ||
+			!strings.Contains(stdout.String(), "UNSEALED: entries 1 to 3") {
+			t.Fatalf("exit %d\n%s%s", code, stdout.String(), stderr.String())
+		}
+		if _, err := os.Stat(out); !os.IsNotExist(err) {
+			t.Errorf("archive file left behind: %v", err)
+		}
+		var n int
+		if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM audit_entries").Scan(&n); err != nil || n != 3 {
+			t.Errorf("entries left: %d (%v), want 3", n, err)
+		}
+	})
 }
 
 // TestAuditQueryFlags runs audit query (and export) with each filter flag
