@@ -320,6 +320,9 @@ func TestChainsRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendAt(l, 47, 40, old.Add(24*time.Hour))
+	if _, err := l.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
 	appendAt(l, 87, 40, testTime)
 
 	for round, horizon := range []time.Time{old.Add(time.Hour), old.Add(25 * time.Hour)} {

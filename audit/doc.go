@@ -178,9 +178,11 @@
 // writes again, so the archived range is whole (a chain that receives no
 // entries holds retention back to its head). Verify then starts every
 // chain from its anchor in the latest verified manifest, so what remains
-// still verifies. Archive checks the chain of the range it removes but
-// authenticates no checkpoint and holds the log to no cadence: call
+// still verifies. Archive takes no entry that a checkpoint in the range
+// does not seal (it stops at the last one), so that the manifest vouches
+// only for entries a signature already vouched for. It checks the chain of
+// the range against those checkpoints but does not authenticate them: call
 // VerifyWith first, as clearance audit archive does, so that a manifest
-// never vouches for entries that were rewritten, or whose checkpoints were
-// removed, before they left the log.
+// never vouches for entries rewritten under forged checkpoints, or whose
+// checkpoints were removed, before they left the log.
 package audit

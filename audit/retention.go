@@ -46,8 +46,8 @@ type Manifest struct {
 }
 
 // Archive writes every entry older than before (the longest run from the
-// start of the retained chain whose times are all before it) to w as JSON
-// lines, signs a Manifest of them, records it and removes the entries and
+// start of the retained chain whose times are all before it, up to the last
+// checkpoint in it that seals every chain) to w as JSON lines, signs a Manifest of them, records it and removes the entries and
 // their checkpoints in one transaction. It checks the archived range's chain
 // first and refuses to archive a broken one. It returns the manifest and its
 // JWS, or nil and no error when nothing is older than before. Keep the export
@@ -97,6 +97,16 @@ func (l *Log) Archive(ctx context.Context, s Signer, before time.Time, w io.Writ
 	if to < start {
 		return nil, nil, nil
 	}
+	var cps []checkpointRow
+	if err := l.db.NewSelect().Model(&cps).Where("seq BETWEEN ? AND ?", start, to).Order("seq").Scan(ctx); err != nil {
+		return nil, nil, fmt.Errorf("audit: archive: read checkpoints: %w", err)
+	}
+	// Archive no further than checkpoints seal: the manifest vouches for
+	// what it removes, and an entry after its chain's last checkpoint is
+	// vouched for by the chain alone.
+	if to = sealedThrough(ly, cps, to); to < start {
+		return nil, nil, nil
+	}
 	cw, err := newWalker(ly, start, prev, from)
 	if err != nil {
 		return nil, nil, fmt.Errorf("audit: archive: last manifest: %w", err)
@@ -107,12 +117,11 @@ func (l *Log) Archive(ctx context.Context, s Signer, before time.Time, w io.Writ
 	if ly.k > 1 {
 		m.Chains, m.ForkSequence, m.FromChains = ly.k, ly.fork, from
 	}
-	var cps []checkpointRow
-	if err := l.db.NewSelect().Model(&cps).Where("seq BETWEEN ? AND ?", start, to).Order("seq").Scan(ctx); err != nil {
-		return nil, nil, fmt.Errorf("audit: archive: read checkpoints: %w", err)
-	}
 	sealed := make(map[int64]string, len(cps))
 	for _, cp := range cps {
+		if cp.Seq > to {
+			break
+		}
 		m.Checkpoints = append(m.Checkpoints, cp.JWS)
 		sealed[cp.Seq] = cp.Head
 	}
@@ -185,6 +194,34 @@ func (l *Log) Archive(ctx context.Context, s Signer, before time.Time, w io.Writ
 }
 
 var errStopScan = errors.New("stop scan")
+
+// sealedThrough returns the highest sequence up to to below which the
+// checkpoints cps (in sequence order, none above to) seal every entry of
+// every chain of ly: a checkpoint seals the entries of its chain up to it
+// and, past the fork, every entry up to the fork. 0 if none.
+func sealedThrough(ly layout, cps []checkpointRow, to int64) int64 {
+	last := make([]int64, ly.k) // each chain's last checkpoint past the fork
+	var pre int64               // the last checkpoint up to the fork
+	for _, cp := range cps {
+		if ly.k > 1 && cp.Seq <= ly.fork {
+			pre = cp.Seq
+			continue
+		}
+		last[ly.chainOf(cp.Seq)] = cp.Seq
+	}
+	if ly.k > 1 && slices.Max(last) > 0 {
+		pre = ly.fork
+	}
+	for _, cp := range last {
+		if cp == 0 {
+			// A chain unsealed past the fork: only what is before the
+			// fork, and sealed, goes.
+			cp = pre
+		}
+		to = min(to, cp)
+	}
+	return to
+}
 
 func errSignCount(n int) error {
 	if n == 1 {

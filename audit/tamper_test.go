@@ -131,8 +131,12 @@ func TestTamper(t *testing.T) {
 func TestVerifyProgress(t *testing.T) {
 	ctx := context.Background()
 	l := openTestLog(t, openTestDB(t, sqliteDSN(t)), testOptions(t))
-	// Entries 1-12 before the archive's horizon, 13-25 an hour after it.
+	// Entries 1-12 before the archive's horizon, sealed, and 13-25 an
+	// hour after it.
 	appendN(t, l, 0, 12)
+	if _, err := l.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
 	for i := 12; i < 25; i++ {
 		e := decidedEntry(i)
 		e.Time = e.Time.Add(time.Hour)

@@ -175,7 +175,7 @@ func TestVerifyMissingAfterRetention(t *testing.T) {
 			db := openTestDB(t, b.dsn(t))
 			writeCadenceLog(t, db)
 			// Entries 1-25 are older than the horizon: the archive takes
-			// them and the checkpoints at 10 and 20.
+			// those that the checkpoints at 10 and 20 seal, 1-20.
 			if _, err := db.ExecContext(ctx, "UPDATE audit_entries SET at = ? WHERE seq <= 25", testTime.Add(-48*time.Hour)); err != nil {
 				t.Fatal(err)
 			}
@@ -194,11 +194,11 @@ func TestVerifyMissingAfterRetention(t *testing.T) {
 				t.Fatal(err)
 			}
 			m, _, err := w.Archive(ctx, nil, testTime.Add(-24*time.Hour), io.Discard)
-			if err != nil || m == nil || m.ToSequence != 25 {
+			if err != nil || m == nil || m.ToSequence != 20 {
 				t.Fatalf("archive: %+v, %v", m, err)
 			}
 			rep, err := readerAt(t, db, testTime.Add(time.Minute)).VerifyWith(ctx, testSigner(t), cadenceOptions)
-			if err != nil || rep.Anchor != 25 || rep.Checkpoints != 2 || rep.Unsealed != 5 {
+			if err != nil || rep.Anchor != 20 || rep.Checkpoints != 2 || rep.Unsealed != 5 {
 				t.Fatalf("after archiving: %+v, %v", rep, err)
 			}
 			if err := rewriteFrom(ctx, db, 33); err != nil {
@@ -209,8 +209,8 @@ func TestVerifyMissingAfterRetention(t *testing.T) {
 			}
 			rep, err = readerAt(t, db, testTime.Add(time.Minute)).VerifyWith(ctx, testSigner(t), cadenceOptions)
 			var te *TamperError
-			if !errors.As(err, &te) || te.Finding != FindingUnsealed || te.Sequence != 26 || rep.ProblemLast != 45 {
-				t.Fatalf("rewritten after archiving: %+v, %v; want entries 26 to 45 unsealed", rep, err)
+			if !errors.As(err, &te) || te.Finding != FindingUnsealed || te.Sequence != 21 || rep.ProblemLast != 45 {
+				t.Fatalf("rewritten after archiving: %+v, %v; want entries 21 to 45 unsealed", rep, err)
 			}
 		})
 	}
