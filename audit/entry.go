@@ -40,6 +40,25 @@ const (
 	EventErasureRecorded Event = "erasure_recorded"
 )
 
+// legalOrderPrefix marks an AgreementID that names the legal order a
+// disclosure to an authority rests on: the order stands where an agreement
+// would (DESIGN section 3, rule 4), and the entry names it as it names an
+// agreement, with AgreementVersion 0, which no agreement has.
+const legalOrderPrefix = "legal-order:"
+
+// LegalOrderAgreement returns the AgreementID of an entry whose transfer
+// rests on the legal order id.
+func LegalOrderAgreement(id string) string { return legalOrderPrefix + id }
+
+// LegalOrder returns the id of the legal order e's transfer rests on, or ""
+// when it rests on an agreement or on neither.
+func (e *Entry) LegalOrder() string {
+	if id, ok := strings.CutPrefix(e.AgreementID, legalOrderPrefix); ok && e.AgreementVersion == 0 {
+		return id
+	}
+	return ""
+}
+
 // genesisHash is the prev_hash of the first entry of a chain.
 var genesisHash = strings.Repeat("0", 64)
 

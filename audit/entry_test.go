@@ -41,3 +41,24 @@ func TestChainHash(t *testing.T) {
 		})
 	}
 }
+
+// TestEntryLegalOrder reads the legal order an entry names in place of an
+// agreement, and nothing from an agreement, even one named like an order.
+func TestEntryLegalOrder(t *testing.T) {
+	tests := []struct {
+		id      string
+		version int
+		want    string
+	}{
+		{LegalOrderAgreement("order-2026-113"), 0, "order-2026-113"},
+		{"dpa-swiftship-de", 2, ""},
+		{"legal-order:order-2026-113", 1, ""}, // an agreement: it has a version
+		{"", 0, ""},
+	}
+	for _, tt := range tests {
+		e := Entry{AgreementID: tt.id, AgreementVersion: tt.version}
+		if got := e.LegalOrder(); got != tt.want {
+			t.Errorf("LegalOrder() of %q v%d = %q, want %q", tt.id, tt.version, got, tt.want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clearance-broker/clearance/agreements"
 	"github.com/clearance-broker/clearance/audit"
 )
 
@@ -43,9 +44,7 @@ func (b *Broker) entry(ev audit.Event, res *result) *audit.Entry {
 		}
 		e.RecipientCountry = d.RecipientCountry
 		e.LegalBasis = string(d.LegalBasis)
-		if d.Agreement != nil {
-			e.AgreementID, e.AgreementVersion = d.Agreement.ID, d.Agreement.Version
-		}
+		setBasis(e, d.Agreement, d.LegalOrder)
 		e.Mechanism = d.Mechanism
 		e.RegistryVersion = d.RegistryVersion
 		if d.Allowed() {
@@ -70,6 +69,17 @@ func (b *Broker) entry(ev audit.Event, res *result) *audit.Entry {
 		}
 	}
 	return e
+}
+
+// setBasis records in e what the transfer rests on: the agreement a, or
+// else the legal order (audit.LegalOrderAgreement).
+func setBasis(e *audit.Entry, a *agreements.AgreementRef, legalOrder string) {
+	switch {
+	case a != nil:
+		e.AgreementID, e.AgreementVersion = a.ID, a.Version
+	case legalOrder != "":
+		e.AgreementID = audit.LegalOrderAgreement(legalOrder)
+	}
 }
 
 // maxPooledFields is the largest FieldsRemoved map kept with a pooled entry.

@@ -136,9 +136,7 @@ func (b *Broker) receive(ctx context.Context, msg jetstream.Msg, res *result) (O
 		Recipient: p.Recipient, Purpose: p.Purpose, Dataset: p.Dataset, Decision: "allow",
 		Mechanism: p.Mechanism, KeyRef: b.keys.KeyRef(), PayloadDigest: audit.Digest(msg.Data()),
 	}
-	if p.Agreement != nil {
-		e.AgreementID, e.AgreementVersion = p.Agreement.ID, p.Agreement.Version
-	}
+	setBasis(e, p.Agreement, p.LegalOrder)
 	seq, err := b.appendEntry(ctx, e)
 	if err != nil {
 		return OutcomeTransient, err

@@ -390,8 +390,16 @@ func TestWebhookRecipientWithoutKeyIsDeadLettered(t *testing.T) {
 	if n := len(e.partner.Wire()); n != 0 {
 		t.Errorf("%d requests reached the endpoint", n)
 	}
-	if ev := events(e.entries(t, r.RequestID)); ev != "decided,delivery_failed" {
+	es := e.entries(t, r.RequestID)
+	if ev := events(es); ev != "decided,delivery_failed" {
 		t.Errorf("audit = %s", ev)
+	}
+	// The disclosure rests on a legal order, which every entry names where
+	// an agreement would stand.
+	for _, x := range es {
+		if x.LegalOrder() != "order-2026-113" || x.AgreementID != "legal-order:order-2026-113" || x.AgreementVersion != 0 {
+			t.Errorf("%s entry: agreement %q v%d, want the legal order", x.Event, x.AgreementID, x.AgreementVersion)
+		}
 	}
 }
 

@@ -262,6 +262,37 @@ func TestSearchExportAndSubject(t *testing.T) {
 		t.Fatalf("recipient %s: legal bases %q, agreements %q", r.Recipient, r.LegalBases, r.Agreements)
 	}
 
+	// A disclosure to an authority rests on a legal order, which the
+	// report names where an agreement would stand, and the explanation too.
+	code, b = c.get("/v1/subjects/cust-9/recipients")
+	var ordered compliance.SubjectReport
+	if code != 200 || json.Unmarshal(b, &ordered) != nil {
+		t.Fatalf("%d %s", code, b)
+	}
+	i := slices.IndexFunc(ordered.Recipients, func(r compliance.Recipient) bool { return r.Recipient == "bka-de" })
+	if i < 0 || !slices.Equal(ordered.Recipients[i].LegalBases, []string{"legal_obligation"}) ||
+		!slices.Equal(ordered.Recipients[i].Agreements, []string{"legal order order-2026-113"}) {
+		t.Fatalf("recipients of cust-9: %+v", ordered.Recipients)
+	}
+	code, b = c.get("/v1/audit/entries?recipient=bka-de&event=decided&decision=allow&limit=1")
+	if code != 200 || json.Unmarshal(b, &page) != nil || len(page.Entries) != 1 ||
+		page.Entries[0].AgreementID != "legal-order:order-2026-113" || page.Entries[0].AgreementVersion != 0 {
+		t.Fatalf("the authority's entry: %d %s", code, b)
+	}
+	code, b = c.get("/v1/audit/entries/" + itoa(page.Entries[0].Sequence))
+	var ordDet compliance.EntryDetail
+	if code != 200 || json.Unmarshal(b, &ordDet) != nil {
+		t.Fatalf("%d %s", code, b)
+	}
+	if r := ordDet.Explanation.Rules[3]; r.Status != compliance.RulePassed ||
+		r.Detail != "no agreement needed: legal order order-2026-113 carries the transfer (authority bka-de, valid until 2026-12-31)" {
+		t.Fatalf("rule 4: %+v", r)
+	}
+	if code, _, body := consoleGet(t, f.HTTP.URL, "/console/audit/"+itoa(ordDet.Entry.Sequence), c.token); code != 200 ||
+		!strings.Contains(body, "legal order <code>order-2026-113</code>") {
+		t.Fatalf("the console's entry page: %d\n%s", code, body)
+	}
+
 	// A refused transfer and its explanation.
 	code, b = c.get("/v1/audit/entries?decision=deny&event=decided&recipient=rapido-br&limit=1")
 	if code != 200 || json.Unmarshal(b, &page) != nil || len(page.Entries) != 1 {

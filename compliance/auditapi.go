@@ -158,6 +158,15 @@ func (s *Server) getExport(w http.ResponseWriter, r *http.Request) { s.export(w,
 // processing, a subject's recipients and the what-if write it: "ID vN".
 func agreementRef(id string, version int) string { return fmt.Sprintf("%s v%d", id, version) }
 
+// restsOn names what e's transfer rests on: "dpa-swiftship-de v2", or
+// "legal order order-2026-113", as the records of processing name it.
+func restsOn(e *audit.Entry) string {
+	if o := e.LegalOrder(); o != "" {
+		return "legal order " + o
+	}
+	return agreementRef(e.AgreementID, e.AgreementVersion)
+}
+
 // Recipient is one recipient of a subject's data (Art. 15(1)(c), Art. 19).
 type Recipient struct {
 	Recipient  string    `json:"recipient"`
@@ -224,7 +233,7 @@ func (s *Server) subjectReport(ctx context.Context, f audit.Filter) (*SubjectRep
 			rc.Mechanisms = add(rc.Mechanisms, e.Mechanism)
 			rc.LegalBases = add(rc.LegalBases, e.LegalBasis)
 			if e.AgreementID != "" {
-				rc.Agreements = add(rc.Agreements, agreementRef(e.AgreementID, e.AgreementVersion))
+				rc.Agreements = add(rc.Agreements, restsOn(e))
 			}
 			for _, c := range e.CategoriesSent {
 				rc.Categories = add(rc.Categories, c)

@@ -44,6 +44,7 @@ func TestConsolePages(t *testing.T) {
 		{"audit bad filter", "/console/audit?country=xx", []string{"parameter country"}},
 		{"entry", "/console/audit/3", []string{"Why: the decision rule by rule", "Transfer mechanism (Chapter V)"}},
 		{"subject", "/console/subject?subject=cust-881", []string{"swiftship-de", "Recipients", "Legal bases", "dpa-swiftship-de v2"}},
+		{"subject with a legal order", "/console/subject?subject=cust-9", []string{"bka-de", "legal_obligation", "legal order order-2026-113"}},
 		{"agreements", "/console/agreements", []string{"tia_overdue", "dpa-swiftship-de"}},
 		{"agreement", "/console/agreements/dpa-swiftship-de", []string{"Version history"}},
 		{"ropa", "/console/ropa", []string{"Purpose: delivery", "Printable page"}},

@@ -272,6 +272,13 @@ func ruleDetail(n int, e *audit.Entry, reg *agreements.Registry, reasons []strin
 	case 3:
 		return "legal basis " + orDash(e.LegalBasis)
 	case 4:
+		if o := e.LegalOrder(); o != "" {
+			d := "no agreement needed: legal order " + o + " carries the transfer"
+			if lo := findLegalOrder(reg, o); lo != nil {
+				d += fmt.Sprintf(" (authority %s, valid until %s)", lo.Authority, lo.ValidUntil.Format(time.DateOnly))
+			}
+			return d
+		}
 		if e.AgreementID == "" {
 			return "no agreement needed or recorded (a legal order or non-personal data carries the transfer)"
 		}
@@ -317,14 +324,28 @@ func orDash(s string) string {
 	return s
 }
 
+// findLegalOrder returns the legal order id of reg, or nil.
+func findLegalOrder(reg *agreements.Registry, id string) *agreements.LegalOrder {
+	if reg == nil {
+		return nil
+	}
+	return byID(reg.Content().LegalOrders, id, func(o *agreements.LegalOrder) string { return o.ID })
+}
+
+// findAgreement returns the agreement id of reg, or nil.
 func findAgreement(reg *agreements.Registry, id string) *agreements.Agreement {
 	if reg == nil {
 		return nil
 	}
-	c := reg.Content()
-	i := slices.IndexFunc(c.Agreements, func(a agreements.Agreement) bool { return a.ID == id })
-	if i < 0 {
-		return nil
+	return byID(reg.Content().Agreements, id, func(a *agreements.Agreement) string { return a.ID })
+}
+
+// byID returns the element of list whose idOf is id, or nil.
+func byID[T any](list []T, id string, idOf func(*T) string) *T {
+	for i := range list {
+		if idOf(&list[i]) == id {
+			return &list[i]
+		}
 	}
-	return &c.Agreements[i]
+	return nil
 }

@@ -362,6 +362,9 @@ func legalOrderFor(e *audit.Entry, subject string, at time.Time, regs ...agreeme
 	if e.LegalBasis != string(agreements.BasisLegalObligation) {
 		return ""
 	}
+	if o := e.LegalOrder(); o != "" {
+		return o // recorded since the audit log names it
+	}
 	for _, c := range regs {
 		for _, o := range c.LegalOrders {
 			if o.Authority == e.Recipient && slices.Contains(o.Subjects, subject) && !at.After(o.ValidUntil.AddDate(0, 0, 1)) {

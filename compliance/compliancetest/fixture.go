@@ -196,6 +196,8 @@ func Entries(req *agreements.Request, d *agreements.Decision, at time.Time) []*a
 	}
 	if d.Agreement != nil {
 		e.AgreementID, e.AgreementVersion = d.Agreement.ID, d.Agreement.Version
+	} else if d.LegalOrder != "" {
+		e.AgreementID = audit.LegalOrderAgreement(d.LegalOrder)
 	}
 	if d.Allowed() {
 		e.CategoriesSent = slices.Clone(d.Categories)
