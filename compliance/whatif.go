@@ -21,7 +21,7 @@ var WhatIfLimits = []string{
 	"subjects are recognised only when the subject HMAC key is configured and the subject is named in a registry (consents, legal orders, erasures); others are evaluated as subjects the registries say nothing about",
 	"whether a subject was a minor is not recorded; it is inferred only from a recorded minor_without_parental_consent refusal and otherwise taken as false",
 	"a decision the registry in force does not reproduce from its reconstruction is not counted as a flip; it is listed as uncertain",
-	"a legal order is matched by authority and subject, as the audit log does not record the order id",
+	"a disclosure to an authority is re-decided under the legal order its entry names; an entry written before the audit log named orders is matched to one by authority and subject",
 	"only outcomes are compared (allow or deny; a change of reasons alone is counted, not listed): a proposal that keeps a transfer allowed but narrows what it may carry (fewer categories in an agreement) changes which fields would be sent, and that is not listed",
 	"the proposal is evaluated with the run-time changes of the live registry (consents, withdrawals, erasures, legal orders, suspensions) carried over it, as applying it would carry them; a change it cannot take (one naming a purpose or party it drops) is left out, as it would be then",
 }
@@ -355,9 +355,10 @@ func setPath(rec map[string]any, path string) {
 	set(rec, parts)
 }
 
-// legalOrderFor finds the legal order a transfer to an authority may have
-// answered: one naming the recipient and the subject, valid at at, first in
-// the current registry, then in the proposal.
+// legalOrderFor returns the legal order a transfer to an authority answered:
+// the one its entry names or, for an entry written before entries named
+// them, one naming the recipient and the subject, valid at at, first in the
+// current registry, then in the proposal.
 func legalOrderFor(e *audit.Entry, subject string, at time.Time, regs ...agreements.Content) string {
 	if e.LegalBasis != string(agreements.BasisLegalObligation) {
 		return ""

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -205,5 +206,61 @@ func TestWithRuntimeChangesAsApplyDoes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// entriesScanner is an audit log of the given entries, for WhatIf.
+type entriesScanner []audit.Entry
+
+func (s entriesScanner) Scan(_ context.Context, _ audit.Filter, fn func(*audit.Entry) error) error {
+	for i := range s {
+		if err := fn(&s[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestWhatIfTakesTheRecordedLegalOrder: a disclosure to an authority is
+// re-decided under the legal order its entry names, not one found by
+// authority and subject. The registry in force holds two orders for the
+// same authority and subject, the other one first; the proposal drops the
+// one the disclosure answered, so it flips to refused, where matching by
+// authority and subject would have found the other and kept it allowed.
+func TestWhatIfTakesTheRecordedLegalOrder(t *testing.T) {
+	f := compliancetest.New(t)
+	second := "  - id: order-2026-200\n    authority: bka-de\n    subjects: [cust-9]\n" +
+		"    categories: [identity.name, contact.address]\n    valid_until: 2026-12-31\n  - id: order-2026-113\n"
+	currentFiles := proposal(t, f, "50-subjects.yaml", "  - id: order-2026-113\n", second)
+	current := parsed(t, currentFiles)
+	proposedFiles := map[string]string{}
+	for name, data := range currentFiles {
+		proposedFiles[name] = data
+	}
+	proposedFiles["50-subjects.yaml"] = strings.Replace(currentFiles["50-subjects.yaml"], "  - id: order-2026-113\n", "  - id: order-2026-114\n", 1)
+	proposed := parsed(t, proposedFiles)
+
+	req := brokertest.ExampleRequest(t, "15-authority-legal-order.json")
+	r, err := agreements.ParseRequest(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := agreements.NewEngine(current).Decide(r, compliancetest.Now)
+	if !d.Allowed() || d.LegalOrder != "order-2026-113" {
+		t.Fatalf("under the registry in force: %s %v, order %q", d.Decision, d.Reasons, d.LegalOrder)
+	}
+	entries := compliancetest.Entries(r, d, compliancetest.Now)
+	log := entriesScanner{}
+	for _, e := range entries[:1] { // decided, as WhatIf's filter reads
+		e.SubjectHMAC = audit.SubjectHMAC(compliancetest.SubjectKey, r.Subject.ID)
+		log = append(log, *e)
+	}
+	res, err := compliance.WhatIf(context.Background(), log, current, proposed, compliancetest.SubjectKey, compliance.WhatIfQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Evaluated != 1 || res.NowRefused != 1 || len(res.Flips) != 1 ||
+		!slices.Contains(res.Flips[0].ProposedReasons, agreements.ReasonLegalOrderRequired) {
+		t.Fatalf("what-if: %+v", res)
 	}
 }
