@@ -109,6 +109,13 @@ func (l *Log) checkpoint(ctx context.Context, force bool) (int64, error) {
 		return 0, fmt.Errorf("audit: checkpoint: store: %w", err)
 	}
 	l.log.Debug("audit checkpoint", "seq", top, "chains", len(moved))
+	if l.opts.OnCheckpoint != nil {
+		jws := make([]string, len(rows))
+		for i := range rows {
+			jws[i] = rows[i].JWS
+		}
+		l.opts.OnCheckpoint(jws)
+	}
 	// The time index's new page ranges are summarised here, not by
 	// autovacuum (20261129000004_time_brin.go). A failure leaves them to
 	// the next checkpoint; the checkpoint itself stands.

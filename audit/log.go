@@ -85,6 +85,12 @@ type Options struct {
 	// the batch before it and the gather window. It is called from the
 	// writer goroutines and must return quickly.
 	OnCommit func(entries int, took time.Duration)
+	// OnCheckpoint, when set, is given the compact JWS of the checkpoints
+	// each checkpoint it stored, so that a copy is kept
+	// outside the database (audit/mirror): VerifyOptions.Mirrored then finds
+	// a rewrite whose checkpoint row was deleted with it. It is called on
+	// the checkpoint's path and must not block.
+	OnCheckpoint func(jws []string)
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/base64"
@@ -9,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -44,6 +46,11 @@ type Report struct {
 	// Unsealed counts the entries after the last checkpoint: chained but not
 	// yet covered by a signature.
 	Unsealed int64 `json:"unsealed"`
+	// Mirrored is the number of checkpoints of VerifyOptions.Mirrored
+	// (the copies kept outside the database) past the archive anchor, each
+	// checked against the log's row of its sequence, or against the chain
+	// where the row is missing.
+	Mirrored int `json:"mirrored"`
 	// SignaturesChecked is false when Verify ran without a Verifier: the
 	// checkpoints were then compared with the chain but not authenticated.
 	SignaturesChecked bool `json:"signatures_checked"`
@@ -91,6 +98,15 @@ type VerifyOptions struct {
 	// may be: a checkpoint that failed once, and skew between the writers'
 	// clock and this one (default CheckpointInterval, at least a minute).
 	Grace time.Duration
+
+	// Mirrored are the compact JWS of the checkpoints kept outside the
+	// database (Options.OnCheckpoint, audit/mirror). Each is verified like
+	// the log's own and held against the log: a row of its sequence with
+	// another head is FindingBadCheckpoint; entries that no longer match
+	// it are FindingChanged, found though whoever rewrote them deleted the
+	// row; a row missing while its entries match is FindingRemoved, after
+	// every entry was checked.
+	Mirrored []string
 }
 
 // cadence is the checkpoint cadence a verification holds a log to: runs of
@@ -303,6 +319,30 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 		}
 		signed[cp.Seq] = c.Head
 	}
+	// The mirrored copies: those of sequences the log has lost its row of
+	// join the checkpoints the walk holds the chain to.
+	var lost []int64
+	for _, jws := range opts.Mirrored {
+		var c Checkpoint
+		if err := openSigned(ctx, v, jws, &c); err != nil {
+			return failWith(signatureProblem(FindingBadCheckpoint, c.Sequence, "mirrored checkpoint: ", err))
+		}
+		if c.Sequence < start {
+			continue // archived: its manifest vouches for it
+		}
+		rep.Mirrored++
+		head, ok := signed[c.Sequence]
+		switch {
+		case ok && head != c.Head:
+			return fail(FindingBadCheckpoint, c.Sequence, "checkpoint row differs from its mirrored copy")
+		case !ok:
+			signed[c.Sequence] = c.Head
+			cps = append(cps, checkpointRow{Seq: c.Sequence, Head: c.Head})
+			lost = append(lost, c.Sequence)
+		}
+	}
+	slices.SortFunc(cps, func(a, b checkpointRow) int { return cmp.Compare(a.Seq, b.Seq) })
+	slices.Sort(lost)
 
 	heads0, err := readHeads(ctx, l.db, ly)
 	if err != nil {
@@ -448,6 +488,10 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 		if _, st := w.lane(cp.Seq); cp.Seq >= st.Next {
 			return fail(FindingRemoved, st.Next, fmt.Sprintf("entries sealed by checkpoint %d are missing", cp.Seq))
 		}
+	}
+	if len(lost) > 0 {
+		return failRange(FindingRemoved, lost[0], lost[len(lost)-1], fmt.Sprintf(
+			"%d checkpoints kept outside the database are missing from the log, though its entries still match them", len(lost)))
 	}
 	tail := make([]*run, len(unsealed.open))
 	rep.Unsealed = appended

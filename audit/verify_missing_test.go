@@ -304,3 +304,103 @@ func TestVerifyRemovedCheckpointBetweenTwo(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyMirrored holds the log to the copies of its checkpoints kept
+// outside the database: a rewrite of the entries before the last checkpoint,
+// with that checkpoint's row deleted, passes the log alone (a tail within
+// the cadence) and is found with the copies; a row deleted with its entries
+// intact is reported removed.
+func TestVerifyMirrored(t *testing.T) {
+	cadence := VerifyOptions{CheckpointEvery: 1000, CheckpointInterval: 1000 * time.Hour}
+	write := func(t *testing.T) (*bun.DB, []string) {
+		db := openTestDB(t, sqliteDSN(t))
+		var mirrored []string
+		opts := testOptions(t)
+		opts.CheckpointEvery = 1 << 30
+		opts.OnCheckpoint = func(jws []string) { mirrored = append(mirrored, jws...) }
+		l := openTestLog(t, db, opts)
+		for _, from := range []int{1, 11} {
+			appendN(t, l, from, 10)
+			if _, err := l.Checkpoint(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		appendN(t, l, 21, 5)
+		if len(mirrored) != 2 {
+			t.Fatalf("%d checkpoints mirrored, want 2", len(mirrored))
+		}
+		return db, mirrored
+	}
+	verify := func(t *testing.T, db *bun.DB, mirrored []string) (*Report, error) {
+		opts := cadence
+		opts.Mirrored = mirrored
+		return readerAt(t, db, testTime).VerifyWith(t.Context(), testSigner(t), opts)
+	}
+
+	t.Run("intact", func(t *testing.T) {
+		db, mirrored := write(t)
+		if rep, err := verify(t, db, mirrored); err != nil || rep.Mirrored != 2 || rep.Checkpoints != 2 {
+			t.Fatalf("%+v, %v", rep, err)
+		}
+	})
+	t.Run("rewritten, its checkpoint deleted", func(t *testing.T) {
+		ctx := t.Context()
+		db, mirrored := write(t)
+		if err := rewriteFrom(ctx, db, 15); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ExecContext(ctx, "DELETE FROM audit_checkpoints WHERE seq = 20"); err != nil {
+			t.Fatal(err)
+		}
+		if rep, err := verify(t, db, nil); err != nil {
+			t.Fatalf("the log alone: %+v, %v; want it to pass (the gap the copies close)", rep, err)
+		}
+		rep, err := verify(t, db, mirrored)
+		var te *TamperError
+		if !errors.As(err, &te) || te.Finding != FindingChanged || te.Sequence != 11 || rep.ProblemLast != 20 {
+			t.Fatalf("with the copies: %+v, %v; want entries 11 to 20 changed", rep, err)
+		}
+		checkNoPersonalData(t, te)
+	})
+	t.Run("a row deleted, its entries intact", func(t *testing.T) {
+		ctx := t.Context()
+		db, mirrored := write(t)
+		if _, err := db.ExecContext(ctx, "DELETE FROM audit_checkpoints WHERE seq = 10"); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := verify(t, db, mirrored)
+		var te *TamperError
+		if !errors.As(err, &te) || te.Finding != FindingRemoved || te.Sequence != 10 {
+			t.Fatalf("%+v, %v; want checkpoint 10 removed", rep, err)
+		}
+	})
+	t.Run("entries past a copy removed", func(t *testing.T) {
+		ctx := t.Context()
+		db, mirrored := write(t)
+		if _, err := db.ExecContext(ctx, "DELETE FROM audit_checkpoints WHERE seq = 20"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ExecContext(ctx, "DELETE FROM audit_entries WHERE seq > 12"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.ExecContext(ctx, "UPDATE audit_head SET seq = 12, hash = (SELECT hash FROM audit_entries WHERE seq = 12)"); err != nil {
+			t.Fatal(err)
+		}
+		if rep, err := verify(t, db, nil); err != nil {
+			t.Fatalf("the log alone: %+v, %v; want it to pass", rep, err)
+		}
+		rep, err := verify(t, db, mirrored)
+		var te *TamperError
+		if !errors.As(err, &te) || te.Finding != FindingRemoved || te.Sequence != 13 {
+			t.Fatalf("%+v, %v; want entries from 13 removed", rep, err)
+		}
+	})
+	t.Run("a forged copy", func(t *testing.T) {
+		db, mirrored := write(t)
+		forged := append([]string{}, mirrored...)
+		forged[0] = forged[0][:len(forged[0])-4] + "AAAA"
+		if _, err := verify(t, db, forged); !errors.Is(err, ErrTampered) {
+			t.Fatalf("%v; want the copy's signature refused", err)
+		}
+	})
+}
