@@ -67,8 +67,11 @@ func readTimes(ps sampledPids) (t times, ok bool) {
 	for _, pid := range ps.instances {
 		t.Instances += childCPU(pid)
 	}
+	// A backend that exits moves its time to the postmaster's children's
+	// (statCPU with children), so that the sum does not fall.
+	pm := int(postmaster.Load())
 	for _, pid := range ps.postgres {
-		t.Postgres += childCPU(pid)
+		t.Postgres += procCPU(pid, pid == pm)
 	}
 	t.Vault = childCPU(ps.vault)
 	return t, okIO && okCPU

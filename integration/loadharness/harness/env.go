@@ -204,6 +204,7 @@ func (e *env) postgres(ctx context.Context) error {
 		return fmt.Errorf("harness: postgres: %w", err)
 	}
 	e.admin = db
+	findPostmaster(ctx, db)
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
 	schema := "loadharness_" + hex.EncodeToString(rnd[:])

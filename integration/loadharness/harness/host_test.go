@@ -21,6 +21,43 @@ func TestStatCPU(t *testing.T) {
 	if got, want := statCPU(line, true), 410*time.Millisecond; got != want {
 		t.Errorf("with children %v, want %v", got, want)
 	}
+	if got := statPPid(line); got != 1 {
+		t.Errorf("parent %d, want 1", got)
+	}
+}
+
+// TestPostgresOfTheHarnessOnly: once the harness knows its server's
+// postmaster, Postgres's time is that of the postmaster and its children
+// only, not of every process named postgres (another cluster, as a test
+// suite's private one, comes and goes during a run).
+func TestPostgresOfTheHarnessOnly(t *testing.T) {
+	dsn := os.Getenv("CLEARANCE_TEST_POSTGRES")
+	if dsn == "" {
+		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	}
+	db, err := audit.OpenDB(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	prev := postmaster.Load()
+	t.Cleanup(func() { postmaster.Store(prev) })
+	postmaster.Store(0)
+	findPostmaster(context.Background(), db)
+	pm := int(postmaster.Load())
+	if pm == 0 {
+		t.Skip("the server's backend is not a process of this machine")
+	}
+	n := 0
+	eachPostgres(func(pid int, stat []byte) {
+		n++
+		if pid != pm && statPPid(stat) != pm {
+			t.Errorf("process %d (parent %d) counted, not of postmaster %d", pid, statPPid(stat), pm)
+		}
+	})
+	if n < 2 {
+		t.Errorf("%d processes counted; want the postmaster and its backend at least", n)
+	}
 }
 
 // TestHostPostgresCPUNeverFalls: Postgres's CPU time, as the harness reads

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/uptrace/bun"
 )
 
 // tracker records, per request of one measurement, when it was published
@@ -396,7 +398,11 @@ func selfRusage() syscall.Rusage {
 }
 
 // childCPU reads utime+stime of pid from /proc (clock ticks of 1/100 s).
-func childCPU(pid int) time.Duration {
+func childCPU(pid int) time.Duration { return procCPU(pid, false) }
+
+// procCPU returns the CPU time of the process pid, with that of its
+// children that exited when children is set (0 for none or an exited one).
+func procCPU(pid int, children bool) time.Duration {
 	if pid <= 0 {
 		return 0
 	}
@@ -404,19 +410,14 @@ func childCPU(pid int) time.Duration {
 	if err != nil {
 		return 0
 	}
-	return statCPU(b, false)
+	return statCPU(b, children)
 }
 
 // statCPU returns utime+stime from the text of a /proc/<pid>/stat, and
 // with children also cutime+cstime: the time of its children that exited
 // and were waited for.
 func statCPU(b []byte, children bool) time.Duration {
-	// Fields after the command name (which may hold spaces) start at state.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 > len(b) {
-		return 0
-	}
-	f := strings.Fields(string(b[i+2:]))
+	f := statFields(b)
 	if len(f) < 15 {
 		return 0
 	}
@@ -443,9 +444,55 @@ func hostCPU() (pg, busy time.Duration) {
 	return pg, machineBusy()
 }
 
+// postmaster is the pid of the postmaster of the harness's PostgreSQL
+// server (0 while unknown, or where the server is not on this machine).
+// Once known, only its processes are counted as Postgres's: another
+// cluster on the machine, as a test suite's own private one, starts and
+// stops during a run, and its time would make the figure jump or fall.
+var postmaster atomic.Int64
+
+// findPostmaster records the postmaster of db's server: the parent of the
+// backend serving db, where that backend is a process of this machine.
+func findPostmaster(ctx context.Context, db *bun.DB) {
+	var pid int
+	if err := db.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		return
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil || !bytes.Contains(b, []byte("(postgres)")) {
+		return
+	}
+	if ppid := statPPid(b); ppid > 0 {
+		postmaster.Store(int64(ppid))
+	}
+}
+
+// statPPid returns the parent pid from the text of a /proc/<pid>/stat.
+func statPPid(b []byte) int {
+	f := statFields(b)
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
+}
+
+// statFields returns the fields of the text of a /proc/<pid>/stat after
+// the command name (which may hold spaces), from the state on; nil if
+// there are none.
+func statFields(b []byte) []string {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 > len(b) {
+		return nil
+	}
+	return strings.Fields(string(b[i+2:]))
+}
+
 // eachPostgres calls f with the pid and /proc/<pid>/stat of each process
-// named postgres on this machine.
+// named postgres on this machine: the postmaster's and its children's,
+// once findPostmaster knows it.
 func eachPostgres(f func(pid int, stat []byte)) {
+	pm := int(postmaster.Load())
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
@@ -453,7 +500,7 @@ func eachPostgres(f func(pid int, stat []byte)) {
 			continue
 		}
 		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil || !bytes.Contains(b, []byte("(postgres)")) {
+		if err != nil || !bytes.Contains(b, []byte("(postgres)")) || pm != 0 && pid != pm && statPPid(b) != pm {
 			continue
 		}
 		f(pid, b)
