@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/audit/mirror"
 	"github.com/clearance-broker/clearance/compliance"
 	"github.com/clearance-broker/clearance/keys"
 
@@ -124,6 +125,11 @@ type Audit struct {
 	// to fill up with the entries it expects (audit.Options.GatherWindow);
 	// 0 never waits.
 	GatherWindow time.Duration `yaml:"gather_window"`
+	// CheckpointStream is the JetStream stream, on the nats section's
+	// servers, that keeps a copy of every checkpoint outside the database
+	// (audit/mirror), for clearance audit verify to hold the log to. Empty
+	// keeps none.
+	CheckpointStream string `yaml:"checkpoint_stream"`
 }
 
 // Registry says where the agreements registry comes from.
@@ -216,8 +222,9 @@ func Defaults() *Config {
 			AckWait:         30 * time.Second,
 			FetchBatch:      64,
 		},
-		Audit: Audit{CheckpointEvery: 30000, CheckpointInterval: time.Minute, GatherWindow: audit.DefaultGatherWindow},
-		HTTP:  HTTP{Listen: "127.0.0.1:8080", RequestTimeout: 30 * time.Second, MaxBodyBytes: 8 << 20},
+		Audit: Audit{CheckpointEvery: 30000, CheckpointInterval: time.Minute, GatherWindow: audit.DefaultGatherWindow,
+			CheckpointStream: mirror.DefaultStream},
+		HTTP: HTTP{Listen: "127.0.0.1:8080", RequestTimeout: 30 * time.Second, MaxBodyBytes: 8 << 20},
 		Pipeline: Pipeline{
 			Concurrency:   1024,
 			BackoffBase:   time.Second,

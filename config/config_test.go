@@ -95,6 +95,7 @@ store:
 audit:
   hmac_key: {env: "not a name", file: /x}
   gather_window: 200ms
+  checkpoint_stream: audit.checkpoints
 http:
   listen: nope
 connectors:
@@ -133,6 +134,7 @@ subject_keys:
 		"store.dsn: holds a literal password",
 		"vault: required",
 		"audit.hmac_key: set env or file, not both", "audit.hmac_key.env", "audit.gather_window: must be from 0 (never wait) to 10ms",
+		"audit.checkpoint_stream: want a stream name",
 		"registry.dir: required", "http.listen",
 		"connectors.bad name: name", "connectors.bad name.kind: required",
 		"inbound_region.stream", "inbound_region.subject: must not overlap", "inbound_region.local_subject",

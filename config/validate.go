@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clearance-broker/clearance/audit/mirror"
 	"github.com/clearance-broker/clearance/connectors"
 )
 
@@ -225,6 +226,9 @@ func (a Audit) validate(p string) []error {
 	}
 	if a.Chains < 0 {
 		errs = append(errs, fieldErr(p+".chains", "must be 0 (what the database records, else 1) or more"))
+	}
+	if a.CheckpointStream != "" && !mirror.ValidStream(a.CheckpointStream) {
+		errs = append(errs, fieldErr(p+".checkpoint_stream", "want a stream name of 1 to 64 letters, digits, _ or -, or empty for none"))
 	}
 	return errs
 }

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -17,9 +18,12 @@ import (
 
 	"github.com/clearance-broker/clearance/agreements"
 	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/audit/mirror"
 	"github.com/clearance-broker/clearance/compliance"
 	"github.com/clearance-broker/clearance/config"
 	"github.com/clearance-broker/clearance/keys"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Environment variables the audit commands read when the flag is not given.
@@ -164,8 +168,8 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	if code, ok := parseAuditFlags(fs, args, stderr); !ok {
 		return code
 	}
-	v, opts, code := vf.resolve(ctx, "verify", &af, stderr)
-	if code != 0 {
+	vn, code := vf.resolve(ctx, "verify", &af, stderr)
+	if vn == nil {
 		return code
 	}
 	l, done, code := af.open(ctx, "verify", stderr)
@@ -173,7 +177,7 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		return code
 	}
 	defer done()
-	rep, err := l.VerifyWith(ctx, v, opts)
+	rep, err := l.VerifyWith(ctx, vn.v, vn.opts)
 	if err != nil && !errors.Is(err, audit.ErrTampered) {
 		fmt.Fprintf(stderr, "clearance audit verify: %v\n", err)
 		return 1
@@ -183,7 +187,7 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(rep)
 	} else {
-		printReport(stdout, rep)
+		printReport(stdout, rep, vn.stream)
 	}
 	if rep.Problem != nil {
 		return 1
@@ -199,59 +203,133 @@ type verifyFlags struct {
 	cfgPath  *string
 	every    *int64
 	interval *time.Duration
+	natsURL  *string
+	stream   *string
+	fs       *flag.FlagSet
 }
 
 func registerVerifyFlags(fs *flag.FlagSet) *verifyFlags {
 	return &verifyFlags{
+		fs:       fs,
 		jwks:     registerJWKS(fs, "JWK set `FILE` of the checkpoint verification keys, as served at /.well-known/jwks.json"),
 		unsigned: fs.Bool("no-signatures", false, "check the chain and checkpoint heads without authenticating signatures"),
-		cfgPath:  fs.String("config", "", "broker configuration `FILE` whose audit.checkpoint_every and audit.checkpoint_interval the log was written with"),
+		cfgPath:  fs.String("config", "", "broker configuration `FILE` whose audit.checkpoint_every, audit.checkpoint_interval and audit.checkpoint_stream (on its nats servers) the log was written with"),
 		every:    fs.Int64("checkpoint-every", 0, "the writers' audit.checkpoint_every `N` (default: --config's, else clearance serve's default 30000, or for --dir clearance dev's 1000)"),
 		interval: fs.Duration("checkpoint-interval", 0, "the writers' audit.checkpoint_interval `D` (default: --config's, else 1m)"),
+		natsURL:  fs.String("nats", "", "NATS `URL` of the stream that keeps copies of the checkpoints (default: --config's nats.urls; without either, no copies are checked)"),
+		stream:   fs.String("checkpoint-stream", "", "`NAME` of that stream (default: --config's audit.checkpoint_stream, else "+mirror.DefaultStream+"); empty checks no copies"),
 	}
 }
 
-// resolve returns the verifier of the signatures (nil with
-// --no-signatures) and the options a verification of the command name
-// runs with: --jwks's sets, else for --dir the dev run's checkpoint keys,
-// with the sets of extra besides (the archive key's own); the cadence of
-// verifyCadence; progress on stderr.
-func (f *verifyFlags) resolve(ctx context.Context, name string, af *auditFlags, stderr io.Writer, extra ...jwkSet) (audit.Verifier, audit.VerifyOptions, int) {
-	opts := audit.VerifyOptions{Progress: verifyProgress(name, stderr, time.Now)}
-	if code := verifyCadence(name, &opts, *f.cfgPath, af.dir != "", *f.every, *f.interval, stderr); code != 0 {
-		return nil, opts, code
+// verification is how a command verifies the log: the verifier of the
+// signatures (nil with --no-signatures), the options, and the stream whose
+// copies of the checkpoints the options hold ("" for none).
+type verification struct {
+	v      audit.Verifier
+	opts   audit.VerifyOptions
+	stream string
+}
+
+// resolve returns how the command name verifies the log: --jwks's sets,
+// else for --dir the dev run's checkpoint keys, with the sets of extra
+// besides (the archive key's own); the cadence of verifyCadence; the
+// copies of the checkpoints in the stream of --nats and
+// --checkpoint-stream (or of --config); progress on stderr.
+func (f *verifyFlags) resolve(ctx context.Context, name string, af *auditFlags, stderr io.Writer, extra ...jwkSet) (*verification, int) {
+	var cfg *config.Config
+	if *f.cfgPath != "" {
+		var code int
+		if cfg, code = loadConfig("clearance audit "+name, *f.cfgPath, stderr); cfg == nil {
+			return nil, code
+		}
+	}
+	vn := &verification{opts: audit.VerifyOptions{Progress: verifyProgress(name, stderr, time.Now)}}
+	if code := verifyCadence(name, &vn.opts, cfg, af.dir != "", *f.every, *f.interval, stderr); code != 0 {
+		return nil, code
 	}
 	var sets []jwkSet
 	switch {
 	case af.dir != "" && !f.jwks.flagged:
 		set, code := devJWKS(ctx, name, af.dir, stderr)
 		if set == nil {
-			return nil, opts, code
+			return nil, code
 		}
 		sets = append(sets, jwkSet{from: "of " + af.dir, data: set})
 	case len(f.jwks.files) > 0:
 		read, code := f.jwks.read(name, stderr)
 		if read == nil {
-			return nil, opts, code
+			return nil, code
 		}
 		sets = read
-	case *f.unsigned:
-		return nil, opts, 0
-	default:
+	case !*f.unsigned:
 		fmt.Fprintf(stderr, "clearance audit %s: --jwks is required to authenticate checkpoints (or --no-signatures)\n", name)
-		return nil, opts, 2
+		return nil, 2
 	}
-	v, code := mergeJWKS(name, append(sets, extra...), stderr)
-	if v == nil {
-		return nil, opts, code
+	if sets != nil {
+		v, code := mergeJWKS(name, append(sets, extra...), stderr)
+		if v == nil {
+			return nil, code
+		}
+		vn.v = v
 	}
-	return v, opts, 0
+	if code := f.mirrored(ctx, name, cfg, vn, stderr); code != 0 {
+		return nil, code
+	}
+	return vn, 0
+}
+
+// mirrored reads into vn the copies of the checkpoints kept in a stream
+// (audit/mirror): that of --checkpoint-stream, else --config's
+// audit.checkpoint_stream, else the default, on the servers of --nats,
+// else --config's nats section. Without either, it reads none.
+func (f *verifyFlags) mirrored(ctx context.Context, name string, cfg *config.Config, vn *verification, stderr io.Writer) int {
+	stream, given := mirror.DefaultStream, false
+	f.fs.Visit(func(fl *flag.Flag) { given = given || fl.Name == "checkpoint-stream" })
+	switch {
+	case given:
+		stream = *f.stream
+	case cfg != nil:
+		stream = cfg.Audit.CheckpointStream
+	}
+	if stream == "" || (*f.natsURL == "" && cfg == nil) {
+		return 0
+	}
+	if !mirror.ValidStream(stream) {
+		fmt.Fprintf(stderr, "clearance audit %s: --checkpoint-stream: %q is not a stream name\n", name, stream)
+		return 2
+	}
+	url, opts := *f.natsURL, []nats.Option{nats.Name("clearance audit " + name)}
+	if url == "" {
+		var err error
+		if opts, err = natsOptions(cfg.NATS, slog.New(slog.DiscardHandler)); err != nil {
+			fmt.Fprintf(stderr, "clearance audit %s: nats: %v\n", name, err)
+			return 2
+		}
+		url = joinURLs(cfg.NATS.URLs)
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		fmt.Fprintf(stderr, "clearance audit %s: the copies of the checkpoints in stream %s: nats: %v "+
+			"(--checkpoint-stream '' checks none)\n", name, stream, err)
+		return 1
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err == nil {
+		vn.opts.Mirrored, err = mirror.Read(ctx, js, stream)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "clearance audit %s: the copies of the checkpoints: %v (--checkpoint-stream '' checks none)\n", name, err)
+		return 1
+	}
+	vn.stream = stream
+	return 0
 }
 
 // verifyCadence sets the checkpoint cadence that the verification of the
-// command name holds the log to: the flags', else the broker configuration's
-// at cfgPath, else the default of clearance dev (dev) or of clearance serve.
-func verifyCadence(name string, opts *audit.VerifyOptions, cfgPath string, dev bool, every int64, interval time.Duration, stderr io.Writer) int {
+// command name holds the log to: the flags', else the broker configuration
+// cfg's, else the default of clearance dev (dev) or of clearance serve.
+func verifyCadence(name string, opts *audit.VerifyOptions, cfg *config.Config, dev bool, every int64, interval time.Duration, stderr io.Writer) int {
 	if every < 0 || interval < 0 {
 		fmt.Fprintf(stderr, "clearance audit %s: --checkpoint-every and --checkpoint-interval must be positive\n", name)
 		return 2
@@ -261,11 +339,7 @@ func verifyCadence(name string, opts *audit.VerifyOptions, cfgPath string, dev b
 		// clearance dev writes with the audit package's defaults.
 		a.CheckpointEvery, a.CheckpointInterval = 1000, time.Minute
 	}
-	if cfgPath != "" {
-		cfg, code := loadConfig("clearance audit "+name, cfgPath, stderr)
-		if cfg == nil {
-			return code
-		}
+	if cfg != nil {
 		a = cfg.Audit
 	}
 	opts.CheckpointEvery, opts.CheckpointInterval = int64(a.CheckpointEvery), a.CheckpointInterval
@@ -278,7 +352,9 @@ func verifyCadence(name string, opts *audit.VerifyOptions, cfgPath string, dev b
 	return 0
 }
 
-func printReport(w io.Writer, rep *audit.Report) {
+// printReport prints rep of a verification that held the log to the
+// copies of its checkpoints in stream ("" for none).
+func printReport(w io.Writer, rep *audit.Report, stream string) {
 	if rep.Problem != nil {
 		label, text := verificationProblem(rep.Problem, rep.Problem.Detail)
 		if rep.Problem.Finding == audit.FindingUnsealed && label == "TAMPERED" {
@@ -299,6 +375,11 @@ func printReport(w io.Writer, rep *audit.Report) {
 	fmt.Fprintf(w, "checkpoints checked: %d (last at %d)\n", rep.Checkpoints, rep.LastCheckpoint)
 	if rep.Problem == nil {
 		fmt.Fprintf(w, "unsealed tail:       %d entries (after the last checkpoint, within the checkpoint cadence)\n", rep.Unsealed)
+	}
+	if stream != "" {
+		fmt.Fprintf(w, "mirrored copies:     %d checked (stream %s)\n", rep.Mirrored, stream)
+	} else {
+		fmt.Fprintln(w, "mirrored copies:     not checked (give --config or --nats to hold the log to the checkpoints kept in NATS)")
 	}
 	if !rep.SignaturesChecked {
 		fmt.Fprintln(w, "WARNING: signatures were not checked (--no-signatures)")

@@ -63,8 +63,8 @@ func runAuditArchive(ctx context.Context, args []string, stdout, stderr io.Write
 		fmt.Fprintf(stderr, "clearance audit archive: %v\n", err)
 		return 1
 	}
-	v, opts, code := vf.resolve(ctx, "archive", &af, stderr, jwkSet{from: "of --signing-key", data: own})
-	if code != 0 {
+	vn, code := vf.resolve(ctx, "archive", &af, stderr, jwkSet{from: "of --signing-key", data: own})
+	if vn == nil {
 		return code
 	}
 	l, done, code := af.open(ctx, "archive", stderr)
@@ -72,14 +72,14 @@ func runAuditArchive(ctx context.Context, args []string, stdout, stderr io.Write
 		return code
 	}
 	defer done()
-	rep, err := l.VerifyWith(ctx, v, opts)
+	rep, err := l.VerifyWith(ctx, vn.v, vn.opts)
 	switch {
 	case err != nil && !errors.Is(err, audit.ErrTampered):
 		fmt.Fprintf(stderr, "clearance audit archive: verify the log first: %v\n", err)
 		return 1
 	case rep.Problem != nil:
 		fmt.Fprintln(stdout, "nothing archived: the log does not verify")
-		printReport(stdout, rep)
+		printReport(stdout, rep, vn.stream)
 		return 1
 	}
 	file, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/clearance-broker/clearance/agreements"
 	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/audit/mirror"
 	"github.com/clearance-broker/clearance/broker"
 	"github.com/clearance-broker/clearance/config"
 	"github.com/clearance-broker/clearance/connectors"
@@ -25,6 +26,7 @@ import (
 	"github.com/clearance-broker/clearance/internal/natsclose"
 	"github.com/clearance-broker/clearance/keys"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/uptrace/bun"
@@ -116,10 +118,24 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 	}
 	promReg := prometheus.NewRegistry()
 	metrics := broker.NewMetrics(promReg)
+	nopts, err := natsOptions(cfg.NATS, logger)
+	if err != nil {
+		return err
+	}
+	// Connected before the audit log opens, so that it drains after the
+	// log's last checkpoint is mirrored (st closes last first).
+	nc, err := connectNATS(&st, joinURLs(cfg.NATS.URLs), nopts...)
+	if err != nil {
+		return err
+	}
+	onCheckpoint, err := mirrorCheckpoints(ctx, &st, nc, cfg, promReg, logger)
+	if err != nil {
+		return err
+	}
 	auditLog, err := audit.Open(ctx, db, audit.Options{
 		SubjectKey: subjectKey, Signer: vault, Logger: logger, Chains: cfg.Audit.Chains, OnCommit: metrics.ObserveAuditBatch,
 		CheckpointEvery: int64(cfg.Audit.CheckpointEvery), CheckpointInterval: cfg.Audit.CheckpointInterval,
-		GatherWindow: cfg.Audit.GatherWindowOption(),
+		GatherWindow: cfg.Audit.GatherWindowOption(), OnCheckpoint: onCheckpoint,
 	})
 	if err != nil {
 		return err
@@ -135,14 +151,6 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 		return err
 	}
 	st.add(conns.Close)
-	nopts, err := natsOptions(cfg.NATS, logger)
-	if err != nil {
-		return err
-	}
-	nc, err := connectNATS(&st, joinURLs(cfg.NATS.URLs), nopts...)
-	if err != nil {
-		return err
-	}
 
 	opts := brokerOptions(cfg)
 	opts.NATS, opts.Decider, opts.Parties = nc, engine, broker.PartiesOf(engine)
@@ -190,6 +198,34 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 		return err
 	}
 	return runBroker(ctx, b, cfg.HTTP.Listen, nil, logger, append(mountsOf(cs), rights)...)
+}
+
+// mirrorCheckpoints creates the stream of audit.checkpoint_stream and
+// returns the publisher of its copies (audit.Options.OnCheckpoint), closed
+// through st, with its failures counted as
+// clearance_audit_checkpoints_unmirrored_total; nil when the stream is
+// off.
+func mirrorCheckpoints(ctx context.Context, st *stack, nc *nats.Conn, cfg *config.Config, reg prometheus.Registerer, logger *slog.Logger) (func([]string), error) {
+	name := cfg.Audit.CheckpointStream
+	if name == "" {
+		logger.Warn("audit checkpoints are not mirrored (audit.checkpoint_stream is empty): "+
+			"a rewrite of the newest entries whose checkpoint is deleted with it goes unnoticed", "component", "audit")
+		return nil, nil
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("audit.checkpoint_stream: %w", err)
+	}
+	if err := mirror.EnsureStream(ctx, js, name, cfg.NATS.Replicas); err != nil {
+		return nil, fmt.Errorf("audit.checkpoint_stream: %w", err)
+	}
+	pub := mirror.NewPublisher(js, name, logger)
+	st.add(pub.Close)
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "clearance", Name: "audit_checkpoints_unmirrored_total",
+		Help: "Audit checkpoints not published to audit.checkpoint_stream (refused on every attempt, or dropped).",
+	}, func() float64 { return float64(pub.Failed()) }))
+	return pub.Checkpoints, nil
 }
 
 // subjectKeyStore returns the store of the subject key table: the one of

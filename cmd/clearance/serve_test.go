@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -222,6 +223,16 @@ logging: {format: json, level: debug}
 		t.Errorf("the applied registry's warnings:\n%s", stderr.String())
 	}
 	deadLetterReplay(t, root, api, cfgPath)
+	resp, err = http.Get(api + "/.well-known/jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	jwksFile := filepath.Join(dir, "jwks.json")
+	if err := os.WriteFile(jwksFile, jwks, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cancel()
 	select {
 	case c := <-code:
@@ -238,6 +249,40 @@ logging: {format: json, level: debug}
 	}
 	if strings.Contains(stderr.String(), "nats disconnected") {
 		t.Errorf("a clean shutdown logged a disconnection:\n%s", stderr.String())
+	}
+	verifyMirrored(t, cfgPath, jwksFile, storeDSN)
+}
+
+// verifyMirrored verifies the log serve wrote against the copies of its
+// checkpoints in NATS (audit.checkpoint_stream, on by default), then
+// deletes the row of its last checkpoint, which the log alone cannot tell
+// and the copies can.
+func verifyMirrored(t *testing.T, cfgPath, jwksFile, storeDSN string) {
+	t.Helper()
+	verify := func(args ...string) (int, string) {
+		var out syncBuffer
+		code := run(t.Context(), append([]string{"audit", "verify", "--config", cfgPath, "--db", storeDSN, "--jwks", jwksFile}, args...), &out, &out)
+		return code, out.String()
+	}
+	code, out := verify()
+	n, _ := strconv.Atoi(regex(t, `mirrored copies: +(\d+) checked \(stream CLEARANCE_AUDIT_CHECKPOINTS\)`, out))
+	if code != 0 || n < 1 {
+		t.Fatalf("verify against the copies: exit %d\n%s", code, out)
+	}
+	db, err := audit.OpenDB(t.Context(), storeDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(t.Context(), "DELETE FROM audit_checkpoints WHERE seq = (SELECT MAX(seq) FROM audit_checkpoints)"); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := verify("--checkpoint-stream", ""); code != 0 || !strings.Contains(out, "mirrored copies:     not checked") {
+		t.Fatalf("the log alone: exit %d\n%s", code, out)
+	}
+	if code, out := verify(); code != 1 || !strings.Contains(out, "TAMPERED") || !strings.Contains(out, "removed") ||
+		!strings.Contains(out, "checkpoints kept outside the database are missing from the log") {
+		t.Fatalf("with the copies: exit %d\n%s", code, out)
 	}
 }
 
