@@ -14,6 +14,7 @@ import (
 	"github.com/clearance-broker/clearance/config"
 	"github.com/clearance-broker/clearance/keys"
 	"github.com/clearance-broker/clearance/policy"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // runRegistryApply implements `clearance registry apply --config FILE DIR`:
@@ -94,20 +95,25 @@ func registryApply(ctx context.Context, cfg *config.Config, reg *agreements.Regi
 	if err != nil {
 		return policy.Event{}, false, err
 	}
-	auditLog, err := audit.Open(ctx, db, audit.Options{SubjectKey: subjectKey, Signer: signer, Logger: logger})
-	if err != nil {
-		return policy.Event{}, false, err
-	}
-	st.add(auditLog.Close)
-	store, err := policy.OpenStore(ctx, db)
-	if err != nil {
-		return policy.Event{}, false, err
-	}
 	nopts, err := natsOptions(cfg.NATS, logger)
 	if err != nil {
 		return policy.Event{}, false, err
 	}
 	nc, err := connectNATS(&st, joinURLs(cfg.NATS.URLs), nopts...)
+	if err != nil {
+		return policy.Event{}, false, err
+	}
+	// The checkpoint the log signs as it closes is mirrored as serve's are.
+	onCheckpoint, err := mirrorCheckpoints(ctx, &st, nc, cfg, prometheus.NewRegistry(), logger)
+	if err != nil {
+		return policy.Event{}, false, err
+	}
+	auditLog, err := audit.Open(ctx, db, audit.Options{SubjectKey: subjectKey, Signer: signer, Logger: logger, OnCheckpoint: onCheckpoint})
+	if err != nil {
+		return policy.Event{}, false, err
+	}
+	st.add(auditLog.Close)
+	store, err := policy.OpenStore(ctx, db)
 	if err != nil {
 		return policy.Event{}, false, err
 	}
