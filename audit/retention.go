@@ -47,8 +47,9 @@ type Manifest struct {
 
 // Archive writes every entry older than before (the longest run from the
 // start of the retained chain whose times are all before it, up to the last
-// checkpoint in it that seals every chain) to w as JSON lines, signs a Manifest of them, records it and removes the entries and
-// their checkpoints in one transaction. It checks the archived range's chain
+// checkpoint in it that seals every chain) to w as JSON lines, signs a
+// Manifest of them, records it and removes the entries and their
+// checkpoints in one transaction. It checks the archived range's chain
 // first and refuses to archive a broken one. It returns the manifest and its
 // JWS, or nil and no error when nothing is older than before. Keep the export
 // and the JWS together: VerifyArchive checks one against the other. s signs
@@ -195,7 +196,7 @@ func (l *Log) Archive(ctx context.Context, s Signer, before time.Time, w io.Writ
 
 var errStopScan = errors.New("stop scan")
 
-// sealedThrough returns the highest sequence up to to below which the
+// sealedThrough returns the highest sequence, at most to, up to which the
 // checkpoints cps (in sequence order, none above to) seal every entry of
 // every chain of ly: a checkpoint seals the entries of its chain up to it
 // and, past the fork, every entry up to the fork. 0 if none.
