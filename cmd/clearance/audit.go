@@ -223,7 +223,8 @@ func registerVerifyFlags(fs *flag.FlagSet) *verifyFlags {
 
 // verification is how a command verifies the log: the verifier of the
 // signatures (nil with --no-signatures), the options, and the stream whose
-// copies of the checkpoints the options hold ("" for none).
+// copies of the checkpoints the options hold ("" for none, devNoMirror for
+// a clearance dev run's log).
 type verification struct {
 	v      audit.Verifier
 	opts   audit.VerifyOptions
@@ -272,7 +273,7 @@ func (f *verifyFlags) resolve(ctx context.Context, name string, af *auditFlags, 
 		}
 		vn.v = v
 	}
-	if code := f.mirrored(ctx, name, cfg, vn, stderr); code != 0 {
+	if code := f.mirrored(ctx, name, af, cfg, vn, stderr); code != 0 {
 		return nil, code
 	}
 	return vn, 0
@@ -282,7 +283,7 @@ func (f *verifyFlags) resolve(ctx context.Context, name string, af *auditFlags, 
 // (audit/mirror): that of --checkpoint-stream, else --config's
 // audit.checkpoint_stream, else the default, on the servers of --nats,
 // else --config's nats section. Without either, it reads none.
-func (f *verifyFlags) mirrored(ctx context.Context, name string, cfg *config.Config, vn *verification, stderr io.Writer) int {
+func (f *verifyFlags) mirrored(ctx context.Context, name string, af *auditFlags, cfg *config.Config, vn *verification, stderr io.Writer) int {
 	stream, given := mirror.DefaultStream, false
 	f.fs.Visit(func(fl *flag.Flag) { given = given || fl.Name == "checkpoint-stream" })
 	switch {
@@ -292,6 +293,9 @@ func (f *verifyFlags) mirrored(ctx context.Context, name string, cfg *config.Con
 		stream = cfg.Audit.CheckpointStream
 	}
 	if stream == "" || (*f.natsURL == "" && cfg == nil) {
+		if af.dir != "" {
+			vn.stream = devNoMirror
+		}
 		return 0
 	}
 	if !mirror.ValidStream(stream) {
@@ -352,8 +356,13 @@ func verifyCadence(name string, opts *audit.VerifyOptions, cfg *config.Config, d
 	return 0
 }
 
+// devNoMirror stands, in printReport, for the log of a clearance dev run,
+// which keeps no copies of its checkpoints.
+const devNoMirror = "(dev)"
+
 // printReport prints rep of a verification that held the log to the
-// copies of its checkpoints in stream ("" for none).
+// copies of its checkpoints in stream ("" for none, devNoMirror for a
+// clearance dev run's log).
 func printReport(w io.Writer, rep *audit.Report, stream string) {
 	if rep.Problem != nil {
 		label, text := verificationProblem(rep.Problem, rep.Problem.Detail)
@@ -376,10 +385,13 @@ func printReport(w io.Writer, rep *audit.Report, stream string) {
 	if rep.Problem == nil {
 		fmt.Fprintf(w, "unsealed tail:       %d entries (after the last checkpoint, within the checkpoint cadence)\n", rep.Unsealed)
 	}
-	if stream != "" {
-		fmt.Fprintf(w, "mirrored copies:     %d checked (stream %s)\n", rep.Mirrored, stream)
-	} else {
+	switch stream {
+	case "":
 		fmt.Fprintln(w, "mirrored copies:     not checked (give --config or --nats to hold the log to the checkpoints kept in NATS)")
+	case devNoMirror:
+		fmt.Fprintln(w, "mirrored copies:     none (clearance dev keeps no copies of its checkpoints)")
+	default:
+		fmt.Fprintf(w, "mirrored copies:     %d checked (stream %s)\n", rep.Mirrored, stream)
 	}
 	if !rep.SignaturesChecked {
 		fmt.Fprintln(w, "WARNING: signatures were not checked (--no-signatures)")

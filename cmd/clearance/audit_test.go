@@ -180,7 +180,8 @@ func TestAuditDevDir(t *testing.T) {
 		code := run(ctx, args, &out, &errb)
 		return code, out.String(), errb.String()
 	}
-	if code, out, errs := cli("audit", "verify", "--dir", dir); code != 0 || !strings.Contains(out, "OK") || !strings.Contains(out, "checkpoints checked: 1") {
+	if code, out, errs := cli("audit", "verify", "--dir", dir); code != 0 || !strings.Contains(out, "OK") || !strings.Contains(out, "checkpoints checked: 1") ||
+		!strings.Contains(out, "mirrored copies:     none (clearance dev keeps no copies") {
 		t.Fatalf("verify --dir: exit %d\n%s%s", code, out, errs)
 	}
 	if code, out, errs := cli("audit", "query", "--dir", dir, "--subject", "cust-1"); code != 0 || strings.Count(out, "\n") != 2 {
