@@ -19,6 +19,7 @@ import (
 
 	"github.com/clearance-broker/clearance/agreements"
 	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/audit/mirror"
 	"github.com/clearance-broker/clearance/integration/vaulttest"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -158,6 +159,10 @@ func (e *env) streams(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("harness: stream %s: %w", ingestStream, err)
 	}
+	// The copies of the audit checkpoints, as clearance serve keeps them.
+	if err := mirror.EnsureStream(ctx, e.js, mirror.DefaultStream, 1); err != nil {
+		return fmt.Errorf("harness: %w", err)
+	}
 	if _, err := e.rjs.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: regionStream, Subjects: []string{regionPrefix + ".>"},
 		Storage: jetstream.FileStorage, Replicas: 1, Duplicates: 2 * time.Minute,
@@ -292,6 +297,7 @@ func (e *env) close() {
 	}
 	if e.cfg.NATSURL != "" && e.js != nil {
 		_ = e.js.DeleteStream(ctx, ingestStream)
+		_ = e.js.DeleteStream(ctx, mirror.DefaultStream)
 		_ = e.rjs.DeleteStream(ctx, regionStream)
 	}
 	for _, c := range []*nats.Conn{e.nc, e.rnc} {

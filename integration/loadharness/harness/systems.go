@@ -11,6 +11,7 @@ import (
 
 	"github.com/clearance-broker/clearance/agreements"
 	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/audit/mirror"
 	"github.com/clearance-broker/clearance/broker"
 	"github.com/clearance-broker/clearance/connectors"
 	"github.com/clearance-broker/clearance/connectors/natsregion"
@@ -18,6 +19,7 @@ import (
 	"github.com/clearance-broker/clearance/keys"
 	"github.com/clearance-broker/clearance/policy"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/uptrace/bun"
 )
@@ -60,6 +62,7 @@ type instance struct {
 	signer *keys.Vault
 	db     *bun.DB
 	log    *audit.Log
+	mirror *mirror.Publisher
 	conns  broker.ConnectorMap
 	// closers are the connectors themselves (conns may wrap them).
 	closers []connectors.Connector
@@ -149,9 +152,16 @@ func newInstance(ctx context.Context, spec instanceSpec, engine *agreements.Engi
 	}
 	in.reg = prometheus.NewRegistry()
 	metrics := broker.NewMetrics(in.reg)
+	js, err := jetstream.New(in.nc)
+	if err != nil {
+		return in, fmt.Errorf("harness: nats: %w", err)
+	}
+	// Its checkpoints are mirrored as clearance serve mirrors them.
+	in.mirror = mirror.NewPublisher(js, mirror.DefaultStream, logger)
 	if in.log, err = audit.Open(ctx, in.db, audit.Options{
 		SubjectKey: subjectKey, Signer: in.signer, CheckpointEvery: spec.CheckpointEvery,
 		Chains: spec.AuditChains, GatherWindow: spec.AuditGatherWindow, OnCommit: metrics.ObserveAuditBatch,
+		OnCheckpoint: in.mirror.Checkpoints,
 	}); err != nil {
 		return in, fmt.Errorf("harness: audit log: %w", err)
 	}
@@ -198,6 +208,9 @@ func (in *instance) close(ctx context.Context) {
 	}
 	if in.log != nil {
 		_ = in.log.Close(ctx)
+	}
+	if in.mirror != nil {
+		_ = in.mirror.Close(ctx)
 	}
 	if in.db != nil {
 		_ = in.db.Close()
