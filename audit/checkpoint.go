@@ -175,3 +175,15 @@ func (l *Log) Checkpoint(ctx context.Context) (int64, error) {
 	}
 	return l.checkpoint(ctx, true)
 }
+
+// CheckpointsAfter returns the compact JWS of up to limit checkpoints past
+// sequence seq, in sequence order: what audit/mirror publishes of the
+// checkpoints a stream of copies lacks.
+func (l *Log) CheckpointsAfter(ctx context.Context, seq int64, limit int) ([]string, error) {
+	var jws []string
+	if err := l.db.NewSelect().Model((*checkpointRow)(nil)).Column("jws").Where("seq > ?", seq).
+		Order("seq").Limit(int64(limit)).Scan(ctx, &jws); err != nil {
+		return nil, fmt.Errorf("audit: checkpoints: %w", err)
+	}
+	return jws, nil
+}

@@ -91,7 +91,19 @@ type Publisher struct {
 	// after; attempts is how many are made.
 	retry    time.Duration
 	attempts int
+	// pending are the checkpoints refused on every attempt, tried again
+	// after the next one the stream takes (run's goroutine only).
+	pending []string
+	waiting atomic.Int64 // len(pending), for Waiting
+	// stop ends a catch-up (CatchUp) at Close; catching waits for it.
+	stop     context.Context
+	cancel   context.CancelFunc
+	catching sync.WaitGroup
 }
+
+// maxPending is how many refused checkpoints are kept to be tried again;
+// more are given up and counted (Publisher.Failed).
+const maxPending = 4096
 
 // NewPublisher starts a Publisher to stream (created by EnsureStream).
 func NewPublisher(js jetstream.JetStream, stream string, logger *slog.Logger) *Publisher {
@@ -100,8 +112,65 @@ func NewPublisher(js jetstream.JetStream, stream string, logger *slog.Logger) *P
 	}
 	p := &Publisher{js: js, subject: SubjectOf(stream), log: logger.With("component", "audit", "stream", stream),
 		queue: make(chan string, queueSize), done: make(chan struct{}), retry: 200 * time.Millisecond, attempts: 6}
+	p.stop, p.cancel = context.WithCancel(context.Background())
 	go p.run()
 	return p
+}
+
+// CatchUp publishes, in the background, the checkpoints the log holds past
+// the newest copy in the stream (all of them when it has none): those
+// signed while no instance mirrored them, as before mirroring was turned
+// on. after returns the JWS of up to limit checkpoints past a sequence, in
+// sequence order (audit.Log.CheckpointsAfter). Close stops it.
+func (p *Publisher) CatchUp(stream string, after func(ctx context.Context, seq int64, limit int) ([]string, error)) {
+	p.catching.Go(func() {
+		ctx := p.stop
+		seq, err := newest(ctx, p.js, stream)
+		if err != nil {
+			p.log.Warn("audit checkpoints not caught up", "err", err)
+			return
+		}
+		n := 0
+		for {
+			batch, err := after(ctx, seq, 1000)
+			if err != nil {
+				p.log.Warn("audit checkpoints not caught up", "err", err)
+				return
+			}
+			for _, jws := range batch {
+				if err := p.publish(jws); err != nil {
+					p.log.Warn("audit checkpoints not caught up", "err", err, "published", n)
+					return
+				}
+				n++
+				seq, _, _ = sealed(jws)
+			}
+			if len(batch) < 1000 {
+				break
+			}
+		}
+		if n > 0 {
+			p.log.Info("audit checkpoints the stream lacked published from the log", "checkpoints", n)
+		}
+	})
+}
+
+// newest returns the sequence of the newest checkpoint copy in stream (0
+// for none).
+func newest(ctx context.Context, js jetstream.JetStream, stream string) (int64, error) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return 0, fmt.Errorf("audit mirror: stream %s: %w", stream, err)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, SubjectOf(stream))
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("audit mirror: stream %s: %w", stream, err)
+	}
+	seq, _, err := sealed(string(m.Data))
+	return seq, err
 }
 
 // Checkpoints queues the compact JWS of checkpoints for their publish; it
@@ -124,9 +193,23 @@ func (p *Publisher) Checkpoints(jws []string) {
 	}
 }
 
-// Failed is how many checkpoints were not mirrored: refused by the stream
-// on every attempt, or dropped from a full queue.
+// OnCheckpoint returns Checkpoints, for audit.Options.OnCheckpoint; nil
+// for a nil Publisher (no mirror).
+func (p *Publisher) OnCheckpoint() func(jws []string) {
+	if p == nil {
+		return nil
+	}
+	return p.Checkpoints
+}
+
+// Failed is how many checkpoints were given up: refused by the stream on
+// every attempt and again until the Publisher closed, dropped from a full
+// queue or beyond maxPending kept, or no checkpoints.
 func (p *Publisher) Failed() int64 { return p.failed.Load() }
+
+// Waiting is how many checkpoints the stream refused are kept to be tried
+// again after the next one it takes.
+func (p *Publisher) Waiting() int64 { return p.waiting.Load() }
 
 // Sent is how many checkpoints were mirrored.
 func (p *Publisher) Sent() int64 { return p.sent.Load() }
@@ -134,6 +217,8 @@ func (p *Publisher) Sent() int64 { return p.sent.Load() }
 // Close publishes what is queued, within ctx, and stops. Close the audit
 // log first: its last checkpoint is queued as it closes.
 func (p *Publisher) Close(ctx context.Context) error {
+	p.cancel()
+	p.catching.Wait()
 	p.mu.Lock()
 	if !p.closed {
 		p.closed = true
@@ -152,17 +237,61 @@ func (p *Publisher) run() {
 	defer close(p.done)
 	for jws := range p.queue {
 		if err := p.publish(jws); err != nil {
-			p.failed.Add(1)
-			p.log.Warn("audit checkpoint not mirrored", "err", err)
+			p.log.Warn("audit checkpoint not mirrored yet: tried again after the next one", "err", err)
+			p.keep(jws)
 			continue
 		}
 		p.sent.Add(1)
+		p.retryPending()
+	}
+	// Closing: one more try, then what is left is given up.
+	p.retryPending()
+	if len(p.pending) > 0 {
+		p.failed.Add(int64(len(p.pending)))
+		p.log.Warn("audit checkpoints not mirrored", "checkpoints", len(p.pending))
 	}
 }
 
-// publish publishes one checkpoint, retrying; the message id is its
-// sequence and head, so that copies of one checkpoint are kept once.
+// keep keeps a refused checkpoint to be tried again, or gives it up when
+// maxPending are kept already or it is no checkpoint.
+func (p *Publisher) keep(jws string) {
+	if _, _, err := sealed(jws); err != nil || len(p.pending) == maxPending {
+		p.failed.Add(1)
+		return
+	}
+	p.pending = append(p.pending, jws)
+	p.waiting.Store(int64(len(p.pending)))
+}
+
+// retryPending publishes the kept checkpoints, oldest first, once each,
+// until the stream refuses one.
+func (p *Publisher) retryPending() {
+	for len(p.pending) > 0 {
+		if err := p.publishOnce(p.pending[0]); err != nil {
+			return
+		}
+		p.sent.Add(1)
+		p.pending = p.pending[1:]
+		p.waiting.Store(int64(len(p.pending)))
+	}
+}
+
+// publish publishes one checkpoint, with attempts tries, pausing between
+// them; publishOnce tries once. The message id is its sequence and head, so
+// that copies of one checkpoint are kept once.
 func (p *Publisher) publish(jws string) error {
+	pause := p.retry
+	for attempt := 1; ; attempt++ {
+		err := p.publishOnce(jws)
+		if err == nil || attempt >= p.attempts || errors.Is(err, errNotCheckpoint) {
+			return err
+		}
+		time.Sleep(pause)
+		pause *= 2
+	}
+}
+
+func (p *Publisher) publishOnce(jws string) error {
 	seq, head, err := sealed(jws)
 	if err != nil {
 		return err
@@ -170,38 +299,34 @@ func (p *Publisher) publish(jws string) error {
 	msg := nats.NewMsg(p.subject)
 	msg.Data = []byte(jws)
 	msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%d-%s", seq, head))
-	pause := p.retry
-	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err = p.js.PublishMsg(ctx, msg)
-		cancel()
-		if err == nil || attempt == p.attempts {
-			if err != nil {
-				return fmt.Errorf("checkpoint %d: %w", seq, err)
-			}
-			return nil
-		}
-		time.Sleep(pause)
-		pause *= 2
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := p.js.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("checkpoint %d: %w", seq, err)
 	}
+	return nil
 }
+
+// errNotCheckpoint is sealed's error: what was given to publish is no
+// checkpoint's JWS.
+var errNotCheckpoint = errors.New("audit mirror: not a checkpoint's compact JWS")
 
 // sealed returns the sequence and head a checkpoint's JWS payload holds.
 func sealed(jws string) (int64, string, error) {
 	parts := strings.Split(jws, ".")
 	if len(parts) != 3 {
-		return 0, "", errors.New("checkpoint: not a compact JWS")
+		return 0, "", errNotCheckpoint
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil {
-		return 0, "", fmt.Errorf("checkpoint: payload: %w", err)
+		return 0, "", errNotCheckpoint
 	}
 	var c struct {
 		Sequence int64  `json:"sequence"`
 		Head     string `json:"head"`
 	}
 	if err := json.Unmarshal(payload, &c); err != nil || c.Sequence <= 0 || c.Head == "" {
-		return 0, "", errors.New("checkpoint: payload holds no sequence and head")
+		return 0, "", errNotCheckpoint
 	}
 	return c.Sequence, c.Head, nil
 }

@@ -2,7 +2,9 @@ package mirror
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -117,6 +119,97 @@ func TestValidStream(t *testing.T) {
 	for name, want := range map[string]bool{DefaultStream: true, "audit-eu_1": true, "": false, "a.b": false, "a b": false, "a>": false} {
 		if got := ValidStream(name); got != want {
 			t.Errorf("ValidStream(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// fakeCheckpoint is a compact JWS whose payload holds seq and a head, as
+// the publisher reads it; its signature is not checked here.
+func fakeCheckpoint(seq int) string {
+	payload := fmt.Sprintf(`{"sequence":%d,"head":"%064d"}`, seq, seq)
+	return "eyJhbGciOiJFZERTQSJ9." + base64.RawURLEncoding.EncodeToString([]byte(payload)) + ".c2ln"
+}
+
+// TestPublisherTriesAgain: a checkpoint the stream refused on every
+// attempt is kept and published after the next one the stream takes.
+func TestPublisherTriesAgain(t *testing.T) {
+	ctx := t.Context()
+	js, err := jetstream.New(brokertest.Connect(t, brokertest.StartNATS(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := NewPublisher(js, DefaultStream, nil)
+	pub.retry, pub.attempts = time.Millisecond, 2
+	pub.Checkpoints([]string{fakeCheckpoint(10)}) // no stream yet: refused
+	for deadline := time.Now().Add(10 * time.Second); pub.Waiting() != 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("the refused checkpoint is not kept to be tried again")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := EnsureStream(ctx, js, DefaultStream, 1); err != nil {
+		t.Fatal(err)
+	}
+	pub.Checkpoints([]string{fakeCheckpoint(20)})
+	if err := pub.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Read(ctx, js, DefaultStream)
+	if err != nil || len(got) != 2 || pub.Sent() != 2 || pub.Failed() != 0 || pub.Waiting() != 0 {
+		t.Fatalf("%d copies (%v), sent %d, failed %d; want both sent", len(got), err, pub.Sent(), pub.Failed())
+	}
+}
+
+// TestCatchUp publishes the checkpoints a log signed while nothing
+// mirrored them, and then only those past the newest copy.
+func TestCatchUp(t *testing.T) {
+	ctx := t.Context()
+	js, err := jetstream.New(brokertest.Connect(t, brokertest.StartNATS(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := EnsureStream(ctx, js, DefaultStream, 1); err != nil {
+		t.Fatal(err)
+	}
+	keys := brokertest.DevKeys(t, filepath.Join(t.TempDir(), "ring.json"))
+	log, _ := brokertest.OpenAudit(t, brokertest.SQLiteDSN(t), keys, func(o *audit.Options) { o.CheckpointEvery = 1 << 30 })
+	checkpoint := func(n int) {
+		for i := range n {
+			if _, err := log.Append(ctx, &audit.Entry{Event: audit.EventDecided, RequestID: fmt.Sprintf("req-%d-%d", n, i), Decision: "deny"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := log.Checkpoint(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkpoint(2)
+	checkpoint(3)
+	catchUp := func() int {
+		pub := NewPublisher(js, DefaultStream, nil)
+		pub.CatchUp(DefaultStream, log.CheckpointsAfter)
+		pub.catching.Wait()
+		if err := pub.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		got, err := Read(ctx, js, DefaultStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(got)
+	}
+	if n := catchUp(); n != 2 {
+		t.Fatalf("%d copies after catching up, want 2", n)
+	}
+	checkpoint(4)
+	if n := catchUp(); n != 3 {
+		t.Fatalf("%d copies after catching up again, want 3", n)
+	}
+	want, _ := log.CheckpointsAfter(ctx, 0, 10)
+	got, _ := Read(ctx, js, DefaultStream)
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("copy %d differs from the log's checkpoint", i)
 		}
 	}
 }

@@ -104,11 +104,11 @@ func registryApply(ctx context.Context, cfg *config.Config, reg *agreements.Regi
 		return policy.Event{}, false, err
 	}
 	// The checkpoint the log signs as it closes is mirrored as serve's are.
-	onCheckpoint, err := mirrorCheckpoints(ctx, &st, nc, cfg, prometheus.NewRegistry(), logger)
+	pub, err := mirrorCheckpoints(ctx, &st, nc, cfg, prometheus.NewRegistry(), logger)
 	if err != nil {
 		return policy.Event{}, false, err
 	}
-	auditLog, err := audit.Open(ctx, db, audit.Options{SubjectKey: subjectKey, Signer: signer, Logger: logger, OnCheckpoint: onCheckpoint})
+	auditLog, err := audit.Open(ctx, db, audit.Options{SubjectKey: subjectKey, Signer: signer, Logger: logger, OnCheckpoint: pub.OnCheckpoint()})
 	if err != nil {
 		return policy.Event{}, false, err
 	}

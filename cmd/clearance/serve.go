@@ -128,19 +128,24 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 	if err != nil {
 		return err
 	}
-	onCheckpoint, err := mirrorCheckpoints(ctx, &st, nc, cfg, promReg, logger)
+	pub, err := mirrorCheckpoints(ctx, &st, nc, cfg, promReg, logger)
 	if err != nil {
 		return err
 	}
 	auditLog, err := audit.Open(ctx, db, audit.Options{
 		SubjectKey: subjectKey, Signer: vault, Logger: logger, Chains: cfg.Audit.Chains, OnCommit: metrics.ObserveAuditBatch,
 		CheckpointEvery: int64(cfg.Audit.CheckpointEvery), CheckpointInterval: cfg.Audit.CheckpointInterval,
-		GatherWindow: cfg.Audit.GatherWindowOption(), OnCheckpoint: onCheckpoint,
+		GatherWindow: cfg.Audit.GatherWindowOption(), OnCheckpoint: pub.OnCheckpoint(),
 	})
 	if err != nil {
 		return err
 	}
 	st.add(auditLog.Close)
+	if pub != nil {
+		// Copies of what was signed while no instance mirrored: before
+		// mirroring was turned on, or while NATS refused them.
+		pub.CatchUp(cfg.Audit.CheckpointStream, auditLog.CheckpointsAfter)
+	}
 	reg, err := agreements.Load(cfg.Registry.Dir)
 	if err != nil {
 		return err
@@ -201,11 +206,12 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 }
 
 // mirrorCheckpoints creates the stream of audit.checkpoint_stream and
-// returns the publisher of its copies (audit.Options.OnCheckpoint), closed
-// through st, with its failures counted as
-// clearance_audit_checkpoints_unmirrored_total; nil when the stream is
+// returns the publisher of its copies, closed through st, with the
+// checkpoints it gave up counted as
+// clearance_audit_checkpoints_unmirrored_total and those it will try again
+// as clearance_audit_checkpoints_mirror_waiting; nil when the stream is
 // off.
-func mirrorCheckpoints(ctx context.Context, st *stack, nc *nats.Conn, cfg *config.Config, reg prometheus.Registerer, logger *slog.Logger) (func([]string), error) {
+func mirrorCheckpoints(ctx context.Context, st *stack, nc *nats.Conn, cfg *config.Config, reg prometheus.Registerer, logger *slog.Logger) (*mirror.Publisher, error) {
 	name := cfg.Audit.CheckpointStream
 	if name == "" {
 		logger.Warn("audit checkpoints are not mirrored (audit.checkpoint_stream is empty): "+
@@ -224,8 +230,11 @@ func mirrorCheckpoints(ctx context.Context, st *stack, nc *nats.Conn, cfg *confi
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Namespace: "clearance", Name: "audit_checkpoints_unmirrored_total",
 		Help: "Audit checkpoints not published to audit.checkpoint_stream (refused on every attempt, or dropped).",
-	}, func() float64 { return float64(pub.Failed()) }))
-	return pub.Checkpoints, nil
+	}, func() float64 { return float64(pub.Failed()) }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "clearance", Name: "audit_checkpoints_mirror_waiting",
+		Help: "Audit checkpoints NATS refused, kept to be published again after the next one it takes.",
+	}, func() float64 { return float64(pub.Waiting()) }))
+	return pub, nil
 }
 
 // subjectKeyStore returns the store of the subject key table: the one of

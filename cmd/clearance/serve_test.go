@@ -156,7 +156,8 @@ logging: {format: json, level: debug}
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	want := []string{"clearance_vault_round_trips_total", "clearance_audit_batch_size_count", "clearance_audit_commit_duration_seconds_count", `clearance_decisions_total{outcome="allow",reason=""} 1`}
+	want := []string{"clearance_vault_round_trips_total", "clearance_audit_batch_size_count", "clearance_audit_commit_duration_seconds_count", `clearance_decisions_total{outcome="allow",reason=""} 1`,
+		"clearance_audit_checkpoints_unmirrored_total 0", "clearance_audit_checkpoints_mirror_waiting 0"}
 	if _, set := os.LookupEnv("GOGC"); !set {
 		// serve applied pipeline.gc_percent's default to the process.
 		want = append(want, "go_gc_gogc_percent 400")
