@@ -322,14 +322,16 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 	// The mirrored copies: those of sequences the log has lost its row of
 	// join the checkpoints the walk holds the chain to.
 	var lost []int64
+	copied := make(map[int64]bool, len(opts.Mirrored))
 	for _, jws := range opts.Mirrored {
 		var c Checkpoint
 		if err := openSigned(ctx, v, jws, &c); err != nil {
 			return failWith(signatureProblem(FindingBadCheckpoint, c.Sequence, "mirrored checkpoint: ", err))
 		}
-		if c.Sequence < start {
-			continue // archived: its manifest vouches for it
+		if c.Sequence < start || copied[c.Sequence] && signed[c.Sequence] == c.Head {
+			continue // archived (its manifest vouches for it), or a second copy
 		}
+		copied[c.Sequence] = true
 		rep.Mirrored++
 		head, ok := signed[c.Sequence]
 		switch {

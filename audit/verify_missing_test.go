@@ -342,6 +342,10 @@ func TestVerifyMirrored(t *testing.T) {
 		if rep, err := verify(t, db, mirrored); err != nil || rep.Mirrored != 2 || rep.Checkpoints != 2 {
 			t.Fatalf("%+v, %v", rep, err)
 		}
+		// A copy published twice (a catch-up beside a publish) counts once.
+		if rep, err := verify(t, db, append(mirrored, mirrored[1])); err != nil || rep.Mirrored != 2 {
+			t.Fatalf("with a second copy: %+v, %v", rep, err)
+		}
 	})
 	t.Run("rewritten, its checkpoint deleted", func(t *testing.T) {
 		ctx := t.Context()
