@@ -22,6 +22,7 @@ import (
 	"github.com/clearance-broker/clearance/compliance"
 	"github.com/clearance-broker/clearance/config"
 	"github.com/clearance-broker/clearance/keys"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -293,8 +294,8 @@ func (f *verifyFlags) mirrored(ctx context.Context, name string, af *auditFlags,
 		stream = cfg.Audit.CheckpointStream
 	}
 	if stream == "" || (*f.natsURL == "" && cfg == nil) {
-		if af.dir != "" {
-			vn.stream = devNoMirror
+		if af.dir != "" && !given {
+			return devCopies(ctx, name, af.dir, vn, stderr)
 		}
 		return 0
 	}
@@ -311,22 +312,61 @@ func (f *verifyFlags) mirrored(ctx context.Context, name string, af *auditFlags,
 		}
 		url = joinURLs(cfg.NATS.URLs)
 	}
+	copies, err := readCopies(ctx, url, stream, opts...)
+	if err != nil {
+		fmt.Fprintf(stderr, "clearance audit %s: the copies of the checkpoints in stream %s: %v (--checkpoint-stream '' checks none)\n", name, stream, err)
+		return 1
+	}
+	vn.opts.Mirrored, vn.stream = copies, stream
+	return 0
+}
+
+// readCopies reads the checkpoint copies of stream on the NATS servers of
+// url.
+func readCopies(ctx context.Context, url, stream string, opts ...nats.Option) ([]string, error) {
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		fmt.Fprintf(stderr, "clearance audit %s: the copies of the checkpoints in stream %s: nats: %v "+
-			"(--checkpoint-stream '' checks none)\n", name, stream, err)
-		return 1
+		return nil, fmt.Errorf("nats: %w", err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
-	if err == nil {
-		vn.opts.Mirrored, err = mirror.Read(ctx, js, stream)
-	}
 	if err != nil {
-		fmt.Fprintf(stderr, "clearance audit %s: the copies of the checkpoints: %v (--checkpoint-stream '' checks none)\n", name, err)
+		return nil, err
+	}
+	return mirror.Read(ctx, js, stream)
+}
+
+// devCopies reads into vn the copies of the checkpoints a clearance dev
+// run keeps on its embedded NATS server: through that server while the dev
+// runs on dir, else from its store, through a server of its own started
+// on it for the read.
+func devCopies(ctx context.Context, name, dir string, vn *verification, stderr io.Writer) int {
+	var copies []string
+	var err error
+	if unlock, lerr := lockDevDir(dir); lerr == nil {
+		var ns *server.Server
+		var url string
+		if ns, url, _, err = startDevNATS(dir, -1); err == nil {
+			copies, err = readCopies(ctx, url, mirror.DefaultStream)
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		}
+		unlock()
+	} else {
+		var b []byte
+		if b, err = os.ReadFile(filepath.Join(dir, devNATSURLFile)); err == nil {
+			copies, err = readCopies(ctx, strings.TrimSpace(string(b)), mirror.DefaultStream)
+		}
+	}
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		vn.stream = devNoMirror // a data directory of a version that kept none
+		return 0
+	case err != nil:
+		fmt.Fprintf(stderr, "clearance audit %s: the copies of the checkpoints of the clearance dev run on %s: %v\n", name, dir, err)
 		return 1
 	}
-	vn.stream = stream
+	vn.opts.Mirrored, vn.stream = copies, mirror.DefaultStream
 	return 0
 }
 
@@ -356,8 +396,9 @@ func verifyCadence(name string, opts *audit.VerifyOptions, cfg *config.Config, d
 	return 0
 }
 
-// devNoMirror stands, in printReport, for the log of a clearance dev run,
-// which keeps no copies of its checkpoints.
+// devNoMirror stands, in printReport, for the log of a clearance dev data
+// directory that holds no copies of its checkpoints (one of a version that
+// kept none).
 const devNoMirror = "(dev)"
 
 // printReport prints rep of a verification that held the log to the
@@ -389,7 +430,7 @@ func printReport(w io.Writer, rep *audit.Report, stream string) {
 	case "":
 		fmt.Fprintln(w, "mirrored copies:     not checked (give --config or --nats to hold the log to the checkpoints kept in NATS)")
 	case devNoMirror:
-		fmt.Fprintln(w, "mirrored copies:     none (clearance dev keeps no copies of its checkpoints)")
+		fmt.Fprintln(w, "mirrored copies:     none (this clearance dev data directory holds no copies of its checkpoints)")
 	default:
 		fmt.Fprintf(w, "mirrored copies:     %d checked (stream %s)\n", rep.Mirrored, stream)
 	}

@@ -181,7 +181,7 @@ func TestAuditDevDir(t *testing.T) {
 		return code, out.String(), errb.String()
 	}
 	if code, out, errs := cli("audit", "verify", "--dir", dir); code != 0 || !strings.Contains(out, "OK") || !strings.Contains(out, "checkpoints checked: 1") ||
-		!strings.Contains(out, "mirrored copies:     none (clearance dev keeps no copies") {
+		!strings.Contains(out, "mirrored copies:     none (this clearance dev data directory holds no copies") {
 		t.Fatalf("verify --dir: exit %d\n%s%s", code, out, errs)
 	}
 	if code, out, errs := cli("audit", "query", "--dir", dir, "--subject", "cust-1"); code != 0 || strings.Count(out, "\n") != 2 {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/clearance-broker/clearance/agreements"
 	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/audit/mirror"
 	"github.com/clearance-broker/clearance/broker"
 	"github.com/clearance-broker/clearance/broker/samplepartner"
 	"github.com/clearance-broker/clearance/connectors"
@@ -120,12 +121,26 @@ func dev(ctx context.Context, s devSettings, stdout, stderr io.Writer, logger *s
 	st.add(func(context.Context) error { return db.Close() })
 	promReg := prometheus.NewRegistry()
 	metrics := broker.NewMetrics(promReg)
+	nc, err := connectNATS(&st, natsURL, nats.Name("clearance-dev"), nats.MaxReconnects(-1))
+	if err != nil {
+		return err
+	}
+	// Its checkpoints are mirrored on the embedded server, as serve's are;
+	// clearance audit verify --dir reads them (devCopies).
+	if err := os.WriteFile(filepath.Join(s.dir, devNATSURLFile), []byte(natsURL+"\n"), 0o600); err != nil {
+		return err
+	}
+	pub, err := mirrorCheckpoints(ctx, &st, nc, mirror.DefaultStream, 1, promReg, logger)
+	if err != nil {
+		return err
+	}
 	auditLog, err := audit.Open(ctx, db, audit.Options{SubjectKey: subjectKey, Signer: ring, Logger: logger,
-		OnCommit: metrics.ObserveAuditBatch})
+		OnCommit: metrics.ObserveAuditBatch, OnCheckpoint: pub.OnCheckpoint()})
 	if err != nil {
 		return err
 	}
 	st.add(auditLog.Close)
+	pub.CatchUp(mirror.DefaultStream, auditLog.CheckpointsAfter)
 
 	apiLn, apiMoved, err := listenOrFree(s.listen)
 	if err != nil {
@@ -168,10 +183,6 @@ func dev(ctx context.Context, s devSettings, stdout, stderr io.Writer, logger *s
 	}
 	st.add(conns.Close)
 
-	nc, err := connectNATS(&st, natsURL, nats.Name("clearance-dev"), nats.MaxReconnects(-1))
-	if err != nil {
-		return err
-	}
 	engine := agreements.NewEngine(reg)
 	subjectKeys, err := openSubjectKeys(ctx, &st, db, ring, auditLog, nc, subjectKey, liveTuning{}, logger)
 	if err != nil {
@@ -217,6 +228,10 @@ const devKeyWarning = `
 ##  WARNING: DEVELOPMENT KEY RING. Keys live in a local file, NOT in Vault.   ##
 ##  Never send real personal data through 'clearance dev'.                    ##
 ################################################################################`
+
+// devNATSURLFile is the file of a dev data directory that names the
+// embedded NATS server of the clearance dev running on it.
+const devNATSURLFile = "nats.url"
 
 // startDevNATS starts the embedded NATS server on port, or on a free port
 // when port is busy (moved reports that).

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/internal/syncbuf"
 )
 
@@ -43,8 +44,9 @@ func TestDevWalkthrough(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	var stdout, stderr syncBuffer
 	code := make(chan int, 1)
+	dir := t.TempDir()
 	go func() {
-		code <- run(ctx, []string{"dev", "--dir", t.TempDir(), "--registry", filepath.Join(root, "examples", "registry"), "--listen", "127.0.0.1:0", "--nats-port", "-1"}, &stdout, &stderr)
+		code <- run(ctx, []string{"dev", "--dir", dir, "--registry", filepath.Join(root, "examples", "registry"), "--listen", "127.0.0.1:0", "--nats-port", "-1"}, &stdout, &stderr)
 	}()
 	api := waitOutput(t, &stdout, `API\s+(http://127\.0\.0\.1:\d+)`)[1]
 	waitOutput(t, &stdout, `nats --server nats://127\.0\.0\.1:\d+ pub clearance\.transfers\.order-service`)
@@ -82,6 +84,17 @@ func TestDevWalkthrough(t *testing.T) {
 		t.Errorf("refused receipt: %s", receipt)
 	}
 
+	// While it runs, verify reads the copies of its checkpoints through its
+	// NATS server.
+	verify := func() (int, string) {
+		var out syncBuffer
+		c := run(t.Context(), []string{"audit", "verify", "--dir", dir}, &out, &out)
+		return c, out.String()
+	}
+	if c, out := verify(); c != 0 || !regexp.MustCompile(`mirrored copies: +\d+ checked \(stream CLEARANCE_AUDIT_CHECKPOINTS\)`).MatchString(out) {
+		t.Errorf("verify --dir while dev runs: exit %d\n%s", c, out)
+	}
+
 	cancel()
 	select {
 	case c := <-code:
@@ -90,6 +103,23 @@ func TestDevWalkthrough(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("clearance dev did not stop")
+	}
+	// Stopped, it sealed its log; verify reads the copies from its store,
+	// and finds the last checkpoint's row deleted.
+	if c, out := verify(); c != 0 || !regexp.MustCompile(`mirrored copies: +[1-9]\d* checked`).MatchString(out) {
+		t.Fatalf("verify --dir after dev stopped: exit %d\n%s", c, out)
+	}
+	db, err := audit.OpenDB(t.Context(), "sqlite://"+filepath.Join(dir, "audit.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = db.ExecContext(t.Context(), "DELETE FROM audit_checkpoints WHERE seq = (SELECT MAX(seq) FROM audit_checkpoints)")
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, out := verify(); c != 1 || !strings.Contains(out, "checkpoints kept outside the database are missing from the log") {
+		t.Errorf("verify --dir with a checkpoint row deleted: exit %d\n%s", c, out)
 	}
 	for _, v := range []string{"Ada Lovelace", "Munich", "+49 89", "cust-881"} {
 		if strings.Contains(stderr.String(), v) {

@@ -104,7 +104,7 @@ func registryApply(ctx context.Context, cfg *config.Config, reg *agreements.Regi
 		return policy.Event{}, false, err
 	}
 	// The checkpoint the log signs as it closes is mirrored as serve's are.
-	pub, err := mirrorCheckpoints(ctx, &st, nc, cfg, prometheus.NewRegistry(), logger)
+	pub, err := mirrorCheckpoints(ctx, &st, nc, cfg.Audit.CheckpointStream, cfg.NATS.Replicas, prometheus.NewRegistry(), logger)
 	if err != nil {
 		return policy.Event{}, false, err
 	}

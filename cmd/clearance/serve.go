@@ -128,7 +128,7 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 	if err != nil {
 		return err
 	}
-	pub, err := mirrorCheckpoints(ctx, &st, nc, cfg, promReg, logger)
+	pub, err := mirrorCheckpoints(ctx, &st, nc, cfg.Audit.CheckpointStream, cfg.NATS.Replicas, promReg, logger)
 	if err != nil {
 		return err
 	}
@@ -205,14 +205,13 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 	return runBroker(ctx, b, cfg.HTTP.Listen, nil, logger, append(mountsOf(cs), rights)...)
 }
 
-// mirrorCheckpoints creates the stream of audit.checkpoint_stream and
+// mirrorCheckpoints creates the stream name (audit.checkpoint_stream) and
 // returns the publisher of its copies, closed through st, with the
 // checkpoints it gave up counted as
 // clearance_audit_checkpoints_unmirrored_total and those it will try again
 // as clearance_audit_checkpoints_mirror_waiting; nil when the stream is
 // off.
-func mirrorCheckpoints(ctx context.Context, st *stack, nc *nats.Conn, cfg *config.Config, reg prometheus.Registerer, logger *slog.Logger) (*mirror.Publisher, error) {
-	name := cfg.Audit.CheckpointStream
+func mirrorCheckpoints(ctx context.Context, st *stack, nc *nats.Conn, name string, replicas int, reg prometheus.Registerer, logger *slog.Logger) (*mirror.Publisher, error) {
 	if name == "" {
 		logger.Warn("audit checkpoints are not mirrored (audit.checkpoint_stream is empty): "+
 			"a rewrite of the newest entries whose checkpoint is deleted with it goes unnoticed", "component", "audit")
@@ -222,7 +221,7 @@ func mirrorCheckpoints(ctx context.Context, st *stack, nc *nats.Conn, cfg *confi
 	if err != nil {
 		return nil, fmt.Errorf("audit.checkpoint_stream: %w", err)
 	}
-	if err := mirror.EnsureStream(ctx, js, name, cfg.NATS.Replicas); err != nil {
+	if err := mirror.EnsureStream(ctx, js, name, replicas); err != nil {
 		return nil, fmt.Errorf("audit.checkpoint_stream: %w", err)
 	}
 	pub := mirror.NewPublisher(js, name, logger)
