@@ -103,6 +103,37 @@ func (s *Store) AgreementVersions(ctx context.Context, id string) ([]agreements.
 	return out, nil
 }
 
+// InForce returns the registry the stored events put in force, as a live
+// registry starting on the store would (the latest applied version with
+// every run-time change since carried over it), and the sequence of the
+// last event; nil and 0 when nothing was ever applied.
+func (s *Store) InForce(ctx context.Context) (*agreements.Registry, int64, error) {
+	evs, err := s.events(ctx, s.db, 0, 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	st := &state{}
+	for _, ev := range evs {
+		if st, err = s.step(ctx, s.db, st, ev); err != nil {
+			return nil, 0, err
+		}
+	}
+	return st.reg, st.seq, nil
+}
+
+// step returns the state after ev, the stored event after st, checked
+// against the version it stored.
+func (s *Store) step(ctx context.Context, db bun.IDB, st *state, ev Event) (*state, error) {
+	ns, err := st.next(ev, func(v string) (agreements.Content, error) { return s.base(ctx, db, v) })
+	if err != nil {
+		return nil, err
+	}
+	if got := ns.reg.Version(); got != ev.Version {
+		return nil, fmt.Errorf("policy: event %d derives %s, stored %s: %w", ev.Seq, got, ev.Version, ErrCorruptEvent)
+	}
+	return ns, nil
+}
+
 // events returns the events after seq (up to and including upTo, 0: all),
 // in order.
 func (s *Store) events(ctx context.Context, db bun.IDB, after, upTo int64) ([]Event, error) {

@@ -118,12 +118,9 @@ func (l *Live) catchUpLocked(ctx context.Context, db bun.IDB, upTo int64) error 
 		return err
 	}
 	for _, ev := range evs {
-		ns, err := l.st.next(ev, func(v string) (agreements.Content, error) { return l.opts.Store.base(ctx, db, v) })
+		ns, err := l.opts.Store.step(ctx, db, l.st, ev)
 		if err != nil {
 			return err
-		}
-		if got := ns.reg.Version(); got != ev.Version {
-			return fmt.Errorf("policy: event %d derives %s, stored %s: %w", ev.Seq, got, ev.Version, ErrCorruptEvent)
 		}
 		l.swap(ns, ev)
 	}

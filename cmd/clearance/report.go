@@ -42,7 +42,7 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "broker configuration `FILE` (store, registry and audit HMAC key of clearance serve)")
 	dir := fs.String("dir", ".clearance-dev", "dev data `DIR`ectory (used without --config)")
-	regDir := fs.String("registry", filepath.Join("examples", "registry"), "registry `DIR`ectory in force (used without --config)")
+	regDir := fs.String("registry", filepath.Join("examples", "registry"), "registry `DIR`ectory in force (used without --config) where the store holds none applied")
 	from := fs.String("from", "", "window start, RFC 3339 or YYYY-MM-DD")
 	to := fs.String("to", "", "window end (exclusive), RFC 3339 or YYYY-MM-DD; default now")
 	format := fs.String("format", "json", "ropa output: json, csv or html")
@@ -117,18 +117,17 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 // reportWhatIf answers as POST /v1/whatif does (compliance.WhatIfInForce):
 // the run-time changes of the live registry's store (consents, withdrawals,
 // erasures, legal orders, suspensions) are carried over the proposal and,
-// since the registry read from its directory lacks them, over the registry
-// in force too.
+// when the registry in force was read from its directory, which lacks
+// them, over that too.
 func reportWhatIf(ctx context.Context, src *reportDB, prop *agreements.Registry, q compliance.WhatIfQuery) (*compliance.WhatIfResult, error) {
-	store, err := policy.OpenStore(ctx, src.db)
-	if err != nil {
-		return nil, err
+	current := src.reg
+	if !src.stored {
+		var err error
+		if current, _, err = compliance.WithRuntimeChanges(ctx, src.store, src.reg); err != nil {
+			return nil, err
+		}
 	}
-	current, _, err := compliance.WithRuntimeChanges(ctx, store, src.reg)
-	if err != nil {
-		return nil, err
-	}
-	return compliance.WhatIfInForce(ctx, src.log, store, current, prop, src.subjectKey, q)
+	return compliance.WhatIfInForce(ctx, src.log, src.store, current, prop, src.subjectKey, q)
 }
 
 func writeIndented(w io.Writer, v any) error {
@@ -168,10 +167,15 @@ func reportWindow(from, to string, days int) ([2]time.Time, error) {
 }
 
 // reportDB is what a report reads: the audit database (read only), the
-// registry in force and the subject HMAC key, when known.
+// registry in force and the subject HMAC key, when known. The registry in
+// force is the one the store's live registry events put in force (stored
+// is then true: registry apply may have applied a version the directory
+// does not hold, and run-time changes are in it), else the directory's.
 type reportDB struct {
 	db         *bun.DB
 	reg        *agreements.Registry
+	stored     bool
+	store      *policy.Store
 	log        *audit.Log
 	subjectKey []byte
 }
@@ -217,5 +221,16 @@ func reportSource(ctx context.Context, cfgPath, dir, regDir string) (*reportDB, 
 		_ = db.Close()
 		return nil, err
 	}
-	return &reportDB{db: db, reg: reg, log: log, subjectKey: subjectKey}, nil
+	src := &reportDB{db: db, reg: reg, log: log, subjectKey: subjectKey}
+	if src.store, err = policy.OpenStore(ctx, db); err == nil {
+		var inForce *agreements.Registry
+		if inForce, _, err = src.store.InForce(ctx); inForce != nil {
+			src.reg, src.stored = inForce, true
+		}
+	}
+	if err != nil {
+		src.close()
+		return nil, fmt.Errorf("the registry in force: %w", err)
+	}
+	return src, nil
 }

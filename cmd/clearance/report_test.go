@@ -12,8 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/broker/brokertest"
 	"github.com/clearance-broker/clearance/compliance"
 	"github.com/clearance-broker/clearance/compliance/compliancetest"
+	"github.com/clearance-broker/clearance/policy"
 )
 
 func TestTokenCommand(t *testing.T) {
@@ -157,6 +160,36 @@ func TestReportWhatIf(t *testing.T) {
 	errb.Reset()
 	if code := run(context.Background(), []string{"report", "whatif", "--dir", dir}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "--proposed") {
 		t.Fatalf("no proposal: exit %d %s", code, errb.String())
+	}
+
+	// Once the proposal is applied (registry apply, through the live
+	// registry's store), it is the version in force, not the directory's:
+	// the same proposal then flips nothing.
+	ctx := t.Context()
+	store, err := policy.OpenStore(ctx, f.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := policy.Start(ctx, policy.Options{Store: store, Engine: f.Engine, NATS: brokertest.Connect(t, brokertest.StartNATS(t)),
+		Audit: f.Log, Now: func() time.Time { return compliancetest.Now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied, err := agreements.Load(prop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := live.Apply(ctx, applied); err != nil {
+		t.Fatal(err)
+	}
+	live.Stop()
+	out.Reset()
+	if code := run(context.Background(), args, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	res = compliance.WhatIfResult{}
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil || res.CurrentVersion != applied.Version() || res.NowRefused != 0 || res.Evaluated == 0 {
+		t.Fatalf("after the proposal was applied: %v %+v; want it in force, nothing flipped", err, res)
 	}
 }
 
