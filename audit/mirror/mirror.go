@@ -138,7 +138,7 @@ func (p *Publisher) CatchUp(stream string, after func(ctx context.Context, seq i
 				return
 			}
 			for _, jws := range batch {
-				if err := p.publish(jws); err != nil {
+				if err := p.publish(ctx, jws); err != nil {
 					p.log.Warn("audit checkpoints not caught up", "err", err, "published", n)
 					return
 				}
@@ -236,7 +236,7 @@ func (p *Publisher) Close(ctx context.Context) error {
 func (p *Publisher) run() {
 	defer close(p.done)
 	for jws := range p.queue {
-		if err := p.publish(jws); err != nil {
+		if err := p.publish(context.Background(), jws); err != nil {
 			p.log.Warn("audit checkpoint not mirrored yet: tried again after the next one", "err", err)
 			p.keep(jws)
 			continue
@@ -267,7 +267,7 @@ func (p *Publisher) keep(jws string) {
 // until the stream refuses one.
 func (p *Publisher) retryPending() {
 	for len(p.pending) > 0 {
-		if err := p.publishOnce(p.pending[0]); err != nil {
+		if err := p.publishOnce(context.Background(), p.pending[0]); err != nil {
 			return
 		}
 		p.sent.Add(1)
@@ -277,21 +277,25 @@ func (p *Publisher) retryPending() {
 }
 
 // publish publishes one checkpoint, with attempts tries, pausing between
-// them; publishOnce tries once. The message id is its sequence and head, so
-// that copies of one checkpoint are kept once.
-func (p *Publisher) publish(jws string) error {
+// them, until ctx ends; publishOnce tries once. The message id is its
+// sequence and head, so that copies of one checkpoint are kept once.
+func (p *Publisher) publish(ctx context.Context, jws string) error {
 	pause := p.retry
 	for attempt := 1; ; attempt++ {
-		err := p.publishOnce(jws)
+		err := p.publishOnce(ctx, jws)
 		if err == nil || attempt >= p.attempts || errors.Is(err, errNotCheckpoint) {
 			return err
 		}
-		time.Sleep(pause)
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return err
+		}
 		pause *= 2
 	}
 }
 
-func (p *Publisher) publishOnce(jws string) error {
+func (p *Publisher) publishOnce(ctx context.Context, jws string) error {
 	seq, head, err := sealed(jws)
 	if err != nil {
 		return err
@@ -299,7 +303,7 @@ func (p *Publisher) publishOnce(jws string) error {
 	msg := nats.NewMsg(p.subject)
 	msg.Data = []byte(jws)
 	msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%d-%s", seq, head))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if _, err := p.js.PublishMsg(ctx, msg); err != nil {
 		return fmt.Errorf("checkpoint %d: %w", seq, err)
