@@ -163,14 +163,20 @@ func (w *world) inject(t *testing.T, p *producer, sc scale) []fault {
 	return out
 }
 
-// auditVerify runs `clearance audit verify` on the store.
+// auditVerify runs `clearance audit verify` on the store, holding it to
+// the copies of its checkpoints the brokers mirrored through the faults
+// (the configuration's NATS and audit.checkpoint_stream).
 func (w *world) auditVerify(t *testing.T) {
 	var out, errb bytes.Buffer
-	cmd := exec.Command(w.bin, "audit", "verify", "--db", w.pg.DSN(), "--jwks", w.jwksFile)
+	cmd := exec.Command(w.bin, "audit", "verify", "--db", w.pg.DSN(), "--jwks", w.jwksFile, "--config", w.cfgPath)
 	cmd.Env = filterEnv(os.Environ(), "CLEARANCE_")
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("clearance audit verify: %v\n%s%s", err, out.String(), errb.String())
+	}
+	if !strings.Contains(out.String(), "mirrored copies:") || strings.Contains(out.String(), "mirrored copies:     0 checked") ||
+		strings.Contains(out.String(), "mirrored copies:     not checked") {
+		t.Errorf("audit verify held the log to no copies of its checkpoints:\n%s", out.String())
 	}
 	t.Logf("audit verify: %s", strings.TrimSpace(out.String()))
 }
