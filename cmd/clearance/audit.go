@@ -232,8 +232,8 @@ type verification struct {
 	stream string
 }
 
-// resolve returns how the command name verifies the log: --jwks's sets,
-// else for --dir the dev run's checkpoint keys, with the sets of extra
+// resolve returns how the command name verifies the log: --jwks's sets
+// and, for --dir, the dev run's checkpoint keys, with the sets of extra
 // besides (the archive key's own); the cadence of verifyCadence; the
 // copies of the checkpoints in the stream of --nats and
 // --checkpoint-stream (or of --config); progress on stderr.
@@ -250,19 +250,23 @@ func (f *verifyFlags) resolve(ctx context.Context, name string, af *auditFlags, 
 		return nil, code
 	}
 	var sets []jwkSet
-	switch {
-	case af.dir != "" && !f.jwks.flagged:
+	if af.dir != "" {
+		// A dev run's checkpoint keys, and --jwks's sets besides (the
+		// archive key's, for a log archived since).
 		set, code := devJWKS(ctx, name, af.dir, stderr)
 		if set == nil {
 			return nil, code
 		}
 		sets = append(sets, jwkSet{from: "of " + af.dir, data: set})
-	case len(f.jwks.files) > 0:
+	}
+	switch {
+	case len(f.jwks.files) > 0 && (af.dir == "" || f.jwks.flagged):
 		read, code := f.jwks.read(name, stderr)
 		if read == nil {
 			return nil, code
 		}
-		sets = read
+		sets = append(sets, read...)
+	case sets != nil:
 	case !*f.unsigned:
 		fmt.Fprintf(stderr, "clearance audit %s: --jwks is required to authenticate checkpoints (or --no-signatures)\n", name)
 		return nil, 2

@@ -199,6 +199,25 @@ func TestAuditDevDir(t *testing.T) {
 	if code, out, errs := cli("audit", "query", "--dir", dir, "--hmac-key-file", keyFile, "--subject", "cust-1"); code != 0 || strings.Count(out, "\n") != 2 {
 		t.Fatalf("query --hmac-key-file with white space: exit %d\n%s%s", code, out, errs)
 	}
+	// Archived with a key of its own, the log verifies with the dev run's
+	// keys and that key's set, which --jwks adds to them.
+	_, archiveJWKS, archiveKid, archivePEM := testSigningKey(t)
+	pemFile, jwksFile := filepath.Join(t.TempDir(), "archive.pem"), filepath.Join(t.TempDir(), "archive-jwks.json")
+	for path, b := range map[string][]byte{pemFile: archivePEM, jwksFile: archiveJWKS} {
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, out, errs := cli("audit", "archive", "--dir", dir, "--older-than", "1h", "--out", filepath.Join(t.TempDir(), "a.jsonl"), "--signing-key", pemFile); code != 0 ||
+		!strings.Contains(out, "archived entries 1 to 3 (3)") {
+		t.Fatalf("archive --dir: exit %d\n%s%s", code, out, errs)
+	}
+	if code, out, _ := cli("audit", "verify", "--dir", dir); code != 1 || !strings.Contains(out, "UNVERIFIED") || !strings.Contains(out, archiveKid) {
+		t.Fatalf("verify --dir without the archive key's set: exit %d\n%s", code, out)
+	}
+	if code, out, errs := cli("audit", "verify", "--dir", dir, "--jwks", jwksFile); code != 0 || !strings.Contains(out, "entries up to 3 archived") {
+		t.Fatalf("verify --dir --jwks: exit %d\n%s%s", code, out, errs)
+	}
 }
 
 // writeTestLog writes the audit log at dsn: three decisions, two of them
