@@ -224,8 +224,9 @@ func registerVerifyFlags(fs *flag.FlagSet) *verifyFlags {
 
 // verification is how a command verifies the log: the verifier of the
 // signatures (nil with --no-signatures), the options, and the stream whose
-// copies of the checkpoints the options hold ("" for none, devNoMirror for
-// a clearance dev run's log).
+// copies of the checkpoints the options hold ("" for none asked for,
+// streamOff for a stream turned off, devNoMirror for a clearance dev data
+// directory that holds none).
 type verification struct {
 	v      audit.Verifier
 	opts   audit.VerifyOptions
@@ -297,7 +298,11 @@ func (f *verifyFlags) mirrored(ctx context.Context, name string, af *auditFlags,
 	case cfg != nil:
 		stream = cfg.Audit.CheckpointStream
 	}
-	if stream == "" || (*f.natsURL == "" && cfg == nil) {
+	switch {
+	case stream == "" && (given || cfg != nil):
+		vn.stream = streamOff
+		return 0
+	case stream == "" || (*f.natsURL == "" && cfg == nil):
 		if af.dir != "" && !given {
 			return devCopies(ctx, name, af.dir, vn, stderr)
 		}
@@ -405,9 +410,13 @@ func verifyCadence(name string, opts *audit.VerifyOptions, cfg *config.Config, d
 // kept none).
 const devNoMirror = "(dev)"
 
+// streamOff stands, in printReport, for a verification whose stream of
+// checkpoint copies was turned off: an empty --checkpoint-stream, or
+// --config's audit.checkpoint_stream.
+const streamOff = "(off)"
+
 // printReport prints rep of a verification that held the log to the
-// copies of its checkpoints in stream ("" for none, devNoMirror for a
-// clearance dev run's log).
+// copies of its checkpoints in stream (see verification.stream).
 func printReport(w io.Writer, rep *audit.Report, stream string) {
 	if rep.Problem != nil {
 		label, text := verificationProblem(rep.Problem, rep.Problem.Detail)
@@ -433,6 +442,8 @@ func printReport(w io.Writer, rep *audit.Report, stream string) {
 	switch stream {
 	case "":
 		fmt.Fprintln(w, "mirrored copies:     not checked (give --config or --nats to hold the log to the checkpoints kept in NATS)")
+	case streamOff:
+		fmt.Fprintln(w, "mirrored copies:     not checked (no stream of copies: --checkpoint-stream or audit.checkpoint_stream is empty)")
 	case devNoMirror:
 		fmt.Fprintln(w, "mirrored copies:     none (this clearance dev data directory holds no copies of its checkpoints)")
 	default:

@@ -278,7 +278,7 @@ func verifyMirrored(t *testing.T, cfgPath, jwksFile, storeDSN string) {
 	if _, err := db.ExecContext(t.Context(), "DELETE FROM audit_checkpoints WHERE seq = (SELECT MAX(seq) FROM audit_checkpoints)"); err != nil {
 		t.Fatal(err)
 	}
-	if code, out := verify("--checkpoint-stream", ""); code != 0 || !strings.Contains(out, "mirrored copies:     not checked") {
+	if code, out := verify("--checkpoint-stream", ""); code != 0 || !strings.Contains(out, "mirrored copies:     not checked (no stream of copies") {
 		t.Fatalf("the log alone: exit %d\n%s", code, out)
 	}
 	if code, out := verify(); code != 1 || !strings.Contains(out, "TAMPERED") || !strings.Contains(out, "removed") ||
