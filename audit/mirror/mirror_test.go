@@ -15,18 +15,28 @@ import (
 	"github.com/clearance-broker/clearance/broker/brokertest"
 )
 
+// testJetStream returns JetStream on an embedded server of the test's own,
+// with the default mirror stream created when withStream is set.
+func testJetStream(t *testing.T, withStream bool) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.New(brokertest.Connect(t, brokertest.StartNATS(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if withStream {
+		if err := EnsureStream(t.Context(), js, DefaultStream, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return js
+}
+
 // TestMirrorRoundTrip mirrors the checkpoints of a log as it is written,
 // reads them back, and verifies the log against them; a checkpoint
 // published twice is kept once, and the stream refuses to delete or purge.
 func TestMirrorRoundTrip(t *testing.T) {
 	ctx := t.Context()
-	js, err := jetstream.New(brokertest.Connect(t, brokertest.StartNATS(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := EnsureStream(ctx, js, DefaultStream, 1); err != nil {
-		t.Fatal(err)
-	}
+	js := testJetStream(t, true)
 	keys := brokertest.DevKeys(t, filepath.Join(t.TempDir(), "ring.json"))
 	pub := NewPublisher(js, DefaultStream, nil)
 	var mirrored []string
@@ -95,10 +105,7 @@ func TestMirrorRoundTrip(t *testing.T) {
 // TestPublisherCountsFailures: a checkpoint the stream never takes is
 // counted and logged, not retried for ever; one that is no checkpoint too.
 func TestPublisherCountsFailures(t *testing.T) {
-	js, err := jetstream.New(brokertest.Connect(t, brokertest.StartNATS(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testJetStream(t, false)
 	// No stream listens on the subject: every publish is refused.
 	pub := NewPublisher(js, "NO_SUCH_STREAM", nil)
 	pub.retry, pub.attempts = time.Millisecond, 2
@@ -134,10 +141,7 @@ func fakeCheckpoint(seq int) string {
 // attempt is kept and published after the next one the stream takes.
 func TestPublisherTriesAgain(t *testing.T) {
 	ctx := t.Context()
-	js, err := jetstream.New(brokertest.Connect(t, brokertest.StartNATS(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testJetStream(t, false)
 	pub := NewPublisher(js, DefaultStream, nil)
 	pub.retry, pub.attempts = time.Millisecond, 2
 	pub.Checkpoints([]string{fakeCheckpoint(10)}) // no stream yet: refused
@@ -164,13 +168,7 @@ func TestPublisherTriesAgain(t *testing.T) {
 // mirrored them, and then only those past the newest copy.
 func TestCatchUp(t *testing.T) {
 	ctx := t.Context()
-	js, err := jetstream.New(brokertest.Connect(t, brokertest.StartNATS(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := EnsureStream(ctx, js, DefaultStream, 1); err != nil {
-		t.Fatal(err)
-	}
+	js := testJetStream(t, true)
 	keys := brokertest.DevKeys(t, filepath.Join(t.TempDir(), "ring.json"))
 	log, _ := brokertest.OpenAudit(t, brokertest.SQLiteDSN(t), keys, func(o *audit.Options) { o.CheckpointEvery = 1 << 30 })
 	checkpoint := func(n int) {

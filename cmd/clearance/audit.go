@@ -169,26 +169,18 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	if code, ok := parseAuditFlags(fs, args, stderr); !ok {
 		return code
 	}
-	vn, code := vf.resolve(ctx, "verify", &af, stderr)
-	if vn == nil {
+	vd, code := vf.verify(ctx, "verify", &af, stderr)
+	if vd == nil {
 		return code
 	}
-	l, done, code := af.open(ctx, "verify", stderr)
-	if l == nil {
-		return code
-	}
-	defer done()
-	rep, err := l.VerifyWith(ctx, vn.v, vn.opts)
-	if err != nil && !errors.Is(err, audit.ErrTampered) {
-		fmt.Fprintf(stderr, "clearance audit verify: %v\n", err)
-		return 1
-	}
+	defer vd.done()
+	rep := vd.rep
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(rep)
 	} else {
-		printReport(stdout, rep, vn.stream)
+		printReport(stdout, rep, vd.stream)
 	}
 	if rep.Problem != nil {
 		return 1
@@ -267,8 +259,7 @@ func (f *verifyFlags) resolve(ctx context.Context, name string, af *auditFlags, 
 			return nil, code
 		}
 		sets = append(sets, read...)
-	case sets != nil:
-	case !*f.unsigned:
+	case sets == nil && !*f.unsigned:
 		fmt.Fprintf(stderr, "clearance audit %s: --jwks is required to authenticate checkpoints (or --no-signatures)\n", name)
 		return nil, 2
 	}
@@ -283,6 +274,37 @@ func (f *verifyFlags) resolve(ctx context.Context, name string, af *auditFlags, 
 		return nil, code
 	}
 	return vn, 0
+}
+
+// verified is a log opened read-only and verified as a command asked: its
+// report, and the stream of checkpoint copies it was held to
+// (verification.stream). done closes the log.
+type verified struct {
+	log    *audit.Log
+	done   func()
+	rep    *audit.Report
+	stream string
+}
+
+// verify resolves the flags (resolve), opens the log and verifies it. A
+// failure other than tampering is printed and its exit code returned;
+// tampering is in the report.
+func (f *verifyFlags) verify(ctx context.Context, name string, af *auditFlags, stderr io.Writer, extra ...jwkSet) (*verified, int) {
+	vn, code := f.resolve(ctx, name, af, stderr, extra...)
+	if vn == nil {
+		return nil, code
+	}
+	l, done, code := af.open(ctx, name, stderr)
+	if l == nil {
+		return nil, code
+	}
+	rep, err := l.VerifyWith(ctx, vn.v, vn.opts)
+	if err != nil && !errors.Is(err, audit.ErrTampered) {
+		done()
+		fmt.Fprintf(stderr, "clearance audit %s: verify: %v\n", name, err)
+		return nil, 1
+	}
+	return &verified{log: l, done: done, rep: rep, stream: vn.stream}, 0
 }
 
 // mirrored reads into vn the copies of the checkpoints kept in a stream

@@ -63,25 +63,17 @@ func runAuditArchive(ctx context.Context, args []string, stdout, stderr io.Write
 		fmt.Fprintf(stderr, "clearance audit archive: %v\n", err)
 		return 1
 	}
-	vn, code := vf.resolve(ctx, "archive", &af, stderr, jwkSet{from: "of --signing-key", data: own})
-	if vn == nil {
+	vd, code := vf.verify(ctx, "archive", &af, stderr, jwkSet{from: "of --signing-key", data: own})
+	if vd == nil {
 		return code
 	}
-	l, done, code := af.open(ctx, "archive", stderr)
-	if l == nil {
-		return code
-	}
-	defer done()
-	rep, err := l.VerifyWith(ctx, vn.v, vn.opts)
-	switch {
-	case err != nil && !errors.Is(err, audit.ErrTampered):
-		fmt.Fprintf(stderr, "clearance audit archive: verify the log first: %v\n", err)
-		return 1
-	case rep.Problem != nil:
+	defer vd.done()
+	if vd.rep.Problem != nil {
 		fmt.Fprintln(stdout, "nothing archived: the log does not verify")
-		printReport(stdout, rep, vn.stream)
+		printReport(stdout, vd.rep, vd.stream)
 		return 1
 	}
+	l := vd.log
 	file, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		fmt.Fprintf(stderr, "clearance audit archive: %v\n", err)
