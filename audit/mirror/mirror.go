@@ -117,35 +117,48 @@ func NewPublisher(js jetstream.JetStream, stream string, logger *slog.Logger) *P
 	return p
 }
 
-// CatchUp publishes, in the background, the checkpoints the log holds past
-// the newest copy in the stream (all of them when it has none): those
-// signed while no instance mirrored them, as before mirroring was turned
-// on. after returns the JWS of up to limit checkpoints past a sequence, in
-// sequence order (audit.Log.CheckpointsAfter). Close stops it.
+// CatchUp publishes, in the background, the checkpoints the log holds that
+// have no copy in the stream: those signed while no instance mirrored them
+// (before mirroring was turned on, or while the stream refused them and the
+// instance that held them stopped). It compares every checkpoint of the log
+// with the copies' message ids, not with the newest copy alone: with
+// several chains, a checkpoint another instance gave up can lie below a
+// copy published since. after returns the JWS of up to limit checkpoints
+// past a sequence, in sequence order (audit.Log.CheckpointsAfter). Close
+// stops it.
 func (p *Publisher) CatchUp(stream string, after func(ctx context.Context, seq int64, limit int) ([]string, error)) {
 	p.catching.Go(func() {
 		ctx := p.stop
-		seq, err := newest(ctx, p.js, stream)
+		have, err := copied(ctx, p.js, stream)
 		if err != nil {
 			p.log.Warn("audit checkpoints not caught up", "err", err)
 			return
 		}
+		var seq int64
 		n := 0
 		for {
-			batch, err := after(ctx, seq, 1000)
+			batch, err := after(ctx, seq, catchUpBatch)
 			if err != nil {
 				p.log.Warn("audit checkpoints not caught up", "err", err)
 				return
 			}
 			for _, jws := range batch {
+				s, head, err := sealed(jws)
+				if err != nil {
+					p.log.Warn("audit checkpoints not caught up", "err", err, "after", seq)
+					return
+				}
+				seq = s
+				if have[msgID(s, head)] {
+					continue
+				}
 				if err := p.publish(ctx, jws); err != nil {
 					p.log.Warn("audit checkpoints not caught up", "err", err, "published", n)
 					return
 				}
 				n++
-				seq, _, _ = sealed(jws)
 			}
-			if len(batch) < 1000 {
+			if len(batch) < catchUpBatch {
 				break
 			}
 		}
@@ -155,22 +168,20 @@ func (p *Publisher) CatchUp(stream string, after func(ctx context.Context, seq i
 	})
 }
 
-// newest returns the sequence of the newest checkpoint copy in stream (0
-// for none).
-func newest(ctx context.Context, js jetstream.JetStream, stream string) (int64, error) {
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		return 0, fmt.Errorf("audit mirror: stream %s: %w", stream, err)
-	}
-	m, err := s.GetLastMsgForSubject(ctx, SubjectOf(stream))
-	switch {
-	case errors.Is(err, jetstream.ErrMsgNotFound):
-		return 0, nil
-	case err != nil:
-		return 0, fmt.Errorf("audit mirror: stream %s: %w", stream, err)
-	}
-	seq, _, err := sealed(string(m.Data))
-	return seq, err
+// catchUpBatch is how many of the log's checkpoints CatchUp reads at once.
+const catchUpBatch = 1000
+
+// msgID is the message id of a checkpoint's copy: its sequence and head.
+func msgID(seq int64, head string) string { return fmt.Sprintf("%d-%s", seq, head) }
+
+// copied returns the message ids of every copy in stream, reading their
+// headers only.
+func copied(ctx context.Context, js jetstream.JetStream, stream string) (map[string]bool, error) {
+	have := map[string]bool{}
+	err := each(ctx, js, stream, true, func(m jetstream.Msg) {
+		have[m.Headers().Get(jetstream.MsgIDHeader)] = true
+	})
+	return have, err
 }
 
 // Checkpoints queues the compact JWS of checkpoints for their publish; it
@@ -302,7 +313,7 @@ func (p *Publisher) publishOnce(ctx context.Context, jws string) error {
 	}
 	msg := nats.NewMsg(p.subject)
 	msg.Data = []byte(jws)
-	msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%d-%s", seq, head))
+	msg.Header.Set(jetstream.MsgIDHeader, msgID(seq, head))
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if _, err := p.js.PublishMsg(ctx, msg); err != nil {
@@ -337,45 +348,60 @@ func sealed(jws string) (int64, string, error) {
 
 // Read returns the JWS of every checkpoint in stream, oldest first.
 func Read(ctx context.Context, js jetstream.JetStream, stream string) ([]string, error) {
+	var out []string
+	err := each(ctx, js, stream, false, func(m jetstream.Msg) { out = append(out, string(m.Data())) })
+	if err != nil {
+		return nil, err
+	}
+	if out == nil {
+		out = []string{}
+	}
+	return out, nil
+}
+
+// each calls fn with every message of stream in order, up to the last one
+// it held when each began; with headersOnly, without their bodies.
+func each(ctx context.Context, js jetstream.JetStream, stream string, headersOnly bool, fn func(jetstream.Msg)) error {
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
-		return nil, fmt.Errorf("audit mirror: stream %s: %w", stream, err)
+		return fmt.Errorf("audit mirror: stream %s: %w", stream, err)
 	}
 	info, err := s.Info(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("audit mirror: stream %s: %w", stream, err)
+		return fmt.Errorf("audit mirror: stream %s: %w", stream, err)
 	}
 	last := info.State.LastSeq
-	out := make([]string, 0, info.State.Msgs)
 	if info.State.Msgs == 0 {
-		return out, nil
+		return nil
 	}
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{HeadersOnly: headersOnly})
 	if err != nil {
-		return nil, fmt.Errorf("audit mirror: read %s: %w", stream, err)
+		return fmt.Errorf("audit mirror: read %s: %w", stream, err)
 	}
+	read := 0
 	for {
 		batch, err := cons.Fetch(512, jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
-			return nil, fmt.Errorf("audit mirror: read %s: %w", stream, err)
+			return fmt.Errorf("audit mirror: read %s: %w", stream, err)
 		}
 		n := 0
 		for m := range batch.Messages() {
 			n++
 			meta, err := m.Metadata()
 			if err != nil {
-				return nil, fmt.Errorf("audit mirror: read %s: %w", stream, err)
+				return fmt.Errorf("audit mirror: read %s: %w", stream, err)
 			}
-			out = append(out, string(m.Data()))
+			fn(m)
 			if meta.Sequence.Stream >= last {
-				return out, nil
+				return nil
 			}
 		}
+		read += n
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return nil, fmt.Errorf("audit mirror: read %s: %w", stream, err)
+			return fmt.Errorf("audit mirror: read %s: %w", stream, err)
 		}
 		if n == 0 {
-			return nil, fmt.Errorf("audit mirror: read %s: %d of its copies read, then none came within 5s", stream, len(out))
+			return fmt.Errorf("audit mirror: read %s: %d of its copies read, then none came within 5s", stream, read)
 		}
 	}
 }

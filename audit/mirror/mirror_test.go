@@ -165,15 +165,19 @@ func TestPublisherTriesAgain(t *testing.T) {
 }
 
 // TestCatchUp publishes the checkpoints a log signed while nothing
-// mirrored them, and then only those past the newest copy.
+// mirrored them, then only those without a copy, including one below the
+// newest copy (given up by an instance while another, on a chain of its
+// own, mirrored a later one).
 func TestCatchUp(t *testing.T) {
 	ctx := t.Context()
 	js := testJetStream(t, true)
 	keys := brokertest.DevKeys(t, filepath.Join(t.TempDir(), "ring.json"))
 	log, _ := brokertest.OpenAudit(t, brokertest.SQLiteDSN(t), keys, func(o *audit.Options) { o.CheckpointEvery = 1 << 30 })
+	appended := 0
 	checkpoint := func(n int) {
-		for i := range n {
-			if _, err := log.Append(ctx, &audit.Entry{Event: audit.EventDecided, RequestID: fmt.Sprintf("req-%d-%d", n, i), Decision: "deny"}); err != nil {
+		for range n {
+			appended++
+			if _, err := log.Append(ctx, &audit.Entry{Event: audit.EventDecided, RequestID: fmt.Sprintf("req-%d", appended), Decision: "deny"}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -208,6 +212,30 @@ func TestCatchUp(t *testing.T) {
 	for i := range want {
 		if got[i] != want[i] {
 			t.Fatalf("copy %d differs from the log's checkpoint", i)
+		}
+	}
+
+	// Two more checkpoints; the later one alone is mirrored, as when the
+	// instance holding the first stopped with it refused.
+	checkpoint(1)
+	checkpoint(2)
+	all, _ := log.CheckpointsAfter(ctx, 0, 10)
+	pub := NewPublisher(js, DefaultStream, nil)
+	pub.Checkpoints(all[4:])
+	if err := pub.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := catchUp(); n != 5 {
+		t.Fatalf("%d copies after catching up below the newest copy, want 5", n)
+	}
+	got, _ = Read(ctx, js, DefaultStream)
+	copies := map[string]bool{}
+	for _, c := range got {
+		copies[c] = true
+	}
+	for i, c := range all {
+		if !copies[c] {
+			t.Fatalf("checkpoint %d of %d has no copy", i+1, len(all))
 		}
 	}
 }
