@@ -427,7 +427,29 @@ func TestWhatIf(t *testing.T) {
 	if code != 200 || json.Unmarshal(b, &res) != nil || len(res.Flips) != 0 || res.Unchanged != res.Evaluated {
 		t.Fatalf("unchanged registry: %d %+v", code, res)
 	}
-	// Both runs are audited.
+	if res.SentChanged != 0 || len(res.SentChanges) != 0 {
+		t.Fatalf("unchanged registry: %d sent changes %+v", res.SentChanged, res.SentChanges)
+	}
+	// Narrowing an agreement keeps its transfers allowed and lists what
+	// they would no longer send.
+	narrow := proposal(t, f, "40-agreements.yaml",
+		"categories: [order.reference, identity.name, contact.address, contact.phone]\n    valid_from: 2024-01-01",
+		"categories: [order.reference, identity.name, contact.address]\n    valid_from: 2024-01-01")
+	code, _, b = c.do("POST", "/v1/whatif", "application/json", jsonBody(t, map[string]any{"files": narrow}))
+	if code != 200 || json.Unmarshal(b, &res) != nil || res.SentChanged == 0 || len(res.SentChanges) != res.SentChanged {
+		t.Fatalf("narrowed agreement: %d %s", code, b)
+	}
+	for _, sc := range res.SentChanges {
+		if sc.Recipient != "swiftship-de" || !slices.Equal(sc.CategoriesNoLonger, []string{"contact.phone"}) ||
+			len(sc.CategoriesNew) != 0 || !slices.Equal(sc.FieldsNowRemoved, []string{"phone"}) || len(sc.FieldsNowSent) != 0 ||
+			sc.Uncertain || !strings.Contains(sc.Why, "no longer sends contact.phone") {
+			t.Fatalf("sent change: %+v", sc)
+		}
+	}
+	if res.Unchanged+res.SentChanged+res.ReasonsChanged+len(res.Flips) != res.Evaluated {
+		t.Fatalf("narrowed agreement: counts do not add up: %+v", res)
+	}
+	// Every run is audited.
 	var calls int
 	_ = f.Log.Scan(context.Background(), audit.Filter{Event: compliance.EventAPICall}, func(e *audit.Entry) error {
 		if e.Reasons[0] == "POST /v1/whatif" && e.SubjectHMAC != "" {
@@ -435,8 +457,8 @@ func TestWhatIf(t *testing.T) {
 		}
 		return nil
 	})
-	if calls != 2 {
-		t.Fatalf("audited what-if calls = %d, want 2", calls)
+	if calls != 3 {
+		t.Fatalf("audited what-if calls = %d, want 3", calls)
 	}
 }
 

@@ -22,7 +22,7 @@ var WhatIfLimits = []string{
 	"whether a subject was a minor is not recorded; it is inferred only from a recorded minor_without_parental_consent refusal and otherwise taken as false",
 	"a decision the registry in force does not reproduce from its reconstruction is not counted as a flip; it is listed as uncertain",
 	"a disclosure to an authority is re-decided under the legal order its entry names; an entry written before the audit log named orders is matched to one by authority and subject",
-	"only outcomes are compared (allow or deny; a change of reasons alone is counted, not listed): a proposal that keeps a transfer allowed but narrows what it may carry (fewer categories in an agreement) changes which fields would be sent, and that is not listed",
+	"a change of reasons alone is counted, not listed; a transfer that stays allowed but would carry other categories or fields is listed under sent_changes, judged on its reconstruction: a field of a category sent is taken as present, though the record may have lacked it",
 	"the proposal is evaluated with the run-time changes of the live registry (consents, withdrawals, erasures, legal orders, suspensions) carried over it, as applying it would carry them; a change it cannot take (one naming a purpose or party it drops) is left out, as it would be then",
 }
 
@@ -36,24 +36,52 @@ type WhatIfQuery struct {
 	Max, MaxFlips int
 }
 
+// Transfer names a past transfer a what-if lists: its entry, request and
+// route.
+type Transfer struct {
+	Sequence  int64     `json:"sequence"`
+	RequestID string    `json:"request_id"`
+	Time      time.Time `json:"time"`
+	Recipient string    `json:"recipient"`
+	Country   string    `json:"country"`
+	Purpose   string    `json:"purpose"`
+	Dataset   string    `json:"dataset"`
+}
+
+func transferOf(e *audit.Entry) Transfer {
+	return Transfer{Sequence: e.Sequence, RequestID: e.RequestID, Time: e.Time, Recipient: e.Recipient,
+		Country: e.RecipientCountry, Purpose: e.Purpose, Dataset: e.Dataset}
+}
+
 // Flip is a past transfer whose outcome the proposed registry changes.
 type Flip struct {
-	Sequence          int64     `json:"sequence"`
-	RequestID         string    `json:"request_id"`
-	Time              time.Time `json:"time"`
-	Recipient         string    `json:"recipient"`
-	Country           string    `json:"country"`
-	Purpose           string    `json:"purpose"`
-	Dataset           string    `json:"dataset"`
-	Recorded          string    `json:"recorded"`
-	RecordedReasons   []string  `json:"recorded_reasons"`
-	Proposed          string    `json:"proposed"`
-	ProposedReasons   []string  `json:"proposed_reasons"`
-	ProposedMechanism string    `json:"proposed_mechanism"`
-	Why               string    `json:"why"`
+	Transfer
+	Recorded          string   `json:"recorded"`
+	RecordedReasons   []string `json:"recorded_reasons"`
+	Proposed          string   `json:"proposed"`
+	ProposedReasons   []string `json:"proposed_reasons"`
+	ProposedMechanism string   `json:"proposed_mechanism"`
+	Why               string   `json:"why"`
 	// Uncertain marks a decision that the registry in force does not
 	// reproduce either: the change may come from the reconstruction or from
 	// a registry change since, not from the proposal.
+	Uncertain bool `json:"uncertain,omitempty"`
+}
+
+// SentChange is a past transfer the proposed registry keeps allowed but
+// with other data: categories (and the fields of them) it would no longer
+// send, or fields recorded as removed that it would send.
+type SentChange struct {
+	Transfer
+	// CategoriesNoLonger and CategoriesNew compare the categories sent;
+	// FieldsNowRemoved and FieldsNowSent the fields, by path, sorted.
+	CategoriesNoLonger []string `json:"categories_no_longer_sent"`
+	CategoriesNew      []string `json:"categories_now_sent"`
+	FieldsNowRemoved   []string `json:"fields_now_removed"`
+	FieldsNowSent      []string `json:"fields_now_sent"`
+	Why                string   `json:"why"`
+	// Uncertain marks a transfer whose recorded categories or removed fields
+	// the registry in force does not reproduce either.
 	Uncertain bool `json:"uncertain,omitempty"`
 }
 
@@ -61,22 +89,26 @@ type Flip struct {
 // RuntimeChanges counts the run-time changes of the live registry carried
 // over the proposal (WhatIfInForce).
 type WhatIfResult struct {
-	From             time.Time     `json:"from"`
-	To               time.Time     `json:"to"`
-	CurrentVersion   string        `json:"current_version"`
-	ProposedVersion  string        `json:"proposed_version"`
-	Evaluated        int           `json:"evaluated"`
-	Truncated        bool          `json:"truncated"`
-	Unchanged        int           `json:"unchanged"`
-	NowAllowed       int           `json:"now_allowed"`
-	NowRefused       int           `json:"now_refused"`
-	ReasonsChanged   int           `json:"reasons_changed"`
+	From            time.Time `json:"from"`
+	To              time.Time `json:"to"`
+	CurrentVersion  string    `json:"current_version"`
+	ProposedVersion string    `json:"proposed_version"`
+	Evaluated       int       `json:"evaluated"`
+	Truncated       bool      `json:"truncated"`
+	Unchanged       int       `json:"unchanged"`
+	NowAllowed      int       `json:"now_allowed"`
+	NowRefused      int       `json:"now_refused"`
+	ReasonsChanged  int       `json:"reasons_changed"`
+	// SentChanged counts the transfers that stay allowed but would carry
+	// other categories or fields (SentChanges lists them).
+	SentChanged      int           `json:"sent_changed"`
 	BaselineMismatch int           `json:"baseline_mismatch"`
 	Uncertain        int           `json:"uncertain"`
 	SubjectsKnown    int           `json:"subjects_recognised"`
 	RuntimeChanges   int           `json:"runtime_changes"`
 	NewReasons       []ReasonCount `json:"new_refusal_reasons"`
 	Flips            []Flip        `json:"flips"`
+	SentChanges      []SentChange  `json:"sent_changes"`
 	Limits           []string      `json:"limits"`
 }
 
@@ -98,7 +130,7 @@ func WhatIf(ctx context.Context, log Scanner, current, proposed *agreements.Regi
 		q.MaxFlips = 500
 	}
 	res := &WhatIfResult{From: q.From, To: q.To, CurrentVersion: current.Version(), ProposedVersion: proposed.Version(),
-		Flips: []Flip{}, NewReasons: []ReasonCount{}, Limits: WhatIfLimits}
+		Flips: []Flip{}, SentChanges: []SentChange{}, NewReasons: []ReasonCount{}, Limits: WhatIfLimits}
 	subjects := subjectIndex(subjectKey, current, proposed)
 	baseEng, propEng := agreements.NewEngine(current), agreements.NewEngine(proposed)
 	curC, propC := current.Content(), proposed.Content()
@@ -133,6 +165,19 @@ func WhatIf(ctx context.Context, log Scanner, current, proposed *agreements.Regi
 			res.BaselineMismatch++
 		}
 		switch {
+		case prop.Allowed() && e.Decision == "allow":
+			sc, changed := sentChange(e, prop)
+			if !changed {
+				res.Unchanged++
+				return nil
+			}
+			res.SentChanged++
+			if len(res.SentChanges) < q.MaxFlips {
+				_, moved := sentChange(e, base)
+				sc.Uncertain = !reproduced || moved
+				res.SentChanges = append(res.SentChanges, sc)
+			}
+			return nil
 		case string(prop.Decision) == e.Decision && slices.Equal(prop.Reasons, e.Reasons):
 			res.Unchanged++
 			return nil
@@ -224,8 +269,7 @@ func WithRuntimeChanges(ctx context.Context, changes RuntimeChanges, reg *agreem
 }
 
 func flipOf(e *audit.Entry, d *agreements.Decision) Flip {
-	f := Flip{Sequence: e.Sequence, RequestID: e.RequestID, Time: e.Time, Recipient: e.Recipient,
-		Country: e.RecipientCountry, Purpose: e.Purpose, Dataset: e.Dataset, Recorded: e.Decision,
+	f := Flip{Transfer: transferOf(e), Recorded: e.Decision,
 		RecordedReasons: e.Reasons, Proposed: string(d.Decision), ProposedReasons: slices.Clone(d.Reasons),
 		ProposedMechanism: d.Mechanism}
 	if f.ProposedReasons == nil {
@@ -249,6 +293,61 @@ func flipOf(e *audit.Entry, d *agreements.Decision) Flip {
 		f.Why = "now refused: " + texts(d.Reasons)
 	}
 	return f
+}
+
+// sentChange compares what an allowed transfer's entry records as sent and
+// removed with what d, an allowed decision on its reconstruction, would
+// send; changed is false when they agree.
+func sentChange(e *audit.Entry, d *agreements.Decision) (sc SentChange, changed bool) {
+	sc = SentChange{Transfer: transferOf(e),
+		CategoriesNoLonger: missingFrom(e.CategoriesSent, d.Categories),
+		CategoriesNew:      missingFrom(d.Categories, e.CategoriesSent),
+		FieldsNowSent:      []string{}, FieldsNowRemoved: []string{}}
+	for _, f := range d.Fields.Removed {
+		if _, ok := e.FieldsRemoved[f.Path]; !ok {
+			sc.FieldsNowRemoved = append(sc.FieldsNowRemoved, f.Path)
+		}
+	}
+	for p := range e.FieldsRemoved {
+		if d.Fields.Removed.Reason(p) == "" {
+			sc.FieldsNowSent = append(sc.FieldsNowSent, p)
+		}
+	}
+	sort.Strings(sc.FieldsNowRemoved)
+	sort.Strings(sc.FieldsNowSent)
+	if len(sc.CategoriesNoLonger)+len(sc.CategoriesNew)+len(sc.FieldsNowRemoved)+len(sc.FieldsNowSent) == 0 {
+		return sc, false
+	}
+	var why []string
+	if len(sc.CategoriesNoLonger) > 0 {
+		why = append(why, "no longer sends "+strings.Join(sc.CategoriesNoLonger, ", "))
+	}
+	if len(sc.CategoriesNew) > 0 {
+		why = append(why, "now sends "+strings.Join(sc.CategoriesNew, ", "))
+	}
+	if len(sc.FieldsNowRemoved) > 0 {
+		why = append(why, "removes "+strings.Join(sc.FieldsNowRemoved, ", "))
+	}
+	if len(sc.FieldsNowSent) > 0 {
+		why = append(why, "sends "+strings.Join(sc.FieldsNowSent, ", ")+", recorded as removed")
+	}
+	if d.Agreement != nil {
+		why = append(why, "under agreement "+agreementRef(d.Agreement.ID, d.Agreement.Version))
+	}
+	sc.Why = strings.Join(why, "; ")
+	return sc, true
+}
+
+// missingFrom returns the members of a that b lacks, in a's order; never
+// nil.
+func missingFrom(a, b []string) []string {
+	out := []string{}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 // subjectIndex maps the HMAC of every subject named in the registries to

@@ -27,7 +27,7 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "usage: clearance report ropa   [--config FILE | --dir DIR --registry DIR] [--from T] [--to T] [--format json|csv|html]")
 		fmt.Fprintln(stderr, "       clearance report whatif --proposed DIR [--config FILE | --dir DIR --registry DIR] [--from T] [--to T]")
 		fmt.Fprintln(stderr, "\nropa:   Art. 30 records of processing, from the registry and the audit log (default: the last 365 days)")
-		fmt.Fprintln(stderr, "whatif: which recorded decisions a proposed registry would flip, and why (default: the last 30 days)")
+		fmt.Fprintln(stderr, "whatif: which recorded decisions a proposed registry would flip, which allowed transfers would send other data, and why (default: the last 30 days)")
 	}
 	if len(args) == 0 || (args[0] != "ropa" && args[0] != "whatif") {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {

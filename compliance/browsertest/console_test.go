@@ -241,6 +241,9 @@ func TestConsoleWalkthrough(t *testing.T) {
 		s := string(b)
 		if filepath.Base(n) == "40-agreements.yaml" {
 			s = strings.Replace(s, "valid_until: 2027-12-31", "valid_until: 2025-01-31", 1)
+			// and the US carrier's agreement no longer covers phone numbers
+			s = strings.Replace(s, "categories: [order.reference, identity.name, contact.address, contact.phone]\n    valid_from: 2025-03-01",
+				"categories: [order.reference, identity.name, contact.address]\n    valid_from: 2025-03-01", 1)
 		}
 		p := filepath.Join(propDir, filepath.Base(n))
 		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
@@ -256,7 +259,8 @@ func TestConsoleWalkthrough(t *testing.T) {
 		chromedp.Click(chromedp.ID("whatif-submit")),
 		chromedp.WaitVisible(chromedp.ID("whatif-result")))
 	summary := value(t, ctx, "what-if result", chromedp.Text(chromedp.ID("whatif-result")))
-	if !strings.Contains(summary, "would now be refused") || !strings.Contains(summary, "now refused: the agreement with the recipient had expired") {
+	if !strings.Contains(summary, "would now be refused") || !strings.Contains(summary, "now refused: the agreement with the recipient had expired") ||
+		!strings.Contains(summary, "stay allowed but would send other data") || !strings.Contains(summary, "no longer sends contact.phone; removes phone") {
 		t.Fatalf("what-if result:\n%s", summary)
 	}
 	screenshot(t, ctx, out, "05-whatif")
