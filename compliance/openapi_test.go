@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/broker"
 	"github.com/clearance-broker/clearance/broker/brokertest"
 	"github.com/clearance-broker/clearance/compliance"
@@ -238,5 +239,55 @@ func TestRightsErrorsHaveMessage(t *testing.T) {
 	var rc map[string]any
 	if code != http.StatusOK || json.Unmarshal(b, &rc) != nil || rc["status"] != "recorded" || rc["error"] != nil || rc["message"] != nil {
 		t.Fatalf("grant: %d %s", code, b)
+	}
+}
+
+// TestOpenAPISchemasMatchJSON checks that the properties of a schema of
+// openapi.yaml are the members the type's JSON holds, so that a field added
+// to an answer is documented and a documented one is served.
+func TestOpenAPISchemasMatchJSON(t *testing.T) {
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]yaml.Node `yaml:"properties"`
+			} `yaml:"schemas"`
+		} `yaml:"components"`
+	}
+	if err := yaml.Unmarshal(compliance.OpenAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string]any{
+		"WhatIfResult":  compliance.WhatIfResult{},
+		"Flip":          compliance.Flip{Uncertain: true},
+		"SentChange":    compliance.SentChange{Uncertain: true},
+		"Entry":         audit.Entry{},
+		"Page":          compliance.Page{NextAfter: 1}, // its omitempty member set
+		"Explanation":   compliance.Explanation{},
+		"SubjectReport": compliance.SubjectReport{},
+		"VersionSeen":   compliance.VersionSeen{AgreementID: "a", AgreementVersion: 1},
+	} {
+		schema, ok := doc.Components.Schemas[name]
+		if !ok {
+			t.Errorf("openapi.yaml has no schema %s", name)
+			continue
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var members map[string]json.RawMessage
+		if err := json.Unmarshal(b, &members); err != nil {
+			t.Fatal(err)
+		}
+		for m := range members {
+			if _, ok := schema.Properties[m]; !ok {
+				t.Errorf("schema %s lacks %q, which the answer holds", name, m)
+			}
+		}
+		for p := range schema.Properties {
+			if _, ok := members[p]; !ok {
+				t.Errorf("schema %s documents %q, which the answer lacks", name, p)
+			}
+		}
 	}
 }
