@@ -264,3 +264,44 @@ func TestWhatIfTakesTheRecordedLegalOrder(t *testing.T) {
 		t.Fatalf("what-if: %+v", res)
 	}
 }
+
+// TestWhatIfSentChanges: widening an agreement keeps its transfers allowed
+// and lists what they would now send (a category and the field recorded as
+// removed), and nothing else; a change the registry in force does not
+// reproduce either is marked uncertain.
+func TestWhatIfSentChanges(t *testing.T) {
+	f := compliancetest.New(t)
+	f.Seed(t, 1)
+	const swiftship = "categories: [order.reference, identity.name, contact.address, contact.phone]\n    valid_from: 2024-01-01"
+	wide := proposal(t, f, "40-agreements.yaml", swiftship,
+		"categories: [order.reference, identity.name, contact.address, contact.phone, contact.email]\n    valid_from: 2024-01-01")
+	q := compliance.WhatIfQuery{From: compliancetest.Now.AddDate(0, 0, -30), To: compliancetest.Now}
+	res, err := compliance.WhatIf(t.Context(), f.Log, f.Engine.Registry(), parsed(t, wide), compliancetest.SubjectKey, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.SentChanged == 0 || len(res.SentChanges) != res.SentChanged || len(res.Flips) != 0 {
+		t.Fatalf("widened agreement: %+v", res)
+	}
+	for _, sc := range res.SentChanges {
+		if sc.Recipient != "swiftship-de" || !slices.Equal(sc.CategoriesNew, []string{"contact.email"}) ||
+			!slices.Equal(sc.FieldsNowSent, []string{"email"}) || len(sc.CategoriesNoLonger)+len(sc.FieldsNowRemoved) != 0 ||
+			sc.Uncertain || sc.Why != "now sends contact.email; sends email, recorded as removed; under agreement dpa-swiftship-de v2" {
+			t.Fatalf("sent change: %+v", sc)
+		}
+	}
+	// Under a registry in force that already covers e-mail addresses, the
+	// recorded transfers are not what it would send either: uncertain.
+	res, err = compliance.WhatIf(t.Context(), f.Log, parsed(t, wide), parsed(t, wide), compliancetest.SubjectKey, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.SentChanged == 0 || len(res.SentChanges) == 0 {
+		t.Fatalf("widened in force: %+v", res)
+	}
+	for _, sc := range res.SentChanges {
+		if !sc.Uncertain {
+			t.Fatalf("sent change not marked uncertain: %+v", sc)
+		}
+	}
+}
