@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/clearance-broker/clearance/internal/jsonenc"
 )
@@ -192,4 +194,22 @@ func SubjectHMAC(key []byte, subjectID string) string {
 func Digest(sealed []byte) string {
 	sum := sha256.Sum256(sealed)
 	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// MaxRequestID is the longest request id, in bytes, an entry holds: the
+// broker refuses a longer one, since the id travels as the Nats-Msg-Id and
+// Idempotency-Key headers and keys the log's look-ups.
+const MaxRequestID = 256
+
+// IDControl reports whether id holds a control character, which the broker
+// refuses in a request id (a NUL the store refuses, a forged line break in
+// a header or a log line).
+func IDControl(id string) bool { return strings.ContainsFunc(id, unicode.IsControl) }
+
+// RecordableID reports whether id can be the request id of an entry the
+// broker wrote: 1 to MaxRequestID bytes of UTF-8 without control
+// characters. The broker also refuses an id with white space at either
+// end, which entries written before it did may hold.
+func RecordableID(id string) bool {
+	return id != "" && len(id) <= MaxRequestID && utf8.ValidString(id) && !IDControl(id)
 }

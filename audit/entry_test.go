@@ -62,3 +62,23 @@ func TestEntryLegalOrder(t *testing.T) {
 		}
 	}
 }
+
+func TestRecordableID(t *testing.T) {
+	for _, tt := range []struct {
+		id   string
+		want bool
+	}{
+		{"ord-10023-delivery", true},
+		{" padded ", true}, // refused by the broker now, held by older logs
+		{strings.Repeat("x", MaxRequestID), true},
+		{"", false},
+		{strings.Repeat("x", MaxRequestID+1), false},
+		{"a\nb", false},
+		{"a\x00b", false},
+		{"\xff", false},
+	} {
+		if got := RecordableID(tt.id); got != tt.want {
+			t.Errorf("RecordableID(%q) = %v, want %v", tt.id, got, tt.want)
+		}
+	}
+}

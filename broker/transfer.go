@@ -487,17 +487,21 @@ func rawIDProblem(data []byte) string {
 	return idProblem(env.ID)
 }
 
+// errIDTooLong is idProblem's answer for an id above audit.MaxRequestID.
+var errIDTooLong = "the request id is longer than " + strconv.Itoa(audit.MaxRequestID) + " bytes"
+
 // idProblem says why a request id cannot be a header value and an audit
-// key, or returns "" when it can: an id of more than 256 bytes, with a
-// control character, or beginning or ending with white space, which a
+// key, or returns "" when it can: an id of more than audit.MaxRequestID
+// bytes, with a control character, or beginning or ending with white
+// space, which a
 // header does not carry as sent (NATS trims it, so the receipt and the
 // audit entry would name another id than the producer's). Such an id is
 // refused, never trimmed.
 func idProblem(id string) string {
 	switch {
-	case len(id) > 256:
-		return "the request id is longer than 256 bytes"
-	case strings.ContainsFunc(id, unicode.IsControl):
+	case len(id) > audit.MaxRequestID:
+		return errIDTooLong
+	case audit.IDControl(id):
 		return "the request id holds control characters"
 	case strings.TrimSpace(id) != id:
 		return "the request id begins or ends with white space; send it without (it is not trimmed)"

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/clearance-broker/clearance/audit"
@@ -26,15 +25,11 @@ var (
 )
 
 // validName reports whether v can be a request id, recipient or purpose of
-// an audit entry: the broker records any of 1 to 256 bytes without control
-// characters (an id travels as the Nats-Msg-Id and Idempotency-Key headers;
-// the registry puts no pattern on party or purpose ids). Entries come from
-// JSON, so a value that is not UTF-8 cannot be in the log. White space at
-// either end is accepted: a broker that refuses such request ids may run
-// against a log that holds them from before.
-func validName(v string) bool {
-	return v != "" && len(v) <= 256 && utf8.ValidString(v) && !strings.ContainsFunc(v, unicode.IsControl)
-}
+// an audit entry: what audit.RecordableID allows (the broker records
+// recipient and purpose ids that are registry ids or plain names, shorter
+// still). White space at either end is accepted: a broker that refuses such
+// request ids may run against a log that holds them from before.
+func validName(v string) bool { return audit.RecordableID(v) }
 
 // filterEvents are the values of the event filter: the events written to
 // the audit log by the broker (audit), by this package, by the live
