@@ -61,7 +61,8 @@ type Options struct {
 	// retries; recording the erasure again is harmless.
 	OnErasure func(ctx context.Context, subject string, at time.Time) error
 	// Registerer takes the live registry's metrics (events, propagation
-	// time, sequence in force); nil: not exported.
+	// time, sequence in force, and the dates of the agreements in force:
+	// AgreementCollector); nil: not exported.
 	Registerer prometheus.Registerer
 }
 
@@ -130,7 +131,7 @@ func Start(ctx context.Context, opts Options) (*Live, error) {
 		return nil, fmt.Errorf("policy: kv bucket %s: %w", opts.Bucket, err)
 	}
 	l := &Live{opts: opts, log: opts.Logger.With("component", "policy"), kv: kv, st: &state{}, stop: make(chan struct{}), id: nuid.Next(),
-		metrics: newMetrics(opts.Registerer)}
+		metrics: newMetrics(opts.Registerer, AgreementCollector(opts.Engine.Registry, opts.Now))}
 	if err := l.presence(ctx, js); err != nil {
 		return nil, err
 	}

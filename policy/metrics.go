@@ -1,8 +1,10 @@
 package policy
 
 import (
+	"strconv"
 	"time"
 
+	"github.com/clearance-broker/clearance/agreements"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -13,7 +15,7 @@ type metrics struct {
 	seq    prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, dates prometheus.Collector) *metrics {
 	m := &metrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "clearance", Subsystem: "registry", Name: "events_total",
@@ -30,7 +32,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.events, m.lag, m.seq)
+		reg.MustRegister(m.events, m.lag, m.seq, dates)
 	}
 	return m
 }
@@ -42,5 +44,68 @@ func (m *metrics) swapped(ev Event, now time.Time, started bool) {
 	m.seq.Set(float64(ev.Seq))
 	if started && !ev.At.IsZero() {
 		m.lag.Observe(max(0, now.Sub(ev.At).Seconds()))
+	}
+}
+
+// AgreementCollector exports, at each scrape, the dates of the agreements
+// of the registry in force (registry, read then) as seen on now's UTC day,
+// so that an alert can fire before transfers start to be refused:
+//
+//   - clearance_agreement_valid_days_left: whole days from today to the
+//     last valid day (0: today is the last; negative: expired), as the
+//     console's agreement list counts them;
+//   - clearance_agreement_tia_review_days_left: the same for the review
+//     day of an SCC or BCR agreement's transfer impact assessment (past it,
+//     the agreement no longer holds);
+//   - clearance_agreement_in_force: 1 while the agreement can carry a
+//     transfer today (active, between its first and last valid day, its
+//     assessment not overdue), else 0.
+//
+// Each has the labels agreement and version. Live registers one on its
+// Registerer.
+func AgreementCollector(registry func() *agreements.Registry, now func() time.Time) prometheus.Collector {
+	labels := []string{"agreement", "version"}
+	return &agreementCollector{registry: registry, now: now,
+		validLeft: prometheus.NewDesc("clearance_agreement_valid_days_left",
+			"Whole days from today (UTC) to the agreement's last valid day; 0 is its last day, negative expired.", labels, nil),
+		tiaLeft: prometheus.NewDesc("clearance_agreement_tia_review_days_left",
+			"Whole days from today (UTC) to the review day of the agreement's transfer impact assessment; negative overdue (the agreement then no longer holds).", labels, nil),
+		inForce: prometheus.NewDesc("clearance_agreement_in_force",
+			"1 while the agreement can carry a transfer today (active, within its validity, its transfer impact assessment not overdue), else 0.", labels, nil),
+	}
+}
+
+type agreementCollector struct {
+	registry                    func() *agreements.Registry
+	now                         func() time.Time
+	validLeft, tiaLeft, inForce *prometheus.Desc
+}
+
+func (c *agreementCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.validLeft
+	ch <- c.tiaLeft
+	ch <- c.inForce
+}
+
+func (c *agreementCollector) Collect(ch chan<- prometheus.Metric) {
+	reg := c.registry()
+	if reg == nil {
+		return
+	}
+	day := c.now().UTC().Truncate(24 * time.Hour)
+	daysTo := func(t time.Time) float64 { return float64(int(t.Sub(day).Hours() / 24)) }
+	for _, a := range reg.Content().Agreements {
+		version := strconv.Itoa(a.Version)
+		ch <- prometheus.MustNewConstMetric(c.validLeft, prometheus.GaugeValue, daysTo(a.ValidUntil), a.ID, version)
+		holds := a.Status == agreements.StatusActive && !day.Before(a.ValidFrom) && !day.After(a.ValidUntil)
+		if a.TIA != nil {
+			ch <- prometheus.MustNewConstMetric(c.tiaLeft, prometheus.GaugeValue, daysTo(a.TIA.ReviewBy), a.ID, version)
+			holds = holds && !day.After(a.TIA.ReviewBy)
+		}
+		in := 0.0
+		if holds {
+			in = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.inForce, prometheus.GaugeValue, in, a.ID, version)
 	}
 }

@@ -157,7 +157,8 @@ logging: {format: json, level: debug}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	want := []string{"clearance_vault_round_trips_total", "clearance_audit_batch_size_count", "clearance_audit_commit_duration_seconds_count", `clearance_decisions_total{outcome="allow",reason=""} 1`,
-		"clearance_audit_checkpoints_unmirrored_total 0", "clearance_audit_checkpoints_mirror_waiting 0"}
+		"clearance_audit_checkpoints_unmirrored_total 0", "clearance_audit_checkpoints_mirror_waiting 0",
+		`clearance_agreement_in_force{agreement="dpa-swiftship-de",version="2"} 1`, "clearance_registry_event_sequence"}
 	if _, set := os.LookupEnv("GOGC"); !set {
 		// serve applied pipeline.gc_percent's default to the process.
 		want = append(want, "go_gc_gogc_percent 400")
