@@ -10,16 +10,16 @@ import (
 )
 
 // ExpiryWarningDays is how far ahead agreement and TIA dates warn.
-const ExpiryWarningDays = 30
+const ExpiryWarningDays = agreements.WarnWithinDays
 
-// Agreement warnings.
+// Agreement warnings (agreements.Agreement.Warnings).
 const (
-	WarnExpired        = "expired"
-	WarnExpiresSoon    = "expires_within_30_days"
-	WarnNotYetValid    = "not_yet_valid"
-	WarnInactive       = "not_active"
-	WarnTIAOverdue     = "tia_overdue"
-	WarnTIAReviewSoon  = "tia_review_within_30_days"
+	WarnExpired        = agreements.WarnExpired
+	WarnExpiresSoon    = agreements.WarnExpiresSoon
+	WarnNotYetValid    = agreements.WarnNotYetValid
+	WarnInactive       = agreements.WarnInactive
+	WarnTIAOverdue     = agreements.WarnTIAOverdue
+	WarnTIAReviewSoon  = agreements.WarnTIAReviewSoon
 	warnDateLayout     = time.DateOnly
 	registryStoreNotes = "the registry is the one in force; versions are those decisions were made with, as the audit log records them"
 	storedVersionsNote = "stored versions come from the registry store; decisions per version from the audit log"
@@ -37,32 +37,11 @@ type AgreementStatus struct {
 // agreementStatuses lists the registry's agreements with warnings, those
 // needing attention first.
 func agreementStatuses(reg *agreements.Registry, now time.Time) []AgreementStatus {
-	day := now.UTC().Truncate(24 * time.Hour)
-	soon := day.AddDate(0, 0, ExpiryWarningDays)
 	out := []AgreementStatus{}
 	for _, a := range reg.Content().Agreements {
-		st := AgreementStatus{Agreement: a, Warnings: []string{}}
-		st.DaysLeft = int(a.ValidUntil.Sub(day).Hours() / 24)
-		switch {
-		case a.ValidUntil.Before(day):
-			st.Warnings = append(st.Warnings, WarnExpired)
-		case a.ValidUntil.Before(soon):
-			st.Warnings = append(st.Warnings, WarnExpiresSoon)
-		}
-		if a.ValidFrom.After(day) {
-			st.Warnings = append(st.Warnings, WarnNotYetValid)
-		}
-		if a.Status != agreements.StatusActive {
-			st.Warnings = append(st.Warnings, WarnInactive)
-		}
+		st := AgreementStatus{Agreement: a, Warnings: a.Warnings(now), DaysLeft: agreements.DaysFrom(now, a.ValidUntil)}
 		if a.TIA != nil {
 			st.TIAReview = a.TIA.ReviewBy.Format(warnDateLayout)
-			switch {
-			case a.TIA.ReviewBy.Before(day):
-				st.Warnings = append(st.Warnings, WarnTIAOverdue)
-			case a.TIA.ReviewBy.Before(soon):
-				st.Warnings = append(st.Warnings, WarnTIAReviewSoon)
-			}
 		}
 		out = append(out, st)
 	}

@@ -92,18 +92,15 @@ func (c *agreementCollector) Collect(ch chan<- prometheus.Metric) {
 	if reg == nil {
 		return
 	}
-	day := c.now().UTC().Truncate(24 * time.Hour)
-	daysTo := func(t time.Time) float64 { return float64(int(t.Sub(day).Hours() / 24)) }
+	now := c.now()
 	for _, a := range reg.Content().Agreements {
 		version := strconv.Itoa(a.Version)
-		ch <- prometheus.MustNewConstMetric(c.validLeft, prometheus.GaugeValue, daysTo(a.ValidUntil), a.ID, version)
-		holds := a.Status == agreements.StatusActive && !day.Before(a.ValidFrom) && !day.After(a.ValidUntil)
+		ch <- prometheus.MustNewConstMetric(c.validLeft, prometheus.GaugeValue, float64(agreements.DaysFrom(now, a.ValidUntil)), a.ID, version)
 		if a.TIA != nil {
-			ch <- prometheus.MustNewConstMetric(c.tiaLeft, prometheus.GaugeValue, daysTo(a.TIA.ReviewBy), a.ID, version)
-			holds = holds && !day.After(a.TIA.ReviewBy)
+			ch <- prometheus.MustNewConstMetric(c.tiaLeft, prometheus.GaugeValue, float64(agreements.DaysFrom(now, a.TIA.ReviewBy)), a.ID, version)
 		}
 		in := 0.0
-		if holds {
+		if a.HoldsOn(now) {
 			in = 1
 		}
 		ch <- prometheus.MustNewConstMetric(c.inForce, prometheus.GaugeValue, in, a.ID, version)

@@ -91,6 +91,18 @@ func TestRegistryLint(t *testing.T) {
 	}{
 		{"example registry is clean", []string{"lint", exampleRegistry}, 0, []string{"ok: 1 zones", "version: sha256:"}},
 		{"every problem is printed", []string{"lint", broken}, 1, []string{"r.yaml:2: parties[0].role", "r.yaml:2: parties[0].country", "r.yaml:4: purposes[0].legal_basis"}},
+		{"dates that need attention", []string{"lint", "--at", "2026-12-02", exampleRegistry}, 0, []string{
+			"7 date(s) need attention on 2026-12-02 (they do not fail the lint):\n" +
+				"  " + filepath.Join(exampleRegistry, "40-agreements.yaml") + ":49: agreement scc-cargolink-us v1: tia_review_within_30_days: its transfer impact assessment TIA-2025-04 is due for review on 2026-12-31 (in 29 days)\n" +
+				"  " + filepath.Join(exampleRegistry, "40-agreements.yaml") + ":64: agreement scc-shipfast-in v1: tia_overdue: its transfer impact assessment TIA-2025-11 was due for review on 2026-06-30 (155 days ago); it carries no transfer until reviewed\n",
+			"40-agreements.yaml:90: agreement dpa-swiftship-returns-2023 v1: expired: its last valid day was 2025-12-31 (336 days ago)",
+			"40-agreements.yaml:99: agreement dpa-fastfreight-returns v1: not_active: its status is suspended",
+			"40-agreements.yaml:134: agreement sharing-promoreach v1: expires_within_30_days: its last valid day is 2026-12-31 (in 29 days)",
+			"50-subjects.yaml:40: legal order order-2026-113: expires_within_30_days: its last valid day is 2026-12-31 (in 29 days)"}},
+		{"the day after", []string{"lint", "--at", "2027-01-01T08:00:00Z", exampleRegistry}, 0, []string{
+			"agreement scc-cargolink-us v1: tia_overdue: its transfer impact assessment TIA-2025-04 was due for review on 2026-12-31 (1 day ago)",
+			"legal order order-2026-113: expired: its last valid day was 2026-12-31 (1 day ago)"}},
+		{"a day that is none", []string{"lint", "--at", "tomorrow", exampleRegistry}, 2, nil},
 		{"no directory", []string{"lint"}, 2, nil},
 		{"no subcommand", nil, 2, nil},
 		{"apply is not in this build", []string{"apply", exampleRegistry}, 2, nil},
