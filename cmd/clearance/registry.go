@@ -70,13 +70,21 @@ func runRegistryLint(_ context.Context, args []string, stdout, stderr io.Writer)
 	fmt.Fprintf(stdout, "ok: %d zones, %d adequacy decisions, %d parties, %d datasets, %d purposes, %d agreements, %d consents, %d legal orders, %d erasures\nversion: %s\n",
 		len(c.Zones), len(c.Adequacy), len(c.Parties), len(c.Datasets), len(c.Purposes), len(c.Agreements),
 		len(c.Consents), len(c.LegalOrders), len(c.Erasures), reg.Version())
-	if notes := dateNotes(c, at); len(notes) > 0 {
-		fmt.Fprintf(stdout, "%d date(s) need attention on %s (they do not fail the lint):\n", len(notes), agreements.Day(at).Format(time.DateOnly))
-		for _, n := range notes {
-			fmt.Fprintln(stdout, " ", n.text)
-		}
-	}
+	printDateNotes(stdout, c, at, "they do not fail the lint")
 	return 0
+}
+
+// printDateNotes prints the dates of c that need attention on at's day
+// (dateNotes), if any, under a line that ends with why they are no error.
+func printDateNotes(w io.Writer, c agreements.Content, at time.Time, why string) {
+	notes := dateNotes(c, at)
+	if len(notes) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "%d date(s) need attention on %s (%s):\n", len(notes), agreements.Day(at).Format(time.DateOnly), why)
+	for _, n := range notes {
+		fmt.Fprintln(w, " ", n.text)
+	}
 }
 
 // dateNote is a registry date that needs attention, at its place in the

@@ -61,9 +61,10 @@ func runRegistryApply(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	if !applied {
 		fmt.Fprintf(stdout, "unchanged: version %s is in force (event %d)\n", reg.Version(), ev.Seq)
-		return 0
+	} else {
+		fmt.Fprintf(stdout, "applied: event %d, registry version %s (content %s)\n", ev.Seq, ev.Version, ev.Base)
 	}
-	fmt.Fprintf(stdout, "applied: event %d, registry version %s (content %s)\n", ev.Seq, ev.Version, ev.Base)
+	printDateNotes(stdout, reg.Content(), time.Now(), "the registry in force as applied, run-time changes aside")
 	return 0
 }
 

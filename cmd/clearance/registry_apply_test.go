@@ -56,6 +56,11 @@ logging: {format: json, level: warn}
 			if !strings.Contains(stdout.String(), tt.out) {
 				t.Fatalf("stdout %q lacks %q", stdout.String(), tt.out)
 			}
+			// The dates that need attention follow, whatever the day: the
+			// example keeps a suspended agreement.
+			if note := "agreement dpa-fastfreight-returns v1: not_active: its status is suspended"; tt.code == 0 && !strings.Contains(stdout.String(), note) {
+				t.Fatalf("stdout %q lacks %q", stdout.String(), note)
+			}
 		})
 	}
 }
