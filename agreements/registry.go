@@ -236,6 +236,13 @@ func (r *Registry) Content() Content {
 	return c
 }
 
+// Agreements returns a copy of the registry's agreements, without copying
+// the rest of its content (Content copies every list, consents and
+// erasures included, which may hold millions).
+func (r *Registry) Agreements() []Agreement {
+	return append([]Agreement(nil), r.content.Agreements...)
+}
+
 // canonicalHash hashes the JSON of c with every list sorted, so that the
 // order of files and entries does not change the version.
 func canonicalHash(c *Content) (string, error) {

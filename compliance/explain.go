@@ -337,7 +337,7 @@ func findAgreement(reg *agreements.Registry, id string) *agreements.Agreement {
 	if reg == nil {
 		return nil
 	}
-	return byID(reg.Content().Agreements, id, func(a *agreements.Agreement) string { return a.ID })
+	return byID(reg.Agreements(), id, func(a *agreements.Agreement) string { return a.ID })
 }
 
 // byID returns the element of list whose idOf is id, or nil.

@@ -38,7 +38,7 @@ type AgreementStatus struct {
 // needing attention first.
 func agreementStatuses(reg *agreements.Registry, now time.Time) []AgreementStatus {
 	out := []AgreementStatus{}
-	for _, a := range reg.Content().Agreements {
+	for _, a := range reg.Agreements() {
 		st := AgreementStatus{Agreement: a, Warnings: a.Warnings(now), DaysLeft: agreements.DaysFrom(now, a.ValidUntil)}
 		if a.TIA != nil {
 			st.TIAReview = a.TIA.ReviewBy.Format(warnDateLayout)

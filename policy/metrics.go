@@ -93,7 +93,7 @@ func (c *agreementCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	now := c.now()
-	for _, a := range reg.Content().Agreements {
+	for _, a := range reg.Agreements() {
 		version := strconv.Itoa(a.Version)
 		ch <- prometheus.MustNewConstMetric(c.validLeft, prometheus.GaugeValue, float64(agreements.DaysFrom(now, a.ValidUntil)), a.ID, version)
 		if a.TIA != nil {
