@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/clearance-broker/clearance/agreements"
@@ -64,14 +65,29 @@ func appliesErasure(conn connectors.Connector) bool {
 
 // ErasedSubjects returns a lookup of erased subject ids by subject HMAC
 // over the registry in force (its erasures), for Options.ErasedSubject.
+// The HMACs are computed once per registry version, not per lookup: a
+// notifier that sends the notices of many erasures looks each one up.
+// The lookup is safe for concurrent use.
 func ErasedSubjects(reg func() *agreements.Registry, subjectKey []byte) func(string) (string, bool) {
+	var (
+		mu      sync.Mutex
+		version string
+		byHMAC  map[string]string
+	)
 	return func(hmac string) (string, bool) {
-		for _, e := range reg().Content().Erasures {
-			if audit.SubjectHMAC(subjectKey, e.Subject) == hmac {
-				return e.Subject, true
+		r := reg()
+		mu.Lock()
+		defer mu.Unlock()
+		if byHMAC == nil || version != r.Version() {
+			erasures := r.Content().Erasures
+			byHMAC = make(map[string]string, len(erasures))
+			for _, e := range erasures {
+				byHMAC[audit.SubjectHMAC(subjectKey, e.Subject)] = e.Subject
 			}
+			version = r.Version()
 		}
-		return "", false
+		id, ok := byHMAC[hmac]
+		return id, ok
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/broker"
 	"github.com/clearance-broker/clearance/broker/brokertest"
 	"github.com/clearance-broker/clearance/erasure"
@@ -101,5 +103,27 @@ func TestAcknowledgeRefuses(t *testing.T) {
 	}
 	if got := strings.Count(logs.String(), "level=WARN"); got != want || strings.Contains(logs.String(), "no such notice") {
 		t.Errorf("%d warnings, want %d, none for the notice sent elsewhere:\n%s", got, want, logs.String())
+	}
+}
+
+// TestErasedSubjects finds an erased subject by its HMAC in the registry in
+// force, and follows a new version: an erasure recorded since is found.
+func TestErasedSubjects(t *testing.T) {
+	reg := brokertest.ExampleRegistry(t, nil)
+	lookup := erasure.ErasedSubjects(func() *agreements.Registry { return reg }, brokertest.SubjectKey)
+	hmac := func(id string) string { return audit.SubjectHMAC(brokertest.SubjectKey, id) }
+	if id, ok := lookup(hmac("cust-13")); !ok || id != "cust-13" {
+		t.Fatalf("the example's erased subject: %q %v", id, ok)
+	}
+	if id, ok := lookup(hmac("cust-99")); ok {
+		t.Fatalf("a subject never erased found as %q", id)
+	}
+	next, err := reg.With(agreements.Change{Erasures: []agreements.Erasure{{Subject: "cust-99", At: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg = next
+	if id, ok := lookup(hmac("cust-99")); !ok || id != "cust-99" {
+		t.Fatalf("an erasure of the new version: %q %v", id, ok)
 	}
 }
