@@ -236,6 +236,22 @@ func (r *Registry) Content() Content {
 	return c
 }
 
+// Dataset returns the dataset id, and whether the registry defines it.
+func (r *Registry) Dataset(id string) (Dataset, bool) {
+	if di := r.datasets[id]; di != nil {
+		return *di.ds, true
+	}
+	return Dataset{}, false
+}
+
+// LegalOrder returns the legal order id, and whether the registry holds it.
+func (r *Registry) LegalOrder(id string) (LegalOrder, bool) {
+	if oi := r.orders[id]; oi != nil {
+		return *oi.o, true
+	}
+	return LegalOrder{}, false
+}
+
 // Agreements returns a copy of the registry's agreements, without copying
 // the rest of its content (Content copies every list, consents and
 // erasures included, which may hold millions).

@@ -234,9 +234,8 @@ func nonPersonal(e *audit.Entry, reg *agreements.Registry) bool {
 	if reg == nil || e.Dataset == "" {
 		return false
 	}
-	c := reg.Content()
-	i := slices.IndexFunc(c.Datasets, func(d agreements.Dataset) bool { return d.ID == e.Dataset })
-	return i >= 0 && !c.Datasets[i].Personal
+	d, ok := reg.Dataset(e.Dataset)
+	return ok && !d.Personal
 }
 
 func short(v string) string {
@@ -329,7 +328,10 @@ func findLegalOrder(reg *agreements.Registry, id string) *agreements.LegalOrder 
 	if reg == nil {
 		return nil
 	}
-	return byID(reg.Content().LegalOrders, id, func(o *agreements.LegalOrder) string { return o.ID })
+	if o, ok := reg.LegalOrder(id); ok {
+		return &o
+	}
+	return nil
 }
 
 // findAgreement returns the agreement id of reg, or nil.
