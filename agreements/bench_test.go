@@ -142,3 +142,37 @@ func measureDecisions(b *testing.B, size int, decide func()) {
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
 	b.ReportMetric(float64(b.N)/cpu.Seconds(), "decisions/cpu-s")
 }
+
+// BenchmarkWith measures one run-time change (alternately a new subject's
+// consent and its withdrawal, as consents arrive from a shop) against
+// registries holding 1,000, 100,000 and 1,000,000 consents, each change
+// made on the registry the one before made. Compare the sizes: the cost of
+// a change grows with the square root of the subjects (people.go), where
+// copying the subject index and the consent list grew with all of them.
+func BenchmarkWith(b *testing.B) {
+	from := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, n := range []int{1_000, 100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("consents=%d", n), func(b *testing.B) {
+			c := benchRegistry(b, 100).Content()
+			for i := len(c.Consents); i < n; i++ {
+				c.Consents = append(c.Consents, Consent{Subject: fmt.Sprintf("cust-%d", i), Purpose: "marketing", GrantedAt: from})
+			}
+			reg, err := New(c)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				subject := fmt.Sprintf("new-%d", i/2)
+				ch := Change{Consents: []Consent{{Subject: subject, Purpose: "marketing", GrantedAt: from}}}
+				if i%2 == 1 {
+					ch = Change{Withdrawals: []Withdrawal{{Subject: subject, Purpose: "marketing", At: from.Add(time.Hour)}}}
+				}
+				if reg, err = reg.With(ch); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

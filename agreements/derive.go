@@ -33,21 +33,33 @@ type Withdrawal struct {
 
 // With returns a new Registry: r with ch applied. r itself is unchanged and
 // decisions against it go on unaffected. The new entries are validated
-// against r (known purposes, parties, categories; authorities). Only the
-// indexes ch touches are copied, so the cost is proportional to their size,
-// not to a reload. The new version is the SHA-256 of r's version and the
-// canonical JSON of ch: the chain of versions is itself a content hash.
+// against r (known purposes, parties, categories; authorities). The new
+// registry shares with r what ch does not touch, and the subject index and
+// the lists of consents and erasures are shared too, with the changes kept
+// beside them until they are many (people.go): the cost grows with the
+// size of ch and the square root of the registry's subjects, not with a
+// reload. The new version is the SHA-256 of r's version and the canonical
+// JSON of ch: the chain of versions is itself a content hash.
 func (r *Registry) With(ch Change) (*Registry, error) {
 	if err := r.checkChange(&ch); err != nil {
 		return nil, err
 	}
 	n := *r // shares every index; the ones changed below are copied first
-	n.content.Consents = append([]Consent(nil), r.content.Consents...)
-	n.content.Erasures = append([]Erasure(nil), r.content.Erasures...)
 	n.content.LegalOrders = append([]LegalOrder(nil), r.content.LegalOrders...)
 
-	if len(ch.Consents)+len(ch.Withdrawals)+len(ch.Erasures) > 0 {
-		n.subjects = maps.Clone(r.subjects)
+	if people := len(ch.Consents) + len(ch.Withdrawals) + len(ch.Erasures); people > 0 {
+		n.subjects = r.subjects.derive()
+		// Copies: the caller's Change may be used again.
+		p := &pendingChange{prev: r.pending, consents: slices.Clone(ch.Consents), withdrawals: slices.Clone(ch.Withdrawals),
+			erasures: slices.Clone(ch.Erasures), entries: people}
+		if r.pending != nil {
+			p.entries += r.pending.entries
+		}
+		n.pending = p
+		if p.entries >= foldAt(len(r.content.Consents)+len(r.content.Erasures)) {
+			n.content.Consents, n.content.Erasures = n.people()
+			n.pending = nil
+		}
 	}
 	copied := map[string]*subjectIndex{}
 	subject := func(id string) *subjectIndex {
@@ -55,19 +67,14 @@ func (r *Registry) With(ch Change) (*Registry, error) {
 			return s
 		}
 		s := &subjectIndex{}
-		if old := r.subjects[id]; old != nil {
+		if old := r.subjects.get(id); old != nil {
 			s.erasures = slices.Clone(old.erasures)
 			s.consents = slices.Clone(old.consents)
 		}
-		copied[id], n.subjects[id] = s, s
+		copied[id], n.subjects.delta[id] = s, s
 		return s
 	}
 	for _, w := range ch.Withdrawals {
-		for i := range n.content.Consents {
-			if c := &n.content.Consents[i]; c.Subject == w.Subject && c.Purpose == w.Purpose {
-				withdraw(c, w.At)
-			}
-		}
 		s := subject(w.Subject)
 		for i, c := range s.consents {
 			if c.Purpose != w.Purpose {
@@ -80,13 +87,11 @@ func (r *Registry) With(ch Change) (*Registry, error) {
 	}
 	for i := range ch.Consents {
 		c := ch.Consents[i]
-		n.content.Consents = append(n.content.Consents, c)
 		s := subject(c.Subject)
 		s.consents = append(s.consents, &c)
 	}
 	for i := range ch.Erasures {
 		e := ch.Erasures[i]
-		n.content.Erasures = append(n.content.Erasures, e)
 		s := subject(e.Subject)
 		s.erasures = append(s.erasures, &e)
 	}

@@ -23,10 +23,13 @@ type Registry struct {
 	// parties and subjects gather everything a decision needs about a
 	// recipient and a data subject behind one lookup each.
 	parties  map[string]*partyIndex
-	subjects map[string]*subjectIndex
+	subjects subjectMap
 	datasets map[string]*datasetIndex
 	purposes map[string]*Purpose
 	orders   map[string]*orderIndex
+	// pending holds the consents, withdrawals and erasures of the changes
+	// With took that content's lists do not (people.go).
+	pending *pendingChange
 	// adequacy maps origin*676+destination to the decisions covering it;
 	// zoneMask holds, per country, a bit for each zone it belongs to.
 	adequacy map[int][]adequacyIndex
@@ -71,7 +74,7 @@ type subjectIndex struct {
 
 // subject returns the index entry of id, or an empty one.
 func (r *Registry) subject(id string) *subjectIndex {
-	if s := r.subjects[id]; s != nil {
+	if s := r.subjects.get(id); s != nil {
 		return s
 	}
 	return &noSubject
@@ -126,12 +129,13 @@ func (r *Registry) index() {
 		}
 		r.addAgreement(r.indexAgreement(a, sc))
 	}
-	r.subjects = make(map[string]*subjectIndex, len(c.Consents)+len(c.Erasures))
+	subjects := make(map[string]*subjectIndex, len(c.Consents)+len(c.Erasures))
+	r.subjects = subjectMap{base: subjects}
 	entry := func(id string) *subjectIndex {
-		s := r.subjects[id]
+		s := subjects[id]
 		if s == nil {
 			s = &subjectIndex{}
-			r.subjects[id] = s
+			subjects[id] = s
 		}
 		return s
 	}
@@ -230,9 +234,8 @@ func (r *Registry) Content() Content {
 	c.Datasets = append([]Dataset(nil), c.Datasets...)
 	c.Purposes = append([]Purpose(nil), c.Purposes...)
 	c.Agreements = append([]Agreement(nil), c.Agreements...)
-	c.Consents = append([]Consent(nil), c.Consents...)
 	c.LegalOrders = append([]LegalOrder(nil), c.LegalOrders...)
-	c.Erasures = append([]Erasure(nil), c.Erasures...)
+	c.Consents, c.Erasures = r.people()
 	return c
 }
 

@@ -1,0 +1,120 @@
+package agreements
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+)
+
+// copyingModel is how With kept consents and erasures before people.go:
+// the lists copied whole at each change, its withdrawals applied to every
+// consent recorded before them, its consents and erasures appended.
+type copyingModel struct {
+	consents []Consent
+	erasures []Erasure
+}
+
+func (m copyingModel) with(ch Change) copyingModel {
+	n := copyingModel{consents: slices.Clone(m.consents), erasures: slices.Clone(m.erasures)}
+	for _, w := range ch.Withdrawals {
+		for i := range n.consents {
+			if c := &n.consents[i]; c.Subject == w.Subject && c.Purpose == w.Purpose {
+				withdraw(c, w.At)
+			}
+		}
+	}
+	n.consents = append(n.consents, ch.Consents...)
+	n.erasures = append(n.erasures, ch.Erasures...)
+	return n
+}
+
+// TestWithMatchesCopying derives registries through random changes (some
+// from an older version, as two what-ifs or a live registry and a proposal
+// do), past the folds of the subject index and of the pending changes,
+// and holds each one's Content and subject index to the copying model.
+func TestWithMatchesCopying(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	base := benchRegistry(t, 40)
+	start := copyingModel{consents: base.Content().Consents, erasures: base.Content().Erasures}
+	type version struct {
+		reg   *Registry
+		model copyingModel
+	}
+	versions := []version{{base, start}}
+	day := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func() time.Time { return day.Add(time.Duration(rng.IntN(400)) * 24 * time.Hour) }
+	subject := func() string {
+		if rng.IntN(3) == 0 {
+			return fmt.Sprintf("cust-%d", rng.IntN(40)) // the base's own
+		}
+		return fmt.Sprintf("s-%d", rng.IntN(700))
+	}
+	purposes := []string{"marketing", "delivery"}
+	check := func(step int, v version) {
+		t.Helper()
+		c := v.reg.Content()
+		if !reflect.DeepEqual(c.Consents, v.model.consents) && !(len(c.Consents) == 0 && len(v.model.consents) == 0) {
+			t.Fatalf("step %d: consents differ from the copying model (%d against %d)", step, len(c.Consents), len(v.model.consents))
+		}
+		if !reflect.DeepEqual(c.Erasures, v.model.erasures) && !(len(c.Erasures) == 0 && len(v.model.erasures) == 0) {
+			t.Fatalf("step %d: erasures differ from the copying model (%d against %d)", step, len(c.Erasures), len(v.model.erasures))
+		}
+		bySubject := map[string][]Consent{}
+		for _, x := range v.model.consents {
+			bySubject[x.Subject] = append(bySubject[x.Subject], x)
+		}
+		erased := map[string][]Erasure{}
+		for _, x := range v.model.erasures {
+			erased[x.Subject] = append(erased[x.Subject], x)
+		}
+		for id := range 700 {
+			for _, s := range []string{fmt.Sprintf("s-%d", id), fmt.Sprintf("cust-%d", id%40)} {
+				idx := v.reg.subject(s)
+				var got []Consent
+				for _, p := range idx.consents {
+					got = append(got, *p)
+				}
+				var gotE []Erasure
+				for _, p := range idx.erasures {
+					gotE = append(gotE, *p)
+				}
+				if !reflect.DeepEqual(got, bySubject[s]) || !reflect.DeepEqual(gotE, erased[s]) {
+					t.Fatalf("step %d: subject %s: index %v %v, model %v %v", step, s, got, gotE, bySubject[s], erased[s])
+				}
+			}
+		}
+	}
+	for step := range 1200 {
+		from := versions[len(versions)-1]
+		if rng.IntN(10) == 0 {
+			from = versions[rng.IntN(len(versions))] // a fork
+		}
+		var ch Change
+		for range rng.IntN(4) {
+			ch.Consents = append(ch.Consents, Consent{Subject: subject(), Purpose: purposes[rng.IntN(2)], GrantedAt: at()})
+		}
+		for range rng.IntN(3) {
+			ch.Withdrawals = append(ch.Withdrawals, Withdrawal{Subject: subject(), Purpose: purposes[rng.IntN(2)], At: at()})
+		}
+		if rng.IntN(4) == 0 {
+			ch.Erasures = append(ch.Erasures, Erasure{Subject: subject(), At: at()})
+		}
+		next, err := from.reg.With(ch)
+		if err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+		v := version{next, from.model.with(ch)}
+		versions = append(versions, v)
+		if step%50 == 0 || step > 1150 {
+			check(step, v)
+			check(step, from) // a registry With derived from is unchanged
+		}
+	}
+	// Every version kept, forks included, still reads as its model.
+	for i := 0; i < len(versions); i += 97 {
+		check(-i, versions[i])
+	}
+}
