@@ -45,7 +45,6 @@ func (r *Registry) With(ch Change) (*Registry, error) {
 		return nil, err
 	}
 	n := *r // shares every index; the ones changed below are copied first
-	n.content.LegalOrders = append([]LegalOrder(nil), r.content.LegalOrders...)
 
 	if people := len(ch.Consents) + len(ch.Withdrawals) + len(ch.Erasures); people > 0 {
 		n.subjects = r.subjects.derive()
@@ -96,6 +95,7 @@ func (r *Registry) With(ch Change) (*Registry, error) {
 		s.erasures = append(s.erasures, &e)
 	}
 	if len(ch.LegalOrders) > 0 {
+		n.content.LegalOrders = slices.Clone(r.content.LegalOrders)
 		n.orders = maps.Clone(r.orders)
 		for i := range ch.LegalOrders {
 			o := ch.LegalOrders[i]

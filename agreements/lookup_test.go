@@ -16,11 +16,26 @@ func TestLookups(t *testing.T) {
 	if _, ok := reg.Dataset("nope"); ok {
 		t.Error("Dataset(nope) found")
 	}
+	if p, ok := reg.Purpose("marketing"); !ok || p.LegalBasis != BasisConsent {
+		t.Errorf("Purpose(marketing) = %+v, %v", p, ok)
+	}
+	if _, ok := reg.Purpose("nope"); ok {
+		t.Error("Purpose(nope) found")
+	}
 	if o, ok := reg.LegalOrder("order-2026-113"); !ok || o.Authority != "bka-de" {
 		t.Errorf("LegalOrder(order-2026-113) = %+v, %v", o, ok)
 	}
 	if _, ok := reg.LegalOrder("nope"); ok {
 		t.Error("LegalOrder(nope) found")
+	}
+	if consents, erasures := reg.Subject("cust-13"); len(consents) != 0 || len(erasures) != 1 || erasures[0].Subject != "cust-13" {
+		t.Errorf("Subject(cust-13) = %v, %v; want its erasure", consents, erasures)
+	}
+	if consents, erasures := reg.Subject("cust-7"); len(consents) == 0 || consents[0].Subject != "cust-7" || len(erasures) != 0 {
+		t.Errorf("Subject(cust-7) = %v, %v; want its consents", consents, erasures)
+	}
+	if consents, erasures := reg.Subject("nobody"); consents != nil || erasures != nil {
+		t.Errorf("Subject(nobody) = %v, %v", consents, erasures)
 	}
 	as := reg.Agreements()
 	if len(as) != len(reg.Content().Agreements) {

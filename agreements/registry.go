@@ -247,12 +247,34 @@ func (r *Registry) Dataset(id string) (Dataset, bool) {
 	return Dataset{}, false
 }
 
+// Purpose returns the purpose id, and whether the registry defines it.
+func (r *Registry) Purpose(id string) (Purpose, bool) {
+	if p := r.purposes[id]; p != nil {
+		return *p, true
+	}
+	return Purpose{}, false
+}
+
 // LegalOrder returns the legal order id, and whether the registry holds it.
 func (r *Registry) LegalOrder(id string) (LegalOrder, bool) {
 	if oi := r.orders[id]; oi != nil {
 		return *oi.o, true
 	}
 	return LegalOrder{}, false
+}
+
+// Subject returns the consents and erasures the registry holds of the
+// subject id, as Content lists them (withdrawals applied), from the
+// subject index: copies, without reading the other subjects'.
+func (r *Registry) Subject(id string) (consents []Consent, erasures []Erasure) {
+	s := r.subject(id)
+	for _, c := range s.consents {
+		consents = append(consents, *c)
+	}
+	for _, e := range s.erasures {
+		erasures = append(erasures, *e)
+	}
+	return consents, erasures
 }
 
 // Agreements returns a copy of the registry's agreements, without copying

@@ -151,9 +151,9 @@ func Carry(reg *agreements.Registry, ev Event) (*agreements.Registry, bool) {
 
 // agreementVersions maps every agreement id of reg to its version.
 func agreementVersions(reg *agreements.Registry) map[string]int {
-	c := reg.Content()
-	out := make(map[string]int, len(c.Agreements))
-	for _, a := range c.Agreements {
+	as := reg.Agreements()
+	out := make(map[string]int, len(as))
+	for _, a := range as {
 		out[a.ID] = a.Version
 	}
 	return out

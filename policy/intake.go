@@ -275,10 +275,6 @@ func rejectReasons(err error) []string {
 
 // hasPurpose reports whether reg defines the purpose id.
 func hasPurpose(reg *agreements.Registry, id string) bool {
-	for _, p := range reg.Content().Purposes {
-		if p.ID == id {
-			return true
-		}
-	}
-	return false
+	_, ok := reg.Purpose(id)
+	return ok
 }

@@ -200,19 +200,19 @@ func inForce(reg *agreements.Registry, ch agreements.Change) (erased bool, err e
 	if len(ch.Erasures)+len(ch.Withdrawals) == 0 {
 		return false, nil
 	}
-	c := reg.Content()
+	// The subject's own entries only (Registry.Subject): a registry may
+	// hold a consent per customer, and this runs for every message.
 	for _, e := range ch.Erasures {
-		for _, old := range c.Erasures {
-			if old.Subject == e.Subject {
-				return true, nil
-			}
+		if _, erasures := reg.Subject(e.Subject); len(erasures) > 0 {
+			return true, nil
 		}
 	}
 	for _, w := range ch.Withdrawals {
+		consents, _ := reg.Subject(w.Subject)
 		found := false
-		for i := range c.Consents {
-			k := &c.Consents[i]
-			if k.Subject == w.Subject && k.Purpose == w.Purpose && k.GrantedAt.Before(w.At) && (k.WithdrawnAt == nil || k.WithdrawnAt.After(w.At)) {
+		for i := range consents {
+			k := &consents[i]
+			if k.Purpose == w.Purpose && k.GrantedAt.Before(w.At) && (k.WithdrawnAt == nil || k.WithdrawnAt.After(w.At)) {
 				found = true
 				break
 			}
