@@ -278,13 +278,11 @@ type ConsentView struct {
 }
 
 // consentsOf returns the consents of subject, matched as the registry
-// store keeps them.
+// store keeps them, from the registry's subject index.
 func (s *Server) consentsOf(subject string) []ConsentView {
 	out := []ConsentView{}
-	for _, c := range s.opts.Registry.Registry().Content().Consents {
-		if c.Subject != subject {
-			continue
-		}
+	consents, _ := s.opts.Registry.Registry().Subject(subject)
+	for _, c := range consents {
 		v := ConsentView{Purpose: c.Purpose, Recipients: c.Recipients, GrantedAt: c.GrantedAt.UTC(), WithdrawnAt: c.WithdrawnAt,
 			Parental: c.Parental, TransferConsent: c.TransferConsent, NoticeVersion: c.NoticeVersion}
 		if v.Recipients == nil {
@@ -305,10 +303,14 @@ type ErasureView struct {
 // empty, keeps only that subject's.
 func (s *Server) erasures(subject string) []ErasureView {
 	out := []ErasureView{}
-	for _, e := range s.opts.Registry.Registry().Content().Erasures {
-		if subject != "" && e.Subject != subject {
-			continue
-		}
+	reg := s.opts.Registry.Registry()
+	var all []agreements.Erasure
+	if subject != "" {
+		_, all = reg.Subject(subject)
+	} else {
+		all = reg.Content().Erasures
+	}
+	for _, e := range all {
 		out = append(out, ErasureView{SubjectHMAC: s.subjectHMAC(e.Subject), At: e.At.UTC()})
 	}
 	slices.SortStableFunc(out, func(a, b ErasureView) int { return b.At.Compare(a.At) })
