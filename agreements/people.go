@@ -117,3 +117,19 @@ func (r *Registry) people() ([]Consent, []Erasure) {
 	}
 	return consents, erasures
 }
+
+// Erasures returns a copy of the registry's erasures, in the order Content
+// lists them, without its consents.
+func (r *Registry) Erasures() []Erasure {
+	var chain []*pendingChange
+	n := len(r.content.Erasures)
+	for p := r.pending; p != nil; p = p.prev {
+		chain = append(chain, p)
+		n += len(p.erasures)
+	}
+	out := append(make([]Erasure, 0, n), r.content.Erasures...)
+	for i := len(chain) - 1; i >= 0; i-- {
+		out = append(out, chain[i].erasures...)
+	}
+	return out
+}

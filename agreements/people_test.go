@@ -62,6 +62,9 @@ func TestWithMatchesCopying(t *testing.T) {
 		if !reflect.DeepEqual(c.Erasures, v.model.erasures) && !(len(c.Erasures) == 0 && len(v.model.erasures) == 0) {
 			t.Fatalf("step %d: erasures differ from the copying model (%d against %d)", step, len(c.Erasures), len(v.model.erasures))
 		}
+		if e := v.reg.Erasures(); !reflect.DeepEqual(e, v.model.erasures) && !(len(e) == 0 && len(v.model.erasures) == 0) {
+			t.Fatalf("step %d: Erasures differs from the copying model (%d against %d)", step, len(e), len(v.model.erasures))
+		}
 		bySubject := map[string][]Consent{}
 		for _, x := range v.model.consents {
 			bySubject[x.Subject] = append(bySubject[x.Subject], x)

@@ -65,29 +65,36 @@ func appliesErasure(conn connectors.Connector) bool {
 
 // ErasedSubjects returns a lookup of erased subject ids by subject HMAC
 // over the registry in force (its erasures), for Options.ErasedSubject.
-// The HMACs are computed once per registry version, not per lookup: a
-// notifier that sends the notices of many erasures looks each one up.
-// The lookup is safe for concurrent use.
+// Each erased subject's HMAC is computed once: the lookup keeps them, reads
+// the registry's erasures again only for an HMAC it does not know (a
+// subject erased since), and answers only for a subject the registry in
+// force still holds an erasure of. It is safe for concurrent use.
 func ErasedSubjects(reg func() *agreements.Registry, subjectKey []byte) func(string) (string, bool) {
 	var (
-		mu      sync.Mutex
-		version string
-		byHMAC  map[string]string
+		mu     sync.Mutex
+		byHMAC = map[string]string{}
+		hashed = map[string]bool{}
 	)
 	return func(hmac string) (string, bool) {
 		r := reg()
 		mu.Lock()
 		defer mu.Unlock()
-		if byHMAC == nil || version != r.Version() {
-			erasures := r.Content().Erasures
-			byHMAC = make(map[string]string, len(erasures))
-			for _, e := range erasures {
-				byHMAC[audit.SubjectHMAC(subjectKey, e.Subject)] = e.Subject
-			}
-			version = r.Version()
-		}
 		id, ok := byHMAC[hmac]
-		return id, ok
+		if !ok {
+			for _, e := range r.Erasures() {
+				if !hashed[e.Subject] {
+					hashed[e.Subject] = true
+					byHMAC[audit.SubjectHMAC(subjectKey, e.Subject)] = e.Subject
+				}
+			}
+			if id, ok = byHMAC[hmac]; !ok {
+				return "", false
+			}
+		}
+		if _, erasures := r.Subject(id); len(erasures) == 0 {
+			return "", false
+		}
+		return id, true
 	}
 }
 

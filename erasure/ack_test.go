@@ -126,4 +126,14 @@ func TestErasedSubjects(t *testing.T) {
 	if id, ok := lookup(hmac("cust-99")); !ok || id != "cust-99" {
 		t.Fatalf("an erasure of the new version: %q %v", id, ok)
 	}
+	// A registry in force without the erasure: the subject is not found,
+	// though its HMAC is known.
+	c := reg.Content()
+	c.Erasures = nil
+	if reg, err = agreements.New(c); err != nil {
+		t.Fatal(err)
+	}
+	if id, ok := lookup(hmac("cust-99")); ok {
+		t.Fatalf("a subject the registry in force holds no erasure of found as %q", id)
+	}
 }
