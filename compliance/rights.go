@@ -308,7 +308,7 @@ func (s *Server) erasures(subject string) []ErasureView {
 	if subject != "" {
 		_, all = reg.Subject(subject)
 	} else {
-		all = reg.Content().Erasures
+		all = reg.Erasures()
 	}
 	for _, e := range all {
 		out = append(out, ErasureView{SubjectHMAC: s.subjectHMAC(e.Subject), At: e.At.UTC()})

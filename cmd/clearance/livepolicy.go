@@ -313,10 +313,8 @@ func (r *regionErasures) ApplyErasure(ctx context.Context, subject string, at ti
 		_, err := b.shred.Destroy(ctx, subject, "dead letters, retry copies, regional streams")
 		return err
 	}
-	for _, e := range b.engine.Registry().Content().Erasures {
-		if e.Subject == subject {
-			return shredKeys()
-		}
+	if _, erasures := b.engine.Registry().Subject(subject); len(erasures) > 0 {
+		return shredKeys()
 	}
 	_, err := b.live.Change(ctx, agreements.Change{Erasures: []agreements.Erasure{{Subject: subject, At: at}}})
 	if errors.Is(err, policy.ErrAlreadyErased) {
