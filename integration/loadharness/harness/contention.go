@@ -255,7 +255,8 @@ func contentionOf(t times) *Contention {
 // addContention sets the contention of p's windows (which start at started)
 // and of p: over the whole of [from, to), and over the span from the worst
 // window's start until its median request was answered (the window's width
-// plus its median latency). With no samples it sets none.
+// plus its median latency), within [from, to). With no samples it sets
+// none.
 func addContention(p *Paced, samples []timesSample, started, from, to time.Time) {
 	if len(samples) == 0 {
 		return
@@ -267,7 +268,16 @@ func addContention(p *Paced, samples []timesSample, started, from, to time.Time)
 		p.Windows[i].Contention = contentionOf(timesBetween(samples, a, a.Add(windowWidth)))
 	}
 	if w := worstWindow(p.Windows); w.Count > 0 {
-		a := start(w)
-		p.WorstContention = contentionOf(timesBetween(samples, a, a.Add(windowWidth+time.Duration(w.P50*float64(time.Millisecond)))))
+		// Within the run: on a loaded machine the last window's median
+		// answer can come after the run's end was read, and the span
+		// would then count stalls the run's own figures do not.
+		a, b := start(w), start(w).Add(windowWidth+time.Duration(w.P50*float64(time.Millisecond)))
+		if a.Before(from) {
+			a = from
+		}
+		if b.After(to) {
+			b = to
+		}
+		p.WorstContention = contentionOf(timesBetween(samples, a, b))
 	}
 }

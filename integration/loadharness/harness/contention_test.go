@@ -91,6 +91,15 @@ func TestAddContention(t *testing.T) {
 		}
 	}
 
+	// A worst window whose median answer comes after the run's end (a
+	// loaded machine): its span ends with the run, so it never counts more
+	// than the run does.
+	late := Paced{Windows: []Window{{StartMS: 500, Count: 10, P50: 300}}}
+	addContention(&late, samples, started, started, started.Add(550*time.Millisecond))
+	if c := late.WorstContention; c == nil || *c != (Contention{CPUSomeMS: 25, HarnessCPUMS: 50, PostgresCPUMS: 10, VaultCPUMS: 5, MachineCPUMS: 100}) {
+		t.Errorf("worst window past the run's end: %+v", c)
+	}
+
 	var none Paced
 	addContention(&none, nil, started, started, started.Add(time.Second))
 	if none.Contention != nil || none.WorstContention != nil {
