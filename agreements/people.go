@@ -115,6 +115,13 @@ func (r *Registry) people() ([]Consent, []Erasure) {
 		}
 		erasures = append(erasures, p.erasures...)
 	}
+	// Empty lists are nil, as Content gave them before (JSON null).
+	if len(consents) == 0 {
+		consents = nil
+	}
+	if len(erasures) == 0 {
+		erasures = nil
+	}
 	return consents, erasures
 }
 
@@ -130,6 +137,9 @@ func (r *Registry) Erasures() []Erasure {
 	out := append(make([]Erasure, 0, n), r.content.Erasures...)
 	for i := len(chain) - 1; i >= 0; i-- {
 		out = append(out, chain[i].erasures...)
+	}
+	if len(out) == 0 {
+		return nil
 	}
 	return out
 }

@@ -121,3 +121,18 @@ func TestWithMatchesCopying(t *testing.T) {
 		check(-i, versions[i])
 	}
 }
+
+// TestContentEmptyPeople: a registry without consents or erasures lists
+// them as nil, so that its stored JSON reads null as it did before
+// people.go.
+func TestContentEmptyPeople(t *testing.T) {
+	c := benchRegistry(t, 3).Content()
+	c.Consents, c.Erasures = nil, nil
+	reg, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := reg.Content(); got.Consents != nil || got.Erasures != nil || reg.Erasures() != nil {
+		t.Fatalf("empty lists: consents %#v, erasures %#v", got.Consents, got.Erasures)
+	}
+}
