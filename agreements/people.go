@@ -143,3 +143,14 @@ func (r *Registry) Erasures() []Erasure {
 	}
 	return out
 }
+
+// People returns how many consents and erasures the registry holds, as
+// Content would list them, without listing them: the measure of its size
+// that grows with run-time changes.
+func (r *Registry) People() int {
+	n := len(r.content.Consents) + len(r.content.Erasures)
+	for p := r.pending; p != nil; p = p.prev {
+		n += len(p.consents) + len(p.erasures)
+	}
+	return n
+}

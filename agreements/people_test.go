@@ -65,6 +65,9 @@ func TestWithMatchesCopying(t *testing.T) {
 		if e := v.reg.Erasures(); !reflect.DeepEqual(e, v.model.erasures) && !(len(e) == 0 && len(v.model.erasures) == 0) {
 			t.Fatalf("step %d: Erasures differs from the copying model (%d against %d)", step, len(e), len(v.model.erasures))
 		}
+		if got, want := v.reg.People(), len(v.model.consents)+len(v.model.erasures); got != want {
+			t.Fatalf("step %d: People() = %d, want %d", step, got, want)
+		}
 		bySubject := map[string][]Consent{}
 		for _, x := range v.model.consents {
 			bySubject[x.Subject] = append(bySubject[x.Subject], x)
@@ -134,5 +137,50 @@ func TestContentEmptyPeople(t *testing.T) {
 	}
 	if got := reg.Content(); got.Consents != nil || got.Erasures != nil || reg.Erasures() != nil {
 		t.Fatalf("empty lists: consents %#v, erasures %#v", got.Consents, got.Erasures)
+	}
+}
+
+// TestRestore: a registry With derived, rebuilt by Restore from its
+// content and version, holds the same version, content and subjects; an
+// empty version or content that is not a registry is refused.
+func TestRestore(t *testing.T) {
+	reg := benchRegistry(t, 30)
+	day := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 300 {
+		ch := Change{Consents: []Consent{{Subject: fmt.Sprintf("s-%d", i), Purpose: "marketing", GrantedAt: day}}}
+		if i%7 == 0 {
+			ch.Withdrawals = []Withdrawal{{Subject: fmt.Sprintf("cust-%d", i%30), Purpose: "marketing", At: day.Add(time.Hour)}}
+		}
+		if i%11 == 0 {
+			ch.Erasures = []Erasure{{Subject: fmt.Sprintf("s-%d", i-1), At: day}}
+		}
+		var err error
+		if reg, err = reg.With(ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := Restore(reg.Content(), reg.Version())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version() != reg.Version() || !reflect.DeepEqual(got.Content(), reg.Content()) || got.People() != reg.People() {
+		t.Fatalf("restored %s (%d people), want %s (%d)", got.Version(), got.People(), reg.Version(), reg.People())
+	}
+	for i := range 300 {
+		for _, s := range []string{fmt.Sprintf("s-%d", i), fmt.Sprintf("cust-%d", i%30)} {
+			gc, ge := got.Subject(s)
+			wc, we := reg.Subject(s)
+			if !reflect.DeepEqual(gc, wc) || !reflect.DeepEqual(ge, we) {
+				t.Fatalf("subject %s: restored %+v %+v, want %+v %+v", s, gc, ge, wc, we)
+			}
+		}
+	}
+	if _, err := Restore(reg.Content(), ""); err == nil {
+		t.Fatal("restored without a version")
+	}
+	bad := reg.Content()
+	bad.Agreements = append(bad.Agreements, Agreement{ID: "x", Parties: []string{"nobody"}})
+	if _, err := Restore(bad, reg.Version()); err == nil {
+		t.Fatal("restored content that is not a registry")
 	}
 }

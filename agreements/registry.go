@@ -88,16 +88,42 @@ var noSubject subjectIndex
 // for Load; entries built in code name their key by position
 // ("agreements[4].parties[0]") instead of file and line.
 func New(c Content) (*Registry, error) {
-	if errs := validate(&c); len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	r, err := build(c)
+	if err != nil {
+		return nil, err
 	}
-	r := &Registry{content: c}
-	r.index()
 	sum, err := canonicalHash(&r.content)
 	if err != nil {
 		return nil, err
 	}
 	r.version = "sha256:" + sum
+	return r, nil
+}
+
+// Restore rebuilds a registry stored with the version it had: it validates
+// and indexes c as New does and takes version as its version instead of
+// hashing c, since the version of a registry With derived names its chain
+// of changes, not its content. The caller vouches for the pair (the
+// registry store checks the version against the event that made it).
+func Restore(c Content, version string) (*Registry, error) {
+	if version == "" {
+		return nil, errors.New("agreements: restore: no version")
+	}
+	r, err := build(c)
+	if err != nil {
+		return nil, err
+	}
+	r.version = version
+	return r, nil
+}
+
+// build validates c and indexes it, without a version.
+func build(c Content) (*Registry, error) {
+	if errs := validate(&c); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	r := &Registry{content: c}
+	r.index()
 	return r, nil
 }
 

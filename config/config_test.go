@@ -112,6 +112,7 @@ logging:
   level: loud
 live_policy:
   sync_timeout: 0s
+  snapshot_every: -2
 erasure:
   escalate_after: 10s
 subject_keys:
@@ -139,7 +140,7 @@ subject_keys:
 		"connectors.bad name: name", "connectors.bad name.kind: required",
 		"inbound_region.stream", "inbound_region.subject: must not overlap", "inbound_region.local_subject",
 		"pipeline.concurrency", "pipeline.backoff_max", "pipeline.gc_percent", "pipeline.memory_limit_bytes: must be 0", "logging.level",
-		"live_policy.sync_timeout", "erasure.escalate_after", "subject_keys.cache_size", "subject_keys.cache_ttl",
+		"live_policy.sync_timeout", "live_policy.snapshot_every", "erasure.escalate_after", "subject_keys.cache_size", "subject_keys.cache_ttl",
 		"subject_keys.store.dsn: holds a literal password; give it by reference in subject_keys.store.password",
 	}
 	for _, w := range want {

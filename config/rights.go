@@ -10,6 +10,12 @@ type LivePolicy struct {
 	// confirm it is in force before it is answered; instances that do not
 	// confirm in time catch up through the registry bucket's watch.
 	SyncTimeout time.Duration `yaml:"sync_timeout"`
+	// SnapshotEvery is how many registry events after its last snapshot an
+	// instance stores the registry in force as a new one, so that an
+	// instance starting later replays only the events after it: 0 (the
+	// default) is 10,000 or a tenth of the registry's consents and
+	// erasures, whichever is more; -1 never stores one.
+	SnapshotEvery int `yaml:"snapshot_every"`
 }
 
 // Erasure tunes the erasure notices sent to recipients (GDPR Art. 19).
@@ -37,6 +43,7 @@ type SubjectKeys struct {
 const (
 	minSyncTimeout   = 10 * time.Millisecond
 	maxSyncTimeout   = time.Minute
+	maxSnapshotEvery = 100_000_000
 	minEscalateAfter = time.Minute
 	// maxEscalateAfter: Art. 12(3) gives a controller one month to act on
 	// an erasure request.
@@ -47,10 +54,14 @@ const (
 )
 
 func (l LivePolicy) validate(p string) []error {
+	var errs []error
 	if l.SyncTimeout < minSyncTimeout || l.SyncTimeout > maxSyncTimeout {
-		return []error{fieldErr(p+".sync_timeout", "must be 10ms to 1m")}
+		errs = append(errs, fieldErr(p+".sync_timeout", "must be 10ms to 1m"))
 	}
-	return nil
+	if l.SnapshotEvery < -1 || l.SnapshotEvery > maxSnapshotEvery {
+		errs = append(errs, fieldErr(p+".snapshot_every", "must be -1 (never), 0 (the default) or up to 100000000 events"))
+	}
+	return errs
 }
 
 func (e Erasure) validate(p string) []error {

@@ -52,14 +52,7 @@ func BenchmarkPropagation(b *testing.B) {
 	// The same with 100,000 consents in the registry, as a shop recording
 	// its customers' consents gathers: a change must not cost with the
 	// registry's size (agreements/people.go).
-	large := load(b, dir).Content()
-	for i := range 100_000 {
-		large.Consents = append(large.Consents, agreements.Consent{Subject: fmt.Sprintf("cust-bench-%d", i), Purpose: "marketing", GrantedAt: at})
-	}
-	reg, err := agreements.New(large)
-	if err != nil {
-		b.Fatal(err)
-	}
+	reg := withConsents(b, load(b, dir), 100_000)
 	// A server of their own: instances on one KV bucket wait for each other.
 	lsrv := brokertest.StartNATS(b)
 	el := newEnv(b, brokertest.PostgresDSN(b))
@@ -93,4 +86,72 @@ func changeInForce(b *testing.B, a, o *node, base time.Duration) {
 	if base > 0 {
 		b.ReportMetric(float64(per)/float64(base), "x_baseline")
 	}
+}
+
+// BenchmarkStart measures how long an instance takes to start on a store
+// of 100,000 consents applied and 2,000 run-time changes since: replaying
+// every event (the baseline, and what a store without a snapshot costs)
+// against resuming from the snapshot stored after the last change,
+// measured in the same run. It reports start_ms/op and, for the snapshot,
+// x_replay (its time over the replay's).
+func BenchmarkStart(b *testing.B) {
+	srv := brokertest.StartNATS(b)
+	e := newEnv(b, brokertest.PostgresDSN(b))
+	e.snapshotEvery = -1
+	dir := registryDir(b)
+	reg := withConsents(b, load(b, dir), 100_000)
+	w := e.start(b, brokertest.Connect(b, srv), reg)
+	if _, _, err := w.live.Apply(b.Context(), reg); err != nil {
+		b.Fatal(err)
+	}
+	const changes = 2_000
+	for i := range changes {
+		if _, err := w.live.Change(b.Context(), agreements.Change{Consents: []agreements.Consent{{
+			Subject: fmt.Sprintf("cust-start-%d", i), Purpose: "marketing", GrantedAt: at}}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	want := w.engine.Registry().Version()
+	start := func(b *testing.B) time.Duration {
+		var total time.Duration
+		for b.Loop() {
+			t0 := time.Now()
+			n := e.start(b, brokertest.Connect(b, srv), reg)
+			total += time.Since(t0)
+			if got := n.engine.Registry().Version(); got != want {
+				b.Fatalf("started on %s, want %s", got, want)
+			}
+			n.live.Stop()
+		}
+		per := total / time.Duration(b.N)
+		b.ReportMetric(float64(per)/float64(time.Millisecond), "start_ms/op")
+		return per
+	}
+	var replay time.Duration
+	b.Run("replay_every_event", func(b *testing.B) { replay = start(b) })
+
+	// An instance that snapshots stores one after catching up.
+	e.snapshotEvery = changes
+	e.start(b, brokertest.Connect(b, srv), reg).live.Stop()
+	e.snapshotEvery = -1
+	b.Run("from_snapshot", func(b *testing.B) {
+		if per := start(b); replay > 0 {
+			b.ReportMetric(float64(per)/float64(replay), "x_replay")
+		}
+	})
+}
+
+// withConsents returns reg with n more consents to marketing, one per
+// customer, as a shop recording its customers' consents gathers.
+func withConsents(b *testing.B, reg *agreements.Registry, n int) *agreements.Registry {
+	b.Helper()
+	c := reg.Content()
+	for i := range n {
+		c.Consents = append(c.Consents, agreements.Consent{Subject: fmt.Sprintf("cust-bench-%d", i), Purpose: "marketing", GrantedAt: at})
+	}
+	large, err := agreements.New(c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return large
 }

@@ -24,6 +24,8 @@ type env struct {
 	db    *bun.DB
 	store *policy.Store
 	audit *audit.Log
+	// snapshotEvery is the instances' Options.SnapshotEvery (0: default).
+	snapshotEvery int
 }
 
 func newEnv(t testing.TB, dsn string) *env {
@@ -61,6 +63,7 @@ func (e *env) start(t testing.TB, nc *nats.Conn, initial *agreements.Registry) *
 	n := &node{engine: agreements.NewEngine(initial), metrics: prometheus.NewRegistry(), at: map[int64]time.Time{}}
 	live, err := policy.Start(t.Context(), policy.Options{
 		Store: e.store, Engine: n.engine, NATS: nc, Audit: e.audit, Resync: time.Hour, Registerer: n.metrics,
+		SnapshotEvery: e.snapshotEvery,
 		OnSwap: func(ev policy.Event) {
 			now := time.Now()
 			n.mu.Lock()

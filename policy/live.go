@@ -60,6 +60,12 @@ type Options struct {
 	// recipients). Its error is returned by Change, so that the caller
 	// retries; recording the erasure again is harmless.
 	OnErasure func(ctx context.Context, subject string, at time.Time) error
+	// SnapshotEvery is how many events after the last snapshot it stored
+	// or started from an instance stores the registry in force as a new
+	// one, so that an instance starting later replays only the events
+	// after it (snapshot.go). 0: DefaultSnapshotEvery, or a tenth of the
+	// registry's consents and erasures when that is more; negative: never.
+	SnapshotEvery int
 	// Registerer takes the live registry's metrics (events, propagation
 	// time, sequence in force, and the dates of the agreements in force:
 	// AgreementCollector); nil: not exported.
@@ -80,6 +86,10 @@ type Live struct {
 
 	mu sync.Mutex // serialises state changes
 	st *state
+	// snapSeq is the event of the last snapshot this instance stored or
+	// started from; snapping, whether it is storing one now.
+	snapSeq  int64
+	snapping bool
 
 	stop chan struct{}
 	wg   sync.WaitGroup

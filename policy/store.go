@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -72,7 +73,7 @@ func OpenStore(ctx context.Context, db *bun.DB) (*Store, error) {
 }
 
 func migrateSchema(ctx context.Context, db *bun.DB) error {
-	return sqlschema.Migrate(ctx, db, "policy", registerSchemaV1)
+	return sqlschema.Migrate(ctx, db, "policy", registerSchemaV1, registerSnapshots)
 }
 
 // Head returns the sequence number and registry version of the latest
@@ -105,14 +106,20 @@ func (s *Store) AgreementVersions(ctx context.Context, id string) ([]agreements.
 
 // InForce returns the registry the stored events put in force, as a live
 // registry starting on the store would (the latest applied version with
-// every run-time change since carried over it), and the sequence of the
-// last event; nil and 0 when nothing was ever applied.
+// every run-time change since carried over it, from the latest snapshot
+// that holds together), and the sequence of the last event; nil and 0 when
+// nothing was ever applied.
 func (s *Store) InForce(ctx context.Context) (*agreements.Registry, int64, error) {
-	evs, err := s.events(ctx, s.db, 0, 0)
+	st, _, err := s.resume(ctx, s.db, 0)
+	if errors.Is(err, errBadSnapshot) || st == nil {
+		st = &state{} // replay every event
+	} else if err != nil {
+		return nil, 0, err
+	}
+	evs, err := s.events(ctx, s.db, st.seq, 0)
 	if err != nil {
 		return nil, 0, err
 	}
-	st := &state{}
 	for _, ev := range evs {
 		if st, err = s.step(ctx, s.db, st, ev); err != nil {
 			return nil, 0, err

@@ -71,6 +71,7 @@ func (l *Live) write(ctx context.Context, build buildFunc, content func(string) 
 		return Event{Seq: l.st.seq, Kind: KindApply, Base: l.st.base, Version: l.opts.Engine.Registry().Version()}, nil
 	}
 	l.swap(ns, *ev)
+	l.snapshotLater()
 	l.publish(ctx, *ev)
 	return *ev, nil
 }
@@ -111,8 +112,14 @@ func (l *Live) catchUp(ctx context.Context) error {
 }
 
 // catchUpLocked applies the stored events after l.st.seq up to upTo (0:
-// all); l.mu is held.
+// all), starting from the latest snapshot when it has none in force yet;
+// l.mu is held.
 func (l *Live) catchUpLocked(ctx context.Context, db bun.IDB, upTo int64) error {
+	if l.st.seq == 0 {
+		if err := l.resume(ctx, db, upTo); err != nil {
+			return err
+		}
+	}
 	evs, err := l.opts.Store.events(ctx, db, l.st.seq, upTo)
 	if err != nil {
 		return err
@@ -124,7 +131,71 @@ func (l *Live) catchUpLocked(ctx context.Context, db bun.IDB, upTo int64) error 
 		}
 		l.swap(ns, ev)
 	}
+	l.snapshotLater()
 	return nil
+}
+
+// resume puts the latest snapshot at or before upTo in force, if there is
+// one that holds together; l.mu is held.
+func (l *Live) resume(ctx context.Context, db bun.IDB, upTo int64) error {
+	start := time.Now()
+	st, ev, err := l.opts.Store.resume(ctx, db, upTo)
+	switch {
+	case errors.Is(err, errBadSnapshot):
+		l.log.Warn("registry snapshot passed over; replaying every event", "err", err)
+		return nil
+	case err != nil || st == nil:
+		return err
+	}
+	l.snapSeq = st.seq
+	l.swap(st, ev)
+	l.log.Info("registry resumed from snapshot", "event", st.seq, "registry_version", ev.Version,
+		"took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// snapshotLater stores the state in force as a snapshot, off the caller's
+// path, when one is due and none is being stored; l.mu is held.
+func (l *Live) snapshotLater() {
+	if l.snapping || !snapshotDue(l.st, l.snapSeq, l.opts.SnapshotEvery) {
+		return
+	}
+	select {
+	case <-l.stop:
+		return // Stop is waiting for l.wg
+	default:
+	}
+	st := l.st
+	l.snapping = true
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		// Another instance may have stored one since: each instance counts
+		// from the last it stored or read.
+		latest, err := l.opts.Store.snapshotSeq(ctx)
+		if err == nil && !snapshotDue(st, latest, l.opts.SnapshotEvery) {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.snapping, l.snapSeq = false, max(l.snapSeq, latest)
+			return
+		}
+		size, err := l.opts.Store.saveSnapshot(ctx, st, l.opts.Now())
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.snapping = false
+		if err != nil {
+			// The next event tries again; meanwhile a start replays more.
+			l.log.Warn("store registry snapshot", "event", st.seq, "err", err)
+			return
+		}
+		l.snapSeq = max(l.snapSeq, st.seq)
+		l.log.Info("registry snapshot stored", "event", st.seq, "bytes", size,
+			"took", time.Since(start).Round(time.Millisecond))
+		l.snapshotLater() // the events put in force meanwhile may make one due
+	}()
 }
 
 // storeBase stores reg's content as a base version and every agreement not

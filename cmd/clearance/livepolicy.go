@@ -101,6 +101,7 @@ func mountRights(mux *http.ServeMux, rights http.Handler, auth *compliance.Authe
 // (`clearance dev` runs without a configuration file).
 type liveTuning struct {
 	syncTimeout   time.Duration
+	snapshotEvery int
 	escalateAfter time.Duration
 	cacheSize     int
 	cacheTTL      time.Duration
@@ -111,6 +112,7 @@ type liveTuning struct {
 func liveTuningOf(cfg *config.Config) liveTuning {
 	return liveTuning{
 		syncTimeout:   cfg.LivePolicy.SyncTimeout,
+		snapshotEvery: cfg.LivePolicy.SnapshotEvery,
 		escalateAfter: cfg.Erasure.EscalateAfter,
 		cacheSize:     cfg.SubjectKeys.CacheSize,
 		cacheTTL:      cfg.SubjectKeys.CacheTTL,
@@ -167,7 +169,7 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 	var started atomic.Bool
 	live, err := policy.Start(ctx, policy.Options{
 		Store: store, Engine: p.engine, NATS: p.nc, Audit: p.audit, Logger: p.logger, Registerer: p.registerer,
-		SyncTimeout: p.tuning.syncTimeout,
+		SyncTimeout: p.tuning.syncTimeout, SnapshotEvery: p.tuning.snapshotEvery,
 		OnSwap: func(ev policy.Event) {
 			if ev.Kind == policy.KindApply && started.Load() {
 				warnUndeliverableParties(p.engine.Registry(), p.conns, p.logger)

@@ -1,0 +1,150 @@
+package policy
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/clearance-broker/clearance/agreements"
+	"github.com/uptrace/bun"
+)
+
+// A starting instance derives the registry in force from the stored
+// events: the latest apply, with every run-time change since carried over
+// it. Replayed, a change costs about what it cost when it was made, so a
+// store that gathered a million consents took minutes to start from. A
+// snapshot is the registry in force after one event, stored with the
+// version that event recorded; a starting instance reads the latest one
+// and replays only the events after it. The run-time changes before it are
+// still read (decoded, not applied), since the next apply carries them
+// over its new base.
+//
+// Every instance stores one when it has put Options.SnapshotEvery events
+// in force since the last it stored or read (by default 10,000, or a tenth
+// of the registry's consents and erasures when that is more, so that a
+// large registry is written out in proportion to its changes, not on every
+// ten thousandth), off the path of the change, and keeps only the newest. A snapshot that does not hold
+// together (its digest, its content, or a version other than its event's)
+// is passed over with a warning and the events are replayed from the
+// first, as before snapshots.
+
+// DefaultSnapshotEvery is the default of Options.SnapshotEvery.
+const DefaultSnapshotEvery = 10_000
+
+// snapshotRow is the registry in force after event Seq.
+type snapshotRow struct {
+	bun.BaseModel `bun:"table:policy_snapshots"`
+
+	Seq     int64  `bun:"seq,pk"`
+	Base    string `bun:"base,notnull"`
+	Version string `bun:"version,notnull"`
+	Content string `bun:"content,notnull"`
+	// Digest is the SHA-256 of Content, hex: a row cut short or edited in
+	// place is passed over.
+	Digest string    `bun:"digest,notnull"`
+	At     time.Time `bun:"at,notnull"`
+}
+
+// errBadSnapshot: a stored snapshot does not hold together.
+var errBadSnapshot = errors.New("policy: snapshot unusable")
+
+// saveSnapshot stores st as the snapshot of its event and removes the
+// older ones. A snapshot of that event stored already is kept.
+func (s *Store) saveSnapshot(ctx context.Context, st *state, now time.Time) (int, error) {
+	data, err := json.Marshal(st.reg.Content())
+	if err != nil {
+		return 0, fmt.Errorf("policy: encode snapshot %d: %w", st.seq, err)
+	}
+	sum := sha256.Sum256(data)
+	row := &snapshotRow{Seq: st.seq, Base: st.base, Version: st.reg.Version(), Content: string(data),
+		Digest: hex.EncodeToString(sum[:]), At: now.UTC()}
+	err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if _, err := tx.NewInsert().Model(row).On("CONFLICT DO NOTHING").Exec(ctx); err != nil {
+			return fmt.Errorf("policy: store snapshot %d: %w", st.seq, err)
+		}
+		if _, err := tx.NewDelete().Model((*snapshotRow)(nil)).Where("seq < ?", st.seq).Exec(ctx); err != nil {
+			return fmt.Errorf("policy: remove older snapshots: %w", err)
+		}
+		return nil
+	})
+	return len(data), err
+}
+
+// snapshotSeq returns the event of the latest stored snapshot, 0 when
+// there is none.
+func (s *Store) snapshotSeq(ctx context.Context) (int64, error) {
+	var seq int64
+	if err := s.db.NewSelect().Model((*snapshotRow)(nil)).ColumnExpr("COALESCE(MAX(seq), 0)").Scan(ctx, &seq); err != nil {
+		return 0, fmt.Errorf("policy: read snapshot: %w", err)
+	}
+	return seq, nil
+}
+
+// resume returns the state of the latest snapshot at or before event upTo
+// (0: the latest of all) and that event; a nil state when there is none.
+// A snapshot that does not hold together is errBadSnapshot; the caller
+// replays the events instead.
+func (s *Store) resume(ctx context.Context, db bun.IDB, upTo int64) (*state, Event, error) {
+	var row snapshotRow
+	q := db.NewSelect().Model(&row).Order("seq DESC").Limit(1)
+	if upTo > 0 {
+		q = q.Where("seq <= ?", upTo)
+	}
+	switch err := q.Scan(ctx); {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, Event{}, nil
+	case err != nil:
+		return nil, Event{}, fmt.Errorf("policy: read snapshot: %w", err)
+	}
+	bad := func(why string) (*state, Event, error) {
+		return nil, Event{}, fmt.Errorf("policy: snapshot %d: %s: %w", row.Seq, why, errBadSnapshot)
+	}
+	if sum := sha256.Sum256([]byte(row.Content)); hex.EncodeToString(sum[:]) != row.Digest {
+		return bad("digest does not match its content")
+	}
+	evs, err := s.events(ctx, db, 0, row.Seq)
+	if err != nil {
+		return nil, Event{}, err
+	}
+	if len(evs) == 0 || evs[len(evs)-1].Seq != row.Seq {
+		return bad("its event is not stored")
+	}
+	ev := evs[len(evs)-1]
+	if ev.Version != row.Version {
+		return bad("version differs from its event's")
+	}
+	var c agreements.Content
+	if err := json.Unmarshal([]byte(row.Content), &c); err != nil {
+		return bad("content does not decode")
+	}
+	reg, err := agreements.Restore(c, row.Version)
+	if err != nil {
+		return bad("content is not a valid registry")
+	}
+	st := &state{seq: row.Seq, base: row.Base, reg: reg}
+	for _, e := range evs {
+		if e.Kind == KindChange {
+			st.changes = append(st.changes, e)
+		}
+	}
+	return st, ev, nil
+}
+
+// snapshotDue reports whether an instance that stored or read its last
+// snapshot at event last should store one of st: every events later (0:
+// DefaultSnapshotEvery, or a tenth of the registry's consents and
+// erasures when that is more; negative: never).
+func snapshotDue(st *state, last int64, every int) bool {
+	if every < 0 || st.reg == nil {
+		return false
+	}
+	if every == 0 {
+		every = max(DefaultSnapshotEvery, st.reg.People()/10)
+	}
+	return st.seq-last >= int64(every)
+}

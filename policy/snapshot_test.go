@@ -1,0 +1,185 @@
+package policy_test
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/clearance-broker/clearance/agreements"
+	"github.com/clearance-broker/clearance/broker/brokertest"
+)
+
+// snapshotSeq returns the event of the stored snapshot, or 0.
+func (e *env) snapshotSeq(t *testing.T) int64 {
+	t.Helper()
+	var seq int64
+	if err := e.db.NewRaw("SELECT COALESCE(MAX(seq), 0) FROM policy_snapshots").Scan(t.Context(), &seq); err != nil {
+		t.Fatal(err)
+	}
+	return seq
+}
+
+// firstSwap returns the event n put in force first.
+func (n *node) firstSwap(t *testing.T) int64 {
+	t.Helper()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.swaps) == 0 {
+		t.Fatal("nothing put in force")
+	}
+	return n.swaps[0].Seq
+}
+
+// contentJSON is reg's content as stored.
+func contentJSON(t *testing.T, reg *agreements.Registry) string {
+	t.Helper()
+	b, err := json.Marshal(reg.Content())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestStartResumesFromSnapshot: an instance that starts after a snapshot
+// was stored puts it in force and replays only the events after it, and
+// ends with the very registry (version and content) that an instance
+// replaying every event derives; the run-time changes before the snapshot
+// are still carried over a later apply. A snapshot that does not hold
+// together is passed over.
+func TestStartResumesFromSnapshot(t *testing.T) {
+	for name, dsn := range map[string]func(testing.TB) string{"sqlite": brokertest.SQLiteDSN, "postgres": brokertest.PostgresDSN} {
+		t.Run(name, func(t *testing.T) { resumeFromSnapshot(t, dsn(t)) })
+	}
+}
+
+func resumeFromSnapshot(t *testing.T, dsn string) {
+	e := newEnv(t, dsn)
+	e.snapshotEvery = 5
+	srv := brokertest.StartNATS(t)
+	dir := registryDir(t)
+	a := e.start(t, brokertest.Connect(t, srv), load(t, dir))
+	if _, _, err := a.live.Apply(t.Context(), load(t, dir)); err != nil {
+		t.Fatal(err)
+	}
+	changes := []agreements.Change{
+		{Withdrawals: []agreements.Withdrawal{{Subject: "cust-7", Purpose: "marketing", At: at.Add(-time.Hour)}}},
+		{Suspend: []string{"dpa-swiftship-de"}},
+		{Erasures: []agreements.Erasure{{Subject: "cust-erased", At: at}}},
+	}
+	for i := range 6 {
+		changes = append(changes, agreements.Change{Consents: []agreements.Consent{{
+			Subject: fmt.Sprintf("cust-snap-%d", i), Purpose: "marketing", GrantedAt: at.Add(-time.Duration(i+1) * time.Hour)}}})
+	}
+	for _, ch := range changes {
+		if _, err := a.live.Change(t.Context(), ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The snapshots are stored off the change's path: events 5 and 10,
+	// or 10 alone when 5's was still being stored at 10.
+	deadline := time.Now().Add(10 * time.Second)
+	for e.snapshotSeq(t) != 10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no snapshot stored (latest at %d)", e.snapshotSeq(t))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	snap := e.snapshotSeq(t)
+	var stored int
+	if err := e.db.NewRaw("SELECT COUNT(*) FROM policy_snapshots").Scan(t.Context(), &stored); err != nil {
+		t.Fatal(err)
+	}
+	if stored != 1 {
+		t.Fatalf("%d snapshots kept, want the newest only", stored)
+	}
+	ev, err := a.live.Change(t.Context(), agreements.Change{Consents: []agreements.Consent{{
+		Subject: "cust-after", Purpose: "marketing", GrantedAt: at.Add(-time.Minute)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, wantContent := ev.Version, contentJSON(t, a.engine.Registry())
+
+	// others starts an instance without snapshots of its own (so that the
+	// stored one stays as the test made it) and checks that it reaches
+	// the registry in force, from event from.
+	others := *e
+	others.snapshotEvery = -1
+	check := func(t *testing.T, from int64) *node {
+		t.Helper()
+		n := others.start(t, brokertest.Connect(t, srv), load(t, dir))
+		if got := n.firstSwap(t); got != from {
+			t.Fatalf("started from event %d, want %d", got, from)
+		}
+		if got := n.engine.Registry().Version(); got != want {
+			t.Fatalf("version %s, want %s", got, want)
+		}
+		if got := contentJSON(t, n.engine.Registry()); got != wantContent {
+			t.Fatalf("content differs from the instance that made the changes:\n got %s\nwant %s", got, wantContent)
+		}
+		reg, seq, err := e.store.InForce(t.Context())
+		if err != nil || seq != ev.Seq || reg.Version() != want {
+			t.Fatalf("InForce = %v at %d, %v; want %s at %d", reg.Version(), seq, err, want, ev.Seq)
+		}
+		return n
+	}
+	resumed := check(t, snap)
+
+	for _, tamper := range []struct{ name, set string }{
+		{"content edited", "content = content || ' '"},
+		{"other version", "version = 'sha256:0000'"},
+		{"content does not decode", "content = '{\"zones\":7}', digest = '" + sha256Hex(`{"zones":7}`) + "'"},
+		{"content not a registry", "content = '" + notRegistry + "', digest = '" + sha256Hex(notRegistry) + "'"},
+	} {
+		t.Run(tamper.name, func(t *testing.T) {
+			if _, err := e.db.Exec("UPDATE policy_snapshots SET " + tamper.set); err != nil {
+				t.Fatal(err)
+			}
+			check(t, 1)
+		})
+		// The next tamper starts from the intact snapshot again.
+		if _, err := e.db.Exec("DELETE FROM policy_snapshots"); err != nil {
+			t.Fatal(err)
+		}
+		a.live.Stop()
+		a = e.start(t, brokertest.Connect(t, srv), load(t, dir))
+		deadline := time.Now().Add(10 * time.Second)
+		for e.snapshotSeq(t) == 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if e.snapshotSeq(t) != ev.Seq {
+			t.Fatalf("a starting instance replaying %d events stored its snapshot at %d", ev.Seq, e.snapshotSeq(t))
+		}
+	}
+
+	// A later apply that keeps the suspended agreement's version carries
+	// the changes made before the snapshot on the instance that started
+	// from it, as on the others: the withdrawal and the suspension hold.
+	edit(t, dir, "40-agreements.yaml", "retention_days: 60", "retention_days: 61")
+	edit(t, dir, "40-agreements.yaml", "id: dpa-fastfreight-us\n    version: 1", "id: dpa-fastfreight-us\n    version: 2")
+	applied, _, err := a.live.Apply(t.Context(), load(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resumed.waitVersion(t, applied.Version)
+	if d := resumed.engine.Decide(marketing(t), at); d.Allowed() {
+		t.Fatal("withdrawal before the snapshot lost by the apply")
+	}
+	delivery, err := agreements.ParseRequest(brokertest.ExampleRequest(t, "01-delivery-eea-allow.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := resumed.engine.Decide(delivery, at); d.Allowed() {
+		t.Fatal("suspension before the snapshot lost by the apply")
+	}
+}
+
+// notRegistry decodes as registry content that New refuses.
+const notRegistry = `{"agreements":[{"id":"x","parties":["nobody"]}]}`
+
+func sha256Hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
