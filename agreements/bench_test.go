@@ -153,14 +153,8 @@ func BenchmarkWith(b *testing.B) {
 	from := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, n := range []int{1_000, 100_000, 1_000_000} {
 		b.Run(fmt.Sprintf("consents=%d", n), func(b *testing.B) {
-			c := benchRegistry(b, 100).Content()
-			for i := len(c.Consents); i < n; i++ {
-				c.Consents = append(c.Consents, Consent{Subject: fmt.Sprintf("cust-%d", i), Purpose: "marketing", GrantedAt: from})
-			}
-			reg, err := New(c)
-			if err != nil {
-				b.Fatal(err)
-			}
+			reg := withConsents(b, n)
+			var err error
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
@@ -175,4 +169,68 @@ func BenchmarkWith(b *testing.B) {
 			}
 		})
 	}
+}
+
+// withConsents returns benchRegistry(100) with consents to marketing up to
+// n, one per customer.
+func withConsents(b *testing.B, n int) *Registry {
+	b.Helper()
+	from := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := benchRegistry(b, 100).Content()
+	for i := len(c.Consents); i < n; i++ {
+		c.Consents = append(c.Consents, Consent{Subject: fmt.Sprintf("cust-%d", i), Purpose: "marketing", GrantedAt: from})
+	}
+	reg, err := New(c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return reg
+}
+
+// BenchmarkWithEach measures carrying 10,000 run-time changes over a
+// registry of 100,000 consents, as every instance does when a registry is
+// applied (policy.CarryAll): each change a new subject's consent, every
+// 50th a withdrawal of the one before instead. The baseline is With
+// applied change by change, measured in the same run; x_change_by_change
+// is WithEach's time over it.
+func BenchmarkWithEach(b *testing.B) {
+	from := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	reg := withConsents(b, 100_000)
+	chs := make([]Change, 10_000)
+	for i := range chs {
+		if i%50 == 49 {
+			chs[i] = Change{Withdrawals: []Withdrawal{{Subject: fmt.Sprintf("new-%d", i-1), Purpose: "marketing", At: from.Add(time.Hour)}}}
+			continue
+		}
+		chs[i] = Change{Consents: []Consent{{Subject: fmt.Sprintf("new-%d", i), Purpose: "marketing", GrantedAt: from}}}
+	}
+	var base time.Duration
+	var want string
+	b.Run("change_by_change", func(b *testing.B) {
+		start := time.Now()
+		for b.Loop() {
+			r := reg
+			for _, ch := range chs {
+				n, err := r.With(ch)
+				if err != nil {
+					b.Fatal(err)
+				}
+				r = n
+			}
+			want = r.Version()
+		}
+		base = time.Since(start) / time.Duration(b.N)
+	})
+	b.Run("with_each", func(b *testing.B) {
+		start := time.Now()
+		for b.Loop() {
+			r, taken := reg.WithEach(chs)
+			if taken != len(chs) || (want != "" && r.Version() != want) {
+				b.Fatalf("took %d of %d, version %s, want %s", taken, len(chs), r.Version(), want)
+			}
+		}
+		if base > 0 {
+			b.ReportMetric(float64(time.Since(start)/time.Duration(b.N))/float64(base), "x_change_by_change")
+		}
+	})
 }

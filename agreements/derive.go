@@ -114,6 +114,73 @@ func (r *Registry) With(ch Change) (*Registry, error) {
 	return &n, nil
 }
 
+// WithEach applies chs in order as With applied to each in turn would,
+// leaving out every change With refuses, and returns the registry and how
+// many changes it took: the same registry, version included, as the loop.
+// It is the loop made cheap for many changes (a registry applied anew
+// takes every run-time change made so far): With keeps a change beside
+// the lists of consents and erasures and folds them in once they are many,
+// so a long loop folds the whole registry every square root of its
+// subjects; WithEach applies a run of changes that hold only consents,
+// withdrawals and erasures to one copy of the lists, each change checked
+// as With checks it and the version chained change by change as With
+// chains it, and indexes the subjects once. A short run, under what With
+// keeps before a fold, goes through With.
+func (r *Registry) WithEach(chs []Change) (*Registry, int) {
+	taken := 0
+	for i := 0; i < len(chs); {
+		j, entries := i, 0
+		for j < len(chs) && peopleOnly(&chs[j]) {
+			entries += len(chs[j].Consents) + len(chs[j].Withdrawals) + len(chs[j].Erasures)
+			j++
+		}
+		if j-i > 1 && entries >= foldAt(r.People()) {
+			var k int
+			r, k = r.withPeople(chs[i:j])
+			taken, i = taken+k, j
+			continue
+		}
+		for j = max(j, i+1); i < j; i++ {
+			if n, err := r.With(chs[i]); err == nil {
+				r, taken = n, taken+1
+			}
+		}
+	}
+	return r, taken
+}
+
+// peopleOnly reports whether ch holds nothing but consents, withdrawals
+// and erasures.
+func peopleOnly(ch *Change) bool { return len(ch.LegalOrders) == 0 && len(ch.Suspend) == 0 }
+
+// withPeople applies run, changes that hold only consents, withdrawals and
+// erasures, as With applied to each in turn would, and returns the
+// registry and how many it took.
+func (r *Registry) withPeople(run []Change) (*Registry, int) {
+	l := r.lists(run)
+	version, taken := r.version, 0
+	for k := range run {
+		ch := run[k]
+		if r.checkChange(&ch) != nil {
+			continue // refused, as With refuses it
+		}
+		sum, err := changeHash(version, &ch)
+		if err != nil {
+			continue
+		}
+		version, taken = "sha256:"+sum, taken+1
+		l.apply(ch.Withdrawals, ch.Consents, ch.Erasures)
+	}
+	if taken == 0 {
+		return r, 0
+	}
+	n := *r // shares every index but the subjects'
+	n.content.Consents, n.content.Erasures, n.pending = l.consents, l.erasures, nil
+	n.indexPeople()
+	n.version = version
+	return &n, taken
+}
+
 // withdraw marks c withdrawn at at when it was granted before and is not
 // withdrawn yet, and reports whether it did.
 func withdraw(c *Consent, at time.Time) bool {

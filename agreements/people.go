@@ -75,6 +75,55 @@ type pendingChange struct {
 // consents recorded before them, then the new consents and erasures). The
 // lists are new.
 func (r *Registry) people() ([]Consent, []Erasure) {
+	l := r.lists(nil)
+	// Empty lists are nil, as Content gave them before (JSON null).
+	if len(l.consents) == 0 {
+		l.consents = nil
+	}
+	if len(l.erasures) == 0 {
+		l.erasures = nil
+	}
+	return l.consents, l.erasures
+}
+
+// peopleLists are lists of consents and erasures that take changes as With
+// takes them.
+type peopleLists struct {
+	consents []Consent
+	erasures []Erasure
+	// named holds the positions of the consents that the withdrawals to
+	// come name, by subject and purpose, so that each withdrawal reads only
+	// those rather than the whole list.
+	named map[consentKey][]int
+}
+
+type consentKey struct{ subject, purpose string }
+
+func (l *peopleLists) add(c Consent) {
+	k := consentKey{c.Subject, c.Purpose}
+	if at, ok := l.named[k]; ok {
+		l.named[k] = append(at, len(l.consents))
+	}
+	l.consents = append(l.consents, c)
+}
+
+// apply takes a change's withdrawals, to the consents recorded before
+// them, then its consents and erasures.
+func (l *peopleLists) apply(withdrawals []Withdrawal, consents []Consent, erasures []Erasure) {
+	for _, w := range withdrawals {
+		for _, i := range l.named[consentKey{w.Subject, w.Purpose}] {
+			withdraw(&l.consents[i], w.At)
+		}
+	}
+	for _, c := range consents {
+		l.add(c)
+	}
+	l.erasures = append(l.erasures, erasures...)
+}
+
+// lists returns new lists of r's consents and erasures, its pending
+// changes applied, ready to take the changes more too.
+func (r *Registry) lists(more []Change) *peopleLists {
 	var chain []*pendingChange
 	nc, ne := len(r.content.Consents), len(r.content.Erasures)
 	for p := r.pending; p != nil; p = p.prev {
@@ -83,46 +132,26 @@ func (r *Registry) people() ([]Consent, []Erasure) {
 		ne += len(p.erasures)
 	}
 	slices.Reverse(chain)
-	// The consents a pending withdrawal names, by subject and purpose:
-	// their positions in the list, so that each withdrawal reads only
-	// those rather than the whole list.
-	type key struct{ subject, purpose string }
-	named := map[key][]int{}
+	l := &peopleLists{named: map[consentKey][]int{}}
 	for _, p := range chain {
 		for _, w := range p.withdrawals {
-			named[key{w.Subject, w.Purpose}] = nil
+			l.named[consentKey{w.Subject, w.Purpose}] = nil
 		}
 	}
-	consents := make([]Consent, 0, nc)
-	add := func(c Consent) {
-		if at, ok := named[key{c.Subject, c.Purpose}]; ok {
-			named[key{c.Subject, c.Purpose}] = append(at, len(consents))
+	for k := range more {
+		for _, w := range more[k].Withdrawals {
+			l.named[consentKey{w.Subject, w.Purpose}] = nil
 		}
-		consents = append(consents, c)
 	}
+	l.consents = make([]Consent, 0, nc)
 	for _, c := range r.content.Consents {
-		add(c)
+		l.add(c)
 	}
-	erasures := append(make([]Erasure, 0, ne), r.content.Erasures...)
+	l.erasures = append(make([]Erasure, 0, ne), r.content.Erasures...)
 	for _, p := range chain {
-		for _, w := range p.withdrawals {
-			for _, i := range named[key{w.Subject, w.Purpose}] {
-				withdraw(&consents[i], w.At)
-			}
-		}
-		for _, c := range p.consents {
-			add(c)
-		}
-		erasures = append(erasures, p.erasures...)
+		l.apply(p.withdrawals, p.consents, p.erasures)
 	}
-	// Empty lists are nil, as Content gave them before (JSON null).
-	if len(consents) == 0 {
-		consents = nil
-	}
-	if len(erasures) == 0 {
-		erasures = nil
-	}
-	return consents, erasures
+	return l
 }
 
 // Erasures returns a copy of the registry's erasures, in the order Content

@@ -184,3 +184,75 @@ func TestRestore(t *testing.T) {
 		t.Fatal("restored content that is not a registry")
 	}
 }
+
+// TestWithEachMatchesWith holds WithEach to With applied change by change
+// over random runs of changes: consents, withdrawals, erasures, empty
+// changes, changes With refuses (an unknown purpose, a missing subject)
+// and suspensions, which end a run. Version, content and the number taken
+// must agree.
+func TestWithEachMatchesWith(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 5))
+	base := benchRegistry(t, 40)
+	day := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	at := func() time.Time { return day.Add(time.Duration(rng.IntN(400)) * 24 * time.Hour) }
+	subject := func() string { return fmt.Sprintf("s-%d", rng.IntN(300)) }
+	purposes := []string{"marketing", "delivery"}
+	agreement := base.Content().Agreements[0].ID
+	for round := range 40 {
+		// Odd rounds are long enough to be taken in runs past With's
+		// folds, even rounds short enough to go through With.
+		size, odd := 120, round%2 == 1
+		if odd {
+			size = 1500
+		}
+		var chs []Change
+		for range rng.IntN(size) {
+			var ch Change
+			k := rng.IntN(20)
+			if odd && k == 3 && rng.IntN(10) > 0 {
+				k = 4 // fewer suspensions, which end a run
+			}
+			switch {
+			case k == 0: // empty
+			case k == 1:
+				ch.Consents = []Consent{{Subject: subject(), Purpose: "no-such-purpose", GrantedAt: at()}}
+			case k == 2:
+				ch.Erasures = []Erasure{{At: at()}} // no subject
+			case k == 3:
+				ch.Suspend = []string{agreement}
+			default:
+				for range rng.IntN(3) {
+					ch.Consents = append(ch.Consents, Consent{Subject: subject(), Purpose: purposes[rng.IntN(2)], GrantedAt: at()})
+				}
+				if rng.IntN(4) == 0 {
+					ch.Withdrawals = append(ch.Withdrawals, Withdrawal{Subject: subject(), Purpose: purposes[rng.IntN(2)], At: at()})
+				}
+				if rng.IntN(6) == 0 {
+					ch.Erasures = append(ch.Erasures, Erasure{Subject: subject(), At: at()})
+				}
+			}
+			chs = append(chs, ch)
+		}
+		want, wantTaken := base, 0
+		for _, ch := range chs {
+			if n, err := want.With(ch); err == nil {
+				want, wantTaken = n, wantTaken+1
+			}
+		}
+		got, taken := base.WithEach(chs)
+		if got.Version() != want.Version() || taken != wantTaken {
+			t.Fatalf("round %d (%d changes): version %s, %d taken; change by change %s, %d", round, len(chs), got.Version(), taken, want.Version(), wantTaken)
+		}
+		if !reflect.DeepEqual(got.Content(), want.Content()) {
+			t.Fatalf("round %d: content differs from change by change", round)
+		}
+		for id := range 300 {
+			s := fmt.Sprintf("s-%d", id)
+			gc, ge := got.Subject(s)
+			wc, we := want.Subject(s)
+			if !reflect.DeepEqual(gc, wc) || !reflect.DeepEqual(ge, we) {
+				t.Fatalf("round %d: subject %s differs from change by change", round, s)
+			}
+		}
+	}
+}

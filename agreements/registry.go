@@ -127,6 +127,30 @@ func build(c Content) (*Registry, error) {
 	return r, nil
 }
 
+// indexPeople builds the subject index from r.content's consents and
+// erasures.
+func (r *Registry) indexPeople() {
+	c := &r.content
+	subjects := make(map[string]*subjectIndex, len(c.Consents)+len(c.Erasures))
+	r.subjects = subjectMap{base: subjects}
+	entry := func(id string) *subjectIndex {
+		s := subjects[id]
+		if s == nil {
+			s = &subjectIndex{}
+			subjects[id] = s
+		}
+		return s
+	}
+	for i := range c.Consents {
+		s := entry(c.Consents[i].Subject)
+		s.consents = append(s.consents, &c.Consents[i])
+	}
+	for i := range c.Erasures {
+		s := entry(c.Erasures[i].Subject)
+		s.erasures = append(s.erasures, &c.Erasures[i])
+	}
+}
+
 // index builds every index from r.content.
 func (r *Registry) index() {
 	c := &r.content
@@ -155,24 +179,7 @@ func (r *Registry) index() {
 		}
 		r.addAgreement(r.indexAgreement(a, sc))
 	}
-	subjects := make(map[string]*subjectIndex, len(c.Consents)+len(c.Erasures))
-	r.subjects = subjectMap{base: subjects}
-	entry := func(id string) *subjectIndex {
-		s := subjects[id]
-		if s == nil {
-			s = &subjectIndex{}
-			subjects[id] = s
-		}
-		return s
-	}
-	for i := range c.Consents {
-		s := entry(c.Consents[i].Subject)
-		s.consents = append(s.consents, &c.Consents[i])
-	}
-	for i := range c.Erasures {
-		s := entry(c.Erasures[i].Subject)
-		s.erasures = append(s.erasures, &c.Erasures[i])
-	}
+	r.indexPeople()
 	r.orders = make(map[string]*orderIndex, len(c.LegalOrders))
 	for i := range c.LegalOrders {
 		r.orders[c.LegalOrders[i].ID] = r.indexOrder(&c.LegalOrders[i])

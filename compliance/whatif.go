@@ -244,7 +244,7 @@ func WhatIfInForce(ctx context.Context, log Scanner, changes RuntimeChanges, cur
 // WithRuntimeChanges returns reg as the live registry puts a newly applied
 // base in force: with every run-time change changes holds carried over it,
 // oldest first, and the number carried. As the live registry does (policy's
-// state.next and carry), a suspension holds only while reg keeps the
+// state.next and CarryAll), a suspension holds only while reg keeps the
 // suspended version of the agreement, and a change reg cannot take (a
 // purpose it drops) is left out. A nil changes returns reg.
 func WithRuntimeChanges(ctx context.Context, changes RuntimeChanges, reg *agreements.Registry) (*agreements.Registry, int, error) {
@@ -255,16 +255,8 @@ func WithRuntimeChanges(ctx context.Context, changes RuntimeChanges, reg *agreem
 	if err != nil {
 		return nil, 0, fmt.Errorf("compliance: run-time changes: %w", err)
 	}
-	n := 0
-	for _, ev := range evs {
-		if ev.Kind != policy.KindChange || ev.Change == nil {
-			continue
-		}
-		if next, ok := policy.Carry(reg, ev); ok {
-			reg = next
-			n++
-		}
-	}
+	evs = slices.DeleteFunc(evs, func(ev policy.Event) bool { return ev.Kind != policy.KindChange || ev.Change == nil })
+	reg, n := policy.CarryAll(reg, evs)
 	return reg, n, nil
 }
 

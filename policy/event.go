@@ -100,9 +100,7 @@ func (s *state) next(ev Event, content func(version string) (agreements.Content,
 		if err != nil {
 			return nil, fmt.Errorf("policy: base %s: %w", ev.Base, err)
 		}
-		for _, ch := range s.changes {
-			reg = carry(reg, ch)
-		}
+		reg, _ = CarryAll(reg, s.changes)
 		n.base, n.reg = ev.Base, reg
 	case KindChange:
 		if s.reg == nil {
@@ -120,33 +118,31 @@ func (s *state) next(ev Event, content func(version string) (agreements.Content,
 	return n, nil
 }
 
-// carry applies an earlier run-time change to a newly applied base (see
-// Carry), or leaves the base as it is.
-func carry(reg *agreements.Registry, ev Event) *agreements.Registry {
-	n, _ := Carry(reg, ev)
-	return n
-}
-
-// Carry applies the earlier run-time change ev (of KindChange) to reg, a
-// newly applied base, as every instance does when a registry is applied,
-// and reports whether reg took it. A suspension holds only while the base
-// keeps the suspended version of the agreement; a change that no longer
-// fits the base (a purpose removed) is left out, the same way on every
-// instance. The what-if of a proposed registry carries changes with it.
-func Carry(reg *agreements.Registry, ev Event) (*agreements.Registry, bool) {
-	ch := *ev.Change
-	if len(ch.Suspend) > 0 {
-		current := agreementVersions(reg)
-		ch.Suspend = slices.DeleteFunc(slices.Clone(ch.Suspend), func(id string) bool {
-			v, ok := ev.Suspended[id]
-			return !ok || current[id] != v
-		})
+// CarryAll applies the earlier run-time changes evs (of KindChange,
+// oldest first) to reg, a newly applied base, as every instance does when
+// a registry is applied, and returns it with the number of changes it
+// took. A suspension holds only while the base keeps the suspended version
+// of the agreement; a change that no longer fits the base (a purpose
+// removed) is left out, the same way on every instance. Changes are taken
+// in runs (agreements.Registry.WithEach), so that a store of a million
+// consents is carried in a few steps rather than a million. The what-if of
+// a proposed registry carries changes with it.
+func CarryAll(reg *agreements.Registry, evs []Event) (*agreements.Registry, int) {
+	// Run-time changes never change an agreement's version: the base's
+	// versions hold for every change.
+	current := agreementVersions(reg)
+	chs := make([]agreements.Change, len(evs))
+	for i, ev := range evs {
+		ch := *ev.Change
+		if len(ch.Suspend) > 0 {
+			ch.Suspend = slices.DeleteFunc(slices.Clone(ch.Suspend), func(id string) bool {
+				v, ok := ev.Suspended[id]
+				return !ok || current[id] != v
+			})
+		}
+		chs[i] = ch
 	}
-	n, err := reg.With(ch)
-	if err != nil {
-		return reg, false
-	}
-	return n, true
+	return reg.WithEach(chs)
 }
 
 // agreementVersions maps every agreement id of reg to its version.
