@@ -281,6 +281,17 @@ func (r *Registry) checkChange(ch *Change) error {
 	return nil
 }
 
+// ChangedVersion returns the version With gives a registry of version
+// parent that takes ch, without deriving the registry: a store of changes
+// checks its recorded versions with it.
+func ChangedVersion(parent string, ch Change) (string, error) {
+	sum, err := changeHash(parent, &ch)
+	if err != nil {
+		return "", err
+	}
+	return "sha256:" + sum, nil
+}
+
 func changeHash(parent string, ch *Change) (string, error) {
 	data, err := json.Marshal(ch)
 	if err != nil {

@@ -16,8 +16,11 @@ import (
 
 // A starting instance derives the registry in force from the stored
 // events: the latest apply, with every run-time change since carried over
-// it. Replayed, a change costs about what it cost when it was made, so a
-// store that gathered a million consents took minutes to start from. A
+// it. Replayed one by one, a change cost about what it cost when it was
+// made, so a store that gathered a million consents took minutes to start
+// from; replay takes the changes between two applies at once now
+// (Store.replay), but still decodes, validates and hashes every applied
+// content and carries every change over it. A
 // snapshot is the registry in force after one event, stored with the
 // version that event recorded; a starting instance reads the latest one
 // and replays only the events after it. The run-time changes before it are

@@ -4,12 +4,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/clearance-broker/clearance/agreements"
 	"github.com/clearance-broker/clearance/broker/brokertest"
+	"github.com/clearance-broker/clearance/policy"
 )
 
 // snapshotSeq returns the event of the stored snapshot, or 0.
@@ -182,4 +185,41 @@ const notRegistry = `{"agreements":[{"id":"x","parties":["nobody"]}]}`
 func sha256Hex(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
+}
+
+// TestReplayNamesCorruptEvent: a starting instance takes the run-time
+// changes since the last apply at once, yet a stored version that is not
+// the one its change derives, in the middle of them, still stops the
+// start, naming the event, as when every event was taken one by one.
+func TestReplayNamesCorruptEvent(t *testing.T) {
+	e := newEnv(t, brokertest.SQLiteDSN(t))
+	e.snapshotEvery = -1
+	srv := brokertest.StartNATS(t)
+	dir := registryDir(t)
+	a := e.start(t, brokertest.Connect(t, srv), load(t, dir))
+	if _, _, err := a.live.Apply(t.Context(), load(t, dir)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		if _, err := a.live.Change(t.Context(), agreements.Change{Consents: []agreements.Consent{{
+			Subject: fmt.Sprintf("cust-run-%d", i), Purpose: "marketing", GrantedAt: at}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Replayed as one run, the events reach the same registry.
+	b := e.start(t, brokertest.Connect(t, srv), load(t, dir))
+	if got, want := b.engine.Registry().Version(), a.engine.Registry().Version(); got != want {
+		t.Fatalf("replayed %s, want %s", got, want)
+	}
+	if _, err := e.db.Exec("UPDATE policy_events SET version = 'sha256:0000' WHERE seq = 4"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := policy.Start(t.Context(), policy.Options{Store: e.store, Engine: agreements.NewEngine(load(t, dir)),
+		NATS: brokertest.Connect(t, srv), Audit: e.audit, SnapshotEvery: -1})
+	if !errors.Is(err, policy.ErrCorruptEvent) || !strings.Contains(err.Error(), "event 4 ") {
+		t.Fatalf("start on a corrupt event 4: %v", err)
+	}
+	if _, _, err := e.store.InForce(t.Context()); !errors.Is(err, policy.ErrCorruptEvent) {
+		t.Fatalf("InForce on a corrupt event: %v", err)
+	}
 }

@@ -120,12 +120,40 @@ func (s *Store) InForce(ctx context.Context) (*agreements.Registry, int64, error
 	if err != nil {
 		return nil, 0, err
 	}
-	for _, ev := range evs {
-		if st, err = s.step(ctx, s.db, st, ev); err != nil {
-			return nil, 0, err
-		}
+	err = s.replay(ctx, s.db, st, evs, func(ns *state, _ []Event) { st = ns })
+	if err != nil {
+		return nil, 0, err
 	}
 	return st.reg, st.seq, nil
+}
+
+// replay derives the states after evs, the stored events after st, and
+// passes each one put in force to put with the events it took: a run of
+// consecutive run-time changes at once (state.run), every other event, and
+// a run that does not check out, one by one.
+func (s *Store) replay(ctx context.Context, db bun.IDB, st *state, evs []Event, put func(*state, []Event)) error {
+	for i := 0; i < len(evs); {
+		j := i
+		for j < len(evs) && evs[j].Kind == KindChange {
+			j++
+		}
+		if j-i > 1 {
+			if ns, ok := st.run(evs[i:j]); ok {
+				put(ns, evs[i:j])
+				st, i = ns, j
+				continue
+			}
+		}
+		for j = max(j, i+1); i < j; i++ {
+			ns, err := s.step(ctx, db, st, evs[i])
+			if err != nil {
+				return err
+			}
+			put(ns, evs[i:i+1])
+			st = ns
+		}
+	}
+	return nil
 }
 
 // step returns the state after ev, the stored event after st, checked

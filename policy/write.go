@@ -76,15 +76,20 @@ func (l *Live) write(ctx context.Context, build buildFunc, content func(string) 
 	return *ev, nil
 }
 
-// swap puts ns in force; l.mu is held.
-func (l *Live) swap(ns *state, ev Event) {
+// swap puts ns, the state after evs, in force; l.mu is held. Each event
+// is counted and passed to OnSwap; the last is reported to the other
+// instances, which wait for an event or a later one.
+func (l *Live) swap(ns *state, evs ...Event) {
 	l.st = ns
 	l.opts.Engine.Update(ns.reg)
-	l.metrics.swapped(ev, l.opts.Now(), l.started)
-	if l.opts.OnSwap != nil {
-		l.opts.OnSwap(ev)
+	now := l.opts.Now()
+	for _, ev := range evs {
+		l.metrics.swapped(ev, now, l.started)
+		if l.opts.OnSwap != nil {
+			l.opts.OnSwap(ev)
+		}
 	}
-	l.reportApplied(ev)
+	l.reportApplied(evs[len(evs)-1])
 }
 
 // publish puts ev on the bucket: its number, kind and version only, never
@@ -124,15 +129,9 @@ func (l *Live) catchUpLocked(ctx context.Context, db bun.IDB, upTo int64) error 
 	if err != nil {
 		return err
 	}
-	for _, ev := range evs {
-		ns, err := l.opts.Store.step(ctx, db, l.st, ev)
-		if err != nil {
-			return err
-		}
-		l.swap(ns, ev)
-	}
+	err = l.opts.Store.replay(ctx, db, l.st, evs, func(ns *state, took []Event) { l.swap(ns, took...) })
 	l.snapshotLater()
-	return nil
+	return err
 }
 
 // resume puts the latest snapshot at or before upTo in force, if there is
