@@ -13,6 +13,11 @@ type metrics struct {
 	events *prometheus.CounterVec
 	lag    prometheus.Histogram
 	seq    prometheus.Gauge
+	// snapshot is the event of the snapshot this instance stored or
+	// started from last, snapshotBytes the size of the one it stored last,
+	// snapshotFailures the snapshots it could not store.
+	snapshot, snapshotBytes prometheus.Gauge
+	snapshotFailures        prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, dates prometheus.Collector) *metrics {
@@ -30,9 +35,21 @@ func newMetrics(reg prometheus.Registerer, dates prometheus.Collector) *metrics 
 			Namespace: "clearance", Subsystem: "registry", Name: "event_sequence",
 			Help: "Number of the latest registry event in force on this instance.",
 		}),
+		snapshot: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "clearance", Subsystem: "registry", Name: "snapshot_event",
+			Help: "Number of the registry event of the snapshot this instance stored or started from last (0: none).",
+		}),
+		snapshotBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "clearance", Subsystem: "registry", Name: "snapshot_bytes",
+			Help: "Size of the registry snapshot this instance stored last.",
+		}),
+		snapshotFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "clearance", Subsystem: "registry", Name: "snapshot_failures_total",
+			Help: "Registry snapshots this instance could not store (a later start replays more events).",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.events, m.lag, m.seq, dates)
+		reg.MustRegister(m.events, m.lag, m.seq, m.snapshot, m.snapshotBytes, m.snapshotFailures, dates)
 	}
 	return m
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/clearance-broker/clearance/agreements"
 	"github.com/clearance-broker/clearance/broker/brokertest"
 	"github.com/clearance-broker/clearance/policy"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // snapshotSeq returns the event of the stored snapshot, or 0.
@@ -129,6 +130,12 @@ func resumeFromSnapshot(t *testing.T, dsn string) {
 		return n
 	}
 	resumed := check(t, snap)
+	if got := gauge(t, resumed.metrics, "clearance_registry_snapshot_event"); got != float64(snap) {
+		t.Fatalf("snapshot_event %v on the instance started from snapshot %d", got, snap)
+	}
+	if got := gauge(t, a.metrics, "clearance_registry_snapshot_bytes"); got < 1000 {
+		t.Fatalf("snapshot_bytes %v on the instance that stored it", got)
+	}
 
 	for _, tamper := range []struct{ name, set string }{
 		{"content edited", "content = content || ' '"},
@@ -222,4 +229,20 @@ func TestReplayNamesCorruptEvent(t *testing.T) {
 	if _, _, err := e.store.InForce(t.Context()); !errors.Is(err, policy.ErrCorruptEvent) {
 		t.Fatalf("InForce on a corrupt event: %v", err)
 	}
+}
+
+// gauge returns the value of the unlabelled gauge name of g.
+func gauge(t *testing.T, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }

@@ -147,6 +147,7 @@ func (l *Live) resume(ctx context.Context, db bun.IDB, upTo int64) error {
 		return err
 	}
 	l.snapSeq = st.seq
+	l.metrics.snapshot.Set(float64(st.seq))
 	l.swap(st, ev)
 	l.log.Info("registry resumed from snapshot", "event", st.seq, "registry_version", ev.Version,
 		"took", time.Since(start).Round(time.Millisecond))
@@ -179,6 +180,7 @@ func (l *Live) snapshotLater() {
 			l.mu.Lock()
 			defer l.mu.Unlock()
 			l.snapping, l.snapSeq = false, max(l.snapSeq, latest)
+			l.metrics.snapshot.Set(float64(l.snapSeq))
 			return
 		}
 		size, err := l.opts.Store.saveSnapshot(ctx, st, l.opts.Now())
@@ -187,10 +189,13 @@ func (l *Live) snapshotLater() {
 		l.snapping = false
 		if err != nil {
 			// The next event tries again; meanwhile a start replays more.
+			l.metrics.snapshotFailures.Inc()
 			l.log.Warn("store registry snapshot", "event", st.seq, "err", err)
 			return
 		}
 		l.snapSeq = max(l.snapSeq, st.seq)
+		l.metrics.snapshot.Set(float64(l.snapSeq))
+		l.metrics.snapshotBytes.Set(float64(size))
 		l.log.Info("registry snapshot stored", "event", st.seq, "bytes", size,
 			"took", time.Since(start).Round(time.Millisecond))
 		l.snapshotLater() // the events put in force meanwhile may make one due
