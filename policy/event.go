@@ -75,24 +75,33 @@ func (r *eventRow) event() (Event, error) {
 	return ev, nil
 }
 
-// state is a registry derived from the events up to seq.
+// state is a registry derived from the events up to seq. The run-time
+// changes it holds are not kept beside it: an apply reads them from the
+// store (source), so that an instance does not hold every consent ever
+// recorded twice, and a start from a snapshot does not read them at all.
 type state struct {
-	seq     int64
-	base    string
-	reg     *agreements.Registry
-	changes []Event // every run-time change so far, carried over a new apply
+	seq  int64
+	base string
+	reg  *agreements.Registry
 }
 
-// next returns the state after ev, which must be the event after s. content
-// gives the content of a base version.
-func (s *state) next(ev Event, content func(version string) (agreements.Content, error)) (*state, error) {
+// source gives what an apply event needs from the store: the content of a
+// base version, and the run-time changes stored before an event, oldest
+// first, to carry over it.
+type source struct {
+	content func(version string) (agreements.Content, error)
+	changes func(before int64) ([]Event, error)
+}
+
+// next returns the state after ev, which must be the event after s.
+func (s *state) next(ev Event, src source) (*state, error) {
 	if ev.Seq != s.seq+1 {
 		return nil, fmt.Errorf("policy: event %d after %d: %w", ev.Seq, s.seq, ErrGap)
 	}
-	n := &state{seq: ev.Seq, base: s.base, reg: s.reg, changes: s.changes}
+	n := &state{seq: ev.Seq, base: s.base, reg: s.reg}
 	switch ev.Kind {
 	case KindApply:
-		c, err := content(ev.Base)
+		c, err := src.content(ev.Base)
 		if err != nil {
 			return nil, err
 		}
@@ -100,7 +109,11 @@ func (s *state) next(ev Event, content func(version string) (agreements.Content,
 		if err != nil {
 			return nil, fmt.Errorf("policy: base %s: %w", ev.Base, err)
 		}
-		reg, _ = CarryAll(reg, s.changes)
+		changes, err := src.changes(ev.Seq)
+		if err != nil {
+			return nil, err
+		}
+		reg, _ = CarryAll(reg, changes)
 		n.base, n.reg = ev.Base, reg
 	case KindChange:
 		if s.reg == nil {
@@ -111,7 +124,6 @@ func (s *state) next(ev Event, content func(version string) (agreements.Content,
 			return nil, err // the registry's own problems, one per entry
 		}
 		n.reg = reg
-		n.changes = append(slices.Clip(s.changes), ev)
 	default:
 		return nil, fmt.Errorf("policy: event %d kind %q: %w", ev.Seq, ev.Kind, ErrCorruptEvent)
 	}
@@ -146,7 +158,7 @@ func (s *state) run(evs []Event) (*state, bool) {
 	if taken != len(evs) || reg.Version() != last.Version {
 		return nil, false
 	}
-	return &state{seq: last.Seq, base: s.base, reg: reg, changes: append(slices.Clip(s.changes), evs...)}, true
+	return &state{seq: last.Seq, base: s.base, reg: reg}, true
 }
 
 // CarryAll applies the earlier run-time changes evs (of KindChange,

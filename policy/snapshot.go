@@ -24,8 +24,8 @@ import (
 // snapshot is the registry in force after one event, stored with the
 // version that event recorded; a starting instance reads the latest one
 // and replays only the events after it. The run-time changes before it are
-// still read (decoded, not applied), since the next apply carries them
-// over its new base.
+// not read: the next apply reads every run-time change from the store to
+// carry it over its new base (state.next).
 //
 // Every instance stores one when it has put Options.SnapshotEvery events
 // in force since the last it stored or read (by default 10,000, or a tenth
@@ -110,14 +110,14 @@ func (s *Store) resume(ctx context.Context, db bun.IDB, upTo int64) (*state, Eve
 	if sum := sha256.Sum256([]byte(row.Content)); hex.EncodeToString(sum[:]) != row.Digest {
 		return bad("digest does not match its content")
 	}
-	evs, err := s.events(ctx, db, 0, row.Seq)
+	evs, err := s.events(ctx, db, row.Seq-1, row.Seq)
 	if err != nil {
 		return nil, Event{}, err
 	}
-	if len(evs) == 0 || evs[len(evs)-1].Seq != row.Seq {
+	if len(evs) != 1 {
 		return bad("its event is not stored")
 	}
-	ev := evs[len(evs)-1]
+	ev := evs[0]
 	if ev.Version != row.Version {
 		return bad("version differs from its event's")
 	}
@@ -129,13 +129,7 @@ func (s *Store) resume(ctx context.Context, db bun.IDB, upTo int64) (*state, Eve
 	if err != nil {
 		return bad("content is not a valid registry")
 	}
-	st := &state{seq: row.Seq, base: row.Base, reg: reg}
-	for _, e := range evs {
-		if e.Kind == KindChange {
-			st.changes = append(st.changes, e)
-		}
-	}
-	return st, ev, nil
+	return &state{seq: row.Seq, base: row.Base, reg: reg}, ev, nil
 }
 
 // snapshotDue reports whether an instance that stored or read its last

@@ -159,7 +159,7 @@ func (s *Store) replay(ctx context.Context, db bun.IDB, st *state, evs []Event, 
 // step returns the state after ev, the stored event after st, checked
 // against the version it stored.
 func (s *Store) step(ctx context.Context, db bun.IDB, st *state, ev Event) (*state, error) {
-	ns, err := st.next(ev, func(v string) (agreements.Content, error) { return s.base(ctx, db, v) })
+	ns, err := st.next(ev, s.source(ctx, db))
 	if err != nil {
 		return nil, err
 	}
@@ -167,6 +167,31 @@ func (s *Store) step(ctx context.Context, db bun.IDB, st *state, ev Event) (*sta
 		return nil, fmt.Errorf("policy: event %d derives %s, stored %s: %w", ev.Seq, got, ev.Version, ErrCorruptEvent)
 	}
 	return ns, nil
+}
+
+// source reads base contents and run-time changes from db.
+func (s *Store) source(ctx context.Context, db bun.IDB) source {
+	return source{
+		content: func(v string) (agreements.Content, error) { return s.base(ctx, db, v) },
+		changes: func(before int64) ([]Event, error) { return s.changes(ctx, db, before) },
+	}
+}
+
+// changes returns the run-time changes stored before event seq, oldest
+// first.
+func (s *Store) changes(ctx context.Context, db bun.IDB, before int64) ([]Event, error) {
+	var rows []eventRow
+	err := db.NewSelect().Model(&rows).Where("kind = ?", string(KindChange)).Where("seq < ?", before).Order("seq").Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("policy: read run-time changes: %w", err)
+	}
+	out := make([]Event, len(rows))
+	for i := range rows {
+		if out[i], err = rows[i].event(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // events returns the events after seq (up to and including upTo, 0: all),

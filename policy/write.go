@@ -46,16 +46,17 @@ func (l *Live) write(ctx context.Context, build buildFunc, content func(string) 
 			return err
 		}
 		ev.At = l.opts.Now().UTC()
-		from := func(v string) (agreements.Content, error) { return l.opts.Store.base(ctx, tx, v) }
+		src := l.opts.Store.source(ctx, tx)
 		if content != nil {
-			from = func(v string) (agreements.Content, error) {
+			stored := src.content
+			src.content = func(v string) (agreements.Content, error) {
 				if v == ev.Base {
 					return content(v)
 				}
-				return l.opts.Store.base(ctx, tx, v)
+				return stored(v)
 			}
 		}
-		if ns, err = l.st.next(*ev, from); err != nil {
+		if ns, err = l.st.next(*ev, src); err != nil {
 			if ev.Kind == KindChange {
 				return errors.Join(ErrInvalidChange, err)
 			}
