@@ -218,10 +218,15 @@ func TestReplayNamesCorruptEvent(t *testing.T) {
 	if got, want := b.engine.Registry().Version(), a.engine.Registry().Version(); got != want {
 		t.Fatalf("replayed %s, want %s", got, want)
 	}
+	// A page of events reads that page.
+	page, err := e.store.Events(t.Context(), 2, 3)
+	if err != nil || len(page) != 3 || page[0].Seq != 3 || page[2].Seq != 5 {
+		t.Fatalf("Events(2, 3) = %d events from %v, %v", len(page), page, err)
+	}
 	if _, err := e.db.Exec("UPDATE policy_events SET version = 'sha256:0000' WHERE seq = 4"); err != nil {
 		t.Fatal(err)
 	}
-	_, err := policy.Start(t.Context(), policy.Options{Store: e.store, Engine: agreements.NewEngine(load(t, dir)),
+	_, err = policy.Start(t.Context(), policy.Options{Store: e.store, Engine: agreements.NewEngine(load(t, dir)),
 		NATS: brokertest.Connect(t, srv), Audit: e.audit, SnapshotEvery: -1})
 	if !errors.Is(err, policy.ErrCorruptEvent) || !strings.Contains(err.Error(), "event 4 ") {
 		t.Fatalf("start on a corrupt event 4: %v", err)

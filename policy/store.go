@@ -265,12 +265,9 @@ func appendEvent(ctx context.Context, tx bun.Tx, head *headRow, ev *Event) error
 // numbered after, oldest first (limit 0: all), for listing the registry's
 // versions.
 func (s *Store) Events(ctx context.Context, after int64, limit int) ([]Event, error) {
-	evs, err := s.events(ctx, s.db, after, 0)
-	if err != nil {
-		return nil, err
+	var upTo int64
+	if limit > 0 {
+		upTo = after + int64(limit) // events are numbered without gaps
 	}
-	if limit > 0 && len(evs) > limit {
-		evs = evs[:limit]
-	}
-	return evs, nil
+	return s.events(ctx, s.db, after, upTo)
 }
