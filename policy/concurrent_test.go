@@ -9,13 +9,16 @@ import (
 	"github.com/clearance-broker/clearance/broker/brokertest"
 )
 
-// TestConcurrentWriters changes the registry from two instances at once:
-// the store numbers the events without gaps and both instances end on the
-// same version, derived the same way.
+// TestConcurrentWriters changes the registry from two instances at once,
+// each storing a snapshot every few events, while three more instances
+// start: the store numbers the events without gaps and every instance ends
+// on the same version, derived the same way, whether it started from a
+// snapshot being replaced or from the first event.
 func TestConcurrentWriters(t *testing.T) {
 	for _, st := range stores {
 		t.Run(st.name, func(t *testing.T) {
 			e := newEnv(t, st.dsn(t))
+			e.snapshotEvery = 4
 			srv := brokertest.StartNATS(t)
 			dir := registryDir(t)
 			a := e.start(t, brokertest.Connect(t, srv), load(t, dir))
@@ -39,6 +42,10 @@ func TestConcurrentWriters(t *testing.T) {
 					}
 				}()
 			}
+			var started []*node
+			for range 3 {
+				started = append(started, e.start(t, brokertest.Connect(t, srv), load(t, dir)))
+			}
 			wg.Wait()
 			evs, err := e.store.Events(t.Context(), 0, 0)
 			if err != nil {
@@ -53,8 +60,9 @@ func TestConcurrentWriters(t *testing.T) {
 				}
 			}
 			last := evs[len(evs)-1].Version
-			a.waitVersion(t, last)
-			b.waitVersion(t, last)
+			for _, n := range append([]*node{a, b}, started...) {
+				n.waitVersion(t, last)
+			}
 		})
 	}
 }
