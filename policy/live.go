@@ -86,8 +86,9 @@ type Live struct {
 
 	mu sync.Mutex // serialises state changes
 	st *state
-	// snapSeq is the event of the last snapshot this instance stored or
-	// started from; snapping, whether it is storing one now.
+	// snapSeq is the event of the last snapshot this instance stored,
+	// started from or failed to store; snapping, whether it is storing one
+	// now.
 	snapSeq  int64
 	snapping bool
 

@@ -236,7 +236,7 @@ func TestReplayNamesCorruptEvent(t *testing.T) {
 	}
 }
 
-// gauge returns the value of the unlabelled gauge name of g.
+// gauge returns the value of the unlabelled gauge or counter name of g.
 func gauge(t *testing.T, g prometheus.Gatherer, name string) float64 {
 	t.Helper()
 	mfs, err := g.Gather()
@@ -245,9 +245,65 @@ func gauge(t *testing.T, g prometheus.Gatherer, name string) float64 {
 	}
 	for _, mf := range mfs {
 		if mf.GetName() == name {
+			if c := mf.GetMetric()[0].GetCounter(); c != nil {
+				return c.GetValue()
+			}
 			return mf.GetMetric()[0].GetGauge().GetValue()
 		}
 	}
 	t.Fatalf("no metric %s", name)
 	return 0
+}
+
+// TestSnapshotFailureWaitsAnInterval: a snapshot the store refuses is
+// counted and logged, and tried again after another interval of events,
+// not at every event after it.
+func TestSnapshotFailureWaitsAnInterval(t *testing.T) {
+	e := newEnv(t, brokertest.SQLiteDSN(t))
+	e.snapshotEvery = 3
+	srv := brokertest.StartNATS(t)
+	dir := registryDir(t)
+	a := e.start(t, brokertest.Connect(t, srv), load(t, dir))
+	if _, _, err := a.live.Apply(t.Context(), load(t, dir)); err != nil {
+		t.Fatal(err)
+	}
+	change := func(i int) {
+		t.Helper()
+		if _, err := a.live.Change(t.Context(), agreements.Change{Consents: []agreements.Consent{{
+			Subject: fmt.Sprintf("cust-fail-%d", i), Purpose: "marketing", GrantedAt: at}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	failures := func(want float64) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for gauge(t, a.metrics, "clearance_registry_snapshot_failures_total") < want {
+			if time.Now().After(deadline) {
+				t.Fatalf("snapshot failures never reached %v", want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	change(2)
+	change(3) // stored
+	for deadline := time.Now().Add(5 * time.Second); e.snapshotSeq(t) != 3; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("snapshot at %d, want 3", e.snapshotSeq(t))
+		}
+	}
+	if _, err := e.db.Exec("DROP TABLE policy_snapshots"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 4; i <= 6; i++ {
+		change(i) // 6: refused
+	}
+	failures(1)
+	for i := 7; i <= 9; i++ {
+		change(i) // 9: refused again
+	}
+	failures(2)
+	time.Sleep(200 * time.Millisecond)
+	if got := gauge(t, a.metrics, "clearance_registry_snapshot_failures_total"); got != 2 {
+		t.Fatalf("%v snapshot attempts refused, want 2 (events 6 and 9)", got)
+	}
 }

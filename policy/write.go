@@ -189,7 +189,10 @@ func (l *Live) snapshotLater() {
 		defer l.mu.Unlock()
 		l.snapping = false
 		if err != nil {
-			// The next event tries again; meanwhile a start replays more.
+			// Tried again after another interval, not at the next event:
+			// a snapshot too large for its row would be encoded anew at
+			// every change. Meanwhile a start replays more events.
+			l.snapSeq = max(l.snapSeq, st.seq)
 			l.metrics.snapshotFailures.Inc()
 			l.log.Warn("store registry snapshot", "event", st.seq, "err", err)
 			return
