@@ -20,8 +20,9 @@ import (
 // made, so a store that gathered a million consents took minutes to start
 // from; replay takes the changes between two applies at once now
 // (Store.replay), but still decodes, validates and hashes every applied
-// content and carries every change over it. A
-// snapshot is the registry in force after one event, stored with the
+// content and carries every change over it.
+//
+// A snapshot is the registry in force after one event, stored with the
 // version that event recorded; a starting instance reads the latest one
 // and replays only the events after it. The run-time changes before it are
 // not read: the next apply reads every run-time change from the store to
@@ -31,10 +32,10 @@ import (
 // in force since the last it stored or read (by default 10,000, or a tenth
 // of the registry's consents and erasures when that is more, so that a
 // large registry is written out in proportion to its changes, not on every
-// ten thousandth), off the path of the change, and keeps only the newest. A snapshot that does not hold
-// together (its digest, its content, or a version other than its event's)
-// is passed over with a warning and the events are replayed from the
-// first, as before snapshots.
+// ten thousandth), off the path of the change, and keeps only the newest.
+// A snapshot that does not hold together (its digest, its content, or a
+// version other than its event's) is passed over with a warning and the
+// events are replayed from the first, as before snapshots.
 
 // DefaultSnapshotEvery is the default of Options.SnapshotEvery.
 const DefaultSnapshotEvery = 10_000
@@ -53,6 +54,12 @@ type snapshotRow struct {
 	At     time.Time `bun:"at,notnull"`
 }
 
+// digest is a snapshot's Digest of its content.
+func digest(content []byte) string {
+	sum := sha256.Sum256(content)
+	return hex.EncodeToString(sum[:])
+}
+
 // errBadSnapshot: a stored snapshot does not hold together.
 var errBadSnapshot = errors.New("policy: snapshot unusable")
 
@@ -63,9 +70,8 @@ func (s *Store) saveSnapshot(ctx context.Context, st *state, now time.Time) (int
 	if err != nil {
 		return 0, fmt.Errorf("policy: encode snapshot %d: %w", st.seq, err)
 	}
-	sum := sha256.Sum256(data)
 	row := &snapshotRow{Seq: st.seq, Base: st.base, Version: st.reg.Version(), Content: string(data),
-		Digest: hex.EncodeToString(sum[:]), At: now.UTC()}
+		Digest: digest(data), At: now.UTC()}
 	err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		if _, err := tx.NewInsert().Model(row).On("CONFLICT DO NOTHING").Exec(ctx); err != nil {
 			return fmt.Errorf("policy: store snapshot %d: %w", st.seq, err)
@@ -107,7 +113,7 @@ func (s *Store) resume(ctx context.Context, db bun.IDB, upTo int64) (*state, Eve
 	bad := func(why string) (*state, Event, error) {
 		return nil, Event{}, fmt.Errorf("policy: snapshot %d: %s: %w", row.Seq, why, errBadSnapshot)
 	}
-	if sum := sha256.Sum256([]byte(row.Content)); hex.EncodeToString(sum[:]) != row.Digest {
+	if digest([]byte(row.Content)) != row.Digest {
 		return bad("digest does not match its content")
 	}
 	evs, err := s.events(ctx, db, row.Seq-1, row.Seq)

@@ -294,6 +294,10 @@ func TestSnapshotFailureWaitsAnInterval(t *testing.T) {
 	if _, err := e.db.Exec("DROP TABLE policy_snapshots"); err != nil {
 		t.Fatal(err)
 	}
+	// A store whose snapshots cannot be read is an error, not a replay.
+	if _, _, err := e.store.InForce(t.Context()); err == nil {
+		t.Fatal("InForce read a store without its snapshot table")
+	}
 	for i := 4; i <= 6; i++ {
 		change(i) // 6: refused
 	}

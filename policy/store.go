@@ -111,9 +111,10 @@ func (s *Store) AgreementVersions(ctx context.Context, id string) ([]agreements.
 // nothing was ever applied.
 func (s *Store) InForce(ctx context.Context) (*agreements.Registry, int64, error) {
 	st, _, err := s.resume(ctx, s.db, 0)
-	if errors.Is(err, errBadSnapshot) || st == nil {
+	switch {
+	case errors.Is(err, errBadSnapshot) || (err == nil && st == nil):
 		st = &state{} // replay every event
-	} else if err != nil {
+	case err != nil:
 		return nil, 0, err
 	}
 	evs, err := s.events(ctx, s.db, st.seq, 0)

@@ -177,18 +177,16 @@ func (l *Live) snapshotLater() {
 		// Another instance may have stored one since: each instance counts
 		// from the last it stored or read.
 		latest, err := l.opts.Store.snapshotSeq(ctx)
-		if err == nil && !snapshotDue(st, latest, l.opts.SnapshotEvery) {
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			l.snapping, l.snapSeq = false, max(l.snapSeq, latest)
-			l.metrics.snapshot.Set(float64(l.snapSeq))
-			return
+		stored, size := false, 0
+		if err != nil || snapshotDue(st, latest, l.opts.SnapshotEvery) {
+			size, err = l.opts.Store.saveSnapshot(ctx, st, l.opts.Now())
+			stored = err == nil
 		}
-		size, err := l.opts.Store.saveSnapshot(ctx, st, l.opts.Now())
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		l.snapping = false
-		if err != nil {
+		switch {
+		case err != nil:
 			// Tried again after another interval, not at the next event:
 			// a snapshot too large for its row would be encoded anew at
 			// every change. Meanwhile a start replays more events.
@@ -196,12 +194,15 @@ func (l *Live) snapshotLater() {
 			l.metrics.snapshotFailures.Inc()
 			l.log.Warn("store registry snapshot", "event", st.seq, "err", err)
 			return
+		case stored:
+			l.snapSeq = max(l.snapSeq, st.seq)
+			l.metrics.snapshotBytes.Set(float64(size))
+			l.log.Info("registry snapshot stored", "event", st.seq, "bytes", size,
+				"took", time.Since(start).Round(time.Millisecond))
+		default:
+			l.snapSeq = max(l.snapSeq, latest)
 		}
-		l.snapSeq = max(l.snapSeq, st.seq)
 		l.metrics.snapshot.Set(float64(l.snapSeq))
-		l.metrics.snapshotBytes.Set(float64(size))
-		l.log.Info("registry snapshot stored", "event", st.seq, "bytes", size,
-			"took", time.Since(start).Round(time.Millisecond))
 		l.snapshotLater() // the events put in force meanwhile may make one due
 	}()
 }
