@@ -127,7 +127,22 @@ func (r *Registry) With(ch Change) (*Registry, error) {
 // chains it, and indexes the subjects once. A short run, under what With
 // keeps before a fold, goes through With.
 func (r *Registry) WithEach(chs []Change) (*Registry, int) {
+	r, versions := r.WithEachVersions(chs)
 	taken := 0
+	for _, v := range versions {
+		if v != "" {
+			taken++
+		}
+	}
+	return r, taken
+}
+
+// WithEachVersions is WithEach that also returns the version each change
+// gave the registry, "" for a change it left out: a store replaying its
+// changes checks the versions it recorded against them without hashing
+// each change a second time.
+func (r *Registry) WithEachVersions(chs []Change) (*Registry, []string) {
+	versions := make([]string, len(chs))
 	for i := 0; i < len(chs); {
 		j, entries := i, 0
 		for j < len(chs) && peopleOnly(&chs[j]) {
@@ -135,18 +150,17 @@ func (r *Registry) WithEach(chs []Change) (*Registry, int) {
 			j++
 		}
 		if j-i > 1 && entries >= foldAt(r.People()) {
-			var k int
-			r, k = r.withPeople(chs[i:j])
-			taken, i = taken+k, j
+			r = r.withPeople(chs[i:j], versions[i:j])
+			i = j
 			continue
 		}
 		for j = max(j, i+1); i < j; i++ {
 			if n, err := r.With(chs[i]); err == nil {
-				r, taken = n, taken+1
+				r, versions[i] = n, n.version
 			}
 		}
 	}
-	return r, taken
+	return r, versions
 }
 
 // peopleOnly reports whether ch holds nothing but consents, withdrawals
@@ -155,8 +169,9 @@ func peopleOnly(ch *Change) bool { return len(ch.LegalOrders) == 0 && len(ch.Sus
 
 // withPeople applies run, changes that hold only consents, withdrawals and
 // erasures, as With applied to each in turn would, and returns the
-// registry and how many it took.
-func (r *Registry) withPeople(run []Change) (*Registry, int) {
+// registry; versions[k] is set to the version run[k] gave it, and left ""
+// when With would refuse it.
+func (r *Registry) withPeople(run []Change, versions []string) *Registry {
 	l := r.lists(run)
 	version, taken := r.version, 0
 	for k := range run {
@@ -169,16 +184,17 @@ func (r *Registry) withPeople(run []Change) (*Registry, int) {
 			continue
 		}
 		version, taken = "sha256:"+sum, taken+1
+		versions[k] = version
 		l.apply(ch.Withdrawals, ch.Consents, ch.Erasures)
 	}
 	if taken == 0 {
-		return r, 0
+		return r
 	}
 	n := *r // shares every index but the subjects'
 	n.content.Consents, n.content.Erasures, n.pending = l.consents, l.erasures, nil
 	n.indexPeople()
 	n.version = version
-	return &n, taken
+	return &n
 }
 
 // withdraw marks c withdrawn at at when it was granted before and is not
@@ -279,17 +295,6 @@ func (r *Registry) checkChange(ch *Change) error {
 		return errors.Join(v.errs...)
 	}
 	return nil
-}
-
-// ChangedVersion returns the version With gives a registry of version
-// parent that takes ch, without deriving the registry: a store of changes
-// checks its recorded versions with it.
-func ChangedVersion(parent string, ch Change) (string, error) {
-	sum, err := changeHash(parent, &ch)
-	if err != nil {
-		return "", err
-	}
-	return "sha256:" + sum, nil
 }
 
 func changeHash(parent string, ch *Change) (string, error) {

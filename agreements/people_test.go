@@ -234,14 +234,23 @@ func TestWithEachMatchesWith(t *testing.T) {
 			chs = append(chs, ch)
 		}
 		want, wantTaken := base, 0
-		for _, ch := range chs {
+		wantVersions := make([]string, len(chs))
+		for i, ch := range chs {
 			if n, err := want.With(ch); err == nil {
-				want, wantTaken = n, wantTaken+1
+				want, wantTaken, wantVersions[i] = n, wantTaken+1, n.Version()
 			}
 		}
 		got, taken := base.WithEach(chs)
 		if got.Version() != want.Version() || taken != wantTaken {
 			t.Fatalf("round %d (%d changes): version %s, %d taken; change by change %s, %d", round, len(chs), got.Version(), taken, want.Version(), wantTaken)
+		}
+		// Each change's version, "" where With refuses it.
+		if _, versions := base.WithEachVersions(chs); !slices.Equal(versions, wantVersions) {
+			for i := range versions {
+				if versions[i] != wantVersions[i] {
+					t.Fatalf("round %d: change %d gave version %q, change by change %q", round, i, versions[i], wantVersions[i])
+				}
+			}
 		}
 		if !reflect.DeepEqual(got.Content(), want.Content()) {
 			t.Fatalf("round %d: content differs from change by change", round)

@@ -131,34 +131,29 @@ func (s *state) next(ev Event, src source) (*state, error) {
 }
 
 // run returns the state after evs, consecutive run-time changes after s,
-// taken at once (agreements.Registry.WithEach), which costs a fraction of
-// taking them one by one when they are many; false when they do not follow
-// s, one is refused, or a version one of them stored is not the one it
-// derives, for the caller to take them one by one and name the event at
-// fault.
+// taken at once (agreements.Registry.WithEachVersions), which costs a
+// fraction of taking them one by one when they are many; false when they
+// do not follow s, one is refused, or a version one of them stored is not
+// the one it derives, for the caller to take them one by one and name the
+// event at fault.
 func (s *state) run(evs []Event) (*state, bool) {
 	if s.reg == nil || len(evs) == 0 {
 		return nil, false
 	}
 	chs := make([]agreements.Change, len(evs))
-	version := s.reg.Version()
 	for i, ev := range evs {
 		if ev.Kind != KindChange || ev.Change == nil || ev.Seq != s.seq+int64(i)+1 {
 			return nil, false
 		}
 		chs[i] = *ev.Change
-		v, err := agreements.ChangedVersion(version, chs[i])
-		if err != nil || v != ev.Version {
+	}
+	reg, versions := s.reg.WithEachVersions(chs)
+	for i, v := range versions {
+		if v == "" || v != evs[i].Version {
 			return nil, false
 		}
-		version = v
 	}
-	reg, taken := s.reg.WithEach(chs)
-	last := evs[len(evs)-1]
-	if taken != len(evs) || reg.Version() != last.Version {
-		return nil, false
-	}
-	return &state{seq: last.Seq, base: s.base, reg: reg}, true
+	return &state{seq: evs[len(evs)-1].Seq, base: s.base, reg: reg}, true
 }
 
 // CarryAll applies the earlier run-time changes evs (of KindChange,
