@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/clearance-broker/clearance/agreements"
@@ -36,6 +37,15 @@ import (
 // A snapshot that does not hold together (its digest, its content, or a
 // version other than its event's) is passed over with a warning and the
 // events are replayed from the first, as before snapshots.
+//
+// A snapshot's content is stored in parts of snapshotPart bytes
+// (policy_snapshot_parts), so that no row or statement nears PostgreSQL's
+// 1 GB limit on a field and a query: one row held about 140 bytes per
+// consent, so a registry of some seven million consents could not be
+// stored in one. The digest in the snapshot's own row covers the parts
+// joined in order, so a part missing, added, reordered or edited makes the
+// snapshot pass over. A snapshot stored before parts holds its content in
+// its own row.
 
 // DefaultSnapshotEvery is the default of Options.SnapshotEvery.
 const DefaultSnapshotEvery = 10_000
@@ -47,12 +57,29 @@ type snapshotRow struct {
 	Seq     int64  `bun:"seq,pk"`
 	Base    string `bun:"base,notnull"`
 	Version string `bun:"version,notnull"`
+	// Content is empty: the content is in the snapshot's parts. It holds
+	// the content of a snapshot stored before parts.
 	Content string `bun:"content,notnull"`
-	// Digest is the SHA-256 of Content, hex: a row cut short or edited in
-	// place is passed over.
+	// Digest is the SHA-256 of the content, hex: a part cut short, edited,
+	// missing or added is passed over.
 	Digest string    `bun:"digest,notnull"`
 	At     time.Time `bun:"at,notnull"`
 }
+
+// snapshotPartRow is one part of a snapshot's content, numbered from 0.
+type snapshotPartRow struct {
+	bun.BaseModel `bun:"table:policy_snapshot_parts"`
+
+	Seq  int64  `bun:"seq,pk"`
+	Part int    `bun:"part,pk"`
+	Data []byte `bun:"data,notnull"`
+}
+
+// snapshotPart is the size in bytes of a snapshot's parts (16 MiB; tests
+// set it smaller): a part is sent as hex in its statement, twice its size.
+var snapshotPart atomic.Int64
+
+func init() { snapshotPart.Store(16 << 20) }
 
 // digest is a snapshot's Digest of its content.
 func digest(content []byte) string {
@@ -63,18 +90,32 @@ func digest(content []byte) string {
 // errBadSnapshot: a stored snapshot does not hold together.
 var errBadSnapshot = errors.New("policy: snapshot unusable")
 
-// saveSnapshot stores st as the snapshot of its event and removes the
-// older ones. A snapshot of that event stored already is kept.
+// saveSnapshot stores st as the snapshot of its event, its content in
+// parts, and removes the older ones. A snapshot of that event stored
+// already is kept.
 func (s *Store) saveSnapshot(ctx context.Context, st *state, now time.Time) (int, error) {
 	data, err := json.Marshal(st.reg.Content())
 	if err != nil {
 		return 0, fmt.Errorf("policy: encode snapshot %d: %w", st.seq, err)
 	}
-	row := &snapshotRow{Seq: st.seq, Base: st.base, Version: st.reg.Version(), Content: string(data),
-		Digest: digest(data), At: now.UTC()}
+	row := &snapshotRow{Seq: st.seq, Base: st.base, Version: st.reg.Version(), Digest: digest(data), At: now.UTC()}
 	err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		if _, err := tx.NewInsert().Model(row).On("CONFLICT DO NOTHING").Exec(ctx); err != nil {
+		res, err := tx.NewInsert().Model(row).On("CONFLICT DO NOTHING").Exec(ctx)
+		if err != nil {
 			return fmt.Errorf("policy: store snapshot %d: %w", st.seq, err)
+		}
+		if n, err := res.RowsAffected(); err == nil && n > 0 {
+			size := int(snapshotPart.Load())
+			for part, rest := 0, data; len(rest) > 0; part++ {
+				chunk := rest[:min(len(rest), size)]
+				rest = rest[len(chunk):]
+				if _, err := tx.NewInsert().Model(&snapshotPartRow{Seq: st.seq, Part: part, Data: chunk}).Exec(ctx); err != nil {
+					return fmt.Errorf("policy: store snapshot %d part %d: %w", st.seq, part, err)
+				}
+			}
+		}
+		if _, err := tx.NewDelete().Model((*snapshotPartRow)(nil)).Where("seq < ?", st.seq).Exec(ctx); err != nil {
+			return fmt.Errorf("policy: remove older snapshots: %w", err)
 		}
 		if _, err := tx.NewDelete().Model((*snapshotRow)(nil)).Where("seq < ?", st.seq).Exec(ctx); err != nil {
 			return fmt.Errorf("policy: remove older snapshots: %w", err)
@@ -82,6 +123,28 @@ func (s *Store) saveSnapshot(ctx context.Context, st *state, now time.Time) (int
 		return nil
 	})
 	return len(data), err
+}
+
+// snapshotContent returns the content of snapshot row: its parts joined
+// in order, or the content of its own row when it was stored before parts.
+func snapshotContent(ctx context.Context, db bun.IDB, row *snapshotRow) ([]byte, error) {
+	if row.Content != "" {
+		return []byte(row.Content), nil
+	}
+	var parts []snapshotPartRow
+	if err := db.NewSelect().Model(&parts).Where("seq = ?", row.Seq).Order("part").Scan(ctx); err != nil {
+		return nil, fmt.Errorf("policy: read snapshot %d: %w", row.Seq, err)
+	}
+	size := 0
+	for i := range parts {
+		size += len(parts[i].Data)
+	}
+	data := make([]byte, 0, size)
+	for i := range parts {
+		data = append(data, parts[i].Data...)
+		parts[i].Data = nil
+	}
+	return data, nil
 }
 
 // snapshotSeq returns the event of the latest stored snapshot, 0 when
@@ -113,7 +176,11 @@ func (s *Store) resume(ctx context.Context, db bun.IDB, upTo int64) (*state, Eve
 	bad := func(why string) (*state, Event, error) {
 		return nil, Event{}, fmt.Errorf("policy: snapshot %d: %s: %w", row.Seq, why, errBadSnapshot)
 	}
-	if digest([]byte(row.Content)) != row.Digest {
+	content, err := snapshotContent(ctx, db, &row)
+	if err != nil {
+		return nil, Event{}, err
+	}
+	if digest(content) != row.Digest {
 		return bad("digest does not match its content")
 	}
 	evs, err := s.events(ctx, db, row.Seq-1, row.Seq)
@@ -128,7 +195,7 @@ func (s *Store) resume(ctx context.Context, db bun.IDB, upTo int64) (*state, Eve
 		return bad("version differs from its event's")
 	}
 	var c agreements.Content
-	if err := json.Unmarshal([]byte(row.Content), &c); err != nil {
+	if err := json.Unmarshal(content, &c); err != nil {
 		return bad("content does not decode")
 	}
 	reg, err := agreements.Restore(c, row.Version)

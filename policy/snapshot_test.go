@@ -60,6 +60,7 @@ func TestStartResumesFromSnapshot(t *testing.T) {
 }
 
 func resumeFromSnapshot(t *testing.T, dsn string) {
+	t.Cleanup(policy.SetSnapshotPart(1024))
 	e := newEnv(t, dsn)
 	e.snapshotEvery = 5
 	srv := brokertest.StartNATS(t)
@@ -137,22 +138,69 @@ func resumeFromSnapshot(t *testing.T, dsn string) {
 		t.Fatalf("snapshot_bytes %v on the instance that stored it", got)
 	}
 
-	for _, tamper := range []struct{ name, set string }{
-		{"content edited", "content = content || ' '"},
-		{"other version", "version = 'sha256:0000'"},
-		{"content does not decode", "content = '{\"zones\":7}', digest = '" + sha256Hex(`{"zones":7}`) + "'"},
-		{"content not a registry", "content = '" + notRegistry + "', digest = '" + sha256Hex(notRegistry) + "'"},
-	} {
-		t.Run(tamper.name, func(t *testing.T) {
-			if _, err := e.db.Exec("UPDATE policy_snapshots SET " + tamper.set); err != nil {
-				t.Fatal(err)
-			}
-			check(t, 1)
-		})
-		// The next tamper starts from the intact snapshot again.
-		if _, err := e.db.Exec("DELETE FROM policy_snapshots"); err != nil {
+	// The content is in parts (of 1 KiB in this test).
+	var parts int
+	if err := e.db.NewRaw("SELECT COUNT(*) FROM policy_snapshot_parts WHERE seq = ?", snap).Scan(t.Context(), &parts); err != nil {
+		t.Fatal(err)
+	}
+	if parts < 3 {
+		t.Fatalf("snapshot stored in %d parts, want several", parts)
+	}
+	exec := func(t *testing.T, query string, args ...any) {
+		t.Helper()
+		if _, err := e.db.Exec(query, args...); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// replaceContent stores content as the snapshot's only part.
+	replaceContent := func(t *testing.T, content string) {
+		exec(t, "DELETE FROM policy_snapshot_parts")
+		exec(t, "INSERT INTO policy_snapshot_parts (seq, part, data) SELECT seq, 0, ? FROM policy_snapshots", []byte(content))
+		exec(t, "UPDATE policy_snapshots SET digest = ?", sha256Hex(content))
+	}
+	for _, tamper := range []struct {
+		name  string
+		apply func(t *testing.T)
+		from  func() int64 // the event the next instance starts from
+	}{
+		{"a part edited", func(t *testing.T) {
+			exec(t, "UPDATE policy_snapshot_parts SET data = ? WHERE part = 1", []byte(strings.Repeat(" ", 1024)))
+		}, nil},
+		{"a part missing", func(t *testing.T) { exec(t, "DELETE FROM policy_snapshot_parts WHERE part = 1") }, nil},
+		{"a part added", func(t *testing.T) {
+			exec(t, "INSERT INTO policy_snapshot_parts (seq, part, data) SELECT seq, 1000, ? FROM policy_snapshots", []byte(" "))
+		}, nil},
+		{"other version", func(t *testing.T) { exec(t, "UPDATE policy_snapshots SET version = 'sha256:0000'") }, nil},
+		{"content does not decode", func(t *testing.T) { replaceContent(t, `{"zones":7}`) }, nil},
+		{"content not a registry", func(t *testing.T) { replaceContent(t, notRegistry) }, nil},
+		// A snapshot stored before parts holds its content in its own row,
+		// and is put in force.
+		{"stored before parts", func(t *testing.T) {
+			var rows []struct {
+				Data []byte `bun:"data"`
+			}
+			if err := e.db.NewRaw("SELECT data FROM policy_snapshot_parts ORDER BY part").Scan(t.Context(), &rows); err != nil {
+				t.Fatal(err)
+			}
+			var content []byte
+			for _, r := range rows {
+				content = append(content, r.Data...)
+			}
+			exec(t, "DELETE FROM policy_snapshot_parts")
+			exec(t, "UPDATE policy_snapshots SET content = ?", string(content))
+		}, func() int64 { return e.snapshotSeq(t) }},
+	} {
+		t.Run(tamper.name, func(t *testing.T) {
+			tamper.apply(t)
+			from := int64(1)
+			if tamper.from != nil {
+				from = tamper.from()
+			}
+			check(t, from)
+		})
+		// The next tamper starts from the intact snapshot again.
+		exec(t, "DELETE FROM policy_snapshot_parts")
+		exec(t, "DELETE FROM policy_snapshots")
 		a.live.Stop()
 		a = e.start(t, brokertest.Connect(t, srv), load(t, dir))
 		deadline := time.Now().Add(10 * time.Second)

@@ -73,7 +73,7 @@ func OpenStore(ctx context.Context, db *bun.DB) (*Store, error) {
 }
 
 func migrateSchema(ctx context.Context, db *bun.DB) error {
-	return sqlschema.Migrate(ctx, db, "policy", registerSchemaV1, registerSnapshots)
+	return sqlschema.Migrate(ctx, db, "policy", registerSchemaV1, registerSnapshots, registerSnapshotParts)
 }
 
 // Head returns the sequence number and registry version of the latest
