@@ -3,7 +3,7 @@ package compliance
 import (
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/hmac"
+	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -18,6 +18,11 @@ import (
 // SubjectTokenTTL is how long a console subject token stays usable.
 const SubjectTokenTTL = 12 * time.Hour
 
+// tokenKeyLabel is the HKDF salt of the subject tokens' key. Tokens sealed
+// under the first key (before 2026-12-03) no longer open: the console asks
+// for the subject again.
+const tokenKeyLabel = "clearance console subject token v2"
+
 // errBadSubjectToken is a subject token that is malformed, forged or
 // expired.
 var errBadSubjectToken = errors.New("compliance: subject token invalid or expired")
@@ -27,6 +32,14 @@ var errBadSubjectToken = errors.New("compliance: subject token invalid or expire
 // (browser history, proxies' logs). The key derives from the subject HMAC
 // key (tokens work on every instance sharing it) or, without one, is random
 // per process.
+//
+// It derives by HKDF (tokenKeyLabel), never as an HMAC under the subject
+// key of some label: the API answers the HMAC of any string a viewer names
+// as a subject (GET /v1/subjects/{subject}/recipients), so a key made that
+// way (as the first tokens' was, HMAC of "clearance console subject token
+// v1") was one request away from every viewer, who could then open any
+// token seen in a log or a browser's history. HKDF keys its extraction by
+// its salt, not by the subject key, so no answer of the API is its key.
 type subjectTokens struct {
 	aead cipher.AEAD
 	now  func() time.Time
@@ -35,9 +48,10 @@ type subjectTokens struct {
 func newSubjectTokens(subjectKey []byte, now func() time.Time) (*subjectTokens, error) {
 	key := make([]byte, 32)
 	if len(subjectKey) > 0 {
-		m := hmac.New(sha256.New, subjectKey)
-		m.Write([]byte("clearance console subject token v1"))
-		key = m.Sum(nil)
+		var err error
+		if key, err = hkdf.Key(sha256.New, subjectKey, []byte(tokenKeyLabel), "aes-256-gcm", 32); err != nil {
+			return nil, err
+		}
 	} else if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}

@@ -1,8 +1,14 @@
 package compliance
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
+	"encoding/base64"
+	"encoding/hex"
 	"testing"
 	"time"
+
+	"github.com/clearance-broker/clearance/audit"
 )
 
 func TestSubjectTokens(t *testing.T) {
@@ -44,5 +50,30 @@ func TestSubjectTokens(t *testing.T) {
 				t.Fatalf("got %q, %v", got, err)
 			}
 		})
+	}
+}
+
+// TestSubjectTokenKeyIsNoSubjectHMAC: the API answers the subject HMAC of
+// any string a viewer names (GET /v1/subjects/{subject}/recipients), so
+// the tokens' key must not be the HMAC of any label under the subject key:
+// a viewer would ask for it and open every token (the subject in clear).
+func TestSubjectTokenKeyIsNoSubjectHMAC(t *testing.T) {
+	subjectKey := []byte("shared-subject-key")
+	tokens, err := newSubjectTokens(subjectKey, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(tokens.seal("alice@example.com"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, label := range []string{"clearance console subject token v1", tokenKeyLabel, "aes-256-gcm", ""} {
+		key, _ := hex.DecodeString(audit.SubjectHMAC(subjectKey, label))
+		block, _ := aes.NewCipher(key)
+		aead, _ := cipher.NewGCM(block)
+		ns := aead.NonceSize()
+		if plain, err := aead.Open(nil, raw[:ns], raw[ns:], nil); err == nil {
+			t.Fatalf("the subject HMAC of %q opens a token: %q", label, plain[8:])
+		}
 	}
 }
