@@ -197,10 +197,11 @@ func (r *Registry) withPeople(run []Change, versions []string) *Registry {
 	return &n
 }
 
-// withdraw marks c withdrawn at at when it was granted before and is not
-// withdrawn yet, and reports whether it did.
+// withdraw marks c withdrawn at at when it is in force then (granted by
+// at, as the engine counts a consent granted at the very instant of a
+// request, and not withdrawn yet), and reports whether it did.
 func withdraw(c *Consent, at time.Time) bool {
-	if !c.GrantedAt.Before(at) || (c.WithdrawnAt != nil && !c.WithdrawnAt.After(at)) {
+	if c.GrantedAt.After(at) || (c.WithdrawnAt != nil && !c.WithdrawnAt.After(at)) {
 		return false
 	}
 	t := at.UTC()

@@ -290,3 +290,43 @@ func TestDecideLegalOrderFacts(t *testing.T) {
 		t.Errorf("legal order = %q, agreement = %v", d.LegalOrder, d.Agreement)
 	}
 }
+
+// TestWithdrawalAtGrantInstant: a consent is in force from the instant it
+// was granted, so a withdrawal dated that very instant withdraws it, change
+// by change and in a run, and the engine refuses from then on; one dated
+// before the grant withdraws nothing.
+func TestWithdrawalAtGrantInstant(t *testing.T) {
+	base := engineRegistry(t)
+	granted := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	grant := Change{Consents: []Consent{{Subject: "s-w", Purpose: "marketing", GrantedAt: granted}}}
+	req, _ := give{recipient: "p-de", purpose: "marketing", subject: "s-w"}.request()
+	later := granted.Add(30 * 24 * time.Hour)
+	for _, tc := range []struct {
+		name      string
+		at        time.Time
+		withdrawn bool
+	}{
+		{"at the grant", granted, true},
+		{"after it", granted.Add(time.Second), true},
+		{"before it", granted.Add(-time.Second), false},
+	} {
+		chs := []Change{grant, {Withdrawals: []Withdrawal{{Subject: "s-w", Purpose: "marketing", At: tc.at}}}}
+		one, err := base.With(chs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if one, err = one.With(chs[1]); err != nil {
+			t.Fatal(err)
+		}
+		run := base.withPeople(chs, make([]string, 2))
+		for name, r := range map[string]*Registry{"With": one, "a run": run} {
+			d := NewEngine(r).Decide(req, later)
+			if d.Allowed() == tc.withdrawn {
+				t.Errorf("withdrawal %s, %s: allowed %v, reasons %v", tc.name, name, d.Allowed(), d.Reasons)
+			}
+			if tc.withdrawn && !slices.Contains(d.Reasons, ReasonConsentWithdrawn) {
+				t.Errorf("withdrawal %s, %s: reasons %v, want %s", tc.name, name, d.Reasons, ReasonConsentWithdrawn)
+			}
+		}
+	}
+}

@@ -212,7 +212,7 @@ func inForce(reg *agreements.Registry, ch agreements.Change) (erased bool, err e
 		found := false
 		for i := range consents {
 			k := &consents[i]
-			if k.Purpose == w.Purpose && k.GrantedAt.Before(w.At) && (k.WithdrawnAt == nil || k.WithdrawnAt.After(w.At)) {
+			if k.Purpose == w.Purpose && !k.GrantedAt.After(w.At) && (k.WithdrawnAt == nil || k.WithdrawnAt.After(w.At)) {
 				found = true
 				break
 			}

@@ -294,4 +294,23 @@ func TestErasureRecordedOnceAcrossInstances(t *testing.T) {
 	if _, err := b.live.Change(t.Context(), wd); !errors.Is(err, policy.ErrNothingToWithdraw) {
 		t.Errorf("withdrawal of no consent: %v, want ErrNothingToWithdraw", err)
 	}
+	// A withdrawal dated the instant of the grant withdraws it: the
+	// consent is in force from that instant. One dated before it is
+	// refused.
+	granted := time.Now().UTC().Add(-time.Minute).Truncate(time.Second)
+	if _, err := a.live.Change(t.Context(), agreements.Change{Consents: []agreements.Consent{{Subject: "cust-99", Purpose: "marketing", GrantedAt: granted}}}); err != nil {
+		t.Fatal(err)
+	}
+	early := agreements.Change{Withdrawals: []agreements.Withdrawal{{Subject: "cust-99", Purpose: "marketing", At: granted.Add(-time.Second)}}}
+	if _, err := b.live.Change(t.Context(), early); !errors.Is(err, policy.ErrNothingToWithdraw) {
+		t.Errorf("withdrawal before the grant: %v, want ErrNothingToWithdraw", err)
+	}
+	wd.Withdrawals[0].At = granted
+	if _, err := b.live.Change(t.Context(), wd); err != nil {
+		t.Errorf("withdrawal at the instant of the grant: %v", err)
+	}
+	consents, _ := b.engine.Registry().Subject("cust-99")
+	if len(consents) != 1 || consents[0].WithdrawnAt == nil || !consents[0].WithdrawnAt.Equal(granted) {
+		t.Errorf("consents after the withdrawal: %+v", consents)
+	}
 }
