@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/nats-io/nuid"
 )
@@ -79,11 +80,11 @@ func (l *Live) serveRecord(w http.ResponseWriter, r *http.Request, kind, subject
 	}
 }
 
-// headerToken returns a header usable as an id (printable, at most 256
+// headerToken returns a header usable as an id (printable UTF-8, at most 256
 // bytes), or def.
 func headerToken(r *http.Request, name, def string) string {
 	v := r.Header.Get(name)
-	if v == "" || len(v) > 256 || strings.ContainsFunc(v, func(c rune) bool { return unicode.IsControl(c) || c == ' ' || c == '.' }) {
+	if v == "" || len(v) > 256 || !utf8.ValidString(v) || strings.ContainsFunc(v, func(c rune) bool { return unicode.IsControl(c) || c == ' ' || c == '.' }) {
 		return def
 	}
 	return v

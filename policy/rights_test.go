@@ -170,6 +170,18 @@ func TestRightsHTTPChangesNothingTwice(t *testing.T) {
 			t.Errorf("the audit entry names the subject: %s", b)
 		}
 	})
+	t.Run("an idempotency key that is not UTF-8", func(t *testing.T) {
+		// Recorded under an id of its own: PostgreSQL would refuse the key
+		// as text, and every retry would fail unaudited.
+		code, rc, _ := post(t, "/v1/consents", "key-\xff\xfe", `{"action":"grant"}`)
+		if code != http.StatusBadRequest || !strings.HasPrefix(rc.RequestID, "http-") {
+			t.Fatalf("%d %+v", code, rc)
+		}
+		es, err := e.audit.Query(t.Context(), audit.Filter{RequestID: rc.RequestID})
+		if err != nil || len(es) != 1 || es[0].Event != audit.EventRejected {
+			t.Fatalf("audit %+v %v", es, err)
+		}
+	})
 	t.Run("withdrawal of a consent to an unknown purpose", func(t *testing.T) {
 		code, _, _ := post(t, "/v1/consents", "wd-2", `{"action":"withdraw","subject":"cust-7","purpose":"ada@example.com"}`)
 		if code != http.StatusNotFound {
