@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -145,11 +146,35 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
 	w.Header().Set("Cache-Control", "no-store")
-	n, err := s.opts.Audit.Export(r.Context(), w, format, f)
-	if err != nil {
-		// Headers are gone; the truncated body is all the client gets.
-		s.log.Error("export", "rows", n, "err", err)
+	cw := &countingWriter{w: w}
+	n, err := s.opts.Audit.Export(r.Context(), cw, format, f)
+	if err == nil {
+		return
 	}
+	if cw.n == 0 {
+		// Nothing sent: the answer is still an error, not a file.
+		w.Header().Del("Content-Disposition")
+		s.fail(w, err)
+		return
+	}
+	s.log.Error("export cut short", "rows", n, "err", err)
+	// The status and part of the body are gone: the connection is cut
+	// without the end of the body, so that the client sees an incomplete
+	// download (curl: "transfer closed with outstanding read data"; a
+	// browser: a failed download) rather than a file that looks whole.
+	panic(http.ErrAbortHandler)
+}
+
+// countingWriter counts what passes through it to w.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func (s *Server) getExport(w http.ResponseWriter, r *http.Request) { s.export(w, r) }
