@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
+	"github.com/clearance-broker/clearance/agreements"
 	"github.com/clearance-broker/clearance/connectors"
 	"github.com/clearance-broker/clearance/connectors/natsregion"
 	"github.com/clearance-broker/clearance/shred"
@@ -34,17 +36,34 @@ const SubjectKeyRef = "subject-key"
 
 // sealKept seals data for keeping: under the subject's key when
 // Options.Subjects is set and the request names a subject, else under the
-// broker's keys. For an erased subject nothing is kept (nil data).
+// broker's keys. For an erased subject nothing is kept (nil data). The
+// subject is res.req's or, for a result without one (a request refused
+// after it parsed, an outcome rebuilt from the audit log), res.subject.
 func (b *Broker) sealKept(ctx context.Context, data []byte, res *result) ([]byte, string, error) {
-	if b.opts.Subjects == nil || res.req == nil || res.req.Subject.ID == "" {
+	subject := res.subject
+	if res.req != nil {
+		subject = res.req.Subject.ID
+	}
+	if b.opts.Subjects == nil || subject == "" {
 		sealed, err := b.keys.Seal(ctx, data)
 		return sealed, b.keys.KeyRef(), err
 	}
-	sealed, err := b.opts.Subjects.Seal(ctx, res.req.Subject.ID, data)
+	sealed, err := b.opts.Subjects.Seal(ctx, subject, data)
 	if errors.Is(err, shred.ErrShredded) {
 		return nil, SubjectKeyRef, nil
 	}
 	return sealed, SubjectKeyRef, err
+}
+
+// subjectOf returns the subject id request data names, copied, or "" when
+// data is not a request that parses (it names no subject the broker would
+// seal under: process keeps such a request under the broker's keys).
+func subjectOf(data []byte) string {
+	req, err := agreements.ParseRequestShared(data)
+	if err != nil {
+		return ""
+	}
+	return strings.Clone(req.Subject.ID)
 }
 
 // sealShared seals a payload for a recipient without a key of its own: a

@@ -168,6 +168,20 @@ func finalOutcome(e *audit.Entry) (Outcome, bool) {
 func (b *Broker) finishRecorded(ctx context.Context, msg jetstream.Msg, res *result, attempt uint64) Plan {
 	plan := PlanFor(res.outcome, attempt, nil, b.opts.Retry)
 	if plan.DeadLetter {
+		if res.req == nil && res.subject == "" && b.opts.Subjects != nil {
+			// res was rebuilt from the audit log, which holds the subject
+			// only as its HMAC: no key can be found by it. The message
+			// itself is at hand, though (the one redelivered, or the one
+			// sent again after the de-duplication window, whose dead
+			// letter has an id of its own), and its request names the
+			// subject: it is parsed again for it, so that this dead letter
+			// too is sealed under the subject's key, and nothing of it is
+			// kept for an erased subject. Sealed under the broker's keys
+			// instead, it would outlive an erasure. A message that does
+			// not parse names no subject and is kept under the broker's
+			// keys, as process kept it the first time.
+			res.subject = subjectOf(msg.Data())
+		}
 		if err := b.deadLetter(ctx, msg, res); err != nil {
 			res.err = err
 			return Plan{Ack: AckNak, Delay: b.opts.Retry.Backoff(attempt)}

@@ -28,6 +28,11 @@ type result struct {
 	requestID string
 	source    string
 	req       *agreements.Request
+	// subject is the subject id a result without req keeps its dead
+	// letter under (sealKept): that of a request refused after it parsed
+	// (checkRouting), or of the message of an outcome rebuilt from the
+	// audit log (finishRecorded). It is a copy, not the message's memory.
+	subject   string
 	dec       *agreements.Decision
 	reasons   []string
 	connector string
@@ -127,6 +132,15 @@ func (b *Broker) process(ctx context.Context, msg jetstream.Msg, attempt uint64,
 	}
 	if err != nil {
 		res.outcome, res.err, res.reasons = OutcomeInvalid, err, invalidReasons(err)
+		if req != nil {
+			// Refused by checkRouting: the request parsed and names its
+			// subject, whose key its dead letter is sealed under, so that
+			// an erasure destroys it too. Only the id is kept, and it is
+			// copied: the request shares the message's memory. The
+			// request is not res.req: the audit entry of a rejection
+			// takes no recipient, purpose, dataset or subject from it.
+			res.subject = strings.Clone(req.Subject.ID)
+		}
 		if res.requestID == "" && req != nil && usableID(req.ID) {
 			res.requestID = req.ID
 		}
@@ -337,8 +351,10 @@ func (b *Broker) record(ctx context.Context, msg jetstream.Msg, res *result, pla
 	return nil
 }
 
-// deadLetter keeps the original request, sealed with the broker's keys, on
-// clearance.deadletter.<source>. Headers carry ids and reasons only.
+// deadLetter keeps the original request, sealed (sealKept: under the
+// subject's key when it names one and subject keys are configured, else
+// with the broker's keys), on clearance.deadletter.<source>. Headers carry
+// ids and reasons only.
 func (b *Broker) deadLetter(ctx context.Context, msg jetstream.Msg, res *result) error {
 	sealed, keyRef, err := b.sealKept(ctx, msg.Data(), res)
 	if err != nil {
