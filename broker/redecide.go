@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"slices"
@@ -56,6 +57,23 @@ func (b *Broker) denyAtDelivery(ctx context.Context, res *result, nd *agreements
 	return res
 }
 
+// sameParty reports whether the recipient in force under nd is reached
+// through the connector, and with the public key, that res's payload was
+// sealed for: a payload sealed to a key the registry has since replaced (a
+// partner's key rotated, or one reported lost) is sealed again rather than
+// sent.
+func (b *Broker) sameParty(res *result, nd *agreements.Decision) bool {
+	party, err := b.opts.Parties.Party(res.req.Recipient)
+	if err != nil {
+		return false
+	}
+	connector := nd.Connector
+	if connector == "" {
+		connector = party.Connector
+	}
+	return connector == res.connector && bytes.Equal(party.PublicKey, res.partyKey)
+}
+
 func sameAgreement(a, b *agreements.AgreementRef) bool {
 	if a == nil || b == nil {
 		return a == b
@@ -75,7 +93,7 @@ func (b *Broker) again(ctx context.Context, res *result) *result {
 		return nil
 	case !nd.Allowed():
 		return b.denyAtDelivery(ctx, res, nd)
-	case sameTransfer(res.dec, nd):
+	case sameTransfer(res.dec, nd) && b.sameParty(res, nd):
 		res.dec = nd
 		return nil
 	case res.redecided >= maxRedecide:

@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"slices"
 	"sync"
@@ -65,6 +66,31 @@ func TestRedecideAtDelivery(t *testing.T) {
 		}
 		return n
 	}
+	// rotated gives the partner's key a new id, as a partner that rotates
+	// its key has the registry record its new one.
+	rotated := func(r *agreements.Registry) *agreements.Registry {
+		c := r.Content()
+		for i, p := range c.Parties {
+			if p.ID != "swiftship-de" {
+				continue
+			}
+			var k map[string]any
+			if err := json.Unmarshal(p.PublicKey, &k); err != nil {
+				t.Fatal(err)
+			}
+			k["kid"] = "swiftship-rotated"
+			b, err := json.Marshal(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Parties[i].PublicKey = b
+		}
+		n, err := agreements.New(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
 	tests := []struct {
 		name      string
 		next      func(*agreements.Registry) *agreements.Registry
@@ -72,19 +98,28 @@ func TestRedecideAtDelivery(t *testing.T) {
 		reasons   []string
 		decisions []string // decided entries, in order
 		phone     bool     // the delivered record holds the phone
+		kid       string   // the key the delivery is sealed to, when it matters
+		// sealedBefore: the payload is sealed with the registry of the
+		// decision (the change arrives after sealing), not the next.
+		sealedBefore bool
 	}{
 		{"suspension stops it", with(agreements.Change{Suspend: []string{"dpa-swiftship-de"}}), "denied",
-			[]string{"agreement_suspended"}, []string{"allow", "deny"}, false},
+			[]string{"agreement_suspended"}, []string{"allow", "deny"}, false, "", false},
 		{"unrelated change lets it go", with(agreements.Change{Erasures: []agreements.Erasure{{Subject: "cust-other", At: time.Now()}}}), "delivered",
-			[]string{}, []string{"allow"}, true},
+			[]string{}, []string{"allow"}, true, "", false},
 		{"narrower agreement sends less", withoutPhone, "delivered",
-			[]string{}, []string{"allow", "allow"}, false},
+			[]string{}, []string{"allow", "allow"}, false, "", false},
+		{"a partner key replaced seals anew", rotated, "delivered",
+			[]string{}, []string{"allow", "allow"}, true, "swiftship-rotated", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnvWith(t, brokertest.StartNATS(t), 3, func(o *broker.Options) {
 				d := &changingDecider{Engine: o.Decider.(*agreements.Engine), next: tt.next}
 				o.Decider, o.Parties = d, broker.PartiesOf(d.Engine)
+				if tt.sealedBefore {
+					o.Parties = &sealedBefore{old: d.Engine.Registry(), now: o.Parties}
+				}
 			})
 			code, body := e.post(t, brokertest.ExampleRequest(t, "01-delivery-eea-allow.json"))
 			var rc broker.Receipt
@@ -113,6 +148,47 @@ func TestRedecideAtDelivery(t *testing.T) {
 			if len(got) != 1 || bytes.Contains(got[0].Payload, []byte(`"phone"`)) != tt.phone {
 				t.Fatalf("partner received %d transfers; phone sent = %v, want %v", len(got), len(got) == 1 && bytes.Contains(got[0].Payload, []byte(`"phone"`)), tt.phone)
 			}
+			if tt.kid != "" {
+				if kid := jweKid(t, got[0].Body); kid != tt.kid {
+					t.Fatalf("delivery sealed to key %q, want %q", kid, tt.kid)
+				}
+			}
 		})
 	}
+}
+
+// jweKid returns the kid of a compact JWE's protected header.
+func jweKid(t *testing.T, compact []byte) string {
+	t.Helper()
+	head, _, _ := bytes.Cut(compact, []byte("."))
+	raw, err := base64.RawURLEncoding.DecodeString(string(head))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h struct {
+		Kid string `json:"kid"`
+	}
+	if err := json.Unmarshal(raw, &h); err != nil {
+		t.Fatal(err)
+	}
+	return h.Kid
+}
+
+// sealedBefore answers the first look-up of a party (the one the payload
+// is sealed with) from the registry of the decision, and the others from
+// the registry in force, as when a change arrives after the payload was
+// sealed.
+type sealedBefore struct {
+	old  *agreements.Registry
+	now  broker.Parties
+	once sync.Once
+}
+
+func (p *sealedBefore) Party(id string) (party agreements.Party, err error) {
+	first := false
+	p.once.Do(func() { first = true })
+	if first {
+		return p.old.Party(id)
+	}
+	return p.now.Party(id)
 }

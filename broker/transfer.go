@@ -32,7 +32,11 @@ type result struct {
 	// letter under (sealKept): that of a request refused after it parsed
 	// (checkRouting), or of the message of an outcome rebuilt from the
 	// audit log (finishRecorded). It is a copy, not the message's memory.
-	subject   string
+	subject string
+	// partyKey is the recipient's public key the payload was sealed to
+	// (none: sealed with the broker's keys); a re-decision that finds
+	// another in force seals the payload again (again).
+	partyKey  []byte
 	dec       *agreements.Decision
 	reasons   []string
 	connector string
@@ -202,6 +206,7 @@ func (b *Broker) deliver(ctx context.Context, res *result) *result {
 	t := time.Now()
 	var body []byte
 	keyRef := b.keys.KeyRef()
+	res.partyKey = party.PublicKey
 	if len(party.PublicKey) > 0 {
 		var out [][]byte
 		out, err = b.keys.SealFor(ctx, party.PublicKey, [][]byte{payload})
