@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -56,14 +57,29 @@ func (b *Broker) sealKept(ctx context.Context, data []byte, res *result) ([]byte
 }
 
 // subjectOf returns the subject id request data names, copied, or "" when
-// data is not a request that parses (it names no subject the broker would
-// seal under: process keeps such a request under the broker's keys).
+// it names none.
 func subjectOf(data []byte) string {
-	req, err := agreements.ParseRequestShared(data)
-	if err != nil {
+	if req, err := agreements.ParseRequestShared(data); err == nil {
+		return strings.Clone(req.Subject.ID)
+	}
+	return looseSubject(data)
+}
+
+// looseSubject returns the subject id of a request the parser refuses (a
+// key unknown or given twice, a field of the wrong type) that still names
+// one, or "": what is kept of it is that subject's data as much as a valid
+// request's is, so it is sealed under the subject's key and goes with an
+// erasure. The id chooses only the key; it is trusted for nothing else.
+func looseSubject(data []byte) string {
+	var env struct {
+		Subject struct {
+			ID string `json:"id"`
+		} `json:"subject"`
+	}
+	if json.Unmarshal(data, &env) != nil {
 		return ""
 	}
-	return strings.Clone(req.Subject.ID)
+	return env.Subject.ID
 }
 
 // sealShared seals a payload for a recipient without a key of its own: a

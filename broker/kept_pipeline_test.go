@@ -65,6 +65,18 @@ func misrouted(t *testing.T) []byte {
 	return []byte(bad)
 }
 
+// unparsable is example request 01 with a key the parser does not know:
+// it is refused before it parses, yet it names its subject.
+func unparsable(t *testing.T) []byte {
+	t.Helper()
+	req := string(brokertest.ExampleRequest(t, "01-delivery-eea-allow.json"))
+	bad := strings.Replace(req, `"source": "order-service"`, `"source": "order-service", "priority": "high"`, 1)
+	if bad == req {
+		t.Fatal("example request 01 no longer names its source as expected")
+	}
+	return []byte(bad)
+}
+
 // awaitReceipt returns the next receipt on receipts for request id.
 func awaitReceipt(t *testing.T, receipts <-chan *nats.Msg, id string) broker.Receipt {
 	t.Helper()
@@ -129,19 +141,30 @@ func checkNothingKept(t *testing.T, dl *jetstream.RawStreamMsg, id string) {
 // the subject's key, so that an erasure destroys it, not under the broker's
 // shared key.
 func TestRejectedDeadLetterUnderSubjectKey(t *testing.T) {
-	e, ring, receipts := newSubjectKeyEnv(t, nil)
-	bad := misrouted(t)
-	publishData(t, e, bad, "ord-10023-delivery")
-	r := awaitReceipt(t, receipts, "ord-10023-delivery")
-	if r.Status != broker.StatusRejected || len(r.Reasons) != 1 || !strings.HasPrefix(r.Reasons[0], "invalid_request: source") {
-		t.Fatalf("receipt = %+v", r)
-	}
-	checkSubjectSealed(t, ring, lastDeadLetter(t, e.js, broker.DeadLetterSubject+".order-service"), bad)
-	if ev := events(e.entries(t, "ord-10023-delivery")); ev != "rejected" {
-		t.Errorf("audit events = %s, want rejected", ev)
-	}
-	if strings.Contains(e.logs.String(), keptSubject) {
-		t.Error("a log line holds the subject id")
+	for _, tc := range []struct {
+		name   string
+		data   func(*testing.T) []byte
+		reason string
+	}{
+		{"misrouted", misrouted, "invalid_request: source"},
+		{"refused by the parser", unparsable, "invalid_request: priority"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, ring, receipts := newSubjectKeyEnv(t, nil)
+			bad := tc.data(t)
+			publishData(t, e, bad, "ord-10023-delivery")
+			r := awaitReceipt(t, receipts, "ord-10023-delivery")
+			if r.Status != broker.StatusRejected || len(r.Reasons) != 1 || !strings.HasPrefix(r.Reasons[0], tc.reason) {
+				t.Fatalf("receipt = %+v", r)
+			}
+			checkSubjectSealed(t, ring, lastDeadLetter(t, e.js, broker.DeadLetterSubject+".order-service"), bad)
+			if ev := events(e.entries(t, "ord-10023-delivery")); ev != "rejected" {
+				t.Errorf("audit events = %s, want rejected", ev)
+			}
+			if strings.Contains(e.logs.String(), keptSubject) {
+				t.Error("a log line holds the subject id")
+			}
+		})
 	}
 }
 
@@ -177,6 +200,7 @@ func TestRecordedDeadLetterUnderSubjectKey(t *testing.T) {
 	}{
 		{"delivery failed", func(t *testing.T) []byte { return brokertest.ExampleRequest(t, "01-delivery-eea-allow.json") }, broker.StatusDeadLettered},
 		{"rejected", misrouted, broker.StatusRejected},
+		{"refused by the parser", unparsable, broker.StatusRejected},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -136,14 +136,18 @@ func (b *Broker) process(ctx context.Context, msg jetstream.Msg, attempt uint64,
 	}
 	if err != nil {
 		res.outcome, res.err, res.reasons = OutcomeInvalid, err, invalidReasons(err)
+		// The subject the request names is the key its dead letter is
+		// sealed under, so that an erasure destroys it too: the parsed
+		// request's (refused by checkRouting), or, for one the parser
+		// refused, the id read loosely (looseSubject). Only the id is
+		// kept, and it is copied: the request shares the message's
+		// memory. The request is not res.req: the audit entry of a
+		// rejection takes no recipient, purpose, dataset or subject from
+		// it.
 		if req != nil {
-			// Refused by checkRouting: the request parsed and names its
-			// subject, whose key its dead letter is sealed under, so that
-			// an erasure destroys it too. Only the id is kept, and it is
-			// copied: the request shares the message's memory. The
-			// request is not res.req: the audit entry of a rejection
-			// takes no recipient, purpose, dataset or subject from it.
 			res.subject = strings.Clone(req.Subject.ID)
+		} else if b.opts.Subjects != nil {
+			res.subject = looseSubject(msg.Data())
 		}
 		if res.requestID == "" && req != nil && usableID(req.ID) {
 			res.requestID = req.ID
