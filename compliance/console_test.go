@@ -123,3 +123,54 @@ func TestConsoleAuth(t *testing.T) {
 		t.Fatalf("API with the console cookie: %d", r2.StatusCode)
 	}
 }
+
+// TestConsoleOverviewLongWindow checks that the overview's charts stay
+// bounded whatever the window: a window of a thousand years or of every
+// date is drawn in runs of years, a window of months in weeks, and the
+// figures are those of the same transfers over a short window.
+func TestConsoleOverviewLongWindow(t *testing.T) {
+	f := compliancetest.New(t)
+	f.Seed(t, 1)
+	viewer := f.Token(t, compliance.RoleViewer)
+	lede := func(body string) string {
+		i := strings.Index(body, `<p class="lede">`)
+		j := strings.Index(body[i:], "Registry in force")
+		if i < 0 || j < 0 {
+			t.Fatalf("no lede: %.300s", body)
+		}
+		_, figures, _ := strings.Cut(body[i:i+j], ":")
+		return figures
+	}
+	_, _, short := consoleGet(t, f.HTTP.URL, "/console/", viewer)
+	tests := []struct {
+		name, query, unit string
+	}{
+		{"a thousand years", "from=1026-01-01&to=2027-01-01", "9 years"},
+		{"every date", "from=0001-01-02&to=9999-12-31", "84 years"},
+		{"two years", "from=2025-01-01&to=2027-01-01", "week"},
+		{"a month", "from=2026-10-29&to=2026-11-29", "day"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, body := consoleGet(t, f.HTTP.URL, "/console/?"+tt.query, viewer)
+			if code != http.StatusOK {
+				t.Fatalf("%d: %.300s", code, body)
+			}
+			// Two charts, each with a table row per bucket.
+			if n := strings.Count(body, `<tr><th scope="row">`); n == 0 || n > 2*compliance.MaxChartRows {
+				t.Fatalf("%d table rows, want at most %d", n, 2*compliance.MaxChartRows)
+			}
+			if len(body) > 1<<20 {
+				t.Fatalf("page of %d bytes", len(body))
+			}
+			for _, want := range []string{"Transfers per " + tt.unit + " by outcome", "Transfers per " + tt.unit + " by destination country"} {
+				if !strings.Contains(body, want) {
+					t.Errorf("page lacks %q", want)
+				}
+			}
+			if got, want := lede(body), lede(short); got != want {
+				t.Errorf("figures %q, want those of the last 30 days %q", got, want)
+			}
+		})
+	}
+}

@@ -85,3 +85,6 @@ func SaveRollupsAlways(t testing.TB) {
 	saveRollupEvery = 0
 	t.Cleanup(func() { saveRollupEvery = old })
 }
+
+// MaxChartRows bounds the rows of a console chart.
+const MaxChartRows = maxChartRows
