@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
@@ -66,7 +67,9 @@ var (
 	ErrForbidden = errors.New("compliance: role not permitted")
 	// ErrUnknownRole names a role that does not exist.
 	ErrUnknownRole = errors.New("compliance: unknown role")
-	// ErrKeysUnavailable means the issuer's JWKS could not be read.
+	// ErrKeysUnavailable means the issuer's JWKS could not be read. It
+	// carries no detail (the issuer's URL, a file path): the Authenticator
+	// logs the cause.
 	ErrKeysUnavailable = errors.New("compliance: issuer keys unavailable")
 )
 
@@ -91,7 +94,9 @@ type AuthConfig struct {
 	// fetched again (default 15 minutes). A token signed with an unknown key
 	// id makes an earlier refetch, at most one per MinRefetch.
 	RefreshInterval time.Duration `yaml:"refresh_interval"`
-	// MinRefetch spaces refetches caused by unknown key ids (default 10s).
+	// MinRefetch spaces fetches (default 10s): none starts sooner than this
+	// after the last one ended, good or failed, whether a token names an
+	// unknown key id or the issuer is down.
 	MinRefetch time.Duration `yaml:"min_refetch"`
 }
 
@@ -131,6 +136,10 @@ type AuthOptions struct {
 	StaticJWKS []byte
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Logger receives a warning for each failed fetch of the key set, with
+	// its cause (default slog.Default()). Callers are told only
+	// ErrKeysUnavailable.
+	Logger *slog.Logger
 }
 
 // Principal is the verified caller.
@@ -149,9 +158,13 @@ type Authenticator struct {
 	now   func() time.Time
 	fetch func(ctx context.Context) ([]byte, error)
 
+	log *slog.Logger
+
 	mu        sync.Mutex
 	set       jwk.Set
-	fetchedAt time.Time
+	fetchedAt time.Time     // when set was fetched
+	triedAt   time.Time     // when the last fetch, good or failed, ended
+	fetching  chan struct{} // closed when the fetch in flight ends; nil when none is
 }
 
 // NewAuthenticator returns an Authenticator for cfg. The key set is fetched
@@ -177,10 +190,14 @@ func NewAuthenticator(cfg AuthConfig, opts AuthOptions) (*Authenticator, error) 
 	if cfg.MinRefetch == 0 {
 		cfg.MinRefetch = 10 * time.Second
 	}
-	a := &Authenticator{cfg: cfg, now: opts.Now}
+	a := &Authenticator{cfg: cfg, now: opts.Now, log: opts.Logger}
 	if a.now == nil {
 		a.now = time.Now
 	}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	a.log = a.log.With("component", "compliance")
 	client := opts.HTTPClient
 	if client == nil {
 		client = &http.Client{Timeout: 10 * time.Second}
@@ -213,29 +230,86 @@ func fetchURL(ctx context.Context, client *http.Client, url string) ([]byte, err
 	return io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 }
 
-// keys returns the key set, fetching it when there is none, when it is
-// older than RefreshInterval, or when force is set and the last fetch is
-// older than MinRefetch.
+// keys returns the key set. A fetch is due when there is none, when the
+// last good one is older than RefreshInterval, or when force is set (a
+// token names an unknown key id) and it is older than MinRefetch. Fetches
+// are spaced: one starts only when the last attempt, good or failed, ended
+// MinRefetch ago or more, so an issuer that is down or slow is asked at
+// most once per MinRefetch. One fetch is in flight at a time, in its own
+// goroutine, and the lock is never held while it runs: a caller holding a
+// key set goes on with it (a refresh happens behind it), and a caller
+// without one, or after an unknown key id, waits for that fetch (or gives
+// up with its context). When a fetch fails, the keys held are kept; the
+// error, which may name the issuer's URL or the key file, goes to the log,
+// and callers without keys get ErrKeysUnavailable alone.
 func (a *Authenticator) keys(ctx context.Context, force bool) (jwk.Set, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	age := a.now().Sub(a.fetchedAt)
-	if a.set != nil && age < a.cfg.RefreshInterval && (!force || age < a.cfg.MinRefetch) {
-		return a.set, nil
-	}
-	data, err := a.fetch(ctx)
-	if err == nil {
-		var set jwk.Set
-		if set, err = jwk.Parse(data); err == nil {
-			a.set, a.fetchedAt = set, a.now()
-			return set, nil
+	waited := false
+	for {
+		now := a.now()
+		age := now.Sub(a.fetchedAt)
+		if a.set != nil && age < a.cfg.RefreshInterval && (!force || age < a.cfg.MinRefetch) {
+			return a.set, nil
 		}
+		if a.fetching == nil && !waited && (a.triedAt.IsZero() || now.Sub(a.triedAt) >= a.cfg.MinRefetch) {
+			a.fetching = make(chan struct{})
+			go a.refresh(a.fetching)
+		}
+		if a.fetching == nil || waited || a.set != nil && !force {
+			return a.held()
+		}
+		done := a.fetching
+		a.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+		a.mu.Lock()
+		// One wait per call: afterwards the keys are fresh, or the fetch
+		// failed (and the next is backed off), or ctx ended.
+		waited = true
 	}
-	if a.set != nil {
-		// Keep serving with the keys we have; the issuer may be briefly down.
-		return a.set, nil
+}
+
+// held returns the keys held, or ErrKeysUnavailable without any. The
+// caller holds a.mu.
+func (a *Authenticator) held() (jwk.Set, error) {
+	if a.set == nil {
+		return nil, ErrKeysUnavailable
 	}
-	return nil, fmt.Errorf("%w: %w", ErrKeysUnavailable, err)
+	return a.set, nil
+}
+
+// fetchTimeout bounds one fetch of the key set, whatever the HTTP client's
+// own timeout.
+const fetchTimeout = 10 * time.Second
+
+// refresh fetches the key set and closes done. It runs on its own, not in
+// a caller's context: a caller that goes away does not fail the fetch for
+// the others waiting on it.
+func (a *Authenticator) refresh(done chan struct{}) {
+	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
+	defer cancel()
+	data, err := a.fetch(ctx)
+	var set jwk.Set
+	if err == nil {
+		set, err = jwk.Parse(data)
+	}
+	a.mu.Lock()
+	now := a.now()
+	a.triedAt, a.fetching = now, nil
+	if err == nil {
+		a.set, a.fetchedAt = set, now
+	}
+	held := a.set != nil
+	a.mu.Unlock()
+	close(done)
+	// Logged without the lock, which every request needs.
+	if err != nil {
+		a.log.Warn("issuer keys not fetched; the keys held are kept", "keys_held", held,
+			"next_try_after", a.cfg.MinRefetch, "err", err)
+	}
 }
 
 // Authenticate verifies token and returns its principal. Errors wrap

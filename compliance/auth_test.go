@@ -1,19 +1,26 @@
 package compliance_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/clearance-broker/clearance/compliance"
+	"github.com/clearance-broker/clearance/compliance/compliancetest"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jwt"
@@ -22,24 +29,35 @@ import (
 var authNow = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 
 // issuer is an identity provider in a test: an ES256 key with a kid, its
-// JWKS served over HTTP, and a count of fetches.
+// JWKS served over HTTP, and a count of fetches. A black-holed issuer
+// (down) answers nothing: a fetch waits until its client gives up.
 type issuer struct {
 	t       *testing.T
 	priv    jwk.Key
 	set     atomic.Pointer[[]byte]
 	fetches atomic.Int32
+	down    atomic.Bool
+	release chan struct{} // closed at the test's end: black-holed fetches return
 	srv     *httptest.Server
 }
 
 func newIssuer(t *testing.T) *issuer {
 	t.Helper()
-	is := &issuer{t: t}
+	is := &issuer{t: t, release: make(chan struct{})}
 	is.rotate()
-	is.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	is.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		is.fetches.Add(1)
+		if is.down.Load() {
+			select {
+			case <-is.release:
+			case <-r.Context().Done():
+			}
+			return
+		}
 		_, _ = w.Write(*is.set.Load())
 	}))
 	t.Cleanup(is.srv.Close)
+	t.Cleanup(func() { close(is.release) }) // before Close, which waits for handlers
 	return is
 }
 
@@ -288,5 +306,237 @@ func TestAuthenticateConcurrently(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// clock is a test's clock, safe to read from the Authenticator's fetches
+// while the test moves it.
+type clock struct{ ns atomic.Int64 }
+
+func newClock(t time.Time) *clock {
+	c := &clock{}
+	c.ns.Store(t.UnixNano())
+	return c
+}
+
+func (c *clock) now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *clock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// concurrently runs n calls of f at once and returns their errors and how
+// long they took together.
+func concurrently(n int, f func() error) ([]error, time.Duration) {
+	start := time.Now()
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f()
+		}()
+	}
+	wg.Wait()
+	return errs, time.Since(start)
+}
+
+// TestKeysIssuerDown checks that a black-holed issuer neither serialises
+// authentication behind its fetches nor is asked more than once per
+// MinRefetch: concurrent callers share one fetch, callers holding keys go
+// on with them, and a failed fetch backs off as a good one does.
+func TestKeysIssuerDown(t *testing.T) {
+	const n, timeout = 16, 300 * time.Millisecond
+	ok := claims{iss: "https://idp.example", aud: "clearance", exp: authNow.Add(time.Hour), roles: []any{"viewer"}}
+	newAuth := func(t *testing.T, is *issuer, clk *clock) *compliance.Authenticator {
+		auth, err := compliance.NewAuthenticator(compliance.AuthConfig{
+			Issuer: "https://idp.example", Audience: "clearance", JWKSURL: is.srv.URL, RoleClaim: "realm_access.roles",
+			RefreshInterval: 15 * time.Minute, MinRefetch: 10 * time.Second,
+		}, compliance.AuthOptions{HTTPClient: &http.Client{Timeout: timeout}, Now: clk.now,
+			Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return auth
+	}
+
+	t.Run("no keys held", func(t *testing.T) {
+		is := newIssuer(t)
+		is.down.Store(true)
+		clk := newClock(authNow)
+		auth := newAuth(t, is, clk)
+		tok := is.token(ok)
+		errs, took := concurrently(n, func() error { _, err := auth.Authenticate(context.Background(), tok); return err })
+		for _, err := range errs {
+			if !errors.Is(err, compliance.ErrKeysUnavailable) {
+				t.Fatalf("err = %v, want ErrKeysUnavailable", err)
+			}
+		}
+		if f := is.fetches.Load(); f != 1 {
+			t.Errorf("%d fetches for %d concurrent calls, want 1", f, n)
+		}
+		if took > n/2*timeout {
+			t.Errorf("%d calls took %v together: serialised behind fetches of up to %v", n, took, timeout)
+		}
+		// Within MinRefetch of the failure: no fetch, an answer at once.
+		clk.advance(5 * time.Second)
+		if _, err := auth.Authenticate(context.Background(), tok); !errors.Is(err, compliance.ErrKeysUnavailable) {
+			t.Fatalf("err = %v, want ErrKeysUnavailable", err)
+		}
+		if f := is.fetches.Load(); f != 1 {
+			t.Errorf("%d fetches within MinRefetch of a failed one, want 1", f)
+		}
+		// After it, the issuer back: one fetch, and the keys are used.
+		is.down.Store(false)
+		clk.advance(5 * time.Second)
+		if _, err := auth.Authenticate(context.Background(), tok); err != nil {
+			t.Fatalf("issuer back: %v", err)
+		}
+		if f := is.fetches.Load(); f != 2 {
+			t.Errorf("%d fetches, want 2", f)
+		}
+	})
+
+	t.Run("keys held", func(t *testing.T) {
+		is := newIssuer(t)
+		clk := newClock(authNow)
+		auth := newAuth(t, is, clk)
+		tok := is.token(ok)
+		if _, err := auth.Authenticate(context.Background(), tok); err != nil {
+			t.Fatal(err)
+		}
+		is.down.Store(true)
+		clk.advance(16 * time.Minute) // past RefreshInterval
+		errs, took := concurrently(n, func() error { _, err := auth.Authenticate(context.Background(), tok); return err })
+		for _, err := range errs {
+			if err != nil {
+				t.Fatalf("with keys held: %v", err)
+			}
+		}
+		if took > n/2*timeout {
+			t.Errorf("%d calls took %v together: they waited for the issuer", n, took)
+		}
+		// The refresh runs behind the callers: wait for it to reach the
+		// issuer.
+		deadline := time.Now().Add(10 * timeout)
+		for is.fetches.Load() < 2 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if f := is.fetches.Load(); f != 2 {
+			t.Fatalf("%d fetches, want 2 (one refresh for %d calls)", f, n)
+		}
+		// Tokens of an unknown key id within MinRefetch of the refresh
+		// (they wait for it to fail): no other fetch, as min_refetch holds
+		// for failed fetches too.
+		is.rotate()
+		unknown := is.token(ok)
+		clk.advance(time.Second)
+		errs, _ = concurrently(n, func() error { _, err := auth.Authenticate(context.Background(), unknown); return err })
+		for _, err := range errs {
+			if !errors.Is(err, compliance.ErrInvalidToken) {
+				t.Fatalf("unknown key id: err = %v, want ErrInvalidToken", err)
+			}
+		}
+		if f := is.fetches.Load(); f != 2 {
+			t.Errorf("%d fetches after unknown key ids within MinRefetch, want 2", f)
+		}
+		// Past MinRefetch with the issuer back: one refetch finds the key.
+		is.down.Store(false)
+		clk.advance(10 * time.Second)
+		errs, _ = concurrently(n, func() error { _, err := auth.Authenticate(context.Background(), unknown); return err })
+		for _, err := range errs {
+			if err != nil {
+				t.Fatalf("after rotation: %v", err)
+			}
+		}
+		if f := is.fetches.Load(); f != 3 {
+			t.Errorf("%d fetches, want 3", f)
+		}
+	})
+}
+
+// lockedBuffer is a log destination a test reads while handlers write.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestKeysUnavailableAnswer checks that the answer to a caller when the
+// issuer's keys cannot be read (API, console page, sign-in) is fixed, and
+// that the cause, which names the issuer's URL or the key file, goes to
+// the log only.
+func TestKeysUnavailableAnswer(t *testing.T) {
+	f := compliancetest.New(t)
+	tok := f.Token(t, compliance.RoleViewer)
+	for _, src := range []struct {
+		name, secret string
+		cfg          compliance.AuthConfig
+	}{
+		{"jwks_url", "/internal/realms/staff/certs", compliance.AuthConfig{JWKSURL: "http://127.0.0.1:1/internal/realms/staff/certs"}},
+		{"jwks_file", "/etc/internal-idp/jwks.json", compliance.AuthConfig{JWKSFile: "/etc/internal-idp/jwks.json"}},
+	} {
+		t.Run(src.name, func(t *testing.T) {
+			var logged lockedBuffer
+			cfg := src.cfg
+			cfg.Issuer, cfg.Audience = compliance.DevIssuerName, compliance.DevAudience
+			auth, err := compliance.NewAuthenticator(cfg, compliance.AuthOptions{
+				Now: func() time.Time { return compliancetest.Now }, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv, err := compliance.New(compliance.Options{Audit: f.Log, DB: f.DB, Registry: f.Engine, Auth: auth,
+				SubjectKey: compliancetest.SubjectKey, Now: func() time.Time { return compliancetest.Now }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			hs := httptest.NewServer(srv.Handler())
+			t.Cleanup(hs.Close)
+
+			code, b := client{t, hs.URL, tok}.get("/v1/audit/entries")
+			var body struct{ Error, Message string }
+			if err := json.Unmarshal(b, &body); err != nil {
+				t.Fatalf("%d %s", code, b)
+			}
+			if code != http.StatusServiceUnavailable || body.Error != "issuer_keys_unavailable" ||
+				body.Message != "issuer keys unavailable; try again later" {
+				t.Errorf("API: %d %s", code, b)
+			}
+			pcode, _, page := consoleGet(t, hs.URL, "/console/", tok)
+			resp, err := http.PostForm(hs.URL+"/console/signin", url.Values{"token": {tok}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			signin, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for name, got := range map[string]struct {
+				code int
+				body string
+			}{"API": {code, string(b)}, "console": {pcode, page}, "sign-in": {resp.StatusCode, string(signin)}} {
+				if got.code != http.StatusServiceUnavailable {
+					t.Errorf("%s: status %d, want 503", name, got.code)
+				}
+				if !strings.Contains(got.body, "issuer keys unavailable") {
+					t.Errorf("%s: no fixed message: %.300s", name, got.body)
+				}
+				for _, leak := range []string{src.secret, "127.0.0.1:1", "dial tcp", "no such file"} {
+					if strings.Contains(got.body, leak) {
+						t.Errorf("%s: the answer shows %q: %.300s", name, leak, got.body)
+					}
+				}
+			}
+			if !strings.Contains(logged.String(), src.secret) {
+				t.Errorf("the log lacks the cause: %s", logged.String())
+			}
+		})
 	}
 }

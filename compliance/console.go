@@ -201,12 +201,8 @@ func (c *console) signIn(w http.ResponseWriter, r *http.Request) {
 	next := safeNext(r.PostForm.Get("next"))
 	_, err := c.s.opts.Auth.Authenticate(r.Context(), token)
 	if err != nil {
-		status := http.StatusUnauthorized
-		if errors.Is(err, ErrForbidden) {
-			status = http.StatusForbidden
-		}
-		c.renderStatus(w, r, status, "signin.html", map[string]any{"Title": "Sign in", "Next": next,
-			"Error": strings.TrimPrefix(err.Error(), "compliance: ")})
+		status, _, msg := authAnswer(err)
+		c.renderStatus(w, r, status, "signin.html", map[string]any{"Title": "Sign in", "Next": next, "Error": msg})
 		return
 	}
 	// A session cookie: it ends with the browser session, and the token's

@@ -317,17 +317,27 @@ func bearer(r *http.Request) string {
 	return ""
 }
 
-// authError answers 401, 403 or 503 with a JSON body (API) or a page.
-func (s *Server) authError(w http.ResponseWriter, r *http.Request, api bool, err error) {
-	status, code := http.StatusUnauthorized, "unauthorized"
+// keysUnavailableMessage is the whole answer to a caller when the issuer's
+// keys cannot be read: the cause (the issuer's URL, a file path, a network
+// error) is for the server's log only (Authenticator logs it).
+const keysUnavailableMessage = "issuer keys unavailable; try again later"
+
+// authAnswer returns the status, error code and message that answer an
+// authentication error: 401, 403 with err's short reason, or 503 with a
+// fixed message.
+func authAnswer(err error) (status int, code, msg string) {
 	switch {
 	case errors.Is(err, ErrForbidden):
-		status, code = http.StatusForbidden, "forbidden"
+		return http.StatusForbidden, "forbidden", strings.TrimPrefix(err.Error(), "compliance: ")
 	case errors.Is(err, ErrKeysUnavailable):
-		status, code = http.StatusServiceUnavailable, "issuer_keys_unavailable"
-		s.log.Warn("issuer keys", "err", err)
+		return http.StatusServiceUnavailable, "issuer_keys_unavailable", keysUnavailableMessage
 	}
-	msg := strings.TrimPrefix(err.Error(), "compliance: ")
+	return http.StatusUnauthorized, "unauthorized", strings.TrimPrefix(err.Error(), "compliance: ")
+}
+
+// authError answers 401, 403 or 503 with a JSON body (API) or a page.
+func (s *Server) authError(w http.ResponseWriter, r *http.Request, api bool, err error) {
+	status, code, msg := authAnswer(err)
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="clearance"`)
 	}

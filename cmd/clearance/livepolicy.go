@@ -60,13 +60,15 @@ type livePolicyParts struct {
 	logger     *slog.Logger
 }
 
-// serveRightsAuth authenticates callers of the rights routes of `clearance
-// serve` with the configuration's auth section (nil without one).
-func serveRightsAuth(cfg *config.Config) (*compliance.Authenticator, error) {
+// serveAuth authenticates callers of the compliance API, the console and
+// the rights routes of `clearance serve` with the configuration's auth
+// section (nil without one): one key set for all three, its failed fetches
+// logged to logger.
+func serveAuth(cfg *config.Config, logger *slog.Logger) (*compliance.Authenticator, error) {
 	if cfg.Auth == nil {
 		return nil, nil
 	}
-	return compliance.NewAuthenticator(*cfg.Auth, compliance.AuthOptions{HTTPClient: &http.Client{Timeout: 10 * time.Second}})
+	return compliance.NewAuthenticator(*cfg.Auth, compliance.AuthOptions{HTTPClient: &http.Client{Timeout: 10 * time.Second}, Logger: logger})
 }
 
 // devRightsAuth authenticates callers of the rights routes of `clearance

@@ -187,16 +187,16 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 	if err != nil {
 		return err
 	}
-	cs, err := serveCompliance(cfg, auditLog, db, engine, subjectKey, vault.KeyRef(), logger)
+	authorize, err := serveAuth(cfg, logger)
+	if err != nil {
+		return err
+	}
+	cs, err := serveCompliance(cfg, authorize, auditLog, db, engine, subjectKey, vault.KeyRef(), logger)
 	if err != nil {
 		return err
 	}
 	logger.Info("clearance serve", "component", "main", "registry_version", reg.Version(),
 		"nats", joinURLs(cfg.NATS.URLs), "store", storeKind(cfg.Store), "listen", cfg.HTTP.Listen)
-	authorize, err := serveRightsAuth(cfg)
-	if err != nil {
-		return err
-	}
 	rights, err := startLivePolicy(ctx, &st, livePolicyParts{tuning: liveTuningOf(cfg), erasures: regionIn, authorize: authorize, registerer: promReg, db: db, nc: nc, engine: engine, reg: reg, audit: auditLog,
 		keys: vault, conns: conns, subjectKey: subjectKey, shred: subjectKeys, logger: logger, attach: complianceRights(cs)})
 	if err != nil {

@@ -103,14 +103,10 @@ Compliance console  %[1]s/console/   (API under %[1]s/v1/, described at /v1/open
 
 // serveCompliance builds the compliance API and console of `clearance
 // serve` when the configuration has an auth section (nil otherwise).
-func serveCompliance(cfg *config.Config, auditLog *audit.Log, db *bun.DB, engine *agreements.Engine, subjectKey []byte, keyRef string, logger *slog.Logger) (*compliance.Server, error) {
-	if cfg.Auth == nil {
+func serveCompliance(cfg *config.Config, auth *compliance.Authenticator, auditLog *audit.Log, db *bun.DB, engine *agreements.Engine, subjectKey []byte, keyRef string, logger *slog.Logger) (*compliance.Server, error) {
+	if auth == nil {
 		logger.Warn("compliance API and console disabled: no auth section in the configuration", "component", "compliance")
 		return nil, nil
-	}
-	auth, err := compliance.NewAuthenticator(*cfg.Auth, compliance.AuthOptions{HTTPClient: &http.Client{Timeout: 10 * time.Second}})
-	if err != nil {
-		return nil, err
 	}
 	store, err := registryStore(db)
 	if err != nil {
