@@ -174,3 +174,36 @@ func TestConsoleOverviewLongWindow(t *testing.T) {
 		})
 	}
 }
+
+// TestConsoleRefusesCrossOrigin: a form another site posts to the console
+// (a sign-in that would set a session of its maker's choosing, a legal
+// order) is refused, whatever the cookie; the console's own forms pass.
+func TestConsoleRefusesCrossOrigin(t *testing.T) {
+	f := compliancetest.New(t)
+	officer := f.Token(t, compliance.RoleOfficer)
+	post := func(t *testing.T, path string, form url.Values, site string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, f.HTTP.URL+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Sec-Fetch-Site", site)
+		req.AddCookie(&http.Cookie{Name: "clearance_session", Value: officer})
+		resp, err := noRedirect().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	for _, path := range []string{"/console/signin", "/console/signout", "/console/legal-orders", "/console/whatif", "/console/subject", "/console/audit"} {
+		resp := post(t, path, url.Values{"token": {officer}, "subject": {"cust-7"}}, "cross-site")
+		if resp.StatusCode != http.StatusForbidden || len(resp.Cookies()) != 0 {
+			t.Errorf("%s from another site: %d, cookies %v", path, resp.StatusCode, resp.Cookies())
+		}
+	}
+	if resp := post(t, "/console/signin", url.Values{"token": {officer}}, "same-origin"); resp.StatusCode != http.StatusSeeOther || len(resp.Cookies()) != 1 {
+		t.Errorf("sign-in from the console: %d, cookies %v", resp.StatusCode, resp.Cookies())
+	}
+	if resp := post(t, "/console/subject", url.Values{"subject": {"cust-7"}}, "same-origin"); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("subject search from the console: %d", resp.StatusCode)
+	}
+}

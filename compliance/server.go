@@ -216,9 +216,22 @@ func (s *Server) Handler() http.Handler {
 // Mount registers the compliance routes on mux, next to whatever it serves
 // already (the broker's routes). Their patterns are exact, so they do not
 // shadow other /v1 routes.
+//
+// The console's routes, which a browser reaches with the session cookie,
+// refuse a cross-origin form or script (http.CrossOriginProtection: the
+// Sec-Fetch-Site header, or Origin against Host) with 403: SameSite=Strict
+// keeps the cookie off another site's requests, but not off a sibling
+// subdomain's, and a sign-in posted from another site would set a session
+// of its maker's choosing. The API's routes take only a bearer token,
+// which a browser never adds on its own.
 func (s *Server) Mount(mux *http.ServeMux) {
+	csrf := http.NewCrossOriginProtection()
 	for _, r := range s.routes {
-		mux.Handle(r.method+" "+r.path, s.wrap(r))
+		h := s.wrap(r)
+		if !r.api {
+			h = csrf.Handler(h)
+		}
+		mux.Handle(r.method+" "+r.path, h)
 	}
 }
 
