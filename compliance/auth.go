@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -115,7 +117,7 @@ func (c *AuthConfig) Validate() error {
 		errs = append(errs, errors.New("auth.jwks_url: required (or auth.jwks_file)"))
 	case c.JWKSURL != "" && c.JWKSFile != "":
 		errs = append(errs, errors.New("auth.jwks_file: set jwks_url or jwks_file, not both"))
-	case c.JWKSURL != "" && !strings.HasPrefix(c.JWKSURL, "https://") && !strings.HasPrefix(c.JWKSURL, "http://127.0.0.1") && !strings.HasPrefix(c.JWKSURL, "http://localhost"):
+	case c.JWKSURL != "" && !jwksURLAllowed(c.JWKSURL):
 		errs = append(errs, errors.New("auth.jwks_url: must be https (http only on localhost)"))
 	}
 	if c.ClockSkew < 0 || c.ClockSkew > 10*time.Minute {
@@ -209,9 +211,51 @@ func NewAuthenticator(cfg AuthConfig, opts AuthOptions) (*Authenticator, error) 
 	case cfg.JWKSFile != "":
 		a.fetch = func(context.Context) ([]byte, error) { return os.ReadFile(cfg.JWKSFile) }
 	default:
+		client := jwksClient(client)
 		a.fetch = func(ctx context.Context) ([]byte, error) { return fetchURL(ctx, client, cfg.JWKSURL) }
 	}
 	return a, nil
+}
+
+// jwksURLAllowed reports whether the key set may be fetched from rawURL:
+// over https, or over http from this host alone (localhost, a loopback
+// address).
+func jwksURLAllowed(rawURL string) bool {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	switch u.Scheme {
+	case "https":
+		return true
+	case "http":
+		host := u.Hostname()
+		ip := net.ParseIP(host)
+		return host == "localhost" || (ip != nil && ip.IsLoopback())
+	}
+	return false
+}
+
+// jwksClient returns client refusing a redirect to a URL the key set may
+// not be fetched from (jwksURLAllowed): an issuer's https URL redirected
+// to plain http would hand the keys that sign every token to whoever sits
+// on the path.
+func jwksClient(client *http.Client) *http.Client {
+	c := *client
+	next := c.CheckRedirect
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if !jwksURLAllowed(req.URL.String()) {
+			return fmt.Errorf("redirect to %s://%s refused: the key set is fetched over https only", req.URL.Scheme, req.URL.Host)
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &c
 }
 
 func fetchURL(ctx context.Context, client *http.Client, url string) ([]byte, error) {

@@ -227,6 +227,10 @@ func TestAuthConfigValidate(t *testing.T) {
 		{"empty", compliance.AuthConfig{}, 3},
 		{"both sources", compliance.AuthConfig{Issuer: "i", Audience: "a", JWKSURL: "https://x", JWKSFile: "f"}, 1},
 		{"plain http", compliance.AuthConfig{Issuer: "i", Audience: "a", JWKSURL: "http://idp.example/jwks"}, 1},
+		{"plain http on this host", compliance.AuthConfig{Issuer: "i", Audience: "a", JWKSURL: "http://127.0.0.1:8080/jwks"}, 0},
+		{"plain http on localhost", compliance.AuthConfig{Issuer: "i", Audience: "a", JWKSURL: "http://localhost:8080/jwks"}, 0},
+		{"plain http on a host named like localhost", compliance.AuthConfig{Issuer: "i", Audience: "a", JWKSURL: "http://localhost.idp.example/jwks"}, 1},
+		{"plain http on a host named like a loopback address", compliance.AuthConfig{Issuer: "i", Audience: "a", JWKSURL: "http://127.0.0.1.idp.example/jwks"}, 1},
 		{"skew", compliance.AuthConfig{Issuer: "i", Audience: "a", JWKSFile: "f", ClockSkew: time.Hour}, 1},
 	}
 	for _, tt := range tests {
@@ -538,5 +542,47 @@ func TestKeysUnavailableAnswer(t *testing.T) {
 				t.Errorf("the log lacks the cause: %s", logged.String())
 			}
 		})
+	}
+}
+
+// roundTripFunc is an http.RoundTripper of a function.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestKeysRedirectToPlainHTTPRefused: the issuer's https URL redirected to
+// plain http is not followed: whoever sat on that path would hand out the
+// keys that sign every token.
+func TestKeysRedirectToPlainHTTPRefused(t *testing.T) {
+	is := newIssuer(t)
+	var plain atomic.Int32
+	client := &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if r.URL.Scheme == "https" {
+			h := http.Header{"Location": {"http://idp.example/jwks"}}
+			return &http.Response{StatusCode: http.StatusFound, Header: h, Body: http.NoBody, Request: r}, nil
+		}
+		plain.Add(1)
+		return &http.Response{StatusCode: http.StatusOK, Body: io.NopCloser(bytes.NewReader(*is.set.Load())), Request: r}, nil
+	})}
+	var logs lockedBuffer
+	auth, err := compliance.NewAuthenticator(compliance.AuthConfig{
+		Issuer: "https://idp.example", Audience: "clearance", JWKSURL: "https://idp.example/jwks",
+	}, compliance.AuthOptions{HTTPClient: client, Now: func() time.Time { return authNow },
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := is.token(claims{iss: "https://idp.example", aud: "clearance", exp: authNow.Add(time.Hour), roles: []any{"viewer"}})
+	if _, err := auth.Authenticate(t.Context(), tok); !errors.Is(err, compliance.ErrKeysUnavailable) {
+		t.Fatalf("Authenticate after a redirect to http: %v, want ErrKeysUnavailable", err)
+	}
+	if plain.Load() != 0 {
+		t.Fatal("the redirect to plain http was followed")
+	}
+	// The cause is logged once the fetch has ended.
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "redirect to http://idp.example refused"); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("log does not say why: %s", logs.String())
+		}
 	}
 }
