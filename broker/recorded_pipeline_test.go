@@ -77,20 +77,7 @@ func TestResentOnNATSAfterDedupWindow(t *testing.T) {
 	defer sub.Unsubscribe()
 	receipt := func(id string) broker.Receipt {
 		t.Helper()
-		for {
-			select {
-			case m := <-receipts:
-				var r broker.Receipt
-				if err := json.Unmarshal(m.Data, &r); err != nil {
-					t.Fatal(err)
-				}
-				if r.RequestID == id {
-					return r
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatalf("no receipt for %s", id)
-			}
-		}
+		return awaitReceipt(t, receipts, id)
 	}
 	const allowed, denied, invalid = "ord-10023-delivery", "ord-10027-delivery", "bad-resent"
 	bad := []byte(`{"id":"bad-resent","source":"order-service","recipient":"swiftship-de","purpose":"delivery","dataset":"order.delivery","record":{"name":"x"}}`)

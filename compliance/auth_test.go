@@ -21,6 +21,7 @@ import (
 
 	"github.com/clearance-broker/clearance/compliance"
 	"github.com/clearance-broker/clearance/compliance/compliancetest"
+	"github.com/clearance-broker/clearance/internal/syncbuf"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jwt"
@@ -457,24 +458,6 @@ func TestKeysIssuerDown(t *testing.T) {
 	})
 }
 
-// lockedBuffer is a log destination a test reads while handlers write.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestKeysUnavailableAnswer checks that the answer to a caller when the
 // issuer's keys cannot be read (API, console page, sign-in) is fixed, and
 // that the cause, which names the issuer's URL or the key file, goes to
@@ -490,7 +473,7 @@ func TestKeysUnavailableAnswer(t *testing.T) {
 		{"jwks_file", "/etc/internal-idp/jwks.json", compliance.AuthConfig{JWKSFile: "/etc/internal-idp/jwks.json"}},
 	} {
 		t.Run(src.name, func(t *testing.T) {
-			var logged lockedBuffer
+			var logged syncbuf.Buffer
 			cfg := src.cfg
 			cfg.Issuer, cfg.Audience = compliance.DevIssuerName, compliance.DevAudience
 			auth, err := compliance.NewAuthenticator(cfg, compliance.AuthOptions{
@@ -564,7 +547,7 @@ func TestKeysRedirectToPlainHTTPRefused(t *testing.T) {
 		plain.Add(1)
 		return &http.Response{StatusCode: http.StatusOK, Body: io.NopCloser(bytes.NewReader(*is.set.Load())), Request: r}, nil
 	})}
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	auth, err := compliance.NewAuthenticator(compliance.AuthConfig{
 		Issuer: "https://idp.example", Audience: "clearance", JWKSURL: "https://idp.example/jwks",
 	}, compliance.AuthOptions{HTTPClient: client, Now: func() time.Time { return authNow },
