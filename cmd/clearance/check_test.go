@@ -102,6 +102,10 @@ func TestRegistryLint(t *testing.T) {
 		{"the day after", []string{"lint", "--at", "2027-01-01T08:00:00Z", exampleRegistry}, 0, []string{
 			"agreement scc-cargolink-us v1: tia_overdue: its transfer impact assessment TIA-2025-04 was due for review on 2026-12-31 (1 day ago)",
 			"legal order order-2026-113: expired: its last valid day was 2026-12-31 (1 day ago)"}},
+		{"categories beyond a transfer mechanism", []string{"lint", filepath.Join("..", "..", "agreements", "testdata", "engine")}, 0, []string{
+			"3 case(s) of an agreement permitting categories the transfer mechanism of the same party and purpose does not list (they do not fail the lint):\n",
+			"registry.yaml:65: agreement s-dpa-pref v1: categories_beyond_mechanism: lets p-us (US) receive identity.name for delivery, which scc scc-us v1 (",
+			"registry.yaml:39: agreement a-de v1: categories_beyond_mechanism: lets p-sg (SG) receive financial.payment, identity.name for delivery, which bcr bcr-sg v1 ("}},
 		{"a day that is none", []string{"lint", "--at", "tomorrow", exampleRegistry}, 2, nil},
 		{"no directory", []string{"lint"}, 2, nil},
 		{"no subcommand", nil, 2, nil},
@@ -118,6 +122,9 @@ func TestRegistryLint(t *testing.T) {
 				if !strings.Contains(stdout.String(), w) {
 					t.Errorf("stdout does not contain %q:\n%s", w, stdout.String())
 				}
+			}
+			if len(tt.give) > 0 && tt.give[len(tt.give)-1] == exampleRegistry && strings.Contains(stdout.String(), "categories_beyond_mechanism") {
+				t.Errorf("the example registry's mechanisms list every category its agreements permit:\n%s", stdout.String())
 			}
 		})
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/clearance-broker/clearance/agreements"
@@ -71,7 +72,26 @@ func runRegistryLint(_ context.Context, args []string, stdout, stderr io.Writer)
 		len(c.Zones), len(c.Adequacy), len(c.Parties), len(c.Datasets), len(c.Purposes), len(c.Agreements),
 		len(c.Consents), len(c.LegalOrders), len(c.Erasures), reg.Version())
 	printDateNotes(stdout, c, at, "they do not fail the lint")
+	printMechanismGaps(stdout, reg, "they do not fail the lint")
 	return 0
+}
+
+// printMechanismGaps prints the categories reg's disclosure agreements
+// let a party receive beyond what its transfer mechanism for that purpose
+// lists (Registry.MechanismGaps), if any, under a line that ends with why
+// they are no error.
+func printMechanismGaps(w io.Writer, reg *agreements.Registry, why string) {
+	gaps := reg.MechanismGaps()
+	if len(gaps) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "%d case(s) of an agreement permitting categories the transfer mechanism of the same party and purpose does not list (%s):\n", len(gaps), why)
+	for _, g := range gaps {
+		a, m := g.Agreement, g.Mechanism
+		fmt.Fprintf(w, "  %s:%d: agreement %s v%d: categories_beyond_mechanism: lets %s (%s) receive %s for %s, which %s %s v%d (%s:%d) does not list\n",
+			a.Src.File, a.Src.Line, a.ID, a.Version, g.Party, g.Country, strings.Join(g.Categories, ", "), g.Purpose,
+			m.Kind, m.ID, m.Version, m.Src.File, m.Src.Line)
+	}
 }
 
 // printDateNotes prints the dates of c that need attention on at's day

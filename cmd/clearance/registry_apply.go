@@ -65,6 +65,7 @@ func runRegistryApply(ctx context.Context, args []string, stdout, stderr io.Writ
 		fmt.Fprintf(stdout, "applied: event %d, registry version %s (content %s)\n", ev.Seq, ev.Version, ev.Base)
 	}
 	printDateNotes(stdout, reg.Content(), time.Now(), "the registry in force as applied, run-time changes aside")
+	printMechanismGaps(stdout, reg, "decisions follow the registry as written")
 	return 0
 }
 
