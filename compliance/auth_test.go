@@ -521,8 +521,12 @@ func TestKeysUnavailableAnswer(t *testing.T) {
 					}
 				}
 			}
-			if !strings.Contains(logged.String(), src.secret) {
-				t.Errorf("the log lacks the cause: %s", logged.String())
+			// The cause is logged once its fetch has ended, after the
+			// callers waiting on it were let go.
+			for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logged.String(), src.secret); time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the log lacks the cause: %s", logged.String())
+				}
 			}
 		})
 	}
