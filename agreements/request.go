@@ -24,7 +24,9 @@ type Request struct {
 
 // Subject is the person a record is about: a pseudonymous id, the
 // jurisdiction (ISO 3166-1 alpha-2) the data originates from, and whether
-// the subject is a minor.
+// the subject is a minor. All three are required on the wire: a request
+// that leaves minor out (or null) is refused rather than judged as an
+// adult's, past the parental consent Art. 8 asks for.
 type Subject struct {
 	ID           string `json:"id"`
 	Jurisdiction string `json:"jurisdiction"`
@@ -182,10 +184,13 @@ func (p *requestParser) request(data []byte, prefix string) *Request {
 		if req.Subject.Jurisdiction != "" && !ValidCountry(req.Subject.Jurisdiction) {
 			p.fail(f("subject.jurisdiction"), "not an ISO 3166-1 alpha-2 country code")
 		}
-		if raw, ok := sm["minor"]; ok && !isJSONNull(raw) {
-			if err := json.Unmarshal(raw, &req.Subject.Minor); err != nil {
-				p.fail(f("subject.minor"), "want true or false")
-			}
+		// Required: a request that does not say whether its subject is a
+		// minor would be judged as an adult's, past the parental consent
+		// Art. 8 asks for.
+		if raw, ok := sm["minor"]; !ok || isJSONNull(raw) {
+			p.fail(f("subject.minor"), "required field is missing; say true or false")
+		} else if err := json.Unmarshal(raw, &req.Subject.Minor); err != nil {
+			p.fail(f("subject.minor"), "want true or false")
 		}
 	}
 	if raw, ok := m["record"]; !ok || isJSONNull(raw) {

@@ -195,9 +195,9 @@ func (s *fastScanner) subject(sub *Subject) bool {
 			switch {
 			case s.literal("true"):
 				sub.Minor = true
-			case s.literal("false"), s.literal("null"):
+			case s.literal("false"):
 			default:
-				return false
+				return false // null too: the strict parser names it
 			}
 			return true
 		}
@@ -205,7 +205,7 @@ func (s *fastScanner) subject(sub *Subject) bool {
 	}) {
 		return false
 	}
-	return seen&3 == 3 && ValidCountry(sub.Jurisdiction)
+	return seen == 7 && ValidCountry(sub.Jurisdiction)
 }
 
 func (s *fastScanner) literal(lit string) bool {

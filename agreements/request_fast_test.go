@@ -32,35 +32,37 @@ var fastCases = []struct {
 	{"good", goodRequest, true},
 	{"white space everywhere", " \n{ \"id\" : \"a\" ,\t\"source\":\"orders\",\"recipient\":\"r\",\"purpose\":\"p\",\"dataset\":\"d\",\r\n" +
 		"\"subject\": { \"id\":\"s\" , \"jurisdiction\":\"DE\" , \"minor\" : true } , \"record\" : { } } \n", true},
-	{"nested record", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE"},` +
+	{"nested record", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE","minor":false},` +
 		`"record":{"a":{"b":[1,-2.5e+3,0,"x",null,true,false,[],{}]},"n":-0.0E-1}}`, true},
-	{"record repeats a key", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE"},` +
+	{"record repeats a key", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE","minor":false},` +
 		`"record":{"a":{"x":1},"a":2}}`, false},
-	{"record repeats a nested key", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE"},` +
+	{"record repeats a nested key", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE","minor":false},` +
 		`"record":{"a":[{"x":1,"y":2,"x":3}]}}`, false},
 	{"simple escapes and UTF-8", `{"id":"a\"\\\/\b\f\n\r\t","source":"o","recipient":"r","purpose":"p","dataset":"d",` +
-		`"subject":{"id":"Müller ☃","jurisdiction":"DE","minor":null},"legal_order":"lo","record":{"k\n":"Ünïcödé"}}`, true},
-	{"unicode escape", `{"id":"\u0061","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE"},"record":{}}`, false},
-	{"invalid UTF-8", "{\"id\":\"\xff\",\"source\":\"o\",\"recipient\":\"r\",\"purpose\":\"p\",\"dataset\":\"d\",\"subject\":{\"id\":\"s\",\"jurisdiction\":\"DE\"},\"record\":{}}", false},
-	{"surrogate in UTF-8", "{\"id\":\"a\",\"source\":\"o\",\"recipient\":\"r\",\"purpose\":\"p\",\"dataset\":\"d\",\"subject\":{\"id\":\"s\",\"jurisdiction\":\"DE\"},\"record\":{\"x\":\"\xed\xa0\x80\"}}", false},
-	{"legal order null", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE"},"legal_order":null,"record":{}}`, true},
-	{"id null", `{"id":null,"source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE"},"record":{}}`, false},
-	{"legal order twice", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE"},"legal_order":null,"legal_order":"x","record":{}}`, false},
-	{"legal order empty", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE"},"legal_order":"","record":{}}`, false},
-	{"empty id", `{"id":"","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE"},"record":{}}`, false},
-	{"missing record", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE"}}`, false},
-	{"record array", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE"},"record":[]}`, false},
-	{"duplicate member", `{"id":"a","id":"b","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE"},"record":{}}`, false},
-	{"duplicate subject member", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","id":"t","jurisdiction":"DE"},"record":{}}`, false},
-	{"unknown member", `{"id":"a","extra":1,"source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE"},"record":{}}`, false},
-	{"bad country", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"XX"},"record":{}}`, false},
+		`"subject":{"id":"Müller ☃","jurisdiction":"DE","minor":true},"legal_order":"lo","record":{"k\n":"Ünïcödé"}}`, true},
+	{"unicode escape", `{"id":"\u0061","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE","minor":false},"record":{}}`, false},
+	{"invalid UTF-8", "{\"id\":\"\xff\",\"source\":\"o\",\"recipient\":\"r\",\"purpose\":\"p\",\"dataset\":\"d\",\"subject\":{\"id\":\"s\",\"jurisdiction\":\"DE\",\"minor\":false},\"record\":{}}", false},
+	{"surrogate in UTF-8", "{\"id\":\"a\",\"source\":\"o\",\"recipient\":\"r\",\"purpose\":\"p\",\"dataset\":\"d\",\"subject\":{\"id\":\"s\",\"jurisdiction\":\"DE\",\"minor\":false},\"record\":{\"x\":\"\xed\xa0\x80\"}}", false},
+	{"legal order null", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE","minor":false},"legal_order":null,"record":{}}`, true},
+	{"id null", `{"id":null,"source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE","minor":false},"record":{}}`, false},
+	{"legal order twice", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE","minor":false},"legal_order":null,"legal_order":"x","record":{}}`, false},
+	{"legal order empty", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE","minor":false},"legal_order":"","record":{}}`, false},
+	{"empty id", `{"id":"","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE","minor":false},"record":{}}`, false},
+	{"missing record", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE","minor":false}}`, false},
+	{"record array", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE","minor":false},"record":[]}`, false},
+	{"duplicate member", `{"id":"a","id":"b","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE","minor":false},"record":{}}`, false},
+	{"duplicate subject member", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","id":"t","jurisdiction":"DE","minor":false},"record":{}}`, false},
+	{"unknown member", `{"id":"a","extra":1,"source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE","minor":false},"record":{}}`, false},
+	{"bad country", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"XX","minor":false},"record":{}}`, false},
+	{"minor missing", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE"},"record":{}}`, false},
+	{"minor null", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE","minor":null},"record":{}}`, false},
 	{"minor as string", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE","minor":"yes"},"record":{}}`, false},
-	{"leading zero", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE"},"record":{"n":01}}`, false},
-	{"trailing comma", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE"},"record":{"n":1,}}`, false},
+	{"leading zero", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE","minor":false},"record":{"n":01}}`, false},
+	{"trailing comma", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE","minor":false},"record":{"n":1,}}`, false},
 	{"trailing data", goodRequest + "{}", false},
-	{"control character", "{\"id\":\"a\tb\",\"source\":\"o\",\"recipient\":\"r\",\"purpose\":\"p\",\"dataset\":\"d\",\"subject\":{\"id\":\"s\",\"jurisdiction\":\"DE\"},\"record\":{}}", false},
+	{"control character", "{\"id\":\"a\tb\",\"source\":\"o\",\"recipient\":\"r\",\"purpose\":\"p\",\"dataset\":\"d\",\"subject\":{\"id\":\"s\",\"jurisdiction\":\"DE\",\"minor\":false},\"record\":{}}", false},
 	{"literal with tail", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE","minor":truex},"record":{}}`, false},
-	{"deep record", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE"},"record":{"a":` +
+	{"deep record", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE","minor":false},"record":{"a":` +
 		strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}}`, false},
 	{"not an object", `[]`, false},
 	{"empty", ``, false},
@@ -127,7 +129,7 @@ func checkAgreement(t *testing.T, data []byte) {
 // and ParseRequest copies them.
 func TestParseRequestShared(t *testing.T) {
 	data := []byte(`{"id":"req-1","source":"o","recipient":"r","purpose":"p","dataset":"d",` +
-		`"subject":{"id":"s","jurisdiction":"DE"},"record":{"name":"Ada","n":12,"esc":"a\nb"}}`)
+		`"subject":{"id":"s","jurisdiction":"DE","minor":false},"record":{"name":"Ada","n":12,"esc":"a\nb"}}`)
 	within := func(s string) bool {
 		p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
 		start := uintptr(unsafe.Pointer(&data[0]))

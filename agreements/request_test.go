@@ -42,6 +42,8 @@ func TestParseRequestErrors(t *testing.T) {
 		{"duplicate field", strings.Replace(goodRequest, `"source": "orders"`, `"source": "orders", "recipient": "p2"`, 1), "invalid_request: recipient: field given twice"},
 		{"missing subject", strings.Replace(goodRequest, `"subject": {"id": "cust-1", "jurisdiction": "DE", "minor": true}, `, "", 1), "invalid_request: subject: required field is missing"},
 		{"subject id missing", strings.Replace(goodRequest, `"id": "cust-1", `, "", 1), "invalid_request: subject.id: required field is missing"},
+		{"minor missing", strings.Replace(goodRequest, `, "minor": true}`, `}`, 1), "invalid_request: subject.minor: required field is missing; say true or false"},
+		{"minor null", strings.Replace(goodRequest, `"minor": true`, `"minor": null`, 1), "invalid_request: subject.minor: required field is missing; say true or false"},
 		{"bad jurisdiction", strings.Replace(goodRequest, `"jurisdiction": "DE"`, `"jurisdiction": "Germany"`, 1), "invalid_request: subject.jurisdiction: not an ISO 3166-1 alpha-2 country code"},
 		{"minor as a string", strings.Replace(goodRequest, `"minor": true`, `"minor": "yes"`, 1), "invalid_request: subject.minor: want true or false"},
 		{"unknown subject field", strings.Replace(goodRequest, `"minor": true`, `"minor": true, "age": 9`, 1), "invalid_request: subject.age: unknown field"},
