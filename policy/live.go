@@ -234,7 +234,7 @@ func (l *Live) Change(ctx context.Context, ch agreements.Change) (Event, error) 
 		// Checked here, with the store's head locked and this instance
 		// caught up to it, so that two instances taking the same erasure at
 		// once record it once.
-		if erased, err := inForce(l.st.reg, ch); erased {
+		if erased, err := inForce(l.st.reg, ch, l.opts.Now()); erased {
 			return nil, ErrAlreadyErased
 		} else if err != nil {
 			return nil, err

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -183,7 +184,8 @@ var ErrNothingToWithdraw = errors.New("policy: no consent in force to withdraw")
 const reasonNothingToWithdraw = "not_found: consent: the subject holds no consent for this purpose in force at the withdrawal's time (none was granted, or it is withdrawn already)"
 
 // ErrAlreadyErased is Live.Change's answer to an erasure of a subject the
-// registry in force holds an erasure of: nothing is recorded.
+// registry in force holds an erasure of, in force by now or by the new
+// one's time: nothing is recorded.
 var ErrAlreadyErased = errors.New("policy: the subject's erasure is in force already")
 
 // ReasonAlreadyErased is the reason of the receipt of an erasure of a
@@ -193,17 +195,27 @@ var ErrAlreadyErased = errors.New("policy: the subject's erasure is in force alr
 const ReasonAlreadyErased = "already_erased: the subject's erasure is in force; nothing recorded again"
 
 // inForce compares ch, a parsed consent or erasure message, with reg:
-// erased reports an erasure of a subject reg holds an erasure of; a
+// erased reports an erasure of a subject reg holds an erasure of in force
+// by now or by the new one's time; a
 // withdrawal matching no consent in force at its time (as
 // agreements.Registry.With would withdraw it) is ErrNothingToWithdraw.
-func inForce(reg *agreements.Registry, ch agreements.Change) (erased bool, err error) {
+func inForce(reg *agreements.Registry, ch agreements.Change, now time.Time) (erased bool, err error) {
 	if len(ch.Erasures)+len(ch.Withdrawals) == 0 {
 		return false, nil
 	}
 	// The subject's own entries only (Registry.Subject): a registry may
 	// hold a consent per customer, and this runs for every message.
+	// Only an erasure in force by now, or by the new one's time, makes it a
+	// repeat: one on file dated later (a registry file's, or one sent a few
+	// minutes ahead) leaves the subject's data flowing until then, and the
+	// new one stops it sooner.
 	for _, e := range ch.Erasures {
-		if _, erasures := reg.Subject(e.Subject); len(erasures) > 0 {
+		by := e.At
+		if now.After(by) {
+			by = now
+		}
+		_, erasures := reg.Subject(e.Subject)
+		if slices.ContainsFunc(erasures, func(x agreements.Erasure) bool { return !x.At.After(by) }) {
 			return true, nil
 		}
 	}

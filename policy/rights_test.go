@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -324,5 +325,38 @@ func TestErasureRecordedOnceAcrossInstances(t *testing.T) {
 	consents, _ := b.engine.Registry().Subject("cust-99")
 	if len(consents) != 1 || consents[0].WithdrawnAt == nil || !consents[0].WithdrawnAt.Equal(granted) {
 		t.Errorf("consents after the withdrawal: %+v", consents)
+	}
+}
+
+// TestErasureBeforeOneOnFile: an erasure dated before the one the registry
+// holds of the subject (here one sent a few minutes ahead) is recorded and
+// in force from its own time; it is no repeat of the later one, which left
+// the subject's data flowing until then. One dated after it is a repeat.
+func TestErasureBeforeOneOnFile(t *testing.T) {
+	e := newEnv(t, brokertest.SQLiteDSN(t))
+	n := e.start(t, brokertest.Connect(t, brokertest.StartNATS(t)), load(t, registryDir(t)))
+	if _, _, err := n.live.Apply(t.Context(), load(t, registryDir(t))); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	erase := func(at time.Time) error {
+		_, err := n.live.Change(t.Context(), agreements.Change{Erasures: []agreements.Erasure{{Subject: "cust-7", At: at}}})
+		return err
+	}
+	if err := erase(now.Add(4 * time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	req := marketing(t)
+	if d := n.engine.Decide(req, now.Add(time.Minute)); !d.Allowed() {
+		t.Fatalf("before the erasure on file: %s %v", d.Decision, d.Reasons)
+	}
+	if err := erase(now); err != nil {
+		t.Fatalf("an erasure before the one on file: %v", err)
+	}
+	if d := n.engine.Decide(req, now.Add(time.Minute)); d.Allowed() || !slices.Contains(d.Reasons, agreements.ReasonSubjectErased) {
+		t.Fatalf("after the erasure dated now: %s %v", d.Decision, d.Reasons)
+	}
+	if err := erase(now.Add(2 * time.Minute)); !errors.Is(err, policy.ErrAlreadyErased) {
+		t.Fatalf("an erasure after one in force: %v, want ErrAlreadyErased", err)
 	}
 }
