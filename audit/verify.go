@@ -405,6 +405,13 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 	// began and no checkpoint has sealed yet; appended counts the entries
 	// appended since, after every checkpoint known.
 	unsealed, appended := newRuns(ly), int64(0)
+	// beyond holds, per chain, the entries walked past its head as it was
+	// when the walk began. Each is held to the head as it is once the walk
+	// ends: the log moves a chain's head in the transaction that adds the
+	// entry, so an entry the walk read lies at or below it, unless the
+	// head row was moved back (to pass rewritten entries off as appended
+	// during the walk) or the entry was written outside the log.
+	beyond := make([][]int64, ly.k)
 	for rows.Next() {
 		var r entryRow
 		if err := l.db.ScanRow(ctx, rows, &r); err != nil {
@@ -455,6 +462,7 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 			unsealed.add(r.Seq, r.At)
 		} else {
 			appended++
+			beyond[c] = append(beyond[c], r.Seq)
 		}
 		if _, ok := signed[r.Seq]; ok {
 			// A checkpoint that the chain matches vouches for every entry
@@ -480,6 +488,17 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 		return rep, fmt.Errorf("audit: verify: read entries: %w", err)
 	}
 	report()
+	if appended > 0 {
+		hs, err := readHeads(ctx, l.db, ly)
+		if err != nil {
+			return rep, err
+		}
+		for c, seqs := range beyond {
+			if i := slices.IndexFunc(seqs, func(seq int64) bool { return seq > hs[c].Seq }); i >= 0 {
+				return failRange(FindingInserted, seqs[i], seqs[len(seqs)-1], "entries past the chain head: written outside the log, or the head moved back over them")
+			}
+		}
+	}
 	if gap := missing(math.MaxInt64, -1); gap != 0 {
 		return fail(FindingRemoved, gap, "entries missing before the chain head")
 	}

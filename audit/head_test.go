@@ -1,0 +1,52 @@
+package audit
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+// TestVerifyHeadMovedBack: a thief who rewrites entries and their hashes,
+// removes the checkpoints that would tell, and moves the chain's head row
+// back over them must not have them pass as entries appended while verify
+// ran (which no cadence holds): they lie past the head as it is once the
+// walk ends, and are named as inserted. Entries really appended during the
+// walk move the head with them and still verify.
+func TestVerifyHeadMovedBack(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			for _, tc := range []struct {
+				name      string
+				from      int64
+				checks    string
+				head      string
+				wantFirst int64
+			}{
+				{"back to a checkpoint", 11, "DELETE FROM audit_checkpoints WHERE seq > 10",
+					"UPDATE audit_head SET seq = 10, hash = (SELECT hash FROM audit_entries WHERE seq = 10)", 11},
+				{"back to the start", 1, "DELETE FROM audit_checkpoints",
+					"UPDATE audit_head SET seq = 0, hash = '" + genesisHash + "'", 1},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					ctx := t.Context()
+					db := openTestDB(t, b.dsn(t))
+					writeCadenceLog(t, db)
+					if err := rewriteFrom(ctx, db, tc.from); err != nil {
+						t.Fatal(err)
+					}
+					for _, q := range []string{tc.checks, tc.head} {
+						if _, err := db.ExecContext(ctx, q); err != nil {
+							t.Fatal(err)
+						}
+					}
+					rep, err := readerAt(t, db, testTime.Add(time.Hour)).VerifyWith(ctx, testSigner(t), cadenceOptions)
+					var te *TamperError
+					if !errors.As(err, &te) || te.Finding != FindingInserted || te.Sequence != tc.wantFirst {
+						t.Fatalf("verify = %+v, %v; want entries from %d inserted", rep, err, tc.wantFirst)
+					}
+					checkNoPersonalData(t, te)
+				})
+			}
+		})
+	}
+}
