@@ -14,6 +14,12 @@ import (
 // to the same chain, so the number is fixed once the log has forked.
 var ErrChainsMismatch = errors.New("audit: configured number of chains differs from the database's")
 
+// MaxChains bounds the number of hash chains a log is written as: each is
+// a row of the head table and a lane of every verify, and past a handful
+// more chains only spread the same writers thinner. A larger number
+// recorded in the database was not written by a log; verify refuses it.
+const MaxChains = 64
+
 // DefaultChains is the number of chains a deployment should configure for
 // db: 2 on PostgreSQL, where batches of different chains commit in parallel
 // and share WAL flushes, and 1 on SQLite, which has a single writer anyway.
@@ -73,8 +79,8 @@ func (ly layout) route(requestID string) int {
 // first, and constrains every head to its chain's sequences. A different
 // number from the recorded one is ErrChainsMismatch.
 func setupChains(ctx context.Context, db *bun.DB, want int) (layout, error) {
-	if want < 0 {
-		return layout{}, fmt.Errorf("audit: chains: %d is not a number of chains", want)
+	if want < 0 || want > MaxChains {
+		return layout{}, fmt.Errorf("audit: chains: %d is not a number of chains (0 to %d)", want, MaxChains)
 	}
 	if want > 1 && !isPostgres(db) {
 		return layout{}, fmt.Errorf("audit: chains: %d chains configured; SQLite has one writer and takes 1", want)
@@ -160,8 +166,8 @@ func loadLayout(ctx context.Context, db bun.IDB) (layout, error) {
 	case err != nil:
 		return layout{}, fmt.Errorf("audit: read chains: %w", err)
 	}
-	if row.Chains < 1 {
-		return layout{}, fmt.Errorf("audit: read chains: %d chains recorded", row.Chains)
+	if row.Chains < 1 || row.Chains > MaxChains || row.ForkSeq < 0 {
+		return layout{}, fmt.Errorf("audit: read chains: %d chains from sequence %d recorded, a layout no log writes: the audit_chains row was edited", row.Chains, row.ForkSeq)
 	}
 	return layout{k: row.Chains, fork: row.ForkSeq}, nil
 }

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -46,6 +47,28 @@ func TestVerifyHeadMovedBack(t *testing.T) {
 					}
 					checkNoPersonalData(t, te)
 				})
+			}
+		})
+	}
+}
+
+// TestVerifyForgedChainsRow: an audit_chains row no log writes (a number
+// of chains past MaxChains, a fork before the first entry) is refused by
+// verify, as an edited table, instead of sizing its walk from it.
+func TestVerifyForgedChainsRow(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			for _, row := range [][2]int64{{1 << 50, 45}, {MaxChains + 1, 45}, {2, -5}} {
+				ctx := t.Context()
+				db := openTestDB(t, b.dsn(t))
+				writeCadenceLog(t, db)
+				if _, err := db.ExecContext(ctx, "INSERT INTO audit_chains (id, chains, fork_seq) VALUES (1, ?, ?)", row[0], row[1]); err != nil {
+					t.Fatal(err)
+				}
+				_, err := readerAt(t, db, testTime).VerifyWith(ctx, testSigner(t), cadenceOptions)
+				if err == nil || !strings.Contains(err.Error(), "the audit_chains row was edited") {
+					t.Errorf("chains %d from %d: verify = %v", row[0], row[1], err)
+				}
 			}
 		})
 	}

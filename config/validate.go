@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/audit/mirror"
 	"github.com/clearance-broker/clearance/connectors"
 )
@@ -224,8 +225,8 @@ func (a Audit) validate(p string) []error {
 	if a.GatherWindow < 0 || a.GatherWindow > maxGatherWindow {
 		errs = append(errs, fieldErr(p+".gather_window", "must be from 0 (never wait) to "+maxGatherWindow.String()))
 	}
-	if a.Chains < 0 {
-		errs = append(errs, fieldErr(p+".chains", "must be 0 (what the database records, else 1) or more"))
+	if a.Chains < 0 || a.Chains > audit.MaxChains {
+		errs = append(errs, fieldErr(p+".chains", fmt.Sprintf("must be 0 (what the database records, else 1) to %d", audit.MaxChains)))
 	}
 	if a.CheckpointStream != "" && !mirror.ValidStream(a.CheckpointStream) {
 		errs = append(errs, fieldErr(p+".checkpoint_stream", "want a stream name of 1 to 64 letters, digits, _ or -, or empty for none"))
