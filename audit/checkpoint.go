@@ -8,8 +8,21 @@ import (
 )
 
 // Checkpoint is the signed payload of a checkpoint: the chain head hash at
-// a sequence number.
+// a sequence number. On a log written as several chains it also vouches
+// for the head of every chain that has moved since the fork, as the
+// checkpoint read them (Chains): each chain's checkpoints then vouch for
+// the others, so a chain cut back, with its own later checkpoints and
+// its head row, is found missing by the entries the other chains'
+// checkpoints name (Verify). Checkpoints signed before Chains have none.
 type Checkpoint struct {
+	Sequence int64       `json:"sequence"`
+	Head     string      `json:"head"`
+	Chains   []ChainHead `json:"chains,omitempty"`
+}
+
+// ChainHead is a chain's head as a checkpoint read it: the sequence of its
+// last entry and that entry's hash.
+type ChainHead struct {
 	Sequence int64  `json:"sequence"`
 	Head     string `json:"head"`
 }
@@ -85,9 +98,17 @@ func (l *Log) checkpoint(ctx context.Context, force bool) (int64, error) {
 	if !due || len(moved) == 0 {
 		return 0, nil
 	}
+	var chains []ChainHead
+	if ly.k > 1 {
+		for c, h := range heads {
+			if c == 0 || h.Seq > ly.fork {
+				chains = append(chains, ChainHead{Sequence: h.Seq, Head: h.Hash})
+			}
+		}
+	}
 	payloads := make([][]byte, len(moved))
 	for i, h := range moved {
-		if payloads[i], err = json.Marshal(Checkpoint{Sequence: h.Seq, Head: h.Hash}); err != nil {
+		if payloads[i], err = json.Marshal(Checkpoint{Sequence: h.Seq, Head: h.Hash, Chains: chains}); err != nil {
 			return 0, fmt.Errorf("audit: checkpoint: %w", err)
 		}
 	}

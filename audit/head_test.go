@@ -73,3 +73,57 @@ func TestVerifyForgedChainsRow(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyChainCutBack: on a log written as two chains, a thief removes
+// every entry of chain 1 since the fork, with its checkpoints, and moves
+// its head row back to the fork, while chain 0 goes on around the holes.
+// Chain 0's checkpoints recorded chain 1's heads, so verify finds them
+// missing, without the checkpoint copies. An honest log verifies.
+func TestVerifyChainCutBack(t *testing.T) {
+	ctx := t.Context()
+	db := openTestDB(t, postgresDSN(t))
+	opts := testOptions(t)
+	opts.CheckpointEvery = 1 << 30
+	opts.Now = func() time.Time { return testTime }
+	single := openTestLog(t, db, opts)
+	appendN(t, single, 1, 5)
+	if err := single.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	opts.Chains = 2
+	l := openTestLog(t, db, opts)
+	for from := 6; from < 66; from += 6 {
+		appendN(t, l, from, 6)
+		if _, err := l.Checkpoint(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readerAt(t, db, testTime).VerifyWith(ctx, testSigner(t), cadenceOptions); err != nil {
+		t.Fatalf("the honest log: %v", err)
+	}
+	ly, err := loadLayout(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		"DELETE FROM audit_entries WHERE seq > ? AND (seq - ?) % 2 = 1",
+		"DELETE FROM audit_checkpoints WHERE seq > ? AND (seq - ?) % 2 = 1",
+	} {
+		if _, err := db.ExecContext(ctx, q, ly.fork, ly.fork); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.ExecContext(ctx, "UPDATE audit_head SET seq = ?, hash = (SELECT hash FROM audit_entries WHERE seq = ?) WHERE id = 2",
+		ly.fork+1-2, ly.fork); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := readerAt(t, db, testTime).VerifyWith(ctx, testSigner(t), cadenceOptions)
+	var te *TamperError
+	if !errors.As(err, &te) || te.Finding != FindingRemoved {
+		t.Fatalf("verify after chain 1 was cut back = %+v, %v; want entries removed", rep, err)
+	}
+	checkNoPersonalData(t, te)
+}

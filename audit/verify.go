@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"time"
@@ -309,6 +310,18 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 		return rep, fmt.Errorf("audit: verify: read checkpoints: %w", err)
 	}
 	signed := make(map[int64]string, len(cps))
+	// vouched holds the chain heads that checkpoints of a log written as
+	// several chains name besides their own (Checkpoint.Chains), each
+	// struck off when the walk meets its entry: one left over is an entry
+	// removed with its own chain's later checkpoints and head row.
+	vouched := map[int64]string{}
+	vouch := func(c *Checkpoint) {
+		for _, h := range c.Chains {
+			if h.Sequence >= start && h.Sequence > ly.fork && h.Sequence != c.Sequence {
+				vouched[h.Sequence] = h.Head
+			}
+		}
+	}
 	for _, cp := range cps {
 		var c Checkpoint
 		if err := openSigned(ctx, v, cp.JWS, &c); err != nil {
@@ -318,6 +331,7 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 			return fail(FindingBadCheckpoint, cp.Seq, "checkpoint row differs from its signed payload")
 		}
 		signed[cp.Seq] = c.Head
+		vouch(&c)
 	}
 	// The mirrored copies: those of sequences the log has lost its row of
 	// join the checkpoints the walk holds the chain to.
@@ -337,6 +351,7 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 			return failWith(signatureProblem(FindingBadCheckpoint, c.Sequence, "mirrored checkpoint: ", err))
 		}
 		copied[c.Sequence] = true
+		vouch(&c)
 		rep.Mirrored++
 		head, ok := signed[c.Sequence]
 		switch {
@@ -454,6 +469,14 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 			return problemIn(FindingChanged, first, r.Seq, fmt.Sprintf("an entry from %d to %d was changed and the chain rewritten "+
 				"after it, which entry the chain cannot tell: it no longer matches checkpoint %d", first, r.Seq, r.Seq))
 		}
+		if h, ok := vouched[r.Seq]; ok {
+			if h != r.Hash {
+				first := unsealed.first(r.Seq)
+				return problemIn(FindingChanged, first, r.Seq, fmt.Sprintf("an entry from %d to %d was changed and the chain rewritten "+
+					"after it: entry %d no longer matches the head another chain's checkpoint recorded", first, r.Seq, r.Seq))
+			}
+			delete(vouched, r.Seq)
+		}
 		if r.Seq == heads0[c].Seq {
 			headHash[c] = r.Hash
 		}
@@ -498,6 +521,11 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 				return failRange(FindingInserted, seqs[i], seqs[len(seqs)-1], "entries past the chain head: written outside the log, or the head moved back over them")
 			}
 		}
+	}
+	if len(vouched) > 0 {
+		gone := slices.Sorted(maps.Keys(vouched))
+		return failRange(FindingRemoved, gone[0], gone[len(gone)-1], fmt.Sprintf(
+			"%d entries that checkpoints of other chains recorded as their chain's head are missing, with their own chain's later checkpoints", len(gone)))
 	}
 	if gap := missing(math.MaxInt64, -1); gap != 0 {
 		return fail(FindingRemoved, gap, "entries missing before the chain head")

@@ -238,50 +238,88 @@ func resealEvery(ctx context.Context, db *bun.DB, w *Log, every, to int64) error
 }
 
 // TestVerifyMissingCheckpointsChains removes the checkpoints of one chain
-// of a forked log and rewrites that chain: the other chain's checkpoints,
-// which do not cover it, must not hide it.
+// of a forked log and rewrites that chain. The other chain's checkpoints
+// record its heads (Checkpoint.Chains), so the rewrite is named where the
+// first of them no longer matches; checkpoints signed before they did
+// cover only their own chain, and the rewritten chain must not hide behind
+// them: its entries are unsealed.
 func TestVerifyMissingCheckpointsChains(t *testing.T) {
-	ctx := t.Context()
-	db := openTestDB(t, postgresDSN(t))
-	opts := testOptions(t)
-	opts.CheckpointEvery = 1 << 30
-	opts.Now = func() time.Time { return testTime }
-	single := openTestLog(t, db, opts)
-	appendN(t, single, 1, 5)
-	if err := single.Close(ctx); err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		name   string
+		before bool // the checkpoints were signed before they named every chain
+	}{{"checkpoints naming every chain", false}, {"checkpoints from before", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			db := openTestDB(t, postgresDSN(t))
+			opts := testOptions(t)
+			opts.CheckpointEvery = 1 << 30
+			opts.Now = func() time.Time { return testTime }
+			single := openTestLog(t, db, opts)
+			appendN(t, single, 1, 5)
+			if err := single.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			opts.Chains = 2
+			l := openTestLog(t, db, opts)
+			for from := 6; from < 66; from += 6 {
+				appendN(t, l, from, 6)
+				if _, err := l.Checkpoint(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.before {
+				if err := resignOwnChainOnly(ctx, db, l); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if rep, err := readerAt(t, db, testTime.Add(time.Minute)).VerifyWith(ctx, testSigner(t), cadenceOptions); err != nil || rep.Unsealed != 0 {
+				t.Fatalf("before tampering: %+v, %v", rep, err)
+			}
+			seqs := chainSeqs(t, db, 1)
+			if len(seqs) <= 15 {
+				t.Fatalf("chain 1 holds %d entries; the test needs more than 15", len(seqs))
+			}
+			ly, err := loadLayout(ctx, db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.ExecContext(ctx, "DELETE FROM audit_checkpoints WHERE seq > ? AND (seq - ?) % 2 = 1", ly.fork, ly.fork); err != nil {
+				t.Fatal(err)
+			}
+			if err := rewriteChain(ctx, db, 1, seqs); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := readerAt(t, db, testTime.Add(time.Minute)).VerifyWith(ctx, testSigner(t), cadenceOptions)
+			var te *TamperError
+			want, last := FindingChanged, int64(0)
+			if tc.before {
+				want, last = FindingUnsealed, seqs[len(seqs)-1]
+			}
+			if !errors.As(err, &te) || te.Finding != want || te.Sequence != seqs[0] || (last != 0 && rep.ProblemLast != last) {
+				t.Fatalf("VerifyWith() = %+v, %v; want %s from entry %d", rep, err, want, seqs[0])
+			}
+			checkNoPersonalData(t, te)
+		})
 	}
-	opts.Chains = 2
-	l := openTestLog(t, db, opts)
-	for from := 6; from < 66; from += 6 {
-		appendN(t, l, from, 6)
-		if _, err := l.Checkpoint(ctx); err != nil {
-			t.Fatal(err)
+}
+
+// resignOwnChainOnly signs every checkpoint of db again, with w's signer,
+// as checkpoints were signed before they named every chain's head.
+func resignOwnChainOnly(ctx context.Context, db *bun.DB, w *Log) error {
+	var rows []checkpointRow
+	if err := db.NewSelect().Model(&rows).Scan(ctx); err != nil {
+		return err
+	}
+	for _, r := range rows {
+		sigs, err := w.opts.Signer.Sign(ctx, [][]byte{[]byte(mustJSON(Checkpoint{Sequence: r.Seq, Head: r.Head}))})
+		if err != nil {
+			return err
+		}
+		if _, err := db.NewUpdate().Model((*checkpointRow)(nil)).Set("jws = ?", string(sigs[0])).Where("seq = ?", r.Seq).Exec(ctx); err != nil {
+			return err
 		}
 	}
-	if rep, err := readerAt(t, db, testTime.Add(time.Minute)).VerifyWith(ctx, testSigner(t), cadenceOptions); err != nil || rep.Unsealed != 0 {
-		t.Fatalf("before tampering: %+v, %v", rep, err)
-	}
-	seqs := chainSeqs(t, db, 1)
-	if len(seqs) <= 15 {
-		t.Fatalf("chain 1 holds %d entries; the test needs more than 15", len(seqs))
-	}
-	ly, err := loadLayout(ctx, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.ExecContext(ctx, "DELETE FROM audit_checkpoints WHERE seq > ? AND (seq - ?) % 2 = 1", ly.fork, ly.fork); err != nil {
-		t.Fatal(err)
-	}
-	if err := rewriteChain(ctx, db, 1, seqs); err != nil {
-		t.Fatal(err)
-	}
-	rep, err := readerAt(t, db, testTime.Add(time.Minute)).VerifyWith(ctx, testSigner(t), cadenceOptions)
-	var te *TamperError
-	if !errors.As(err, &te) || te.Finding != FindingUnsealed || te.Sequence != seqs[0] || rep.ProblemLast != seqs[len(seqs)-1] {
-		t.Fatalf("VerifyWith() = %+v, %v; want entries %d to %d unsealed", rep, err, seqs[0], seqs[len(seqs)-1])
-	}
-	checkNoPersonalData(t, te)
+	return nil
 }
 
 // TestVerifyRemovedCheckpointBetweenTwo removes one checkpoint between two:
