@@ -81,23 +81,7 @@ func TestVerifyForgedChainsRow(t *testing.T) {
 // missing, without the checkpoint copies. An honest log verifies.
 func TestVerifyChainCutBack(t *testing.T) {
 	ctx := t.Context()
-	db := openTestDB(t, postgresDSN(t))
-	opts := testOptions(t)
-	opts.CheckpointEvery = 1 << 30
-	opts.Now = func() time.Time { return testTime }
-	single := openTestLog(t, db, opts)
-	appendN(t, single, 1, 5)
-	if err := single.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	opts.Chains = 2
-	l := openTestLog(t, db, opts)
-	for from := 6; from < 66; from += 6 {
-		appendN(t, l, from, 6)
-		if _, err := l.Checkpoint(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	db, l := writeForkedLog(t)
 	if err := l.Close(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -250,23 +250,7 @@ func TestVerifyMissingCheckpointsChains(t *testing.T) {
 	}{{"checkpoints naming every chain", false}, {"checkpoints from before", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := t.Context()
-			db := openTestDB(t, postgresDSN(t))
-			opts := testOptions(t)
-			opts.CheckpointEvery = 1 << 30
-			opts.Now = func() time.Time { return testTime }
-			single := openTestLog(t, db, opts)
-			appendN(t, single, 1, 5)
-			if err := single.Close(ctx); err != nil {
-				t.Fatal(err)
-			}
-			opts.Chains = 2
-			l := openTestLog(t, db, opts)
-			for from := 6; from < 66; from += 6 {
-				appendN(t, l, from, 6)
-				if _, err := l.Checkpoint(ctx); err != nil {
-					t.Fatal(err)
-				}
-			}
+			db, l := writeForkedLog(t)
 			if tc.before {
 				if err := resignOwnChainOnly(ctx, db, l); err != nil {
 					t.Fatal(err)
@@ -301,6 +285,31 @@ func TestVerifyMissingCheckpointsChains(t *testing.T) {
 			checkNoPersonalData(t, te)
 		})
 	}
+}
+
+// writeForkedLog writes, on a Postgres database of its own, 5 entries as
+// one chain, then 60 more as two chains with a checkpoint after every 6,
+// and returns the database and the log, still open.
+func writeForkedLog(t *testing.T) (*bun.DB, *Log) {
+	t.Helper()
+	db := openTestDB(t, postgresDSN(t))
+	opts := testOptions(t)
+	opts.CheckpointEvery = 1 << 30
+	opts.Now = func() time.Time { return testTime }
+	single := openTestLog(t, db, opts)
+	appendN(t, single, 1, 5)
+	if err := single.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	opts.Chains = 2
+	l := openTestLog(t, db, opts)
+	for from := 6; from < 66; from += 6 {
+		appendN(t, l, from, 6)
+		if _, err := l.Checkpoint(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return db, l
 }
 
 // resignOwnChainOnly signs every checkpoint of db again, with w's signer,
