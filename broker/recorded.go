@@ -177,9 +177,10 @@ func (b *Broker) finishRecorded(ctx context.Context, msg jetstream.Msg, res *res
 			// subject: it is parsed again for it, so that this dead letter
 			// too is sealed under the subject's key, and nothing of it is
 			// kept for an erased subject. Sealed under the broker's keys
-			// instead, it would outlive an erasure. A message that does
-			// not parse names no subject and is kept under the broker's
-			// keys, as process kept it the first time.
+			// instead, it would outlive an erasure. A message the parser
+			// refuses is read loosely for its subject, as process read
+			// it the first time; one that names none is kept under the
+			// broker's keys.
 			res.subject = subjectOf(msg.Data())
 		}
 		if err := b.deadLetter(ctx, msg, res); err != nil {
