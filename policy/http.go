@@ -5,9 +5,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
+	"github.com/clearance-broker/clearance/audit"
 	"github.com/nats-io/nuid"
 )
 
@@ -80,11 +79,11 @@ func (l *Live) serveRecord(w http.ResponseWriter, r *http.Request, kind, subject
 	}
 }
 
-// headerToken returns a header usable as an id (printable UTF-8, at most 256
-// bytes), or def.
+// headerToken returns a header usable as an id (one the audit log records,
+// audit.RecordableID, without spaces or dots), or def.
 func headerToken(r *http.Request, name, def string) string {
 	v := r.Header.Get(name)
-	if v == "" || len(v) > 256 || !utf8.ValidString(v) || strings.ContainsFunc(v, func(c rune) bool { return unicode.IsControl(c) || c == ' ' || c == '.' }) {
+	if !audit.RecordableID(v) || strings.ContainsAny(v, " .") {
 		return def
 	}
 	return v
