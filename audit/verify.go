@@ -417,9 +417,8 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 	defer rows.Close()
 	headHash := make([]string, ly.k)
 	// unsealed follows the runs of entries that existed when the walk
-	// began and no checkpoint has sealed yet; appended counts the entries
-	// appended since, after every checkpoint known.
-	unsealed, appended := newRuns(ly), int64(0)
+	// began and no checkpoint has sealed yet.
+	unsealed := newRuns(ly)
 	// beyond holds, per chain, the entries walked past its head as it was
 	// when the walk began. Each is held to the head as it is once the walk
 	// ends: the log moves a chain's head in the transaction that adds the
@@ -484,7 +483,6 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 		if r.Seq <= heads0[c].Seq {
 			unsealed.add(r.Seq, r.At)
 		} else {
-			appended++
 			beyond[c] = append(beyond[c], r.Seq)
 		}
 		if _, ok := signed[r.Seq]; ok {
@@ -511,6 +509,11 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 		return rep, fmt.Errorf("audit: verify: read entries: %w", err)
 	}
 	report()
+	// The entries appended during the walk, after every checkpoint known.
+	appended := int64(0)
+	for _, seqs := range beyond {
+		appended += int64(len(seqs))
+	}
 	if appended > 0 {
 		hs, err := readHeads(ctx, l.db, ly)
 		if err != nil {

@@ -188,8 +188,8 @@ func (l *Live) snapshotLater() {
 		switch {
 		case err != nil:
 			// Tried again after another interval, not at the next event:
-			// a snapshot too large for its row would be encoded anew at
-			// every change. Meanwhile a start replays more events.
+			// a snapshot the store refuses would be encoded anew at every
+			// change. Meanwhile a start replays more events.
 			l.snapSeq = max(l.snapSeq, st.seq)
 			l.metrics.snapshotFailures.Inc()
 			l.log.Warn("store registry snapshot", "event", st.seq, "err", err)
