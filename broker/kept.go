@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
-	"github.com/clearance-broker/clearance/agreements"
 	"github.com/clearance-broker/clearance/connectors"
 	"github.com/clearance-broker/clearance/connectors/natsregion"
 	"github.com/clearance-broker/clearance/shred"
@@ -56,20 +54,12 @@ func (b *Broker) sealKept(ctx context.Context, data []byte, res *result) ([]byte
 	return sealed, SubjectKeyRef, err
 }
 
-// subjectOf returns the subject id request data names, copied, or "" when
-// it names none.
-func subjectOf(data []byte) string {
-	if req, err := agreements.ParseRequestShared(data); err == nil {
-		return strings.Clone(req.Subject.ID)
-	}
-	return looseSubject(data)
-}
-
-// looseSubject returns the subject id of a request the parser refuses (a
-// key unknown or given twice, a field of the wrong type) that still names
-// one, or "": what is kept of it is that subject's data as much as a valid
-// request's is, so it is sealed under the subject's key and goes with an
-// erasure. The id chooses only the key; it is trusted for nothing else.
+// looseSubject returns the subject id request data names, or "": that of
+// a valid request, and that of a request the parser refuses (a key unknown
+// or given twice, a field of the wrong type) that still names one, whose
+// kept copy is that subject's data as much as a valid request's is, so it
+// is sealed under the subject's key and goes with an erasure. The id
+// chooses only the key; it is trusted for nothing else.
 func looseSubject(data []byte) string {
 	var env struct {
 		Subject struct {
