@@ -410,7 +410,12 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 		}
 	}
 
-	rows, err := l.db.NewSelect().Model((*entryRow)(nil)).Order("seq").Rows(ctx)
+	q := l.db.NewSelect().Model((*entryRow)(nil))
+	textTime := !isPostgres(l.db)
+	if textTime {
+		q = q.ColumnExpr("entry_row.*, CAST(at AS TEXT) AS at_text")
+	}
+	rows, err := q.Order("seq").Rows(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("audit: verify: read entries: %w", err)
 	}
@@ -427,10 +432,11 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 	// during the walk) or the entry was written outside the log.
 	beyond := make([][]int64, ly.k)
 	for rows.Next() {
-		var r entryRow
-		if err := l.db.ScanRow(ctx, rows, &r); err != nil {
+		var vr verifyRow
+		if err := l.db.ScanRow(ctx, rows, &vr); err != nil {
 			return rep, fmt.Errorf("audit: verify: scan entry: %w", err)
 		}
+		r := &vr.entryRow
 		c, st := w.lane(r.Seq)
 		if r.Seq < st.Next {
 			return fail(FindingInserted, r.Seq, "entry before the start of the chain")
@@ -453,6 +459,10 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 		e, err := r.entry()
 		if err != nil || computeHash(&e) != r.Hash {
 			return problem(FindingChanged, r.Seq, "content does not match the entry's hash")
+		}
+		if textTime && vr.AtText != storedTime(r.At) {
+			return problem(FindingChanged, r.Seq, "entry time is not stored as the log writes it (UTC): "+
+				"it still matches the hash, but time-filtered queries compare the text and miss it")
 		}
 		if r.PrevHash != st.Prev {
 			if st.last < start && rep.Anchor > 0 {
@@ -589,4 +599,18 @@ func openSigned(ctx context.Context, v Verifier, jws string, dst any) error {
 		return fmt.Errorf("payload: %w", err)
 	}
 	return nil
+}
+
+// verifyRow is an entry as verify reads it: on SQLite, where a time is
+// text, with that text as stored.
+type verifyRow struct {
+	entryRow
+	AtText string `bun:"at_text,scanonly"`
+}
+
+// storedTime is the text an entry's time is stored as on SQLite: the form
+// the log writes, UTC to the microsecond, whose text order is the time
+// order that queries and retention rely on.
+func storedTime(at time.Time) string {
+	return at.UTC().Format("2006-01-02 15:04:05.999999-07:00")
 }
