@@ -26,6 +26,8 @@ type env struct {
 	audit *audit.Log
 	// snapshotEvery is the instances' Options.SnapshotEvery (0: default).
 	snapshotEvery int
+	// onErasure is the instances' Options.OnErasure.
+	onErasure func(ctx context.Context, subject string, at time.Time) error
 }
 
 func newEnv(t testing.TB, dsn string) *env {
@@ -63,7 +65,7 @@ func (e *env) start(t testing.TB, nc *nats.Conn, initial *agreements.Registry) *
 	n := &node{engine: agreements.NewEngine(initial), metrics: prometheus.NewRegistry(), at: map[int64]time.Time{}}
 	live, err := policy.Start(t.Context(), policy.Options{
 		Store: e.store, Engine: n.engine, NATS: nc, Audit: e.audit, Resync: time.Hour, Registerer: n.metrics,
-		SnapshotEvery: e.snapshotEvery,
+		SnapshotEvery: e.snapshotEvery, OnErasure: e.onErasure,
 		OnSwap: func(ev policy.Event) {
 			now := time.Now()
 			n.mu.Lock()

@@ -57,8 +57,10 @@ type Options struct {
 	SyncTimeout time.Duration
 	// OnErasure, when set, is called on the instance that recorded an
 	// erasure, after it is in force (erasure.Notifier.Begin tells the
-	// recipients). Its error is returned by Change, so that the caller
-	// retries; recording the erasure again is harmless.
+	// recipients), and again on every erasure of the subject sent once it
+	// is in force: it must be safe to repeat. Its error is returned by
+	// Change, so that the caller retries; the retry, an erasure in force
+	// already, runs it again.
 	OnErasure func(ctx context.Context, subject string, at time.Time) error
 	// SnapshotEvery is how many events after the last snapshot it stored
 	// or started from an instance stores the registry in force as a new
@@ -220,8 +222,9 @@ func (l *Live) Apply(ctx context.Context, reg *agreements.Registry) (ev Event, a
 // publishes it and puts it in force. It returns once every running instance
 // confirmed that it is in force, or after Options.SyncTimeout (ev.Sync
 // says which). An invalid change wraps ErrInvalidChange and stores nothing;
-// so do an erasure of a subject erased already (ErrAlreadyErased) and a
-// withdrawal of no consent in force at its time (ErrNothingToWithdraw).
+// so do an erasure of a subject erased already (ErrAlreadyErased, once
+// OnErasure ran again; its error instead if it failed) and a withdrawal of
+// no consent in force at its time (ErrNothingToWithdraw).
 func (l *Live) Change(ctx context.Context, ch agreements.Change) (Event, error) {
 	conf, err := l.confirmations()
 	if err != nil {
@@ -253,16 +256,34 @@ func (l *Live) Change(ctx context.Context, ch agreements.Change) (Event, error) 
 	}, nil)
 	if err != nil {
 		_ = conf.sub.Unsubscribe()
+		if errors.Is(err, ErrAlreadyErased) {
+			// The erasure was stored before, but what follows it may not
+			// have run: it failed (the caller was told to try again,
+			// which brings it here) or the instance stopped in between.
+			// It is safe to repeat, so it runs again, and a failure is
+			// answered as one, not as an erasure in force already.
+			if ferr := l.followErasures(ctx, ch); ferr != nil {
+				return ev, ferr
+			}
+		}
 		return ev, err
 	}
 	err = l.auditChange(ctx, ev)
 	ev.Sync = conf.wait(ctx, ev.Seq)
-	if l.opts.OnErasure != nil {
-		for _, e := range ch.Erasures {
-			if herr := l.opts.OnErasure(ctx, e.Subject, e.At); herr != nil {
-				err = errors.Join(err, fmt.Errorf("policy: erasure notices: %w", herr))
-			}
+	return ev, errors.Join(err, l.followErasures(ctx, ch))
+}
+
+// followErasures runs Options.OnErasure for each erasure of ch: the
+// subject's keys destroyed and its recipients notified.
+func (l *Live) followErasures(ctx context.Context, ch agreements.Change) error {
+	if l.opts.OnErasure == nil {
+		return nil
+	}
+	var err error
+	for _, e := range ch.Erasures {
+		if herr := l.opts.OnErasure(ctx, e.Subject, e.At); herr != nil {
+			err = errors.Join(err, fmt.Errorf("policy: erasure notices: %w", herr))
 		}
 	}
-	return ev, err
+	return err
 }

@@ -1,6 +1,7 @@
 package policy_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -358,5 +360,45 @@ func TestErasureBeforeOneOnFile(t *testing.T) {
 	}
 	if err := erase(now.Add(2 * time.Minute)); !errors.Is(err, policy.ErrAlreadyErased) {
 		t.Fatalf("an erasure after one in force: %v, want ErrAlreadyErased", err)
+	}
+}
+
+// TestErasureFollowUpRetried: an erasure is stored, then its follow-up
+// (OnErasure: the subject's keys destroyed, its recipients told) fails and
+// the caller is told to try again. The retry finds the erasure in force
+// already; the follow-up must run again rather than be skipped, and a
+// failure of it must be answered as one, not as an erasure done.
+func TestErasureFollowUpRetried(t *testing.T) {
+	e := newEnv(t, brokertest.SQLiteDSN(t))
+	var calls, fail atomic.Int32
+	fail.Store(2)
+	e.onErasure = func(_ context.Context, subject string, _ time.Time) error {
+		calls.Add(1)
+		if subject != "cust-881" {
+			t.Errorf("OnErasure(%q)", subject)
+		}
+		if fail.Add(-1) >= 0 {
+			return errors.New("key store unavailable")
+		}
+		return nil
+	}
+	n := e.start(t, brokertest.Connect(t, brokertest.StartNATS(t)), load(t, registryDir(t)))
+	if _, _, err := n.live.Apply(t.Context(), load(t, registryDir(t))); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []struct {
+		retry  bool
+		reason string
+	}{{true, ""}, {true, ""}, {false, policy.ReasonAlreadyErased}} {
+		rc, retry := n.live.RecordErasure(t.Context(), "cust-881", nil, "er-1", "http")
+		if retry != want.retry || (!retry && (rc.Status != policy.StatusRecorded || !slices.Equal(rc.Reasons, []string{want.reason}))) {
+			t.Fatalf("attempt %d: %+v, retry %v; want retry %v", i+1, rc, retry, want.retry)
+		}
+		if got := calls.Load(); got != int32(i+1) {
+			t.Fatalf("attempt %d: OnErasure called %d times, want %d", i+1, got, i+1)
+		}
+	}
+	if got := len(events(t, e.audit, audit.EventErasureRecorded)); got != 1 {
+		t.Errorf("%d erasure entries, want 1", got)
 	}
 }

@@ -179,7 +179,7 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 		},
 		OnErasure: func(ctx context.Context, subject string, at time.Time) error {
 			if p.shred != nil {
-				if _, err := p.shred.Destroy(ctx, subject, "dead letters"); err != nil {
+				if _, err := p.shred.Destroy(ctx, subject, shredScope); err != nil {
 					return err
 				}
 			}
@@ -192,7 +192,7 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 	}
 	st.add(func(context.Context) error { live.Stop(); return nil })
 	if p.erasures != nil {
-		p.erasures.bind(live, p.engine, p.shred)
+		p.erasures.bind(live)
 	}
 	if p.attach != nil {
 		p.attach(live, notifier)
@@ -283,46 +283,34 @@ func listenErasureAcks(st *stack, n *erasure.Notifier, nc *nats.Conn, conns eras
 // regionErasures applies the erasure notices other regions send this one
 // (broker.Options.Erasures): it records the erasure in the live registry,
 // whose OnErasure destroys the subject's key here and notifies this
-// region's own recipients; a subject already erased only has its key
-// destroyed again (idempotent). Until the live registry is bound, notices
-// wait (a transient error: JetStream redelivers).
+// region's own recipients. For a subject erased here already the live
+// registry runs OnErasure again, which is safe to repeat, so a notice
+// whose first application failed midway is applied whole when it comes
+// again. Until the live registry is bound, notices wait (a transient
+// error: JetStream redelivers).
 type regionErasures struct {
-	bound atomic.Pointer[regionErasuresBound]
-}
-
-type regionErasuresBound struct {
-	live   *policy.Live
-	engine *agreements.Engine
-	shred  *shred.Keyring
+	live atomic.Pointer[policy.Live]
 }
 
 var errRegistryStarting = errors.New("clearance: live registry not started yet")
 
-func (r *regionErasures) bind(live *policy.Live, engine *agreements.Engine, k *shred.Keyring) {
-	r.bound.Store(&regionErasuresBound{live: live, engine: engine, shred: k})
+// shredScope is what a destroyed subject key made unreadable: every copy
+// the instances seal under it.
+const shredScope = "dead letters, retry copies, regional streams"
+
+func (r *regionErasures) bind(live *policy.Live) {
+	r.live.Store(live)
 }
 
 // ApplyErasure records subject's erasure in this region.
 func (r *regionErasures) ApplyErasure(ctx context.Context, subject string, at time.Time) error {
-	b := r.bound.Load()
-	if b == nil {
+	live := r.live.Load()
+	if live == nil {
 		return errRegistryStarting
 	}
-	// Erased here already: the subject's keys go (again; destroying is
-	// idempotent).
-	shredKeys := func() error {
-		if b.shred == nil {
-			return nil
-		}
-		_, err := b.shred.Destroy(ctx, subject, "dead letters, retry copies, regional streams")
-		return err
-	}
-	if _, erasures := b.engine.Registry().Subject(subject); len(erasures) > 0 {
-		return shredKeys()
-	}
-	_, err := b.live.Change(ctx, agreements.Change{Erasures: []agreements.Erasure{{Subject: subject, At: at}}})
+	_, err := live.Change(ctx, agreements.Change{Erasures: []agreements.Erasure{{Subject: subject, At: at}}})
 	if errors.Is(err, policy.ErrAlreadyErased) {
-		return shredKeys() // another instance recorded it meanwhile
+		return nil
 	}
 	return err
 }
