@@ -102,7 +102,8 @@ type RetryPolicy struct {
 	// BackoffBase is the delay after the first failed attempt; it doubles
 	// with every attempt.
 	BackoffBase time.Duration
-	// BackoffMax caps the doubled delay.
+	// BackoffMax caps the doubled delay and the wait a partner asks for
+	// with Retry-After.
 	BackoffMax time.Duration
 }
 
@@ -119,7 +120,8 @@ func (p RetryPolicy) Backoff(attempt uint64) time.Duration {
 // PlanFor is the one place that maps an outcome to what happens to the
 // message in JetStream. attempt is the message's delivery count (1 on the
 // first delivery); err is the failure for transient outcomes, whose
-// *connectors.RetryAfterError, when present, sets the least delay.
+// *connectors.RetryAfterError, when present, sets the least delay, up to
+// p.BackoffMax.
 func PlanFor(o Outcome, attempt uint64, err error, p RetryPolicy) Plan {
 	switch o {
 	case OutcomeDelivered, OutcomeDenied:
@@ -133,9 +135,14 @@ func PlanFor(o Outcome, attempt uint64, err error, p RetryPolicy) Plan {
 			return Plan{Ack: AckTerm, DeadLetter: true, Final: true, Exhausted: true}
 		}
 		delay := p.Backoff(attempt)
+		// The partner's wait is capped like the backoff: a message handed
+		// back with a delay still counts towards the consumer's
+		// MaxAckPending, so a partner asking for days would hold it out of
+		// reach of max_deliver and its dead letter while it blocks the
+		// transfers to every other recipient.
 		var ra *connectors.RetryAfterError
-		if errors.As(err, &ra) && ra.After > delay {
-			delay = ra.After
+		if errors.As(err, &ra) {
+			delay = max(delay, min(ra.After, p.BackoffMax))
 		}
 		return Plan{Ack: AckNak, Delay: delay}
 	}

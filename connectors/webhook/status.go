@@ -37,14 +37,20 @@ func transient(code int) bool {
 }
 
 // ParseRetryAfter parses a Retry-After header value, either delay-seconds or
-// an HTTP date, into the wait from now. A date in the past gives zero. It
-// reports false for an empty or malformed value.
+// an HTTP date, into the wait from now. A date in the past gives zero; a
+// wait longer than a time.Duration holds, in seconds of any length or a date
+// centuries ahead, gives the longest Duration rather than wrapping round to
+// a short or negative one. The value is what the partner asked for: the
+// broker honours it only up to its backoff_max. It reports false for an
+// empty or malformed value.
 func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0, false
 	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+	// Delay-seconds has no upper bound, so digits beyond int64 are a long
+	// wait, not a malformed one; ParseInt then gives the int64 bound.
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
 		if secs < 0 {
 			return 0, false
 		}

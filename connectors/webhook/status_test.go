@@ -21,6 +21,10 @@ func TestParseRetryAfter(t *testing.T) {
 		{name: "zero", give: "0", want: 0, wantOK: true},
 		{name: "spaces", give: " 5 ", want: 5 * time.Second, wantOK: true},
 		{name: "huge seconds saturate", give: "99999999999999999", want: time.Duration(1<<63-1) / time.Second * time.Second, wantOK: true},
+		{name: "seconds beyond int64 saturate", give: "1000000000000000000000000000000", want: time.Duration(1<<63-1) / time.Second * time.Second, wantOK: true},
+		{name: "negative beyond int64", give: "-1000000000000000000000000000000", wantOK: false},
+		{name: "exponent", give: "1e30", wantOK: false},
+		{name: "date centuries ahead saturates", give: "Fri, 31 Dec 9999 23:59:59 GMT", want: time.Duration(1<<63 - 1), wantOK: true},
 		{name: "imf date", give: "Sat, 28 Nov 2026 12:01:30 GMT", want: 90 * time.Second, wantOK: true},
 		{name: "rfc850 date", give: "Saturday, 28-Nov-26 12:00:10 GMT", want: 10 * time.Second, wantOK: true},
 		{name: "asctime date", give: "Sat Nov 28 12:00:05 2026", want: 5 * time.Second, wantOK: true},
@@ -41,7 +45,7 @@ func TestParseRetryAfter(t *testing.T) {
 }
 
 func FuzzParseRetryAfter(f *testing.F) {
-	for _, s := range []string{"120", "Sat, 28 Nov 2026 12:01:30 GMT", "", "-1", "99999999999999999999"} {
+	for _, s := range []string{"120", "Sat, 28 Nov 2026 12:01:30 GMT", "", "-1", "99999999999999999999", "-99999999999999999999", "Fri, 31 Dec 9999 23:59:59 GMT"} {
 		f.Add(s)
 	}
 	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
@@ -86,6 +90,8 @@ func TestClassify(t *testing.T) {
 		{name: "502", status: 502, want: transient},
 		{name: "503 date", status: 503, retryAfter: "Sat, 28 Nov 2026 12:02:00 GMT", want: retryAfter, wantAfter: 2 * time.Minute},
 		{name: "503 malformed retry-after", status: 503, retryAfter: "later", want: transient},
+		{name: "503 retry-after of decades", status: 503, retryAfter: "999999999", want: retryAfter, wantAfter: 999999999 * time.Second},
+		{name: "503 retry-after beyond int64", status: 503, retryAfter: "1000000000000000000000000000000", want: retryAfter, wantAfter: time.Duration(1<<63-1) / time.Second * time.Second},
 		{name: "504", status: 504, want: transient},
 	}
 	for _, tt := range tests {
