@@ -164,13 +164,17 @@ type InboundRegion struct {
 	// created or updated at start.
 	Stream string `yaml:"stream"`
 	// Subject is the subject (wildcards allowed) the stream captures and the
-	// sending region's natsregion connector publishes to.
+	// sending region's natsregion connector publishes to. It must not
+	// overlap the subjects Clearance itself uses, which the stream would
+	// capture.
 	Subject string `yaml:"subject"`
 	// Consumer is the durable pull consumer shared by this region's
 	// instances.
 	Consumer string `yaml:"consumer"`
-	// LocalSubject is where the opened record is republished for the
-	// region's own systems.
+	// LocalSubject is where the opened record is republished, in plaintext,
+	// for the region's own systems: a subject without wildcards, outside
+	// clearance.> and not matched by Subject, so that the record never lands
+	// in the inbound stream or in one of Clearance's own.
 	LocalSubject string `yaml:"local_subject"`
 }
 
@@ -180,7 +184,7 @@ type Pipeline struct {
 	Concurrency int `yaml:"concurrency"`
 	// BackoffBase is the first retry delay after a transient failure.
 	BackoffBase time.Duration `yaml:"backoff_base"`
-	// BackoffMax caps the retry delay.
+	// BackoffMax caps the retry delay, a partner's Retry-After included.
 	BackoffMax time.Duration `yaml:"backoff_max"`
 	// ShutdownGrace is how long shutdown waits for in-flight messages before
 	// handing them back.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -303,18 +304,103 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
+// inboundRegion returns testdata/valid.yaml with the inbound region's
+// subject and local_subject replaced.
+func inboundRegion(t *testing.T, subject, local string) *Config {
+	t.Helper()
+	b := bytes.Replace(readValid(t), []byte("subject: clearance.region.eu.>"), []byte(fmt.Sprintf("subject: %q", subject)), 1)
+	b = bytes.Replace(b, []byte("local_subject: regional.eu.transfers"), []byte(fmt.Sprintf("local_subject: %q", local)), 1)
+	cfg, err := Parse(b, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.InboundRegion.Subject != subject || cfg.InboundRegion.LocalSubject != local {
+		t.Fatalf("inbound region not replaced: %+v", cfg.InboundRegion)
+	}
+	return cfg
+}
+
 // TestInboundSubjectMustNotOverlapClearance: the inbound region's subject
-// may not take any of the subjects the broker itself uses.
+// may not take any of the subjects Clearance itself uses, matched as NATS
+// matches a filter, wildcards included.
 func TestInboundSubjectMustNotOverlapClearance(t *testing.T) {
-	b := readValid(t)
-	for _, subj := range []string{"clearance.transfers.>", "clearance.receipts.>", "clearance.replies.>", "clearance.deadletter.eu"} {
-		t.Run(subj, func(t *testing.T) {
-			cfg, err := Parse(bytes.Replace(b, []byte("clearance.region.eu.>"), []byte(subj), 1), noEnv)
-			if err != nil {
-				t.Fatal(err)
+	const overlap = "inbound_region.subject: must not overlap"
+	tests := []struct {
+		subject string
+		want    string
+	}{
+		{"clearance.transfers.>", overlap + " clearance.transfers.>"},
+		{"clearance.receipts.>", overlap + " clearance.receipts.>"},
+		{"clearance.replies.>", overlap + " clearance.replies.>"},
+		{"clearance.deadletter.eu", overlap + " clearance.deadletter.>"},
+		{"clearance.>", overlap + " clearance.transfers.>"},
+		{">", overlap + " clearance.transfers.>"},
+		{"clearance.*.eu", overlap + " clearance.transfers.>"},
+		{"*.deadletter.>", overlap + " clearance.deadletter.>"},
+		{"clearance.consents.>", overlap + " clearance.consents.>"},
+		{"clearance.erasures.crm", overlap + " clearance.erasures.>"},
+		{"clearance.erasure.acks.*", overlap + " clearance.erasure.acks.>"},
+		{"clearance.shred.destroyed", overlap + " clearance.shred.destroyed"},
+		{"clearance.registry.*", overlap + " clearance.registry.applied"},
+		{"clearance.audit.>", overlap + " clearance.audit.checkpoints.>"},
+		{"clearance.region.eu.>", ""},
+		{"clearance.region.>", ""},
+		{"clearance.transfers", ""},
+		{"region.eu.*", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.subject, func(t *testing.T) {
+			err := inboundRegion(t, tt.subject, "regional.eu.transfers").Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("Validate = %v, want nil", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("Validate = %v, want %q", err, tt.want)
 			}
-			if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "inbound_region.subject: must not overlap") {
-				t.Errorf("Validate = %v", err)
+		})
+	}
+}
+
+// TestInboundLocalSubject: the opened record is republished in plaintext on
+// local_subject, so it may not be a subject the inbound stream captures (the
+// record would come back in and be dead-lettered as it is), nor one of
+// Clearance's own, nor a wildcard, which no message can be published on.
+func TestInboundLocalSubject(t *testing.T) {
+	const (
+		matched  = "inbound_region.local_subject: must not match inbound_region.subject"
+		own      = "inbound_region.local_subject: must be outside clearance.>"
+		wildcard = "inbound_region.local_subject: required: a NATS subject without wildcards"
+	)
+	tests := []struct {
+		name    string
+		subject string
+		local   string
+		want    string
+	}{
+		{"outside the filter", "clearance.region.eu.>", "regional.eu.transfers", ""},
+		{"matched by >", "inbound.zz.>", "inbound.zz.local", matched + " inbound.zz.>"},
+		{"matched by > deeper", "inbound.zz.>", "inbound.zz.local.records", matched},
+		{"matched by *", "inbound.*.in", "inbound.zz.in", matched},
+		{"the filter itself", "inbound.zz.in", "inbound.zz.in", matched},
+		{"> needs a token", "inbound.zz.>", "inbound.zz", ""},
+		{"* is one token", "inbound.*", "inbound.zz.local", ""},
+		{"under clearance.region", "clearance.region.eu.>", "clearance.region.eu.local", own},
+		{"dead letters", "clearance.region.eu.>", "clearance.deadletter.x", own},
+		{"transfers", "clearance.region.eu.>", "clearance.transfers.crm", own},
+		{"another clearance subject", "inbound.zz.>", "clearance.local.records", own},
+		{"the bare token", "inbound.zz.>", "clearance", ""},
+		{"full wildcard", "inbound.zz.>", "regional.>", wildcard},
+		{"token wildcard", "inbound.zz.>", "regional.*.transfers", wildcard},
+		{"empty", "inbound.zz.>", "", wildcard},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := inboundRegion(t, tt.subject, tt.local).Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("Validate = %v, want nil", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("Validate = %v, want %q", err, tt.want)
 			}
 		})
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/audit/mirror"
 	"github.com/clearance-broker/clearance/connectors"
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 // Validate reports every problem of the configuration at once (errors.Join
@@ -256,22 +257,47 @@ func (r *InboundRegion) validate(p string, n NATS) []error {
 	if r.Stream == n.Stream {
 		errs = append(errs, fieldErr(p+".stream", "must differ from nats.stream"))
 	}
-	if !validSubject(r.Subject, true) {
+	subjectOK := validSubject(r.Subject, true)
+	if !subjectOK {
 		errs = append(errs, fieldErr(p+".subject", "required: a NATS subject such as clearance.region.eu.>"))
 	}
-	for _, reserved := range []string{"clearance.transfers.", "clearance.receipts.", "clearance.replies.", "clearance.deadletter."} {
-		if strings.HasPrefix(r.Subject, reserved) {
-			errs = append(errs, fieldErr(p+".subject", "must not overlap clearance.transfers, receipts, replies or deadletter"))
+	// A filter such as clearance.> or clearance.*.eu takes Clearance's own
+	// subjects as surely as clearance.transfers.> does, so the filter is
+	// matched as NATS matches it, not by its prefix.
+	for _, own := range ownSubjects {
+		if subjectOK && server.SubjectsCollide(r.Subject, own) {
+			errs = append(errs, fieldErr(p+".subject", fmt.Sprintf("must not overlap %s, which Clearance itself uses", own)))
 			break
 		}
 	}
 	if !validToken(r.Consumer) {
 		errs = append(errs, fieldErr(p+".consumer", "a consumer name of letters, digits, '-' or '_'"))
 	}
-	if !validSubject(r.LocalSubject, false) {
+	// The record is republished on local_subject opened, in plaintext.
+	// Under clearance. it would reach Clearance's own streams (the dead
+	// letters, the transfers); matched by the inbound filter it would go
+	// back into the inbound stream and be dead-lettered there as it is.
+	switch {
+	case !validSubject(r.LocalSubject, false):
 		errs = append(errs, fieldErr(p+".local_subject", "required: a NATS subject without wildcards"))
+	case server.SubjectMatchesFilter(r.LocalSubject, "clearance.>"):
+		errs = append(errs, fieldErr(p+".local_subject", "must be outside clearance.>, the subjects Clearance itself uses: the opened record would reach them in plaintext"))
+	case subjectOK && server.SubjectMatchesFilter(r.LocalSubject, r.Subject):
+		errs = append(errs, fieldErr(p+".local_subject", fmt.Sprintf("must not match inbound_region.subject %s: the opened record would go back into the inbound stream in plaintext", r.Subject)))
 	}
 	return errs
+}
+
+// ownSubjects are the subjects Clearance publishes and consumes on itself:
+// transfers, receipts, instance replies and dead letters (broker), consents
+// and erasures (policy), erasure acknowledgements (erasure), destroyed
+// subject keys (shred), applied registry events (policy) and audit
+// checkpoints (audit/mirror). An inbound stream whose filter overlaps one of
+// them would capture its messages.
+var ownSubjects = []string{
+	"clearance.transfers.>", "clearance.receipts.>", "clearance.replies.>", "clearance.deadletter.>",
+	"clearance.consents.>", "clearance.erasures.>", "clearance.erasure.acks.>",
+	"clearance.shred.destroyed", "clearance.registry.applied", "clearance.audit.checkpoints.>",
 }
 
 func (pl Pipeline) validate(p string) []error {

@@ -38,7 +38,7 @@ import (
 const (
 	devRegionPrefix  = "clearance.region"
 	devRegionStream  = "CLEARANCE_REGION_INBOUND"
-	devRegionLocal   = "clearance.regional.received"
+	devRegionLocal   = "regional.received"
 	devDefaultListen = "127.0.0.1:8080"
 	devDefaultNATS   = 4222
 )
