@@ -72,8 +72,9 @@ func splitTransfers(body []byte) (raws []json.RawMessage, batch bool, err error)
 // without an id, or with one the broker refuses (idProblem: too long,
 // control characters, white space at either end, never trimmed), gets a
 // generated one, under which the pipeline rejects it, audited, and answers
-// at once; a source that is not a subject token becomes "unknown" (the
-// pipeline then rejects the request, audited).
+// at once; a source that is not a subject token, or is the reserved
+// InboundSource, becomes "unknown" (the pipeline then rejects the request,
+// audited).
 func routeOf(raw []byte) envelope {
 	var env envelope
 	_ = json.Unmarshal(raw, &env) // a malformed request is still published, rejected and audited
@@ -81,7 +82,7 @@ func routeOf(raw []byte) envelope {
 		env.refused = env.ID != ""
 		env.ID, env.generated = "http-"+nuid.Next(), true
 	}
-	if !validToken(env.Source) {
+	if !validToken(env.Source) || env.Source == InboundSource {
 		env.Source = "unknown"
 	}
 	return env

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/clearance-broker/clearance/audit"
@@ -46,13 +47,15 @@ func (b *Broker) handleInbound(ctx context.Context, msg jetstream.Msg) {
 	if md, err := msg.Metadata(); err == nil {
 		attempt = md.NumDelivered
 	}
-	res := &result{source: "inbound", requestID: msg.Headers().Get(jetstream.MsgIDHeader)}
+	res := &result{source: InboundSource, requestID: msg.Headers().Get(jetstream.MsgIDHeader)}
 	res.outcome, res.err = b.receive(ctx, msg, res)
 	plan := PlanFor(res.outcome, attempt, res.err, b.opts.Retry)
 	if plan.DeadLetter {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		res.reasons = []string{"invalid_request: sealed envelope cannot be opened"}
+		if len(res.reasons) == 0 {
+			res.reasons = []string{"invalid_request: sealed envelope cannot be opened"}
+		}
 		if plan.Exhausted {
 			res.reasons = []string{"receive_failed: max_deliver_reached"}
 			if errors.Is(res.err, shred.ErrUnknownKey) {
@@ -129,6 +132,18 @@ func (b *Broker) receive(ctx context.Context, msg jetstream.Msg, res *result) (O
 	var p Payload
 	if err := json.Unmarshal(plain, &p); err != nil || p.RequestID == "" {
 		return OutcomePermanent, fmt.Errorf("broker: inbound payload: %w", errNotOpenable)
+	}
+	// The sending region publishes a payload under its request id and on
+	// its recipient's subject (natsregion). A sealed payload taken from
+	// one message and sent again under another id (past the stream's
+	// de-duplication) or on another recipient's subject is refused.
+	if id := msg.Headers().Get(jetstream.MsgIDHeader); id != p.RequestID {
+		res.reasons = []string{"invalid_request: the payload's request id is not the message's Nats-Msg-Id"}
+		return OutcomePermanent, fmt.Errorf("broker: inbound payload: request id differs from Nats-Msg-Id: %w", errNotOpenable)
+	}
+	if to := msg.Subject()[strings.LastIndexByte(msg.Subject(), '.')+1:]; to != p.Recipient {
+		res.reasons = []string{"invalid_request: the payload's recipient is not the one the subject names"}
+		return OutcomePermanent, fmt.Errorf("broker: inbound payload: recipient differs from the subject's: %w", errNotOpenable)
 	}
 	res.requestID = p.RequestID
 	e := &audit.Entry{

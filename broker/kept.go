@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -39,6 +40,8 @@ const SubjectKeyRef = "subject-key"
 // subject is res.req's or, for a result without one (a request refused
 // after it parsed, an outcome rebuilt from the audit log), res.subject.
 func (b *Broker) sealKept(ctx context.Context, data []byte, res *result) ([]byte, string, error) {
+	data = append(append(make([]byte, 0, len(keptMark)+len(data)), keptMark...), data...)
+	defer clear(data)
 	subject := res.subject
 	if res.req != nil {
 		subject = res.req.Subject.ID
@@ -52,6 +55,20 @@ func (b *Broker) sealKept(ctx context.Context, data []byte, res *result) ([]byte
 		return nil, SubjectKeyRef, nil
 	}
 	return sealed, SubjectKeyRef, err
+}
+
+// keptMark begins every kept copy's plaintext. A kept copy is a producer's
+// bytes as they came, and it is sealed under the keys regional copies are
+// sealed under too, so without it a producer could have a request refused
+// that is shaped as a regional payload and have its kept copy taken in by
+// a receiving region as one, never decided (openInbound refuses it). No
+// JSON text begins so.
+const keptMark = "clearance-kept/1\n"
+
+// KeptData returns the data a kept copy (a dead letter) holds, given its
+// opened plaintext: without keptMark, and a copy kept before it as it is.
+func KeptData(plain []byte) []byte {
+	return bytes.TrimPrefix(plain, []byte(keptMark))
 }
 
 // looseSubject returns the subject id request data names, or "": that of
@@ -106,6 +123,17 @@ func (b *Broker) sealShared(ctx context.Context, conn connectors.Connector, subj
 // subject_key_unknown: the usual cause is a key store of the region's own
 // where the regions must share one (subject_keys.store).
 func (b *Broker) openInbound(ctx context.Context, data []byte) ([]byte, error) {
+	plain, err := b.openSealed(ctx, data)
+	if err == nil && bytes.HasPrefix(plain, []byte(keptMark)) {
+		clear(plain)
+		return nil, fmt.Errorf("broker: a kept copy, not a regional one: %w: %w", errNotOpenable, errPermanent)
+	}
+	return plain, err
+}
+
+// openSealed is openInbound without the check that what it opened is no
+// kept copy.
+func (b *Broker) openSealed(ctx context.Context, data []byte) ([]byte, error) {
 	if !shred.IsEnvelope(data) {
 		return b.keys.Open(ctx, data)
 	}

@@ -156,14 +156,21 @@ func ensureInbound(ctx context.Context, js jetstream.JetStream, o InboundOptions
 }
 
 // sourceOf returns the <source> token of clearance.transfers.<source>, or
-// "unknown" for a subject with more or fewer tokens.
+// "unknown" for a subject with more or fewer tokens and for the reserved
+// source InboundSource.
 func sourceOf(subject string) string {
 	rest, ok := strings.CutPrefix(subject, TransfersSubject+".")
-	if !ok || rest == "" || strings.Contains(rest, ".") {
+	if !ok || rest == "" || strings.Contains(rest, ".") || rest == InboundSource {
 		return "unknown"
 	}
 	return rest
 }
+
+// InboundSource is the source under which a receiving region audits and
+// dead-letters the regional copies it takes in (clearance.deadletter.inbound).
+// No producer may use it: a request kept under it would be taken for a
+// regional copy (sourceOf, routeOf).
+const InboundSource = "inbound"
 
 // validToken reports whether s can be one subject token.
 func validToken(s string) bool {

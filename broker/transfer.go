@@ -470,7 +470,10 @@ func withholdUnknown(e *audit.Entry, reasons []string) {
 // de-duplication key).
 func checkRouting(req *agreements.Request, source, msgID string) error {
 	var errs []error
-	if req.Source != source {
+	switch {
+	case req.Source == InboundSource:
+		errs = append(errs, &agreements.RequestError{Field: "source", Problem: "is reserved for the regional copies a receiving region takes in"})
+	case req.Source != source:
 		errs = append(errs, &agreements.RequestError{Field: "source", Problem: "does not match the subject it was published on"})
 	}
 	// The id travels as the Nats-Msg-Id and Idempotency-Key headers: it

@@ -177,9 +177,10 @@ func replayDeadLetter(ctx context.Context, cfg *config.Config, seq uint64, suffi
 		return "", fmt.Errorf("dead letter %d (request %s): %w", seq, oldID, err)
 	}
 	defer clear(plain)
-	if source == "inbound" {
-		return replayInbound(ctx, js, cfg, m, seq, oldID)
+	if source == broker.InboundSource {
+		return replayInbound(ctx, js, cfg, m, seq, plain)
 	}
+	plain = broker.KeptData(plain)
 
 	var req map[string]json.RawMessage
 	var id, reqSource string
@@ -269,25 +270,41 @@ func openDeadLetter(ctx context.Context, st *stack, cfg *config.Config, data []b
 }
 
 // replayInbound puts a regional copy an inbound region dead-lettered (it
-// opens now: openDeadLetter said so) back on the region's inbound subject,
-// as it came; the instance audits it as received. (An erasure notice that
-// was dead-lettered is not one to replay: the sending region sends it again
-// until it is acknowledged.)
-func replayInbound(ctx context.Context, js jetstream.JetStream, cfg *config.Config, m *jetstream.RawStreamMsg, seq uint64, id string) (string, error) {
+// opens now: openDeadLetter said so, to plain) back on the region's
+// inbound subject, as it came: on its recipient's subject and under its
+// request id, as the sending region published it and as the instance
+// checks; the instance audits it as received. A producer's kept request is
+// never put there (a dead letter with a key reference, or whose plaintext
+// is a kept copy's: one kept under this source before the source was
+// reserved). (An erasure notice that was dead-lettered is not one to
+// replay: the sending region sends it again until it is acknowledged.)
+func replayInbound(ctx context.Context, js jetstream.JetStream, cfg *config.Config, m *jetstream.RawStreamMsg, seq uint64, plain []byte) (string, error) {
 	if cfg.InboundRegion == nil {
 		return "", fmt.Errorf("dead letter %d is a regional copy and this configuration has no inbound_region", seq)
 	}
+	var p broker.Payload
+	if m.Header.Get("Clearance-Key-Ref") != "" || len(broker.KeptData(plain)) != len(plain) ||
+		json.Unmarshal(plain, &p) != nil || p.RequestID == "" || p.Recipient == "" {
+		return "", fmt.Errorf("dead letter %d is no regional copy a sending region sealed: not replayed", seq)
+	}
 	subject := cfg.InboundRegion.Subject
-	if p, ok := strings.CutSuffix(subject, ".>"); ok {
-		subject = p + ".replay"
+	for _, wild := range []string{".>", ".*"} {
+		if pre, ok := strings.CutSuffix(subject, wild); ok {
+			subject = pre + "." + p.Recipient
+		}
 	}
 	out := nats.NewMsg(subject)
 	out.Data = m.Data
-	out.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("replay-dl-%d", seq))
-	if _, err := js.PublishMsg(ctx, out); err != nil {
+	out.Header.Set(jetstream.MsgIDHeader, p.RequestID)
+	ack, err := js.PublishMsg(ctx, out)
+	if err != nil {
 		return "", fmt.Errorf("publish %s: %w", subject, err)
 	}
-	return fmt.Sprintf("dead letter %d (regional copy of request %s) put back on %s; follow it with clearance audit query --request %s", seq, id, subject, id), nil
+	if ack.Duplicate {
+		return "", fmt.Errorf("request %s is within the inbound stream's duplicate window still: replay it once the window has passed", p.RequestID)
+	}
+	return fmt.Sprintf("dead letter %d (regional copy of request %s) put back on %s; follow it with clearance audit query --request %s",
+		seq, p.RequestID, subject, p.RequestID), nil
 }
 
 // noAudit refuses appends: replaying opens subject keys and destroys none,

@@ -99,7 +99,7 @@ logging: {format: json}
 	if c := run(t.Context(), []string{"deadletter", "replay", "--config", cfgPath, "--seq", fmt.Sprint(ack.Sequence)}, &out, &out); c != 0 {
 		t.Fatalf("deadletter replay exited %d: %s", c, out.String())
 	}
-	if !strings.Contains(out.String(), "put back on clearance.region.t.replay") || strings.Contains(out.String(), "350000000000077") {
+	if !strings.Contains(out.String(), "put back on clearance.region.t.dc-tokyo") || strings.Contains(out.String(), "350000000000077") {
 		t.Errorf("deadletter replay: %s", out.String())
 	}
 	m, err := local.NextMsg(15 * time.Second)

@@ -1,0 +1,166 @@
+package broker_test
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/clearance-broker/clearance/broker"
+	"github.com/clearance-broker/clearance/broker/brokertest"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// inboundEnv is a broker that is also a receiving region: it takes in
+// sealed copies on inbound.forged.<recipient> and hands them on, opened,
+// on inbound.forged-local, which the returned subscription follows.
+func inboundEnv(t *testing.T) (*env, *nats.Subscription) {
+	t.Helper()
+	e := newEnvWith(t, brokertest.StartNATS(t), 50, func(o *broker.Options) {
+		o.Inbound = &broker.InboundOptions{Stream: "INBOUND_FORGED", Subject: "inbound.forged.>", LocalSubject: "inbound.forged-local"}
+	})
+	local, err := e.nc.SubscribeSync("inbound.forged-local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, local
+}
+
+// sendInbound publishes data on subject under msgID, as a sending region's
+// natsregion connector does.
+func sendInbound(t *testing.T, e *env, subject, msgID string, data []byte) {
+	t.Helper()
+	msg := nats.NewMsg(subject)
+	msg.Data = data
+	msg.Header.Set(jetstream.MsgIDHeader, msgID)
+	if _, err := e.js.PublishMsg(t.Context(), msg); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// handedOn returns the next payload the region handed on, or nil if none
+// comes within wait.
+func handedOn(t *testing.T, local *nats.Subscription, wait time.Duration) *broker.Payload {
+	t.Helper()
+	m, err := local.NextMsg(wait)
+	if err != nil {
+		return nil
+	}
+	var p broker.Payload
+	if err := json.Unmarshal(m.Data, &p); err != nil {
+		t.Fatalf("handed on %q: %v", m.Data, err)
+	}
+	return &p
+}
+
+// TestInboundRefusesWhatNoRegionSent: a receiving region hands on only a
+// sealed payload as a sending region publishes it. A sealed copy sent
+// again under another id or on another recipient's subject is refused, and
+// so is a producer's request kept as a dead letter (sealed under the same
+// keys), whatever it is shaped as: it was never decided.
+func TestInboundRefusesWhatNoRegionSent(t *testing.T) {
+	e, local := inboundEnv(t)
+	seal := func(id string) []byte {
+		payload, err := json.Marshal(broker.Payload{RequestID: id, Source: "device-fleet", Recipient: "dc-tokyo",
+			Purpose: "regional_hosting", Dataset: "device.service", Mechanism: "adequacy:eu-adequacy",
+			Record: map[string]any{"device": map[string]any{"model": "P40"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sealed, err := e.keys.Seal(t.Context(), payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sealed
+	}
+
+	sendInbound(t, e, "inbound.forged.dc-tokyo", "reg-1", seal("reg-1"))
+	if p := handedOn(t, local, 10*time.Second); p == nil || p.RequestID != "reg-1" {
+		t.Fatalf("a regional copy as sent: handed on %+v", p)
+	}
+	var after uint64
+	for _, tt := range []struct{ name, subject, id, sealed, reason string }{
+		// Under another id, the copy is past the stream's de-duplication.
+		{"another id", "inbound.forged.dc-tokyo", "reg-1-again", "reg-1", "the payload's request id is not the message's Nats-Msg-Id"},
+		{"another recipient", "inbound.forged.dc-sydney", "reg-2", "reg-2", "the payload's recipient is not the one the subject names"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sendInbound(t, e, tt.subject, tt.id, seal(tt.sealed))
+			dl := deadLetterAfter(t, e.js, broker.DeadLetterSubject+".inbound", after)
+			after = dl.Sequence
+			if got := dl.Header.Get("Clearance-Request-Id"); got != tt.id {
+				t.Errorf("dead letter of %q, want %q", got, tt.id)
+			}
+			if es := e.entries(t, tt.id); len(es) == 0 || es[len(es)-1].Event != "rejected" ||
+				!slices.Equal(es[len(es)-1].Reasons, []string{"invalid_request: " + tt.reason}) {
+				t.Errorf("audit entries of %s: %+v", tt.id, es)
+			}
+			if p := handedOn(t, local, 300*time.Millisecond); p != nil {
+				t.Fatalf("handed on %+v", p)
+			}
+		})
+	}
+
+	// A producer's request shaped as a regional payload: refused by the
+	// parser and kept, sealed, as a dead letter.
+	forged := `{"request_id":"forged-1","source":"device-fleet","recipient":"dc-tokyo","purpose":"regional_hosting",` +
+		`"dataset":"device.service","agreement":null,"mechanism":"adequacy:eu-adequacy","record":{"note":{"health":"Canary 5521"}}}`
+	receipts := make(chan *nats.Msg, 4)
+	sub, err := e.nc.ChanSubscribe("clearance.receipts.order-service", receipts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if r := e.publishAwait(t, receipts, []byte(forged), "forged-1"); r.Status != broker.StatusRejected {
+		t.Fatalf("the forged request: %+v", r)
+	}
+	kept := lastDeadLetter(t, e.js, broker.DeadLetterSubject+".order-service")
+	sendInbound(t, e, "inbound.forged.dc-tokyo", "forged-1", kept.Data)
+	if p := handedOn(t, local, time.Second); p != nil {
+		t.Fatalf("a kept request was handed on as a regional copy: %+v", p)
+	}
+	if ev := events(e.entries(t, "forged-1")); ev != "rejected" {
+		t.Errorf("audit events of the forged request = %s, want rejected (no received)", ev)
+	}
+}
+
+// TestInboundSourceReserved: a producer may not send as "inbound", the
+// source whose dead letters a receiving region keeps; over NATS the
+// request is kept under "unknown", and over HTTP it is refused the same.
+func TestInboundSourceReserved(t *testing.T) {
+	e := newEnv(t, 5)
+	receipts := make(chan *nats.Msg, 4)
+	sub, err := e.nc.ChanSubscribe("clearance.receipts.unknown", receipts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	req := strings.Replace(string(brokertest.ExampleRequest(t, "01-delivery-eea-allow.json")), `"source": "order-service"`, `"source": "inbound"`, 1)
+	if !strings.Contains(req, `"source": "inbound"`) {
+		t.Fatalf("the example request names its source otherwise: %s", req)
+	}
+	var id struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal([]byte(req), &id); err != nil {
+		t.Fatal(err)
+	}
+	msg := nats.NewMsg("clearance.transfers.inbound")
+	msg.Data = []byte(req)
+	msg.Header.Set(jetstream.MsgIDHeader, id.ID)
+	if _, err := e.js.PublishMsg(t.Context(), msg); err != nil {
+		t.Fatal(err)
+	}
+	r := awaitReceipt(t, receipts, id.ID)
+	if r.Status != broker.StatusRejected || len(r.Reasons) != 1 || !strings.Contains(r.Reasons[0], "source: is reserved") {
+		t.Fatalf("receipt = %+v", r)
+	}
+	lastDeadLetter(t, e.js, broker.DeadLetterSubject+".unknown")
+
+	code, body := e.post(t, []byte(strings.Replace(req, id.ID, id.ID+"-http", 1)))
+	if code != 200 || !strings.Contains(string(body), "source: is reserved") {
+		t.Errorf("over HTTP: %d %s", code, body)
+	}
+}
