@@ -68,30 +68,46 @@ func (b *Broker) receiveNotice(ctx context.Context, msg jetstream.Msg, signed []
 	}
 	res.requestID = n.NoticeID
 	reasons := []string{"received"}
-	if n.Subject != "" && b.opts.Erasures != nil {
+	applied := n.Subject != "" && b.opts.Erasures != nil
+	if applied {
 		if err := b.opts.Erasures.ApplyErasure(ctx, n.Subject, n.ErasedAt); err != nil {
 			return OutcomeTransient, fmt.Errorf("broker: apply erasure notice: %w", err)
 		}
 		reasons = append(reasons, "applied")
+	} else if n.AckSubject != "" {
+		// The sending region asks for an answer to a notice this region
+		// did not apply (it names no subject, or this instance applies
+		// none): an acknowledgement would tell it the erasure was done.
+		// Unanswered, the notice stays pending there, and escalates.
+		reasons = append(reasons, "not_applied")
 	}
 	for _, id := range n.RequestIDs {
 		reasons = append(reasons, "request:"+id)
 	}
 	seq, err := b.appendEntry(ctx, &audit.Entry{Time: b.opts.Now(), Event: audit.EventErasureNotified, RequestID: n.NoticeID,
-		Source: "inbound", Recipient: n.Recipient, SubjectID: n.Subject, Reasons: reasons, KeyRef: b.keys.KeyRef(),
+		Source: InboundSource, Recipient: n.Recipient, SubjectID: n.Subject, Reasons: reasons, KeyRef: b.keys.KeyRef(),
 		PayloadDigest: audit.Digest(msg.Data())})
 	if err != nil {
 		return OutcomeTransient, err
 	}
 	res.seq = seq
+	// Handed on by request ids only, as a notice to a partner names the
+	// subject: not with the subject's id (which this region has applied
+	// already) nor the sending region's answer subject.
+	local := n
+	local.Subject, local.AckSubject = "", ""
+	data, err := json.Marshal(local)
+	if err != nil {
+		return OutcomePermanent, fmt.Errorf("broker: encode erasure notice: %w", err)
+	}
 	out := nats.NewMsg(b.opts.Inbound.LocalSubject)
-	out.Data = payload
+	out.Data = data
 	out.Header.Set(jetstream.MsgIDHeader, n.NoticeID)
 	out.Header.Set(natsregion.HeaderKind, erasure.NoticeKind)
 	if err := b.republish(ctx, out); err != nil {
 		return OutcomeTransient, fmt.Errorf("broker: republish erasure notice: %w", err)
 	}
-	if n.AckSubject != "" {
+	if n.AckSubject != "" && applied {
 		if err := b.answerNotice(ctx, &n); err != nil {
 			return Classify(err), err
 		}

@@ -76,10 +76,12 @@ type Options struct {
 	RetryBase, RetryMax time.Duration
 	// Poll is how often due notices are looked for (default 1s).
 	Poll time.Duration
-	// ErasedSubject, when set, finds an erased subject's id by its HMAC
+	// ErasedSubject finds an erased subject's id by its HMAC
 	// (ErasedSubjects over the registry in force). A notice to another
-	// region's Clearance (a natsregion connector) then carries the id, so
-	// that the region can apply the erasure to its own copies.
+	// region's Clearance (a natsregion connector) carries the id, so that
+	// the region can apply the erasure to its own copies, and is not sent
+	// while it is not found (nor at all without ErasedSubject): the region
+	// would acknowledge it unapplied.
 	ErasedSubject func(subjectHMAC string) (string, bool)
 	// Verifier checks the acknowledgements regions answer notices with
 	// (Acknowledge, ListenAcks).

@@ -46,7 +46,9 @@ func TestNotices(t *testing.T) {
 	ring := brokertest.DevKeys(t, filepath.Join(t.TempDir(), "ring.json"))
 	log, db := brokertest.OpenAudit(t, brokertest.SQLiteDSN(t), ring)
 	reg := brokertest.ExampleRegistry(t, nil)
-	conn := &answering{script: []error{&connectors.RetryAfterError{After: time.Millisecond}, connectors.ErrPermanent}}
+	// The partner first asks for a century's wait: it is honoured up to
+	// RetryMax, so the notice still comes due (and would escalate).
+	conn := &answering{script: []error{&connectors.RetryAfterError{After: 100 * 365 * 24 * time.Hour}, connectors.ErrPermanent}}
 	n, err := erasure.New(t.Context(), erasure.Options{
 		DB: db, Audit: log, Keys: ring, SubjectKey: brokertest.SubjectKey,
 		Connectors: broker.ConnectorMap{"partner-webhook": conn},

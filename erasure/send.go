@@ -92,7 +92,9 @@ func (n *Notifier) work(ctx context.Context, r *noticeRow) error {
 		r.NextAt = now.Add(n.backoff(r.Attempts))
 		var ra *connectors.RetryAfterError
 		if errors.As(err, &ra) && now.Add(ra.After).After(r.NextAt) {
-			r.NextAt = now.Add(ra.After)
+			// A partner's wait is honoured up to RetryMax: a notice put
+			// off for years would never come due, nor escalate.
+			r.NextAt = now.Add(min(ra.After, n.opts.RetryMax))
 		}
 		n.log.Info("erasure notice not acknowledged", "notice", r.ID, "recipient", r.Recipient, "attempt", r.Attempts, "class", r.LastError)
 	}
@@ -119,6 +121,11 @@ func (n *Notifier) backoff(attempt int) time.Duration {
 // errUndeliverable: the recipient cannot be reached at all.
 var errUndeliverable = errors.New("erasure: recipient cannot be reached")
 
+// errSubjectNotFound: a notice to another region's Clearance waits, since
+// the subject's id is not (yet) found among the erasures of the registry
+// in force here (Options.ErasedSubject).
+var errSubjectNotFound = errors.New("erasure: the erased subject is not in the registry in force here yet")
+
 // send signs, encrypts and delivers the notice; it returns the digest of
 // what went on the wire and whether the recipient (another region's
 // Clearance) still has to answer it.
@@ -138,10 +145,18 @@ func (n *Notifier) send(ctx context.Context, r *noticeRow) (string, bool, error)
 	_ = json.Unmarshal([]byte(r.RequestIDs), &p.RequestIDs) // written by Begin
 	awaiting := appliesErasure(conn) && len(party.PublicKey) == 0
 	if awaiting {
-		p.AckSubject = AckSubjectPrefix + "." + r.ID
+		// The region acknowledges what it applied, and it applies only a
+		// notice that names the subject: one sent without (this
+		// instance's registry does not hold the erasure yet, as while it
+		// starts) would be acknowledged unapplied. It waits instead.
+		found := false
 		if n.opts.ErasedSubject != nil {
-			p.Subject, _ = n.opts.ErasedSubject(r.SubjectHMAC)
+			p.Subject, found = n.opts.ErasedSubject(r.SubjectHMAC)
 		}
+		if !found {
+			return "", false, errSubjectNotFound
+		}
+		p.AckSubject = AckSubjectPrefix + "." + r.ID
 	}
 	payload, err := json.Marshal(p)
 	if err != nil {
@@ -198,6 +213,8 @@ func classOf(err error) string {
 		return "key_service_unavailable"
 	case errors.Is(err, context.DeadlineExceeded):
 		return "timeout"
+	case errors.Is(err, errSubjectNotFound):
+		return "subject_not_in_registry"
 	}
 	return "transient"
 }

@@ -116,11 +116,20 @@ func TestErasureRegionAppliesAndAnswers(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = region.Close(context.Background()) })
 	euEngine := agreements.NewEngine(reg)
+	// Until known, EU's instance does not find the subject among its
+	// registry's erasures, as one whose registry has not caught up yet.
+	var known atomic.Bool
+	erased := erasure.ErasedSubjects(euEngine.Registry, brokertest.SubjectKey)
 	notifier, err := erasure.New(t.Context(), erasure.Options{
 		DB: euDB, Audit: euAudit, Keys: ring, Verifier: ring, Connectors: broker.ConnectorMap{"region-jp": region},
 		SubjectKey: brokertest.SubjectKey, Parties: func() erasure.Parties { return euEngine.Registry() },
-		ErasedSubject: erasure.ErasedSubjects(euEngine.Registry, brokertest.SubjectKey),
-		RetryBase:     100 * time.Millisecond, RetryMax: 300 * time.Millisecond, Poll: 20 * time.Millisecond,
+		ErasedSubject: func(hmac string) (string, bool) {
+			if !known.Load() {
+				return "", false
+			}
+			return erased(hmac)
+		},
+		RetryBase: 100 * time.Millisecond, RetryMax: 300 * time.Millisecond, Poll: 20 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -155,11 +164,37 @@ func TestErasureRegionAppliesAndAnswers(t *testing.T) {
 		return ns[0]
 	}
 
+	// A notice that could not name the subject would reach Tokyo unable
+	// to apply it, and be acknowledged: it waits instead.
+	deadline := time.Now().Add(15 * time.Second)
+	for n := tokyo(); n.Attempts < 2; n = tokyo() {
+		if time.Now().After(deadline) {
+			t.Fatalf("notice never tried again: %+v", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := tokyo(); n.Status != erasure.StatusPending || n.LastError != "subject_not_in_registry" {
+		t.Fatalf("notice without the subject: %+v, want pending subject_not_in_registry", n)
+	}
+	select {
+	case m := <-local:
+		t.Fatalf("Tokyo handed on %s before EU could name the subject", m.Data)
+	default:
+	}
+	if k := applied.Load(); k != 0 {
+		t.Fatalf("Tokyo applied %d notices before EU could name the subject", k)
+	}
+	known.Store(true)
+	attempts := tokyo().Attempts
+
 	// Tokyo applies the notice, but EU does not listen for answers yet.
 	select {
 	case m := <-local:
 		if m.Header.Get(natsregion.HeaderKind) != erasure.NoticeKind {
 			t.Fatalf("Tokyo handed on %s", m.Header.Get(natsregion.HeaderKind))
+		}
+		if strings.Contains(string(m.Data), "cust-9") || strings.Contains(string(m.Data), "ack_subject") {
+			t.Errorf("Tokyo handed the notice on with the subject or the answer subject: %s", m.Data)
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("Tokyo never handed the notice on")
@@ -173,8 +208,8 @@ func TestErasureRegionAppliesAndAnswers(t *testing.T) {
 	if _, err := jpKeys.Seal(t.Context(), "cust-9", []byte("x")); !errors.Is(err, shred.ErrShredded) {
 		t.Errorf("Tokyo still seals for cust-9: %v", err)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for n := tokyo(); n.Attempts < 2; n = tokyo() {
+	deadline = time.Now().Add(15 * time.Second)
+	for n := tokyo(); n.Attempts < attempts+2; n = tokyo() {
 		if n.Status != erasure.StatusPending {
 			t.Fatalf("notice %s with nobody listening for the answer", n.Status)
 		}
