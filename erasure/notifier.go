@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -76,6 +77,11 @@ type Options struct {
 	RetryBase, RetryMax time.Duration
 	// Poll is how often due notices are looked for (default 1s).
 	Poll time.Duration
+	// SweepAfter is how long after an erasure comes into force (or is
+	// begun, if later) the audit log is looked at again for deliveries of
+	// the subject's data (Begin): longer than a delivery takes, from its
+	// decision to its audit entry (default 2m).
+	SweepAfter time.Duration
 	// ErasedSubject finds an erased subject's id by its HMAC
 	// (ErasedSubjects over the registry in force). A notice to another
 	// region's Clearance (a natsregion connector) carries the id, so that
@@ -132,6 +138,9 @@ func New(ctx context.Context, opts Options) (*Notifier, error) {
 	if opts.Poll <= 0 {
 		opts.Poll = time.Second
 	}
+	if opts.SweepAfter <= 0 {
+		opts.SweepAfter = 2 * time.Minute
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -147,9 +156,26 @@ func New(ctx context.Context, opts Options) (*Notifier, error) {
 
 // Begin finds in the audit log every recipient that received subject's
 // data and creates a notice for each not notified yet; it returns how many
-// it created. The subject id is hashed at once and never stored.
+// it created. The subject id is hashed at once and never stored. A
+// recipient notified already of some of the requests is notified again of
+// all of them once the log names more (its notice is reopened). Begin
+// also sets a sweep: the same look, SweepAfter past the erasure's time or
+// now, whichever is later, for the deliveries that were under way when the
+// erasure came into force, or that an erasure dated ahead let through.
 func (n *Notifier) Begin(ctx context.Context, subject string, erasedAt time.Time) (int, error) {
 	hmac := audit.SubjectHMAC(n.opts.SubjectKey, subject)
+	created, err := n.begin(ctx, hmac, erasedAt)
+	if err != nil {
+		return created, err
+	}
+	if err := n.setSweep(ctx, hmac, erasedAt); err != nil {
+		return created, err
+	}
+	return created, nil
+}
+
+// begin is Begin for a subject HMAC, without the sweep.
+func (n *Notifier) begin(ctx context.Context, hmac string, erasedAt time.Time) (int, error) {
 	byRecipient := map[string][]string{}
 	err := n.opts.Audit.Scan(ctx, audit.Filter{SubjectHMAC: hmac, Event: audit.EventDelivered}, func(e *audit.Entry) error {
 		byRecipient[e.Recipient] = append(byRecipient[e.Recipient], e.RequestID)
@@ -159,9 +185,10 @@ func (n *Notifier) Begin(ctx context.Context, subject string, erasedAt time.Time
 		return 0, fmt.Errorf("erasure: find recipients: %w", err)
 	}
 	now := n.opts.Now().UTC()
-	created := 0
+	created, reopened := 0, 0
 	for recipient, ids := range byRecipient {
 		sort.Strings(ids)
+		ids = slices.Compact(ids)
 		data, _ := json.Marshal(ids) // strings
 		row := &noticeRow{ID: "erasure-" + nuid.Next(), SubjectHMAC: hmac, Recipient: recipient, RequestIDs: string(data),
 			ErasedAt: erasedAt.UTC(), Status: string(StatusPending), CreatedAt: now, NextAt: now, LeaseUntil: time.Unix(0, 0).UTC()}
@@ -171,11 +198,58 @@ func (n *Notifier) Begin(ctx context.Context, subject string, erasedAt time.Time
 		}
 		if k, _ := res.RowsAffected(); k > 0 {
 			created++
+			continue
+		}
+		more, err := n.extend(ctx, hmac, recipient, ids, now)
+		if err != nil {
+			return created, err
+		}
+		if more {
+			reopened++
 		}
 	}
-	n.log.Info("erasure notices", "subject_hmac", hmac, "recipients", len(byRecipient), "created", created)
+	n.log.Info("erasure notices", "subject_hmac", hmac, "recipients", len(byRecipient), "created", created, "reopened", reopened)
 	n.poke()
 	return created, nil
+}
+
+// extend adds to the notice of hmac to recipient the request ids of ids it
+// does not name yet, and reopens it (pending, due now) so that the
+// recipient is told of them; a notice an officer closed (undeliverable,
+// justified) is left as it is. The update holds only if the notice's ids
+// are still those read, so a sender that sent the old ids meanwhile does
+// not mark it acknowledged (work): it is sent again with all of them.
+func (n *Notifier) extend(ctx context.Context, hmac, recipient string, ids []string, now time.Time) (bool, error) {
+	var r noticeRow
+	if err := n.opts.DB.NewSelect().Model(&r).Where("subject_hmac = ?", hmac).Where("recipient = ?", recipient).
+		Scan(ctx); err != nil {
+		return false, fmt.Errorf("erasure: read notice: %w", err)
+	}
+	var known []string
+	_ = json.Unmarshal([]byte(r.RequestIDs), &known) // written by this package
+	all := slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(known), ids...))))
+	switch Status(r.Status) {
+	case StatusPending, StatusEscalated, StatusAcknowledged:
+	default:
+		return false, nil
+	}
+	if len(all) == len(known) {
+		return false, nil
+	}
+	data, _ := json.Marshal(all) // strings
+	status := r.Status
+	if Status(status) == StatusAcknowledged {
+		status = string(StatusPending)
+	}
+	res, err := n.opts.DB.NewUpdate().Model((*noticeRow)(nil)).
+		Set("request_ids = ?", string(data)).Set("status = ?", status).Set("next_at = ?", now).
+		Set("lease_until = ?", time.Unix(0, 0).UTC()).Set("acknowledged_at = NULL").
+		Where("id = ?", r.ID).Where("request_ids = ?", r.RequestIDs).Exec(ctx)
+	if err != nil {
+		return false, fmt.Errorf("erasure: extend notice: %w", err)
+	}
+	k, _ := res.RowsAffected()
+	return k > 0, nil
 }
 
 // Status returns the notices of subject, by recipient.

@@ -40,6 +40,9 @@ const batch = 32
 // round claims the due notices and works on each.
 func (n *Notifier) round(ctx context.Context) error {
 	now := n.opts.Now().UTC().Truncate(time.Microsecond)
+	if err := n.sweep(ctx, now); err != nil {
+		return err
+	}
 	rows, err := claim(ctx, n.opts.DB, n.owner, now, now.Add(2*time.Minute), batch)
 	if err != nil {
 		return err
@@ -102,8 +105,10 @@ func (n *Notifier) work(ctx context.Context, r *noticeRow) error {
 	_, err = n.opts.DB.NewUpdate().Model(r).
 		Column("status", "attempts", "last_error", "next_at", "lease_until", "acknowledged_at", "escalated_at").
 		WherePK().Where("lease_owner = ?", n.owner).
-		// An acknowledgement that arrived meanwhile stays.
-		Where("status IN (?)", bun.In([]string{string(StatusPending), string(StatusEscalated)})).Exec(ctx)
+		// An acknowledgement that arrived meanwhile stays, and a notice
+		// that Begin extended meanwhile (extend) is sent again.
+		Where("status IN (?)", bun.In([]string{string(StatusPending), string(StatusEscalated)})).
+		Where("request_ids = ?", r.RequestIDs).Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("erasure: record notice: %w", err)
 	}

@@ -91,7 +91,7 @@ func (r *noticeRow) notice() Notice {
 
 // migrateSchema brings the notices table up to date.
 func migrateSchema(ctx context.Context, db *bun.DB) error {
-	return sqlschema.Migrate(ctx, db, "erasure", registerSchemaV1)
+	return sqlschema.Migrate(ctx, db, "erasure", registerSchemaV1, registerSweeps)
 }
 
 // claim leases up to n due notices to owner until until and returns them.
