@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -116,6 +117,14 @@ func TestErasureReachesEveryRecipient(t *testing.T) {
 		NATS: brokertest.Connect(t, srv), Decider: engine, Parties: broker.PartiesOf(engine), Keys: ring, Audit: auditLog,
 		Connectors: broker.ConnectorMap{},
 		Inbound:    &broker.InboundOptions{Stream: "REGION_JP_IN", Subject: natsregion.DefaultSubjectPrefix + ".>", LocalSubject: "tokyo.local"},
+		// Tokyo applies what it is told (it answers only a notice it
+		// applied): here it notes the subject.
+		Erasures: broker.ErasureFunc(func(_ context.Context, subject string, _ time.Time) error {
+			if subject != "cust-9" {
+				t.Errorf("Tokyo told to erase %q", subject)
+			}
+			return nil
+		}),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +145,8 @@ func TestErasureReachesEveryRecipient(t *testing.T) {
 	}
 	notifier, err := erasure.New(t.Context(), erasure.Options{
 		DB: db, Audit: auditLog, Keys: ring, Connectors: conns, SubjectKey: brokertest.SubjectKey,
-		Parties: func() erasure.Parties { return engine.Registry() },
+		Parties:       func() erasure.Parties { return engine.Registry() },
+		ErasedSubject: erasure.ErasedSubjects(engine.Registry, brokertest.SubjectKey),
 		// A first attempt answers well within EscalateAfter even on a loaded
 		// machine; the processor's third attempt (after 400 and 800 ms) comes
 		// after it.
@@ -273,7 +283,20 @@ func TestErasureReachesEveryRecipient(t *testing.T) {
 	open["dc-tokyo"] = openEnvelope(t, ring, msg.Data)
 	select {
 	case m := <-local:
-		if m.Header.Get(natsregion.HeaderKind) != erasure.NoticeKind || string(m.Data) != string(open["dc-tokyo"]) {
+		// Handed on as sent, but for the subject's id and the answer
+		// subject, which the systems holding Tokyo's copies are not told.
+		var got, sent erasure.NoticePayload
+		if err := json.Unmarshal(m.Data, &got); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(open["dc-tokyo"], &sent); err != nil {
+			t.Fatal(err)
+		}
+		if sent.Subject != "cust-9" || sent.AckSubject == "" {
+			t.Fatalf("the notice to Tokyo: %s", open["dc-tokyo"])
+		}
+		sent.Subject, sent.AckSubject = "", ""
+		if m.Header.Get(natsregion.HeaderKind) != erasure.NoticeKind || !reflect.DeepEqual(got, sent) || strings.Contains(string(m.Data), "cust-9") {
 			t.Fatalf("Tokyo handed on %s (%s)", m.Data, m.Header.Get(natsregion.HeaderKind))
 		}
 	case <-time.After(10 * time.Second):
@@ -303,8 +326,11 @@ func TestErasureReachesEveryRecipient(t *testing.T) {
 			strings.Join(p.RequestIDs, ",") != strings.Join(st[recipient].RequestIDs, ",") {
 			t.Errorf("%s opened %s (%v)", recipient, payload, err)
 		}
-		if strings.Contains(string(payload), "cust-9") {
-			t.Errorf("%s notice names the subject in clear", recipient)
+		// A region's Clearance is told the subject (signed, sealed under
+		// the keys the regions share), to apply the erasure; a partner
+		// only the requests.
+		if strings.Contains(string(payload), "cust-9") != (recipient == "dc-tokyo") {
+			t.Errorf("%s notice: %s", recipient, payload)
 		}
 	}
 
@@ -316,7 +342,9 @@ func TestErasureReachesEveryRecipient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if counts[audit.EventErasureNotified] != 3 || counts[erasure.EventErasureEscalated] != 1 ||
+	// Notified: three recipients' acknowledgements and Tokyo's receipts,
+	// which name the subject it applied.
+	if counts[audit.EventErasureNotified] != 3+inbound || counts[erasure.EventErasureEscalated] != 1 ||
 		counts[erasure.EventErasureJustified] != 1 || counts[audit.EventErasureRecorded] != 1 {
 		t.Errorf("audit events for the subject: %v", counts)
 	}
