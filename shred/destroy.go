@@ -44,7 +44,7 @@ func (k *Keyring) Destroy(ctx context.Context, subject, scope string) (Proof, er
 	if err != nil {
 		return Proof{}, fmt.Errorf("shred: destroy subject key: %w", err)
 	}
-	k.cache.put(sh, &subjectKey{kid: row.KeyID, destroyed: true}, k.opts.Now())
+	k.cache.destroyed(sh, &subjectKey{kid: row.KeyID, destroyed: true}, k.opts.Now())
 	if k.opts.NATS != nil {
 		if err := k.opts.NATS.Publish(invalidateSubject, []byte(sh)); err != nil {
 			k.log.Warn("broadcast destroyed key", "key_id", row.KeyID, "err", err)

@@ -132,7 +132,7 @@ func Open(ctx context.Context, opts Options) (*Keyring, error) {
 	}
 	k := &Keyring{opts: opts, log: opts.Logger.With("component", "shred"), cache: newCache(opts.CacheSize, opts.CacheTTL)}
 	if opts.NATS != nil {
-		sub, err := opts.NATS.Subscribe(invalidateSubject, func(m *nats.Msg) { k.cache.forget(string(m.Data)) })
+		sub, err := opts.NATS.Subscribe(invalidateSubject, k.heardDestroyed)
 		if err != nil {
 			return nil, fmt.Errorf("shred: subscribe to destructions: %w", err)
 		}
@@ -140,6 +140,11 @@ func Open(ctx context.Context, opts Options) (*Keyring, error) {
 	}
 	return k, nil
 }
+
+// heardDestroyed forgets the key another instance destroyed, whose subject
+// HMAC m carries, including the key a load running here may have read
+// before the destruction.
+func (k *Keyring) heardDestroyed(m *nats.Msg) { k.cache.forget(string(m.Data)) }
 
 // Close stops listening for destructions.
 func (k *Keyring) Close() {
@@ -199,15 +204,22 @@ func (k *Keyring) key(ctx context.Context, sh string, create bool) (*subjectKey,
 		return key, nil
 	}
 	k.misses.Add(1)
-	return k.flight.do(sh, func() (*subjectKey, error) {
-		key, err := k.load(ctx, sh, create)
-		if err == nil {
-			k.cache.put(sh, key, k.opts.Now())
+	return k.flight.do(ctx, flightKey{sh: sh, create: create}, func(ctx context.Context) (*subjectKey, error) {
+		for {
+			gen := k.cache.begin(sh)
+			key, err := k.load(ctx, sh, create)
+			if key = k.cache.finish(sh, gen, key, k.opts.Now()); key != nil || err != nil {
+				return key, err
+			}
+			// The subject was erased while its key was loaded (here or
+			// on another instance): the live key read may be from before
+			// the erasure, so it is read again, after it.
 		}
-		return key, err
 	})
 }
 
+// load reads subject sh's key from the store and unwraps it, creating it
+// first when create is set and there is none.
 func (k *Keyring) load(ctx context.Context, sh string, create bool) (*subjectKey, error) {
 	var row keyRow
 	err := k.opts.DB.NewSelect().Model(&row).Where("subject_hmac = ?", sh).Scan(ctx)
