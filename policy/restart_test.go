@@ -94,6 +94,16 @@ func TestWatchSurvivesNATSRestart(t *testing.T) {
 			t.Fatalf("no change reached the other instance after the restart (at %d, want %d)", b.live.Seq(), ev.Seq)
 		}
 	}
+	// The watch is made once again, and then holds: an idle instance makes
+	// no further calls to JetStream's API (a watch that ended at once was
+	// made again every 200 ms, a consumer created and deleted each time).
+	api := func() uint64 { return ns.srv.GlobalAccount().JetStreamUsage().API.Total }
+	time.Sleep(time.Second)
+	before := api()
+	time.Sleep(2 * time.Second)
+	if calls := api() - before; calls > 4 {
+		t.Errorf("%d JetStream API calls in 2 s of two idle instances after the restart", calls)
+	}
 	// Later changes arrive through the re-established watch.
 	for i := range 3 {
 		ev, err := a.live.Change(t.Context(), agreements.Change{Consents: []agreements.Consent{{

@@ -15,6 +15,18 @@ import (
 // to notice.
 func (l *Live) watch(w jetstream.KeyWatcher) {
 	defer l.wg.Done()
+	// A watcher lives as long as the context it was made with (the client
+	// drops its subscription when that ends), so a new one is made with
+	// one that lasts until Stop; only the catch-up is bounded in time.
+	live, cancelLive := context.WithCancel(context.Background())
+	defer cancelLive()
+	go func() {
+		select {
+		case <-l.stop:
+			cancelLive()
+		case <-live.Done():
+		}
+	}()
 	for {
 		if !l.drain(w) {
 			_ = w.Stop()
@@ -27,12 +39,12 @@ func (l *Live) watch(w jetstream.KeyWatcher) {
 				return
 			case <-time.After(200 * time.Millisecond):
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			nw, err := l.kv.Watch(ctx, eventKeys, jetstream.UpdatesOnly())
+			nw, err := l.kv.Watch(live, eventKeys, jetstream.UpdatesOnly())
 			if err == nil {
+				ctx, cancel := context.WithTimeout(live, 5*time.Second)
 				err = l.catchUp(ctx)
+				cancel()
 			}
-			cancel()
 			if nw != nil && err == nil {
 				w = nw
 				break
