@@ -13,14 +13,22 @@ import (
 )
 
 // authRenewer logs in to Vault and keeps the token alive: a renewable token
-// is renewed with renew-self by a lifetime watcher; when an AppRole token
-// reaches its maximum TTL the renewer logs in again. It owns one goroutine,
-// stopped by stop.
+// is renewed with renew-self by a lifetime watcher. When renewal fails or
+// the token can be renewed no further, the renewer looks again, with
+// backoff, until it has a token to renew: with AppRole the token in use if
+// Vault still renews it, else a new login; with a token (token_env,
+// token_file) the token read again, which is a new one when Vault Agent or
+// an operator replaced it, or the same one once Vault answers again. A
+// Vault that is down at renewal time is thus an outage only while it lasts.
+// It owns one goroutine, stopped by stop.
 type authRenewer struct {
 	v    *Vault
 	quit chan struct{}
-	wg   sync.WaitGroup
-	once sync.Once
+	// expires is when the token in use expires as last renewed (run's
+	// goroutine only).
+	expires time.Time
+	wg      sync.WaitGroup
+	once    sync.Once
 }
 
 // startAuth logs in and starts renewal.
@@ -57,8 +65,14 @@ func (a *authRenewer) login(ctx context.Context) (*vault.Secret, error) {
 		if err != nil {
 			return nil, newError("approle login", nil, err)
 		}
-		c.ClearToken()
-		s, err := c.Logical().WriteWithContext(ctx, "auth/"+ar.Mount+"/login", map[string]any{"role_id": roleID, "secret_id": secretID})
+		// The login goes through a copy of the client without its token,
+		// so that the token in use stays until a new one is obtained.
+		lc, err := c.Clone()
+		if err != nil {
+			return nil, newError("approle login", nil, err)
+		}
+		lc.ClearToken()
+		s, err := lc.Logical().WriteWithContext(ctx, "auth/"+ar.Mount+"/login", map[string]any{"role_id": roleID, "secret_id": secretID})
 		if err != nil {
 			return nil, classify("approle login", err)
 		}
@@ -87,7 +101,14 @@ func (a *authRenewer) login(ctx context.Context) (*vault.Secret, error) {
 	}
 	renewable, _ := s.TokenIsRenewable()
 	ttl, _ := s.TokenTTL()
-	return &vault.Secret{Auth: &vault.SecretAuth{ClientToken: token, Renewable: renewable, LeaseDuration: int(ttl / time.Second)}}, nil
+	// Vault gives the TTL in whole seconds: a token with under a second
+	// left reads 0, as one that never expires does, which has no expiry
+	// time. Given as 0 it would not be renewed again.
+	lease := int(ttl / time.Second)
+	if lease == 0 && s.Data["expire_time"] != nil {
+		lease = 1
+	}
+	return &vault.Secret{Auth: &vault.SecretAuth{ClientToken: token, Renewable: renewable, LeaseDuration: lease}}, nil
 }
 
 func readSecretFile(path string) (string, error) {
@@ -102,12 +123,19 @@ func readSecretFile(path string) (string, error) {
 	return s, nil
 }
 
-// run renews the token until stopped, logging in again with AppRole when the
-// token can no longer be renewed.
+// Bounds of the wait between attempts to find a token to renew again.
+const (
+	reauthFirst = 250 * time.Millisecond
+	reauthMax   = 30 * time.Second
+)
+
+// run renews the token until stopped; when it can no longer be renewed it
+// finds one to renew again (reauth), backing off between attempts.
 func (a *authRenewer) run(secret *vault.Secret) {
 	defer a.wg.Done()
 	log := a.v.log
-	backoff := time.Second
+	backoff := reauthFirst
+	var failed error // why the last renewal ended, if it failed
 	for {
 		if secret != nil {
 			if secret.Auth.LeaseDuration == 0 {
@@ -115,15 +143,29 @@ func (a *authRenewer) run(secret *vault.Secret) {
 				<-a.quit
 				return
 			}
-			if stopped := a.watch(secret); stopped {
+			began := time.Now()
+			a.expires = began.Add(time.Duration(secret.Auth.LeaseDuration) * time.Second)
+			var stopped bool
+			if stopped, failed = a.watch(secret); stopped {
 				return
 			}
+			if time.Since(began) > reauthMax {
+				backoff = reauthFirst
+			}
 		}
-		if a.v.cfg.Auth.AppRole == nil {
-			log.Warn("vault token can no longer be renewed; key operations will fail once it expires")
-			<-a.quit
+		// While the token in use is alive, the attempts come closer
+		// together as it nears its end, so that one lands once Vault
+		// answers again and before the token expires.
+		wait := backoff
+		if left := time.Until(a.expires); left > 0 {
+			wait = min(wait, max(reauthFirst, left/4))
+		}
+		select {
+		case <-a.quit:
 			return
+		case <-time.After(wait):
 		}
+		backoff = min(backoff*2, reauthMax)
 		ctx, cancel := context.WithCancel(context.Background())
 		go func() {
 			select {
@@ -132,46 +174,60 @@ func (a *authRenewer) run(secret *vault.Secret) {
 			case <-ctx.Done():
 			}
 		}()
-		s, err := a.login(ctx)
+		s, err := a.reauth(ctx, failed != nil)
 		cancel()
 		if err != nil {
-			log.Warn("vault approle login failed; retrying", "error", err, "retry_in", backoff)
+			log.Warn("vault token cannot be renewed yet; retrying", "error", err, "retry_in", backoff)
 			secret = nil
-			select {
-			case <-a.quit:
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, time.Minute)
 			continue
 		}
-		backoff = time.Second
 		secret = s
-		log.Info("vault approle login renewed the token")
+		log.Info("vault token renewal resumed")
 	}
 }
 
-// watch renews secret until it can no longer be renewed (false) or the
-// renewer is stopped (true).
-func (a *authRenewer) watch(secret *vault.Secret) bool {
-	w, err := a.v.client.NewLifetimeWatcher(&vault.LifetimeWatcherInput{Secret: secret})
+// reauth returns a token to renew: with AppRole, after a renewal that
+// failed, the one in use if Vault renews it now (a login may use up a
+// secret id's uses), else (and once it can be renewed no further) a new
+// login; with a token, the token read again and looked up.
+func (a *authRenewer) reauth(ctx context.Context, renewalFailed bool) (*vault.Secret, error) {
+	if a.v.cfg.Auth.AppRole == nil || !renewalFailed {
+		return a.login(ctx)
+	}
+	lctx, cancel := context.WithTimeout(ctx, a.v.cfg.Timeout)
+	s, err := a.v.client.Auth().Token().RenewSelfWithContext(lctx, 0)
+	cancel()
+	if err == nil && s != nil && s.Auth != nil && s.Auth.Renewable && s.Auth.LeaseDuration > 0 {
+		return s, nil
+	}
+	return a.login(ctx)
+}
+
+// watch renews secret until it can no longer be renewed (false, nil) or a
+// renewal fails (false and the error) or the renewer is stopped (true). A failed renewal ends it at
+// once (RenewBehaviorErrorOnErrors), so that run paces the retries: the
+// client's own retries, left to themselves, send renew-self in a tight loop
+// while Vault is down.
+func (a *authRenewer) watch(secret *vault.Secret) (bool, error) {
+	w, err := a.v.client.NewLifetimeWatcher(&vault.LifetimeWatcherInput{Secret: secret, RenewBehavior: vault.RenewBehaviorErrorOnErrors})
 	if err != nil {
 		a.v.log.Warn("vault token renewal not started", "error", err)
-		return false
+		return false, err
 	}
 	go w.Start()
 	defer w.Stop()
 	for {
 		select {
 		case <-a.quit:
-			return true
+			return true, nil
 		case err := <-w.DoneCh():
 			if err != nil {
 				a.v.log.Warn("vault token renewal stopped", "error", err)
 			}
-			return false
+			return false, err
 		case r := <-w.RenewCh():
 			if r != nil && r.Secret != nil && r.Secret.Auth != nil {
+				a.expires = r.RenewedAt.Add(time.Duration(r.Secret.Auth.LeaseDuration) * time.Second)
 				a.v.log.Debug("vault token renewed", "ttl_seconds", r.Secret.Auth.LeaseDuration)
 			}
 		}
