@@ -92,7 +92,9 @@ func (t TLS) Enabled() bool { return t.CAFile != "" || t.CertFile != "" || t.Key
 
 // Store is the SQL database.
 type Store struct {
-	// DSN is a postgres:// URL (without a password) or a SQLite file path.
+	// DSN is a postgres:// URL (without a password) or a SQLite file:
+	// sqlite:///path, sqlite:path or a plain path that does not read as a
+	// libpq keyword DSN (see Store.validate).
 	DSN string `yaml:"dsn"`
 	// Password, for Postgres, is inserted into the DSN at start.
 	Password SecretRef `yaml:"password"`
@@ -111,7 +113,8 @@ type Audit struct {
 	HMACKey SecretRef `yaml:"hmac_key"`
 	// CheckpointEvery signs a checkpoint after this many entries.
 	CheckpointEvery int `yaml:"checkpoint_every"`
-	// CheckpointInterval signs a checkpoint at least this often.
+	// CheckpointInterval signs a checkpoint at least this often; it is at
+	// least 1s.
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
 	// Chains is the number of hash chains the audit log is written as
 	// (audit.Options.Chains). 0 (the default) takes the number the database
@@ -142,7 +145,8 @@ type Registry struct {
 type HTTP struct {
 	// Listen is the host:port the API listens on.
 	Listen string `yaml:"listen"`
-	// RequestTimeout bounds how long POST /v1/transfers waits for receipts.
+	// RequestTimeout bounds how long POST /v1/transfers waits for receipts;
+	// it is at least 100ms.
 	RequestTimeout time.Duration `yaml:"request_timeout"`
 	// MaxBodyBytes caps a request body.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
@@ -182,12 +186,13 @@ type InboundRegion struct {
 type Pipeline struct {
 	// Concurrency is how many messages one instance processes at once.
 	Concurrency int `yaml:"concurrency"`
-	// BackoffBase is the first retry delay after a transient failure.
+	// BackoffBase is the first retry delay after a transient failure; it
+	// is at least 100ms.
 	BackoffBase time.Duration `yaml:"backoff_base"`
 	// BackoffMax caps the retry delay, a partner's Retry-After included.
 	BackoffMax time.Duration `yaml:"backoff_max"`
 	// ShutdownGrace is how long shutdown waits for in-flight messages before
-	// handing them back.
+	// handing them back; it is at least 100ms.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	// GCPercent is the Go garbage collector's percentage (GOGC) the
 	// instance runs with: 400 by default, which costs memory the instance

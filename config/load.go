@@ -64,14 +64,32 @@ func Load(path string) (*Config, error) {
 }
 
 // Parse decodes YAML over Defaults, strictly (every unknown key is reported
-// with its path and line, all at once), then applies overrides from lookup
-// (os.LookupEnv in production; nil for none).
+// with its path and line, all at once; a file of more than one document is
+// refused), then applies overrides from lookup (os.LookupEnv in production;
+// nil for none).
 func Parse(data []byte, lookup func(string) (string, bool)) (*Config, error) {
 	cfg := Defaults()
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("yaml: %w", err)
+	}
+	// The keys of a second document ("---") would be ignored: a file that
+	// holds one is refused. An empty one, as a trailing "---" makes, holds
+	// nothing to ignore.
+	for {
+		var next yaml.Node
+		err := dec.Decode(&next)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("yaml: %w", err)
+		}
+		if len(next.Content) > 0 && next.Content[0].Tag != "!!null" {
+			return nil, &FieldError{Path: "(root)", Line: next.Line,
+				Msg: "a second YAML document (after ---): the configuration is one document, and a second one's keys would be ignored"}
+		}
 	}
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		if errs := checkKeys(root.Content[0], reflect.TypeOf(cfg).Elem(), ""); len(errs) > 0 {

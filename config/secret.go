@@ -1,11 +1,14 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/clearance-broker/clearance/keys"
 )
 
 // ErrSecretUnset is returned by SecretRef.Resolve when the referenced
@@ -40,9 +43,12 @@ func (s SecretRef) String() string {
 
 // Resolve reads the secret. It returns an error that matches
 // ErrSecretUnset when the variable or file is empty, or when nothing is
-// named; no error holds the secret's value.
+// named; no error holds the secret's value, nor a value given where the
+// variable's name or the file's path belongs (see unreadable).
 func (s SecretRef) Resolve() ([]byte, error) {
 	switch {
+	case s.Env != "" && !keys.ValidEnvName(s.Env):
+		return nil, errors.New("env: not an environment variable name (letters, digits, underscore); the secret itself goes in the variable it names")
 	case s.Env != "":
 		v, ok := os.LookupEnv(s.Env)
 		if !ok || v == "" {
@@ -52,7 +58,7 @@ func (s SecretRef) Resolve() ([]byte, error) {
 	case s.File != "":
 		b, err := os.ReadFile(s.File)
 		if err != nil {
-			return nil, fmt.Errorf("cannot read secret file %s: %s", s.File, errText(err))
+			return nil, errors.New(unreadable("secret file", s.File, err))
 		}
 		v := strings.TrimSpace(string(b))
 		if v == "" {
@@ -80,22 +86,34 @@ func (s SecretRef) validate(path string, required bool) []error {
 	if required && s.IsZero() {
 		errs = append(errs, fieldErr(path, "required: set env (a variable name) or file (a path)"))
 	}
-	if s.Env != "" && !validEnvName(s.Env) {
+	if s.Env != "" && !keys.ValidEnvName(s.Env) {
 		errs = append(errs, fieldErr(path+".env", "must be an environment variable name (letters, digits, underscore), not the secret itself"))
 	}
 	return errs
 }
 
-func validEnvName(s string) bool {
-	if s == "" || (s[0] >= '0' && s[0] <= '9') {
-		return false
+// unreadable says that the file name cannot be read and, when err is not
+// nil, why; what is what it holds ("secret file"), empty for a file of any
+// kind. It names the file only when the name looks like a path (holds a
+// "/"): a value that does not may be the secret itself, pasted where its
+// file's path belongs, and the message is printed and logged. The caller
+// names the configuration key.
+func unreadable(what, name string, err error) string {
+	why := ""
+	if err != nil {
+		why = errText(err)
 	}
-	for _, r := range s {
-		if !(r == '_' || (r >= 'A' && r <= 'Z') || (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9')) {
-			return false
+	if strings.Contains(name, "/") {
+		if why != "" {
+			why = ": " + why
 		}
+		return "cannot read " + strings.TrimSpace(what+" "+name) + why
 	}
-	return true
+	if why != "" {
+		why = " (" + why + ")"
+	}
+	return "cannot read the " + cmp.Or(what, "file") + why + ": the value does not look like a file path" +
+		" (give the file's path, ./NAME for one in the working directory)"
 }
 
 // MinSubjectKeyBytes is the shortest audit.hmac_key taken. Subject ids are
@@ -123,15 +141,17 @@ func (a Audit) SubjectKey() ([]byte, error) {
 // refers to, as the parts that use them read them at start, and reports
 // every one that cannot be read, is empty or (the audit HMAC key) is too
 // short, each with its path (errors.Join of *FieldError). No message holds
-// a secret's value. It connects to nothing: whether NATS, Postgres and
-// Vault take the credentials shows at start and on /readyz.
+// a secret's value. A reference to a variable whose name Validate refuses
+// is left to Validate's report. It connects to nothing: whether NATS,
+// Postgres and Vault take the credentials shows at start and on /readyz.
 func (c *Config) CheckSecrets() error {
 	var errs []error
-	if _, err := c.Audit.SubjectKey(); err != nil {
+	badName := func(s SecretRef) bool { return s.Env != "" && !keys.ValidEnvName(s.Env) }
+	if _, err := c.Audit.SubjectKey(); err != nil && !badName(c.Audit.HMACKey) {
 		errs = append(errs, fieldErr("audit.hmac_key", strings.TrimPrefix(err.Error(), "audit.hmac_key: ")))
 	}
 	password := func(p string, s *Store) {
-		if s == nil || s.Password.IsZero() {
+		if s == nil || s.Password.IsZero() || badName(s.Password) {
 			return
 		}
 		if _, err := s.Password.Resolve(); err != nil {
@@ -145,7 +165,7 @@ func (c *Config) CheckSecrets() error {
 			continue
 		}
 		if b, err := os.ReadFile(name); err != nil {
-			errs = append(errs, fieldErr(p, "cannot read "+name+": "+errText(err)))
+			errs = append(errs, fieldErr(p, unreadable("", name, err)))
 		} else if len(strings.TrimSpace(string(b))) == 0 {
 			errs = append(errs, fieldErr(p, name+" is empty"))
 		}

@@ -176,23 +176,33 @@ func checkFile(p, path string) []error {
 		return nil
 	}
 	if _, err := os.Stat(path); err != nil {
-		return []error{fieldErr(p, "cannot read "+path)}
+		return []error{fieldErr(p, unreadable("", path, nil))}
 	}
 	return nil
 }
 
-// IsPostgres reports whether the DSN names a Postgres database (otherwise it
-// is a SQLite file path).
+// IsPostgres reports whether the DSN names a Postgres database (otherwise,
+// in a configuration that validates, it is a SQLite file path).
 func (s Store) IsPostgres() bool {
 	return strings.HasPrefix(s.DSN, "postgres://") || strings.HasPrefix(s.DSN, "postgresql://")
 }
 
+// validate takes a DSN of one of two forms: a postgres:// (or
+// postgresql://) URL without a password, and a SQLite file, as
+// sqlite:///abs/path, sqlite:rel/path or a plain path. A plain path that
+// reads as a libpq keyword DSN (audit.IsKeywordDSN: "host=pg.internal
+// dbname=clearance", a word followed by "=" at its start or after white
+// space) is refused: it is Postgres meant, and would otherwise become a
+// SQLite file of that name on local disk. A DSN holding "password=" in
+// any form is refused, as a URL's user password is.
 func (s Store) validate(p string) []error {
 	var errs []error
 	if s.DSN == "" {
 		return []error{fieldErr(p+".dsn", "required: a postgres:// URL or a SQLite file path")}
 	}
-	if s.IsPostgres() {
+	literal := strings.Contains(strings.ToLower(s.DSN), "password=")
+	switch {
+	case s.IsPostgres():
 		u, err := url.Parse(s.DSN)
 		switch {
 		case err != nil:
@@ -201,15 +211,28 @@ func (s Store) validate(p string) []error {
 			errs = append(errs, fieldErr(p+".dsn", "no host"))
 		}
 		if err == nil && u.User != nil {
-			if _, ok := u.User.Password(); ok {
-				errs = append(errs, fieldErr(p+".dsn", "holds a literal password; give it by reference in "+p+".password"))
-			}
+			_, pw := u.User.Password()
+			literal = literal || pw
 		}
 		if err == nil && u.Query().Has("password") {
-			errs = append(errs, fieldErr(p+".dsn", "holds a literal password; give it by reference in "+p+".password"))
+			literal = true
 		}
-	} else if !s.Password.IsZero() {
-		errs = append(errs, fieldErr(p+".password", "only a postgres:// store takes a password"))
+	case strings.Contains(s.DSN, "://") && !strings.HasPrefix(s.DSN, "sqlite://"):
+		errs = append(errs, fieldErr(p+".dsn", "unknown scheme: want postgres://, postgresql:// or sqlite://, or a SQLite file path"))
+	case audit.IsKeywordDSN(s.DSN):
+		errs = append(errs, fieldErr(p+".dsn", "reads as a libpq keyword DSN (host=... dbname=...), which would be taken for a SQLite file name: "+
+			"give Postgres as postgres://user@host:port/db?sslmode=..., its password in "+p+".password "+
+			"(a SQLite file whose name holds \"=\" is given as sqlite:NAME)"))
+	default:
+		if path := strings.TrimPrefix(strings.TrimPrefix(s.DSN, "sqlite:"), "//"); path == "" || path == ":memory:" {
+			errs = append(errs, fieldErr(p+".dsn", "a SQLite store needs a file path"))
+		}
+		if !s.Password.IsZero() {
+			errs = append(errs, fieldErr(p+".password", "only a postgres:// store takes a password"))
+		}
+	}
+	if literal {
+		errs = append(errs, fieldErr(p+".dsn", "holds a literal password; give it by reference in "+p+".password"))
 	}
 	errs = append(errs, s.Password.validate(p+".password", false)...)
 	return errs
@@ -220,8 +243,8 @@ func (a Audit) validate(p string) []error {
 	if a.CheckpointEvery < 1 {
 		errs = append(errs, fieldErr(p+".checkpoint_every", "must be at least 1"))
 	}
-	if a.CheckpointInterval <= 0 {
-		errs = append(errs, fieldErr(p+".checkpoint_interval", "must be positive"))
+	if a.CheckpointInterval < minCheckpointInterval {
+		errs = append(errs, fieldErr(p+".checkpoint_interval", "must be at least "+minCheckpointInterval.String()))
 	}
 	if a.GatherWindow < 0 || a.GatherWindow > maxGatherWindow {
 		errs = append(errs, fieldErr(p+".gather_window", "must be from 0 (never wait) to "+maxGatherWindow.String()))
@@ -240,8 +263,8 @@ func (h HTTP) validate(p string) []error {
 	if _, port, err := net.SplitHostPort(h.Listen); err != nil || port == "" {
 		errs = append(errs, fieldErr(p+".listen", "want host:port, e.g. 127.0.0.1:8080 or :8080"))
 	}
-	if h.RequestTimeout <= 0 {
-		errs = append(errs, fieldErr(p+".request_timeout", "must be positive"))
+	if h.RequestTimeout < minRequestTimeout {
+		errs = append(errs, fieldErr(p+".request_timeout", "must be at least "+minRequestTimeout.String()))
 	}
 	if h.MaxBodyBytes < 1024 {
 		errs = append(errs, fieldErr(p+".max_body_bytes", "must be at least 1024"))
@@ -305,14 +328,14 @@ func (pl Pipeline) validate(p string) []error {
 	if pl.Concurrency < 1 || pl.Concurrency > 4096 {
 		errs = append(errs, fieldErr(p+".concurrency", "must be 1 to 4096"))
 	}
-	if pl.BackoffBase <= 0 {
-		errs = append(errs, fieldErr(p+".backoff_base", "must be positive"))
+	if pl.BackoffBase < minBackoffBase {
+		errs = append(errs, fieldErr(p+".backoff_base", "must be at least "+minBackoffBase.String()))
 	}
 	if pl.BackoffMax < pl.BackoffBase {
 		errs = append(errs, fieldErr(p+".backoff_max", "must be at least backoff_base"))
 	}
-	if pl.ShutdownGrace <= 0 {
-		errs = append(errs, fieldErr(p+".shutdown_grace", "must be positive"))
+	if pl.ShutdownGrace < minShutdownGrace {
+		errs = append(errs, fieldErr(p+".shutdown_grace", "must be at least "+minShutdownGrace.String()))
 	}
 	if pl.GCPercent != 0 && (pl.GCPercent < 25 || pl.GCPercent > 1000) {
 		errs = append(errs, fieldErr(p+".gc_percent", "must be 0 (the Go runtime's own) or 25 to 1000"))
@@ -374,6 +397,27 @@ func validSubject(s string, wildcards bool) bool {
 // long, so a window in the wrong unit ("200ms" for "200us") is caught at
 // start.
 const maxGatherWindow = 10 * time.Millisecond
+
+// The least durations Validate takes. A duration in the wrong unit ("1ms"
+// for "1m") or a test's value left in place is caught at start rather
+// than turned into load:
+//
+//   - audit.checkpoint_interval: every tick reads the heads of the log's
+//     chains and, where entries were written since the last checkpoint,
+//     signs one (a Vault round trip); 1ms ran some 2,500 queries a second
+//     on an idle log.
+//   - http.request_timeout: below it a POST /v1/transfers answers 202
+//     pending before a receipt can come back.
+//   - pipeline.backoff_base: the retries of a transient failure would go
+//     out all but at once, at a partner or Vault that is already failing.
+//   - pipeline.shutdown_grace: below it no message in flight finishes on
+//     SIGTERM; every one is handed back and done again.
+const (
+	minCheckpointInterval = time.Second
+	minRequestTimeout     = 100 * time.Millisecond
+	minBackoffBase        = 100 * time.Millisecond
+	minShutdownGrace      = 100 * time.Millisecond
+)
 
 // minMemoryLimit is the least pipeline.memory_limit_bytes: an instance
 // under load keeps about 16 MB live, and a limit near the live heap makes

@@ -167,6 +167,9 @@ func (c VaultConfig) Validate() error {
 	methods := 0
 	if c.Auth.TokenEnv != "" {
 		methods++
+		if !ValidEnvName(c.Auth.TokenEnv) {
+			bad("auth.token_env", "must be an environment variable name (letters, digits, underscore), not the secret itself")
+		}
 	}
 	if c.Auth.TokenFile != "" {
 		methods++
@@ -221,6 +224,23 @@ func (c VaultConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
+// ValidEnvName reports whether s can name an environment variable: letters,
+// digits and underscores, not starting with a digit. A field that names
+// one (auth.token_env, a secret reference's env) takes nothing else, so
+// that a token pasted there in place of its variable's name is refused,
+// and refused without being repeated in the error.
+func ValidEnvName(s string) bool {
+	if s == "" || (s[0] >= '0' && s[0] <= '9') {
+		return false
+	}
+	for _, r := range s {
+		if !(r == '_' || (r >= 'A' && r <= 'Z') || (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9')) {
+			return false
+		}
+	}
+	return true
+}
+
 // sortErrors orders problems by message so that reports are stable.
 func sortErrors(errs []error) {
 	slices.SortFunc(errs, func(a, b error) int { return cmp.Compare(a.Error(), b.Error()) })
@@ -229,8 +249,10 @@ func sortErrors(errs []error) {
 // CheckCredentials reads what the login method of c names, as the login at
 // start reads it (the token's environment variable or file, AppRole's
 // files), and reports each that cannot be read or is empty, with its YAML
-// path and never its value. It does not log in: whether Vault takes the
-// credentials shows at start and on /readyz.
+// path and never its value. A file that cannot be read under a name that
+// does not look like a path (no "/") may be the secret itself pasted in
+// its place: the error does not repeat it. It does not log in: whether
+// Vault takes the credentials shows at start and on /readyz.
 func (c VaultConfig) CheckCredentials() error {
 	var errs []error
 	bad := func(path string, err error) {
@@ -240,11 +262,18 @@ func (c VaultConfig) CheckCredentials() error {
 		if name == "" {
 			return
 		}
-		if _, err := readSecretFile(name); err != nil {
+		_, err := readSecretFile(name)
+		var pe *os.PathError
+		switch {
+		case err == nil:
+		case !strings.Contains(name, "/") && errors.As(err, &pe):
+			bad(path, fmt.Errorf("cannot read the file (%v): the value does not look like a file path", pe.Err))
+		default:
 			bad(path, err)
 		}
 	}
-	if c.Auth.TokenEnv != "" && strings.TrimSpace(os.Getenv(c.Auth.TokenEnv)) == "" {
+	// A name that is no variable's is Validate's to report; it is not read.
+	if c.Auth.TokenEnv != "" && ValidEnvName(c.Auth.TokenEnv) && strings.TrimSpace(os.Getenv(c.Auth.TokenEnv)) == "" {
 		bad("token_env", fmt.Errorf("environment variable %s is unset or empty", c.Auth.TokenEnv))
 	}
 	file("token_file", c.Auth.TokenFile)

@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +30,8 @@ func TestVaultConfigValidate(t *testing.T) {
 		{"credentials in address", with(func(c *VaultConfig) { c.Address = "https://u:p@vault" }), []string{"vault.address: must not carry credentials"}},
 		{"no auth", with(func(c *VaultConfig) { c.Auth = VaultAuth{} }), []string{"vault.auth: give exactly one"}},
 		{"two auth methods", with(func(c *VaultConfig) { c.Auth.TokenEnv = "VAULT_TOKEN" }), []string{"vault.auth: give exactly one"}},
+		{"token in token_env", with(func(c *VaultConfig) { c.Auth = VaultAuth{TokenEnv: "hvs.CAESIJ1234abcd"} }),
+			[]string{"vault.auth.token_env: must be an environment variable name (letters, digits, underscore), not the secret itself"}},
 		{"approle without secret id", with(func(c *VaultConfig) {
 			c.Auth = VaultAuth{AppRole: &AppRoleAuth{RoleID: "r"}}
 		}), []string{"vault.auth.approle.secret_id_file: required"}},
@@ -54,6 +57,9 @@ func TestVaultConfigValidate(t *testing.T) {
 			if err == nil {
 				t.Fatalf("no error, want %q", tt.want)
 			}
+			if strings.Contains(err.Error(), "CAESIJ") {
+				t.Errorf("the error repeats a token: %v", err)
+			}
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not contain %q", err, w)
@@ -68,5 +74,39 @@ func TestVaultConfigDefaults(t *testing.T) {
 	if c.Mount != "transit" || c.EncryptionKey != "clearance-data" || c.SigningKey != "clearance-signing" ||
 		c.Auth.AppRole.Mount != "approle" || c.DataKeyMaxUses != DefaultDataKeyMaxUses || c.DataKeyMaxAge != DefaultDataKeyMaxAge {
 		t.Errorf("defaults not applied: %+v", c)
+	}
+}
+
+// TestCheckCredentialsNotEchoed: a token pasted where the name of its
+// variable or the path of its file belongs is refused without being
+// repeated, and the error names the key; a file named by a path is named.
+func TestCheckCredentialsNotEchoed(t *testing.T) {
+	const token = "hvs.CAESIJ1234abcdEFGH5678"
+	missing := filepath.Join(t.TempDir(), "vault-token")
+	tests := []struct {
+		name string
+		auth VaultAuth
+		want string
+	}{
+		{"token in token_file", VaultAuth{TokenFile: token}, "keys: vault.auth.token_file: cannot read the file (no such file or directory): the value does not look like a file path"},
+		{"secret id in secret_id_file", VaultAuth{AppRole: &AppRoleAuth{RoleID: "r", SecretIDFile: token}}, "keys: vault.auth.approle.secret_id_file: cannot read the file"},
+		{"unset variable", VaultAuth{TokenEnv: "CLEARANCE_TEST_UNSET_TOKEN"}, "vault.auth.token_env: environment variable CLEARANCE_TEST_UNSET_TOKEN is unset or empty"},
+		{"missing file", VaultAuth{TokenFile: missing}, "vault.auth.token_file: read credential file: open " + missing + ": no such file or directory"},
+	}
+	// A token in token_env is Validate's to refuse (TestVaultConfigValidate);
+	// it is not looked up as a variable, and not repeated.
+	if err := (VaultConfig{Address: "https://vault.internal:8200", Auth: VaultAuth{TokenEnv: token}}).CheckCredentials(); err != nil {
+		t.Errorf("CheckCredentials with a token in token_env = %v, want it left to Validate", err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := VaultConfig{Address: "https://vault.internal:8200", Auth: tt.auth}.CheckCredentials()
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("CheckCredentials = %v, want %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "CAESIJ") {
+				t.Errorf("the error repeats the token: %v", err)
+			}
+		})
 	}
 }

@@ -126,7 +126,11 @@ func (a *auditFlags) resolve(name string, stderr io.Writer) int {
 	return 0
 }
 
-// open opens the store read-only: the audit commands never write.
+// open opens the store read-only: the audit commands never write (archive
+// removes what it archived). A SQLite file must exist already
+// (audit.OpenExistingDB): a missing one is a mistyped path, and an empty
+// log made in its place would verify, and answer a query, as if nothing
+// had been recorded.
 func (a *auditFlags) open(ctx context.Context, name string, stderr io.Writer) (*audit.Log, func(), int) {
 	if code := a.resolve(name, stderr); code != 0 {
 		return nil, nil, code
@@ -135,7 +139,7 @@ func (a *auditFlags) open(ctx context.Context, name string, stderr io.Writer) (*
 		fmt.Fprintf(stderr, "clearance audit %s: --db (or %s, or --dir of a clearance dev run) is required\n", name, envAuditDB)
 		return nil, nil, 2
 	}
-	db, err := audit.OpenDB(ctx, a.db)
+	db, err := audit.OpenExistingDB(ctx, a.db)
 	if err != nil {
 		fmt.Fprintf(stderr, "clearance audit %s: %v\n", name, err)
 		return nil, nil, 1
@@ -493,15 +497,20 @@ func runAuditSelect(ctx context.Context, name string, args []string, stdout, std
 	fs.StringVar(&since, "since", "", "entries at or after this `TIME`: RFC 3339 (2026-11-28T00:00:00Z) or a date (2026-11-28, midnight UTC)")
 	fs.StringVar(&until, "until", "", "entries before this `TIME`: RFC 3339 or a date (midnight UTC)")
 	fs.Int64Var(&f.AfterSequence, "after", 0, "entries after this `SEQUENCE` (paging; 0 or more)")
-	format, out := "jsonl", ""
+	format, out, force := "jsonl", "", false
 	if name == "query" {
 		fs.IntVar(&f.Limit, "limit", audit.DefaultLimit, "at most `N` entries (1 or more)")
 	} else {
 		fs.StringVar(&format, "format", "jsonl", "csv or jsonl")
-		fs.StringVar(&out, "out", "", "write to `FILE` instead of stdout")
+		fs.StringVar(&out, "out", "", "write to `FILE` instead of stdout: created readable by its owner only; an existing FILE is refused unless --force")
+		fs.BoolVar(&force, "force", false, "overwrite an existing --out FILE (a regular file is made readable by its owner only)")
 	}
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: clearance audit %s --db DSN [filters]\n", name)
+		if name == "query" {
+			fmt.Fprintln(stderr, "usage: clearance audit query --db DSN [filters] [--limit N]")
+		} else {
+			fmt.Fprintln(stderr, "usage: clearance audit export --db DSN [filters] [--format csv|jsonl] [--out FILE [--force]]")
+		}
 		fs.PrintDefaults()
 	}
 	if code, ok := parseAuditFlags(fs, args, stderr); !ok {
@@ -523,16 +532,23 @@ func runAuditSelect(ctx context.Context, name string, args []string, stdout, std
 		fmt.Fprintf(stderr, "clearance audit %s: --format: want csv or jsonl\n", name)
 		return 2
 	}
+	if force && out == "" {
+		fmt.Fprintf(stderr, "clearance audit %s: --force needs --out\n", name)
+		return 2
+	}
 	l, done, code := af.open(ctx, name, stderr)
 	if l == nil {
 		return code
 	}
 	defer done()
 	w := stdout
-	var file *os.File
+	var file *outFile
 	if out != "" {
 		var err error
-		if file, err = os.Create(out); err != nil {
+		if file, err = createOut(out, force); err != nil {
+			if errors.Is(err, os.ErrExist) {
+				err = fmt.Errorf("%w (--force overwrites it)", err)
+			}
 			fmt.Fprintf(stderr, "clearance audit %s: %v\n", name, err)
 			return 1
 		}
@@ -546,6 +562,9 @@ func runAuditSelect(ctx context.Context, name string, args []string, stdout, std
 		err = file.Close()
 	}
 	if err != nil {
+		if file != nil {
+			file.discard()
+		}
 		fmt.Fprintf(stderr, "clearance audit %s: %v\n", name, strings.TrimPrefix(err.Error(), "audit: "))
 		return 1
 	}

@@ -74,7 +74,7 @@ func runAuditArchive(ctx context.Context, args []string, stdout, stderr io.Write
 		return 1
 	}
 	l := vd.log
-	file, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	file, err := createOut(*out, false)
 	if err != nil {
 		fmt.Fprintf(stderr, "clearance audit archive: %v\n", err)
 		return 1
@@ -196,4 +196,52 @@ func runAuditVerifyArchive(ctx context.Context, args []string, stdout, stderr io
 	fmt.Fprintf(stdout, "OK: archive of entries %d to %d (%d entries, %d checkpoints) matches its signed manifest\n",
 		m.FromSequence, m.ToSequence, m.Entries, len(m.Checkpoints))
 	return 0
+}
+
+// outFile is a file a command writes its --out to (createOut).
+type outFile struct {
+	*os.File
+	regular bool
+}
+
+// createOut creates the file path of a command's --out readable by its
+// owner only: the audit log's entries are the operator's to share (their
+// subject HMACs, recipients and purposes among them). A file that exists is
+// refused, with an error that matches os.ErrExist, so that a mistyped name
+// does not replace an earlier export or archive, unless overwrite: then a
+// regular file is made readable by its owner only and truncated, and
+// anything else (a device, a pipe) is written to as it is.
+func createOut(path string, overwrite bool) (*outFile, error) {
+	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if overwrite {
+		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+		if st, err := os.Stat(path); err == nil && st.Mode().IsRegular() {
+			if err := os.Chmod(path, 0o600); err != nil {
+				return nil, err
+			}
+		}
+	}
+	f, err := os.OpenFile(path, flags, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("--out %s: %w", path, os.ErrExist)
+	}
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return &outFile{File: f, regular: st.Mode().IsRegular()}, nil
+}
+
+// discard closes and removes the file of a write that failed, so that a
+// part is not taken for the whole (and the command can be run again
+// without --force); a device or a pipe is only closed.
+func (o *outFile) discard() {
+	_ = o.Close()
+	if o.regular {
+		_ = os.Remove(o.Name())
+	}
 }

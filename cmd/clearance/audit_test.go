@@ -8,9 +8,12 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -71,7 +74,7 @@ func TestAuditCommand(t *testing.T) {
 			[]string{"sequence,time,event", "3,2026-11-28T02:00:00Z,decided,req-c"}},
 		{"export bad format", []string{"audit", "export", "--db", dsn, "--format", "xml"}, 2, nil},
 		// A device that refuses every write, as a full disk does.
-		{"export to a full disk", []string{"audit", "export", "--db", dsn, "--out", "/dev/full"}, 1, nil},
+		{"export to a full disk", []string{"audit", "export", "--db", dsn, "--out", "/dev/full", "--force"}, 1, nil},
 		{"no subcommand", []string{"audit"}, 2, nil},
 		{"archive without keys", []string{"audit", "archive", "--db", dsn, "--older-than", "1h", "--out", archive, "--signing-key", archiveKey}, 2, nil},
 		// The log is verified before anything is archived: checkpoints
@@ -433,5 +436,103 @@ func TestAuditEventsListEveryEvent(t *testing.T) {
 	}
 	if found < len(known) {
 		t.Errorf("found %d event declarations, fewer than the %d listed: the pattern is out of date", found, len(known))
+	}
+}
+
+// TestAuditOpensExistingLog: the audit commands read a log; given a SQLite
+// file that does not exist they created it empty, and verify then passed
+// and query answered nothing. They fail, naming the file, and create
+// nothing.
+func TestAuditOpensExistingLog(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "no-such-audit.db")
+	jwksFile := filepath.Join(dir, "jwks.json")
+	_, jwks, _, _ := testSigningKey(t)
+	if err := os.WriteFile(jwksFile, jwks, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"verify", "--db", "sqlite://" + missing, "--jwks", jwksFile},
+		{"query", "--db", "sqlite://" + missing},
+		{"export", "--db", missing, "--format", "csv"},
+	} {
+		t.Run(args[0], func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			code := run(t.Context(), append([]string{"audit"}, args...), &out, &errOut)
+			if code != 1 || !strings.Contains(errOut.String(), strconv.Quote(missing)+": file does not exist") {
+				t.Errorf("exit %d, want 1 and the file named:\n%s%s", code, out.String(), errOut.String())
+			}
+			if _, err := os.Stat(missing); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("%s created: %v", missing, err)
+			}
+		})
+	}
+}
+
+// TestAuditDSNNotEchoed: a Postgres DSN in libpq's keyword form was taken
+// for a SQLite file path, created under that name, and the error of the
+// failed open named it whole, password included. It is refused without
+// being repeated.
+func TestAuditDSNNotEchoed(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for _, dsn := range []string{
+		"host=pg.internal user=clearance password=hunter2 dbname=clearance",
+		"postgres://clearance:hunter2@pg internal/clearance",
+	} {
+		var out, errOut bytes.Buffer
+		code := run(t.Context(), []string{"audit", "query", "--db", dsn}, &out, &errOut)
+		if code == 0 || strings.Contains(out.String()+errOut.String(), "hunter2") {
+			t.Errorf("audit query --db %q: exit %d\n%s%s", dsn, code, out.String(), errOut.String())
+		}
+	}
+	if files, _ := os.ReadDir(dir); len(files) > 0 {
+		t.Errorf("files created: %v", files)
+	}
+}
+
+// TestAuditExportOut: export --out writes a file only its owner reads, and
+// refuses one that exists (an earlier export) unless --force.
+func TestAuditExportOut(t *testing.T) {
+	dir := t.TempDir()
+	dsn := "sqlite://" + filepath.Join(dir, "audit.db")
+	signer, _, _, _ := testSigningKey(t)
+	writeTestLog(t, dsn, []byte("cli-test-subject-key-0123456789ab"), signer)
+	export := func(args ...string) (int, string) {
+		var out, errOut bytes.Buffer
+		code := run(t.Context(), append([]string{"audit", "export", "--db", dsn, "--format", "csv"}, args...), &out, &errOut)
+		return code, out.String() + errOut.String()
+	}
+	mode := func(path string) os.FileMode {
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Mode().Perm()
+	}
+	out := filepath.Join(dir, "export.csv")
+	if code, msg := export("--out", out); code != 0 || mode(out) != 0o600 {
+		t.Fatalf("export --out: exit %d, mode %v\n%s", code, mode(out), msg)
+	}
+	if err := os.WriteFile(out, []byte("kept\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, msg := export("--out", out); code != 1 || !strings.Contains(msg, "--out "+out+": file already exists (--force overwrites it)") {
+		t.Errorf("export --out over an existing file: exit %d\n%s", code, msg)
+	}
+	if b, _ := os.ReadFile(out); string(b) != "kept\n" {
+		t.Errorf("the existing file was changed: %q", b)
+	}
+	if code, msg := export("--out", out, "--force"); code != 0 || mode(out) != 0o600 {
+		t.Fatalf("export --out --force: exit %d, mode %v\n%s", code, mode(out), msg)
+	}
+	if b, _ := os.ReadFile(out); !strings.HasPrefix(string(b), "sequence,time,event") {
+		t.Errorf("--force did not overwrite: %q", b)
+	}
+	if code, msg := export("--force"); code != 2 || !strings.Contains(msg, "--force needs --out") {
+		t.Errorf("--force without --out: exit %d\n%s", code, msg)
 	}
 }

@@ -49,7 +49,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	dir := fs.String("dir", ".clearance-dev", "data `DIR`ectory (NATS JetStream store, SQLite audit log, dev key ring)")
 	regDir := fs.String("registry", filepath.Join("examples", "registry"), "registry `DIR`ectory")
 	listen := fs.String("listen", devDefaultListen, "API `address`; another free port is taken when it is busy")
-	natsPort := fs.Int("nats-port", devDefaultNATS, "embedded NATS `port`; another free port is taken when it is busy")
+	natsPort := fs.Int("nats-port", devDefaultNATS, "embedded NATS `port`; another free port is taken when it is busy, and 0 takes one at once (so does -1)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: clearance dev [--dir DIR] [--registry DIR] [--listen ADDR] [--nats-port N]")
 		fmt.Fprintln(stderr, "\nRuns everything embedded: NATS with JetStream, SQLite, the development key ring")
@@ -64,6 +64,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()
+		return 2
+	}
+	if *natsPort < server.RANDOM_PORT || *natsPort > 65535 {
+		fmt.Fprintln(stderr, "clearance dev: --nats-port: want 1 to 65535, or 0 for a free port")
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -101,7 +105,10 @@ func dev(ctx context.Context, s devSettings, stdout, stderr io.Writer, logger *s
 		return err
 	}
 	st.add(func(context.Context) error { ns.Shutdown(); ns.WaitForShutdown(); return nil })
-	if moved {
+	switch {
+	case s.natsPort <= 0:
+		fmt.Fprintf(stderr, "NOTE: the embedded NATS server listens on %s, a free port (--nats-port %d)\n", natsURL, s.natsPort)
+	case moved:
 		fmt.Fprintf(stderr, "NOTE: port %d is busy; the embedded NATS server listens on %s instead\n", s.natsPort, natsURL)
 	}
 
@@ -234,13 +241,21 @@ const devKeyWarning = `
 const devNATSURLFile = "nats.url"
 
 // startDevNATS starts the embedded NATS server on port, or on a free port
-// when port is busy (moved reports that).
+// when port is busy (moved reports that) or is 0 or -1. nats-server takes
+// port 0 for its default, 4222, and a free one only as -1 (RANDOM_PORT).
+// A server that cannot start says why at once (startLog), rather than
+// after the 10 s it is given to be ready.
 func startDevNATS(dir string, port int) (*server.Server, string, bool, error) {
 	moved := false
-	if ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err != nil {
-		port, moved = -1, true
-	} else {
-		_ = ln.Close()
+	switch {
+	case port <= 0:
+		port = server.RANDOM_PORT
+	default:
+		if ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err != nil {
+			port, moved = server.RANDOM_PORT, true
+		} else {
+			_ = ln.Close()
+		}
 	}
 	ns, err := server.NewServer(&server.Options{
 		ServerName: "clearance-dev", Host: "127.0.0.1", Port: port,
@@ -249,13 +264,60 @@ func startDevNATS(dir string, port int) (*server.Server, string, bool, error) {
 	if err != nil {
 		return nil, "", false, fmt.Errorf("nats server: %w", err)
 	}
+	var log startLog
+	ns.SetLoggerV2(&log, false, false, false)
 	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
+	deadline := time.Now().Add(10 * time.Second)
+	for !ns.ReadyForConnections(50 * time.Millisecond) {
+		fatal, last := log.reported()
+		if fatal == "" && time.Now().Before(deadline) {
+			continue
+		}
 		ns.Shutdown()
-		return nil, "", false, errors.New("nats server did not start")
+		switch {
+		case fatal != "":
+			return nil, "", false, fmt.Errorf("nats server did not start: %s", fatal)
+		case last != "":
+			return nil, "", false, fmt.Errorf("nats server did not start within 10s: %s", last)
+		}
+		return nil, "", false, errors.New("nats server did not start within 10s")
 	}
 	return ns, ns.ClientURL(), moved, nil
 }
+
+// startLog is the embedded NATS server's logger in dev, where it logs
+// nothing: it keeps the first fatal error and the last error the server
+// reports, which say why a server that did not start failed (its port
+// taken, its JetStream store unusable).
+type startLog struct {
+	mu          sync.Mutex
+	fatal, last string
+}
+
+func (l *startLog) Fatalf(format string, v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fatal == "" {
+		l.fatal = fmt.Sprintf(format, v...)
+	}
+}
+
+func (l *startLog) Errorf(format string, v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.last = fmt.Sprintf(format, v...)
+}
+
+func (l *startLog) reported() (fatal, last string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.fatal, l.last
+}
+
+func (*startLog) Noticef(string, ...any) {}
+func (*startLog) Warnf(string, ...any)   {}
+func (*startLog) Debugf(string, ...any)  {}
+func (*startLog) Tracef(string, ...any)  {}
 
 // listenOrFree listens on addr, or on a free port of the same host when addr
 // is busy.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -46,12 +47,15 @@ func TestDevWalkthrough(t *testing.T) {
 	code := make(chan int, 1)
 	dir := t.TempDir()
 	go func() {
-		code <- run(ctx, []string{"dev", "--dir", dir, "--registry", filepath.Join(root, "examples", "registry"), "--listen", "127.0.0.1:0", "--nats-port", "-1"}, &stdout, &stderr)
+		code <- run(ctx, []string{"dev", "--dir", dir, "--registry", filepath.Join(root, "examples", "registry"), "--listen", "127.0.0.1:0", "--nats-port", "0"}, &stdout, &stderr)
 	}()
 	api := waitOutput(t, &stdout, `API\s+(http://127\.0\.0\.1:\d+)`)[1]
 	waitOutput(t, &stdout, `nats --server nats://127\.0\.0\.1:\d+ pub clearance\.transfers\.order-service`)
 	if !strings.Contains(stderr.String(), "NOT in Vault") {
 		t.Errorf("no loud warning about the development key ring:\n%s", stderr.String())
+	}
+	if !regexp.MustCompile(`NOTE: the embedded NATS server listens on nats://127\.0\.0\.1:\d+, a free port \(--nats-port 0\)`).MatchString(stderr.String()) {
+		t.Errorf("no note of the port --nats-port 0 took:\n%s", stderr.String())
 	}
 
 	body, err := os.ReadFile(filepath.Join(root, "examples", "requests", "01-delivery-eea-allow.json"))
@@ -129,5 +133,53 @@ func TestDevWalkthrough(t *testing.T) {
 	// The regions' connections are closed by the shutdown itself.
 	if strings.Contains(stderr.String(), "disconnected") {
 		t.Errorf("a clean shutdown logged a disconnection:\n%s", stderr.String())
+	}
+}
+
+// TestStartDevNATSPortZero: nats-server takes port 0 for its default,
+// 4222, so --nats-port 0 started nothing where 4222 was taken, and said so
+// only after 10 s. It takes a free port.
+func TestStartDevNATSPortZero(t *testing.T) {
+	// 4222 is taken, by this test if nothing else holds it.
+	if ln, err := net.Listen("tcp", "127.0.0.1:4222"); err == nil {
+		defer ln.Close()
+	}
+	start := time.Now()
+	ns, url, _, err := startDevNATS(t.TempDir(), 0)
+	if err != nil {
+		t.Fatalf("startDevNATS(0) after %v: %v", time.Since(start), err)
+	}
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	if strings.HasSuffix(url, ":4222") || strings.HasSuffix(url, ":0") {
+		t.Errorf("listens on %s, want a free port", url)
+	}
+}
+
+// TestStartDevNATSSaysWhy: a server that cannot start (here its JetStream
+// store, under a file) is reported with nats-server's reason at once,
+// where it was "nats server did not start" after 10 s.
+func TestStartDevNATSSaysWhy(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "not-a-directory")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, _, _, err := startDevNATS(file, -1)
+	if err == nil || !strings.Contains(err.Error(), "JetStream") {
+		t.Errorf("startDevNATS on a store it cannot use = %v, want the reason", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v to fail", d)
+	}
+}
+
+// TestDevNATSPortFlag: a port no server can listen on is a usage error.
+func TestDevNATSPortFlag(t *testing.T) {
+	for _, port := range []string{"-2", "65536"} {
+		var out, errOut bytes.Buffer
+		if code := run(t.Context(), []string{"dev", "--dir", t.TempDir(), "--nats-port", port}, &out, &errOut); code != 2 ||
+			!strings.Contains(errOut.String(), "--nats-port: want 1 to 65535, or 0 for a free port") {
+			t.Errorf("--nats-port %s: exit %d\n%s", port, code, errOut.String())
+		}
 	}
 }

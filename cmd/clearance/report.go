@@ -212,7 +212,9 @@ func reportSource(ctx context.Context, cfgPath, dir, regDir string) (*reportDB, 
 	if err != nil {
 		return nil, fmt.Errorf("registry %s: %w", regDir, err)
 	}
-	db, err := audit.OpenDB(ctx, dsn)
+	// A report reads a log someone else wrote: a SQLite file that is
+	// missing is an error, not an empty log made in its place.
+	db, err := audit.OpenExistingDB(ctx, dsn)
 	if err != nil {
 		return nil, err
 	}

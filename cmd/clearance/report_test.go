@@ -202,3 +202,29 @@ func mustJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// TestReportOpensExistingLog: a report reads the log of --config's store;
+// a SQLite file that does not exist was created empty and reported on as
+// if nothing had been recorded. It is an error, and nothing is created.
+func TestReportOpensExistingLog(t *testing.T) {
+	root, _ := filepath.Abs(filepath.Join("..", ".."))
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "audit.db")
+	keyFile := filepath.Join(dir, "hmac.key")
+	if err := os.WriteFile(keyFile, []byte(strings.Repeat("k", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "clearance.yaml")
+	if err := os.WriteFile(cfg, []byte("store: {dsn: "+missing+"}\naudit: {hmac_key: {file: "+keyFile+"}}\nregistry: {dir: "+
+		filepath.Join(root, "examples", "registry")+"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run(t.Context(), []string{"report", "ropa", "--config", cfg}, &out, &errOut); code != 1 ||
+		!strings.Contains(errOut.String(), missing+`": file does not exist`) {
+		t.Errorf("exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Errorf("%s created: %v", missing, err)
+	}
+}

@@ -99,7 +99,7 @@ func TestServe(t *testing.T) {
 connectors:
   partner-webhook: {kind: webhook, config: {default_url: %q, allow_http: true}}
   authority-webhook: {kind: webhook, config: {default_url: %q, allow_http: true}}
-pipeline: {backoff_base: 50ms, backoff_max: 1s}
+pipeline: {backoff_base: 100ms, backoff_max: 1s}
 logging: {format: json, level: debug}
 `, partner.URL, partner.URL)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
