@@ -381,9 +381,28 @@ func storeKind(s config.Store) string {
 	return "sqlite"
 }
 
+// apiWindDown is how long the API's requests have, once the broker has
+// stopped, to finish and write their answers before their connections are
+// closed. A request still reading a body a client sends slowly would
+// otherwise hold the shutdown open for as long as the client likes.
+const apiWindDown = 3 * time.Second
+
 // runBroker starts b, serves its API on addr (or on ln when given) until ctx
-// ends, then shuts the API down and stops the broker, letting in-flight
-// messages finish.
+// ends, then stops both together, so that the whole stop takes at most the
+// broker's shutdown grace and apiWindDown:
+//
+//   - the broker stops pulling at once and lets in-flight messages finish
+//     within its grace (Stop), while the listener closes and the requests
+//     under way go on, those waiting for receipts getting the receipts of
+//     the messages that finish;
+//   - once the broker has stopped no receipt reaches this instance, so the
+//     requests to its API end there (one waiting for receipts answers 202
+//     with status pending, as at its timeout), and every request has
+//     apiWindDown more before its connection is closed.
+//
+// Draining the API before stopping the broker would leave it pulling new
+// work for as long as a client kept a request open, work the process's
+// termination then cuts short mid-delivery.
 func runBroker(ctx context.Context, b *broker.Broker, addr string, ln net.Listener, logger *slog.Logger, mounts ...func(*http.ServeMux)) error {
 	if err := b.Start(ctx); err != nil {
 		return err
@@ -395,14 +414,21 @@ func runBroker(ctx context.Context, b *broker.Broker, addr string, ln net.Listen
 			return fmt.Errorf("http: %w", err)
 		}
 	}
+	// Every request's context ends with the wind-down, as its connection is
+	// cut; those of the broker's own API end when the broker has stopped.
+	requests, endRequests := context.WithCancel(context.Background())
+	defer endRequests()
+	brokerStopped, endBrokerAPI := context.WithCancel(context.Background())
+	defer endBrokerAPI()
 	// The broker's routes, then more (the compliance API and console) next
 	// to them; what neither serves gets a JSON 404 or 405.
 	mux := http.NewServeMux()
-	mux.Handle("/", unrouted(mux, b.Handler()))
+	mux.Handle("/", endedWith(brokerStopped, unrouted(mux, b.Handler())))
 	for _, mount := range mounts {
 		mount(mux)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return requests }}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	logger.Info("api listening", "component", "http", "addr", ln.Addr().String())
@@ -412,16 +438,45 @@ func runBroker(ctx context.Context, b *broker.Broker, addr string, ln net.Listen
 	case serveErr = <-errc:
 	}
 	logger.Info("shutting down", "component", "main")
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(sctx)
-	if err := b.Stop(context.WithoutCancel(ctx)); err != nil {
-		return err
+	drainCtx, cutDrain := context.WithCancel(context.Background())
+	defer cutDrain()
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		_ = srv.Shutdown(drainCtx)
+	}()
+	stopErr := b.Stop(context.WithoutCancel(ctx))
+	endBrokerAPI()
+	t := time.NewTimer(apiWindDown)
+	defer t.Stop()
+	select {
+	case <-drained:
+	case <-t.C:
+		endRequests()
+		_ = srv.Close()
+		cutDrain()
+		<-drained
+	}
+	if stopErr != nil {
+		return stopErr
 	}
 	if errors.Is(serveErr, http.ErrServerClosed) {
 		return nil
 	}
 	return serveErr
+}
+
+// endedWith serves h with each request's context also ended when end ends:
+// a request to the broker's API stops waiting for receipts once the broker
+// has stopped, since none can reach it after that.
+func endedWith(end context.Context, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		stop := context.AfterFunc(end, cancel)
+		defer stop()
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 // connectNATS connects to url with opts and adds the connection's drain to
