@@ -58,6 +58,8 @@ func TestParseLintErrors(t *testing.T) {
 		{"missing connector", strings.Replace(base, ", connector: hook}\n  - {id: auth", "}\n  - {id: auth", 1), ErrMissingKey, "r.yaml:4: parties[0].connector: missing required key"},
 		{"dpf outside the US", strings.Replace(base, "country: DE, connector: hook}\n  - {id: auth", "country: DE, dpf_certified: true, connector: hook}\n  - {id: auth", 1), ErrInvalidValue, "parties[0].dpf_certified"},
 		{"boolean written as a string", strings.Replace(base, "country: DE, connector: hook}\n  - {id: auth", "country: DE, dpf_certified: \"yes\", connector: hook}\n  - {id: auth", 1), ErrSyntax, "parties[0].dpf_certified: invalid syntax: want true or false"},
+		{"public key with a private part", strings.Replace(base, "connector: hook}\n  - {id: auth", "connector: hook, public_key: {kty: oct, k: c2VjcmV0}}\n  - {id: auth", 1), ErrInvalidValue,
+			"parties[0].public_key: invalid value: holds a private key part (k)"},
 		{"public key without kty", strings.Replace(base, "connector: hook}\n  - {id: auth", "connector: hook, public_key: {crv: P-256}}\n  - {id: auth", 1), ErrMissingKey, "parties[0].public_key.kty"},
 		{"invalid legal basis", strings.Replace(base, "legal_basis: contract", "legal_basis: whim", 1), ErrInvalidValue, `r.yaml:10: purposes[0].legal_basis: invalid value: "whim"`},
 		{"overlapping field paths", strings.Replace(base, "payment.method: financial.payment", "payment.method: financial.payment, payment: financial.all", 1), ErrInvalidValue, "datasets[0].fields.payment.method"},

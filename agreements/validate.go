@@ -189,6 +189,8 @@ func (v *validator) checkParties() {
 			var jwk map[string]any
 			if err := json.Unmarshal(p.PublicKey, &jwk); err != nil || jwk["kty"] == nil {
 				v.fail(p.Src, fb, "public_key", ErrInvalidValue, "not a JWK with kty")
+			} else if problem := checkRecipientJWK(p.PublicKey); problem != "" {
+				v.fail(p.Src, fb, "public_key", ErrInvalidValue, "%s", problem)
 			}
 		}
 	}
