@@ -67,8 +67,10 @@
 //	vault read -field=role_id auth/approle/role/clearance/role-id
 //	vault write -f -field=secret_id auth/approle/role/clearance/secret-id > /run/secrets/vault-secret-id
 //
-// Renewable tokens are renewed with renew-self; an AppRole token that
-// reaches its max TTL is replaced by logging in again. Operators rotate with
+// Renewable tokens are renewed with renew-self; when renewal fails or the
+// token can be renewed no further, the renewer tries again (auth.go): a
+// token is read again from its file or variable, an AppRole token is
+// replaced by logging in again. Operators rotate with
 // `vault write -f transit/keys/<key>/rotate` and retire versions with
 // `vault write transit/keys/<key>/config min_decryption_version=N`.
 package keys
