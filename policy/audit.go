@@ -91,11 +91,13 @@ func (l *Live) auditChange(ctx context.Context, ev Event) error {
 }
 
 // appendAll appends es, retrying a failing append a few times: the change
-// is stored and in force already, so its record must follow.
+// is stored and in force already, so its record must follow. The event
+// stays pending (pendingRow) until the last is appended, and what is
+// missing once the writer gave up is written later (reconcile).
 func (l *Live) appendAll(ctx context.Context, ev Event, es []*audit.Entry) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	for _, e := range es {
+	for i, e := range es {
 		var err error
 		for attempt := range 5 {
 			if _, err = l.opts.Audit.Append(ctx, e); err == nil {
@@ -107,9 +109,17 @@ func (l *Live) appendAll(ctx context.Context, ev Event, es []*audit.Entry) error
 			}
 		}
 		if err != nil {
-			l.log.Error("audit registry event", "seq", ev.Seq, "event", string(e.Event), "err", err)
+			l.log.Error("audit registry event; written later", "seq", ev.Seq, "event", string(e.Event), "err", err)
+			if derr := l.setDone(ctx, l.opts.Store.db, ev.Seq, i); derr != nil {
+				l.log.Warn("record pending audit", "seq", ev.Seq, "err", derr)
+			}
 			return fmt.Errorf("policy: audit registry event %d: %w", ev.Seq, err)
 		}
+	}
+	if err := l.setDone(ctx, l.opts.Store.db, ev.Seq, -1); err != nil {
+		// The entries are written; the row left makes reconcile write them
+		// again, as a second record of the same event.
+		l.log.Warn("clear pending audit", "seq", ev.Seq, "err", err)
 	}
 	return nil
 }

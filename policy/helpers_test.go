@@ -2,10 +2,12 @@ package policy_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +30,22 @@ type env struct {
 	snapshotEvery int
 	// onErasure is the instances' Options.OnErasure.
 	onErasure func(ctx context.Context, subject string, at time.Time) error
+	// auditDown, when set, makes the instances' audit log refuse appends
+	// while it holds true.
+	auditDown *atomic.Bool
+}
+
+// downableAudit is an audit log that refuses appends while down holds.
+type downableAudit struct {
+	policy.AuditLog
+	down *atomic.Bool
+}
+
+func (d downableAudit) Append(ctx context.Context, e *audit.Entry) (int64, error) {
+	if d.down.Load() {
+		return 0, errors.New("audit store unavailable")
+	}
+	return d.AuditLog.Append(ctx, e)
 }
 
 func newEnv(t testing.TB, dsn string) *env {
@@ -63,8 +81,12 @@ func (n *node) swapAt(seq int64) (time.Time, bool) {
 func (e *env) start(t testing.TB, nc *nats.Conn, initial *agreements.Registry) *node {
 	t.Helper()
 	n := &node{engine: agreements.NewEngine(initial), metrics: prometheus.NewRegistry(), at: map[int64]time.Time{}}
+	var log policy.AuditLog = e.audit
+	if e.auditDown != nil {
+		log = downableAudit{AuditLog: e.audit, down: e.auditDown}
+	}
 	live, err := policy.Start(t.Context(), policy.Options{
-		Store: e.store, Engine: n.engine, NATS: nc, Audit: e.audit, Resync: time.Hour, Registerer: n.metrics,
+		Store: e.store, Engine: n.engine, NATS: nc, Audit: log, Resync: time.Hour, Registerer: n.metrics,
 		SnapshotEvery: e.snapshotEvery, OnErasure: e.onErasure,
 		OnSwap: func(ev policy.Event) {
 			now := time.Now()

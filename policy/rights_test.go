@@ -402,3 +402,44 @@ func TestErasureFollowUpRetried(t *testing.T) {
 		t.Errorf("%d erasure entries, want 1", got)
 	}
 }
+
+// TestRegistryEventAuditedLate: the audit log fails for longer than the
+// writer retries, after an erasure was stored and put in force. The retry
+// finds the erasure in force and writes nothing, so the event stays
+// pending, and an instance's next look writes its entry, once: an event in
+// force never goes without its record.
+func TestRegistryEventAuditedLate(t *testing.T) {
+	defer policy.SetPendingGrace(0)()
+	e := newEnv(t, brokertest.SQLiteDSN(t))
+	var down atomic.Bool
+	e.auditDown = &down
+	nc := brokertest.Connect(t, brokertest.StartNATS(t))
+	a := e.start(t, nc, load(t, registryDir(t)))
+	if _, _, err := a.live.Apply(t.Context(), load(t, registryDir(t))); err != nil {
+		t.Fatal(err)
+	}
+	down.Store(true)
+	erase := agreements.Change{Erasures: []agreements.Erasure{{Subject: "cust-881", At: time.Now().UTC()}}}
+	if _, err := a.live.Change(t.Context(), erase); err == nil || errors.Is(err, policy.ErrAlreadyErased) {
+		t.Fatalf("Change with the audit log down: %v", err)
+	}
+	if _, err := a.live.Change(t.Context(), erase); !errors.Is(err, policy.ErrAlreadyErased) {
+		t.Fatalf("the retry: %v, want ErrAlreadyErased", err)
+	}
+	if got := len(events(t, e.audit, audit.EventErasureRecorded)); got != 0 {
+		t.Fatalf("%d erasure entries while the audit log was down", got)
+	}
+	down.Store(false)
+	for range 2 { // an instance starting looks at once; a second finds nothing left
+		e.start(t, nc, load(t, registryDir(t)))
+		deadline := time.Now().Add(10 * time.Second)
+		for len(events(t, e.audit, audit.EventErasureRecorded)) == 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	es := events(t, e.audit, audit.EventErasureRecorded)
+	if len(es) != 1 || es[0].RequestID == "" {
+		t.Fatalf("erasure entries once the audit log is back: %+v", es)
+	}
+}

@@ -73,7 +73,7 @@ func OpenStore(ctx context.Context, db *bun.DB) (*Store, error) {
 }
 
 func migrateSchema(ctx context.Context, db *bun.DB) error {
-	return sqlschema.Migrate(ctx, db, "policy", registerSchemaV1, registerSnapshots, registerSnapshotParts)
+	return sqlschema.Migrate(ctx, db, "policy", registerSchemaV1, registerSnapshots, registerSnapshotParts, registerAuditPending)
 }
 
 // Head returns the sequence number and registry version of the latest
@@ -253,6 +253,9 @@ func appendEvent(ctx context.Context, tx bun.Tx, head *headRow, ev *Event) error
 		return err
 	}
 	if _, err := tx.NewInsert().Model(row).Exec(ctx); err != nil {
+		return fmt.Errorf("policy: store event %d: %w", ev.Seq, err)
+	}
+	if _, err := tx.NewInsert().Model(&pendingRow{Seq: ev.Seq, At: ev.At}).Exec(ctx); err != nil {
 		return fmt.Errorf("policy: store event %d: %w", ev.Seq, err)
 	}
 	head.Seq, head.Version = ev.Seq, ev.Version

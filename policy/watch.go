@@ -109,20 +109,25 @@ func (l *Live) resync() {
 	defer l.wg.Done()
 	t := time.NewTicker(l.opts.Resync)
 	defer t.Stop()
-	for {
-		select {
-		case <-l.stop:
-			return
-		case <-t.C:
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-l.stop:
+				return
+			case <-t.C:
+			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		seq, _, err := l.opts.Store.Head(ctx)
 		if err == nil && seq > l.Seq() {
 			err = l.catchUp(ctx)
 		}
-		cancel()
 		if err != nil {
 			l.log.Warn("resync registry", "err", err)
 		}
+		if err := l.reconcile(ctx); err != nil {
+			l.log.Warn("audit pending registry events", "err", err)
+		}
+		cancel()
 	}
 }
