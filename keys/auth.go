@@ -67,11 +67,10 @@ func (a *authRenewer) login(ctx context.Context) (*vault.Secret, error) {
 		}
 		// The login goes through a copy of the client without its token,
 		// so that the token in use stays until a new one is obtained.
-		lc, err := c.Clone()
+		lc, err := a.loginClient()
 		if err != nil {
 			return nil, newError("approle login", nil, err)
 		}
-		lc.ClearToken()
 		s, err := lc.Logical().WriteWithContext(ctx, "auth/"+ar.Mount+"/login", map[string]any{"role_id": roleID, "secret_id": secretID})
 		if err != nil {
 			return nil, classify("approle login", err)
@@ -94,11 +93,18 @@ func (a *authRenewer) login(ctx context.Context) (*vault.Secret, error) {
 			return nil, newError("token login", nil, err)
 		}
 	}
-	c.SetToken(token)
-	s, err := c.Auth().Token().LookupSelfWithContext(ctx)
+	// Looked up through a copy of the client: a token read again that does
+	// not work does not replace the one in use.
+	lc, err := a.loginClient()
+	if err != nil {
+		return nil, newError("token login", nil, err)
+	}
+	lc.SetToken(token)
+	s, err := lc.Auth().Token().LookupSelfWithContext(ctx)
 	if err != nil {
 		return nil, classify("token lookup-self", err)
 	}
+	c.SetToken(token)
 	renewable, _ := s.TokenIsRenewable()
 	ttl, _ := s.TokenTTL()
 	// Vault gives the TTL in whole seconds: a token with under a second
@@ -109,6 +115,20 @@ func (a *authRenewer) login(ctx context.Context) (*vault.Secret, error) {
 		lease = 1
 	}
 	return &vault.Secret{Auth: &vault.SecretAuth{ClientToken: token, Renewable: renewable, LeaseDuration: lease}}, nil
+}
+
+// loginClient returns a copy of the client without its token, for the
+// same Vault namespace (Clone copies no headers, which carry it).
+func (a *authRenewer) loginClient() (*vault.Client, error) {
+	lc, err := a.v.client.Clone()
+	if err != nil {
+		return nil, err
+	}
+	lc.ClearToken()
+	if ns := a.v.cfg.Namespace; ns != "" {
+		lc.SetNamespace(ns)
+	}
+	return lc, nil
 }
 
 func readSecretFile(path string) (string, error) {
@@ -144,9 +164,20 @@ func (a *authRenewer) run(secret *vault.Secret) {
 				return
 			}
 			began := time.Now()
-			a.expires = began.Add(time.Duration(secret.Auth.LeaseDuration) * time.Second)
+			lease := time.Duration(secret.Auth.LeaseDuration) * time.Second
+			a.expires = began.Add(lease)
 			var stopped bool
-			if stopped, failed = a.watch(secret); stopped {
+			if !secret.Auth.Renewable {
+				// Not renewable (a batch token, one past its max TTL's
+				// reach): nothing to do until shortly before its end,
+				// then a new login or a token read again.
+				failed = nil
+				select {
+				case <-a.quit:
+					return
+				case <-time.After(lease - max(lease/10, time.Second)):
+				}
+			} else if stopped, failed = a.watch(secret); stopped {
 				return
 			}
 			if time.Since(began) > reauthMax {
@@ -221,6 +252,9 @@ func (a *authRenewer) watch(secret *vault.Secret) (bool, error) {
 		case <-a.quit:
 			return true, nil
 		case err := <-w.DoneCh():
+			if errors.Is(err, vault.ErrLifetimeWatcherNotRenewable) {
+				return false, nil // renewal ended, as at the max TTL
+			}
 			if err != nil {
 				a.v.log.Warn("vault token renewal stopped", "error", err)
 			}

@@ -100,3 +100,61 @@ func TestVaultTokenFileReplaced(t *testing.T) {
 		t.Fatalf("seal after the old token's end: %v", err)
 	}
 }
+
+// TestVaultAppRoleBatchToken: a batch token cannot be renewed; the
+// instance keeps it until shortly before its end rather than logging in
+// again and again (each login may use up one of the secret id's uses).
+func TestVaultAppRoleBatchToken(t *testing.T) {
+	s := startVault(t, "ecdsa-p256")
+	policy := clearancePolicy(t, s)
+	s.Write("sys/auth/approle", map[string]any{"type": "approle"})
+	s.Write("auth/approle/role/clearance", map[string]any{"token_policies": policy, "token_type": "batch", "token_ttl": "1h"})
+	roleID, err := s.Client().Logical().Read("auth/approle/role/clearance/role-id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secretID := s.Write("auth/approle/role/clearance/secret-id", nil)
+	secretFile := filepath.Join(t.TempDir(), "secret-id")
+	if err := os.WriteFile(secretFile, []byte(secretID.Data["secret_id"].(string)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v := newVault(t, VaultConfig{
+		Address: s.Addr, Timeout: 5 * time.Second, MaxRetries: -1, DataKeyMaxUses: 1,
+		Auth: VaultAuth{AppRole: &AppRoleAuth{RoleID: roleID.Data["role_id"].(string), SecretIDFile: secretFile}},
+	})
+	first := v.client.Token()
+	time.Sleep(2 * time.Second)
+	if v.client.Token() != first {
+		t.Fatal("a new AppRole login while the batch token had most of its hour left")
+	}
+	if _, err := v.Seal(t.Context(), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestVaultAppRoleNamespace: the AppRole login goes to the configured
+// namespace, as every other request does.
+func TestVaultAppRoleNamespace(t *testing.T) {
+	var ns atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/auth/approle/login" {
+			ns.Store(r.Header.Get("X-Vault-Namespace"))
+		}
+		http.Error(w, `{"errors":["permission denied"]}`, http.StatusForbidden)
+	}))
+	defer srv.Close()
+	secretFile := filepath.Join(t.TempDir(), "secret-id")
+	if err := os.WriteFile(secretFile, []byte("s"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := NewVault(t.Context(), VaultConfig{
+		Address: srv.URL, Namespace: "team-a", Timeout: 2 * time.Second, MaxRetries: -1,
+		Auth: VaultAuth{AppRole: &AppRoleAuth{RoleID: "r", SecretIDFile: secretFile}},
+	}, nil)
+	if err == nil {
+		t.Fatal("a login Vault refused was taken")
+	}
+	if got, _ := ns.Load().(string); got != "team-a" {
+		t.Fatalf("the login went to namespace %q, want team-a", got)
+	}
+}
