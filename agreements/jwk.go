@@ -2,6 +2,7 @@ package agreements
 
 import (
 	"crypto/ecdh"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -57,18 +58,38 @@ func checkRecipientJWK(raw []byte) string {
 		}
 	case "RSA":
 		n, okn := b64("n")
-		if _, oke := b64("e"); !okn || !oke {
+		e, oke := b64("e")
+		if !okn || !oke {
 			return "an RSA key needs n and e, base64url"
 		}
 		if bits := new(big.Int).SetBytes(n).BitLen(); bits < minRSABits {
 			return fmt.Sprintf("an RSA key of %d bits; at least %d are needed", bits, minRSABits)
 		}
+		if n[len(n)-1]&1 == 0 {
+			return "an RSA modulus is odd"
+		}
+		if ev := new(big.Int).SetBytes(e); ev.Bit(0) == 0 || ev.Cmp(big.NewInt(3)) < 0 || ev.BitLen() > 31 {
+			return "an RSA public exponent is odd, at least 3 and below 2^31"
+		}
 	case "OKP":
 		if str("crv") != "X25519" {
 			return "an OKP key must be X25519 (an Ed25519 key signs, it cannot receive encrypted data)"
 		}
-		if x, ok := b64("x"); !ok || len(x) != 32 {
+		x, ok := b64("x")
+		if !ok || len(x) != 32 {
 			return "x must be 32 bytes, base64url"
+		}
+		// A point of low order gives an all-zero shared secret, which
+		// the encryption refuses at every delivery: tried here once.
+		pub, err := ecdh.X25519().NewPublicKey(x)
+		if err != nil {
+			return "x is not an X25519 public key"
+		}
+		probe, err := ecdh.X25519().GenerateKey(rand.Reader)
+		if err == nil {
+			if _, err = probe.ECDH(pub); err != nil {
+				return "x is a point of low order"
+			}
 		}
 	default:
 		return "kty must be EC, RSA or OKP: a key data can be encrypted to"
