@@ -214,11 +214,12 @@ func (n *Notifier) begin(ctx context.Context, hmac string, erasedAt time.Time) (
 }
 
 // extend adds to the notice of hmac to recipient the request ids of ids it
-// does not name yet, and reopens it (pending, due now) so that the
-// recipient is told of them; a notice an officer closed (undeliverable,
-// justified) is left as it is. The update holds only if the notice's ids
-// are still those read, so a sender that sent the old ids meanwhile does
-// not mark it acknowledged (work): it is sent again with all of them.
+// does not name yet, and reopens it (pending, due now, under a new id) so
+// that the recipient is told of them; a notice an officer closed
+// (undeliverable, justified) is left as it is. The update holds only if
+// the notice's ids and status are still those read, and a sender that
+// sent the old ids meanwhile does not mark it acknowledged (work), nor
+// does an answer to them (Acknowledge): it is sent again with all of them.
 func (n *Notifier) extend(ctx context.Context, hmac, recipient string, ids []string, now time.Time) (bool, error) {
 	var r noticeRow
 	if err := n.opts.DB.NewSelect().Model(&r).Where("subject_hmac = ?", hmac).Where("recipient = ?", recipient).
@@ -241,10 +242,14 @@ func (n *Notifier) extend(ctx context.Context, hmac, recipient string, ids []str
 	if Status(status) == StatusAcknowledged {
 		status = string(StatusPending)
 	}
+	// A new id: an acknowledgement of what was sent under the old one (a
+	// region answers by notice id) does not close the notice that names
+	// more requests.
 	res, err := n.opts.DB.NewUpdate().Model((*noticeRow)(nil)).
+		Set("id = ?", "erasure-"+nuid.Next()).
 		Set("request_ids = ?", string(data)).Set("status = ?", status).Set("next_at = ?", now).
 		Set("lease_until = ?", time.Unix(0, 0).UTC()).Set("acknowledged_at = NULL").
-		Where("id = ?", r.ID).Where("request_ids = ?", r.RequestIDs).Exec(ctx)
+		Where("id = ?", r.ID).Where("request_ids = ?", r.RequestIDs).Where("status = ?", r.Status).Exec(ctx)
 	if err != nil {
 		return false, fmt.Errorf("erasure: extend notice: %w", err)
 	}

@@ -1,6 +1,7 @@
 package erasure_test
 
 import (
+	"encoding/json"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -98,5 +99,47 @@ func TestNoticesSweep(t *testing.T) {
 			delivered("r4", "cargolink-us", "cust-6")
 			await("an erasure dated ahead", "cust-6", acknowledged("cargolink-us", "r4"))
 		})
+	}
+}
+
+// TestAcknowledgementOfOlderNotice: a region's answer to a notice sent
+// before the notice was extended with more requests does not close it.
+func TestAcknowledgementOfOlderNotice(t *testing.T) {
+	ring := brokertest.DevKeys(t, filepath.Join(t.TempDir(), "ring.json"))
+	log, db := brokertest.OpenAudit(t, brokertest.SQLiteDSN(t), ring)
+	reg := brokertest.ExampleRegistry(t, nil)
+	n, err := erasure.New(t.Context(), erasure.Options{
+		DB: db, Audit: log, Keys: ring, Verifier: ring, SubjectKey: brokertest.SubjectKey,
+		Connectors: broker.ConnectorMap{}, Parties: func() erasure.Parties { return reg },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"r1", "r2"} {
+		if id == "r2" {
+			if _, err := n.Begin(t.Context(), "cust-5", time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := log.Append(t.Context(), &audit.Entry{Event: audit.EventDelivered, RequestID: id, Recipient: "dc-tokyo", SubjectID: "cust-5"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, err := n.Status(t.Context(), "cust-5")
+	if err != nil || len(before) != 1 {
+		t.Fatalf("notices %+v, %v", before, err)
+	}
+	if _, err := n.Begin(t.Context(), "cust-5", time.Now()); err != nil { // extends it with r2
+		t.Fatal(err)
+	}
+	ack, _ := json.Marshal(erasure.AckPayload{Kind: erasure.AckKind, NoticeID: before[0].ID, Recipient: "dc-tokyo", AppliedAt: time.Now().UTC()})
+	signed, err := ring.Sign(t.Context(), [][]byte{ack})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = n.Acknowledge(t.Context(), signed[0]) // an answer to the send of [r1]
+	after, err := n.Status(t.Context(), "cust-5")
+	if err != nil || len(after) != 1 || after[0].Status != erasure.StatusPending || !slices.Equal(after[0].RequestIDs, []string{"r1", "r2"}) {
+		t.Fatalf("after an answer to the older send: %+v, %v", after, err)
 	}
 }

@@ -110,7 +110,12 @@ func (l *Live) appendAll(ctx context.Context, ev Event, es []*audit.Entry) error
 		}
 		if err != nil {
 			l.log.Error("audit registry event; written later", "seq", ev.Seq, "event", string(e.Event), "err", err)
-			if derr := l.setDone(ctx, l.opts.Store.db, ev.Seq, i); derr != nil {
+			// On a context of its own: the writer's may be what ran out,
+			// and reconcile would then write the first entries again.
+			dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			derr := l.setDone(dctx, l.opts.Store.db, ev.Seq, i)
+			dcancel()
+			if derr != nil {
 				l.log.Warn("record pending audit", "seq", ev.Seq, "err", derr)
 			}
 			return fmt.Errorf("policy: audit registry event %d: %w", ev.Seq, err)

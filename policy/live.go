@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -262,7 +263,7 @@ func (l *Live) Change(ctx context.Context, ch agreements.Change) (Event, error) 
 			// which brings it here) or the instance stopped in between.
 			// It is safe to repeat, so it runs again, and a failure is
 			// answered as one, not as an erasure in force already.
-			if ferr := l.followErasures(ctx, ch); ferr != nil {
+			if ferr := l.followErasures(ctx, l.erasuresInForce(ch)); ferr != nil {
 				return ev, ferr
 			}
 		}
@@ -271,6 +272,25 @@ func (l *Live) Change(ctx context.Context, ch agreements.Change) (Event, error) 
 	err = l.auditChange(ctx, ev)
 	ev.Sync = conf.wait(ctx, ev.Seq)
 	return ev, errors.Join(err, l.followErasures(ctx, ch))
+}
+
+// erasuresInForce returns ch with each erasure's time that of the earliest
+// erasure of its subject the registry in force holds: a retried erasure
+// (sent without a time, it is the retry's) follows up the erasure that
+// was recorded, not one of its own.
+func (l *Live) erasuresInForce(ch agreements.Change) agreements.Change {
+	reg := l.opts.Engine.Registry()
+	out := ch
+	out.Erasures = slices.Clone(ch.Erasures)
+	for i, e := range out.Erasures {
+		_, held := reg.Subject(e.Subject)
+		for _, h := range held {
+			if h.At.Before(out.Erasures[i].At) {
+				out.Erasures[i].At = h.At
+			}
+		}
+	}
+	return out
 }
 
 // followErasures runs Options.OnErasure for each erasure of ch: the

@@ -16,7 +16,9 @@ import (
 // pendingRow is a registry event whose audit entries are not all written:
 // stored with the event, in its transaction, and removed once the last of
 // them is appended. Done is how many were appended when the writing
-// stopped. The event is in force from its commit, and its record must
+// failed (0 if the instance stopped, or an append that timed out was
+// written after all: those entries are then written twice, a record kept
+// twice rather than lost). The event is in force from its commit, and its record must
 // follow even if the audit log failed for longer than the writer retried,
 // or the instance stopped in between: a retried change finds the change in
 // force and writes nothing (an erasure in force already, an apply of the
@@ -80,7 +82,9 @@ func (l *Live) reconcile(ctx context.Context) error {
 		}
 		for i := p.Done; i < len(es); i++ {
 			if _, err := l.opts.Audit.Append(ctx, es[i]); err != nil {
-				return errors.Join(fmt.Errorf("policy: audit registry event %d: %w", p.Seq, err), l.setDone(ctx, db, p.Seq, i))
+				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				return errors.Join(fmt.Errorf("policy: audit registry event %d: %w", p.Seq, err), l.setDone(dctx, db, p.Seq, i))
 			}
 		}
 		if err := l.setDone(ctx, db, p.Seq, -1); err != nil {
