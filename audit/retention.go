@@ -52,7 +52,9 @@ type Manifest struct {
 // checkpoints in one transaction. It checks the archived range's chain
 // first and refuses to archive a broken one. It returns the manifest and its
 // JWS, or nil and no error when nothing is older than before. Keep the export
-// and the JWS together: VerifyArchive checks one against the other. s signs
+// and the JWS together: VerifyArchive checks one against the other. A w
+// with a Sync method (an *os.File) is synced before the entries are
+// removed. s signs
 // the manifest; nil means the log's Signer (ErrReadOnly if it has none). It
 // must be a key whose public part verifiers hold, like the checkpoints'.
 func (l *Log) Archive(ctx context.Context, s Signer, before time.Time, w io.Writer) (*Manifest, []byte, error) {
@@ -155,6 +157,13 @@ func (l *Log) Archive(ctx context.Context, s Signer, before time.Time, w io.Writ
 	m.ToChains = cw.anchors()
 	if err := bw.Flush(); err != nil {
 		return nil, nil, fmt.Errorf("audit: archive: write: %w", err)
+	}
+	// The entries leave the log below: a file they went to is made durable
+	// first, so that a crash cannot leave them in neither.
+	if f, ok := w.(interface{ Sync() error }); ok {
+		if err := f.Sync(); err != nil {
+			return nil, nil, fmt.Errorf("audit: archive: write: %w", err)
+		}
 	}
 	m.AnchorHash, m.SHA256 = prev, hex.EncodeToString(sum.Sum(nil))
 

@@ -80,22 +80,37 @@ func runAuditArchive(ctx context.Context, args []string, stdout, stderr io.Write
 		return 1
 	}
 	m, jws, err := l.Archive(ctx, signer, time.Now().Add(-*olderThan), file)
-	if cerr := file.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil && m != nil {
-		err = os.WriteFile(*out+".manifest.jws", jws, 0o600)
-	}
+	cerr := file.Close()
 	if err != nil || m == nil {
+		// Nothing left the log: the file is no copy of anything.
 		_ = os.Remove(*out)
-	}
-	switch {
-	case err != nil:
-		fmt.Fprintf(stderr, "clearance audit archive: %v\n", err)
-		return 1
-	case m == nil:
+		if err != nil {
+			fmt.Fprintf(stderr, "clearance audit archive: %v\n", err)
+			return 1
+		}
 		fmt.Fprintln(stdout, "nothing to archive")
 		return 0
+	}
+	// The entries have left the log: the file is their copy and is kept
+	// whatever follows.
+	if cerr != nil {
+		fmt.Fprintf(stderr, "clearance audit archive: entries %d to %d left the log, but closing %s failed: %v; keep the file and check it with verify-archive\n",
+			m.FromSequence, m.ToSequence, *out, cerr)
+		return 1
+	}
+	mf, err := createOut(*out+".manifest.jws", false)
+	if err == nil {
+		_, err = mf.Write(jws)
+		if cerr := mf.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		// The log keeps the manifest too (its archive row); it is printed
+		// here so that it can be kept beside the file.
+		fmt.Fprintf(stderr, "clearance audit archive: entries %d to %d are in %s, but its manifest was not written: %v; the manifest follows, save it as %s.manifest.jws\n%s\n",
+			m.FromSequence, m.ToSequence, *out, err, *out, jws)
+		return 1
 	}
 	fmt.Fprintf(stdout, "archived entries %d to %d (%d) to %s; manifest %s.manifest.jws\n",
 		m.FromSequence, m.ToSequence, m.Entries, *out, *out)

@@ -536,3 +536,33 @@ func TestAuditExportOut(t *testing.T) {
 		t.Errorf("--force without --out: exit %d\n%s", code, msg)
 	}
 }
+
+// TestAuditArchiveKeepsItsCopy: once the entries have left the log, the
+// archive file is their only copy: a manifest that cannot be written (here
+// a directory is in its place) leaves the file where it is, and the
+// manifest is printed to be saved beside it.
+func TestAuditArchiveKeepsItsCopy(t *testing.T) {
+	dir := t.TempDir()
+	dsn := "sqlite://" + filepath.Join(dir, "audit.db")
+	signer, jwks, _, _ := testSigningKey(t)
+	_, _, _, archivePEM := testSigningKey(t)
+	archive, jwksFile, archiveKey := filepath.Join(dir, "archive.jsonl"), filepath.Join(dir, "jwks.json"), filepath.Join(dir, "archive.pem")
+	for name, b := range map[string][]byte{jwksFile: jwks, archiveKey: archivePEM} {
+		if err := os.WriteFile(name, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeTestLog(t, dsn, []byte("cli-test-subject-key-0123456789ab"), signer)
+	if err := os.Mkdir(archive+".manifest.jws", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	code := run(t.Context(), []string{"audit", "archive", "--db", dsn, "--jwks", jwksFile, "--older-than", "1h", "--out", archive, "--signing-key", archiveKey}, &out, &errOut)
+	if code != 1 || !strings.Contains(errOut.String(), "manifest was not written") || !strings.Contains(errOut.String(), "save it as") {
+		t.Fatalf("exit %d: %s%s", code, out.String(), errOut.String())
+	}
+	data, err := os.ReadFile(archive)
+	if err != nil || bytes.Count(data, []byte("\n")) != 3 {
+		t.Fatalf("the archive of the 3 entries that left the log: %d bytes, %v", len(data), err)
+	}
+}
