@@ -3,7 +3,6 @@ package erasure_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -43,21 +42,13 @@ func (a *answering) Close(context.Context) error { return nil }
 var _ connectors.Connector = (*answering)(nil)
 
 func TestNotices(t *testing.T) {
-	ring := brokertest.DevKeys(t, filepath.Join(t.TempDir(), "ring.json"))
-	log, db := brokertest.OpenAudit(t, brokertest.SQLiteDSN(t), ring)
-	reg := brokertest.ExampleRegistry(t, nil)
 	// The partner first asks for a century's wait: it is honoured up to
 	// RetryMax, so the notice still comes due (and would escalate).
 	conn := &answering{script: []error{&connectors.RetryAfterError{After: 100 * 365 * 24 * time.Hour}, connectors.ErrPermanent}}
-	n, err := erasure.New(t.Context(), erasure.Options{
-		DB: db, Audit: log, Keys: ring, SubjectKey: brokertest.SubjectKey,
-		Connectors: broker.ConnectorMap{"partner-webhook": conn},
-		Parties:    func() erasure.Parties { return reg },
-		RetryBase:  5 * time.Millisecond, RetryMax: 20 * time.Millisecond, Poll: 5 * time.Millisecond,
+	n, log, _ := newNotifier(t, brokertest.SQLiteDSN(t), func(o *erasure.Options) {
+		o.Connectors = broker.ConnectorMap{"partner-webhook": conn}
+		o.RetryBase, o.RetryMax, o.Poll = 5*time.Millisecond, 20*time.Millisecond, 5*time.Millisecond
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, e := range []struct{ id, recipient string }{{"r1", "swiftship-de"}, {"r2", "swiftship-de"}, {"r3", "nobody-known"}} {
 		if _, err := log.Append(t.Context(), &audit.Entry{Event: audit.EventDelivered, RequestID: e.id, Recipient: e.recipient, SubjectID: "cust-5"}); err != nil {
 			t.Fatal(err)

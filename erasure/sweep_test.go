@@ -2,7 +2,6 @@ package erasure_test
 
 import (
 	"encoding/json"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -24,20 +23,12 @@ func TestNoticesSweep(t *testing.T) {
 		dsn  func(testing.TB) string
 	}{{"sqlite", brokertest.SQLiteDSN}, {"postgres", brokertest.PostgresDSN}} {
 		t.Run(b.name, func(t *testing.T) {
-			ring := brokertest.DevKeys(t, filepath.Join(t.TempDir(), "ring.json"))
-			log, db := brokertest.OpenAudit(t, b.dsn(t), ring)
-			reg := brokertest.ExampleRegistry(t, nil)
 			conn := &answering{}
-			n, err := erasure.New(t.Context(), erasure.Options{
-				DB: db, Audit: log, Keys: ring, SubjectKey: brokertest.SubjectKey,
-				Connectors: broker.ConnectorMap{"partner-webhook": conn},
-				Parties:    func() erasure.Parties { return reg },
-				RetryBase:  5 * time.Millisecond, RetryMax: 20 * time.Millisecond, Poll: 5 * time.Millisecond,
-				SweepAfter: 300 * time.Millisecond,
+			n, log, _ := newNotifier(t, b.dsn(t), func(o *erasure.Options) {
+				o.Connectors = broker.ConnectorMap{"partner-webhook": conn}
+				o.RetryBase, o.RetryMax, o.Poll = 5*time.Millisecond, 20*time.Millisecond, 5*time.Millisecond
+				o.SweepAfter = 300 * time.Millisecond
 			})
-			if err != nil {
-				t.Fatal(err)
-			}
 			delivered := func(id, recipient, subject string) {
 				t.Helper()
 				if _, err := log.Append(t.Context(), &audit.Entry{Event: audit.EventDelivered, RequestID: id, Recipient: recipient, SubjectID: subject}); err != nil {
@@ -105,16 +96,7 @@ func TestNoticesSweep(t *testing.T) {
 // TestAcknowledgementOfOlderNotice: a region's answer to a notice sent
 // before the notice was extended with more requests does not close it.
 func TestAcknowledgementOfOlderNotice(t *testing.T) {
-	ring := brokertest.DevKeys(t, filepath.Join(t.TempDir(), "ring.json"))
-	log, db := brokertest.OpenAudit(t, brokertest.SQLiteDSN(t), ring)
-	reg := brokertest.ExampleRegistry(t, nil)
-	n, err := erasure.New(t.Context(), erasure.Options{
-		DB: db, Audit: log, Keys: ring, Verifier: ring, SubjectKey: brokertest.SubjectKey,
-		Connectors: broker.ConnectorMap{}, Parties: func() erasure.Parties { return reg },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, log, ring := newNotifier(t, brokertest.SQLiteDSN(t), nil)
 	for _, id := range []string{"r1", "r2"} {
 		if id == "r2" {
 			if _, err := n.Begin(t.Context(), "cust-5", time.Now()); err != nil {
