@@ -226,14 +226,14 @@ func (n *Notifier) extend(ctx context.Context, hmac, recipient string, ids []str
 		Scan(ctx); err != nil {
 		return false, fmt.Errorf("erasure: read notice: %w", err)
 	}
-	var known []string
-	_ = json.Unmarshal([]byte(r.RequestIDs), &known) // written by this package
-	all := slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(known), ids...))))
 	switch Status(r.Status) {
 	case StatusPending, StatusEscalated, StatusAcknowledged:
 	default:
 		return false, nil
 	}
+	var known []string
+	_ = json.Unmarshal([]byte(r.RequestIDs), &known) // written by this package
+	all := slices.Compact(slices.Sorted(slices.Values(append(known, ids...))))
 	if len(all) == len(known) {
 		return false, nil
 	}
