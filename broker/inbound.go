@@ -62,7 +62,10 @@ func (b *Broker) handleInbound(ctx context.Context, msg jetstream.Msg) {
 				res.reasons = []string{"receive_failed: subject_key_unknown"}
 			}
 		}
-		seq, err := b.appendEntry(ctx, b.entry(audit.EventRejected, res))
+		auditID := InboundRejectionID(res.requestID, msg)
+		e := b.entry(audit.EventRejected, res)
+		e.RequestID = auditID
+		seq, err := b.appendEntry(ctx, e)
 		switch {
 		case err == nil:
 			res.seq = seq
@@ -81,7 +84,10 @@ func (b *Broker) handleInbound(ctx context.Context, msg jetstream.Msg) {
 			if md, err := msg.Metadata(); err == nil {
 				dl.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("dl-%s-%d", md.Stream, md.Sequence.Stream))
 			}
-			dl.Header.Set("Clearance-Request-Id", res.requestID)
+			if claimedIDUsable(res.requestID) {
+				dl.Header.Set("Clearance-Request-Id", res.requestID)
+			}
+			dl.Header.Set("Clearance-Audit-Id", auditID)
 			dl.Header.Set("Clearance-Outcome", res.outcome.String())
 			if _, err := b.js.PublishMsg(ctx, dl); err != nil {
 				plan = Plan{Ack: AckNak, Delay: b.opts.Retry.Backoff(attempt)}
@@ -99,6 +105,40 @@ func (b *Broker) handleInbound(ctx context.Context, msg jetstream.Msg) {
 		args = append(args, "err", res.err.Error())
 	}
 	level("inbound transfer", args...)
+}
+
+// InboundRejectionPrefix begins the request id under which a receiving
+// region audits the rejection of a message it took in (InboundRejectionID).
+// No producer may send a request id that begins with it (idProblem).
+const InboundRejectionPrefix = "inbound:"
+
+// InboundRejectionID is the request id of the `rejected` entry for an
+// inbound message that claims the request id claimed (its Nats-Msg-Id, or
+// the id of the payload that opened). A rejection is a final outcome, of
+// which the log holds one per request id; under the claimed id itself, a
+// message anyone may publish on the inbound subject, unsealed, would take
+// the final outcome of a request id that this region's own producers (or
+// a later, genuine regional copy) use, so that their request would be
+// refused as already decided. Under its own prefix it records the claim
+// and takes nothing from anyone. A claimed id that cannot be an audit key
+// (empty, too long, with control characters or white space at either end)
+// is replaced by the message's place in its stream.
+func InboundRejectionID(claimed string, msg jetstream.Msg) string {
+	if id := InboundRejectionPrefix + claimed; claimedIDUsable(claimed) && len(id) <= audit.MaxRequestID {
+		return id
+	}
+	if md, err := msg.Metadata(); err == nil {
+		return fmt.Sprintf("%s%s-%d", InboundRejectionPrefix, md.Stream, md.Sequence.Stream)
+	}
+	return InboundRejectionPrefix + "unknown"
+}
+
+// claimedIDUsable reports whether the id an inbound message claims can be
+// a header value and an audit key as it came: an id a producer could have
+// sent (idProblem, less the reserved prefix) in valid UTF-8, which a header,
+// unlike a parsed request, need not be.
+func claimedIDUsable(id string) bool {
+	return audit.RecordableID(id) && strings.TrimSpace(id) == id
 }
 
 // alreadyRecorded reports whether err is the audit log's refusal of a

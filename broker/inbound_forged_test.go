@@ -93,7 +93,7 @@ func TestInboundRefusesWhatNoRegionSent(t *testing.T) {
 			if got := dl.Header.Get("Clearance-Request-Id"); got != tt.id {
 				t.Errorf("dead letter of %q, want %q", got, tt.id)
 			}
-			if es := e.entries(t, tt.id); len(es) == 0 || es[len(es)-1].Event != "rejected" ||
+			if es := e.entries(t, broker.InboundRejectionPrefix+tt.id); len(es) == 0 || es[len(es)-1].Event != "rejected" ||
 				!slices.Equal(es[len(es)-1].Reasons, []string{"invalid_request: " + tt.reason}) {
 				t.Errorf("audit entries of %s: %+v", tt.id, es)
 			}
@@ -123,6 +123,61 @@ func TestInboundRefusesWhatNoRegionSent(t *testing.T) {
 	}
 	if ev := events(e.entries(t, "forged-1")); ev != "rejected" {
 		t.Errorf("audit events of the forged request = %s, want rejected (no received)", ev)
+	}
+	if ev := events(e.entries(t, broker.InboundRejectionPrefix+"forged-1")); ev != "rejected" {
+		t.Errorf("audit events of the kept request sent as a regional copy = %s, want rejected", ev)
+	}
+}
+
+// TestInboundRejectionTakesNoRequestID: a message published on the inbound
+// subject that does not open is audited under the reserved prefix, not
+// under the request id it claims, which would take that id's one final
+// outcome: the region's own producer sending a request under the id
+// afterwards has it decided and delivered, not refused as already
+// recorded. A claimed id that cannot be an audit key (too long, not UTF-8)
+// is recorded by the message's place in its stream, and the message is
+// dead-lettered rather than retried for good.
+func TestInboundRejectionTakesNoRequestID(t *testing.T) {
+	e, _ := inboundEnv(t)
+	sendInbound(t, e, "inbound.forged.dc-tokyo", "ord-takeover", []byte("not an envelope"))
+	dl := lastDeadLetter(t, e.js, broker.DeadLetterSubject+".inbound")
+	if got := dl.Header.Get("Clearance-Audit-Id"); got != broker.InboundRejectionPrefix+"ord-takeover" {
+		t.Fatalf("dead letter's audit id %q", got)
+	}
+	if ev := events(e.entries(t, "ord-takeover")); ev != "" {
+		t.Fatalf("entries under the claimed id: %s", ev)
+	}
+	receipts := make(chan *nats.Msg, 4)
+	sub, err := e.nc.ChanSubscribe("clearance.receipts.order-service", receipts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	req := strings.Replace(string(brokertest.ExampleRequest(t, "01-delivery-eea-allow.json")), `"ord-10023-delivery"`, `"ord-takeover"`, 1)
+	if r := e.publishAwait(t, receipts, []byte(req), "ord-takeover"); r.Status != broker.StatusDelivered {
+		t.Fatalf("the producer's request under an id a forged inbound message claimed: %+v", r)
+	}
+
+	for _, tt := range []struct{ name, id string }{
+		{"too long", strings.Repeat("x", 300)},
+		{"not UTF-8", "id-\xff\xfe"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			msg := nats.NewMsg("inbound.forged.dc-tokyo")
+			msg.Data = []byte("not an envelope")
+			msg.Header[jetstream.MsgIDHeader] = []string{tt.id}
+			if _, err := e.js.PublishMsg(t.Context(), msg); err != nil {
+				t.Fatal(err)
+			}
+			dl := deadLetterAfter(t, e.js, broker.DeadLetterSubject+".inbound", dl.Sequence)
+			aid := dl.Header.Get("Clearance-Audit-Id")
+			if !strings.HasPrefix(aid, broker.InboundRejectionPrefix+"INBOUND_FORGED-") || dl.Header.Get("Clearance-Request-Id") != "" {
+				t.Fatalf("dead letter headers %v", dl.Header)
+			}
+			if ev := events(e.entries(t, aid)); ev != "rejected" {
+				t.Errorf("audit events of %s = %s, want rejected", aid, ev)
+			}
+		})
 	}
 }
 

@@ -33,7 +33,7 @@ func TestInboundRejection(t *testing.T) {
 			})
 			id := "in-1"
 			if tt.recorded {
-				e2 := &audit.Entry{Time: time.Now(), Event: audit.EventRejected, RequestID: id, Source: "inbound",
+				e2 := &audit.Entry{Time: time.Now(), Event: audit.EventRejected, RequestID: broker.InboundRejectionPrefix + id, Source: "inbound",
 					Decision: "deny", Reasons: []string{"invalid_request: sealed envelope cannot be opened"}}
 				if _, err := e.log.Append(t.Context(), e2); err != nil {
 					t.Fatal(err)
@@ -46,7 +46,8 @@ func TestInboundRejection(t *testing.T) {
 				t.Fatal(err)
 			}
 			dl := lastDeadLetter(t, e.js, broker.DeadLetterSubject+".inbound")
-			if dl.Header.Get("Clearance-Request-Id") != id || string(dl.Data) != "not an envelope" {
+			if dl.Header.Get("Clearance-Request-Id") != id || dl.Header.Get("Clearance-Audit-Id") != broker.InboundRejectionPrefix+id ||
+				string(dl.Data) != "not an envelope" {
 				t.Errorf("dead letter %v", dl.Header)
 			}
 			// Terminated on its first delivery: nothing pending, never
@@ -79,7 +80,7 @@ func TestInboundRejection(t *testing.T) {
 				t.Errorf("consumer: redelivered %d, ack pending %d, pending %d, deliveries %d; want one delivery, terminated",
 					info.NumRedelivered, info.NumAckPending, info.NumPending, info.Delivered.Consumer)
 			}
-			if ev := events(e.entries(t, id)); ev != "rejected" {
+			if ev := events(e.entries(t, broker.InboundRejectionPrefix+id)); ev != "rejected" {
 				t.Errorf("audit events = %s, want one rejected", ev)
 			}
 		})

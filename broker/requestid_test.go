@@ -125,3 +125,23 @@ func TestRequestIDWithWhiteSpaceOverNATS(t *testing.T) {
 		})
 	}
 }
+
+// TestRequestIDInboundPrefixReserved: a producer may not send a request id
+// under the prefix a receiving region audits its refusals under
+// (broker.InboundRejectionPrefix), which would take such a refusal's final
+// outcome from it.
+func TestRequestIDInboundPrefixReserved(t *testing.T) {
+	e := newEnv(t, 5)
+	id := broker.InboundRejectionPrefix + "ord-1"
+	code, body := e.post(t, withID(t, id))
+	var r broker.Receipt
+	if err := json.Unmarshal(body, &r); err != nil || code != http.StatusBadRequest || r.Status != broker.StatusRejected {
+		t.Fatalf("POST = %d %s", code, body)
+	}
+	if len(r.Reasons) != 1 || !strings.Contains(r.Reasons[0], "reserved") {
+		t.Errorf("reasons %q", r.Reasons)
+	}
+	if es := e.entries(t, id); len(es) != 0 {
+		t.Errorf("audit entries under %q: %s", id, events(es))
+	}
+}

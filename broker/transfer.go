@@ -533,6 +533,8 @@ func idProblem(id string) string {
 		return "the request id holds control characters"
 	case strings.TrimSpace(id) != id:
 		return "the request id begins or ends with white space; send it without (it is not trimmed)"
+	case strings.HasPrefix(id, InboundRejectionPrefix):
+		return "the request id begins with " + strconv.Quote(InboundRejectionPrefix) + ", which is reserved for the regional copies a receiving region refuses"
 	}
 	return ""
 }
