@@ -81,6 +81,13 @@ func (r *Region) options() ([]nats.Option, error) {
 		nats.Timeout(c.ConnectTimeout.D()),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(c.ReconnectWait.D()),
+		// No reconnect buffer: a publish made while the region is away
+		// fails at once. Buffered, it would be sent on reconnect whatever
+		// Deliver had answered: a delivery the broker recorded as failed
+		// (or dead-lettered, or refused on retry after a registry change)
+		// would reach the region unaudited, and its retry, sealed anew,
+		// would be taken as a duplicate of the buffered copy.
+		nats.ReconnectBufSize(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			// A nil error is Close's own disconnection, at shutdown.
 			if err != nil {
