@@ -274,19 +274,70 @@ func (b *Broker) deliver(ctx context.Context, res *result) *result {
 		res.outcome, res.err = outcome, fmt.Errorf("broker: deliver via %s: %w", res.connector, err)
 		return res
 	}
-	seq, err := b.appendEntry(ctx, b.entry(audit.EventDelivered, res))
+	at := b.opts.Now()
+	seq, err := b.appendEntry(ctx, b.deliveredEntry(res, at))
 	if recordedByOther(res, err) {
 		return res
 	}
 	if err != nil {
-		// Delivered but not recorded: retry, so the record is written; the
-		// recipient de-duplicates by request id.
+		if seq, err = b.recordDelivered(ctx, res, at, err); err == nil {
+			res.outcome, res.seq, res.reasons = OutcomeDelivered, seq, nil
+			return res
+		}
+		if recordedByOther(res, err) {
+			return res
+		}
+		// Delivered, and still not recorded when the broker stops: the
+		// message is handed back, so the record is written on its
+		// redelivery (the recipient de-duplicates by request id).
 		res.attempted = false
 		res.outcome, res.err = OutcomeTransient, err
 		return res
 	}
 	res.outcome, res.seq, res.reasons = OutcomeDelivered, seq, nil
 	return res
+}
+
+// deliveredEntry is the delivered entry of res, at the time at.
+func (b *Broker) deliveredEntry(res *result, at time.Time) *audit.Entry {
+	e := b.entry(audit.EventDelivered, res)
+	e.Time = at
+	return e
+}
+
+// recordDelivered writes the delivered entry of a transfer the recipient has
+// accepted after its first append failed with cause. It tries again, backing
+// off as the pipeline's retries do, until the entry is written or ctx ends
+// (the broker stops); the message meanwhile stays in work (the loop's beat).
+// The delivery has happened: handed back to the pipeline instead, the
+// request would be decided again, and a decision that had changed (a
+// consent withdrawn, an agreement suspended), or the retries running out,
+// would leave the delivery with no entry and its receipt saying it was not
+// delivered. An append whose answer was lost but which was written is
+// found as this request's recorded delivery, taken as this one's.
+func (b *Broker) recordDelivered(ctx context.Context, res *result, at time.Time, cause error) (int64, error) {
+	b.log.Warn("delivered, audit entry not yet written; retrying", "request_id", res.requestID, "err", cause.Error())
+	err := cause
+	for attempt := uint64(1); ; attempt++ {
+		t := time.NewTimer(b.opts.Retry.Backoff(attempt))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, err
+		case <-t.C:
+		}
+		var seq int64
+		if seq, err = b.appendEntry(ctx, b.deliveredEntry(res, at)); err == nil {
+			return seq, nil
+		}
+		var dup *audit.DuplicateOutcomeError
+		if errors.As(err, &dup) && dup.Event == audit.EventDelivered && dup.Recorded == audit.EventDelivered && dup.Sequence != 0 {
+			return dup.Sequence, nil
+		}
+		if errors.Is(err, audit.ErrDuplicateOutcome) {
+			return 0, err
+		}
+	}
 }
 
 // failBeforeDelivery records an allowed request that can never be sealed or
