@@ -4,13 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"reflect"
 	"sync/atomic"
 	"testing"
 
 	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/broker"
 	"github.com/clearance-broker/clearance/broker/brokertest"
+	"github.com/clearance-broker/clearance/connectors"
 )
 
 // failingDelivered is an audit log whose appends of delivered entries fail
@@ -74,5 +77,43 @@ func TestDeliveredRecordedDespiteAuditFailures(t *testing.T) {
 				t.Errorf("partner received %d transfers, want 1", n)
 			}
 		})
+	}
+}
+
+// unansweredConnector sends nothing and answers every delivery as one whose
+// outcome is unknown (sent, no answer).
+type unansweredConnector struct{}
+
+func (unansweredConnector) Deliver(context.Context, *connectors.Delivery) error {
+	return fmt.Errorf("post: timeout: %w", connectors.ErrOutcomeUnknown)
+}
+
+func (unansweredConnector) Close(context.Context) error { return nil }
+
+// TestDeliveryFailedMayHaveReached: a failure after which the recipient may
+// hold the transfer (connectors.ErrOutcomeUnknown) is recorded with
+// broker.ReasonMayHaveReceived beside the failure's reason, on each
+// attempt and on the last.
+func TestDeliveryFailedMayHaveReached(t *testing.T) {
+	e := newEnvWith(t, brokertest.StartNATS(t), 2, func(o *broker.Options) {
+		o.Connectors = broker.ConnectorMap{"partner-webhook": unansweredConnector{}}
+	})
+	code, body := e.post(t, brokertest.ExampleRequest(t, "01-delivery-eea-allow.json"))
+	var r broker.Receipt
+	if err := json.Unmarshal(body, &r); err != nil || code != http.StatusOK || r.Status != broker.StatusDeadLettered {
+		t.Fatalf("POST = %d %s", code, body)
+	}
+	var failed [][]string
+	for _, en := range e.entries(t, "ord-10023-delivery") {
+		if en.Event == audit.EventDeliveryFailed {
+			failed = append(failed, en.Reasons)
+		}
+	}
+	want := [][]string{
+		{"delivery_failed: transient", broker.ReasonMayHaveReceived},
+		{"delivery_failed: max_deliver_reached", broker.ReasonMayHaveReceived},
+	}
+	if !reflect.DeepEqual(failed, want) {
+		t.Errorf("delivery_failed reasons %q, want %q", failed, want)
 	}
 }

@@ -351,6 +351,12 @@ func (b *Broker) failBeforeDelivery(ctx context.Context, res *result, cause erro
 	return res
 }
 
+// ReasonMayHaveReceived is the reason a delivery_failed entry carries, beside
+// the failure's, when the payload was sent and no answer came
+// (connectors.ErrOutcomeUnknown): the recipient may hold it, which the
+// log says rather than record a plain failure.
+const ReasonMayHaveReceived = "recipient_may_have_received"
+
 // finish writes what the plan needs besides the acknowledgement: the audit
 // entry of a failure or rejection, the sealed dead letter and the receipt.
 // When one of these cannot be written the message is handed back instead.
@@ -396,6 +402,9 @@ func (b *Broker) record(ctx context.Context, msg jetstream.Msg, res *result, pla
 			reason = "delivery_failed: max_deliver_reached"
 		}
 		res.reasons = []string{reason}
+		if connectors.OutcomeUnknown(res.err) {
+			res.reasons = append(res.reasons, ReasonMayHaveReceived)
+		}
 		e = b.entry(audit.EventDeliveryFailed, res)
 	}
 	if e != nil {

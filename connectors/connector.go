@@ -19,6 +19,10 @@ import (
 //   - a *RetryAfterError: transient, retry no sooner than After;
 //   - any other error: transient, retried with backoff.
 //
+// A failure that may have reached the target all the same (the payload was
+// sent and no answer came: a timeout, a connection lost while waiting)
+// also wraps ErrOutcomeUnknown, which the broker records with the failure.
+//
 // Close releases resources; it is idempotent and safe to call more than once.
 type Connector interface {
 	Deliver(ctx context.Context, d *Delivery) error
@@ -48,6 +52,17 @@ type Delivery struct {
 // rejecting the payload with 400, an unknown recipient endpoint). Wrap it:
 // fmt.Errorf("webhook: post to %s: status 400: %w", id, connectors.ErrPermanent).
 var ErrPermanent = errors.New("permanent delivery failure")
+
+// ErrOutcomeUnknown marks a failure after which the target may hold the
+// delivery nonetheless: it was sent, and no answer came. Wrap it beside the
+// cause: fmt.Errorf("webhook: post to %s: %w: %w", id, err,
+// connectors.ErrOutcomeUnknown). A failure the target answered, or one
+// before anything was sent, does not wrap it.
+var ErrOutcomeUnknown = errors.New("the recipient may have received it")
+
+// OutcomeUnknown reports whether err marks a failure after which the target
+// may hold the delivery (ErrOutcomeUnknown).
+func OutcomeUnknown(err error) bool { return errors.Is(err, ErrOutcomeUnknown) }
 
 // RetryAfterError is a transient failure for which the target asked the
 // sender to wait (HTTP 429/503 with Retry-After, a full remote stream).

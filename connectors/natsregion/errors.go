@@ -1,6 +1,7 @@
 package natsregion
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -40,4 +41,14 @@ func (r *Region) classify(err error) error {
 		}
 	}
 	return err
+}
+
+// unanswered reports whether a publish failed waiting for the stream's
+// answer, after the message may have been stored: the acknowledgement
+// timed out (a connection lost meanwhile shows as that too). A publish the
+// stream answered with an error, that no stream took (no responders), or
+// that was refused before it was sent (too large, the connection away and
+// no reconnect buffer, the connection closed) is known not to be stored.
+func unanswered(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, nats.ErrTimeout)
 }

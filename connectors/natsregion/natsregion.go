@@ -159,7 +159,10 @@ func (r *Region) Deliver(ctx context.Context, d *connectors.Delivery) error {
 	ack, err := r.publish(pubCtx, msg)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			return fmt.Errorf("natsregion: publish to %s: %w", d.Recipient, ctxErr)
+			return fmt.Errorf("natsregion: publish to %s: %w: %w", d.Recipient, ctxErr, connectors.ErrOutcomeUnknown)
+		}
+		if unanswered(err) {
+			return fmt.Errorf("natsregion: publish to %s: %w: %w", d.Recipient, r.classify(err), connectors.ErrOutcomeUnknown)
 		}
 		return fmt.Errorf("natsregion: publish to %s: %w", d.Recipient, r.classify(err))
 	}

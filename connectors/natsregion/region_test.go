@@ -454,3 +454,41 @@ func TestDisconnectLogged(t *testing.T) {
 		t.Errorf("Close logged a disconnection:\n%s", closing.String())
 	}
 }
+
+// TestOutcomeUnknown: a publish the region took and never acknowledged may
+// be stored there, and the error says so (connectors.ErrOutcomeUnknown);
+// one no stream took (no responders) is known not to be.
+func TestOutcomeUnknown(t *testing.T) {
+	s := startServer(t, t.TempDir(), -1)
+	cfg := natsregion.DefaultConfig()
+	cfg.URLs = []string{s.ClientURL()}
+	cfg.AckTimeout = connectors.Duration(300 * time.Millisecond)
+	cfg.NoResponderRetries = 0
+	r := newRegion(t, cfg)
+	err := r.Deliver(t.Context(), sealedDelivery("req-nobody"))
+	if err == nil || connectors.OutcomeUnknown(err) {
+		t.Fatalf("Deliver with no stream = %v, want an error known not to have reached it", err)
+	}
+
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	// Takes every publish, answers none: a stream whose acknowledgement is
+	// lost.
+	sub, err := nc.SubscribeSync("clearance.region.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	err = r.Deliver(t.Context(), sealedDelivery("req-silent"))
+	if err == nil || connectors.IsPermanent(err) || !connectors.OutcomeUnknown(err) {
+		t.Fatalf("Deliver with no acknowledgement = %v, want a transient error whose outcome is unknown", err)
+	}
+	if _, err := sub.NextMsg(time.Second); err != nil {
+		t.Errorf("the publish did not go out: %v", err)
+	}
+}

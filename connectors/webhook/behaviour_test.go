@@ -1,6 +1,7 @@
 package webhook_test
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -8,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/clearance-broker/clearance/connectors"
 	"github.com/clearance-broker/clearance/connectors/webhook"
@@ -216,5 +218,55 @@ func TestConnectionCap(t *testing.T) {
 	wg.Wait()
 	if n := conns.Load(); n < 1 || n > 3 {
 		t.Errorf("60 concurrent deliveries opened %d connections, want 1 to 3", n)
+	}
+}
+
+// TestOutcomeUnknown: a failure after the request went out whole (the
+// partner read it and never answered) may have reached the partner, and
+// says so (connectors.ErrOutcomeUnknown); one before anything was sent, or
+// one the partner answered, does not.
+func TestOutcomeUnknown(t *testing.T) {
+	release := make(chan struct{})
+	_, silent := countingPartner(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		<-release
+	})
+	// After countingPartner's, so run before it: the server closes once
+	// its handler is let go.
+	t.Cleanup(func() { close(release) })
+	silent.Timeout = connectors.Duration(300 * time.Millisecond)
+	_, failing := countingPartner(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := webhook.DefaultConfig()
+	gone.DefaultURL = "https://" + ln.Addr().String() + "/"
+	ln.Close()
+	for _, tt := range []struct {
+		name    string
+		cfg     *webhook.Config
+		unknown bool
+	}{
+		{"sent, no answer", silent, true},
+		{"answered 503", failing, false},
+		{"nothing listening", gone, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w, err := webhook.New("outcome", tt.cfg, connectors.Deps{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			closeConnector(t, w)
+			err = w.Deliver(t.Context(), &connectors.Delivery{RequestID: "r-1", Recipient: "p", Body: []byte("x")})
+			if err == nil || connectors.IsPermanent(err) {
+				t.Fatalf("Deliver = %v, want a transient error", err)
+			}
+			if got := connectors.OutcomeUnknown(err); got != tt.unknown {
+				t.Errorf("Deliver = %v: outcome unknown %v, want %v", err, got, tt.unknown)
+			}
+		})
 	}
 }

@@ -11,8 +11,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/clearance-broker/clearance/connectors"
@@ -162,12 +164,21 @@ func (w *Webhook) Deliver(ctx context.Context, d *connectors.Delivery) error {
 	req.Header.Set("X-Clearance-Kind", d.Kind)
 	req.Header.Set("User-Agent", "clearance-webhook")
 
+	// Whether the request went out whole: a failure after that (a timeout,
+	// a connection reset while the partner answers) may have reached it.
+	var wrote atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(i httptrace.WroteRequestInfo) { wrote.Store(i.Err == nil) },
+	}))
 	start := time.Now()
 	resp, err := w.client.Do(req)
 	if err != nil {
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
 			err = uerr.Err // the URL is said once, by recipient, below
+		}
+		if wrote.Load() {
+			return fmt.Errorf("webhook: post to %s: %w: %w", d.Recipient, err, connectors.ErrOutcomeUnknown)
 		}
 		return fmt.Errorf("webhook: post to %s: %w", d.Recipient, err)
 	}
