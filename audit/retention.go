@@ -20,6 +20,15 @@ import (
 // log committed first; the caller may run it again.
 var ErrArchiveConflict = errors.New("audit: another archive committed first")
 
+// ErrArchiveOutcomeUnknown is matched (errors.Is) by the error Archive
+// returns when the COMMIT that removes the entries failed and whether it
+// took effect cannot be found out, as when the connection dropped with the
+// COMMIT on its way and the database cannot be reached since. The entries
+// may have left the log: Archive returns the manifest and its JWS with it,
+// and the export written to w must be kept until the log shows which (an
+// archive row, and Verify's anchor, at the manifest's ToSequence).
+var ErrArchiveOutcomeUnknown = errors.New("audit: archive: outcome of the commit unknown")
+
 // Manifest describes one retention archive. It is signed (JWS) and stored in
 // audit_archives; Verify continues the chain from AnchorHash.
 type Manifest struct {
@@ -54,9 +63,15 @@ type Manifest struct {
 // JWS, or nil and no error when nothing is older than before. Keep the export
 // and the JWS together: VerifyArchive checks one against the other. A w
 // with a Sync method (an *os.File) is synced before the entries are
-// removed. s signs
-// the manifest; nil means the log's Signer (ErrReadOnly if it has none). It
-// must be a key whose public part verifiers hold, like the checkpoints'.
+// removed. s signs the manifest; nil means the log's Signer (ErrReadOnly if
+// it has none). It must be a key whose public part verifiers hold, like the
+// checkpoints'.
+//
+// When the COMMIT fails, Archive looks its manifest up to learn whether it
+// took effect anyway (the reply lost, not the COMMIT): if it did, Archive
+// succeeds; if that cannot be learnt, it returns the manifest and its JWS
+// with an error matching ErrArchiveOutcomeUnknown, and the export may be
+// the entries' only copy. Any other error means nothing left the log.
 func (l *Log) Archive(ctx context.Context, s Signer, before time.Time, w io.Writer) (*Manifest, []byte, error) {
 	if s == nil {
 		s = l.opts.Signer
@@ -175,32 +190,114 @@ func (l *Log) Archive(ctx context.Context, s Signer, before time.Time, w io.Writ
 	if err != nil || len(sigs) != 1 {
 		return nil, nil, fmt.Errorf("audit: archive: sign manifest: %w", errors.Join(err, errSignCount(len(sigs))))
 	}
-	err = l.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		if _, err := lockHead(ctx, tx, 0); err != nil {
-			return err
-		}
-		var latest int64
-		if err := tx.NewSelect().Model((*archiveRow)(nil)).ColumnExpr("COALESCE(MAX(to_seq), 0)").Scan(ctx, &latest); err != nil {
-			return err
-		}
-		if latest != start-1 {
-			return ErrArchiveConflict
-		}
-		row := &archiveRow{ToSeq: to, FromSeq: start, AnchorHash: m.AnchorHash, At: m.CreatedAt, Manifest: string(sigs[0])}
-		if _, err := tx.NewInsert().Model(row).Exec(ctx); err != nil {
-			return err
-		}
-		if _, err := tx.NewDelete().Model((*entryRow)(nil)).Where("seq <= ?", to).Exec(ctx); err != nil {
-			return err
-		}
-		_, err := tx.NewDelete().Model((*checkpointRow)(nil)).Where("seq <= ?", to).Exec(ctx)
-		return err
-	})
+	row := &archiveRow{ToSeq: to, FromSeq: start, AnchorHash: m.AnchorHash, At: m.CreatedAt, Manifest: string(sigs[0])}
+	tx, err := l.db.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, nil, fmt.Errorf("audit: archive: commit: %w", err)
+		return nil, nil, fmt.Errorf("audit: archive: begin: %w", err)
+	}
+	if err := recordArchive(ctx, tx, row); err != nil {
+		// No COMMIT was sent: nothing left the log.
+		_ = tx.Rollback()
+		return nil, nil, fmt.Errorf("audit: archive: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		// The COMMIT may have reached the database and its reply been
+		// lost: whether the entries left the log is found out, not
+		// assumed, since w may now be their only copy.
+		switch ok, lerr := l.archiveCommitted(ctx, row); {
+		case lerr != nil:
+			return m, sigs[0], fmt.Errorf("%w: entries %d to %d: commit: %w; look-up: %w", ErrArchiveOutcomeUnknown, start, to, err, lerr)
+		case !ok:
+			return nil, nil, fmt.Errorf("audit: archive: commit: %w", err)
+		}
+		l.log.Warn("audit archive committed, its commit reply was lost", "from_seq", start, "to_seq", to, "error", err)
 	}
 	l.log.Info("audit entries archived", "from_seq", start, "to_seq", to)
 	return m, sigs[0], nil
+}
+
+// recordArchive, in tx, records row and removes the entries and checkpoints
+// it archives, or returns ErrArchiveConflict if another archive committed
+// since row's range was chosen.
+func recordArchive(ctx context.Context, tx bun.Tx, row *archiveRow) error {
+	if _, err := lockHead(ctx, tx, 0); err != nil {
+		return err
+	}
+	var latest int64
+	if err := tx.NewSelect().Model((*archiveRow)(nil)).ColumnExpr("COALESCE(MAX(to_seq), 0)").Scan(ctx, &latest); err != nil {
+		return err
+	}
+	if latest != row.FromSeq-1 {
+		return ErrArchiveConflict
+	}
+	if _, err := tx.NewInsert().Model(row).Exec(ctx); err != nil {
+		return err
+	}
+	if _, err := tx.NewDelete().Model((*entryRow)(nil)).Where("seq <= ?", row.ToSeq).Exec(ctx); err != nil {
+		return err
+	}
+	_, err := tx.NewDelete().Model((*checkpointRow)(nil)).Where("seq <= ?", row.ToSeq).Exec(ctx)
+	return err
+}
+
+// How long, and how often, Archive tries to find out whether an archive
+// whose COMMIT failed committed (archiveCommitted).
+const (
+	archiveLookupTimeout  = 30 * time.Second
+	archiveLookupAttempts = 5
+	archiveLookupBackoff  = 250 * time.Millisecond
+)
+
+// archiveCommitted reports whether row, whose transaction's COMMIT
+// returned an error, is in audit_archives: true if it committed, false if
+// it did not, an error if that cannot be found out (the database cannot be
+// reached within archiveLookupTimeout). It goes on when ctx is cancelled, a
+// cancellation being one way a COMMIT fails.
+func (l *Log) archiveCommitted(ctx context.Context, row *archiveRow) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), archiveLookupTimeout)
+	defer cancel()
+	wait := archiveLookupBackoff
+	for attempt := 1; ; attempt++ {
+		ok, err := l.lookUpArchive(ctx, row)
+		if err == nil || attempt == archiveLookupAttempts {
+			return ok, err
+		}
+		select {
+		case <-ctx.Done():
+			return false, err
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+}
+
+// lookUpArchive is one attempt of archiveCommitted. The transaction that
+// tried to commit row held the head's lock until it ended: once the lock is
+// had here, it has ended, committed or not, and a read that starts after
+// that sees which. (The read is a statement of its own so that it sees
+// that commit under any isolation level.) The pool's connection that the
+// COMMIT failed on is gone: the driver closes a connection on such an
+// error.
+func (l *Log) lookUpArchive(ctx context.Context, row *archiveRow) (bool, error) {
+	tx, err := l.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	_, err = lockHead(ctx, tx, 0)
+	_ = tx.Rollback()
+	if err != nil {
+		return false, err
+	}
+	var got archiveRow
+	switch err := l.db.NewSelect().Model(&got).Where("to_seq = ?", row.ToSeq).Scan(ctx); {
+	case errors.Is(err, sql.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("read archives: %w", err)
+	}
+	// Another archive of the same range, committed after this one failed,
+	// holds another manifest.
+	return got.Manifest == row.Manifest, nil
 }
 
 var errStopScan = errors.New("stop scan")

@@ -81,8 +81,23 @@ func runAuditArchive(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	m, jws, err := l.Archive(ctx, signer, time.Now().Add(-*olderThan), file)
 	cerr := file.Close()
+	if errors.Is(err, audit.ErrArchiveOutcomeUnknown) {
+		// The entries may have left the log: the file may be their only
+		// copy, and is kept, with its manifest, until the log tells.
+		fmt.Fprintf(stderr, "clearance audit archive: %v\n", err)
+		if cerr != nil {
+			fmt.Fprintf(stderr, "clearance audit archive: closing %s: %v\n", *out, cerr)
+		}
+		fmt.Fprintf(stderr, "entries %d to %d may have left the log: %s is kept; save the manifest that follows as %s.manifest.jws.\n"+
+			"Then run clearance audit verify with the same --db and --jwks: if it reports entries up to %d (or further) archived, "+
+			"they left the log and the file is their only copy (check it with verify-archive); if not, nothing was archived "+
+			"and the file and manifest may be removed.\n%s\n",
+			m.FromSequence, m.ToSequence, *out, *out, m.ToSequence, jws)
+		return 1
+	}
 	if err != nil || m == nil {
-		// Nothing left the log: the file is no copy of anything.
+		// Nothing left the log (Archive says so of every other error): the
+		// file is no copy of anything.
 		_ = os.Remove(*out)
 		if err != nil {
 			fmt.Fprintf(stderr, "clearance audit archive: %v\n", err)
