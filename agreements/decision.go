@@ -87,9 +87,19 @@ func (r Removed) Reason(path string) string {
 }
 
 // MarshalJSON writes the removed fields as a JSON object sorted by path.
+// A path listed more than once (a record built in code may give one field
+// both nested and with dots; ParseRequest refuses such a record) is written
+// once, with the reason that sorts first, so that the object never repeats
+// a key.
 func (r Removed) MarshalJSON() ([]byte, error) {
 	sorted := slices.Clone(r)
-	slices.SortFunc(sorted, func(a, b RemovedField) int { return strings.Compare(a.Path, b.Path) })
+	slices.SortFunc(sorted, func(a, b RemovedField) int {
+		if c := strings.Compare(a.Path, b.Path); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Reason, b.Reason)
+	})
+	sorted = slices.CompactFunc(sorted, func(a, b RemovedField) bool { return a.Path == b.Path })
 	buf := []byte{'{'}
 	for i, f := range sorted {
 		if i > 0 {

@@ -43,7 +43,8 @@
 //   - Non-personal datasets (rule 2) need a known recipient and purpose and
 //     then pass with every field, mechanism "none" and no agreement; the
 //     subject is still checked for erasure. The request format always
-//     carries a subject.
+//     carries a subject. Kept lists the record's members by name, a name
+//     that is not plain as WithheldName, as removed fields are named.
 //   - Consent (rule 3). A consent matches when it covers the subject and
 //     purpose, was granted by the decision time and names the recipient or
 //     no recipient. One unwithdrawn match suffices. When every match is
@@ -73,11 +74,15 @@
 //     mechanism (scc, bcr), then the higher version, then the smaller id.
 //   - Minimisation (rule 5). Field paths are dotted JSON paths through
 //     objects; a member written with dots ("payment.method") matches the
-//     same path. A classified path keeps its whole value (an object or a
+//     same path, and ParseRequest refuses a record that gives one path
+//     both ways. A classified path keeps its whole value (an object or a
 //     list); an unclassified member is removed whole, reported by its path.
-//     Categories in agreements and legal orders are exact names, prefix
-//     patterns such as "contact.*", or "*"; special.* (Art. 9) categories
-//     match only when listed by name, and "special.*" is a lint error. When
+//     A category is dot-separated segments of lower-case ASCII letters,
+//     digits, _ and -, each starting with a letter or a digit, so that it
+//     has one spelling. Categories in agreements and legal orders are exact
+//     names, prefix patterns such as "contact.*", or "*"; special and
+//     special.* (Art. 9) categories match only when listed by name, and
+//     "special.*" is a lint error. When
 //     no agreement or legal order is in force, nothing is kept and every
 //     field is reported removed, without no_permitted_fields (the reason of
 //     rule 4 already says why). A dataset may not classify both an object

@@ -30,7 +30,9 @@ func (e *Engine) Update(r *Registry) { e.reg.Store(r) }
 // Decide applies the rules of DESIGN section 3 to req at the instant at and
 // returns the decision with every failing reason in rule order. Anything the
 // registry does not know is a denial. The request must come from
-// ParseRequest (or be equally complete); Decide does not modify it.
+// ParseRequest (or be equally complete and valid: a record that gives a
+// field twice, nested and with dots, which ParseRequest refuses, would
+// have both copies kept); Decide does not modify it.
 func (e *Engine) Decide(req *Request, at time.Time) *Decision {
 	d := &Decision{}
 	e.decide(d, nil, req, at)
@@ -183,6 +185,8 @@ func finish(d *Decision, b *decisionBuffers, m minimised) {
 
 // nonPersonal keeps every field of a record of a non-personal dataset
 // (policy 1.3); the mechanism is "none" once recipient and purpose are known.
+// Kept lists the record's members by name as removed fields are named: a
+// name that is not plain is listed as WithheldName, once.
 func nonPersonal(d *Decision, b *decisionBuffers, rec map[string]any) minimised {
 	var m minimised
 	if b == nil {
@@ -190,9 +194,16 @@ func nonPersonal(d *Decision, b *decisionBuffers, rec map[string]any) minimised 
 	} else {
 		m.record, m.kept = b.newMap(len(rec)), b.list(len(rec))
 	}
+	withheld := false
 	for k, v := range rec {
 		m.record[k] = v
-		m.kept = append(m.kept, k)
+		switch {
+		case plainName(k):
+			m.kept = append(m.kept, k)
+		case !withheld:
+			withheld = true
+			m.kept = append(m.kept, WithheldName)
+		}
 	}
 	slices.Sort(m.kept)
 	d.Fields = Fields{Kept: m.kept}

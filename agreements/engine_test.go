@@ -3,6 +3,7 @@ package agreements
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -95,6 +96,9 @@ var ruleTests = []struct {
 		want{reasons: []string{ReasonSubjectErased, ReasonUnknownRecipient, ReasonUnknownDataset, ReasonUnknownPurpose}, kept: []string{}}},
 	{"non-personal dataset passes whole with mechanism none", give{recipient: "p-br", purpose: "research", dataset: "stats", record: map[string]any{"units": 3, "week": "W1"}},
 		want{mechanism: "none", kept: []string{"units", "week"}}},
+	{"non-personal dataset keeps names that are not plain, listed as withheld", give{recipient: "p-br", purpose: "research", dataset: "stats",
+		record: map[string]any{"units": 3, "ada.lovelace@example.com": 1, "+44 20 7946 0000": 2}},
+		want{mechanism: "none", kept: []string{WithheldName, "units"}}},
 	{"non-personal dataset to an unknown recipient is denied", give{recipient: "x", purpose: "research", dataset: "stats", record: map[string]any{"units": 3}},
 		want{reasons: []string{ReasonUnknownRecipient}, kept: []string{"units"}}},
 
@@ -327,6 +331,34 @@ func TestWithdrawalAtGrantInstant(t *testing.T) {
 			if tc.withdrawn && !slices.Contains(d.Reasons, ReasonConsentWithdrawn) {
 				t.Errorf("withdrawal %s, %s: reasons %v, want %s", tc.name, name, d.Reasons, ReasonConsentWithdrawn)
 			}
+		}
+	}
+}
+
+// TestNonPersonalWithholdsNames: a record of a non-personal dataset goes
+// whole, but its kept members are named in the decision (and so the audit
+// log) as removed ones are: a name that is not plain is withheld.
+func TestNonPersonalWithholdsNames(t *testing.T) {
+	e := NewEngine(engineRegistry(t))
+	req, at := give{recipient: "p-br", purpose: "research", dataset: "stats",
+		record: map[string]any{"units": 3, "ada.lovelace@example.com": 1, "Ada Lovelace": 2}}.request()
+	var reused Decision
+	e.DecideInto(&reused, req, at)
+	for _, d := range []*Decision{e.Decide(req, at), &reused} {
+		if !d.Allowed() || len(d.Record) != 3 {
+			t.Fatalf("decision = %s %v, record of %d members, want allow with all 3", d.Decision, d.Reasons, len(d.Record))
+		}
+		got, err := json.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"ada.lovelace", "Ada Lovelace"} {
+			if strings.Contains(string(got), name) {
+				t.Errorf("decision names %q: %s", name, got)
+			}
+		}
+		if want := []string{WithheldName, "units"}; !slices.Equal(d.Fields.Kept, want) {
+			t.Errorf("kept = %q, want %q", d.Fields.Kept, want)
 		}
 	}
 }

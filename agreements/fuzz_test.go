@@ -52,6 +52,8 @@ func FuzzParseRequest(f *testing.F) {
 		`"subject":{"id":"s","jurisdiction":"DE","minor":false},"record":{"name":"n","+44 20 7946 0000":1,"note":{"a b":2}}}`))
 	f.Add([]byte(`{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d",` +
 		`"subject":{"id":"s","jurisdiction":"DE","minor":false},"record":{"x":[{"a b":1,"a b":2}]}}`))
+	f.Add([]byte(`{"id":"a","source":"o","recipient":"swiftship-de","purpose":"delivery","dataset":"order.delivery",` +
+		`"subject":{"id":"s","jurisdiction":"DE","minor":false},"record":{"payment":{"method":"c"},"payment.method":"d","note":{"health":"y"},"note.health":"z"}}`))
 	reg, err := Load("../examples/registry")
 	if err != nil {
 		f.Fatal(err)

@@ -29,7 +29,7 @@ type scope struct{ cats catSet }
 func (r *Registry) compileScope(list []string) scope {
 	s := scope{cats: make(catSet, (len(r.categories)+63)/64)}
 	for id, c := range r.categories {
-		special := strings.HasPrefix(c, "special.")
+		special := isSpecial(c)
 		for _, p := range list {
 			switch {
 			case p == c:

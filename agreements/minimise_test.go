@@ -116,3 +116,56 @@ func TestMinimiseWithholdsNamesWithoutDataset(t *testing.T) {
 		}
 	}
 }
+
+// TestRemovedJSONRepeatsNoKey: removed fields are written as a JSON object
+// whose keys are distinct, even when a record built in code (ParseRequest
+// refuses it) gives a field both nested and with dots and so has it removed
+// twice; a path removed for two reasons is written with the one that sorts
+// first.
+func TestRemovedJSONRepeatsNoKey(t *testing.T) {
+	tests := []struct {
+		name string
+		give Removed
+		want string
+	}{
+		{"repeated path and reason", Removed{{"note.health", FieldCategoryNotPermitted}, {"gift", FieldUnclassified}, {"note.health", FieldCategoryNotPermitted}},
+			`{"gift":"unclassified_field","note.health":"category_not_permitted"}`},
+		{"repeated path, two reasons", Removed{{"payment.method", FieldUnclassified}, {"payment.method", FieldCategoryNotPermitted}},
+			`{"payment.method":"category_not_permitted"}`},
+		{"empty", Removed{}, `{}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := json.Marshal(tt.give)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tt.want {
+				t.Errorf("removed = %s, want %s", got, tt.want)
+			}
+		})
+	}
+
+	e := NewEngine(engineRegistry(t))
+	req, at := give{recipient: "p-de", purpose: "delivery", record: map[string]any{
+		"order_id": "1", "note": map[string]any{"health": "y"}, "note.health": "z"}}.request()
+	var reused Decision
+	for _, d := range []*Decision{e.Decide(req, at), &reused} {
+		e.DecideInto(&reused, req, at)
+		got, err := json.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fields struct {
+			Fields struct {
+				Removed json.RawMessage `json:"removed"`
+			} `json:"fields"`
+		}
+		if err := json.Unmarshal(got, &fields); err != nil {
+			t.Fatal(err)
+		}
+		if want := `{"note.health":"category_not_permitted"}`; string(fields.Fields.Removed) != want {
+			t.Errorf("removed = %s, want %s", fields.Fields.Removed, want)
+		}
+	}
+}

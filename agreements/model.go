@@ -114,9 +114,10 @@ type Party struct {
 }
 
 // Dataset is what a producer sends, field by field. Fields maps a dotted
-// JSON path of the record to a data category; categories starting with
-// "special." are Art. 9 special categories. A dataset with Personal false
-// holds no personal data (policy 1.3).
+// JSON path of the record to a data category (lower-case ASCII, see
+// categoryRule); "special" and the categories starting with "special." are
+// Art. 9 special categories. A dataset with Personal false holds no
+// personal data (policy 1.3).
 type Dataset struct {
 	ID       string            `json:"id"`
 	Personal bool              `json:"personal"`

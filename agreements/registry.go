@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -171,7 +172,7 @@ func (r *Registry) index() {
 	scopes := map[string]scope{}
 	for i := range c.Agreements {
 		a := &c.Agreements[i]
-		key := strings.Join(a.Categories, "\n")
+		key := scopeKey(a.Categories)
 		sc, ok := scopes[key]
 		if !ok {
 			sc = r.compileScope(a.Categories)
@@ -200,6 +201,19 @@ func (r *Registry) index() {
 			}
 		}
 	}
+}
+
+// scopeKey returns a key equal for two lists of categories only when the
+// lists are equal: each name is written after its length, so that no
+// character a name may hold can make two lists read alike.
+func scopeKey(categories []string) string {
+	var b strings.Builder
+	for _, c := range categories {
+		b.WriteString(strconv.Itoa(len(c)))
+		b.WriteByte(':')
+		b.WriteString(c)
+	}
+	return b.String()
 }
 
 // addAgreement puts ai into the index of each of its parties.

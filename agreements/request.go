@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 )
 
 // Request is a transfer request (DESIGN section 4): a producer asks to send
@@ -34,8 +36,9 @@ type Subject struct {
 }
 
 // ParseRequest decodes one transfer request strictly: unknown or duplicate
-// keys, missing required fields and wrong types are errors that name the
-// field and wrap ErrInvalidRequest (as *RequestError values, joined). Numbers
+// keys, a record field given twice (nested and with dots, see
+// clashingPaths), missing required fields and wrong types are errors that
+// name the field and wrap ErrInvalidRequest (as *RequestError values, joined). Numbers
 // in the record are kept exactly as written (json.Number).
 func ParseRequest(data []byte) (*Request, error) {
 	if req, ok := fastRequest(data); ok {
@@ -206,9 +209,73 @@ func (p *requestParser) request(data []byte, prefix string) *Request {
 			}
 		} else {
 			p.repeated(raw, f("record"))
+			for _, path := range clashingPaths(req.Record) {
+				p.fail(join(f("record"), shownPath(path)), "field given twice, nested and with dots in a member's name")
+			}
 		}
 	}
 	return req
+}
+
+// clashingPaths returns, sorted, the dotted paths that more than one member
+// of rec names: payment.method given both as {"payment": {"method": …}}
+// and as "payment.method", which minimisation (rule 5) would take for the
+// same dataset field. The paths go through objects, as a dataset's field
+// paths do. A record whose meaning depends on which copy a reader takes is
+// refused, as one repeating a key is. Only a member whose name holds a dot
+// can make a clash, and a record without one costs a walk and no
+// allocation.
+func clashingPaths(rec map[string]any) []string {
+	if !dottedName(rec) {
+		return nil
+	}
+	seen := map[string]int{}
+	var walk func(prefix string, obj map[string]any)
+	walk = func(prefix string, obj map[string]any) {
+		for k, v := range obj {
+			path := prefix + k
+			seen[path]++
+			if sub, ok := v.(map[string]any); ok {
+				walk(path+".", sub)
+			}
+		}
+	}
+	walk("", rec)
+	var out []string
+	for path, n := range seen {
+		if n > 1 {
+			out = append(out, path)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// dottedName reports whether a member of obj, or of an object inside it,
+// has a dot in its name.
+func dottedName(obj map[string]any) bool {
+	for k, v := range obj {
+		if strings.IndexByte(k, '.') >= 0 {
+			return true
+		}
+		if sub, ok := v.(map[string]any); ok && dottedName(sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// shownPath is a dotted path of a record as a problem names it: each
+// segment that is not a plain name is written as WithheldName.
+func shownPath(path string) string {
+	if plainName(path) {
+		return path
+	}
+	segs := strings.Split(path, ".")
+	for i, seg := range segs {
+		segs[i] = ShownName(seg)
+	}
+	return strings.Join(segs, ".")
 }
 
 // repeated reports every member of an object in value (the record) whose

@@ -1,6 +1,7 @@
 package agreements
 
 import (
+	"bytes"
 	"encoding/json"
 	"unicode/utf8"
 	"unsafe"
@@ -10,9 +11,9 @@ import (
 // without the token stream and the intermediate raw members of the strict
 // parser (request). It accepts only what the strict parser accepts and
 // builds exactly the Request it builds; on anything else (a syntax error,
-// an unknown, duplicate, missing or empty member, a null
-// required member, a wrong type, a bad
-// country code, a \u escape, invalid UTF-8, deep nesting) it reports false
+// an unknown, duplicate, missing or empty member, a null required member,
+// a record field given twice (clashingPaths), a wrong type, a bad country
+// code, a \u escape, invalid UTF-8, deep nesting) it reports false
 // and ParseRequest runs the strict parser, which names the problem. Most
 // requests a broker sees are well formed, and for them this is several times
 // cheaper; FuzzParseRequestFast checks the two agree on every input.
@@ -43,7 +44,7 @@ func fastRequestOf(s fastScanner) (*Request, bool) {
 			return s.subject(&req.Subject)
 		default: // record
 			m, ok := s.objectValue(0)
-			if !ok {
+			if !ok || s.dotted && clashingPaths(m) != nil {
 				return false
 			}
 			req.Record = m
@@ -107,6 +108,9 @@ type fastScanner struct {
 	// shared: the strings and map keys it returns share data's memory
 	// instead of copying it (ParseRequestShared).
 	shared bool
+	// dotted: a member of the record has a dot in its name, and so may
+	// give a field twice (clashingPaths).
+	dotted bool
 }
 
 // str returns b as a string: b itself when the scanner shares data's
@@ -305,6 +309,9 @@ func (s *fastScanner) objectValue(depth int) (map[string]any, bool) {
 	}
 	m := map[string]any{}
 	ok := s.object(func(key []byte) bool {
+		if !s.dotted && bytes.IndexByte(key, '.') >= 0 {
+			s.dotted = true
+		}
 		v, ok := s.value(depth + 1)
 		if !ok {
 			return false

@@ -38,6 +38,12 @@ var fastCases = []struct {
 		`"record":{"a":{"x":1},"a":2}}`, false},
 	{"record repeats a nested key", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE","minor":false},` +
 		`"record":{"a":[{"x":1,"y":2,"x":3}]}}`, false},
+	{"record gives a field nested and dotted", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE","minor":false},` +
+		`"record":{"payment":{"method":"c"},"payment.method":"d"}}`, false},
+	{"record gives a field twice deep down", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE","minor":false},` +
+		`"record":{"x":{"a":{"b.c":1},"a.b":{"c":2}}}}`, false},
+	{"record with dotted names apart", `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE","minor":false},` +
+		`"record":{"payment.method":"d","payment":{"card":"c"},"l":[{"a.b":1,"a":{"b":2}}]}}`, true},
 	{"simple escapes and UTF-8", `{"id":"a\"\\\/\b\f\n\r\t","source":"o","recipient":"r","purpose":"p","dataset":"d",` +
 		`"subject":{"id":"Müller ☃","jurisdiction":"DE","minor":true},"legal_order":"lo","record":{"k\n":"Ünïcödé"}}`, true},
 	{"unicode escape", `{"id":"\u0061","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE","minor":false},"record":{}}`, false},

@@ -61,6 +61,14 @@ func TestParseRequestErrors(t *testing.T) {
 			"invalid_request: record.items[1].sku: field given twice"},
 		{"record repeats a field not plainly named", strings.Replace(goodRequest, `"name": "n"`, `"name": "n", "+44 20 7946 0000": 1, "+44 20 7946 0000": 2`, 1),
 			"invalid_request: record.(name withheld): field given twice"},
+		{"record gives a field nested and dotted", strings.Replace(goodRequest, `"name": "n"`, `"payment": {"method": "c"}, "payment.method": "d"`, 1),
+			"invalid_request: record.payment.method: field given twice, nested and with dots in a member's name"},
+		{"record gives a field nested and partly dotted", strings.Replace(goodRequest, `"name": "n"`, `"a": {"b.c": 1}, "a.b": {"c": 2}`, 1),
+			"invalid_request: record.a.b.c: field given twice"},
+		{"record gives a field twice inside an object", strings.Replace(goodRequest, `"name": "n"`, `"x": {"note": {"health": "y"}, "note.health": "z"}`, 1),
+			"invalid_request: record.x.note.health: field given twice"},
+		{"record gives a field not plainly named nested and dotted", strings.Replace(goodRequest, `"name": "n"`, `"ada@example": {"com": 1}, "ada@example.com": 2`, 1),
+			"invalid_request: record.(name withheld).com: field given twice"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -142,5 +150,52 @@ func TestUnknownField(t *testing.T) {
 	}
 	if _, ok := UnknownField(decode(`{"Known":1}`)); ok {
 		t.Error("a type error taken for an unknown field")
+	}
+}
+
+// TestParseRequestFieldGivenTwice: a record that gives one field both
+// nested and with dots is refused by every parser, each clashing path
+// named once; members whose paths only look alike are accepted.
+func TestParseRequestFieldGivenTwice(t *testing.T) {
+	const prefix = `{"id":"a","source":"o","recipient":"r","purpose":"p","dataset":"d","subject":{"id":"s","jurisdiction":"DE","minor":false},"record":`
+	tests := []struct {
+		name   string
+		record string
+		want   []string // the problems, in order; none: accepted
+	}{
+		{"nested and dotted, twice over", `{"payment":{"method":"c"},"payment.method":"d","note":{"health":"y"},"note.health":"z"}`,
+			[]string{"invalid_request: record.note.health: field given twice, nested and with dots in a member's name",
+				"invalid_request: record.payment.method: field given twice, nested and with dots in a member's name"}},
+		{"three times", `{"a":{"b":{"c":1},"b.c":2},"a.b.c":3}`,
+			[]string{"invalid_request: record.a.b.c: field given twice, nested and with dots in a member's name"}},
+		{"an object given twice", `{"a":{"b":{"c":1}},"a.b":{"d":2}}`,
+			[]string{"invalid_request: record.a.b: field given twice, nested and with dots in a member's name"}},
+		{"dotted beside other members", `{"a.b":1,"a":{"c":2}}`, nil},
+		{"empty names", `{"":{"a":1},"a":2,".a":3}`, []string{"invalid_request: record.(name withheld).a: field given twice, nested and with dots in a member's name"}},
+		{"inside a list", `{"x":[{"a.b":1,"a":{"b":2}}]}`, nil},
+		{"no dots", `{"a":{"b":1},"b":{"a":2}}`, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := []byte(prefix + tt.record + "}")
+			checkAgreement(t, data)
+			for _, parse := range []func([]byte) (*Request, error){ParseRequest, ParseRequestShared, strictRequest} {
+				_, err := parse(data)
+				var got []string
+				for _, p := range Problems(err) {
+					if !errors.Is(p, ErrInvalidRequest) {
+						t.Errorf("problem %v is not an invalid_request", p)
+					}
+					got = append(got, p.Error())
+				}
+				if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+					t.Errorf("problems = %q, want %q", got, tt.want)
+				}
+			}
+			_, err := ParseRequests([]byte("[" + prefix + tt.record + "}]"))
+			if (err != nil) != (tt.want != nil) || err != nil && !strings.Contains(err.Error(), "[0].record.") {
+				t.Errorf("ParseRequests: %v", err)
+			}
+		})
 	}
 }

@@ -219,8 +219,8 @@ func (v *validator) checkDatasets() {
 			if !validPath(path) {
 				v.fail(ds.Src, fb, key, ErrInvalidValue, "a field path is dot-separated non-empty names")
 			}
-			if !validCategory(cat) {
-				v.fail(ds.Src, fb, key, ErrInvalidValue, "a category is dot-separated non-empty names without wildcards")
+			if fault := categoryFault(cat); fault != "" {
+				v.fail(ds.Src, fb, key, ErrInvalidValue, "category %s is refused (%s): %s", shownPattern(cat), fault, categoryRule)
 			}
 			v.categories[cat] = true
 			for p := parentPath(path); p != ""; p = parentPath(p) {
@@ -241,7 +241,56 @@ func validPath(p string) bool {
 	return true
 }
 
-func validCategory(c string) bool { return validPath(c) && !strings.Contains(c, "*") }
+// categoryRule is the form of a category name, as problems state it.
+const categoryRule = "a category is dot-separated segments of lower-case ASCII letters, digits, _ and -, each starting with a letter or a digit"
+
+// categoryFault returns what keeps c from being a category name
+// (categoryRule), or "" when it is one. Categories are compared byte for
+// byte (an Art. 9 category is one named special or special.<name>), so
+// each has one spelling only: no upper case, white space, control
+// characters or letters of other scripts that look like ASCII ones. The
+// fault names the first character not allowed by its position and code
+// point, never the name, which problems show only when it is plain.
+func categoryFault(c string) string {
+	if c == "" {
+		return "it is empty"
+	}
+	start, n := true, 0 // start: at the first character of a segment
+	for _, r := range c {
+		n++
+		switch {
+		case r == '.' && start:
+			return fmt.Sprintf("character %d leaves a segment empty", n)
+		case r == '.':
+			start = true
+			continue
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+		case (r == '_' || r == '-') && !start:
+		case r == '_' || r == '-':
+			return fmt.Sprintf("character %d, %s, starts a segment", n, shownRune(r))
+		default:
+			return fmt.Sprintf("character %d, %s, is not allowed", n, shownRune(r))
+		}
+		start = false
+	}
+	if start {
+		return "it ends with a dot"
+	}
+	return ""
+}
+
+// shownRune names r for a problem: quoted when it is printable ASCII, else
+// by its code point.
+func shownRune(r rune) string {
+	if r > ' ' && r < 0x7f {
+		return fmt.Sprintf("%q", r)
+	}
+	return fmt.Sprintf("%U", r)
+}
+
+// isSpecial reports whether the category c is an Art. 9 special category:
+// special itself or a category under it.
+func isSpecial(c string) bool { return c == "special" || strings.HasPrefix(c, "special.") }
 
 func parentPath(p string) string {
 	if i := strings.LastIndexByte(p, '.'); i >= 0 {

@@ -11,18 +11,24 @@ import (
 
 // categoryRefs checks agreement and legal order categories: exact names a
 // dataset uses, or a prefix pattern "contact.*" (or "*") matching at least
-// one; special categories cannot be reached through a pattern.
+// one; special categories cannot be reached through a pattern. Names and
+// the stems of patterns have the form of categoryRule.
 func (v *validator) categoryRefs(src Source, fb, key string, list []string) {
 	for j, c := range list {
 		k := fmt.Sprintf("%s[%d]", key, j)
+		stem, pattern := strings.CutSuffix(c, ".*")
 		switch {
 		case c == "*":
-		case strings.HasSuffix(c, ".*") && validCategory(strings.TrimSuffix(c, ".*")):
-			prefix := strings.TrimSuffix(c, "*")
-			if strings.HasPrefix(prefix, "special.") {
-				v.fail(src, fb, k, ErrInvalidValue, "special categories (Art. 9) must be listed by name, not by %s", shownID(c))
+		case pattern:
+			if fault := categoryFault(stem); fault != "" {
+				v.fail(src, fb, k, ErrInvalidValue, "pattern %s is refused (%s): a pattern is a category followed by .*, or *; %s", shownPattern(c), fault, categoryRule)
 				continue
 			}
+			if isSpecial(stem) {
+				v.fail(src, fb, k, ErrInvalidValue, "special categories (Art. 9) must be listed by name, not by %s", shownPattern(c))
+				continue
+			}
+			prefix := stem + "."
 			found := false
 			for known := range v.categories {
 				found = found || strings.HasPrefix(known, prefix)
@@ -30,10 +36,12 @@ func (v *validator) categoryRefs(src Source, fb, key string, list []string) {
 			if !found {
 				v.fail(src, fb, k, ErrDanglingReference, "no dataset uses a category matching %s", shownPattern(c))
 			}
-		case !validCategory(c):
-			v.fail(src, fb, k, ErrInvalidValue, "%s is not a category or a pattern such as contact.*", shownID(c))
-		case !v.categories[c]:
-			v.fail(src, fb, k, ErrDanglingReference, "no dataset uses the category %s", shownID(c))
+		default:
+			if fault := categoryFault(c); fault != "" {
+				v.fail(src, fb, k, ErrInvalidValue, "category %s is refused (%s): %s, or a pattern such as contact.*", shownPattern(c), fault, categoryRule)
+			} else if !v.categories[c] {
+				v.fail(src, fb, k, ErrDanglingReference, "no dataset uses the category %s", shownID(c))
+			}
 		}
 	}
 }
