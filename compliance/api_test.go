@@ -8,11 +8,13 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/compliance"
@@ -483,5 +485,51 @@ func TestPageStableSequence(t *testing.T) {
 	}
 	if last := p.Entries[len(p.Entries)-1].Sequence; p.StableSequence != want || last != want {
 		t.Errorf("stable_sequence %d, last entry %d; want %d", p.StableSequence, last, want)
+	}
+}
+
+// TestGuardRouteNoStore: a route served through GuardRoute (the erasure
+// notices' status, consents) answers Cache-Control: no-store as every API
+// answer does, success or error, whatever its handler sets.
+func TestGuardRouteNoStore(t *testing.T) {
+	f := compliancetest.New(t)
+	auth, err := f.Issuer.Authenticator(func() time.Time { return compliancetest.Now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := compliance.Options{Auth: auth, Audit: f.Log, SubjectKey: compliancetest.SubjectKey, Now: func() time.Time { return compliancetest.Now }}
+	status := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.Method == http.MethodPost {
+			http.Error(w, "officer and justification are required", http.StatusBadRequest)
+			return
+		}
+		_, _ = w.Write([]byte(`{"subject_hmac": "ab", "notices": []}`))
+	}
+	mux := http.NewServeMux()
+	for _, r := range []string{"GET /v1/subjects/{subject}/erasure", "POST /v1/subjects/{subject}/erasure/{recipient}/justification"} {
+		method, path, _ := strings.Cut(r, " ")
+		mux.Handle(r, compliance.GuardRoute(opts, method, path, compliance.RoleOfficer, http.HandlerFunc(status)))
+	}
+	hs := httptest.NewServer(mux)
+	t.Cleanup(hs.Close)
+	officer := f.Token(t, compliance.RoleOfficer)
+	tests := []struct {
+		name, method, path string
+		token              string
+		wantStatus         int
+	}{
+		{"erasure status", "GET", "/v1/subjects/cust-4711/erasure", officer, http.StatusOK},
+		{"handler's error", "POST", "/v1/subjects/cust-4711/erasure/swiftship-de/justification", officer, http.StatusBadRequest},
+		{"no token", "GET", "/v1/subjects/cust-4711/erasure", "", http.StatusUnauthorized},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := client{t: t, base: hs.URL, token: tt.token}
+			code, hdr, _ := c.do(tt.method, tt.path, "application/json", nil)
+			if code != tt.wantStatus || hdr.Get("Cache-Control") != "no-store" {
+				t.Fatalf("%d Cache-Control %q, want %d no-store", code, hdr.Get("Cache-Control"), tt.wantStatus)
+			}
+		})
 	}
 }

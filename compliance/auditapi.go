@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
+	"sort"
 	"strconv"
 	"time"
 
@@ -16,13 +18,23 @@ import (
 // Page is one page of an audit search. NextAfter, when non-zero, is the
 // value of the after parameter that fetches the next page. StableSequence
 // is the log's stable sequence read before the page (audit.Log.StableSequence):
-// the page holds every matching entry up to it, and a reader following the
-// log by sequence reads again from there, since with several audit chains a
-// lagging chain writes entries below sequences already read.
+// the page holds every matching entry up to it. With several audit chains a
+// lagging chain writes entries below sequences already written, so a page
+// that has a next page ends at StableSequence when it would pass it, and
+// NextAfter is then not above it: a reader paging on never skips the lower
+// entries still to come. (Only when every entry of a full page lies above
+// it, the chains lagging by more than a page of matches, does the page hold
+// them, so that paging goes on.) The last page, without NextAfter, holds
+// every match, the newest too; a reader following the log by sequence reads
+// on from StableSequence, not from the last entry shown, and may meet some
+// entries again.
 type Page struct {
 	Entries        []audit.Entry `json:"entries"`
 	NextAfter      int64         `json:"next_after,omitempty"`
 	StableSequence int64         `json:"stable_sequence"`
+	// held tells that the page was ended at StableSequence, matching
+	// entries above it left for a later page, for the console to say so.
+	held bool
 }
 
 // search returns one page; it asks for one entry more than the limit to
@@ -43,10 +55,16 @@ func (s *Server) search(ctx context.Context, f audit.Filter) (*Page, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(p.Entries) > limit {
-		p.Entries = p.Entries[:limit]
-		p.NextAfter = p.Entries[limit-1].Sequence
+	if len(p.Entries) <= limit {
+		return p, nil
 	}
+	p.Entries = p.Entries[:limit]
+	// Entries come in sequence order: keep those up to the stable
+	// sequence, if any.
+	if n := sort.Search(limit, func(i int) bool { return p.Entries[i].Sequence > stable }); n > 0 && n < limit {
+		p.Entries, p.held = p.Entries[:n], true
+	}
+	p.NextAfter = p.Entries[len(p.Entries)-1].Sequence
 	return p, nil
 }
 
@@ -144,8 +162,12 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) {
 	} else {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 	}
-	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
 	w.Header().Set("Cache-Control", "no-store")
+	if !r.ProtoAtLeast(1, 1) {
+		s.spooledExport(w, r, format, f, name)
+		return
+	}
+	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
 	cw := &countingWriter{w: w}
 	n, err := s.opts.Audit.Export(r.Context(), cw, format, f)
 	if err == nil {
@@ -159,10 +181,50 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Error("export cut short", "rows", n, "err", err)
 	// The status and part of the body are gone: the connection is cut
-	// without the end of the body, so that the client sees an incomplete
-	// download (curl: "transfer closed with outstanding read data"; a
-	// browser: a failed download) rather than a file that looks whole.
+	// without the end of the chunked body, so that the client sees an
+	// incomplete download (curl: "transfer closed with outstanding read
+	// data"; a browser: a failed download) rather than a file that looks
+	// whole.
 	panic(http.ErrAbortHandler)
+}
+
+// spooledExport answers an export to an HTTP/1.0 client (or through an
+// HTTP/1.0 proxy). HTTP/1.0 has no chunked encoding: a body without a
+// length ends when the connection closes, so a cut export (export's
+// ErrAbortHandler) would look whole. The export is written to a private
+// temporary file (0600, removed once sent) and sent with its
+// Content-Length once complete; one that fails is answered 500.
+func (s *Server) spooledExport(w http.ResponseWriter, r *http.Request, format audit.Format, f audit.Filter, name string) {
+	tmp, err := os.CreateTemp("", "clearance-export-*") // mode 0600
+	if err != nil {
+		s.fail(w, fmt.Errorf("compliance: export spool: %w", err))
+		return
+	}
+	defer func() {
+		_ = tmp.Close()
+		_ = os.Remove(tmp.Name())
+	}()
+	if _, err := s.opts.Audit.Export(r.Context(), tmp, format, f); err != nil {
+		s.fail(w, err)
+		return
+	}
+	size, err := tmp.Seek(0, io.SeekCurrent)
+	if err == nil {
+		_, err = tmp.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		s.fail(w, fmt.Errorf("compliance: export spool: %w", err))
+		return
+	}
+	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	w.WriteHeader(http.StatusOK)
+	if _, err := io.Copy(w, tmp); err != nil {
+		// The client went away, or the spool could not be read back: the
+		// length announced is not reached, which the client sees.
+		s.log.Error("export spool send", "err", err)
+		panic(http.ErrAbortHandler)
+	}
 }
 
 // countingWriter counts what passes through it to w.

@@ -45,7 +45,7 @@ func (c *console) auditPage(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	data := map[string]any{"Title": "Audit explorer", "Q": q}
-	fq, err := c.subjectFromToken(q)
+	fq, err := c.subjectFromToken(r, q)
 	if err != nil {
 		data["Error"] = err.Error()
 		c.renderStatus(w, r, http.StatusBadRequest, "audit.html", data)
@@ -62,7 +62,7 @@ func (c *console) auditPage(w http.ResponseWriter, r *http.Request) {
 		c.problem(w, r, err)
 		return
 	}
-	data["Page"] = p
+	data["Page"], data["Held"] = p, p.held
 	exp := cloneValues(q)
 	exp.Del("after")
 	exp.Del("limit")
@@ -114,13 +114,14 @@ func (c *console) subjectPage(w http.ResponseWriter, r *http.Request) {
 		c.problem(w, r, err)
 		return
 	}
-	q, err := c.subjectFromToken(q)
+	q, err := c.subjectFromToken(r, q)
 	if err != nil {
 		c.problem(w, r, err)
 		return
 	}
+	// The id is not written back into the page (its form stays empty):
+	// the report names the subject by its HMAC.
 	subject := q.Get("subject")
-	data["Subject"] = subject
 	if subject != "" {
 		f, err := parseFilter(url.Values{"subject": {subject}}, 0)
 		if err != nil {
@@ -139,10 +140,7 @@ func (c *console) subjectPage(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		data["Report"], data["History"] = rep, p
-		data["AuditQuery"] = url.Values{"subject": {subject}}
-		if h := c.s.subjectHMAC(subject); h != "" {
-			data["AuditQuery"] = url.Values{"subject_hmac": {h}}
-		}
+		data["AuditQuery"] = c.subjectAuditQuery(r, subject)
 		if err := c.subjectRights(r, subject, data); err != nil {
 			c.problem(w, r, err)
 			return
@@ -235,7 +233,7 @@ var eventNames = filterEvents
 // export is the console's export: the subject token of the explorer's
 // address, if any, is opened before the filters are read.
 func (c *console) export(w http.ResponseWriter, r *http.Request) {
-	q, err := c.subjectFromToken(r.URL.Query())
+	q, err := c.subjectFromToken(r, r.URL.Query())
 	if err != nil {
 		c.s.fail(w, err)
 		return

@@ -5,10 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/compliance"
 	"github.com/clearance-broker/clearance/compliance/compliancetest"
 	"github.com/uptrace/bun"
@@ -193,4 +196,115 @@ func TestPagingOverLargeLog(t *testing.T) {
 			t.Fatalf("allowed %d refused %d", ov.Allowed, ov.Refused)
 		}
 	})
+}
+
+// TestPagingAcrossChains pages through a log of two chains (PostgreSQL,
+// audit.chains 2) while a lagging chain fills lower sequences: a reader that
+// follows next_after, and from a page without one reads on after its
+// stable_sequence, sees every entry, and one twice only when a page showed
+// it above that page's stable sequence. A page with a next page holds no
+// entry above its stable sequence when it can end there, and its
+// next_after does not pass it, below which the lagging chain would write
+// later; the last page shows the newest entries too.
+func TestPagingAcrossChains(t *testing.T) {
+	f := compliancetest.NewChained(t, compliancetest.PostgresDSN(t), 2)
+	c := client{t: t, base: f.HTTP.URL, token: f.Token(t, compliance.RoleViewer)}
+	// chainOf is the chain of a request id (audit routes by FNV-1a modulo
+	// the number of chains).
+	chainOf := func(id string) int {
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(id))
+		return int(h.Sum32() % 2)
+	}
+	n := 0
+	appendTo := func(chain, count int) {
+		t.Helper()
+		for added := 0; added < count; n++ {
+			id := fmt.Sprintf("chains-%d", n)
+			if chainOf(id) != chain {
+				continue
+			}
+			e := &audit.Entry{Time: compliancetest.Now.Add(-time.Hour), Event: audit.EventDecided, RequestID: id,
+				Source: "order-service", Recipient: "swiftship-de", Purpose: "delivery", Decision: "allow"}
+			if _, err := f.Log.Append(t.Context(), e); err != nil {
+				t.Fatal(err)
+			}
+			added++
+		}
+	}
+	seen := map[int64]int{}
+	above := map[int64]bool{} // shown above a page's stable sequence: may be shown again
+	var after int64
+	// read pages from after until a page without next_after.
+	read := func() {
+		t.Helper()
+		for {
+			code, b := c.get(fmt.Sprintf("/v1/audit/entries?limit=2&after=%d", after))
+			var p compliance.Page
+			if code != http.StatusOK || json.Unmarshal(b, &p) != nil {
+				t.Fatalf("%d %.200s", code, b)
+			}
+			canEnd := len(p.Entries) > 0 && p.Entries[0].Sequence <= p.StableSequence
+			for _, e := range p.Entries {
+				seen[e.Sequence]++
+				if e.Sequence <= p.StableSequence {
+					continue
+				}
+				above[e.Sequence] = true
+				if p.NextAfter != 0 && canEnd {
+					t.Errorf("entry %d above the page's stable sequence %d on a page that could end there", e.Sequence, p.StableSequence)
+				}
+			}
+			if p.NextAfter > p.StableSequence && canEnd {
+				t.Errorf("next_after %d past the page's stable sequence %d", p.NextAfter, p.StableSequence)
+			}
+			if p.NextAfter == 0 {
+				// A reader following the log reads on from the stable
+				// sequence, not from the last entry shown.
+				after = p.StableSequence
+				return
+			}
+			after = p.NextAfter
+		}
+	}
+	// Chain 0 runs ahead; chain 1, lagging, fills the lower sequences
+	// after the reader has been through.
+	appendTo(0, 3)
+	read()
+	// The console's explorer shows the newest entries on its last page.
+	if code, _, body := consoleGet(t, f.HTTP.URL, "/console/audit", c.token); code != http.StatusOK || !strings.Contains(body, "chains-") ||
+		strings.Contains(body, `id="held"`) {
+		t.Fatalf("explorer with entries above the stable sequence: %d, hint %v", code, strings.Contains(body, `id="held"`))
+	}
+	// With an entry of the lagging chain below them, a page with a next
+	// page ends at the stable sequence, and the explorer says that it
+	// held entries back.
+	appendTo(1, 1)
+	if code, _, body := consoleGet(t, f.HTTP.URL, "/console/audit?limit=2", c.token); code != http.StatusOK || !strings.Contains(body, `id="held"`) {
+		t.Fatalf("explorer page cut at the stable sequence: %d, hint %v", code, strings.Contains(body, `id="held"`))
+	}
+	appendTo(1, 3)
+	read()
+	appendTo(0, 1)
+	appendTo(1, 1)
+	read()
+	stable, err := f.Log.StableSequence(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var missed, twice []int64
+	for seq := int64(1); seq <= stable; seq++ {
+		switch seen[seq] {
+		case 0:
+			missed = append(missed, seq)
+		case 1:
+		default:
+			if !above[seq] {
+				twice = append(twice, seq)
+			}
+		}
+	}
+	if len(missed) > 0 || len(twice) > 0 || stable < 8 {
+		t.Fatalf("up to the stable sequence %d: missed %v, seen twice %v", stable, missed, twice)
+	}
 }

@@ -22,7 +22,22 @@ var (
 	tokenRE   = regexp.MustCompile(`^[A-Za-z0-9._:\-]{1,200}$`)
 	countryRE = regexp.MustCompile(`^[A-Z]{2}$`)
 	hmacRE    = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	// paramNameRE is a parameter name an error may repeat: a word as the
+	// API's own names are (a typo of one), never a value such as an email
+	// address, a customer number or "subject=cust-881" sent as a name.
+	paramNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z_]{0,39}$`)
 )
+
+// unknownParam is the error of a parameter k outside known. It names k only
+// when k is a plain word: a name is outside input too, and one that may be
+// a value (a subject id, a whole "subject=..." pair) is not echoed.
+func unknownParam(k string, known []string) error {
+	list := "(known: " + strings.Join(known, ", ") + ")"
+	if paramNameRE.MatchString(k) {
+		return badParam(k, "unknown parameter "+list)
+	}
+	return badParam("", "an unknown parameter, its name not repeated "+list)
+}
 
 // validName reports whether v can be a request id, recipient or purpose of
 // an audit entry: what audit.RecordableID allows (the broker records
@@ -73,7 +88,7 @@ func parseFilter(q url.Values, defLimit int, extra ...string) (audit.Filter, err
 			return f, badParam("(empty)", "a parameter without a name")
 		}
 		if !known[k] {
-			return f, badParam(k, "unknown parameter (known: "+strings.Join(filterParams, ", ")+")")
+			return f, unknownParam(k, filterParams)
 		}
 		if len(v) > 1 {
 			return f, badParam(k, "given more than once")
@@ -194,7 +209,7 @@ func onlyParams(q url.Values, allowed ...string) error {
 			ok = ok || a == k
 		}
 		if !ok {
-			return badParam(k, "unknown parameter (known: "+strings.Join(allowed, ", ")+")")
+			return unknownParam(k, allowed)
 		}
 	}
 	return nil

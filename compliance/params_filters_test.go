@@ -88,6 +88,46 @@ func TestFilterValidation(t *testing.T) {
 	}
 }
 
+// TestUnknownParameterNameNotEchoed: a parameter name is outside input
+// too. One that is a plain word (a typo of a known name) is named; any other
+// (a subject id, or "subject=..." sent as one name) is answered as an
+// unknown parameter without its name, in the message and in parameter.
+func TestUnknownParameterNameNotEchoed(t *testing.T) {
+	f := compliancetest.New(t)
+	c := client{t: t, base: f.HTTP.URL, token: f.Token(t, compliance.RoleViewer)}
+	tests := []struct {
+		name      string
+		path      string
+		wantParam string
+	}{
+		{"typo named", "/v1/audit/entries?recipeint=x", "recipeint"},
+		{"pair as one name", "/v1/audit/entries?subject%3Dalice%40example.com", ""},
+		{"email as a name", "/v1/audit/entries?alice%40example.com=1", ""},
+		{"customer number as a name", "/v1/audit/export?cust-4711=1", ""},
+		{"pair as one name, overview", "/v1/reports/overview?subject%3Dalice%40example.com", ""},
+		{"pair as one name, recipients", "/v1/subjects/cust-1/recipients?subject%3Dalice%40example.com", ""},
+		{"typo named, overview", "/v1/reports/overview?form=2026-11-01", "form"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, b := c.get(tt.path)
+			var e apiErr
+			if err := json.Unmarshal(b, &e); err != nil {
+				t.Fatalf("%d %s", code, b)
+			}
+			if code != http.StatusBadRequest || e.Parameter != tt.wantParam || !strings.Contains(e.Message, "unknown parameter") ||
+				!strings.Contains(e.Message, tt.wantParam) {
+				t.Fatalf("%d %+v, want 400 naming %q", code, e, tt.wantParam)
+			}
+			for _, leak := range []string{"alice", "example.com", "4711"} {
+				if strings.Contains(string(b), leak) {
+					t.Fatalf("the answer repeats %q: %s", leak, b)
+				}
+			}
+		})
+	}
+}
+
 // TestEventFilterKnowsEveryEvent checks that the event filter accepts every
 // event some part of Clearance writes to the audit log, and finds them.
 func TestEventFilterKnowsEveryEvent(t *testing.T) {

@@ -243,9 +243,9 @@ func (s *Server) Mount(mux *http.ServeMux) {
 // and the answer's status, and the caller's account as an HMAC under
 // opts.SubjectKey. The binary serves through it the API routes of packages
 // this one cannot import (the live registry's consents and erasures); h's
-// own error answers are given the API's error body too (shapeErrors). Of
-// opts only Auth and Audit (both required), SubjectKey, Logger and Now are
-// used.
+// own error answers are given the API's error body too (shapeErrors), and
+// every answer Cache-Control: no-store. Of opts only Auth and Audit (both
+// required), SubjectKey, Logger and Now are used.
 func GuardRoute(opts Options, method, path string, role Role, h http.Handler) http.Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -254,7 +254,13 @@ func GuardRoute(opts Options, method, path string, role Role, h http.Handler) ht
 		opts.Now = time.Now
 	}
 	s := &Server{opts: opts, log: opts.Logger.With("component", "compliance")}
-	return s.wrap(route{method: method, path: path, role: role, api: true, h: shapeErrors(h).ServeHTTP})
+	guarded := s.wrap(route{method: method, path: path, role: role, api: true, h: shapeErrors(h).ServeHTTP})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// As every answer of the API: consents, erasures and notices are
+		// not for a browser's or a proxy's cache.
+		w.Header().Set("Cache-Control", "no-store")
+		guarded.ServeHTTP(w, r)
+	})
 }
 
 type ctxKey struct{}
@@ -368,10 +374,16 @@ type apiError struct {
 	Parameter string `json:"parameter,omitempty"`
 }
 
-// paramError is a bad request parameter; the API answers 400 naming it.
+// paramError is a bad request parameter; the API answers 400 naming it,
+// unless its name is empty (a name not to repeat, see unknownParam).
 type paramError struct{ name, problem string }
 
-func (e *paramError) Error() string { return "parameter " + e.name + ": " + e.problem }
+func (e *paramError) Error() string {
+	if e.name == "" {
+		return "parameter: " + e.problem
+	}
+	return "parameter " + e.name + ": " + e.problem
+}
 
 func badParam(name, problem string) error { return &paramError{name: name, problem: problem} }
 

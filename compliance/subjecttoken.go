@@ -23,13 +23,14 @@ const SubjectTokenTTL = 12 * time.Hour
 // for the subject again.
 const tokenKeyLabel = "clearance console subject token v2"
 
-// errBadSubjectToken is a subject token that is malformed, forged or
-// expired.
-var errBadSubjectToken = errors.New("compliance: subject token invalid or expired")
+// errBadSubjectToken is a subject token that is malformed, forged,
+// expired or sealed for another account.
+var errBadSubjectToken = errors.New("compliance: subject token invalid, expired or another account's")
 
 // subjectTokens seal a subject id into an opaque, expiring URL token, so
 // that a subject typed into the console never lands in the address bar
-// (browser history, proxies' logs). The key derives from the subject HMAC
+// (browser history, proxies' logs). A token is bound to the account that
+// searched: any other principal, whatever its role, is refused it. The key derives from the subject HMAC
 // key (tokens work on every instance sharing it) or, without one, is random
 // per process.
 //
@@ -66,23 +67,26 @@ func newSubjectTokens(subjectKey []byte, now func() time.Time) (*subjectTokens, 
 	return &subjectTokens{aead: aead, now: now}, nil
 }
 
-// seal returns the token of subject.
-func (t *subjectTokens) seal(subject string) string {
+// seal returns the token of subject for account (the signed-in
+// principal's "sub"). The account is the AEAD's associated data: the token
+// opens for that account only, so an address copied to (or read from the
+// history or logs by) anyone else gives them nothing.
+func (t *subjectTokens) seal(subject, account string) string {
 	nonce := make([]byte, t.aead.NonceSize())
 	_, _ = rand.Read(nonce)
 	plain := binary.BigEndian.AppendUint64(nil, uint64(t.now().Add(SubjectTokenTTL).Unix()))
 	plain = append(plain, subject...)
-	return base64.RawURLEncoding.EncodeToString(t.aead.Seal(nonce, nonce, plain, nil))
+	return base64.RawURLEncoding.EncodeToString(t.aead.Seal(nonce, nonce, plain, tokenAccount(account)))
 }
 
-// open returns the subject of a token.
-func (t *subjectTokens) open(token string) (string, error) {
+// open returns the subject of a token sealed for account.
+func (t *subjectTokens) open(token, account string) (string, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(token)
 	ns := t.aead.NonceSize()
 	if err != nil || len(raw) < ns+t.aead.Overhead()+8 {
 		return "", errBadSubjectToken
 	}
-	plain, err := t.aead.Open(nil, raw[:ns], raw[ns:], nil)
+	plain, err := t.aead.Open(nil, raw[:ns], raw[ns:], tokenAccount(account))
 	if err != nil || len(plain) < 9 {
 		return "", errBadSubjectToken
 	}
@@ -90,6 +94,20 @@ func (t *subjectTokens) open(token string) (string, error) {
 		return "", errBadSubjectToken
 	}
 	return string(plain[8:]), nil
+}
+
+// tokenAccount is the associated data binding a token to account.
+func tokenAccount(account string) []byte {
+	return append([]byte("account\x00"), account...)
+}
+
+// accountOf returns the "sub" of the principal wrap authenticated for r
+// ("" for none: a token sealed for nobody opens for nobody else).
+func accountOf(r *http.Request) string {
+	if p := principalOf(r.Context()); p != nil {
+		return p.Subject
+	}
+	return ""
 }
 
 // subjectSearch takes the subject page's form (POST) and redirects to the
@@ -105,7 +123,7 @@ func (c *console) subjectSearch(w http.ResponseWriter, r *http.Request) {
 		c.errorPage(w, r, http.StatusBadRequest, "parameter subject: want a subject id of 1 to 256 printable characters")
 		return
 	}
-	http.Redirect(w, r, "/console/subject?s="+c.s.tokens.seal(subject), http.StatusSeeOther)
+	http.Redirect(w, r, "/console/subject?s="+c.s.tokens.seal(subject, accountOf(r)), http.StatusSeeOther)
 }
 
 // auditSearch takes the audit explorer's filter form (POST) and redirects
@@ -127,10 +145,8 @@ func (c *console) auditSearch(w http.ResponseWriter, r *http.Request) {
 		q.Del("subject")
 		q.Del("subject_hmac")
 		q.Del("s")
-		if h := c.s.subjectHMAC(subject); h != "" {
-			q.Set("subject_hmac", h)
-		} else {
-			q.Set("s", c.s.tokens.seal(subject))
+		for k, v := range c.subjectAuditQuery(r, subject) {
+			q[k] = v
 		}
 	}
 	target := "/console/audit"
@@ -141,18 +157,28 @@ func (c *console) auditSearch(w http.ResponseWriter, r *http.Request) {
 }
 
 // subjectFromToken replaces the token parameter s of q by the subject it
-// seals (for the filters); a bad token is a parameter error.
-func (c *console) subjectFromToken(q url.Values) (url.Values, error) {
+// seals (for the filters); a bad token, or one sealed for another account
+// than r's, is a parameter error that names neither.
+func (c *console) subjectFromToken(r *http.Request, q url.Values) (url.Values, error) {
 	tok := q.Get("s")
 	if tok == "" {
 		return q, nil
 	}
-	subject, err := c.s.tokens.open(tok)
+	subject, err := c.s.tokens.open(tok, accountOf(r))
 	if err != nil {
-		return nil, badParam("s", "subject token invalid or expired; search again")
+		return nil, badParam("s", "subject token invalid, expired or made for another account; search again")
 	}
 	out := cloneValues(q)
 	out.Del("s")
 	out.Set("subject", subject)
 	return out, nil
+}
+
+// subjectAuditQuery returns the audit explorer's query selecting subject
+// for r's account: its HMAC, or without the HMAC key a token, never the id.
+func (c *console) subjectAuditQuery(r *http.Request, subject string) url.Values {
+	if h := c.s.subjectHMAC(subject); h != "" {
+		return url.Values{"subject_hmac": {h}}
+	}
+	return url.Values{"s": {c.s.tokens.seal(subject, accountOf(r))}}
 }

@@ -20,26 +20,30 @@ func TestSubjectTokens(t *testing.T) {
 	}
 	b, _ := newSubjectTokens([]byte("key-one"), clock)
 	other, _ := newSubjectTokens([]byte("key-two"), clock)
-	tok := a.seal("cust-7")
+	tok := a.seal("cust-7", "officer-1")
 	tests := []struct {
-		name   string
-		tokens *subjectTokens
-		token  string
-		at     time.Time
-		want   string
+		name    string
+		tokens  *subjectTokens
+		token   string
+		account string
+		at      time.Time
+		want    string
 	}{
-		{"same instance", a, tok, now, "cust-7"},
-		{"another instance, same key", b, tok, now.Add(SubjectTokenTTL), "cust-7"},
-		{"expired", a, tok, now.Add(SubjectTokenTTL + time.Second), ""},
-		{"other key", other, tok, now, ""},
-		{"not base64", a, "!!", now, ""},
-		{"too short", a, "AAAA", now, ""},
+		{"same instance", a, tok, "officer-1", now, "cust-7"},
+		{"another instance, same key", b, tok, "officer-1", now.Add(SubjectTokenTTL), "cust-7"},
+		{"another account", a, tok, "viewer-2", now, ""},
+		{"no account", a, tok, "", now, ""},
+		{"account with a prefix of it", a, tok, "officer-", now, ""},
+		{"expired", a, tok, "officer-1", now.Add(SubjectTokenTTL + time.Second), ""},
+		{"other key", other, tok, "officer-1", now, ""},
+		{"not base64", a, "!!", "officer-1", now, ""},
+		{"too short", a, "AAAA", "officer-1", now, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			at := tc.at
 			tc.tokens.now = func() time.Time { return at }
-			got, err := tc.tokens.open(tc.token)
+			got, err := tc.tokens.open(tc.token, tc.account)
 			if tc.want == "" {
 				if err == nil {
 					t.Fatalf("opened %q", got)
@@ -63,7 +67,7 @@ func TestSubjectTokenKeyIsNoSubjectHMAC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(tokens.seal("alice@example.com"))
+	raw, err := base64.RawURLEncoding.DecodeString(tokens.seal("alice@example.com", "officer-1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +76,7 @@ func TestSubjectTokenKeyIsNoSubjectHMAC(t *testing.T) {
 		block, _ := aes.NewCipher(key)
 		aead, _ := cipher.NewGCM(block)
 		ns := aead.NonceSize()
-		if plain, err := aead.Open(nil, raw[:ns], raw[ns:], nil); err == nil {
+		if plain, err := aead.Open(nil, raw[:ns], raw[ns:], tokenAccount("officer-1")); err == nil {
 			t.Fatalf("the subject HMAC of %q opens a token: %q", label, plain[8:])
 		}
 	}

@@ -72,6 +72,14 @@ func New(t testing.TB) *Fixture {
 // (SQLite in the fixture's directory when dsn is empty).
 func NewOn(t testing.TB, dsn string) *Fixture {
 	t.Helper()
+	return NewChained(t, dsn, 0)
+}
+
+// NewChained starts a fixture as NewOn does, its audit log written as
+// chains hash chains (audit.Options.Chains: 0 takes what the store
+// records; more than 1 needs PostgreSQL).
+func NewChained(t testing.TB, dsn string, chains int) *Fixture {
+	t.Helper()
 	ctx := context.Background()
 	f := &Fixture{Dir: t.TempDir(), Registry: filepath.Join(Root(t), "examples", "registry")}
 	if dsn == "" {
@@ -90,7 +98,7 @@ func NewOn(t testing.TB, dsn string) *Fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = f.DB.Close() })
-	f.Log, err = audit.Open(ctx, f.DB, audit.Options{SubjectKey: SubjectKey, Signer: ring, Now: func() time.Time { return Now }})
+	f.Log, err = audit.Open(ctx, f.DB, audit.Options{SubjectKey: SubjectKey, Signer: ring, Chains: chains, Now: func() time.Time { return Now }})
 	if err != nil {
 		t.Fatal(err)
 	}
