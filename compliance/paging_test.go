@@ -283,6 +283,7 @@ func TestPagingAcrossChains(t *testing.T) {
 	if code, _, body := consoleGet(t, f.HTTP.URL, "/console/audit?limit=2", c.token); code != http.StatusOK || !strings.Contains(body, `id="held"`) {
 		t.Fatalf("explorer page cut at the stable sequence: %d, hint %v", code, strings.Contains(body, `id="held"`))
 	}
+	read()
 	appendTo(1, 3)
 	read()
 	appendTo(0, 1)
