@@ -2,14 +2,11 @@ package audit
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
-	"io"
-	"net"
-	"net/url"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/clearance-broker/clearance/internal/pgcut"
 )
 
 // TestArchiveCommitOutcome drops the connection of an archive as its
@@ -20,14 +17,14 @@ import (
 func TestArchiveCommitOutcome(t *testing.T) {
 	tests := []struct {
 		name        string
-		give        commitCut
+		give        pgcut.Cut
 		wantErr     error // nil, or what the error matches
 		wantFailed  bool  // a plain error: nothing archived
 		wantArchive bool  // the archive row is in the log afterwards
 	}{
-		{"commit reaches the server but its reply is lost", commitForwarded, nil, false, true},
-		{"commit never reaches the server", commitDropped, nil, true, false},
-		{"commit reaches the server which is then unreachable", commitForwardedThenUnreachable, ErrArchiveOutcomeUnknown, false, true},
+		{"commit reaches the server but its reply is lost", pgcut.Forwarded, nil, false, true},
+		{"commit never reaches the server", pgcut.Dropped, nil, true, false},
+		{"commit reaches the server which is then unreachable", pgcut.ForwardedThenUnreachable, ErrArchiveOutcomeUnknown, false, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -40,7 +37,7 @@ func TestArchiveCommitOutcome(t *testing.T) {
 			if _, err := openTestLog(t, direct, opts).Checkpoint(ctx); err != nil {
 				t.Fatal(err)
 			}
-			l := openTestLog(t, openTestDB(t, startCommitProxy(t, dsn, tt.give)), opts)
+			l := openTestLog(t, openTestDB(t, pgcut.Start(t, dsn, tt.give)), opts)
 
 			var buf bytes.Buffer
 			m, jws, err := l.Archive(ctx, nil, testTime.Add(time.Hour), &buf)
@@ -68,155 +65,4 @@ func TestArchiveCommitOutcome(t *testing.T) {
 			}
 		})
 	}
-}
-
-// commitCut is what startCommitProxy does with the COMMIT of a transaction
-// that inserted into audit_archives.
-type commitCut int
-
-const (
-	// commitForwarded: forwarded, then the client's connection is closed
-	// (and the server's once it replied).
-	commitForwarded commitCut = iota
-	// commitDropped: not forwarded; both connections are closed.
-	commitDropped
-	// commitForwardedThenUnreachable: forwarded, then every connection is
-	// closed and no new one accepted.
-	commitForwardedThenUnreachable
-)
-
-// startCommitProxy forwards TCP connections to the Postgres of dsn and
-// cuts the one that commits an archive as cut says. It returns dsn
-// pointing at the proxy.
-func startCommitProxy(t *testing.T, dsn string, cut commitCut) string {
-	t.Helper()
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &commitProxy{ln: ln, target: u.Host, cut: cut}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(p.close)
-	u.Host = ln.Addr().String()
-	return u.String()
-}
-
-type commitProxy struct {
-	ln     net.Listener
-	target string
-	cut    commitCut
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	conns  []net.Conn
-	cutOff bool // every connection closed (unreachable)
-}
-
-func (p *commitProxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		s, err := net.Dial("tcp", p.target)
-		if err != nil {
-			_ = c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, c, s)
-		cutOff := p.cutOff
-		p.mu.Unlock()
-		if cutOff {
-			_ = c.Close()
-			_ = s.Close()
-		}
-		p.wg.Add(2)
-		go func() {
-			defer p.wg.Done()
-			p.toServer(c, s)
-		}()
-		go func() {
-			defer p.wg.Done()
-			// The server's side closes once its reply cannot be passed on:
-			// after it answered a forwarded COMMIT, not before.
-			_, _ = io.Copy(c, s)
-			_ = c.Close()
-			_ = s.Close()
-		}()
-	}
-}
-
-// toServer copies the client's messages to the server, one at a time:
-// the startup message (a length and a body), then messages of a type byte,
-// a length and a body. A simple query ('Q') or parse ('P') that inserts
-// into audit_archives arms the cut; the next one that commits triggers it.
-func (p *commitProxy) toServer(c, s net.Conn) {
-	defer c.Close()
-	head := make([]byte, 4)
-	archiving := false
-	for first := true; ; first = false {
-		var typ []byte
-		if !first {
-			typ = make([]byte, 1)
-			if _, err := io.ReadFull(c, typ); err != nil {
-				_ = s.Close()
-				return
-			}
-		}
-		if _, err := io.ReadFull(c, head); err != nil {
-			_ = s.Close()
-			return
-		}
-		body := make([]byte, int(binary.BigEndian.Uint32(head))-4)
-		if _, err := io.ReadFull(c, body); err != nil {
-			_ = s.Close()
-			return
-		}
-		query := len(typ) == 1 && (typ[0] == 'Q' || typ[0] == 'P')
-		commit := query && archiving && bytes.Contains(body, []byte("COMMIT"))
-		archiving = archiving || query && bytes.Contains(body, []byte("INSERT")) && bytes.Contains(body, []byte("audit_archives"))
-		if commit && p.cut == commitDropped {
-			_ = s.Close()
-			return
-		}
-		if _, err := s.Write(bytes.Join([][]byte{typ, head, body}, nil)); err != nil {
-			return
-		}
-		if commit {
-			if p.cut == commitForwardedThenUnreachable {
-				p.unreachable(s)
-			}
-			return
-		}
-	}
-}
-
-// unreachable closes the listener and every connection but the server's
-// side of keep, which closes once the server replied to it.
-func (p *commitProxy) unreachable(keep net.Conn) {
-	_ = p.ln.Close()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cutOff = true
-	for _, c := range p.conns {
-		if c != keep {
-			_ = c.Close()
-		}
-	}
-}
-
-func (p *commitProxy) close() {
-	_ = p.ln.Close()
-	p.mu.Lock()
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
 }

@@ -4,18 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
-	"io"
-	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/internal/pgcut"
 )
 
 // TestAuditArchiveCommitOutcome runs clearance audit archive on a Postgres
@@ -26,16 +22,16 @@ import (
 func TestAuditArchiveCommitOutcome(t *testing.T) {
 	tests := []struct {
 		name         string
-		give         commitCut
+		give         pgcut.Cut
 		wantCode     int
 		wantStderr   []string
 		wantFile     bool // the archive file (3 entries) is there afterwards
 		wantManifest bool // and its manifest file
 		wantEntries  int  // entries left in the log
 	}{
-		{"commit reaches the server but its reply is lost", commitForwarded, 0, nil, true, true, 0},
-		{"commit never reaches the server", commitDropped, 1, []string{"archive: commit:"}, false, false, 3},
-		{"commit reaches the server which is then unreachable", commitForwardedThenUnreachable, 1,
+		{"commit reaches the server but its reply is lost", pgcut.Forwarded, 0, nil, true, true, 0},
+		{"commit never reaches the server", pgcut.Dropped, 1, []string{"archive: commit:"}, false, false, 3},
+		{"commit reaches the server which is then unreachable", pgcut.ForwardedThenUnreachable, 1,
 			[]string{"outcome of the commit unknown", "entries 1 to 3 may have left the log", "is kept", "entries up to 3 (or further) archived", "eyJ"},
 			true, false, 0},
 	}
@@ -54,7 +50,7 @@ func TestAuditArchiveCommitOutcome(t *testing.T) {
 			writeTestLog(t, dsn, []byte("cli-test-subject-key-0123456789ab"), signer)
 
 			var out, errOut bytes.Buffer
-			code := run(t.Context(), []string{"audit", "archive", "--db", startCommitProxy(t, dsn, tt.give), "--jwks", jwksFile,
+			code := run(t.Context(), []string{"audit", "archive", "--db", pgcut.Start(t, dsn, tt.give), "--jwks", jwksFile,
 				"--older-than", "1h", "--out", archive, "--signing-key", archiveKey}, &out, &errOut)
 			if code != tt.wantCode {
 				t.Fatalf("exit %d, want %d\n%s%s", code, tt.wantCode, out.String(), errOut.String())
@@ -117,155 +113,4 @@ func postgresTestDSN(t *testing.T) string {
 		sep = "&"
 	}
 	return admin + sep + "search_path=" + schema
-}
-
-// commitCut is what startCommitProxy does with the COMMIT of a transaction
-// that inserted into audit_archives.
-type commitCut int
-
-const (
-	// commitForwarded: forwarded, then the client's connection is closed
-	// (and the server's once it replied).
-	commitForwarded commitCut = iota
-	// commitDropped: not forwarded; both connections are closed.
-	commitDropped
-	// commitForwardedThenUnreachable: forwarded, then every connection is
-	// closed and no new one accepted.
-	commitForwardedThenUnreachable
-)
-
-// startCommitProxy forwards TCP connections to the Postgres of dsn and
-// cuts the one that commits an archive as cut says. It returns dsn
-// pointing at the proxy.
-func startCommitProxy(t *testing.T, dsn string, cut commitCut) string {
-	t.Helper()
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &commitProxy{ln: ln, target: u.Host, cut: cut}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(p.close)
-	u.Host = ln.Addr().String()
-	return u.String()
-}
-
-type commitProxy struct {
-	ln     net.Listener
-	target string
-	cut    commitCut
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	conns  []net.Conn
-	cutOff bool // every connection closed (unreachable)
-}
-
-func (p *commitProxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		s, err := net.Dial("tcp", p.target)
-		if err != nil {
-			_ = c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, c, s)
-		cutOff := p.cutOff
-		p.mu.Unlock()
-		if cutOff {
-			_ = c.Close()
-			_ = s.Close()
-		}
-		p.wg.Add(2)
-		go func() {
-			defer p.wg.Done()
-			p.toServer(c, s)
-		}()
-		go func() {
-			defer p.wg.Done()
-			// The server's side closes once its reply cannot be passed on:
-			// after it answered a forwarded COMMIT, not before.
-			_, _ = io.Copy(c, s)
-			_ = c.Close()
-			_ = s.Close()
-		}()
-	}
-}
-
-// toServer copies the client's messages to the server, one at a time:
-// the startup message (a length and a body), then messages of a type byte,
-// a length and a body. A simple query ('Q') or parse ('P') that inserts
-// into audit_archives arms the cut; the next one that commits triggers it.
-func (p *commitProxy) toServer(c, s net.Conn) {
-	defer c.Close()
-	head := make([]byte, 4)
-	archiving := false
-	for first := true; ; first = false {
-		var typ []byte
-		if !first {
-			typ = make([]byte, 1)
-			if _, err := io.ReadFull(c, typ); err != nil {
-				_ = s.Close()
-				return
-			}
-		}
-		if _, err := io.ReadFull(c, head); err != nil {
-			_ = s.Close()
-			return
-		}
-		body := make([]byte, int(binary.BigEndian.Uint32(head))-4)
-		if _, err := io.ReadFull(c, body); err != nil {
-			_ = s.Close()
-			return
-		}
-		query := len(typ) == 1 && (typ[0] == 'Q' || typ[0] == 'P')
-		commit := query && archiving && bytes.Contains(body, []byte("COMMIT"))
-		archiving = archiving || query && bytes.Contains(body, []byte("INSERT")) && bytes.Contains(body, []byte("audit_archives"))
-		if commit && p.cut == commitDropped {
-			_ = s.Close()
-			return
-		}
-		if _, err := s.Write(bytes.Join([][]byte{typ, head, body}, nil)); err != nil {
-			return
-		}
-		if commit {
-			if p.cut == commitForwardedThenUnreachable {
-				p.unreachable(s)
-			}
-			return
-		}
-	}
-}
-
-// unreachable closes the listener and every connection but the server's
-// side of keep, which closes once the server replied to it.
-func (p *commitProxy) unreachable(keep net.Conn) {
-	_ = p.ln.Close()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cutOff = true
-	for _, c := range p.conns {
-		if c != keep {
-			_ = c.Close()
-		}
-	}
-}
-
-func (p *commitProxy) close() {
-	_ = p.ln.Close()
-	p.mu.Lock()
-	for _, c := range p.conns {
-		_ = c.Close()
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
 }
