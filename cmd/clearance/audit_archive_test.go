@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -39,15 +38,7 @@ func TestAuditArchiveCommitOutcome(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			dsn := postgresTestDSN(t)
-			signer, jwks, _, _ := testSigningKey(t)
-			_, _, _, archivePEM := testSigningKey(t)
-			archive, jwksFile, archiveKey := filepath.Join(dir, "archive.jsonl"), filepath.Join(dir, "jwks.json"), filepath.Join(dir, "archive.pem")
-			for name, b := range map[string][]byte{jwksFile: jwks, archiveKey: archivePEM} {
-				if err := os.WriteFile(name, b, 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
-			writeTestLog(t, dsn, []byte("cli-test-subject-key-0123456789ab"), signer)
+			archive, jwksFile, archiveKey := archiveFixture(t, dir, dsn)
 
 			var out, errOut bytes.Buffer
 			code := run(t.Context(), []string{"audit", "archive", "--db", pgcut.Start(t, dsn, tt.give), "--jwks", jwksFile,

@@ -537,6 +537,23 @@ func TestAuditExportOut(t *testing.T) {
 	}
 }
 
+// archiveFixture writes a test log at dsn and, in dir, the files an
+// archive of it takes: the JWKS of its checkpoints' key and the archive's
+// signing key. It returns the archive's path, the JWKS's and the key's.
+func archiveFixture(t *testing.T, dir, dsn string) (archive, jwksFile, archiveKey string) {
+	t.Helper()
+	signer, jwks, _, _ := testSigningKey(t)
+	_, _, _, archivePEM := testSigningKey(t)
+	archive, jwksFile, archiveKey = filepath.Join(dir, "archive.jsonl"), filepath.Join(dir, "jwks.json"), filepath.Join(dir, "archive.pem")
+	for name, b := range map[string][]byte{jwksFile: jwks, archiveKey: archivePEM} {
+		if err := os.WriteFile(name, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeTestLog(t, dsn, []byte("cli-test-subject-key-0123456789ab"), signer)
+	return archive, jwksFile, archiveKey
+}
+
 // TestAuditArchiveKeepsItsCopy: once the entries have left the log, the
 // archive file is their only copy: a manifest that cannot be written (here
 // a directory is in its place) leaves the file where it is, and the
@@ -544,15 +561,7 @@ func TestAuditExportOut(t *testing.T) {
 func TestAuditArchiveKeepsItsCopy(t *testing.T) {
 	dir := t.TempDir()
 	dsn := "sqlite://" + filepath.Join(dir, "audit.db")
-	signer, jwks, _, _ := testSigningKey(t)
-	_, _, _, archivePEM := testSigningKey(t)
-	archive, jwksFile, archiveKey := filepath.Join(dir, "archive.jsonl"), filepath.Join(dir, "jwks.json"), filepath.Join(dir, "archive.pem")
-	for name, b := range map[string][]byte{jwksFile: jwks, archiveKey: archivePEM} {
-		if err := os.WriteFile(name, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	writeTestLog(t, dsn, []byte("cli-test-subject-key-0123456789ab"), signer)
+	archive, jwksFile, archiveKey := archiveFixture(t, dir, dsn)
 	if err := os.Mkdir(archive+".manifest.jws", 0o700); err != nil {
 		t.Fatal(err)
 	}
