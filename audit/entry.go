@@ -42,6 +42,26 @@ const (
 	EventErasureRecorded Event = "erasure_recorded"
 )
 
+// ReasonMayHaveReceived is the reason a delivery_failed entry carries, beside
+// the failure's, when the payload went out and no answer came (a timeout,
+// a lost acknowledgement): the recipient may hold the transfer.
+const ReasonMayHaveReceived = "recipient_may_have_received"
+
+// MayHaveReached reports whether e records a transfer its recipient holds,
+// or may hold: a delivery, a receipt from another region, or a failed
+// delivery that may have reached the recipient (ReasonMayHaveReceived). A
+// recipient of such an entry is one to name to the subject (Art. 15(1)(c))
+// and to tell of an erasure (Art. 19).
+func (e *Entry) MayHaveReached() bool {
+	switch e.Event {
+	case EventDelivered, EventReceived:
+		return true
+	case EventDeliveryFailed:
+		return slices.Contains(e.Reasons, ReasonMayHaveReceived)
+	}
+	return false
+}
+
 // legalOrderPrefix marks an AgreementID that names the legal order a
 // disclosure to an authority rests on: the order stands where an agreement
 // would (DESIGN section 3, rule 4), and the entry names it as it names an

@@ -355,7 +355,7 @@ func (b *Broker) failBeforeDelivery(ctx context.Context, res *result, cause erro
 // the failure's, when the payload was sent and no answer came
 // (connectors.ErrOutcomeUnknown): the recipient may hold it, which the
 // log says rather than record a plain failure.
-const ReasonMayHaveReceived = "recipient_may_have_received"
+const ReasonMayHaveReceived = audit.ReasonMayHaveReceived
 
 // finish writes what the plan needs besides the acknowledgement: the audit
 // entry of a failure or rejection, the sealed dead letter and the receipt.

@@ -533,3 +533,41 @@ func TestGuardRouteNoStore(t *testing.T) {
 		})
 	}
 }
+
+// TestSubjectRecipientsMayHaveReceived: a recipient whose delivery failed
+// after the payload went out with no answer is named among the subject's
+// recipients (Art. 15(1)(c)), its failed deliveries that may have reached
+// it counted apart from its deliveries; one whose delivery failed with an
+// answer counts no such delivery.
+func TestSubjectRecipientsMayHaveReceived(t *testing.T) {
+	f := compliancetest.New(t)
+	c := client{t: t, base: f.HTTP.URL, token: f.Token(t, compliance.RoleViewer)}
+	for _, e := range []struct {
+		id, recipient string
+		reasons       []string
+	}{
+		{"mhr-1", "swiftship-de", []string{"delivery_failed: max_deliver_reached", audit.ReasonMayHaveReceived}},
+		{"mhr-2", "fastfreight-us", []string{"delivery_failed: permanent"}},
+	} {
+		if _, err := f.Log.Append(t.Context(), &audit.Entry{Time: compliancetest.Now.Add(-time.Hour), Event: audit.EventDeliveryFailed,
+			RequestID: e.id, Source: "order-service", Recipient: e.recipient, Purpose: "delivery", Decision: "allow",
+			Reasons: e.reasons, SubjectID: "cust-mhr"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, b := c.get("/v1/subjects/cust-mhr/recipients")
+	var rep compliance.SubjectReport
+	if code != http.StatusOK || json.Unmarshal(b, &rep) != nil {
+		t.Fatalf("%d %s", code, b)
+	}
+	got := map[string]int{}
+	for _, r := range rep.Recipients {
+		got[r.Recipient] = r.MayHaveReceived
+		if r.Deliveries != 0 {
+			t.Errorf("%s: %d deliveries, want none", r.Recipient, r.Deliveries)
+		}
+	}
+	if got["swiftship-de"] != 1 || got["fastfreight-us"] != 0 {
+		t.Errorf("may have received %v, want swiftship-de 1, fastfreight-us 0", got)
+	}
+}

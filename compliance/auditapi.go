@@ -256,16 +256,19 @@ func restsOn(e *audit.Entry) string {
 
 // Recipient is one recipient of a subject's data (Art. 15(1)(c), Art. 19).
 type Recipient struct {
-	Recipient  string    `json:"recipient"`
-	Country    string    `json:"country"`
-	Deliveries int       `json:"deliveries"`
-	Allowed    int       `json:"allowed"`
-	Refused    int       `json:"refused"`
-	First      time.Time `json:"first"`
-	Last       time.Time `json:"last"`
-	Purposes   []string  `json:"purposes"`
-	Categories []string  `json:"categories"`
-	Mechanisms []string  `json:"mechanisms"`
+	Recipient  string `json:"recipient"`
+	Country    string `json:"country"`
+	Deliveries int    `json:"deliveries"`
+	// MayHaveReceived counts the failed deliveries that may have reached
+	// the recipient (sent, no answer: audit.ReasonMayHaveReceived).
+	MayHaveReceived int       `json:"may_have_received"`
+	Allowed         int       `json:"allowed"`
+	Refused         int       `json:"refused"`
+	First           time.Time `json:"first"`
+	Last            time.Time `json:"last"`
+	Purposes        []string  `json:"purposes"`
+	Categories      []string  `json:"categories"`
+	Mechanisms      []string  `json:"mechanisms"`
 	// LegalBases and Agreements are why and under which contract the
 	// allowed transfers went: the legal bases, and the agreements as
 	// "ID vN" (the version the decision rested on).
@@ -310,6 +313,8 @@ func (s *Server) subjectReport(ctx context.Context, f audit.Filter) (*SubjectRep
 		switch {
 		case e.Event == audit.EventDelivered || e.Event == audit.EventReceived:
 			rc.Deliveries++
+		case e.MayHaveReached():
+			rc.MayHaveReceived++
 		case e.Event == audit.EventDecided && e.Decision == "allow":
 			rc.Allowed++
 		case e.Event == audit.EventDecided:

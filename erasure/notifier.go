@@ -155,7 +155,9 @@ func New(ctx context.Context, opts Options) (*Notifier, error) {
 }
 
 // Begin finds in the audit log every recipient that received subject's
-// data and creates a notice for each not notified yet; it returns how many
+// data, or may have (a failed delivery that may have reached it,
+// audit.Entry.MayHaveReached), and creates a notice for each not notified
+// yet; it returns how many
 // it created. The subject id is hashed at once and never stored. A
 // recipient notified already of some of the requests is notified again of
 // all of them once the log names more (its notice is reopened). Begin
@@ -176,13 +178,20 @@ func (n *Notifier) Begin(ctx context.Context, subject string, erasedAt time.Time
 
 // begin is Begin for a subject HMAC, without the sweep.
 func (n *Notifier) begin(ctx context.Context, hmac string, erasedAt time.Time) (int, error) {
+	// The recipients of every delivery, and of every failed one that may
+	// have reached them (audit.ReasonMayHaveReceived): they may hold the
+	// data as well.
 	byRecipient := map[string][]string{}
-	err := n.opts.Audit.Scan(ctx, audit.Filter{SubjectHMAC: hmac, Event: audit.EventDelivered}, func(e *audit.Entry) error {
-		byRecipient[e.Recipient] = append(byRecipient[e.Recipient], e.RequestID)
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("erasure: find recipients: %w", err)
+	for _, ev := range []audit.Event{audit.EventDelivered, audit.EventDeliveryFailed} {
+		err := n.opts.Audit.Scan(ctx, audit.Filter{SubjectHMAC: hmac, Event: ev}, func(e *audit.Entry) error {
+			if e.MayHaveReached() {
+				byRecipient[e.Recipient] = append(byRecipient[e.Recipient], e.RequestID)
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, fmt.Errorf("erasure: find recipients: %w", err)
+		}
 	}
 	now := n.opts.Now().UTC()
 	created, reopened := 0, 0

@@ -3,6 +3,7 @@ package erasure_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -114,3 +115,32 @@ func TestNotices(t *testing.T) {
 }
 
 var _ erasure.Parties = (*agreements.Registry)(nil)
+
+// TestNoticesMayHaveReceived: a recipient whose delivery failed after the
+// payload went out with no answer may hold the data, and is told of the
+// erasure too; one whose delivery failed with an answer is not.
+func TestNoticesMayHaveReceived(t *testing.T) {
+	n, log, _ := newNotifier(t, brokertest.SQLiteDSN(t), nil)
+	for _, e := range []struct {
+		id, recipient string
+		reasons       []string
+	}{
+		{"r1", "swiftship-de", []string{"delivery_failed: max_deliver_reached", audit.ReasonMayHaveReceived}},
+		{"r2", "fastfreight-us", []string{"delivery_failed: permanent"}},
+	} {
+		if _, err := log.Append(t.Context(), &audit.Entry{Event: audit.EventDeliveryFailed, RequestID: e.id, Recipient: e.recipient,
+			Decision: "allow", Reasons: e.reasons, SubjectID: "cust-7"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := n.Begin(t.Context(), "cust-7", time.Now()); err != nil || got != 1 {
+		t.Fatalf("Begin created %d (%v), want 1", got, err)
+	}
+	list, err := n.Status(t.Context(), "cust-7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Recipient != "swiftship-de" || !slices.Equal(list[0].RequestIDs, []string{"r1"}) {
+		t.Fatalf("notices %+v, want one to swiftship-de for r1", list)
+	}
+}
