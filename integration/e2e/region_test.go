@@ -162,7 +162,7 @@ func crossRegion(t *testing.T, euKeys, jpKeys, sgKeys keyService) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		if ev := strings.Join(sgIn.events(t, r.RequestID), ","); ev != "rejected" {
+		if ev := strings.Join(sgIn.events(t, broker.InboundRejectionPrefix+r.RequestID), ","); ev != "rejected" {
 			t.Errorf("singapore audit = %s, want rejected\n%s", ev, sgIn.logs.String())
 		}
 	})

@@ -237,7 +237,7 @@ func TestRegionWithItsOwnSubjectKeys(t *testing.T) {
 	}
 	var rejected []audit.Entry
 	for deadline := time.Now().Add(20 * time.Second); len(rejected) == 0; time.Sleep(50 * time.Millisecond) {
-		if rejected, err = jpLog.Query(t.Context(), audit.Filter{Event: audit.EventRejected, RequestID: "host-own"}); err != nil {
+		if rejected, err = jpLog.Query(t.Context(), audit.Filter{Event: audit.EventRejected, RequestID: broker.InboundRejectionPrefix + "host-own"}); err != nil {
 			t.Fatal(err)
 		}
 		if time.Now().After(deadline) {
