@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"time"
+	"unicode/utf8"
 )
 
 // Change is a live update of a registry: consents granted or withdrawn,
@@ -24,7 +25,12 @@ type Change struct {
 }
 
 // Withdrawal withdraws, as of At, every consent of Subject for Purpose that
-// was granted before At and is not withdrawn yet.
+// was granted by At and is not withdrawn by then: those recorded before it
+// and those recorded after it alike (a consent sent late, one dated a few
+// minutes ahead, the same consent sent again), so that what a registry
+// holds does not depend on the order in which they arrived. A withdrawal
+// that finds no such consent is kept all the same, for the consents that
+// come after it.
 type Withdrawal struct {
 	Subject string    `json:"subject"`
 	Purpose string    `json:"purpose"`
@@ -40,6 +46,10 @@ type Withdrawal struct {
 // size of ch and the square root of the registry's subjects, not with a
 // reload. The new version is the SHA-256 of r's version and the canonical
 // JSON of ch: the chain of versions is itself a content hash.
+//
+// The registry keeps every withdrawal ch and the changes before it
+// recorded (Withdrawals): a consent ch records is withdrawn by the first
+// of them at or after its grant, as one recorded before them was.
 func (r *Registry) With(ch Change) (*Registry, error) {
 	if err := r.checkChange(&ch); err != nil {
 		return nil, err
@@ -48,6 +58,7 @@ func (r *Registry) With(ch Change) (*Registry, error) {
 
 	if people := len(ch.Consents) + len(ch.Withdrawals) + len(ch.Erasures); people > 0 {
 		n.subjects = r.subjects.derive()
+		n.subjects.withdrawals = r.subjects.withdrawals.with(ch.Withdrawals)
 		// Copies: the caller's Change may be used again.
 		p := &pendingChange{prev: r.pending, consents: slices.Clone(ch.Consents), withdrawals: slices.Clone(ch.Withdrawals),
 			erasures: slices.Clone(ch.Erasures), entries: people}
@@ -86,6 +97,7 @@ func (r *Registry) With(ch Change) (*Registry, error) {
 	}
 	for i := range ch.Consents {
 		c := ch.Consents[i]
+		n.subjects.withdrawals.withdrawn(&c) // ch's own withdrawals included
 		s := subject(c.Subject)
 		s.consents = append(s.consents, &c)
 	}
@@ -174,6 +186,7 @@ func peopleOnly(ch *Change) bool { return len(ch.LegalOrders) == 0 && len(ch.Sus
 func (r *Registry) withPeople(run []Change, versions []string) *Registry {
 	l := r.lists(run)
 	version, taken := r.version, 0
+	var withdrawals []Withdrawal
 	for k := range run {
 		ch := run[k]
 		if r.checkChange(&ch) != nil {
@@ -186,6 +199,7 @@ func (r *Registry) withPeople(run []Change, versions []string) *Registry {
 		version, taken = "sha256:"+sum, taken+1
 		versions[k] = version
 		l.apply(ch.Withdrawals, ch.Consents, ch.Erasures)
+		withdrawals = append(withdrawals, ch.Withdrawals...)
 	}
 	if taken == 0 {
 		return r
@@ -193,7 +207,28 @@ func (r *Registry) withPeople(run []Change, versions []string) *Registry {
 	n := *r // shares every index but the subjects'
 	n.content.Consents, n.content.Erasures, n.pending = l.consents, l.erasures, nil
 	n.indexPeople()
+	n.subjects.withdrawals = r.subjects.withdrawals.with(withdrawals)
 	n.version = version
+	return &n
+}
+
+// Withdrawals returns the withdrawals of every change r took since New or
+// Restore built it (and those RestoreWithdrawals gave it back), ordered by
+// subject, purpose and time: what r keeps, beside its Content, to withdraw
+// the consents that later changes record (With). Content does not list
+// them, so a store that keeps r's content to rebuild it keeps them too.
+func (r *Registry) Withdrawals() []Withdrawal { return r.subjects.withdrawals.list() }
+
+// RestoreWithdrawals returns r holding ws as withdrawals recorded before,
+// for a registry Restore rebuilt from the content of one With derived: ws
+// are that registry's Withdrawals, which its content does not list. The
+// consents r holds are taken as they are (a derived registry's content
+// has its withdrawals applied); the consents later changes record are
+// withdrawn by ws as by their own withdrawals. Version and content stay
+// r's; r itself is unchanged.
+func (r *Registry) RestoreWithdrawals(ws []Withdrawal) *Registry {
+	n := *r
+	n.subjects.withdrawals = r.subjects.withdrawals.with(ws)
 	return &n
 }
 
@@ -275,6 +310,7 @@ func (r *Registry) checkChange(ch *Change) error {
 	v.checkConsents()
 	v.checkErasures()
 	v.checkLegalOrders()
+	checkText(v, ch)
 	for i, w := range ch.Withdrawals {
 		fb := fmt.Sprintf("withdrawals[%d]", i)
 		v.required(Source{}, fb, "subject", w.Subject == "")
@@ -296,6 +332,50 @@ func (r *Registry) checkChange(ch *Change) error {
 		return errors.Join(v.errs...)
 	}
 	return nil
+}
+
+// checkText refuses every text of ch that is not valid UTF-8, naming its
+// field. JSON cannot carry such text as it is (encoding/json writes
+// U+FFFD for each invalid byte), so a change holding it would be hashed
+// into the version in one form and stored in another: every instance that
+// reads it from the store would derive another version than its writer
+// and stop there.
+func checkText(v *validator, ch *Change) {
+	text := func(fb, key string, s string) {
+		if !utf8.ValidString(s) {
+			v.fail(Source{}, fb, key, ErrInvalidValue, "not valid UTF-8")
+		}
+	}
+	list := func(fb, key string, ss []string) {
+		for j, s := range ss {
+			text(fb, fmt.Sprintf("%s[%d]", key, j), s)
+		}
+	}
+	for i, c := range ch.Consents {
+		fb := fmt.Sprintf("consents[%d]", i)
+		text(fb, "subject", c.Subject)
+		text(fb, "purpose", c.Purpose)
+		list(fb, "recipients", c.Recipients)
+		text(fb, "notice_version", c.NoticeVersion)
+	}
+	for i, w := range ch.Withdrawals {
+		fb := fmt.Sprintf("withdrawals[%d]", i)
+		text(fb, "subject", w.Subject)
+		text(fb, "purpose", w.Purpose)
+	}
+	for i, e := range ch.Erasures {
+		text(fmt.Sprintf("erasures[%d]", i), "subject", e.Subject)
+	}
+	for i, o := range ch.LegalOrders {
+		fb := fmt.Sprintf("legal_orders[%d]", i)
+		text(fb, "id", o.ID)
+		text(fb, "authority", o.Authority)
+		list(fb, "subjects", o.Subjects)
+		list(fb, "categories", o.Categories)
+	}
+	for i, id := range ch.Suspend {
+		text(fmt.Sprintf("suspend[%d]", i), "", id)
+	}
 }
 
 func changeHash(parent string, ch *Change) (string, error) {

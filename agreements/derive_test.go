@@ -2,6 +2,7 @@ package agreements
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -75,6 +76,9 @@ func TestWithRejectsBadChanges(t *testing.T) {
 		{"suspension of an unknown agreement", Change{Suspend: []string{"nope"}}, ErrDanglingReference},
 		{"erasure without time", Change{Erasures: []Erasure{{Subject: "s"}}}, ErrMissingKey},
 		{"withdrawal for an unknown purpose", Change{Withdrawals: []Withdrawal{{Subject: "s", Purpose: "nope", At: time.Now()}}}, ErrDanglingReference},
+		{"erasure of a subject that is not UTF-8", Change{Erasures: []Erasure{{Subject: "cust-\xff", At: time.Now()}}}, ErrInvalidValue},
+		{"consent with a notice version that is not UTF-8", Change{Consents: []Consent{{Subject: "s", Purpose: "marketing", GrantedAt: time.Now(), NoticeVersion: "v\xfe"}}}, ErrInvalidValue},
+		{"legal order naming a subject that is not UTF-8", Change{LegalOrders: []LegalOrder{{ID: "lo-x", Authority: "auth-de", Subjects: []string{"s\xff"}, Categories: []string{"identity.name"}, ValidUntil: time.Now()}}}, ErrInvalidValue},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -175,5 +179,104 @@ func TestWithWithholdsCallerIDs(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestWithdrawalWhateverTheOrder: a withdrawal withdraws, as of its time,
+// every matching consent granted by then, whether the consent was
+// recorded before it or after it (sent late, dated a few minutes ahead,
+// sent again). It holds for changes taken one by one (With), in a run
+// (WithEach past a fold), in Content, and across a Restore that is given
+// back the withdrawals its content does not list.
+func TestWithdrawalWhateverTheOrder(t *testing.T) {
+	t1, t2, t3 := mustTime(t, "2026-11-01T10:00:00Z"), mustTime(t, "2026-11-01T11:00:00Z"), mustTime(t, "2026-11-01T12:00:00Z")
+	grant := func(at time.Time) Change {
+		return Change{Consents: []Consent{{Subject: "s-late", Purpose: "marketing", GrantedAt: at}}}
+	}
+	withdrawAt := func(at time.Time) Change {
+		return Change{Withdrawals: []Withdrawal{{Subject: "s-late", Purpose: "marketing", At: at}}}
+	}
+	tests := []struct {
+		name string
+		give []Change
+		want []*time.Time // the subject's consents' WithdrawnAt, in the order recorded
+	}{
+		{"withdrawal, then a consent granted before it", []Change{withdrawAt(t2), grant(t1)}, []*time.Time{&t2}},
+		{"withdrawal, then a consent granted at its instant", []Change{withdrawAt(t1), grant(t1)}, []*time.Time{&t1}},
+		{"withdrawal, then a consent granted after it", []Change{withdrawAt(t1), grant(t2)}, []*time.Time{nil}},
+		{"consent, withdrawal, the same consent again", []Change{grant(t1), withdrawAt(t2), grant(t1)}, []*time.Time{&t2, &t2}},
+		{"two withdrawals, then a consent between them", []Change{withdrawAt(t3), withdrawAt(t1), grant(t2)}, []*time.Time{&t3}},
+		{"withdrawal and an earlier consent in one change",
+			[]Change{{Withdrawals: withdrawAt(t2).Withdrawals, Consents: grant(t1).Consents}}, []*time.Time{&t2}},
+		{"withdrawal of another purpose", []Change{{Withdrawals: []Withdrawal{{Subject: "s-late", Purpose: "delivery", At: t2}}}, grant(t1)},
+			[]*time.Time{nil}},
+	}
+	base := benchRegistry(t, 3)
+	var pad []Change // enough consents of others for WithEach to take a run past a fold
+	for i := range 300 {
+		pad = append(pad, Change{Consents: []Consent{{Subject: fmt.Sprintf("pad-%d", i), Purpose: "marketing", GrantedAt: t1}}})
+	}
+	paths := []struct {
+		name   string
+		derive func(t *testing.T, chs []Change) *Registry
+	}{
+		{"With", func(t *testing.T, chs []Change) *Registry {
+			reg := base
+			for _, ch := range chs {
+				var err error
+				if reg, err = reg.With(ch); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return reg
+		}},
+		{"WithEach", func(t *testing.T, chs []Change) *Registry {
+			reg, taken := base.WithEach(append(slices.Clone(pad), chs...))
+			if taken != len(pad)+len(chs) {
+				t.Fatalf("WithEach took %d of %d", taken, len(pad)+len(chs))
+			}
+			return reg
+		}},
+		{"Restore after the first change", func(t *testing.T, chs []Change) *Registry {
+			first, err := base.With(chs[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			reg, err := Restore(first.Content(), first.Version())
+			if err != nil {
+				t.Fatal(err)
+			}
+			reg = reg.RestoreWithdrawals(first.Withdrawals())
+			for _, ch := range chs[1:] {
+				if reg, err = reg.With(ch); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return reg
+		}},
+	}
+	for _, tt := range tests {
+		for _, p := range paths {
+			t.Run(tt.name+"/"+p.name, func(t *testing.T) {
+				reg := p.derive(t, tt.give)
+				consents, _ := reg.Subject("s-late")
+				var listed []Consent
+				for _, c := range reg.Content().Consents {
+					if c.Subject == "s-late" {
+						listed = append(listed, c)
+					}
+				}
+				for _, got := range [][]Consent{consents, listed} {
+					if len(got) != len(tt.want) {
+						t.Fatalf("%d consents, want %d", len(got), len(tt.want))
+					}
+					for i, c := range got {
+						if w := tt.want[i]; (w == nil) != (c.WithdrawnAt == nil) || (w != nil && !c.WithdrawnAt.Equal(*w)) {
+							t.Errorf("consent %d withdrawn at %v, want %v", i, c.WithdrawnAt, w)
+						}
+					}
+				}
+			})
+		}
 	}
 }

@@ -1,9 +1,11 @@
 package agreements
 
 import (
+	"cmp"
 	"maps"
 	"math"
 	"slices"
+	"time"
 )
 
 // A registry derived by With shares what it does not change with the one
@@ -29,9 +31,12 @@ func foldAt(n int) int { return max(256, int(math.Sqrt(float64(n)))) }
 
 // subjectMap is the subject index: base, never modified once a registry
 // holds it, and delta, the entries With replaced or added since base was
-// built, looked up first.
+// built, looked up first; and the withdrawals the changes recorded of its
+// subjects. indexPeople builds a new index without withdrawals: a caller
+// that keeps them sets them again.
 type subjectMap struct {
 	base, delta map[string]*subjectIndex
+	withdrawals withdrawalMap
 }
 
 func (m *subjectMap) get(id string) *subjectIndex {
@@ -49,11 +54,100 @@ func (m *subjectMap) derive() subjectMap {
 		base := make(map[string]*subjectIndex, len(m.base)+len(m.delta))
 		maps.Copy(base, m.base)
 		maps.Copy(base, m.delta)
-		return subjectMap{base: base, delta: map[string]*subjectIndex{}}
+		return subjectMap{base: base, delta: map[string]*subjectIndex{}, withdrawals: m.withdrawals}
 	}
 	delta := make(map[string]*subjectIndex, len(m.delta)+1)
 	maps.Copy(delta, m.delta)
-	return subjectMap{base: m.base, delta: delta}
+	return subjectMap{base: m.base, delta: delta, withdrawals: m.withdrawals}
+}
+
+// withdrawalMap holds the withdrawals of every change a registry took
+// since New or Restore built it, by subject and purpose: their times,
+// ascending, without repeats. A withdrawal withdraws, as of its time, every
+// matching consent granted by then, whichever of the two was recorded
+// first: a consent recorded after it (sent late, dated a few minutes
+// ahead, or sent again) is withdrawn by the first of them at or after its
+// grant (withdrawn), as one recorded before it was. Content does not list
+// them; a registry rebuilt from its content takes them back with
+// RestoreWithdrawals. Like the subject index it is a base, never modified
+// once shared, and a delta looked up first.
+type withdrawalMap struct {
+	base, delta map[consentKey][]time.Time
+}
+
+func (m withdrawalMap) get(k consentKey) []time.Time {
+	if ts, ok := m.delta[k]; ok {
+		return ts
+	}
+	return m.base[k]
+}
+
+// with returns m holding ws too; m is unchanged. The delta is copied, or
+// folded into a new base once it has reached foldAt of the base.
+func (m withdrawalMap) with(ws []Withdrawal) withdrawalMap {
+	if len(ws) == 0 {
+		return m
+	}
+	n := withdrawalMap{base: m.base, delta: make(map[consentKey][]time.Time, len(m.delta)+len(ws))}
+	if len(m.delta) >= foldAt(len(m.base)) {
+		n.base = make(map[consentKey][]time.Time, len(m.base)+len(m.delta))
+		maps.Copy(n.base, m.base)
+		maps.Copy(n.base, m.delta)
+	} else {
+		maps.Copy(n.delta, m.delta)
+	}
+	for _, w := range ws {
+		k := consentKey{w.Subject, w.Purpose}
+		n.delta[k] = insertTime(n.get(k), w.At)
+	}
+	return n
+}
+
+// insertTime returns ts, ascending, with t added unless it holds that
+// instant already; ts itself is not modified.
+func insertTime(ts []time.Time, t time.Time) []time.Time {
+	i, found := slices.BinarySearchFunc(ts, t, time.Time.Compare)
+	if found {
+		return ts
+	}
+	return slices.Insert(slices.Clip(ts), i, t.UTC()) // Clip: a new array
+}
+
+// firstAfter returns the first of ts, ascending, at or after t.
+func firstAfter(ts []time.Time, t time.Time) (time.Time, bool) {
+	i, _ := slices.BinarySearchFunc(ts, t, time.Time.Compare)
+	if i == len(ts) {
+		return time.Time{}, false
+	}
+	return ts[i], true
+}
+
+// withdrawn withdraws c as the withdrawals of m recorded of its subject
+// and purpose withdraw it: as of the first of them at or after its grant.
+func (m withdrawalMap) withdrawn(c *Consent) {
+	if at, ok := firstAfter(m.get(consentKey{c.Subject, c.Purpose}), c.GrantedAt); ok {
+		withdraw(c, at)
+	}
+}
+
+// list returns the withdrawals of m ordered by subject, purpose and time.
+func (m withdrawalMap) list() []Withdrawal {
+	keys := slices.Collect(maps.Keys(m.base))
+	for k := range m.delta {
+		if _, ok := m.base[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, func(a, b consentKey) int {
+		return cmp.Or(cmp.Compare(a.subject, b.subject), cmp.Compare(a.purpose, b.purpose))
+	})
+	var out []Withdrawal
+	for _, k := range keys {
+		for _, t := range m.get(k) {
+			out = append(out, Withdrawal{Subject: k.subject, Purpose: k.purpose, At: t})
+		}
+	}
+	return out
 }
 
 // pendingChange is the part of a change With took that the content's
@@ -72,8 +166,8 @@ type pendingChange struct {
 // people returns the consents and erasures of r as Content lists them:
 // the content's lists with the pending changes applied in order, as With
 // once applied each to a copy of the lists (withdrawals first, to the
-// consents recorded before them, then the new consents and erasures). The
-// lists are new.
+// consents recorded before them, then the new consents and erasures, each
+// consent withdrawn by the withdrawals r holds). The lists are new.
 func (r *Registry) people() ([]Consent, []Erasure) {
 	l := r.lists(nil)
 	// Empty lists are nil, as Content gave them before (JSON null).
@@ -95,11 +189,18 @@ type peopleLists struct {
 	// come name, by subject and purpose, so that each withdrawal reads only
 	// those rather than the whole list.
 	named map[consentKey][]int
+	// recorded are the withdrawals of the registry the lists are built
+	// from, and taken those of the changes taken since: a consent added
+	// is withdrawn by them, as by the withdrawals that come after it.
+	recorded withdrawalMap
+	taken    map[consentKey][]time.Time
 }
 
 type consentKey struct{ subject, purpose string }
 
-func (l *peopleLists) add(c Consent) {
+// keep appends c as it is: a consent of the content's lists, which hold
+// the withdrawals recorded before them applied.
+func (l *peopleLists) keep(c Consent) {
 	k := consentKey{c.Subject, c.Purpose}
 	if at, ok := l.named[k]; ok {
 		l.named[k] = append(at, len(l.consents))
@@ -107,12 +208,26 @@ func (l *peopleLists) add(c Consent) {
 	l.consents = append(l.consents, c)
 }
 
+// add appends c, a consent a change records, withdrawn first by the
+// withdrawals recorded before it.
+func (l *peopleLists) add(c Consent) {
+	l.recorded.withdrawn(&c)
+	if at, ok := firstAfter(l.taken[consentKey{c.Subject, c.Purpose}], c.GrantedAt); ok {
+		withdraw(&c, at)
+	}
+	l.keep(c)
+}
+
 // apply takes a change's withdrawals, to the consents recorded before
 // them, then its consents and erasures.
 func (l *peopleLists) apply(withdrawals []Withdrawal, consents []Consent, erasures []Erasure) {
 	for _, w := range withdrawals {
-		for _, i := range l.named[consentKey{w.Subject, w.Purpose}] {
+		k := consentKey{w.Subject, w.Purpose}
+		for _, i := range l.named[k] {
 			withdraw(&l.consents[i], w.At)
+		}
+		if l.taken != nil {
+			l.taken[k] = insertTime(l.taken[k], w.At)
 		}
 	}
 	for _, c := range consents {
@@ -122,7 +237,9 @@ func (l *peopleLists) apply(withdrawals []Withdrawal, consents []Consent, erasur
 }
 
 // lists returns new lists of r's consents and erasures, its pending
-// changes applied, ready to take the changes more too.
+// changes applied, ready to take the changes more too. The withdrawals r
+// holds include those of its pending changes, so a pending consent is
+// withdrawn by every one of them, before or after it, as With withdrew it.
 func (r *Registry) lists(more []Change) *peopleLists {
 	var chain []*pendingChange
 	nc, ne := len(r.content.Consents), len(r.content.Erasures)
@@ -132,7 +249,10 @@ func (r *Registry) lists(more []Change) *peopleLists {
 		ne += len(p.erasures)
 	}
 	slices.Reverse(chain)
-	l := &peopleLists{named: map[consentKey][]int{}}
+	l := &peopleLists{named: map[consentKey][]int{}, recorded: r.subjects.withdrawals}
+	if len(more) > 0 {
+		l.taken = map[consentKey][]time.Time{}
+	}
 	for _, p := range chain {
 		for _, w := range p.withdrawals {
 			l.named[consentKey{w.Subject, w.Purpose}] = nil
@@ -145,7 +265,7 @@ func (r *Registry) lists(more []Change) *peopleLists {
 	}
 	l.consents = make([]Consent, 0, nc)
 	for _, c := range r.content.Consents {
-		l.add(c)
+		l.keep(c)
 	}
 	l.erasures = append(make([]Erasure, 0, ne), r.content.Erasures...)
 	for _, p := range chain {

@@ -11,14 +11,18 @@ import (
 
 // copyingModel is how With kept consents and erasures before people.go:
 // the lists copied whole at each change, its withdrawals applied to every
-// consent recorded before them, its consents and erasures appended.
+// consent recorded before them, its consents and erasures appended; and,
+// as With keeps them now, every withdrawal recorded so far applied to each
+// consent appended.
 type copyingModel struct {
-	consents []Consent
-	erasures []Erasure
+	consents    []Consent
+	erasures    []Erasure
+	withdrawals []Withdrawal
 }
 
 func (m copyingModel) with(ch Change) copyingModel {
-	n := copyingModel{consents: slices.Clone(m.consents), erasures: slices.Clone(m.erasures)}
+	n := copyingModel{consents: slices.Clone(m.consents), erasures: slices.Clone(m.erasures),
+		withdrawals: append(slices.Clone(m.withdrawals), ch.Withdrawals...)}
 	for _, w := range ch.Withdrawals {
 		for i := range n.consents {
 			if c := &n.consents[i]; c.Subject == w.Subject && c.Purpose == w.Purpose {
@@ -26,7 +30,14 @@ func (m copyingModel) with(ch Change) copyingModel {
 			}
 		}
 	}
-	n.consents = append(n.consents, ch.Consents...)
+	for _, c := range ch.Consents {
+		for _, w := range n.withdrawals {
+			if c.Subject == w.Subject && c.Purpose == w.Purpose {
+				withdraw(&c, w.At)
+			}
+		}
+		n.consents = append(n.consents, c)
+	}
 	n.erasures = append(n.erasures, ch.Erasures...)
 	return n
 }

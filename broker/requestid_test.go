@@ -11,6 +11,7 @@ import (
 
 	"github.com/clearance-broker/clearance/broker"
 	"github.com/clearance-broker/clearance/broker/brokertest"
+	"github.com/clearance-broker/clearance/policy"
 	"github.com/nats-io/nats.go"
 )
 
@@ -127,21 +128,31 @@ func TestRequestIDWithWhiteSpaceOverNATS(t *testing.T) {
 }
 
 // TestRequestIDInboundPrefixReserved: a producer may not send a request id
-// under the prefix a receiving region audits its refusals under
-// (broker.InboundRejectionPrefix), which would take such a refusal's final
+// under a prefix others' refusals are audited under: a receiving region's
+// (broker.InboundRejectionPrefix) or the rights intake's
+// (policy.RejectionPrefix), which would take such a refusal's final
 // outcome from it.
 func TestRequestIDInboundPrefixReserved(t *testing.T) {
 	e := newEnv(t, 5)
-	id := broker.InboundRejectionPrefix + "ord-1"
-	code, body := e.post(t, withID(t, id))
-	var r broker.Receipt
-	if err := json.Unmarshal(body, &r); err != nil || code != http.StatusBadRequest || r.Status != broker.StatusRejected {
-		t.Fatalf("POST = %d %s", code, body)
+	tests := []struct {
+		name, id string
+	}{
+		{"inbound region", broker.InboundRejectionPrefix + "ord-1"},
+		{"rights intake", policy.RejectionPrefix + "ord-2"},
 	}
-	if len(r.Reasons) != 1 || !strings.Contains(r.Reasons[0], "reserved") {
-		t.Errorf("reasons %q", r.Reasons)
-	}
-	if es := e.entries(t, id); len(es) != 0 {
-		t.Errorf("audit entries under %q: %s", id, events(es))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := e.post(t, withID(t, tt.id))
+			var r broker.Receipt
+			if err := json.Unmarshal(body, &r); err != nil || code != http.StatusBadRequest || r.Status != broker.StatusRejected {
+				t.Fatalf("POST = %d %s", code, body)
+			}
+			if len(r.Reasons) != 1 || !strings.Contains(r.Reasons[0], "reserved") {
+				t.Errorf("reasons %q", r.Reasons)
+			}
+			if es := e.entries(t, tt.id); len(es) != 0 {
+				t.Errorf("audit entries under %q: %s", tt.id, events(es))
+			}
+		})
 	}
 }

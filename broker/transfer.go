@@ -16,6 +16,7 @@ import (
 	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/connectors"
 	"github.com/clearance-broker/clearance/connectors/natsregion"
+	"github.com/clearance-broker/clearance/policy"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -584,7 +585,10 @@ var errIDTooLong = "the request id is longer than " + strconv.Itoa(audit.MaxRequ
 // space, which a
 // header does not carry as sent (NATS trims it, so the receipt and the
 // audit entry would name another id than the producer's). Such an id is
-// refused, never trimmed.
+// refused, never trimmed. So is an id under a prefix the audit log keeps
+// for the refusals of others, whose one final outcome per request id it
+// would take: a receiving region's (InboundRejectionPrefix) and the rights
+// intake's (policy.RejectionPrefix).
 func idProblem(id string) string {
 	switch {
 	case len(id) > audit.MaxRequestID:
@@ -595,6 +599,8 @@ func idProblem(id string) string {
 		return "the request id begins or ends with white space; send it without (it is not trimmed)"
 	case strings.HasPrefix(id, InboundRejectionPrefix):
 		return "the request id begins with " + strconv.Quote(InboundRejectionPrefix) + ", which is reserved for the regional copies a receiving region refuses"
+	case strings.HasPrefix(id, policy.RejectionPrefix):
+		return "the request id begins with " + strconv.Quote(policy.RejectionPrefix) + ", which is reserved for the consents and erasures the rights intake refuses"
 	}
 	return ""
 }

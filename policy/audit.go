@@ -118,7 +118,7 @@ func (l *Live) appendAll(ctx context.Context, ev Event, es []*audit.Entry) error
 			if derr != nil {
 				l.log.Warn("record pending audit", "seq", ev.Seq, "err", derr)
 			}
-			return fmt.Errorf("policy: audit registry event %d: %w", ev.Seq, err)
+			return fmt.Errorf("policy: audit registry event %d: %w: %w", ev.Seq, ErrAuditPending, err)
 		}
 	}
 	if err := l.setDone(ctx, l.opts.Store.db, ev.Seq, -1); err != nil {

@@ -17,6 +17,11 @@ var (
 	// ErrInvalidChange: a run-time change names unknown purposes, parties,
 	// agreements or categories, or lacks a field; nothing was stored.
 	ErrInvalidChange = errors.New("policy: invalid change")
+	// ErrAuditPending: a change or an apply was stored and put in force,
+	// but its audit entries could not all be written; every instance
+	// writes what is missing later (reconcile), so the caller must not
+	// record it again.
+	ErrAuditPending = errors.New("policy: in force; audit entries written later")
 	// ErrClosed: the Live registry was stopped.
 	ErrClosed = errors.New("policy: closed")
 )

@@ -2,7 +2,11 @@ package policy_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -198,4 +202,48 @@ func (n *node) propagations(t *testing.T) uint64 {
 		}
 	}
 	return 0
+}
+
+// rightsAPI is an HTTP server of one instance's rights routes (Mount).
+type rightsAPI struct{ url string }
+
+func (n *node) rightsAPI(t *testing.T) rightsAPI {
+	t.Helper()
+	mux := http.NewServeMux()
+	n.live.Mount(mux, nil)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return rightsAPI{url: srv.URL}
+}
+
+// post sends body to path under the Idempotency-Key id (none when empty)
+// and returns the status and the receipt.
+func (a rightsAPI) post(t *testing.T, path, id, body string) (int, policy.Receipt) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, a.url+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id != "" {
+		req.Header.Set("Idempotency-Key", id)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var rc policy.Receipt
+	if err := json.Unmarshal(b, &rc); err != nil {
+		t.Fatalf("answer %d %s", resp.StatusCode, b)
+	}
+	return resp.StatusCode, rc
+}
+
+// consentFor is the marketing request (marketing) for subject.
+func consentFor(t *testing.T, subject string) *agreements.Request {
+	t.Helper()
+	req := marketing(t)
+	req.Subject.ID = subject
+	return req
 }

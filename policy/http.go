@@ -23,15 +23,19 @@ const maxRightsBody = 64 << 10
 // is answered by WriteAuthError (401 not authenticated, 403 when it wraps
 // ErrForbidden: role too low).
 // The Idempotency-Key header, when given, is the request id;
-// Clearance-Source names the calling system (default "http").
+// Clearance-Source names the calling system (default "http"). A request
+// recorded before under the same source and key is answered 200 with the
+// first one's receipt (its event and version) and not recorded again.
 //
-// A message that would change nothing in the registry in force is not
-// recorded: an erasure of a subject already erased answers 200, status
-// recorded, reason ReasonAlreadyErased (idempotent: no second event, no
-// second notice); a withdrawal of no consent in force at its time
-// (ErrNothingToWithdraw) answers 404, status rejected, reason "not_found:
-// consent: …", and is audited as rejected, never as a withdrawal. An
-// invalid message answers 400, a store or audit failure 503.
+// An erasure of a subject erased already at run time is not recorded
+// again: it answers 200, status recorded, reason ReasonAlreadyErased (no
+// second event, no second notice); an erasure the registry files alone
+// hold is recorded, so that it outlives an apply of files without it. A
+// withdrawal is recorded even when no consent is in force at its time
+// (200, reason ReasonNoConsentInForce): it withdraws a consent granted
+// before it that is recorded later. An invalid message answers 400, a
+// store failure 503 (retry); a change stored and in force whose audit
+// entries could not be written yet answers 200 (they are written later).
 func (l *Live) Mount(mux *http.ServeMux, authorize func(*http.Request) error) {
 	guard := func(h http.HandlerFunc) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
@@ -70,8 +74,6 @@ func (l *Live) serveRecord(w http.ResponseWriter, r *http.Request, kind, subject
 	switch {
 	case retry:
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "registry store unavailable; retry"})
-	case rc.Status == StatusRejected && len(rc.Reasons) == 1 && rc.Reasons[0] == reasonNothingToWithdraw:
-		writeJSON(w, http.StatusNotFound, rc)
 	case rc.Status == StatusRejected:
 		writeJSON(w, http.StatusBadRequest, rc)
 	default:

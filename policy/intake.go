@@ -2,6 +2,8 @@ package policy
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -127,7 +129,11 @@ func (in *Intake) handle(msg jetstream.Msg) {
 	defer cancel()
 	kind, source := splitSubject(msg.Subject())
 	id := msg.Headers().Get(jetstream.MsgIDHeader)
-	if id == "" {
+	if !audit.RecordableID(id) || strings.TrimSpace(id) != id {
+		// No id, or one that cannot be a key of the store and the audit
+		// log as it came (NATS headers need not be UTF-8): the message's
+		// place in the stream, the same at every delivery.
+		id = ""
 		if md, err := msg.Metadata(); err == nil {
 			id = fmt.Sprintf("rights-seq-%d", md.Sequence.Stream)
 		}
@@ -190,43 +196,80 @@ func (l *Live) RecordErasure(ctx context.Context, subject string, body []byte, i
 	return rc, retry
 }
 
+// RejectionPrefix begins the request id under which a rights message that
+// is rejected is audited (RejectionID). No transfer producer may send a
+// request id that begins with it (the broker refuses one).
+const RejectionPrefix = "rights:"
+
+// RejectionID is the request id of the `rejected` entry of a rights message
+// sent under the request id id. A rejection is a final outcome, of which
+// the audit log holds one per request id; under the caller's id itself, it
+// would share that one place with a transfer sent under the same id, and
+// the second of the two would find it taken (a rejection left unaudited,
+// or a transfer refused as already decided). Under its own prefix it takes
+// nothing from a transfer. An id that cannot be an audit key with the
+// prefix (not recordable, white space at either end, too long) is replaced
+// by a digest of it, the same for every attempt.
+func RejectionID(id string) string {
+	if rid := RejectionPrefix + id; audit.RecordableID(id) && strings.TrimSpace(id) == id && len(rid) <= audit.MaxRequestID {
+		return rid
+	}
+	sum := sha256.Sum256([]byte(id))
+	return RejectionPrefix + "sha256-" + hex.EncodeToString(sum[:16])
+}
+
 // record is Record and RecordErasure; recorded reports that the message's
 // rejection was not audited because its request id already has a final
 // outcome in the audit log (audit.ErrDuplicateOutcome): recorded, and
 // answered, before. The receipt then says rejected, as that outcome did.
+//
+// A change is recorded with its request (source and id): the same request
+// again is answered with the first one's receipt (its event and version)
+// and recorded nothing. Once a change is stored it is answered as
+// recorded even if its audit entries could not be written: they are
+// written later (ErrAuditPending), and an answer of "retry" would have the
+// caller record it again.
 func (l *Live) record(ctx context.Context, kind string, data []byte, subject, id, source string) (rc Receipt, retry, recorded bool) {
 	rc = Receipt{RequestID: id, Reasons: []string{}}
 	now := l.opts.Now()
 	var ch agreements.Change
+	var atReceipt bool
 	var err error
 	switch kind {
 	case RightsConsents:
-		ch, err = ParseConsent(data, now)
+		ch, atReceipt, err = parseConsent(data, now)
 	case RightsErasures:
 		ch, err = ParseErasure(data, subject, now)
 	default:
 		err = invalid("subject", "not a consents or erasures subject")
 	}
 	reg := l.opts.Engine.Registry()
-	var ev Event
+	var res changed
 	if err == nil {
-		// A message that would change nothing is not recorded (Change):
-		// an erasure in force already is answered as recorded (no second
-		// event, no second notice), a withdrawal of no consent in force is
-		// refused.
-		ev, err = l.Change(ctx, ch)
+		var req *request
+		if audit.RecordableID(id) && audit.RecordableID(source) {
+			req = &request{source: source, id: id}
+		}
+		// A message that would change nothing is not recorded: an erasure
+		// in force already is answered as recorded (no second event, no
+		// second notice).
+		res, err = l.change(ctx, ch, req, atReceipt)
 		if errors.Is(err, ErrAlreadyErased) {
 			rc.Status, rc.Reasons, rc.RegistryVersion = StatusRecorded, []string{ReasonAlreadyErased}, l.opts.Engine.Registry().Version()
 			return rc, false, false
 		}
-		if err != nil && !errors.Is(err, ErrInvalidChange) && !errors.Is(err, ErrNothingToWithdraw) {
+		if err != nil && !errors.Is(err, ErrInvalidChange) {
 			l.log.Warn("record rights message", "request_id", id, "source", source, "err", err)
 			return rc, true, false
+		}
+		if res.audit != nil {
+			l.log.Warn("rights message recorded; its audit entries are written later", "request_id", id, "source", source,
+				"seq", res.ev.Seq, "err", res.audit)
 		}
 	}
 	if err != nil {
 		rc.Status, rc.Reasons = StatusRejected, rejectReasons(err)
-		e := &audit.Entry{Time: now, Event: audit.EventRejected, RequestID: id, Source: source, Decision: "deny", Reasons: rc.Reasons}
+		e := &audit.Entry{Time: now, Event: audit.EventRejected, RequestID: RejectionID(id), Source: source, Decision: "deny", Reasons: rc.Reasons}
 		switch {
 		case len(ch.Consents) > 0:
 			e.SubjectID, e.Purpose = ch.Consents[0].Subject, ch.Consents[0].Purpose
@@ -245,16 +288,16 @@ func (l *Live) record(ctx context.Context, kind string, data []byte, subject, id
 		}
 		return rc, false, false
 	}
-	rc.Status, rc.Event, rc.RegistryVersion = StatusRecorded, ev.Seq, ev.Version
+	rc.Status, rc.Event, rc.RegistryVersion = StatusRecorded, res.ev.Seq, res.ev.Version
+	if res.reason != "" {
+		rc.Reasons = []string{res.reason}
+	}
 	return rc, false, false
 }
 
 // rejectReasons lists the problems of an invalid message; they name fields,
 // purposes and parties, never a subject.
 func rejectReasons(err error) []string {
-	if errors.Is(err, ErrNothingToWithdraw) {
-		return []string{reasonNothingToWithdraw}
-	}
 	var out []string
 	for _, p := range agreements.Problems(err) {
 		if p == ErrInvalidChange {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -96,7 +97,7 @@ func TestRightsOverNATSAndHTTP(t *testing.T) {
 		if rc.Status != policy.StatusRejected || len(rc.Reasons) != 1 || !strings.Contains(rc.Reasons[0], `no purpose "astrology"`) {
 			t.Fatalf("receipt %+v", rc)
 		}
-		es, err := e.audit.Query(t.Context(), audit.Filter{RequestID: "cms-2"})
+		es, err := e.audit.Query(t.Context(), audit.Filter{RequestID: policy.RejectionID("cms-2")})
 		if err != nil || len(es) != 1 || es[0].Event != audit.EventRejected {
 			t.Fatalf("audit %+v %v", es, err)
 		}
@@ -139,7 +140,7 @@ func TestRightsOverNATSAndHTTP(t *testing.T) {
 		// is terminated without a second entry or receipt, not retried (the
 		// consumer takes one message at a time, so a retried one would hold
 		// up cms-5).
-		first := &audit.Entry{Time: time.Now(), Event: audit.EventRejected, RequestID: "cms-4", Source: "cms", Decision: "deny",
+		first := &audit.Entry{Time: time.Now(), Event: audit.EventRejected, RequestID: policy.RejectionID("cms-4"), Source: "cms", Decision: "deny",
 			Reasons: []string{`invalid_request: no purpose "astrology"`}}
 		if _, err := e.audit.Append(t.Context(), first); err != nil {
 			t.Fatal(err)
@@ -154,7 +155,7 @@ func TestRightsOverNATSAndHTTP(t *testing.T) {
 		if rc.RequestID != "cms-5" || rc.Status != policy.StatusRecorded {
 			t.Fatalf("receipt %+v, want cms-5 recorded (no receipt for cms-4)", rc)
 		}
-		es, err := e.audit.Query(t.Context(), audit.Filter{RequestID: "cms-4"})
+		es, err := e.audit.Query(t.Context(), audit.Filter{RequestID: policy.RejectionID("cms-4")})
 		if err != nil || len(es) != 1 || es[0].Event != audit.EventRejected {
 			t.Fatalf("audit %+v %v", es, err)
 		}
@@ -171,4 +172,68 @@ func TestRightsOverNATSAndHTTP(t *testing.T) {
 				info.NumRedelivered, info.NumAckPending, info.NumPending)
 		}
 	})
+}
+
+// TestRightsOverNATSAuditDown: a consent published while the audit log is
+// down is stored and in force at its first delivery; it is acknowledged
+// and answered as recorded (its audit entry is written later), not handed
+// back to be stored again at each redelivery.
+func TestRightsOverNATSAuditDown(t *testing.T) {
+	e := newEnv(t, brokertest.SQLiteDSN(t))
+	var down atomic.Bool
+	e.auditDown = &down
+	nc := brokertest.Connect(t, brokertest.StartNATS(t))
+	dir := registryDir(t)
+	n := e.start(t, nc, load(t, dir))
+	if _, _, err := n.live.Apply(t.Context(), load(t, dir)); err != nil {
+		t.Fatal(err)
+	}
+	in, err := n.live.StartIntake(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(in.Stop)
+	receipts := make(chan *nats.Msg, 16)
+	sub, err := nc.ChanSubscribe(policy.ReceiptsSubject+".cms", receipts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	js, _ := jetstream.New(nc)
+
+	down.Store(true)
+	msg := nats.NewMsg("clearance.consents.cms")
+	msg.Data = []byte(`{"action":"grant","subject":"cust-80","purpose":"marketing"}`)
+	msg.Header.Set(jetstream.MsgIDHeader, "cms-80")
+	if _, err := js.PublishMsg(t.Context(), msg); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-receipts:
+		var rc policy.Receipt
+		if err := json.Unmarshal(m.Data, &rc); err != nil || rc.RequestID != "cms-80" || rc.Status != policy.StatusRecorded || rc.Event != 2 {
+			t.Fatalf("receipt %s (%v)", m.Data, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no receipt")
+	}
+	time.Sleep(1500 * time.Millisecond) // a redelivery would come after a second
+	if seq, _, err := e.store.Head(t.Context()); err != nil || seq != 2 {
+		t.Fatalf("head at %d (%v), want the apply and one change", seq, err)
+	}
+	if cs, _ := n.engine.Registry().Subject("cust-80"); len(cs) != 1 {
+		t.Fatalf("%d consents of the subject, want 1", len(cs))
+	}
+	c, err := js.Consumer(t.Context(), policy.RightsStream, policy.RightsConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumRedelivered != 0 || info.NumAckPending != 0 || info.NumPending != 0 {
+		t.Errorf("consumer: redelivered %d, ack pending %d, pending %d; want the message acknowledged at its first delivery",
+			info.NumRedelivered, info.NumAckPending, info.NumPending)
+	}
 }

@@ -94,6 +94,13 @@ type Live struct {
 	// now.
 	snapSeq  int64
 	snapping bool
+	// files holds the erasures of the base content in force (the applied
+	// registry files), by subject, read from the store once per base when
+	// an erasure meets one in force (fileErasures).
+	files struct {
+		base     string
+		erasures map[string][]agreements.Erasure
+	}
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -223,25 +230,72 @@ func (l *Live) Apply(ctx context.Context, reg *agreements.Registry) (ev Event, a
 // publishes it and puts it in force. It returns once every running instance
 // confirmed that it is in force, or after Options.SyncTimeout (ev.Sync
 // says which). An invalid change wraps ErrInvalidChange and stores nothing;
-// so do an erasure of a subject erased already (ErrAlreadyErased, once
-// OnErasure ran again; its error instead if it failed) and a withdrawal of
-// no consent in force at its time (ErrNothingToWithdraw).
+// so does an erasure of a subject erased already at run time
+// (ErrAlreadyErased, once OnErasure ran again; its error instead if it
+// failed). A withdrawal is stored even when no consent is in force at its
+// time: it withdraws the consents granted before it that are recorded
+// after it. An error that wraps ErrAuditPending comes after the change was
+// stored and put in force: its audit entries are written later.
 func (l *Live) Change(ctx context.Context, ch agreements.Change) (Event, error) {
+	res, err := l.change(ctx, ch, nil, false)
+	return res.ev, errors.Join(res.audit, err)
+}
+
+// request names a rights message by its caller: its source and the request
+// id it was sent under (Idempotency-Key, Nats-Msg-Id).
+type request struct{ source, id string }
+
+// changed is what change did.
+type changed struct {
+	// ev is the event that recorded the change, or that recorded the
+	// same request before (repeat).
+	ev     Event
+	repeat bool
+	// reason is the receipt's reason, if any: ReasonNoConsentInForce.
+	reason string
+	// audit, when not nil, wraps ErrAuditPending: ev is stored and in
+	// force, and its audit entries are written later.
+	audit error
+}
+
+// change is Change; req, when not nil, is recorded with the event, and a
+// request recorded before is not recorded again: its event is returned
+// (repeat), and the erasures it holds are followed up again (OnErasure
+// is safe to repeat, and the first may have failed). atReceipt says that
+// ch's withdrawals were sent without a time (dateAtReceipt).
+func (l *Live) change(ctx context.Context, ch agreements.Change, req *request, atReceipt bool) (changed, error) {
+	var res changed
 	conf, err := l.confirmations()
 	if err != nil {
-		return Event{}, err
+		return res, err
 	}
-	ev, err := l.write(ctx, func(ctx context.Context, _ *Store, _ bun.Tx, head *headRow) (*Event, error) {
+	ev, err := l.write(ctx, func(ctx context.Context, s *Store, tx bun.Tx, head *headRow) (*Event, error) {
 		if l.st.reg == nil {
 			return nil, ErrNotApplied
+		}
+		if req != nil {
+			prior, reason, ok, err := s.request(ctx, tx, *req)
+			if err != nil || ok {
+				res.ev, res.reason, res.repeat = prior, reason, ok
+				return nil, err
+			}
+		}
+		if atReceipt && len(ch.Withdrawals) > 0 {
+			ch = dateAtReceipt(l.st.reg, ch)
 		}
 		// Checked here, with the store's head locked and this instance
 		// caught up to it, so that two instances taking the same erasure at
 		// once record it once.
-		if erased, err := inForce(l.st.reg, ch, l.opts.Now()); erased {
-			return nil, ErrAlreadyErased
-		} else if err != nil {
+		f, err := inForce(l.st.reg, ch, l.opts.Now(), func(subject string) ([]agreements.Erasure, error) {
+			return l.fileErasures(ctx, tx, subject)
+		})
+		switch {
+		case err != nil:
 			return nil, err
+		case f.erased:
+			return nil, ErrAlreadyErased
+		case f.unmatched:
+			res.reason = ReasonNoConsentInForce
 		}
 		ev := &Event{Seq: head.Seq + 1, Kind: KindChange, Change: &ch}
 		if len(ch.Suspend) > 0 {
@@ -253,25 +307,53 @@ func (l *Live) Change(ctx context.Context, ch agreements.Change) (Event, error) 
 				}
 			}
 		}
+		if req != nil {
+			if err := storeRequest(ctx, tx, *req, ev.Seq, res.reason, l.opts.Now()); err != nil {
+				return nil, err
+			}
+		}
 		return ev, nil
 	}, nil)
-	if err != nil {
+	if err != nil || res.repeat {
 		_ = conf.sub.Unsubscribe()
-		if errors.Is(err, ErrAlreadyErased) {
+		switch {
+		case res.repeat && err == nil:
+			// Recorded before; what follows an erasure may not have run
+			// (it failed, and the caller was told to try again).
+			return res, l.followErasures(ctx, l.erasuresInForce(*res.ev.Change))
+		case errors.Is(err, ErrAlreadyErased):
 			// The erasure was stored before, but what follows it may not
 			// have run: it failed (the caller was told to try again,
 			// which brings it here) or the instance stopped in between.
 			// It is safe to repeat, so it runs again, and a failure is
 			// answered as one, not as an erasure in force already.
 			if ferr := l.followErasures(ctx, l.erasuresInForce(ch)); ferr != nil {
-				return ev, ferr
+				return res, ferr
 			}
 		}
-		return ev, err
+		return res, err
 	}
-	err = l.auditChange(ctx, ev)
-	ev.Sync = conf.wait(ctx, ev.Seq)
-	return ev, errors.Join(err, l.followErasures(ctx, ch))
+	res.ev = ev
+	res.audit = l.auditChange(ctx, ev)
+	res.ev.Sync = conf.wait(ctx, ev.Seq)
+	return res, l.followErasures(ctx, ch)
+}
+
+// fileErasures returns the erasures of subject that the base content in
+// force holds (the applied registry files), reading the content from db
+// the first time after an apply; l.mu is held.
+func (l *Live) fileErasures(ctx context.Context, db bun.IDB, subject string) ([]agreements.Erasure, error) {
+	if l.files.base != l.st.base || l.files.erasures == nil {
+		c, err := l.opts.Store.base(ctx, db, l.st.base)
+		if err != nil {
+			return nil, err
+		}
+		l.files.base, l.files.erasures = l.st.base, map[string][]agreements.Erasure{}
+		for _, e := range c.Erasures {
+			l.files.erasures[e.Subject] = append(l.files.erasures[e.Subject], e)
+		}
+	}
+	return l.files.erasures[subject], nil
 }
 
 // erasuresInForce returns ch with each erasure's time that of the earliest

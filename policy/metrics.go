@@ -18,6 +18,9 @@ type metrics struct {
 	// snapshotFailures the snapshots it could not store.
 	snapshot, snapshotBytes prometheus.Gauge
 	snapshotFailures        prometheus.Counter
+	// catchUpFailing is 1 while the instance's last catch-up with the
+	// store failed: it decides with an older registry than the store's.
+	catchUpFailing prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, dates prometheus.Collector) *metrics {
@@ -47,9 +50,13 @@ func newMetrics(reg prometheus.Registerer, dates prometheus.Collector) *metrics 
 			Namespace: "clearance", Subsystem: "registry", Name: "snapshot_failures_total",
 			Help: "Registry snapshots this instance could not store (a later start replays more events).",
 		}),
+		catchUpFailing: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "clearance", Subsystem: "registry", Name: "catch_up_failing",
+			Help: "1 while this instance's last attempt to put the stored registry events in force failed (it decides with an older registry version), else 0.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.events, m.lag, m.seq, m.snapshot, m.snapshotBytes, m.snapshotFailures, dates)
+		reg.MustRegister(m.events, m.lag, m.seq, m.snapshot, m.snapshotBytes, m.snapshotFailures, m.catchUpFailing, dates)
 	}
 	return m
 }

@@ -1,9 +1,11 @@
 package policy_test
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/clearance-broker/clearance/agreements"
@@ -109,4 +111,70 @@ func TestLiveExportsAgreementDates(t *testing.T) {
 	if _, ok := got["dpa-swiftship-de v2"]; ok {
 		t.Fatalf("the replaced version is still exported: %v", got)
 	}
+}
+
+// TestCatchUpFailureExported: an instance that cannot put a stored event
+// in force (here one whose stored version is not the one its change
+// derives) keeps deciding with the registry it has, and says so in
+// clearance_registry_catch_up_failing until it catches up.
+func TestCatchUpFailureExported(t *testing.T) {
+	e := newEnv(t, brokertest.SQLiteDSN(t))
+	nc := brokertest.Connect(t, brokertest.StartNATS(t))
+	dir := registryDir(t)
+	n := e.start(t, nc, load(t, dir))
+	if _, _, err := n.live.Apply(t.Context(), load(t, dir)); err != nil {
+		t.Fatal(err)
+	}
+	ch := agreements.Change{Consents: []agreements.Consent{{Subject: "cust-90", Purpose: "marketing", GrantedAt: time.Now().UTC().Truncate(time.Second)}}}
+	next, err := n.engine.Registry().With(ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := json.Marshal(map[string]any{"change": ch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.Exec("INSERT INTO policy_events (seq, kind, base, change, version, at) VALUES (2, 'change', '', ?, 'sha256:0000', ?)",
+		string(body), time.Now().UTC()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.Exec("UPDATE policy_head SET seq = 2, version = 'sha256:0000' WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(t.Context(), policy.DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	announce := func(t *testing.T) {
+		t.Helper()
+		if _, err := kv.Put(t.Context(), "event.0000000000000002", []byte(`{"seq":2,"kind":"change"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitGauge := func(t *testing.T, want float64) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for gauge(t, n.metrics, "clearance_registry_catch_up_failing") != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("clearance_registry_catch_up_failing never %v", want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitGauge(t, 0)
+	announce(t)
+	waitGauge(t, 1)
+	if n.live.Seq() != 1 {
+		t.Fatalf("in force at event %d, want 1", n.live.Seq())
+	}
+	if _, err := e.db.Exec("UPDATE policy_events SET version = ? WHERE seq = 2", next.Version()); err != nil {
+		t.Fatal(err)
+	}
+	announce(t)
+	waitGauge(t, 0)
+	n.waitVersion(t, next.Version())
 }

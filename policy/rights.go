@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/clearance-broker/clearance/agreements"
 )
@@ -22,7 +23,11 @@ import (
 //	{"action": "withdraw", "subject": "cust-7", "purpose": "marketing", "at": "2026-11-28T11:00:00Z"}
 //
 // At defaults to the time of receipt; a withdrawal takes only subject,
-// purpose and at.
+// purpose and at. A withdrawal without at withdraws the consents recorded
+// before it even if one was dated a few minutes ahead (dateAtReceipt); a
+// withdrawal is recorded even when no consent is in force at its time,
+// and withdraws the consents granted before it that are recorded after
+// it.
 type ConsentMessage struct {
 	Action          string     `json:"action"`
 	Subject         string     `json:"subject"`
@@ -66,9 +71,16 @@ func invalid(field, problem string) error {
 // ParseConsent decodes and checks a consent message strictly (unknown
 // fields are errors) and returns the change it makes, received at now.
 func ParseConsent(data []byte, now time.Time) (agreements.Change, error) {
+	ch, _, err := parseConsent(data, now)
+	return ch, err
+}
+
+// parseConsent is ParseConsent; atReceipt reports a message without at,
+// dated now.
+func parseConsent(data []byte, now time.Time) (ch agreements.Change, atReceipt bool, err error) {
 	var m ConsentMessage
 	if err := strictJSON(data, &m); err != nil {
-		return agreements.Change{}, err
+		return agreements.Change{}, false, err
 	}
 	var errs []error
 	if err := checkID("subject", m.Subject); err != nil {
@@ -91,6 +103,11 @@ func ParseConsent(data []byte, now time.Time) (agreements.Change, error) {
 				errs = append(errs, err)
 			}
 		}
+		if m.NoticeVersion != "" {
+			if err := checkID("notice_version", m.NoticeVersion); err != nil {
+				errs = append(errs, err)
+			}
+		}
 	case ActionWithdraw:
 		if len(m.Recipients) > 0 || m.Parental || m.TransferConsent || m.NoticeVersion != "" {
 			errs = append(errs, invalid("action", "a withdrawal takes only subject, purpose and at"))
@@ -101,15 +118,15 @@ func ParseConsent(data []byte, now time.Time) (agreements.Change, error) {
 		errs = append(errs, invalid("action", `must be "grant" or "withdraw"`))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return agreements.Change{}, err
+		return agreements.Change{}, false, err
 	}
 	if m.Action == ActionWithdraw {
-		return agreements.Change{Withdrawals: []agreements.Withdrawal{{Subject: m.Subject, Purpose: m.Purpose, At: at}}}, nil
+		return agreements.Change{Withdrawals: []agreements.Withdrawal{{Subject: m.Subject, Purpose: m.Purpose, At: at}}}, m.At == nil, nil
 	}
 	return agreements.Change{Consents: []agreements.Consent{{
 		Subject: m.Subject, Purpose: m.Purpose, Recipients: m.Recipients, GrantedAt: at,
 		Parental: m.Parental, TransferConsent: m.TransferConsent, NoticeVersion: m.NoticeVersion,
-	}}}, nil
+	}}}, m.At == nil, nil
 }
 
 // ParseErasure decodes and checks an erasure message; subject, when not
@@ -174,35 +191,44 @@ func checkAt(at *time.Time, now time.Time) error {
 	return nil
 }
 
-// ErrNothingToWithdraw is a withdrawal that names no consent of its subject for its
-// purpose that is in force at its time (none was granted, or it is withdrawn
-// already). Nothing is recorded and no withdrawal is audited.
-var ErrNothingToWithdraw = errors.New("policy: no consent in force to withdraw")
+// ReasonNoConsentInForce is the reason of the receipt of a withdrawal
+// that found no consent of its subject for its purpose in force at its
+// time (none recorded yet, or withdrawn already). It is recorded all the
+// same: a consent granted before it and recorded after it (sent late, or
+// sent again) is withdrawn by it (agreements.Withdrawal). The reason names
+// neither the subject nor the purpose.
+const ReasonNoConsentInForce = "no_consent_in_force: no consent of the subject for this purpose was in force at the withdrawal's time; recorded, it withdraws one granted before it that is recorded later"
 
-// reasonNothingToWithdraw is the receipt reason of ErrNothingToWithdraw; it
-// names neither the subject nor the purpose.
-const reasonNothingToWithdraw = "not_found: consent: the subject holds no consent for this purpose in force at the withdrawal's time (none was granted, or it is withdrawn already)"
-
-// ErrAlreadyErased is Live.Change's answer to an erasure of a subject the
-// registry in force holds an erasure of, in force by now or by the new
+// ErrAlreadyErased is Live.Change's answer to an erasure of a subject
+// erased already at run time, by an erasure in force by now or by the new
 // one's time: nothing is recorded.
 var ErrAlreadyErased = errors.New("policy: the subject's erasure is in force already")
 
 // ReasonAlreadyErased is the reason of the receipt of an erasure of a
-// subject the registry in force holds an erasure of already: it is
-// answered as recorded, and nothing is recorded again (no second event, no
-// second notice to the recipients).
+// subject erased already at run time: it is answered as recorded, and
+// nothing is recorded again (no second event, no second notice to the
+// recipients).
 const ReasonAlreadyErased = "already_erased: the subject's erasure is in force; nothing recorded again"
 
-// inForce compares ch, a parsed consent or erasure message, with reg:
-// erased reports an erasure of a subject reg holds an erasure of in force
-// by now or by the new one's time; a
-// withdrawal matching no consent in force at its time (as
-// agreements.Registry.With would withdraw it) is ErrNothingToWithdraw.
-func inForce(reg *agreements.Registry, ch agreements.Change, now time.Time) (erased bool, err error) {
-	if len(ch.Erasures)+len(ch.Withdrawals) == 0 {
-		return false, nil
-	}
+// found is what inForce finds of a change in the registry in force.
+type found struct {
+	// erased: the change erases a subject erased already at run time.
+	erased bool
+	// unmatched: a withdrawal of the change finds no consent in force at
+	// its time.
+	unmatched bool
+}
+
+// inForce compares ch, a parsed consent or erasure message, with reg.
+// An erasure of a subject that a run-time erasure in force by now or by
+// the new one's time erases is a repeat (erased); base(subject) gives the
+// erasures the applied registry files hold of the subject, which are no
+// reason to record nothing: a later apply of files without them would
+// leave the subject's data flowing. A withdrawal matching no consent in
+// force at its time (as agreements.Registry.With would withdraw it) is
+// unmatched.
+func inForce(reg *agreements.Registry, ch agreements.Change, now time.Time, base func(subject string) ([]agreements.Erasure, error)) (found, error) {
+	var f found
 	// The subject's own entries only (Registry.Subject): a registry may
 	// hold a consent per customer, and this runs for every message.
 	// Only an erasure in force by now, or by the new one's time, makes it a
@@ -214,35 +240,77 @@ func inForce(reg *agreements.Registry, ch agreements.Change, now time.Time) (era
 		if now.After(by) {
 			by = now
 		}
+		held := func(x agreements.Erasure) bool { return !x.At.After(by) }
 		_, erasures := reg.Subject(e.Subject)
-		if slices.ContainsFunc(erasures, func(x agreements.Erasure) bool { return !x.At.After(by) }) {
-			return true, nil
+		n := countFunc(erasures, held)
+		if n == 0 {
+			continue
+		}
+		// The registry holds the files' erasures and every run-time one:
+		// a run-time erasure is in force if it holds more than the files.
+		files, err := base(e.Subject)
+		if err != nil {
+			return found{}, err
+		}
+		if n > countFunc(files, held) {
+			f.erased = true
+			return f, nil
 		}
 	}
 	for _, w := range ch.Withdrawals {
 		consents, _ := reg.Subject(w.Subject)
-		found := false
-		for i := range consents {
-			k := &consents[i]
-			if k.Purpose == w.Purpose && !k.GrantedAt.After(w.At) && (k.WithdrawnAt == nil || k.WithdrawnAt.After(w.At)) {
-				found = true
-				break
-			}
-		}
-		if !found {
-			return false, ErrNothingToWithdraw
+		if !slices.ContainsFunc(consents, func(k agreements.Consent) bool {
+			return k.Purpose == w.Purpose && !k.GrantedAt.After(w.At) && (k.WithdrawnAt == nil || k.WithdrawnAt.After(w.At))
+		}) {
+			f.unmatched = true
 		}
 	}
-	return false, nil
+	return f, nil
 }
 
-// checkID rejects empty, overlong and control-character ids.
+// dateAtReceipt returns ch with each withdrawal, sent without a time and
+// dated at its receipt, dated instead at the latest grant after that of a
+// consent reg holds of its subject and purpose that is not withdrawn: a
+// grant dated a few minutes ahead of its own receipt (a sender's clock
+// running ahead, up to maxClockSkew) and recorded before the withdrawal
+// is withdrawn by it, rather than coming into force after it. Only
+// consents recorded before the withdrawal move it, so the date is fixed
+// when it is recorded, the same on every instance.
+func dateAtReceipt(reg *agreements.Registry, ch agreements.Change) agreements.Change {
+	out := ch
+	out.Withdrawals = slices.Clone(ch.Withdrawals)
+	for i, w := range out.Withdrawals {
+		consents, _ := reg.Subject(w.Subject)
+		for _, c := range consents {
+			if c.Purpose == w.Purpose && c.WithdrawnAt == nil && c.GrantedAt.After(out.Withdrawals[i].At) {
+				out.Withdrawals[i].At = c.GrantedAt.UTC()
+			}
+		}
+	}
+	return out
+}
+
+func countFunc[T any](s []T, f func(T) bool) int {
+	n := 0
+	for _, x := range s {
+		if f(x) {
+			n++
+		}
+	}
+	return n
+}
+
+// checkID rejects empty, overlong, control-character ids and ids that are
+// not valid UTF-8 (which JSON cannot carry as they are: the change would
+// be stored in another form than it was hashed in).
 func checkID(field, id string) error {
 	switch {
 	case id == "":
 		return invalid(field, "required field is missing")
 	case len(id) > 256:
 		return invalid(field, "longer than 256 bytes")
+	case !utf8.ValidString(id):
+		return invalid(field, "not valid UTF-8")
 	case strings.ContainsFunc(id, unicode.IsControl):
 		return invalid(field, "holds control characters")
 	}

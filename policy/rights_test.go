@@ -99,9 +99,12 @@ func TestParseErasure(t *testing.T) {
 }
 
 // TestRightsHTTPChangesNothingTwice records over HTTP what the registry in
-// force already holds: an erasure of an erased subject is answered as
-// recorded without a second event, and a withdrawal of no consent in force
-// is refused as not found, audited as rejected and never as a withdrawal.
+// force already holds: an erasure of a subject erased at run time is
+// answered as recorded without a second event; one that only the registry
+// files hold is recorded (an apply of files without it must not let the
+// subject's data flow); a withdrawal of no consent in force is recorded
+// all the same, with a reason that says so (it withdraws a consent granted
+// before it that arrives later).
 func TestRightsHTTPChangesNothingTwice(t *testing.T) {
 	e := newEnv(t, brokertest.SQLiteDSN(t))
 	nc := brokertest.Connect(t, brokertest.StartNATS(t))
@@ -151,26 +154,23 @@ func TestRightsHTTPChangesNothingTwice(t *testing.T) {
 			t.Errorf("registry version changed to %s by a repeated erasure", v)
 		}
 	})
-	t.Run("erasure of a subject the registry files erase", func(t *testing.T) {
+	t.Run("erasure of a subject only the registry files erase", func(t *testing.T) {
 		code, rc, _ := post(t, "/v1/subjects/cust-13/erasure", "er-3", ``)
-		if code != http.StatusOK || len(rc.Reasons) != 1 || rc.Reasons[0] != policy.ReasonAlreadyErased {
+		if code != http.StatusOK || rc.Status != policy.StatusRecorded || rc.Event == 0 || len(rc.Reasons) != 0 {
 			t.Fatalf("%d %+v", code, rc)
+		}
+		code, rc, _ = post(t, "/v1/subjects/cust-13/erasure", "er-3b", ``)
+		if code != http.StatusOK || rc.Event != 0 || !slices.Equal(rc.Reasons, []string{policy.ReasonAlreadyErased}) {
+			t.Fatalf("once erased at run time: %d %+v", code, rc)
 		}
 	})
 	t.Run("withdrawal of no consent", func(t *testing.T) {
 		code, rc, body := post(t, "/v1/consents", "wd-1", `{"action":"withdraw","subject":"cust-99","purpose":"marketing"}`)
-		if code != http.StatusNotFound || rc.Status != policy.StatusRejected || len(rc.Reasons) != 1 || !strings.HasPrefix(rc.Reasons[0], "not_found: consent: ") {
+		if code != http.StatusOK || rc.Status != policy.StatusRecorded || rc.Event == 0 || !slices.Equal(rc.Reasons, []string{policy.ReasonNoConsentInForce}) {
 			t.Fatalf("%d %+v", code, rc)
 		}
 		if strings.Contains(body, "cust-99") {
 			t.Errorf("the answer names the subject: %s", body)
-		}
-		es, err := e.audit.Query(t.Context(), audit.Filter{RequestID: "wd-1"})
-		if err != nil || len(es) != 1 || es[0].Event != audit.EventRejected || es[0].Purpose != "marketing" {
-			t.Fatalf("audit %+v %v", es, err)
-		}
-		if b, _ := json.Marshal(es[0]); strings.Contains(string(b), "cust-99") {
-			t.Errorf("the audit entry names the subject: %s", b)
 		}
 	})
 	t.Run("an idempotency key that is not UTF-8", func(t *testing.T) {
@@ -180,17 +180,17 @@ func TestRightsHTTPChangesNothingTwice(t *testing.T) {
 		if code != http.StatusBadRequest || !strings.HasPrefix(rc.RequestID, "http-") {
 			t.Fatalf("%d %+v", code, rc)
 		}
-		es, err := e.audit.Query(t.Context(), audit.Filter{RequestID: rc.RequestID})
+		es, err := e.audit.Query(t.Context(), audit.Filter{RequestID: policy.RejectionID(rc.RequestID)})
 		if err != nil || len(es) != 1 || es[0].Event != audit.EventRejected {
 			t.Fatalf("audit %+v %v", es, err)
 		}
 	})
 	t.Run("withdrawal of a consent to an unknown purpose", func(t *testing.T) {
 		code, _, _ := post(t, "/v1/consents", "wd-2", `{"action":"withdraw","subject":"cust-7","purpose":"ada@example.com"}`)
-		if code != http.StatusNotFound {
+		if code != http.StatusBadRequest {
 			t.Fatalf("answered %d", code)
 		}
-		es, err := e.audit.Query(t.Context(), audit.Filter{RequestID: "wd-2"})
+		es, err := e.audit.Query(t.Context(), audit.Filter{RequestID: policy.RejectionID("wd-2")})
 		if err != nil || len(es) != 1 || es[0].Purpose != "" {
 			t.Fatalf("audit %+v %v", es, err)
 		}
@@ -200,13 +200,14 @@ func TestRightsHTTPChangesNothingTwice(t *testing.T) {
 		if code, rc, _ := post(t, "/v1/consents", "wd-3", body); code != http.StatusOK || rc.Status != policy.StatusRecorded {
 			t.Fatalf("withdrawal: %d %+v", code, rc)
 		}
-		if code, rc, _ := post(t, "/v1/consents", "wd-4", body); code != http.StatusNotFound {
+		if code, rc, _ := post(t, "/v1/consents", "wd-4", body); code != http.StatusOK || rc.Status != policy.StatusRecorded ||
+			!slices.Equal(rc.Reasons, []string{policy.ReasonNoConsentInForce}) {
 			t.Fatalf("second withdrawal: %d %+v", code, rc)
 		}
 	})
 	t.Run("nothing else recorded", func(t *testing.T) {
-		if got := count(t, audit.EventConsentRecorded); got != consents+1 {
-			t.Errorf("%d consent entries, want %d", got, consents+1)
+		if got := count(t, audit.EventConsentRecorded); got != consents+3 {
+			t.Errorf("%d consent entries, want %d", got, consents+3)
 		}
 	})
 	t.Run("erasure dated in the future", func(t *testing.T) {
@@ -223,14 +224,14 @@ func TestRightsHTTPChangesNothingTwice(t *testing.T) {
 			t.Fatalf("repeated erasure: %+v retry %v", rc, retry)
 		}
 		rc, retry = n.live.Record(t.Context(), policy.RightsConsents, []byte(`{"action":"withdraw","subject":"cust-99","purpose":"marketing"}`), "wd-nats-1", "nats")
-		if retry || rc.Status != policy.StatusRejected || len(rc.Reasons) != 1 || !strings.HasPrefix(rc.Reasons[0], "not_found: consent: ") {
+		if retry || rc.Status != policy.StatusRecorded || !slices.Equal(rc.Reasons, []string{policy.ReasonNoConsentInForce}) {
 			t.Fatalf("withdrawal of no consent: %+v retry %v", rc, retry)
 		}
-		if got := count(t, audit.EventErasureRecorded); got != erasures+1 {
-			t.Errorf("%d erasure entries, want %d", got, erasures+1)
+		if got := count(t, audit.EventErasureRecorded); got != erasures+2 {
+			t.Errorf("%d erasure entries, want %d", got, erasures+2)
 		}
-		if got := count(t, audit.EventConsentRecorded); got != consents+1 {
-			t.Errorf("%d consent entries, want %d", got, consents+1)
+		if got := count(t, audit.EventConsentRecorded); got != consents+4 {
+			t.Errorf("%d consent entries, want %d", got, consents+4)
 		}
 	})
 }
@@ -274,7 +275,7 @@ func equalChange(a, b agreements.Change) bool {
 // TestErasureRecordedOnceAcrossInstances erases one subject on two
 // instances at once: the check that the erasure is new is made with the
 // store's head locked, so exactly one is recorded and the other answers
-// ErrAlreadyErased; a withdrawal of no consent is refused the same way.
+// ErrAlreadyErased.
 func TestErasureRecordedOnceAcrossInstances(t *testing.T) {
 	e := newEnv(t, brokertest.SQLiteDSN(t))
 	nc := brokertest.Connect(t, brokertest.StartNATS(t))
@@ -305,22 +306,20 @@ func TestErasureRecordedOnceAcrossInstances(t *testing.T) {
 	if got := len(events(t, e.audit, audit.EventErasureRecorded)); got != 1 {
 		t.Errorf("%d erasure entries, want 1", got)
 	}
-	wd := agreements.Change{Withdrawals: []agreements.Withdrawal{{Subject: "cust-99", Purpose: "marketing", At: time.Now().UTC()}}}
-	if _, err := b.live.Change(t.Context(), wd); !errors.Is(err, policy.ErrNothingToWithdraw) {
-		t.Errorf("withdrawal of no consent: %v, want ErrNothingToWithdraw", err)
-	}
 	// A withdrawal dated the instant of the grant withdraws it: the
-	// consent is in force from that instant. One dated before it is
-	// refused.
+	// consent is in force from that instant. One dated before it does not.
 	granted := time.Now().UTC().Add(-time.Minute).Truncate(time.Second)
 	if _, err := a.live.Change(t.Context(), agreements.Change{Consents: []agreements.Consent{{Subject: "cust-99", Purpose: "marketing", GrantedAt: granted}}}); err != nil {
 		t.Fatal(err)
 	}
 	early := agreements.Change{Withdrawals: []agreements.Withdrawal{{Subject: "cust-99", Purpose: "marketing", At: granted.Add(-time.Second)}}}
-	if _, err := b.live.Change(t.Context(), early); !errors.Is(err, policy.ErrNothingToWithdraw) {
-		t.Errorf("withdrawal before the grant: %v, want ErrNothingToWithdraw", err)
+	if _, err := b.live.Change(t.Context(), early); err != nil {
+		t.Errorf("withdrawal before the grant: %v", err)
 	}
-	wd.Withdrawals[0].At = granted
+	if consents, _ := b.engine.Registry().Subject("cust-99"); len(consents) != 1 || consents[0].WithdrawnAt != nil {
+		t.Errorf("consents after a withdrawal before the grant: %+v", consents)
+	}
+	wd := agreements.Change{Withdrawals: []agreements.Withdrawal{{Subject: "cust-99", Purpose: "marketing", At: granted}}}
 	if _, err := b.live.Change(t.Context(), wd); err != nil {
 		t.Errorf("withdrawal at the instant of the grant: %v", err)
 	}
@@ -365,9 +364,12 @@ func TestErasureBeforeOneOnFile(t *testing.T) {
 
 // TestErasureFollowUpRetried: an erasure is stored, then its follow-up
 // (OnErasure: the subject's keys destroyed, its recipients told) fails and
-// the caller is told to try again. The retry finds the erasure in force
-// already; the follow-up must run again rather than be skipped, and a
-// failure of it must be answered as one, not as an erasure done.
+// the caller is told to try again. The retry, under the same request id,
+// finds the erasure recorded already; the follow-up must run again rather
+// than be skipped, a failure of it must be answered as one, not as an
+// erasure done, and once it succeeds the retry is answered with the first
+// attempt's receipt. A retry under another id finds the erasure in force
+// and runs it again too.
 func TestErasureFollowUpRetried(t *testing.T) {
 	e := newEnv(t, brokertest.SQLiteDSN(t))
 	var calls, fail atomic.Int32
@@ -387,12 +389,16 @@ func TestErasureFollowUpRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, want := range []struct {
-		retry  bool
-		reason string
-	}{{true, ""}, {true, ""}, {false, policy.ReasonAlreadyErased}} {
-		rc, retry := n.live.RecordErasure(t.Context(), "cust-881", nil, "er-1", "http")
-		if retry != want.retry || (!retry && (rc.Status != policy.StatusRecorded || !slices.Equal(rc.Reasons, []string{want.reason}))) {
+		id      string
+		retry   bool
+		reasons []string
+	}{{"er-1", true, nil}, {"er-1", true, nil}, {"er-1", false, []string{}}, {"er-2", false, []string{policy.ReasonAlreadyErased}}} {
+		rc, retry := n.live.RecordErasure(t.Context(), "cust-881", nil, want.id, "http")
+		if retry != want.retry || (!retry && (rc.Status != policy.StatusRecorded || !slices.Equal(rc.Reasons, want.reasons))) {
 			t.Fatalf("attempt %d: %+v, retry %v; want retry %v", i+1, rc, retry, want.retry)
+		}
+		if want.id == "er-1" && !retry && rc.Event != 2 {
+			t.Fatalf("attempt %d: event %d, want the first attempt's, 2", i+1, rc.Event)
 		}
 		if got := calls.Load(); got != int32(i+1) {
 			t.Fatalf("attempt %d: OnErasure called %d times, want %d", i+1, got, i+1)

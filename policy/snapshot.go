@@ -47,6 +47,11 @@ import (
 // snapshot pass over. A snapshot stored before parts holds its content in
 // its own row.
 
+// Beside the registry's content a snapshot holds the withdrawals the
+// run-time changes recorded (agreements.Registry.Withdrawals), which the
+// content does not list and which withdraw the consents recorded after
+// them. A snapshot stored before it held them is passed over.
+
 // DefaultSnapshotEvery is the default of Options.SnapshotEvery.
 const DefaultSnapshotEvery = 10_000
 
@@ -75,6 +80,14 @@ type snapshotPartRow struct {
 	Data []byte `bun:"data,notnull"`
 }
 
+// snapshotBody is what a snapshot's content is the JSON of: the
+// registry's content with its withdrawals beside it (a key of its own, so
+// that a snapshot stored before them, without the key, is told apart).
+type snapshotBody struct {
+	agreements.Content
+	Withdrawals *[]agreements.Withdrawal `json:"run_time_withdrawals"`
+}
+
 // snapshotPart is the size in bytes of a snapshot's parts (16 MiB; tests
 // set it smaller): a part is sent as hex in its statement, twice its size.
 var snapshotPart atomic.Int64
@@ -94,7 +107,11 @@ var errBadSnapshot = errors.New("policy: snapshot unusable")
 // parts, and removes the older ones. A snapshot of that event stored
 // already is kept.
 func (s *Store) saveSnapshot(ctx context.Context, st *state, now time.Time) (int, error) {
-	data, err := json.Marshal(st.reg.Content())
+	ws := st.reg.Withdrawals()
+	if ws == nil {
+		ws = []agreements.Withdrawal{}
+	}
+	data, err := json.Marshal(snapshotBody{Content: st.reg.Content(), Withdrawals: &ws})
 	if err != nil {
 		return 0, fmt.Errorf("policy: encode snapshot %d: %w", st.seq, err)
 	}
@@ -194,15 +211,18 @@ func (s *Store) resume(ctx context.Context, db bun.IDB, upTo int64) (*state, Eve
 	if ev.Version != row.Version {
 		return bad("version differs from its event's")
 	}
-	var c agreements.Content
-	if err := json.Unmarshal(content, &c); err != nil {
+	var body snapshotBody
+	if err := json.Unmarshal(content, &body); err != nil {
 		return bad("content does not decode")
 	}
-	reg, err := agreements.Restore(c, row.Version)
+	if body.Withdrawals == nil {
+		return bad("stored without the run-time withdrawals")
+	}
+	reg, err := agreements.Restore(body.Content, row.Version)
 	if err != nil {
 		return bad("content is not a valid registry")
 	}
-	return &state{seq: row.Seq, base: row.Base, reg: reg}, ev, nil
+	return &state{seq: row.Seq, base: row.Base, reg: reg.RestoreWithdrawals(*body.Withdrawals)}, ev, nil
 }
 
 // snapshotDue reports whether an instance that stored or read its last

@@ -73,8 +73,11 @@ func resumeFromSnapshot(t *testing.T, dsn string) {
 		{Withdrawals: []agreements.Withdrawal{{Subject: "cust-7", Purpose: "marketing", At: at.Add(-time.Hour)}}},
 		{Suspend: []string{"dpa-swiftship-de"}},
 		{Erasures: []agreements.Erasure{{Subject: "cust-erased", At: at}}},
+		// A withdrawal before its consent is recorded: the snapshot keeps
+		// it, for the consent recorded after the snapshot.
+		{Withdrawals: []agreements.Withdrawal{{Subject: "cust-late", Purpose: "marketing", At: at.Add(-time.Hour)}}},
 	}
-	for i := range 6 {
+	for i := range 5 {
 		changes = append(changes, agreements.Change{Consents: []agreements.Consent{{
 			Subject: fmt.Sprintf("cust-snap-%d", i), Purpose: "marketing", GrantedAt: at.Add(-time.Duration(i+1) * time.Hour)}}})
 	}
@@ -101,9 +104,12 @@ func resumeFromSnapshot(t *testing.T, dsn string) {
 		t.Fatalf("%d snapshots kept, want the newest only", stored)
 	}
 	ev, err := a.live.Change(t.Context(), agreements.Change{Consents: []agreements.Consent{{
-		Subject: "cust-after", Purpose: "marketing", GrantedAt: at.Add(-time.Minute)}}})
+		Subject: "cust-late", Purpose: "marketing", GrantedAt: at.Add(-2 * time.Hour)}}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cs, _ := a.engine.Registry().Subject("cust-late"); len(cs) != 1 || cs[0].WithdrawnAt == nil {
+		t.Fatalf("a consent recorded after its withdrawal: %+v", cs)
 	}
 	want, wantContent := ev.Version, contentJSON(t, a.engine.Registry())
 
@@ -173,6 +179,19 @@ func resumeFromSnapshot(t *testing.T, dsn string) {
 		{"other version", func(t *testing.T) { exec(t, "UPDATE policy_snapshots SET version = 'sha256:0000'") }, nil},
 		{"content does not decode", func(t *testing.T) { replaceContent(t, `{"zones":7}`) }, nil},
 		{"content not a registry", func(t *testing.T) { replaceContent(t, notRegistry) }, nil},
+		// A snapshot stored before it kept the run-time withdrawals lacks
+		// what withdraws a consent recorded after it.
+		{"stored without the run-time withdrawals", func(t *testing.T) {
+			var c agreements.Content
+			if err := json.Unmarshal([]byte(snapshotJSON(t, e)), &c); err != nil {
+				t.Fatal(err)
+			}
+			b, err := json.Marshal(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			replaceContent(t, string(b))
+		}, nil},
 		// A snapshot stored before parts holds its content in its own row,
 		// and is put in force.
 		{"stored before parts", func(t *testing.T) {
@@ -232,6 +251,23 @@ func resumeFromSnapshot(t *testing.T, dsn string) {
 	if d := resumed.engine.Decide(delivery, at); d.Allowed() {
 		t.Fatal("suspension before the snapshot lost by the apply")
 	}
+}
+
+// snapshotJSON returns the content of the stored snapshot, its parts
+// joined.
+func snapshotJSON(t *testing.T, e *env) string {
+	t.Helper()
+	var rows []struct {
+		Data []byte `bun:"data"`
+	}
+	if err := e.db.NewRaw("SELECT data FROM policy_snapshot_parts ORDER BY part").Scan(t.Context(), &rows); err != nil {
+		t.Fatal(err)
+	}
+	var content []byte
+	for _, r := range rows {
+		content = append(content, r.Data...)
+	}
+	return string(content)
 }
 
 // notRegistry decodes as registry content that New refuses.

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,6 +58,22 @@ type headRow struct {
 	Version string `bun:"version,notnull"`
 }
 
+// requestRow is the rights message a run-time change was recorded for:
+// its caller's source and request id (Idempotency-Key, Nats-Msg-Id), one
+// row per pair (the primary key), and the event that recorded it, so that
+// the same message sent again (a retry, a redelivery) is answered with the
+// first one's receipt rather than recorded again. Reason is that
+// receipt's reason, if it had one.
+type requestRow struct {
+	bun.BaseModel `bun:"table:policy_requests"`
+
+	Source    string    `bun:"source,pk"`
+	RequestID string    `bun:"request_id,pk"`
+	Seq       int64     `bun:"seq,notnull"`
+	Reason    string    `bun:"reason,notnull"`
+	At        time.Time `bun:"at,notnull"`
+}
+
 // Store is the registry's SQL store. It is safe for concurrent use, also by
 // several instances sharing one database.
 type Store struct {
@@ -73,7 +90,7 @@ func OpenStore(ctx context.Context, db *bun.DB) (*Store, error) {
 }
 
 func migrateSchema(ctx context.Context, db *bun.DB) error {
-	return sqlschema.Migrate(ctx, db, "policy", registerSchemaV1, registerSnapshots, registerSnapshotParts, registerAuditPending)
+	return sqlschema.Migrate(ctx, db, "policy", registerSchemaV1, registerSnapshots, registerSnapshotParts, registerAuditPending, registerRequests)
 }
 
 // Head returns the sequence number and registry version of the latest
@@ -261,6 +278,36 @@ func appendEvent(ctx context.Context, tx bun.Tx, head *headRow, ev *Event) error
 	head.Seq, head.Version = ev.Seq, ev.Version
 	if _, err := tx.NewUpdate().Model(head).WherePK().Exec(ctx); err != nil {
 		return fmt.Errorf("policy: move head: %w", err)
+	}
+	return nil
+}
+
+// request returns the event that recorded req and its receipt's reason;
+// ok is false when req was not recorded.
+func (s *Store) request(ctx context.Context, db bun.IDB, req request) (ev Event, reason string, ok bool, err error) {
+	var row requestRow
+	err = db.NewSelect().Model(&row).Where("source = ?", req.source).Where("request_id = ?", req.id).Scan(ctx)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return Event{}, "", false, nil
+	case err != nil:
+		return Event{}, "", false, fmt.Errorf("policy: read request: %w", err)
+	}
+	evs, err := s.events(ctx, db, row.Seq-1, row.Seq)
+	if err != nil {
+		return Event{}, "", false, err
+	}
+	if len(evs) != 1 || evs[0].Kind != KindChange {
+		return Event{}, "", false, fmt.Errorf("policy: request recorded as event %d, which is not a stored change: %w", row.Seq, ErrCorruptEvent)
+	}
+	return evs[0], row.Reason, true, nil
+}
+
+// storeRequest records that event seq recorded req.
+func storeRequest(ctx context.Context, tx bun.Tx, req request, seq int64, reason string, now time.Time) error {
+	row := &requestRow{Source: req.source, RequestID: req.id, Seq: seq, Reason: reason, At: now.UTC()}
+	if _, err := tx.NewInsert().Model(row).Exec(ctx); err != nil {
+		return fmt.Errorf("policy: store request of event %d: %w", seq, err)
 	}
 	return nil
 }

@@ -123,16 +123,28 @@ func (l *Live) catchUp(ctx context.Context) error {
 func (l *Live) catchUpLocked(ctx context.Context, db bun.IDB, upTo int64) error {
 	if l.st.seq == 0 {
 		if err := l.resume(ctx, db, upTo); err != nil {
+			l.caughtUp(err)
 			return err
 		}
 	}
 	evs, err := l.opts.Store.events(ctx, db, l.st.seq, upTo)
 	if err != nil {
+		l.caughtUp(err)
 		return err
 	}
 	err = l.opts.Store.replay(ctx, db, l.st, evs, func(ns *state, took []Event) { l.swap(ns, took...) })
 	l.snapshotLater()
+	l.caughtUp(err)
 	return err
+}
+
+// caughtUp sets the catch-up metric after a catch-up that ended with err.
+func (l *Live) caughtUp(err error) {
+	if err != nil {
+		l.metrics.catchUpFailing.Set(1)
+	} else {
+		l.metrics.catchUpFailing.Set(0)
+	}
 }
 
 // resume puts the latest snapshot at or before upTo in force, if there is
