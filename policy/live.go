@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/clearance-broker/clearance/agreements"
@@ -86,6 +87,9 @@ type Live struct {
 	id        string
 	metrics   *metrics
 	started   bool // the initial catch-up is done (guarded by mu)
+	// catchUp holds the error of the last catch-up with the store (nil
+	// value: it succeeded), for Ready.
+	lastCatchUp atomic.Pointer[error]
 
 	mu sync.Mutex // serialises state changes
 	st *state

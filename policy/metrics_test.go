@@ -116,7 +116,8 @@ func TestLiveExportsAgreementDates(t *testing.T) {
 // TestCatchUpFailureExported: an instance that cannot put a stored event
 // in force (here one whose stored version is not the one its change
 // derives) keeps deciding with the registry it has, and says so in
-// clearance_registry_catch_up_failing until it catches up.
+// clearance_registry_catch_up_failing and in Ready (/readyz) until it
+// catches up.
 func TestCatchUpFailureExported(t *testing.T) {
 	e := newEnv(t, brokertest.SQLiteDSN(t))
 	nc := brokertest.Connect(t, brokertest.StartNATS(t))
@@ -166,10 +167,16 @@ func TestCatchUpFailureExported(t *testing.T) {
 		}
 	}
 	waitGauge(t, 0)
+	if err := n.live.Ready(t.Context()); err != nil {
+		t.Fatalf("Ready while caught up: %v", err)
+	}
 	announce(t)
 	waitGauge(t, 1)
 	if n.live.Seq() != 1 {
 		t.Fatalf("in force at event %d, want 1", n.live.Seq())
+	}
+	if err := n.live.Ready(t.Context()); err == nil {
+		t.Fatal("Ready while the catch-up fails: nil")
 	}
 	if _, err := e.db.Exec("UPDATE policy_events SET version = ? WHERE seq = 2", next.Version()); err != nil {
 		t.Fatal(err)
@@ -177,4 +184,7 @@ func TestCatchUpFailureExported(t *testing.T) {
 	announce(t)
 	waitGauge(t, 0)
 	n.waitVersion(t, next.Version())
+	if err := n.live.Ready(t.Context()); err != nil {
+		t.Fatalf("Ready once caught up again: %v", err)
+	}
 }

@@ -138,13 +138,27 @@ func (l *Live) catchUpLocked(ctx context.Context, db bun.IDB, upTo int64) error 
 	return err
 }
 
-// caughtUp sets the catch-up metric after a catch-up that ended with err.
+// caughtUp sets the catch-up metric, and what Ready answers, after a
+// catch-up that ended with err.
 func (l *Live) caughtUp(err error) {
+	l.lastCatchUp.Store(&err)
 	if err != nil {
 		l.metrics.catchUpFailing.Set(1)
 	} else {
 		l.metrics.catchUpFailing.Set(0)
 	}
+}
+
+// Ready reports whether the instance's last catch-up with the store put
+// every stored event in force: the error it ended with, else nil. An
+// instance that cannot catch up decides with an older registry than the
+// one recorded (a withdrawal, an erasure not yet in force here); a
+// readiness probe (/readyz) takes it out of service until it can.
+func (l *Live) Ready(context.Context) error {
+	if err := l.lastCatchUp.Load(); err != nil && *err != nil {
+		return fmt.Errorf("policy: registry catch-up failing: %w", *err)
+	}
+	return nil
 }
 
 // resume puts the latest snapshot at or before upTo in force, if there is

@@ -195,19 +195,22 @@ func dev(ctx context.Context, s devSettings, stdout, stderr io.Writer, logger *s
 	if err != nil {
 		return err
 	}
-	regionIn := &regionErasures{} // bound to the live registry by startLivePolicy
+	// regionIn is bound to the live registry, and ready given its check,
+	// by startLivePolicy.
+	regionIn := &regionErasures{}
+	ready := map[string]func(context.Context) error{
+		"store": db.PingContext,
+		"keys":  func(ctx context.Context) error { _, err := ring.JWKS(ctx); return err },
+	}
 	b, err := broker.New(broker.Options{
 		NATS: nc, Decider: engine, Parties: broker.PartiesOf(engine), Subjects: subjectKeys,
 		Keys: ring, Audit: auditLog, Connectors: conns, Logger: logger,
 		Retry:       broker.RetryPolicy{MaxDeliver: 5, BackoffBase: time.Second, BackoffMax: 30 * time.Second},
 		Concurrency: 8, ShutdownGrace: 10 * time.Second, RequestTimeout: 15 * time.Second,
-		Inbound:  &broker.InboundOptions{Stream: devRegionStream, Subject: devRegionPrefix + ".>", LocalSubject: devRegionLocal},
-		Erasures: regionIn,
-		ReadyChecks: map[string]func(context.Context) error{
-			"store": db.PingContext,
-			"keys":  func(ctx context.Context) error { _, err := ring.JWKS(ctx); return err },
-		},
-		Metrics: metrics, Registerer: promReg, Gatherer: promReg,
+		Inbound:     &broker.InboundOptions{Stream: devRegionStream, Subject: devRegionPrefix + ".>", LocalSubject: devRegionLocal},
+		Erasures:    regionIn,
+		ReadyChecks: ready,
+		Metrics:     metrics, Registerer: promReg, Gatherer: promReg,
 	})
 	if err != nil {
 		return err
@@ -222,7 +225,7 @@ func dev(ctx context.Context, s devSettings, stdout, stderr io.Writer, logger *s
 	if err != nil {
 		return err
 	}
-	rights, err := startLivePolicy(ctx, &st, livePolicyParts{erasures: regionIn, authorize: authorize, registerer: promReg, applyAlways: true, db: db, nc: nc, engine: engine, reg: reg, audit: auditLog,
+	rights, err := startLivePolicy(ctx, &st, livePolicyParts{erasures: regionIn, ready: ready, authorize: authorize, registerer: promReg, applyAlways: true, db: db, nc: nc, engine: engine, reg: reg, audit: auditLog,
 		keys: ring, conns: conns, subjectKey: subjectKey, shred: subjectKeys, logger: logger, attach: complianceRights(cs)})
 	if err != nil {
 		return err

@@ -49,6 +49,10 @@ type livePolicyParts struct {
 	// erasures, when set, is the applier the broker was given for erasure
 	// notices from other regions; it is bound to the live registry here.
 	erasures *regionErasures
+	// ready, when set, is the broker's ReadyChecks, given the live
+	// registry's ("registry": its catch-up with the store) before the API
+	// serves.
+	ready map[string]func(context.Context) error
 	// tuning holds the live_policy, erasure and subject_keys keys of the
 	// configuration (zero: the packages' defaults).
 	tuning liveTuning
@@ -191,6 +195,9 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 		return nil, err
 	}
 	st.add(func(context.Context) error { live.Stop(); return nil })
+	if p.ready != nil {
+		p.ready["registry"] = live.Ready
+	}
 	if p.erasures != nil {
 		p.erasures.bind(live)
 	}
