@@ -168,7 +168,7 @@ func (w *Webhook) Deliver(ctx context.Context, d *connectors.Delivery) error {
 	// a connection reset while the partner answers) may have reached it.
 	var wrote atomic.Bool
 	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		WroteRequest: func(i httptrace.WroteRequestInfo) { wrote.Store(i.Err == nil) },
+		WroteRequest: noteWritten(&wrote),
 	}))
 	start := time.Now()
 	resp, err := w.client.Do(req)
@@ -193,6 +193,18 @@ func (w *Webhook) Deliver(ctx context.Context, d *connectors.Delivery) error {
 		return fmt.Errorf("webhook: post to %s: %w", d.Recipient, err)
 	}
 	return nil
+}
+
+// noteWritten returns the httptrace hook that sets *wrote once a request
+// went out whole. Once written, always: a retry the transport makes on
+// another connection (the request is idempotent by its key) whose write
+// fails does not unsay that an earlier one went out.
+func noteWritten(wrote *atomic.Bool) func(httptrace.WroteRequestInfo) {
+	return func(i httptrace.WroteRequestInfo) {
+		if i.Err == nil {
+			wrote.Store(true)
+		}
+	}
 }
 
 func checkDelivery(d *connectors.Delivery) error {
