@@ -174,6 +174,25 @@ func recordedOnce(t *testing.T, dsn string) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	})
+	t.Run("the same key, another message", func(t *testing.T) {
+		// An erasure under the key of the grant above: neither recorded
+		// nor answered with the grant's receipt.
+		before := head(t)
+		code, other := api.post(t, "/v1/subjects/cust-99/erasure", "grant-70", "")
+		if code != http.StatusBadRequest || other.Status != "rejected" || other.Event != 0 {
+			t.Fatalf("another message under a recorded key: %d %+v", code, other)
+		}
+		if got := head(t); got != before {
+			t.Fatalf("head %d, was %d", got, before)
+		}
+		if es, _ := n.engine.Registry().Subject("cust-99"); len(es) != 0 {
+			t.Fatal("unexpected consents of cust-99")
+		}
+		// Under a key of its own it is recorded.
+		if code, rc := api.post(t, "/v1/subjects/cust-99/erasure", "erase-99", ""); code != http.StatusOK || rc.Status != "recorded" || rc.Event != before+1 {
+			t.Fatalf("the erasure under its own key: %d %+v", code, rc)
+		}
+	})
 }
 
 // TestRightsErasureOfFilesErasureOutlivesApply: the registry files erase

@@ -248,7 +248,7 @@ func (l *Live) record(ctx context.Context, kind string, data []byte, subject, id
 	if err == nil {
 		var req *request
 		if audit.RecordableID(id) && audit.RecordableID(source) {
-			req = &request{source: source, id: id}
+			req = &request{source: source, id: id, digest: requestDigest(kind, subject, data)}
 		}
 		// A message that would change nothing is not recorded: an erasure
 		// in force already is answered as recorded (no second event, no

@@ -2,6 +2,9 @@ package policy
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -247,7 +250,20 @@ func (l *Live) Change(ctx context.Context, ch agreements.Change) (Event, error) 
 
 // request names a rights message by its caller: its source and the request
 // id it was sent under (Idempotency-Key, Nats-Msg-Id).
-type request struct{ source, id string }
+type request struct{ source, id, digest string }
+
+// requestDigest is the digest of a rights message as its caller sent it:
+// its kind, the subject its route names (erasures over HTTP) and its body.
+// The same message sent again has the same; the change parsed from it may
+// not (a time of receipt).
+func requestDigest(kind, subject string, data []byte) string {
+	h := sha256.New()
+	for _, part := range [][]byte{[]byte(kind), []byte(subject), data} {
+		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(part))))
+		h.Write(part)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
 
 // changed is what change did.
 type changed struct {

@@ -63,12 +63,14 @@ type headRow struct {
 // row per pair (the primary key), and the event that recorded it, so that
 // the same message sent again (a retry, a redelivery) is answered with the
 // first one's receipt rather than recorded again. Reason is that
-// receipt's reason, if it had one.
+// receipt's reason, if it had one; Digest, the message's (requestDigest),
+// tells the same message sent again from another sent under the same id.
 type requestRow struct {
 	bun.BaseModel `bun:"table:policy_requests"`
 
 	Source    string    `bun:"source,pk"`
 	RequestID string    `bun:"request_id,pk"`
+	Digest    string    `bun:"digest,notnull"`
 	Seq       int64     `bun:"seq,notnull"`
 	Reason    string    `bun:"reason,notnull"`
 	At        time.Time `bun:"at,notnull"`
@@ -292,6 +294,11 @@ func (s *Store) request(ctx context.Context, db bun.IDB, req request) (ev Event,
 		return Event{}, "", false, nil
 	case err != nil:
 		return Event{}, "", false, fmt.Errorf("policy: read request: %w", err)
+	case row.Digest != req.digest:
+		// Another message under an id recorded before (two callers of one
+		// source choosing the same key, a key used on both routes): it is
+		// neither recorded nor answered with the other's receipt.
+		return Event{}, "", false, invalid("id", "was sent before with another message; send this one under an id of its own")
 	}
 	evs, err := s.events(ctx, db, row.Seq-1, row.Seq)
 	if err != nil {
@@ -305,7 +312,7 @@ func (s *Store) request(ctx context.Context, db bun.IDB, req request) (ev Event,
 
 // storeRequest records that event seq recorded req.
 func storeRequest(ctx context.Context, tx bun.Tx, req request, seq int64, reason string, now time.Time) error {
-	row := &requestRow{Source: req.source, RequestID: req.id, Seq: seq, Reason: reason, At: now.UTC()}
+	row := &requestRow{Source: req.source, RequestID: req.id, Digest: req.digest, Seq: seq, Reason: reason, At: now.UTC()}
 	if _, err := tx.NewInsert().Model(row).Exec(ctx); err != nil {
 		return fmt.Errorf("policy: store request of event %d: %w", seq, err)
 	}
