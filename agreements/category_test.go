@@ -35,15 +35,23 @@ func decideFor(r *Registry, party string, rec map[string]any) *Decision {
 
 // TestCategoryListsKeepTheirScopes: an agreement listing one category
 // whose name holds a newline does not take the scope of another listing
-// the two names that newline joins: such a name is refused, and the
-// agreements' lists are told apart whatever their names hold.
+// the two names that newline joins: registry files with such a name are
+// refused, and a registry stored before that rule (New) tells the
+// agreements' lists apart whatever their names hold.
 func TestCategoryListsKeepTheirScopes(t *testing.T) {
 	c := categoryContent(map[string]string{"name": "identity.name", "note.health": "special.health", "odd": "special.health\nidentity.name"},
 		[]string{"special.health", "identity.name"}, []string{"special.health\nidentity.name"})
-	r, err := New(c)
+	stored, err := New(c)
+	if err != nil {
+		t.Fatalf("a registry stored before the rule: %v", err)
+	}
+	if d := decideFor(stored, "p2", map[string]any{"name": "n", "note": map[string]any{"health": "h"}}); len(d.Fields.Kept) != 0 {
+		t.Fatalf("p2, whose agreement lists neither, gets %s with %v", d.Decision, d.Fields.Kept)
+	}
+	r, err := newRegistry(c, true)
 	if err == nil {
 		d := decideFor(r, "p2", map[string]any{"name": "n", "note": map[string]any{"health": "h"}})
-		t.Fatalf("New accepted a category holding a newline; p2 gets %s with %v", d.Decision, d.Fields.Kept)
+		t.Fatalf("registry files with a category holding a newline were accepted; p2 gets %s with %v", d.Decision, d.Fields.Kept)
 	}
 	for _, want := range []string{"datasets[0].fields.odd: invalid value: category (name withheld) is refused (character 15, U+000A, is not allowed)",
 		"agreements[1].categories[0]: invalid value: category (name withheld) is refused (character 15, U+000A, is not allowed)"} {
@@ -80,14 +88,20 @@ func TestScopeKey(t *testing.T) {
 // TestCategoryHasOneSpelling: a dataset field classified with a category
 // written otherwise than in lower-case ASCII, such as a special category
 // in upper case, with a space or with a look-alike letter, cannot pass an
-// agreement of "*" as an ordinary category: the registry is refused.
+// agreement of "*" as an ordinary category: registry files holding it are
+// refused. A registry stored before the rule still loads (New), so that an
+// upgrade does not stop the instances; lint and the next apply name it.
 func TestCategoryHasOneSpelling(t *testing.T) {
 	for _, cat := range []string{"Special.health", " special.health", "special.health ", "\u0455pecial.health", "special.Health", "special.heal\u200bth"} {
 		t.Run(cat, func(t *testing.T) {
-			r, err := New(categoryContent(map[string]string{"name": "identity.name", "note.health": cat}, []string{"*"}))
+			c := categoryContent(map[string]string{"name": "identity.name", "note.health": cat}, []string{"*"})
+			if _, err := New(c); err != nil {
+				t.Fatalf("a registry stored before the rule no longer loads: %v", err)
+			}
+			r, err := newRegistry(c, true)
 			if err == nil {
 				d := decideFor(r, "p1", map[string]any{"name": "n", "note": map[string]any{"health": "h"}})
-				t.Fatalf("New accepted the category %q; a record goes with %v", cat, d.Fields.Kept)
+				t.Fatalf("registry files with the category %q were accepted; a record goes with %v", cat, d.Fields.Kept)
 			}
 			if !errors.Is(err, ErrInvalidValue) || !strings.Contains(err.Error(), "datasets[0].fields.note.health: invalid value: category ") ||
 				!strings.Contains(err.Error(), categoryRule) {

@@ -61,11 +61,11 @@ func Parse(files ...File) (*Registry, error) {
 		// every problem (validate skips keys already reported), unless a
 		// whole file was unreadable: its entries would all look missing.
 		if !unreadable {
-			errs = append(errs, validate(&c)...)
+			errs = append(errs, validate(&c, true)...)
 		}
 		return nil, errors.Join(errs...)
 	}
-	return New(c)
+	return newRegistry(c, true)
 }
 
 // topLevel lists the keys a registry file may have.

@@ -88,8 +88,15 @@ var noSubject subjectIndex
 // New validates c and builds a Registry from it. Problems are reported as
 // for Load; entries built in code name their key by position
 // ("agreements[4].parties[0]") instead of file and line.
-func New(c Content) (*Registry, error) {
-	r, err := build(c)
+//
+// Category names are checked as registries were stored before the rule
+// registry files are held to (categoryRule, which Parse and Load apply),
+// so that a registry stored by an earlier version still loads.
+func New(c Content) (*Registry, error) { return newRegistry(c, false) }
+
+// newRegistry is New; files says that c comes from registry files (Parse).
+func newRegistry(c Content, files bool) (*Registry, error) {
+	r, err := build(c, files)
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +117,7 @@ func Restore(c Content, version string) (*Registry, error) {
 	if version == "" {
 		return nil, errors.New("agreements: restore: no version")
 	}
-	r, err := build(c)
+	r, err := build(c, false)
 	if err != nil {
 		return nil, err
 	}
@@ -118,9 +125,10 @@ func Restore(c Content, version string) (*Registry, error) {
 	return r, nil
 }
 
-// build validates c and indexes it, without a version.
-func build(c Content) (*Registry, error) {
-	if errs := validate(&c); len(errs) > 0 {
+// build validates c and indexes it, without a version; files says that c
+// comes from registry files.
+func build(c Content, files bool) (*Registry, error) {
+	if errs := validate(&c, files); len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	r := &Registry{content: c}

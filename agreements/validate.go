@@ -19,6 +19,22 @@ type validator struct {
 	// lookup, when set, resolves parties the content does not hold (the
 	// registry a Change applies to).
 	lookup func(string) *Party
+	// files: the content comes from registry files (Parse), whose category
+	// names are held to categoryRule. Content built in code or stored by
+	// an earlier version (New, Restore) and the run-time changes keep the
+	// rule registries were stored under (storedCategoryFault): a registry
+	// stored before the rule must still load, its datasets' categories
+	// being the ones the run-time changes can name.
+	files bool
+}
+
+// categoryFault is categoryFault or storedCategoryFault, as v checks
+// files or stored content.
+func (v *validator) categoryFault(c string) string {
+	if v.files {
+		return categoryFault(c)
+	}
+	return storedCategoryFault(c)
 }
 
 func (v *validator) party(id string) *Party {
@@ -33,8 +49,9 @@ func (v *validator) party(id string) *Party {
 
 func (v *validator) purpose(id string) *Purpose { return v.purposes[id] }
 
-func validate(c *Content) []error {
-	v := &validator{c: c, zones: map[string]*Zone{}, parties: map[string]*Party{}, purposes: map[string]*Purpose{}, categories: map[string]bool{}}
+func validate(c *Content, files bool) []error {
+	v := &validator{c: c, zones: map[string]*Zone{}, parties: map[string]*Party{}, purposes: map[string]*Purpose{}, categories: map[string]bool{},
+		files: files}
 	v.checkZones()
 	v.checkParties()
 	v.checkDatasets()
@@ -219,7 +236,7 @@ func (v *validator) checkDatasets() {
 			if !validPath(path) {
 				v.fail(ds.Src, fb, key, ErrInvalidValue, "a field path is dot-separated non-empty names")
 			}
-			if fault := categoryFault(cat); fault != "" {
+			if fault := v.categoryFault(cat); fault != "" {
 				v.fail(ds.Src, fb, key, ErrInvalidValue, "category %s is refused (%s): %s", shownPattern(cat), fault, categoryRule)
 			}
 			v.categories[cat] = true
@@ -275,6 +292,15 @@ func categoryFault(c string) string {
 	}
 	if start {
 		return "it ends with a dot"
+	}
+	return ""
+}
+
+// storedCategoryFault is the rule category names were stored under
+// before categoryRule: dot-separated non-empty names without wildcards.
+func storedCategoryFault(c string) string {
+	if !validPath(c) || strings.Contains(c, "*") {
+		return "a category is dot-separated non-empty names without wildcards"
 	}
 	return ""
 }

@@ -20,7 +20,7 @@ func (v *validator) categoryRefs(src Source, fb, key string, list []string) {
 		switch {
 		case c == "*":
 		case pattern:
-			if fault := categoryFault(stem); fault != "" {
+			if fault := v.categoryFault(stem); fault != "" {
 				v.fail(src, fb, k, ErrInvalidValue, "pattern %s is refused (%s): a pattern is a category followed by .*, or *; %s", shownPattern(c), fault, categoryRule)
 				continue
 			}
@@ -37,7 +37,7 @@ func (v *validator) categoryRefs(src Source, fb, key string, list []string) {
 				v.fail(src, fb, k, ErrDanglingReference, "no dataset uses a category matching %s", shownPattern(c))
 			}
 		default:
-			if fault := categoryFault(c); fault != "" {
+			if fault := v.categoryFault(c); fault != "" {
 				v.fail(src, fb, k, ErrInvalidValue, "category %s is refused (%s): %s, or a pattern such as contact.*", shownPattern(c), fault, categoryRule)
 			} else if !v.categories[c] {
 				v.fail(src, fb, k, ErrDanglingReference, "no dataset uses the category %s", shownID(c))
