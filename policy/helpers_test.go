@@ -20,6 +20,7 @@ import (
 	"github.com/clearance-broker/clearance/broker/brokertest"
 	"github.com/clearance-broker/clearance/policy"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/uptrace/bun"
 )
@@ -220,6 +221,13 @@ func (n *node) rightsAPI(t *testing.T) rightsAPI {
 // and returns the status and the receipt.
 func (a rightsAPI) post(t *testing.T, path, id, body string) (int, policy.Receipt) {
 	t.Helper()
+	code, rc, _ := a.send(t, path, id, body)
+	return code, rc
+}
+
+// send is post, returning the answer's body too.
+func (a rightsAPI) send(t *testing.T, path, id, body string) (int, policy.Receipt, string) {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, a.url+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -237,7 +245,34 @@ func (a rightsAPI) post(t *testing.T, path, id, body string) (int, policy.Receip
 	if err := json.Unmarshal(b, &rc); err != nil {
 		t.Fatalf("answer %d %s", resp.StatusCode, b)
 	}
-	return resp.StatusCode, rc
+	return resp.StatusCode, rc, string(b)
+}
+
+// intakeNode starts an instance of e on a NATS server of its own, applies
+// the example registry and starts its rights intake; it returns the
+// instance, the receipts to the source cms and a JetStream context to
+// publish with.
+func (e *env) intakeNode(t *testing.T) (*node, chan *nats.Msg, jetstream.JetStream) {
+	t.Helper()
+	nc := brokertest.Connect(t, brokertest.StartNATS(t))
+	dir := registryDir(t)
+	n := e.start(t, nc, load(t, dir))
+	if _, _, err := n.live.Apply(t.Context(), load(t, dir)); err != nil {
+		t.Fatal(err)
+	}
+	in, err := n.live.StartIntake(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(in.Stop)
+	receipts := make(chan *nats.Msg, 16)
+	sub, err := nc.ChanSubscribe(policy.ReceiptsSubject+".cms", receipts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	js, _ := jetstream.New(nc)
+	return n, receipts, js
 }
 
 // consentFor is the marketing request (marketing) for subject.
@@ -246,4 +281,46 @@ func consentFor(t *testing.T, subject string) *agreements.Request {
 	req := marketing(t)
 	req.Subject.ID = subject
 	return req
+}
+
+// publishRights publishes body on subject under the Nats-Msg-Id id and returns
+// the receipt that comes on receipts.
+func publishRights(t *testing.T, js jetstream.JetStream, receipts <-chan *nats.Msg, subject, id, body string) policy.Receipt {
+	t.Helper()
+	msg := nats.NewMsg(subject)
+	msg.Data = []byte(body)
+	msg.Header.Set(jetstream.MsgIDHeader, id)
+	if _, err := js.PublishMsg(t.Context(), msg); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-receipts:
+		var rc policy.Receipt
+		if err := json.Unmarshal(m.Data, &rc); err != nil {
+			t.Fatal(err)
+		}
+		return rc
+	case <-time.After(10 * time.Second):
+		t.Fatal("no receipt")
+	}
+	return policy.Receipt{}
+}
+
+// intakeSettled fails t unless the rights intake's consumer holds nothing
+// redelivered, pending or waiting for an acknowledgement; what says what
+// was expected of the messages.
+func intakeSettled(t *testing.T, js jetstream.JetStream, what string) {
+	t.Helper()
+	c, err := js.Consumer(t.Context(), policy.RightsStream, policy.RightsConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumRedelivered != 0 || info.NumAckPending != 0 || info.NumPending != 0 {
+		t.Errorf("consumer: redelivered %d, ack pending %d, pending %d; want %s",
+			info.NumRedelivered, info.NumAckPending, info.NumPending, what)
+	}
 }

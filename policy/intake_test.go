@@ -1,10 +1,6 @@
 package policy_test
 
 import (
-	"encoding/json"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -20,63 +16,16 @@ import (
 
 func TestRightsOverNATSAndHTTP(t *testing.T) {
 	e := newEnv(t, brokertest.SQLiteDSN(t))
-	srv := brokertest.StartNATS(t)
-	nc := brokertest.Connect(t, srv)
-	dir := registryDir(t)
-	n := e.start(t, nc, load(t, dir))
-	if _, _, err := n.live.Apply(t.Context(), load(t, dir)); err != nil {
-		t.Fatal(err)
-	}
-	in, err := n.live.StartIntake(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(in.Stop)
-	receipts := make(chan *nats.Msg, 16)
-	sub, err := nc.ChanSubscribe(policy.ReceiptsSubject+".cms", receipts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	js, _ := jetstream.New(nc)
-	mux := http.NewServeMux()
-	n.live.Mount(mux, nil)
-	api := httptest.NewServer(mux)
-	t.Cleanup(api.Close)
+	n, receipts, js := e.intakeNode(t)
+	api := n.rightsAPI(t)
 
 	viaNATS := func(t *testing.T, subject, id, body string) policy.Receipt {
 		t.Helper()
-		msg := nats.NewMsg(subject)
-		msg.Data = []byte(body)
-		msg.Header.Set(jetstream.MsgIDHeader, id)
-		if _, err := js.PublishMsg(t.Context(), msg); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case m := <-receipts:
-			var rc policy.Receipt
-			if err := json.Unmarshal(m.Data, &rc); err != nil {
-				t.Fatal(err)
-			}
-			return rc
-		case <-time.After(5 * time.Second):
-			t.Fatal("no receipt")
-		}
-		return policy.Receipt{}
+		return publishRights(t, js, receipts, subject, id, body)
 	}
 	viaHTTP := func(t *testing.T, path, body string) (int, policy.Receipt) {
 		t.Helper()
-		resp, err := http.Post(api.URL+path, "application/json", strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		var rc policy.Receipt
-		if err := json.Unmarshal(b, &rc); err != nil {
-			t.Fatalf("answer %d %s", resp.StatusCode, b)
-		}
-		return resp.StatusCode, rc
+		return api.post(t, path, "", body)
 	}
 	delivery, err := agreements.ParseRequest(brokertest.ExampleRequest(t, "01-delivery-eea-allow.json"))
 	if err != nil {
@@ -159,18 +108,7 @@ func TestRightsOverNATSAndHTTP(t *testing.T) {
 		if err != nil || len(es) != 1 || es[0].Event != audit.EventRejected {
 			t.Fatalf("audit %+v %v", es, err)
 		}
-		c, err := js.Consumer(t.Context(), policy.RightsStream, policy.RightsConsumer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := c.Info(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.NumRedelivered != 0 || info.NumAckPending != 0 || info.NumPending != 0 {
-			t.Errorf("consumer: redelivered %d, ack pending %d, pending %d; want cms-4 terminated on its first delivery",
-				info.NumRedelivered, info.NumAckPending, info.NumPending)
-		}
+		intakeSettled(t, js, "cms-4 terminated on its first delivery")
 	})
 }
 
@@ -182,40 +120,12 @@ func TestRightsOverNATSAuditDown(t *testing.T) {
 	e := newEnv(t, brokertest.SQLiteDSN(t))
 	var down atomic.Bool
 	e.auditDown = &down
-	nc := brokertest.Connect(t, brokertest.StartNATS(t))
-	dir := registryDir(t)
-	n := e.start(t, nc, load(t, dir))
-	if _, _, err := n.live.Apply(t.Context(), load(t, dir)); err != nil {
-		t.Fatal(err)
-	}
-	in, err := n.live.StartIntake(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(in.Stop)
-	receipts := make(chan *nats.Msg, 16)
-	sub, err := nc.ChanSubscribe(policy.ReceiptsSubject+".cms", receipts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	js, _ := jetstream.New(nc)
+	n, receipts, js := e.intakeNode(t)
 
 	down.Store(true)
-	msg := nats.NewMsg("clearance.consents.cms")
-	msg.Data = []byte(`{"action":"grant","subject":"cust-80","purpose":"marketing"}`)
-	msg.Header.Set(jetstream.MsgIDHeader, "cms-80")
-	if _, err := js.PublishMsg(t.Context(), msg); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case m := <-receipts:
-		var rc policy.Receipt
-		if err := json.Unmarshal(m.Data, &rc); err != nil || rc.RequestID != "cms-80" || rc.Status != policy.StatusRecorded || rc.Event != 2 {
-			t.Fatalf("receipt %s (%v)", m.Data, err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no receipt")
+	rc := publishRights(t, js, receipts, "clearance.consents.cms", "cms-80", `{"action":"grant","subject":"cust-80","purpose":"marketing"}`)
+	if rc.RequestID != "cms-80" || rc.Status != policy.StatusRecorded || rc.Event != 2 {
+		t.Fatalf("receipt %+v", rc)
 	}
 	time.Sleep(1500 * time.Millisecond) // a redelivery would come after a second
 	if seq, _, err := e.store.Head(t.Context()); err != nil || seq != 2 {
@@ -224,16 +134,5 @@ func TestRightsOverNATSAuditDown(t *testing.T) {
 	if cs, _ := n.engine.Registry().Subject("cust-80"); len(cs) != 1 {
 		t.Fatalf("%d consents of the subject, want 1", len(cs))
 	}
-	c, err := js.Consumer(t.Context(), policy.RightsStream, policy.RightsConsumer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := c.Info(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.NumRedelivered != 0 || info.NumAckPending != 0 || info.NumPending != 0 {
-		t.Errorf("consumer: redelivered %d, ack pending %d, pending %d; want the message acknowledged at its first delivery",
-			info.NumRedelivered, info.NumAckPending, info.NumPending)
-	}
+	intakeSettled(t, js, "the message acknowledged at its first delivery")
 }

@@ -2,11 +2,8 @@ package policy_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -113,26 +110,7 @@ func TestRightsHTTPChangesNothingTwice(t *testing.T) {
 	if _, _, err := n.live.Apply(t.Context(), load(t, dir)); err != nil {
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	n.live.Mount(mux, nil)
-	api := httptest.NewServer(mux)
-	t.Cleanup(api.Close)
-	post := func(t *testing.T, path, id, body string) (int, policy.Receipt, string) {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, api.URL+path, strings.NewReader(body))
-		req.Header.Set("Idempotency-Key", id)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		var rc policy.Receipt
-		if err := json.Unmarshal(b, &rc); err != nil {
-			t.Fatalf("answer %d %s", resp.StatusCode, b)
-		}
-		return resp.StatusCode, rc, string(b)
-	}
+	post := n.rightsAPI(t).send
 	count := func(t *testing.T, ev audit.Event) int { t.Helper(); return len(events(t, e.audit, ev)) }
 	erasures, consents := count(t, audit.EventErasureRecorded), count(t, audit.EventConsentRecorded)
 
