@@ -257,33 +257,37 @@ func inForce(reg *agreements.Registry, ch agreements.Change, now time.Time, base
 			return f, nil
 		}
 	}
+	// A message's withdrawal (and those dateAtReceipt added for consents
+	// dated ahead) finds no consent when none of them finds one in force
+	// at its time.
+	matched := false
 	for _, w := range ch.Withdrawals {
 		consents, _ := reg.Subject(w.Subject)
-		if !slices.ContainsFunc(consents, func(k agreements.Consent) bool {
+		matched = matched || slices.ContainsFunc(consents, func(k agreements.Consent) bool {
 			return k.Purpose == w.Purpose && !k.GrantedAt.After(w.At) && (k.WithdrawnAt == nil || k.WithdrawnAt.After(w.At))
-		}) {
-			f.unmatched = true
-		}
+		})
 	}
+	f.unmatched = len(ch.Withdrawals) > 0 && !matched
 	return f, nil
 }
 
-// dateAtReceipt returns ch with each withdrawal, sent without a time and
-// dated at its receipt, dated instead at the latest grant after that of a
-// consent reg holds of its subject and purpose that is not withdrawn: a
-// grant dated a few minutes ahead of its own receipt (a sender's clock
-// running ahead, up to maxClockSkew) and recorded before the withdrawal
-// is withdrawn by it, rather than coming into force after it. Only
-// consents recorded before the withdrawal move it, so the date is fixed
-// when it is recorded, the same on every instance.
+// dateAtReceipt returns ch with, beside each withdrawal sent without a
+// time (dated at its receipt), one more at the grant of each consent reg
+// holds of its subject and purpose that is not withdrawn and is granted
+// after that receipt: a grant dated a few minutes ahead of its own receipt
+// (a sender's clock running ahead, up to maxClockSkew) and recorded before
+// the withdrawal is withdrawn by it, rather than coming into force after
+// it, while the consents in force are withdrawn at once. Only consents
+// recorded before the withdrawal add one, so the change is fixed when it
+// is recorded, the same on every instance.
 func dateAtReceipt(reg *agreements.Registry, ch agreements.Change) agreements.Change {
 	out := ch
 	out.Withdrawals = slices.Clone(ch.Withdrawals)
-	for i, w := range out.Withdrawals {
+	for _, w := range ch.Withdrawals {
 		consents, _ := reg.Subject(w.Subject)
 		for _, c := range consents {
-			if c.Purpose == w.Purpose && c.WithdrawnAt == nil && c.GrantedAt.After(out.Withdrawals[i].At) {
-				out.Withdrawals[i].At = c.GrantedAt.UTC()
+			if c.Purpose == w.Purpose && c.WithdrawnAt == nil && c.GrantedAt.After(w.At) {
+				out.Withdrawals = append(out.Withdrawals, agreements.Withdrawal{Subject: w.Subject, Purpose: w.Purpose, At: c.GrantedAt.UTC()})
 			}
 		}
 	}

@@ -93,3 +93,32 @@ func TestWithdrawalWhateverTheArrivalOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestWithdrawalAtReceiptWithdrawsAtOnce: a withdrawal sent without a time
+// withdraws the consent in force at once, and a grant of the subject dated
+// a few minutes ahead as of that grant: the consent in force is not left
+// in force until the grant dated ahead.
+func TestWithdrawalAtReceiptWithdrawsAtOnce(t *testing.T) {
+	e := newEnv(t, brokertest.SQLiteDSN(t))
+	dir := registryDir(t)
+	n := e.start(t, brokertest.Connect(t, brokertest.StartNATS(t)), load(t, dir))
+	if _, _, err := n.live.Apply(t.Context(), load(t, dir)); err != nil {
+		t.Fatal(err)
+	}
+	api := n.rightsAPI(t)
+	now := time.Now().UTC().Truncate(time.Second)
+	for _, m := range []struct{ key, body string }{
+		{"54-g-old", `{"action":"grant","subject":"cust-54","purpose":"marketing","at":"` + now.Add(-time.Hour).Format(time.RFC3339) + `"}`},
+		{"54-g-ahead", `{"action":"grant","subject":"cust-54","purpose":"marketing","at":"` + now.Add(3*time.Minute).Format(time.RFC3339) + `"}`},
+		{"54-w", `{"action":"withdraw","subject":"cust-54","purpose":"marketing"}`},
+	} {
+		if code, rc := api.post(t, "/v1/consents", m.key, m.body); code != http.StatusOK || rc.Status != "recorded" || len(rc.Reasons) != 0 {
+			t.Fatalf("%s: %d %+v", m.key, code, rc)
+		}
+	}
+	for _, at := range []time.Time{now.Add(time.Minute), now.Add(10 * time.Minute)} {
+		if d := n.engine.Decide(consentFor(t, "cust-54"), at); d.Allowed() {
+			t.Errorf("decided at %s: allowed after the withdrawal", at.Sub(now))
+		}
+	}
+}
