@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,6 +88,14 @@ func TestTamper(t *testing.T) {
 			return execSQL(fmt.Sprintf(copyRowAs, 5))(ctx, db)
 		}, FindingChanged, 5},
 		{"forge a checkpoint row", execSQL("UPDATE audit_checkpoints SET head = 'forged' WHERE seq = 10"), FindingBadCheckpoint, 10},
+		// Entry 10 is sealed by its checkpoint as it is: the entry after it,
+		// whose link changed, is the one named.
+		{"relink the entry after a checkpoint and rehash it", func(ctx context.Context, db *bun.DB) error {
+			return rehash(ctx, db, 11, func(e *Entry) { e.PrevHash = strings.Repeat("ab", 32) })
+		}, FindingChanged, 11},
+		{"relink an entry and rehash it", func(ctx context.Context, db *bun.DB) error {
+			return rehash(ctx, db, 7, func(e *Entry) { e.PrevHash = strings.Repeat("ab", 32) })
+		}, FindingChanged, 6},
 	}
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {

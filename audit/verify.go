@@ -468,7 +468,11 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 			if st.last < start && rep.Anchor > 0 {
 				return problem(FindingChanged, r.Seq, "entry does not continue from the archive anchor")
 			}
-			return problem(FindingChanged, st.last, "hash is not the one the next entry recorded")
+			if h, ok := signed[st.last]; ok && h == st.Prev {
+				// The entry before is sealed as it is: this one changed.
+				return problem(FindingChanged, r.Seq, fmt.Sprintf("entry does not link to entry %d, which checkpoint %d seals", st.last, st.last))
+			}
+			return problemIn(FindingChanged, st.last, r.Seq, fmt.Sprintf("entry %d's hash is not the one entry %d recorded: one of the two was changed", st.last, r.Seq))
 		}
 		if h, ok := signed[r.Seq]; ok && h != r.Hash {
 			// Every entry matches its own hash and links to the one
