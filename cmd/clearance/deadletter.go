@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/clearance-broker/clearance/agreements"
 	"io"
 	"log/slog"
 	"strings"
@@ -181,6 +182,9 @@ func replayDeadLetter(ctx context.Context, cfg *config.Config, seq uint64, suffi
 		return replayInbound(ctx, js, cfg, m, seq, plain)
 	}
 	plain = broker.KeptData(plain)
+	if err := replayable(plain); err != nil {
+		return "", fmt.Errorf("dead letter %d (request %s) is not replayed: %w; the source system must send it again", seq, oldID, err)
+	}
 
 	var req map[string]json.RawMessage
 	var id, reqSource string
@@ -313,4 +317,26 @@ type noAudit struct{}
 
 func (noAudit) Append(context.Context, *audit.Entry) (int64, error) {
 	return 0, errors.New("clearance deadletter: the key ring only opens here")
+}
+
+// replayable says why a kept producer request may not be published again,
+// or returns nil: it must be a request the broker parses as it is. replay
+// rewrites the request's id through a decoded map, which keeps the last
+// copy of a key given twice: a request refused as ambiguous (a subject
+// given twice, one of them erased) would go out as the copy the map kept,
+// decided and delivered. What the parser refuses, the source sends again.
+func replayable(plain []byte) error {
+	if _, err := agreements.ParseRequest(plain); err != nil {
+		return fmt.Errorf("it was refused as an invalid request (%d problems: %s)", len(agreements.Problems(err)), firstProblem(err))
+	}
+	return nil
+}
+
+// firstProblem is the first of err's problems, as the parser names it
+// (fields, never values).
+func firstProblem(err error) string {
+	if ps := agreements.Problems(err); len(ps) > 0 {
+		return ps[0].Error()
+	}
+	return err.Error()
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -115,5 +116,24 @@ logging: {format: json}
 	case <-code:
 	case <-time.After(30 * time.Second):
 		t.Fatal("serve did not stop")
+	}
+}
+
+// TestDeadLetterReplayRefusesWhatTheParserRefuses: a kept request the
+// broker refused as ambiguous (a subject given twice, one of them an erased
+// subject's) is not published again, where replay's rewrite of the id would
+// have kept one copy and had it decided and delivered.
+func TestDeadLetterReplayRefusesWhatTheParserRefuses(t *testing.T) {
+	good := brokertest.ExampleRequest(t, "01-delivery-eea-allow.json")
+	if err := replayable(good); err != nil {
+		t.Fatalf("a valid request: %v", err)
+	}
+	twice := bytes.Replace(good, []byte(`"subject":`), []byte(`"subject": {"id": "cust-13", "jurisdiction": "DE", "minor": false}, "subject":`), 1)
+	if bytes.Equal(twice, good) {
+		t.Fatal("the example request has no subject to repeat")
+	}
+	err := replayable(twice)
+	if err == nil || !strings.Contains(err.Error(), "subject: field given twice") || strings.Contains(err.Error(), "cust-13") {
+		t.Fatalf("a request with its subject given twice: %v", err)
 	}
 }
