@@ -178,7 +178,8 @@ type decisionJSON struct {
 
 // MarshalJSON writes the decision format of DESIGN section 3: reasons and
 // kept as arrays (never null), removed as an object, legal_basis, agreement
-// and mechanism null when there is none, and at in RFC 3339 UTC.
+// and mechanism null when there is none, and at in RFC 3339 UTC (with the
+// fraction of a second it has, so that it decides again as it did).
 func (d *Decision) MarshalJSON() ([]byte, error) {
 	j := decisionJSON{
 		RequestID:       d.RequestID,
@@ -187,7 +188,7 @@ func (d *Decision) MarshalJSON() ([]byte, error) {
 		Agreement:       d.Agreement,
 		Fields:          d.Fields,
 		RegistryVersion: d.RegistryVersion,
-		At:              d.At.UTC().Format(time.RFC3339),
+		At:              d.At.UTC().Format(time.RFC3339Nano),
 	}
 	if j.Reasons == nil {
 		j.Reasons = []string{}
