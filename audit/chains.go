@@ -303,3 +303,25 @@ func (w *walker) anchors() []ChainAnchor {
 	}
 	return out
 }
+
+// forkError returns, for a lane whose batch statement moved no head under
+// the head's lock, an error wrapping ErrChainsMismatch if the lane's Log
+// writes the log as one chain and the database records a fork: another
+// instance forked the log after this Log opened it, and
+// pgBatchInsertSingle refuses to move its head. It returns nil otherwise
+// (a recorded final outcome stopped the statement). db is the
+// transaction, or the connection in one, that holds the lock.
+func (ln *lane) forkError(ctx context.Context, db bun.IDB) error {
+	if ln.l.ly.k != 1 {
+		return nil
+	}
+	var row chainsRow
+	switch err := db.NewSelect().Model(&row).Where("id = 1").Scan(ctx); {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("read chains: %w", err)
+	}
+	return fmt.Errorf("%w: the log was forked into %d chains at entry %d by another instance after this Log opened it as one chain; reopen with audit.chains %d",
+		ErrChainsMismatch, row.Chains, row.ForkSeq, row.Chains)
+}

@@ -171,6 +171,10 @@ type lane struct {
 	// by itself (the unique index of final outcomes, read when conn is
 	// opened), so pgBatchInsert need not look the batch's outcomes up.
 	finalsIndexed bool
+	// forked is the error of every batch once another instance forked the
+	// log this lane writes as one chain (forkError): the number of chains
+	// is fixed once forked, so its batches can never be written.
+	forked error
 	// hasher, cols and args are the writer's buffers, reused from batch to
 	// batch: for the chain hashes, for the array literals of the columns of
 	// pgBatchInsert, and for its arguments (see batchArgs).

@@ -28,7 +28,15 @@ import (
 // logged an error with the whole row for every batch that lost the race to
 // another instance (BENCHMARKS.md, finding 54). A second final outcome
 // where the unique index of final outcomes refuses it still fails the
-// statement. Sent as a prepared statement, a batch costs the
+// statement. pgBatchInsertSingle, the statement of a writer that writes
+// the log as one chain, moves the head only if audit_chains records no
+// fork: a Log opened as one chain that goes on writing after another
+// instance forked the log would otherwise write the single chain over the
+// other chains' places whenever its batch ends on a sequence of chain 0,
+// which the check on audit_head lets through. Its batch then inserts
+// nothing, and the locked path reports the fork (lane.forkError); the
+// look-up scans the table of at most one row once per statement. Sent as
+// a prepared statement, a batch costs the
 // server neither a parse nor a plan of thousands of literals, whatever its
 // size, and the look-up costs no round trip of its own.
 //
@@ -56,7 +64,13 @@ import (
 // four alternating runs: 934 against 798 ms; a plain INSERT ... SELECT of
 // the same rows from a table, 771 ms). The arrays are all as long as the
 // batch, so the set-returning functions step together.
-var pgBatchInsert = func() string {
+var (
+	pgBatchInsert       = batchInsertSQL(false)
+	pgBatchInsertSingle = batchInsertSQL(true)
+)
+
+// batchInsertSQL returns pgBatchInsert, or pgBatchInsertSingle if single.
+func batchInsertSQL(single bool) string {
 	cols := strings.Split(entryColumns, ", ")
 	params := make([]string, len(cols))
 	sel := make([]string, len(cols))
@@ -72,12 +86,25 @@ var pgBatchInsert = func() string {
 		sel[i] = "u." + c
 	}
 	finals := fmt.Sprintf("$%d::text[]", len(cols)+6)
+	unforked := ""
+	if single {
+		unforked = "AND NOT EXISTS (SELECT 1 FROM audit_chains) "
+	}
 	return "WITH d AS (SELECT 1 FROM unnest(" + finals + ") AS r(id) CROSS JOIN LATERAL " +
 		"(SELECT 1 FROM audit_entries WHERE request_id = r.id AND " + pgMaybeFinal + " OFFSET 0) AS e LIMIT 1), " +
-		"h AS (UPDATE audit_head SET seq = $1, hash = $2 WHERE id = $5 AND seq = $3 AND hash = $4 AND NOT EXISTS (SELECT 1 FROM d) RETURNING true AS moved) " +
+		"h AS (UPDATE audit_head SET seq = $1, hash = $2 WHERE id = $5 AND seq = $3 AND hash = $4 AND NOT EXISTS (SELECT 1 FROM d) " + unforked + "RETURNING true AS moved) " +
 		"INSERT INTO audit_entries (" + entryColumns + ") SELECT " + strings.Join(sel, ", ") +
 		" FROM (SELECT " + strings.Join(params, ", ") + ") AS u WHERE (SELECT moved FROM h)"
-}()
+}
+
+// batchInsert is the lane's batch statement: pgBatchInsertSingle if it
+// writes the log as one chain, else pgBatchInsert.
+func (ln *lane) batchInsert() string {
+	if ln.l.ly.k == 1 {
+		return pgBatchInsertSingle
+	}
+	return pgBatchInsert
+}
 
 // pgColumnType is the type of the array that carries column c.
 func pgColumnType(c string) string {
@@ -90,12 +117,12 @@ func pgColumnType(c string) string {
 	return "text"
 }
 
-// insertStmt returns pgBatchInsert prepared on the lane's connection,
-// preparing it on first use. Only the lane's writer goroutine calls it;
+// insertStmt returns the lane's batch statement (batchInsert) prepared on
+// the lane's connection, preparing it on first use. Only the lane's writer goroutine calls it;
 // release closes the statement.
 func (ln *lane) insertStmt(ctx context.Context) (*sql.Stmt, error) {
 	if ln.pgInsert == nil {
-		st, err := ln.conn.PrepareContext(ctx, pgBatchInsert)
+		st, err := ln.conn.PrepareContext(ctx, ln.batchInsert())
 		if err != nil {
 			return nil, fmt.Errorf("prepare insert: %w", err)
 		}

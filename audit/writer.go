@@ -129,6 +129,9 @@ func (ln *lane) commit(batch []*pending) int {
 // moved the head, it takes the head lock (lockedInsert), and keeps taking it
 // while another writer commits to the chain between its batches (lane.shared).
 func (ln *lane) writeBatch(ctx context.Context, batch []*pending) (int64, map[*pending]refusal, error) {
+	if ln.forked != nil {
+		return 0, nil, ln.forked
+	}
 	if ln.conn == nil && isPostgres(ln.l.db) {
 		c, err := ln.l.db.Conn(ctx)
 		if err != nil {
@@ -177,6 +180,9 @@ func (ln *lane) writeBatch(ctx context.Context, batch []*pending) (int64, map[*p
 		head, refused, err = ln.lockedInsert(ctx, batch)
 	}
 	if err != nil {
+		if errors.Is(err, ErrChainsMismatch) {
+			ln.forked = err
+		}
 		ln.release()
 		return 0, nil, err
 	}
@@ -360,8 +366,15 @@ func (ln *lane) lockedPrepared(ctx context.Context, batch []*pending) (next head
 		}
 		next = ln.link(keep, head)
 		all, err := ln.insertBatch(ctx, st.ExecContext, keep, head, next, true)
-		if err == nil && !all || recorded(err) {
-			// The head is locked: only a recorded final outcome stops it.
+		if err == nil && !all {
+			// The head is locked: only a recorded final outcome stops
+			// it, or a fork (pgBatchInsertSingle).
+			if err := ln.forkError(ctx, c); err != nil {
+				return next, nil, err
+			}
+			return next, nil, errFinalRecorded
+		}
+		if recorded(err) {
 			return next, nil, errFinalRecorded
 		}
 		if err != nil {
@@ -403,10 +416,13 @@ func (ln *lane) lockedInsert(ctx context.Context, batch []*pending) (headRow, ma
 			// moves the head with the rows, instead of a multi-row
 			// VALUES insert with every value inlined and an UPDATE.
 			all, err := ln.insertBatch(ctx, func(ctx context.Context, args ...any) (sql.Result, error) {
-				return tx.Tx.ExecContext(ctx, pgBatchInsert, args...)
+				return tx.Tx.ExecContext(ctx, ln.batchInsert(), args...)
 			}, keep, head, next, false)
 			if err == nil && !all {
-				err = errors.New("the head did not move under its lock")
+				// The head is locked: only a fork stops it.
+				if err = ln.forkError(ctx, tx); err == nil {
+					err = errors.New("the head did not move under its lock")
+				}
 			}
 			if err != nil {
 				return fmt.Errorf("insert entries: %w", err)
