@@ -35,6 +35,11 @@ func TestOnCommit(t *testing.T) {
 				})
 			}
 			wg.Wait()
+			// The writer answers the appenders before it calls OnCommit:
+			// the last batch is heard of a moment after its appends return.
+			for deadline := time.Now().Add(5 * time.Second); entries.Load() < 40 && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
 			if got := entries.Load(); got != 40 {
 				t.Errorf("OnCommit heard of %d entries in %d batches, want 40", got, batches.Load())
 			}
