@@ -11,6 +11,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -204,7 +205,10 @@ func (e *env) postgres(ctx context.Context) error {
 	if admin == "" {
 		admin = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 	}
-	db, err := audit.OpenDB(ctx, admin)
+	// The admin connection asks for checkpoints (checkpoint), which on a
+	// busy shared server can take longer than the driver's default read
+	// timeout of 10 s.
+	db, err := audit.OpenDB(ctx, withReadTimeout(admin, "120"))
 	if err != nil {
 		return fmt.Errorf("harness: postgres: %w", err)
 	}
@@ -358,4 +362,17 @@ func (e *env) checkpoint(ctx context.Context) (ms float64, refused error) {
 		return 0, fmt.Errorf("harness: postgres checkpoint: %w", err)
 	}
 	return float64(time.Since(start).Microseconds()) / 1000, nil
+}
+
+// withReadTimeout returns the Postgres URL dsn with the driver's read
+// timeout set to seconds, unless dsn sets one.
+func withReadTimeout(dsn, seconds string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.Query().Has("read_timeout") {
+		return dsn
+	}
+	q := u.Query()
+	q.Set("read_timeout", seconds)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
