@@ -341,8 +341,15 @@ func errSignCount(n int) error {
 // signature (with v), the digest of the export, and the chain from the
 // manifest's PrevHash to its AnchorHash including every checkpoint it lists.
 func VerifyArchive(ctx context.Context, r io.Reader, manifestJWS []byte, v Verifier) (*Manifest, error) {
+	return VerifyArchiveWith(ctx, r, manifestJWS, v, v)
+}
+
+// VerifyArchiveWith is VerifyArchive with the manifest verified by
+// manifests (the retention key's) and the checkpoints it carries by v (the
+// writers'), so that a checkpoint signed with the retention key is refused.
+func VerifyArchiveWith(ctx context.Context, r io.Reader, manifestJWS []byte, v, manifests Verifier) (*Manifest, error) {
 	var m Manifest
-	if err := openSigned(ctx, v, string(manifestJWS), &m); err != nil {
+	if err := openSigned(ctx, manifests, string(manifestJWS), &m); err != nil {
 		return nil, fmt.Errorf("audit: verify archive: manifest: %w", err)
 	}
 	sealed := map[int64]string{}

@@ -30,9 +30,10 @@ import (
 // Environment variables the audit commands read when the flag is not given.
 // Secrets are given by reference (a file path), never by value.
 const (
-	envAuditDB      = "CLEARANCE_AUDIT_DB"
-	envAuditHMACKey = "CLEARANCE_AUDIT_HMAC_KEY_FILE"
-	envAuditJWKS    = "CLEARANCE_AUDIT_JWKS"
+	envAuditDB          = "CLEARANCE_AUDIT_DB"
+	envAuditHMACKey     = "CLEARANCE_AUDIT_HMAC_KEY_FILE"
+	envAuditJWKS        = "CLEARANCE_AUDIT_JWKS"
+	envAuditArchiveJWKS = "CLEARANCE_AUDIT_ARCHIVE_JWKS"
 )
 
 // runAudit implements `clearance audit verify|query|export|archive|verify-archive`. Exit codes: 0
@@ -165,7 +166,7 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	vf := registerVerifyFlags(fs)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: clearance audit verify --db DSN --jwks FILE[,FILE] [--config FILE] [--json]\n       clearance audit verify --dir DIR   (a clearance dev run's data directory)\n\n"+
+		fmt.Fprintln(stderr, "usage: clearance audit verify --db DSN --jwks FILE[,FILE] [--archive-jwks FILE] [--config FILE] [--json]\n       clearance audit verify --dir DIR   (a clearance dev run's data directory)\n\n"+
 			"Entries must be sealed by checkpoints at the cadence the log was written with: give the broker's\n"+
 			"configuration (--config) or its checkpoint settings, or verify reports the entries left unsealed.")
 		fs.PrintDefaults()
@@ -196,6 +197,7 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 // and archive, which verifies it before it signs what it removes.
 type verifyFlags struct {
 	jwks     *jwksFiles
+	archive  *jwksFiles
 	unsigned *bool
 	cfgPath  *string
 	every    *int64
@@ -209,6 +211,7 @@ func registerVerifyFlags(fs *flag.FlagSet) *verifyFlags {
 	return &verifyFlags{
 		fs:       fs,
 		jwks:     registerJWKS(fs, "JWK set `FILE` of the checkpoint verification keys, as served at /.well-known/jwks.json"),
+		archive:  registerArchiveJWKS(fs),
 		unsigned: fs.Bool("no-signatures", false, "check the chain and checkpoint heads without authenticating signatures"),
 		cfgPath:  fs.String("config", "", "broker configuration `FILE` whose audit.checkpoint_every, audit.checkpoint_interval and audit.checkpoint_stream (on its nats servers) the log was written with"),
 		every:    fs.Int64("checkpoint-every", 0, "the writers' audit.checkpoint_every `N` (default: --config's, else clearance serve's default 30000, or for --dir clearance dev's 1000)"),
@@ -267,12 +270,38 @@ func (f *verifyFlags) resolve(ctx context.Context, name string, af *auditFlags, 
 		fmt.Fprintf(stderr, "clearance audit %s: --jwks is required to authenticate checkpoints (or --no-signatures)\n", name)
 		return nil, 2
 	}
-	if sets != nil {
-		v, code := mergeJWKS(name, append(sets, extra...), stderr)
+	var archive []jwkSet
+	if len(f.archive.files) > 0 {
+		var code int
+		if archive, code = f.archive.read(name, stderr); archive == nil {
+			return nil, code
+		}
+	}
+	switch {
+	case sets == nil:
+	case archive == nil && len(extra) == 0:
+		v, code := mergeJWKS(name, sets, stderr)
 		if v == nil {
 			return nil, code
 		}
 		vn.v = v
+	default:
+		// The retention keys verify the manifests, and the checkpoints
+		// are held to the writers' keys alone. Without --archive-jwks the
+		// manifests are verified by every set given, as before the flag.
+		v, code := mergeJWKS(name, sets, stderr)
+		if v == nil {
+			return nil, code
+		}
+		manifests := append(archive, extra...)
+		if archive == nil {
+			manifests = append(slices.Clone(sets), extra...)
+		}
+		mv, code := mergeJWKS(name, manifests, stderr)
+		if mv == nil {
+			return nil, code
+		}
+		vn.v, vn.opts.Manifests = v, mv
 	}
 	if code := f.mirrored(ctx, name, af, cfg, vn, stderr); code != 0 {
 		return nil, code
@@ -673,6 +702,19 @@ func registerJWKS(fs *flag.FlagSet, usage string) *jwksFiles {
 	return j
 }
 
+// registerArchiveJWKS adds the --archive-jwks flag to fs: the JWK sets of
+// the retention keys that signed archive manifests (clearance audit archive
+// --print-jwks). Given, they verify the manifests alone, and --jwks's sets
+// the checkpoints alone: a checkpoint signed with a retention key is
+// refused. Without it, every --jwks set verifies both, as before the flag.
+func registerArchiveJWKS(fs *flag.FlagSet) *jwksFiles {
+	j := &jwksFiles{}
+	j.add(os.Getenv(envAuditArchiveJWKS))
+	fs.Var(j, "archive-jwks", "JWK set `FILE` of the retention key that signed the archive manifests (clearance audit archive --print-jwks); "+
+		"given, the --jwks sets verify the checkpoints alone; repeat the flag, or separate FILEs with commas (env "+envAuditArchiveJWKS+")")
+	return j
+}
+
 // devJWKS returns the JWK set of the checkpoint keys of the clearance dev
 // run whose data directory is dir: the public half of its dev key ring.
 func devJWKS(ctx context.Context, name, dir string, stderr io.Writer) ([]byte, int) {
@@ -754,7 +796,7 @@ func mergeJWKS(name string, sets []jwkSet, stderr io.Writer) (*audit.JWKSVerifie
 func verificationProblem(err error, detail string) (label, text string) {
 	if kid := audit.UnknownKeyID(err); kid != "" {
 		return "UNVERIFIED", fmt.Sprintf("signed with key ID %q, which none of the --jwks sets holds "+
-			"(give the broker's /.well-known/jwks.json and, for an archived log, the archive key's set: "+
+			"(give the broker's /.well-known/jwks.json as --jwks and, for an archived log, the archive key's set as --archive-jwks: "+
 			"clearance audit archive --print-jwks)", kid)
 	}
 	return "TAMPERED", detail

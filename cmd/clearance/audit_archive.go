@@ -180,9 +180,10 @@ func runAuditVerifyArchive(ctx context.Context, args []string, stdout, stderr io
 	fs := flag.NewFlagSet("verify-archive", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	jwksPath := registerJWKS(fs, "JWK set `FILE` of the archive key (clearance audit archive --print-jwks) and the broker's checkpoint keys")
+	archivePath := registerArchiveJWKS(fs)
 	manifest := fs.String("manifest", "", "manifest JWS `FILE` (default: ARCHIVE.manifest.jws)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: clearance audit verify-archive --jwks FILE[,FILE] [--manifest FILE] ARCHIVE")
+		fmt.Fprintln(stderr, "usage: clearance audit verify-archive --jwks FILE[,FILE] [--archive-jwks FILE] [--manifest FILE] ARCHIVE")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -198,6 +199,12 @@ func runAuditVerifyArchive(ctx context.Context, args []string, stdout, stderr io
 	v, code := loadJWKS("verify-archive", jwksPath, stderr)
 	if v == nil {
 		return code
+	}
+	mv := v
+	if len(archivePath.files) > 0 {
+		if mv, code = loadJWKS("verify-archive", archivePath, stderr); mv == nil {
+			return code
+		}
 	}
 	if *manifest == "" {
 		*manifest = fs.Arg(0) + ".manifest.jws"
@@ -217,7 +224,7 @@ func runAuditVerifyArchive(ctx context.Context, args []string, stdout, stderr io
 	if st, err := f.Stat(); err == nil {
 		size = st.Size()
 	}
-	m, err := audit.VerifyArchive(ctx, &progressReader{r: f, size: size, p: newProgress("verify-archive", stderr, time.Now)}, jws, v)
+	m, err := audit.VerifyArchiveWith(ctx, &progressReader{r: f, size: size, p: newProgress("verify-archive", stderr, time.Now)}, jws, v, mv)
 	if err != nil {
 		label, text := verificationProblem(err, err.Error())
 		fmt.Fprintf(stdout, "%s: %s\n", label, text)
