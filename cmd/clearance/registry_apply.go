@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/clearance-broker/clearance/agreements"
@@ -66,7 +67,26 @@ func runRegistryApply(ctx context.Context, args []string, stdout, stderr io.Writ
 	}
 	printDateNotes(stdout, reg.Content(), time.Now(), "the registry in force as applied, run-time changes aside")
 	printMechanismGaps(stdout, reg, "decisions follow the registry as written")
+	if applied {
+		return reportSync(ev.Sync, stdout, stderr)
+	}
 	return 0
+}
+
+// reportSync says which running instances confirmed that the applied
+// registry is in force, and returns 1 when an announced one did not: the
+// registry is stored and every instance catches up through the watch or
+// the store, but until then it decides with the registry before (a
+// running instance that cannot catch up shows it in /readyz).
+func reportSync(s policy.Sync, stdout, stderr io.Writer) int {
+	if len(s.Unconfirmed) == 0 {
+		fmt.Fprintf(stdout, "in force on %d instance(s), this command's included\n", s.Confirmed)
+		return 0
+	}
+	fmt.Fprintf(stderr, "clearance registry apply: applied, but %d running instance(s) did not confirm it within %s: %s; "+
+		"they catch up through the registry watch or the store (check their /readyz and logs); applying again changes nothing\n",
+		len(s.Unconfirmed), s.Took.Round(time.Millisecond), strings.Join(s.Unconfirmed, ", "))
+	return 1
 }
 
 // registryApply connects to the store, the audit log and NATS as the
