@@ -250,6 +250,18 @@ func (f *verifyFlags) resolve(ctx context.Context, name string, af *auditFlags, 
 		return nil, code
 	}
 	var sets []jwkSet
+	if *f.unsigned {
+		// The chain and the checkpoint heads only: no key set is read
+		// (a dev directory's included), and one asked for is a mistake.
+		if f.jwks.flagged || f.archive.flagged {
+			fmt.Fprintf(stderr, "clearance audit %s: --no-signatures checks no signature: leave out --jwks and --archive-jwks\n", name)
+			return nil, 2
+		}
+		if code := f.mirrored(ctx, name, af, cfg, vn, stderr); code != 0 {
+			return nil, code
+		}
+		return vn, 0
+	}
 	if af.dir != "" {
 		// A dev run's checkpoint keys, and --jwks's sets besides (the
 		// archive key's, for a log archived since).

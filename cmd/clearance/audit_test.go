@@ -190,6 +190,26 @@ func TestAuditDevDir(t *testing.T) {
 	if code, out, errs := cli("audit", "query", "--dir", dir, "--subject", "cust-1"); code != 0 || strings.Count(out, "\n") != 2 {
 		t.Fatalf("query --dir --subject: exit %d\n%s%s", code, out, errs)
 	}
+	// --no-signatures reads no key set: a directory without its key ring
+	// is verified all the same, and a key set asked for besides is a
+	// mistake.
+	keyless := t.TempDir()
+	for _, name := range []string{"audit.db", "subject-hmac.key"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(keyless, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, out, errs := cli("audit", "verify", "--dir", keyless, "--no-signatures", "--json"); code != 0 || !strings.Contains(out, `"signatures_checked": false`) {
+		t.Fatalf("verify --dir --no-signatures without a key ring: exit %d\n%s%s", code, out, errs)
+	}
+	if code, _, errs := cli("audit", "verify", "--dir", dir, "--no-signatures", "--jwks", filepath.Join(dir, "dev-keyring.json")); code != 2 ||
+		!strings.Contains(errs, "--no-signatures checks no signature") {
+		t.Fatalf("verify --no-signatures --jwks: exit %d %s", code, errs)
+	}
 	if code, _, errs := cli("audit", "query", "--dir", t.TempDir()); code != 2 || !strings.Contains(errs, "no audit log in") {
 		t.Fatalf("query --dir of an empty directory: exit %d %s", code, errs)
 	}

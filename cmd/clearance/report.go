@@ -66,6 +66,16 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	case kind == "whatif" && *proposed == "":
 		return bad("--proposed: required")
 	}
+	// A flag of the other report is refused rather than ignored.
+	var misplaced string
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "format" && kind == "whatif" || f.Name == "proposed" && kind == "ropa" {
+			misplaced = f.Name
+		}
+	})
+	if misplaced != "" {
+		return bad("--" + misplaced + " is not a flag of report " + kind)
+	}
 	src, err := reportSource(ctx, *cfgPath, *dir, *regDir)
 	if err != nil {
 		fmt.Fprintln(stderr, "clearance report:", err)

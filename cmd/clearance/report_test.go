@@ -161,6 +161,16 @@ func TestReportWhatIf(t *testing.T) {
 	if code := run(context.Background(), []string{"report", "whatif", "--dir", dir}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "--proposed") {
 		t.Fatalf("no proposal: exit %d %s", code, errb.String())
 	}
+	// A flag of the other report is refused, not ignored.
+	for _, args := range [][]string{
+		{"report", "whatif", "--dir", dir, "--proposed", prop, "--format", "csv"},
+		{"report", "ropa", "--dir", dir, "--proposed", prop},
+	} {
+		errb.Reset()
+		if code := run(context.Background(), args, &out, &errb); code != 2 || !strings.Contains(errb.String(), "is not a flag of report") {
+			t.Errorf("%q: exit %d %s", args, code, errb.String())
+		}
+	}
 
 	// Once the proposal is applied (registry apply, through the live
 	// registry's store), it is the version in force, not the directory's:
