@@ -233,3 +233,8 @@ func IDControl(id string) bool { return strings.ContainsFunc(id, unicode.IsContr
 func RecordableID(id string) bool {
 	return id != "" && len(id) <= MaxRequestID && utf8.ValidString(id) && !IDControl(id)
 }
+
+// ClaimedID reports whether an id a caller claims (a header's, a rights
+// message's) can key an entry as it came: RecordableID, without white space
+// at either end, as the broker takes producers' ids.
+func ClaimedID(id string) bool { return RecordableID(id) && strings.TrimSpace(id) == id }

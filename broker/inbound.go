@@ -84,7 +84,7 @@ func (b *Broker) handleInbound(ctx context.Context, msg jetstream.Msg) {
 			if md, err := msg.Metadata(); err == nil {
 				dl.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("dl-%s-%d", md.Stream, md.Sequence.Stream))
 			}
-			if claimedIDUsable(res.requestID) {
+			if audit.ClaimedID(res.requestID) {
 				dl.Header.Set("Clearance-Request-Id", res.requestID)
 			}
 			dl.Header.Set("Clearance-Audit-Id", auditID)
@@ -124,21 +124,13 @@ const InboundRejectionPrefix = "inbound:"
 // (empty, too long, with control characters or white space at either end)
 // is replaced by the message's place in its stream.
 func InboundRejectionID(claimed string, msg jetstream.Msg) string {
-	if id := InboundRejectionPrefix + claimed; claimedIDUsable(claimed) && len(id) <= audit.MaxRequestID {
+	if id := InboundRejectionPrefix + claimed; audit.ClaimedID(claimed) && len(id) <= audit.MaxRequestID {
 		return id
 	}
 	if md, err := msg.Metadata(); err == nil {
 		return fmt.Sprintf("%s%s-%d", InboundRejectionPrefix, md.Stream, md.Sequence.Stream)
 	}
 	return InboundRejectionPrefix + "unknown"
-}
-
-// claimedIDUsable reports whether the id an inbound message claims can be
-// a header value and an audit key as it came: an id a producer could have
-// sent (idProblem, less the reserved prefix) in valid UTF-8, which a header,
-// unlike a parsed request, need not be.
-func claimedIDUsable(id string) bool {
-	return audit.RecordableID(id) && strings.TrimSpace(id) == id
 }
 
 // alreadyRecorded reports whether err is the audit log's refusal of a

@@ -211,7 +211,7 @@ const RejectionPrefix = "rights:"
 // prefix (not recordable, white space at either end, too long) is replaced
 // by a digest of it, the same for every attempt.
 func RejectionID(id string) string {
-	if rid := RejectionPrefix + id; audit.RecordableID(id) && strings.TrimSpace(id) == id && len(rid) <= audit.MaxRequestID {
+	if rid := RejectionPrefix + id; audit.ClaimedID(id) && len(rid) <= audit.MaxRequestID {
 		return rid
 	}
 	sum := sha256.Sum256([]byte(id))
