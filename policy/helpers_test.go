@@ -205,6 +205,17 @@ func (n *node) propagations(t *testing.T) uint64 {
 	return 0
 }
 
+// startApplied starts an instance of e on nc with the registry of dir and
+// applies that registry, as the store's first version.
+func (e *env) startApplied(t *testing.T, nc *nats.Conn, dir string) *node {
+	t.Helper()
+	n := e.start(t, nc, load(t, dir))
+	if _, _, err := n.live.Apply(t.Context(), load(t, dir)); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // rightsAPI is an HTTP server of one instance's rights routes (Mount).
 type rightsAPI struct{ url string }
 
@@ -256,10 +267,7 @@ func (e *env) intakeNode(t *testing.T) (*node, chan *nats.Msg, jetstream.JetStre
 	t.Helper()
 	nc := brokertest.Connect(t, brokertest.StartNATS(t))
 	dir := registryDir(t)
-	n := e.start(t, nc, load(t, dir))
-	if _, _, err := n.live.Apply(t.Context(), load(t, dir)); err != nil {
-		t.Fatal(err)
-	}
+	n := e.startApplied(t, nc, dir)
 	in, err := n.live.StartIntake(t.Context())
 	if err != nil {
 		t.Fatal(err)

@@ -85,10 +85,7 @@ func recordedOnce(t *testing.T, dsn string) {
 	e.auditDown = &down
 	srv := brokertest.StartNATS(t)
 	dir := registryDir(t)
-	n := e.start(t, brokertest.Connect(t, srv), load(t, dir))
-	if _, _, err := n.live.Apply(t.Context(), load(t, dir)); err != nil {
-		t.Fatal(err)
-	}
+	n := e.startApplied(t, brokertest.Connect(t, srv), dir)
 	api := n.rightsAPI(t)
 	head := func(t *testing.T) int64 {
 		t.Helper()
@@ -203,10 +200,7 @@ func recordedOnce(t *testing.T, dsn string) {
 func TestRightsErasureOfFilesErasureOutlivesApply(t *testing.T) {
 	e := newEnv(t, brokertest.SQLiteDSN(t))
 	dir := registryDir(t)
-	n := e.start(t, brokertest.Connect(t, brokertest.StartNATS(t)), load(t, dir))
-	if _, _, err := n.live.Apply(t.Context(), load(t, dir)); err != nil {
-		t.Fatal(err)
-	}
+	n := e.startApplied(t, brokertest.Connect(t, brokertest.StartNATS(t)), dir)
 	api := n.rightsAPI(t)
 	code, rc := api.post(t, "/v1/subjects/cust-13/erasure", "er-13", ``)
 	if code != http.StatusOK || rc.Status != "recorded" || rc.Event == 0 {

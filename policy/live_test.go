@@ -138,10 +138,7 @@ func TestApplyCarriesRunTimeChanges(t *testing.T) {
 	e := newEnv(t, brokertest.SQLiteDSN(t))
 	nc := brokertest.Connect(t, brokertest.StartNATS(t))
 	dir := registryDir(t)
-	n := e.start(t, nc, load(t, dir))
-	if _, _, err := n.live.Apply(t.Context(), load(t, dir)); err != nil {
-		t.Fatal(err)
-	}
+	n := e.startApplied(t, nc, dir)
 	_, err := n.live.Change(t.Context(), agreements.Change{
 		Withdrawals: []agreements.Withdrawal{{Subject: "cust-7", Purpose: "marketing", At: at.Add(-time.Hour)}},
 		Suspend:     []string{"dpa-swiftship-de"},

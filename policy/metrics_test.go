@@ -122,10 +122,7 @@ func TestCatchUpFailureExported(t *testing.T) {
 	e := newEnv(t, brokertest.SQLiteDSN(t))
 	nc := brokertest.Connect(t, brokertest.StartNATS(t))
 	dir := registryDir(t)
-	n := e.start(t, nc, load(t, dir))
-	if _, _, err := n.live.Apply(t.Context(), load(t, dir)); err != nil {
-		t.Fatal(err)
-	}
+	n := e.startApplied(t, nc, dir)
 	ch := agreements.Change{Consents: []agreements.Consent{{Subject: "cust-90", Purpose: "marketing", GrantedAt: time.Now().UTC().Truncate(time.Second)}}}
 	next, err := n.engine.Registry().With(ch)
 	if err != nil {

@@ -106,10 +106,7 @@ func TestRightsHTTPChangesNothingTwice(t *testing.T) {
 	e := newEnv(t, brokertest.SQLiteDSN(t))
 	nc := brokertest.Connect(t, brokertest.StartNATS(t))
 	dir := registryDir(t)
-	n := e.start(t, nc, load(t, dir))
-	if _, _, err := n.live.Apply(t.Context(), load(t, dir)); err != nil {
-		t.Fatal(err)
-	}
+	n := e.startApplied(t, nc, dir)
 	post := n.rightsAPI(t).send
 	count := func(t *testing.T, ev audit.Event) int { t.Helper(); return len(events(t, e.audit, ev)) }
 	erasures, consents := count(t, audit.EventErasureRecorded), count(t, audit.EventConsentRecorded)

@@ -65,10 +65,7 @@ func resumeFromSnapshot(t *testing.T, dsn string) {
 	e.snapshotEvery = 5
 	srv := brokertest.StartNATS(t)
 	dir := registryDir(t)
-	a := e.start(t, brokertest.Connect(t, srv), load(t, dir))
-	if _, _, err := a.live.Apply(t.Context(), load(t, dir)); err != nil {
-		t.Fatal(err)
-	}
+	a := e.startApplied(t, brokertest.Connect(t, srv), dir)
 	changes := []agreements.Change{
 		{Withdrawals: []agreements.Withdrawal{{Subject: "cust-7", Purpose: "marketing", At: at.Add(-time.Hour)}}},
 		{Suspend: []string{"dpa-swiftship-de"}},
@@ -287,10 +284,7 @@ func TestReplayNamesCorruptEvent(t *testing.T) {
 	e.snapshotEvery = -1
 	srv := brokertest.StartNATS(t)
 	dir := registryDir(t)
-	a := e.start(t, brokertest.Connect(t, srv), load(t, dir))
-	if _, _, err := a.live.Apply(t.Context(), load(t, dir)); err != nil {
-		t.Fatal(err)
-	}
+	a := e.startApplied(t, brokertest.Connect(t, srv), dir)
 	for i := range 6 {
 		if _, err := a.live.Change(t.Context(), agreements.Change{Consents: []agreements.Consent{{
 			Subject: fmt.Sprintf("cust-run-%d", i), Purpose: "marketing", GrantedAt: at}}}); err != nil {
@@ -347,10 +341,7 @@ func TestSnapshotFailureWaitsAnInterval(t *testing.T) {
 	e.snapshotEvery = 3
 	srv := brokertest.StartNATS(t)
 	dir := registryDir(t)
-	a := e.start(t, brokertest.Connect(t, srv), load(t, dir))
-	if _, _, err := a.live.Apply(t.Context(), load(t, dir)); err != nil {
-		t.Fatal(err)
-	}
+	a := e.startApplied(t, brokertest.Connect(t, srv), dir)
 	change := func(i int) {
 		t.Helper()
 		if _, err := a.live.Change(t.Context(), agreements.Change{Consents: []agreements.Consent{{

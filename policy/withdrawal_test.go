@@ -101,10 +101,7 @@ func TestWithdrawalWhateverTheArrivalOrder(t *testing.T) {
 func TestWithdrawalAtReceiptWithdrawsAtOnce(t *testing.T) {
 	e := newEnv(t, brokertest.SQLiteDSN(t))
 	dir := registryDir(t)
-	n := e.start(t, brokertest.Connect(t, brokertest.StartNATS(t)), load(t, dir))
-	if _, _, err := n.live.Apply(t.Context(), load(t, dir)); err != nil {
-		t.Fatal(err)
-	}
+	n := e.startApplied(t, brokertest.Connect(t, brokertest.StartNATS(t)), dir)
 	api := n.rightsAPI(t)
 	now := time.Now().UTC().Truncate(time.Second)
 	for _, m := range []struct{ key, body string }{
