@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -230,25 +231,45 @@ func FuzzCanonical(f *testing.F) {
 
 // TestCanonicalRefusesYears checks that a time outside the years RFC 3339
 // can write is refused by Append (ErrInvalidEntry) rather than left without
-// a hash, and that appendHashBody reports it.
+// a hash, and that appendHashBody reports it; and that Append refuses year 0
+// too, which has a canonical form but which Postgres cannot hold: taken in,
+// it failed the batch it was written with, its neighbours' appends too.
 func TestCanonicalRefusesYears(t *testing.T) {
-	l := openTestLog(t, openTestDB(t, sqliteDSN(t)), testOptions(t))
-	for _, tm := range []time.Time{
-		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
-		time.Date(-1, 12, 31, 0, 0, 0, 0, time.UTC),
-		// Year 10000 in its zone, 9999 in UTC: accepted.
-		time.Date(10000, 1, 1, 0, 30, 0, 0, time.FixedZone("x", 3600)),
-	} {
-		e := decidedEntry(1)
-		e.Time = tm
-		_, err := l.Append(t.Context(), e)
-		want := tm.UTC().Year() > 9999 || tm.UTC().Year() < 0
-		if want != errors.Is(err, ErrInvalidEntry) {
-			t.Errorf("%v: append: %v", tm, err)
-		}
-		if _, _, ok := appendHashBody(nil, e); ok == want {
-			t.Errorf("%v: appendHashBody encodable = %v", tm, ok)
-		}
+	for name, dsn := range map[string]string{"sqlite": sqliteDSN(t), "postgres": postgresDSN(t)} {
+		t.Run(name, func(t *testing.T) {
+			l := openTestLog(t, openTestDB(t, dsn), testOptions(t))
+			for i, tm := range []time.Time{
+				time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC),
+				time.Date(-1, 12, 31, 0, 0, 0, 0, time.UTC),
+				time.Date(0, 6, 1, 0, 0, 0, 0, time.UTC),
+				// Year 1 in its zone, year 0 in UTC: refused.
+				time.Date(1, 1, 1, 0, 30, 0, 0, time.FixedZone("x", 3600)),
+				// Year 10000 in its zone, 9999 in UTC: accepted.
+				time.Date(10000, 1, 1, 0, 30, 0, 0, time.FixedZone("x", 3600)),
+				time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
+			} {
+				e := decidedEntry(i + 1)
+				e.Time = tm
+				// A neighbour appended at once, to share the batch.
+				var wg sync.WaitGroup
+				var nerr error
+				wg.Go(func() { _, nerr = l.Append(t.Context(), decidedEntry(100+i)) })
+				_, err := l.Append(t.Context(), e)
+				wg.Wait()
+				y := tm.UTC().Year()
+				want := y > 9999 || y < 1
+				if want != errors.Is(err, ErrInvalidEntry) {
+					t.Errorf("%v: append: %v", tm, err)
+				}
+				if nerr != nil {
+					t.Errorf("%v: the neighbour's append: %v", tm, nerr)
+				}
+				_, _, ok := appendHashBody(nil, e)
+				if encodable := y >= 0 && y <= 9999; ok != encodable {
+					t.Errorf("%v: appendHashBody encodable = %v", tm, ok)
+				}
+			}
+		})
 	}
 }
 

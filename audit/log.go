@@ -230,9 +230,11 @@ func newPending(e *Entry) (*pending, error) {
 	var ok bool
 	p.body, p.lists, ok = appendHashBody(p.body[:0], &p.e)
 	p.e.Reasons, p.e.CategoriesSent, p.e.FieldsRemoved = nil, nil, nil
-	if !ok {
+	if !ok || p.e.Time.Year() < 1 {
+		// Year 0 has a canonical form, but Postgres refuses it: taken
+		// in, it would fail the whole batch it was written with.
 		p.free()
-		return nil, fmt.Errorf("%w: time outside the years 0 to 9999", ErrInvalidEntry)
+		return nil, fmt.Errorf("%w: time outside the years 1 to 9999", ErrInvalidEntry)
 	}
 	if p.lists.all&(jsonenc.SeenInvalidUTF8|jsonenc.SeenNUL) != 0 {
 		p.free()
