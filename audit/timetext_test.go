@@ -50,3 +50,43 @@ func TestVerifyTimeText(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyUnreadableTime changes one entry's stored time to a value the
+// store holds but the log cannot read back (a year past 9999, before 1, not
+// a time at all): verify must name the entry changed, where it stopped with
+// a read error naming none.
+func TestVerifyUnreadableTime(t *testing.T) {
+	tests := []struct {
+		store, text string
+	}{
+		{"sqlite", "10000-01-01 00:00:00+00:00"},
+		{"sqlite", "-0001-01-01 00:00:00+00:00"},
+		{"sqlite", "garbage"},
+		{"postgres", "10000-01-01 00:00:00+00"},
+		{"postgres", "0001-01-01 00:00:00+00 BC"},
+		{"postgres", "infinity"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.store+"/"+tt.text, func(t *testing.T) {
+			ctx := t.Context()
+			dsn := sqliteDSN(t)
+			if tt.store == "postgres" {
+				dsn = postgresDSN(t)
+			}
+			db := openTestDB(t, dsn)
+			l := openTestLog(t, db, testOptions(t))
+			appendN(t, l, 0, 10)
+			if _, err := l.Checkpoint(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.ExecContext(ctx, "UPDATE audit_entries SET at = ? WHERE seq = 8", tt.text); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := l.Verify(ctx, testSigner(t))
+			var te *TamperError
+			if !errors.As(err, &te) || te.Finding != FindingChanged || te.Sequence != 8 {
+				t.Fatalf("Verify() = %+v, %v; want entry 8 changed", rep, err)
+			}
+		})
+	}
+}

@@ -422,10 +422,17 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 		}
 	}
 
-	q := l.db.NewSelect().Model((*entryRow)(nil))
+	// An entry's time is read in a form that any stored value scans
+	// from, so that a time changed to one the log cannot hold names its
+	// entry rather than stopping the walk with a read error: on SQLite
+	// as its text, parsed below; on Postgres as NULL outside the years 1
+	// to 9999 (a zero time, which no entry's hash covers).
+	q := l.db.NewSelect().Model((*entryRow)(nil)).ExcludeColumn("at")
 	textTime := !isPostgres(l.db)
 	if textTime {
-		q = q.ColumnExpr("entry_row.*, CAST(at AS TEXT) AS at_text")
+		q = q.ColumnExpr("CAST(at AS TEXT) AS at_text")
+	} else {
+		q = q.ColumnExpr("CASE WHEN at >= '0001-01-01 00:00:00+00' AND at < '10000-01-01 00:00:00+00' THEN at END AS at")
 	}
 	rows, err := q.Order("seq").Rows(ctx)
 	if err != nil {
@@ -467,6 +474,13 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 		}
 		if gap := missing(r.Seq, c); gap != 0 {
 			return problem(FindingRemoved, gap, "entry missing from the chain")
+		}
+		if textTime {
+			at, err := time.Parse(storedTimeLayout, vr.AtText)
+			if err != nil {
+				return problem(FindingChanged, r.Seq, "entry time is not a time the log writes")
+			}
+			r.At = at
 		}
 		e, err := r.entry()
 		if err != nil || computeHash(&e) != r.Hash {
@@ -628,5 +642,9 @@ type verifyRow struct {
 // the log writes, UTC to the microsecond, whose text order is the time
 // order that queries and retention rely on.
 func storedTime(at time.Time) string {
-	return at.UTC().Format("2006-01-02 15:04:05.999999-07:00")
+	return at.UTC().Format(storedTimeLayout)
 }
+
+// storedTimeLayout is the layout of storedTime, which also parses the
+// times verify reads back on SQLite.
+const storedTimeLayout = "2006-01-02 15:04:05.999999-07:00"
