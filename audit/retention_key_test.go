@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -46,6 +47,10 @@ func TestRetentionKeySignsNoCheckpoint(t *testing.T) {
 	if _, err := l.VerifyWith(ctx, writers, VerifyOptions{Manifests: retentionV}); err != nil {
 		t.Fatalf("before the forgery: %v", err)
 	}
+	both := verifierOf(t, writers, retention)
+	if _, err := l.VerifyWith(ctx, both, VerifyOptions{RefuseManifestKey: true}); err != nil {
+		t.Fatalf("before the forgery, with one verifier of both keys: %v", err)
+	}
 
 	// The forgery: entries 21 to 30 rewritten, checkpoint 30 signed anew
 	// with the retention key.
@@ -61,16 +66,21 @@ func TestRetentionKeySignsNoCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	both := verifierOf(t, writers, retention)
-	if _, err := l.Verify(ctx, both); err != nil {
-		t.Logf("one verifier of both keys: %v", err)
-	} else {
-		t.Log("one verifier of both keys takes the forged checkpoint, as documented for --jwks alone")
-	}
 	_, err = l.VerifyWith(ctx, writers, VerifyOptions{Manifests: retentionV})
 	var te *TamperError
 	if !errors.As(err, &te) || te.Finding != FindingBadCheckpoint || te.Sequence != 30 {
 		t.Fatalf("with the manifests verified apart: %v, want a bad checkpoint at 30", err)
+	}
+	// One verifier of both keys (audit verify --jwks with the retention
+	// key's set among the writers', as before --archive-jwks): with
+	// RefuseManifestKey, the key that signed the last manifest, the
+	// retention key, signs no checkpoint either.
+	if _, err := l.Verify(ctx, both); err == nil {
+		t.Log("one verifier of both keys, RefuseManifestKey unset: the forged checkpoint is taken, as documented")
+	}
+	_, err = l.VerifyWith(ctx, both, VerifyOptions{RefuseManifestKey: true})
+	if !errors.As(err, &te) || te.Finding != FindingBadCheckpoint || te.Sequence != 30 || !strings.Contains(err.Error(), "retention key") {
+		t.Fatalf("with one verifier of both keys: %v, want a bad checkpoint at 30 signed with the retention key", err)
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"math"
 	"slices"
 	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jws"
 )
 
 // FindingUnsealed is what Verify reports where entries go unsealed for
@@ -73,6 +75,14 @@ type VerifyOptions struct {
 	// besides the database, is then refused rather than taken for the
 	// writers'. Nil: the Verifier verifies both.
 	Manifests Verifier
+
+	// RefuseManifestKey refuses a checkpoint signed with the key that
+	// signed the log's last archive manifest: the retention key signs
+	// manifests, and whoever holds it besides the database could
+	// otherwise seal a rewritten chain where the Verifier also holds it
+	// (one key set for both, as audit verify --jwks was used before
+	// --archive-jwks). Leave it false only where one key signs both.
+	RefuseManifestKey bool
 
 	// Progress, when set, is called from the walk every ProgressEvery
 	// entries and once when it has read the last.
@@ -303,6 +313,11 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 		}
 		if err := openSigned(ctx, mv, arch.Manifest, &m); err != nil {
 			return failWith(signatureProblem(FindingBadCheckpoint, arch.ToSeq, "archive manifest: ", err))
+		}
+		if opts.RefuseManifestKey && v != nil {
+			if kid := signedKeyID(arch.Manifest); kid != "" {
+				v = notSignedBy{v: v, kid: kid}
+			}
 		}
 		if m.ToSequence != arch.ToSeq || m.AnchorHash != arch.AnchorHash {
 			return fail(FindingBadCheckpoint, arch.ToSeq, "archive row differs from its signed manifest")
@@ -604,6 +619,31 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 
 // openSigned verifies a compact JWS with v (or, if v is nil, only decodes
 // it) and unmarshals its payload into dst.
+// notSignedBy is a Verifier that refuses what key kid signed and leaves the
+// rest to v.
+type notSignedBy struct {
+	v   Verifier
+	kid string
+}
+
+func (n notSignedBy) Verify(ctx context.Context, msg []byte) ([]byte, error) {
+	if signedKeyID(string(msg)) == n.kid {
+		return nil, fmt.Errorf("signed with key ID %q, the key that signed the archive manifest (the retention key): "+
+			"it signs manifests, not checkpoints (--archive-jwks gives the retention key's set apart from the writers')", n.kid)
+	}
+	return n.v.Verify(ctx, msg)
+}
+
+// signedKeyID is the kid in the protected header of a compact JWS, "" when
+// it has none or cannot be read.
+func signedKeyID(compact string) string {
+	m, err := jws.Parse([]byte(compact))
+	if err != nil || len(m.Signatures()) != 1 {
+		return ""
+	}
+	return m.Signatures()[0].ProtectedHeaders().KeyID()
+}
+
 func openSigned(ctx context.Context, v Verifier, jws string, dst any) error {
 	var payload []byte
 	if v != nil {

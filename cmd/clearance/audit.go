@@ -245,7 +245,7 @@ func (f *verifyFlags) resolve(ctx context.Context, name string, af *auditFlags, 
 			return nil, code
 		}
 	}
-	vn := &verification{opts: audit.VerifyOptions{Progress: verifyProgress(name, stderr, time.Now)}}
+	vn := &verification{opts: audit.VerifyOptions{Progress: verifyProgress(name, stderr, time.Now), RefuseManifestKey: true}}
 	if code := verifyCadence(name, &vn.opts, cfg, af.dir != "", *f.every, *f.interval, stderr); code != 0 {
 		return nil, code
 	}

@@ -38,7 +38,7 @@ func TestAuditCommand(t *testing.T) {
 	otherFile := filepath.Join(dir, "other.json")
 	// The archive is signed with a key of its own, as an operator's would be:
 	// verifying the archived log takes the checkpoint keys and its key.
-	_, archiveJWKS, archiveKid, archivePEM := testSigningKey(t)
+	archiveSigner, archiveJWKS, archiveKid, archivePEM := testSigningKey(t)
 	archiveKey, archiveJWKSFile := filepath.Join(dir, "archive.pem"), filepath.Join(dir, "archive-jwks.json")
 	// A set holding another key under the checkpoint key's id: a signature
 	// checked against it is wrong, not unverifiable.
@@ -118,6 +118,36 @@ func TestAuditCommand(t *testing.T) {
 			}
 		})
 	}
+	// Whoever runs retention holds its key and the database: a chain
+	// sealed with a checkpoint signed by the archive key is refused, also
+	// where one --jwks list holds both keys, as before --archive-jwks.
+	t.Run("checkpoint signed with the archive key", func(t *testing.T) {
+		forgedDir := t.TempDir()
+		forgedDSN := "sqlite://" + filepath.Join(forgedDir, "audit.db")
+		src, err := os.ReadFile(filepath.Join(dir, "audit.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(forgedDir, "audit.db"), src, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		writeTestLog(t, forgedDSN, key, archiveSigner)
+		for _, args := range [][]string{
+			{"--jwks", jwksFile + "," + archiveJWKSFile},
+			{"--jwks", jwksFile, "--jwks", archiveJWKSFile},
+		} {
+			var out, errOut bytes.Buffer
+			code := run(ctx, append([]string{"audit", "verify", "--db", forgedDSN}, args...), &out, &errOut)
+			if code != 1 || !strings.Contains(out.String(), "bad_checkpoint") || !strings.Contains(out.String(), "retention key") {
+				t.Errorf("verify %v: exit %d\n%s%s", args, code, out.String(), errOut.String())
+			}
+		}
+		var out, errOut bytes.Buffer
+		code := run(ctx, []string{"audit", "verify", "--db", forgedDSN, "--jwks", jwksFile, "--archive-jwks", archiveJWKSFile}, &out, &errOut)
+		if code != 1 || !strings.Contains(out.String(), archiveKid) {
+			t.Errorf("verify --archive-jwks: exit %d\n%s%s", code, out.String(), errOut.String())
+		}
+	})
 	t.Run("sets from the environment", func(t *testing.T) {
 		t.Setenv(envAuditJWKS, jwksFile+","+archiveJWKSFile)
 		var out, errOut bytes.Buffer
