@@ -253,10 +253,7 @@ func openDeadLetter(ctx context.Context, st *stack, cfg *config.Config, data []b
 	if err != nil {
 		return nil, err
 	}
-	store, path := cfg.Store, "store"
-	if cfg.SubjectKeys.Store != nil {
-		store, path = *cfg.SubjectKeys.Store, "subject_keys.store"
-	}
+	store, path := subjectKeyStoreConfig(cfg)
 	kdb, err := openStore(ctx, st, store, path)
 	if err != nil {
 		return nil, err

@@ -37,6 +37,7 @@ func commands() map[string]command {
 		"registry":   {"lint or apply a registry directory (policy as code)", runRegistry},
 		"deadletter": {"list dead letters (never their content) or replay one under a new request id", runDeadLetter},
 		"report":     {"Art. 30 records of processing (ropa) or a what-if of a proposed registry", runReport},
+		"keys":       {"rewrap the subject keys under the latest Vault key version, before older ones are retired", runKeys},
 		"token":      {"mint a compliance API/console token from the dev issuer (--role viewer|officer|admin)", runToken},
 	}
 }
