@@ -227,6 +227,41 @@ func TestSecretRefResolve(t *testing.T) {
 	}
 }
 
+// TestSecretRefEnvAndFileAlike: one secret given in a variable and in a
+// file (a Kubernetes secret mounted from --from-file keeps its trailing
+// newline) resolves to the same bytes, so that `serve` (env) and a command
+// reading the file derive the same keys; white space alone is unset.
+func TestSecretRefEnvAndFileAlike(t *testing.T) {
+	tests := []struct {
+		name    string
+		give    string
+		want    string
+		wantErr error
+	}{
+		{"trailing newline", "k3y-0123456789abcdef\n", "k3y-0123456789abcdef", nil},
+		{"crlf and spaces", "  k3y-0123456789abcdef \r\n", "k3y-0123456789abcdef", nil},
+		{"as is", "k3y-0123456789abcdef", "k3y-0123456789abcdef", nil},
+		{"white space only", " \n", "", ErrSecretUnset},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "secret")
+			if err := os.WriteFile(file, []byte(tt.give), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv("CLEARANCE_TEST_SECRET", tt.give)
+			fromEnv, envErr := SecretRef{Env: "CLEARANCE_TEST_SECRET"}.Resolve()
+			fromFile, fileErr := SecretRef{File: file}.Resolve()
+			if !errors.Is(envErr, tt.wantErr) || !errors.Is(fileErr, tt.wantErr) {
+				t.Fatalf("errors: env %v, file %v; want %v", envErr, fileErr, tt.wantErr)
+			}
+			if string(fromEnv) != tt.want || string(fromFile) != tt.want {
+				t.Errorf("env %q, file %q; want %q from both", fromEnv, fromFile, tt.want)
+			}
+		})
+	}
+}
+
 type testConnConfig struct {
 	URL     string `yaml:"url"`
 	Retries int    `yaml:"retries"`

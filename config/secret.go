@@ -1,7 +1,6 @@
 package config
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -19,10 +18,11 @@ var ErrSecretUnset = errors.New("config: secret is unset")
 // name of an environment variable) or File (a path) is set. A configuration
 // never carries a secret literally.
 type SecretRef struct {
-	// Env is the name of an environment variable holding the secret.
+	// Env is the name of an environment variable holding the secret;
+	// surrounding white space is trimmed, as for File.
 	Env string `yaml:"env"`
-	// File is the path of a file holding the secret; surrounding whitespace
-	// is trimmed.
+	// File is the path of a file holding the secret; surrounding white
+	// space (a trailing newline) is trimmed.
 	File string `yaml:"file"`
 }
 
@@ -41,33 +41,40 @@ func (s SecretRef) String() string {
 	}
 }
 
-// Resolve reads the secret. It returns an error that matches
-// ErrSecretUnset when the variable or file is empty, or when nothing is
-// named; no error holds the secret's value, nor a value given where the
-// variable's name or the file's path belongs (see unreadable).
+// Resolve reads the secret, from the variable or the file alike trimmed of
+// surrounding white space (secretValue), so that the same secret given
+// either way, or ending in the newline a file or a Kubernetes secret made
+// with --from-file keeps, yields the same bytes. It returns an error that
+// matches ErrSecretUnset when the variable or file is empty (or white
+// space only), or when nothing is named; no error holds the secret's value,
+// nor a value given where the variable's name or the file's path belongs
+// (see keys.UnreadableFile).
 func (s SecretRef) Resolve() ([]byte, error) {
 	switch {
 	case s.Env != "" && !keys.ValidEnvName(s.Env):
 		return nil, errors.New("env: not an environment variable name (letters, digits, underscore); the secret itself goes in the variable it names")
 	case s.Env != "":
-		v, ok := os.LookupEnv(s.Env)
-		if !ok || v == "" {
-			return nil, unsetError("environment variable " + s.Env + " is unset or empty")
-		}
-		return []byte(v), nil
+		return secretValue(os.Getenv(s.Env), "environment variable "+s.Env+" is unset or empty")
 	case s.File != "":
 		b, err := os.ReadFile(s.File)
 		if err != nil {
-			return nil, errors.New(unreadable("secret file", s.File, err))
+			return nil, errors.New(keys.UnreadableFile("secret file", s.File, err))
 		}
-		v := strings.TrimSpace(string(b))
-		if v == "" {
-			return nil, unsetError("secret file " + s.File + " is empty")
-		}
-		return []byte(v), nil
+		return secretValue(string(b), "secret file "+s.File+" is empty")
 	default:
 		return nil, unsetError("no env or file given")
 	}
+}
+
+// secretValue is a secret as read from its variable or file, trimmed of
+// surrounding white space; when nothing is left, an unsetError saying
+// unset.
+func secretValue(raw, unset string) ([]byte, error) {
+	v := strings.TrimSpace(raw)
+	if v == "" {
+		return nil, unsetError(unset)
+	}
+	return []byte(v), nil
 }
 
 // unsetError says which secret is unset; it matches ErrSecretUnset.
@@ -90,30 +97,6 @@ func (s SecretRef) validate(path string, required bool) []error {
 		errs = append(errs, fieldErr(path+".env", "must be an environment variable name (letters, digits, underscore), not the secret itself"))
 	}
 	return errs
-}
-
-// unreadable says that the file name cannot be read and, when err is not
-// nil, why; what is what it holds ("secret file"), empty for a file of any
-// kind. It names the file only when the name looks like a path (holds a
-// "/"): a value that does not may be the secret itself, pasted where its
-// file's path belongs, and the message is printed and logged. The caller
-// names the configuration key.
-func unreadable(what, name string, err error) string {
-	why := ""
-	if err != nil {
-		why = errText(err)
-	}
-	if strings.Contains(name, "/") {
-		if why != "" {
-			why = ": " + why
-		}
-		return "cannot read " + strings.TrimSpace(what+" "+name) + why
-	}
-	if why != "" {
-		why = " (" + why + ")"
-	}
-	return "cannot read the " + cmp.Or(what, "file") + why + ": the value does not look like a file path" +
-		" (give the file's path, ./NAME for one in the working directory)"
 }
 
 // MinSubjectKeyBytes is the shortest audit.hmac_key taken. Subject ids are
@@ -165,7 +148,7 @@ func (c *Config) CheckSecrets() error {
 			continue
 		}
 		if b, err := os.ReadFile(name); err != nil {
-			errs = append(errs, fieldErr(p, unreadable("", name, err)))
+			errs = append(errs, fieldErr(p, keys.UnreadableFile("", name, err)))
 		} else if len(strings.TrimSpace(string(b))) == 0 {
 			errs = append(errs, fieldErr(p, name+" is empty"))
 		}
@@ -177,13 +160,4 @@ func (c *Config) CheckSecrets() error {
 	}
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	return errors.Join(errs...)
-}
-
-// errText is err's cause without the path an *os.PathError repeats.
-func errText(err error) string {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err.Error()
-	}
-	return err.Error()
 }

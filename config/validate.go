@@ -13,6 +13,7 @@ import (
 	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/audit/mirror"
 	"github.com/clearance-broker/clearance/connectors"
+	"github.com/clearance-broker/clearance/keys"
 	"github.com/nats-io/nats-server/v2/server"
 )
 
@@ -176,7 +177,7 @@ func checkFile(p, path string) []error {
 		return nil
 	}
 	if _, err := os.Stat(path); err != nil {
-		return []error{fieldErr(p, unreadable("", path, nil))}
+		return []error{fieldErr(p, keys.UnreadableFile("", path, nil))}
 	}
 	return nil
 }

@@ -58,12 +58,12 @@ func (a *authRenewer) login(ctx context.Context) (*vault.Secret, error) {
 		if ar.RoleIDFile != "" {
 			var err error
 			if roleID, err = readSecretFile(ar.RoleIDFile); err != nil {
-				return nil, newError("approle login", nil, err)
+				return nil, newError("approle login", nil, fmt.Errorf("vault.auth.approle.role_id_file: %w", err))
 			}
 		}
 		secretID, err := readSecretFile(ar.SecretIDFile)
 		if err != nil {
-			return nil, newError("approle login", nil, err)
+			return nil, newError("approle login", nil, fmt.Errorf("vault.auth.approle.secret_id_file: %w", err))
 		}
 		// The login goes through a copy of the client without its token,
 		// so that the token in use stays until a new one is obtained.
@@ -90,7 +90,7 @@ func (a *authRenewer) login(ctx context.Context) (*vault.Secret, error) {
 	} else {
 		var err error
 		if token, err = readSecretFile(cfg.TokenFile); err != nil {
-			return nil, newError("token login", nil, err)
+			return nil, newError("token login", nil, fmt.Errorf("vault.auth.token_file: %w", err))
 		}
 	}
 	// Looked up through a copy of the client: a token read again that does
@@ -118,23 +118,25 @@ func (a *authRenewer) login(ctx context.Context) (*vault.Secret, error) {
 }
 
 // loginClient returns a copy of the client without its token, for the
-// same Vault namespace (Clone copies no headers, which carry it).
+// same Vault namespace (Clone copies no headers, which carry it) and with
+// nothing taken from VAULT_* variables (Clone reads them again).
 func (a *authRenewer) loginClient() (*vault.Client, error) {
 	lc, err := a.v.client.Clone()
 	if err != nil {
 		return nil, err
 	}
-	lc.ClearToken()
-	if ns := a.v.cfg.Namespace; ns != "" {
-		lc.SetNamespace(ns)
-	}
+	a.v.resetFromEnv(lc)
 	return lc, nil
 }
 
+// readSecretFile reads a credential file (auth.token_file, AppRole's
+// files) trimmed of surrounding white space. Its error names the file only
+// when the name looks like a path (UnreadableFile): a token pasted in place
+// of the path is not repeated. The caller names the configuration key.
 func readSecretFile(path string) (string, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("read credential file: %w", err)
+		return "", errors.New(UnreadableFile("credential file", path, err))
 	}
 	s := strings.TrimSpace(string(raw))
 	if s == "" {

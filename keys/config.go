@@ -30,6 +30,10 @@ const (
 // VaultConfig configures the Vault transit key service. Secrets are given
 // only by reference (an environment variable name or a file path), never
 // literally. The YAML keys are the broker config's `keys.vault` section.
+// It is the only source of the Vault client's settings: VAULT_*
+// environment variables (VAULT_ADDR, VAULT_AGENT_ADDR, VAULT_SKIP_VERIFY,
+// VAULT_CACERT, VAULT_TOKEN, VAULT_NAMESPACE, ...) change nothing, though
+// one the Vault client library cannot parse still fails NewVault.
 type VaultConfig struct {
 	// Address is Vault's URL, e.g. "https://vault.internal:8200".
 	Address string `yaml:"address"`
@@ -250,9 +254,9 @@ func sortErrors(errs []error) {
 // start reads it (the token's environment variable or file, AppRole's
 // files), and reports each that cannot be read or is empty, with its YAML
 // path and never its value. A file that cannot be read under a name that
-// does not look like a path (no "/") may be the secret itself pasted in
-// its place: the error does not repeat it. It does not log in: whether
-// Vault takes the credentials shows at start and on /readyz.
+// does not look like a path may be the secret itself pasted in its place:
+// the error does not repeat it (UnreadableFile). It does not log in:
+// whether Vault takes the credentials shows at start and on /readyz.
 func (c VaultConfig) CheckCredentials() error {
 	var errs []error
 	bad := func(path string, err error) {
@@ -262,13 +266,7 @@ func (c VaultConfig) CheckCredentials() error {
 		if name == "" {
 			return
 		}
-		_, err := readSecretFile(name)
-		var pe *os.PathError
-		switch {
-		case err == nil:
-		case !strings.Contains(name, "/") && errors.As(err, &pe):
-			bad(path, fmt.Errorf("cannot read the file (%v): the value does not look like a file path", pe.Err))
-		default:
+		if _, err := readSecretFile(name); err != nil {
 			bad(path, err)
 		}
 	}
@@ -282,4 +280,39 @@ func (c VaultConfig) CheckCredentials() error {
 		file("approle.secret_id_file", ar.SecretIDFile)
 	}
 	return errors.Join(errs...)
+}
+
+// UnreadableFile says that the file name cannot be read and, when err is
+// not nil, why; what is what it holds ("secret file", "credential file"),
+// empty for a file of any kind. It names the file only when the name looks
+// like a path (holds a "/"): a value that does not may be the secret
+// itself, pasted where its file's path belongs, and the message is printed
+// and logged. The caller names the configuration key. Every file setting
+// that may hold a secret's path, here and in package config, words its
+// error with it.
+func UnreadableFile(what, name string, err error) string {
+	why := ""
+	if err != nil {
+		why = errText(err)
+	}
+	if strings.Contains(name, "/") {
+		if why != "" {
+			why = ": " + why
+		}
+		return "cannot read " + strings.TrimSpace(what+" "+name) + why
+	}
+	if why != "" {
+		why = " (" + why + ")"
+	}
+	return "cannot read the " + cmp.Or(what, "file") + why + ": the value does not look like a file path" +
+		" (give the file's path, ./NAME for one in the working directory)"
+}
+
+// errText is err's cause without the path an *os.PathError repeats.
+func errText(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
 }

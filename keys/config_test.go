@@ -88,10 +88,10 @@ func TestCheckCredentialsNotEchoed(t *testing.T) {
 		auth VaultAuth
 		want string
 	}{
-		{"token in token_file", VaultAuth{TokenFile: token}, "keys: vault.auth.token_file: cannot read the file (no such file or directory): the value does not look like a file path"},
-		{"secret id in secret_id_file", VaultAuth{AppRole: &AppRoleAuth{RoleID: "r", SecretIDFile: token}}, "keys: vault.auth.approle.secret_id_file: cannot read the file"},
+		{"token in token_file", VaultAuth{TokenFile: token}, "keys: vault.auth.token_file: cannot read the credential file (no such file or directory): the value does not look like a file path"},
+		{"secret id in secret_id_file", VaultAuth{AppRole: &AppRoleAuth{RoleID: "r", SecretIDFile: token}}, "keys: vault.auth.approle.secret_id_file: cannot read the credential file"},
 		{"unset variable", VaultAuth{TokenEnv: "CLEARANCE_TEST_UNSET_TOKEN"}, "vault.auth.token_env: environment variable CLEARANCE_TEST_UNSET_TOKEN is unset or empty"},
-		{"missing file", VaultAuth{TokenFile: missing}, "vault.auth.token_file: read credential file: open " + missing + ": no such file or directory"},
+		{"missing file", VaultAuth{TokenFile: missing}, "vault.auth.token_file: cannot read credential file " + missing + ": no such file or directory"},
 	}
 	// A token in token_env is Validate's to refuse (TestVaultConfigValidate);
 	// it is not looked up as a variable, and not repeated.

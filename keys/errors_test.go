@@ -24,7 +24,13 @@ func TestClassify(t *testing.T) {
 		{"permission denied", &vault.ResponseError{StatusCode: 403, Errors: []string{"permission denied"}}, ErrPermissionDenied, []error{ErrUnavailable}},
 		{"retired version", &vault.ResponseError{StatusCode: 400, Errors: []string{"ciphertext or signature version is disallowed by policy (too old)"}}, ErrKeyRetired, []error{ErrUnavailable}},
 		{"retired in a batch item", &vaultItemError{msg: "ciphertext or signature version is disallowed by policy (too old)"}, ErrKeyRetired, []error{ErrUnavailable}},
-		{"bad request", &vault.ResponseError{StatusCode: 400, Errors: []string{"invalid ciphertext"}}, nil, []error{ErrUnavailable, ErrPermissionDenied, ErrKeyRetired}},
+		{"altered ciphertext", &vault.ResponseError{StatusCode: 400, Errors: []string{"cipher: message authentication failed"}}, ErrNotAuthentic, []error{ErrUnavailable, ErrKeyRetired}},
+		{"unparsable ciphertext", &vault.ResponseError{StatusCode: 400, Errors: []string{"invalid ciphertext: could not decode base64"}}, ErrNotAuthentic, []error{ErrUnavailable}},
+		{"short ciphertext", &vault.ResponseError{StatusCode: 400, Errors: []string{"invalid ciphertext length"}}, ErrNotAuthentic, []error{ErrUnavailable}},
+		{"altered ciphertext in a batch item", &vaultItemError{msg: "cipher: message authentication failed"}, ErrNotAuthentic, []error{ErrUnavailable}},
+		{"version not yet known to this node", &vault.ResponseError{StatusCode: 400, Errors: []string{"invalid ciphertext: version is too new"}}, nil, []error{ErrNotAuthentic, ErrKeyRetired}},
+		{"encryption key not found", &vault.ResponseError{StatusCode: 400, Errors: []string{"encryption key not found"}}, nil, []error{ErrNotAuthentic, ErrUnavailable}},
+		{"bad request", &vault.ResponseError{StatusCode: 400, Errors: []string{"missing ciphertext to decrypt"}}, nil, []error{ErrNotAuthentic, ErrUnavailable, ErrPermissionDenied, ErrKeyRetired}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

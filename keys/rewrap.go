@@ -48,7 +48,7 @@ func (v *Vault) Rewrap(ctx context.Context, sealed [][]byte) ([][]byte, error) {
 	for i, wk := range distinct {
 		inputs[i] = map[string]any{"ciphertext": wk}
 	}
-	sec, err := v.write(ctx, op, v.path("rewrap", v.cfg.EncryptionKey), map[string]any{"batch_input": inputs})
+	sec, err := v.writeBatch(ctx, op, v.path("rewrap", v.cfg.EncryptionKey), map[string]any{"batch_input": inputs})
 	if err != nil {
 		return nil, err
 	}

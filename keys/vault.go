@@ -5,10 +5,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -89,14 +92,43 @@ func NewVault(ctx context.Context, cfg VaultConfig, logger *slog.Logger) (*Vault
 	return v, nil
 }
 
+// newClient builds the Vault client from the configuration alone. The
+// client library's defaults (vault.DefaultConfig) read VAULT_* environment
+// variables: VAULT_SKIP_VERIFY would turn certificate checks off,
+// VAULT_AGENT_ADDR or VAULT_PROXY_ADDR send the token elsewhere,
+// VAULT_CACERT trust another CA. So the client starts from a transport built
+// here, and what vault.NewClient (and Clone) still take from the
+// environment is reset (resetFromEnv). A VAULT_* variable the library
+// cannot parse still fails the build of the client: vault.NewClient reads
+// its defaults whatever it is given.
 func (v *Vault) newClient() (*vault.Client, error) {
-	vc := vault.DefaultConfig()
-	if vc.Error != nil {
-		return nil, newError("vault client", nil, vc.Error)
+	transport := &http.Transport{
+		// HTTPS_PROXY and NO_PROXY, as for every other connection Clearance
+		// makes; not VAULT_PROXY_ADDR or VAULT_HTTP_PROXY.
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          100,
+		MaxIdleConnsPerHost:   runtime.GOMAXPROCS(0) + 1,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
 	}
-	vc.Address = v.cfg.Address
-	vc.Timeout = v.cfg.Timeout
-	vc.MaxRetries = max(v.cfg.MaxRetries, 0)
+	vc := &vault.Config{
+		Address: v.cfg.Address,
+		HttpClient: &http.Client{
+			Transport: transport,
+			// The client follows a standby's redirect itself, once.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		Timeout:      v.cfg.Timeout,
+		MaxRetries:   max(v.cfg.MaxRetries, 0),
+		MinRetryWait: time.Second,
+		MaxRetryWait: 1500 * time.Millisecond,
+		// The library's default backoff, which heeds Retry-After on 429.
+		Backoff: vault.DefaultConfig().Backoff,
+	}
 	t := v.cfg.TLS
 	if err := vc.ConfigureTLS(&vault.TLSConfig{
 		CACert: t.CAFile, ClientCert: t.ClientCertFile, ClientKey: t.ClientKeyFile,
@@ -104,16 +136,27 @@ func (v *Vault) newClient() (*vault.Client, error) {
 	}); err != nil {
 		return nil, newError("vault tls", nil, err)
 	}
-	vc.HttpClient.Transport = &countingTransport{base: vc.HttpClient.Transport, n: &v.trips}
+	vc.HttpClient.Transport = &countingTransport{base: transport, n: &v.trips}
 	client, err := vault.NewClient(vc)
 	if err != nil {
 		return nil, newError("vault client", nil, err)
 	}
-	client.ClearToken() // never pick up VAULT_TOKEN implicitly
-	if v.cfg.Namespace != "" {
-		client.SetNamespace(v.cfg.Namespace)
-	}
+	v.resetFromEnv(client)
 	return client, nil
+}
+
+// resetFromEnv undoes what vault.NewClient takes from the environment
+// whatever its configuration says: the token (VAULT_TOKEN), the namespace
+// (VAULT_NAMESPACE) and extra headers (VAULT_HEADERS). The client is left
+// with no token, the configured namespace and no other header than the one
+// every Vault request carries. Clone calls NewClient again: a clone is
+// reset too.
+func (v *Vault) resetFromEnv(c *vault.Client) {
+	c.ClearToken()
+	c.SetHeaders(http.Header{vault.RequestHeaderName: []string{"true"}})
+	if v.cfg.Namespace != "" {
+		c.SetNamespace(v.cfg.Namespace)
+	}
 }
 
 // countingTransport counts HTTP round trips to Vault, retries included.
@@ -185,6 +228,56 @@ func (v *Vault) write(ctx context.Context, op, path string, body map[string]any)
 	return s, nil
 }
 
+// writeBatch is write for a request with batch_input. Transit answers a
+// batch in which an item failed with 400 and the items' errors in
+// batch_results, where the client library sees an error without a message:
+// writeBatch returns such an answer as a secret, for the caller to classify
+// each item's error.
+func (v *Vault) writeBatch(ctx context.Context, op, path string, body map[string]any) (*vault.Secret, error) {
+	data, err := json.Marshal(body)
+	if err != nil {
+		return nil, newError(op, nil, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, v.cfg.Timeout)
+	defer cancel()
+	resp, err := v.client.Logical().WriteRawWithContext(ctx, path, data)
+	if resp != nil {
+		defer resp.Body.Close()
+	}
+	var re *vault.ResponseError
+	if err != nil && (resp == nil || !errors.As(err, &re) || re.StatusCode != http.StatusBadRequest || len(re.Errors) > 0) {
+		return nil, classify(op, err)
+	}
+	s, perr := vault.ParseSecret(resp.Body)
+	if err != nil && (perr != nil || !batchItemFailed(s)) {
+		return nil, classify(op, err)
+	}
+	if perr != nil {
+		return nil, newError(op, nil, fmt.Errorf("unexpected response: %w", perr))
+	}
+	if s == nil || s.Data == nil {
+		return nil, newError(op, nil, errors.New("vault returned no data"))
+	}
+	return s, nil
+}
+
+// batchItemFailed reports whether an item of s's batch_results carries an
+// error.
+func batchItemFailed(s *vault.Secret) bool {
+	if s == nil {
+		return false
+	}
+	results, _ := s.Data["batch_results"].([]any)
+	for _, r := range results {
+		if m, _ := r.(map[string]any); m != nil {
+			if e, _ := m["error"].(string); e != "" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (v *Vault) read(ctx context.Context, op, path string) (*vault.Secret, error) {
 	ctx, cancel := context.WithTimeout(ctx, v.cfg.Timeout)
 	defer cancel()
@@ -202,8 +295,11 @@ func (v *Vault) read(ctx context.Context, op, path string) (*vault.Secret, error
 func classify(op string, err error) error {
 	var item *vaultItemError
 	if errors.As(err, &item) {
-		if strings.Contains(item.msg, "disallowed by policy") {
+		switch {
+		case strings.Contains(item.msg, "disallowed by policy"):
 			return newError(op, ErrKeyRetired, err)
+		case badCiphertext(item.msg):
+			return newError(op, ErrNotAuthentic, err)
 		}
 		return newError(op, nil, err)
 	}
@@ -227,11 +323,31 @@ func classify(op string, err error) error {
 		return newError(op, ErrPermissionDenied, cause)
 	case strings.Contains(msg, "disallowed by policy"), strings.Contains(msg, "too old"):
 		return newError(op, ErrKeyRetired, cause)
+	case re.StatusCode == http.StatusBadRequest && badCiphertext(msg):
+		return newError(op, ErrNotAuthentic, cause)
 	case re.StatusCode == http.StatusTooManyRequests, re.StatusCode == http.StatusPreconditionFailed, re.StatusCode >= 500:
 		return newError(op, ErrUnavailable, cause)
 	default:
 		return newError(op, nil, cause)
 	}
+}
+
+// badCiphertext reports whether transit's error message says that a
+// ciphertext given to decrypt or rewrap (a message's wrapped data key) is
+// not one the key made: it does not authenticate ("cipher: message
+// authentication failed") or does not parse ("invalid ciphertext: no
+// prefix", "invalid ciphertext: could not decode base64", "invalid
+// ciphertext length", ...). Such a message was altered or sealed under
+// another key; no retry opens it. "invalid ciphertext: version is too new"
+// is left out: a Vault node that has not yet seen a rotation (a replica)
+// says it of a good message. Errors about the request itself ("missing
+// ciphertext to decrypt") or the key ("encryption key not found") are not
+// matched.
+func badCiphertext(msg string) bool {
+	if strings.Contains(msg, "version is too new") {
+		return false
+	}
+	return strings.Contains(msg, "message authentication failed") || strings.Contains(msg, "invalid ciphertext")
 }
 
 // transitSource makes data keys with transit.
