@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/clearance-broker/clearance/audit"
@@ -45,14 +46,16 @@ type signer interface {
 // receiveNotice handles an erasure notice another region's Clearance sent to
 // this one (Clearance-Kind erasure_notice): signed is the opened envelope,
 // a JWS over an erasure.NoticePayload. The signature is verified with this
-// region's keys; when the notice names the subject and Options.Erasures is
-// set, the erasure is applied to this region's registry and keys; the
-// receipt is audited (erasure_notified, source inbound), the verified
-// notice is republished on LocalSubject with Clearance-Kind erasure_notice
-// for the systems holding the region's copies, and, when the notice asks
-// for it, a signed erasure.AckPayload answers on its AckSubject: the
-// sending region marks the notice acknowledged on that answer, not on the
-// JetStream acknowledgement.
+// region's keys, and a notice not published as the sending region
+// publishes it (under its notice id, on its recipient's subject) is
+// refused permanently, as an invalid request. When the notice names the
+// subject and Options.Erasures is set, the erasure is applied to this
+// region's registry and keys; the receipt is audited (erasure_notified,
+// source inbound), the verified notice is republished on LocalSubject with
+// Clearance-Kind erasure_notice for the systems holding the region's
+// copies, and, when the notice asks for it, a signed erasure.AckPayload
+// answers on its AckSubject: the sending region marks the notice
+// acknowledged on that answer, not on the JetStream acknowledgement.
 func (b *Broker) receiveNotice(ctx context.Context, msg jetstream.Msg, signed []byte, res *result) (Outcome, error) {
 	v, ok := b.opts.Keys.(verifier)
 	if !ok {
@@ -65,6 +68,20 @@ func (b *Broker) receiveNotice(ctx context.Context, msg jetstream.Msg, signed []
 	var n erasure.NoticePayload
 	if err := json.Unmarshal(payload, &n); err != nil || n.Kind != erasure.NoticeKind || n.NoticeID == "" {
 		return OutcomePermanent, fmt.Errorf("broker: erasure notice payload: %w", errNotOpenable)
+	}
+	// The sending region publishes a notice under its notice id (with the
+	// attempt, for one it awaits an answer to: noticeMsgID) and on its
+	// recipient's subject (natsregion), as a payload. A sealed notice taken
+	// from one message and sent again on another recipient's subject would
+	// be applied, and acknowledged in that recipient's name; under another
+	// notice's id it would pass the stream's de-duplication.
+	if !noticeMsgID(msg.Headers().Get(jetstream.MsgIDHeader), n.NoticeID) {
+		res.reasons = []string{"invalid_request: the notice's id is not the message's Nats-Msg-Id"}
+		return OutcomePermanent, fmt.Errorf("broker: erasure notice: notice id differs from Nats-Msg-Id: %w", errNotOpenable)
+	}
+	if to := msg.Subject()[strings.LastIndexByte(msg.Subject(), '.')+1:]; to != n.Recipient {
+		res.reasons = []string{"invalid_request: the notice's recipient is not the one the subject names"}
+		return OutcomePermanent, fmt.Errorf("broker: erasure notice: recipient differs from the subject's: %w", errNotOpenable)
 	}
 	res.requestID = n.NoticeID
 	reasons := []string{"received"}
@@ -113,6 +130,27 @@ func (b *Broker) receiveNotice(ctx context.Context, msg jetstream.Msg, signed []
 		}
 	}
 	return OutcomeDelivered, nil
+}
+
+// noticeMsgID reports whether msgID is a Nats-Msg-Id the sending region
+// (erasure.Notifier) publishes the notice noticeID under: the notice id,
+// or, for a notice it awaits an answer to, the notice id and ".a" and the
+// attempt's number.
+func noticeMsgID(msgID, noticeID string) bool {
+	attempt, ok := strings.CutPrefix(msgID, noticeID)
+	if !ok || attempt == "" {
+		return ok
+	}
+	attempt, ok = strings.CutPrefix(attempt, ".a")
+	if !ok || attempt == "" {
+		return false
+	}
+	for _, c := range []byte(attempt) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // answerNotice publishes the signed acknowledgement of n on its AckSubject.

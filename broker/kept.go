@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/clearance-broker/clearance/connectors"
 	"github.com/clearance-broker/clearance/connectors/natsregion"
@@ -75,18 +77,142 @@ func KeptData(plain []byte) []byte {
 // a valid request, and that of a request the parser refuses (a key unknown
 // or given twice, a field of the wrong type) that still names one, whose
 // kept copy is that subject's data as much as a valid request's is, so it
-// is sealed under the subject's key and goes with an erasure. The id
-// chooses only the key; it is trusted for nothing else.
+// is sealed under the subject's key and goes with an erasure. That holds
+// for a request that is not even JSON (a comma too many, NaN, cut short)
+// too: the id is read from as much of it as can be read, up to the first
+// syntax error (subjectBefore). The id chooses only the key; it is
+// trusted for nothing else.
 func looseSubject(data []byte) string {
 	var env struct {
 		Subject struct {
 			ID string `json:"id"`
 		} `json:"subject"`
 	}
-	if json.Unmarshal(data, &env) != nil {
+	err := json.Unmarshal(data, &env)
+	if err == nil {
+		return env.Subject.ID
+	}
+	// Unmarshal checks the whole text before it decodes any of it: a
+	// syntax error means nothing was read, any other error a subject or
+	// id of the wrong type in valid JSON, which names no subject.
+	var syntax *json.SyntaxError
+	if !errors.As(err, &syntax) {
 		return ""
 	}
-	return env.Subject.ID
+	return subjectBefore(data)
+}
+
+// subjectBefore reads the subject id of data, JSON that is not valid, the
+// way json.Unmarshal reads that of valid JSON (keys matched without regard
+// to case, the last of a key given twice counting, null leaving the id as
+// it was, a subject or id of another type naming none), in the part of it
+// before its first syntax error.
+func subjectBefore(data []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return ""
+	}
+	var id string
+	for {
+		key, ok, err := nextKey(dec)
+		if err != nil || !ok {
+			return id
+		}
+		if jsonKey(key, "SUBJECT") {
+			id, err = subjectID(dec, id)
+		} else {
+			err = skipValue(dec)
+		}
+		if err != nil {
+			return id
+		}
+	}
+}
+
+// errNoSubject stops subjectBefore at a subject or id of the wrong type.
+var errNoSubject = errors.New("broker: no subject")
+
+// subjectID reads the value of a request's subject from dec: the id it
+// names, or id as it was if it names none. For the wrong type it returns
+// "" and errNoSubject; at a syntax error, the id read before it and the
+// error.
+func subjectID(dec *json.Decoder, id string) (string, error) {
+	tok, err := dec.Token()
+	if err != nil || tok == nil {
+		return id, err
+	}
+	if tok != json.Delim('{') {
+		return "", errNoSubject
+	}
+	for {
+		key, ok, err := nextKey(dec)
+		if err != nil || !ok {
+			return id, err
+		}
+		if !jsonKey(key, "ID") {
+			if err := skipValue(dec); err != nil {
+				return id, err
+			}
+			continue
+		}
+		tok, err := dec.Token()
+		if err != nil {
+			return id, err
+		}
+		switch v := tok.(type) {
+		case nil:
+		case string:
+			id = v
+		default:
+			return "", errNoSubject
+		}
+	}
+}
+
+// nextKey reads the next key of the object dec is in; false at its end.
+func nextKey(dec *json.Decoder) (string, bool, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return "", false, err
+	}
+	key, ok := tok.(string)
+	return key, ok, nil
+}
+
+// jsonKey reports whether key matches the field name upper (in upper
+// case) as json.Unmarshal matches them.
+func jsonKey(key, upper string) bool {
+	if len(key) < len(upper) || len(key) > utf8.UTFMax*len(upper) {
+		return false
+	}
+	i := 0
+	for _, r := range key {
+		if i == len(upper) || unicode.ToUpper(r) != rune(upper[i]) {
+			return false
+		}
+		i++
+	}
+	return i == len(upper)
+}
+
+// skipValue reads the next value from dec, however deep.
+func skipValue(dec *json.Decoder) error {
+	depth := 0
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			depth++
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+		if depth == 0 {
+			return nil
+		}
+	}
 }
 
 // sealShared seals a payload for a recipient without a key of its own: a

@@ -77,6 +77,18 @@ func unparsable(t *testing.T) []byte {
 	return []byte(bad)
 }
 
+// malformed is example request 01 with a comma after its record: not
+// JSON, yet it names its subject before the syntax error.
+func malformed(t *testing.T) []byte {
+	t.Helper()
+	req := string(brokertest.ExampleRequest(t, "01-delivery-eea-allow.json"))
+	end := strings.LastIndex(req, "}")
+	if end < 0 || !strings.Contains(req[:end], `"record"`) {
+		t.Fatal("example request 01 no longer ends with its record")
+	}
+	return []byte(req[:end] + "," + req[end:])
+}
+
 // awaitReceipt returns the next receipt on receipts for request id.
 func awaitReceipt(t *testing.T, receipts <-chan *nats.Msg, id string) broker.Receipt {
 	t.Helper()
@@ -139,7 +151,7 @@ func checkNothingKept(t *testing.T, dl *jetstream.RawStreamMsg, id string) {
 // A request that parsed but is refused (here: its source is not the subject
 // it was published on) names its subject: its dead letter is sealed under
 // the subject's key, so that an erasure destroys it, not under the broker's
-// shared key.
+// shared key. So does one the parser refuses, even one that is not JSON.
 func TestRejectedDeadLetterUnderSubjectKey(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -148,6 +160,7 @@ func TestRejectedDeadLetterUnderSubjectKey(t *testing.T) {
 	}{
 		{"misrouted", misrouted, "invalid_request: source"},
 		{"refused by the parser", unparsable, "invalid_request: priority"},
+		{"not JSON", malformed, "invalid_request"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e, ring, receipts := newSubjectKeyEnv(t, nil)

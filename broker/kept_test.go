@@ -91,3 +91,46 @@ func TestOpenInbound(t *testing.T) {
 		t.Errorf("malformed envelope: %v", err)
 	}
 }
+
+// TestLooseSubject reads the subject id of a request the parser refuses,
+// as its dead letter's key: from valid JSON as json.Unmarshal reads it,
+// and from text that is not JSON up to its first syntax error, so that a
+// request with personal data that is also malformed is still kept under
+// its subject's key and goes with an erasure.
+func TestLooseSubject(t *testing.T) {
+	tests := []struct {
+		name string
+		give string
+		want string
+	}{
+		{"valid", `{"id":"r1","subject":{"id":"cust-881"},"record":{"name":"Ada Lovelace"}}`, "cust-881"},
+		{"valid, unknown key", `{"id":"r1","subject":{"id":"cust-881","tier":"gold"},"extra":[1,{"id":"x"}]}`, "cust-881"},
+		{"valid, key given twice", `{"subject":{"id":"cust-1"},"subject":{"id":"cust-881"}}`, "cust-881"},
+		{"valid, keys in other case", `{"Subject":{"ID":"cust-881"}}`, "cust-881"},
+		{"valid, no subject", `{"id":"r1","record":{"subject":{"id":"cust-881"}}}`, ""},
+		{"valid, id not a string", `{"subject":{"id":881}}`, ""},
+		{"valid, subject not an object", `{"subject":"cust-881"}`, ""},
+		{"valid, not an object", `["cust-881"]`, ""},
+		{"trailing comma after the record", `{"id":"r1","subject":{"id":"cust-881"},"record":{"name":"Ada Lovelace"},}`, "cust-881"},
+		{"NaN after the subject", `{"id":"r1","subject":{"id":"cust-881"},"amount":NaN,"record":{"name":"Ada Lovelace"}}`, "cust-881"},
+		{"cut short", `{"id":"r1","subject":{"id":"cust-881"},"record":{"name":"Ada Lovelace"}`, "cust-881"},
+		{"cut short in the subject", `{"subject":{"id":"cust-881","tier":"go`, "cust-881"},
+		{"text after the request", `{"subject":{"id":"cust-881"}} and more`, "cust-881"},
+		{"key given twice, then a syntax error", `{"subject":{"id":"cust-1"},"subject":{"id":"cust-881"},}`, "cust-881"},
+		{"null subject, then a syntax error", `{"subject":null,"subject":{"id":"cust-881"},}`, "cust-881"},
+		{"keys in other case, then a syntax error", `{"SUBJECT":{"Id":"cust-881"},}`, "cust-881"},
+		{"subject after the syntax error", `{"id":"r1","amount":NaN,"subject":{"id":"cust-881"}}`, ""},
+		{"id not a string, then a syntax error", `{"subject":{"id":881},}`, ""},
+		{"subject not an object, then a syntax error", `{"subject":"cust-881",}`, ""},
+		{"subject only nested, then a syntax error", `{"record":{"subject":{"id":"cust-881"}},}`, ""},
+		{"not an object, then a syntax error", `["cust-881",]`, ""},
+		{"empty", ``, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := looseSubject([]byte(tt.give)); got != tt.want {
+				t.Errorf("looseSubject(%s) = %q, want %q", tt.give, got, tt.want)
+			}
+		})
+	}
+}
