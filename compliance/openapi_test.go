@@ -150,12 +150,21 @@ func TestRightsRoutesAreMounted(t *testing.T) {
 // authorization on a mux of their own, each route behind GuardRoute.
 func rightsServer(t *testing.T, f *compliancetest.Fixture) string {
 	t.Helper()
+	url, _ := rightsServerNotifier(t, f)
+	return url
+}
+
+// rightsServerNotifier is rightsServer, returning the erasure notifier too
+// (not started: its notices stay pending).
+func rightsServerNotifier(t *testing.T, f *compliancetest.Fixture) (string, *erasure.Notifier) {
+	t.Helper()
 	ctx := t.Context()
 	nc := brokertest.Connect(t, brokertest.StartNATS(t))
 	live, _ := startLive(t, f, nc)
 	notifier, err := erasure.New(ctx, erasure.Options{DB: f.DB, Audit: f.Log, Keys: brokertest.DevKeys(t, filepath.Join(t.TempDir(), "keys.json")),
 		SubjectKey: compliancetest.SubjectKey, Connectors: broker.ConnectorMap{},
-		Parties: func() erasure.Parties { return f.Engine.Registry() }})
+		Parties: func() erasure.Parties { return f.Engine.Registry() },
+		Caller:  compliance.CallerAccount})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +183,7 @@ func rightsServer(t *testing.T, f *compliancetest.Fixture) string {
 	}
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return srv.URL
+	return srv.URL, notifier
 }
 
 // TestRightsErrorsHaveMessage checks that the rights routes answer errors
@@ -200,7 +209,7 @@ func TestRightsErrorsHaveMessage(t *testing.T) {
 		{"body too large", "POST", "/v1/consents", `{"subject": "` + strings.Repeat("x", 70<<10) + `"}`, c.token,
 			http.StatusRequestEntityTooLarge, "invalid_request", "body too large", false},
 		{"justification incomplete", "POST", "/v1/subjects/cust-4711/erasure/swiftship-de/justification", `{"officer": "dpo"}`, c.token,
-			http.StatusBadRequest, "invalid_request", "officer and justification are required", false},
+			http.StatusBadRequest, "invalid_request", "justification is required", false},
 		{"no notice to justify", "POST", "/v1/subjects/cust-4711/erasure/swiftship-de/justification", `{"officer": "dpo", "justification": "gone"}`, c.token,
 			http.StatusNotFound, "not_found", "no open notice for this recipient", false},
 		{"no token", "POST", "/v1/consents", `{}`, "",

@@ -271,6 +271,19 @@ func principalOf(ctx context.Context) *Principal {
 	return p
 }
 
+// CallerAccount returns the account id (the token's "sub") of the caller
+// that a route served through GuardRoute, or one of the Server's own
+// routes, authenticated, from the request's context; false when none was.
+// Handlers of the packages this one cannot import (erasure's
+// justifications) record their caller with it, as an HMAC, never in clear.
+func CallerAccount(ctx context.Context) (string, bool) {
+	p := principalOf(ctx)
+	if p == nil || p.Subject == "" {
+		return "", false
+	}
+	return p.Subject, true
+}
+
 // wrap authenticates (bearer header for the API, the session cookie for
 // the console), checks the role and audits mutating calls.
 func (s *Server) wrap(r route) http.Handler {

@@ -100,8 +100,11 @@ func ErasedSubjects(reg func() *agreements.Registry, subjectKey []byte) func(str
 
 // Acknowledge records a receiving region's signed acknowledgement (a
 // compact JWS over an AckPayload): the notice of that recipient is marked
-// acknowledged and audited. An acknowledgement of a notice already closed
-// is accepted and changes nothing.
+// acknowledged and audited, its entry written with the status change
+// (closeNotice), so that it is never lost with an append that failed. An
+// acknowledgement of a notice already closed is accepted and changes
+// nothing, but for appending the entry of its closing if a failure left it
+// pending; several instances hearing one answer record it once.
 func (n *Notifier) Acknowledge(ctx context.Context, signed []byte) error {
 	if n.opts.Verifier == nil {
 		return fmt.Errorf("%w: no verifier configured", ErrBadAck)
@@ -119,20 +122,25 @@ func (n *Notifier) Acknowledge(ctx context.Context, signed []byte) error {
 		return fmt.Errorf("%w: %w", ErrBadAck, ErrUnknownNotice)
 	}
 	now := n.opts.Now().UTC()
-	res, err := n.opts.DB.NewUpdate().Model((*noticeRow)(nil)).
-		Set("status = ?", string(StatusAcknowledged)).Set("acknowledged_at = ?", now).Set("last_error = ''").
-		Where("id = ?", a.NoticeID).
-		Where("status IN (?)", bun.In([]string{string(StatusPending), string(StatusEscalated)})).Exec(ctx)
-	if err != nil {
-		return fmt.Errorf("erasure: record acknowledgement: %w", err)
-	}
-	if k, _ := res.RowsAffected(); k == 0 {
-		return nil
-	}
-	if _, err := n.opts.Audit.Append(ctx, &audit.Entry{Event: audit.EventErasureNotified, RequestID: row.ID, Source: "erasure",
+	e := &audit.Entry{Event: audit.EventErasureNotified, RequestID: row.ID, Source: "erasure",
 		Recipient: row.Recipient, SubjectHMAC: row.SubjectHMAC, PayloadDigest: audit.Digest(signed),
-		Reasons: []string{"acknowledged_by_recipient", fmt.Sprintf("acknowledged_after_attempts:%d", row.Attempts)}}); err != nil {
-		return fmt.Errorf("erasure: audit acknowledgement: %w", err)
+		Reasons: []string{"acknowledged_by_recipient", fmt.Sprintf("acknowledged_after_attempts:%d", row.Attempts)}}
+	closed, err := n.closeNotice(ctx, e, func(db bun.IDB) *bun.UpdateQuery {
+		return db.NewUpdate().Model((*noticeRow)(nil)).
+			Set("status = ?", string(StatusAcknowledged)).Set("acknowledged_at = ?", now).Set("last_error = ''").
+			Where("id = ?", a.NoticeID).Where("status IN (?)", bun.In(openStatuses(StatusPending, StatusEscalated)))
+	})
+	if err != nil {
+		return err
+	}
+	if !closed {
+		// Closed already: by this answer, perhaps, given again, whose
+		// entry a failure left pending (appended now; another instance
+		// hearing the same answer may be at it, and then it is its).
+		if err := n.flushPending(ctx, pendingID(e)); err != nil && !errors.Is(err, errPendingBusy) {
+			return err
+		}
+		return nil
 	}
 	n.log.Info("erasure notice acknowledged by the recipient", "notice", row.ID, "recipient", row.Recipient)
 	return nil

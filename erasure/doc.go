@@ -24,8 +24,14 @@
 // one is retried with backoff, without end; a notice still unacknowledged
 // after Options.EscalateAfter is escalated (audited, logged) and retried
 // further. Where notice is impossible (no connector, a recipient that no
-// longer exists) an officer records a justification instead (Justify),
-// which is audited by digest. Status lists the notices of a subject.
+// longer exists, a party without a public key on a connector that needs
+// one, Options.NeedsPartyKey) an officer records a justification instead
+// (Justify), which is audited by digest, as by the officer's account's
+// HMAC. The audit entry of a notice's closing (an acknowledgement, a
+// justification) is written in one transaction with the new status, as a
+// pending entry, and appended to the audit log after it, by a retry or
+// the next round if the first append fails, once. Status lists the
+// notices of a subject.
 //
 // Regional copies: what Clearance wrote to another region's stream is
 // sealed under the subject's key (package shred), so the erasure's key

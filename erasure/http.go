@@ -13,7 +13,10 @@ import (
 // Mount registers the erasure status routes on mux:
 //
 //	GET  /v1/subjects/{id}/erasure                                the notices, per recipient
-//	POST /v1/subjects/{id}/erasure/{recipient}/justification      {"officer": "…", "justification": "…"}
+//	POST /v1/subjects/{id}/erasure/{recipient}/justification      {"justification": "…"}
+//
+// A justification is recorded as by the authenticated caller
+// (Options.Caller); an "officer" in the body is ignored.
 //
 // authorize, when not nil, is asked first; its error is answered by
 // policy.WriteAuthError as the compliance API answers it: 401 when the
@@ -53,6 +56,9 @@ func (n *Notifier) getStatus(w http.ResponseWriter, r *http.Request) {
 
 func (n *Notifier) postJustification(w http.ResponseWriter, r *http.Request) {
 	var body struct {
+		// Officer, a name typed in, is taken and ignored (clients
+		// written before the justifying account was the caller's send
+		// it): the caller is recorded, as an HMAC, never this.
 		Officer       string `json:"officer"`
 		Justification string `json:"justification"`
 	}
@@ -60,11 +66,19 @@ func (n *Notifier) postJustification(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = json.Unmarshal(data, &body)
 	}
-	if err != nil || body.Officer == "" || body.Justification == "" {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request: officer and justification are required"})
+	if err != nil || body.Justification == "" {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request: justification is required"})
 		return
 	}
-	err = n.Justify(r.Context(), r.PathValue("id"), r.PathValue("recipient"), body.Officer, body.Justification)
+	account := ""
+	if n.opts.Caller != nil {
+		var ok bool
+		if account, ok = n.opts.Caller(r.Context()); !ok {
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized: no authenticated caller"})
+			return
+		}
+	}
+	err = n.Justify(r.Context(), r.PathValue("id"), r.PathValue("recipient"), account, body.Justification)
 	switch {
 	case errors.Is(err, ErrNoNotice):
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})

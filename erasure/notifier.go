@@ -2,6 +2,7 @@ package erasure
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -92,6 +93,21 @@ type Options struct {
 	// Verifier checks the acknowledgements regions answer notices with
 	// (Acknowledge, ListenAcks).
 	Verifier Verifier
+	// NeedsPartyKey reports whether the recipients of a connector can read
+	// only what is encrypted to their own public key (broker.NeedsPartyKey:
+	// webhook partners). A notice to a party without one through such a
+	// connector is undeliverable, as the broker refuses transfers to it,
+	// rather than sealed under the broker's own key and counted as given.
+	// Nil: no connector needs one.
+	NeedsPartyKey func(connectors.Connector) bool
+	// Caller returns the account id (the token's "sub") of the caller an
+	// HTTP request's context was authenticated for
+	// (compliance.CallerAccount, the binary serving the routes behind
+	// compliance.GuardRoute); a justification posted without one is
+	// refused (401). Nil: the routes are served without authentication,
+	// and a justification is recorded as by no account
+	// ("unauthenticated").
+	Caller func(ctx context.Context) (account string, ok bool)
 	// Logger receives operational messages (ids and HMACs only).
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
@@ -286,29 +302,69 @@ var ErrNoNotice = errors.New("erasure: no open notice for this recipient")
 
 // Justify closes the notice of subject to recipient with an officer's
 // justification where notice is impossible or disproportionate (Art. 19).
-// The text is stored with the notice; the audit entry holds its digest.
-func (n *Notifier) Justify(ctx context.Context, subject, recipient, officer, text string) error {
-	if officer == "" || text == "" {
-		return errors.New("erasure: a justification needs an officer and a text")
+// account is the id of the officer's account as the caller was
+// authenticated (its token's "sub"; "" for a notifier served without
+// authentication), never a name typed in: it is kept, with the notice and
+// in the audit entry, only as its HMAC (AccountHMAC). The text is stored
+// with the notice; the audit entry holds its digest. The entry is written
+// with the status change (closeNotice): if its append fails, Justify
+// returns the error and the same justification given again appends it
+// (so does the next round), and once it is recorded the same justification
+// again changes nothing and is no error.
+func (n *Notifier) Justify(ctx context.Context, subject, recipient, account, text string) error {
+	if text == "" {
+		return errors.New("erasure: a justification needs a text")
 	}
 	hmac := audit.SubjectHMAC(n.opts.SubjectKey, subject)
-	res, err := n.opts.DB.NewUpdate().Model((*noticeRow)(nil)).
-		Set("status = ?", string(StatusJustified)).Set("officer = ?", officer).Set("justification = ?", text).
-		Where("subject_hmac = ? AND recipient = ?", hmac, recipient).
-		Where("status IN (?)", bun.In([]string{string(StatusPending), string(StatusEscalated), string(StatusUndeliverable)})).
-		Exec(ctx)
-	if err != nil {
-		return fmt.Errorf("erasure: justify: %w", err)
+	by := n.AccountHMAC(account)
+	for range 2 {
+		var row noticeRow
+		err := n.opts.DB.NewSelect().Model(&row).Where("subject_hmac = ? AND recipient = ?", hmac, recipient).Scan(ctx)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNoNotice
+		}
+		if err != nil {
+			return fmt.Errorf("erasure: read notice: %w", err)
+		}
+		e := &audit.Entry{Event: EventErasureJustified, RequestID: row.ID, Source: "officer", Recipient: recipient,
+			SubjectHMAC: hmac, PayloadDigest: audit.Digest([]byte(text)), Reasons: []string{"account:" + by}}
+		switch Status(row.Status) {
+		case StatusPending, StatusEscalated, StatusUndeliverable:
+			closed, err := n.closeNotice(ctx, e, func(db bun.IDB) *bun.UpdateQuery {
+				return db.NewUpdate().Model((*noticeRow)(nil)).
+					Set("status = ?", string(StatusJustified)).Set("officer = ?", by).Set("justification = ?", text).
+					Where("id = ?", row.ID).
+					Where("status IN (?)", bun.In(openStatuses(StatusPending, StatusEscalated, StatusUndeliverable)))
+			})
+			if err != nil || closed {
+				return err
+			}
+			// Changed meanwhile (closed, or reopened under a new id by
+			// Begin): read it again.
+		case StatusJustified:
+			if row.Justification != text {
+				return ErrNoNotice
+			}
+			// The same justification again: a retry, whose entry a
+			// failure may have left pending.
+			return n.flushPending(ctx, pendingID(e))
+		default:
+			return ErrNoNotice
+		}
 	}
-	if k, _ := res.RowsAffected(); k == 0 {
-		return ErrNoNotice
+	return ErrNoNotice
+}
+
+// AccountHMAC returns how a caller's account is recorded: the HMAC, under
+// the audit log's subject key, of "account:" and its id, as the compliance
+// API records the caller of every call it audits (the subject_hmac of its
+// compliance_api_call entries), so that the two can be matched and
+// neither names the account; "unauthenticated" for account "".
+func (n *Notifier) AccountHMAC(account string) string {
+	if account == "" {
+		return "unauthenticated"
 	}
-	_, err = n.opts.Audit.Append(ctx, &audit.Entry{Event: EventErasureJustified, RequestID: "erasure-justification", Source: "officer",
-		Recipient: recipient, SubjectHMAC: hmac, PayloadDigest: audit.Digest([]byte(text)), Reasons: []string{"officer:" + officer}})
-	if err != nil {
-		return fmt.Errorf("erasure: audit justification: %w", err)
-	}
-	return nil
+	return audit.SubjectHMAC(n.opts.SubjectKey, "account:"+account)
 }
 
 // Start sends due notices until Stop.

@@ -43,6 +43,9 @@ func (n *Notifier) round(ctx context.Context) error {
 	if err := n.sweep(ctx, now); err != nil {
 		return err
 	}
+	if err := n.flushDue(ctx, now); err != nil {
+		return err
+	}
 	rows, err := claim(ctx, n.opts.DB, n.owner, now, now.Add(2*time.Minute), batch)
 	if err != nil {
 		return err
@@ -123,7 +126,9 @@ func (n *Notifier) backoff(attempt int) time.Duration {
 	return min(d, n.opts.RetryMax)
 }
 
-// errUndeliverable: the recipient cannot be reached at all.
+// errUndeliverable: the recipient cannot be reached at all, or could not
+// read a notice (a party without a public key on a connector that needs
+// one, Options.NeedsPartyKey).
 var errUndeliverable = errors.New("erasure: recipient cannot be reached")
 
 // errSubjectNotFound: a notice to another region's Clearance waits, since
@@ -144,6 +149,11 @@ func (n *Notifier) send(ctx context.Context, r *noticeRow) (string, bool, error)
 	}
 	conn, ok := n.opts.Connectors.Connector(party.Connector)
 	if !ok {
+		return "", false, errUndeliverable
+	}
+	if len(party.PublicKey) == 0 && n.opts.NeedsPartyKey != nil && n.opts.NeedsPartyKey(conn) {
+		// It could not open what it would be sent (sealed under the
+		// broker's own key): a notice it cannot read is no notice.
 		return "", false, errUndeliverable
 	}
 	p := NoticePayload{Kind: NoticeKind, NoticeID: r.ID, Recipient: r.Recipient, ErasedAt: r.ErasedAt.UTC(), Basis: "GDPR Art. 17, Art. 19"}
@@ -177,7 +187,10 @@ func (n *Notifier) send(ctx context.Context, r *noticeRow) (string, bool, error)
 	return digest, awaiting, err
 }
 
-// deliver seals payload for party and hands it to conn.
+// deliver seals payload for party and hands it to conn: encrypted to the
+// party's public key, or, for a party without one (a region's Clearance,
+// which shares the broker's keys; send refuses one on a connector that
+// needs a party key), signed and sealed under the broker's own key.
 func (n *Notifier) deliver(ctx context.Context, conn connectors.Connector, party agreements.Party, r *noticeRow, id string, payload []byte) (string, error) {
 	var err error
 	var body []byte

@@ -24,7 +24,8 @@ const (
 	// StatusAcknowledged: the recipient's connector accepted the notice.
 	StatusAcknowledged Status = "acknowledged"
 	// StatusUndeliverable: no way to reach the recipient (no connector, an
-	// unknown party); an officer's justification closes it.
+	// unknown party, a party without a public key on a connector that
+	// needs one); an officer's justification closes it.
 	StatusUndeliverable Status = "undeliverable"
 	// StatusJustified: an officer recorded why notice is impossible or
 	// disproportionate (Art. 19).
@@ -49,7 +50,7 @@ type noticeRow struct {
 	LeaseUntil     time.Time `bun:"lease_until,notnull"`
 	AcknowledgedAt time.Time `bun:"acknowledged_at,nullzero"`
 	EscalatedAt    time.Time `bun:"escalated_at,nullzero"`
-	Officer        string    `bun:"officer,notnull"`
+	Officer        string    `bun:"officer,notnull"` // the justifying account's HMAC (AccountHMAC), never a name
 	Justification  string    `bun:"justification,notnull"`
 }
 
@@ -67,8 +68,10 @@ type Notice struct {
 	NextAttemptAt  *time.Time `json:"next_attempt_at,omitempty"`
 	AcknowledgedAt *time.Time `json:"acknowledged_at,omitempty"`
 	EscalatedAt    *time.Time `json:"escalated_at,omitempty"`
-	Officer        string     `json:"officer,omitempty"`
-	Justified      bool       `json:"justified"`
+	// Officer is the HMAC of the account that justified the notice
+	// (Notifier.AccountHMAC).
+	Officer   string `json:"officer,omitempty"`
+	Justified bool   `json:"justified"`
 }
 
 func (r *noticeRow) notice() Notice {
@@ -91,7 +94,7 @@ func (r *noticeRow) notice() Notice {
 
 // migrateSchema brings the notices table up to date.
 func migrateSchema(ctx context.Context, db *bun.DB) error {
-	return sqlschema.Migrate(ctx, db, "erasure", registerSchemaV1, registerSweeps)
+	return sqlschema.Migrate(ctx, db, "erasure", registerSchemaV1, registerSweeps, registerPendingEntries)
 }
 
 // claim leases up to n due notices to owner until until and returns them.

@@ -160,6 +160,12 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 		EscalateAfter: p.tuning.escalateAfter,
 		ErasedSubject: erasure.ErasedSubjects(p.engine.Registry, p.subjectKey),
 		Parties:       func() erasure.Parties { return p.engine.Registry() },
+		// As the broker: a party without a public key on a webhook
+		// cannot open a notice, which is then undeliverable.
+		NeedsPartyKey: broker.NeedsPartyKey,
+		// The rights routes are served behind compliance.GuardRoute
+		// (mountRights): a justification is the authenticated caller's.
+		Caller: compliance.CallerAccount,
 	})
 	if err != nil {
 		return nil, err
@@ -234,9 +240,9 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 // does not configure, and of every party without a public key whose
 // connector encrypts to the party's own key (a webhook). Transfers to those
 // parties are dead-lettered as permanent failures, and erasure notices to
-// parties of an unconfigured connector are marked undeliverable (an
-// officer's justification closes them), until the configuration defines the
-// connector or the registry gives the party its key.
+// them are marked undeliverable (an officer's justification closes them),
+// until the configuration defines the connector or the registry gives the
+// party its key.
 func warnUndeliverableParties(reg *agreements.Registry, conns erasure.Connectors, logger *slog.Logger) {
 	missing, keyless := map[string][]string{}, map[string][]string{}
 	for _, party := range reg.Content().Parties {

@@ -1,0 +1,71 @@
+package erasure_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/broker"
+	"github.com/clearance-broker/clearance/broker/brokertest"
+	"github.com/clearance-broker/clearance/broker/samplepartner"
+	"github.com/clearance-broker/clearance/erasure"
+)
+
+// TestNoticeNeedsPartyKey: a party without a public key on a connector
+// whose recipients read only what is encrypted to their own key (a
+// webhook) could not open its notice: it is undeliverable, never sent nor
+// counted as given, as the broker refuses transfers to it. A party with a
+// key on the same kind of connector is notified.
+func TestNoticeNeedsPartyKey(t *testing.T) {
+	authority, partner := &answering{}, &answering{}
+	key, err := samplepartner.NewKey("swiftship-de-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := brokertest.ExampleRegistry(t, key.PublicJWK) // keys for the parties the example gives one
+	n, log, _ := newNotifier(t, brokertest.SQLiteDSN(t), func(o *erasure.Options) {
+		o.Parties = func() erasure.Parties { return reg }
+		o.Connectors = broker.ConnectorMap{
+			"authority-webhook": broker.RequiresPartyKey(authority), // bka-de has no public key
+			"partner-webhook":   broker.RequiresPartyKey(partner),   // swiftship-de has one
+		}
+		o.NeedsPartyKey = broker.NeedsPartyKey
+		o.Poll = 5 * time.Millisecond
+	})
+	for _, e := range []struct{ id, recipient string }{{"lo-1", "bka-de"}, {"ord-1", "swiftship-de"}} {
+		if _, err := log.Append(t.Context(), &audit.Entry{Event: audit.EventDelivered, RequestID: e.id, Recipient: e.recipient, SubjectID: "cust-5"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := n.Begin(t.Context(), "cust-5", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	n.Start()
+	t.Cleanup(n.Stop)
+	settled := func(x erasure.Notice) bool { return x.Status != "" && x.Status != erasure.StatusPending }
+	st := map[string]erasure.Notice{}
+	for deadline := time.Now().Add(10 * time.Second); !settled(st["bka-de"]) || !settled(st["swiftship-de"]); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("notices %+v", st)
+		}
+		list, err := n.Status(t.Context(), "cust-5")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range list {
+			st[x.Recipient] = x
+		}
+	}
+	n.Stop()
+	if st["bka-de"].Status != erasure.StatusUndeliverable || st["swiftship-de"].Status != erasure.StatusAcknowledged {
+		t.Fatalf("notices %+v, want bka-de undeliverable, swiftship-de acknowledged", st)
+	}
+	if authority.notices != 0 || partner.notices != 1 {
+		t.Fatalf("%d notices sent to the authority, %d to the partner; want 0 and 1", authority.notices, partner.notices)
+	}
+	for _, e := range entries(t, log, audit.EventErasureNotified) {
+		if e.Recipient == "bka-de" {
+			t.Fatalf("a notice bka-de cannot open is audited as given: %+v", e)
+		}
+	}
+}
