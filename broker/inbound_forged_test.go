@@ -88,15 +88,7 @@ func TestInboundRefusesWhatNoRegionSent(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			sendInbound(t, e, tt.subject, tt.id, seal(tt.sealed))
-			dl := deadLetterAfter(t, e.js, broker.DeadLetterSubject+".inbound", after)
-			after = dl.Sequence
-			if got := dl.Header.Get("Clearance-Request-Id"); got != tt.id {
-				t.Errorf("dead letter of %q, want %q", got, tt.id)
-			}
-			if es := e.entries(t, broker.InboundRejectionPrefix+tt.id); len(es) == 0 || es[len(es)-1].Event != "rejected" ||
-				!slices.Equal(es[len(es)-1].Reasons, []string{"invalid_request: " + tt.reason}) {
-				t.Errorf("audit entries of %s: %+v", tt.id, es)
-			}
+			after = wantInboundRefused(t, e, after, tt.id, tt.reason)
 			if p := handedOn(t, local, 300*time.Millisecond); p != nil {
 				t.Fatalf("handed on %+v", p)
 			}
@@ -218,4 +210,21 @@ func TestInboundSourceReserved(t *testing.T) {
 	if code != 200 || !strings.Contains(string(body), "source: is reserved") {
 		t.Errorf("over HTTP: %d %s", code, body)
 	}
+}
+
+// wantInboundRefused checks that the inbound message claiming request id
+// id was dead-lettered after stream sequence after, and its rejection
+// audited under the inbound prefix with reason; it returns the dead
+// letter's sequence.
+func wantInboundRefused(t *testing.T, e *env, after uint64, id, reason string) uint64 {
+	t.Helper()
+	dl := deadLetterAfter(t, e.js, broker.DeadLetterSubject+".inbound", after)
+	if got := dl.Header.Get("Clearance-Request-Id"); got != id {
+		t.Errorf("dead letter of %q, want %q", got, id)
+	}
+	if es := e.entries(t, broker.InboundRejectionPrefix+id); len(es) == 0 || es[len(es)-1].Event != "rejected" ||
+		!slices.Equal(es[len(es)-1].Reasons, []string{"invalid_request: " + reason}) {
+		t.Errorf("audit entries of %s: %+v", id, es)
+	}
+	return dl.Sequence
 }

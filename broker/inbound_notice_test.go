@@ -3,7 +3,6 @@ package broker_test
 import (
 	"context"
 	"encoding/json"
-	"slices"
 	"testing"
 	"time"
 
@@ -72,15 +71,7 @@ func TestInboundNoticeRefusedElsewhere(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			send(t, tt.subject, tt.id)
-			dl := deadLetterAfter(t, e.js, broker.DeadLetterSubject+".inbound", after)
-			after = dl.Sequence
-			if got := dl.Header.Get("Clearance-Request-Id"); got != tt.id {
-				t.Errorf("dead letter of %q, want %q", got, tt.id)
-			}
-			if es := e.entries(t, broker.InboundRejectionPrefix+tt.id); len(es) == 0 || es[len(es)-1].Event != "rejected" ||
-				!slices.Equal(es[len(es)-1].Reasons, []string{"invalid_request: " + tt.reason}) {
-				t.Errorf("audit entries of %s: %+v", tt.id, es)
-			}
+			after = wantInboundRefused(t, e, after, tt.id, tt.reason)
 			if ev := events(e.entries(t, "notice-1")); ev != "" {
 				t.Errorf("audit events of the notice = %s, want none", ev)
 			}

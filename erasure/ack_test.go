@@ -144,87 +144,82 @@ func TestErasedSubjects(t *testing.T) {
 // answer given again, or else the next round, appends, once; instances
 // hearing one answer at once record it once.
 func TestAcknowledgeAuditFails(t *testing.T) {
-	for _, b := range []struct {
-		name string
-		dsn  func(testing.TB) string
-	}{{"sqlite", brokertest.SQLiteDSN}, {"postgres", brokertest.PostgresDSN}} {
-		t.Run(b.name, func(t *testing.T) {
-			var flaky *flakyAudit
-			n, log, ring := newNotifier(t, b.dsn(t), func(o *erasure.Options) {
-				flaky = &flakyAudit{AuditLog: o.Audit, event: audit.EventErasureNotified}
-				o.Audit = flaky
-				o.Poll = 5 * time.Millisecond
-			})
-			ack := func(t *testing.T, subject string) []byte {
-				t.Helper()
-				notice := pendingNotice(t, n, log, subject, "dc-tokyo")
-				b, _ := json.Marshal(erasure.AckPayload{Kind: erasure.AckKind, NoticeID: notice.ID, Recipient: "dc-tokyo", AppliedAt: time.Now()})
-				out, err := ring.Sign(t.Context(), [][]byte{b})
-				if err != nil {
-					t.Fatal(err)
-				}
-				return out[0]
+	onEachStore(t, func(t *testing.T, dsn string) {
+		var flaky *flakyAudit
+		n, log, ring := newNotifier(t, dsn, func(o *erasure.Options) {
+			flaky = &flakyAudit{AuditLog: o.Audit, event: audit.EventErasureNotified}
+			o.Audit = flaky
+			o.Poll = 5 * time.Millisecond
+		})
+		ack := func(t *testing.T, subject string) []byte {
+			t.Helper()
+			notice := pendingNotice(t, n, log, subject, "dc-tokyo")
+			b, _ := json.Marshal(erasure.AckPayload{Kind: erasure.AckKind, NoticeID: notice.ID, Recipient: "dc-tokyo", AppliedAt: time.Now()})
+			out, err := ring.Sign(t.Context(), [][]byte{b})
+			if err != nil {
+				t.Fatal(err)
 			}
-			answered := func(t *testing.T, subject string, want int) {
-				t.Helper()
-				got := 0
-				for _, e := range entries(t, log, audit.EventErasureNotified) {
-					if e.SubjectHMAC == audit.SubjectHMAC(brokertest.SubjectKey, subject) {
-						got++
-					}
-				}
-				list, err := n.Status(t.Context(), subject)
-				if got != want || err != nil || len(list) != 1 || list[0].Status != erasure.StatusAcknowledged {
-					t.Fatalf("%d entries, notices %+v (%v); want %d entries, acknowledged", got, list, err, want)
+			return out[0]
+		}
+		answered := func(t *testing.T, subject string, want int) {
+			t.Helper()
+			got := 0
+			for _, e := range entries(t, log, audit.EventErasureNotified) {
+				if e.SubjectHMAC == audit.SubjectHMAC(brokertest.SubjectKey, subject) {
+					got++
 				}
 			}
+			list, err := n.Status(t.Context(), subject)
+			if got != want || err != nil || len(list) != 1 || list[0].Status != erasure.StatusAcknowledged {
+				t.Fatalf("%d entries, notices %+v (%v); want %d entries, acknowledged", got, list, err, want)
+			}
+		}
 
-			t.Run("retried", func(t *testing.T) {
-				signed := ack(t, "cust-20")
-				flaky.fail = 1
-				if err := n.Acknowledge(t.Context(), signed); !errors.Is(err, errAuditDown) {
-					t.Fatalf("Acknowledge = %v, want the audit log's error", err)
-				}
-				answered(t, "cust-20", 0)
-				for range 2 { // the retry appends the entry, the next nothing
-					if err := n.Acknowledge(t.Context(), signed); err != nil {
-						t.Fatal(err)
-					}
-					answered(t, "cust-20", 1)
-				}
-			})
-			t.Run("heard at once", func(t *testing.T) {
-				signed := ack(t, "cust-21")
-				var wg sync.WaitGroup
-				errs := make([]error, 4)
-				for i := range errs {
-					wg.Go(func() { errs[i] = n.Acknowledge(t.Context(), signed) })
-				}
-				wg.Wait()
-				if err := errors.Join(errs...); err != nil {
-					t.Fatal(err)
-				}
-				answered(t, "cust-21", 1)
-			})
-			t.Run("not retried", func(t *testing.T) {
-				signed := ack(t, "cust-22")
-				flaky.fail = 1
-				if err := n.Acknowledge(t.Context(), signed); !errors.Is(err, errAuditDown) {
-					t.Fatalf("Acknowledge = %v, want the audit log's error", err)
-				}
-				n.Start()
-				t.Cleanup(n.Stop)
-				deadline := time.Now().Add(10 * time.Second)
-				for len(entries(t, log, audit.EventErasureNotified)) < 3 && time.Now().Before(deadline) {
-					time.Sleep(5 * time.Millisecond)
-				}
-				time.Sleep(50 * time.Millisecond) // rounds that would append it again
-				answered(t, "cust-22", 1)
+		t.Run("retried", func(t *testing.T) {
+			signed := ack(t, "cust-20")
+			flaky.fail = 1
+			if err := n.Acknowledge(t.Context(), signed); !errors.Is(err, errAuditDown) {
+				t.Fatalf("Acknowledge = %v, want the audit log's error", err)
+			}
+			answered(t, "cust-20", 0)
+			for range 2 { // the retry appends the entry, the next nothing
 				if err := n.Acknowledge(t.Context(), signed); err != nil {
 					t.Fatal(err)
 				}
-				answered(t, "cust-22", 1)
-			})
+				answered(t, "cust-20", 1)
+			}
 		})
-	}
+		t.Run("heard at once", func(t *testing.T) {
+			signed := ack(t, "cust-21")
+			var wg sync.WaitGroup
+			errs := make([]error, 4)
+			for i := range errs {
+				wg.Go(func() { errs[i] = n.Acknowledge(t.Context(), signed) })
+			}
+			wg.Wait()
+			if err := errors.Join(errs...); err != nil {
+				t.Fatal(err)
+			}
+			answered(t, "cust-21", 1)
+		})
+		t.Run("not retried", func(t *testing.T) {
+			signed := ack(t, "cust-22")
+			flaky.fail = 1
+			if err := n.Acknowledge(t.Context(), signed); !errors.Is(err, errAuditDown) {
+				t.Fatalf("Acknowledge = %v, want the audit log's error", err)
+			}
+			n.Start()
+			t.Cleanup(n.Stop)
+			deadline := time.Now().Add(10 * time.Second)
+			for len(entries(t, log, audit.EventErasureNotified)) < 3 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			time.Sleep(50 * time.Millisecond) // rounds that would append it again
+			answered(t, "cust-22", 1)
+			if err := n.Acknowledge(t.Context(), signed); err != nil {
+				t.Fatal(err)
+			}
+			answered(t, "cust-22", 1)
+		})
+	})
 }

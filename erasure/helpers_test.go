@@ -32,3 +32,14 @@ func newNotifier(t *testing.T, dsn string, tune func(*erasure.Options)) (*erasur
 	}
 	return n, log, ring
 }
+
+// onEachStore runs test on a fresh SQLite store and a fresh Postgres schema,
+// each a subtest.
+func onEachStore(t *testing.T, test func(t *testing.T, dsn string)) {
+	for _, b := range []struct {
+		name string
+		dsn  func(testing.TB) string
+	}{{"sqlite", brokertest.SQLiteDSN}, {"postgres", brokertest.PostgresDSN}} {
+		t.Run(b.name, func(t *testing.T) { test(t, b.dsn(t)) })
+	}
+}

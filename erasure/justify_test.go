@@ -157,43 +157,38 @@ func TestJustificationNamesCaller(t *testing.T) {
 // appended closes the notice with its entry pending; the same
 // justification again appends it, once, and later ones append nothing.
 func TestJustifyAuditFails(t *testing.T) {
-	for _, b := range []struct {
-		name string
-		dsn  func(testing.TB) string
-	}{{"sqlite", brokertest.SQLiteDSN}, {"postgres", brokertest.PostgresDSN}} {
-		t.Run(b.name, func(t *testing.T) {
-			var flaky *flakyAudit
-			n, log, _ := newNotifier(t, b.dsn(t), func(o *erasure.Options) {
-				flaky = &flakyAudit{AuditLog: o.Audit, event: erasure.EventErasureJustified, fail: 1}
-				o.Audit = flaky
-			})
-			pendingNotice(t, n, log, "cust-5", "swiftship-de")
-			tests := []struct {
-				name    string
-				text    string
-				wantErr error // errAuditDown, erasure.ErrNoNotice or nil
-				entries int
-			}{
-				{"audit log down", "recipient dissolved", errAuditDown, 0},
-				{"retried", "recipient dissolved", nil, 1},
-				{"retried after success", "recipient dissolved", nil, 1},
-				{"another text", "something else", erasure.ErrNoNotice, 1},
-			}
-			for _, tt := range tests {
-				t.Run(tt.name, func(t *testing.T) {
-					err := n.Justify(t.Context(), "cust-5", "swiftship-de", "acct-7", tt.text)
-					if (tt.wantErr == nil) != (err == nil) || !errors.Is(err, tt.wantErr) {
-						t.Fatalf("Justify = %v, want %v", err, tt.wantErr)
-					}
-					if got := entries(t, log, erasure.EventErasureJustified); len(got) != tt.entries {
-						t.Fatalf("%d justification entries, want %d", len(got), tt.entries)
-					}
-					list, err := n.Status(t.Context(), "cust-5")
-					if err != nil || len(list) != 1 || list[0].Status != erasure.StatusJustified {
-						t.Fatalf("notice %+v (%v), want justified", list, err)
-					}
-				})
-			}
+	onEachStore(t, func(t *testing.T, dsn string) {
+		var flaky *flakyAudit
+		n, log, _ := newNotifier(t, dsn, func(o *erasure.Options) {
+			flaky = &flakyAudit{AuditLog: o.Audit, event: erasure.EventErasureJustified, fail: 1}
+			o.Audit = flaky
 		})
-	}
+		pendingNotice(t, n, log, "cust-5", "swiftship-de")
+		tests := []struct {
+			name    string
+			text    string
+			wantErr error // errAuditDown, erasure.ErrNoNotice or nil
+			entries int
+		}{
+			{"audit log down", "recipient dissolved", errAuditDown, 0},
+			{"retried", "recipient dissolved", nil, 1},
+			{"retried after success", "recipient dissolved", nil, 1},
+			{"another text", "something else", erasure.ErrNoNotice, 1},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				err := n.Justify(t.Context(), "cust-5", "swiftship-de", "acct-7", tt.text)
+				if (tt.wantErr == nil) != (err == nil) || !errors.Is(err, tt.wantErr) {
+					t.Fatalf("Justify = %v, want %v", err, tt.wantErr)
+				}
+				if got := entries(t, log, erasure.EventErasureJustified); len(got) != tt.entries {
+					t.Fatalf("%d justification entries, want %d", len(got), tt.entries)
+				}
+				list, err := n.Status(t.Context(), "cust-5")
+				if err != nil || len(list) != 1 || list[0].Status != erasure.StatusJustified {
+					t.Fatalf("notice %+v (%v), want justified", list, err)
+				}
+			})
+		}
+	})
 }
