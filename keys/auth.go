@@ -20,20 +20,30 @@ import (
 // token_file) the token read again, which is a new one when Vault Agent or
 // an operator replaced it, or the same one once Vault answers again. A
 // Vault that is down at renewal time is thus an outage only while it lasts.
+// A call Vault refuses (ErrPermissionDenied) makes it look at once, paced
+// (recheck), for a token Vault no longer knows: one revoked, its uses
+// spent, or lost when Vault was restored from a snapshot.
 // It owns one goroutine, stopped by stop.
 type authRenewer struct {
 	v    *Vault
 	quit chan struct{}
+	// refusals holds one signal that Vault refused a call with the token
+	// in use; more while it is full are dropped (refused).
+	refusals chan struct{}
 	// expires is when the token in use expires as last renewed (run's
 	// goroutine only).
 	expires time.Time
-	wg      sync.WaitGroup
-	once    sync.Once
+	// nextCheck is the earliest time a refusal is acted on, checkWait the
+	// wait after the next check (run's goroutine only).
+	nextCheck time.Time
+	checkWait time.Duration
+	wg        sync.WaitGroup
+	once      sync.Once
 }
 
 // startAuth logs in and starts renewal.
 func startAuth(ctx context.Context, v *Vault) (*authRenewer, error) {
-	a := &authRenewer{v: v, quit: make(chan struct{})}
+	a := &authRenewer{v: v, quit: make(chan struct{}), refusals: make(chan struct{}, 1)}
 	secret, err := a.login(ctx)
 	if err != nil {
 		return nil, err
@@ -46,6 +56,19 @@ func startAuth(ctx context.Context, v *Vault) (*authRenewer, error) {
 func (a *authRenewer) stop() {
 	a.once.Do(func() { close(a.quit) })
 	a.wg.Wait()
+}
+
+// refused tells the renewer that Vault refused a call with the token in
+// use (ErrPermissionDenied). It never blocks: refusals made while one is
+// waiting to be acted on are one.
+func (a *authRenewer) refused() {
+	if a == nil {
+		return
+	}
+	select {
+	case a.refusals <- struct{}{}:
+	default:
+	}
 }
 
 // login authenticates and returns a secret describing the token's lease.
@@ -151,8 +174,14 @@ const (
 	reauthMax   = 30 * time.Second
 )
 
+// recheckFirst is the wait after a check of the token, made on a refused
+// call, before a refusal is acted on again. It doubles with each check up
+// to reauthMax, and starts again after refusals stopped for reauthMax.
+const recheckFirst = 2 * time.Second
+
 // run renews the token until stopped; when it can no longer be renewed it
-// finds one to renew again (reauth), backing off between attempts.
+// finds one to renew again (reauth), backing off between attempts. While
+// it has a token, a call Vault refused makes it check the token (recheck).
 func (a *authRenewer) run(secret *vault.Secret) {
 	defer a.wg.Done()
 	log := a.v.log
@@ -160,27 +189,31 @@ func (a *authRenewer) run(secret *vault.Secret) {
 	var failed error // why the last renewal ended, if it failed
 	for {
 		if secret != nil {
-			if secret.Auth.LeaseDuration == 0 {
-				log.Info("vault token does not expire; no renewal needed")
-				<-a.quit
-				return
-			}
 			began := time.Now()
 			lease := time.Duration(secret.Auth.LeaseDuration) * time.Second
 			a.expires = began.Add(lease)
+			var next *vault.Secret // a token taken after a refused call
 			var stopped bool
-			if !secret.Auth.Renewable {
+			failed = nil
+			switch {
+			case lease == 0:
+				log.Info("vault token does not expire; no renewal needed")
+				a.expires = time.Time{}
+				next, stopped = a.wait(nil)
+			case !secret.Auth.Renewable:
 				// Not renewable (a batch token, one past its max TTL's
 				// reach): nothing to do until shortly before its end,
 				// then a new login or a token read again.
-				failed = nil
-				select {
-				case <-a.quit:
-					return
-				case <-time.After(lease - max(lease/10, time.Second)):
-				}
-			} else if stopped, failed = a.watch(secret); stopped {
+				next, stopped = a.wait(time.After(lease - max(lease/10, time.Second)))
+			default:
+				next, stopped, failed = a.watch(secret)
+			}
+			if stopped {
 				return
+			}
+			if next != nil {
+				secret = next
+				continue
 			}
 			if time.Since(began) > reauthMax {
 				backoff = reauthFirst
@@ -199,14 +232,7 @@ func (a *authRenewer) run(secret *vault.Secret) {
 		case <-time.After(wait):
 		}
 		backoff = min(backoff*2, reauthMax)
-		ctx, cancel := context.WithCancel(context.Background())
-		go func() {
-			select {
-			case <-a.quit:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
+		ctx, cancel := a.context()
 		s, err := a.reauth(ctx, failed != nil)
 		cancel()
 		if err != nil {
@@ -215,8 +241,112 @@ func (a *authRenewer) run(secret *vault.Secret) {
 			continue
 		}
 		secret = s
+		a.forgetRefusals()
 		log.Info("vault token renewal resumed")
 	}
+}
+
+// context returns a context that ends when the renewer is stopped or
+// cancel is called, which the caller must do.
+func (a *authRenewer) context() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-a.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// wait waits until done fires (never, if nil) or the renewer is stopped
+// (true), checking the token whenever Vault refuses a call; it returns
+// early with a new token's secret if the check took one.
+func (a *authRenewer) wait(done <-chan time.Time) (*vault.Secret, bool) {
+	for {
+		refusals, reopen := a.refusalsNow()
+		select {
+		case <-a.quit:
+			return nil, true
+		case <-done:
+			return nil, false
+		case <-reopen:
+		case <-refusals:
+			if s := a.recheck(); s != nil {
+				return s, false
+			}
+		}
+	}
+}
+
+// refusalsNow returns the channel of refusals while a check may be made,
+// else nil and a channel that fires when one may: a refusal made until
+// then waits in the channel.
+func (a *authRenewer) refusalsNow() (<-chan struct{}, <-chan time.Time) {
+	if d := time.Until(a.nextCheck); d > 0 {
+		return nil, time.After(d)
+	}
+	return a.refusals, nil
+}
+
+// forgetRefusals drops a refusal made with a token no longer in use.
+func (a *authRenewer) forgetRefusals() {
+	select {
+	case <-a.refusals:
+	default:
+	}
+}
+
+// recheck, after Vault refused a call, looks for a token to replace one
+// Vault no longer knows (revoked, its uses spent, lost with a restore from
+// a snapshot): with a token, the token read again, taken when it is a new
+// one that works; with AppRole, if lookup-self refuses the token in use, a
+// new login. It returns the new token's secret, or nil to go on with the
+// token in use, which either Vault knows (the policy lacks the path, which
+// no new token fixes) or has no replacement yet (a later refusal checks
+// again; renewal goes on as before). The checks are paced (checkWait),
+// so that a policy problem costs Vault a lookup, and AppRole no login,
+// every reauthMax at most.
+func (a *authRenewer) recheck() *vault.Secret {
+	now := time.Now()
+	if now.Sub(a.nextCheck) > reauthMax {
+		a.checkWait = recheckFirst // the first refusal in a while
+	}
+	wait := a.checkWait
+	a.nextCheck = now.Add(wait)
+	a.checkWait = min(wait*2, reauthMax)
+	log := a.v.log
+	ctx, cancel := a.context()
+	defer cancel()
+	old := a.v.client.Token()
+	if a.v.cfg.Auth.AppRole != nil {
+		// A login may use up one of the secret id's uses: only for a
+		// token Vault refuses.
+		lctx, lcancel := context.WithTimeout(ctx, a.v.cfg.Timeout)
+		_, err := a.v.client.Auth().Token().LookupSelfWithContext(lctx)
+		lcancel()
+		if err == nil {
+			log.Warn("vault refused a call although the token is valid; check its policy", "next_check_in", wait)
+			return nil
+		}
+		if err = classify("token lookup-self", err); !errors.Is(err, ErrPermissionDenied) {
+			log.Warn("vault token not checked after a refused call", "error", err)
+			return nil
+		}
+	}
+	s, err := a.login(ctx)
+	switch {
+	case err != nil:
+		log.Warn("vault refused a call and no new token works yet", "error", err, "next_check_in", wait)
+		return nil
+	case s.Auth.ClientToken == old:
+		log.Warn("vault refused a call although the token is valid; check its policy", "next_check_in", wait)
+		return nil
+	}
+	a.forgetRefusals()
+	log.Warn("vault token replaced after a permission denial")
+	return s
 }
 
 // reauth returns a token to renew: with AppRole, after a renewal that
@@ -236,35 +366,42 @@ func (a *authRenewer) reauth(ctx context.Context, renewalFailed bool) (*vault.Se
 	return a.login(ctx)
 }
 
-// watch renews secret until it can no longer be renewed (false, nil) or a
-// renewal fails (false and the error) or the renewer is stopped (true). A failed renewal ends it at
-// once (RenewBehaviorErrorOnErrors), so that run paces the retries: the
-// client's own retries, left to themselves, send renew-self in a tight loop
-// while Vault is down.
-func (a *authRenewer) watch(secret *vault.Secret) (bool, error) {
+// watch renews secret until it can no longer be renewed (nil, false, nil)
+// or a renewal fails (nil, false and the error) or the renewer is stopped
+// (true), or a check made when Vault refused a call took a new token (its
+// secret). A failed renewal ends it at once (RenewBehaviorErrorOnErrors),
+// so that run paces the retries: the client's own retries, left to
+// themselves, send renew-self in a tight loop while Vault is down.
+func (a *authRenewer) watch(secret *vault.Secret) (*vault.Secret, bool, error) {
 	w, err := a.v.client.NewLifetimeWatcher(&vault.LifetimeWatcherInput{Secret: secret, RenewBehavior: vault.RenewBehaviorErrorOnErrors})
 	if err != nil {
 		a.v.log.Warn("vault token renewal not started", "error", err)
-		return false, err
+		return nil, false, err
 	}
 	go w.Start()
 	defer w.Stop()
 	for {
+		refusals, reopen := a.refusalsNow()
 		select {
 		case <-a.quit:
-			return true, nil
+			return nil, true, nil
 		case err := <-w.DoneCh():
 			if errors.Is(err, vault.ErrLifetimeWatcherNotRenewable) {
-				return false, nil // renewal ended, as at the max TTL
+				return nil, false, nil // renewal ended, as at the max TTL
 			}
 			if err != nil {
 				a.v.log.Warn("vault token renewal stopped", "error", err)
 			}
-			return false, err
+			return nil, false, err
 		case r := <-w.RenewCh():
 			if r != nil && r.Secret != nil && r.Secret.Auth != nil {
 				a.expires = r.RenewedAt.Add(time.Duration(r.Secret.Auth.LeaseDuration) * time.Second)
 				a.v.log.Debug("vault token renewed", "ttl_seconds", r.Secret.Auth.LeaseDuration)
+			}
+		case <-reopen:
+		case <-refusals:
+			if s := a.recheck(); s != nil {
+				return s, false, nil
 			}
 		}
 	}

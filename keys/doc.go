@@ -70,7 +70,11 @@
 // Renewable tokens are renewed with renew-self; when renewal fails or the
 // token can be renewed no further, the renewer tries again (auth.go): a
 // token is read again from its file or variable, an AppRole token is
-// replaced by logging in again. Operators rotate with
+// replaced by logging in again. A call Vault refuses (ErrPermissionDenied)
+// makes the renewer do the same at once if Vault no longer knows the token
+// (revoked, its uses spent, Vault restored from a snapshot), at most every
+// few seconds, so that a policy lacking a path costs Vault little.
+// Operators rotate with
 // `vault write -f transit/keys/<key>/rotate` and retire versions with
 // `vault write transit/keys/<key>/config min_decryption_version=N`.
 package keys

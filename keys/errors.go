@@ -11,9 +11,12 @@ import (
 // broker naks the message with a delay).
 var ErrUnavailable = errors.New("key service unavailable")
 
-// ErrPermissionDenied means Vault refused the operation under the token's
-// policies. It is permanent until an operator fixes the policy (see
-// deploy/vault/clearance-policy.hcl); retrying does not help.
+// ErrPermissionDenied means Vault refused the operation: the token's
+// policies lack the path, which lasts until an operator fixes the policy
+// (see deploy/vault/clearance-policy.hcl), or Vault no longer knows the
+// token (revoked, its uses spent), which the instance mends by taking a new
+// one at once (token file read again, AppRole login), so that a retry
+// a few seconds later succeeds.
 var ErrPermissionDenied = errors.New("permission denied by the key service")
 
 // ErrKeyRetired means the message was sealed or signed with a key version

@@ -220,7 +220,7 @@ func (v *Vault) write(ctx context.Context, op, path string, body map[string]any)
 	defer cancel()
 	s, err := v.client.Logical().WriteWithContext(ctx, path, body)
 	if err != nil {
-		return nil, classify(op, err)
+		return nil, v.failed(op, err)
 	}
 	if s == nil || s.Data == nil {
 		return nil, newError(op, nil, errors.New("vault returned no data"))
@@ -246,11 +246,11 @@ func (v *Vault) writeBatch(ctx context.Context, op, path string, body map[string
 	}
 	var re *vault.ResponseError
 	if err != nil && (resp == nil || !errors.As(err, &re) || re.StatusCode != http.StatusBadRequest || len(re.Errors) > 0) {
-		return nil, classify(op, err)
+		return nil, v.failed(op, err)
 	}
 	s, perr := vault.ParseSecret(resp.Body)
 	if err != nil && (perr != nil || !batchItemFailed(s)) {
-		return nil, classify(op, err)
+		return nil, v.failed(op, err)
 	}
 	if perr != nil {
 		return nil, newError(op, nil, fmt.Errorf("unexpected response: %w", perr))
@@ -283,12 +283,23 @@ func (v *Vault) read(ctx context.Context, op, path string) (*vault.Secret, error
 	defer cancel()
 	s, err := v.client.Logical().ReadWithContext(ctx, path)
 	if err != nil {
-		return nil, classify(op, err)
+		return nil, v.failed(op, err)
 	}
 	if s == nil || s.Data == nil {
 		return nil, newError(op, nil, fmt.Errorf("%s: not found", path))
 	}
 	return s, nil
+}
+
+// failed classifies the error of a call made with the token in use and,
+// when Vault refused it (ErrPermissionDenied), tells the renewer, which
+// replaces the token at once if Vault no longer knows it.
+func (v *Vault) failed(op string, err error) error {
+	err = classify(op, err)
+	if errors.Is(err, ErrPermissionDenied) {
+		v.auth.refused()
+	}
+	return err
 }
 
 // classify maps a Vault client error to an error class.
