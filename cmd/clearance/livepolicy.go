@@ -170,8 +170,6 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 	if err != nil {
 		return nil, err
 	}
-	notifier.Start()
-	st.add(func(context.Context) error { notifier.Stop(); return nil })
 	if err := listenErasureAcks(st, notifier, p.nc, p.conns); err != nil {
 		return nil, err
 	}
@@ -215,6 +213,12 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 			return nil, err
 		}
 	}
+	// Notices go out once the registry in force is the store's (or the
+	// files', applied): before, the engine holds the files', which may
+	// lack a party a later apply added, and a notice to it would be
+	// marked undeliverable for good.
+	notifier.Start()
+	st.add(func(context.Context) error { notifier.Stop(); return nil })
 	in, err := live.StartIntake(ctx)
 	if err != nil {
 		return nil, err
