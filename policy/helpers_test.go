@@ -35,6 +35,8 @@ type env struct {
 	snapshotEvery int
 	// onErasure is the instances' Options.OnErasure.
 	onErasure func(ctx context.Context, subject string, at time.Time) error
+	// resync is the instances' Options.Resync (0: an hour).
+	resync time.Duration
 	// auditDown, when set, makes the instances' audit log refuse appends
 	// while it holds true.
 	auditDown *atomic.Bool
@@ -90,8 +92,12 @@ func (e *env) start(t testing.TB, nc *nats.Conn, initial *agreements.Registry) *
 	if e.auditDown != nil {
 		log = downableAudit{AuditLog: e.audit, down: e.auditDown}
 	}
+	resync := e.resync
+	if resync == 0 {
+		resync = time.Hour
+	}
 	live, err := policy.Start(t.Context(), policy.Options{
-		Store: e.store, Engine: n.engine, NATS: nc, Audit: log, Resync: time.Hour, Registerer: n.metrics,
+		Store: e.store, Engine: n.engine, NATS: nc, Audit: log, Resync: resync, Registerer: n.metrics,
 		SnapshotEvery: e.snapshotEvery, OnErasure: e.onErasure,
 		OnSwap: func(ev policy.Event) {
 			now := time.Now()

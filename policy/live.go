@@ -65,7 +65,10 @@ type Options struct {
 	// recipients), and again on every erasure of the subject sent once it
 	// is in force: it must be safe to repeat. Its error is returned by
 	// Change, so that the caller retries; the retry, an erasure in force
-	// already, runs it again.
+	// already, runs it again. Until it succeeded the erasure's event is
+	// kept as one to follow up: if the caller does not retry, or the
+	// instance stops first, an instance calls it again at a later resync,
+	// after a grace of a minute, until it succeeds.
 	OnErasure func(ctx context.Context, subject string, at time.Time) error
 	// SnapshotEvery is how many events after the last snapshot it stored
 	// or started from an instance stores the registry in force as a new
@@ -332,6 +335,11 @@ func (l *Live) change(ctx context.Context, ch agreements.Change, req *request, a
 				return nil, err
 			}
 		}
+		if l.followsUp(ch) {
+			if err := storeFollowUp(ctx, tx, ev.Seq, l.opts.Now()); err != nil {
+				return nil, err
+			}
+		}
 		return ev, nil
 	}, nil)
 	if err != nil || res.repeat {
@@ -340,23 +348,32 @@ func (l *Live) change(ctx context.Context, ch agreements.Change, req *request, a
 		case res.repeat && err == nil:
 			// Recorded before; what follows an erasure may not have run
 			// (it failed, and the caller was told to try again).
-			return res, l.followErasures(ctx, l.erasuresInForce(*res.ev.Change))
+			if ferr := l.followErasures(ctx, l.erasuresInForce(*res.ev.Change)); ferr != nil {
+				return res, ferr
+			}
+			l.followedUp(ctx, res.ev.Seq, *res.ev.Change)
 		case errors.Is(err, ErrAlreadyErased):
 			// The erasure was stored before, but what follows it may not
 			// have run: it failed (the caller was told to try again,
 			// which brings it here) or the instance stopped in between.
 			// It is safe to repeat, so it runs again, and a failure is
 			// answered as one, not as an erasure in force already.
-			if ferr := l.followErasures(ctx, l.erasuresInForce(ch)); ferr != nil {
+			f := l.erasuresInForce(ch)
+			if ferr := l.followErasures(ctx, f); ferr != nil {
 				return res, ferr
 			}
+			l.followedUpSubjects(ctx, f)
 		}
 		return res, err
 	}
 	res.ev = ev
 	res.audit = l.auditChange(ctx, ev)
 	res.ev.Sync = conf.wait(ctx, ev.Seq)
-	return res, l.followErasures(ctx, ch)
+	if err := l.followErasures(ctx, ch); err != nil {
+		return res, err // followed up later (followUpLate) if not retried
+	}
+	l.followedUp(ctx, ev.Seq, ch)
+	return res, nil
 }
 
 // fileErasures returns the erasures of subject that the base content in

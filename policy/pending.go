@@ -32,8 +32,9 @@ type pendingRow struct {
 }
 
 // pendingGrace is how long an event's own writer has to audit it before
-// another look (reconcile) writes what is missing: longer than appendAll
-// retries.
+// another look (reconcile) writes what is missing, longer than appendAll
+// retries, and to follow up its erasures before another look
+// (followUpLate) runs OnErasure again.
 var pendingGrace atomic.Int64
 
 func init() { pendingGrace.Store(int64(time.Minute)) }

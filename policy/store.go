@@ -92,7 +92,8 @@ func OpenStore(ctx context.Context, db *bun.DB) (*Store, error) {
 }
 
 func migrateSchema(ctx context.Context, db *bun.DB) error {
-	return sqlschema.Migrate(ctx, db, "policy", registerSchemaV1, registerSnapshots, registerSnapshotParts, registerAuditPending, registerRequests)
+	return sqlschema.Migrate(ctx, db, "policy", registerSchemaV1, registerSnapshots, registerSnapshotParts, registerAuditPending, registerRequests,
+		registerErasureFollowUps)
 }
 
 // Head returns the sequence number and registry version of the latest

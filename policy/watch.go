@@ -104,9 +104,20 @@ func (l *Live) receive(ev Event) {
 }
 
 // resync reads the store's head every Resync and catches up when this
-// instance is behind (a publish that was lost, a watch that lagged).
+// instance is behind (a publish that was lost, a watch that lagged); then
+// it writes the audit entries (reconcile) and runs the erasure follow-ups
+// (followUpLate) left over for longer than their writer had.
 func (l *Live) resync() {
 	defer l.wg.Done()
+	live, cancelLive := context.WithCancel(context.Background())
+	defer cancelLive()
+	go func() {
+		select {
+		case <-l.stop:
+			cancelLive()
+		case <-live.Done():
+		}
+	}()
 	t := time.NewTicker(l.opts.Resync)
 	defer t.Stop()
 	for first := true; ; first = false {
@@ -127,6 +138,13 @@ func (l *Live) resync() {
 		}
 		if err := l.reconcile(ctx); err != nil {
 			l.log.Warn("audit pending registry events", "err", err)
+		}
+		cancel()
+		// Erasures are followed up for up to a minute, or until Stop: one
+		// cut short runs again after the grace.
+		ctx, cancel = context.WithTimeout(live, time.Minute)
+		if err := l.followUpLate(ctx); err != nil {
+			l.log.Warn("follow up erasures", "err", err)
 		}
 		cancel()
 	}
