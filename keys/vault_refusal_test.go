@@ -48,12 +48,13 @@ func (c *pathCounter) count(path string) int {
 	return c.n[path]
 }
 
-// appRoleConfig sets up AppRole on s with a role of policy whose tokens
-// live an hour, and returns a config logging in with it.
-func appRoleConfig(t *testing.T, s *vaulttest.Server, policy string) VaultConfig {
+// appRoleConfig sets up AppRole on s with a role of the given settings
+// (token_policies, token_ttl, ...), and returns a config logging in with
+// it.
+func appRoleConfig(t *testing.T, s *vaulttest.Server, role map[string]any) VaultConfig {
 	t.Helper()
 	s.Write("sys/auth/approle", map[string]any{"type": "approle"})
-	s.Write("auth/approle/role/clearance", map[string]any{"token_policies": policy, "token_ttl": "1h", "token_no_default_policy": true})
+	s.Write("auth/approle/role/clearance", role)
 	roleID, err := s.Client().Logical().Read("auth/approle/role/clearance/role-id")
 	if err != nil {
 		t.Fatal(err)
@@ -156,7 +157,7 @@ func TestVaultRevokedAppRoleTokenLogsInAgain(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := startVault(t, "ecdsa-p256")
-			v := newVault(t, appRoleConfig(t, s, clearancePolicy(t, s)))
+			v := newVault(t, appRoleConfig(t, s, map[string]any{"token_policies": clearancePolicy(t, s), "token_ttl": "1h", "token_no_default_policy": true}))
 			v.readyWithin = 0
 			old := v.client.Token()
 			s.Write("auth/token/revoke", map[string]any{"token": old})
@@ -188,7 +189,7 @@ path "auth/token/lookup-self" { capabilities = ["read"] }
 			return tokenConfig(t, s, token.Auth.ClientToken)
 		}},
 		{name: "approle", config: func(t *testing.T, s *vaulttest.Server) VaultConfig {
-			return appRoleConfig(t, s, "no-sign")
+			return appRoleConfig(t, s, map[string]any{"token_policies": "no-sign", "token_ttl": "1h", "token_no_default_policy": true})
 		}},
 	}
 	for _, tt := range tests {

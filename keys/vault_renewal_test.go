@@ -107,21 +107,7 @@ func TestVaultTokenFileReplaced(t *testing.T) {
 func TestVaultAppRoleBatchToken(t *testing.T) {
 	s := startVault(t, "ecdsa-p256")
 	policy := clearancePolicy(t, s)
-	s.Write("sys/auth/approle", map[string]any{"type": "approle"})
-	s.Write("auth/approle/role/clearance", map[string]any{"token_policies": policy, "token_type": "batch", "token_ttl": "1h"})
-	roleID, err := s.Client().Logical().Read("auth/approle/role/clearance/role-id")
-	if err != nil {
-		t.Fatal(err)
-	}
-	secretID := s.Write("auth/approle/role/clearance/secret-id", nil)
-	secretFile := filepath.Join(t.TempDir(), "secret-id")
-	if err := os.WriteFile(secretFile, []byte(secretID.Data["secret_id"].(string)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	v := newVault(t, VaultConfig{
-		Address: s.Addr, Timeout: 5 * time.Second, MaxRetries: -1, DataKeyMaxUses: 1,
-		Auth: VaultAuth{AppRole: &AppRoleAuth{RoleID: roleID.Data["role_id"].(string), SecretIDFile: secretFile}},
-	})
+	v := newVault(t, appRoleConfig(t, s, map[string]any{"token_policies": policy, "token_type": "batch", "token_ttl": "1h"}))
 	first := v.client.Token()
 	time.Sleep(2 * time.Second)
 	if v.client.Token() != first {

@@ -18,15 +18,8 @@ func (l *Live) watch(w jetstream.KeyWatcher) {
 	// A watcher lives as long as the context it was made with (the client
 	// drops its subscription when that ends), so a new one is made with
 	// one that lasts until Stop; only the catch-up is bounded in time.
-	live, cancelLive := context.WithCancel(context.Background())
+	live, cancelLive := l.untilStop()
 	defer cancelLive()
-	go func() {
-		select {
-		case <-l.stop:
-			cancelLive()
-		case <-live.Done():
-		}
-	}()
 	for {
 		if !l.drain(w) {
 			_ = w.Stop()
@@ -109,15 +102,8 @@ func (l *Live) receive(ev Event) {
 // (followUpLate) left over for longer than their writer had.
 func (l *Live) resync() {
 	defer l.wg.Done()
-	live, cancelLive := context.WithCancel(context.Background())
+	live, cancelLive := l.untilStop()
 	defer cancelLive()
-	go func() {
-		select {
-		case <-l.stop:
-			cancelLive()
-		case <-live.Done():
-		}
-	}()
 	t := time.NewTicker(l.opts.Resync)
 	defer t.Stop()
 	for first := true; ; first = false {
@@ -148,4 +134,18 @@ func (l *Live) resync() {
 		}
 		cancel()
 	}
+}
+
+// untilStop returns a context that ends when the instance stops (or its
+// cancel is called).
+func (l *Live) untilStop() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-l.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
