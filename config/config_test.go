@@ -227,21 +227,23 @@ func TestSecretRefResolve(t *testing.T) {
 	}
 }
 
-// TestSecretRefEnvAndFileAlike: one secret given in a variable and in a
-// file (a Kubernetes secret mounted from --from-file keeps its trailing
-// newline) resolves to the same bytes, so that `serve` (env) and a command
-// reading the file derive the same keys; white space alone is unset.
-func TestSecretRefEnvAndFileAlike(t *testing.T) {
+// TestSecretRefEnvWholeFileTrimmed: a variable's value is the secret whole,
+// white space included, as it was before files and variables were compared:
+// trimmed, a key that already derived the audit log's subject HMACs would
+// change under it with no error. A file's is trimmed of the newline an
+// editor ends it with. White space alone is unset either way.
+func TestSecretRefEnvWholeFileTrimmed(t *testing.T) {
 	tests := []struct {
 		name    string
 		give    string
-		want    string
+		env     string
+		file    string
 		wantErr error
 	}{
-		{"trailing newline", "k3y-0123456789abcdef\n", "k3y-0123456789abcdef", nil},
-		{"crlf and spaces", "  k3y-0123456789abcdef \r\n", "k3y-0123456789abcdef", nil},
-		{"as is", "k3y-0123456789abcdef", "k3y-0123456789abcdef", nil},
-		{"white space only", " \n", "", ErrSecretUnset},
+		{"trailing newline", "k3y-0123456789abcdef\n", "k3y-0123456789abcdef\n", "k3y-0123456789abcdef", nil},
+		{"crlf and spaces", "  k3y-0123456789abcdef \r\n", "  k3y-0123456789abcdef \r\n", "k3y-0123456789abcdef", nil},
+		{"as is", "k3y-0123456789abcdef", "k3y-0123456789abcdef", "k3y-0123456789abcdef", nil},
+		{"white space only", " \n", "", "", ErrSecretUnset},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -255,8 +257,8 @@ func TestSecretRefEnvAndFileAlike(t *testing.T) {
 			if !errors.Is(envErr, tt.wantErr) || !errors.Is(fileErr, tt.wantErr) {
 				t.Fatalf("errors: env %v, file %v; want %v", envErr, fileErr, tt.wantErr)
 			}
-			if string(fromEnv) != tt.want || string(fromFile) != tt.want {
-				t.Errorf("env %q, file %q; want %q from both", fromEnv, fromFile, tt.want)
+			if string(fromEnv) != tt.env || string(fromFile) != tt.file {
+				t.Errorf("env %q, file %q; want %q and %q", fromEnv, fromFile, tt.env, tt.file)
 			}
 		})
 	}

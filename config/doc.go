@@ -9,6 +9,6 @@
 // read. Validate reports every problem at once, each with its path.
 //
 // Secrets never appear in the file: a SecretRef names an environment variable
-// or a file that holds the secret, and Resolve reads it at start, trimmed of
-// surrounding white space either way.
+// or a file that holds the secret, and Resolve reads it at start: a
+// variable's value whole, a file's trimmed of surrounding white space.
 package config

@@ -18,8 +18,11 @@ var ErrSecretUnset = errors.New("config: secret is unset")
 // name of an environment variable) or File (a path) is set. A configuration
 // never carries a secret literally.
 type SecretRef struct {
-	// Env is the name of an environment variable holding the secret;
-	// surrounding white space is trimmed, as for File.
+	// Env is the name of an environment variable holding the secret,
+	// taken whole, white space included: a key that already derived the
+	// audit log's subject HMACs must not change under it (a trimmed
+	// variable would silently give every subject another HMAC, and an
+	// erasure would then miss the subject's key and recipients).
 	Env string `yaml:"env"`
 	// File is the path of a file holding the secret; surrounding white
 	// space (a trailing newline) is trimmed.
@@ -41,20 +44,25 @@ func (s SecretRef) String() string {
 	}
 }
 
-// Resolve reads the secret, from the variable or the file alike trimmed of
-// surrounding white space (secretValue), so that the same secret given
-// either way, or ending in the newline a file or a Kubernetes secret made
-// with --from-file keeps, yields the same bytes. It returns an error that
-// matches ErrSecretUnset when the variable or file is empty (or white
-// space only), or when nothing is named; no error holds the secret's value,
-// nor a value given where the variable's name or the file's path belongs
-// (see keys.UnreadableFile).
+// Resolve reads the secret: a variable's value whole, a file's trimmed of
+// surrounding white space (the newline an editor ends it with). The same
+// text with a trailing newline is so another secret in a variable than in
+// a file (a Kubernetes secret made with --from-file and given as a
+// variable keeps its newline): the README says to give a key the same way
+// everywhere. It returns an error that matches ErrSecretUnset when the
+// variable or file is empty (or white space only), or when nothing is
+// named; no error holds the secret's value, nor a value given where the
+// variable's name or the file's path belongs (see keys.UnreadableFile).
 func (s SecretRef) Resolve() ([]byte, error) {
 	switch {
 	case s.Env != "" && !keys.ValidEnvName(s.Env):
 		return nil, errors.New("env: not an environment variable name (letters, digits, underscore); the secret itself goes in the variable it names")
 	case s.Env != "":
-		return secretValue(os.Getenv(s.Env), "environment variable "+s.Env+" is unset or empty")
+		v := os.Getenv(s.Env)
+		if _, err := secretValue(v, ""); err != nil {
+			return nil, unsetError("environment variable " + s.Env + " is unset or empty")
+		}
+		return []byte(v), nil
 	case s.File != "":
 		b, err := os.ReadFile(s.File)
 		if err != nil {
@@ -66,9 +74,8 @@ func (s SecretRef) Resolve() ([]byte, error) {
 	}
 }
 
-// secretValue is a secret as read from its variable or file, trimmed of
-// surrounding white space; when nothing is left, an unsetError saying
-// unset.
+// secretValue is a secret as read from its file, trimmed of surrounding
+// white space; when nothing is left, an unsetError saying unset.
 func secretValue(raw, unset string) ([]byte, error) {
 	v := strings.TrimSpace(raw)
 	if v == "" {
