@@ -1,8 +1,12 @@
 package shred
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
+
+	"github.com/clearance-broker/clearance/keys"
 
 	"github.com/uptrace/bun"
 )
@@ -27,6 +31,11 @@ type RewrapStats struct {
 	// Skipped is how many were destroyed (or rewrapped by another run)
 	// while being rewrapped, and left as they were then.
 	Skipped int `json:"skipped"`
+	// Failed names (by key id, never the subject) the keys the key
+	// service would not rewrap, one at a time, while others of their
+	// batch were: a wrapped key altered, or under a key the service does
+	// not hold. They are left as they are, and the rest goes on.
+	Failed []string `json:"failed,omitempty"`
 }
 
 // RewrapKeys brings every live subject key stored in db, wrapped by the key
@@ -35,9 +44,14 @@ type RewrapStats struct {
 // min_decryption_version) leaves each subject's key, and so everything
 // sealed for the subject, usable. The data keys themselves do not change:
 // the instances' caches stay valid, and the command can run while they
-// serve. A key destroyed meanwhile is left destroyed. progress, when set,
-// is called after each batch. It can be run again at any time: keys already
-// current are counted and left as they are.
+// serve. A key destroyed meanwhile is left destroyed. A batch the key
+// service refuses for a key's sake (altered, malformed, under a retired
+// version) is tried again one key at a time: those it refuses are named
+// in Failed, the others rewrapped, and the walk goes on to the end, where
+// an error names how many were left. Any other refusal (the service down,
+// the token without the right) stops the walk there. progress, when set, is called after each batch. It can be
+// run again at any time: keys already current are counted and left as
+// they are.
 func RewrapKeys(ctx context.Context, db *bun.DB, rw Rewrapper, batch int, progress func(RewrapStats)) (RewrapStats, error) {
 	var st RewrapStats
 	if batch <= 0 {
@@ -47,14 +61,18 @@ func RewrapKeys(ctx context.Context, db *bun.DB, rw Rewrapper, batch int, progre
 		return st, fmt.Errorf("shred: rewrap: %w", err)
 	}
 	after := ""
+	var firstFault error
 	for {
 		var rows []keyRow
-		if err := db.NewSelect().Model(&rows).Column("subject_hmac", "wrapped").
+		if err := db.NewSelect().Model(&rows).Column("subject_hmac", "key_id", "wrapped").
 			Where("destroyed_at IS NULL").Where("subject_hmac > ?", after).
 			Order("subject_hmac").Limit(int64(batch)).Scan(ctx); err != nil {
 			return st, fmt.Errorf("shred: rewrap: read subject keys: %w", err)
 		}
 		if len(rows) == 0 {
+			if firstFault != nil {
+				return st, fmt.Errorf("shred: rewrap: %d subject keys left as they were (first: %w)", len(st.Failed), firstFault)
+			}
 			return st, nil
 		}
 		after = rows[len(rows)-1].SubjectHMAC
@@ -62,15 +80,17 @@ func RewrapKeys(ctx context.Context, db *bun.DB, rw Rewrapper, batch int, progre
 		for i := range rows {
 			sealed[i] = []byte(rows[i].Wrapped)
 		}
-		out, err := rw.Rewrap(ctx, sealed)
+		out, fault, err := rewrapEach(ctx, rw, sealed)
 		if err != nil {
 			return st, fmt.Errorf("shred: rewrap: %w", err)
 		}
-		if len(out) != len(rows) {
-			return st, fmt.Errorf("shred: rewrap: %d results for %d keys", len(out), len(rows))
-		}
+		firstFault = cmp.Or(firstFault, fault)
 		st.Live += len(rows)
 		for i, r := range rows {
+			if out[i] == nil {
+				st.Failed = append(st.Failed, r.KeyID)
+				continue
+			}
 			if string(out[i]) == r.Wrapped {
 				st.Current++
 				continue
@@ -92,4 +112,43 @@ func RewrapKeys(ctx context.Context, db *bun.DB, rw Rewrapper, batch int, progre
 			progress(st)
 		}
 	}
+}
+
+// rewrapEach rewraps sealed in one request, or, when the service refuses
+// it for a key's sake (keyFault), one key at a time: a key it refuses for
+// its own sake comes back nil, and the first such error is returned as
+// fault. Any other error (the service down, the token without the right)
+// is returned as err, and nothing is rewrapped.
+func rewrapEach(ctx context.Context, rw Rewrapper, sealed [][]byte) (out [][]byte, fault, err error) {
+	out, err = rw.Rewrap(ctx, sealed)
+	switch {
+	case err == nil && len(out) != len(sealed):
+		return nil, nil, fmt.Errorf("%d results for %d keys", len(out), len(sealed))
+	case err == nil:
+		return out, nil, nil
+	case !keyFault(err):
+		return nil, nil, err
+	}
+	out = make([][]byte, len(sealed))
+	for i := range sealed {
+		one, err := rw.Rewrap(ctx, sealed[i:i+1])
+		switch {
+		case err == nil && len(one) == 1:
+			out[i] = one[0]
+		case err == nil:
+			return nil, nil, fmt.Errorf("%d results for 1 key", len(one))
+		case keyFault(err):
+			fault = cmp.Or(fault, err)
+		default:
+			return nil, nil, err
+		}
+	}
+	return out, fault, nil
+}
+
+// keyFault reports whether err refuses a wrapped key for its own sake:
+// altered, malformed, or under a version already retired. Rewrapping the
+// others goes on.
+func keyFault(err error) bool {
+	return errors.Is(err, keys.ErrNotAuthentic) || errors.Is(err, keys.ErrMalformed) || errors.Is(err, keys.ErrKeyRetired)
 }

@@ -2,12 +2,16 @@ package shred_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/broker/brokertest"
+	"github.com/clearance-broker/clearance/keys"
 	"github.com/clearance-broker/clearance/shred"
 	"github.com/uptrace/bun"
 )
@@ -18,11 +22,21 @@ import (
 type markRewrap struct {
 	calls  int
 	before func()
+	// err, when set, is the answer to every request.
+	err error
 }
 
 func (m *markRewrap) Rewrap(_ context.Context, sealed [][]byte) ([][]byte, error) {
 	if m.calls++; m.calls == 1 && m.before != nil {
 		m.before()
+	}
+	if m.err != nil {
+		return nil, m.err
+	}
+	for _, s := range sealed {
+		if string(s) == "altered" {
+			return nil, fmt.Errorf("transit rewrap: %w", keys.ErrNotAuthentic)
+		}
 	}
 	out := make([][]byte, len(sealed))
 	for i, s := range sealed {
@@ -35,13 +49,15 @@ func (m *markRewrap) Rewrap(_ context.Context, sealed [][]byte) ([][]byte, error
 }
 
 // TestRewrapKeys: every live key is rewrapped, in batches; a key destroyed
-// while its batch is at Vault stays destroyed; a second run finds all
-// current.
+// while its batch is at Vault stays destroyed; one Vault refuses for its
+// own sake is named and left, and the others of its batch rewrapped; a
+// second run finds all current; Vault down stops the walk, changing
+// nothing.
 func TestRewrapKeys(t *testing.T) {
 	ctx := t.Context()
 	dsn := brokertest.SQLiteDSN(t)
 	k, _ := newKeyring(t, dsn, filepath.Join(t.TempDir(), "ring.json"), nil)
-	for _, s := range []string{"cust-1", "cust-2", "cust-3", "cust-4", "cust-5", "cust-6"} {
+	for _, s := range []string{"cust-1", "cust-2", "cust-3", "cust-4", "cust-5", "cust-6", "cust-7"} {
 		if _, err := k.Seal(ctx, s, []byte("x")); err != nil {
 			t.Fatal(err)
 		}
@@ -54,6 +70,11 @@ func TestRewrapKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	var altered string
+	if err := db.QueryRowContext(ctx, "UPDATE shred_subject_keys SET wrapped = 'altered' WHERE subject_hmac = ? RETURNING key_id",
+		audit.SubjectHMAC(brokertest.SubjectKey, "cust-7")).Scan(&altered); err != nil {
+		t.Fatal(err)
+	}
 	rw := &markRewrap{before: func() {
 		if _, err := k.Destroy(ctx, "cust-1", "test"); err != nil {
 			t.Error(err)
@@ -61,7 +82,8 @@ func TestRewrapKeys(t *testing.T) {
 	}}
 	var batches int
 	st, err := shred.RewrapKeys(ctx, db, rw, 10, func(shred.RewrapStats) { batches++ })
-	if err != nil || st != (shred.RewrapStats{Live: 5, Rewrapped: 4, Skipped: 1}) || batches != 1 {
+	if !errors.Is(err, keys.ErrNotAuthentic) || !reflect.DeepEqual(st, shred.RewrapStats{Live: 6, Rewrapped: 4, Skipped: 1, Failed: []string{altered}}) ||
+		batches != 1 {
 		t.Fatalf("first run: %+v in %d batches, %v", st, batches, err)
 	}
 	if n := count(t, db, "destroyed_at IS NOT NULL AND wrapped = ''"); n != 2 {
@@ -72,8 +94,12 @@ func TestRewrapKeys(t *testing.T) {
 	}
 	batches = 0
 	st, err = shred.RewrapKeys(ctx, db, &markRewrap{}, 3, func(shred.RewrapStats) { batches++ })
-	if err != nil || st != (shred.RewrapStats{Live: 4, Current: 4}) || batches != 2 {
+	if err == nil || !reflect.DeepEqual(st, shred.RewrapStats{Live: 5, Current: 4, Failed: []string{altered}}) || batches != 2 {
 		t.Fatalf("second run: %+v in %d batches, %v", st, batches, err)
+	}
+	st, err = shred.RewrapKeys(ctx, db, &markRewrap{err: fmt.Errorf("transit rewrap: %w", keys.ErrUnavailable)}, 3, nil)
+	if !errors.Is(err, keys.ErrUnavailable) || st.Live != 0 {
+		t.Fatalf("Vault down: %+v, %v", st, err)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/clearance-broker/clearance/config"
 	"github.com/clearance-broker/clearance/keys"
@@ -71,18 +72,31 @@ func runKeysRewrap(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintf(stderr, "clearance keys rewrap: %d subject keys read, %d rewrapped\n", s.Live, s.Rewrapped)
 	}
 	stats, err := shred.RewrapKeys(ctx, db, vault, *batch, progress)
-	if err != nil {
-		fmt.Fprintf(stderr, "clearance keys rewrap: %v (%d of %d keys read so far rewrapped; running it again goes on)\n", err, stats.Rewrapped, stats.Live)
+	if err != nil && len(stats.Failed) == 0 {
+		// Stopped on the way: what was rewrapped stays so, and a run
+		// again finds it current.
+		fmt.Fprintf(stderr, "clearance keys rewrap: %v (%d of the %d keys read so far rewrapped)\n", err, stats.Rewrapped, stats.Live)
 		return 1
 	}
 	if *asJSON {
 		b, _ := json.Marshal(stats)
 		fmt.Fprintln(stdout, string(b))
-		return 0
+	} else {
+		fmt.Fprintf(stdout, "live subject keys:   %d (in %s)\nrewrapped:           %d\nalready current:     %d\n", stats.Live, path, stats.Rewrapped, stats.Current)
+		if stats.Skipped > 0 {
+			fmt.Fprintf(stdout, "destroyed meanwhile: %d (left destroyed)\n", stats.Skipped)
+		}
+		if len(stats.Failed) > 0 {
+			fmt.Fprintf(stdout, "refused by Vault:    %d, left as they were: %s\n", len(stats.Failed), strings.Join(stats.Failed, " "))
+		}
 	}
-	fmt.Fprintf(stdout, "live subject keys:   %d (in %s)\nrewrapped:           %d\nalready current:     %d\n", stats.Live, path, stats.Rewrapped, stats.Current)
-	if stats.Skipped > 0 {
-		fmt.Fprintf(stdout, "destroyed meanwhile: %d (left destroyed)\n", stats.Skipped)
+	if err != nil {
+		// Keys Vault refuses for their own sake (altered, or under a
+		// version already retired) do not open now either: retiring
+		// the version loses nothing more, but they are named so that
+		// their subjects can be looked into.
+		fmt.Fprintf(stderr, "clearance keys rewrap: %v\n", err)
+		return 1
 	}
 	return 0
 }
