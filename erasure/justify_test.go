@@ -14,6 +14,7 @@ import (
 	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/broker/brokertest"
 	"github.com/clearance-broker/clearance/erasure"
+	"github.com/uptrace/bun"
 )
 
 // flakyAudit is an audit log whose Append of event fails the first fail
@@ -191,4 +192,27 @@ func TestJustifyAuditFails(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestJustifyWhileAnotherRecords: the same justification sent again while
+// another call holds its pending entry (a form sent twice, or a call that
+// stopped within its lease) is answered as done, as an acknowledgement
+// heard twice is: the entry is that call's to append, or the next round's.
+func TestJustifyWhileAnotherRecords(t *testing.T) {
+	var db *bun.DB
+	n, log, _ := newNotifier(t, brokertest.SQLiteDSN(t), func(o *erasure.Options) {
+		o.Audit = &flakyAudit{AuditLog: o.Audit, event: erasure.EventErasureJustified, fail: 1}
+		db = o.DB
+	})
+	pendingNotice(t, n, log, "cust-5", "swiftship-de")
+	if err := n.Justify(t.Context(), "cust-5", "swiftship-de", "acct-7", "recipient dissolved"); !errors.Is(err, errAuditDown) {
+		t.Fatalf("first Justify = %v, want the audit log's failure", err)
+	}
+	if _, err := db.NewRaw("UPDATE erasure_pending_entries SET lease_owner = 'other', lease_until = ?", time.Now().Add(time.Hour).UTC()).
+		Exec(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Justify(t.Context(), "cust-5", "swiftship-de", "acct-7", "recipient dissolved"); err != nil {
+		t.Fatalf("Justify while another call records it = %v, want done", err)
+	}
 }

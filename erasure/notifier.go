@@ -346,8 +346,13 @@ func (n *Notifier) Justify(ctx context.Context, subject, recipient, account, tex
 				return ErrNoNotice
 			}
 			// The same justification again: a retry, whose entry a
-			// failure may have left pending.
-			return n.flushPending(ctx, pendingID(e))
+			// failure may have left pending. Another call appending it
+			// now (a form sent twice) records it: the retry is answered
+			// as done, as an acknowledgement heard twice is.
+			if err := n.flushPending(ctx, pendingID(e)); err != nil && !errors.Is(err, errPendingBusy) {
+				return err
+			}
+			return nil
 		default:
 			return ErrNoNotice
 		}

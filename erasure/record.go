@@ -181,8 +181,11 @@ func (n *Notifier) flushDue(ctx context.Context, now time.Time) error {
 		return fmt.Errorf("erasure: read pending entries: %w", err)
 	}
 	for _, id := range ids {
+		// One entry that cannot be appended (its row unreadable, the
+		// log refusing it) holds up neither the others nor the notices:
+		// it is named, kept, and tried again next round.
 		if err := n.flushPending(ctx, id); err != nil && !errors.Is(err, errPendingBusy) {
-			return err
+			n.log.Warn("erasure notice's audit entry still pending", "pending", id, "err", err)
 		}
 	}
 	return nil

@@ -44,7 +44,9 @@ func (n *Notifier) round(ctx context.Context) error {
 		return err
 	}
 	if err := n.flushDue(ctx, now); err != nil {
-		return err
+		// The pending entries are read again next round; the notices
+		// due go out meanwhile.
+		n.log.Warn("erasure notices' pending audit entries", "err", err)
 	}
 	rows, err := claim(ctx, n.opts.DB, n.owner, now, now.Add(2*time.Minute), batch)
 	if err != nil {

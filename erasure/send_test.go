@@ -9,6 +9,7 @@ import (
 	"github.com/clearance-broker/clearance/broker/brokertest"
 	"github.com/clearance-broker/clearance/broker/samplepartner"
 	"github.com/clearance-broker/clearance/erasure"
+	"github.com/uptrace/bun"
 )
 
 // TestNoticeNeedsPartyKey: a party without a public key on a connector
@@ -67,5 +68,47 @@ func TestNoticeNeedsPartyKey(t *testing.T) {
 		if e.Recipient == "bka-de" {
 			t.Fatalf("a notice bka-de cannot open is audited as given: %+v", e)
 		}
+	}
+}
+
+// TestStuckPendingEntryHoldsUpNothing: a closing entry that cannot be
+// appended (its row unreadable) is left pending and named in the log,
+// and the notices due go out all the same, where it stopped every round
+// before they were claimed.
+func TestStuckPendingEntryHoldsUpNothing(t *testing.T) {
+	partner := &answering{}
+	var db *bun.DB
+	n, log, _ := newNotifier(t, brokertest.SQLiteDSN(t), func(o *erasure.Options) {
+		o.Connectors = broker.ConnectorMap{"partner-webhook": partner}
+		o.Poll = 5 * time.Millisecond
+		db = o.DB
+	})
+	if _, err := db.NewRaw("INSERT INTO erasure_pending_entries (id, entry, lease_owner, lease_until) VALUES (?, ?, ?, ?)",
+		"erasure-stuck erasure_notified", "{not json", "gone", time.Now().Add(-time.Hour).UTC()).Exec(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := log.Append(t.Context(), &audit.Entry{Event: audit.EventDelivered, RequestID: "ord-1", Recipient: "swiftship-de", SubjectID: "cust-5"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Begin(t.Context(), "cust-5", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	n.Start()
+	t.Cleanup(n.Stop)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		list, err := n.Status(t.Context(), "cust-5")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) == 1 && list[0].Status == erasure.StatusAcknowledged {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the notice never went out: %+v", list)
+		}
+	}
+	var left int
+	if err := db.QueryRowContext(t.Context(), "SELECT count(*) FROM erasure_pending_entries WHERE id = 'erasure-stuck erasure_notified'").Scan(&left); err != nil || left != 1 {
+		t.Fatalf("the stuck entry: %d rows, %v; want it kept", left, err)
 	}
 }
