@@ -120,6 +120,28 @@ func (n *Notifier) work(ctx context.Context, r *noticeRow) error {
 	return nil
 }
 
+// Reopen puts the notices marked undeliverable back in work at once, for
+// the registry in force now (a registry apply may have given their
+// recipient a public key, or a connector this instance configures, or
+// made it a party again); it returns how many. A notice still
+// undeliverable is marked so again after one attempt. One past
+// EscalateAfter is escalated (audited) the first time only: a notice
+// escalated before comes back escalated.
+func (n *Notifier) Reopen(ctx context.Context) (int, error) {
+	res, err := n.opts.DB.NewUpdate().Model((*noticeRow)(nil)).
+		Set("status = CASE WHEN escalated_at IS NULL THEN ? ELSE ? END", string(StatusPending), string(StatusEscalated)).
+		Set("next_at = ?", n.opts.Now().UTC().Truncate(time.Microsecond)).
+		Where("status = ?", string(StatusUndeliverable)).Exec(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("erasure: reopen undeliverable notices: %w", err)
+	}
+	k, _ := res.RowsAffected()
+	if k > 0 {
+		n.poke()
+	}
+	return int(k), nil
+}
+
 func (n *Notifier) backoff(attempt int) time.Duration {
 	d := n.opts.RetryBase
 	for i := 1; i < attempt && d < n.opts.RetryMax; i++ {

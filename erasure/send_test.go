@@ -1,9 +1,11 @@
 package erasure_test
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/clearance-broker/clearance/agreements"
 	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/broker"
 	"github.com/clearance-broker/clearance/broker/brokertest"
@@ -110,5 +112,78 @@ func TestStuckPendingEntryHoldsUpNothing(t *testing.T) {
 	var left int
 	if err := db.QueryRowContext(t.Context(), "SELECT count(*) FROM erasure_pending_entries WHERE id = 'erasure-stuck erasure_notified'").Scan(&left); err != nil || left != 1 {
 		t.Fatalf("the stuck entry: %d rows, %v; want it kept", left, err)
+	}
+}
+
+// keyLater is the example registry's parties, where bka-de has a public
+// key once given one (as a registry apply would give it).
+type keyLater struct {
+	reg  erasure.Parties
+	key  []byte
+	give atomic.Bool
+}
+
+func (k *keyLater) Party(id string) (agreements.Party, error) {
+	p, err := k.reg.Party(id)
+	if err == nil && id == "bka-de" && k.give.Load() {
+		p.PublicKey = k.key
+	}
+	return p, err
+}
+
+// TestReopenUndeliverable: a notice undeliverable for want of the party's
+// key is put back in work by Reopen (run on every registry apply): still
+// without a key it is undeliverable again after one more attempt, and
+// never sent; once the registry gives the key, it goes out and is
+// acknowledged. Before, an undeliverable notice stayed so for good.
+func TestReopenUndeliverable(t *testing.T) {
+	authority := &answering{}
+	key, err := samplepartner.NewKey("bka-de-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parties := &keyLater{reg: brokertest.ExampleRegistry(t, nil), key: key.PublicJWK}
+	n, log, _ := newNotifier(t, brokertest.SQLiteDSN(t), func(o *erasure.Options) {
+		o.Parties = func() erasure.Parties { return parties }
+		o.Connectors = broker.ConnectorMap{"authority-webhook": broker.RequiresPartyKey(authority)}
+		o.NeedsPartyKey = broker.NeedsPartyKey
+		o.Poll = 5 * time.Millisecond
+	})
+	if _, err := log.Append(t.Context(), &audit.Entry{Event: audit.EventDelivered, RequestID: "lo-1", Recipient: "bka-de", SubjectID: "cust-5"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Begin(t.Context(), "cust-5", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	n.Start()
+	t.Cleanup(n.Stop)
+	waitNotice := func(status erasure.Status, attempts int) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			list, err := n.Status(t.Context(), "cust-5")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(list) == 1 && list[0].Status == status && list[0].Attempts == attempts {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("notice %+v, want %s after %d attempts", list, status, attempts)
+			}
+		}
+	}
+	waitNotice(erasure.StatusUndeliverable, 1)
+	if k, err := n.Reopen(t.Context()); err != nil || k != 1 {
+		t.Fatalf("Reopen = %d, %v; want 1", k, err)
+	}
+	waitNotice(erasure.StatusUndeliverable, 2)
+	parties.give.Store(true)
+	if k, err := n.Reopen(t.Context()); err != nil || k != 1 {
+		t.Fatalf("Reopen = %d, %v; want 1", k, err)
+	}
+	waitNotice(erasure.StatusAcknowledged, 3)
+	n.Stop()
+	if authority.notices != 1 {
+		t.Fatalf("%d notices sent to the authority, want 1 (once it had a key)", authority.notices)
 	}
 }

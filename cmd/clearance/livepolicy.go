@@ -183,6 +183,9 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 		OnSwap: func(ev policy.Event) {
 			if ev.Kind == policy.KindApply && started.Load() {
 				warnUndeliverableParties(p.engine.Registry(), p.conns, p.logger)
+				// The registry lock is held here: the notices are put
+				// back in work beside it.
+				go reopenNotices(notifier, p.logger)
 			}
 		},
 		OnErasure: func(ctx context.Context, subject string, at time.Time) error {
@@ -217,6 +220,9 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 	// files', applied): before, the engine holds the files', which may
 	// lack a party a later apply added, and a notice to it would be
 	// marked undeliverable for good.
+	// This start's configuration may define a connector, or its registry
+	// give a key, that an undeliverable notice lacked.
+	reopenNotices(notifier, p.logger)
 	notifier.Start()
 	st.add(func(context.Context) error { notifier.Stop(); return nil })
 	in, err := live.StartIntake(ctx)
@@ -239,6 +245,21 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 	}, nil
 }
 
+// reopenNotices puts the erasure notices marked undeliverable back in work
+// (erasure.Notifier.Reopen), after a registry apply or at start, and logs
+// how many.
+func reopenNotices(n *erasure.Notifier, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	k, err := n.Reopen(ctx)
+	switch {
+	case err != nil:
+		logger.Warn("reopen undeliverable erasure notices", "component", "erasure", "err", err)
+	case k > 0:
+		logger.Info("undeliverable erasure notices tried again", "component", "erasure", "notices", k)
+	}
+}
+
 // warnUndeliverableParties warns of every party of reg this instance
 // cannot deliver to: of every connector a party names that the instance
 // does not configure, and of every party without a public key whose
@@ -246,7 +267,8 @@ func startLivePolicy(ctx context.Context, st *stack, p livePolicyParts) (func(*h
 // parties are dead-lettered as permanent failures, and erasure notices to
 // them are marked undeliverable (an officer's justification closes them),
 // until the configuration defines the connector or the registry gives the
-// party its key.
+// party its key: each apply and each start tries them again
+// (reopenNotices).
 func warnUndeliverableParties(reg *agreements.Registry, conns erasure.Connectors, logger *slog.Logger) {
 	missing, keyless := map[string][]string{}, map[string][]string{}
 	for _, party := range reg.Content().Parties {
