@@ -19,13 +19,7 @@ func TestConcurrentWriters(t *testing.T) {
 		t.Run(st.name, func(t *testing.T) {
 			e := newEnv(t, st.dsn(t))
 			e.snapshotEvery = 4
-			srv := brokertest.StartNATS(t)
-			dir := registryDir(t)
-			a := e.start(t, brokertest.Connect(t, srv), load(t, dir))
-			b := e.start(t, brokertest.Connect(t, srv), load(t, dir))
-			if _, _, err := a.live.Apply(t.Context(), load(t, dir)); err != nil {
-				t.Fatal(err)
-			}
+			a, b, srv, dir := e.startPair(t)
 			const each = 15
 			var wg sync.WaitGroup
 			for w, n := range []*node{a, b} {

@@ -19,6 +19,7 @@ import (
 	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/broker/brokertest"
 	"github.com/clearance-broker/clearance/policy"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -220,6 +221,20 @@ func (e *env) startApplied(t *testing.T, nc *nats.Conn, dir string) *node {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// startPair starts two instances on one NATS server and a registry
+// directory, and applies the directory through the first; it returns both,
+// the server and the directory for instances started later.
+func (e *env) startPair(t *testing.T) (a, b *node, srv *server.Server, dir string) {
+	t.Helper()
+	srv, dir = brokertest.StartNATS(t), registryDir(t)
+	a = e.start(t, brokertest.Connect(t, srv), load(t, dir))
+	b = e.start(t, brokertest.Connect(t, srv), load(t, dir))
+	if _, _, err := a.live.Apply(t.Context(), load(t, dir)); err != nil {
+		t.Fatal(err)
+	}
+	return a, b, srv, dir
 }
 
 // rightsAPI is an HTTP server of one instance's rights routes (Mount).

@@ -21,13 +21,7 @@ import (
 // they would stop there. The same holds for the change of any caller.
 func TestRightsIDsNotUTF8Refused(t *testing.T) {
 	e := newEnv(t, brokertest.SQLiteDSN(t))
-	srv := brokertest.StartNATS(t)
-	dir := registryDir(t)
-	a := e.start(t, brokertest.Connect(t, srv), load(t, dir))
-	b := e.start(t, brokertest.Connect(t, srv), load(t, dir))
-	if _, _, err := a.live.Apply(t.Context(), load(t, dir)); err != nil {
-		t.Fatal(err)
-	}
+	a, b, srv, dir := e.startPair(t)
 	code, rc := a.rightsAPI(t).post(t, "/v1/subjects/cust-%FF/erasure", "er-ff", ``)
 	if code != http.StatusBadRequest || rc.Status != "rejected" || len(rc.Reasons) != 1 || rc.Reasons[0] != "invalid_request: subject: not valid UTF-8" {
 		t.Fatalf("erasure of cust-\\xff: %d %+v", code, rc)

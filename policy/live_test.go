@@ -73,13 +73,7 @@ func TestChangeReachesEveryInstance(t *testing.T) {
 	for _, st := range stores {
 		t.Run(st.name, func(t *testing.T) {
 			e := newEnv(t, st.dsn(t))
-			srv := brokertest.StartNATS(t)
-			dir := registryDir(t)
-			a := e.start(t, brokertest.Connect(t, srv), load(t, dir))
-			b := e.start(t, brokertest.Connect(t, srv), load(t, dir))
-			if _, _, err := a.live.Apply(t.Context(), load(t, dir)); err != nil {
-				t.Fatal(err)
-			}
+			a, b, srv, dir := e.startPair(t)
 			req := marketing(t)
 			if d := b.engine.Decide(req, at); !d.Allowed() {
 				t.Fatalf("before the withdrawal: %v", d.Reasons)

@@ -20,13 +20,7 @@ import (
 // carries them over a new apply) denies the transfer.
 func TestWithdrawalWhateverTheArrivalOrder(t *testing.T) {
 	e := newEnv(t, brokertest.SQLiteDSN(t))
-	srv := brokertest.StartNATS(t)
-	dir := registryDir(t)
-	a := e.start(t, brokertest.Connect(t, srv), load(t, dir))
-	b := e.start(t, brokertest.Connect(t, srv), load(t, dir))
-	if _, _, err := a.live.Apply(t.Context(), load(t, dir)); err != nil {
-		t.Fatal(err)
-	}
+	a, b, srv, dir := e.startPair(t)
 	api := a.rightsAPI(t)
 	now := time.Now().UTC().Truncate(time.Second)
 	t1, t2 := now.Add(-2*time.Hour).Format(time.RFC3339), now.Add(-time.Hour).Format(time.RFC3339)
