@@ -192,18 +192,9 @@ func resumeFromSnapshot(t *testing.T, dsn string) {
 		// A snapshot stored before parts holds its content in its own row,
 		// and is put in force.
 		{"stored before parts", func(t *testing.T) {
-			var rows []struct {
-				Data []byte `bun:"data"`
-			}
-			if err := e.db.NewRaw("SELECT data FROM policy_snapshot_parts ORDER BY part").Scan(t.Context(), &rows); err != nil {
-				t.Fatal(err)
-			}
-			var content []byte
-			for _, r := range rows {
-				content = append(content, r.Data...)
-			}
+			content := snapshotJSON(t, e)
 			exec(t, "DELETE FROM policy_snapshot_parts")
-			exec(t, "UPDATE policy_snapshots SET content = ?", string(content))
+			exec(t, "UPDATE policy_snapshots SET content = ?", content)
 		}, func() int64 { return e.snapshotSeq(t) }},
 	} {
 		t.Run(tamper.name, func(t *testing.T) {
