@@ -149,6 +149,20 @@ func registryDir(t testing.TB) string {
 	return dst
 }
 
+// applyNewBase edits the registry files in dir into a new base (a
+// retention changed, dpa-fastfreight-us at version 2) that keeps the
+// version of every other agreement, and applies it through n.
+func applyNewBase(t *testing.T, n *node, dir string) policy.Event {
+	t.Helper()
+	edit(t, dir, "40-agreements.yaml", "retention_days: 60", "retention_days: 61")
+	edit(t, dir, "40-agreements.yaml", "id: dpa-fastfreight-us\n    version: 1", "id: dpa-fastfreight-us\n    version: 2")
+	ev, _, err := n.live.Apply(t.Context(), load(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
 // edit replaces old by new in file name of dir.
 func edit(t *testing.T, dir, name, old, new string) {
 	t.Helper()

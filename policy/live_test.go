@@ -145,11 +145,7 @@ func TestApplyCarriesRunTimeChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A new apply that keeps the suspended version keeps the suspension.
-	edit(t, dir, "40-agreements.yaml", "retention_days: 60", "retention_days: 61")
-	edit(t, dir, "40-agreements.yaml", "id: dpa-fastfreight-us\n    version: 1", "id: dpa-fastfreight-us\n    version: 2")
-	if _, _, err := n.live.Apply(t.Context(), load(t, dir)); err != nil {
-		t.Fatal(err)
-	}
+	applyNewBase(t, n, dir)
 	tests := []struct {
 		name    string
 		req     *agreements.Request

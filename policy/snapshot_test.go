@@ -222,12 +222,7 @@ func resumeFromSnapshot(t *testing.T, dsn string) {
 	// A later apply that keeps the suspended agreement's version carries
 	// the changes made before the snapshot on the instance that started
 	// from it, as on the others: the withdrawal and the suspension hold.
-	edit(t, dir, "40-agreements.yaml", "retention_days: 60", "retention_days: 61")
-	edit(t, dir, "40-agreements.yaml", "id: dpa-fastfreight-us\n    version: 1", "id: dpa-fastfreight-us\n    version: 2")
-	applied, _, err := a.live.Apply(t.Context(), load(t, dir))
-	if err != nil {
-		t.Fatal(err)
-	}
+	applied := applyNewBase(t, a, dir)
 	resumed.waitVersion(t, applied.Version)
 	if d := resumed.engine.Decide(marketing(t), at); d.Allowed() {
 		t.Fatal("withdrawal before the snapshot lost by the apply")

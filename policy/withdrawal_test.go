@@ -71,12 +71,7 @@ func TestWithdrawalWhateverTheArrivalOrder(t *testing.T) {
 		})
 	}
 	replayed := e.start(t, brokertest.Connect(t, srv), load(t, dir))
-	edit(t, dir, "40-agreements.yaml", "retention_days: 60", "retention_days: 61")
-	edit(t, dir, "40-agreements.yaml", "id: dpa-fastfreight-us\n    version: 1", "id: dpa-fastfreight-us\n    version: 2")
-	applied, _, err := a.live.Apply(t.Context(), load(t, dir))
-	if err != nil {
-		t.Fatal(err)
-	}
+	applied := applyNewBase(t, a, dir)
 	b.waitVersion(t, applied.Version)
 	for _, tt := range tests {
 		if d := replayed.engine.Decide(consentFor(t, tt.subject), decideAt); d.Allowed() {
