@@ -36,9 +36,13 @@ type fakeTransit struct {
 	*httptest.Server
 
 	signing ed25519.PublicKey
-	mu      sync.Mutex
-	keys    map[string][]byte // wrapped data key → plaintext
-	reqs    []fakeRequest
+	// signRefusal, when set, is the error transit gives each item of a
+	// signing batch (in batch_results, with a 400 and no "errors");
+	// unset, signing is not answered (404).
+	signRefusal string
+	mu          sync.Mutex
+	keys        map[string][]byte // wrapped data key → plaintext
+	reqs        []fakeRequest
 }
 
 // fakeRequest is what fakeTransit records of a request.
@@ -113,7 +117,8 @@ func (f *fakeTransit) serve(w http.ResponseWriter, r *http.Request) {
 			Ciphertext string `json:"ciphertext"`
 		} `json:"batch_input"`
 	}
-	_ = json.NewDecoder(r.Body).Decode(&body)
+	raw, _ := io.ReadAll(r.Body)
+	_ = json.Unmarshal(raw, &body)
 	const authFailed = "cipher: message authentication failed"
 	switch strings.TrimPrefix(r.URL.Path, "/v1/") {
 	case "auth/token/lookup-self":
@@ -150,6 +155,20 @@ func (f *fakeTransit) serve(w http.ResponseWriter, r *http.Request) {
 			results = append(results, map[string]any{"ciphertext": in.Ciphertext, "key_version": 1})
 		}
 		fakeAnswer(w, status, map[string]any{"data": map[string]any{"batch_results": results}})
+	case "transit/sign/" + DefaultSigningKey:
+		if f.signRefusal == "" {
+			fakeAnswer(w, http.StatusNotFound, map[string]any{"errors": []string{}})
+			return
+		}
+		var sign struct {
+			BatchInput []json.RawMessage `json:"batch_input"`
+		}
+		_ = json.Unmarshal(raw, &sign)
+		results := make([]map[string]any, len(sign.BatchInput))
+		for i := range results {
+			results[i] = map[string]any{"error": f.signRefusal}
+		}
+		fakeAnswer(w, http.StatusBadRequest, map[string]any{"data": map[string]any{"batch_results": results}})
 	default:
 		fakeAnswer(w, http.StatusNotFound, map[string]any{"errors": []string{}})
 	}

@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -8,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -228,11 +230,11 @@ func (v *Vault) write(ctx context.Context, op, path string, body map[string]any)
 	return s, nil
 }
 
-// writeBatch is write for a request with batch_input. Transit answers a
-// batch in which an item failed with 400 and the items' errors in
-// batch_results, where the client library sees an error without a message:
-// writeBatch returns such an answer as a secret, for the caller to classify
-// each item's error.
+// writeBatch is write for a request with batch_input (sign, rewrap).
+// Transit answers a batch in which an item failed with 400 and the items'
+// errors in batch_results, where the client library sees an error without
+// a message: writeBatch returns such an answer as a secret, for the caller
+// to classify each item's error.
 func (v *Vault) writeBatch(ctx context.Context, op, path string, body map[string]any) (*vault.Secret, error) {
 	data, err := json.Marshal(body)
 	if err != nil {
@@ -240,7 +242,10 @@ func (v *Vault) writeBatch(ctx context.Context, op, path string, body map[string
 	}
 	ctx, cancel := context.WithTimeout(ctx, v.cfg.Timeout)
 	defer cancel()
-	resp, err := v.client.Logical().WriteRawWithContext(ctx, path, data)
+	// WriteRaw ends the request's context (the client's timeout) before it
+	// returns, and a body not read by then may no longer be: it is read
+	// while the request lasts, as the library itself reads an error's.
+	resp, err := v.client.WithResponseCallbacks(bufferBody).Logical().WriteRawWithContext(ctx, path, data)
 	if resp != nil {
 		defer resp.Body.Close()
 	}
@@ -260,6 +265,23 @@ func (v *Vault) writeBatch(ctx context.Context, op, path string, body map[string
 	}
 	return s, nil
 }
+
+// bufferBody reads a response's body whole while its request lasts, and
+// leaves it readable from memory.
+func bufferBody(r *vault.Response) {
+	b, err := io.ReadAll(r.Body)
+	r.Body.Close()
+	if err != nil {
+		r.Body = io.NopCloser(errReader{err})
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(b))
+}
+
+// errReader fails every read with err.
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 // batchItemFailed reports whether an item of s's batch_results carries an
 // error.

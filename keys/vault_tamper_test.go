@@ -3,6 +3,7 @@ package keys
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -74,5 +75,20 @@ func checkTampered(t *testing.T, v *Vault) {
 				}
 			})
 		}
+	}
+}
+
+// TestVaultSignItemRefused: transit refuses a signing batch item by item
+// (400, the items' errors in batch_results, no "errors"), as it refuses a
+// rewrap batch: Sign reads the items' errors and classifies them (a key
+// version disallowed by policy is ErrKeyRetired), where the client library
+// saw a 400 with no message and Sign returned it unclassified.
+func TestVaultSignItemRefused(t *testing.T) {
+	f := newFakeTransit(t, false)
+	f.signRefusal = "requested version for signing is less than minimum encryption version; disallowed by policy"
+	v := newVault(t, f.config(t))
+	_, err := v.Sign(t.Context(), [][]byte{[]byte("payload")})
+	if !errors.Is(err, ErrKeyRetired) || !strings.Contains(err.Error(), "disallowed by policy") {
+		t.Fatalf("Sign = %v, want ErrKeyRetired naming transit's reason", err)
 	}
 }

@@ -194,7 +194,7 @@ func (v *Vault) signBatch(ctx context.Context, si *signingInfo, header string, b
 		body["prehashed"] = true
 		body["marshaling_algorithm"] = "jws"
 	}
-	sec, err := v.write(ctx, op, v.path("sign", v.cfg.SigningKey), body)
+	sec, err := v.writeBatch(ctx, op, v.path("sign", v.cfg.SigningKey), body)
 	if err != nil {
 		return nil, err
 	}
