@@ -144,7 +144,10 @@ func (v *Vault) newClient() (*vault.Client, error) {
 		return nil, newError("vault client", nil, err)
 	}
 	v.resetFromEnv(client)
-	return client, nil
+	// Every answer is read while its request lasts (bufferBody): made
+	// here, before the client is shared, since the library's shallow
+	// copy is not safe beside a token being set.
+	return client.WithResponseCallbacks(bufferBody), nil
 }
 
 // resetFromEnv undoes what vault.NewClient takes from the environment
@@ -243,9 +246,9 @@ func (v *Vault) writeBatch(ctx context.Context, op, path string, body map[string
 	ctx, cancel := context.WithTimeout(ctx, v.cfg.Timeout)
 	defer cancel()
 	// WriteRaw ends the request's context (the client's timeout) before it
-	// returns, and a body not read by then may no longer be: it is read
-	// while the request lasts, as the library itself reads an error's.
-	resp, err := v.client.WithResponseCallbacks(bufferBody).Logical().WriteRawWithContext(ctx, path, data)
+	// returns: the body is readable after it since the client reads every
+	// answer while its request lasts (bufferBody, newClient).
+	resp, err := v.client.Logical().WriteRawWithContext(ctx, path, data)
 	if resp != nil {
 		defer resp.Body.Close()
 	}
@@ -267,7 +270,8 @@ func (v *Vault) writeBatch(ctx context.Context, op, path string, body map[string
 }
 
 // bufferBody reads a response's body whole while its request lasts, and
-// leaves it readable from memory.
+// leaves it readable from memory: the client's callback on every answer
+// (Vault's answers are small JSON documents the library reads whole).
 func bufferBody(r *vault.Response) {
 	b, err := io.ReadAll(r.Body)
 	r.Body.Close()
