@@ -101,7 +101,7 @@ func ErasedSubjects(reg func() *agreements.Registry, subjectKey []byte) func(str
 // Acknowledge records a receiving region's signed acknowledgement (a
 // compact JWS over an AckPayload): the notice of that recipient is marked
 // acknowledged and audited, its entry written with the status change
-// (closeNotice), so that it is never lost with an append that failed. An
+// (recordChange), so that it is never lost with an append that failed. An
 // acknowledgement of a notice already closed is accepted and changes
 // nothing, but for appending the entry of its closing if a failure left it
 // pending; several instances hearing one answer record it once.
@@ -125,7 +125,7 @@ func (n *Notifier) Acknowledge(ctx context.Context, signed []byte) error {
 	e := &audit.Entry{Event: audit.EventErasureNotified, RequestID: row.ID, Source: "erasure",
 		Recipient: row.Recipient, SubjectHMAC: row.SubjectHMAC, PayloadDigest: audit.Digest(signed),
 		Reasons: []string{"acknowledged_by_recipient", fmt.Sprintf("acknowledged_after_attempts:%d", row.Attempts)}}
-	closed, err := n.closeNotice(ctx, e, func(db bun.IDB) *bun.UpdateQuery {
+	closed, err := n.recordChange(ctx, e, func(db bun.IDB) *bun.UpdateQuery {
 		return db.NewUpdate().Model((*noticeRow)(nil)).
 			Set("status = ?", string(StatusAcknowledged)).Set("acknowledged_at = ?", now).Set("last_error = ''").
 			Where("id = ?", a.NoticeID).Where("status IN (?)", bun.In(openStatuses(StatusPending, StatusEscalated)))

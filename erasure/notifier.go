@@ -307,7 +307,7 @@ var ErrNoNotice = errors.New("erasure: no open notice for this recipient")
 // authentication), never a name typed in: it is kept, with the notice and
 // in the audit entry, only as its HMAC (AccountHMAC). The text is stored
 // with the notice; the audit entry holds its digest. The entry is written
-// with the status change (closeNotice): if its append fails, Justify
+// with the status change (recordChange): if its append fails, Justify
 // returns the error and the same justification given again appends it
 // (so does the next round), and once it is recorded the same justification
 // again changes nothing and is no error.
@@ -330,7 +330,7 @@ func (n *Notifier) Justify(ctx context.Context, subject, recipient, account, tex
 			SubjectHMAC: hmac, PayloadDigest: audit.Digest([]byte(text)), Reasons: []string{"account:" + by}}
 		switch Status(row.Status) {
 		case StatusPending, StatusEscalated, StatusUndeliverable:
-			closed, err := n.closeNotice(ctx, e, func(db bun.IDB) *bun.UpdateQuery {
+			closed, err := n.recordChange(ctx, e, func(db bun.IDB) *bun.UpdateQuery {
 				return db.NewUpdate().Model((*noticeRow)(nil)).
 					Set("status = ?", string(StatusJustified)).Set("officer = ?", by).Set("justification = ?", text).
 					Where("id = ?", row.ID).

@@ -14,10 +14,11 @@ import (
 	"github.com/uptrace/bun"
 )
 
-// pendingRow is the audit entry of a notice's closing (an acknowledgement,
-// a justification) until the audit log holds it. It is written in one
-// transaction with the notice's new status, so that no notice closes
-// without its entry (Art. 19 evidence), appended at once and deleted once
+// pendingRow is the audit entry of a notice's change of status (its
+// closing: an acknowledgement, a justification; or its escalation) until
+// the audit log holds it. It is written in one transaction with the
+// notice's new status, so that no notice closes or escalates without its
+// entry (Art. 19 evidence), nor twice; it is appended at once and deleted once
 // appended. One whose append failed, or whose instance stopped before it
 // was appended, is appended by a retry of the call that closed the notice,
 // or by the next round of any instance (flushDue); each looks for it in the
@@ -45,8 +46,8 @@ const pendingLease = 2 * time.Minute
 // has not ended; the entry is appended then, by a retry or a round.
 var errPendingBusy = errors.New("erasure: the notice's audit entry is being recorded; try again")
 
-// pendingID keys the pending entry of e, the closing entry of notice
-// e.RequestID: a notice closes once under its id.
+// pendingID keys the pending entry of e, the entry of notice e.RequestID's
+// change to e.Event: a notice closes, and escalates, once under its id.
 func pendingID(e *audit.Entry) string { return e.RequestID + " " + string(e.Event) }
 
 // openStatuses returns the statuses of the notices update may close.
@@ -58,14 +59,13 @@ func openStatuses(s ...Status) []string {
 	return out
 }
 
-// closeNotice runs update (a notice's change to a final status, made
-// conditional on the notice being open) and records e as pending in the
-// same transaction, and appends e if update changed the notice; it
-// reports whether it did. Of concurrent calls on one notice, one closes
-// it. An error after the change (the append failed) leaves the entry
+// recordChange runs update (a notice's change of status, made conditional
+// on the status it changes from) and records e as pending in the same
+// transaction, and appends e if update changed the notice; it reports
+// whether it did. Of concurrent calls on one notice, one changes it. An error after the change (the append failed) leaves the entry
 // pending, free to be appended by a retry (flushPending) or the next
 // round.
-func (n *Notifier) closeNotice(ctx context.Context, e *audit.Entry, update func(bun.IDB) *bun.UpdateQuery) (bool, error) {
+func (n *Notifier) recordChange(ctx context.Context, e *audit.Entry, update func(bun.IDB) *bun.UpdateQuery) (bool, error) {
 	data, err := json.Marshal(e)
 	if err != nil {
 		return false, fmt.Errorf("erasure: encode entry: %w", err)

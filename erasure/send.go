@@ -64,11 +64,10 @@ func (n *Notifier) round(ctx context.Context) error {
 func (n *Notifier) work(ctx context.Context, r *noticeRow) error {
 	now := n.opts.Now().UTC()
 	if Status(r.Status) == StatusPending && now.Sub(r.CreatedAt) >= n.opts.EscalateAfter {
-		r.Status, r.EscalatedAt = string(StatusEscalated), now
-		n.log.Warn("erasure notice escalated", "notice", r.ID, "recipient", r.Recipient, "subject_hmac", r.SubjectHMAC, "attempts", r.Attempts)
-		if _, err := n.opts.Audit.Append(ctx, &audit.Entry{Event: EventErasureEscalated, RequestID: r.ID, Source: "erasure",
-			Recipient: r.Recipient, SubjectHMAC: r.SubjectHMAC, Reasons: []string{"unacknowledged_after:" + n.opts.EscalateAfter.String()}}); err != nil {
-			return fmt.Errorf("erasure: audit escalation: %w", err)
+		if ok, err := n.escalate(ctx, r, now); !ok {
+			// Changed meanwhile (acknowledged, extended under a new id):
+			// the next round reads it again.
+			return err
 		}
 	}
 	// The attempt is recorded before it is made: a region may answer
@@ -118,6 +117,36 @@ func (n *Notifier) work(ctx context.Context, r *noticeRow) error {
 		return fmt.Errorf("erasure: record notice: %w", err)
 	}
 	return nil
+}
+
+// escalate marks r escalated and records its entry, in one transaction
+// (recordChange), before the attempt is made: the notice is escalated
+// once, whatever becomes of the attempt. Before, the entry was appended
+// first and the status written with the attempt's outcome, which does not
+// hold once the notice changed meanwhile (Begin extended it under a new id,
+// keeping the status it read: pending), so that the next round escalated
+// it again. It reports whether r was escalated; an escalation whose entry
+// could not be appended yet is (the entry is pending, appended by a later
+// round), and is only logged.
+func (n *Notifier) escalate(ctx context.Context, r *noticeRow, now time.Time) (bool, error) {
+	e := &audit.Entry{Event: EventErasureEscalated, RequestID: r.ID, Source: "erasure",
+		Recipient: r.Recipient, SubjectHMAC: r.SubjectHMAC, Reasons: []string{"unacknowledged_after:" + n.opts.EscalateAfter.String()}}
+	at := now.Truncate(time.Microsecond)
+	changed, err := n.recordChange(ctx, e, func(db bun.IDB) *bun.UpdateQuery {
+		return db.NewUpdate().Model((*noticeRow)(nil)).
+			Set("status = ?", string(StatusEscalated)).Set("escalated_at = ?", at).
+			Where("id = ?", r.ID).Where("lease_owner = ?", n.owner).
+			Where("status = ?", string(StatusPending)).Where("request_ids = ?", r.RequestIDs)
+	})
+	if !changed {
+		return false, err
+	}
+	r.Status, r.EscalatedAt = string(StatusEscalated), at
+	n.log.Warn("erasure notice escalated", "notice", r.ID, "recipient", r.Recipient, "subject_hmac", r.SubjectHMAC, "attempts", r.Attempts)
+	if err != nil {
+		n.log.Warn("erasure notice's escalation entry pending", "notice", r.ID, "err", err)
+	}
+	return true, nil
 }
 
 // Reopen puts the notices marked undeliverable back in work at once, for

@@ -1,6 +1,9 @@
 package erasure_test
 
 import (
+	"context"
+	"github.com/clearance-broker/clearance/connectors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -186,4 +189,75 @@ func TestReopenUndeliverable(t *testing.T) {
 	if authority.notices != 1 {
 		t.Fatalf("%d notices sent to the authority, want 1 (once it had a key)", authority.notices)
 	}
+}
+
+// extendOnFirst is a partner that, while the first notice is being sent
+// to it, receives one more of the subject's transfers, whose erasure Begin
+// then finds (the notice is extended under a new id).
+type extendOnFirst struct {
+	answering
+	once   sync.Once
+	extend func()
+}
+
+func (e *extendOnFirst) Deliver(ctx context.Context, d *connectors.Delivery) error {
+	e.once.Do(e.extend)
+	return e.answering.Deliver(ctx, d)
+}
+
+// TestEscalatedOnce: a notice past EscalateAfter is escalated, and
+// audited so, once, even when it is extended while its attempt is made.
+// Before, the entry was appended ahead of the attempt and the status
+// written with its outcome, which the extension (a new id, the status it
+// read: pending) made miss, so that the next round escalated it again.
+func TestEscalatedOnce(t *testing.T) {
+	onEachStore(t, func(t *testing.T, dsn string) {
+		partner := &extendOnFirst{}
+		n, log, _ := newNotifier(t, dsn, func(o *erasure.Options) {
+			o.Connectors = broker.ConnectorMap{"partner-webhook": partner}
+			o.EscalateAfter, o.Poll = time.Nanosecond, 5*time.Millisecond
+		})
+		partner.extend = func() {
+			if _, err := log.Append(t.Context(), &audit.Entry{Event: audit.EventDelivered, RequestID: "ord-2", Recipient: "swiftship-de", SubjectID: "cust-5"}); err != nil {
+				t.Error(err)
+			}
+			if _, err := n.Begin(t.Context(), "cust-5", time.Now()); err != nil {
+				t.Error(err)
+			}
+		}
+		if _, err := log.Append(t.Context(), &audit.Entry{Event: audit.EventDelivered, RequestID: "ord-1", Recipient: "swiftship-de", SubjectID: "cust-5"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.Begin(t.Context(), "cust-5", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		n.Start()
+		t.Cleanup(n.Stop)
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			list, err := n.Status(t.Context(), "cust-5")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(list) == 1 && list[0].Status == erasure.StatusAcknowledged && len(list[0].RequestIDs) == 2 {
+				if list[0].EscalatedAt == nil || list[0].Attempts != 2 {
+					t.Fatalf("notice %+v, want escalated and acknowledged at the second attempt", list[0])
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("notice %+v, want acknowledged with both requests", list)
+			}
+		}
+		n.Stop()
+		escalations := 0
+		if err := log.Scan(t.Context(), audit.Filter{Event: erasure.EventErasureEscalated}, func(*audit.Entry) error {
+			escalations++
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if escalations != 1 || partner.notices != 2 {
+			t.Fatalf("%d escalation entries, %d notices sent; want 1 and 2", escalations, partner.notices)
+		}
+	})
 }
