@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"unicode"
 	"unicode/utf8"
 
@@ -38,10 +39,16 @@ const SubjectKeyRef = "subject-key"
 
 // sealKept seals data for keeping: under the subject's key when
 // Options.Subjects is set and the request names a subject, else under the
-// broker's keys. For an erased subject nothing is kept (nil data). The
-// subject is res.req's or, for a result without one (a request refused
-// after it parsed, an outcome rebuilt from the audit log), res.subject.
+// broker's keys. For an erased subject nothing is kept (nil data), nor for
+// a refused request that names several (res.severalSubjects): under any
+// one subject's key it would outlive the others' erasures, and the parser
+// refuses it, so that it could not be replayed anyway. The subject is
+// res.req's or, for a result without one (a request refused after it
+// parsed, an outcome rebuilt from the audit log), res.subject.
 func (b *Broker) sealKept(ctx context.Context, data []byte, res *result) ([]byte, string, error) {
+	if res.req == nil && res.severalSubjects && b.opts.Subjects != nil {
+		return nil, SubjectKeyRef, nil
+	}
 	data = append(append(make([]byte, 0, len(keptMark)+len(data)), keptMark...), data...)
 	defer clear(data)
 	subject := res.subject
@@ -81,33 +88,45 @@ func KeptData(plain []byte) []byte {
 // for a request that is not even JSON (a comma too many, NaN, cut short)
 // too: the id is read from as much of it as can be read, up to the first
 // syntax error (subjectBefore). The id chooses only the key; it is
-// trusted for nothing else.
-func looseSubject(data []byte) string {
+// trusted for nothing else. several reports that data names a subject id
+// other than the one returned (a subject or an id given twice, in any
+// case, or one followed by a subject or id of the wrong type): the copy is
+// then as much the data of each, and no one key fits it.
+func looseSubject(data []byte) (id string, several bool) {
+	var seen []string
+	id = subjectBefore(data, func(v string) {
+		if v != "" && !slices.Contains(seen, v) {
+			seen = append(seen, v)
+		}
+	})
 	var env struct {
 		Subject struct {
 			ID string `json:"id"`
 		} `json:"subject"`
 	}
-	err := json.Unmarshal(data, &env)
-	if err == nil {
-		return env.Subject.ID
-	}
-	// Unmarshal checks the whole text before it decodes any of it: a
-	// syntax error means nothing was read, any other error a subject or
-	// id of the wrong type in valid JSON, which names no subject.
 	var syntax *json.SyntaxError
-	if !errors.As(err, &syntax) {
-		return ""
+	switch err := json.Unmarshal(data, &env); {
+	case err == nil:
+		id = env.Subject.ID
+	case !errors.As(err, &syntax):
+		// Unmarshal checks the whole text before it decodes any of it:
+		// a syntax error means nothing was read, any other error a
+		// subject or id of the wrong type in valid JSON, which names no
+		// subject.
+		id = ""
 	}
-	return subjectBefore(data)
+	// An id read and then replaced (by another, or by a subject or id of
+	// the wrong type) is another subject's data all the same.
+	return id, len(seen) > 1 || len(seen) == 1 && seen[0] != id
 }
 
 // subjectBefore reads the subject id of data, JSON that is not valid, the
 // way json.Unmarshal reads that of valid JSON (keys matched without regard
 // to case, the last of a key given twice counting, null leaving the id as
 // it was, a subject or id of another type naming none), in the part of it
-// before its first syntax error.
-func subjectBefore(data []byte) string {
+// before its first syntax error. seen is given each id read, the ones a
+// later key replaces too.
+func subjectBefore(data []byte, seen func(string)) string {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return ""
@@ -119,7 +138,7 @@ func subjectBefore(data []byte) string {
 			return id
 		}
 		if jsonKey(key, "SUBJECT") {
-			id, err = subjectID(dec, id)
+			id, err = subjectID(dec, id, seen)
 		} else {
 			err = skipValue(dec)
 		}
@@ -136,7 +155,7 @@ var errNoSubject = errors.New("broker: no subject")
 // names, or id as it was if it names none. For the wrong type it returns
 // "" and errNoSubject; at a syntax error, the id read before it and the
 // error.
-func subjectID(dec *json.Decoder, id string) (string, error) {
+func subjectID(dec *json.Decoder, id string, seen func(string)) (string, error) {
 	tok, err := dec.Token()
 	if err != nil || tok == nil {
 		return id, err
@@ -163,6 +182,7 @@ func subjectID(dec *json.Decoder, id string) (string, error) {
 		case nil:
 		case string:
 			id = v
+			seen(v)
 		default:
 			return "", errNoSubject
 		}

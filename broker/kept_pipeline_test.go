@@ -141,7 +141,7 @@ func checkSubjectSealed(t *testing.T, ring *shred.Keyring, dl *jetstream.RawStre
 func checkNothingKept(t *testing.T, dl *jetstream.RawStreamMsg, id string) {
 	t.Helper()
 	if len(dl.Data) != 0 {
-		t.Errorf("dead letter of an erased subject keeps %d bytes under %q", len(dl.Data), dl.Header.Get("Clearance-Key-Ref"))
+		t.Errorf("dead letter keeps %d bytes under %q", len(dl.Data), dl.Header.Get("Clearance-Key-Ref"))
 	}
 	if dl.Header.Get("Clearance-Request-Id") != id {
 		t.Errorf("dead letter headers = %v", dl.Header)
@@ -176,6 +176,33 @@ func TestRejectedDeadLetterUnderSubjectKey(t *testing.T) {
 			}
 			if strings.Contains(e.logs.String(), keptSubject) {
 				t.Error("a log line holds the subject id")
+			}
+		})
+	}
+}
+
+// Nothing is kept of a refused request that names two subjects (the
+// subject given twice, the second another's): under either's key it would
+// outlive the other's erasure, where it was kept under the last one's.
+// Its dead letter carries ids and reasons only, and its rejection is
+// audited.
+func TestRejectedDeadLetterOfTwoSubjectsKeepsNothing(t *testing.T) {
+	for _, tc := range []struct{ name, tail string }{
+		{"valid JSON", `}`},
+		{"then a syntax error", `,}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, _, receipts := newSubjectKeyEnv(t, nil)
+			req := string(brokertest.ExampleRequest(t, "01-delivery-eea-allow.json"))
+			end := strings.LastIndex(req, "}")
+			bad := req[:end] + `, "subject": {"id": "cust-other"}` + tc.tail
+			publishData(t, e, []byte(bad), "ord-10023-delivery")
+			if r := awaitReceipt(t, receipts, "ord-10023-delivery"); r.Status != broker.StatusRejected {
+				t.Fatalf("receipt = %+v", r)
+			}
+			checkNothingKept(t, lastDeadLetter(t, e.js, broker.DeadLetterSubject+".order-service"), "ord-10023-delivery")
+			if ev := events(e.entries(t, "ord-10023-delivery")); ev != "rejected" {
+				t.Errorf("audit events = %s, want rejected", ev)
 			}
 		})
 	}

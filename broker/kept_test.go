@@ -99,37 +99,43 @@ func TestOpenInbound(t *testing.T) {
 // its subject's key and goes with an erasure.
 func TestLooseSubject(t *testing.T) {
 	tests := []struct {
-		name string
-		give string
-		want string
+		name    string
+		give    string
+		want    string
+		several bool
 	}{
-		{"valid", `{"id":"r1","subject":{"id":"cust-881"},"record":{"name":"Ada Lovelace"}}`, "cust-881"},
-		{"valid, unknown key", `{"id":"r1","subject":{"id":"cust-881","tier":"gold"},"extra":[1,{"id":"x"}]}`, "cust-881"},
-		{"valid, key given twice", `{"subject":{"id":"cust-1"},"subject":{"id":"cust-881"}}`, "cust-881"},
-		{"valid, keys in other case", `{"Subject":{"ID":"cust-881"}}`, "cust-881"},
-		{"valid, no subject", `{"id":"r1","record":{"subject":{"id":"cust-881"}}}`, ""},
-		{"valid, id not a string", `{"subject":{"id":881}}`, ""},
-		{"valid, subject not an object", `{"subject":"cust-881"}`, ""},
-		{"valid, not an object", `["cust-881"]`, ""},
-		{"trailing comma after the record", `{"id":"r1","subject":{"id":"cust-881"},"record":{"name":"Ada Lovelace"},}`, "cust-881"},
-		{"NaN after the subject", `{"id":"r1","subject":{"id":"cust-881"},"amount":NaN,"record":{"name":"Ada Lovelace"}}`, "cust-881"},
-		{"cut short", `{"id":"r1","subject":{"id":"cust-881"},"record":{"name":"Ada Lovelace"}`, "cust-881"},
-		{"cut short in the subject", `{"subject":{"id":"cust-881","tier":"go`, "cust-881"},
-		{"text after the request", `{"subject":{"id":"cust-881"}} and more`, "cust-881"},
-		{"key given twice, then a syntax error", `{"subject":{"id":"cust-1"},"subject":{"id":"cust-881"},}`, "cust-881"},
-		{"null subject, then a syntax error", `{"subject":null,"subject":{"id":"cust-881"},}`, "cust-881"},
-		{"keys in other case, then a syntax error", `{"SUBJECT":{"Id":"cust-881"},}`, "cust-881"},
-		{"subject after the syntax error", `{"id":"r1","amount":NaN,"subject":{"id":"cust-881"}}`, ""},
-		{"id not a string, then a syntax error", `{"subject":{"id":881},}`, ""},
-		{"subject not an object, then a syntax error", `{"subject":"cust-881",}`, ""},
-		{"subject only nested, then a syntax error", `{"record":{"subject":{"id":"cust-881"}},}`, ""},
-		{"not an object, then a syntax error", `["cust-881",]`, ""},
-		{"empty", ``, ""},
+		{"valid", `{"id":"r1","subject":{"id":"cust-881"},"record":{"name":"Ada Lovelace"}}`, "cust-881", false},
+		{"valid, unknown key", `{"id":"r1","subject":{"id":"cust-881","tier":"gold"},"extra":[1,{"id":"x"}]}`, "cust-881", false},
+		{"valid, key given twice", `{"subject":{"id":"cust-1"},"subject":{"id":"cust-881"}}`, "cust-881", true},
+		{"valid, keys in other case", `{"Subject":{"ID":"cust-881"}}`, "cust-881", false},
+		{"valid, no subject", `{"id":"r1","record":{"subject":{"id":"cust-881"}}}`, "", false},
+		{"valid, id not a string", `{"subject":{"id":881}}`, "", false},
+		{"valid, subject not an object", `{"subject":"cust-881"}`, "", false},
+		{"valid, not an object", `["cust-881"]`, "", false},
+		{"trailing comma after the record", `{"id":"r1","subject":{"id":"cust-881"},"record":{"name":"Ada Lovelace"},}`, "cust-881", false},
+		{"NaN after the subject", `{"id":"r1","subject":{"id":"cust-881"},"amount":NaN,"record":{"name":"Ada Lovelace"}}`, "cust-881", false},
+		{"cut short", `{"id":"r1","subject":{"id":"cust-881"},"record":{"name":"Ada Lovelace"}`, "cust-881", false},
+		{"cut short in the subject", `{"subject":{"id":"cust-881","tier":"go`, "cust-881", false},
+		{"text after the request", `{"subject":{"id":"cust-881"}} and more`, "cust-881", false},
+		{"key given twice, then a syntax error", `{"subject":{"id":"cust-1"},"subject":{"id":"cust-881"},}`, "cust-881", true},
+		{"null subject, then a syntax error", `{"subject":null,"subject":{"id":"cust-881"},}`, "cust-881", false},
+		{"keys in other case, then a syntax error", `{"SUBJECT":{"Id":"cust-881"},}`, "cust-881", false},
+		{"subject after the syntax error", `{"id":"r1","amount":NaN,"subject":{"id":"cust-881"}}`, "", false},
+		{"id not a string, then a syntax error", `{"subject":{"id":881},}`, "", false},
+		{"subject not an object, then a syntax error", `{"subject":"cust-881",}`, "", false},
+		{"subject only nested, then a syntax error", `{"record":{"subject":{"id":"cust-881"}},}`, "", false},
+		{"not an object, then a syntax error", `["cust-881",]`, "", false},
+		{"empty", ``, "", false},
+		{"id given twice", `{"subject":{"id":"cust-1","id":"cust-881"}}`, "cust-881", true},
+		{"the same id twice", `{"subject":{"id":"cust-881"},"SUBJECT":{"id":"cust-881"}}`, "cust-881", false},
+		{"an id, then a subject of the wrong type", `{"subject":{"id":"cust-1"},"subject":{"id":881}}`, "", true},
+		{"an id, then an id of the wrong type, then a syntax error", `{"subject":{"id":"cust-1","id":881},}`, "", true},
+		{"an empty id after one", `{"subject":{"id":"cust-1"},"subject":{"id":""}}`, "", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := looseSubject([]byte(tt.give)); got != tt.want {
-				t.Errorf("looseSubject(%s) = %q, want %q", tt.give, got, tt.want)
+			if got, several := looseSubject([]byte(tt.give)); got != tt.want || several != tt.several {
+				t.Errorf("looseSubject(%s) = %q, %v; want %q, %v", tt.give, got, several, tt.want, tt.several)
 			}
 		})
 	}

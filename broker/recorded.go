@@ -174,12 +174,12 @@ func (b *Broker) finishRecorded(ctx context.Context, msg jetstream.Msg, res *res
 			// itself is at hand, though (the one redelivered, or the one
 			// sent again after the de-duplication window, whose dead
 			// letter has an id of its own), and its request names the
-			// subject: it is read again for it, so that this dead letter
+			// subject (or several): it is read again for it, so that this dead letter
 			// too is sealed under the subject's key, and nothing of it is
 			// kept for an erased subject. Sealed under the broker's keys
 			// instead, it would outlive an erasure. One that names no
 			// subject is kept under the broker's keys, as the first time.
-			res.subject = looseSubject(msg.Data())
+			res.subject, res.severalSubjects = looseSubject(msg.Data())
 		}
 		if err := b.deadLetter(ctx, msg, res); err != nil {
 			res.err = err

@@ -34,6 +34,9 @@ type result struct {
 	// (checkRouting), or of the message of an outcome rebuilt from the
 	// audit log (finishRecorded). It is a copy, not the message's memory.
 	subject string
+	// severalSubjects: the message of a request the parser refused names
+	// more than one subject (looseSubject); nothing of it is kept.
+	severalSubjects bool
 	// partyKey is the recipient's public key the payload was sealed to
 	// (none: sealed with the broker's keys); a re-decision that finds
 	// another in force seals the payload again (again).
@@ -148,7 +151,7 @@ func (b *Broker) process(ctx context.Context, msg jetstream.Msg, attempt uint64,
 		if req != nil {
 			res.subject = strings.Clone(req.Subject.ID)
 		} else if b.opts.Subjects != nil {
-			res.subject = looseSubject(msg.Data())
+			res.subject, res.severalSubjects = looseSubject(msg.Data())
 		}
 		if res.requestID == "" && req != nil && usableID(req.ID) {
 			res.requestID = req.ID
