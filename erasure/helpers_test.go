@@ -3,6 +3,7 @@ package erasure_test
 import (
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/broker"
@@ -41,5 +42,37 @@ func onEachStore(t *testing.T, test func(t *testing.T, dsn string)) {
 		dsn  func(testing.TB) string
 	}{{"sqlite", brokertest.SQLiteDSN}, {"postgres", brokertest.PostgresDSN}} {
 		t.Run(b.name, func(t *testing.T) { test(t, b.dsn(t)) })
+	}
+}
+
+// deliveredThenErased appends to log a delivery of cust-5's data for each
+// request id and recipient of deliveries, and begins cust-5's erasure.
+func deliveredThenErased(t *testing.T, n *erasure.Notifier, log *audit.Log, deliveries ...[2]string) {
+	t.Helper()
+	for _, d := range deliveries {
+		if _, err := log.Append(t.Context(), &audit.Entry{Event: audit.EventDelivered, RequestID: d[0], Recipient: d[1], SubjectID: "cust-5"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := n.Begin(t.Context(), "cust-5", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// awaitNotices reads cust-5's notices until done holds of them, and
+// returns them; it fails the test after 10 s.
+func awaitNotices(t *testing.T, n *erasure.Notifier, done func([]erasure.Notice) bool) []erasure.Notice {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		list, err := n.Status(t.Context(), "cust-5")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done(list) {
+			return list
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("notices %+v", list)
+		}
 	}
 }

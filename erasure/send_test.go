@@ -38,30 +38,17 @@ func TestNoticeNeedsPartyKey(t *testing.T) {
 		o.NeedsPartyKey = broker.NeedsPartyKey
 		o.Poll = 5 * time.Millisecond
 	})
-	for _, e := range []struct{ id, recipient string }{{"lo-1", "bka-de"}, {"ord-1", "swiftship-de"}} {
-		if _, err := log.Append(t.Context(), &audit.Entry{Event: audit.EventDelivered, RequestID: e.id, Recipient: e.recipient, SubjectID: "cust-5"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := n.Begin(t.Context(), "cust-5", time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	deliveredThenErased(t, n, log, [2]string{"lo-1", "bka-de"}, [2]string{"ord-1", "swiftship-de"})
 	n.Start()
 	t.Cleanup(n.Stop)
-	settled := func(x erasure.Notice) bool { return x.Status != "" && x.Status != erasure.StatusPending }
 	st := map[string]erasure.Notice{}
-	for deadline := time.Now().Add(10 * time.Second); !settled(st["bka-de"]) || !settled(st["swiftship-de"]); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("notices %+v", st)
-		}
-		list, err := n.Status(t.Context(), "cust-5")
-		if err != nil {
-			t.Fatal(err)
-		}
+	awaitNotices(t, n, func(list []erasure.Notice) bool {
 		for _, x := range list {
 			st[x.Recipient] = x
 		}
-	}
+		settled := func(x erasure.Notice) bool { return x.Status != "" && x.Status != erasure.StatusPending }
+		return settled(st["bka-de"]) && settled(st["swiftship-de"])
+	})
 	n.Stop()
 	if st["bka-de"].Status != erasure.StatusUndeliverable || st["swiftship-de"].Status != erasure.StatusAcknowledged {
 		t.Fatalf("notices %+v, want bka-de undeliverable, swiftship-de acknowledged", st)
@@ -92,26 +79,12 @@ func TestStuckPendingEntryHoldsUpNothing(t *testing.T) {
 		"erasure-stuck erasure_notified", "{not json", "gone", time.Now().Add(-time.Hour).UTC()).Exec(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := log.Append(t.Context(), &audit.Entry{Event: audit.EventDelivered, RequestID: "ord-1", Recipient: "swiftship-de", SubjectID: "cust-5"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n.Begin(t.Context(), "cust-5", time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	deliveredThenErased(t, n, log, [2]string{"ord-1", "swiftship-de"})
 	n.Start()
 	t.Cleanup(n.Stop)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		list, err := n.Status(t.Context(), "cust-5")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(list) == 1 && list[0].Status == erasure.StatusAcknowledged {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the notice never went out: %+v", list)
-		}
-	}
+	awaitNotices(t, n, func(list []erasure.Notice) bool {
+		return len(list) == 1 && list[0].Status == erasure.StatusAcknowledged
+	})
 	var left int
 	if err := db.QueryRowContext(t.Context(), "SELECT count(*) FROM erasure_pending_entries WHERE id = 'erasure-stuck erasure_notified'").Scan(&left); err != nil || left != 1 {
 		t.Fatalf("the stuck entry: %d rows, %v; want it kept", left, err)
@@ -152,28 +125,14 @@ func TestReopenUndeliverable(t *testing.T) {
 		o.NeedsPartyKey = broker.NeedsPartyKey
 		o.Poll = 5 * time.Millisecond
 	})
-	if _, err := log.Append(t.Context(), &audit.Entry{Event: audit.EventDelivered, RequestID: "lo-1", Recipient: "bka-de", SubjectID: "cust-5"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n.Begin(t.Context(), "cust-5", time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	deliveredThenErased(t, n, log, [2]string{"lo-1", "bka-de"})
 	n.Start()
 	t.Cleanup(n.Stop)
 	waitNotice := func(status erasure.Status, attempts int) {
 		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-			list, err := n.Status(t.Context(), "cust-5")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(list) == 1 && list[0].Status == status && list[0].Attempts == attempts {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("notice %+v, want %s after %d attempts", list, status, attempts)
-			}
-		}
+		awaitNotices(t, n, func(list []erasure.Notice) bool {
+			return len(list) == 1 && list[0].Status == status && list[0].Attempts == attempts
+		})
 	}
 	waitNotice(erasure.StatusUndeliverable, 1)
 	if k, err := n.Reopen(t.Context()); err != nil || k != 1 {
@@ -225,28 +184,14 @@ func TestEscalatedOnce(t *testing.T) {
 				t.Error(err)
 			}
 		}
-		if _, err := log.Append(t.Context(), &audit.Entry{Event: audit.EventDelivered, RequestID: "ord-1", Recipient: "swiftship-de", SubjectID: "cust-5"}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := n.Begin(t.Context(), "cust-5", time.Now()); err != nil {
-			t.Fatal(err)
-		}
+		deliveredThenErased(t, n, log, [2]string{"ord-1", "swiftship-de"})
 		n.Start()
 		t.Cleanup(n.Stop)
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-			list, err := n.Status(t.Context(), "cust-5")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(list) == 1 && list[0].Status == erasure.StatusAcknowledged && len(list[0].RequestIDs) == 2 {
-				if list[0].EscalatedAt == nil || list[0].Attempts != 2 {
-					t.Fatalf("notice %+v, want escalated and acknowledged at the second attempt", list[0])
-				}
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("notice %+v, want acknowledged with both requests", list)
-			}
+		list := awaitNotices(t, n, func(list []erasure.Notice) bool {
+			return len(list) == 1 && list[0].Status == erasure.StatusAcknowledged && len(list[0].RequestIDs) == 2
+		})
+		if list[0].EscalatedAt == nil || list[0].Attempts != 2 {
+			t.Fatalf("notice %+v, want escalated and acknowledged at the second attempt", list[0])
 		}
 		n.Stop()
 		escalations := 0
