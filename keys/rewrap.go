@@ -1,10 +1,58 @@
 package keys
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 )
+
+// Rewrapper brings sealed messages up to the latest version of its
+// encryption key without their plaintext leaving it; *Vault satisfies it
+// (transit/rewrap). A message already at the latest version comes back
+// unchanged; the result has one entry per input, in order.
+type Rewrapper interface {
+	Rewrap(ctx context.Context, sealed [][]byte) ([][]byte, error)
+}
+
+// RewrapEach rewraps sealed in one request, or, when the service refuses
+// it for a message's sake (KeyFault), one message at a time: one it
+// refuses for its own sake comes back nil, and the first such error is
+// returned as fault. Any other error (the service down, the token without
+// the right) is returned as err, and nothing is rewrapped.
+func RewrapEach(ctx context.Context, rw Rewrapper, sealed [][]byte) (out [][]byte, fault, err error) {
+	out, err = rw.Rewrap(ctx, sealed)
+	switch {
+	case err == nil && len(out) != len(sealed):
+		return nil, nil, fmt.Errorf("%d results for %d messages", len(out), len(sealed))
+	case err == nil:
+		return out, nil, nil
+	case !KeyFault(err):
+		return nil, nil, err
+	}
+	out = make([][]byte, len(sealed))
+	for i := range sealed {
+		one, err := rw.Rewrap(ctx, sealed[i:i+1])
+		switch {
+		case err == nil && len(one) == 1:
+			out[i] = one[0]
+		case err == nil:
+			return nil, nil, fmt.Errorf("%d results for 1 message", len(one))
+		case KeyFault(err):
+			fault = cmp.Or(fault, err)
+		default:
+			return nil, nil, err
+		}
+	}
+	return out, fault, nil
+}
+
+// KeyFault reports whether err refuses a sealed message (or wrapped key)
+// for its own sake: altered, malformed, under another key, or under a
+// version already retired. Rewrapping the others goes on.
+func KeyFault(err error) bool {
+	return errors.Is(err, ErrNotAuthentic) || errors.Is(err, ErrMalformed) || errors.Is(err, ErrKeyRetired)
+}
 
 // Rewrap brings stored sealed messages up to the latest version of the
 // encryption key without exposing their plaintext outside this process: the

@@ -3,7 +3,6 @@ package shred
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/clearance-broker/clearance/keys"
@@ -11,13 +10,8 @@ import (
 	"github.com/uptrace/bun"
 )
 
-// Rewrapper brings sealed messages up to the latest version of its
-// encryption key without their plaintext leaving it; *keys.Vault satisfies
-// it (transit/rewrap). A message already at the latest version comes back
-// unchanged; the result has one entry per input, in order.
-type Rewrapper interface {
-	Rewrap(ctx context.Context, sealed [][]byte) ([][]byte, error)
-}
+// Rewrapper is keys.Rewrapper: *keys.Vault (transit/rewrap).
+type Rewrapper = keys.Rewrapper
 
 // RewrapStats counts what RewrapKeys did.
 type RewrapStats struct {
@@ -80,7 +74,7 @@ func RewrapKeys(ctx context.Context, db *bun.DB, rw Rewrapper, batch int, progre
 		for i := range rows {
 			sealed[i] = []byte(rows[i].Wrapped)
 		}
-		out, fault, err := rewrapEach(ctx, rw, sealed)
+		out, fault, err := keys.RewrapEach(ctx, rw, sealed)
 		if err != nil {
 			return st, fmt.Errorf("shred: rewrap: %w", err)
 		}
@@ -112,43 +106,4 @@ func RewrapKeys(ctx context.Context, db *bun.DB, rw Rewrapper, batch int, progre
 			progress(st)
 		}
 	}
-}
-
-// rewrapEach rewraps sealed in one request, or, when the service refuses
-// it for a key's sake (keyFault), one key at a time: a key it refuses for
-// its own sake comes back nil, and the first such error is returned as
-// fault. Any other error (the service down, the token without the right)
-// is returned as err, and nothing is rewrapped.
-func rewrapEach(ctx context.Context, rw Rewrapper, sealed [][]byte) (out [][]byte, fault, err error) {
-	out, err = rw.Rewrap(ctx, sealed)
-	switch {
-	case err == nil && len(out) != len(sealed):
-		return nil, nil, fmt.Errorf("%d results for %d keys", len(out), len(sealed))
-	case err == nil:
-		return out, nil, nil
-	case !keyFault(err):
-		return nil, nil, err
-	}
-	out = make([][]byte, len(sealed))
-	for i := range sealed {
-		one, err := rw.Rewrap(ctx, sealed[i:i+1])
-		switch {
-		case err == nil && len(one) == 1:
-			out[i] = one[0]
-		case err == nil:
-			return nil, nil, fmt.Errorf("%d results for 1 key", len(one))
-		case keyFault(err):
-			fault = cmp.Or(fault, err)
-		default:
-			return nil, nil, err
-		}
-	}
-	return out, fault, nil
-}
-
-// keyFault reports whether err refuses a wrapped key for its own sake:
-// altered, malformed, or under a version already retired. Rewrapping the
-// others goes on.
-func keyFault(err error) bool {
-	return errors.Is(err, keys.ErrNotAuthentic) || errors.Is(err, keys.ErrMalformed) || errors.Is(err, keys.ErrKeyRetired)
 }

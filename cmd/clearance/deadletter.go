@@ -105,7 +105,7 @@ func runDeadLetterList(ctx context.Context, args []string, stdout, stderr io.Wri
 			return 1
 		}
 		n++
-		fmt.Fprintf(stdout, "%-8d %-20s %-16s %-36s %-12s %s\n", m.Sequence, m.Time.UTC().Format(time.RFC3339),
+		fmt.Fprintf(stdout, "%-8d %-20s %-16s %-36s %-12s %s\n", m.Sequence, broker.DeadLetteredAt(m).UTC().Format(time.RFC3339),
 			strings.TrimPrefix(m.Subject, broker.DeadLetterSubject+"."), m.Header.Get("Clearance-Request-Id"),
 			m.Header.Get("Clearance-Outcome"), strings.Join(m.Header.Values("Clearance-Reason"), "; "))
 	}
@@ -171,7 +171,7 @@ func replayDeadLetter(ctx context.Context, cfg *config.Config, seq uint64, suffi
 	source := strings.TrimPrefix(m.Subject, broker.DeadLetterSubject+".")
 	oldID := m.Header.Get("Clearance-Request-Id")
 	if len(m.Data) == 0 {
-		return "", fmt.Errorf("dead letter %d (request %s) holds nothing: its subject was erased, so nothing was kept", seq, oldID)
+		return "", fmt.Errorf("dead letter %d (request %s) holds nothing: its subject was erased, or it named several subjects (refused), so nothing was kept; the source system must send it again", seq, oldID)
 	}
 	plain, err := openDeadLetter(ctx, &st, cfg, m.Data, logger)
 	if err != nil {

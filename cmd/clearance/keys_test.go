@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -12,11 +13,15 @@ import (
 	"testing"
 
 	"github.com/clearance-broker/clearance/audit"
+	"github.com/clearance-broker/clearance/broker"
 	"github.com/clearance-broker/clearance/broker/brokertest"
 	"github.com/clearance-broker/clearance/config"
 	"github.com/clearance-broker/clearance/integration/vaulttest"
 	"github.com/clearance-broker/clearance/keys"
 	"github.com/clearance-broker/clearance/shred"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestKeysRewrap follows the key rotation the README gives: rotate the
@@ -28,9 +33,10 @@ func TestKeysRewrap(t *testing.T) {
 	ctx := t.Context()
 	root, _ := filepath.Abs(filepath.Join("..", ".."))
 	vs, dir := vaulttest.Start(t), t.TempDir()
+	ns := brokertest.StartNATS(t)
 	keysDSN := brokertest.SQLiteDSN(t)
 	cfgPath := filepath.Join(dir, "clearance.yaml")
-	cfg := serveConfig(t, vs, "nats://127.0.0.1:1", dir, brokertest.SQLiteDSN(t), keysDSN, filepath.Join(root, "examples", "registry"), freeAddr(t))
+	cfg := serveConfig(t, vs, ns.ClientURL(), dir, brokertest.SQLiteDSN(t), keysDSN, filepath.Join(root, "examples", "registry"), freeAddr(t))
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -78,6 +84,24 @@ func TestKeysRewrap(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Dead letters: one sealed under the broker's own key (a request
+	// naming no subject), one under cust-1's key, one of an erased
+	// subject (nothing kept).
+	v, err := keys.NewVault(ctx, *parsed.Vault, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close(context.Background())
+	shared, err := v.Seal(ctx, []byte(`{"id":"ord-9","note":"kept under the broker's key"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js := deadLetterStreamFor(t, ns)
+	ownSeq := publishDeadLetter(t, js, shared, "ord-9")
+	publishDeadLetter(t, js, sealed["cust-1"], "ord-10")
+	publishDeadLetter(t, js, nil, "ord-11")
+	firstTime := getDeadLetter(t, js, ownSeq).Time
+
 	vs.Write("transit/keys/clearance-data/rotate", nil)
 	cli := func(args ...string) (int, string, string) {
 		var out, errb bytes.Buffer
@@ -85,15 +109,30 @@ func TestKeysRewrap(t *testing.T) {
 		return code, out.String(), errb.String()
 	}
 	code, out, errs := cli("keys", "rewrap", "--config", cfgPath, "--batch", "1", "--json")
-	var stats shred.RewrapStats
-	if code != 0 || json.Unmarshal([]byte(out), &stats) != nil || !reflect.DeepEqual(stats, shred.RewrapStats{Live: 2, Rewrapped: 2}) {
+	var stats struct {
+		SubjectKeys shred.RewrapStats             `json:"subject_keys"`
+		DeadLetters *broker.DeadLetterRewrapStats `json:"dead_letters"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &stats) != nil || !reflect.DeepEqual(stats.SubjectKeys, shred.RewrapStats{Live: 2, Rewrapped: 2}) ||
+		stats.DeadLetters == nil || !reflect.DeepEqual(*stats.DeadLetters, broker.DeadLetterRewrapStats{Read: 3, Rewrapped: 1, SubjectKeyed: 1, Empty: 1}) {
 		t.Fatalf("keys rewrap: exit %d %q %+v\n%s", code, out, stats, errs)
 	}
-	if strings.Contains(out+errs, "cust-") {
-		t.Error("a subject id appears in the output")
+	if strings.Contains(out+errs, "cust-") || strings.Contains(out+errs, "kept under") {
+		t.Error("a subject id or a dead letter's content appears in the output")
+	}
+	// The dead letter was published again, as it was but for its seal,
+	// and the old copy deleted.
+	if m, err := getDeadLetterErr(js, ownSeq); err == nil {
+		t.Fatalf("the old copy of the dead letter is still there: %v", m.Header)
+	}
+	moved := lastDeadLetter(t, js)
+	if moved.Header.Get("Clearance-Request-Id") != "ord-9" || moved.Header.Get(broker.RewrappedFromHeader) != fmt.Sprint(ownSeq) ||
+		!broker.DeadLetteredAt(moved).Equal(firstTime) || bytes.Equal(moved.Data, shared) {
+		t.Fatalf("the rewrapped dead letter: %v (first dead-lettered %v)", moved.Header, firstTime)
 	}
 	// Again: nothing left to do.
-	if code, out, errs := cli("keys", "rewrap", "--config", cfgPath); code != 0 || !strings.Contains(out, "already current:     2") {
+	if code, out, errs := cli("keys", "rewrap", "--config", cfgPath); code != 0 || !strings.Contains(out, "already current:     2") ||
+		!strings.Contains(out, "already current:     1") {
 		t.Fatalf("keys rewrap again: exit %d\n%s%s", code, out, errs)
 	}
 	// A key row altered in the store is named (by its key id) and left;
@@ -106,14 +145,32 @@ func TestKeysRewrap(t *testing.T) {
 		audit.SubjectHMAC([]byte("rewrap test hmac key"), "cust-4")).Scan(&alteredID); err != nil {
 		t.Fatal(err)
 	}
+	// So is a dead letter altered, and the one that is not is
+	// rewrapped all the same.
+	alteredSeq := publishDeadLetter(t, js, []byte("eyJhbGciOiJkaXIifQ.a.b.c.d"), "ord-12")
 	vs.Write("transit/keys/clearance-data/rotate", nil)
 	code, out, errs = cli("keys", "rewrap", "--config", cfgPath)
 	if code != 1 || !strings.Contains(out, "rewrapped:           2") || !strings.Contains(out, "refused by Vault:    1, left as they were: "+alteredID) ||
-		!strings.Contains(errs, "1 subject keys left as they were") {
+		!strings.Contains(errs, "1 subject keys left as they were") ||
+		!strings.Contains(out, "rewrapped:           1 (published again") || !strings.Contains(out, fmt.Sprintf("left as they were: %d\n", alteredSeq)) ||
+		!strings.Contains(errs, "dead letters: 1 left as they were") {
 		t.Fatalf("keys rewrap with an altered key: exit %d\n%s%s", code, out, errs)
 	}
 
 	vs.Write("transit/keys/clearance-data/config", map[string]any{"min_decryption_version": 3})
+	// The dead letter opens under the latest version; its first copy
+	// would not.
+	v3, err := keys.NewVault(ctx, *parsed.Vault, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v3.Close(context.Background())
+	if got, err := v3.Open(ctx, lastDeadLetter(t, js).Data); err != nil || !strings.Contains(string(got), "kept under the broker's key") {
+		t.Errorf("the rewrapped dead letter after the old versions were retired: %v", err)
+	}
+	if _, err := v3.Open(ctx, shared); err == nil {
+		t.Error("the dead letter as first sealed still opens: the test proves nothing")
+	}
 	k = keyring()
 	for _, s := range []string{"cust-1", "cust-2"} {
 		if got, err := k.Open(ctx, sealed[s]); err != nil || string(got) != "record of "+s {
@@ -138,3 +195,64 @@ func TestKeysRewrap(t *testing.T) {
 type acceptAudit struct{}
 
 func (acceptAudit) Append(context.Context, *audit.Entry) (int64, error) { return 1, nil }
+
+// deadLetterStreamFor creates the dead-letter stream on ns, as a broker
+// does, and returns its JetStream.
+func deadLetterStreamFor(t *testing.T, ns *server.Server) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.New(brokertest.Connect(t, ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: broker.DeadLetterStream,
+		Subjects: []string{broker.DeadLetterSubject + ".>"}}); err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// publishDeadLetter keeps data as a dead letter of request id, as the
+// broker does, and returns its sequence.
+func publishDeadLetter(t *testing.T, js jetstream.JetStream, data []byte, id string) uint64 {
+	t.Helper()
+	m := nats.NewMsg(broker.DeadLetterSubject + ".orders")
+	m.Data = data
+	m.Header.Set("Clearance-Request-Id", id)
+	m.Header.Set("Clearance-Outcome", "invalid")
+	ack, err := js.PublishMsg(t.Context(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ack.Sequence
+}
+
+func getDeadLetterErr(js jetstream.JetStream, seq uint64) (*jetstream.RawStreamMsg, error) {
+	s, err := js.Stream(context.Background(), broker.DeadLetterStream)
+	if err != nil {
+		return nil, err
+	}
+	return s.GetMsg(context.Background(), seq)
+}
+
+func getDeadLetter(t *testing.T, js jetstream.JetStream, seq uint64) *jetstream.RawStreamMsg {
+	t.Helper()
+	m, err := getDeadLetterErr(js, seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// lastDeadLetter is the dead letter published last.
+func lastDeadLetter(t *testing.T, js jetstream.JetStream) *jetstream.RawStreamMsg {
+	t.Helper()
+	s, err := js.Stream(t.Context(), broker.DeadLetterStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetLastMsgForSubject(t.Context(), broker.DeadLetterSubject+".orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
