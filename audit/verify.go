@@ -76,8 +76,8 @@ type VerifyOptions struct {
 	// writers'. Nil: the Verifier verifies both.
 	Manifests Verifier
 
-	// RefuseManifestKey refuses a checkpoint signed with the key that
-	// signed the log's last archive manifest: the retention key signs
+	// RefuseManifestKey refuses a checkpoint signed with a key that
+	// signed one of the log's archive manifests: a retention key signs
 	// manifests, and whoever holds it besides the database could
 	// otherwise seal a rewritten chain where the Verifier also holds it
 	// (one key set for both, as audit verify --jwks was used before
@@ -315,8 +315,20 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 			return failWith(signatureProblem(FindingBadCheckpoint, arch.ToSeq, "archive manifest: ", err))
 		}
 		if opts.RefuseManifestKey && v != nil {
-			if kid := signedKeyID(arch.Manifest); kid != "" {
-				v = notSignedBy{v: v, kid: kid}
+			// Every retention key the log's archives were signed with,
+			// not only the last: one replaced since may be held still.
+			var manifests []string
+			if err := l.db.NewSelect().Model((*archiveRow)(nil)).Column("manifest").Scan(ctx, &manifests); err != nil {
+				return rep, fmt.Errorf("audit: verify: read archives: %w", err)
+			}
+			kids := map[string]bool{}
+			for _, m := range manifests {
+				if kid := signedKeyID(m); kid != "" {
+					kids[kid] = true
+				}
+			}
+			if len(kids) > 0 {
+				v = notSignedBy{v: v, kids: kids}
 			}
 		}
 		if m.ToSequence != arch.ToSeq || m.AnchorHash != arch.AnchorHash {
@@ -619,17 +631,17 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 
 // openSigned verifies a compact JWS with v (or, if v is nil, only decodes
 // it) and unmarshals its payload into dst.
-// notSignedBy is a Verifier that refuses what key kid signed and leaves the
-// rest to v.
+// notSignedBy is a Verifier that refuses what the keys kids signed (the
+// archive manifests' keys) and leaves the rest to v.
 type notSignedBy struct {
-	v   Verifier
-	kid string
+	v    Verifier
+	kids map[string]bool
 }
 
 func (n notSignedBy) Verify(ctx context.Context, msg []byte) ([]byte, error) {
-	if signedKeyID(string(msg)) == n.kid {
-		return nil, fmt.Errorf("signed with key ID %q, the key that signed the archive manifest (the retention key): "+
-			"it signs manifests, not checkpoints (--archive-jwks gives the retention key's set apart from the writers')", n.kid)
+	if kid := signedKeyID(string(msg)); n.kids[kid] {
+		return nil, fmt.Errorf("signed with key ID %q, a key that signed an archive manifest (a retention key): "+
+			"it signs manifests, not checkpoints (--archive-jwks gives the retention keys' set apart from the writers')", kid)
 	}
 	return n.v.Verify(ctx, msg)
 }
