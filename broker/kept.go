@@ -123,60 +123,66 @@ func looseSubject(data []byte) (id string, several bool) {
 // subjectBefore reads the subject id of data, JSON that is not valid, the
 // way json.Unmarshal reads that of valid JSON (keys matched without regard
 // to case, the last of a key given twice counting, null leaving the id as
-// it was, a subject or id of another type naming none), in the part of it
-// before its first syntax error. seen is given each id read, the ones a
-// later key replaces too.
+// it was, a subject or id of another type naming none for good), in the
+// part of it before its first syntax error. seen is given each id read,
+// the ones a later key replaces, or that come after a subject or id of the
+// wrong type, too.
 func subjectBefore(data []byte, seen func(string)) string {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return ""
 	}
 	var id string
+	wrong := false
 	for {
 		key, ok, err := nextKey(dec)
 		if err != nil || !ok {
-			return id
+			break
 		}
 		if jsonKey(key, "SUBJECT") {
-			id, err = subjectID(dec, id, seen)
+			var w bool
+			id, w, err = subjectID(dec, id, seen)
+			wrong = wrong || w
 		} else {
 			err = skipValue(dec)
 		}
 		if err != nil {
-			return id
+			break
 		}
 	}
+	if wrong {
+		return ""
+	}
+	return id
 }
 
-// errNoSubject stops subjectBefore at a subject or id of the wrong type.
-var errNoSubject = errors.New("broker: no subject")
-
-// subjectID reads the value of a request's subject from dec: the id it
-// names, or id as it was if it names none. For the wrong type it returns
-// "" and errNoSubject; at a syntax error, the id read before it and the
-// error.
-func subjectID(dec *json.Decoder, id string, seen func(string)) (string, error) {
+// subjectID reads the value of a request's subject from dec, whole: the id
+// it names, or id as it was if it names none, and whether it, or an id in
+// it, is of the wrong type; at a syntax error, what was read before it and
+// the error.
+func subjectID(dec *json.Decoder, id string, seen func(string)) (string, bool, error) {
 	tok, err := dec.Token()
 	if err != nil || tok == nil {
-		return id, err
+		return id, false, err
 	}
 	if tok != json.Delim('{') {
-		return "", errNoSubject
+		return id, true, skipFrom(dec, tok)
 	}
+	wrong := false
 	for {
 		key, ok, err := nextKey(dec)
 		if err != nil || !ok {
-			return id, err
+			return id, wrong, err
 		}
 		if !jsonKey(key, "ID") {
 			if err := skipValue(dec); err != nil {
-				return id, err
+				return id, wrong, err
 			}
 			continue
 		}
 		tok, err := dec.Token()
 		if err != nil {
-			return id, err
+			return id, wrong, err
 		}
 		switch v := tok.(type) {
 		case nil:
@@ -184,7 +190,10 @@ func subjectID(dec *json.Decoder, id string, seen func(string)) (string, error) 
 			id = v
 			seen(v)
 		default:
-			return "", errNoSubject
+			wrong = true
+			if err := skipFrom(dec, tok); err != nil {
+				return id, wrong, err
+			}
 		}
 	}
 }
@@ -217,12 +226,18 @@ func jsonKey(key, upper string) bool {
 
 // skipValue reads the next value from dec, however deep.
 func skipValue(dec *json.Decoder) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	return skipFrom(dec, tok)
+}
+
+// skipFrom reads from dec the rest of the value whose first token, tok,
+// was read.
+func skipFrom(dec *json.Decoder, tok json.Token) error {
 	depth := 0
 	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
 		switch tok {
 		case json.Delim('{'), json.Delim('['):
 			depth++
@@ -231,6 +246,10 @@ func skipValue(dec *json.Decoder) error {
 		}
 		if depth == 0 {
 			return nil
+		}
+		var err error
+		if tok, err = dec.Token(); err != nil {
+			return err
 		}
 	}
 }

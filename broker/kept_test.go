@@ -131,6 +131,10 @@ func TestLooseSubject(t *testing.T) {
 		{"an id, then a subject of the wrong type", `{"subject":{"id":"cust-1"},"subject":{"id":881}}`, "", true},
 		{"an id, then an id of the wrong type, then a syntax error", `{"subject":{"id":"cust-1","id":881},}`, "", true},
 		{"an empty id after one", `{"subject":{"id":"cust-1"},"subject":{"id":""}}`, "", true},
+		{"an id of the wrong type, then one", `{"subject":{"id":5,"id":"cust-b"}}`, "", true},
+		{"a subject of the wrong type, then one", `{"subject":5,"subject":{"id":"cust-b"}}`, "", true},
+		{"an array subject, then one, then a syntax error", `{"subject":[{"id":"x"}],"subject":{"id":"cust-b"},}`, "", true},
+		{"an object id, then one, then a syntax error", `{"subject":{"id":{"id":"x"},"id":"cust-b"},}`, "", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
