@@ -18,15 +18,19 @@ import (
 
 // versioned is a key service whose messages read "vN:content": it brings
 // them up to version to, refuses "altered" ones for their own sake, and
-// answers as down once down is set.
+// answers as down once down is set; during, when set, is called first.
 type versioned struct {
-	to    int
-	down  bool
-	calls int
+	to     int
+	down   bool
+	calls  int
+	during func() // called in the next call, once
 }
 
 func (v *versioned) Rewrap(_ context.Context, sealed [][]byte) ([][]byte, error) {
 	v.calls++
+	if v.during != nil {
+		v.during()
+	}
 	if v.down {
 		return nil, fmt.Errorf("vault down: %w", keys.ErrUnavailable)
 	}
@@ -50,7 +54,9 @@ func (v *versioned) Rewrap(_ context.Context, sealed [][]byte) ([][]byte, error)
 // current ones are left; one refused for its own sake is named and left
 // while the rest goes on; the service down stops the walk. A run that
 // published a copy but stopped before deleting the old one is made good
-// by the next, without a second copy.
+// by the next, within the stream's duplicate window or after it, without
+// a third copy; one deleted meanwhile is not brought back; a message id
+// taken by a dead letter that is no copy stops it.
 func TestRewrapDeadLetters(t *testing.T) {
 	ctx := t.Context()
 	ns := brokertest.StartNATS(t)
@@ -115,19 +121,39 @@ func TestRewrapDeadLetters(t *testing.T) {
 		t.Fatalf("dead letters after the rewrap: %d, altered %q", len(byID), byID["r3"].Data)
 	}
 
-	// A run that published r1's copy and stopped: the next finds the copy
-	// published (the message id is the old sequence) and deletes the old.
+	// Runs that published a copy and stopped before deleting the old one:
+	// r7's within the duplicate window (the message id names the old
+	// sequence), r8's after it. The next run deletes the old ones and
+	// publishes no third copy. r9 is deleted by someone else while it is
+	// rewrapped: it is not brought back.
 	rw.to = 3
-	stopped := publish("r7", "v1:seven")
-	again := nats.NewMsg(broker.DeadLetterSubject + ".orders")
-	again.Data = []byte("v3:seven")
-	again.Header.Set("Clearance-Request-Id", "r7")
-	again.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("dl-rewrap-%d", stopped))
-	if _, err := js.PublishMsg(ctx, again); err != nil {
-		t.Fatal(err)
+	copyOf := func(id string, from uint64, msgID string) {
+		t.Helper()
+		c := nats.NewMsg(broker.DeadLetterSubject + ".orders")
+		c.Data = []byte("v3:" + id)
+		c.Header.Set("Clearance-Request-Id", id)
+		c.Header.Set(broker.RewrappedFromHeader, fmt.Sprint(from))
+		if msgID != "" {
+			c.Header.Set(jetstream.MsgIDHeader, msgID)
+		}
+		if _, err := js.PublishMsg(ctx, c); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, err := broker.RewrapDeadLetters(ctx, js, rw, 100, nil); err == nil {
-		t.Fatal("the altered one passed")
+	r7 := publish("r7", "v1:r7")
+	copyOf("r7", r7, fmt.Sprintf("dl.rewrap.%d", r7))
+	r8 := publish("r8", "v1:r8")
+	copyOf("r8", r8, "")
+	r9 := publish("r9", "v1:r9")
+	rw.during = func() {
+		rw.during = nil
+		if err := s.DeleteMsg(ctx, r9); err != nil {
+			t.Error(err)
+		}
+	}
+	st, err = broker.RewrapDeadLetters(ctx, js, rw, 100, nil)
+	if !errors.Is(err, keys.ErrMalformed) || st.Gone != 1 {
+		t.Fatalf("%+v, %v; want the altered one named, r9 gone", st, err)
 	}
 	count := map[string]int{}
 	info, _ = s.Info(ctx)
@@ -136,8 +162,23 @@ func TestRewrapDeadLetters(t *testing.T) {
 			count[m.Header.Get("Clearance-Request-Id")]++
 		}
 	}
-	if count["r7"] != 1 {
-		t.Fatalf("r7 kept %d times, want once", count["r7"])
+	if count["r7"] != 1 || count["r8"] != 1 || count["r9"] != 0 || count["r1"] != 1 {
+		t.Fatalf("kept %v; want r1, r7 and r8 once, r9 not at all", count)
+	}
+
+	// A message id taken by a dead letter that is no copy: left as it was.
+	r10 := publish("r10", "v1:r10")
+	imposter := nats.NewMsg(broker.DeadLetterSubject + ".orders")
+	imposter.Data = []byte("v3:imposter")
+	imposter.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("dl.rewrap.%d", r10))
+	if _, err := js.PublishMsg(ctx, imposter); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := broker.RewrapDeadLetters(ctx, js, rw, 100, nil); err == nil || !strings.Contains(err.Error(), "no copy of it") {
+		t.Fatalf("err = %v, want the message id named as taken", err)
+	}
+	if m, err := s.GetMsg(ctx, r10); err != nil || string(m.Data) != "v1:r10" {
+		t.Fatalf("r10: %v", err)
 	}
 
 	rw.down = true

@@ -139,10 +139,11 @@ func (v *Vault) Rewrap(ctx context.Context, sealed [][]byte) ([][]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if out[i], err = sealWith(aead, []byte(header), pt); err != nil {
+		out[i], err = sealWith(aead, []byte(header), pt)
+		clear(pt)
+		if err != nil {
 			return nil, err
 		}
-		clear(pt)
 		v.env.opened.put(nw, header, aead)
 	}
 	return out, nil

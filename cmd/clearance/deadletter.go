@@ -166,6 +166,9 @@ func replayDeadLetter(ctx context.Context, cfg *config.Config, seq uint64, suffi
 	}
 	m, err := s.GetMsg(ctx, seq)
 	if err != nil {
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return "", fmt.Errorf("dead letter %d: %w (clearance keys rewrap moves a dead letter to a new sequence, which clearance deadletter list shows)", seq, err)
+		}
 		return "", fmt.Errorf("dead letter %d: %w", seq, err)
 	}
 	source := strings.TrimPrefix(m.Subject, broker.DeadLetterSubject+".")

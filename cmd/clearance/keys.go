@@ -81,7 +81,7 @@ func runKeysRewrap(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintf(stderr, "clearance keys rewrap: %d subject keys read, %d rewrapped\n", s.Live, s.Rewrapped)
 	}
 	stats, err := shred.RewrapKeys(ctx, db, vault, *batch, progress)
-	if err != nil && len(stats.Failed) == 0 {
+	if err != nil && !keys.KeyFault(err) {
 		// Stopped on the way: what was rewrapped stays so, and a run
 		// again finds it current.
 		fmt.Fprintf(stderr, "clearance keys rewrap: %v (%d of the %d keys read so far rewrapped)\n", err, stats.Rewrapped, stats.Live)
@@ -100,8 +100,8 @@ func runKeysRewrap(ctx context.Context, args []string, stdout, stderr io.Writer)
 				fmt.Fprintf(stderr, "clearance keys rewrap: %d dead letters read, %d rewrapped\n", s.Read, s.Rewrapped)
 			})
 		}
-		if err != nil && len(dl.Failed) == 0 {
-			fmt.Fprintf(stderr, "clearance keys rewrap: the subject keys are done; dead letters: %v (%d rewrapped so far; run it again)\n", err, dl.Rewrapped)
+		if err != nil && !keys.KeyFault(err) {
+			fmt.Fprintf(stderr, "clearance keys rewrap: the subject keys are done; dead letters: %v (%d rewrapped so far; run it again, or with --dead-letters=false where NATS cannot be reached)\n", err, dl.Rewrapped)
 			return 1
 		}
 		faults = errors.Join(faults, err)
@@ -123,6 +123,9 @@ func runKeysRewrap(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if dl != nil {
 			fmt.Fprintf(stdout, "dead letters:        %d (%d under subject keys, %d empty)\nrewrapped:           %d (published again, their old copy deleted)\nalready current:     %d\n",
 				dl.Read, dl.SubjectKeyed, dl.Empty, dl.Rewrapped, dl.Current)
+			if dl.Gone > 0 {
+				fmt.Fprintf(stdout, "deleted meanwhile:   %d (their new copy deleted too)\n", dl.Gone)
+			}
 			if len(dl.Failed) > 0 {
 				seqs := make([]string, len(dl.Failed))
 				for i, q := range dl.Failed {
