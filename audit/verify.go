@@ -77,11 +77,13 @@ type VerifyOptions struct {
 	Manifests Verifier
 
 	// RefuseManifestKey refuses a checkpoint signed with a key that
-	// signed one of the log's archive manifests: a retention key signs
-	// manifests, and whoever holds it besides the database could
-	// otherwise seal a rewritten chain where the Verifier also holds it
-	// (one key set for both, as audit verify --jwks was used before
-	// --archive-jwks). Leave it false only where one key signs both.
+	// signed one of the log's archive manifests (each verified, and
+	// required to follow on from the first entry, when Manifests is nil):
+	// a retention key signs manifests, and whoever holds it besides the
+	// database could otherwise seal a rewritten chain where the Verifier
+	// also holds it (one key set for both, as audit verify --jwks was used
+	// before --archive-jwks). Leave it false only where one key signs
+	// both.
 	RefuseManifestKey bool
 
 	// Progress, when set, is called from the walk every ProgressEvery
@@ -315,21 +317,14 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 			return failWith(signatureProblem(FindingBadCheckpoint, arch.ToSeq, "archive manifest: ", err))
 		}
 		if opts.RefuseManifestKey && v != nil {
-			// Every retention key the log's archives were signed with,
-			// not only the last: one replaced since may be held still.
-			var manifests []string
-			if err := l.db.NewSelect().Model((*archiveRow)(nil)).Column("manifest").Scan(ctx, &manifests); err != nil {
-				return rep, fmt.Errorf("audit: verify: read archives: %w", err)
+			kids, problem, err := l.manifestKeys(ctx, v, opts.Manifests == nil, &m)
+			if err != nil {
+				return rep, err
 			}
-			kids := map[string]bool{}
-			for _, m := range manifests {
-				if kid := signedKeyID(m); kid != "" {
-					kids[kid] = true
-				}
+			if problem != nil {
+				return failWith(problem)
 			}
-			if len(kids) > 0 {
-				v = notSignedBy{v: v, kids: kids}
-			}
+			v = notSignedBy{v: v, kids: kids}
 		}
 		if m.ToSequence != arch.ToSeq || m.AnchorHash != arch.AnchorHash {
 			return fail(FindingBadCheckpoint, arch.ToSeq, "archive row differs from its signed manifest")
@@ -631,6 +626,47 @@ func (l *Log) VerifyWith(ctx context.Context, v Verifier, opts VerifyOptions) (*
 
 // openSigned verifies a compact JWS with v (or, if v is nil, only decodes
 // it) and unmarshals its payload into dst.
+// manifestKeys returns the key IDs that signed the log's archive
+// manifests, last (verified already) the newest: every retention key, not
+// only the last, since one replaced may be held still. Where one Verifier
+// takes both the manifests and the checkpoints (merged), whoever holds an
+// older retention key and the database could drop or alter the older
+// manifests so that their key is not refused: each is then verified with
+// v, and the archives must follow on from the first entry to the last
+// manifest's, else a bad_checkpoint problem. Otherwise (the manifests
+// verified apart, by keys the checkpoints' Verifier does not hold) their
+// key IDs are read as they are stored.
+func (l *Log) manifestKeys(ctx context.Context, v Verifier, merged bool, last *Manifest) (map[string]bool, *TamperError, error) {
+	var rows []archiveRow
+	if err := l.db.NewSelect().Model(&rows).Order("to_seq").Scan(ctx); err != nil {
+		return nil, nil, fmt.Errorf("audit: verify: read archives: %w", err)
+	}
+	kids := map[string]bool{}
+	next := int64(1)
+	for i := range rows {
+		r := &rows[i]
+		if kid := signedKeyID(r.Manifest); kid != "" {
+			kids[kid] = true
+		}
+		if !merged {
+			continue
+		}
+		m := last
+		if i < len(rows)-1 {
+			m = &Manifest{}
+			if err := openSigned(ctx, v, r.Manifest, m); err != nil {
+				return nil, signatureProblem(FindingBadCheckpoint, r.ToSeq, "archive manifest: ", err), nil
+			}
+		}
+		if m.FromSequence != next || m.ToSequence != r.ToSeq {
+			return nil, &TamperError{Finding: FindingBadCheckpoint, Sequence: r.ToSeq, Detail: fmt.Sprintf(
+				"archive manifest: covers %d-%d where the archives before it end at %d", m.FromSequence, m.ToSequence, next-1)}, nil
+		}
+		next = m.ToSequence + 1
+	}
+	return kids, nil, nil
+}
+
 // notSignedBy is a Verifier that refuses what the keys kids signed (the
 // archive manifests' keys) and leaves the rest to v.
 type notSignedBy struct {
