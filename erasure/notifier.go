@@ -239,47 +239,59 @@ func (n *Notifier) begin(ctx context.Context, hmac string, erasedAt time.Time) (
 }
 
 // extend adds to the notice of hmac to recipient the request ids of ids it
-// does not name yet, and reopens it (pending, due now, under a new id) so
-// that the recipient is told of them; a notice an officer closed
-// (undeliverable, justified) is left as it is. The update holds only if
-// the notice's ids and status are still those read, and a sender that
-// sent the old ids meanwhile does not mark it acknowledged (work), nor
-// does an answer to them (Acknowledge): it is sent again with all of them.
+// does not name yet, and reopens it (due now, under a new id) so that the
+// recipient is told of them: pending, or escalated if it was once (it is
+// escalated once); a notice an officer closed (undeliverable, justified)
+// is left as it is. The update holds only if the notice's ids and status
+// are still those read, and a sender that sent the old ids meanwhile does
+// not mark it acknowledged (work), nor does an answer to them
+// (Acknowledge): it is sent again with all of them. One that changed
+// between the read and the update is read again: a few times, and then an
+// error, so that the ids are not dropped (the caller, or the sweep, tries
+// again).
 func (n *Notifier) extend(ctx context.Context, hmac, recipient string, ids []string, now time.Time) (bool, error) {
-	var r noticeRow
-	if err := n.opts.DB.NewSelect().Model(&r).Where("subject_hmac = ?", hmac).Where("recipient = ?", recipient).
-		Scan(ctx); err != nil {
-		return false, fmt.Errorf("erasure: read notice: %w", err)
+	const tries = 5
+	for range tries {
+		var r noticeRow
+		if err := n.opts.DB.NewSelect().Model(&r).Where("subject_hmac = ?", hmac).Where("recipient = ?", recipient).
+			Scan(ctx); err != nil {
+			return false, fmt.Errorf("erasure: read notice: %w", err)
+		}
+		switch Status(r.Status) {
+		case StatusPending, StatusEscalated, StatusAcknowledged:
+		default:
+			return false, nil
+		}
+		var known []string
+		_ = json.Unmarshal([]byte(r.RequestIDs), &known) // written by this package
+		all := slices.Compact(slices.Sorted(slices.Values(append(known, ids...))))
+		if len(all) == len(known) {
+			return false, nil
+		}
+		data, _ := json.Marshal(all) // strings
+		status := r.Status
+		if Status(status) == StatusAcknowledged {
+			status = string(StatusPending)
+			if !r.EscalatedAt.IsZero() {
+				status = string(StatusEscalated)
+			}
+		}
+		// A new id: an acknowledgement of what was sent under the old one
+		// (a region answers by notice id) does not close the notice that
+		// names more requests.
+		res, err := n.opts.DB.NewUpdate().Model((*noticeRow)(nil)).
+			Set("id = ?", "erasure-"+nuid.Next()).
+			Set("request_ids = ?", string(data)).Set("status = ?", status).Set("next_at = ?", now).
+			Set("lease_until = ?", time.Unix(0, 0).UTC()).Set("acknowledged_at = NULL").
+			Where("id = ?", r.ID).Where("request_ids = ?", r.RequestIDs).Where("status = ?", r.Status).Exec(ctx)
+		if err != nil {
+			return false, fmt.Errorf("erasure: extend notice: %w", err)
+		}
+		if k, _ := res.RowsAffected(); k > 0 {
+			return true, nil
+		}
 	}
-	switch Status(r.Status) {
-	case StatusPending, StatusEscalated, StatusAcknowledged:
-	default:
-		return false, nil
-	}
-	var known []string
-	_ = json.Unmarshal([]byte(r.RequestIDs), &known) // written by this package
-	all := slices.Compact(slices.Sorted(slices.Values(append(known, ids...))))
-	if len(all) == len(known) {
-		return false, nil
-	}
-	data, _ := json.Marshal(all) // strings
-	status := r.Status
-	if Status(status) == StatusAcknowledged {
-		status = string(StatusPending)
-	}
-	// A new id: an acknowledgement of what was sent under the old one (a
-	// region answers by notice id) does not close the notice that names
-	// more requests.
-	res, err := n.opts.DB.NewUpdate().Model((*noticeRow)(nil)).
-		Set("id = ?", "erasure-"+nuid.Next()).
-		Set("request_ids = ?", string(data)).Set("status = ?", status).Set("next_at = ?", now).
-		Set("lease_until = ?", time.Unix(0, 0).UTC()).Set("acknowledged_at = NULL").
-		Where("id = ?", r.ID).Where("request_ids = ?", r.RequestIDs).Where("status = ?", r.Status).Exec(ctx)
-	if err != nil {
-		return false, fmt.Errorf("erasure: extend notice: %w", err)
-	}
-	k, _ := res.RowsAffected()
-	return k > 0, nil
+	return false, fmt.Errorf("erasure: extend notice: it changed under %d tries; try again", tries)
 }
 
 // Status returns the notices of subject, by recipient.

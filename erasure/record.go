@@ -72,7 +72,7 @@ func (n *Notifier) recordChange(ctx context.Context, e *audit.Entry, update func
 	}
 	row := &pendingRow{ID: pendingID(e), Entry: string(data), LeaseOwner: nuid.Next(),
 		LeaseUntil: n.opts.Now().UTC().Truncate(time.Microsecond).Add(pendingLease)}
-	closed := false
+	changed := false
 	err = n.opts.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		res, err := update(tx).Exec(ctx)
 		if err != nil {
@@ -84,13 +84,13 @@ func (n *Notifier) recordChange(ctx context.Context, e *audit.Entry, update func
 		if _, err := tx.NewInsert().Model(row).Exec(ctx); err != nil {
 			return err
 		}
-		closed = true
+		changed = true
 		return nil
 	})
 	if err != nil {
-		return false, fmt.Errorf("erasure: close notice: %w", err)
+		return false, fmt.Errorf("erasure: record the notice's %s: %w", e.Event, err)
 	}
-	if !closed {
+	if !changed {
 		return false, nil
 	}
 	return true, n.appendPending(ctx, row, e)

@@ -63,7 +63,7 @@ func (n *Notifier) round(ctx context.Context) error {
 // work sends one notice and records the outcome.
 func (n *Notifier) work(ctx context.Context, r *noticeRow) error {
 	now := n.opts.Now().UTC()
-	if Status(r.Status) == StatusPending && now.Sub(r.CreatedAt) >= n.opts.EscalateAfter {
+	if Status(r.Status) == StatusPending && r.EscalatedAt.IsZero() && now.Sub(r.CreatedAt) >= n.opts.EscalateAfter {
 		if ok, err := n.escalate(ctx, r, now); !ok {
 			// Changed meanwhile (acknowledged, extended under a new id):
 			// the next round reads it again.
@@ -135,7 +135,7 @@ func (n *Notifier) escalate(ctx context.Context, r *noticeRow, now time.Time) (b
 	changed, err := n.recordChange(ctx, e, func(db bun.IDB) *bun.UpdateQuery {
 		return db.NewUpdate().Model((*noticeRow)(nil)).
 			Set("status = ?", string(StatusEscalated)).Set("escalated_at = ?", at).
-			Where("id = ?", r.ID).Where("lease_owner = ?", n.owner).
+			Where("id = ?", r.ID).Where("lease_owner = ?", n.owner).Where("escalated_at IS NULL").
 			Where("status = ?", string(StatusPending)).Where("request_ids = ?", r.RequestIDs)
 	})
 	if !changed {

@@ -3,6 +3,8 @@ package erasure_test
 import (
 	"context"
 	"github.com/clearance-broker/clearance/connectors"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -205,4 +207,77 @@ func TestEscalatedOnce(t *testing.T) {
 			t.Fatalf("%d escalation entries, %d notices sent; want 1 and 2", escalations, partner.notices)
 		}
 	})
+}
+
+// TestReopenedNoticeEscalatedOnce: a notice escalated and then
+// acknowledged, reopened because the recipient received more of the
+// subject's data, comes back escalated and is not escalated (audited)
+// again. Before, it came back pending with its first creation time, and
+// was escalated again at once under its new id.
+func TestReopenedNoticeEscalatedOnce(t *testing.T) {
+	partner := &answering{}
+	n, log, _ := newNotifier(t, brokertest.SQLiteDSN(t), func(o *erasure.Options) {
+		o.Connectors = broker.ConnectorMap{"partner-webhook": partner}
+		o.EscalateAfter, o.Poll = time.Nanosecond, 5*time.Millisecond
+	})
+	deliveredThenErased(t, n, log, [2]string{"ord-1", "swiftship-de"})
+	n.Start()
+	t.Cleanup(n.Stop)
+	acknowledged := func(ids int) func([]erasure.Notice) bool {
+		return func(list []erasure.Notice) bool {
+			return len(list) == 1 && list[0].Status == erasure.StatusAcknowledged && len(list[0].RequestIDs) == ids
+		}
+	}
+	awaitNotices(t, n, acknowledged(1))
+	deliveredThenErased(t, n, log, [2]string{"ord-2", "swiftship-de"})
+	list := awaitNotices(t, n, acknowledged(2))
+	n.Stop()
+	if list[0].EscalatedAt == nil || partner.notices != 2 {
+		t.Fatalf("notice %+v after %d notices sent; want escalated, and 2 sent", list[0], partner.notices)
+	}
+	if got := len(entries(t, log, erasure.EventErasureEscalated)); got != 1 {
+		t.Fatalf("%d escalation entries, want 1", got)
+	}
+}
+
+// competingUpdate is a query hook that, before the first statement that
+// extends a notice (sets its request ids), runs stmt on db, as another
+// instance's acknowledgement might land between extend's read and its
+// update.
+type competingUpdate struct {
+	db   *bun.DB
+	stmt string
+	done atomic.Bool
+	err  error
+}
+
+func (c *competingUpdate) BeforeQuery(ctx context.Context, e *bun.QueryEvent) context.Context {
+	if strings.HasPrefix(e.Query, "UPDATE") && strings.Contains(e.Query, "SET id = ") && c.done.CompareAndSwap(false, true) {
+		_, c.err = c.db.ExecContext(ctx, c.stmt)
+	}
+	return ctx
+}
+
+func (c *competingUpdate) AfterQuery(context.Context, *bun.QueryEvent) {}
+
+// TestExtendReadsAgain: a notice that changes between extend's read and
+// its update (here: acknowledged meanwhile) is read again and extended,
+// where its new request ids were dropped and never sent.
+func TestExtendReadsAgain(t *testing.T) {
+	var db *bun.DB
+	n, log, _ := newNotifier(t, brokertest.PostgresDSN(t), func(o *erasure.Options) { db = o.DB })
+	deliveredThenErased(t, n, log, [2]string{"ord-1", "swiftship-de"})
+	hook := &competingUpdate{db: db, stmt: "UPDATE erasure_notices SET status = 'acknowledged', acknowledged_at = now() WHERE recipient = 'swiftship-de'"}
+	db.AddQueryHook(hook)
+	deliveredThenErased(t, n, log, [2]string{"ord-2", "swiftship-de"})
+	if !hook.done.Load() || hook.err != nil {
+		t.Fatalf("the competing update: ran %v, %v", hook.done.Load(), hook.err)
+	}
+	list, err := n.Status(t.Context(), "cust-5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Status != erasure.StatusPending || !slices.Equal(list[0].RequestIDs, []string{"ord-1", "ord-2"}) {
+		t.Fatalf("notice %+v, want pending with both requests", list)
+	}
 }
