@@ -90,11 +90,13 @@ func KeptData(plain []byte) []byte {
 // syntax error (subjectBefore). The id chooses only the key; it is
 // trusted for nothing else. several reports that data names a subject id
 // other than the one returned (a subject or an id given twice, in any
-// case, or one followed by a subject or id of the wrong type): the copy is
-// then as much the data of each, and no one key fits it.
+// case, or one followed by a subject or id of the wrong type), or may name
+// one past its syntax error: the copy is then as much the data of each,
+// and no one key fits it.
 func looseSubject(data []byte) (id string, several bool) {
 	var seen []string
-	id = subjectBefore(data, func(v string) {
+	var unread []byte
+	id, unread = subjectBefore(data, func(v string) {
 		if v != "" && !slices.Contains(seen, v) {
 			seen = append(seen, v)
 		}
@@ -107,17 +109,25 @@ func looseSubject(data []byte) (id string, several bool) {
 	var syntax *json.SyntaxError
 	switch err := json.Unmarshal(data, &env); {
 	case err == nil:
-		id = env.Subject.ID
+		id, unread = env.Subject.ID, nil
 	case !errors.As(err, &syntax):
 		// Unmarshal checks the whole text before it decodes any of it:
 		// a syntax error means nothing was read, any other error a
 		// subject or id of the wrong type in valid JSON, which names no
 		// subject.
-		id = ""
+		id, unread = "", nil
 	}
 	// An id read and then replaced (by another, or by a subject or id of
-	// the wrong type) is another subject's data all the same.
-	return id, len(seen) > 1 || len(seen) == 1 && seen[0] != id
+	// the wrong type) is another subject's data all the same; so may be
+	// what follows a syntax error, where it might name one (the word, or
+	// an escape that could spell it).
+	return id, len(seen) > 1 || len(seen) == 1 && seen[0] != id || mayNameSubject(unread)
+}
+
+// mayNameSubject reports whether text, JSON past a syntax error, might
+// hold a subject key: the word in any case, or a \u escape.
+func mayNameSubject(text []byte) bool {
+	return bytes.Contains(bytes.ToLower(text), []byte("subject")) || bytes.Contains(text, []byte(`\u`))
 }
 
 // subjectBefore reads the subject id of data, JSON that is not valid, the
@@ -126,34 +136,35 @@ func looseSubject(data []byte) (id string, several bool) {
 // it was, a subject or id of another type naming none for good), in the
 // part of it before its first syntax error. seen is given each id read,
 // the ones a later key replaces, or that come after a subject or id of the
-// wrong type, too.
-func subjectBefore(data []byte, seen func(string)) string {
+// wrong type, too. unread is what was not read: the text from about the
+// syntax error on (or after the object), all of it when it is no object.
+func subjectBefore(data []byte, seen func(string)) (id string, unread []byte) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return ""
+		return "", data
 	}
-	var id string
 	wrong := false
 	for {
 		key, ok, err := nextKey(dec)
-		if err != nil || !ok {
+		if err == nil && !ok {
 			break
 		}
-		if jsonKey(key, "SUBJECT") {
+		if err == nil && jsonKey(key, "SUBJECT") {
 			var w bool
 			id, w, err = subjectID(dec, id, seen)
 			wrong = wrong || w
-		} else {
+		} else if err == nil {
 			err = skipValue(dec)
 		}
 		if err != nil {
 			break
 		}
 	}
+	unread = data[min(max(dec.InputOffset(), 0), int64(len(data))):]
 	if wrong {
-		return ""
+		return "", unread
 	}
-	return id
+	return id, unread
 }
 
 // subjectID reads the value of a request's subject from dec, whole: the id
