@@ -88,11 +88,12 @@ func RewrapDeadLetters(ctx context.Context, js jetstream.JetStream, rw keys.Rewr
 		return st, fmt.Errorf("broker: rewrap dead letters: %w", err)
 	}
 	first, last := info.State.FirstSeq, info.State.LastSeq
-	// The dead letters an earlier run published a copy of.
-	copied := map[uint64]bool{}
+	// The dead letters an earlier run published a copy of, by the copy's
+	// subject and request id, which the old one's must match.
+	copied := map[uint64]string{}
 	err = eachDeadLetter(ctx, s, first, last, func(m *jetstream.RawStreamMsg) error {
 		if from, err := strconv.ParseUint(m.Header.Get(RewrappedFromHeader), 10, 64); err == nil {
-			copied[from] = true
+			copied[from] = copyKey(m)
 		}
 		return nil
 	})
@@ -138,7 +139,7 @@ func RewrapDeadLetters(ctx context.Context, js jetstream.JetStream, rw keys.Rewr
 	err = eachDeadLetter(ctx, s, first, last, func(m *jetstream.RawStreamMsg) error {
 		st.Read++
 		switch {
-		case copied[m.Sequence]:
+		case copied[m.Sequence] != "" && copied[m.Sequence] == copyKey(m):
 			// Published again by a run that stopped before it deleted it.
 			if err := s.DeleteMsg(ctx, m.Sequence); err != nil && !notFound(err) {
 				return fmt.Errorf("broker: rewrap dead letter %d: delete the old copy: %w", m.Sequence, err)
@@ -169,6 +170,12 @@ func RewrapDeadLetters(ctx context.Context, js jetstream.JetStream, rw keys.Rewr
 		return st, fmt.Errorf("broker: rewrap dead letters: %d left as they were (first: %w)", len(st.Failed), firstFault)
 	}
 	return st, nil
+}
+
+// copyKey is what a dead letter and its copy have in common: the subject
+// and the request id.
+func copyKey(m *jetstream.RawStreamMsg) string {
+	return m.Subject + " " + m.Header.Get("Clearance-Request-Id")
 }
 
 // eachDeadLetter calls fn with each message of s from first to last.

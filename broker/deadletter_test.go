@@ -145,6 +145,10 @@ func TestRewrapDeadLetters(t *testing.T) {
 	r8 := publish("r8", "v1:r8")
 	copyOf("r8", r8, "")
 	r9 := publish("r9", "v1:r9")
+	// A dead letter that only claims to be r11's copy (another request):
+	// r11 is rewrapped, not deleted.
+	r11 := publish("r11", "v1:r11")
+	copyOf("forged", r11, "")
 	rw.during = func() {
 		rw.during = nil
 		if err := s.DeleteMsg(ctx, r9); err != nil {
@@ -162,8 +166,8 @@ func TestRewrapDeadLetters(t *testing.T) {
 			count[m.Header.Get("Clearance-Request-Id")]++
 		}
 	}
-	if count["r7"] != 1 || count["r8"] != 1 || count["r9"] != 0 || count["r1"] != 1 {
-		t.Fatalf("kept %v; want r1, r7 and r8 once, r9 not at all", count)
+	if count["r7"] != 1 || count["r8"] != 1 || count["r9"] != 0 || count["r1"] != 1 || count["r11"] != 1 || count["forged"] != 1 {
+		t.Fatalf("kept %v; want r1, r7, r8, r11 and the forged one once, r9 not at all", count)
 	}
 
 	// A message id taken by a dead letter that is no copy: left as it was.
