@@ -3,20 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/clearance-broker/clearance/audit"
 	"github.com/clearance-broker/clearance/broker/brokertest"
-	"github.com/clearance-broker/clearance/broker/samplepartner"
 	"github.com/clearance-broker/clearance/erasure"
-	"github.com/clearance-broker/clearance/integration/vaulttest"
 	"github.com/uptrace/bun"
 )
 
@@ -46,23 +41,13 @@ type noticeOf struct {
 // OnSwap, reopenNotices), and goes out and is acknowledged; until then it
 // is left as it is and nothing is sent.
 func TestRegistryApplyReopensUndeliverableNotice(t *testing.T) {
-	// serve sets the process's collector percentage (pipeline.gc_percent).
-	prev := debug.SetGCPercent(100)
-	t.Cleanup(func() { debug.SetGCPercent(prev) })
-	root, _ := filepath.Abs(filepath.Join("..", ".."))
-	vs, dir := vaulttest.Start(t), t.TempDir()
-	addr := freeAddr(t)
+	root, vs, dir, addr, partner := servePartnerTest(t)
 	api := "http://" + addr
-	partner := brokertest.NewPartner(t, samplepartner.FromURL(http.DefaultClient, api+"/.well-known/jwks.json"))
 	regDir := brokertest.RekeyedRegistry(t, root, partner.Key.PublicJWK) // bka-de has no key
 	storeDSN := brokertest.SQLiteDSN(t)
 	cfgPath := filepath.Join(dir, "clearance.yaml")
-	cfg := serveConfig(t, vs, brokertest.StartNATS(t).ClientURL(), dir, storeDSN, brokertest.SQLiteDSN(t), regDir, addr) + fmt.Sprintf(`
-connectors:
-  partner-webhook: {kind: webhook, config: {default_url: %q, allow_http: true}}
-  authority-webhook: {kind: webhook, config: {default_url: %q, allow_http: true}}
-logging: {format: json, level: debug}
-`, partner.URL, partner.URL)
+	cfg := serveConfig(t, vs, brokertest.StartNATS(t).ClientURL(), dir, storeDSN, brokertest.SQLiteDSN(t), regDir, addr) +
+		partnerConnectors(partner.URL) + "logging: {format: json, level: debug}\n"
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

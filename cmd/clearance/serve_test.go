@@ -72,6 +72,32 @@ registry: {dir: %q}
 http: {listen: %q}`, natsURL, storeDSN, keysDSN, vs.Addr, tokenFile, hmacFile, registry, addr)
 }
 
+// servePartnerTest sets up what a test of `clearance serve` delivering to
+// a webhook partner needs: the collector percentage serve sets put back
+// afterwards, the project's root, the Vault dev server, a directory, the
+// API's free address, and a partner that verifies against that API's
+// JWKS.
+func servePartnerTest(t *testing.T) (root string, vs *vaulttest.Server, dir, addr string, partner *brokertest.Partner) {
+	t.Helper()
+	// serve sets the process's collector percentage (pipeline.gc_percent).
+	prev := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(prev) })
+	root, _ = filepath.Abs(filepath.Join("..", ".."))
+	vs, dir, addr = vaulttest.Start(t), t.TempDir(), freeAddr(t)
+	partner = brokertest.NewPartner(t, samplepartner.FromURL(http.DefaultClient, "http://"+addr+"/.well-known/jwks.json"))
+	return root, vs, dir, addr, partner
+}
+
+// partnerConnectors is the connectors section that sends the example
+// registry's partners and authorities to url.
+func partnerConnectors(url string) string {
+	return fmt.Sprintf(`
+connectors:
+  partner-webhook: {kind: webhook, config: {default_url: %q, allow_http: true}}
+  authority-webhook: {kind: webhook, config: {default_url: %q, allow_http: true}}
+`, url, url)
+}
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -85,23 +111,15 @@ func freeAddr(t *testing.T) string {
 // TestServe runs `clearance serve --config` against embedded NATS, Postgres
 // and the real Vault dev server.
 func TestServe(t *testing.T) {
-	// serve sets the process's collector percentage (pipeline.gc_percent).
-	prev := debug.SetGCPercent(100)
-	t.Cleanup(func() { debug.SetGCPercent(prev) })
-	root, _ := filepath.Abs(filepath.Join("..", ".."))
-	vs, dir := vaulttest.Start(t), t.TempDir()
-	addr := freeAddr(t)
+	root, vs, dir, addr, partner := servePartnerTest(t)
 	api := "http://" + addr
-	partner := brokertest.NewPartner(t, samplepartner.FromURL(http.DefaultClient, api+"/.well-known/jwks.json"))
 	cfgPath := filepath.Join(dir, "clearance.yaml")
 	storeDSN, keysDSN := brokertest.PostgresDSN(t), brokertest.SQLiteDSN(t)
-	cfg := serveConfig(t, vs, brokertest.StartNATS(t).ClientURL(), dir, storeDSN, keysDSN, brokertest.RekeyedRegistry(t, root, partner.Key.PublicJWK), addr) + fmt.Sprintf(`
-connectors:
-  partner-webhook: {kind: webhook, config: {default_url: %q, allow_http: true}}
-  authority-webhook: {kind: webhook, config: {default_url: %q, allow_http: true}}
+	cfg := serveConfig(t, vs, brokertest.StartNATS(t).ClientURL(), dir, storeDSN, keysDSN, brokertest.RekeyedRegistry(t, root, partner.Key.PublicJWK), addr) +
+		partnerConnectors(partner.URL) + `
 pipeline: {backoff_base: 100ms, backoff_max: 1s}
 logging: {format: json, level: debug}
-`, partner.URL, partner.URL)
+`
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
