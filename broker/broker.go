@@ -184,6 +184,10 @@ func (b *Broker) Start(ctx context.Context) error {
 	b.loops = append(b.loops, l)
 	if in := b.opts.Inbound; in != nil {
 		in.defaults()
+		if len(in.Recipients) == 0 {
+			b.log.Warn("inbound region receives for any recipient: a copy sealed for another region's recipient, published on this region's inbound subject, is handed on here; list this region's recipients (inbound_region.recipients)",
+				"stream", in.Stream)
+		}
 		icons, err := ensureInbound(ctx, b.js, *in, b.opts.Stream.Replicas, b.opts.Stream.AckWait)
 		if err == nil {
 			var il *loop

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,12 +32,78 @@ type InboundOptions struct {
 	// LocalSubject receives the opened payload (JSON of Payload) with
 	// Nats-Msg-Id set to the request id.
 	LocalSubject string
+	// Recipients are the parties this region receives for: a copy or an
+	// erasure notice for another is refused. Regions share one transit
+	// key, so a copy sealed for one region's recipient opens in every
+	// region; published on another region's inbound subject it would be
+	// handed on there. Empty: any recipient (logged at start).
+	Recipients []string
+}
+
+// misaddressed says why a copy or notice for recipient, received on
+// subject, is not this region's to take, or returns "". The subject must be
+// the inbound subject's prefix and the recipient (as natsregion publishes
+// it: no other token), and the recipient one of Recipients when they are
+// given.
+func (o *InboundOptions) misaddressed(subject, recipient string) string {
+	want := ""
+	for _, wild := range []string{".>", ".*"} {
+		if pre, ok := strings.CutSuffix(o.Subject, wild); ok {
+			want = pre + "." + recipient
+		}
+	}
+	switch {
+	case want != "" && subject != want, want == "" && subject[strings.LastIndexByte(subject, '.')+1:] != recipient:
+		return "invalid_request: the recipient is not the one the subject names"
+	case len(o.Recipients) > 0 && !slices.Contains(o.Recipients, recipient):
+		return "invalid_request: the recipient is not one this region receives for"
+	}
+	return ""
 }
 
 func (o *InboundOptions) defaults() {
 	if o.Consumer == "" {
 		o.Consumer = "clearance-inbound"
 	}
+}
+
+// AuditScanner reads the audit log; *audit.Log satisfies it. With it, an
+// inbound region hands on a request id once (receivedBefore).
+type AuditScanner interface {
+	Scan(ctx context.Context, f audit.Filter, fn func(*audit.Entry) error) error
+}
+
+// What the audit log holds of an inbound request id already.
+const (
+	receivedNone  = iota // nothing: a first receipt
+	receivedThis         // a receipt of this very envelope (its hand-on is tried again)
+	receivedOther        // a receipt of another envelope under the id
+)
+
+// receivedBefore looks up the received entries of request id: whether
+// the envelope whose digest is given was received already, or another
+// under the id. The sending region publishes a request under its id, and
+// the stream's de-duplication drops a second publication within its
+// window; past it (a publication whose answer was lost, sent again minutes
+// later), only the log tells. Without an AuditScanner, receivedNone.
+func (b *Broker) receivedBefore(ctx context.Context, id, digest string) (int, error) {
+	sc, ok := b.opts.Audit.(AuditScanner)
+	if !ok {
+		return receivedNone, nil
+	}
+	found := receivedNone
+	err := sc.Scan(ctx, audit.Filter{RequestID: id, Event: audit.EventReceived}, func(e *audit.Entry) error {
+		if e.PayloadDigest == digest {
+			found = receivedThis
+		} else if found == receivedNone {
+			found = receivedOther
+		}
+		return nil
+	})
+	if err != nil {
+		return receivedNone, fmt.Errorf("broker: look up earlier receipts: %w", err)
+	}
+	return found, nil
 }
 
 // errNotOpenable marks an inbound envelope this region cannot use.
@@ -173,22 +240,37 @@ func (b *Broker) receive(ctx context.Context, msg jetstream.Msg, res *result) (O
 		res.reasons = []string{"invalid_request: the payload's request id is not the message's Nats-Msg-Id"}
 		return OutcomePermanent, fmt.Errorf("broker: inbound payload: request id differs from Nats-Msg-Id: %w", errNotOpenable)
 	}
-	if to := msg.Subject()[strings.LastIndexByte(msg.Subject(), '.')+1:]; to != p.Recipient {
-		res.reasons = []string{"invalid_request: the payload's recipient is not the one the subject names"}
-		return OutcomePermanent, fmt.Errorf("broker: inbound payload: recipient differs from the subject's: %w", errNotOpenable)
+	if why := b.opts.Inbound.misaddressed(msg.Subject(), p.Recipient); why != "" {
+		res.reasons = []string{why}
+		return OutcomePermanent, fmt.Errorf("broker: inbound payload: %s: %w", strings.TrimPrefix(why, "invalid_request: "), errNotOpenable)
 	}
 	res.requestID = p.RequestID
-	e := &audit.Entry{
-		Time: b.opts.Now(), Event: audit.EventReceived, RequestID: p.RequestID, Source: p.Source,
-		Recipient: p.Recipient, Purpose: p.Purpose, Dataset: p.Dataset, Decision: "allow",
-		Mechanism: p.Mechanism, KeyRef: b.keys.KeyRef(), PayloadDigest: audit.Digest(msg.Data()),
-	}
-	setBasis(e, p.Agreement, p.LegalOrder)
-	seq, err := b.appendEntry(ctx, e)
-	if err != nil {
+	digest := audit.Digest(msg.Data())
+	again, err := b.receivedBefore(ctx, p.RequestID, digest)
+	switch {
+	case err != nil:
 		return OutcomeTransient, err
+	case again == receivedOther:
+		// The sending region published the request again, sealed anew,
+		// past this stream's de-duplication (its first publication's
+		// answer lost): it was received and handed on already.
+		b.log.Info("inbound copy received already under its request id; not handed on again", "request_id", p.RequestID)
+		return OutcomeDelivered, nil
+	case again == receivedNone:
+		e := &audit.Entry{
+			Time: b.opts.Now(), Event: audit.EventReceived, RequestID: p.RequestID, Source: p.Source,
+			Recipient: p.Recipient, Purpose: p.Purpose, Dataset: p.Dataset, Decision: "allow",
+			Mechanism: p.Mechanism, KeyRef: b.keys.KeyRef(), PayloadDigest: digest,
+		}
+		setBasis(e, p.Agreement, p.LegalOrder)
+		seq, err := b.appendEntry(ctx, e)
+		if err != nil {
+			return OutcomeTransient, err
+		}
+		res.seq = seq
 	}
-	res.seq = seq
+	// receivedThis: this message's hand-on failed before; it is tried
+	// again without a second entry.
 	out := nats.NewMsg(b.opts.Inbound.LocalSubject)
 	out.Data = plain
 	out.Header.Set(jetstream.MsgIDHeader, p.RequestID)

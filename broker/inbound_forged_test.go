@@ -19,7 +19,8 @@ import (
 func inboundEnv(t *testing.T) (*env, *nats.Subscription) {
 	t.Helper()
 	e := newEnvWith(t, brokertest.StartNATS(t), 50, func(o *broker.Options) {
-		o.Inbound = &broker.InboundOptions{Stream: "INBOUND_FORGED", Subject: "inbound.forged.>", LocalSubject: "inbound.forged-local"}
+		o.Inbound = &broker.InboundOptions{Stream: "INBOUND_FORGED", Subject: "inbound.forged.>", LocalSubject: "inbound.forged-local",
+			Recipients: []string{"dc-tokyo"}}
 	})
 	local, err := e.nc.SubscribeSync("inbound.forged-local")
 	if err != nil {
@@ -57,13 +58,19 @@ func handedOn(t *testing.T, local *nats.Subscription, wait time.Duration) *broke
 
 // TestInboundRefusesWhatNoRegionSent: a receiving region hands on only a
 // sealed payload as a sending region publishes it. A sealed copy sent
-// again under another id or on another recipient's subject is refused, and
+// again under another id or on another recipient's subject (or one with a
+// token more) is refused, so is a copy for a recipient this region does
+// not receive for (another region's, on its own subject here), and
 // so is a producer's request kept as a dead letter (sealed under the same
 // keys), whatever it is shaped as: it was never decided.
 func TestInboundRefusesWhatNoRegionSent(t *testing.T) {
 	e, local := inboundEnv(t)
 	seal := func(id string) []byte {
-		payload, err := json.Marshal(broker.Payload{RequestID: id, Source: "device-fleet", Recipient: "dc-tokyo",
+		recipient := "dc-tokyo"
+		if strings.HasPrefix(id, "syd-") {
+			recipient = "dc-sydney" // another region's recipient
+		}
+		payload, err := json.Marshal(broker.Payload{RequestID: id, Source: "device-fleet", Recipient: recipient,
 			Purpose: "regional_hosting", Dataset: "device.service", Mechanism: "adequacy:eu-adequacy",
 			Record: map[string]any{"device": map[string]any{"model": "P40"}}})
 		if err != nil {
@@ -84,7 +91,11 @@ func TestInboundRefusesWhatNoRegionSent(t *testing.T) {
 	for _, tt := range []struct{ name, subject, id, sealed, reason string }{
 		// Under another id, the copy is past the stream's de-duplication.
 		{"another id", "inbound.forged.dc-tokyo", "reg-1-again", "reg-1", "the payload's request id is not the message's Nats-Msg-Id"},
-		{"another recipient", "inbound.forged.dc-sydney", "reg-2", "reg-2", "the payload's recipient is not the one the subject names"},
+		{"another recipient", "inbound.forged.dc-sydney", "reg-2", "reg-2", "the recipient is not the one the subject names"},
+		// Regions share one transit key: a copy sealed for another
+		// region's recipient opens here too.
+		{"another region's recipient", "inbound.forged.dc-sydney", "syd-1", "syd-1", "the recipient is not one this region receives for"},
+		{"a token more", "inbound.forged.extra.dc-tokyo", "reg-3", "reg-3", "the recipient is not the one the subject names"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			sendInbound(t, e, tt.subject, tt.id, seal(tt.sealed))
@@ -227,4 +238,47 @@ func wantInboundRefused(t *testing.T, e *env, after uint64, id, reason string) u
 		t.Errorf("audit entries of %s: %+v", id, es)
 	}
 	return dl.Sequence
+}
+
+// TestInboundHandsOnOnce: a request the sending region publishes again,
+// sealed anew, after the inbound stream's de-duplication window (its
+// first publication's answer lost) is handed on once, with one received
+// entry. Before, nothing but the window stopped a second hand-on.
+func TestInboundHandsOnOnce(t *testing.T) {
+	e, local := inboundEnv(t)
+	// The window, short here, passes between the two publications.
+	s, err := e.js.Stream(t.Context(), "INBOUND_FORGED")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.Duplicates = 100 * time.Millisecond
+	if _, err := e.js.UpdateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	payload, err := json.Marshal(broker.Payload{RequestID: "twice-1", Source: "device-fleet", Recipient: "dc-tokyo",
+		Purpose: "regional_hosting", Dataset: "device.service", Mechanism: "adequacy:eu-adequacy",
+		Record: map[string]any{"device": map[string]any{"model": "P40"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		sealed, err := e.keys.Seal(t.Context(), payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sendInbound(t, e, "inbound.forged.dc-tokyo", "twice-1", sealed)
+		if i == 0 {
+			if p := handedOn(t, local, 10*time.Second); p == nil || p.RequestID != "twice-1" {
+				t.Fatalf("the first publication: handed on %+v", p)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	if p := handedOn(t, local, 2*time.Second); p != nil {
+		t.Fatalf("the publication past the window was handed on again: %+v", p)
+	}
+	if ev := events(e.entries(t, "twice-1")); ev != "received" {
+		t.Fatalf("audit events = %s, want one received", ev)
+	}
 }

@@ -79,9 +79,9 @@ func (b *Broker) receiveNotice(ctx context.Context, msg jetstream.Msg, signed []
 		res.reasons = []string{"invalid_request: the notice's id is not the message's Nats-Msg-Id"}
 		return OutcomePermanent, fmt.Errorf("broker: erasure notice: notice id differs from Nats-Msg-Id: %w", errNotOpenable)
 	}
-	if to := msg.Subject()[strings.LastIndexByte(msg.Subject(), '.')+1:]; to != n.Recipient {
-		res.reasons = []string{"invalid_request: the notice's recipient is not the one the subject names"}
-		return OutcomePermanent, fmt.Errorf("broker: erasure notice: recipient differs from the subject's: %w", errNotOpenable)
+	if why := b.opts.Inbound.misaddressed(msg.Subject(), n.Recipient); why != "" {
+		res.reasons = []string{why}
+		return OutcomePermanent, fmt.Errorf("broker: erasure notice: %s: %w", strings.TrimPrefix(why, "invalid_request: "), errNotOpenable)
 	}
 	res.requestID = n.NoticeID
 	reasons := []string{"received"}

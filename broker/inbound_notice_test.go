@@ -65,7 +65,7 @@ func TestInboundNoticeRefusedElsewhere(t *testing.T) {
 
 	var after uint64
 	for _, tt := range []struct{ name, subject, id, reason string }{
-		{"another recipient", "inbound.notice.region-c", "notice-1.a0", "the notice's recipient is not the one the subject names"},
+		{"another recipient", "inbound.notice.region-c", "notice-1.a0", "the recipient is not the one the subject names"},
 		{"another notice's id", "inbound.notice.region-b", "notice-2.a0", "the notice's id is not the message's Nats-Msg-Id"},
 		{"another id", "inbound.notice.region-b", "notice-1.x", "the notice's id is not the message's Nats-Msg-Id"},
 	} {

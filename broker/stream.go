@@ -130,13 +130,19 @@ func ensureIngest(ctx context.Context, js jetstream.JetStream, o StreamOptions) 
 // retention, as the sending natsregion connector creates it; it holds sealed
 // envelopes only) and its consumer.
 func ensureInbound(ctx context.Context, js jetstream.JetStream, o InboundOptions, replicas int, ackWait time.Duration) (jetstream.Consumer, error) {
+	// A longer de-duplication window set on the stream (the sending
+	// connector's duplicate_window) is kept, not reset.
+	window := 2 * time.Minute
+	if s, err := js.Stream(ctx, o.Stream); err == nil && s.CachedInfo().Config.Duplicates > window {
+		window = s.CachedInfo().Config.Duplicates
+	}
 	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        o.Stream,
 		Description: "Clearance sealed transfers from other regions",
 		Subjects:    []string{o.Subject},
 		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
-		Duplicates:  2 * time.Minute,
+		Duplicates:  window,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("broker: inbound stream %s: %w", o.Stream, err)

@@ -180,6 +180,13 @@ type InboundRegion struct {
 	// clearance.> and not matched by Subject, so that the record never lands
 	// in the inbound stream or in one of Clearance's own.
 	LocalSubject string `yaml:"local_subject"`
+	// Recipients are the parties this region receives for (the sending
+	// region's natsregion parties that this region hosts, such as
+	// dc-tokyo). A copy or erasure notice for another is refused: regions
+	// share one transit key, so a copy sealed for another region's
+	// recipient opens here too. Empty: any recipient, with a warning at
+	// start.
+	Recipients []string `yaml:"recipients"`
 }
 
 // Pipeline tunes processing.

@@ -103,6 +103,7 @@ connectors:
   "bad name": {}
 inbound_region:
   subject: clearance.transfers.>
+  recipients: [dc-tokyo, "dc.*"]
 pipeline:
   concurrency: 0
   gc_percent: 10
@@ -140,6 +141,7 @@ subject_keys:
 		"registry.dir: required", "http.listen",
 		"connectors.bad name: name", "connectors.bad name.kind: required",
 		"inbound_region.stream", "inbound_region.subject: must not overlap", "inbound_region.local_subject",
+		"inbound_region.recipients[1]: a party id",
 		"pipeline.concurrency", "pipeline.backoff_max", "pipeline.gc_percent", "pipeline.memory_limit_bytes: must be 0", "logging.level",
 		"live_policy.sync_timeout", "live_policy.snapshot_every", "erasure.escalate_after", "subject_keys.cache_size", "subject_keys.cache_ttl",
 		"subject_keys.store.dsn: holds a literal password; give it by reference in subject_keys.store.password",

@@ -297,6 +297,11 @@ func (r *InboundRegion) validate(p string, n NATS) []error {
 	if !validToken(r.Consumer) {
 		errs = append(errs, fieldErr(p+".consumer", "a consumer name of letters, digits, '-' or '_'"))
 	}
+	for i, rc := range r.Recipients {
+		if rc == "" || strings.ContainsAny(rc, ".*> \t\r\n") {
+			errs = append(errs, fieldErr(fmt.Sprintf("%s.recipients[%d]", p, i), "a party id, one NATS subject token (no '.', '*', '>' or space)"))
+		}
+	}
 	// The record is republished on local_subject opened, in plaintext.
 	// Under clearance. it would reach Clearance's own streams (the dead
 	// letters, the transfers); matched by the inbound filter it would go

@@ -284,7 +284,8 @@ func brokerOptions(cfg *config.Config) broker.Options {
 		MaxBodyBytes:   cfg.HTTP.MaxBodyBytes,
 	}
 	if in := cfg.InboundRegion; in != nil {
-		o.Inbound = &broker.InboundOptions{Stream: in.Stream, Subject: in.Subject, Consumer: in.Consumer, LocalSubject: in.LocalSubject}
+		o.Inbound = &broker.InboundOptions{Stream: in.Stream, Subject: in.Subject, Consumer: in.Consumer, LocalSubject: in.LocalSubject,
+			Recipients: in.Recipients}
 	}
 	return o
 }
