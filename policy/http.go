@@ -63,6 +63,12 @@ func (l *Live) serveRecord(w http.ResponseWriter, r *http.Request, kind, subject
 		return
 	}
 	id := headerToken(r, "Idempotency-Key", "http-"+nuid.Next())
+	if key := r.Header.Get("Idempotency-Key"); key != "" && (id != key || strings.HasPrefix(key, fallbackIDPrefix)) {
+		// Replaced by a fresh id, a retry would be recorded twice.
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request: Idempotency-Key: want at most 256 bytes of UTF-8 " +
+			"without spaces, dots or control characters, not beginning " + fallbackIDPrefix})
+		return
+	}
 	source := headerToken(r, "Clearance-Source", "http")
 	var rc Receipt
 	var retry bool

@@ -116,6 +116,18 @@ func recordedOnce(t *testing.T, dsn string) {
 			t.Errorf("%d consent entries, want %d", got, entries+1)
 		}
 	})
+	t.Run("a key that cannot be taken as it is", func(t *testing.T) {
+		// Replaced by a fresh id, as it was, a retry would be recorded
+		// twice; in the fallback ids' namespace, it could take the id of
+		// a message that came without one.
+		for _, key := range []string{"order.42", "two words", "rights-seq-1"} {
+			before := head(t)
+			code, rc := api.post(t, "/v1/consents", key, grant("cust-72"))
+			if code != http.StatusBadRequest || head(t) != before {
+				t.Fatalf("Idempotency-Key %q: %d %+v, head %d (was %d); want 400 and nothing recorded", key, code, rc, head(t), before)
+			}
+		}
+	})
 	t.Run("the audit log down", func(t *testing.T) {
 		down.Store(true)
 		defer down.Store(false)

@@ -64,6 +64,7 @@ const (
 type Intake struct {
 	live *Live
 	nc   *nats.Conn
+	js   jetstream.JetStream
 	iter jetstream.MessagesContext
 	done chan struct{}
 	once sync.Once
@@ -96,9 +97,24 @@ func (l *Live) StartIntake(ctx context.Context) (*Intake, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: rights consumer: %w", err)
 	}
-	in := &Intake{live: l, nc: l.opts.NATS, iter: iter, done: make(chan struct{})}
+	in := &Intake{live: l, nc: l.opts.NATS, js: js, iter: iter, done: make(chan struct{})}
 	go in.run()
 	return in, nil
+}
+
+// fallbackIDPrefix begins the id of a rights message that came without a
+// usable Nats-Msg-Id; no caller may take an id in it (over HTTP it is
+// refused, over NATS replaced).
+const fallbackIDPrefix = "rights-seq-"
+
+// streamCreated is when the rights stream was made (Unix seconds), or 0
+// when it cannot be read.
+func (in *Intake) streamCreated(ctx context.Context) int64 {
+	s, err := in.js.Stream(ctx, RightsStream)
+	if err != nil {
+		return 0
+	}
+	return s.CachedInfo().Created.Unix()
 }
 
 // Stop stops taking messages and waits for the one in work. It is
@@ -129,13 +145,16 @@ func (in *Intake) handle(msg jetstream.Msg) {
 	defer cancel()
 	kind, source := splitSubject(msg.Subject())
 	id := msg.Headers().Get(jetstream.MsgIDHeader)
-	if !audit.RecordableID(id) || strings.TrimSpace(id) != id {
+	if !audit.RecordableID(id) || strings.TrimSpace(id) != id || strings.HasPrefix(id, fallbackIDPrefix) {
 		// No id, or one that cannot be a key of the store and the audit
-		// log as it came (NATS headers need not be UTF-8): the message's
-		// place in the stream, the same at every delivery.
+		// log as it came (NATS headers need not be UTF-8), or one in the
+		// fallback ids' own namespace: the message's place in the
+		// stream, the same at every delivery, and the stream's creation
+		// time, since a stream deleted and made again counts from 1 (the
+		// ids recorded are kept).
 		id = ""
 		if md, err := msg.Metadata(); err == nil {
-			id = fmt.Sprintf("rights-seq-%d", md.Sequence.Stream)
+			id = fmt.Sprintf("%s%d-%d", fallbackIDPrefix, in.streamCreated(ctx), md.Sequence.Stream)
 		}
 	}
 	rc, retry, recorded := in.live.record(ctx, kind, msg.Data(), "", id, source)

@@ -136,3 +136,55 @@ func TestRightsOverNATSAuditDown(t *testing.T) {
 	}
 	intakeSettled(t, js, "the message acknowledged at its first delivery")
 }
+
+// TestRightsWithoutIDAfterStreamMadeAgain: a rights message sent without a
+// Nats-Msg-Id is recorded under its place in the stream and the stream's
+// creation time: after the stream is deleted and made again (its
+// sequences start at 1 again), a withdrawal without an id is recorded, not
+// refused as an id sent before with another message. An id in that
+// namespace sent as a Nats-Msg-Id is not taken as it is either.
+func TestRightsWithoutIDAfterStreamMadeAgain(t *testing.T) {
+	e := newEnv(t, brokertest.SQLiteDSN(t))
+	nc := brokertest.Connect(t, brokertest.StartNATS(t))
+	n := e.startApplied(t, nc, registryDir(t))
+	receipts := make(chan *nats.Msg, 16)
+	sub, err := nc.ChanSubscribe(policy.ReceiptsSubject+".cms", receipts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	js, _ := jetstream.New(nc)
+	start := func() *policy.Intake {
+		in, err := n.live.StartIntake(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return in
+	}
+	in := start()
+	if rc := publishRights(t, js, receipts, "clearance.consents.cms", "",
+		`{"action":"grant","subject":"cust-7","purpose":"marketing","recipients":["promoreach-nl"]}`); rc.Status != policy.StatusRecorded {
+		t.Fatalf("the grant: %+v", rc)
+	}
+	in.Stop()
+	time.Sleep(1100 * time.Millisecond) // the stream's creation time is kept in seconds
+	if err := js.DeleteStream(t.Context(), policy.RightsStream); err != nil {
+		t.Fatal(err)
+	}
+	in = start()
+	defer in.Stop()
+	rc := publishRights(t, js, receipts, "clearance.consents.cms", "",
+		`{"action":"withdraw","subject":"cust-7","purpose":"marketing","at":"2026-11-01T00:00:00Z"}`)
+	if rc.Status != policy.StatusRecorded {
+		t.Fatalf("the withdrawal without an id after the stream was made again: %+v", rc)
+	}
+	if d := n.engine.Decide(consentFor(t, "cust-7"), at); d.Allowed() {
+		t.Fatal("marketing still allowed after the withdrawal")
+	}
+	// An id in the fallback ids' namespace is replaced.
+	rc = publishRights(t, js, receipts, "clearance.consents.cms", "rights-seq-1",
+		`{"action":"grant","subject":"cust-8","purpose":"marketing","recipients":["promoreach-nl"]}`)
+	if rc.Status != policy.StatusRecorded || rc.RequestID == "rights-seq-1" {
+		t.Fatalf("a Nats-Msg-Id in the fallback namespace: %+v", rc)
+	}
+}

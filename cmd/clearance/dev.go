@@ -226,7 +226,7 @@ func dev(ctx context.Context, s devSettings, stdout, stderr io.Writer, logger *s
 		return err
 	}
 	rights, err := startLivePolicy(ctx, &st, livePolicyParts{erasures: regionIn, ready: ready, authorize: authorize, registerer: promReg, applyAlways: true, db: db, nc: nc, engine: engine, reg: reg, audit: auditLog,
-		keys: ring, conns: conns, subjectKey: subjectKey, shred: subjectKeys, logger: logger, attach: complianceRights(cs)})
+		keys: ring, conns: conns, subjectKey: subjectKey, shred: subjectKeys, logger: logger, attach: complianceRights(cs, logger)})
 	if err != nil {
 		return err
 	}

@@ -198,7 +198,7 @@ func serve(ctx context.Context, cfg *config.Config, kinds *connectors.Registry, 
 	logger.Info("clearance serve", "component", "main", "registry_version", reg.Version(),
 		"nats", joinURLs(cfg.NATS.URLs), "store", storeKind(cfg.Store), "listen", cfg.HTTP.Listen)
 	rights, err := startLivePolicy(ctx, &st, livePolicyParts{tuning: liveTuningOf(cfg), erasures: regionIn, ready: opts.ReadyChecks, authorize: authorize, registerer: promReg, db: db, nc: nc, engine: engine, reg: reg, audit: auditLog,
-		keys: vault, conns: conns, subjectKey: subjectKey, shred: subjectKeys, logger: logger, attach: complianceRights(cs)})
+		keys: vault, conns: conns, subjectKey: subjectKey, shred: subjectKeys, logger: logger, attach: complianceRights(cs, logger)})
 	if err != nil {
 		return err
 	}
