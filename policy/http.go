@@ -63,13 +63,21 @@ func (l *Live) serveRecord(w http.ResponseWriter, r *http.Request, kind, subject
 		return
 	}
 	id := headerToken(r, "Idempotency-Key", "http-"+nuid.Next())
+	source := headerToken(r, "Clearance-Source", "http")
 	if key := r.Header.Get("Idempotency-Key"); key != "" && (id != key || strings.HasPrefix(key, fallbackIDPrefix)) {
-		// Replaced by a fresh id, a retry would be recorded twice.
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request: Idempotency-Key: want at most 256 bytes of UTF-8 " +
-			"without spaces, dots or control characters, not beginning " + fallbackIDPrefix})
+		// Replaced by a fresh id and recorded, a retry would be recorded
+		// twice: refused, and audited under the fresh id.
+		rc := Receipt{RequestID: id, Status: StatusRejected, Reasons: []string{"invalid_request: Idempotency-Key: want at most 256 bytes of UTF-8 " +
+			"without spaces, dots or control characters, not beginning " + fallbackIDPrefix}}
+		if _, err := l.opts.Audit.Append(r.Context(), &audit.Entry{Time: l.opts.Now(), Event: audit.EventRejected,
+			RequestID: RejectionID(id), Source: source, Decision: "deny", Reasons: rc.Reasons}); err != nil {
+			l.log.Warn("audit rejected rights message", "request_id", id, "err", err)
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "audit log unavailable; retry"})
+			return
+		}
+		writeJSON(w, http.StatusBadRequest, rc)
 		return
 	}
-	source := headerToken(r, "Clearance-Source", "http")
 	var rc Receipt
 	var retry bool
 	if kind == RightsErasures {
