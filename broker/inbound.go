@@ -40,20 +40,28 @@ type InboundOptions struct {
 	Recipients []string
 }
 
+// InboundSubject is the subject a sending region's natsregion connector
+// publishes recipient's copies on, for an inbound stream capturing filter:
+// the filter's prefix and the recipient when it ends in a wildcard (true),
+// else the filter itself (false).
+func InboundSubject(filter, recipient string) (string, bool) {
+	for _, wild := range []string{".>", ".*"} {
+		if pre, ok := strings.CutSuffix(filter, wild); ok {
+			return pre + "." + recipient, true
+		}
+	}
+	return filter, false
+}
+
 // misaddressed says why a copy or notice for recipient, received on
 // subject, is not this region's to take, or returns "". The subject must be
 // the inbound subject's prefix and the recipient (as natsregion publishes
 // it: no other token), and the recipient one of Recipients when they are
 // given.
 func (o *InboundOptions) misaddressed(subject, recipient string) string {
-	want := ""
-	for _, wild := range []string{".>", ".*"} {
-		if pre, ok := strings.CutSuffix(o.Subject, wild); ok {
-			want = pre + "." + recipient
-		}
-	}
+	want, wild := InboundSubject(o.Subject, recipient)
 	switch {
-	case want != "" && subject != want, want == "" && subject[strings.LastIndexByte(subject, '.')+1:] != recipient:
+	case wild && subject != want, !wild && subject[strings.LastIndexByte(subject, '.')+1:] != recipient:
 		return "invalid_request: the recipient is not the one the subject names"
 	case len(o.Recipients) > 0 && !slices.Contains(o.Recipients, recipient):
 		return "invalid_request: the recipient is not one this region receives for"

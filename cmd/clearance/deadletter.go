@@ -291,12 +291,7 @@ func replayInbound(ctx context.Context, js jetstream.JetStream, cfg *config.Conf
 		json.Unmarshal(plain, &p) != nil || p.RequestID == "" || p.Recipient == "" {
 		return "", fmt.Errorf("dead letter %d is no regional copy a sending region sealed: not replayed", seq)
 	}
-	subject := cfg.InboundRegion.Subject
-	for _, wild := range []string{".>", ".*"} {
-		if pre, ok := strings.CutSuffix(subject, wild); ok {
-			subject = pre + "." + p.Recipient
-		}
-	}
+	subject, _ := broker.InboundSubject(cfg.InboundRegion.Subject, p.Recipient)
 	out := nats.NewMsg(subject)
 	out.Data = m.Data
 	out.Header.Set(jetstream.MsgIDHeader, p.RequestID)
